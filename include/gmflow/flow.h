@@ -1,0 +1,91 @@
+/* gmflow/flow.h -- Gaussian-mixture gradient flows as ODE right-hand sides (prefix gmf_flow).
+ *
+ * A mixture rho = (1/K) sum_k N(mu_k, Sigma_k) over theta in R^D.  Two state layouts:
+ *
+ *   GMF_FLOW_BW     (Theorem 3; Theorem 2 when K = 1; Theorem 4 for the squared loss)
+ *                   y = [mu_1 .. mu_K | Sigma_1 .. Sigma_K], each Sigma_k a full D x D row-major
+ *                   matrix.  d/dt mu_k    = -E_k grad dL
+ *                            d/dt Sigma_k = -(E_k[hess dL] Sigma_k + Sigma_k E_k[hess dL])
+ *                   Symmetry: Sigma_k is stored in full; the oracle returns the Stein form
+ *                   S_k = E_k[hess dL] Sigma_k and the velocity is -(S_k + S_k^T), which is
+ *                   bitwise symmetric, so an integrator taking linear combinations keeps
+ *                   Sigma_k bitwise symmetric when it starts so (gmf_flow_check_state tests it).
+ *   GMF_FLOW_EUCLID (Theorem 1) y = [mu_1 .. mu_K | C_1 .. C_K], Sigma_k = C_k C_k^T, and
+ *                   y' = -grad l(mu, C) with l(mu, C) = L(rho):
+ *                            d/dt mu_k = -(1/K) E_k grad dL
+ *                            d/dt C_k  = -(1/K) E_k[hess dL] C_k.
+ *                   Theorem 1: Sigma_k^BW(t / K) = C_k(t) C_k(t)^T.
+ *
+ * dL is the first variation of the loss L at rho, supplied by the caller as an oracle.
+ */
+#ifndef GMFLOW_FLOW_H
+#define GMFLOW_FLOW_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* First-variation oracle of a loss L over probability measures on R^D. */
+typedef struct gmf_oracle {
+    void *ctx;
+    size_t D; /* dimension of theta */
+    /* Called once per evaluation with the whole mixture: mu (K x D), Sigma (K x D x D) and,
+     * for the Euclidean form, C (K x D x D; NULL otherwise).  Computes whatever of dL(rho)
+     * depends on the whole mixture (for the squared loss: the residuals) and the loss value. */
+    int (*prepare)(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C);
+    /* After prepare, for component k:
+     *   grad  (D)     = E_k[grad dL]
+     *   hessR (D x D) = E_k[hess dL] R,  R = C_k if prepare got C, else Sigma_k
+     *                   (then hessR is the Stein form E_k[grad dL (x) (theta - mu_k)]). */
+    int (*component)(void *ctx, size_t k, double *grad, double *hessR);
+    /* L(rho) at the last prepared mixture. */
+    double (*loss)(void *ctx);
+} gmf_oracle;
+
+typedef enum { GMF_FLOW_BW = 0, GMF_FLOW_EUCLID = 1 } gmf_flow_kind;
+
+typedef struct gmf_flow {
+    gmf_flow_kind kind;
+    size_t K, D;
+    gmf_oracle oracle;
+    double *work;  /* K (D + D^2): the BW state [mu | C C^T] (Euclidean form); then D x D */
+    long nrhs;     /* right-hand side evaluations so far */
+} gmf_flow;
+
+int gmf_flow_init(gmf_flow *f, gmf_flow_kind kind, size_t K, gmf_oracle oracle);
+void gmf_flow_free(gmf_flow *f);
+
+/* Length of the state vector: K (D + D^2). */
+size_t gmf_flow_dim(const gmf_flow *f);
+
+/* The right-hand side ydot = F(y).  Returns GMF_OK, or an error (non-finite state, oracle
+ * failure) with a message. */
+int gmf_flow_rhs(gmf_flow *f, const double *y, double *ydot);
+
+/* Adaptor with the gmf_ode_rhs signature (user = gmf_flow *): maps a non-finite state or an
+ * oracle failure to a fatal error. */
+int gmf_flow_ode_rhs(double t, const double *y, double *ydot, void *user);
+
+/* Loss L(rho) at state y (runs the oracle's prepare). */
+int gmf_flow_loss(gmf_flow *f, const double *y, double *loss);
+
+/* Views into a state vector. */
+static inline double *gmf_flow_mu(const gmf_flow *f, double *y, size_t k) { return y + k * f->D; }
+static inline double *gmf_flow_mat(const gmf_flow *f, double *y, size_t k) {
+    return y + f->K * f->D + k * f->D * f->D;
+}
+
+/* Convert an Euclidean state [mu | C] to a BW state [mu | C C^T] (may not alias). */
+void gmf_flow_euclid_to_bw(size_t K, size_t D, const double *yc, double *ys);
+
+/* Validate a state of the given kind: finite entries; for GMF_FLOW_BW each Sigma_k symmetric
+ * (relative 1e-12) and positive semidefinite (Cholesky of Sigma_k + tiny jitter).  The error
+ * message names the component. */
+int gmf_flow_check_state(gmf_flow_kind kind, size_t K, size_t D, const double *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,61 @@
+/* gmflow/io.h -- files at the edges: CSV data, NPY arrays, JSON states (prefix gmf_io).
+ *
+ * Every writer is atomic: it writes `path.tmp.<pid>` and renames it over `path` only once the
+ * whole file is written and flushed, so a failure never leaves a partial file under `path`.
+ * Every reader validates what it reads and names the file, line and column in its errors.
+ * Formats are documented in docs/FORMATS.md.
+ */
+#ifndef GMFLOW_IO_H
+#define GMFLOW_IO_H
+
+#include <stdio.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Regression data: one sample per line, x_1,...,x_d,y (comma-separated, all finite).  An optional
+ * first line that does not parse as numbers is a header.  Blank lines and lines starting with '#'
+ * are skipped.  Allocates *X (n x d) and *y (n). */
+int gmf_io_read_csv(const char *path, size_t *n, size_t *d, double **X, double **y);
+int gmf_io_write_csv_data(const char *path, size_t n, size_t d, const double *X, const double *y);
+
+/* Atomic file writing: open a temporary beside `path`; commit renames it into place (after
+ * fflush/fsync and checking for write errors); abort removes it. */
+typedef struct gmf_io_file {
+    FILE *fp;
+    char path[4096];
+    char tmp[4096];
+} gmf_io_file;
+int gmf_io_open(gmf_io_file *f, const char *path);
+int gmf_io_commit(gmf_io_file *f);
+void gmf_io_abort(gmf_io_file *f);
+
+/* NPY (format 1.0, little-endian '<f8', C order). */
+int gmf_io_write_npy(const char *path, const double *data, size_t ndim, const size_t *shape);
+/* Reads a '<f8' C-order array; allocates *data; shape has room for 8 dims. */
+int gmf_io_read_npy(const char *path, double **data, size_t *ndim, size_t shape[8]);
+
+/* Mixture state (JSON, docs/FORMATS.md):
+ *   {"format": "gmflow-state", "version": 1, "form": "bw" | "euclid", "t": ..., "K": ..,
+ *    "d": .., "mu": [[..D..] x K], "Sigma": [[[D x D]] x K], "C": [[[D x D]] x K] (euclid only)}
+ * Sigma is always present (for euclid it is C C^T).  Reading accepts either form: with "C" the
+ * caller gets C too (else *C = NULL).  Numbers are written with 17 significant digits, so a
+ * state round-trips exactly. */
+typedef struct gmf_io_state {
+    size_t K, d, D;
+    double t;
+    int euclid;    /* 1 if C is present */
+    double *mu;    /* K x D */
+    double *Sigma; /* K x D x D */
+    double *C;     /* K x D x D or NULL */
+} gmf_io_state;
+int gmf_io_write_state(const char *path, const gmf_io_state *s);
+int gmf_io_read_state(const char *path, gmf_io_state *s);
+void gmf_io_state_free(gmf_io_state *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,37 @@
+/* gmflow/sqloss.h -- the squared regression loss as a first-variation oracle (prefix gmf_sqloss).
+ *
+ *   L(rho) = (1/n) sum_i (y_i - h_rho(x_i))^2,   h_rho(x) = E_rho f(x, theta),
+ *   dL(rho)(theta) = -(2/n) sum_i r_i f(x_i, theta),  r_i = y_i - h_rho(x_i).
+ *
+ * With the closed forms of gauss.h this gives Theorem 4 (and Theorem 2 for K = 1) through the
+ * generic mixture flow of flow.h.  Per component the work is two GEMMs of size n x d x D.
+ */
+#ifndef GMFLOW_SQLOSS_H
+#define GMFLOW_SQLOSS_H
+
+#include "gmflow/flow.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gmf_sqloss gmf_sqloss;
+
+/* X: n x d row-major inputs, y: n targets (both copied; must be finite). */
+int gmf_sqloss_new(gmf_sqloss **out, size_t n, size_t d, const double *X, const double *y);
+void gmf_sqloss_free(gmf_sqloss *s);
+
+/* The oracle (borrows s; valid while s lives). */
+gmf_oracle gmf_sqloss_oracle(gmf_sqloss *s);
+
+/* Predictions h(x_i) (n, may be NULL) and loss (may be NULL) for mu (K x D), Sigma (K x D x D). */
+int gmf_sqloss_eval(gmf_sqloss *s, size_t K, const double *mu, const double *Sigma, double *pred,
+                    double *loss);
+
+size_t gmf_sqloss_n(const gmf_sqloss *s);
+size_t gmf_sqloss_d(const gmf_sqloss *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

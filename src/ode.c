@@ -1,0 +1,238 @@
+/* ode.c -- one driver over SUNDIALS CVODE and GSL odeiv2.
+ *
+ * CVODE: Adams-Moulton with the fixed-point nonlinear solver (the gradient flows here are not
+ * stiff at moderate tolerances, and fixed point needs no Jacobian), or BDF with Newton and a
+ * matrix-free SPGMR linear solver (Jacobian-vector products by CVODE's difference quotients), for
+ * stiff problems.  Both keep memory O(N): a dense Jacobian of a K (D + D^2) state would not be.
+ * GSL: explicit embedded Runge-Kutta pairs (rk8pd, rkf45) through gsl_odeiv2_driver, with the
+ * standard error control |err_i| <= atol + rtol |y_i|, the same form as CVODE's weights.
+ */
+#include "gmflow/ode.h"
+
+#include <cvode/cvode.h>
+#include <math.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_odeiv2.h>
+#include <nvector/nvector_serial.h>
+#include <stdio.h>
+#include <string.h>
+#include <sundials/sundials_context.h>
+#include <sunlinsol/sunlinsol_spgmr.h>
+#include <sunnonlinsol/sunnonlinsol_fixedpoint.h>
+
+#include "gmflow/common.h"
+
+static const char *method_names[] = {"adams", "bdf", "rk8pd", "rkf45"};
+
+int gmf_ode_method_parse(const char *name) {
+    for (int i = 0; i < (int)(sizeof method_names / sizeof method_names[0]); i++)
+        if (!strcmp(name, method_names[i])) return i;
+    return -1;
+}
+
+const char *gmf_ode_method_name(gmf_ode_method m) {
+    return (unsigned)m < sizeof method_names / sizeof method_names[0] ? method_names[m] : "?";
+}
+
+gmf_ode_opts gmf_ode_defaults(void) {
+    gmf_ode_opts o = {.method = GMF_ODE_CVODE_ADAMS, .rtol = 1e-8, .atol = 1e-10,
+                      .max_steps = 100000, .h0 = 0.0};
+    return o;
+}
+
+typedef struct {
+    gmf_ode_rhs f;
+    void *user;
+    long nfevals;
+    int rhs_failed; /* the user's RHS returned < 0 */
+    char msg[512];  /* CVODE's last error message */
+} driver_data;
+
+static int check_args(size_t N, const double *y, const double *tout, size_t ntout,
+                      const gmf_ode_opts *o) {
+    if (N == 0) return gmf_error(GMF_EINVAL, "ODE: empty state");
+    if (ntout < 1) return gmf_error(GMF_EINVAL, "ODE: no output times");
+    for (size_t j = 0; j < ntout; j++)
+        if (!isfinite(tout[j]) || (j > 0 && !(tout[j] > tout[j - 1])))
+            return gmf_error(GMF_EINVAL, "ODE: output times must be finite and strictly "
+                                         "increasing (tout[%zu] = %g)", j, tout[j]);
+    if (!(o->rtol > 0) || !(o->atol >= 0) || !isfinite(o->rtol) || !isfinite(o->atol))
+        return gmf_error(GMF_EINVAL, "ODE: need rtol > 0 and atol >= 0 (got rtol=%g, atol=%g)",
+                         o->rtol, o->atol);
+    if (o->max_steps <= 0)
+        return gmf_error(GMF_EINVAL, "ODE: max_steps must be positive (got %ld)", o->max_steps);
+    if (!gmf_all_finite(y, N)) return gmf_error(GMF_EINVAL, "ODE: initial state is not finite");
+    return GMF_OK;
+}
+
+/* ---------------------------------------------------------------- CVODE */
+
+static int cv_rhs(sunrealtype t, N_Vector y, N_Vector ydot, void *ud) {
+    driver_data *dd = ud;
+    dd->nfevals++;
+    int rc = dd->f(t, N_VGetArrayPointer(y), N_VGetArrayPointer(ydot), dd->user);
+    if (rc < 0) dd->rhs_failed = 1;
+    return rc;
+}
+
+static void cv_err(int code, const char *module, const char *function, char *msg, void *ud) {
+    (void)code;
+    driver_data *dd = ud;
+    snprintf(dd->msg, sizeof dd->msg, "%s/%s: %s", module, function, msg);
+}
+
+#define CV_TRY(call)                                                                               \
+    do {                                                                                           \
+        int flag_ = (call);                                                                        \
+        if (flag_ < 0) {                                                                           \
+            rc = gmf_error(GMF_ESOLVER, "CVODE setup failed in %s: %s", #call,                     \
+                           CVodeGetReturnFlagName(flag_));                                         \
+            goto done;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+static int solve_cvode(size_t N, driver_data *dd, double *y, const double *tout, size_t ntout,
+                       const gmf_ode_opts *o, gmf_ode_observer obs, void *obs_user,
+                       gmf_ode_stats *st) {
+    int rc = GMF_OK;
+    SUNContext ctx = NULL;
+    N_Vector v = NULL;
+    void *mem = NULL;
+    SUNLinearSolver LS = NULL;
+    SUNNonlinearSolver NLS = NULL;
+    if (SUNContext_Create(NULL, &ctx) != 0)
+        return gmf_error(GMF_ESOLVER, "CVODE: SUNContext_Create failed");
+    v = N_VMake_Serial((sunindextype)N, y, ctx); /* wraps y: the solution lands in y */
+    mem = CVodeCreate(o->method == GMF_ODE_CVODE_BDF ? CV_BDF : CV_ADAMS, ctx);
+    if (!v || !mem) {
+        rc = gmf_error(GMF_ESOLVER, "CVODE: out of memory creating the solver");
+        goto done;
+    }
+    CV_TRY(CVodeSetErrHandlerFn(mem, cv_err, dd));
+    CV_TRY(CVodeInit(mem, cv_rhs, tout[0], v));
+    CV_TRY(CVodeSetUserData(mem, dd));
+    CV_TRY(CVodeSStolerances(mem, o->rtol, o->atol));
+    CV_TRY(CVodeSetMaxNumSteps(mem, o->max_steps));
+    if (o->h0 > 0) CV_TRY(CVodeSetInitStep(mem, o->h0));
+    if (o->method == GMF_ODE_CVODE_BDF) {
+        LS = SUNLinSol_SPGMR(v, SUN_PREC_NONE, 0, ctx);
+        if (!LS) {
+            rc = gmf_error(GMF_ESOLVER, "CVODE: could not create the SPGMR linear solver");
+            goto done;
+        }
+        CV_TRY(CVodeSetLinearSolver(mem, LS, NULL));
+    } else {
+        NLS = SUNNonlinSol_FixedPoint(v, 0, ctx);
+        if (!NLS) {
+            rc = gmf_error(GMF_ESOLVER, "CVODE: could not create the fixed-point solver");
+            goto done;
+        }
+        CV_TRY(CVodeSetNonlinearSolver(mem, NLS));
+    }
+    if (obs && obs(0, tout[0], y, obs_user)) goto done;
+    for (size_t j = 1; j < ntout; j++) {
+        sunrealtype t = tout[j - 1];
+        int flag = CVode(mem, tout[j], v, &t, CV_NORMAL);
+        if (flag < 0) {
+            if (dd->rhs_failed)
+                rc = gmf_error(GMF_ESOLVER, "CVODE stopped at t = %.6g: the right-hand side "
+                                            "failed: %s", t, gmf_errmsg());
+            else
+                rc = gmf_error(GMF_ESOLVER, "CVODE failed at t = %.6g (%s): %s", t,
+                               CVodeGetReturnFlagName(flag), dd->msg);
+            goto done;
+        }
+        if (obs && obs(j, tout[j], y, obs_user)) goto done;
+    }
+done:
+    if (mem && st) {
+        long v1 = 0;
+        int q = 0;
+        sunrealtype h = 0;
+        CVodeGetNumSteps(mem, &v1), st->nsteps = v1;
+        CVodeGetNumErrTestFails(mem, &v1), st->netfails = v1;
+        CVodeGetNumNonlinSolvIters(mem, &v1), st->nniters = v1;
+        CVodeGetNumNonlinSolvConvFails(mem, &v1), st->nncfails = v1;
+        if (LS) CVodeGetNumLinIters(mem, &v1), st->nliters = v1;
+        CVodeGetLastOrder(mem, &q), st->qlast = q;
+        CVodeGetLastStep(mem, &h), st->hlast = h;
+    }
+    if (st) st->nfevals = dd->nfevals;
+    CVodeFree(&mem);
+    if (LS) SUNLinSolFree(LS);
+    if (NLS) SUNNonlinSolFree(NLS);
+    if (v) N_VDestroy(v);
+    if (ctx) SUNContext_Free(&ctx);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- GSL */
+
+static int gsl_rhs(double t, const double y[], double ydot[], void *ud) {
+    driver_data *dd = ud;
+    dd->nfevals++;
+    int rc = dd->f(t, y, ydot, dd->user);
+    if (rc < 0) {
+        dd->rhs_failed = 1;
+        return GSL_EBADFUNC; /* makes the driver stop and return at once */
+    }
+    return rc > 0 ? GSL_EDOM : GSL_SUCCESS;
+}
+
+static int solve_gsl(size_t N, driver_data *dd, double *y, const double *tout, size_t ntout,
+                     const gmf_ode_opts *o, gmf_ode_observer obs, void *obs_user,
+                     gmf_ode_stats *st) {
+    /* GSL's default error handler aborts the process; errors are reported by return codes. */
+    gsl_set_error_handler_off();
+    gsl_odeiv2_system sys = {gsl_rhs, NULL, N, dd};
+    const gsl_odeiv2_step_type *T =
+        o->method == GMF_ODE_GSL_RK8PD ? gsl_odeiv2_step_rk8pd : gsl_odeiv2_step_rkf45;
+    double h0 = o->h0 > 0 ? o->h0 : 1e-6 * fmax(1.0, fabs(tout[ntout - 1] - tout[0]));
+    gsl_odeiv2_driver *drv = gsl_odeiv2_driver_alloc_y_new(&sys, T, h0, o->atol, o->rtol);
+    if (!drv) return gmf_error(GMF_ESOLVER, "GSL odeiv2: could not allocate the driver");
+    gsl_odeiv2_driver_set_nmax(drv, (unsigned long)o->max_steps);
+    int rc = GMF_OK;
+    double t = tout[0];
+    if (!(obs && obs(0, t, y, obs_user))) {
+        for (size_t j = 1; j < ntout; j++) {
+            int status = gsl_odeiv2_driver_apply(drv, &t, tout[j], y);
+            if (status != GSL_SUCCESS) {
+                if (dd->rhs_failed)
+                    rc = gmf_error(GMF_ESOLVER, "GSL odeiv2 (%s) stopped at t = %.6g: the "
+                                                "right-hand side failed: %s",
+                                   T->name, t, gmf_errmsg());
+                else
+                    rc = gmf_error(GMF_ESOLVER, "GSL odeiv2 (%s) failed at t = %.6g: %s%s",
+                                   T->name, t, gsl_strerror(status),
+                                   status == GSL_EMAXITER ? " (raise max_steps)" : "");
+                break;
+            }
+            if (obs && obs(j, tout[j], y, obs_user)) break;
+        }
+    }
+    if (st) {
+        st->nsteps = (long)drv->e->count;
+        st->netfails = (long)drv->e->failed_steps;
+        st->hlast = drv->h;
+        st->nfevals = dd->nfevals;
+    }
+    gsl_odeiv2_driver_free(drv);
+    return rc;
+}
+
+int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *tout,
+                  size_t ntout, const gmf_ode_opts *opts, gmf_ode_observer obs, void *obs_user,
+                  gmf_ode_stats *stats) {
+    gmf_ode_opts o = opts ? *opts : gmf_ode_defaults();
+    if (stats) memset(stats, 0, sizeof *stats);
+    int rc = check_args(N, y, tout, ntout, &o);
+    if (rc) return rc;
+    driver_data dd = {.f = f, .user = user};
+    switch (o.method) {
+    case GMF_ODE_CVODE_ADAMS:
+    case GMF_ODE_CVODE_BDF: return solve_cvode(N, &dd, y, tout, ntout, &o, obs, obs_user, stats);
+    case GMF_ODE_GSL_RK8PD:
+    case GMF_ODE_GSL_RKF45: return solve_gsl(N, &dd, y, tout, ntout, &o, obs, obs_user, stats);
+    }
+    return gmf_error(GMF_EINVAL, "ODE: unknown method %d", (int)o.method);
+}
