@@ -16,25 +16,37 @@ int gmf_error(int code, const char *fmt, ...) {
     return code;
 }
 
-const char *gmf_errmsg(void) { return errbuf; }
+const char *gmf_errmsg(void) {
+    return errbuf;
+}
 
 const char *gmf_strerror(int code) {
     switch (code) {
-    case GMF_OK: return "success";
-    case GMF_EINVAL: return "invalid argument";
-    case GMF_ENOMEM: return "out of memory";
-    case GMF_EIO: return "I/O error";
-    case GMF_EFORMAT: return "malformed input";
-    case GMF_ENOTPD: return "covariance not positive definite";
-    case GMF_ESOLVER: return "ODE solver failure";
-    case GMF_EDIVERGE: return "divergence (non-finite values)";
-    default: return "unknown error";
+    case GMF_OK:
+        return "success";
+    case GMF_EINVAL:
+        return "invalid argument";
+    case GMF_ENOMEM:
+        return "out of memory";
+    case GMF_EIO:
+        return "I/O error";
+    case GMF_EFORMAT:
+        return "malformed input";
+    case GMF_ENOTPD:
+        return "covariance not positive definite";
+    case GMF_ESOLVER:
+        return "ODE solver failure";
+    case GMF_EDIVERGE:
+        return "divergence (non-finite values)";
+    default:
+        return "unknown error";
     }
 }
 
 void *gmf_calloc(size_t count, size_t size, const char *what) {
     void *p = calloc(count ? count : 1, size ? size : 1);
-    if (!p) gmf_error(GMF_ENOMEM, "out of memory allocating %zu x %zu bytes for %s", count, size, what);
+    if (!p)
+        gmf_error(GMF_ENOMEM, "out of memory allocating %zu x %zu bytes for %s", count, size, what);
     return p;
 }
 

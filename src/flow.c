@@ -30,7 +30,9 @@ void gmf_flow_free(gmf_flow *f) {
     f->work = NULL;
 }
 
-size_t gmf_flow_dim(const gmf_flow *f) { return f->K * (f->D + f->D * f->D); }
+size_t gmf_flow_dim(const gmf_flow *f) {
+    return f->K * (f->D + f->D * f->D);
+}
 
 void gmf_flow_euclid_to_bw(size_t K, size_t D, const double *yc, double *ys) {
     memcpy(ys, yc, K * D * sizeof(double));
@@ -39,10 +41,11 @@ void gmf_flow_euclid_to_bw(size_t K, size_t D, const double *yc, double *ys) {
         double *S = ys + K * D + k * D * D;
         /* Sigma = C C^T: SYRK fills the upper triangle; mirroring it keeps Sigma exactly
          * symmetric (a GEMM need not). */
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)D, (int)D, 1.0, C, (int)D, 0.0,
-                    S, (int)D);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)D, (int)D, 1.0, C, (int)D, 0.0, S,
+                    (int)D);
         for (size_t a = 0; a < D; a++)
-            for (size_t b = 0; b < a; b++) S[a * D + b] = S[b * D + a];
+            for (size_t b = 0; b < a; b++)
+                S[a * D + b] = S[b * D + a];
     }
 }
 
@@ -122,7 +125,8 @@ int gmf_flow_check_state(gmf_flow_kind kind, size_t K, size_t D, const double *y
     for (size_t k = 0; k < K && rc == GMF_OK; k++) {
         const double *Sk = y + K * D + k * D * D;
         double scale = 0.0;
-        for (size_t a = 0; a < D * D; a++) scale = fmax(scale, fabs(Sk[a]));
+        for (size_t a = 0; a < D * D; a++)
+            scale = fmax(scale, fabs(Sk[a]));
         for (size_t a = 0; a < D && rc == GMF_OK; a++)
             for (size_t b = 0; b < a; b++)
                 if (fabs(Sk[a * D + b] - Sk[b * D + a]) > 1e-12 * scale) {
@@ -134,11 +138,12 @@ int gmf_flow_check_state(gmf_flow_kind kind, size_t K, size_t D, const double *y
                 }
         if (rc) break;
         memcpy(S, Sk, D * D * sizeof(double));
-        lapack_int info = LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)D, S,
-                                        (lapack_int)D, ev);
+        lapack_int info =
+            LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)D, S, (lapack_int)D, ev);
         if (info != 0) {
-            rc = gmf_error(GMF_ENOTPD, "component %zu: eigenvalues of Sigma failed (LAPACK info %d)",
-                           k, (int)info);
+            rc =
+                gmf_error(GMF_ENOTPD, "component %zu: eigenvalues of Sigma failed (LAPACK info %d)",
+                          k, (int)info);
             break;
         }
         /* Positive semidefinite up to rounding: a singular Sigma is a legitimate (degenerate)

@@ -14,8 +14,12 @@
  * clamping also keeps t * phi(t) from forming inf * 0 when s is denormal. */
 #define GMF_T_MAX 38.0
 
-double gmf_gauss_cdf(double t) { return 0.5 * erfc(-t * M_SQRT1_2); }
-double gmf_gauss_pdf(double t) { return exp(-0.5 * t * t) * (0.5 * M_2_SQRTPI * M_SQRT1_2); }
+double gmf_gauss_cdf(double t) {
+    return 0.5 * erfc(-t * M_SQRT1_2);
+}
+double gmf_gauss_pdf(double t) {
+    return exp(-0.5 * t * t) * (0.5 * M_2_SQRTPI * M_SQRT1_2);
+}
 
 void gmf_gauss_scalars(double m, double s2, double c0, double mu_w, gmf_gauss_point *p) {
     double s = s2 > 0.0 ? sqrt(s2) : 0.0;
@@ -50,7 +54,8 @@ void gmf_gauss_eval1(size_t d, const double *x, const double *mu, const double *
     double m = 0.0, s2 = 0.0;
     for (size_t a = 0; a < D; a++) {
         double acc = 0.0;
-        for (size_t j = 0; j < d; j++) acc += Sigma[a * D + j + 1] * x[j];
+        for (size_t j = 0; j < d; j++)
+            acc += Sigma[a * D + j + 1] * x[j];
         c[a] = acc;
     }
     for (size_t j = 0; j < d; j++) {
@@ -62,7 +67,8 @@ void gmf_gauss_eval1(size_t d, const double *x, const double *mu, const double *
     if (pout) *pout = p;
     if (grad) {
         grad[0] = p.A;
-        for (size_t j = 0; j < d; j++) grad[j + 1] = p.g * x[j];
+        for (size_t j = 0; j < d; j++)
+            grad[j + 1] = p.g * x[j];
     }
     if (hess) {
         /* Phi (e0 xt^T + xt e0^T) + (kap / s) xt xt^T; the last term is absent when s == 0. */
@@ -71,13 +77,15 @@ void gmf_gauss_eval1(size_t d, const double *x, const double *mu, const double *
         for (size_t j = 0; j < d; j++) {
             hess[j + 1] = p.Phi * x[j];
             hess[(j + 1) * D] = p.Phi * x[j];
-            for (size_t l = 0; l < d; l++) hess[(j + 1) * D + l + 1] = q * x[j] * x[l];
+            for (size_t l = 0; l < d; l++)
+                hess[(j + 1) * D + l + 1] = q * x[j] * x[l];
         }
     }
     if (stein) {
         /* e0 a^T + xt b^T,  a = Phi c,  b = Phi Sigma e0 + kap u,  u = c / s */
         double us = p.s > 0.0 ? p.kap / p.s : 0.0;
-        for (size_t b = 0; b < D; b++) stein[b] = p.Phi * c[b];
+        for (size_t b = 0; b < D; b++)
+            stein[b] = p.Phi * c[b];
         for (size_t j = 0; j < d; j++)
             for (size_t b = 0; b < D; b++)
                 stein[(j + 1) * D + b] = x[j] * (p.Phi * Sigma[b * D] + us * c[b]);

@@ -13,9 +13,10 @@ static const struct {
 };
 
 static void usage(FILE *fp) {
-    fprintf(fp, "gmflow %s -- exact Gaussian-mixture gradient flows and GM-layer training\n\n"
-                "usage: gmflow <command> [options]   (gmflow <command> --help for details)\n\n"
-                "commands:\n",
+    fprintf(fp,
+            "gmflow %s -- exact Gaussian-mixture gradient flows and GM-layer training\n\n"
+            "usage: gmflow <command> [options]   (gmflow <command> --help for details)\n\n"
+            "commands:\n",
             GMF_VERSION_STRING);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].summary);

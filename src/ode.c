@@ -10,9 +10,9 @@
 #include "gmflow/ode.h"
 
 #include <cvode/cvode.h>
-#include <math.h>
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_odeiv2.h>
+#include <math.h>
 #include <nvector/nvector_serial.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,8 +35,8 @@ const char *gmf_ode_method_name(gmf_ode_method m) {
 }
 
 gmf_ode_opts gmf_ode_defaults(void) {
-    gmf_ode_opts o = {.method = GMF_ODE_CVODE_ADAMS, .rtol = 1e-8, .atol = 1e-10,
-                      .max_steps = 100000, .h0 = 0.0};
+    gmf_ode_opts o = {
+        .method = GMF_ODE_CVODE_ADAMS, .rtol = 1e-8, .atol = 1e-10, .max_steps = 100000, .h0 = 0.0};
     return o;
 }
 
@@ -54,8 +54,10 @@ static int check_args(size_t N, const double *y, const double *tout, size_t ntou
     if (ntout < 1) return gmf_error(GMF_EINVAL, "ODE: no output times");
     for (size_t j = 0; j < ntout; j++)
         if (!isfinite(tout[j]) || (j > 0 && !(tout[j] > tout[j - 1])))
-            return gmf_error(GMF_EINVAL, "ODE: output times must be finite and strictly "
-                                         "increasing (tout[%zu] = %g)", j, tout[j]);
+            return gmf_error(GMF_EINVAL,
+                             "ODE: output times must be finite and strictly "
+                             "increasing (tout[%zu] = %g)",
+                             j, tout[j]);
     if (!(o->rtol > 0) || !(o->atol >= 0) || !isfinite(o->rtol) || !isfinite(o->atol))
         return gmf_error(GMF_EINVAL, "ODE: need rtol > 0 and atol >= 0 (got rtol=%g, atol=%g)",
                          o->rtol, o->atol);
@@ -135,8 +137,10 @@ static int solve_cvode(size_t N, driver_data *dd, double *y, const double *tout,
         int flag = CVode(mem, tout[j], v, &t, CV_NORMAL);
         if (flag < 0) {
             if (dd->rhs_failed)
-                rc = gmf_error(GMF_ESOLVER, "CVODE stopped at t = %.6g: the right-hand side "
-                                            "failed: %s", t, gmf_errmsg());
+                rc = gmf_error(GMF_ESOLVER,
+                               "CVODE stopped at t = %.6g: the right-hand side "
+                               "failed: %s",
+                               t, gmf_errmsg());
             else
                 rc = gmf_error(GMF_ESOLVER, "CVODE failed at t = %.6g (%s): %s", t,
                                CVodeGetReturnFlagName(flag), dd->msg);
@@ -198,12 +202,13 @@ static int solve_gsl(size_t N, driver_data *dd, double *y, const double *tout, s
             int status = gsl_odeiv2_driver_apply(drv, &t, tout[j], y);
             if (status != GSL_SUCCESS) {
                 if (dd->rhs_failed)
-                    rc = gmf_error(GMF_ESOLVER, "GSL odeiv2 (%s) stopped at t = %.6g: the "
-                                                "right-hand side failed: %s",
+                    rc = gmf_error(GMF_ESOLVER,
+                                   "GSL odeiv2 (%s) stopped at t = %.6g: the "
+                                   "right-hand side failed: %s",
                                    T->name, t, gmf_errmsg());
                 else
-                    rc = gmf_error(GMF_ESOLVER, "GSL odeiv2 (%s) failed at t = %.6g: %s%s",
-                                   T->name, t, gsl_strerror(status),
+                    rc = gmf_error(GMF_ESOLVER, "GSL odeiv2 (%s) failed at t = %.6g: %s%s", T->name,
+                                   t, gsl_strerror(status),
                                    status == GSL_EMAXITER ? " (raise max_steps)" : "");
                 break;
             }
@@ -220,8 +225,8 @@ static int solve_gsl(size_t N, driver_data *dd, double *y, const double *tout, s
     return rc;
 }
 
-int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *tout,
-                  size_t ntout, const gmf_ode_opts *opts, gmf_ode_observer obs, void *obs_user,
+int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *tout, size_t ntout,
+                  const gmf_ode_opts *opts, gmf_ode_observer obs, void *obs_user,
                   gmf_ode_stats *stats) {
     gmf_ode_opts o = opts ? *opts : gmf_ode_defaults();
     if (stats) memset(stats, 0, sizeof *stats);
@@ -230,9 +235,11 @@ int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *
     driver_data dd = {.f = f, .user = user};
     switch (o.method) {
     case GMF_ODE_CVODE_ADAMS:
-    case GMF_ODE_CVODE_BDF: return solve_cvode(N, &dd, y, tout, ntout, &o, obs, obs_user, stats);
+    case GMF_ODE_CVODE_BDF:
+        return solve_cvode(N, &dd, y, tout, ntout, &o, obs, obs_user, stats);
     case GMF_ODE_GSL_RK8PD:
-    case GMF_ODE_GSL_RKF45: return solve_gsl(N, &dd, y, tout, ntout, &o, obs, obs_user, stats);
+    case GMF_ODE_GSL_RKF45:
+        return solve_gsl(N, &dd, y, tout, ntout, &o, obs, obs_user, stats);
     }
     return gmf_error(GMF_EINVAL, "ODE: unknown method %d", (int)o.method);
 }

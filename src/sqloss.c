@@ -26,26 +26,34 @@ struct gmf_sqloss {
     double *X, *y;
     /* cache of the last prepared mixture (valid until the next prepare) */
     size_t K, Kcap;
-    const double *R; /* K x D x D right factors (caller's C or Sigma) */
-    double *W;       /* K x n x D:  Xt R_k */
+    const double *R;              /* K x D x D right factors (caller's C or Sigma) */
+    double *W;                    /* K x n x D:  Xt R_k */
     double *Phi, *A, *g, *q, *Ef; /* K x n */
-    double *m;       /* n x K: X mu_beta^T */
-    double *r;       /* n residuals y - h */
-    double *z;       /* n scratch */
+    double *m;                    /* n x K: X mu_beta^T */
+    double *r;                    /* n residuals y - h */
+    double *z;                    /* n scratch */
     double loss;
 };
 
-size_t gmf_sqloss_n(const gmf_sqloss *s) { return s->n; }
-size_t gmf_sqloss_d(const gmf_sqloss *s) { return s->d; }
+size_t gmf_sqloss_n(const gmf_sqloss *s) {
+    return s->n;
+}
+size_t gmf_sqloss_d(const gmf_sqloss *s) {
+    return s->d;
+}
 
 int gmf_sqloss_new(gmf_sqloss **out, size_t n, size_t d, const double *X, const double *y) {
     *out = NULL;
-    if (n == 0 || d == 0) return gmf_error(GMF_EINVAL, "squared loss: need n >= 1 and d >= 1 (got n=%zu, d=%zu)", n, d);
+    if (n == 0 || d == 0)
+        return gmf_error(GMF_EINVAL, "squared loss: need n >= 1 and d >= 1 (got n=%zu, d=%zu)", n,
+                         d);
     for (size_t i = 0; i < n * d; i++)
         if (!isfinite(X[i]))
-            return gmf_error(GMF_EINVAL, "squared loss: input x[%zu][%zu] is not finite", i / d, i % d);
+            return gmf_error(GMF_EINVAL, "squared loss: input x[%zu][%zu] is not finite", i / d,
+                             i % d);
     for (size_t i = 0; i < n; i++)
-        if (!isfinite(y[i])) return gmf_error(GMF_EINVAL, "squared loss: target y[%zu] is not finite", i);
+        if (!isfinite(y[i]))
+            return gmf_error(GMF_EINVAL, "squared loss: target y[%zu] is not finite", i);
     gmf_sqloss *s = gmf_calloc(1, sizeof *s, "squared loss");
     if (!s) return GMF_ENOMEM;
     s->n = n;
@@ -137,8 +145,7 @@ static void component_stats(gmf_sqloss *s, size_t K, size_t k, const double *mu_
     }
 }
 
-static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma,
-                      const double *C) {
+static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C) {
     gmf_sqloss *s = ctx;
     const size_t n = s->n, d = s->d, D = s->D;
     if (K == 0) return gmf_error(GMF_EINVAL, "squared loss: mixture has no components");
@@ -147,14 +154,15 @@ static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma
     s->K = K;
     s->R = C ? C : Sigma;
     /* m (n x K) = X mu_beta^T: all components' means in one GEMM */
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)d, 1.0, s->X,
-                (int)d, mu + 1, (int)D, 0.0, s->m, (int)K);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)d, 1.0, s->X, (int)d,
+                mu + 1, (int)D, 0.0, s->m, (int)K);
     for (size_t k = 0; k < K; k++)
         component_stats(s, K, k, mu + k * D, Sigma + k * D * D, C ? C + k * D * D : NULL);
     double loss = 0.0;
     for (size_t i = 0; i < n; i++) {
         double h = 0.0;
-        for (size_t k = 0; k < K; k++) h += s->Ef[k * n + i];
+        for (size_t k = 0; k < K; k++)
+            h += s->Ef[k * n + i];
         s->r[i] = s->y[i] - h / (double)K;
         loss += s->r[i] * s->r[i];
     }
@@ -167,8 +175,8 @@ static int sq_component(void *ctx, size_t k, double *grad, double *hessR) {
     gmf_sqloss *s = ctx;
     const size_t n = s->n, d = s->d, D = s->D;
     if (k >= s->K) return gmf_error(GMF_EINVAL, "squared loss: component %zu of %zu", k, s->K);
-    const double *Phi = s->Phi + k * n, *A = s->A + k * n, *g = s->g + k * n,
-                 *q = s->q + k * n, *R = s->R + k * D * D;
+    const double *Phi = s->Phi + k * n, *A = s->A + k * n, *g = s->g + k * n, *q = s->q + k * n,
+                 *R = s->R + k * D * D;
     double *W = s->W + k * n * D, *z = s->z;
     const double scale = -2.0 / (double)n; /* rho_i = scale * r_i */
 
@@ -179,28 +187,32 @@ static int sq_component(void *ctx, size_t k, double *grad, double *hessR) {
         z[i] = s->r[i] * g[i];
     }
     grad[0] = scale * g0;
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, scale, s->X, (int)d, z, 1, 0.0,
-                grad + 1, 1);
+    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, scale, s->X, (int)d, z, 1, 0.0, grad + 1,
+                1);
 
     /* row 0 of hessR: W^T z with z_i = rho_i Phi_i */
-    for (size_t i = 0; i < n; i++) z[i] = scale * s->r[i] * Phi[i];
+    for (size_t i = 0; i < n; i++)
+        z[i] = scale * s->r[i] * Phi[i];
     cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)D, 1.0, W, (int)D, z, 1, 0.0, hessR, 1);
     /* rows 1..d: X^T diag(rho q) W + (X^T z) R_{0,:}.  W is scaled in place: this component's
      * cache is not needed again until the next prepare. */
-    for (size_t i = 0; i < n; i++) cblas_dscal((int)D, scale * s->r[i] * q[i], W + i * D, 1);
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)D, (int)n, 1.0, s->X,
-                (int)d, W, (int)D, 0.0, hessR + D, (int)D);
+    for (size_t i = 0; i < n; i++)
+        cblas_dscal((int)D, scale * s->r[i] * q[i], W + i * D, 1);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)D, (int)n, 1.0, s->X, (int)d,
+                W, (int)D, 0.0, hessR + D, (int)D);
     double xz[d];
     cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, 1.0, s->X, (int)d, z, 1, 0.0, xz, 1);
     cblas_dger(CblasRowMajor, (int)d, (int)D, 1.0, xz, 1, R, 1, hessR + D, (int)D);
     return GMF_OK;
 }
 
-static double sq_loss(void *ctx) { return ((gmf_sqloss *)ctx)->loss; }
+static double sq_loss(void *ctx) {
+    return ((gmf_sqloss *)ctx)->loss;
+}
 
 gmf_oracle gmf_sqloss_oracle(gmf_sqloss *s) {
-    gmf_oracle o = {.ctx = s, .D = s->D, .prepare = sq_prepare, .component = sq_component,
-                    .loss = sq_loss};
+    gmf_oracle o = {
+        .ctx = s, .D = s->D, .prepare = sq_prepare, .component = sq_component, .loss = sq_loss};
     return o;
 }
 
@@ -209,7 +221,8 @@ int gmf_sqloss_eval(gmf_sqloss *s, size_t K, const double *mu, const double *Sig
     int rc = sq_prepare(s, K, mu, Sigma, NULL);
     if (rc && rc != GMF_EDIVERGE) return rc;
     if (pred)
-        for (size_t i = 0; i < s->n; i++) pred[i] = s->y[i] - s->r[i];
+        for (size_t i = 0; i < s->n; i++)
+            pred[i] = s->y[i] - s->r[i];
     if (loss) *loss = s->loss;
     return rc;
 }

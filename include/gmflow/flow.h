@@ -50,8 +50,8 @@ typedef struct gmf_flow {
     gmf_flow_kind kind;
     size_t K, D;
     gmf_oracle oracle;
-    double *work;  /* K (D + D^2): the BW state [mu | C C^T] (Euclidean form); then D x D */
-    long nrhs;     /* right-hand side evaluations so far */
+    double *work; /* K (D + D^2): the BW state [mu | C C^T] (Euclidean form); then D x D */
+    long nrhs;    /* right-hand side evaluations so far */
 } gmf_flow;
 
 int gmf_flow_init(gmf_flow *f, gmf_flow_kind kind, size_t K, gmf_oracle oracle);
@@ -72,7 +72,9 @@ int gmf_flow_ode_rhs(double t, const double *y, double *ydot, void *user);
 int gmf_flow_loss(gmf_flow *f, const double *y, double *loss);
 
 /* Views into a state vector. */
-static inline double *gmf_flow_mu(const gmf_flow *f, double *y, size_t k) { return y + k * f->D; }
+static inline double *gmf_flow_mu(const gmf_flow *f, double *y, size_t k) {
+    return y + k * f->D;
+}
 static inline double *gmf_flow_mat(const gmf_flow *f, double *y, size_t k) {
     return y + f->K * f->D + k * f->D * f->D;
 }

@@ -8,8 +8,8 @@
 #ifndef GMFLOW_IO_H
 #define GMFLOW_IO_H
 
-#include <stdio.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -41,20 +41,20 @@ typedef struct gmf_ode_opts {
 gmf_ode_opts gmf_ode_defaults(void);
 
 typedef struct gmf_ode_stats {
-    long nsteps;     /* internal steps */
-    long nfevals;    /* right-hand side evaluations */
-    long netfails;   /* error test failures */
-    long nniters;    /* nonlinear iterations (CVODE) */
-    long nncfails;   /* nonlinear convergence failures (CVODE) */
-    long nliters;    /* linear iterations (CVODE BDF/SPGMR) */
-    int qlast;       /* last method order (CVODE) */
-    double hlast;    /* last step size */
+    long nsteps;   /* internal steps */
+    long nfevals;  /* right-hand side evaluations */
+    long netfails; /* error test failures */
+    long nniters;  /* nonlinear iterations (CVODE) */
+    long nncfails; /* nonlinear convergence failures (CVODE) */
+    long nliters;  /* linear iterations (CVODE BDF/SPGMR) */
+    int qlast;     /* last method order (CVODE) */
+    double hlast;  /* last step size */
 } gmf_ode_stats;
 
 /* Integrate in place: y (length N) holds the state at tout[0] on entry and at tout[ntout-1] on
  * return.  tout must be strictly increasing.  stats may be NULL. */
-int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *tout,
-                  size_t ntout, const gmf_ode_opts *opts, gmf_ode_observer obs, void *obs_user,
+int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *tout, size_t ntout,
+                  const gmf_ode_opts *opts, gmf_ode_observer obs, void *obs_user,
                   gmf_ode_stats *stats);
 
 #ifdef __cplusplus

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up gmflow on a Debian machine: install the Debian packages it needs (only those missing),
+# then configure and build into build/.  Safe to rerun.
+#
+#   tools/setup.sh            # packages + Release build in build/
+#   BUILD_DIR=b tools/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(build-essential cmake pkg-config libsundials-dev libopenblas-dev liblapacke-dev
+      libgsl-dev zlib1g-dev python3-numpy)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  # Install from the current package lists; refresh them only if that fails.
+  $SUDO apt-get install -y --no-install-recommends "${missing[@]}" ||
+    { $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; }
+fi
+
+BUILD_DIR=${BUILD_DIR:-build}
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
+cmake --build "$BUILD_DIR" -j"$(nproc)"
+echo "setup: built $BUILD_DIR/gmflow"
