@@ -15,6 +15,7 @@
 #include <math.h>
 #include <nvector/nvector_serial.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sundials/sundials_context.h>
 #include <sunlinsol/sunlinsol_spgmr.h>
@@ -83,12 +84,20 @@ static void cv_err(int code, const char *module, const char *function, char *msg
     snprintf(dd->msg, sizeof dd->msg, "%s/%s: %s", module, function, msg);
 }
 
+/* CVodeGetReturnFlagName returns a malloc'd string (SUNDIALS 6): copy it and free it. */
+static void flag_name(int flag, char *buf, size_t len) {
+    char *name = CVodeGetReturnFlagName(flag);
+    snprintf(buf, len, "%s", name ? name : "unknown flag");
+    free(name);
+}
+
 #define CV_TRY(call)                                                                               \
     do {                                                                                           \
         int flag_ = (call);                                                                        \
         if (flag_ < 0) {                                                                           \
-            rc = gmf_error(GMF_ESOLVER, "CVODE setup failed in %s: %s", #call,                     \
-                           CVodeGetReturnFlagName(flag_));                                         \
+            char name_[64];                                                                        \
+            flag_name(flag_, name_, sizeof name_);                                                 \
+            rc = gmf_error(GMF_ESOLVER, "CVODE setup failed in %s: %s", #call, name_);             \
             goto done;                                                                             \
         }                                                                                          \
     } while (0)
@@ -141,9 +150,11 @@ static int solve_cvode(size_t N, driver_data *dd, double *y, const double *tout,
                                "CVODE stopped at t = %.6g: the right-hand side "
                                "failed: %s",
                                t, gmf_errmsg());
-            else
-                rc = gmf_error(GMF_ESOLVER, "CVODE failed at t = %.6g (%s): %s", t,
-                               CVodeGetReturnFlagName(flag), dd->msg);
+            else {
+                char name[64];
+                flag_name(flag, name, sizeof name);
+                rc = gmf_error(GMF_ESOLVER, "CVODE failed at t = %.6g (%s): %s", t, name, dd->msg);
+            }
             goto done;
         }
         if (obs && obs(j, tout[j], y, obs_user)) goto done;

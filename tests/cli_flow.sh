@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# cli_flow.sh -- end-to-end tests of `gmflow flow`.
+#   usage: bash tests/cli_flow.sh <path-to-gmflow> [<build-dir>]
+# Good runs (default, both forms, --check-thm1, CSV data), the state.json round trip (1 + 1 = 2,
+# also across the bw/euclid time rescaling), and bad input: every case must exit non-zero with a
+# message naming the file or the option, and must leave an existing good output directory intact.
+set -u
+
+G=${1:?usage: cli_flow.sh <gmflow> [<build-dir>]}
+T=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_cli_flow.XXXXXX")
+fails=0
+checks=0
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+
+ok() { checks=$((checks + 1)); }
+bad() {
+    checks=$((checks + 1))
+    fails=$((fails + 1))
+    echo "FAIL: $*" >&2
+}
+check() { # check "description" command...
+    local what=$1
+    shift
+    if "$@"; then ok; else bad "$what"; fi
+}
+
+# run NAME args...: run gmflow flow quietly, stdout in $T/NAME.out, stderr in $T/NAME.err
+run() {
+    local name=$1
+    shift
+    "$G" flow -q "$@" >"$T/$name.out" 2>"$T/$name.err"
+}
+
+# expect_fail NAME "needle" [exit-code] -- args...: non-zero exit (or exactly exit-code), and
+# stderr mentions needle.
+expect_fail() {
+    local name=$1 needle=$2 want=
+    shift 2
+    if [ "$1" != "--" ]; then
+        want=$1
+        shift
+    fi
+    shift # --
+    run "$name" "$@"
+    local rc=$?
+    if [ $rc -eq 0 ]; then
+        bad "$name: expected failure, got exit 0"
+    elif [ -n "$want" ] && [ $rc -ne "$want" ]; then
+        bad "$name: expected exit $want, got $rc ($(head -1 "$T/$name.err"))"
+    else
+        ok
+    fi
+    if grep -qF -- "$needle" "$T/$name.err"; then ok; else
+        bad "$name: stderr does not mention '$needle': $(cat "$T/$name.err")"
+    fi
+    if grep -q "^gmflow flow: " "$T/$name.err"; then ok; else
+        bad "$name: message not prefixed 'gmflow flow: '"
+    fi
+}
+
+last_loss() { tail -n 1 "$1/trajectory.csv" | cut -d, -f2; }
+last_t() { tail -n 1 "$1/trajectory.csv" | cut -d, -f1; }
+# rel_close a b tol: |a - b| <= tol |b|
+rel_close() { awk -v a="$1" -v b="$2" -v tol="$3" 'BEGIN { d = a - b; if (d < 0) d = -d;
+    m = b < 0 ? -b : b; exit !(d <= tol * m) }'; }
+
+have_numpy=0
+if /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1; then have_numpy=1; fi
+
+# ------------------------------------------------------------------ default run
+run default --out "$T/def"
+check "default run exits 0 ($(cat "$T/default.err"))" test $? -eq 0
+for f in trajectory.csv t.npy mu.npy Sigma.npy state.json run.json; do
+    check "default run wrote $f" test -s "$T/def/$f"
+done
+check "no C.npy for the bw form" test ! -e "$T/def/C.npy"
+check "trajectory has a header and 51 rows" test "$(wc -l <"$T/def/trajectory.csv")" -eq 52
+check "trajectory header" test "$(head -1 "$T/def/trajectory.csv")" = "t,loss,wall_s,nrhs"
+check "final time 5" test "$(last_t "$T/def")" = 5
+l0=$(sed -n 2p "$T/def/trajectory.csv" | cut -d, -f2)
+l1=$(last_loss "$T/def")
+check "loss decreases along the flow ($l0 -> $l1)" awk -v a="$l0" -v b="$l1" 'BEGIN { exit !(b < a) }'
+check "no temporary files left" test -z "$(ls "$T/def" | grep '\.tmp\.')"
+check "summary on stdout" grep -q "RHS evaluations" "$T/default.out"
+check "quiet: no progress lines" test ! -s "$T/default.err"
+"$G" flow --out "$T/prog" --n-out 3 --t-end 0.1 >/dev/null 2>"$T/prog.err"
+check "progress lines on stderr without --quiet" test "$(grep -c 'loss =' "$T/prog.err")" -eq 3
+if [ $have_numpy -eq 1 ]; then
+    check "npy shapes, symmetry, run.json keys" /usr/bin/python3 - "$T/def" <<'EOF'
+import json, sys
+import numpy as np
+d = sys.argv[1]
+t, mu, S = (np.load(f"{d}/{n}.npy") for n in ("t", "mu", "Sigma"))
+assert t.shape == (51,) and mu.shape == (51, 3, 4) and S.shape == (51, 3, 4, 4), (t.shape, mu.shape, S.shape)
+assert t[0] == 0 and t[-1] == 5
+assert np.array_equal(S, np.swapaxes(S, 2, 3))
+assert np.all(np.linalg.eigvalsh(S) > 0)
+r = json.load(open(f"{d}/run.json"))
+for k in ("form", "data", "init", "n", "d", "K", "D", "solver", "stats", "wall_s", "loss_start", "loss_end"):
+    assert k in r, k
+assert (r["n"], r["d"], r["K"], r["D"]) == (200, 3, 3, 4)
+assert r["stats"]["nfevals"] > 0 and r["stats"]["nsteps"] > 0
+tr = np.loadtxt(f"{d}/trajectory.csv", delimiter=",", skiprows=1)
+assert tr[-1, 1] == r["loss_end"] and tr[0, 1] == r["loss_start"]
+s = json.load(open(f"{d}/state.json"))
+assert s["t"] == 5 and np.array_equal(np.array(s["Sigma"]), S[-1]) and np.array_equal(np.array(s["mu"]), mu[-1])
+EOF
+fi
+
+# ------------------------------------------------------------------ Theorem 1
+run thm1_bw --out "$T/thm1_bw" --check-thm1
+check "--check-thm1 (bw) exits 0 ($(cat "$T/thm1_bw.err"))" test $? -eq 0
+check "--check-thm1 (bw) prints PASS" grep -q PASS "$T/thm1_bw.out"
+run thm1_eu --out "$T/thm1_eu" --check-thm1 --form euclid --method rk8pd --t-end 6
+check "--check-thm1 (euclid, rk8pd) exits 0 ($(cat "$T/thm1_eu.err"))" test $? -eq 0
+check "euclid form writes C.npy" test -s "$T/thm1_eu/C.npy"
+# the check must be able to fail: loose tolerances cannot meet 1e-8
+run thm1_loose --out "$T/thm1_loose" --check-thm1 --rtol 1e-4 --atol 1e-6
+check "--check-thm1 with loose tolerances exits 1" test $? -eq 1
+check "--check-thm1 with loose tolerances prints FAIL" grep -q FAIL "$T/thm1_loose.out"
+
+# ------------------------------------------------------------------ state.json round trip
+run r1 --out "$T/r1" --t-end 1 &&
+    run r2 --out "$T/r2" --init "$T/r1/state.json" --t-end 1 &&
+    run r12 --out "$T/r12" --t-end 2
+check "round-trip runs exit 0 ($(cat "$T/r1.err" "$T/r2.err" "$T/r12.err"))" test $? -eq 0
+check "continued run starts at t = 1" test "$(sed -n 2p "$T/r2/trajectory.csv" | cut -d, -f1)" = 1
+check "continued run ends at t = 2" test "$(last_t "$T/r2")" = 2
+check "1 + 1 = 2: final loss $(last_loss "$T/r2") vs $(last_loss "$T/r12") within 1e-6" \
+    rel_close "$(last_loss "$T/r2")" "$(last_loss "$T/r12")" 1e-6
+check "continued run starts at the first run's final loss" \
+    rel_close "$(sed -n 2p "$T/r2/trajectory.csv" | cut -d, -f2)" "$(last_loss "$T/r1")" 1e-14
+# across forms: bw t = 1 is euclid t = K = 3; 3 more euclid time units = 1 bw unit
+run r2e --out "$T/r2e" --init "$T/r1/state.json" --form euclid --t-end 3
+check "bw -> euclid continuation exits 0 ($(cat "$T/r2e.err"))" test $? -eq 0
+check "euclid continuation ends at t = 6" test "$(last_t "$T/r2e")" = 6
+check "euclid continuation matches bw at t = 2" \
+    rel_close "$(last_loss "$T/r2e")" "$(last_loss "$T/r12")" 1e-6
+run r3 --out "$T/r3" --init "$T/r2e/state.json" --t-end 1
+check "euclid -> bw continuation exits 0 ($(cat "$T/r3.err"))" test $? -eq 0
+check "euclid -> bw continuation starts at t = 2" \
+    test "$(sed -n 2p "$T/r3/trajectory.csv" | cut -d, -f1)" = 2
+
+# ------------------------------------------------------------------ CSV data
+awk 'BEGIN { srand(7); print "x1,x2,y"; for (i = 0; i < 40; i++) { a = rand() - .5; b = rand() - .5;
+    printf "%.6f,%.6f,%.6f\n", a, b, (a > 0 ? a : 0) - 0.5 * b } }' >"$T/ok.csv"
+run csv --out "$T/csv" --data "$T/ok.csv" -K 2 --t-end 0.5 --n-out 5
+check "CSV data run exits 0 ($(cat "$T/csv.err"))" test $? -eq 0
+check "CSV run wrote state.json" test -s "$T/csv/state.json"
+
+# ------------------------------------------------------------------ bad input
+good="$T/good"
+run good --out "$good" --t-end 0.5 --n-out 3
+check "good run for the keep-intact checks exits 0" test $? -eq 0
+sum_before=$(cat "$good"/* | cksum)
+
+printf 'x1,x2,y\n1,2,3\n4,5\n' >"$T/ragged.csv"
+printf '1,2,3\n4,abc,6\n' >"$T/nonnum.csv"
+printf '1,2,3\n4,nan,6\n' >"$T/nan.csv"
+: >"$T/empty.csv"
+printf '1\n2\n' >"$T/onecol.csv"
+head -c 300 "$T/r1/state.json" >"$T/trunc.json"
+printf 'this is not json\n' >"$T/corrupt.json"
+cat >"$T/notpd.json" <<'EOF'
+{"format": "gmflow-state", "version": 1, "form": "bw", "t": 0, "K": 1, "d": 3,
+ "mu": [[0.1, 0.2, 0.3, 0.4]],
+ "Sigma": [[[1, 2, 0, 0], [2, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]]}
+EOF
+sed 's/\[1, 2, 0, 0\], \[2, 1, 0, 0\]/[1, 0, 0, 0], [0, 0, 0, 0]/' "$T/notpd.json" >"$T/singular.json"
+sed 's/"version": 1/"version": 7/' "$T/notpd.json" >"$T/version.json"
+
+expect_fail ragged "ragged.csv: line 3" -- --out "$good" --data "$T/ragged.csv"
+expect_fail nonnum "nonnum.csv: line 2, column 2" -- --out "$good" --data "$T/nonnum.csv"
+expect_fail nan "nan.csv: line 2, column 2" -- --out "$good" --data "$T/nan.csv"
+expect_fail empty "empty.csv: empty file" -- --out "$good" --data "$T/empty.csv"
+expect_fail onecol "onecol.csv: line 1" -- --out "$good" --data "$T/onecol.csv"
+expect_fail nofile "missing.csv" -- --out "$good" --data "$T/missing.csv"
+expect_fail dmismatch "state.json: the state has d = 3" -- \
+    --out "$good" --data "$T/ok.csv" --init "$T/r1/state.json"
+expect_fail dmismatch_toy "d = 3" -- --out "$good" --d 2 --init "$T/r1/state.json"
+expect_fail Kconflict "K = 3" -- --out "$good" -K 2 --init "$T/r1/state.json"
+expect_fail trunc "trunc.json" -- --out "$good" --init "$T/trunc.json"
+check "truncated state: message says truncated" grep -q truncated "$T/trunc.err"
+expect_fail corrupt "corrupt.json: line 1" -- --out "$good" --init "$T/corrupt.json"
+expect_fail version "version.json" -- --out "$good" --init "$T/version.json"
+expect_fail notpd "notpd.json" -- --out "$good" --init "$T/notpd.json"
+check "non-PD state: message says positive" grep -q "positive" "$T/notpd.err"
+expect_fail singular_euclid "singular.json" -- --out "$good" --init "$T/singular.json" --form euclid
+expect_fail method "--method: unknown method 'foo'" -- --out "$good" --method foo
+expect_fail rtol "--rtol" -- --out "$good" --rtol -1e-8
+expect_fail atol "--atol" -- --out "$good" --atol -1
+expect_fail rtol_nan "--rtol" -- --out "$good" --rtol nan
+expect_fail K0 "--components" -- --out "$good" -K 0
+expect_fail nout "--n-out" -- --out "$good" --n-out 1
+expect_fail tend "--t-end" -- --out "$good" --t-end -1
+expect_fail gamma "--gamma" -- --out "$good" --gamma 0
+expect_fail form "--form" -- --out "$good" --form sqrt
+expect_fail unknown_opt "--bogus" 2 -- --out "$good" --bogus
+expect_fail missing_val "--rtol" 2 -- --out "$good" --rtol
+expect_fail stray "stray" 2 -- --out "$good" stray
+expect_fail data_and_toy "--n" 2 -- --out "$good" --data "$T/ok.csv" --n 10
+expect_fail init_and_seed "--seed" 2 -- --out "$good" --init "$T/r1/state.json" --seed 4
+expect_fail solver "solver failed" 1 -- --out "$good" --max-steps 2
+expect_fail outdir "not a directory" 1 -- --out "$T/ok.csv"
+
+check "failing runs left the good output intact" test "$(cat "$good"/* | cksum)" = "$sum_before"
+check "failing runs left no temporary files" test -z "$(ls "$good" | grep -v -E '^(trajectory.csv|t.npy|mu.npy|Sigma.npy|state.json|run.json)$')"
+
+# ------------------------------------------------------------------ help
+"$G" flow --help >"$T/help.out" 2>&1
+check "--help exits 0" test $? -eq 0
+for w in --data --init --form --method --rtol --check-thm1 trajectory.csv Sigma.npy state.json run.json "default 51"; do
+    check "--help mentions $w" grep -qF -- "$w" "$T/help.out"
+done
+
+if [ $fails -eq 0 ]; then
+    rm -rf "$T"
+    echo "cli_flow: ok ($checks checks)"
+    exit 0
+fi
+echo "cli_flow: FAIL ($fails of $checks checks failed; files in $T)"
+exit 1

@@ -1,0 +1,323 @@
+/* testutil.h -- small header-only helpers shared by the gmflow tests (everything is static).
+ *
+ * Include it from exactly one translation unit per test program.  Conventions:
+ *
+ *   CHECK(cond, fmt, ...)   evaluates cond; on failure prints "file:line: FAIL cond -- message"
+ *                           to stderr, counts the failure and carries on (a message is required:
+ *                           C11 needs at least one argument after cond).
+ *   CHECK_CLOSE(got, want, rtol, atol, fmt, ...)
+ *                           |got - want| <= atol + rtol |want|, both finite.
+ *   return tu_finish("name");   last line of main: prints the check count and the failures and
+ *                           returns 0 (pass) or 1 (fail).
+ *
+ *   tu_worst                a "worst figure so far" record (value plus a label) so that a test can
+ *                           print its worst measured figure last, as the project asks.
+ *
+ * Linear-algebra helpers (row-major, n x n, LAPACKE):
+ *   tu_rand_orthogonal      Haar-distributed orthogonal matrix (QR of a Gaussian matrix with the
+ *                           signs of diag(R) folded in).
+ *   tu_rand_spd             Q diag(lambda) Q^T with lambda geometrically spaced from `scale` down
+ *                           to scale / cond (cond >= 1), so cond_2 = cond up to rounding.
+ *   tu_rand_psd_rank        rank-r PSD matrix, optionally with a factor L (S = L L^T, n x n).
+ *   tu_rand_psd_null        PSD matrix whose null space contains a given vector v (exactly in the
+ *                           factor, to rounding in S), optionally with its factor.
+ *   tu_psd_factor           L with S = L L^T: Cholesky when S is numerically PD, otherwise the
+ *                           eigen-factor V diag(sqrt(max(lambda, 0))) (for singular S).
+ *
+ * Random numbers: tu_rng(seed) returns a GSL mt19937 generator (free it with gsl_rng_free).  The
+ * environment variable GMF_TEST_SEED, when set, overrides the seed (for soak runs); every test
+ * should print the seed it used.
+ */
+#ifndef GMFLOW_TESTUTIL_H
+#define GMFLOW_TESTUTIL_H
+
+#include <float.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- checks and the summary */
+
+static long tu_nchecks_ = 0;
+static long tu_nfail_ = 0;
+
+__attribute__((format(printf, 4, 5))) static inline void tu_fail_(const char *file, int line,
+                                                           const char *expr, const char *fmt,
+                                                           ...) {
+    va_list ap;
+    tu_nfail_++;
+    fprintf(stderr, "%s:%d: FAIL %s -- ", file, line, expr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        tu_nchecks_++;                                                                             \
+        if (!(cond)) tu_fail_(__FILE__, __LINE__, #cond, __VA_ARGS__);                             \
+    } while (0)
+
+/* 1 if |got - want| <= atol + rtol |want| and both are finite. */
+static inline int tu_close(double got, double want, double rtol, double atol) {
+    return isfinite(got) && isfinite(want) && fabs(got - want) <= atol + rtol * fabs(want);
+}
+
+#define CHECK_CLOSE(got, want, rtol, atol, ...)                                                    \
+    do {                                                                                           \
+        double tu_g_ = (got), tu_w_ = (want);                                                      \
+        tu_nchecks_++;                                                                             \
+        if (!tu_close(tu_g_, tu_w_, (rtol), (atol))) {                                             \
+            tu_fail_(__FILE__, __LINE__, #got " ~ " #want, __VA_ARGS__);                           \
+            fprintf(stderr, "    got %.17g want %.17g (diff %.3g)\n", tu_g_, tu_w_,                \
+                    tu_g_ - tu_w_);                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* Number of failures so far (for tests that want to stop early). */
+static inline long tu_failures(void) { return tu_nfail_; }
+
+/* Print the summary line and return the exit status for main. */
+static inline int tu_finish(const char *name) {
+    if (tu_nfail_)
+        printf("%s: FAIL (%ld of %ld checks failed)\n", name, tu_nfail_, tu_nchecks_);
+    else
+        printf("%s: ok (%ld checks)\n", name, tu_nchecks_);
+    return tu_nfail_ ? 1 : 0;
+}
+
+/* ---------------------------------------------------------------- worst figure */
+
+typedef struct tu_worst {
+    double value;   /* largest value seen (starts at 0) */
+    char what[200]; /* label of the value */
+} tu_worst;
+
+static inline void tu_worst_init(tu_worst *w) {
+    w->value = 0.0;
+    w->what[0] = '\0';
+}
+
+/* Record v if it is larger than the worst so far (NaN always counts as worse). */
+__attribute__((format(printf, 3, 4))) static inline void tu_worst_update(tu_worst *w, double v,
+                                                                  const char *fmt, ...) {
+    if (!(v <= w->value) || (w->what[0] == '\0' && v == w->value)) {
+        va_list ap;
+        w->value = v;
+        va_start(ap, fmt);
+        vsnprintf(w->what, sizeof w->what, fmt, ap);
+        va_end(ap);
+    }
+}
+
+/* ---------------------------------------------------------------- scalar and vector errors */
+
+/* |a - b| / max(|b|, floor): relative error with a floor for values near zero. */
+static inline double tu_relerr(double a, double b, double floor) {
+    double den = fabs(b) > floor ? fabs(b) : floor;
+    if (a == b) return 0.0;
+    return den > 0.0 ? fabs(a - b) / den : INFINITY;
+}
+
+static inline double tu_max_abs(const double *a, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs(a[i]) <= m)) m = fabs(a[i]);
+    return m;
+}
+
+static inline double tu_max_abs_diff(const double *a, const double *b, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs(a[i] - b[i]) <= m)) m = fabs(a[i] - b[i]);
+    return m;
+}
+
+/* Normwise relative difference max|a - b| / max(max|b|, floor). */
+static inline double tu_vec_relerr(const double *a, const double *b, size_t n, double floor) {
+    double den = tu_max_abs(b, n);
+    if (den < floor) den = floor;
+    double num = tu_max_abs_diff(a, b, n);
+    if (num == 0.0) return 0.0;
+    return den > 0.0 ? num / den : INFINITY;
+}
+
+static inline int tu_all_finite(const double *a, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(a[i])) return 0;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- random numbers */
+
+/* GSL mt19937 seeded with `seed`, or with $GMF_TEST_SEED when that is set. */
+static inline gsl_rng *tu_rng(unsigned long seed) {
+    const char *env = getenv("GMF_TEST_SEED");
+    if (env && *env) seed = strtoul(env, NULL, 0);
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!r) {
+        fprintf(stderr, "tu_rng: out of memory\n");
+        exit(2);
+    }
+    gsl_rng_set(r, seed);
+    return r;
+}
+
+/* v[i] ~ N(0, scale^2), i < n. */
+static inline void tu_randn(gsl_rng *r, size_t n, double scale, double *v) {
+    for (size_t i = 0; i < n; i++) v[i] = scale * gsl_ran_gaussian_ziggurat(r, 1.0);
+}
+
+/* ---------------------------------------------------------------- small dense algebra */
+
+static inline void *tu_xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "testutil: out of memory (%zu bytes)\n", n);
+        exit(2);
+    }
+    return p;
+}
+
+/* C = A B, A: n x k, B: k x m, row-major; C must not alias A or B. */
+static inline void tu_matmul(size_t n, size_t k, size_t m, const double *A, const double *B, double *C) {
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < m; j++) {
+            double acc = 0.0;
+            for (size_t l = 0; l < k; l++) acc += A[i * k + l] * B[l * m + j];
+            C[i * m + j] = acc;
+        }
+}
+
+/* S = L L^T for L n x r (row-major); S is made exactly symmetric. */
+static inline void tu_gram(size_t n, size_t r, const double *L, double *S) {
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j <= i; j++) {
+            double acc = 0.0;
+            for (size_t l = 0; l < r; l++) acc += L[i * r + l] * L[j * r + l];
+            S[i * n + j] = S[j * n + i] = acc;
+        }
+}
+
+/* Q (n x n) orthogonal; if `first` is non-NULL the first column of Q is first / |first| (up to
+ * sign), the rest Haar-random in its orthogonal complement.  Exits on LAPACK failure. */
+static inline void tu_rand_orthogonal_with(gsl_rng *r, size_t n, const double *first, double *Q) {
+    double *tau = tu_xmalloc(n * sizeof *tau);
+    tu_randn(r, n * n, 1.0, Q);
+    if (first)
+        for (size_t i = 0; i < n; i++) Q[i * n] = first[i];
+    lapack_int info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (lapack_int)n, (lapack_int)n, Q,
+                                     (lapack_int)n, tau);
+    if (info != 0) {
+        fprintf(stderr, "tu_rand_orthogonal: dgeqrf info %d\n", (int)info);
+        exit(2);
+    }
+    double *rdiag = tu_xmalloc(n * sizeof *rdiag);
+    for (size_t i = 0; i < n; i++) rdiag[i] = Q[i * n + i];
+    info = LAPACKE_dorgqr(LAPACK_ROW_MAJOR, (lapack_int)n, (lapack_int)n, (lapack_int)n, Q,
+                          (lapack_int)n, tau);
+    if (info != 0) {
+        fprintf(stderr, "tu_rand_orthogonal: dorgqr info %d\n", (int)info);
+        exit(2);
+    }
+    /* Q diag(sign(R_ii)) is Haar-distributed (Mezzadri 2007). */
+    for (size_t j = 0; j < n; j++)
+        if (rdiag[j] < 0.0)
+            for (size_t i = 0; i < n; i++) Q[i * n + j] = -Q[i * n + j];
+    free(rdiag);
+    free(tau);
+}
+
+static inline void tu_rand_orthogonal(gsl_rng *r, size_t n, double *Q) {
+    tu_rand_orthogonal_with(r, n, NULL, Q);
+}
+
+/* S = Q diag(lam) Q^T, exactly symmetric; optional factor L = Q diag(sqrt(lam)) (lam >= 0). */
+static inline void tu_spectral(size_t n, const double *Q, const double *lam, double *S, double *L) {
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j <= i; j++) {
+            double acc = 0.0;
+            for (size_t l = 0; l < n; l++) acc += Q[i * n + l] * lam[l] * Q[j * n + l];
+            S[i * n + j] = S[j * n + i] = acc;
+        }
+    if (L)
+        for (size_t i = 0; i < n; i++)
+            for (size_t l = 0; l < n; l++)
+                L[i * n + l] = Q[i * n + l] * sqrt(lam[l] > 0.0 ? lam[l] : 0.0);
+}
+
+/* Geometric spectrum: lam[i] = scale * cond^(-i / (n - 1)), i < n (lam[0] = scale). */
+static inline void tu_geom_spectrum(size_t n, double cond, double scale, double *lam) {
+    for (size_t i = 0; i < n; i++)
+        lam[i] = n > 1 ? scale * pow(cond, -(double)i / (double)(n - 1)) : scale;
+}
+
+/* Random SPD n x n matrix with eigenvalues geometric from scale to scale / cond; optional factor
+ * L (n x n, S = L L^T to rounding). */
+static inline void tu_rand_spd(gsl_rng *r, size_t n, double cond, double scale, double *S, double *L) {
+    double *Q = tu_xmalloc(n * n * sizeof *Q), *lam = tu_xmalloc(n * sizeof *lam);
+    tu_rand_orthogonal(r, n, Q);
+    tu_geom_spectrum(n, cond, scale, lam);
+    tu_spectral(n, Q, lam, S, L);
+    free(lam);
+    free(Q);
+}
+
+/* Random PSD matrix of rank `rank` (< n makes it singular); the nonzero eigenvalues are geometric
+ * from scale to scale / cond.  Optional factor L (n x n with n - rank zero columns). */
+static inline void tu_rand_psd_rank(gsl_rng *r, size_t n, size_t rank, double cond, double scale,
+                             double *S, double *L) {
+    double *Q = tu_xmalloc(n * n * sizeof *Q), *lam = tu_xmalloc(n * sizeof *lam);
+    tu_rand_orthogonal(r, n, Q);
+    tu_geom_spectrum(rank, cond, scale, lam);
+    for (size_t i = rank; i < n; i++) lam[i] = 0.0;
+    tu_spectral(n, Q, lam, S, L);
+    free(lam);
+    free(Q);
+}
+
+/* Random PSD matrix with S v = 0 (v != 0), positive definite on v's orthogonal complement with
+ * eigenvalues geometric from scale to scale / cond.  S v vanishes to rounding (~ eps scale |v|);
+ * the factor L (optional) has L^T v = 0 to rounding and an exactly zero first column. */
+static inline void tu_rand_psd_null(gsl_rng *r, size_t n, const double *v, double cond, double scale,
+                             double *S, double *L) {
+    double *Q = tu_xmalloc(n * n * sizeof *Q), *lam = tu_xmalloc(n * sizeof *lam);
+    tu_rand_orthogonal_with(r, n, v, Q);
+    lam[0] = 0.0;
+    tu_geom_spectrum(n - 1, cond, scale, lam + 1);
+    tu_spectral(n, Q, lam, S, L);
+    free(lam);
+    free(Q);
+}
+
+/* L (n x n) with S = L L^T.  Cholesky (lower) when S is numerically positive definite, else the
+ * eigen-factor V diag(sqrt(max(lambda, 0))).  Returns 0 for Cholesky, 1 for the eigen-factor. */
+static inline int tu_psd_factor(size_t n, const double *S, double *L) {
+    memcpy(L, S, n * n * sizeof *L);
+    lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, L, (lapack_int)n);
+    if (info == 0) {
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i + 1; j < n; j++) L[i * n + j] = 0.0;
+        return 0;
+    }
+    double *V = tu_xmalloc(n * n * sizeof *V), *lam = tu_xmalloc(n * sizeof *lam);
+    memcpy(V, S, n * n * sizeof *V);
+    info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, V, (lapack_int)n, lam);
+    if (info != 0) {
+        fprintf(stderr, "tu_psd_factor: dsyevd info %d\n", (int)info);
+        exit(2);
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t l = 0; l < n; l++) L[i * n + l] = V[i * n + l] * sqrt(lam[l] > 0 ? lam[l] : 0);
+    free(lam);
+    free(V);
+    return 1;
+}
+
+#endif
