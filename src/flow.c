@@ -146,9 +146,11 @@ int gmf_flow_check_state(gmf_flow_kind kind, size_t K, size_t D, const double *y
                           k, (int)info);
             break;
         }
-        /* Positive semidefinite up to rounding: a singular Sigma is a legitimate (degenerate)
-         * component -- the closed forms handle s -> 0 -- but a negative eigenvalue is not. */
-        if (ev[0] < -1e-12 * fmax(scale, 1e-300))
+        /* Positive semidefinite up to GMF_PSD_RTOL lambda_max: a singular Sigma is a legitimate
+         * (degenerate) component -- the closed forms handle s -> 0 -- and integrating the Sigma
+         * form moves its zero eigenvalue by about rtol lambda_max either way, so a state saved
+         * from such a run must still load; a clearly negative eigenvalue is rejected. */
+        if (ev[0] < -GMF_PSD_RTOL * fmax(ev[D - 1], 1e-300))
             rc = gmf_error(GMF_ENOTPD,
                            "component %zu: Sigma is not positive semidefinite (smallest "
                            "eigenvalue %.6g, largest %.6g)",

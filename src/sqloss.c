@@ -32,6 +32,7 @@ struct gmf_sqloss {
     double *m;                    /* n x K: X mu_beta^T */
     double *r;                    /* n residuals y - h */
     double *z;                    /* n scratch */
+    double *V;                    /* n x D scratch: diag(rho q) W */
     double loss;
 };
 
@@ -63,7 +64,8 @@ int gmf_sqloss_new(gmf_sqloss **out, size_t n, size_t d, const double *X, const 
     s->y = gmf_calloc(n, sizeof(double), "squared loss targets");
     s->r = gmf_calloc(n, sizeof(double), "squared loss residuals");
     s->z = gmf_calloc(n, sizeof(double), "squared loss scratch");
-    if (!s->X || !s->y || !s->r || !s->z) {
+    s->V = gmf_calloc(n * s->D, sizeof(double), "squared loss scratch");
+    if (!s->X || !s->y || !s->r || !s->z || !s->V) {
         gmf_sqloss_free(s);
         return GMF_ENOMEM;
     }
@@ -92,6 +94,7 @@ void gmf_sqloss_free(gmf_sqloss *s) {
     free(s->y);
     free(s->r);
     free(s->z);
+    free(s->V);
     free(s);
 }
 
@@ -177,7 +180,8 @@ static int sq_component(void *ctx, size_t k, double *grad, double *hessR) {
     if (k >= s->K) return gmf_error(GMF_EINVAL, "squared loss: component %zu of %zu", k, s->K);
     const double *Phi = s->Phi + k * n, *A = s->A + k * n, *g = s->g + k * n, *q = s->q + k * n,
                  *R = s->R + k * D * D;
-    double *W = s->W + k * n * D, *z = s->z;
+    const double *W = s->W + k * n * D;
+    double *z = s->z;
     const double scale = -2.0 / (double)n; /* rho_i = scale * r_i */
 
     /* grad = sum_i rho_i (A_i, g_i x_i) */
@@ -194,12 +198,16 @@ static int sq_component(void *ctx, size_t k, double *grad, double *hessR) {
     for (size_t i = 0; i < n; i++)
         z[i] = scale * s->r[i] * Phi[i];
     cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)D, 1.0, W, (int)D, z, 1, 0.0, hessR, 1);
-    /* rows 1..d: X^T diag(rho q) W + (X^T z) R_{0,:}.  W is scaled in place: this component's
-     * cache is not needed again until the next prepare. */
-    for (size_t i = 0; i < n; i++)
-        cblas_dscal((int)D, scale * s->r[i] * q[i], W + i * D, 1);
+    /* rows 1..d: X^T diag(rho q) W + (X^T z) R_{0,:}.  The scaled copy V keeps the cache
+     * intact, so component() may be called again for the same k. */
+    double *V = s->V;
+    for (size_t i = 0; i < n; i++) {
+        const double a = scale * s->r[i] * q[i];
+        for (size_t b = 0; b < D; b++)
+            V[i * D + b] = a * W[i * D + b];
+    }
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)D, (int)n, 1.0, s->X, (int)d,
-                W, (int)D, 0.0, hessR + D, (int)D);
+                V, (int)D, 0.0, hessR + D, (int)D);
     double xz[d];
     cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, 1.0, s->X, (int)d, z, 1, 0.0, xz, 1);
     cblas_dger(CblasRowMajor, (int)d, (int)D, 1.0, xz, 1, R, 1, hessR + D, (int)D);

@@ -83,8 +83,9 @@ static inline double *gmf_flow_mat(const gmf_flow *f, double *y, size_t k) {
 void gmf_flow_euclid_to_bw(size_t K, size_t D, const double *yc, double *ys);
 
 /* Validate a state of the given kind: finite entries; for GMF_FLOW_BW each Sigma_k symmetric
- * (relative 1e-12) and positive semidefinite (Cholesky of Sigma_k + tiny jitter).  The error
- * message names the component. */
+ * (relative 1e-12) and positive semidefinite: smallest eigenvalue >= -GMF_PSD_RTOL times the
+ * largest (LAPACK dsyev).  The error message names the component. */
+#define GMF_PSD_RTOL 1e-8
 int gmf_flow_check_state(gmf_flow_kind kind, size_t K, size_t D, const double *y);
 
 #ifdef __cplusplus
