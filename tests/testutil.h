@@ -26,7 +26,8 @@
  *
  * Random numbers: tu_rng(seed) returns a GSL mt19937 generator (free it with gsl_rng_free).  The
  * environment variable GMF_TEST_SEED, when set, overrides the seed (for soak runs); every test
- * should print the seed it used.
+ * should print the seed it used (tu_seed()).  tu_rng_stream(r, k) restarts r on stream k so that
+ * independent cases do not shift each other's random numbers.
  */
 #ifndef GMFLOW_TESTUTIL_H
 #define GMFLOW_TESTUTIL_H
@@ -46,9 +47,8 @@
 static long tu_nchecks_ = 0;
 static long tu_nfail_ = 0;
 
-__attribute__((format(printf, 4, 5))) static inline void tu_fail_(const char *file, int line,
-                                                           const char *expr, const char *fmt,
-                                                           ...) {
+__attribute__((format(printf, 4, 5))) static inline void
+tu_fail_(const char *file, int line, const char *expr, const char *fmt, ...) {
     va_list ap;
     tu_nfail_++;
     fprintf(stderr, "%s:%d: FAIL %s -- ", file, line, expr);
@@ -81,7 +81,9 @@ static inline int tu_close(double got, double want, double rtol, double atol) {
     } while (0)
 
 /* Number of failures so far (for tests that want to stop early). */
-static inline long tu_failures(void) { return tu_nfail_; }
+static inline long tu_failures(void) {
+    return tu_nfail_;
+}
 
 /* Print the summary line and return the exit status for main. */
 static inline int tu_finish(const char *name) {
@@ -106,7 +108,7 @@ static inline void tu_worst_init(tu_worst *w) {
 
 /* Record v if it is larger than the worst so far (NaN always counts as worse). */
 __attribute__((format(printf, 3, 4))) static inline void tu_worst_update(tu_worst *w, double v,
-                                                                  const char *fmt, ...) {
+                                                                         const char *fmt, ...) {
     if (!(v <= w->value) || (w->what[0] == '\0' && v == w->value)) {
         va_list ap;
         w->value = v;
@@ -156,7 +158,10 @@ static inline int tu_all_finite(const double *a, size_t n) {
 
 /* ---------------------------------------------------------------- random numbers */
 
-/* GSL mt19937 seeded with `seed`, or with $GMF_TEST_SEED when that is set. */
+static unsigned long tu_seed_ = 0;
+
+/* GSL mt19937 seeded with `seed`, or with $GMF_TEST_SEED when that is set (the seed in use is
+ * returned by tu_seed()). */
 static inline gsl_rng *tu_rng(unsigned long seed) {
     const char *env = getenv("GMF_TEST_SEED");
     if (env && *env) seed = strtoul(env, NULL, 0);
@@ -165,13 +170,26 @@ static inline gsl_rng *tu_rng(unsigned long seed) {
         fprintf(stderr, "tu_rng: out of memory\n");
         exit(2);
     }
+    tu_seed_ = seed;
     gsl_rng_set(r, seed);
     return r;
 }
 
+static inline unsigned long tu_seed(void) {
+    return tu_seed_;
+}
+
+/* Restart r on stream k (seed + k): call it at the start of each independent case so that a case
+ * does not depend on how many numbers earlier cases drew (which can vary with the platform's
+ * rounding, e.g. in retry loops). */
+static inline void tu_rng_stream(gsl_rng *r, unsigned long k) {
+    gsl_rng_set(r, tu_seed_ + k);
+}
+
 /* v[i] ~ N(0, scale^2), i < n. */
 static inline void tu_randn(gsl_rng *r, size_t n, double scale, double *v) {
-    for (size_t i = 0; i < n; i++) v[i] = scale * gsl_ran_gaussian_ziggurat(r, 1.0);
+    for (size_t i = 0; i < n; i++)
+        v[i] = scale * gsl_ran_gaussian_ziggurat(r, 1.0);
 }
 
 /* ---------------------------------------------------------------- small dense algebra */
@@ -186,11 +204,13 @@ static inline void *tu_xmalloc(size_t n) {
 }
 
 /* C = A B, A: n x k, B: k x m, row-major; C must not alias A or B. */
-static inline void tu_matmul(size_t n, size_t k, size_t m, const double *A, const double *B, double *C) {
+static inline void tu_matmul(size_t n, size_t k, size_t m, const double *A, const double *B,
+                             double *C) {
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < m; j++) {
             double acc = 0.0;
-            for (size_t l = 0; l < k; l++) acc += A[i * k + l] * B[l * m + j];
+            for (size_t l = 0; l < k; l++)
+                acc += A[i * k + l] * B[l * m + j];
             C[i * m + j] = acc;
         }
 }
@@ -200,7 +220,8 @@ static inline void tu_gram(size_t n, size_t r, const double *L, double *S) {
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j <= i; j++) {
             double acc = 0.0;
-            for (size_t l = 0; l < r; l++) acc += L[i * r + l] * L[j * r + l];
+            for (size_t l = 0; l < r; l++)
+                acc += L[i * r + l] * L[j * r + l];
             S[i * n + j] = S[j * n + i] = acc;
         }
 }
@@ -211,15 +232,17 @@ static inline void tu_rand_orthogonal_with(gsl_rng *r, size_t n, const double *f
     double *tau = tu_xmalloc(n * sizeof *tau);
     tu_randn(r, n * n, 1.0, Q);
     if (first)
-        for (size_t i = 0; i < n; i++) Q[i * n] = first[i];
-    lapack_int info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (lapack_int)n, (lapack_int)n, Q,
-                                     (lapack_int)n, tau);
+        for (size_t i = 0; i < n; i++)
+            Q[i * n] = first[i];
+    lapack_int info =
+        LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (lapack_int)n, (lapack_int)n, Q, (lapack_int)n, tau);
     if (info != 0) {
         fprintf(stderr, "tu_rand_orthogonal: dgeqrf info %d\n", (int)info);
         exit(2);
     }
     double *rdiag = tu_xmalloc(n * sizeof *rdiag);
-    for (size_t i = 0; i < n; i++) rdiag[i] = Q[i * n + i];
+    for (size_t i = 0; i < n; i++)
+        rdiag[i] = Q[i * n + i];
     info = LAPACKE_dorgqr(LAPACK_ROW_MAJOR, (lapack_int)n, (lapack_int)n, (lapack_int)n, Q,
                           (lapack_int)n, tau);
     if (info != 0) {
@@ -229,7 +252,8 @@ static inline void tu_rand_orthogonal_with(gsl_rng *r, size_t n, const double *f
     /* Q diag(sign(R_ii)) is Haar-distributed (Mezzadri 2007). */
     for (size_t j = 0; j < n; j++)
         if (rdiag[j] < 0.0)
-            for (size_t i = 0; i < n; i++) Q[i * n + j] = -Q[i * n + j];
+            for (size_t i = 0; i < n; i++)
+                Q[i * n + j] = -Q[i * n + j];
     free(rdiag);
     free(tau);
 }
@@ -243,7 +267,8 @@ static inline void tu_spectral(size_t n, const double *Q, const double *lam, dou
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j <= i; j++) {
             double acc = 0.0;
-            for (size_t l = 0; l < n; l++) acc += Q[i * n + l] * lam[l] * Q[j * n + l];
+            for (size_t l = 0; l < n; l++)
+                acc += Q[i * n + l] * lam[l] * Q[j * n + l];
             S[i * n + j] = S[j * n + i] = acc;
         }
     if (L)
@@ -260,7 +285,8 @@ static inline void tu_geom_spectrum(size_t n, double cond, double scale, double 
 
 /* Random SPD n x n matrix with eigenvalues geometric from scale to scale / cond; optional factor
  * L (n x n, S = L L^T to rounding). */
-static inline void tu_rand_spd(gsl_rng *r, size_t n, double cond, double scale, double *S, double *L) {
+static inline void tu_rand_spd(gsl_rng *r, size_t n, double cond, double scale, double *S,
+                               double *L) {
     double *Q = tu_xmalloc(n * n * sizeof *Q), *lam = tu_xmalloc(n * sizeof *lam);
     tu_rand_orthogonal(r, n, Q);
     tu_geom_spectrum(n, cond, scale, lam);
@@ -272,11 +298,12 @@ static inline void tu_rand_spd(gsl_rng *r, size_t n, double cond, double scale, 
 /* Random PSD matrix of rank `rank` (< n makes it singular); the nonzero eigenvalues are geometric
  * from scale to scale / cond.  Optional factor L (n x n with n - rank zero columns). */
 static inline void tu_rand_psd_rank(gsl_rng *r, size_t n, size_t rank, double cond, double scale,
-                             double *S, double *L) {
+                                    double *S, double *L) {
     double *Q = tu_xmalloc(n * n * sizeof *Q), *lam = tu_xmalloc(n * sizeof *lam);
     tu_rand_orthogonal(r, n, Q);
     tu_geom_spectrum(rank, cond, scale, lam);
-    for (size_t i = rank; i < n; i++) lam[i] = 0.0;
+    for (size_t i = rank; i < n; i++)
+        lam[i] = 0.0;
     tu_spectral(n, Q, lam, S, L);
     free(lam);
     free(Q);
@@ -285,8 +312,8 @@ static inline void tu_rand_psd_rank(gsl_rng *r, size_t n, size_t rank, double co
 /* Random PSD matrix with S v = 0 (v != 0), positive definite on v's orthogonal complement with
  * eigenvalues geometric from scale to scale / cond.  S v vanishes to rounding (~ eps scale |v|);
  * the factor L (optional) has L^T v = 0 to rounding and an exactly zero first column. */
-static inline void tu_rand_psd_null(gsl_rng *r, size_t n, const double *v, double cond, double scale,
-                             double *S, double *L) {
+static inline void tu_rand_psd_null(gsl_rng *r, size_t n, const double *v, double cond,
+                                    double scale, double *S, double *L) {
     double *Q = tu_xmalloc(n * n * sizeof *Q), *lam = tu_xmalloc(n * sizeof *lam);
     tu_rand_orthogonal_with(r, n, v, Q);
     lam[0] = 0.0;
@@ -303,7 +330,8 @@ static inline int tu_psd_factor(size_t n, const double *S, double *L) {
     lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, L, (lapack_int)n);
     if (info == 0) {
         for (size_t i = 0; i < n; i++)
-            for (size_t j = i + 1; j < n; j++) L[i * n + j] = 0.0;
+            for (size_t j = i + 1; j < n; j++)
+                L[i * n + j] = 0.0;
         return 0;
     }
     double *V = tu_xmalloc(n * n * sizeof *V), *lam = tu_xmalloc(n * sizeof *lam);
@@ -314,7 +342,8 @@ static inline int tu_psd_factor(size_t n, const double *S, double *L) {
         exit(2);
     }
     for (size_t i = 0; i < n; i++)
-        for (size_t l = 0; l < n; l++) L[i * n + l] = V[i * n + l] * sqrt(lam[l] > 0 ? lam[l] : 0);
+        for (size_t l = 0; l < n; l++)
+            L[i * n + l] = V[i * n + l] * sqrt(lam[l] > 0 ? lam[l] : 0);
     free(lam);
     free(V);
     return 1;
