@@ -8,5 +8,6 @@
 #define GMF_VERSION_STRING "0.1.0"
 
 int gmf_cli_flow(int argc, char **argv);
+int gmf_cli_train(int argc, char **argv);
 
 #endif

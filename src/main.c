@@ -10,6 +10,8 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"flow", gmf_cli_flow, "integrate an exact Gaussian-mixture gradient flow (Theorems 1-4)"},
+    {"train", gmf_cli_train,
+     "train a GM-layer or fully connected classifier (MNIST, Fashion-MNIST)"},
 };
 
 static void usage(FILE *fp) {

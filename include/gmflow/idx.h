@@ -39,6 +39,12 @@ typedef struct gmf_dataset {
 int gmf_dataset_load(const char *dir, const char *prefix, size_t limit, gmf_dataset *out);
 void gmf_dataset_free(gmf_dataset *ds);
 
+/* The per-image normalization gmf_dataset_load applies: dst[i] = (src[i] - mean) / sd for each of
+ * the n images of d pixels, with the sample standard deviation sd = sqrt(sum (x - mean)^2 /
+ * (d - 1)) -- PyTorch's x.std() default, the likely convention of the paper's PyTorch code -- so
+ * each row has mean 0 and squared norm d - 1.  Constant rows become zeros.  dst is n x d floats. */
+void gmf_dataset_standardize_u8(float *dst, const uint8_t *src, size_t n, size_t d);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,310 @@
+/* gmflow/nn.h -- discrete mode: GM layers, baselines, the reference-class logistic loss and whole
+ * networks, as explicit forward/backward pairs (prefix gmf_nn).
+ *
+ * Style (llm.c): every layer is a `_forward` / `_backward` pair with its shapes in the signature;
+ * what the backward pass needs is cached explicitly by the forward pass in a per-layer cache
+ * struct; every gradient term is commented at its line in src/nn_tmpl.h and derived in
+ * docs/TRAINING.md.  Matrices are row-major; "B x d" means B rows of d entries.
+ *
+ * Precision.  The layer and network code is written once (src/nn_tmpl.h) and compiled twice:
+ * for float (suffix _f, used for training: float32 GEMMs through OpenBLAS's cblas_sgemm) and
+ * for double (suffix _d, used by the finite-difference tests and as the reference the float
+ * path is compared with).  In both, the per-sample Gaussian scalars (m, s, Phi(m/s), phi(m/s)),
+ * the output sums over components, the losses and full-batch gradient sums are accumulated in
+ * double; the GEMM operands, caches and parameters are `real`.  A model's parameters
+ * (gmf_nn_model.params) are double; a workspace holds the `real` copy that training updates
+ * (gmf_nn_ws_load copies params in, gmf_nn_ws_store copies the trained values back).
+ *
+ * Parameter layouts (one flat vector per layer, in this order):
+ *   GM (diagonal, eq. (5))    mu (K x d) | sigma (K x d) | U (K x L x d) | v (K x L)
+ *   GM full covariance        mu (K x d) | C (K x d x d)  | U (K x L x d) | v (K x L)
+ *   fully connected (FC)      beta (m x d) | omega (m x L)
+ *   GM regression             mu (K x D) | C (K x D x D),  D = d + 1, theta = (omega, beta)
+ *                             (the GMF_FLOW_EUCLID state layout of flow.h)
+ */
+#ifndef GMFLOW_NN_H
+#define GMFLOW_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gmflow/flow.h"
+#include "gmflow/sqloss.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Random numbers: xoshiro256** seeded by splitmix64 from (seed, stream).  Streams separate
+ * independent uses (initialization, epoch e's shuffle, Monte Carlo draws) so that each is a pure
+ * function of the seed -- the basis of the trainer's bitwise reproducibility.
+ */
+typedef struct gmf_nn_rng {
+    uint64_t s[4];
+} gmf_nn_rng;
+
+void gmf_nn_rng_seed(gmf_nn_rng *r, uint64_t seed, uint64_t stream);
+uint64_t gmf_nn_rng_u64(gmf_nn_rng *r);
+double gmf_nn_rng_uniform(gmf_nn_rng *r); /* [0, 1), 53 random bits */
+double gmf_nn_rng_normal(gmf_nn_rng *r);  /* N(0, 1), Box-Muller, no cached second draw */
+/* Uniform integer in [0, n), n >= 1 (unbiased, by rejection). */
+uint64_t gmf_nn_rng_below(gmf_nn_rng *r, uint64_t n);
+/* Fisher-Yates shuffle of idx[0..n). */
+void gmf_nn_rng_shuffle(gmf_nn_rng *r, size_t *idx, size_t n);
+
+/* ---------------------------------------------------------------------------------------------
+ * Parameter counts of the layers (layouts in the header comment).
+ */
+size_t gmf_nn_gm_nparams(size_t d, size_t K, size_t L);
+size_t gmf_nn_gmfull_nparams(size_t d, size_t K, size_t L);
+size_t gmf_nn_fc_nparams(size_t d, size_t m, size_t L);
+
+/* Unit-norm normalization eps: y = z / max(|z|, eps), as torch.nn.functional.normalize. */
+#define GMF_NN_NORM_EPS 1e-12
+
+/* ---------------------------------------------------------------------------------------------
+ * Networks.  A model is a kind, its shapes and one flat double parameter vector split into named
+ * groups (for per-group learning rates).
+ *
+ *   GMF_NN_GM       one GM layer d -> L, diagonal covariance (eq. (5)); groups mu sigma U v
+ *   GMF_NN_GMFULL   one GM layer d -> L, full covariance Sigma_k = C_k C_k^T; groups mu C U v
+ *   GMF_NN_FC       h(x) = fc_scale sum_j omega_j relu(beta_j . x), width m; groups beta omega
+ *                   (fc_scale = 1/m: mean-field scaling of Section 2; 1: PyTorch's nn.Linear
+ *                   without bias; see docs/TRAINING.md)
+ *   GMF_NN_GMSTACK  GM d -> Lmid, unit-norm normalization, GM Lmid -> L (Appendix B), both with
+ *                   K components; groups mu1 sigma1 U1 v1 mu2 sigma2 U2 v2
+ *
+ * Output: L logits for L + 1 classes, class 0 the reference with logit 0 (Section 4.1).
+ */
+typedef enum gmf_nn_kind { GMF_NN_GM = 0, GMF_NN_GMFULL, GMF_NN_FC, GMF_NN_GMSTACK } gmf_nn_kind;
+
+#define GMF_NN_MAX_GROUPS 8
+
+typedef struct gmf_nn_group {
+    char name[16];
+    size_t off, n; /* params[off .. off + n) */
+    int sigma;     /* 1: trained with the sigma learning rate (sigma, C) */
+    int beta;      /* 1: part of the beta-marginal (frozen by --fixed-beta): mu, sigma, C, beta */
+} gmf_nn_group;
+
+typedef struct gmf_nn_model {
+    gmf_nn_kind kind;
+    size_t d, L;     /* input dimension, number of logits (classes - 1) */
+    size_t K;        /* components (GM kinds) */
+    size_t width;    /* FC width m */
+    size_t Lmid;     /* GMSTACK: width of the normalized middle layer */
+    double fc_scale; /* FC output multiplier */
+    size_t nparams;
+    double *params;
+    size_t ngroups;
+    gmf_nn_group group[GMF_NN_MAX_GROUPS];
+} gmf_nn_model;
+
+/* Allocate a zero-initialized model.  Shapes not used by `kind` are ignored and stored as 0
+ * (fc_scale for FC defaults to 1/width; set it after init to change). */
+int gmf_nn_model_init(gmf_nn_model *m, gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t width,
+                      size_t Lmid);
+void gmf_nn_model_free(gmf_nn_model *m);
+const char *gmf_nn_kind_name(gmf_nn_kind kind);            /* "gm", "gm-full", "fc", "gm-stack" */
+int gmf_nn_kind_parse(const char *name, gmf_nn_kind *out); /* GMF_EINVAL if unknown */
+/* "gm d=784 L=9 K=20" and the like; returns buf. */
+char *gmf_nn_model_describe(const gmf_nn_model *m, char *buf, size_t size);
+/* Group index by name, or -1. */
+int gmf_nn_model_group(const gmf_nn_model *m, const char *name);
+
+/* The paper's initialization of every GM layer in m (GM, GMFULL, GMSTACK): entries of mu, U, v
+ * i.i.d. N(0, gamma^2); sigma = gamma (diagonal) or C = gamma I (full). */
+int gmf_nn_init_gm(gmf_nn_model *m, double gamma, gmf_nn_rng *rng);
+/* PyTorch's default nn.Linear init (kaiming_uniform_ with a = sqrt(5)): beta entries
+ * U(-1/sqrt(d), 1/sqrt(d)), omega entries U(-1/sqrt(m), 1/sqrt(m)). */
+int gmf_nn_init_fc_kaiming(gmf_nn_model *fc, gmf_nn_rng *rng);
+
+/* Fully connected network from a GM layer (gm of kind GM or GMFULL, same d and L as fc):
+ *   GMF_NN_FROM_GM_SAMPLE  each neuron j: k uniform in [K], beta ~ N(mu_k, Sigma_k),
+ *                          omega = U_k beta + v_k (= E[omega | beta]); fc_scale = 1/m.
+ *                          The paper's "matching" init when gm is the initial mixture, and the
+ *                          Monte Carlo reduction of Figure 6 when gm is trained.
+ *   GMF_NN_FROM_GM_MEANS   width K, beta_k = mu_k, omega_k = U_k mu_k + v_k; fc_scale = 1/K
+ *                          (Figure 4). */
+typedef enum { GMF_NN_FROM_GM_SAMPLE = 0, GMF_NN_FROM_GM_MEANS = 1 } gmf_nn_from_gm_mode;
+int gmf_nn_fc_from_gm(gmf_nn_model *fc, const gmf_nn_model *gm, gmf_nn_from_gm_mode mode,
+                      gmf_nn_rng *rng);
+
+/* ---------------------------------------------------------------------------------------------
+ * Precision-templated API: GMF_NN_API(real, S) declares the float (_f) and double (_d)
+ * versions.  In every function: outputs first, then caches, then inputs, then shapes.
+ */
+struct gmf_nn_pool; /* thread pool (src/nn_pool.c) */
+
+#define GMF_NN_API(real, S)                                                                        \
+    /* ---- GM classification layer, diagonal covariance (eq. (5)) -------------------------- */   \
+    /* h(x) = (1/K) sum_k [a_k A_k(x) + W_k x Phi_k(x)],  a_k = U_k mu_k + v_k,                */  \
+    /* W_k = U_k diag(sigma_k^2),  m = x.mu_k,  s^2 = sum_j sigma_kj^2 x_j^2,                  */  \
+    /* A = m Phi(m/s) + s phi(m/s).  Forward = two GEMMs: F = X [mu_k; W_k]_k^T (B x K(L+1))   */  \
+    /* and S2 = (X*X) (sigma^2)^T (B x K); backward two more (dX: two more).                   */  \
+    typedef struct gmf_nn_gm_cache##S {                                                            \
+        size_t Bmax, d, K, L;                                                                      \
+        /* parameter-derived (written by forward, read by backward) */                             \
+        real *muW;  /* K x (L+1) x d: row k(L+1) = mu_k, rows k(L+1)+1+l = W_k[l,:] */             \
+        real *sig2; /* K x d: sigma^2 */                                                           \
+        real *a;    /* K x L: U_k mu_k + v_k */                                                    \
+        /* activations, Bmax rows */                                                               \
+        real *X2;                /* B x d: X * X */                                                \
+        real *F;                 /* B x K x (L+1): [m_ik, G_ik (L)], G_ik = W_k x_i */             \
+        real *S2;                /* B x K: s_ik^2 */                                               \
+        real *s, *Phi, *phi, *A; /* B x K */                                                       \
+        /* backward scratch */                                                                     \
+        real *dF;    /* B x K x (L+1): [dL/dm_ik, dL/dG_ik] */                                     \
+        real *dS2;   /* B x K */                                                                   \
+        real *dmuW;  /* K x (L+1) x d */                                                           \
+        real *dsig2; /* K x d */                                                                   \
+    } gmf_nn_gm_cache##S;                                                                          \
+    int gmf_nn_gm_cache_init##S(gmf_nn_gm_cache##S *c, size_t Bmax, size_t d, size_t K, size_t L); \
+    void gmf_nn_gm_cache_free##S(gmf_nn_gm_cache##S *c);                                           \
+    /* H: B x L.  X: B x d.  P: gmf_nn_gm_nparams(d, K, L).  B <= c->Bmax. */                      \
+    void gmf_nn_gm_forward##S(real *H, gmf_nn_gm_cache##S *c, const real *X, const real *P,        \
+                              size_t B, size_t d, size_t K, size_t L);                             \
+    /* dP (overwritten, layout of P), dX (B x d, overwritten; NULL to skip) from dH (B x L),       \
+     * after gmf_nn_gm_forward on the same X and P. */                                             \
+    void gmf_nn_gm_backward##S(real *dP, real *dX, gmf_nn_gm_cache##S *c, const real *dH,          \
+                               const real *X, const real *P, size_t B, size_t d, size_t K,         \
+                               size_t L);                                                          \
+                                                                                                   \
+    /* ---- GM classification layer, full covariance Sigma_k = C_k C_k^T (small d) ---------- */   \
+    /* h(x) = (1/K) sum_k [a_k A_k(x) + U_k Sigma_k x Phi_k(x)],  s^2 = |C_k^T x|^2.           */  \
+    typedef struct gmf_nn_gmfull_cache##S {                                                        \
+        size_t Bmax, d, K, L;                                                                      \
+        real *a;                 /* K x L */                                                       \
+        real *M;                 /* B x K: x_i . mu_k */                                           \
+        real *Wc;                /* K x B x d: row i = (C_k^T x_i)^T */                            \
+        real *Cc;                /* K x B x d: row i = (Sigma_k x_i)^T */                          \
+        real *G;                 /* K x B x L: row i = (U_k Sigma_k x_i)^T */                      \
+        real *s, *Phi, *phi, *A; /* B x K */                                                       \
+        real *dG, *dCc, *dWc;    /* K x B x {L, d, d} backward scratch */                          \
+        real *dM, *dS2;          /* B x K */                                                       \
+    } gmf_nn_gmfull_cache##S;                                                                      \
+    int gmf_nn_gmfull_cache_init##S(gmf_nn_gmfull_cache##S *c, size_t Bmax, size_t d, size_t K,    \
+                                    size_t L);                                                     \
+    void gmf_nn_gmfull_cache_free##S(gmf_nn_gmfull_cache##S *c);                                   \
+    void gmf_nn_gmfull_forward##S(real *H, gmf_nn_gmfull_cache##S *c, const real *X,               \
+                                  const real *P, size_t B, size_t d, size_t K, size_t L);          \
+    void gmf_nn_gmfull_backward##S(real *dP, real *dX, gmf_nn_gmfull_cache##S *c, const real *dH,  \
+                                   const real *X, const real *P, size_t B, size_t d, size_t K,     \
+                                   size_t L);                                                      \
+                                                                                                   \
+    /* ---- fully connected ReLU layer: h(x) = scale sum_j omega_j relu(beta_j . x) ---------- */  \
+    typedef struct gmf_nn_fc_cache##S {                                                            \
+        size_t Bmax, d, m, L;                                                                      \
+        real *R;  /* B x m: relu(X beta^T) */                                                      \
+        real *dR; /* B x m: backward scratch */                                                    \
+    } gmf_nn_fc_cache##S;                                                                          \
+    int gmf_nn_fc_cache_init##S(gmf_nn_fc_cache##S *c, size_t Bmax, size_t d, size_t m, size_t L); \
+    void gmf_nn_fc_cache_free##S(gmf_nn_fc_cache##S *c);                                           \
+    void gmf_nn_fc_forward##S(real *H, gmf_nn_fc_cache##S *c, const real *X, const real *P,        \
+                              real scale, size_t B, size_t d, size_t m, size_t L);                 \
+    void gmf_nn_fc_backward##S(real *dP, real *dX, gmf_nn_fc_cache##S *c, const real *dH,          \
+                               const real *X, const real *P, real scale, size_t B, size_t d,       \
+                               size_t m, size_t L);                                                \
+                                                                                                   \
+    /* ---- unit-norm normalization y_i = z_i / max(|z_i|, GMF_NN_NORM_EPS) ------------------- */ \
+    /* nrm (B) caches max(|z_i|, eps). */                                                          \
+    void gmf_nn_unitnorm_forward##S(real *Y, real *nrm, const real *Z, size_t B, size_t n);        \
+    void gmf_nn_unitnorm_backward##S(real *dZ, const real *dY, const real *Y, const real *nrm,     \
+                                     size_t B, size_t n);                                          \
+                                                                                                   \
+    /* ---- multi-class logistic loss, L + 1 classes, class 0 the reference (logit 0) ------- */   \
+    /* loss_i = log(1 + sum_l exp(h_il)) - h_{i,y_i}  (h_{i,0} := 0), by a log-sum-exp over    */  \
+    /* [0, h_i].  Writes loss_i to lossv (B, may be NULL) and, if dH != NULL,                  */  \
+    /* dH = dscale (softmax([0,h_i])_l - 1{y_i = l}), l = 1..L.  Returns sum_i loss_i (double; */  \
+    /* +inf or NaN if some h is not finite).  Labels must be <= L.                             */  \
+    double gmf_nn_refloss##S(real *dH, double *lossv, const real *H, const uint8_t *y,             \
+                             double dscale, size_t B, size_t L);                                   \
+    /* Predicted class (0..L) per row: argmax of [0, h_i] (ties: lowest class).  Returns the       \
+     * number of rows whose prediction differs from y (y may be NULL: returns 0). */               \
+    size_t gmf_nn_predict##S(uint8_t *pred, const real *H, const uint8_t *y, size_t B, size_t L);  \
+                                                                                                   \
+    /* ---- whole networks ------------------------------------------------------------------- */  \
+    typedef struct gmf_nn_ws##S {                                                                  \
+        gmf_nn_model *m;                                                                           \
+        size_t Bmax;                                                                               \
+        real *P, *dP; /* nparams: working copy of m->params, gradient */                           \
+        double *gacc; /* nparams: gradient accumulator (gmf_nn_loss_grad, accumulate = 1) */       \
+        real *H, *dH; /* Bmax x L */                                                               \
+        real *Z1, *Y1, *dY1, *dZ1, *nrm; /* GMSTACK middle layer: Bmax x Lmid (nrm: Bmax) */       \
+        double *lossv;                   /* Bmax per-sample losses */                              \
+        real *Xb;                        /* Bmax x d gathered batch (gmf_nn_sgd_step_rows) */      \
+        uint8_t *yb;                     /* Bmax gathered labels */                                \
+        gmf_nn_gm_cache##S gm1, gm2;                                                               \
+        gmf_nn_gmfull_cache##S full;                                                               \
+        gmf_nn_fc_cache##S fc;                                                                     \
+        int nthreads;                                                                              \
+        struct gmf_nn_pool *pool; /* GM kind: components split over nthreads threads */            \
+        int prep_valid;           /* GM kind: gm1's parameter-derived cache matches P */           \
+    } gmf_nn_ws##S;                                                                                \
+    /* Workspace for batches of up to Bmax samples.  nthreads >= 1: for GMF_NN_GM the components   \
+     * are split over a pool of nthreads threads (OpenBLAS single-threaded inside them); for the   \
+     * other kinds OpenBLAS itself uses nthreads threads (the process-wide OpenBLAS setting is     \
+     * made at each call into the workspace).  Loads m->params into P. */                          \
+    int gmf_nn_ws_init##S(gmf_nn_ws##S *ws, gmf_nn_model *m, size_t Bmax, int nthreads);           \
+    void gmf_nn_ws_free##S(gmf_nn_ws##S *ws);                                                      \
+    /* P <- (real) m->params (call after changing m->params, or P, by hand). */                    \
+    void gmf_nn_ws_load##S(gmf_nn_ws##S *ws);                                                      \
+    /* m->params <- P (after training: checkpoints and snapshots read m->params). */               \
+    void gmf_nn_ws_store##S(gmf_nn_ws##S *ws);                                                     \
+    /* Logits H (B x L) of X (B x d) at ws->P; H may be ws->H. */                                  \
+    void gmf_nn_forward##S(real *H, gmf_nn_ws##S *ws, const real *X, size_t B);                    \
+    /* Forward, loss and backward: returns sum_i loss_i over the batch; if it is finite, sets      \
+     * ws->dP to (accumulate = 0) or adds to ws->gacc (accumulate = 1, in double) the gradient     \
+     * of dscale * sum_i loss_i.  A non-finite return leaves dP and gacc untouched. */             \
+    double gmf_nn_loss_grad##S(gmf_nn_ws##S *ws, const real *X, const uint8_t *y, size_t B,        \
+                               double dscale, int accumulate);                                     \
+    /* SGD with per-group learning rates lr[g] (g < m->ngroups; 0 freezes a group exactly):        \
+     * P -= lr[g] grad on the group's entries, grad = ws->dP, or ws->gacc when from_acc (which     \
+     * is then zeroed).  m->params is not touched: gmf_nn_ws_store. */                             \
+    void gmf_nn_sgd_apply##S(gmf_nn_ws##S *ws, const double *lr, int from_acc);                    \
+    /* One SGD step on the mean loss of a batch: gmf_nn_loss_grad(dscale = 1/B) then               \
+     * gmf_nn_sgd_apply; for GMF_NN_GM fused (each component's parameters updated right after      \
+     * their gradient, no dP written) and split over the pool.  Returns the batch's mean loss;     \
+     * when it is not finite nothing is updated. */                                                \
+    double gmf_nn_sgd_step##S(gmf_nn_ws##S *ws, const real *X, const uint8_t *y, size_t B,         \
+                              const double *lr);                                                   \
+    /* The same step on the batch of rows idx[0..B) of a float data set (m->d floats per row)      \
+     * and their labels: the rows are gathered into ws->Xb (for GMF_NN_GM by the pool's threads,   \
+     * each its share of the rows, inside the step). */                                            \
+    double gmf_nn_sgd_step_rows##S(gmf_nn_ws##S *ws, const float *data, const uint8_t *labels,     \
+                                   const size_t *idx, size_t B, const double *lr);
+
+GMF_NN_API(float, _f)
+GMF_NN_API(double, _d)
+
+/* ---------------------------------------------------------------------------------------------
+ * GM regression layer: K full joint Gaussians N(mu_k, C_k C_k^T) over theta = (omega, beta) in
+ * R^D (D = d + 1), h(x) = (1/K) sum_k E_k[omega relu(beta . x)], squared loss
+ * l(mu, C) = (1/n) sum_i (y_i - h(x_i))^2 over a fixed data set -- the discrete counterpart of
+ * the exact flows.  It is built on the squared-loss oracle (sqloss.h) and the Euclidean flow
+ * (flow.h): the gradient of l is exactly -gmf_flow_rhs(GMF_FLOW_EUCLID), so this layer and the
+ * flows share one implementation of the closed forms.  Double precision only.
+ */
+typedef struct gmf_nn_gmreg {
+    size_t n, d, D, K;
+    gmf_sqloss *sq;
+    gmf_flow flow; /* GMF_FLOW_EUCLID over sq's oracle */
+    double *rhs;   /* K (D + D^2) scratch */
+} gmf_nn_gmreg;
+
+/* X: n x d, y: n (copied). */
+int gmf_nn_gmreg_init(gmf_nn_gmreg *g, size_t K, size_t n, size_t d, const double *X,
+                      const double *y);
+void gmf_nn_gmreg_free(gmf_nn_gmreg *g);
+/* Predictions (n, may be NULL) and loss (may be NULL) at P = [mu (K x D) | C (K x D x D)]. */
+int gmf_nn_gmreg_forward(double *pred, double *loss, gmf_nn_gmreg *g, const double *P);
+/* dP = gradient of the loss at P (same layout); loss (may be NULL). */
+int gmf_nn_gmreg_backward(double *dP, double *loss, gmf_nn_gmreg *g, const double *P);
+/* One full-batch gradient-descent step P -= lr dP; returns the loss before the step. */
+int gmf_nn_gmreg_gd_step(double *P, double *loss, gmf_nn_gmreg *g, double lr);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

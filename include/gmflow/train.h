@@ -1,0 +1,97 @@
+/* gmflow/train.h -- the SGD trainer of the discrete mode: epochs, shuffles, per-group learning
+ * rates, full-batch gradient descent, evaluation, checkpoints and parameter snapshots (prefix
+ * gmf_train).
+ *
+ * Reproducibility: a run is a pure function of (model, options, data, seed, thread count).  The
+ * initialization draws from stream 0 of gmf_nn_rng(seed), epoch e's shuffle from stream 1000 + e
+ * (so resuming at an epoch boundary replays exactly), and every reduction has a fixed order: the
+ * GEMMs run with a fixed OpenBLAS thread count (1 inside the GM thread pool), the GM layer sums
+ * its components in index order, the batch loss is summed in sample order.  Same seed and same
+ * --threads give bitwise identical parameters; a different thread count may change the last bits.
+ *
+ * Precision: 32 (default) runs the float instantiation of nn.h (float32 GEMMs, double per-sample
+ * scalars, double master parameters); 64 runs the double one.
+ */
+#ifndef GMFLOW_TRAIN_H
+#define GMFLOW_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gmflow/idx.h"
+#include "gmflow/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gmf_train_opts {
+    size_t batch;      /* SGD batch size (64); the last batch of an epoch may be smaller */
+    double lr;         /* learning rate of every group but sigma / C (0.1) */
+    double lr_sigma;   /* learning rate of sigma (diagonal) and C (full covariance) (1.0) */
+    int fixed_beta;    /* 1: learning rate 0 for the beta groups (mu, sigma, C; FC beta) */
+    int full_batch;    /* 1: one gradient-descent step per epoch on the whole training set */
+    uint64_t seed;     /* (1) */
+    int threads;       /* (1) */
+    int precision;     /* 32 or 64 (32) */
+    size_t eval_batch; /* rows per forward pass in evaluation and full-batch mode (500) */
+} gmf_train_opts;
+
+void gmf_train_opts_default(gmf_train_opts *o);
+
+/* Per-group learning rates for m under o (lr[g] for g < m->ngroups). */
+void gmf_train_group_lr(const gmf_nn_model *m, const gmf_train_opts *o, double *lr);
+
+typedef struct gmf_train gmf_train; /* workspace, buffers, shuffle order */
+
+/* Progress callback, called after every step with the running mean loss of the epoch so far and
+ * the throughput of the epoch so far. */
+typedef void (*gmf_train_progress_fn)(void *user, size_t epoch, size_t step, size_t nsteps,
+                                      double mean_loss, double samples_per_s);
+
+int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o);
+void gmf_train_free(gmf_train *t);
+
+/* One epoch (1-based number `epoch`, which seeds its shuffle) over `data`.  *mean_loss is the
+ * mean training loss over the epoch's samples (SGD: as seen by each step before its update;
+ * full batch: at the parameters before the step).  At the end m->params holds the trained
+ * parameters.  A non-finite loss stops the epoch before that step's update, with GMF_EDIVERGE
+ * and a message naming the epoch and step; m->params then still holds the parameters of the
+ * end of the previous epoch.  *seconds (may
+ * be NULL) is the wall time of the epoch. */
+int gmf_train_epoch(gmf_train *t, const gmf_dataset *data, size_t epoch, double *mean_loss,
+                    double *seconds, gmf_train_progress_fn progress, void *user);
+
+/* Mean loss and misclassification rate of the model on `data` (in t's precision). */
+int gmf_train_evaluate(gmf_train *t, const gmf_dataset *data, double *mean_loss, double *error);
+
+/* Evaluate any model (e.g. a Monte Carlo reduction) with a temporary workspace. */
+int gmf_train_evaluate_model(gmf_nn_model *m, const gmf_train_opts *o, const gmf_dataset *data,
+                             double *mean_loss, double *error);
+
+/* Make a dataset usable for a model with L logits: labels must be <= L and d must match. */
+int gmf_train_check_data(const gmf_nn_model *m, const gmf_dataset *data, const char *what);
+
+/* ---- checkpoints --------------------------------------------------------------------------
+ * Binary, little-endian (docs/TRAINING.md):
+ *   "GMFLOWCK" | u32 version = 1 | u32 header bytes | char kind[16] | u64 d, L, K, width, Lmid |
+ *   f64 fc_scale | u64 nparams | u64 epoch | u64 seed | f64 params[nparams] | u64 FNV-1a of all
+ *   preceding bytes.
+ * Written atomically (gmf_io_open / gmf_io_commit: a temporary renamed into place), so a crash or
+ * a failure never leaves a partial checkpoint; a non-finite parameter refuses to be saved.
+ * Loading checks magic, version, size, checksum, finiteness, and that the checkpoint's model
+ * (kind and shapes, and fc_scale) is the one `m` was initialized as; otherwise GMF_EFORMAT with
+ * a message naming the file and both models. */
+int gmf_train_save_checkpoint(const char *path, const gmf_nn_model *m, uint64_t epoch,
+                              uint64_t seed);
+int gmf_train_load_checkpoint(const char *path, gmf_nn_model *m, uint64_t *epoch, uint64_t *seed);
+
+/* Parameter snapshot: one .npy (float64) per group in `dir`, named
+ * "epoch_%04zu_<group>.npy", shaped as the group (mu: K x d, sigma: K x d, C: K x d x d,
+ * U: K x L x d, v: K x L; FC beta: m x d, omega: m x L; stack: mu1 ... v2). */
+int gmf_train_write_snapshot(const char *dir, const gmf_nn_model *m, size_t epoch);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,329 @@
+/* nn_model.c -- random numbers, model shapes and parameter groups, initializations, and fully
+ * connected networks drawn from a GM layer (matching init, Figure 4 width-K init, Figure 6 Monte
+ * Carlo reduction). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gmflow/common.h"
+#include "gmflow/gauss.h"
+#include "gmflow/nn.h"
+#include "nn_internal.h"
+
+/* ---- random numbers ------------------------------------------------------------------------ */
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void gmf_nn_rng_seed(gmf_nn_rng *r, uint64_t seed, uint64_t stream) {
+    uint64_t x = seed ^ (0xD1B54A32D192ED03ull * (stream + 1));
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
+
+uint64_t gmf_nn_rng_u64(gmf_nn_rng *r) {
+    uint64_t *s = r->s;
+    const uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= t, s[3] = rotl(s[3], 45);
+    return out;
+}
+
+double gmf_nn_rng_uniform(gmf_nn_rng *r) {
+    return (double)(gmf_nn_rng_u64(r) >> 11) * 0x1p-53;
+}
+
+double gmf_nn_rng_normal(gmf_nn_rng *r) {
+    double u1 = 1.0 - gmf_nn_rng_uniform(r); /* (0, 1]: log is finite */
+    double u2 = gmf_nn_rng_uniform(r);
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+uint64_t gmf_nn_rng_below(gmf_nn_rng *r, uint64_t n) {
+    const uint64_t lim = UINT64_MAX - UINT64_MAX % n; /* accept [0, lim): a multiple of n */
+    uint64_t x;
+    do
+        x = gmf_nn_rng_u64(r);
+    while (x >= lim);
+    return x % n;
+}
+
+void gmf_nn_rng_shuffle(gmf_nn_rng *r, size_t *idx, size_t n) {
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)gmf_nn_rng_below(r, i);
+        size_t t = idx[i - 1];
+        idx[i - 1] = idx[j];
+        idx[j] = t;
+    }
+}
+
+/* ---- Gaussian scalars, batched ------------------------------------------------------------ */
+
+/* Beyond |t| = 38, phi(t) < 1e-300 and Phi is 0 or 1 in double: gauss.c's GMF_T_MAX. */
+#define T_MAX 38.0
+
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+/* glibc's vector math library (x86_64 vector function ABI; erfc since glibc 2.35, linked through
+ * libm.so's AS_NEEDED libmvec). */
+__m256d _ZGVdN4v_erfc(__m256d x);
+__m256d _ZGVdN4v_exp(__m256d x);
+#define HAVE_LIBMVEC 1
+#endif
+
+void gmf_nn_gauss_batch(size_t n, const double *m, const double *s2, double *s, double *Phi,
+                        double *phi, double *A) {
+    size_t i = 0;
+#ifdef HAVE_LIBMVEC
+    const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0), half = _mm256_set1_pd(0.5),
+                  tmax = _mm256_set1_pd(T_MAX), nrt2 = _mm256_set1_pd(-M_SQRT1_2),
+                  nhalf = _mm256_set1_pd(-0.5), ipdf = _mm256_set1_pd(0.5 * M_2_SQRTPI * M_SQRT1_2),
+                  absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+    for (; i + 4 <= n; i += 4) {
+        const __m256d mv = _mm256_loadu_pd(m + i);
+        const __m256d sv = _mm256_sqrt_pd(_mm256_max_pd(_mm256_loadu_pd(s2 + i), zero));
+        /* regular: s > 0 and |m| < T_MAX s; otherwise Y = m almost surely */
+        const __m256d reg = _mm256_and_pd(
+            _mm256_cmp_pd(sv, zero, _CMP_GT_OQ),
+            _mm256_cmp_pd(_mm256_and_pd(mv, absmask), _mm256_mul_pd(tmax, sv), _CMP_LT_OQ));
+        const __m256d t =
+            _mm256_blendv_pd(zero, _mm256_div_pd(mv, _mm256_blendv_pd(one, sv, reg)), reg);
+        const __m256d P = _mm256_mul_pd(half, _ZGVdN4v_erfc(_mm256_mul_pd(nrt2, t)));
+        const __m256d p =
+            _mm256_mul_pd(ipdf, _ZGVdN4v_exp(_mm256_mul_pd(nhalf, _mm256_mul_pd(t, t))));
+        const __m256d Pd = _mm256_and_pd(_mm256_cmp_pd(mv, zero, _CMP_GT_OQ), one);
+        const __m256d Pv = _mm256_blendv_pd(Pd, P, reg), pv = _mm256_blendv_pd(zero, p, reg);
+        _mm256_storeu_pd(s + i, sv);
+        _mm256_storeu_pd(Phi + i, Pv);
+        _mm256_storeu_pd(phi + i, pv);
+        _mm256_storeu_pd(A + i, _mm256_add_pd(_mm256_mul_pd(mv, Pv), _mm256_mul_pd(sv, pv)));
+    }
+#endif
+    for (; i < n; i++) {
+        gmf_gauss_point p;
+        gmf_gauss_scalars(m[i], s2[i], 0.0, 0.0, &p);
+        s[i] = p.s, Phi[i] = p.Phi, phi[i] = p.phi, A[i] = p.A;
+    }
+}
+
+/* ---- shapes -------------------------------------------------------------------------------- */
+
+size_t gmf_nn_gm_nparams(size_t d, size_t K, size_t L) {
+    return K * (2 * d + L * d + L);
+}
+size_t gmf_nn_gmfull_nparams(size_t d, size_t K, size_t L) {
+    return K * (d + d * d + L * d + L);
+}
+size_t gmf_nn_fc_nparams(size_t d, size_t m, size_t L) {
+    return m * (d + L);
+}
+
+static const char *kind_names[] = {"gm", "gm-full", "fc", "gm-stack"};
+
+const char *gmf_nn_kind_name(gmf_nn_kind kind) {
+    return (unsigned)kind < 4 ? kind_names[kind] : "unknown";
+}
+
+int gmf_nn_kind_parse(const char *name, gmf_nn_kind *out) {
+    for (int k = 0; k < 4; k++)
+        if (!strcmp(name, kind_names[k])) {
+            *out = (gmf_nn_kind)k;
+            return GMF_OK;
+        }
+    return gmf_error(GMF_EINVAL, "unknown model '%s' (expected gm, gm-full, fc or gm-stack)", name);
+}
+
+static void add_group(gmf_nn_model *m, const char *name, size_t n, int sigma, int beta) {
+    gmf_nn_group *g = &m->group[m->ngroups++];
+    snprintf(g->name, sizeof g->name, "%s", name);
+    g->off = m->nparams;
+    g->n = n;
+    g->sigma = sigma;
+    g->beta = beta;
+    m->nparams += n;
+}
+
+static void add_gm_groups(gmf_nn_model *m, size_t d, size_t K, size_t L, const char *sfx,
+                          int full) {
+    char name[16];
+    snprintf(name, sizeof name, "mu%s", sfx);
+    add_group(m, name, K * d, 0, 1);
+    snprintf(name, sizeof name, "%s%s", full ? "C" : "sigma", sfx);
+    add_group(m, name, full ? K * d * d : K * d, 1, 1);
+    snprintf(name, sizeof name, "U%s", sfx);
+    add_group(m, name, K * L * d, 0, 0);
+    snprintf(name, sizeof name, "v%s", sfx);
+    add_group(m, name, K * L, 0, 0);
+}
+
+int gmf_nn_model_init(gmf_nn_model *m, gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t width,
+                      size_t Lmid) {
+    memset(m, 0, sizeof *m);
+    if (d == 0 || L == 0) return gmf_error(GMF_EINVAL, "model: need d >= 1 and L >= 1");
+    m->kind = kind;
+    m->d = d;
+    m->L = L;
+    switch (kind) {
+    case GMF_NN_GM:
+    case GMF_NN_GMFULL:
+        if (K == 0) return gmf_error(GMF_EINVAL, "model %s: need K >= 1", gmf_nn_kind_name(kind));
+        m->K = K;
+        add_gm_groups(m, d, K, L, "", kind == GMF_NN_GMFULL);
+        break;
+    case GMF_NN_FC:
+        if (width == 0) return gmf_error(GMF_EINVAL, "model fc: need width >= 1");
+        m->width = width;
+        m->fc_scale = 1.0 / (double)width;
+        add_group(m, "beta", width * d, 0, 1);
+        add_group(m, "omega", width * L, 0, 0);
+        break;
+    case GMF_NN_GMSTACK:
+        if (K == 0 || Lmid == 0)
+            return gmf_error(GMF_EINVAL, "model gm-stack: need K >= 1 and a middle width >= 1");
+        m->K = K;
+        m->Lmid = Lmid;
+        add_gm_groups(m, d, K, Lmid, "1", 0);
+        add_gm_groups(m, Lmid, K, L, "2", 0);
+        break;
+    default:
+        return gmf_error(GMF_EINVAL, "model: unknown kind %d", (int)kind);
+    }
+    m->params = gmf_calloc(m->nparams, sizeof(double), "model parameters");
+    return m->params ? GMF_OK : GMF_ENOMEM;
+}
+
+void gmf_nn_model_free(gmf_nn_model *m) {
+    free(m->params);
+    memset(m, 0, sizeof *m);
+}
+
+char *gmf_nn_model_describe(const gmf_nn_model *m, char *buf, size_t size) {
+    switch (m->kind) {
+    case GMF_NN_GM:
+    case GMF_NN_GMFULL:
+        snprintf(buf, size, "%s d=%zu L=%zu K=%zu", gmf_nn_kind_name(m->kind), m->d, m->L, m->K);
+        break;
+    case GMF_NN_FC:
+        snprintf(buf, size, "fc d=%zu L=%zu width=%zu scale=%.17g", m->d, m->L, m->width,
+                 m->fc_scale);
+        break;
+    case GMF_NN_GMSTACK:
+        snprintf(buf, size, "gm-stack d=%zu L=%zu K=%zu mid=%zu", m->d, m->L, m->K, m->Lmid);
+        break;
+    default:
+        snprintf(buf, size, "unknown");
+    }
+    return buf;
+}
+
+int gmf_nn_model_group(const gmf_nn_model *m, const char *name) {
+    for (size_t g = 0; g < m->ngroups; g++)
+        if (!strcmp(m->group[g].name, name)) return (int)g;
+    return -1;
+}
+
+/* ---- initializations ----------------------------------------------------------------------- */
+
+/* One GM layer's parameters at P (layout of nn.h). */
+static void init_gm_layer(double *P, size_t d, size_t K, size_t L, int full, double gamma,
+                          gmf_nn_rng *rng) {
+    const size_t nmu = K * d, ncov = full ? K * d * d : K * d, nU = K * L * d, nv = K * L;
+    double *mu = P, *cov = P + nmu, *U = cov + ncov, *v = U + nU;
+    for (size_t e = 0; e < nmu; e++)
+        mu[e] = gamma * gmf_nn_rng_normal(rng);
+    for (size_t e = 0; e < nU; e++)
+        U[e] = gamma * gmf_nn_rng_normal(rng);
+    for (size_t e = 0; e < nv; e++)
+        v[e] = gamma * gmf_nn_rng_normal(rng);
+    if (full) {
+        memset(cov, 0, ncov * sizeof(double));
+        for (size_t k = 0; k < K; k++)
+            for (size_t j = 0; j < d; j++)
+                cov[k * d * d + j * d + j] = gamma; /* C = gamma I */
+    } else {
+        for (size_t e = 0; e < ncov; e++)
+            cov[e] = gamma; /* sigma = gamma */
+    }
+}
+
+int gmf_nn_init_gm(gmf_nn_model *m, double gamma, gmf_nn_rng *rng) {
+    if (!(gamma >= 0.0) || !isfinite(gamma))
+        return gmf_error(GMF_EINVAL, "GM init: gamma must be finite and >= 0 (got %g)", gamma);
+    switch (m->kind) {
+    case GMF_NN_GM:
+    case GMF_NN_GMFULL:
+        init_gm_layer(m->params, m->d, m->K, m->L, m->kind == GMF_NN_GMFULL, gamma, rng);
+        return GMF_OK;
+    case GMF_NN_GMSTACK:
+        init_gm_layer(m->params, m->d, m->K, m->Lmid, 0, gamma, rng);
+        init_gm_layer(m->params + gmf_nn_gm_nparams(m->d, m->K, m->Lmid), m->Lmid, m->K, m->L, 0,
+                      gamma, rng);
+        return GMF_OK;
+    default:
+        return gmf_error(GMF_EINVAL, "GM init: model %s has no GM layer",
+                         gmf_nn_kind_name(m->kind));
+    }
+}
+
+int gmf_nn_init_fc_kaiming(gmf_nn_model *fc, gmf_nn_rng *rng) {
+    if (fc->kind != GMF_NN_FC) return gmf_error(GMF_EINVAL, "Kaiming init: model is not fc");
+    const size_t d = fc->d, m = fc->width, L = fc->L;
+    const double b1 = 1.0 / sqrt((double)d), b2 = 1.0 / sqrt((double)m);
+    for (size_t e = 0; e < m * d; e++)
+        fc->params[e] = b1 * (2.0 * gmf_nn_rng_uniform(rng) - 1.0);
+    for (size_t e = 0; e < m * L; e++)
+        fc->params[m * d + e] = b2 * (2.0 * gmf_nn_rng_uniform(rng) - 1.0);
+    return GMF_OK;
+}
+
+int gmf_nn_fc_from_gm(gmf_nn_model *fc, const gmf_nn_model *gm, gmf_nn_from_gm_mode mode,
+                      gmf_nn_rng *rng) {
+    if (fc->kind != GMF_NN_FC || (gm->kind != GMF_NN_GM && gm->kind != GMF_NN_GMFULL))
+        return gmf_error(GMF_EINVAL, "FC from GM: need an fc model and a gm or gm-full model");
+    if (fc->d != gm->d || fc->L != gm->L)
+        return gmf_error(GMF_EINVAL, "FC from GM: shapes differ (fc d=%zu L=%zu, gm d=%zu L=%zu)",
+                         fc->d, fc->L, gm->d, gm->L);
+    const size_t d = gm->d, K = gm->K, L = gm->L, m = fc->width;
+    const int full = gm->kind == GMF_NN_GMFULL;
+    if (mode == GMF_NN_FROM_GM_MEANS && m != K)
+        return gmf_error(GMF_EINVAL, "FC from GM means: width %zu must equal K = %zu", m, K);
+    const double *mu = gm->params, *cov = mu + K * d, *U = cov + (full ? K * d * d : K * d),
+                 *v = U + K * L * d;
+    double *beta = fc->params, *omega = fc->params + m * d;
+    double z[d];
+    for (size_t j = 0; j < m; j++) {
+        size_t k = mode == GMF_NN_FROM_GM_MEANS ? j : (size_t)gmf_nn_rng_below(rng, K);
+        double *b = beta + j * d;
+        if (mode == GMF_NN_FROM_GM_MEANS) {
+            memcpy(b, mu + k * d, d * sizeof(double)); /* beta_k = mu_k */
+        } else if (full) {                             /* beta = mu_k + C_k z */
+            for (size_t e = 0; e < d; e++)
+                z[e] = gmf_nn_rng_normal(rng);
+            for (size_t a = 0; a < d; a++) {
+                double acc = mu[k * d + a];
+                for (size_t e = 0; e < d; e++)
+                    acc += cov[k * d * d + a * d + e] * z[e];
+                b[a] = acc;
+            }
+        } else { /* beta = mu_k + sigma_k * z */
+            for (size_t a = 0; a < d; a++)
+                b[a] = mu[k * d + a] + cov[k * d + a] * gmf_nn_rng_normal(rng);
+        }
+        for (size_t l = 0; l < L; l++) { /* omega = U_k beta + v_k = E[omega | beta] */
+            double acc = v[k * L + l];
+            for (size_t a = 0; a < d; a++)
+                acc += U[(k * L + l) * d + a] * b[a];
+            omega[j * L + l] = acc;
+        }
+    }
+    fc->fc_scale = 1.0 / (double)m;
+    return GMF_OK;
+}

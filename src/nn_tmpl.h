@@ -1,0 +1,912 @@
+/* nn_tmpl.h -- GM layers, FC layer, unit-norm, reference-class logistic loss and whole networks,
+ * written once for `real` and compiled by nn_f32.c (real = float, suffix _f) and nn_f64.c
+ * (real = double, suffix _d).  The including file defines real, SUFFIX and GEMM (cblas_sgemm or
+ * cblas_dgemm).  Derivations of every backward pass: docs/TRAINING.md.
+ *
+ * Conventions: row-major; B = batch rows; the per-(sample, component) Gaussian scalars are
+ * computed in double, by gmf_nn_gauss_batch (nn_internal.h) in the forward pass and by
+ * gmf_gauss_scalars (gauss.h) in the full-covariance layer, with gauss.h's degenerate limit
+ * s -> 0 (Phi = 1{m > 0}, phi = 0) and far-tail clamp |m/s| >= 38 (phi = 0).
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gmflow/common.h"
+#include "gmflow/gauss.h"
+#include "gmflow/nn.h"
+#include "nn_internal.h"
+
+#define CAT2(a, b) a##b
+#define CAT(a, b)  CAT2(a, b)
+#define FN(name)   CAT(name, SUFFIX)
+
+typedef FN(gmf_nn_gm_cache) gm_cache;
+typedef FN(gmf_nn_gmfull_cache) full_cache;
+typedef FN(gmf_nn_fc_cache) fc_cache;
+typedef FN(gmf_nn_ws) ws_t;
+
+/* C (M x N) = alpha op(A) op(B) + beta C, row-major, ints for BLAS. */
+static inline void gemm(int ta, int tb, size_t M, size_t N, size_t Kd, real alpha, const real *A,
+                        size_t lda, const real *Bm, size_t ldb, real beta, real *C, size_t ldc) {
+    if (M == 0 || N == 0) return;
+    if (Kd == 0) { /* BLAS may not touch C when K = 0 */
+        for (size_t i = 0; i < M; i++)
+            for (size_t j = 0; j < N; j++)
+                C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
+        return;
+    }
+    GEMM(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M,
+         (int)N, (int)Kd, alpha, A, (int)lda, Bm, (int)ldb, beta, C, (int)ldc);
+}
+
+static real *ralloc(size_t n, int *fail) {
+    real *p = calloc(n ? n : 1, sizeof(real));
+    if (!p) *fail = 1;
+    return p;
+}
+
+/* =============================================================================================
+ * GM classification layer, diagonal covariance.
+ *
+ * Per component k (views into P):  mu_k = P + k d,  sigma_k = P + K d + k d,
+ * U_k = P + 2 K d + k L d (L x d),  v_k = P + 2 K d + K L d + k L.
+ * ============================================================================================= */
+
+int FN(gmf_nn_gm_cache_init)(gm_cache *c, size_t Bmax, size_t d, size_t K, size_t L) {
+    memset(c, 0, sizeof *c);
+    c->Bmax = Bmax, c->d = d, c->K = K, c->L = L;
+    const size_t W = K * (L + 1);
+    int fail = 0;
+    c->muW = ralloc(W * d, &fail);
+    c->sig2 = ralloc(K * d, &fail);
+    c->a = ralloc(K * L, &fail);
+    c->X2 = ralloc(Bmax * d, &fail);
+    c->F = ralloc(Bmax * W, &fail);
+    c->S2 = ralloc(Bmax * K, &fail);
+    c->s = ralloc(Bmax * K, &fail);
+    c->Phi = ralloc(Bmax * K, &fail);
+    c->phi = ralloc(Bmax * K, &fail);
+    c->A = ralloc(Bmax * K, &fail);
+    c->dF = ralloc(Bmax * W, &fail);
+    c->dS2 = ralloc(Bmax * K, &fail);
+    c->dmuW = ralloc(W * d, &fail);
+    c->dsig2 = ralloc(K * d, &fail);
+    if (fail) {
+        FN(gmf_nn_gm_cache_free)(c);
+        return gmf_error(GMF_ENOMEM, "GM layer cache (B=%zu, d=%zu, K=%zu, L=%zu): out of memory",
+                         Bmax, d, K, L);
+    }
+    return GMF_OK;
+}
+
+void FN(gmf_nn_gm_cache_free)(gm_cache *c) {
+    free(c->muW), free(c->sig2), free(c->a), free(c->X2), free(c->F), free(c->S2), free(c->s);
+    free(c->Phi), free(c->phi), free(c->A), free(c->dF), free(c->dS2), free(c->dmuW);
+    free(c->dsig2);
+    memset(c, 0, sizeof *c);
+}
+
+/* u . w over d entries with 16 fixed partial sums (vectorizable, and deterministic: the order does
+ * not depend on alignment or the compiler), combined in double. */
+static double dot16(const real *restrict u, const real *restrict w, size_t d) {
+    real part[16] = {0};
+    size_t j = 0;
+    for (; j + 16 <= d; j += 16)
+        for (size_t q = 0; q < 16; q++)
+            part[q] += u[j + q] * w[j + q];
+    double acc = 0.0;
+    for (size_t q = 0; q < 16; q++)
+        acc += (double)part[q];
+    for (; j < d; j++)
+        acc += (double)u[j] * (double)w[j];
+    return acc;
+}
+
+/* Parameter-derived quantities of component k: sig2 = sigma^2, the stacked GEMM operand
+ * muW = [mu_k; W_k] with W_k = U_k diag(sigma_k^2), and a_k = U_k mu_k + v_k. */
+static void gm_prep1(gm_cache *c, const real *P, size_t d, size_t K, size_t L, size_t k) {
+    const real *restrict mu = P + k * d, *restrict sigma = P + K * d + k * d,
+                         *restrict U = P + 2 * K * d + k * L * d,
+                         *restrict v = P + 2 * K * d + K * L * d + k * L;
+    real *restrict sig2 = c->sig2 + k * d, *restrict row = c->muW + k * (L + 1) * d;
+    for (size_t j = 0; j < d; j++)
+        sig2[j] = sigma[j] * sigma[j];
+    memcpy(row, mu, d * sizeof(real));
+    for (size_t l = 0; l < L; l++) {
+        const real *restrict u = U + l * d;
+        real *restrict w = row + (1 + l) * d;
+        for (size_t j = 0; j < d; j++)
+            w[j] = u[j] * sig2[j];
+        c->a[k * L + l] = (real)(dot16(u, mu, d) + (double)v[l]);
+    }
+}
+
+static void gm_prep(gm_cache *c, const real *P, size_t d, size_t K, size_t L, size_t k0,
+                    size_t k1) {
+    for (size_t k = k0; k < k1; k++)
+        gm_prep1(c, P, d, K, L, k);
+}
+
+/* Rows [i0, i1) of X2 = X * X. */
+static void gm_square_rows(gm_cache *c, const real *X, size_t d, size_t i0, size_t i1) {
+    for (size_t e = i0 * d; e < i1 * d; e++)
+        c->X2[e] = X[e] * X[e];
+}
+
+/* Forward GEMMs and Gaussian scalars for components [k0, k1) (needs gm_prep for them and all
+ * rows of X2). */
+static void gm_fwd_part(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
+                        size_t k0, size_t k1) {
+    const size_t W = K * (L + 1), nk = k1 - k0;
+    if (nk == 0) return;
+    /* F[:, k, :] = X [mu_k; W_k]^T:  m_ik = x_i . mu_k and G_ik = W_k x_i      (B x nk(L+1)) */
+    gemm(0, 1, B, nk * (L + 1), d, 1, X, d, c->muW + k0 * (L + 1) * d, d, 0, c->F + k0 * (L + 1),
+         W);
+    /* S2 = (X * X) (sigma^2)^T:  s_ik^2 = sum_j sigma_kj^2 x_ij^2                  (B x nk) */
+    gemm(0, 1, B, nk, d, 1, c->X2, d, c->sig2 + k0 * d, d, 0, c->S2 + k0, K);
+    /* the Gaussian scalars, in double, one row of nk components at a time */
+    double m[nk], s2[nk], sv[nk], Phi[nk], phi[nk], A[nk];
+    for (size_t i = 0; i < B; i++) {
+        for (size_t k = k0; k < k1; k++) {
+            m[k - k0] = (double)c->F[i * W + k * (L + 1)];
+            s2[k - k0] = (double)c->S2[i * K + k];
+        }
+        gmf_nn_gauss_batch(nk, m, s2, sv, Phi, phi, A);
+        for (size_t k = k0; k < k1; k++) {
+            c->s[i * K + k] = (real)sv[k - k0];
+            c->Phi[i * K + k] = (real)Phi[k - k0];
+            c->phi[i * K + k] = (real)phi[k - k0];
+            c->A[i * K + k] = (real)A[k - k0]; /* E relu(beta . x) = m Phi + s phi */
+        }
+    }
+}
+
+/* Rows [i0, i1) of H = (1/K) sum_k [A_ik a_k + Phi_ik G_ik]  (summed over k in order). */
+static void gm_reduce_rows(real *H, const gm_cache *c, size_t K, size_t L, size_t i0, size_t i1) {
+    const size_t W = K * (L + 1);
+    const double inv = 1.0 / (double)K;
+    for (size_t i = i0; i < i1; i++) {
+        double acc[L + 1];
+        for (size_t l = 0; l < L; l++)
+            acc[l] = 0.0;
+        for (size_t k = 0; k < K; k++) {
+            const double A = c->A[i * K + k], Phi = c->Phi[i * K + k];
+            const real *a = c->a + k * L, *G = c->F + i * W + k * (L + 1) + 1;
+            for (size_t l = 0; l < L; l++)
+                acc[l] += A * a[l] + Phi * G[l];
+        }
+        for (size_t l = 0; l < L; l++)
+            H[i * L + l] = (real)(inv * acc[l]);
+    }
+}
+
+void FN(gmf_nn_gm_forward)(real *H, gm_cache *c, const real *X, const real *P, size_t B, size_t d,
+                           size_t K, size_t L) {
+    gm_prep(c, P, d, K, L, 0, K);
+    gm_square_rows(c, X, d, 0, B);
+    gm_fwd_part(c, X, B, d, K, L, 0, K);
+    gm_reduce_rows(H, c, K, L, 0, B);
+}
+
+/* Backward, first half, for components [k0, k1): the per-(sample, component) scalars and the two
+ * GEMMs; leaves dmuW = [dmu_k; dW_k] (the m and G parts) and dsig2 (the S2 part) in the cache and
+ * da (nk x L, unscaled: sum_i A_ik dH_i) in `da`.
+ *
+ * With g_i = dH_i / K and h_i = sum_k [A_ik a_k + Phi_ik G_ik] / K:
+ *   dA_ik = g_i . a_k,  dPhi_ik = g_i . G_ik,  dG_ik = Phi_ik g_i,  da_k = sum_i A_ik g_i;
+ *   A = m Phi(m/s) + s phi(m/s) has dA/dm = Phi, dA/ds = phi;  Phi(m/s) has d/dm = phi/s,
+ *   d/ds = -m phi / s^2;  s = sqrt(S2) so d/dS2 = 1/(2s):
+ *     dm_ik  = dA Phi + dPhi phi / s
+ *     dS2_ik = phi (dA - dPhi m / s^2) / (2 s)
+ *   (both terms with phi vanish when phi = 0: s == 0 or the far tail).
+ * Then m_ik = x_i . mu_k, G_ik = W_k x_i, S2_ik = (x_i*x_i) . sigma_k^2 give
+ *   [dmu_k; dW_k] = dF[:, k]^T X,   dsig2_k = dS2[:, k]^T (X*X). */
+static void gm_bwd_gemm(gm_cache *c, double *da, const real *dH, const real *X, size_t B, size_t d,
+                        size_t K, size_t L, size_t k0, size_t k1) {
+    const size_t W = K * (L + 1), nk = k1 - k0;
+    if (nk == 0) return;
+    const double inv = 1.0 / (double)K;
+    for (size_t e = 0; e < nk * L; e++)
+        da[e] = 0.0;
+    for (size_t i = 0; i < B; i++) {
+        const real *dh = dH + i * L;
+        for (size_t k = k0; k < k1; k++) {
+            const size_t ik = i * K + k;
+            const real *a = c->a + k * L, *G = c->F + i * W + k * (L + 1) + 1;
+            real *dG = c->dF + i * W + k * (L + 1) + 1;
+            const double A = c->A[ik], Phi = c->Phi[ik], phi = c->phi[ik], s = c->s[ik];
+            double dA = 0.0, dPhi = 0.0;
+            for (size_t l = 0; l < L; l++) {
+                dA += (double)dh[l] * a[l];        /* dL/dA_ik   = g_i . a_k  (times K) */
+                dPhi += (double)dh[l] * G[l];      /* dL/dPhi_ik = g_i . G_ik (times K) */
+                dG[l] = (real)(inv * Phi * dh[l]); /* dL/dG_ik = Phi_ik g_i */
+                da[(k - k0) * L + l] += A * dh[l]; /* dL/da_k += A_ik g_i (times K) */
+            }
+            dA *= inv, dPhi *= inv;
+            double dm = dA * Phi, dS2 = 0.0;
+            if (phi > 0.0) {
+                const double m = c->F[i * W + k * (L + 1)];
+                dm += dPhi * phi / s;                              /* through Phi(m/s) */
+                dS2 = phi * (dA - dPhi * m / (s * s)) / (2.0 * s); /* through A and Phi, ds/dS2 */
+            }
+            c->dF[i * W + k * (L + 1)] = (real)dm;
+            c->dS2[ik] = (real)dS2;
+        }
+    }
+    /* [dmu_k; dW_k] = dF[:, k]^T X                                           (nk(L+1) x d) */
+    gemm(1, 0, nk * (L + 1), d, B, 1, c->dF + k0 * (L + 1), W, X, d, 0, c->dmuW + k0 * (L + 1) * d,
+         d);
+    /* dsig2_k = dS2[:, k]^T (X * X)                                                 (nk x d) */
+    gemm(1, 0, nk, d, B, 1, c->dS2 + k0, K, c->X2, d, 0, c->dsig2 + k0 * d, d);
+}
+
+/* One row (k, l) of the parameter chain: dU_kl = dW_kl * sig2_k + da_kl mu_k (via W_k and via
+ * a_k), dsig2_k += dW_kl * U_kl (W_k = U_k diag(sig2_k)), dmu_k += da_kl U_kl (a_k = U_k mu_k +
+ * v_k).  gm_row_grad stores dU; gm_row_update instead updates U in place by -lrU dU (u is not
+ * read again in this step); gm_row_nograd only accumulates (U frozen).  Restrict-qualified
+ * parameters, so that the loops vectorize. */
+static void gm_row_grad(size_t d, real *restrict du, real *restrict dsig2, real *restrict dmu,
+                        const real *restrict u, const real *restrict dW, const real *restrict sig2,
+                        const real *restrict mu, real dal) {
+    for (size_t j = 0; j < d; j++) {
+        du[j] = dW[j] * sig2[j] + dal * mu[j];
+        dsig2[j] += dW[j] * u[j];
+        dmu[j] += dal * u[j];
+    }
+}
+
+static void gm_row_update(size_t d, real *restrict u, real *restrict dsig2, real *restrict dmu,
+                          const real *restrict dW, const real *restrict sig2,
+                          const real *restrict mu, real dal, real lrU) {
+    for (size_t j = 0; j < d; j++) {
+        const real du = dW[j] * sig2[j] + dal * mu[j];
+        dsig2[j] += dW[j] * u[j];
+        dmu[j] += dal * u[j];
+        u[j] -= lrU * du;
+    }
+}
+
+static void gm_row_nograd(size_t d, real *restrict dsig2, real *restrict dmu,
+                          const real *restrict u, const real *restrict dW, real dal) {
+    for (size_t j = 0; j < d; j++) {
+        dsig2[j] += dW[j] * u[j];
+        dmu[j] += dal * u[j];
+    }
+}
+
+/* Backward, second half, for component k: the chain through W_k = U_k diag(sigma_k^2),
+ * a_k = U_k mu_k + v_k and sig2 = sigma^2, from the cache's dmuW, dsig2 and da_k (unscaled).
+ * With lr == NULL the gradient goes to dP (the layout of P); otherwise it is not stored: each
+ * parameter is updated in place, P -= lr[g] grad (groups mu, sigma, U, v; lr 0 leaves a group
+ * exactly unchanged), right after its last use, and the component's parameter-derived cache
+ * (gm_prep1) is refreshed for the next forward pass -- one pass over the component's parameters
+ * while they are in cache. */
+static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, const double *lr,
+                          size_t d, size_t K, size_t L, size_t k) {
+    const double inv = 1.0 / (double)K;
+    real *mu = P + k * d, *sigma = P + K * d + k * d, *U = P + 2 * K * d + k * L * d,
+         *v = P + 2 * K * d + K * L * d + k * L;
+    const real *dmW = c->dmuW + k * (L + 1) * d, *sig2 = c->sig2 + k * d;
+    real *dsig2 = c->dsig2 + k * d;
+    /* dmu_k = sum_i dm_ik x_i (row 0 of dmuW, accumulated in place) + U_k^T da_k */
+    real *dmu = c->dmuW + k * (L + 1) * d;
+    for (size_t l = 0; l < L; l++) {
+        const real dal = (real)(inv * dak[l]);
+        if (!lr) {
+            dP[2 * K * d + K * L * d + k * L + l] = dal; /* dv_k = da_k */
+            gm_row_grad(d, dP + 2 * K * d + (k * L + l) * d, dsig2, dmu, U + l * d,
+                        dmW + (1 + l) * d, sig2, mu, dal);
+        } else if (lr[2] != 0) {
+            if (lr[3] != 0) v[l] -= (real)lr[3] * dal;
+            gm_row_update(d, U + l * d, dsig2, dmu, dmW + (1 + l) * d, sig2, mu, dal, (real)lr[2]);
+        } else {
+            if (lr[3] != 0) v[l] -= (real)lr[3] * dal;
+            gm_row_nograd(d, dsig2, dmu, U + l * d, dmW + (1 + l) * d, dal);
+        }
+    }
+    if (!lr) {
+        for (size_t j = 0; j < d; j++) {
+            dP[k * d + j] = dmu[j];
+            dP[K * d + k * d + j] = 2 * sigma[j] * dsig2[j]; /* sig2 = sigma^2 */
+        }
+        return;
+    }
+    const real lrm = (real)lr[0], lrs = (real)lr[1];
+    if (lrs != 0)
+        for (size_t j = 0; j < d; j++)
+            sigma[j] -= lrs * (2 * sigma[j] * dsig2[j]);
+    if (lrm != 0)
+        for (size_t j = 0; j < d; j++)
+            mu[j] -= lrm * dmu[j];
+    gm_prep1(c, P, d, K, L, k);
+}
+
+/* Backward for components [k0, k1) into dP (the layer API's path). */
+static void gm_bwd_part(real *dP, gm_cache *c, const real *dH, const real *X, const real *P,
+                        size_t B, size_t d, size_t K, size_t L, size_t k0, size_t k1) {
+    if (k1 <= k0) return;
+    double da[(k1 - k0) * L];
+    gm_bwd_gemm(c, da, dH, X, B, d, K, L, k0, k1);
+    for (size_t k = k0; k < k1; k++)
+        gm_bwd_param1((real *)P, dP, c, da + (k - k0) * L, NULL, d, K, L, k);
+}
+
+/* dX = sum_k [dm_k mu_k^T + dG_k W_k] + 2 X * (dS2 sig2)  (needs gm_bwd_part for all k). */
+static void gm_bwd_input(real *dX, gm_cache *c, const real *X, size_t B, size_t d, size_t K,
+                         size_t L) {
+    const size_t W = K * (L + 1);
+    gemm(0, 0, B, d, K, 1, c->dS2, K, c->sig2, d, 0, dX, d); /* dL/d(x*x) = dS2 sig2 */
+    for (size_t e = 0; e < B * d; e++)
+        dX[e] *= 2 * X[e];                                 /* d(x*x)/dx = 2x */
+    gemm(0, 0, B, d, W, 1, c->dF, W, c->muW, d, 1, dX, d); /* m = X mu^T, G = X W^T */
+}
+
+void FN(gmf_nn_gm_backward)(real *dP, real *dX, gm_cache *c, const real *dH, const real *X,
+                            const real *P, size_t B, size_t d, size_t K, size_t L) {
+    gm_bwd_part(dP, c, dH, X, P, B, d, K, L, 0, K);
+    if (dX) gm_bwd_input(dX, c, X, B, d, K, L);
+}
+
+/* =============================================================================================
+ * GM classification layer, full covariance Sigma_k = C_k C_k^T.
+ * Views: mu_k = P + k d, C_k = P + K d + k d^2 (d x d), U_k = P + K d + K d^2 + k L d,
+ *        v_k = P + K d + K d^2 + K L d + k L.
+ * ============================================================================================= */
+
+int FN(gmf_nn_gmfull_cache_init)(full_cache *c, size_t Bmax, size_t d, size_t K, size_t L) {
+    memset(c, 0, sizeof *c);
+    c->Bmax = Bmax, c->d = d, c->K = K, c->L = L;
+    int fail = 0;
+    c->a = ralloc(K * L, &fail);
+    c->M = ralloc(Bmax * K, &fail);
+    c->Wc = ralloc(K * Bmax * d, &fail);
+    c->Cc = ralloc(K * Bmax * d, &fail);
+    c->G = ralloc(K * Bmax * L, &fail);
+    c->s = ralloc(Bmax * K, &fail);
+    c->Phi = ralloc(Bmax * K, &fail);
+    c->phi = ralloc(Bmax * K, &fail);
+    c->A = ralloc(Bmax * K, &fail);
+    c->dG = ralloc(K * Bmax * L, &fail);
+    c->dCc = ralloc(K * Bmax * d, &fail);
+    c->dWc = ralloc(K * Bmax * d, &fail);
+    c->dM = ralloc(Bmax * K, &fail);
+    c->dS2 = ralloc(Bmax * K, &fail);
+    if (fail) {
+        FN(gmf_nn_gmfull_cache_free)(c);
+        return gmf_error(GMF_ENOMEM, "full-covariance GM layer cache: out of memory");
+    }
+    return GMF_OK;
+}
+
+void FN(gmf_nn_gmfull_cache_free)(full_cache *c) {
+    free(c->a), free(c->M), free(c->Wc), free(c->Cc), free(c->G), free(c->s), free(c->Phi);
+    free(c->phi), free(c->A), free(c->dG), free(c->dCc), free(c->dWc), free(c->dM);
+    free(c->dS2);
+    memset(c, 0, sizeof *c);
+}
+
+void FN(gmf_nn_gmfull_forward)(real *H, full_cache *c, const real *X, const real *P, size_t B,
+                               size_t d, size_t K, size_t L) {
+    const real *mu = P, *C = P + K * d, *U = P + K * d + K * d * d,
+               *v = P + K * d + K * d * d + K * L * d;
+    for (size_t k = 0; k < K; k++)
+        for (size_t l = 0; l < L; l++) { /* a_k = U_k mu_k + v_k */
+            double acc = v[k * L + l];
+            for (size_t j = 0; j < d; j++)
+                acc += (double)U[(k * L + l) * d + j] * mu[k * d + j];
+            c->a[k * L + l] = (real)acc;
+        }
+    gemm(0, 1, B, K, d, 1, X, d, mu, d, 0, c->M, K); /* M = X mu^T: m_ik = x_i . mu_k */
+    for (size_t k = 0; k < K; k++) {
+        const real *Ck = C + k * d * d;
+        real *Wc = c->Wc + k * B * d, *Cc = c->Cc + k * B * d, *G = c->G + k * B * L;
+        gemm(0, 0, B, d, d, 1, X, d, Ck, d, 0, Wc, d);            /* w_i = C_k^T x_i */
+        gemm(0, 1, B, d, d, 1, Wc, d, Ck, d, 0, Cc, d);           /* c_i = C_k w_i */
+        gemm(0, 1, B, L, d, 1, Cc, d, U + k * L * d, d, 0, G, L); /* G_i = U_k c_i */
+        for (size_t i = 0; i < B; i++) {
+            double s2 = 0.0; /* s^2 = x^T Sigma_k x = |w_i|^2 */
+            for (size_t j = 0; j < d; j++)
+                s2 += (double)Wc[i * d + j] * Wc[i * d + j];
+            gmf_gauss_point p;
+            gmf_gauss_scalars((double)c->M[i * K + k], s2, 0.0, 0.0, &p);
+            c->s[i * K + k] = (real)p.s;
+            c->Phi[i * K + k] = (real)p.Phi;
+            c->phi[i * K + k] = (real)p.phi;
+            c->A[i * K + k] = (real)p.A;
+        }
+    }
+    const double inv = 1.0 / (double)K;
+    for (size_t i = 0; i < B; i++)
+        for (size_t l = 0; l < L; l++) {
+            double acc = 0.0; /* h_i = (1/K) sum_k [A_ik a_k + Phi_ik G_ik] */
+            for (size_t k = 0; k < K; k++)
+                acc += (double)c->A[i * K + k] * c->a[k * L + l] +
+                       (double)c->Phi[i * K + k] * c->G[(k * B + i) * L + l];
+            H[i * L + l] = (real)(inv * acc);
+        }
+}
+
+/* Same scalar chain as the diagonal layer (dm, dS2 from dA, dPhi); then, per component, with
+ * w_i = C^T x_i, c_i = C w_i, G_i = U c_i, s^2 = |w_i|^2:
+ *   dU  = da mu^T + dG^T Cc,   dc_i = U^T dG_i,
+ *   dw_i = C^T dc_i + 2 dS2_i w_i,   dC = sum_i [dc_i w_i^T + x_i dw_i^T],
+ *   dmu = dM^T X + U^T da,   dX = dM mu + sum_k dW_k C_k^T. */
+void FN(gmf_nn_gmfull_backward)(real *dP, real *dX, full_cache *c, const real *dH, const real *X,
+                                const real *P, size_t B, size_t d, size_t K, size_t L) {
+    const real *mu = P, *C = P + K * d, *U = P + K * d + K * d * d;
+    real *dmu = dP, *dC = dP + K * d, *dU = dP + K * d + K * d * d,
+         *dv = dP + K * d + K * d * d + K * L * d;
+    const double inv = 1.0 / (double)K;
+    for (size_t k = 0; k < K; k++) {
+        const real *Ck = C + k * d * d, *Uk = U + k * L * d, *a = c->a + k * L;
+        const real *Wc = c->Wc + k * B * d, *Cc = c->Cc + k * B * d, *G = c->G + k * B * L;
+        real *dG = c->dG + k * B * L, *dCc = c->dCc + k * B * d, *dWc = c->dWc + k * B * d;
+        double da[L];
+        for (size_t l = 0; l < L; l++)
+            da[l] = 0.0;
+        for (size_t i = 0; i < B; i++) {
+            const size_t ik = i * K + k;
+            const double A = c->A[ik], Phi = c->Phi[ik], phi = c->phi[ik], s = c->s[ik];
+            double dA = 0.0, dPhi = 0.0;
+            for (size_t l = 0; l < L; l++) {
+                const double g = inv * dH[i * L + l];
+                dA += g * a[l];                  /* dL/dA_ik = g_i . a_k */
+                dPhi += g * G[i * L + l];        /* dL/dPhi_ik = g_i . G_ik */
+                dG[i * L + l] = (real)(Phi * g); /* dL/dG_ik = Phi_ik g_i */
+                da[l] += A * g;                  /* dL/da_k += A_ik g_i */
+            }
+            double dm = dA * Phi, dS2 = 0.0;
+            if (phi > 0.0) {
+                dm += dPhi * phi / s;
+                dS2 = phi * (dA - dPhi * (double)c->M[ik] / (s * s)) / (2.0 * s);
+            }
+            c->dM[ik] = (real)dm;
+            c->dS2[ik] = (real)dS2;
+        }
+        for (size_t l = 0; l < L; l++) {
+            dv[k * L + l] = (real)da[l];   /* dv_k = da_k */
+            for (size_t j = 0; j < d; j++) /* a_k = U_k mu_k + v_k */
+                dU[(k * L + l) * d + j] = (real)(da[l] * mu[k * d + j]);
+        }
+        gemm(1, 0, L, d, B, 1, dG, L, Cc, d, 1, dU + k * L * d, d); /* G_i = U c_i: dU += dG^T Cc */
+        gemm(0, 0, B, d, L, 1, dG, L, Uk, d, 0, dCc, d);            /* dc_i = U^T dG_i */
+        gemm(0, 0, B, d, d, 1, dCc, d, Ck, d, 0, dWc, d);           /* dw_i = C^T dc_i ... */
+        for (size_t i = 0; i < B; i++) {                            /* ... + 2 dS2_i w_i */
+            const real two_ds = 2 * c->dS2[i * K + k];
+            for (size_t j = 0; j < d; j++)
+                dWc[i * d + j] += two_ds * Wc[i * d + j];
+        }
+        real *dCk = dC + k * d * d;
+        gemm(1, 0, d, d, B, 1, dCc, d, Wc, d, 0, dCk, d); /* c = C w:   dC += dc w^T */
+        gemm(1, 0, d, d, B, 1, X, d, dWc, d, 1, dCk, d);  /* w = C^T x: dC += x dw^T */
+        for (size_t j = 0; j < d; j++) {                  /* dmu_k = U_k^T da_k (+ dM^T X) */
+            double acc = 0.0;
+            for (size_t l = 0; l < L; l++)
+                acc += da[l] * Uk[l * d + j];
+            dmu[k * d + j] = (real)acc;
+        }
+    }
+    gemm(1, 0, K, d, B, 1, c->dM, K, X, d, 1, dmu, d); /* m = X mu^T: dmu += dM^T X */
+    if (dX) {
+        gemm(0, 0, B, d, K, 1, c->dM, K, mu, d, 0, dX, d); /* m_ik = x_i . mu_k */
+        for (size_t k = 0; k < K; k++)                     /* w = C^T x: dx += C dw */
+            gemm(0, 1, B, d, d, 1, c->dWc + k * B * d, d, C + k * d * d, d, 1, dX, d);
+    }
+}
+
+/* =============================================================================================
+ * Fully connected ReLU layer: P = [beta (m x d) | omega (m x L)], h = scale relu(X beta^T) omega.
+ * ============================================================================================= */
+
+int FN(gmf_nn_fc_cache_init)(fc_cache *c, size_t Bmax, size_t d, size_t m, size_t L) {
+    memset(c, 0, sizeof *c);
+    c->Bmax = Bmax, c->d = d, c->m = m, c->L = L;
+    int fail = 0;
+    c->R = ralloc(Bmax * m, &fail);
+    c->dR = ralloc(Bmax * m, &fail);
+    if (fail) {
+        FN(gmf_nn_fc_cache_free)(c);
+        return gmf_error(GMF_ENOMEM, "FC layer cache: out of memory");
+    }
+    return GMF_OK;
+}
+
+void FN(gmf_nn_fc_cache_free)(fc_cache *c) {
+    free(c->R), free(c->dR);
+    memset(c, 0, sizeof *c);
+}
+
+void FN(gmf_nn_fc_forward)(real *H, fc_cache *c, const real *X, const real *P, real scale, size_t B,
+                           size_t d, size_t m, size_t L) {
+    const real *beta = P, *omega = P + m * d;
+    gemm(0, 1, B, m, d, 1, X, d, beta, d, 0, c->R, m); /* Z = X beta^T */
+    for (size_t e = 0; e < B * m; e++)
+        c->R[e] = c->R[e] > 0 ? c->R[e] : 0;                /* R = relu(Z) */
+    gemm(0, 0, B, L, m, scale, c->R, m, omega, L, 0, H, L); /* H = scale R omega */
+}
+
+void FN(gmf_nn_fc_backward)(real *dP, real *dX, fc_cache *c, const real *dH, const real *X,
+                            const real *P, real scale, size_t B, size_t d, size_t m, size_t L) {
+    const real *beta = P, *omega = P + m * d;
+    real *dbeta = dP, *domega = dP + m * d;
+    gemm(1, 0, m, L, B, scale, c->R, m, dH, L, 0, domega, L); /* domega = scale R^T dH */
+    gemm(0, 1, B, m, L, scale, dH, L, omega, L, 0, c->dR, m); /* dR = scale dH omega^T */
+    for (size_t e = 0; e < B * m; e++)
+        if (!(c->R[e] > 0)) c->dR[e] = 0;                        /* dZ = dR * 1{Z > 0} */
+    gemm(1, 0, m, d, B, 1, c->dR, m, X, d, 0, dbeta, d);         /* dbeta = dZ^T X */
+    if (dX) gemm(0, 0, B, d, m, 1, c->dR, m, beta, d, 0, dX, d); /* dX = dZ beta */
+}
+
+/* =============================================================================================
+ * Unit-norm normalization.
+ * ============================================================================================= */
+
+void FN(gmf_nn_unitnorm_forward)(real *Y, real *nrm, const real *Z, size_t B, size_t n) {
+    for (size_t i = 0; i < B; i++) {
+        double ss = 0.0;
+        for (size_t j = 0; j < n; j++)
+            ss += (double)Z[i * n + j] * Z[i * n + j];
+        double r = sqrt(ss);
+        if (!(r > GMF_NN_NORM_EPS)) r = GMF_NN_NORM_EPS;
+        nrm[i] = (real)r;
+        for (size_t j = 0; j < n; j++)
+            Y[i * n + j] = (real)(Z[i * n + j] / r);
+    }
+}
+
+/* y = z / r with r = |z| (> eps):  dz = (dy - y (y . dy)) / r;  with r = eps (constant): dy/eps */
+void FN(gmf_nn_unitnorm_backward)(real *dZ, const real *dY, const real *Y, const real *nrm,
+                                  size_t B, size_t n) {
+    for (size_t i = 0; i < B; i++) {
+        const double r = nrm[i];
+        double yd = 0.0;
+        if (r > GMF_NN_NORM_EPS)
+            for (size_t j = 0; j < n; j++)
+                yd += (double)Y[i * n + j] * dY[i * n + j];
+        for (size_t j = 0; j < n; j++)
+            dZ[i * n + j] = (real)((dY[i * n + j] - Y[i * n + j] * yd) / r);
+    }
+}
+
+/* =============================================================================================
+ * Reference-class logistic loss and prediction.
+ * ============================================================================================= */
+
+double FN(gmf_nn_refloss)(real *dH, double *lossv, const real *H, const uint8_t *y, double dscale,
+                          size_t B, size_t L) {
+    double total = 0.0;
+    for (size_t i = 0; i < B; i++) {
+        const real *h = H + i * L;
+        double mx = 0.0; /* the reference logit 0 takes part in the max */
+        for (size_t l = 0; l < L; l++)
+            if (h[l] > mx) mx = h[l];
+        double se = exp(-mx);
+        for (size_t l = 0; l < L; l++)
+            se += exp((double)h[l] - mx);
+        const double lse = mx + log(se);
+        const double li = lse - (y[i] ? (double)h[y[i] - 1] : 0.0);
+        if (lossv) lossv[i] = li;
+        total += li;
+        if (dH)
+            for (size_t l = 0; l < L; l++) /* softmax_l - 1{y = l} */
+                dH[i * L + l] =
+                    (real)(dscale * (exp((double)h[l] - mx) / se - (y[i] == l + 1 ? 1.0 : 0.0)));
+    }
+    return total;
+}
+
+size_t FN(gmf_nn_predict)(uint8_t *pred, const real *H, const uint8_t *y, size_t B, size_t L) {
+    size_t wrong = 0;
+    for (size_t i = 0; i < B; i++) {
+        const real *h = H + i * L;
+        unsigned best = 0; /* class 0: the reference logit 0 */
+        real bv = 0;
+        for (size_t l = 0; l < L; l++) {
+            if (h[l] != h[l]) { /* a NaN logit: no prediction (255), counted wrong */
+                best = 255;
+                break;
+            }
+            if (h[l] > bv) bv = h[l], best = (unsigned)(l + 1);
+        }
+        if (pred) pred[i] = (uint8_t)best;
+        if (y && best != y[i]) wrong++;
+    }
+    return wrong;
+}
+
+/* =============================================================================================
+ * Whole networks.
+ * ============================================================================================= */
+
+int FN(gmf_nn_ws_init)(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
+    memset(ws, 0, sizeof *ws);
+    if (Bmax == 0) return gmf_error(GMF_EINVAL, "workspace: batch size must be >= 1");
+    if (nthreads < 1) nthreads = 1;
+    ws->m = m;
+    ws->Bmax = Bmax;
+    ws->nthreads = nthreads;
+    int fail = 0, rc = GMF_OK;
+    ws->P = ralloc(m->nparams, &fail);
+    ws->dP = ralloc(m->nparams, &fail);
+    ws->gacc = calloc(m->nparams ? m->nparams : 1, sizeof(double));
+    ws->H = ralloc(Bmax * m->L, &fail);
+    ws->dH = ralloc(Bmax * m->L, &fail);
+    ws->lossv = calloc(Bmax, sizeof(double));
+    ws->Xb = ralloc(Bmax * m->d, &fail);
+    ws->yb = calloc(Bmax, 1);
+    if (!ws->gacc || !ws->lossv || !ws->yb) fail = 1;
+    if (fail) {
+        FN(gmf_nn_ws_free)(ws);
+        return gmf_error(GMF_ENOMEM, "workspace: out of memory");
+    }
+    switch (m->kind) {
+    case GMF_NN_GM:
+        rc = FN(gmf_nn_gm_cache_init)(&ws->gm1, Bmax, m->d, m->K, m->L);
+        if (!rc) rc = gmf_nn_pool_new(&ws->pool, nthreads);
+        break;
+    case GMF_NN_GMFULL:
+        rc = FN(gmf_nn_gmfull_cache_init)(&ws->full, Bmax, m->d, m->K, m->L);
+        break;
+    case GMF_NN_FC:
+        rc = FN(gmf_nn_fc_cache_init)(&ws->fc, Bmax, m->d, m->width, m->L);
+        break;
+    case GMF_NN_GMSTACK:
+        rc = FN(gmf_nn_gm_cache_init)(&ws->gm1, Bmax, m->d, m->K, m->Lmid);
+        if (!rc) rc = FN(gmf_nn_gm_cache_init)(&ws->gm2, Bmax, m->Lmid, m->K, m->L);
+        ws->Z1 = ralloc(Bmax * m->Lmid, &fail);
+        ws->Y1 = ralloc(Bmax * m->Lmid, &fail);
+        ws->dY1 = ralloc(Bmax * m->Lmid, &fail);
+        ws->dZ1 = ralloc(Bmax * m->Lmid, &fail);
+        ws->nrm = ralloc(Bmax, &fail);
+        if (fail && !rc) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
+        break;
+    default:
+        rc = gmf_error(GMF_EINVAL, "workspace: unknown model kind %d", (int)m->kind);
+    }
+    if (rc) {
+        FN(gmf_nn_ws_free)(ws);
+        return rc;
+    }
+    FN(gmf_nn_ws_load)(ws);
+    return GMF_OK;
+}
+
+void FN(gmf_nn_ws_free)(ws_t *ws) {
+    if (ws->pool) gmf_nn_pool_free(ws->pool);
+    free(ws->P), free(ws->dP), free(ws->gacc), free(ws->H), free(ws->dH), free(ws->lossv);
+    free(ws->Xb), free(ws->yb);
+    free(ws->Z1), free(ws->Y1), free(ws->dY1), free(ws->dZ1), free(ws->nrm);
+    if (ws->gm1.muW) FN(gmf_nn_gm_cache_free)(&ws->gm1);
+    if (ws->gm2.muW) FN(gmf_nn_gm_cache_free)(&ws->gm2);
+    if (ws->full.a) FN(gmf_nn_gmfull_cache_free)(&ws->full);
+    if (ws->fc.R) FN(gmf_nn_fc_cache_free)(&ws->fc);
+    memset(ws, 0, sizeof *ws);
+}
+
+void FN(gmf_nn_ws_load)(ws_t *ws) {
+    for (size_t j = 0; j < ws->m->nparams; j++)
+        ws->P[j] = (real)ws->m->params[j];
+    ws->prep_valid = 0;
+}
+
+void FN(gmf_nn_ws_store)(ws_t *ws) {
+    for (size_t j = 0; j < ws->m->nparams; j++)
+        ws->m->params[j] = (double)ws->P[j];
+}
+
+/* ---- the GM kind on the pool: thread t owns components [k0, k1) and rows [i0, i1) -----------
+ * The parameter-derived cache (sig2, muW, a) stays valid across calls while P changes only
+ * through the fused SGD step, which refreshes it per component right after updating it. */
+
+typedef struct gm_job {
+    ws_t *ws;
+    real *H;
+    const real *X;
+    const uint8_t *y;
+    size_t B;
+    int mode;         /* 0 forward; 1 loss + gradient (dP, or gacc if accumulate); 2 SGD step */
+    int accumulate;   /* mode 1 */
+    double dscale;    /* modes 1, 2 */
+    const double *lr; /* mode 2: per group */
+    double loss;      /* modes 1, 2: sum of per-sample losses */
+    /* optional gather: X = rows idx[0..B) of src (d floats per row), y = labels[idx] (X and y
+     * then point at the workspace's batch buffers) */
+    const float *src;
+    const uint8_t *labels;
+    const size_t *idx;
+} gm_job;
+
+/* Rows [i0, i1) of a gathered batch: X[i] = (real) src[idx[i]], y[i] = labels[idx[i]]. */
+static void gather_rows(real *X, uint8_t *y, const float *src, const uint8_t *labels,
+                        const size_t *idx, size_t d, size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; i++) {
+        const float *row = src + idx[i] * d;
+        real *dst = X + i * d;
+        for (size_t j = 0; j < d; j++)
+            dst[j] = (real)row[j];
+        y[i] = labels[idx[i]];
+    }
+}
+
+static void gm_job_run(void *vctx, int t, int nt) {
+    gm_job *j = vctx;
+    ws_t *ws = j->ws;
+    const gmf_nn_model *m = ws->m;
+    gm_cache *c = &ws->gm1;
+    const size_t d = m->d, K = m->K, L = m->L, B = j->B;
+    size_t k0, k1, i0, i1;
+    gmf_nn_split(K, t, nt, &k0, &k1);
+    gmf_nn_split(B, t, nt, &i0, &i1);
+    if (!ws->prep_valid) gm_prep(c, ws->P, d, K, L, k0, k1);
+    if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->labels, j->idx, d, i0, i1);
+    gm_square_rows(c, j->X, d, i0, i1);
+    gmf_nn_pool_barrier(ws->pool);
+    gm_fwd_part(c, j->X, B, d, K, L, k0, k1);
+    gmf_nn_pool_barrier(ws->pool);
+    gm_reduce_rows(j->H, c, K, L, i0, i1);
+    if (j->mode == 0) return;
+    FN(gmf_nn_refloss)
+    (ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
+    gmf_nn_pool_barrier(ws->pool);
+    /* every thread sums the per-sample losses in the same order: the same value everywhere */
+    double loss = 0.0;
+    for (size_t i = 0; i < B; i++)
+        loss += ws->lossv[i];
+    if (t == 0) j->loss = loss;
+    if (!isfinite(loss) || k1 <= k0) return;
+    double da[(k1 - k0) * L];
+    gm_bwd_gemm(c, da, ws->dH, j->X, B, d, K, L, k0, k1);
+    for (size_t k = k0; k < k1; k++)
+        gm_bwd_param1(ws->P, j->mode == 2 ? NULL : ws->dP, c, da + (k - k0) * L,
+                      j->mode == 2 ? j->lr : NULL, d, K, L, k);
+    if (j->mode == 1 && j->accumulate) {
+        const size_t per[4] = {d, d, L * d, L};
+        for (size_t g = 0; g < 4; g++)
+            for (size_t e = m->group[g].off + k0 * per[g]; e < m->group[g].off + k1 * per[g]; e++)
+                ws->gacc[e] += (double)ws->dP[e];
+    }
+}
+
+/* The pool owns the parallelism of the GM kind: OpenBLAS runs single-threaded inside it; the other
+ * kinds give OpenBLAS the workspace's thread count. */
+static void blas_threads(const ws_t *ws) {
+    gmf_nn_blas_threads(ws->m->kind == GMF_NN_GM ? 1 : ws->nthreads);
+}
+
+static double gm_pool_run(ws_t *ws, real *H, const real *X, const uint8_t *y, size_t B, int mode,
+                          int accumulate, double dscale, const double *lr) {
+    gm_job j = {.ws = ws,
+                .H = H,
+                .X = X,
+                .y = y,
+                .B = B,
+                .mode = mode,
+                .accumulate = accumulate,
+                .dscale = dscale,
+                .lr = lr,
+                .loss = 0.0};
+    gmf_nn_pool_run(ws->pool, gm_job_run, &j);
+    ws->prep_valid = 1; /* prepared by the job, and refreshed by a step's updates */
+    return j.loss;
+}
+
+void FN(gmf_nn_forward)(real *H, ws_t *ws, const real *X, size_t B) {
+    const gmf_nn_model *m = ws->m;
+    blas_threads(ws);
+    const real *P = ws->P;
+    switch (m->kind) {
+    case GMF_NN_GM:
+        gm_pool_run(ws, H, X, NULL, B, 0, 0, 0.0, NULL);
+        break;
+    case GMF_NN_GMFULL:
+        FN(gmf_nn_gmfull_forward)(H, &ws->full, X, P, B, m->d, m->K, m->L);
+        break;
+    case GMF_NN_FC:
+        FN(gmf_nn_fc_forward)(H, &ws->fc, X, P, (real)m->fc_scale, B, m->d, m->width, m->L);
+        break;
+    case GMF_NN_GMSTACK: {
+        const real *P2 = P + gmf_nn_gm_nparams(m->d, m->K, m->Lmid);
+        FN(gmf_nn_gm_forward)(ws->Z1, &ws->gm1, X, P, B, m->d, m->K, m->Lmid);
+        FN(gmf_nn_unitnorm_forward)(ws->Y1, ws->nrm, ws->Z1, B, m->Lmid);
+        FN(gmf_nn_gm_forward)(H, &ws->gm2, ws->Y1, P2, B, m->Lmid, m->K, m->L);
+        break;
+    }
+    }
+}
+
+/* Backward of the whole network from ws->dH into dP (after gmf_nn_forward into ws->H). */
+static void net_backward(ws_t *ws, real *dP, const real *X, size_t B) {
+    const gmf_nn_model *m = ws->m;
+    const real *P = ws->P;
+    switch (m->kind) {
+    case GMF_NN_GM: /* handled by the pool */
+        break;
+    case GMF_NN_GMFULL:
+        FN(gmf_nn_gmfull_backward)(dP, NULL, &ws->full, ws->dH, X, P, B, m->d, m->K, m->L);
+        break;
+    case GMF_NN_FC:
+        FN(gmf_nn_fc_backward)
+        (dP, NULL, &ws->fc, ws->dH, X, P, (real)m->fc_scale, B, m->d, m->width, m->L);
+        break;
+    case GMF_NN_GMSTACK: {
+        const size_t n1 = gmf_nn_gm_nparams(m->d, m->K, m->Lmid);
+        /* layer 2 (input Y1), then the normalization, then layer 1 */
+        FN(gmf_nn_gm_backward)
+        (dP + n1, ws->dY1, &ws->gm2, ws->dH, ws->Y1, P + n1, B, m->Lmid, m->K, m->L);
+        FN(gmf_nn_unitnorm_backward)(ws->dZ1, ws->dY1, ws->Y1, ws->nrm, B, m->Lmid);
+        FN(gmf_nn_gm_backward)(dP, NULL, &ws->gm1, ws->dZ1, X, P, B, m->d, m->K, m->Lmid);
+        break;
+    }
+    }
+}
+
+double FN(gmf_nn_loss_grad)(ws_t *ws, const real *X, const uint8_t *y, size_t B, double dscale,
+                            int accumulate) {
+    const gmf_nn_model *m = ws->m;
+    blas_threads(ws);
+    if (m->kind == GMF_NN_GM) return gm_pool_run(ws, ws->H, X, y, B, 1, accumulate, dscale, NULL);
+    FN(gmf_nn_forward)(ws->H, ws, X, B);
+    double loss = FN(gmf_nn_refloss)(ws->dH, ws->lossv, ws->H, y, dscale, B, m->L);
+    if (!isfinite(loss)) return loss;
+    net_backward(ws, ws->dP, X, B);
+    if (accumulate)
+        for (size_t e = 0; e < m->nparams; e++)
+            ws->gacc[e] += (double)ws->dP[e];
+    return loss;
+}
+
+void FN(gmf_nn_sgd_apply)(ws_t *ws, const double *lr, int from_acc) {
+    const gmf_nn_model *m = ws->m;
+    for (size_t g = 0; g < m->ngroups; g++) {
+        const size_t lo = m->group[g].off, hi = lo + m->group[g].n;
+        const double r = lr[g];
+        if (r == 0.0) continue;
+        if (from_acc)
+            for (size_t e = lo; e < hi; e++)
+                ws->P[e] = (real)((double)ws->P[e] - r * ws->gacc[e]);
+        else
+            for (size_t e = lo; e < hi; e++)
+                ws->P[e] -= (real)r * ws->dP[e];
+    }
+    if (from_acc) memset(ws->gacc, 0, m->nparams * sizeof(double));
+    ws->prep_valid = 0;
+}
+
+double FN(gmf_nn_sgd_step_rows)(ws_t *ws, const float *data, const uint8_t *labels,
+                                const size_t *idx, size_t B, const double *lr) {
+    const gmf_nn_model *m = ws->m;
+    blas_threads(ws);
+    if (m->kind != GMF_NN_GM) {
+        gather_rows(ws->Xb, ws->yb, data, labels, idx, m->d, 0, B);
+        return FN(gmf_nn_sgd_step)(ws, ws->Xb, ws->yb, B, lr);
+    }
+    gm_job j = {.ws = ws,
+                .H = ws->H,
+                .X = ws->Xb,
+                .y = ws->yb,
+                .B = B,
+                .mode = 2,
+                .dscale = 1.0 / (double)B,
+                .lr = lr,
+                .src = data,
+                .labels = labels,
+                .idx = idx};
+    gmf_nn_pool_run(ws->pool, gm_job_run, &j);
+    ws->prep_valid = 1;
+    return j.loss / (double)B;
+}
+
+double FN(gmf_nn_sgd_step)(ws_t *ws, const real *X, const uint8_t *y, size_t B, const double *lr) {
+    const double dscale = 1.0 / (double)B;
+    double loss;
+    blas_threads(ws);
+    if (ws->m->kind == GMF_NN_GM) {
+        loss = gm_pool_run(ws, ws->H, X, y, B, 2, 0, dscale, lr);
+    } else {
+        loss = FN(gmf_nn_loss_grad)(ws, X, y, B, dscale, 0);
+        if (isfinite(loss)) FN(gmf_nn_sgd_apply)(ws, lr, 0);
+    }
+    return loss / (double)B;
+}

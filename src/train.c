@@ -1,0 +1,448 @@
+/* train.c -- the SGD trainer (see train.h): epochs over seeded shuffles, per-group learning rates,
+ * full-batch gradient descent, evaluation, checkpoints and snapshots. */
+#include "gmflow/train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gmflow/common.h"
+#include "gmflow/io.h"
+
+#define STREAM_EPOCH 1000u
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void gmf_train_opts_default(gmf_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->batch = 64;
+    o->lr = 0.1;
+    o->lr_sigma = 1.0;
+    o->seed = 1;
+    o->threads = 1;
+    o->precision = 32;
+    o->eval_batch = 500;
+}
+
+void gmf_train_group_lr(const gmf_nn_model *m, const gmf_train_opts *o, double *lr) {
+    for (size_t g = 0; g < m->ngroups; g++) {
+        lr[g] = m->group[g].sigma ? o->lr_sigma : o->lr;
+        if (o->fixed_beta && m->group[g].beta) lr[g] = 0.0;
+    }
+}
+
+struct gmf_train {
+    gmf_nn_model *m;
+    gmf_train_opts o;
+    double lr[GMF_NN_MAX_GROUPS];
+    size_t Bmax;
+    int dbl; /* precision 64 */
+    gmf_nn_ws_f wf;
+    gmf_nn_ws_d wd;
+    void *Xb;      /* Bmax x d batch (float or double) */
+    uint8_t *yb;   /* Bmax labels */
+    size_t *order; /* shuffle, capacity ncap */
+    size_t ncap;
+};
+
+int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
+    *out = NULL;
+    if (o->batch == 0 || o->eval_batch == 0)
+        return gmf_error(GMF_EINVAL, "trainer: batch sizes must be >= 1");
+    if (o->precision != 32 && o->precision != 64)
+        return gmf_error(GMF_EINVAL, "trainer: precision must be 32 or 64 (got %d)", o->precision);
+    if (!(o->lr >= 0) || !(o->lr_sigma >= 0) || !isfinite(o->lr) || !isfinite(o->lr_sigma))
+        return gmf_error(GMF_EINVAL, "trainer: learning rates must be finite and >= 0");
+    if (o->threads < 1 || o->threads > 256)
+        return gmf_error(GMF_EINVAL, "trainer: threads must be in 1..256 (got %d)", o->threads);
+    gmf_train *t = gmf_calloc(1, sizeof *t, "trainer");
+    if (!t) return GMF_ENOMEM;
+    t->m = m;
+    t->o = *o;
+    gmf_train_group_lr(m, o, t->lr);
+    t->Bmax = o->batch > o->eval_batch ? o->batch : o->eval_batch;
+    t->dbl = o->precision == 64;
+    int rc = t->dbl ? gmf_nn_ws_init_d(&t->wd, m, t->Bmax, o->threads)
+                    : gmf_nn_ws_init_f(&t->wf, m, t->Bmax, o->threads);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    t->Xb = gmf_calloc(t->Bmax * m->d, t->dbl ? sizeof(double) : sizeof(float), "batch");
+    t->yb = gmf_calloc(t->Bmax, 1, "batch labels");
+    if (!t->Xb || !t->yb) {
+        gmf_train_free(t);
+        return GMF_ENOMEM;
+    }
+    *out = t;
+    return GMF_OK;
+}
+
+void gmf_train_free(gmf_train *t) {
+    if (!t) return;
+    if (t->dbl)
+        gmf_nn_ws_free_d(&t->wd);
+    else
+        gmf_nn_ws_free_f(&t->wf);
+    free(t->Xb), free(t->yb), free(t->order);
+    free(t);
+}
+
+int gmf_train_check_data(const gmf_nn_model *m, const gmf_dataset *data, const char *what) {
+    if (data->n == 0) return gmf_error(GMF_EINVAL, "%s: no samples", what);
+    if (data->d != m->d)
+        return gmf_error(GMF_EINVAL, "%s: samples have dimension %zu, the model expects %zu", what,
+                         data->d, m->d);
+    for (size_t i = 0; i < data->n; i++)
+        if (data->label[i] > m->L)
+            return gmf_error(GMF_EINVAL,
+                             "%s: sample %zu has label %u, but the model has %zu logits (labels "
+                             "0..%zu)",
+                             what, i, data->label[i], m->L, m->L);
+    return GMF_OK;
+}
+
+/* Copy rows idx[0..B) (or rows first..first+B when idx == NULL) into the batch buffers. */
+static void gather(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_t first, size_t B) {
+    const size_t d = ds->d;
+    for (size_t i = 0; i < B; i++) {
+        const size_t r = idx ? idx[i] : first + i;
+        const float *src = ds->x + r * d;
+        if (t->dbl) {
+            double *dst = (double *)t->Xb + i * d;
+            for (size_t j = 0; j < d; j++)
+                dst[j] = src[j];
+        } else {
+            memcpy((float *)t->Xb + i * d, src, d * sizeof(float));
+        }
+        t->yb[i] = ds->label[r];
+    }
+}
+
+/* m->params <- the workspace's trained copy. */
+static void store(gmf_train *t) {
+    if (t->dbl)
+        gmf_nn_ws_store_d(&t->wd);
+    else
+        gmf_nn_ws_store_f(&t->wf);
+}
+
+static double step(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_t B) {
+    return t->dbl ? gmf_nn_sgd_step_rows_d(&t->wd, ds->x, ds->label, idx, B, t->lr)
+                  : gmf_nn_sgd_step_rows_f(&t->wf, ds->x, ds->label, idx, B, t->lr);
+}
+
+int gmf_train_epoch(gmf_train *t, const gmf_dataset *data, size_t epoch, double *mean_loss,
+                    double *seconds, gmf_train_progress_fn progress, void *user) {
+    const size_t n = data->n;
+    int rc = gmf_train_check_data(t->m, data, "training data");
+    if (rc) return rc;
+    const double t0 = now_s();
+    double total = 0.0;
+    if (t->o.full_batch) {
+        /* one gradient-descent step on the mean loss over all n samples, accumulated in double */
+        const double dscale = 1.0 / (double)n;
+        for (size_t first = 0; first < n; first += t->o.eval_batch) {
+            const size_t B = n - first < t->o.eval_batch ? n - first : t->o.eval_batch;
+            gather(t, data, NULL, first, B);
+            const double l = t->dbl ? gmf_nn_loss_grad_d(&t->wd, t->Xb, t->yb, B, dscale, 1)
+                                    : gmf_nn_loss_grad_f(&t->wf, t->Xb, t->yb, B, dscale, 1);
+            total += l;
+            if (!isfinite(l)) {
+                if (t->dbl)
+                    memset(t->wd.gacc, 0, t->m->nparams * sizeof(double));
+                else
+                    memset(t->wf.gacc, 0, t->m->nparams * sizeof(double));
+                return gmf_error(GMF_EDIVERGE,
+                                 "non-finite loss at epoch %zu, step 1 of 1 (full batch, samples "
+                                 "%zu..%zu); parameters not updated",
+                                 epoch, first, first + B - 1);
+            }
+        }
+        if (t->dbl)
+            gmf_nn_sgd_apply_d(&t->wd, t->lr, 1);
+        else
+            gmf_nn_sgd_apply_f(&t->wf, t->lr, 1);
+        store(t);
+        *mean_loss = total / (double)n;
+        if (seconds) *seconds = now_s() - t0;
+        if (progress) progress(user, epoch, 1, 1, *mean_loss, (double)n / (now_s() - t0));
+        return GMF_OK;
+    }
+    if (t->ncap < n) {
+        free(t->order);
+        t->order = gmf_calloc(n, sizeof(size_t), "shuffle order");
+        if (!t->order) return GMF_ENOMEM;
+        t->ncap = n;
+    }
+    for (size_t i = 0; i < n; i++)
+        t->order[i] = i;
+    gmf_nn_rng rng;
+    gmf_nn_rng_seed(&rng, t->o.seed, STREAM_EPOCH + epoch);
+    gmf_nn_rng_shuffle(&rng, t->order, n);
+    const size_t bs = t->o.batch, nsteps = (n + bs - 1) / bs;
+    for (size_t s = 0; s < nsteps; s++) {
+        const size_t first = s * bs, B = n - first < bs ? n - first : bs;
+        const double l = step(t, data, t->order + first, B);
+        if (!isfinite(l))
+            return gmf_error(GMF_EDIVERGE,
+                             "non-finite loss (%g) at epoch %zu, step %zu of %zu (samples "
+                             "%zu..%zu of the shuffled epoch); parameters not updated",
+                             l, epoch, s + 1, nsteps, first, first + B - 1);
+        total += l * (double)B;
+        if (progress)
+            progress(user, epoch, s + 1, nsteps, total / (double)(first + B),
+                     (double)(first + B) / (now_s() - t0));
+    }
+    store(t);
+    *mean_loss = total / (double)n;
+    if (seconds) *seconds = now_s() - t0;
+    return GMF_OK;
+}
+
+int gmf_train_evaluate(gmf_train *t, const gmf_dataset *data, double *mean_loss, double *error) {
+    int rc = gmf_train_check_data(t->m, data, "evaluation data");
+    if (rc) return rc;
+    const size_t n = data->n, L = t->m->L;
+    double loss = 0.0;
+    size_t wrong = 0;
+    for (size_t first = 0; first < n; first += t->o.eval_batch) {
+        const size_t B = n - first < t->o.eval_batch ? n - first : t->o.eval_batch;
+        gather(t, data, NULL, first, B);
+        if (t->dbl) {
+            gmf_nn_forward_d(t->wd.H, &t->wd, t->Xb, B);
+            loss += gmf_nn_refloss_d(NULL, NULL, t->wd.H, t->yb, 1.0, B, L);
+            wrong += gmf_nn_predict_d(NULL, t->wd.H, t->yb, B, L);
+        } else {
+            gmf_nn_forward_f(t->wf.H, &t->wf, t->Xb, B);
+            loss += gmf_nn_refloss_f(NULL, NULL, t->wf.H, t->yb, 1.0, B, L);
+            wrong += gmf_nn_predict_f(NULL, t->wf.H, t->yb, B, L);
+        }
+    }
+    if (mean_loss) *mean_loss = loss / (double)n;
+    if (error) *error = (double)wrong / (double)n;
+    return GMF_OK;
+}
+
+int gmf_train_evaluate_model(gmf_nn_model *m, const gmf_train_opts *o, const gmf_dataset *data,
+                             double *mean_loss, double *error) {
+    gmf_train *t;
+    int rc = gmf_train_new(&t, m, o);
+    if (rc) return rc;
+    rc = gmf_train_evaluate(t, data, mean_loss, error);
+    gmf_train_free(t);
+    return rc;
+}
+
+/* ---- checkpoints --------------------------------------------------------------------------- */
+
+#define CK_MAGIC   "GMFLOWCK"
+#define CK_VERSION 1u
+#define CK_HEADER  (8 + 4 + 4 + 16 + 8 * 5 + 8 + 8 * 3) /* bytes before the parameters */
+
+static uint64_t fnv1a(const unsigned char *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static void put_u32(unsigned char **p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        *(*p)++ = (unsigned char)(v >> (8 * i));
+}
+static void put_u64(unsigned char **p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        *(*p)++ = (unsigned char)(v >> (8 * i));
+}
+static void put_f64(unsigned char **p, double x) {
+    uint64_t v;
+    memcpy(&v, &x, 8);
+    put_u64(p, v);
+}
+static uint32_t get_u32(const unsigned char **p) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)(*(*p)++) << (8 * i);
+    return v;
+}
+static uint64_t get_u64(const unsigned char **p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)(*(*p)++) << (8 * i);
+    return v;
+}
+static double get_f64(const unsigned char **p) {
+    uint64_t v = get_u64(p);
+    double x;
+    memcpy(&x, &v, 8);
+    return x;
+}
+
+int gmf_train_save_checkpoint(const char *path, const gmf_nn_model *m, uint64_t epoch,
+                              uint64_t seed) {
+    for (size_t e = 0; e < m->nparams; e++)
+        if (!isfinite(m->params[e]))
+            return gmf_error(GMF_EDIVERGE,
+                             "checkpoint %s: parameter %zu is not finite; not saved (the previous "
+                             "checkpoint, if any, is kept)",
+                             path, e);
+    const size_t size = CK_HEADER + 8 * m->nparams + 8;
+    unsigned char *buf = gmf_calloc(size, 1, "checkpoint buffer"), *p = buf;
+    if (!buf) return GMF_ENOMEM;
+    memcpy(p, CK_MAGIC, 8), p += 8;
+    put_u32(&p, CK_VERSION);
+    put_u32(&p, (uint32_t)CK_HEADER);
+    char kind[16] = {0};
+    snprintf(kind, sizeof kind, "%s", gmf_nn_kind_name(m->kind));
+    memcpy(p, kind, 16), p += 16;
+    put_u64(&p, m->d), put_u64(&p, m->L), put_u64(&p, m->K), put_u64(&p, m->width);
+    put_u64(&p, m->Lmid);
+    put_f64(&p, m->fc_scale);
+    put_u64(&p, m->nparams), put_u64(&p, epoch), put_u64(&p, seed);
+    for (size_t e = 0; e < m->nparams; e++)
+        put_f64(&p, m->params[e]);
+    put_u64(&p, fnv1a(buf, size - 8));
+    gmf_io_file f;
+    int rc = gmf_io_open(&f, path);
+    if (!rc) {
+        if (fwrite(buf, 1, size, f.fp) != size) {
+            gmf_io_abort(&f);
+            rc = gmf_error(GMF_EIO, "checkpoint %s: write failed", path);
+        } else {
+            rc = gmf_io_commit(&f);
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+static int read_file(const char *path, unsigned char **buf, size_t *len) {
+    *buf = NULL;
+    *len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return gmf_error(GMF_EIO, "checkpoint %s: cannot open", path);
+    size_t cap = 1 << 16, n = 0;
+    unsigned char *b = malloc(cap);
+    while (b) {
+        size_t got = fread(b + n, 1, cap - n, fp);
+        n += got;
+        if (n < cap) break;
+        unsigned char *nb = realloc(b, cap *= 2);
+        if (!nb) free(b);
+        b = nb;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    if (!b) return gmf_error(GMF_ENOMEM, "checkpoint %s: out of memory", path);
+    if (err) {
+        free(b);
+        return gmf_error(GMF_EIO, "checkpoint %s: read error", path);
+    }
+    *buf = b;
+    *len = n;
+    return GMF_OK;
+}
+
+int gmf_train_load_checkpoint(const char *path, gmf_nn_model *m, uint64_t *epoch, uint64_t *seed) {
+    unsigned char *buf;
+    size_t len;
+    int rc = read_file(path, &buf, &len);
+    if (rc) return rc;
+    const unsigned char *p = buf;
+    char want[160], got[160];
+    gmf_nn_model_describe(m, want, sizeof want);
+    if (len < CK_HEADER + 8 || memcmp(p, CK_MAGIC, 8)) {
+        rc = gmf_error(GMF_EFORMAT, "checkpoint %s: not a gmflow checkpoint (%s)", path,
+                       len < CK_HEADER + 8 ? "too short" : "bad magic");
+        goto out;
+    }
+    p += 8;
+    uint32_t version = get_u32(&p), hdr = get_u32(&p);
+    if (version != CK_VERSION || hdr != CK_HEADER) {
+        rc = gmf_error(GMF_EFORMAT, "checkpoint %s: unsupported version %u (header %u bytes)", path,
+                       version, hdr);
+        goto out;
+    }
+    char kind[17] = {0};
+    memcpy(kind, p, 16), p += 16;
+    gmf_nn_model ck = {0};
+    if (gmf_nn_kind_parse(kind, &ck.kind)) {
+        rc = gmf_error(GMF_EFORMAT, "checkpoint %s: unknown model kind '%s'", path, kind);
+        goto out;
+    }
+    ck.d = get_u64(&p), ck.L = get_u64(&p), ck.K = get_u64(&p), ck.width = get_u64(&p);
+    ck.Lmid = get_u64(&p);
+    ck.fc_scale = get_f64(&p);
+    const uint64_t np = get_u64(&p), ep = get_u64(&p), sd = get_u64(&p);
+    gmf_nn_model_describe(&ck, got, sizeof got);
+    if (ck.kind != m->kind || ck.d != m->d || ck.L != m->L || ck.K != m->K ||
+        ck.width != m->width || ck.Lmid != m->Lmid ||
+        (m->kind == GMF_NN_FC && ck.fc_scale != m->fc_scale)) {
+        rc = gmf_error(GMF_EFORMAT, "checkpoint %s holds model '%s', not the requested '%s'", path,
+                       got, want);
+        goto out;
+    }
+    if (np != m->nparams || len != CK_HEADER + 8 * np + 8) {
+        rc = gmf_error(GMF_EFORMAT,
+                       "checkpoint %s: size %zu bytes does not match %llu parameters (expected "
+                       "%zu bytes; truncated or corrupt)",
+                       path, len, (unsigned long long)np, (size_t)(CK_HEADER + 8 * m->nparams + 8));
+        goto out;
+    }
+    const unsigned char *q = buf + len - 8;
+    if (get_u64(&q) != fnv1a(buf, len - 8)) {
+        rc = gmf_error(GMF_EFORMAT, "checkpoint %s: checksum mismatch (corrupt file)", path);
+        goto out;
+    }
+    for (size_t e = 0; e < np; e++) {
+        const double x = get_f64(&p);
+        if (!isfinite(x)) {
+            rc = gmf_error(GMF_EFORMAT, "checkpoint %s: parameter %zu is not finite", path, e);
+            goto out;
+        }
+        m->params[e] = x;
+    }
+    if (epoch) *epoch = ep;
+    if (seed) *seed = sd;
+    rc = GMF_OK;
+out:
+    free(buf);
+    return rc;
+}
+
+/* ---- snapshots ----------------------------------------------------------------------------- */
+
+int gmf_train_write_snapshot(const char *dir, const gmf_nn_model *m, size_t epoch) {
+    for (size_t g = 0; g < m->ngroups; g++) {
+        const gmf_nn_group *gr = &m->group[g];
+        size_t shape[3], nd;
+        /* layer sizes of this group: stack layer 2 has input Lmid; layer 1 output Lmid */
+        const int second = m->kind == GMF_NN_GMSTACK && g >= 4;
+        const size_t din = second ? m->Lmid : m->d;
+        const size_t lout = m->kind == GMF_NN_GMSTACK && !second ? m->Lmid : m->L;
+        const char c = gr->name[0];
+        if (m->kind == GMF_NN_FC) {
+            nd = 2, shape[0] = m->width, shape[1] = c == 'b' ? m->d : m->L;
+        } else if (c == 'U') {
+            nd = 3, shape[0] = m->K, shape[1] = lout, shape[2] = din;
+        } else if (c == 'v') {
+            nd = 2, shape[0] = m->K, shape[1] = lout;
+        } else if (c == 'C') {
+            nd = 3, shape[0] = m->K, shape[1] = din, shape[2] = din;
+        } else {
+            nd = 2, shape[0] = m->K, shape[1] = din;
+        }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/epoch_%04zu_%s.npy", dir, epoch, gr->name);
+        int rc = gmf_io_write_npy(path, m->params + gr->off, nd, shape);
+        if (rc) return rc;
+    }
+    return GMF_OK;
+}
