@@ -1,0 +1,120 @@
+#!/usr/bin/python3
+"""Plots for the classification-flow cross-checks (docs/VALIDATION.md).
+
+Runs the two validate programs with --csv, which write
+
+    results/validation/gd_to_flow_cls.csv   full-batch GD vs the flow: err(eta) per case
+    results/validation/sgd_mean.csv         mean of R SGD runs vs the flow: gap, noise, bias
+
+and renders
+
+    docs/img/gd_to_flow_cls.png
+    docs/img/sgd_mean.png
+
+Usage (from the project root, after building the validate programs):
+    /usr/bin/python3 tools/plot_cls_validation.py [BUILD_DIR]        (default: build)
+    /usr/bin/python3 tools/plot_cls_validation.py --no-run           (plot existing CSVs)
+Needs matplotlib (Debian: apt-get install -y python3-matplotlib).
+"""
+import csv
+import os
+import subprocess
+import sys
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RES = os.path.join(ROOT, "results", "validation")
+IMG = os.path.join(ROOT, "docs", "img")
+
+
+def run(build, prog, csv_path):
+    exe = os.path.join(ROOT, build, "validate", prog)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    subprocess.run([exe, "--csv", csv_path], check=True, cwd=ROOT, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def slope_guide(ax, xs, y0, label="slope 1"):
+    lo, hi = min(xs), max(xs)
+    ax.plot([lo, hi], [y0 * lo / hi, y0], "k:", lw=1, label=label)
+
+
+def plot_gd(path, out):
+    rows = read(path)
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for case in dict.fromkeys(r["case"] for r in rows):
+        rs = [r for r in rows if r["case"] == case]
+        eta = [float(r["eta"]) for r in rs]
+        err = [float(r["err"]) for r in rs]
+        ax.loglog(eta, err, "o-", label=case)
+    top = max(float(r["err"]) for r in rows)
+    slope_guide(ax, [float(r["eta"]) for r in rows], 2 * top)
+    ax.set_xlabel("step eta")
+    ax.set_ylabel("max |theta_GD(T) - theta_flow(T)|")
+    ax.set_title("Full-batch GD -> classification flow (T = 3)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_sgd(path, out):
+    rows = read(path)
+    eta = [float(r["eta"]) for r in rows]
+    gap = [float(r["gap"]) for r in rows]
+    noise = [float(r["noise"]) for r in rows]
+    bias = [float(r["bias"]) for r in rows]
+    gd = [float(r["gd_err"]) for r in rows]
+    drift = [float(r["mean_minus_gd"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    ax.errorbar(eta, gap, yerr=noise, fmt="o-", capsize=3, label="|mean of R SGD runs - flow|")
+    ax.loglog(eta, bias, "s--", label="bias = sqrt(gap^2 - noise^2)")
+    ax.loglog(eta, gd, "^-", label="|GD - flow|")
+    ax.loglog(eta, drift, "v:", label="|mean SGD - GD| (noise drift)")
+    ax.loglog(eta, noise, "x", color="gray", label="Monte Carlo noise of the mean")
+    slope_guide(ax, eta, 2 * max(gap))
+    labels = ", ".join("R=%s" % r["R"] for r in rows)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(eta)
+    ax.set_xticklabels(["%g" % e for e in eta])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlabel("step eta (batch B = %s)" % rows[0]["B"])
+    ax.set_ylabel("distance at T = 2")
+    ax.set_title("Minibatch SGD mean vs flow\n(%s)" % labels, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    args = [a for a in sys.argv[1:] if a != "--no-run"]
+    build = args[0] if args else "build"
+    os.makedirs(RES, exist_ok=True)
+    os.makedirs(IMG, exist_ok=True)
+    gd_csv = os.path.join(RES, "gd_to_flow_cls.csv")
+    sgd_csv = os.path.join(RES, "sgd_mean.csv")
+    if "--no-run" not in sys.argv:
+        run(build, "gd_to_flow_cls", gd_csv)
+        run(build, "sgd_mean", sgd_csv)
+    plot_gd(gd_csv, os.path.join(IMG, "gd_to_flow_cls.png"))
+    plot_sgd(sgd_csv, os.path.join(IMG, "sgd_mean.png"))
+    print("wrote", os.path.relpath(os.path.join(IMG, "gd_to_flow_cls.png"), ROOT), "and",
+          os.path.relpath(os.path.join(IMG, "sgd_mean.png"), ROOT))
+
+
+if __name__ == "__main__":
+    main()

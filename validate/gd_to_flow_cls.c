@@ -1,0 +1,252 @@
+/* validate/gd_to_flow_cls.c -- full-batch gradient descent on the classification parameters
+ * converges to the exact classification flow at first order in the step, and the discrete
+ * trainer's full-batch steps are those gradient-descent steps.
+ *
+ * (1) Order.  Gradient descent with step eta on theta = (mu, C or sigma, U, v),
+ *         theta_{j+1} = theta_j - eta grad loss(theta_j)      (gmf_clsflow_grad: closed form),
+ *     is the explicit Euler method for the flow theta' = -grad loss (clsflow.h), so after
+ *     N = T / eta steps err(eta) = || theta_N - theta(T) ||_inf = c eta + O(eta^2).  theta(T) from
+ *     CVODE (Adams, rtol 1e-12, atol 1e-14).  eta = eta0, eta0/2, ..., eta0/2^5; fit
+ *     log err = p log eta + b by least squares.  Pass: p within 1.00 +- 0.05 for every case and
+ *     err decreasing at every halving.  The table (and results/validation/gd_to_flow_cls.csv with
+ *     --csv) lists err(eta) and err(eta)/eta, which must approach the constant c.
+ *
+ * (2) Trainer.  The discrete trainer (train.h, nn.h) on the same data and initial parameters
+ *     (its GM / GM-full parameter vectors have exactly the layout of clsflow.h), precision 64,
+ *     full_batch = 1, learning rate eta for every group (lr = lr_sigma = eta):
+ *       - its gradient (gmf_nn_loss_grad_d, dscale = 1/n) equals gmf_clsflow_grad to 1e-12
+ *         (relative, max-norm);
+ *       - after each of 10 epochs (= 10 gradient-descent steps) its parameters equal ours to 1e-10
+ *         (relative, max-norm): double-precision agreement, limited only by summation order (the
+ *         trainer accumulates the gradient in chunks of eval_batch samples).
+ *     Its float32 path (precision 32: float GEMM operands, double per-sample scalars and master
+ *     parameters) is run too and must agree to 1e-5 (float precision, eps_f = 6e-8, amplified by
+ *     the sums); its figure is printed for information.  The inputs are float (the trainer's data
+ *     type): both sides use the same float-rounded x.
+ *
+ * Usage: gd_to_flow_cls [--T T] [--eta0 E] [--seed S] [--csv PATH]
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gmflow/clsflow.h"
+#include "gmflow/common.h"
+#include "gmflow/idx.h"
+#include "gmflow/nn.h"
+#include "gmflow/ode.h"
+#include "gmflow/train.h"
+
+#define NETA       6
+#define NTRAIN     10
+#define TOL_ORDER  0.05
+#define TOL_GRAD   1e-12
+#define TOL_TRAIN  1e-10
+#define TOL_TRAINF 1e-5
+
+typedef struct {
+    const char *label;
+    gmf_clsflow_cov cov;
+    size_t n, d, nclass, K;
+    double sep;
+    unsigned long seed;
+} gcase;
+
+static double fit_slope(const double *x, const double *y, int m) {
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (int i = 0; i < m; i++) {
+        double lx = log(x[i]), ly = log(y[i]);
+        sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly;
+    }
+    return (m * sxy - sx * sy) / (m * sxx - sx * sx);
+}
+
+static double maxabs(const double *a, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(a[i]));
+    return m;
+}
+static double maxdiff(const double *a, const double *b, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(a[i] - b[i]));
+    return m;
+}
+
+static int fail(const char *what) {
+    fprintf(stderr, "gd_to_flow_cls: %s: %s\n", what, gmf_errmsg());
+    return 1;
+}
+
+/* The trainer cross-check.  Returns 0 and the three figures, or 1 on an API failure. */
+static int trainer_check(const gcase *c, gmf_clsflow *f, const double *X, const uint8_t *y,
+                         const double *th0, double eta, double *gerr, double *terr,
+                         double *terr_f) {
+    const gmf_clsflow_layout *lo = gmf_clsflow_layout_of(f);
+    const size_t n = c->n, d = c->d, L = c->nclass - 1, N = lo->dim;
+    gmf_nn_model m;
+    const gmf_nn_kind kind = c->cov == GMF_CLSFLOW_FULL ? GMF_NN_GMFULL : GMF_NN_GM;
+    if (gmf_nn_model_init(&m, kind, d, L, c->K, 0, 0)) return fail("trainer model");
+    if (m.nparams != N) {
+        fprintf(stderr, "gd_to_flow_cls: trainer has %zu parameters, clsflow %zu\n", m.nparams, N);
+        return 1;
+    }
+    /* gradient at th0 */
+    memcpy(m.params, th0, N * sizeof(double));
+    gmf_nn_ws_d ws;
+    if (gmf_nn_ws_init_d(&ws, &m, n, 1)) return fail("trainer workspace");
+    double *g = calloc(N, sizeof *g), *z = calloc(N, sizeof *z);
+    double lt = gmf_nn_loss_grad_d(&ws, X, y, n, 1.0 / (double)n, 0), lc;
+    if (gmf_clsflow_grad(f, th0, &lc, g)) return fail("gradient");
+    *gerr = fmax(maxdiff(ws.dP, g, N) / maxabs(g, N), fabs(lt / (double)n - lc) / lc);
+    gmf_nn_ws_free_d(&ws);
+
+    /* NTRAIN full-batch epochs, double and float, against our gradient descent */
+    gmf_dataset ds = {.n = n, .d = d, .nclass = c->nclass};
+    ds.x = calloc(n * d, sizeof(float));
+    ds.label = calloc(n, 1);
+    for (size_t i = 0; i < n * d; i++)
+        ds.x[i] = (float)X[i];
+    memcpy(ds.label, y, n);
+    *terr = *terr_f = 0.0;
+    for (int prec = 64; prec >= 32; prec -= 32) {
+        memcpy(m.params, th0, N * sizeof(double));
+        memcpy(z, th0, N * sizeof(double));
+        gmf_train_opts o;
+        gmf_train_opts_default(&o);
+        o.full_batch = 1, o.precision = prec, o.lr = eta, o.lr_sigma = eta, o.threads = 1;
+        o.eval_batch = 64; /* several chunks: the accumulation path */
+        gmf_train *t;
+        if (gmf_train_new(&t, &m, &o)) return fail("trainer");
+        for (size_t e = 1; e <= NTRAIN; e++) {
+            double ml;
+            if (gmf_train_epoch(t, &ds, e, &ml, NULL, NULL, NULL)) return fail("trainer epoch");
+            if (gmf_clsflow_grad(f, z, NULL, g)) return fail("gradient");
+            for (size_t i = 0; i < N; i++)
+                z[i] -= eta * g[i];
+            double rel = maxdiff(m.params, z, N) / maxabs(z, N);
+            if (prec == 64)
+                *terr = fmax(*terr, rel);
+            else
+                *terr_f = fmax(*terr_f, rel);
+        }
+        gmf_train_free(t);
+    }
+    gmf_nn_model_free(&m);
+    free(ds.x), free(ds.label), free(g), free(z);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    double T = 3.0, eta0 = 0.2;
+    unsigned long seed = 0;
+    const char *csv = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 < argc && !strcmp(argv[i], "--T"))
+            T = atof(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--eta0"))
+            eta0 = atof(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
+            seed = strtoul(argv[++i], NULL, 10);
+        else if (i + 1 < argc && !strcmp(argv[i], "--csv"))
+            csv = argv[++i];
+        else {
+            fprintf(stderr, "usage: gd_to_flow_cls [--T T] [--eta0 E] [--seed S] [--csv PATH]\n");
+            return 2;
+        }
+    }
+    if (!(T > 0) || !(eta0 > 0) || eta0 > T) {
+        fprintf(stderr, "gd_to_flow_cls: need 0 < eta0 <= T\n");
+        return 2;
+    }
+    const gcase cases[] = {
+        {"blobs3-d3-full", GMF_CLSFLOW_FULL, 150, 3, 3, 2, 1.5, 31},
+        {"blobs4-d4-diag", GMF_CLSFLOW_DIAG, 160, 4, 4, 3, 1.5, 32},
+    };
+    FILE *out = NULL;
+    if (csv) {
+        out = fopen(csv, "w");
+        if (!out) {
+            perror(csv);
+            return 1;
+        }
+        fprintf(out, "case,eta,steps,err,err_over_eta\n");
+    }
+    int ok = 1;
+    double worst_dp = 0.0, worst_g = 0.0, worst_t = 0.0, worst_tf = 0.0;
+    printf(
+        "gd_to_flow_cls: full-batch GD vs the classification flow at T = %g (CVODE, rtol 1e-12)\n",
+        T);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        gcase c = cases[ci];
+        if (seed) c.seed = seed + ci;
+        double *X0, *X = calloc(c.n * c.d, sizeof *X);
+        uint8_t *y;
+        if (gmf_clsflow_blobs(c.n, c.d, c.nclass, c.sep, c.seed, &X0, &y)) return fail("blobs");
+        for (size_t i = 0; i < c.n * c.d; i++)
+            X[i] = (double)(float)X0[i]; /* the trainer's float inputs, exactly */
+        gmf_clsflow *f;
+        if (gmf_clsflow_new(&f, c.cov, c.K, c.nclass - 1, c.n, c.d, X, y)) return fail("flow");
+        const gmf_clsflow_layout *lo = gmf_clsflow_layout_of(f);
+        const size_t N = lo->dim;
+        double *th0 = calloc(N, sizeof *th0), *yf = calloc(N, sizeof *yf),
+               *z = calloc(N, sizeof *z), *g = calloc(N, sizeof *g);
+        gmf_clsflow_init_paper(lo, 0.5, c.seed + 100, th0);
+        memcpy(yf, th0, N * sizeof *yf);
+        gmf_ode_opts o = gmf_ode_defaults();
+        o.rtol = 1e-12, o.atol = 1e-14;
+        const double te[2] = {0.0, T};
+        if (gmf_ode_solve(N, gmf_clsflow_ode_rhs, f, yf, te, 2, &o, NULL, NULL, NULL))
+            return fail("flow integration");
+        double L0, LT;
+        gmf_clsflow_loss(f, th0, &L0);
+        gmf_clsflow_loss(f, yf, &LT);
+        printf("\n%s: n = %zu, d = %zu, %zu classes, K = %zu, %s, loss %.5f -> %.5f, |theta(T) - "
+               "theta(0)| = %.3f\n",
+               c.label, c.n, c.d, c.nclass, c.K, c.cov == GMF_CLSFLOW_FULL ? "full" : "diag", L0,
+               LT, maxdiff(yf, th0, N));
+        printf("%10s %7s %14s %12s\n", "eta", "steps", "err", "err/eta");
+        double eta[NETA], err[NETA];
+        int mono = 1;
+        for (int e = 0; e < NETA; e++) {
+            eta[e] = eta0 / (double)(1 << e);
+            long steps = lround(T / eta[e]);
+            memcpy(z, th0, N * sizeof *z);
+            for (long j = 0; j < steps; j++) {
+                if (gmf_clsflow_grad(f, z, NULL, g)) return fail("gradient step");
+                for (size_t i = 0; i < N; i++)
+                    z[i] -= eta[e] * g[i];
+            }
+            err[e] = maxdiff(z, yf, N);
+            if (e && !(err[e] < err[e - 1])) mono = 0;
+            printf("%10.4e %7ld %14.6e %12.6f\n", eta[e], steps, err[e], err[e] / eta[e]);
+            if (out)
+                fprintf(out, "%s,%.10g,%ld,%.10g,%.10g\n", c.label, eta[e], steps, err[e],
+                        err[e] / eta[e]);
+        }
+        double p = fit_slope(eta, err, NETA);
+        worst_dp = fmax(worst_dp, fabs(p - 1.0));
+        ok = ok && mono && fabs(p - 1.0) <= TOL_ORDER;
+        printf("fitted order %.4f (pass 1.00 +- %.2f)%s\n", p, TOL_ORDER,
+               mono ? "" : "  FAIL: error not decreasing");
+
+        double ge, te_, tf;
+        if (trainer_check(&c, f, X, y, th0, eta0 / 4, &ge, &te_, &tf)) return 1;
+        printf("trainer (eta %g, %d full-batch epochs): gradient %.2e (pass <= %.0e), "
+               "parameters float64 %.2e (pass <= %.0e), float32 %.2e (pass <= %.0e)\n",
+               eta0 / 4, NTRAIN, ge, TOL_GRAD, te_, TOL_TRAIN, tf, TOL_TRAINF);
+        worst_g = fmax(worst_g, ge), worst_t = fmax(worst_t, te_), worst_tf = fmax(worst_tf, tf);
+        ok = ok && ge <= TOL_GRAD && te_ <= TOL_TRAIN && tf <= TOL_TRAINF;
+        gmf_clsflow_free(f);
+        free(X0), free(X), free(y), free(th0), free(yf), free(z), free(g);
+    }
+    if (out) fclose(out);
+    printf("\ntrainer vs clsflow: gradient %.2e, float64 steps %.2e, float32 steps %.2e\n", worst_g,
+           worst_t, worst_tf);
+    printf("gd_to_flow_cls: max |order - 1| %.4f (pass <= %.2f), trainer float64 steps %.1e (pass "
+           "<= %.0e) %s\n",
+           worst_dp, TOL_ORDER, worst_t, TOL_TRAIN, ok ? "PASS" : "FAIL");
+    return ok ? 0 : 1;
+}
