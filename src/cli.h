@@ -9,5 +9,6 @@
 
 int gmf_cli_flow(int argc, char **argv);
 int gmf_cli_train(int argc, char **argv);
+int gmf_cli_project(int argc, char **argv);
 
 #endif

@@ -12,6 +12,8 @@ static const struct {
     {"flow", gmf_cli_flow, "integrate an exact Gaussian-mixture gradient flow (Theorems 1-4)"},
     {"train", gmf_cli_train,
      "train a GM-layer or fully connected classifier (MNIST, Fashion-MNIST)"},
+    {"project", gmf_cli_project,
+     "project GM training snapshots onto the final mixture's top-2 principal plane"},
 };
 
 static void usage(FILE *fp) {
