@@ -1,0 +1,126 @@
+# examples/lib.sh -- shared by the experiment drivers examples/fig*.sh (sourced, not run).
+#
+# Every driver accepts:
+#   --quick            the small configuration (minutes; what CI runs)
+#   --trials N         independent trials (seeds 1..N)
+#   --epochs E         epochs per run
+#   --jobs J           runs in parallel (default: the number of cores); each run is 1 thread
+#   --results DIR      where the CSV outputs go (default results/full or results/quick)
+#   --work DIR         scratch space for checkpoints and snapshots (default out/experiments)
+#   --gmflow PATH      the gmflow binary (default build/gmflow)
+#   --data DIR         the directory holding mnist/ and fashion-mnist/ (default ../shared/data)
+# and writes, besides its CSVs, <results>/<fig>/commands.csv: one row per gmflow command with
+# its wall time in seconds and exit status (status,seconds,command).
+set -euo pipefail
+
+EX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+QUICK=0
+TRIALS=""
+EPOCHS=""
+JOBS=$(nproc 2>/dev/null || echo 2)
+RESULTS=""
+WORK=""
+GMFLOW=$EX_ROOT/build/gmflow
+DATA=$EX_ROOT/../shared/data
+
+# parse_common "$@": sets the variables above; prints help (the driver's header) on -h.
+parse_common() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --quick) QUICK=1; shift ;;
+        --trials) TRIALS=$2; shift 2 ;;
+        --epochs) EPOCHS=$2; shift 2 ;;
+        --jobs) JOBS=$2; shift 2 ;;
+        --results) RESULTS=$2; shift 2 ;;
+        --work) WORK=$2; shift 2 ;;
+        --gmflow) GMFLOW=$2; shift 2 ;;
+        --data) DATA=$2; shift 2 ;;
+        -h | --help)
+            sed -n '2,/^set -/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+            echo
+            sed -n '3,12p' "$EX_ROOT/examples/lib.sh" | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        *) echo "$(basename "$0"): unknown option '$1' (see --help)" >&2; exit 2 ;;
+        esac
+    done
+    [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "$(basename "$0"): --jobs must be a positive integer" >&2; exit 2; }
+    if [ -n "$TRIALS" ] && ! [[ "$TRIALS" =~ ^[1-9][0-9]*$ ]]; then
+        echo "$(basename "$0"): --trials must be a positive integer (got '$TRIALS')" >&2; exit 2
+    fi
+    if [ -n "$EPOCHS" ] && ! [[ "$EPOCHS" =~ ^[1-9][0-9]*$ ]]; then
+        echo "$(basename "$0"): --epochs must be a positive integer (got '$EPOCHS')" >&2; exit 2
+    fi
+    local mode=full
+    [ "$QUICK" = 1 ] && mode=quick
+    RESULTS=${RESULTS:-$EX_ROOT/results/$mode}
+    WORK=${WORK:-$EX_ROOT/out/experiments/$mode}
+    [ -x "$GMFLOW" ] || { echo "$(basename "$0"): no gmflow binary at $GMFLOW (run tools/setup.sh)" >&2; exit 1; }
+    [ -d "$DATA/mnist" ] || { echo "$(basename "$0"): no data directory $DATA/mnist" >&2; exit 1; }
+    export OPENBLAS_NUM_THREADS=1
+}
+
+# Figure 2's K = 10 runs double as Figure 5's "trained beta" and Figure 7's "one layer" curves:
+# the same options and seeds give bitwise the same run, so those drivers queue them under
+# Figure 2's name and skip them when Figure 2 already ran.
+fig2_epochs() { [ "$QUICK" = 1 ] && echo 5 || echo 100; }
+fig2_limits() { [ "$QUICK" = 1 ] && echo "--train-limit 10000 --test-limit 2000" || true; }
+
+# dataset names on the command line and in file names
+ds_dir() { [ "$1" = mnist ] && echo "$DATA/mnist" || echo "$DATA/fashion-mnist"; }
+ds_opt() { [ "$1" = mnist ] && echo mnist || echo fashion; }
+
+# begin_fig NAME: results and work directories for one figure, fresh job list
+begin_fig() {
+    FIG=$1
+    FIG_RES=$RESULTS/$FIG
+    FIG_WORK=$WORK/$FIG
+    mkdir -p "$FIG_RES" "$FIG_WORK"
+    JOBLIST=$(mktemp "${TMPDIR:-/tmp}/gmflow_jobs.XXXXXX")
+    [ -f "$FIG_RES/commands.csv" ] || echo "status,seconds,command" >"$FIG_RES/commands.csv"
+    FIG_T0=$(date +%s)
+}
+
+# job CSV_DEST -- gmflow ARGS...: queue one gmflow run whose epochs.csv (and mc.csv if any) is
+# copied to CSV_DEST(.csv / _mc.csv) once it succeeds.  The run's --out is derived from the
+# destination.  Runs whose destination already exists are skipped (rerun = resume the figure).
+job() {
+    local dest=$1
+    shift 2
+    printf '%s\t%s\n' "$dest" "$*" >>"$JOBLIST"
+}
+
+# run_jobs: run the queued jobs, JOBS at a time; fails if any failed.
+run_jobs() {
+    local n
+    n=$(wc -l <"$JOBLIST")
+    echo "$FIG: $n runs, $JOBS at a time, results in $FIG_RES" >&2
+    export GMFLOW FIG_RES FIG_WORK RESULTS WORK EX_ROOT
+    local rc=0
+    tr '\n' '\0' <"$JOBLIST" | xargs -0 -P "$JOBS" -n 1 bash -c '
+        IFS=$(printf "\t") read -r dest args <<<"$1"
+        [ -f "$dest.csv" ] && { echo "  skip $(basename "$dest") (exists)" >&2; exit 0; }
+        rel=${dest#"$RESULTS"/}
+        out=$WORK/$rel
+        rm -rf "$out"
+        mkdir -p "$(dirname "$dest")" "$out"
+        t0=$(date +%s.%N)
+        # shellcheck disable=SC2086
+        "$GMFLOW" $args --out "$out" --quiet >"$out.log" 2>&1
+        st=$?
+        t1=$(date +%s.%N)
+        secs=$(awk -v a="$t0" -v b="$t1" "BEGIN { print b - a }")
+        printf "%d,%.1f,\"gmflow %s --out %s\"\n" $st "$secs" "${args//$EX_ROOT\//}" "${out#"$EX_ROOT"/}" >>"$FIG_RES/commands.csv"
+        if [ $st -ne 0 ]; then
+            echo "  FAILED ($st): gmflow $args" >&2
+            tail -3 "$out.log" >&2
+            exit 1
+        fi
+        cp "$out/epochs.csv" "$dest.csv.tmp" && mv "$dest.csv.tmp" "$dest.csv"
+        [ -f "$out/mc.csv" ] && cp "$out/mc.csv" "${dest}_mc.csv"
+        echo "  done $(basename "$(dirname "$dest")")/$(basename "$dest") in ${secs}s: $(tail -1 "$out.log")" >&2
+    ' _ || rc=1
+    rm -f "$JOBLIST"
+    echo "$FIG: finished in $(($(date +%s) - FIG_T0)) s" >&2
+    return $rc
+}
