@@ -1,13 +1,17 @@
 #!/usr/bin/python3
-"""Plots for the classification-flow cross-checks (docs/VALIDATION.md).
+"""Plots for the discrete-vs-exact cross-checks (docs/VALIDATION.md).
 
-Runs the two validate programs with --csv, which write
+Runs three validate programs with --csv, which write
 
-    results/validation/gd_to_flow_cls.csv   full-batch GD vs the flow: err(eta) per case
+    results/validation/gd_to_flow.csv       regression: the GM regression layer's full-batch GD vs
+                                            the Euclidean flow and the mixture flow at t/K
+    results/validation/gd_to_flow_cls.csv   full-batch GD and the discrete trainer vs the flow:
+                                            err(eta), err_trainer(eta) per case
     results/validation/sgd_mean.csv         mean of R SGD runs vs the flow: gap, noise, bias
 
 and renders
 
+    docs/img/gd_to_flow.png
     docs/img/gd_to_flow_cls.png
     docs/img/sgd_mean.png
 
@@ -49,6 +53,25 @@ def slope_guide(ax, xs, y0, label="slope 1"):
     ax.plot([lo, hi], [y0 * lo / hi, y0], "k:", lw=1, label=label)
 
 
+def plot_gd_reg(path, out):
+    rows = read(path)
+    eta = [float(r["eta"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    ax.loglog(eta, [float(r["err_euclid"]) for r in rows], "o-",
+              label="max |(mu, C)_N - (mu, C)^E(T)|  (Euclidean flow)")
+    ax.loglog(eta, [float(r["err_sigma"]) for r in rows], "s-",
+              label="max |C C^T - Sigma^BW(T/K)|  (mixture flow)")
+    slope_guide(ax, eta, 2 * max(float(r["err_euclid"]) for r in rows))
+    ax.set_xlabel("step eta")
+    ax.set_ylabel("error at T = 1")
+    ax.set_title("Full-batch GD (GM regression layer) -> exact flows")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def plot_gd(path, out):
     rows = read(path)
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
@@ -56,14 +79,17 @@ def plot_gd(path, out):
         rs = [r for r in rows if r["case"] == case]
         eta = [float(r["eta"]) for r in rs]
         err = [float(r["err"]) for r in rs]
-        ax.loglog(eta, err, "o-", label=case)
+        line, = ax.loglog(eta, err, "o-", label=case + ": GD on clsflow's gradient")
+        if "err_trainer" in rs[0]:
+            ax.loglog(eta, [float(r["err_trainer"]) for r in rs], "x", ms=9,
+                      color=line.get_color(), label=case + ": discrete trainer")
     top = max(float(r["err"]) for r in rows)
     slope_guide(ax, [float(r["eta"]) for r in rows], 2 * top)
     ax.set_xlabel("step eta")
-    ax.set_ylabel("max |theta_GD(T) - theta_flow(T)|")
+    ax.set_ylabel("max |theta_N - theta_flow(T)|")
     ax.set_title("Full-batch GD -> classification flow (T = 3)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -105,15 +131,18 @@ def main():
     build = args[0] if args else "build"
     os.makedirs(RES, exist_ok=True)
     os.makedirs(IMG, exist_ok=True)
+    reg_csv = os.path.join(RES, "gd_to_flow.csv")
     gd_csv = os.path.join(RES, "gd_to_flow_cls.csv")
     sgd_csv = os.path.join(RES, "sgd_mean.csv")
     if "--no-run" not in sys.argv:
+        run(build, "gd_to_flow", reg_csv)
         run(build, "gd_to_flow_cls", gd_csv)
         run(build, "sgd_mean", sgd_csv)
-    plot_gd(gd_csv, os.path.join(IMG, "gd_to_flow_cls.png"))
-    plot_sgd(sgd_csv, os.path.join(IMG, "sgd_mean.png"))
-    print("wrote", os.path.relpath(os.path.join(IMG, "gd_to_flow_cls.png"), ROOT), "and",
-          os.path.relpath(os.path.join(IMG, "sgd_mean.png"), ROOT))
+    outs = [os.path.join(IMG, f) for f in ("gd_to_flow.png", "gd_to_flow_cls.png", "sgd_mean.png")]
+    plot_gd_reg(reg_csv, outs[0])
+    plot_gd(gd_csv, outs[1])
+    plot_sgd(sgd_csv, outs[2])
+    print("wrote", ", ".join(os.path.relpath(o, ROOT) for o in outs))
 
 
 if __name__ == "__main__":

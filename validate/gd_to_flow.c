@@ -1,20 +1,29 @@
-/* validate/gd_to_flow.c -- discrete full-batch gradient descent converges to the exact flow at
- * first order in the step (regression part of the cross-checks).
+/* validate/gd_to_flow.c -- the discrete trainer's full-batch gradient descent converges to the
+ * exact flows at first order in the step (regression part of the cross-checks).
  *
- * Gradient descent with step eta on l(mu, C) = L(rho), Sigma_k = C_k C_k^T,
+ * The discrete GM regression layer (nn.h, gmf_nn_gmreg_gd_step) takes gradient-descent steps
+ * with step eta on l(mu, C) = L(rho), Sigma_k = C_k C_k^T,
  *     (mu, C)_{j+1} = (mu, C)_j - eta grad l((mu, C)_j),
- * is the explicit Euler method for the Euclidean flow (mu, C)' = -grad l of Theorem 1, so after
- * N = T / eta steps its distance to the flow at time T is c eta + O(eta^2).  We take the flow
- * from CVODE (Adams, rtol 1e-12) and compare against it in two ways:
- *   err_E(eta)  = || (mu, C)_N - (mu, C)^E(T) ||          (Euclidean flow at time T)
- *   err_BW(eta) = max_k max_ab |(C_k C_k^T - Sigma_k^BW(T/K))_ab|   (mixture flow at T/K;
- *                 the covariance blocks only, so it is not the means' error again)
- * for eta = eta0, eta0/2, ..., eta0/2^5 and fit log err = p log eta + b by least squares.
- * Pass: both fitted orders p within 1.00 +- 0.05, and err_E decreasing at every halving.
- * The gradient is the closed form of the Euclidean right-hand side (gmf_flow_rhs), so the test
- * checks the discrete-to-continuous link, not the gradient itself (validate/fd does that).
+ * the explicit Euler method for the Euclidean flow (mu, C)' = -grad l of Theorem 1, so after
+ * N = t / eta steps its distance to the flow at time t is c(t) eta + O(eta^2).  We take the flows
+ * from CVODE (Adams, rtol 1e-12) at the matching times t_j = j eta0, j = 0..N0 = T / eta0 (every
+ * step of the coarsest run; step j 2^e of the run with eta0 / 2^e) and compare along the whole
+ * trajectory in two ways:
+ *   err_E(eta)  = max_j || (mu, C)_{N_j} - (mu, C)^E(t_j) ||_inf      (Euclidean flow at t_j)
+ *   err_BW(eta) = max_j max_k max_ab |(C_k C_k^T - Sigma_k^BW(t_j/K))_ab|   (mixture flow in the
+ *                 Sigma form at t_j/K; the covariance blocks only, so it is not the means' error
+ *                 again)
+ * for eta = eta0, eta0/2, ..., eta0/2^5 (five halvings) and fit log err = p log eta + b by least
+ * squares.  Pass: both fitted orders p within 1.00 +- 0.05, and both errors decreasing at every
+ * halving.  The second comparison is the independent route: the Sigma-form mixture flow has its
+ * own right-hand side (Theorem 4's Stein form), its own integration, and Theorem 1's time
+ * rescaling t -> t/K between them.  Control: --no-rescale compares against the mixture flow at
+ * time T instead of T/K; the error then stops shrinking and the program fails (K > 1).
  *
- * Usage: gd_to_flow [--n N] [--d D] [--K K] [--T T] [--eta0 E] [--seed S]
+ * --csv PATH writes the table (eta, steps, err_euclid, err_sigma) for tools/plot_cls_validation.py.
+ *
+ * Usage: gd_to_flow [--n N] [--d D] [--K K] [--T T] [--eta0 E] [--seed S] [--no-rescale]
+ *                   [--csv PATH]
  */
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +32,7 @@
 
 #include "gmflow/common.h"
 #include "gmflow/flow.h"
+#include "gmflow/nn.h"
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
@@ -38,6 +48,18 @@ static double fit_slope(const double *x, const double *y, int m) {
     return (m * sxy - sx * sy) / (m * sxx - sx * sx);
 }
 
+/* Observer: store the state at output j into traj + j N. */
+typedef struct {
+    double *traj;
+    size_t N;
+} store;
+static int store_obs(size_t j, double t, const double *y, void *user) {
+    (void)t;
+    store *s = user;
+    memcpy(s->traj + j * s->N, y, s->N * sizeof *y);
+    return 0;
+}
+
 static int fail(const char *what) {
     fprintf(stderr, "gd_to_flow: %s: %s\n", what, gmf_errmsg());
     return 1;
@@ -47,6 +69,8 @@ int main(int argc, char **argv) {
     size_t n = 150, d = 3, K = 3;
     double T = 1.0, eta0 = 0.04;
     unsigned long seed = 7;
+    int rescale = 1;
+    const char *csv = NULL;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--n"))
             n = strtoul(argv[++i], NULL, 10);
@@ -60,14 +84,19 @@ int main(int argc, char **argv) {
             eta0 = atof(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
             seed = strtoul(argv[++i], NULL, 10);
+        else if (i + 1 < argc && !strcmp(argv[i], "--csv"))
+            csv = argv[++i];
+        else if (!strcmp(argv[i], "--no-rescale"))
+            rescale = 0;
         else {
             fprintf(stderr, "usage: gd_to_flow [--n N] [--d D] [--K K] [--T T] [--eta0 E] "
-                            "[--seed S]\n");
+                            "[--seed S] [--no-rescale] [--csv PATH]\n");
             return 2;
         }
     }
-    if (!n || !d || !K || !(T > 0) || !(eta0 > 0)) {
-        fprintf(stderr, "gd_to_flow: need n, d, K >= 1 and T, eta0 > 0\n");
+    const long N0 = lround(T / eta0);
+    if (!n || !d || !K || !(T > 0) || !(eta0 > 0) || N0 < 1 || fabs(N0 * eta0 - T) > 1e-9 * T) {
+        fprintf(stderr, "gd_to_flow: need n, d, K >= 1, eta0 > 0 and T a multiple of eta0\n");
         return 2;
     }
     const size_t D = d + 1;
@@ -78,59 +107,81 @@ int main(int argc, char **argv) {
     gmf_sqloss *sq;
     if (gmf_sqloss_new(&sq, n, d, X, y)) return fail("squared loss");
     gmf_flow fe, fb;
+    gmf_nn_gmreg layer; /* the discrete trainer's regression layer, on its own copy of the data */
+    if (gmf_nn_gmreg_init(&layer, K, n, d, X, y)) return fail("GM regression layer");
     if (gmf_flow_init(&fe, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(sq)) ||
         gmf_flow_init(&fb, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq)))
         return fail("flow");
     const size_t N = gmf_flow_dim(&fe);
     double *y0 = calloc(N, sizeof *y0), *ye = calloc(N, sizeof *ye), *yb = calloc(N, sizeof *yb),
-           *z = calloc(N, sizeof *z), *g = calloc(N, sizeof *g), *zb = calloc(N, sizeof *zb);
-    if (!y0 || !ye || !yb || !z || !g || !zb) return 1;
+           *z = calloc(N, sizeof *z), *zb = calloc(N, sizeof *zb), *te = calloc(N0 + 1, sizeof *te),
+           *tb = calloc(N0 + 1, sizeof *tb), *trE = calloc((N0 + 1) * N, sizeof *trE),
+           *trB = calloc((N0 + 1) * N, sizeof *trB);
+    if (!y0 || !ye || !yb || !z || !zb || !te || !tb || !trE || !trB) return 1;
     if (gmf_toy_init_mixture(K, D, 0.5, seed + 1, y0, y0 + K * D, NULL)) return fail("init");
 
     /* reference flows */
     gmf_ode_opts o = gmf_ode_defaults();
     o.rtol = 1e-12, o.atol = 1e-14;
     memcpy(ye, y0, N * sizeof *ye);
-    const double te[2] = {0.0, T}, tb[2] = {0.0, T / (double)K};
-    if (gmf_ode_solve(N, gmf_flow_ode_rhs, &fe, ye, te, 2, &o, NULL, NULL, NULL))
+    for (long j = 0; j <= N0; j++)
+        te[j] = (double)j * eta0, tb[j] = rescale ? te[j] / (double)K : te[j];
+    store sE = {trE, N}, sB = {trB, N};
+    if (gmf_ode_solve(N, gmf_flow_ode_rhs, &fe, ye, te, (size_t)N0 + 1, &o, store_obs, &sE, NULL))
         return fail("Euclidean flow");
     gmf_flow_euclid_to_bw(K, D, y0, yb);
-    if (gmf_ode_solve(N, gmf_flow_ode_rhs, &fb, yb, tb, 2, &o, NULL, NULL, NULL))
+    if (gmf_ode_solve(N, gmf_flow_ode_rhs, &fb, yb, tb, (size_t)N0 + 1, &o, store_obs, &sB, NULL))
         return fail("mixture flow");
 
+    FILE *out = NULL;
+    if (csv) {
+        out = fopen(csv, "w");
+        if (!out) {
+            perror(csv);
+            return 1;
+        }
+        fprintf(out, "eta,steps,err_euclid,err_sigma\n");
+    }
     double eta[NETA], errE[NETA], errB[NETA];
-    printf("gd_to_flow: n = %zu, d = %zu, K = %zu, T = %g (Euclidean time; mixture time T/K)\n", n,
-           d, K, T);
+    printf("gd_to_flow: discrete GM regression layer, full-batch GD, vs the flows (CVODE, rtol "
+           "1e-12)\n");
+    printf("n = %zu, d = %zu, K = %zu, T = %g (Euclidean time; mixture time %s)\n", n, d, K, T,
+           rescale ? "T/K" : "T: CONTROL, no rescaling");
+    printf("(errors: max over the %ld matching times t_j = j eta0 in (0, T])\n", N0);
     printf("%10s %8s %14s %14s\n", "eta", "steps", "err_euclid", "err_Sigma");
     for (int e = 0; e < NETA; e++) {
         eta[e] = eta0 / (double)(1 << e);
-        long steps = lround(T / eta[e]);
+        const long every = 1L << e, steps = N0 * every;
         memcpy(z, y0, N * sizeof *z);
-        for (long j = 0; j < steps; j++) {
-            if (gmf_flow_rhs(&fe, z, g)) return fail("gradient step");
-            for (size_t i = 0; i < N; i++)
-                z[i] += eta[e] * g[i]; /* g = -grad l */
-        }
         double ee = 0.0, eb = 0.0;
-        for (size_t i = 0; i < N; i++)
-            ee = fmax(ee, fabs(z[i] - ye[i]));
-        gmf_flow_euclid_to_bw(K, D, z, zb);
-        for (size_t i = K * D; i < N; i++)
-            eb = fmax(eb, fabs(zb[i] - yb[i]));
+        for (long j = 1; j <= steps; j++) {
+            if (gmf_nn_gmreg_gd_step(z, NULL, &layer, eta[e])) return fail("gradient step");
+            if (j % every) continue;
+            const double *rE = trE + (size_t)(j / every) * N, *rB = trB + (size_t)(j / every) * N;
+            for (size_t i = 0; i < N; i++)
+                ee = fmax(ee, fabs(z[i] - rE[i]));
+            gmf_flow_euclid_to_bw(K, D, z, zb);
+            for (size_t i = K * D; i < N; i++)
+                eb = fmax(eb, fabs(zb[i] - rB[i]));
+        }
         errE[e] = ee, errB[e] = eb;
         printf("%10.3e %8ld %14.6e %14.6e\n", eta[e], steps, ee, eb);
+        if (out) fprintf(out, "%.10g,%ld,%.10g,%.10g\n", eta[e], steps, ee, eb);
     }
+    if (out) fclose(out);
     int ok = 1;
     for (int e = 1; e < NETA; e++)
-        if (!(errE[e] < errE[e - 1])) ok = 0;
+        if (!(errE[e] < errE[e - 1]) || !(errB[e] < errB[e - 1])) ok = 0;
     double pE = fit_slope(eta, errE, NETA), pB = fit_slope(eta, errB, NETA);
     ok = ok && fabs(pE - 1.0) <= 0.05 && fabs(pB - 1.0) <= 0.05;
-    printf("fitted order vs Euclidean flow %.4f, vs mixture flow at t/K %.4f (pass 1.00 +- 0.05)\n",
-           pE, pB);
+    printf("fitted order vs Euclidean flow %.4f, vs mixture flow at %s %.4f (pass 1.00 +- 0.05)\n",
+           pE, rescale ? "t/K" : "t", pB);
     printf("gd_to_flow: order %.4f (euclid), %.4f (mixture) %s\n", pE, pB, ok ? "PASS" : "FAIL");
+    gmf_nn_gmreg_free(&layer);
     gmf_flow_free(&fe);
     gmf_flow_free(&fb);
     gmf_sqloss_free(sq);
-    free(X), free(y), free(y0), free(ye), free(yb), free(z), free(g), free(zb);
+    free(X), free(y), free(y0), free(ye), free(yb), free(z), free(zb), free(te), free(tb),
+        free(trE), free(trB);
     return ok ? 0 : 1;
 }
