@@ -5,7 +5,8 @@
  * matrix-free SPGMR linear solver (Jacobian-vector products by CVODE's difference quotients), for
  * stiff problems.  Both keep memory O(N): a dense Jacobian of a K (D + D^2) state would not be.
  * GSL: explicit embedded Runge-Kutta pairs (rk8pd, rkf45) through gsl_odeiv2_driver, with the
- * standard error control |err_i| <= atol + rtol |y_i|, the same form as CVODE's weights.
+ * standard error control |err_i| <= atol + rtol |y_i|, the same form as CVODE's weights, and
+ * (unless the caller sets h0) the Hairer-Norsett-Wanner initial step (gsl_initial_step).
  */
 #include "gmflow/ode.h"
 
@@ -66,6 +67,13 @@ static int check_args(size_t N, const double *y, const double *tout, size_t ntou
         return gmf_error(GMF_EINVAL, "ODE: max_steps must be positive (got %ld)", o->max_steps);
     if (!gmf_all_finite(y, N)) return gmf_error(GMF_EINVAL, "ODE: initial state is not finite");
     return GMF_OK;
+}
+
+/* A copy of the RHS's own message: gmf_error() formats into the buffer that gmf_errmsg() returns,
+ * so that message must not be passed to it directly. */
+static const char *rhs_reason(char *buf, size_t len) {
+    snprintf(buf, len, "%s", gmf_errmsg());
+    return buf;
 }
 
 /* ---------------------------------------------------------------- CVODE */
@@ -145,11 +153,12 @@ static int solve_cvode(size_t N, driver_data *dd, double *y, const double *tout,
         sunrealtype t = tout[j - 1];
         int flag = CVode(mem, tout[j], v, &t, CV_NORMAL);
         if (flag < 0) {
+            char why[512];
             if (dd->rhs_failed)
                 rc = gmf_error(GMF_ESOLVER,
                                "CVODE stopped at t = %.6g: the right-hand side "
                                "failed: %s",
-                               t, gmf_errmsg());
+                               t, rhs_reason(why, sizeof why));
             else {
                 char name[64];
                 flag_name(flag, name, sizeof name);
@@ -194,6 +203,66 @@ static int gsl_rhs(double t, const double y[], double ydot[], void *ud) {
     return rc > 0 ? GSL_EDOM : GSL_SUCCESS;
 }
 
+/* The initial step for the GSL drivers when the caller gives none: the Hairer-Norsett-Wanner
+ * estimate (Solving ODEs I, II.4, "starting step size"; the same rule as SciPy's
+ * select_initial_step), with the error estimator's order (7 for rk8pd, 4 for rkf45, as SciPy
+ * uses for DOP853 and RK45).  With sc_i = atol + rtol |y0_i| and the RMS norm |v| over v_i / sc_i:
+ *
+ *   d0 = |y0|, d1 = |f(y0)|;  h0 = 0.01 d0 / d1 (1e-6 if either is < 1e-5), at most span;
+ *   d2 = |f(y0 + h0 f(y0)) - f(y0)| / h0;
+ *   h1 = (0.01 / max(d1, d2))^(1 / (order + 1))  (max(1e-6, 1e-3 h0) if both are <= 1e-15);
+ *   h  = min(100 h0, h1, span).
+ *
+ * It costs two right-hand side calls (counted in nfevals).  GSL's controller grows a step at most
+ * 5x per step, so starting from a fixed tiny step (the previous rule, 1e-6 max(1, span)) spent
+ * about 6 steps ramping up: 70-80 of rk8pd's evaluations (docs/PERFORMANCE.md, P2).
+ * Sets *h and returns GSL_SUCCESS, or GSL_EBADFUNC if the RHS failed fatally at y0 (the caller
+ * reports it).  A recoverable failure, a failure at the probe point y0 + h0 f(y0), or a step that
+ * is not finite and positive (atol = 0 with a zero y0_i makes sc_i = 0) falls back to the
+ * previous rule. */
+static int gsl_initial_step(size_t N, driver_data *dd, const double *y0, double t0, double span,
+                            int order, double rtol, double atol, double *h) {
+    *h = 1e-6 * fmax(1.0, span);
+    if (!(span > 0.0)) return GSL_SUCCESS; /* a single output time: no step is taken */
+    double *f0 = malloc(3 * N * sizeof(double));
+    if (!f0) return GSL_SUCCESS;
+    double *y1 = f0 + N, *f1 = y1 + N;
+    int rc = gsl_rhs(t0, y0, f0, dd);
+    if (rc != GSL_SUCCESS) {
+        free(f0);
+        return rc == GSL_EBADFUNC ? rc : GSL_SUCCESS;
+    }
+    double d0 = 0.0, d1 = 0.0, d2 = 0.0;
+    for (size_t i = 0; i < N; i++) {
+        const double sc = atol + rtol * fabs(y0[i]);
+        d0 += (y0[i] / sc) * (y0[i] / sc);
+        d1 += (f0[i] / sc) * (f0[i] / sc);
+    }
+    d0 = sqrt(d0 / (double)N);
+    d1 = sqrt(d1 / (double)N);
+    double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
+    h0 = fmin(h0, span);
+    if (!(h0 > 0.0 && isfinite(h0))) goto done;
+    for (size_t i = 0; i < N; i++)
+        y1[i] = y0[i] + h0 * f0[i];
+    if (gsl_rhs(t0 + h0, y1, f1, dd) != GSL_SUCCESS) {
+        dd->rhs_failed = 0; /* the probe point is not on the solution: use the fixed rule */
+        goto done;
+    }
+    for (size_t i = 0; i < N; i++) {
+        const double sc = atol + rtol * fabs(y0[i]);
+        d2 += ((f1[i] - f0[i]) / sc) * ((f1[i] - f0[i]) / sc);
+    }
+    d2 = sqrt(d2 / (double)N) / h0;
+    const double h1 = (d1 <= 1e-15 && d2 <= 1e-15) ? fmax(1e-6, 1e-3 * h0)
+                                                   : pow(0.01 / fmax(d1, d2), 1.0 / (order + 1));
+    const double est = fmin(fmin(100.0 * h0, h1), span);
+    if (est > 0.0 && isfinite(est)) *h = est;
+done:
+    free(f0);
+    return GSL_SUCCESS;
+}
+
 static int solve_gsl(size_t N, driver_data *dd, double *y, const double *tout, size_t ntout,
                      const gmf_ode_opts *o, gmf_ode_observer obs, void *obs_user,
                      gmf_ode_stats *st) {
@@ -202,7 +271,17 @@ static int solve_gsl(size_t N, driver_data *dd, double *y, const double *tout, s
     gsl_odeiv2_system sys = {gsl_rhs, NULL, N, dd};
     const gsl_odeiv2_step_type *T =
         o->method == GMF_ODE_GSL_RK8PD ? gsl_odeiv2_step_rk8pd : gsl_odeiv2_step_rkf45;
-    double h0 = o->h0 > 0 ? o->h0 : 1e-6 * fmax(1.0, fabs(tout[ntout - 1] - tout[0]));
+    double h0 = o->h0;
+    if (!(h0 > 0)) { /* 0: estimate it (two RHS calls) */
+        if (gsl_initial_step(N, dd, y, tout[0], tout[ntout - 1] - tout[0],
+                             o->method == GMF_ODE_GSL_RK8PD ? 7 : 4, o->rtol, o->atol, &h0)) {
+            char why[512];
+            if (st) st->nfevals = dd->nfevals;
+            return gmf_error(GMF_ESOLVER,
+                             "GSL odeiv2 (%s) stopped at t = %.6g: the right-hand side failed: %s",
+                             T->name, tout[0], rhs_reason(why, sizeof why));
+        }
+    }
     gsl_odeiv2_driver *drv = gsl_odeiv2_driver_alloc_y_new(&sys, T, h0, o->atol, o->rtol);
     if (!drv) return gmf_error(GMF_ESOLVER, "GSL odeiv2: could not allocate the driver");
     gsl_odeiv2_driver_set_nmax(drv, (unsigned long)o->max_steps);
@@ -212,11 +291,12 @@ static int solve_gsl(size_t N, driver_data *dd, double *y, const double *tout, s
         for (size_t j = 1; j < ntout; j++) {
             int status = gsl_odeiv2_driver_apply(drv, &t, tout[j], y);
             if (status != GSL_SUCCESS) {
+                char why[512];
                 if (dd->rhs_failed)
                     rc = gmf_error(GMF_ESOLVER,
                                    "GSL odeiv2 (%s) stopped at t = %.6g: the "
                                    "right-hand side failed: %s",
-                                   T->name, t, gmf_errmsg());
+                                   T->name, t, rhs_reason(why, sizeof why));
                 else
                     rc = gmf_error(GMF_ESOLVER, "GSL odeiv2 (%s) failed at t = %.6g: %s%s", T->name,
                                    t, gsl_strerror(status),

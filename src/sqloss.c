@@ -8,8 +8,26 @@
  *                        = e0 (W^T z)^T + xt-part:  X^T diag(rho q) W + (X^T z) R_{0,:},
  *                          z_i = rho_i Phi_i,  q_i = kap_i / s_i
  *
- * using E[hess f] = Phi (e0 xt^T + xt e0^T) + (kap/s) xt xt^T (gauss.h).  W and the products
- * with X are BLAS level-3 calls; everything else is O(n D) per component.
+ * using E[hess f] = Phi (e0 xt^T + xt e0^T) + (kap / s) xt xt^T (gauss.h).
+ *
+ * Layout of the computation (docs/PERFORMANCE.md, P1).  The residual r_i depends only on sample
+ * i's K components, so prepare() makes ONE pass over blocks of nb samples and does all the work;
+ * component() only copies out.  Per block (X_b = rows i0 .. i0 + nb - 1 of X):
+ *
+ *   1. one GEMM for all components:  T = X_b Rcat,
+ *        Rcat = [R_1[1:, :] .. R_K[1:, :] | mu_1[1:] .. mu_K[1:]]           d x (K D + K)
+ *      gives every component's rows w_i (K D columns) and the means m_ik (K columns);
+ *   2. per sample, the closed forms (gmf_gauss_scalars, shared with gauss.h, so the s -> 0 and
+ *      far-tail limits are exactly those of gauss.h), the residual r_i, the loss, and in place:
+ *        T_i = [rho q_1 w_i1 .. rho q_K w_iK | rho g_1 .. rho g_K | rho Phi_1 .. rho Phi_K];
+ *      row 0 of each Stein form (W_k^T z_k) and grad[0] are accumulated in the same loop;
+ *   3. one GEMM accumulated over the blocks:  G += X_b^T T                   d x K (D + 2)
+ *      whose columns hold X^T diag(rho q_k) W_k, X^T (rho g_k) and X^T (rho Phi_k) for all k.
+ *
+ * So X is streamed twice per RHS (plus the cheap s^2 dots while the block is in cache), in two
+ * GEMMs per block instead of 2 K + 1 GEMMs and 3 K GEMVs over all of it, and the nb x K (D + 2)
+ * tile (about 256 KiB) stays in L2 instead of a K x n x D cache.  bench/bench_rhs.c keeps the
+ * previous per-component implementation as a reference (measured there, 1.2-1.7x slower).
  */
 #include "gmflow/sqloss.h"
 
@@ -21,18 +39,24 @@
 #include "gmflow/common.h"
 #include "gmflow/gauss.h"
 
+/* Target size of one block's tile T, in doubles (256 KiB: half of a 512 KiB-1 MiB L2), and the
+ * smallest block (below it the two GEMM calls per block cost more than they save). */
+#define SQ_TILE_DOUBLES (256 * 1024 / 8)
+#define SQ_MIN_BLOCK    32
+
 struct gmf_sqloss {
     size_t n, d, D;
     double *X, *y;
-    /* cache of the last prepared mixture (valid until the next prepare) */
-    size_t K, Kcap;
-    const double *R;              /* K x D x D right factors (caller's C or Sigma) */
-    double *W;                    /* K x n x D:  Xt R_k */
-    double *Phi, *A, *g, *q, *Ef; /* K x n */
-    double *m;                    /* n x K: X mu_beta^T */
-    double *r;                    /* n residuals y - h */
-    double *z;                    /* n scratch */
-    double *V;                    /* n x D scratch: diag(rho q) W */
+    double *r; /* n residuals y - h at the last prepared mixture */
+    /* state of the last prepare (valid until the next one) */
+    size_t K, ld, nb;  /* components, tile row length K (D + 2), samples per block */
+    const double *R;   /* K x D x D right factors (caller's C or Sigma) */
+    double *Rcat;      /* d x (K D + K) */
+    double *T;         /* nb x ld: one block's tile */
+    double *S;         /* K x 4: Phi, A, g, q of the current sample */
+    double *G;         /* d x ld: X^T T summed over the blocks */
+    double *H0, *g0;   /* K x D: row 0 of each hessR; K: each grad[0] */
+    size_t Kcap, Tcap; /* capacity of the K-sized buffers (in components) and of T (doubles) */
     double loss;
 };
 
@@ -63,9 +87,7 @@ int gmf_sqloss_new(gmf_sqloss **out, size_t n, size_t d, const double *X, const 
     s->X = gmf_calloc(n * d, sizeof(double), "squared loss inputs");
     s->y = gmf_calloc(n, sizeof(double), "squared loss targets");
     s->r = gmf_calloc(n, sizeof(double), "squared loss residuals");
-    s->z = gmf_calloc(n, sizeof(double), "squared loss scratch");
-    s->V = gmf_calloc(n * s->D, sizeof(double), "squared loss scratch");
-    if (!s->X || !s->y || !s->r || !s->z || !s->V) {
+    if (!s->X || !s->y || !s->r) {
         gmf_sqloss_free(s);
         return GMF_ENOMEM;
     }
@@ -75,142 +97,166 @@ int gmf_sqloss_new(gmf_sqloss **out, size_t n, size_t d, const double *X, const 
     return GMF_OK;
 }
 
-static void free_cache(gmf_sqloss *s) {
-    free(s->W);
-    free(s->Phi);
-    free(s->A);
-    free(s->g);
-    free(s->q);
-    free(s->Ef);
-    free(s->m);
-    s->W = s->Phi = s->A = s->g = s->q = s->Ef = s->m = NULL;
+static void free_k_buffers(gmf_sqloss *s) {
+    free(s->Rcat);
+    free(s->S);
+    free(s->G);
+    free(s->H0);
+    free(s->g0);
+    s->Rcat = s->S = s->G = s->H0 = s->g0 = NULL;
     s->Kcap = 0;
 }
 
 void gmf_sqloss_free(gmf_sqloss *s) {
     if (!s) return;
-    free_cache(s);
+    free_k_buffers(s);
+    free(s->T);
     free(s->X);
     free(s->y);
     free(s->r);
-    free(s->z);
-    free(s->V);
     free(s);
 }
 
+/* Size the buffers for K components and choose the block. */
 static int reserve(gmf_sqloss *s, size_t K) {
-    if (K <= s->Kcap) return GMF_OK;
-    free_cache(s);
-    size_t n = s->n;
-    s->W = gmf_calloc(K * n * s->D, sizeof(double), "squared loss cache");
-    s->Phi = gmf_calloc(K * n, sizeof(double), "squared loss cache");
-    s->A = gmf_calloc(K * n, sizeof(double), "squared loss cache");
-    s->g = gmf_calloc(K * n, sizeof(double), "squared loss cache");
-    s->q = gmf_calloc(K * n, sizeof(double), "squared loss cache");
-    s->Ef = gmf_calloc(K * n, sizeof(double), "squared loss cache");
-    s->m = gmf_calloc(K * n, sizeof(double), "squared loss cache");
-    if (!s->W || !s->Phi || !s->A || !s->g || !s->q || !s->Ef || !s->m) {
-        free_cache(s);
-        return GMF_ENOMEM;
+    const size_t d = s->d, D = s->D, ld = K * (D + 2);
+    if (K > s->Kcap) {
+        free_k_buffers(s);
+        s->Rcat = gmf_calloc(d * (K * D + K), sizeof(double), "squared loss buffers");
+        s->S = gmf_calloc(4 * K, sizeof(double), "squared loss buffers");
+        s->G = gmf_calloc(d * ld, sizeof(double), "squared loss buffers");
+        s->H0 = gmf_calloc(K * D, sizeof(double), "squared loss buffers");
+        s->g0 = gmf_calloc(K, sizeof(double), "squared loss buffers");
+        if (!s->Rcat || !s->S || !s->G || !s->H0 || !s->g0) {
+            free_k_buffers(s);
+            return GMF_ENOMEM;
+        }
+        s->Kcap = K;
     }
-    s->Kcap = K;
+    size_t nb = SQ_TILE_DOUBLES / ld;
+    if (nb < SQ_MIN_BLOCK) nb = SQ_MIN_BLOCK;
+    if (nb > s->n) nb = s->n;
+    if (nb * ld > s->Tcap) {
+        free(s->T);
+        s->Tcap = 0;
+        s->T = gmf_calloc(nb * ld, sizeof(double), "squared loss block tile");
+        if (!s->T) return GMF_ENOMEM;
+        s->Tcap = nb * ld;
+    }
+    s->K = K;
+    s->ld = ld;
+    s->nb = nb;
     return GMF_OK;
 }
 
-/* Per-component closed forms for all n samples; fills the cache and adds Ef / K into pred. */
-static void component_stats(gmf_sqloss *s, size_t K, size_t k, const double *mu_k,
-                            const double *Sigma_k, const double *C_k) {
-    const size_t n = s->n, d = s->d, D = s->D;
-    const double *R = C_k ? C_k : Sigma_k;
-    double *W = s->W + k * n * D;
-    /* W = Xt R = X R[1:, :]  (n x d) (d x D) */
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)d, 1.0, s->X,
-                (int)d, R + D, (int)D, 0.0, W, (int)D);
-    double *Phi = s->Phi + k * n, *A = s->A + k * n, *g = s->g + k * n, *q = s->q + k * n,
-           *Ef = s->Ef + k * n;
-    for (size_t i = 0; i < n; i++) {
-        const double *w = W + i * D, *x = s->X + i * d;
-        double s2, c0;
-        if (C_k) { /* s^2 = |C^T xt|^2, c0 = e0^T C C^T xt = C_{0,:} . w */
-            s2 = cblas_ddot((int)D, w, 1, w, 1);
-            c0 = cblas_ddot((int)D, C_k, 1, w, 1);
-        } else { /* w = Sigma xt = c */
-            s2 = cblas_ddot((int)d, x, 1, w + 1, 1);
-            c0 = w[0];
+/* Steps 2 and 3 of the header comment for the block of nb samples starting at sample i0, whose
+ * tile already holds X_b Rcat; returns the block's sum of squared residuals.
+ *
+ * The per-sample loops here are written by hand rather than as BLAS calls: each is a dot product
+ * or an axpy of length d or D over a row that is already in L1, so a cblas_ddot / cblas_dscal
+ * call per (sample, component) -- n K of them per RHS in the previous version -- cost more in
+ * call overhead and dispatch than the arithmetic itself (docs/PERFORMANCE.md section 2), while
+ * the compiler vectorizes these contiguous loops.  Fusing them also lets the scaling of w and
+ * the row-0 accumulation W^T z share one read of the row. */
+static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const double *mu,
+                                 const double *C) {
+    const size_t d = s->d, D = s->D, K = s->K, KD = K * D, ld = s->ld;
+    const double scale = -2.0 / (double)s->n; /* rho_i = scale * r_i */
+    const double *Xb = s->X + i0 * d;
+    double *S = s->S, sse = 0.0;
+    for (size_t ii = 0; ii < nb; ii++) {
+        const double *x = Xb + ii * d;
+        double *t = s->T + ii * ld, h = 0.0;
+        for (size_t k = 0; k < K; k++) {
+            const double *w = t + k * D;
+            double s2 = 0.0, c0 = 0.0;
+            if (C) { /* w = C^T xt: s^2 = |w|^2, c0 = e0^T C C^T xt = C_{0,:} . w */
+                const double *C0 = C + k * D * D;
+                for (size_t b = 0; b < D; b++) {
+                    s2 += w[b] * w[b];
+                    c0 += C0[b] * w[b];
+                }
+            } else { /* w = Sigma xt = c: s^2 = xt . c, c0 = c_0 */
+                for (size_t j = 0; j < d; j++)
+                    s2 += x[j] * w[j + 1];
+                c0 = w[0];
+            }
+            gmf_gauss_point p;
+            gmf_gauss_scalars(t[KD + k], s2, c0, mu[k * D], &p);
+            S[4 * k + 0] = p.Phi;
+            S[4 * k + 1] = p.A;
+            S[4 * k + 2] = p.g;
+            S[4 * k + 3] = p.s > 0.0 ? p.kap / p.s : 0.0; /* the s -> 0 limit of gauss.h */
+            h += p.Ef;
         }
-        gmf_gauss_point p;
-        gmf_gauss_scalars(s->m[i * K + k], s2, c0, mu_k[0], &p);
-        Phi[i] = p.Phi;
-        A[i] = p.A;
-        g[i] = p.g;
-        q[i] = p.s > 0.0 ? p.kap / p.s : 0.0;
-        Ef[i] = p.Ef;
+        const double r = s->y[i0 + ii] - h / (double)K, rho = scale * r;
+        s->r[i0 + ii] = r;
+        sse += r * r;
+        for (size_t k = 0; k < K; k++) {
+            double *w = t + k * D, *h0 = s->H0 + k * D;
+            const double z = rho * S[4 * k + 0], zq = rho * S[4 * k + 3];
+            for (size_t b = 0; b < D; b++) {
+                h0[b] += z * w[b]; /* row 0 of hessR: W^T z */
+                w[b] *= zq;        /* diag(rho q) W */
+            }
+            s->g0[k] += rho * S[4 * k + 1];
+            t[KD + k] = rho * S[4 * k + 2]; /* overwrites m_ik, read above */
+            t[KD + K + k] = z;
+        }
     }
+    return sse;
 }
 
 static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C) {
     gmf_sqloss *s = ctx;
-    const size_t n = s->n, d = s->d, D = s->D;
+    const size_t n = s->n, d = s->d, D = s->D, KD = K * D;
     if (K == 0) return gmf_error(GMF_EINVAL, "squared loss: mixture has no components");
     int rc = reserve(s, K);
     if (rc) return rc;
-    s->K = K;
+    const size_t ld = s->ld;
     s->R = C ? C : Sigma;
-    /* m (n x K) = X mu_beta^T: all components' means in one GEMM */
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)d, 1.0, s->X, (int)d,
-                mu + 1, (int)D, 0.0, s->m, (int)K);
-    for (size_t k = 0; k < K; k++)
-        component_stats(s, K, k, mu + k * D, Sigma + k * D * D, C ? C + k * D * D : NULL);
-    double loss = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double h = 0.0;
-        for (size_t k = 0; k < K; k++)
-            h += s->Ef[k * n + i];
-        s->r[i] = s->y[i] - h / (double)K;
-        loss += s->r[i] * s->r[i];
+    for (size_t j = 0; j < d; j++) { /* Rcat row j: rows j + 1 of every R_k, then mu_k[j + 1] */
+        double *row = s->Rcat + j * (KD + K);
+        for (size_t k = 0; k < K; k++) {
+            memcpy(row + k * D, s->R + k * D * D + (j + 1) * D, D * sizeof(double));
+            row[KD + k] = mu[k * D + j + 1];
+        }
     }
-    s->loss = loss / (double)n;
+    memset(s->H0, 0, KD * sizeof(double));
+    memset(s->g0, 0, K * sizeof(double));
+    double sse = 0.0;
+    for (size_t i0 = 0; i0 < n; i0 += s->nb) {
+        const size_t nb = i0 + s->nb <= n ? s->nb : n - i0;
+        const double *Xb = s->X + i0 * d;
+        /* T (nb x (K D + K), row stride ld) = X_b Rcat */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)(KD + K), (int)d, 1.0,
+                    Xb, (int)d, s->Rcat, (int)(KD + K), 0.0, s->T, (int)ld);
+        sse += block_closed_forms(s, i0, nb, mu, C);
+        /* G (d x ld) += X_b^T T */
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)ld, (int)nb, 1.0, Xb,
+                    (int)d, s->T, (int)ld, i0 ? 1.0 : 0.0, s->G, (int)ld);
+    }
+    s->loss = sse / (double)n;
     if (!isfinite(s->loss)) return gmf_error(GMF_EDIVERGE, "squared loss: loss is not finite");
     return GMF_OK;
 }
 
 static int sq_component(void *ctx, size_t k, double *grad, double *hessR) {
     gmf_sqloss *s = ctx;
-    const size_t n = s->n, d = s->d, D = s->D;
-    if (k >= s->K) return gmf_error(GMF_EINVAL, "squared loss: component %zu of %zu", k, s->K);
-    const double *Phi = s->Phi + k * n, *A = s->A + k * n, *g = s->g + k * n, *q = s->q + k * n,
-                 *R = s->R + k * D * D;
-    const double *W = s->W + k * n * D;
-    double *z = s->z;
-    const double scale = -2.0 / (double)n; /* rho_i = scale * r_i */
-
-    /* grad = sum_i rho_i (A_i, g_i x_i) */
-    double g0 = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        g0 += s->r[i] * A[i];
-        z[i] = s->r[i] * g[i];
-    }
-    grad[0] = scale * g0;
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, scale, s->X, (int)d, z, 1, 0.0, grad + 1,
-                1);
-
-    /* row 0 of hessR: W^T z with z_i = rho_i Phi_i */
-    for (size_t i = 0; i < n; i++)
-        z[i] = scale * s->r[i] * Phi[i];
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)D, 1.0, W, (int)D, z, 1, 0.0, hessR, 1);
-    /* rows 1..d: X^T diag(rho q) W + (X^T z) R_{0,:}.  The scaled copy V keeps the cache
-     * intact, so component() may be called again for the same k. */
-    double *V = s->V;
-    for (size_t i = 0; i < n; i++) {
-        const double a = scale * s->r[i] * q[i];
+    const size_t d = s->d, D = s->D, K = s->K, KD = K * D, ld = s->ld;
+    if (k >= K) return gmf_error(GMF_EINVAL, "squared loss: component %zu of %zu", k, K);
+    const double *R0 = s->R + k * D * D; /* row 0 of R_k */
+    /* grad = sum_i rho_i (A_i, g_i x_i);  hessR row 0 = W^T z */
+    grad[0] = s->g0[k];
+    memcpy(hessR, s->H0 + k * D, D * sizeof(double));
+    /* rows 1..d: X^T diag(rho q) W + (X^T z) R_{0,:}.  Reads only, so component() may be called
+     * again, in any order, until the next prepare. */
+    for (size_t j = 0; j < d; j++) {
+        const double *Gj = s->G + j * ld, xz = Gj[KD + K + k];
+        grad[j + 1] = Gj[KD + k];
         for (size_t b = 0; b < D; b++)
-            V[i * D + b] = a * W[i * D + b];
+            hessR[(j + 1) * D + b] = Gj[k * D + b] + xz * R0[b];
     }
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)D, (int)n, 1.0, s->X, (int)d,
-                V, (int)D, 0.0, hessR + D, (int)D);
-    double xz[d];
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, 1.0, s->X, (int)d, z, 1, 0.0, xz, 1);
-    cblas_dger(CblasRowMajor, (int)d, (int)D, 1.0, xz, 1, R, 1, hessR + D, (int)D);
     return GMF_OK;
 }
 

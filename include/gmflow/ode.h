@@ -34,7 +34,8 @@ typedef struct gmf_ode_opts {
     gmf_ode_method method;
     double rtol, atol; /* relative and absolute tolerances */
     long max_steps;    /* internal steps allowed per output interval */
-    double h0;         /* initial step, 0 = library's choice */
+    double h0;         /* initial step; 0 = estimated: CVODE's own rule, or for GSL the
+                        * Hairer-Norsett-Wanner rule (2 RHS calls, counted in nfevals) */
 } gmf_ode_opts;
 
 /* Defaults: CVODE Adams, rtol 1e-8, atol 1e-10, max_steps 100000. */
