@@ -11,18 +11,21 @@
  * 0.05 N(0, 1) with a_j ~ N(0, 4), b_j ~ N(0, I_d / d); the paper's initialization mu_k entries
  * ~ N(0, gamma^2), Sigma_k = gamma^2 I (C_k = gamma I), gamma = 1/2.
  *
- * Flop count of one RHS evaluation (src/sqloss.c, src/flow.c), counting the level-3 BLAS work
- * only, as multiply + add = 2 flops:
- *   prepare:        m = X M_beta^T  (n x d) (d x K)            2 n d K
+ * Flop count of one RHS evaluation, counting the level-3 work only, as multiply + add = 2 flops.
+ * The same count F is used for the library and for the previous oracle kept in this file, so
+ * their GFLOP/s are comparable (F is the useful work, not what either one executes):
+ *   m = X M_beta^T  (n x d) (d x K)                             2 n d K
  *   per component:  W_k = X R_k[1:, :]  (n x d) (d x D)         2 n d D
  *                   X^T diag(rho q) W_k  (d x n) (n x D)        2 n d D
  *   Euclidean form: Sigma_k = C_k C_k^T by SYRK (upper half)    D^2 (D + 1)
  *   => F_bw = K (4 n d D) + 2 n d K,   F_euclid = F_bw + K D^2 (D + 1).
- * The level-1/2 work not counted is O(n (d + D)) per component: the s^2 dots (2 n d; 4 n D in
- * the Euclidean form), three GEMVs (4 n d + 2 n D), the row scaling (n D), one rank-1 update
- * (2 d D): about (6 d + 3 D) n K flops, i.e. 9 / (4 D) of F_bw -- 20% at D = 11, 2% at D = 101.
- * Plus n K evaluations of erfc, exp and sqrt (the closed forms), which are not flops at all but
- * cost tens of cycles each.
+ * src/sqloss.c (blocked pass) executes these as two GEMMs per block of samples, X_b Rcat with
+ * Rcat = [R_1[1:, :] .. R_K[1:, :] | M_beta^T] and X_b^T T with T of K (D + 2) columns, i.e.
+ * F_bw + 4 n d K flops: the two X^T GEMVs per component ride along as 2 K extra columns.  Its
+ * remaining work is hand loops of O(n K (d + D)) flops (the s^2 dots, the row scaling, the row-0
+ * accumulation W^T z) and n K evaluations of erfc, exp and sqrt (the closed forms), which are not
+ * flops at all but cost tens of cycles each.  The previous oracle did the same O(n K (d + D))
+ * work as n K cblas_ddot / cblas_dscal calls and three GEMVs per component.
  */
 #include <cblas.h>
 #include <math.h>
@@ -361,53 +364,72 @@ static double time_rhs(const problem *p, gmf_flow_kind kind, double min_time, do
 
 /* ------------------------------------------------------------------ breakdown of one RHS
  *
- * The pieces of src/sqloss.c re-run in isolation with the same shapes and the same data:
- *   gemm    the level-3 calls (m = X M^T, then per component X R_k and X^T W_k)
- *   lvl12   the per-sample cblas_ddot (s^2) and cblas_dscal (row scaling) calls, the GEMVs and
- *           the rank-1 update
+ * The pieces of src/sqloss.c's blocked pass re-run in isolation with the same shapes, the same
+ * block rule and the same data (BW form):
+ *   gemm    the two level-3 calls per block of nb samples: T = X_b Rcat (nb x (K D + K) x d) and
+ *           G += X_b^T T (d x K (D + 2) x nb)
+ *   loops   the fused hand loops per (sample, component): the s^2 dot (length d), then the row
+ *           scaling and the W^T z accumulation (length D)
  *   scalar  n K calls of gmf_gauss_scalars (sqrt, erfc, exp) on the real m, s^2, c_0
- * and the remainder of the full RHS (flow.c symmetrization, finiteness check, residual loop). */
+ * and the remainder of the full RHS ("rest": residuals, the copy-out in component(), flow.c's
+ * symmetrization and finiteness check, and cache effects). */
 
 typedef struct {
     const problem *p;
-    double *W, *H, *m, *z, *s2, *c0, *xz;
+    size_t nb, ld;
+    double *Rcat, *T, *G, *H0, *m, *s2, *c0, zq, z, sink;
     gmf_gauss_point *pts;
 } bd_ctx;
+
+/* Samples per block: the rule of src/sqloss.c (a tile of about 256 KiB, at least 32 rows). */
+static size_t block_rows(size_t n, size_t ld) {
+    size_t nb = (256 * 1024 / 8) / ld;
+    if (nb < 32) nb = 32;
+    return nb < n ? nb : n;
+}
 
 static void bd_gemm(void *arg) {
     bd_ctx *b = arg;
     const problem *p = b->p;
-    const int n = (int)p->n, d = (int)p->d, D = (int)p->D, K = (int)p->K;
-    const double *Sig = p->ybw + p->K * p->D;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, d, 1.0, p->X, d, p->ybw + 1, D, 0.0,
-                b->m, K);
-    for (int k = 0; k < K; k++) {
-        double *W = b->W + (size_t)k * p->n * p->D;
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, D, d, 1.0, p->X, d,
-                    Sig + (size_t)k * D * D + D, D, 0.0, W, D);
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, D, n, 1.0, p->X, d, W, D, 0.0, b->H,
-                    D);
+    const size_t n = p->n, d = p->d, KK = p->K * p->D + p->K;
+    for (size_t i0 = 0; i0 < n; i0 += b->nb) {
+        const size_t nb = i0 + b->nb <= n ? b->nb : n - i0;
+        const double *Xb = p->X + i0 * d;
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)KK, (int)d, 1.0, Xb,
+                    (int)d, b->Rcat, (int)KK, 0.0, b->T, (int)b->ld);
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)b->ld, (int)nb, 1.0, Xb,
+                    (int)d, b->T, (int)b->ld, i0 ? 1.0 : 0.0, b->G, (int)b->ld);
     }
 }
 
-static void bd_lvl12(void *arg) {
+static void bd_loops(void *arg) {
     bd_ctx *b = arg;
     const problem *p = b->p;
     const size_t n = p->n, d = p->d, D = p->D, K = p->K;
-    for (size_t k = 0; k < K; k++) {
-        double *W = b->W + k * n * D;
-        for (size_t i = 0; i < n; i++)
-            b->s2[k * n + i] = cblas_ddot((int)d, p->X + i * d, 1, W + i * D + 1, 1);
-        cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, 1.0, p->X, (int)d, b->z, 1, 0.0,
-                    b->xz, 1);
-        cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)D, 1.0, W, (int)D, b->z, 1, 0.0, b->H,
-                    1);
-        for (size_t i = 0; i < n; i++)
-            cblas_dscal((int)D, 1.0 + 1e-12, W + i * D, 1);
-        cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, 1.0, p->X, (int)d, b->z, 1, 0.0,
-                    b->xz, 1);
-        cblas_dger(CblasRowMajor, (int)d, (int)D, 1e-30, b->xz, 1, W, 1, b->H + D, (int)D);
+    const double zq = b->zq, z = b->z; /* 1 and 1e-300: the tile does not drift */
+    double acc = 0.0;
+    for (size_t i0 = 0; i0 < n; i0 += b->nb) {
+        const size_t nb = i0 + b->nb <= n ? b->nb : n - i0;
+        for (size_t ii = 0; ii < nb; ii++) {
+            const double *x = p->X + (i0 + ii) * d;
+            double *t = b->T + ii * b->ld;
+            for (size_t k = 0; k < K; k++) {
+                const double *w = t + k * D;
+                double s2 = 0.0;
+                for (size_t j = 0; j < d; j++)
+                    s2 += x[j] * w[j + 1];
+                acc += s2;
+            }
+            for (size_t k = 0; k < K; k++) {
+                double *w = t + k * D, *h0 = b->H0 + k * D;
+                for (size_t c = 0; c < D; c++) {
+                    h0[c] += z * w[c];
+                    w[c] *= zq;
+                }
+            }
+        }
     }
+    b->sink += acc;
 }
 
 static void bd_scalar(void *arg) {
@@ -423,188 +445,193 @@ static void bd_scalar(void *arg) {
 }
 
 typedef struct {
-    double total, gemm, lvl12, scalar;
+    double total, gemm, loops, scalar;
 } breakdown_t;
 
 static breakdown_t breakdown(const problem *p, double min_time) {
-    const size_t n = p->n, D = p->D, K = p->K;
-    bd_ctx b = {.p = p};
-    b.W = xcalloc(K * n * D, sizeof(double));
-    b.H = xcalloc(D * D, sizeof(double));
+    const size_t n = p->n, d = p->d, D = p->D, K = p->K, KD = K * D, KK = KD + K;
+    const double *Sig = p->ybw + KD;
+    bd_ctx b = {.p = p, .ld = K * (D + 2), .zq = 1.0, .z = 1e-300};
+    b.nb = block_rows(n, b.ld);
+    b.Rcat = xcalloc(d * KK, sizeof(double));
+    b.T = xcalloc(b.nb * b.ld, sizeof(double));
+    b.G = xcalloc(d * b.ld, sizeof(double));
+    b.H0 = xcalloc(KD, sizeof(double));
     b.m = xcalloc(n * K, sizeof(double));
-    b.z = xcalloc(n, sizeof(double));
     b.s2 = xcalloc(n * K, sizeof(double));
     b.c0 = xcalloc(n * K, sizeof(double));
-    b.xz = xcalloc(D, sizeof(double));
     b.pts = xcalloc(n * K, sizeof(gmf_gauss_point));
-    for (size_t i = 0; i < n; i++)
-        b.z[i] = 1.0 / (double)n;
-    bd_gemm(&b);
-    bd_lvl12(&b); /* leaves the real s^2 (W is scaled by 1 + 1e-12 only) */
-    for (size_t k = 0; k < K; k++)
-        for (size_t i = 0; i < n; i++)
-            b.c0[k * n + i] = b.W[k * n * D + i * D];
+    for (size_t j = 0; j < d; j++)
+        for (size_t k = 0; k < K; k++) {
+            memcpy(b.Rcat + j * KK + k * D, Sig + k * D * D + (j + 1) * D, D * sizeof(double));
+            b.Rcat[j * KK + KD + k] = p->ybw[k * D + j + 1];
+        }
+    /* the real m, s^2 and c_0 for bd_scalar, block by block */
+    for (size_t i0 = 0; i0 < n; i0 += b.nb) {
+        const size_t nb = i0 + b.nb <= n ? b.nb : n - i0;
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)KK, (int)d, 1.0,
+                    p->X + i0 * d, (int)d, b.Rcat, (int)KK, 0.0, b.T, (int)b.ld);
+        for (size_t ii = 0; ii < nb; ii++) {
+            const size_t i = i0 + ii;
+            const double *t = b.T + ii * b.ld, *x = p->X + i * d;
+            for (size_t k = 0; k < K; k++) {
+                double s2 = 0.0;
+                for (size_t j = 0; j < d; j++)
+                    s2 += x[j] * t[k * D + j + 1];
+                b.m[i * K + k] = t[KD + k];
+                b.s2[k * n + i] = s2;
+                b.c0[k * n + i] = t[k * D];
+            }
+        }
+    }
     rhs_ctx c;
     rhs_open(&c, p, GMF_FLOW_BW);
     rhs_call a = {&c, p->ybw};
-    const work_fn fns[4] = {do_rhs, bd_gemm, bd_lvl12, bd_scalar};
+    const work_fn fns[4] = {do_rhs, bd_gemm, bd_loops, bd_scalar};
     void *const args[4] = {&a, &b, &b, &b};
     double t[4];
     time_many(fns, args, 4, 4 * min_time, 5, t);
     rhs_close(&c);
-    breakdown_t r = {.total = t[0], .gemm = t[1], .lvl12 = t[2], .scalar = t[3]};
-    free(b.W), free(b.H), free(b.m), free(b.z), free(b.s2), free(b.c0), free(b.xz), free(b.pts);
+    breakdown_t r = {.total = t[0], .gemm = t[1], .loops = t[2], .scalar = t[3]};
+    free(b.Rcat), free(b.T), free(b.G), free(b.H0), free(b.m), free(b.s2), free(b.c0), free(b.pts);
     return r;
 }
 
-/* ------------------------------------------------------------------ proposed oracle (prototype)
+/* ------------------------------------------------------------------ the previous oracle
  *
- * A re-implementation of src/sqloss.c's oracle, used only to measure a proposed change: the same
- * closed forms (gmf_gauss_scalars) and the same gmf_oracle interface, but
- *   (1) all K components in one GEMM each way instead of 2 K small ones:
- *         W  = X [R_1[1:, :] .. R_K[1:, :] | mu_1[1:] .. mu_K[1:]]      n x (K D + K)
- *         G  = X^T [rho q_1 * W_1 .. rho q_K * W_K | rho g_1 .. | rho Phi_1 ..]   d x K (D + 2)
- *       (the K mean columns give m = X M_beta^T for free; their space is reused in place for the
- *       g and Phi columns, so W and the right operand of the second GEMM are one buffer);
- *   (2) the two GEMVs over X per component (grad = X^T (rho g), xz = X^T (rho Phi)) ride along
- *       in the second GEMM as 2 K extra columns, so X is streamed twice per RHS, not 2 + 2 K;
- *   (3) the n K per-sample cblas_ddot / cblas_dscal calls and the W^T z GEMV become inline loops
- *       over contiguous rows (vectorized by the compiler).
- * The prepare/component split is kept: prepare does all the work, component copies out. */
+ * The per-component implementation that src/sqloss.c had before the blocked pass (docs/
+ * PERFORMANCE.md, P1), kept here to measure the change honestly: the same closed forms
+ * (gmf_gauss_scalars) and the same gmf_oracle interface, with
+ *   prepare:    m = X M_beta^T (one GEMM); per component W_k = X R_k[1:, :] (GEMM) into a
+ *               K x n x D cache, n cblas_ddot calls for s^2 (two in the Euclidean form), the
+ *               closed forms; then the residuals;
+ *   component:  grad = X^T (rho g) and xz = X^T (rho Phi) (two GEMVs over X), row 0 = W_k^T z
+ *               (GEMV), the row-scaled copy diag(rho q) W_k, X^T of it (GEMM), a rank-1 update.
+ * tests/test_sqloss_oracle.c checks the library against the same code. */
 
 typedef struct {
-    size_t n, d, D, K, Kcap, ld; /* ld = K (D + 2): row length of W */
-    size_t nb, nb_opt;           /* samples per block (nb_opt: forced, 0 = auto) */
+    size_t n, d, D, K, Kcap;
     const double *X, *y, *R;
-    double *Rcat;    /* d x (K D + K) */
-    double *W;       /* nb x ld: one block's tile */
-    double *S;       /* K x 4: Phi, A, g, q of one sample */
-    double *G;       /* d x ld */
-    double *h0, *g0; /* K x D row 0 of hessR, K grad[0] */
+    double *W, *Phi, *A, *g, *q, *Ef, *m; /* K x n x D, then K x n each (m: n x K) */
+    double *r, *z, *V, *xz;               /* n, n, n x D, d */
     double loss;
-} proto_t;
+} old_t;
 
-static void proto_reserve(proto_t *p, size_t K) {
-    if (K <= p->Kcap) return;
-    free(p->Rcat), free(p->W), free(p->S), free(p->G), free(p->h0), free(p->g0);
-    const size_t ld = K * (p->D + 2);
-    p->Rcat = xcalloc(p->d * ld, sizeof(double));
-    /* block: a W tile of about 256 KiB (L2-resident), at least 32 samples */
-    p->nb = p->nb_opt ? p->nb_opt : (size_t)fmax(32.0, (double)(256 * 1024 / 8) / (double)ld);
-    if (p->nb > p->n) p->nb = p->n;
-    p->W = xcalloc(p->nb * ld, sizeof(double));
-    p->S = xcalloc(K * 4, sizeof(double));
-    p->G = xcalloc(p->d * ld, sizeof(double));
-    p->h0 = xcalloc(K * p->D, sizeof(double));
-    p->g0 = xcalloc(K, sizeof(double));
-    p->Kcap = K;
+static void old_free(old_t *s) {
+    free(s->W), free(s->Phi), free(s->A), free(s->g), free(s->q), free(s->Ef), free(s->m);
+    free(s->r), free(s->z), free(s->V), free(s->xz);
 }
 
-static int proto_prepare(void *ctx, size_t K, const double *mu, const double *Sigma,
-                         const double *C) {
-    proto_t *p = ctx;
-    const size_t n = p->n, d = p->d, D = p->D, ld = K * (D + 2), KD = K * D;
-    proto_reserve(p, K);
-    p->K = K, p->ld = ld, p->R = C ? C : Sigma;
-    for (size_t j = 0; j < d; j++) {
-        double *row = p->Rcat + j * (KD + K);
-        for (size_t k = 0; k < K; k++) {
-            memcpy(row + k * D, p->R + k * D * D + (j + 1) * D, D * sizeof(double));
-            row[KD + k] = mu[k * D + j + 1];
+static void old_init(old_t *s, const problem *pb) {
+    memset(s, 0, sizeof *s);
+    s->n = pb->n, s->d = pb->d, s->D = pb->D, s->X = pb->X, s->y = pb->y;
+    s->r = xcalloc(s->n, sizeof(double));
+    s->z = xcalloc(s->n, sizeof(double));
+    s->V = xcalloc(s->n * s->D, sizeof(double));
+    s->xz = xcalloc(s->d, sizeof(double));
+}
+
+static void old_reserve(old_t *s, size_t K) {
+    if (K <= s->Kcap) return;
+    const size_t n = s->n;
+    free(s->W), free(s->Phi), free(s->A), free(s->g), free(s->q), free(s->Ef), free(s->m);
+    s->W = xcalloc(K * n * s->D, sizeof(double));
+    s->Phi = xcalloc(K * n, sizeof(double));
+    s->A = xcalloc(K * n, sizeof(double));
+    s->g = xcalloc(K * n, sizeof(double));
+    s->q = xcalloc(K * n, sizeof(double));
+    s->Ef = xcalloc(K * n, sizeof(double));
+    s->m = xcalloc(K * n, sizeof(double));
+    s->Kcap = K;
+}
+
+static void old_component_stats(old_t *s, size_t K, size_t k, const double *mu_k,
+                                const double *Sigma_k, const double *C_k) {
+    const size_t n = s->n, d = s->d, D = s->D;
+    const double *R = C_k ? C_k : Sigma_k;
+    double *W = s->W + k * n * D;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)d, 1.0, s->X,
+                (int)d, R + D, (int)D, 0.0, W, (int)D);
+    for (size_t i = 0; i < n; i++) {
+        const double *w = W + i * D, *x = s->X + i * d;
+        double s2, c0;
+        if (C_k) {
+            s2 = cblas_ddot((int)D, w, 1, w, 1);
+            c0 = cblas_ddot((int)D, C_k, 1, w, 1);
+        } else {
+            s2 = cblas_ddot((int)d, x, 1, w + 1, 1);
+            c0 = w[0];
         }
+        gmf_gauss_point p;
+        gmf_gauss_scalars(s->m[i * K + k], s2, c0, mu_k[0], &p);
+        s->Phi[k * n + i] = p.Phi;
+        s->A[k * n + i] = p.A;
+        s->g[k * n + i] = p.g;
+        s->q[k * n + i] = p.s > 0.0 ? p.kap / p.s : 0.0;
+        s->Ef[k * n + i] = p.Ef;
     }
-    memset(p->h0, 0, KD * sizeof(double));
-    memset(p->g0, 0, K * sizeof(double));
-    const double scale = -2.0 / (double)n;
+}
+
+static int old_prepare(void *ctx, size_t K, const double *mu, const double *Sigma,
+                       const double *C) {
+    old_t *s = ctx;
+    const size_t n = s->n, d = s->d, D = s->D;
+    old_reserve(s, K);
+    s->K = K;
+    s->R = C ? C : Sigma;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)d, 1.0, s->X, (int)d,
+                mu + 1, (int)D, 0.0, s->m, (int)K);
+    for (size_t k = 0; k < K; k++)
+        old_component_stats(s, K, k, mu + k * D, Sigma + k * D * D, C ? C + k * D * D : NULL);
     double loss = 0.0;
-    /* Residuals are per sample, so one pass over blocks of nb samples does everything while the
-     * block's W tile (nb x ld) stays in cache. */
-    for (size_t i0 = 0; i0 < n; i0 += p->nb) {
-        const size_t nb = i0 + p->nb <= n ? p->nb : n - i0;
-        const double *Xb = p->X + i0 * d;
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)(KD + K), (int)d, 1.0,
-                    Xb, (int)d, p->Rcat, (int)(KD + K), 0.0, p->W, (int)ld);
-        for (size_t ii = 0; ii < nb; ii++) {
-            const double *x = Xb + ii * d;
-            double *w = p->W + ii * ld, *st = p->S, h = 0.0;
-            for (size_t k = 0; k < K; k++) {
-                const double *wk = w + k * D;
-                double s2 = 0.0, c0 = 0.0;
-                if (C) {
-                    const double *C0 = C + k * D * D;
-                    for (size_t b = 0; b < D; b++)
-                        s2 += wk[b] * wk[b], c0 += C0[b] * wk[b];
-                } else {
-                    for (size_t j = 0; j < d; j++)
-                        s2 += x[j] * wk[j + 1];
-                    c0 = wk[0];
-                }
-                gmf_gauss_point q;
-                gmf_gauss_scalars(w[KD + k], s2, c0, mu[k * D], &q);
-                st[4 * k + 0] = q.Phi;
-                st[4 * k + 1] = q.A;
-                st[4 * k + 2] = q.g;
-                st[4 * k + 3] = q.s > 0.0 ? q.kap / q.s : 0.0;
-                h += q.Ef;
-            }
-            const double r = p->y[i0 + ii] - h / (double)K, rho = scale * r;
-            loss += r * r;
-            /* the right operand of the X^T GEMM, row 0 of hessR and grad[0] */
-            for (size_t k = 0; k < K; k++) {
-                double *wk = w + k * D, *h0 = p->h0 + k * D;
-                const double zp = rho * st[4 * k + 0], zq = rho * st[4 * k + 3];
-                for (size_t b = 0; b < D; b++) {
-                    h0[b] += zp * wk[b];
-                    wk[b] *= zq;
-                }
-                p->g0[k] += rho * st[4 * k + 1];
-                w[KD + k] = rho * st[4 * k + 2];
-                w[KD + K + k] = zp;
-            }
-        }
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)ld, (int)nb, 1.0, Xb,
-                    (int)d, p->W, (int)ld, i0 ? 1.0 : 0.0, p->G, (int)ld);
+    for (size_t i = 0; i < n; i++) {
+        double h = 0.0;
+        for (size_t k = 0; k < K; k++)
+            h += s->Ef[k * n + i];
+        s->r[i] = s->y[i] - h / (double)K;
+        loss += s->r[i] * s->r[i];
     }
-    p->loss = loss / (double)n;
-    return isfinite(p->loss) ? GMF_OK : gmf_error(GMF_EDIVERGE, "prototype: loss not finite");
+    s->loss = loss / (double)n;
+    return isfinite(s->loss) ? GMF_OK : gmf_error(GMF_EDIVERGE, "old oracle: loss not finite");
 }
 
-static int proto_component(void *ctx, size_t k, double *grad, double *hessR) {
-    proto_t *p = ctx;
-    const size_t d = p->d, D = p->D, K = p->K, ld = p->ld, KD = K * D;
-    const double *R0 = p->R + k * D * D; /* row 0 of R_k */
-    grad[0] = p->g0[k];
-    memcpy(hessR, p->h0 + k * D, D * sizeof(double));
-    for (size_t j = 0; j < d; j++) {
-        const double *Gj = p->G + j * ld;
-        grad[j + 1] = Gj[KD + k];
-        const double xz = Gj[KD + K + k];
-        for (size_t b = 0; b < D; b++)
-            hessR[(j + 1) * D + b] = Gj[k * D + b] + xz * R0[b];
+static int old_component(void *ctx, size_t k, double *grad, double *hessR) {
+    old_t *s = ctx;
+    const size_t n = s->n, d = s->d, D = s->D;
+    const double *Phi = s->Phi + k * n, *A = s->A + k * n, *g = s->g + k * n, *q = s->q + k * n,
+                 *R = s->R + k * D * D, *W = s->W + k * n * D;
+    double *z = s->z, *V = s->V;
+    const double scale = -2.0 / (double)n;
+    double g0 = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        g0 += s->r[i] * A[i];
+        z[i] = s->r[i] * g[i];
     }
+    grad[0] = scale * g0;
+    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, scale, s->X, (int)d, z, 1, 0.0, grad + 1,
+                1);
+    for (size_t i = 0; i < n; i++)
+        z[i] = scale * s->r[i] * Phi[i];
+    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)D, 1.0, W, (int)D, z, 1, 0.0, hessR, 1);
+    for (size_t i = 0; i < n; i++) {
+        const double a = scale * s->r[i] * q[i];
+        for (size_t b = 0; b < D; b++)
+            V[i * D + b] = a * W[i * D + b];
+    }
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)D, (int)n, 1.0, s->X, (int)d,
+                V, (int)D, 0.0, hessR + D, (int)D);
+    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, 1.0, s->X, (int)d, z, 1, 0.0, s->xz, 1);
+    cblas_dger(CblasRowMajor, (int)d, (int)D, 1.0, s->xz, 1, R, 1, hessR + D, (int)D);
     return GMF_OK;
 }
 
-static double proto_loss(void *ctx) {
-    return ((proto_t *)ctx)->loss;
+static double old_loss(void *ctx) {
+    return ((old_t *)ctx)->loss;
 }
 
-static void proto_init(proto_t *p, const problem *pb, size_t nb) {
-    memset(p, 0, sizeof *p);
-    p->n = pb->n, p->d = pb->d, p->D = pb->D, p->X = pb->X, p->y = pb->y;
-    p->nb_opt = nb;
-}
-
-static void proto_free(proto_t *p) {
-    free(p->Rcat), free(p->W), free(p->S), free(p->G), free(p->h0), free(p->g0);
-}
-
-static gmf_oracle proto_oracle(proto_t *p) {
-    gmf_oracle o = {.ctx = p,
-                    .D = p->D,
-                    .prepare = proto_prepare,
-                    .component = proto_component,
-                    .loss = proto_loss};
+static gmf_oracle old_oracle(old_t *s) {
+    gmf_oracle o = {
+        .ctx = s, .D = s->D, .prepare = old_prepare, .component = old_component, .loss = old_loss};
     return o;
 }
 
@@ -617,18 +644,18 @@ typedef struct {
 static void do_flow(void *arg) {
     flow_call *a = arg;
     int rc = gmf_flow_rhs(a->flow, a->y, a->ydot);
-    if (rc) die("gmf_flow_rhs (prototype)", rc);
+    if (rc) die("gmf_flow_rhs (old oracle)", rc);
 }
 
-/* Time the library RHS and the prototype's side by side; return the max relative difference of
- * their outputs (normwise, over the whole state) in *diff. */
-static void proto_compare(const problem *pb, gmf_flow_kind kind, size_t nb, double min_time,
-                          double *t_lib, double *t_proto, double *diff) {
-    proto_t pr;
-    proto_init(&pr, pb, nb);
+/* Time the library RHS and the old oracle's side by side (interleaved batches); return the max
+ * relative difference of their outputs (normwise, over the whole state) in *diff. */
+static void old_compare(const problem *pb, gmf_flow_kind kind, double min_time, double *t_new,
+                        double *t_old, double *diff) {
+    old_t od;
+    old_init(&od, pb);
     gmf_flow fl;
-    int rc = gmf_flow_init(&fl, kind, pb->K, proto_oracle(&pr));
-    if (rc) die("gmf_flow_init (prototype)", rc);
+    int rc = gmf_flow_init(&fl, kind, pb->K, old_oracle(&od));
+    if (rc) die("gmf_flow_init (old oracle)", rc);
     const size_t N = gmf_flow_dim(&fl);
     const double *y = kind == GMF_FLOW_BW ? pb->ybw : pb->yeu;
     double *ydot = xcalloc(N, sizeof(double));
@@ -641,19 +668,18 @@ static void proto_compare(const problem *pb, gmf_flow_kind kind, size_t nb, doub
     double num = 0.0, den = 0.0;
     for (size_t i = 0; i < N; i++) {
         num = fmax(num, fabs(ydot[i] - c.ydot[i]));
-        den = fmax(den, fabs(c.ydot[i]));
+        den = fmax(den, fabs(ydot[i]));
     }
     *diff = num / den;
     const work_fn fns[2] = {do_rhs, do_flow};
     void *const args[2] = {&b, &a};
     double t[2];
     time_many(fns, args, 2, 2 * min_time, 6, t);
-    const double tl = t[0], tp = t[1];
-    *t_lib = tl, *t_proto = tp;
+    *t_new = t[0], *t_old = t[1];
     rhs_close(&c);
     gmf_flow_free(&fl);
     free(ydot);
-    proto_free(&pr);
+    old_free(&od);
 }
 
 /* ------------------------------------------------------------------ least squares on log-log */
@@ -682,9 +708,9 @@ typedef struct {
     int threads[8];
     size_t nthreads;
     double min_time;
-    int sweep, breakdown, proto, quick;
-    size_t gemm_n, proto_block;
-    const char *out, *sweep_out, *proto_out;
+    int sweep, breakdown, old, quick;
+    size_t gemm_n;
+    const char *out, *sweep_out, *old_out;
     uint64_t seed;
     double gamma;
 } rhs_opts;
@@ -704,26 +730,29 @@ static int parse_list_int(const char *s, int *v, size_t cap, size_t *count) {
 
 static void usage(FILE *f) {
     fputs("usage: bench_rhs [rhs] [--size n,d,K]... [--threads 1,2] [--min-time S] [--quick]\n"
-          "                 [--no-sweep] [--no-breakdown] [--no-proto] [--proto-block NB]\n"
-          "                 [--gemm N] [--out CSV] [--sweep-out CSV] [--proto-out CSV]\n"
+          "                 [--no-sweep] [--no-breakdown] [--no-old]\n"
+          "                 [--gemm N] [--out CSV] [--sweep-out CSV] [--old-out CSV]\n"
           "                 [--seed S] [--gamma G]\n"
           "       bench_rhs flow --dir DIR [--n N] [--d d] [--K K] [--T T] [--method M]\n"
-          "                 [--rtol R] [--atol A] [--h0 H|auto] [--threads T] [--repeat R]\n"
+          "                 [--rtol R] [--atol A] [--h0 H|auto|fixed] [--oracle new|old]\n"
+          "                 [--threads T] [--repeat R]\n"
           "                 [--tag NAME] [--seed S] [--gamma G]\n"
           "rhs:  times gmf_flow_rhs (BW and Euclidean forms) at each size (default\n"
           "      1000,10,5  2000,100,5  10000,50,10) and OpenBLAS thread count (default 1,2),\n"
           "      against the theoretical peak and a measured DGEMM peak (N = 2000); then the\n"
-          "      prototype oracle beside the library's, a breakdown of one RHS, and a cost sweep\n"
-          "      over n, D and K with fitted exponents.  CSVs (defaults): bench/results/rhs.csv,\n"
-          "      rhs_proto.csv, rhs_sweep.csv.  --min-time: seconds per measurement (0.3);\n"
-          "      --quick: 0.05 s per measurement, DGEMM N = 1000, a shorter sweep, *_quick.csv;\n"
-          "      --proto-block: samples per block in the prototype (0 = auto, ~256 KiB tiles).\n"
+          "      previous (per-component) oracle timed beside the library's, a breakdown of one\n"
+          "      RHS, and a cost sweep over n, D and K (library and previous oracle) with fitted\n"
+          "      exponents.  CSVs (defaults): bench/results/rhs.csv, rhs_old_vs_new.csv,\n"
+          "      rhs_sweep.csv.  --min-time: seconds per measurement (0.3); --quick: 0.05 s per\n"
+          "      measurement, DGEMM N = 1000, a shorter sweep, *_quick.csv.\n"
           "flow: writes DIR/{X,y,mu0,Sigma0}.npy and the RHS at the start (DIR/rhs_c.npy),\n"
           "      integrates the BW flow (Theorem 4) from 0 to T (default 1) with METHOD (adams,\n"
           "      bdf, rk8pd, rkf45; default rk8pd; rtol 1e-8, atol 1e-10), best of up to\n"
           "      --repeat runs (stopping after 2 s), writes DIR/{mu,Sigma}_<tag>.npy (tag\n"
-          "      default c_<method>) and prints one RESULT line.  --h0 auto: the proposed\n"
-          "      Hairer-Wanner initial step (its two RHS calls are counted); 0 = library's.\n",
+          "      default c_<method>) and prints one RESULT line.  --h0: auto or 0 = the\n"
+          "      library's choice (for rk8pd/rkf45 the Hairer-Norsett-Wanner estimate, whose two\n"
+          "      RHS calls are in nfev); fixed = 1e-6 max(1, T), the library's rule before it.\n"
+          "      --oracle old: the previous per-component squared-loss oracle (in this file).\n",
           f);
 }
 
@@ -758,14 +787,15 @@ static FILE *open_csv(const char *path, const char *header) {
     return f;
 }
 
-/* One sweep series: the library RHS and the prototype, interleaved, at each point (BW form). */
+/* One sweep series: the library RHS and the previous oracle, interleaved, at each point (BW
+ * form); tl = library, tp = previous. */
 static void sweep_series(FILE *csv, const char *var, const size3 *pts, size_t m, double min_time,
                          uint64_t seed, double gamma, double *tl, double *tp) {
     for (size_t i = 0; i < m; i++) {
         problem p;
         problem_make(&p, pts[i].n, pts[i].d, pts[i].K, gamma, seed);
         double diff;
-        proto_compare(&p, GMF_FLOW_BW, 0, min_time, &tl[i], &tp[i], &diff);
+        old_compare(&p, GMF_FLOW_BW, min_time, &tl[i], &tp[i], &diff);
         const double F = flops_rhs(GMF_FLOW_BW, p.n, p.d, p.K);
         printf("  %-2s %6zu %4zu %4zu %4zu  %10.3f %10.3f %8.2f %8.2f\n", var, p.n, p.d, p.D, p.K,
                tl[i] * 1e6, tp[i] * 1e6, F / tl[i] * 1e-9, F / tp[i] * 1e-9);
@@ -889,13 +919,13 @@ static int run_rhs(rhs_opts *o) {
     fclose(csv);
     printf("\nwrote %s\n", o->out);
 
-    if (o->proto) {
-        printf("\n## Proposed oracle (prototype in this file: batched GEMMs, GEMVs fused into the "
-               "GEMM, no per-sample BLAS calls) vs src/sqloss.c, timed interleaved\n");
+    if (o->old) {
+        printf("\n## Library (blocked pass, batched GEMMs) vs the previous per-component oracle "
+               "(kept in this file), timed interleaved; speedup = old / new\n");
         printf("%-6s %3s %6s %4s %4s %12s %12s %8s %12s\n", "form", "thr", "n", "d", "K",
-               "lib us/eval", "proto us", "speedup", "max rel diff");
-        FILE *pc = open_csv(o->proto_out, "form,threads,n,d,D,K,sec_lib,sec_proto,speedup,"
-                                          "max_rel_diff");
+               "old us/eval", "new us/eval", "speedup", "max rel diff");
+        FILE *pc = open_csv(o->old_out, "form,threads,n,d,D,K,sec_old,sec_new,speedup,"
+                                        "max_rel_diff");
         for (size_t ti = 0; ti < o->nthreads; ti++) {
             openblas_set_num_threads(o->threads[ti]);
             g_cpu_clock = o->threads[ti] == 1;
@@ -904,38 +934,38 @@ static int run_rhs(rhs_opts *o) {
                 problem_make(&p, o->sizes[si].n, o->sizes[si].d, o->sizes[si].K, o->gamma, o->seed);
                 for (int form = 0; form < 2; form++) {
                     gmf_flow_kind kind = form ? GMF_FLOW_EUCLID : GMF_FLOW_BW;
-                    double tl, tp, diff;
-                    proto_compare(&p, kind, o->proto_block, o->min_time, &tl, &tp, &diff);
+                    double tn, to, diff;
+                    old_compare(&p, kind, o->min_time, &tn, &to, &diff);
                     const char *name = form ? "euclid" : "bw";
                     printf("%-6s %3d %6zu %4zu %4zu %12.2f %12.2f %7.2fx %12.2e\n", name,
-                           o->threads[ti], p.n, p.d, p.K, tl * 1e6, tp * 1e6, tl / tp, diff);
+                           o->threads[ti], p.n, p.d, p.K, to * 1e6, tn * 1e6, to / tn, diff);
                     fprintf(pc, "%s,%d,%zu,%zu,%zu,%zu,%.6e,%.6e,%.4f,%.3e\n", name, o->threads[ti],
-                            p.n, p.d, p.D, p.K, tl, tp, tl / tp, diff);
+                            p.n, p.d, p.D, p.K, to, tn, to / tn, diff);
                     fflush(stdout);
                 }
                 problem_free(&p);
             }
         }
         fclose(pc);
-        printf("wrote %s\n", o->proto_out);
+        printf("wrote %s\n", o->old_out);
     }
 
     openblas_set_num_threads(1);
     g_cpu_clock = 1;
     if (o->breakdown) {
         printf("\n## Where one BW RHS evaluation goes (OpenBLAS threads = 1; pieces of "
-               "src/sqloss.c re-run in isolation)\n");
+               "src/sqloss.c's blocked pass re-run in isolation)\n");
         printf("%6s %4s %4s %4s %10s %16s %16s %16s %16s\n", "n", "d", "D", "K", "total us",
-               "level-3 GEMM", "level-1/2 calls", "erfc/exp scalar", "rest");
+               "level-3 GEMM", "hand loops", "erfc/exp scalar", "rest");
         for (size_t si = 0; si < o->nsizes; si++) {
             problem p;
             problem_make(&p, o->sizes[si].n, o->sizes[si].d, o->sizes[si].K, o->gamma, o->seed);
             breakdown_t b = breakdown(&p, o->min_time);
-            double rest = b.total - b.gemm - b.lvl12 - b.scalar;
+            double rest = b.total - b.gemm - b.loops - b.scalar;
             printf("%6zu %4zu %4zu %4zu %10.1f %9.1f (%3.0f%%) %9.1f (%3.0f%%) %9.1f (%3.0f%%) "
                    "%9.1f (%3.0f%%)\n",
                    p.n, p.d, p.D, p.K, b.total * 1e6, b.gemm * 1e6, 100 * b.gemm / b.total,
-                   b.lvl12 * 1e6, 100 * b.lvl12 / b.total, b.scalar * 1e6, 100 * b.scalar / b.total,
+                   b.loops * 1e6, 100 * b.loops / b.total, b.scalar * 1e6, 100 * b.scalar / b.total,
                    rest * 1e6, 100 * rest / b.total);
             printf("%28s GEMM alone: %.2f GFLOP/s; scalar closed forms: %.1f ns per (sample, "
                    "component)\n",
@@ -946,12 +976,12 @@ static int run_rhs(rhs_opts *o) {
     }
 
     if (o->sweep) {
-        printf("\n## Cost vs size (BW form, OpenBLAS threads = 1; library RHS and the prototype "
+        printf("\n## Cost vs size (BW form, OpenBLAS threads = 1; library RHS and the previous "
                "oracle, interleaved)\n");
         printf("  %-2s %6s %4s %4s %4s  %10s %10s %8s %8s\n", "", "n", "d", "D", "K", "lib us",
-               "proto us", "lib GF/s", "pro GF/s");
-        FILE *sc = open_csv(o->sweep_out, "vary,n,d,D,K,sec_lib,sec_proto,gflops_lib,"
-                                          "gflops_proto");
+               "old us", "lib GF/s", "old GF/s");
+        FILE *sc = open_csv(o->sweep_out, "vary,n,d,D,K,sec_lib,sec_old,gflops_lib,"
+                                          "gflops_old");
         const size_t full_n[] = {500, 1000, 2000, 4000, 8000, 16000};
         const size_t full_d[] = {5, 10, 20, 50, 100, 200};
         const size_t full_K[] = {1, 2, 4, 8, 16, 32};
@@ -969,7 +999,7 @@ static int run_rhs(rhs_opts *o) {
         const size3 *pts[3] = {pn, pd, pk};
         const double *tlp[3] = {tl[0], tl[1], tl[2]}, *tpp[3] = {tp[0], tp[1], tp[2]};
         const fit_t fl = fit_sweep(pts, tlp, m), fp = fit_sweep(pts, tpp, m);
-        printf("fitted exponents (least squares on log-log)      library  prototype\n");
+        printf("fitted exponents (least squares on log-log)      library  previous\n");
         printf("  n (n = %zu..%zu, d = 20, K = 5; expected ~1)    %7.3f  %9.3f\n", pn[0].n,
                pn[m - 1].n, fl.n, fp.n);
         printf("  D (D = %zu..%zu, n = 2000, K = 5)                 %7.3f  %9.3f\n", pd[0].d + 1,
@@ -982,15 +1012,15 @@ static int run_rhs(rhs_opts *o) {
         printf("  library:   a = %5.1f ns per (sample, component), b = %.4f ns per n d D unit "
                "(%.1f GFLOP/s on the 4 n d D GEMM flops)\n",
                fl.a * 1e9, fl.b * 1e9, 4.0 / (fl.b * 1e9));
-        printf("  prototype: a = %5.1f ns per (sample, component), b = %.4f ns per n d D unit "
+        printf("  previous:  a = %5.1f ns per (sample, component), b = %.4f ns per n d D unit "
                "(%.1f GFLOP/s on the 4 n d D GEMM flops)\n",
                fp.a * 1e9, fp.b * 1e9, 4.0 / (fp.b * 1e9));
         fprintf(sc, "# exponents (library): n %.4f, D %.4f (largest three %.4f), K %.4f\n", fl.n,
                 fl.D, fl.D_hi, fl.K);
-        fprintf(sc, "# exponents (prototype): n %.4f, D %.4f (largest three %.4f), K %.4f\n", fp.n,
-                fp.D, fp.D_hi, fp.K);
+        fprintf(sc, "# exponents (previous oracle): n %.4f, D %.4f (largest three %.4f), K %.4f\n",
+                fp.n, fp.D, fp.D_hi, fp.K);
         fprintf(sc,
-                "# model t = n K (a + b d D): library a %.4e s, b %.4e s; prototype a %.4e s, "
+                "# model t = n K (a + b d D): library a %.4e s, b %.4e s; previous a %.4e s, "
                 "b %.4e s\n",
                 fl.a, fl.b, fp.a, fp.b);
         fclose(sc);
@@ -1039,40 +1069,10 @@ static void write_npy_or_die(const char *dir, const char *name, const double *da
     }
 }
 
-/* A proposed initial step for the GSL drivers (src/ode.c uses h0 = 1e-6 max(1, T), from which
- * GSL's controller grows the step at most 5x per step): the Hairer-Norsett-Wanner estimate
- * (Solving ODEs I, II.4; also SciPy's select_initial_step and CVODE's own), two RHS calls. */
-static double auto_h0(gmf_flow *f, const double *y0, size_t N, double rtol, double atol, int order,
-                      double T) {
-    double *f0 = xcalloc(3 * N, sizeof(double)), *y1 = f0 + N, *f1 = y1 + N;
-    if (gmf_flow_rhs(f, y0, f0)) die("gmf_flow_rhs", -1);
-    double d0 = 0, d1 = 0, d2 = 0;
-    for (size_t i = 0; i < N; i++) {
-        double sc = atol + rtol * fabs(y0[i]);
-        d0 += (y0[i] / sc) * (y0[i] / sc);
-        d1 += (f0[i] / sc) * (f0[i] / sc);
-    }
-    d0 = sqrt(d0 / (double)N), d1 = sqrt(d1 / (double)N);
-    double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
-    h0 = fmin(h0, T);
-    for (size_t i = 0; i < N; i++)
-        y1[i] = y0[i] + h0 * f0[i];
-    if (gmf_flow_rhs(f, y1, f1)) die("gmf_flow_rhs", -1);
-    for (size_t i = 0; i < N; i++) {
-        double sc = atol + rtol * fabs(y0[i]);
-        d2 += ((f1[i] - f0[i]) / sc) * ((f1[i] - f0[i]) / sc);
-    }
-    d2 = sqrt(d2 / (double)N) / h0;
-    double dm = fmax(d1, d2);
-    double h1 = dm <= 1e-15 ? fmax(1e-6, 1e-3 * h0) : pow(0.01 / dm, 1.0 / (order + 1));
-    free(f0);
-    return fmin(fmin(100.0 * h0, h1), T);
-}
-
 static int run_flow(int argc, char **argv) {
     size_t n = 1000, d = 10, K = 5;
-    double T = 1.0, rtol = 1e-8, atol = 1e-10, gamma = 0.5, h0 = 0.0, h0_cost = 0.0, h0_cpu = 0.0;
-    long h0_evals = 0;
+    double T = 1.0, rtol = 1e-8, atol = 1e-10, gamma = 0.5, h0 = 0.0;
+    int h0_fixed = 0, use_old = 0;
     const char *method = "rk8pd", *dir = NULL, *tag = NULL;
     int threads = 1, repeat = 1;
     uint64_t seed = 1;
@@ -1094,9 +1094,16 @@ static int run_flow(int argc, char **argv) {
             rtol = atof(v);
         else if (!strcmp(a, "--atol"))
             atol = atof(v);
-        else if (!strcmp(a, "--h0"))
-            h0 = strcmp(v, "auto") ? atof(v) : -1.0;
-        else if (!strcmp(a, "--gamma"))
+        else if (!strcmp(a, "--h0")) {
+            h0_fixed = !strcmp(v, "fixed");
+            h0 = (h0_fixed || !strcmp(v, "auto")) ? 0.0 : atof(v);
+        } else if (!strcmp(a, "--oracle")) {
+            if (strcmp(v, "new") && strcmp(v, "old")) {
+                fprintf(stderr, "bench_rhs flow: --oracle new or old\n");
+                return 2;
+            }
+            use_old = !strcmp(v, "old");
+        } else if (!strcmp(a, "--gamma"))
             gamma = atof(v);
         else if (!strcmp(a, "--method"))
             method = v;
@@ -1135,8 +1142,16 @@ static int run_flow(int argc, char **argv) {
 
     rhs_ctx c;
     rhs_open(&c, &p, GMF_FLOW_BW);
+    old_t od;
+    old_init(&od, &p);
+    int rc;
+    if (use_old) { /* the same flow over the previous oracle */
+        gmf_flow_free(&c.flow);
+        rc = gmf_flow_init(&c.flow, GMF_FLOW_BW, K, old_oracle(&od));
+        if (rc) die("gmf_flow_init (old oracle)", rc);
+    }
     double loss0, lossT;
-    int rc = gmf_flow_loss(&c.flow, p.ybw, &loss0);
+    rc = gmf_flow_loss(&c.flow, p.ybw, &loss0);
     if (rc) die("gmf_flow_loss", rc);
     rc = gmf_flow_rhs(&c.flow, p.ybw, c.ydot); /* for cross-checking the NumPy RHS */
     if (rc) die("gmf_flow_rhs", rc);
@@ -1147,15 +1162,9 @@ static int run_flow(int argc, char **argv) {
     o.rtol = rtol;
     o.atol = atol;
     o.max_steps = 10000000;
-    o.h0 = h0;
-    if (h0 < 0) { /* --h0 auto; the two RHS calls are counted in the wall time and nfev */
-        const double t0 = now(), c0 = cpu_now();
-        const long nf0 = c.flow.nrhs;
-        o.h0 = auto_h0(&c.flow, p.ybw, N, rtol, atol, m == GMF_ODE_GSL_RKF45 ? 4 : 7, T);
-        h0_cost = now() - t0;
-        h0_cpu = cpu_now() - c0;
-        h0_evals = c.flow.nrhs - nf0;
-    }
+    /* 0: the library's choice (its estimate's RHS calls are in st.nfevals and in the times);
+     * fixed: src/ode.c's rule before the estimate, 1e-6 max(1, T) */
+    o.h0 = h0_fixed ? 1e-6 * fmax(1.0, T) : h0;
     const double tout[2] = {0.0, T};
     double *y = xcalloc(N, sizeof(double));
     gmf_ode_stats st;
@@ -1166,8 +1175,8 @@ static int run_flow(int argc, char **argv) {
         rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &c.flow, y, tout, 2, &o, NULL, NULL, &st);
         const double dt = now() - t0, dc = cpu_now() - c0;
         if (rc) die("gmf_ode_solve", rc);
-        best = fmin(best, dt + h0_cost);
-        best_cpu = fmin(best_cpu, dc + h0_cpu);
+        best = fmin(best, dt);
+        best_cpu = fmin(best_cpu, dc);
         spent += dt;
     }
     rc = gmf_flow_loss(&c.flow, y, &lossT);
@@ -1180,14 +1189,15 @@ static int run_flow(int argc, char **argv) {
     write_npy_or_die(dir, name, y, 2, smu);
     snprintf(name, sizeof name, "Sigma_%s%s.npy", tag ? "" : "c_", tag ? tag : method);
     write_npy_or_die(dir, name, y + K * D, 3, sS);
+    /* h0=0: the library chose it (for rk8pd/rkf45 the estimate, counted in nfev) */
     printf("RESULT impl=gmflow method=%s n=%zu d=%zu K=%zu T=%g rtol=%g atol=%g threads=%d "
            "wall_s=%.6e cpu_s=%.6e nfev=%ld nsteps=%ld netfails=%ld rhs_s=%.6e loss0=%.10g "
-           "lossT=%.10g "
-           "h0=%.3e\n",
-           method, n, d, K, T, rtol, atol, threads, best, best_cpu, st.nfevals + h0_evals,
-           st.nsteps, st.netfails, t_rhs, loss0, lossT, o.h0);
+           "lossT=%.10g h0=%.3e oracle=%s\n",
+           method, n, d, K, T, rtol, atol, threads, best, best_cpu, st.nfevals, st.nsteps,
+           st.netfails, t_rhs, loss0, lossT, o.h0, use_old ? "old" : "new");
     free(y);
     rhs_close(&c);
+    old_free(&od);
     problem_free(&p);
     return 0;
 }
@@ -1203,11 +1213,11 @@ int main(int argc, char **argv) {
                   .min_time = 0.3,
                   .sweep = 1,
                   .breakdown = 1,
-                  .proto = 1,
+                  .old = 1,
                   .gemm_n = 2000,
                   .out = "bench/results/rhs.csv",
                   .sweep_out = "bench/results/rhs_sweep.csv",
-                  .proto_out = "bench/results/rhs_proto.csv",
+                  .old_out = "bench/results/rhs_old_vs_new.csv",
                   .seed = 1,
                   .gamma = 0.5};
     int gemm_set = 0, mt_set = 0;
@@ -1221,8 +1231,8 @@ int main(int argc, char **argv) {
             o.sweep = 0;
         else if (!strcmp(a, "--no-breakdown"))
             o.breakdown = 0;
-        else if (!strcmp(a, "--no-proto"))
-            o.proto = 0;
+        else if (!strcmp(a, "--no-old"))
+            o.old = 0;
         else if (!strcmp(a, "--quick"))
             o.quick = 1;
         else if (!v)
@@ -1243,10 +1253,8 @@ int main(int argc, char **argv) {
             o.out = v, i++;
         else if (!strcmp(a, "--sweep-out"))
             o.sweep_out = v, i++;
-        else if (!strcmp(a, "--proto-out"))
-            o.proto_out = v, i++;
-        else if (!strcmp(a, "--proto-block"))
-            o.proto_block = strtoul(v, NULL, 10), i++;
+        else if (!strcmp(a, "--old-out"))
+            o.old_out = v, i++;
         else if (!strcmp(a, "--seed"))
             o.seed = strtoull(v, NULL, 10), i++;
         else if (!strcmp(a, "--gamma"))
@@ -1271,8 +1279,8 @@ int main(int argc, char **argv) {
         if (!strcmp(o.out, "bench/results/rhs.csv")) o.out = "bench/results/rhs_quick.csv";
         if (!strcmp(o.sweep_out, "bench/results/rhs_sweep.csv"))
             o.sweep_out = "bench/results/rhs_sweep_quick.csv";
-        if (!strcmp(o.proto_out, "bench/results/rhs_proto.csv"))
-            o.proto_out = "bench/results/rhs_proto_quick.csv";
+        if (!strcmp(o.old_out, "bench/results/rhs_old_vs_new.csv"))
+            o.old_out = "bench/results/rhs_old_vs_new_quick.csv";
     }
     return run_rhs(&o);
 }
