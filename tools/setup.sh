@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libsundials-dev libopenblas-dev liblapacke-dev
-      libgsl-dev zlib1g-dev python3-numpy)
+      libgsl-dev zlib1g-dev python3-numpy
+      # notebooks/ (figures) and tests/notebooks.sh
+      jupyter-nbconvert python3-ipykernel python3-matplotlib python3-nbformat)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
