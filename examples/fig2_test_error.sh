@@ -3,7 +3,7 @@
 # test error vs epoch over independent trials (seeds 1..N).  Paper's setting: batch 64,
 # lr 0.1 (lr 1 for sigma), gamma 1/2.
 #
-#   full:   5 trials, 100 epochs, all 60000 training images, the 10000 test images
+#   full:   5 trials, 200 epochs, all 60000 training images, the 10000 test images
 #   quick:  2 trials, 5 epochs, K = 5 and 10, 10000 training / 2000 test images
 #
 # Output: <results>/fig2/<mnist|fashion>/K<K>/seed<s>.csv (gmflow train's epochs.csv).
