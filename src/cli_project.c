@@ -38,28 +38,6 @@
 
 #define CMD "gmflow project"
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs(CMD ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs(CMD ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n(see '" CMD " --help')\n", stderr);
-    va_end(ap);
-    return 2;
-}
-
 static void help(void) {
     printf("usage: " CMD " --gm DIR [--fc DIR] [--epoch E] [--out DIR]\n\n"
            "Project a GM layer's trajectory onto the top-2 principal subspace of its final\n"

@@ -36,28 +36,6 @@
 #define STREAM_FC_INIT 3000u
 #define MAX_MC         32
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs(CMD ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs(CMD ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n(see '" CMD " --help')\n", stderr);
-    va_end(ap);
-    return 2;
-}
-
 static void help(FILE *fp) {
     fprintf(
         fp,
@@ -118,33 +96,6 @@ static void help(FILE *fp) {
 }
 
 /* ---- option values ------------------------------------------------------------------------- */
-
-static int parse_double(const char *opt, const char *arg, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(arg, &end);
-    if (end == arg || *end != '\0') return fail("%s: cannot parse '%s' as a number", opt, arg);
-    if (!isfinite(v)) return fail("%s: value '%s' is not finite", opt, arg);
-    *out = v;
-    return 0;
-}
-
-static int parse_count(const char *opt, const char *arg, unsigned long long min,
-                       unsigned long long max, unsigned long long *out) {
-    const char *p = arg;
-    while (*p == ' ')
-        p++;
-    if (*p == '-') return fail("%s: must be an integer >= %llu (got '%s')", opt, min, arg);
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(p, &end, 10);
-    if (end == p || *end != '\0') return fail("%s: cannot parse '%s' as an integer", opt, arg);
-    if (errno == ERANGE || v > max)
-        return fail("%s: %s is too large (at most %llu)", opt, arg, max);
-    if (v < min) return fail("%s: must be >= %llu (got %s)", opt, min, arg);
-    *out = v;
-    return 0;
-}
 
 enum { FC_KAIMING, FC_MATCHING, FC_MEANS };
 enum { SCALE_DEFAULT, SCALE_STANDARD, SCALE_MEANFIELD };
