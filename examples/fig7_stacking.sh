@@ -5,7 +5,7 @@
 # Figure 2's K = 10 runs (same options and seeds; queued here under Figure 2's name when it has
 # not run yet).
 #
-#   full:   5 trials, 30 epochs
+#   full:   5 trials, 60 epochs
 #   quick:  2 trials, 2 epochs, middle width 20, 10000 training / 2000 test images
 #
 # Output: <results>/fig7/<mnist|fashion>/stack/seed<s>.csv (one layer: <results>/fig2/*/K10/)
@@ -14,7 +14,7 @@ parse_common "$@"
 if [ "$QUICK" = 1 ]; then
     TRIALS=${TRIALS:-2} EPOCHS=${EPOCHS:-2} MID=20 LIMITS="--train-limit 10000 --test-limit 2000"
 else
-    TRIALS=${TRIALS:-5} EPOCHS=${EPOCHS:-30} MID=100 LIMITS=""
+    TRIALS=${TRIALS:-5} EPOCHS=${EPOCHS:-60} MID=100 LIMITS=""
 fi
 begin_fig fig7
 for ds in mnist fashion; do
