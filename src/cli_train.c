@@ -63,6 +63,8 @@ static void help(FILE *fp) {
         "  --batch N          SGD batch size (64)\n"
         "  --lr R             learning rate of mu, U, v, fc weights (0.1)\n"
         "  --lr-sigma R       learning rate of sigma / C (1.0)\n"
+        "  --lr2-scale S      gm-stack: the second GM layer learns at S times --lr and\n"
+        "                     --lr-sigma (1.0; its input has unit norm, the first's sqrt(d-1))\n"
         "  --fixed-beta       freeze the beta marginal (mu, sigma, C; fc beta): lr 0\n"
         "  --full-batch       full-batch gradient descent: one step per epoch\n"
         "  --seed N           seed of init, shuffles and Monte Carlo draws (1)\n"
@@ -127,6 +129,7 @@ enum {
     O_BATCH,
     O_LR,
     O_LR_SIGMA,
+    O_LR2_SCALE,
     O_FIXED_BETA,
     O_FULL_BATCH,
     O_SEED,
@@ -157,6 +160,7 @@ static const struct option long_opts[] = {{"model", required_argument, NULL, O_M
                                           {"batch", required_argument, NULL, O_BATCH},
                                           {"lr", required_argument, NULL, O_LR},
                                           {"lr-sigma", required_argument, NULL, O_LR_SIGMA},
+                                          {"lr2-scale", required_argument, NULL, O_LR2_SCALE},
                                           {"fixed-beta", no_argument, NULL, O_FIXED_BETA},
                                           {"full-batch", no_argument, NULL, O_FULL_BATCH},
                                           {"seed", required_argument, NULL, O_SEED},
@@ -274,6 +278,10 @@ static int parse_options(int argc, char **argv, options *o) {
             if (parse_double("--lr-sigma", optarg, &o->t.lr_sigma)) return 2;
             if (o->t.lr_sigma < 0) return usage_error("--lr-sigma must be >= 0");
             break;
+        case O_LR2_SCALE:
+            if (parse_double("--lr2-scale", optarg, &o->t.lr2_scale)) return 2;
+            if (o->t.lr2_scale < 0) return usage_error("--lr2-scale must be >= 0");
+            break;
         case O_FIXED_BETA:
             o->t.fixed_beta = 1;
             break;
@@ -344,6 +352,8 @@ static int parse_options(int argc, char **argv, options *o) {
         return usage_error("--resume and --eval-only exclude each other");
     if (o->nmc && o->kind != GMF_NN_GM && o->kind != GMF_NN_GMFULL)
         return usage_error("--mc-neurons needs --model gm or gm-full");
+    if (o->t.lr2_scale != 1.0 && o->kind != GMF_NN_GMSTACK)
+        return usage_error("--lr2-scale applies to --model gm-stack only");
     if (o->kind == GMF_NN_FC && o->fc_init == FC_MEANS) o->width = o->K;
     return -1;
 }

@@ -144,6 +144,7 @@ int gmf_nn_kind_parse(const char *name, gmf_nn_kind *out) {
 static void add_group(gmf_nn_model *m, const char *name, size_t n, int sigma, int beta) {
     gmf_nn_group *g = &m->group[m->ngroups++];
     snprintf(g->name, sizeof g->name, "%s", name);
+    g->layer = 1;
     g->off = m->nparams;
     g->n = n;
     g->sigma = sigma;
@@ -192,6 +193,8 @@ int gmf_nn_model_init(gmf_nn_model *m, gmf_nn_kind kind, size_t d, size_t L, siz
         m->Lmid = Lmid;
         add_gm_groups(m, d, K, Lmid, "1", 0);
         add_gm_groups(m, Lmid, K, L, "2", 0);
+        for (size_t g = m->ngroups / 2; g < m->ngroups; g++)
+            m->group[g].layer = 2;
         break;
     default:
         return gmf_error(GMF_EINVAL, "model: unknown kind %d", (int)kind);

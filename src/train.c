@@ -24,6 +24,7 @@ void gmf_train_opts_default(gmf_train_opts *o) {
     o->batch = 64;
     o->lr = 0.1;
     o->lr_sigma = 1.0;
+    o->lr2_scale = 1.0;
     o->seed = 1;
     o->threads = 1;
     o->precision = 32;
@@ -33,6 +34,7 @@ void gmf_train_opts_default(gmf_train_opts *o) {
 void gmf_train_group_lr(const gmf_nn_model *m, const gmf_train_opts *o, double *lr) {
     for (size_t g = 0; g < m->ngroups; g++) {
         lr[g] = m->group[g].sigma ? o->lr_sigma : o->lr;
+        if (m->group[g].layer == 2) lr[g] *= o->lr2_scale;
         if (o->fixed_beta && m->group[g].beta) lr[g] = 0.0;
     }
 }
@@ -57,7 +59,8 @@ int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
         return gmf_error(GMF_EINVAL, "trainer: batch sizes must be >= 1");
     if (o->precision != 32 && o->precision != 64)
         return gmf_error(GMF_EINVAL, "trainer: precision must be 32 or 64 (got %d)", o->precision);
-    if (!(o->lr >= 0) || !(o->lr_sigma >= 0) || !isfinite(o->lr) || !isfinite(o->lr_sigma))
+    if (!(o->lr >= 0) || !(o->lr_sigma >= 0) || !isfinite(o->lr) || !isfinite(o->lr_sigma) ||
+        !(o->lr2_scale >= 0) || !isfinite(o->lr2_scale))
         return gmf_error(GMF_EINVAL, "trainer: learning rates must be finite and >= 0");
     if (o->threads < 1 || o->threads > 256)
         return gmf_error(GMF_EINVAL, "trainer: threads must be in 1..256 (got %d)", o->threads);

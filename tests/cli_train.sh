@@ -86,6 +86,8 @@ expect 2 'unknown model' -- "$GMFLOW" train --model bogus
 expect 2 'cannot parse' -- "$GMFLOW" train --lr abc
 expect 2 'must be >= 1' -- "$GMFLOW" train --K 0
 expect 2 'exclude' -- "$GMFLOW" train --resume --eval-only
+expect 2 'gm-stack only' -- "$GMFLOW" train --lr2-scale 3
+expect 2 'lr2-scale must be >= 0' -- "$GMFLOW" train --model gm-stack --lr2-scale -1
 expect 2 'needs --model gm' -- "$GMFLOW" train --model fc --mc-neurons 10
 
 # ---- bad data ---------------------------------------------------------------------------------

@@ -127,6 +127,45 @@ static void options_checks(const gmf_dataset *train, const gmf_dataset *test) {
           "--fixed-beta did not train U");
     o.fixed_beta = 0;
     gmf_nn_model_free(&m);
+    /* --lr2-scale: the second GM layer of gm-stack (and only it) learns at the scaled rates,
+     * and with scale 0 its parameters stay bitwise at their float32 rounding */
+    {
+        gmf_nn_model st;
+        gmf_nn_model_init(&st, GMF_NN_GMSTACK, sub.d, 9, 3, 0, 7);
+        gmf_nn_rng r;
+        gmf_nn_rng_seed(&r, 4, 0);
+        gmf_nn_init_gm(&st, 0.5, &r);
+        gmf_train_opts os = o;
+        os.lr2_scale = 3.0;
+        double lr[GMF_NN_MAX_GROUPS];
+        gmf_train_group_lr(&st, &os, lr);
+        CHECK(st.ngroups == 8, "gm-stack has %zu groups, expected 8", st.ngroups);
+        for (size_t g = 0; g < st.ngroups; g++) {
+            const double base = st.group[g].sigma ? os.lr_sigma : os.lr;
+            const double want = g >= 4 ? 3.0 * base : base;
+            CHECK(lr[g] == want && st.group[g].layer == (g >= 4 ? 2 : 1),
+                  "group %s: lr %g (want %g), layer %d", st.group[g].name, lr[g], want,
+                  st.group[g].layer);
+        }
+        os.lr2_scale = 0.0;
+        gmf_nn_model st0;
+        gmf_nn_model_init(&st0, GMF_NN_GMSTACK, sub.d, 9, 3, 0, 7);
+        memcpy(st0.params, st.params, st.nparams * sizeof(double));
+        CHECK(isfinite(train_run(&st, &os, &sub, 1)), "gm-stack run with --lr2-scale 0 failed");
+        size_t moved2 = 0, moved1 = 0;
+        for (size_t e = 0; e < st.nparams; e++) {
+            const int l2 = e >= st.group[4].off;
+            const int same = st.params[e] == (double)(float)st0.params[e];
+            if (l2)
+                moved2 += !same;
+            else
+                moved1 += !same;
+        }
+        CHECK(moved2 == 0, "--lr2-scale 0 moved %zu parameters of layer 2", moved2);
+        CHECK(moved1 > 0, "--lr2-scale 0 froze layer 1 too");
+        gmf_nn_model_free(&st);
+        gmf_nn_model_free(&st0);
+    }
     /* full-batch gradient descent: the loss before each step decreases */
     fresh_gm(&m, sub.d, 4, 3);
     o.full_batch = 1;

@@ -86,6 +86,7 @@ typedef struct gmf_nn_group {
     size_t off, n; /* params[off .. off + n) */
     int sigma;     /* 1: trained with the sigma learning rate (sigma, C) */
     int beta;      /* 1: part of the beta-marginal (frozen by --fixed-beta): mu, sigma, C, beta */
+    int layer;     /* 1, or 2 for the second GM layer of gm-stack */
 } gmf_nn_group;
 
 typedef struct gmf_nn_model {

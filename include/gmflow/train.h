@@ -30,6 +30,8 @@ typedef struct gmf_train_opts {
     double lr;         /* learning rate of every group but sigma / C (0.1) */
     double lr_sigma;   /* learning rate of sigma (diagonal) and C (full covariance) (1.0) */
     int fixed_beta;    /* 1: learning rate 0 for the beta groups (mu, sigma, C; FC beta) */
+    double lr2_scale;  /* gm-stack: the second layer's learning rates are lr and lr_sigma times
+                        * this (1.0): its input has unit norm, the first layer's norm sqrt(d-1) */
     int full_batch;    /* 1: one gradient-descent step per epoch on the whole training set */
     uint64_t seed;     /* (1) */
     int threads;       /* (1) */
