@@ -46,6 +46,7 @@
 #include "gmflow/clsflow.h"
 #include "gmflow/common.h"
 #include "testutil.h"
+#include "vargs.h"
 
 #define FD_TOL 1e-7
 #define MC_TOL 5.0
@@ -457,11 +458,11 @@ int main(int argc, char **argv) {
     unsigned long seed = 11;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--eps"))
-            eps = atof(argv[++i]);
+            eps = varg_double_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--draws"))
-            M = strtoul(argv[++i], NULL, 10);
+            M = varg_ulong_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = strtoul(argv[++i], NULL, 10);
+            seed = varg_ulong_at(argv, ++i);
         else {
             fprintf(stderr, "usage: cls_fd [--eps E] [--draws M] [--seed S]\n");
             return 2;

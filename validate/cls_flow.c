@@ -38,6 +38,7 @@
 #include "gmflow/common.h"
 #include "gmflow/idx.h"
 #include "gmflow/ode.h"
+#include "vargs.h"
 
 #define TOL_ENERGY 1e-8
 #define TOL_SOLVER 1e-8
@@ -273,9 +274,9 @@ int main(int argc, char **argv) {
         if (i + 1 < argc && !strcmp(argv[i], "--case"))
             which = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--T"))
-            T = atof(argv[++i]);
+            T = varg_double_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = strtoul(argv[++i], NULL, 10);
+            seed = varg_ulong_at(argv, ++i);
         else {
             fprintf(stderr, "usage: cls_flow [--case blobs|mnist|all] [--T T] [--seed S]\n");
             return 2;

@@ -40,6 +40,7 @@
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
 #include "testutil.h"
+#include "vargs.h"
 
 #define TOL_BALANCE  1e-8
 #define TOL_LOCAL    1e-7
@@ -271,17 +272,17 @@ int main(int argc, char **argv) {
             return 2;
         }
         if (!strcmp(a, "--n"))
-            custom.n = strtoul(v, NULL, 10), use_custom = 1;
+            custom.n = varg_ulong(a, v), use_custom = 1;
         else if (!strcmp(a, "--d"))
-            custom.d = strtoul(v, NULL, 10), use_custom = 1;
+            custom.d = varg_ulong(a, v), use_custom = 1;
         else if (!strcmp(a, "--K"))
-            custom.K = strtoul(v, NULL, 10), use_custom = 1;
+            custom.K = varg_ulong(a, v), use_custom = 1;
         else if (!strcmp(a, "--T"))
-            custom.T = atof(v);
+            custom.T = varg_double(a, v);
         else if (!strcmp(a, "--seed"))
-            custom.seed = strtoul(v, NULL, 10);
+            custom.seed = varg_ulong(a, v);
         else if (!strcmp(a, "--h"))
-            h = atof(v);
+            h = varg_double(a, v);
         else {
             usage();
             return 2;

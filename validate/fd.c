@@ -40,6 +40,7 @@
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
 #include "testutil.h"
+#include "vargs.h"
 
 #define PASS_TOL 1e-7
 #define MAXK     8
@@ -296,15 +297,15 @@ int main(int argc, char **argv) {
             return 2;
         }
         if (!strcmp(a, "--n"))
-            custom.n = strtoul(v, NULL, 10), use_custom = 1;
+            custom.n = varg_ulong(a, v), use_custom = 1;
         else if (!strcmp(a, "--d"))
-            custom.d = strtoul(v, NULL, 10), use_custom = 1;
+            custom.d = varg_ulong(a, v), use_custom = 1;
         else if (!strcmp(a, "--K"))
-            custom.K = strtoul(v, NULL, 10), use_custom = 1;
+            custom.K = varg_ulong(a, v), use_custom = 1;
         else if (!strcmp(a, "--seed"))
-            custom.seed = strtoul(v, NULL, 10);
+            custom.seed = varg_ulong(a, v);
         else if (!strcmp(a, "--eps"))
-            eps = atof(v);
+            eps = varg_double(a, v);
         else {
             usage();
             return 2;

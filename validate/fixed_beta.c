@@ -60,6 +60,7 @@
 #include "gmflow/clsflow.h"
 #include "gmflow/common.h"
 #include "gmflow/ode.h"
+#include "vargs.h"
 
 #define TOL_LOSS       1e-8
 #define TOL_PARAM      1e-9 /* flow vs Newton */
@@ -369,7 +370,7 @@ int main(int argc, char **argv) {
     unsigned long seed = 0;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = strtoul(argv[++i], NULL, 10);
+            seed = varg_ulong_at(argv, ++i);
         else {
             fprintf(stderr, "usage: fixed_beta [--seed S]\n");
             return 2;

@@ -36,6 +36,7 @@
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
+#include "vargs.h"
 
 #define NETA 6
 
@@ -73,17 +74,17 @@ int main(int argc, char **argv) {
     const char *csv = NULL;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--n"))
-            n = strtoul(argv[++i], NULL, 10);
+            n = varg_ulong_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--d"))
-            d = strtoul(argv[++i], NULL, 10);
+            d = varg_ulong_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--K"))
-            K = strtoul(argv[++i], NULL, 10);
+            K = varg_ulong_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--T"))
-            T = atof(argv[++i]);
+            T = varg_double_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--eta0"))
-            eta0 = atof(argv[++i]);
+            eta0 = varg_double_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = strtoul(argv[++i], NULL, 10);
+            seed = varg_ulong_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--csv"))
             csv = argv[++i];
         else if (!strcmp(argv[i], "--no-rescale"))

@@ -45,6 +45,7 @@
 #include "gmflow/nn.h"
 #include "gmflow/ode.h"
 #include "gmflow/train.h"
+#include "vargs.h"
 
 #define NETA       6
 #define NTRAIN     10
@@ -202,15 +203,15 @@ int main(int argc, char **argv) {
     const char *csv = NULL;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--T"))
-            T = atof(argv[++i]);
+            T = varg_double_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--eta0"))
-            eta0 = atof(argv[++i]);
+            eta0 = varg_double_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = strtoul(argv[++i], NULL, 10);
+            seed = varg_ulong_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--csv"))
             csv = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--trainer-lr-scale"))
-            lr_scale = atof(argv[++i]);
+            lr_scale = varg_double_at(argv, ++i);
         else {
             fprintf(stderr, "usage: gd_to_flow_cls [--T T] [--eta0 E] [--seed S] [--csv PATH] "
                             "[--trainer-lr-scale S]\n");

@@ -39,6 +39,7 @@
 #include "gmflow/clsflow.h"
 #include "gmflow/common.h"
 #include "gmflow/ode.h"
+#include "vargs.h"
 
 #define NETA      4
 #define TOL_ORDER 0.15
@@ -78,15 +79,15 @@ int main(int argc, char **argv) {
     const char *csv = NULL;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--T"))
-            T = atof(argv[++i]);
+            T = varg_double_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--eta0"))
-            eta0 = atof(argv[++i]);
+            eta0 = varg_double_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--R0"))
-            R0 = strtoul(argv[++i], NULL, 10);
+            R0 = varg_ulong_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--B"))
-            B = strtoul(argv[++i], NULL, 10);
+            B = varg_ulong_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = strtoul(argv[++i], NULL, 10);
+            seed = varg_ulong_at(argv, ++i);
         else if (i + 1 < argc && !strcmp(argv[i], "--csv"))
             csv = argv[++i];
         else {

@@ -29,6 +29,7 @@
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
 #include "testutil.h"
+#include "vargs.h"
 
 #define C_FACTOR 100.0
 #define REF_TOL  1e-10
@@ -97,15 +98,15 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) goto usage;
         if (!strcmp(a, "--n"))
-            n = strtoul(v, NULL, 10);
+            n = varg_ulong(a, v);
         else if (!strcmp(a, "--d"))
-            d = strtoul(v, NULL, 10);
+            d = varg_ulong(a, v);
         else if (!strcmp(a, "--K"))
-            K = strtoul(v, NULL, 10);
+            K = varg_ulong(a, v);
         else if (!strcmp(a, "--T"))
-            T = atof(v);
+            T = varg_double(a, v);
         else if (!strcmp(a, "--seed"))
-            seed = strtoul(v, NULL, 10);
+            seed = varg_ulong(a, v);
         else
             goto usage;
         i++;
