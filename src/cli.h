@@ -18,6 +18,8 @@ int gmf_cli_project(int argc, char **argv);
 int gmf_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int gmf_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* mkdir -p: creates dir and its parents; 1 (with a message) if that fails or dir is a file. */
+int gmf_cli_make_dirs(const char *cmd, const char *dir);
 int gmf_cli_parse_double(const char *cmd, const char *opt, const char *arg, double *out);
 int gmf_cli_parse_count(const char *cmd, const char *opt, const char *arg, unsigned long long min,
                         unsigned long long max, unsigned long long *out);
@@ -27,5 +29,6 @@ int gmf_cli_parse_count(const char *cmd, const char *opt, const char *arg, unsig
 #define usage_error(...)                     gmf_cli_usage_error(CMD, __VA_ARGS__)
 #define parse_double(opt, arg, out)          gmf_cli_parse_double(CMD, opt, arg, out)
 #define parse_count(opt, arg, min, max, out) gmf_cli_parse_count(CMD, opt, arg, min, max, out)
+#define make_dirs(dir)                       gmf_cli_make_dirs(CMD, dir)
 
 #endif

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -54,5 +56,25 @@ int gmf_cli_parse_count(const char *cmd, const char *opt, const char *arg, unsig
         return gmf_cli_fail(cmd, "%s: %s is too large (at most %llu)", opt, arg, max);
     if (v < min) return gmf_cli_fail(cmd, "%s: must be >= %llu (got %s)", opt, min, arg);
     *out = v;
+    return 0;
+}
+
+int gmf_cli_make_dirs(const char *cmd, const char *dir) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return gmf_cli_fail(cmd, "directory name too long: %s", dir);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char save = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return gmf_cli_fail(cmd, "cannot create directory %s: %s", buf, strerror(errno));
+            *p = save;
+            if (!save) break;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return gmf_cli_fail(cmd, "%s exists and is not a directory", dir);
     return 0;
 }

@@ -352,26 +352,6 @@ static double now(void) {
 }
 
 /* mkdir -p; 0 or an error message printed, 1. */
-static int make_dirs(const char *dir) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
-        return fail("--out: directory name too long");
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char save = *p;
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return fail("cannot create output directory %s: %s", buf, strerror(errno));
-            *p = save;
-            if (!save) break;
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return fail("output path %s exists and is not a directory", dir);
-    return 0;
-}
-
 /* Lower Cholesky factor of each Sigma_k into C (row-major, upper part zeroed). */
 static int cholesky_all(size_t K, size_t D, const double *Sigma, double *C, const char *src) {
     for (size_t k = 0; k < K; k++) {

@@ -317,10 +317,7 @@ int gmf_cli_project(int argc, char **argv) {
     free_gm(&s);
     memset(&s, 0, sizeof s);
 
-    if (mkdir(out, 0777) && errno != EEXIST) {
-        fail("cannot create output directory %s: %s", out, strerror(errno));
-        goto done;
-    }
+    if (make_dirs(out)) goto done;
     char path[4200];
     snprintf(path, sizeof path, "%s/trajectory.csv", out);
     if (gmf_io_open(&ft, path)) {

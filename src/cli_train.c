@@ -360,26 +360,6 @@ static int parse_options(int argc, char **argv, options *o) {
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-static int make_dirs(const char *dir) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
-        return fail("directory name too long: %s", dir);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char save = *p;
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return fail("cannot create directory %s: %s", buf, strerror(errno));
-            *p = save;
-            if (!save) break;
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return fail("%s exists and is not a directory", dir);
-    return 0;
-}
-
 static int is_dir(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
