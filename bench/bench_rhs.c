@@ -42,6 +42,7 @@
 #include "gmflow/gauss.h"
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
+#include "sqloss_old.h"
 
 /* ------------------------------------------------------------------ small utilities */
 
@@ -499,141 +500,8 @@ static breakdown_t breakdown(const problem *p, double min_time) {
 
 /* ------------------------------------------------------------------ the previous oracle
  *
- * The per-component implementation that src/sqloss.c had before the blocked pass (docs/
- * PERFORMANCE.md, P1), kept here to measure the change honestly: the same closed forms
- * (gmf_gauss_scalars) and the same gmf_oracle interface, with
- *   prepare:    m = X M_beta^T (one GEMM); per component W_k = X R_k[1:, :] (GEMM) into a
- *               K x n x D cache, n cblas_ddot calls for s^2 (two in the Euclidean form), the
- *               closed forms; then the residuals;
- *   component:  grad = X^T (rho g) and xz = X^T (rho Phi) (two GEMVs over X), row 0 = W_k^T z
- *               (GEMV), the row-scaled copy diag(rho q) W_k, X^T of it (GEMM), a rank-1 update.
- * tests/test_sqloss_oracle.c checks the library against the same code. */
-
-typedef struct {
-    size_t n, d, D, K, Kcap;
-    const double *X, *y, *R;
-    double *W, *Phi, *A, *g, *q, *Ef, *m; /* K x n x D, then K x n each (m: n x K) */
-    double *r, *z, *V, *xz;               /* n, n, n x D, d */
-    double loss;
-} old_t;
-
-static void old_free(old_t *s) {
-    free(s->W), free(s->Phi), free(s->A), free(s->g), free(s->q), free(s->Ef), free(s->m);
-    free(s->r), free(s->z), free(s->V), free(s->xz);
-}
-
-static void old_init(old_t *s, const problem *pb) {
-    memset(s, 0, sizeof *s);
-    s->n = pb->n, s->d = pb->d, s->D = pb->D, s->X = pb->X, s->y = pb->y;
-    s->r = xcalloc(s->n, sizeof(double));
-    s->z = xcalloc(s->n, sizeof(double));
-    s->V = xcalloc(s->n * s->D, sizeof(double));
-    s->xz = xcalloc(s->d, sizeof(double));
-}
-
-static void old_reserve(old_t *s, size_t K) {
-    if (K <= s->Kcap) return;
-    const size_t n = s->n;
-    free(s->W), free(s->Phi), free(s->A), free(s->g), free(s->q), free(s->Ef), free(s->m);
-    s->W = xcalloc(K * n * s->D, sizeof(double));
-    s->Phi = xcalloc(K * n, sizeof(double));
-    s->A = xcalloc(K * n, sizeof(double));
-    s->g = xcalloc(K * n, sizeof(double));
-    s->q = xcalloc(K * n, sizeof(double));
-    s->Ef = xcalloc(K * n, sizeof(double));
-    s->m = xcalloc(K * n, sizeof(double));
-    s->Kcap = K;
-}
-
-static void old_component_stats(old_t *s, size_t K, size_t k, const double *mu_k,
-                                const double *Sigma_k, const double *C_k) {
-    const size_t n = s->n, d = s->d, D = s->D;
-    const double *R = C_k ? C_k : Sigma_k;
-    double *W = s->W + k * n * D;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)d, 1.0, s->X,
-                (int)d, R + D, (int)D, 0.0, W, (int)D);
-    for (size_t i = 0; i < n; i++) {
-        const double *w = W + i * D, *x = s->X + i * d;
-        double s2, c0;
-        if (C_k) {
-            s2 = cblas_ddot((int)D, w, 1, w, 1);
-            c0 = cblas_ddot((int)D, C_k, 1, w, 1);
-        } else {
-            s2 = cblas_ddot((int)d, x, 1, w + 1, 1);
-            c0 = w[0];
-        }
-        gmf_gauss_point p;
-        gmf_gauss_scalars(s->m[i * K + k], s2, c0, mu_k[0], &p);
-        s->Phi[k * n + i] = p.Phi;
-        s->A[k * n + i] = p.A;
-        s->g[k * n + i] = p.g;
-        s->q[k * n + i] = p.s > 0.0 ? p.kap / p.s : 0.0;
-        s->Ef[k * n + i] = p.Ef;
-    }
-}
-
-static int old_prepare(void *ctx, size_t K, const double *mu, const double *Sigma,
-                       const double *C) {
-    old_t *s = ctx;
-    const size_t n = s->n, d = s->d, D = s->D;
-    old_reserve(s, K);
-    s->K = K;
-    s->R = C ? C : Sigma;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)d, 1.0, s->X, (int)d,
-                mu + 1, (int)D, 0.0, s->m, (int)K);
-    for (size_t k = 0; k < K; k++)
-        old_component_stats(s, K, k, mu + k * D, Sigma + k * D * D, C ? C + k * D * D : NULL);
-    double loss = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double h = 0.0;
-        for (size_t k = 0; k < K; k++)
-            h += s->Ef[k * n + i];
-        s->r[i] = s->y[i] - h / (double)K;
-        loss += s->r[i] * s->r[i];
-    }
-    s->loss = loss / (double)n;
-    return isfinite(s->loss) ? GMF_OK : gmf_error(GMF_EDIVERGE, "old oracle: loss not finite");
-}
-
-static int old_component(void *ctx, size_t k, double *grad, double *hessR) {
-    old_t *s = ctx;
-    const size_t n = s->n, d = s->d, D = s->D;
-    const double *Phi = s->Phi + k * n, *A = s->A + k * n, *g = s->g + k * n, *q = s->q + k * n,
-                 *R = s->R + k * D * D, *W = s->W + k * n * D;
-    double *z = s->z, *V = s->V;
-    const double scale = -2.0 / (double)n;
-    double g0 = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        g0 += s->r[i] * A[i];
-        z[i] = s->r[i] * g[i];
-    }
-    grad[0] = scale * g0;
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, scale, s->X, (int)d, z, 1, 0.0, grad + 1,
-                1);
-    for (size_t i = 0; i < n; i++)
-        z[i] = scale * s->r[i] * Phi[i];
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)D, 1.0, W, (int)D, z, 1, 0.0, hessR, 1);
-    for (size_t i = 0; i < n; i++) {
-        const double a = scale * s->r[i] * q[i];
-        for (size_t b = 0; b < D; b++)
-            V[i * D + b] = a * W[i * D + b];
-    }
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)D, (int)n, 1.0, s->X, (int)d,
-                V, (int)D, 0.0, hessR + D, (int)D);
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, 1.0, s->X, (int)d, z, 1, 0.0, s->xz, 1);
-    cblas_dger(CblasRowMajor, (int)d, (int)D, 1.0, s->xz, 1, R, 1, hessR + D, (int)D);
-    return GMF_OK;
-}
-
-static double old_loss(void *ctx) {
-    return ((old_t *)ctx)->loss;
-}
-
-static gmf_oracle old_oracle(old_t *s) {
-    gmf_oracle o = {
-        .ctx = s, .D = s->D, .prepare = old_prepare, .component = old_component, .loss = old_loss};
-    return o;
-}
+ * tests/sqloss_old.h: the per-component implementation src/sqloss.c had before the blocked pass
+ * (docs/PERFORMANCE.md, P1), timed beside the library to measure the change honestly. */
 
 typedef struct {
     gmf_flow *flow;
@@ -651,10 +519,10 @@ static void do_flow(void *arg) {
  * relative difference of their outputs (normwise, over the whole state) in *diff. */
 static void old_compare(const problem *pb, gmf_flow_kind kind, double min_time, double *t_new,
                         double *t_old, double *diff) {
-    old_t od;
-    old_init(&od, pb);
+    sqold od;
+    sqold_init(&od, pb->n, pb->d, pb->X, pb->y);
     gmf_flow fl;
-    int rc = gmf_flow_init(&fl, kind, pb->K, old_oracle(&od));
+    int rc = gmf_flow_init(&fl, kind, pb->K, sqold_oracle(&od));
     if (rc) die("gmf_flow_init (old oracle)", rc);
     const size_t N = gmf_flow_dim(&fl);
     const double *y = kind == GMF_FLOW_BW ? pb->ybw : pb->yeu;
@@ -679,7 +547,7 @@ static void old_compare(const problem *pb, gmf_flow_kind kind, double min_time, 
     rhs_close(&c);
     gmf_flow_free(&fl);
     free(ydot);
-    old_free(&od);
+    sqold_free(&od);
 }
 
 /* ------------------------------------------------------------------ least squares on log-log */
@@ -752,7 +620,7 @@ static void usage(FILE *f) {
           "      default c_<method>) and prints one RESULT line.  --h0: auto or 0 = the\n"
           "      library's choice (for rk8pd/rkf45 the Hairer-Norsett-Wanner estimate, whose two\n"
           "      RHS calls are in nfev); fixed = 1e-6 max(1, T), the library's rule before it.\n"
-          "      --oracle old: the previous per-component squared-loss oracle (in this file).\n",
+          "      --oracle old: the previous per-component squared-loss oracle (tests/sqloss_old.h).\n",
           f);
 }
 
@@ -1142,12 +1010,12 @@ static int run_flow(int argc, char **argv) {
 
     rhs_ctx c;
     rhs_open(&c, &p, GMF_FLOW_BW);
-    old_t od;
-    old_init(&od, &p);
+    sqold od;
+    sqold_init(&od, p.n, p.d, p.X, p.y);
     int rc;
     if (use_old) { /* the same flow over the previous oracle */
         gmf_flow_free(&c.flow);
-        rc = gmf_flow_init(&c.flow, GMF_FLOW_BW, K, old_oracle(&od));
+        rc = gmf_flow_init(&c.flow, GMF_FLOW_BW, K, sqold_oracle(&od));
         if (rc) die("gmf_flow_init (old oracle)", rc);
     }
     double loss0, lossT;
@@ -1197,7 +1065,7 @@ static int run_flow(int argc, char **argv) {
            st.netfails, t_rhs, loss0, lossT, o.h0, use_old ? "old" : "new");
     free(y);
     rhs_close(&c);
-    old_free(&od);
+    sqold_free(&od);
     problem_free(&p);
     return 0;
 }

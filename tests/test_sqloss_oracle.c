@@ -12,7 +12,8 @@
  *           with E[hess f] = Phi (e0 xt^T + xt e0^T) + (kap/s) xt xt^T (the delta term absent when
  *           s == 0, as gauss.h says);
  *   old     the previous per-component implementation of src/sqloss.c (2 K + 1 GEMMs, 3 K GEMVs,
- *           n K cblas_ddot/cblas_dscal calls), kept here verbatim in structure as old_*.
+ *           n K cblas_ddot/cblas_dscal calls), kept in tests/sqloss_old.h (bench/bench_rhs.c
+ *           times the library beside it).
  *
  * Both are summed in a different order from the library, so they agree with it to rounding only.
  * The measure is normwise per output: max_e |lib_e - ref_e| / max_e |ref_e| over one component's
@@ -38,6 +39,7 @@
 #include "gmflow/common.h"
 #include "gmflow/gauss.h"
 #include "gmflow/sqloss.h"
+#include "sqloss_old.h"
 #include "testutil.h"
 
 #define SEED 20261129UL
@@ -49,111 +51,6 @@ static size_t nb_of(size_t n, size_t d, size_t K) {
     size_t ld = K * (d + 3), nb = 32768 / ld;
     if (nb < 32) nb = 32;
     return nb < n ? nb : n;
-}
-
-/* ---------------------------------------------------------------- old: the previous oracle */
-
-typedef struct {
-    size_t n, d, D, K;
-    const double *X, *y, *R;
-    double *W, *Phi, *A, *g, *q, *Ef, *m, *r, *z, *V;
-    double loss;
-} old_sq;
-
-static void old_init(old_sq *s, size_t n, size_t d, size_t K, const double *X, const double *y) {
-    const size_t D = d + 1;
-    memset(s, 0, sizeof *s);
-    s->n = n, s->d = d, s->D = D, s->K = K, s->X = X, s->y = y;
-    s->W = tu_xmalloc(K * n * D * sizeof(double));
-    s->Phi = tu_xmalloc(K * n * sizeof(double));
-    s->A = tu_xmalloc(K * n * sizeof(double));
-    s->g = tu_xmalloc(K * n * sizeof(double));
-    s->q = tu_xmalloc(K * n * sizeof(double));
-    s->Ef = tu_xmalloc(K * n * sizeof(double));
-    s->m = tu_xmalloc(K * n * sizeof(double));
-    s->r = tu_xmalloc(n * sizeof(double));
-    s->z = tu_xmalloc(n * sizeof(double));
-    s->V = tu_xmalloc(n * D * sizeof(double));
-}
-
-static void old_free(old_sq *s) {
-    free(s->W), free(s->Phi), free(s->A), free(s->g), free(s->q), free(s->Ef), free(s->m);
-    free(s->r), free(s->z), free(s->V);
-}
-
-static void old_component_stats(old_sq *s, size_t k, const double *mu_k, const double *Sigma_k,
-                                const double *C_k) {
-    const size_t n = s->n, d = s->d, D = s->D, K = s->K;
-    const double *R = C_k ? C_k : Sigma_k;
-    double *W = s->W + k * n * D;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)d, 1.0, s->X,
-                (int)d, R + D, (int)D, 0.0, W, (int)D);
-    for (size_t i = 0; i < n; i++) {
-        const double *w = W + i * D, *x = s->X + i * d;
-        double s2, c0;
-        if (C_k) {
-            s2 = cblas_ddot((int)D, w, 1, w, 1);
-            c0 = cblas_ddot((int)D, C_k, 1, w, 1);
-        } else {
-            s2 = cblas_ddot((int)d, x, 1, w + 1, 1);
-            c0 = w[0];
-        }
-        gmf_gauss_point p;
-        gmf_gauss_scalars(s->m[i * K + k], s2, c0, mu_k[0], &p);
-        s->Phi[k * n + i] = p.Phi;
-        s->A[k * n + i] = p.A;
-        s->g[k * n + i] = p.g;
-        s->q[k * n + i] = p.s > 0.0 ? p.kap / p.s : 0.0;
-        s->Ef[k * n + i] = p.Ef;
-    }
-}
-
-static void old_prepare(old_sq *s, const double *mu, const double *Sigma, const double *C) {
-    const size_t n = s->n, d = s->d, D = s->D, K = s->K;
-    s->R = C ? C : Sigma;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)K, (int)d, 1.0, s->X, (int)d,
-                mu + 1, (int)D, 0.0, s->m, (int)K);
-    for (size_t k = 0; k < K; k++)
-        old_component_stats(s, k, mu + k * D, Sigma + k * D * D, C ? C + k * D * D : NULL);
-    double loss = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double h = 0.0;
-        for (size_t k = 0; k < K; k++)
-            h += s->Ef[k * n + i];
-        s->r[i] = s->y[i] - h / (double)K;
-        loss += s->r[i] * s->r[i];
-    }
-    s->loss = loss / (double)n;
-}
-
-static void old_component(old_sq *s, size_t k, double *grad, double *hessR) {
-    const size_t n = s->n, d = s->d, D = s->D;
-    const double *Phi = s->Phi + k * n, *A = s->A + k * n, *g = s->g + k * n, *q = s->q + k * n,
-                 *R = s->R + k * D * D, *W = s->W + k * n * D;
-    double *z = s->z, *V = s->V;
-    const double scale = -2.0 / (double)n;
-    double g0 = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        g0 += s->r[i] * A[i];
-        z[i] = s->r[i] * g[i];
-    }
-    grad[0] = scale * g0;
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, scale, s->X, (int)d, z, 1, 0.0, grad + 1,
-                1);
-    for (size_t i = 0; i < n; i++)
-        z[i] = scale * s->r[i] * Phi[i];
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)D, 1.0, W, (int)D, z, 1, 0.0, hessR, 1);
-    for (size_t i = 0; i < n; i++) {
-        const double a = scale * s->r[i] * q[i];
-        for (size_t b = 0; b < D; b++)
-            V[i * D + b] = a * W[i * D + b];
-    }
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)D, (int)n, 1.0, s->X, (int)d,
-                V, (int)D, 0.0, hessR + D, (int)D);
-    double *xz = tu_xmalloc(d * sizeof(double));
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, 1.0, s->X, (int)d, z, 1, 0.0, xz, 1);
-    cblas_dger(CblasRowMajor, (int)d, (int)D, 1.0, xz, 1, R, 1, hessR + D, (int)D);
-    free(xz);
 }
 
 /* ---------------------------------------------------------------- naive: gauss.h per sample */
@@ -270,8 +167,8 @@ static void check_problem(const problem *p) {
     double *og = tu_xmalloc(D * sizeof(double)), *oh = tu_xmalloc(D * D * sizeof(double));
     double *g2 = tu_xmalloc(D * sizeof(double)), *h2 = tu_xmalloc(D * D * sizeof(double));
     double *r = tu_xmalloc(n * sizeof(double)), *pred = tu_xmalloc(n * sizeof(double));
-    old_sq old;
-    old_init(&old, n, d, K, p->X, p->y);
+    sqold old;
+    sqold_init(&old, n, d, p->X, p->y);
     for (int form = 0; form < 2; form++) {
         const char *fname = form ? "euclid" : "bw";
         const double *C = form ? p->C : NULL;
@@ -291,14 +188,15 @@ static void check_problem(const problem *p) {
               fname);
         const double loss = o.loss(o.ctx);
         const double nloss = naive(n, d, K, p->X, p->y, p->mu, p->Sigma, C, ng, nh, ag, ah, r);
-        old_prepare(&old, p->mu, p->Sigma, C);
+        CHECK(sqold_prepare(&old, K, p->mu, p->Sigma, C) == GMF_OK, "%s/%s: old oracle failed",
+              p->name, fname);
         const double el = tu_relerr(loss, nloss, 1e-300), eo = tu_relerr(loss, old.loss, 1e-300);
         CHECK(el <= TOL && eo <= TOL, "%s/%s: loss %.17g, naive %.17g, old %.17g", p->name, fname,
               loss, nloss, old.loss);
         tu_worst_update(&worst_naive, el, "%s/%s loss", p->name, fname);
         tu_worst_update(&worst_old, eo, "%s/%s loss", p->name, fname);
         for (size_t k = 0; k < K; k++) {
-            old_component(&old, k, og, oh);
+            sqold_component(&old, k, og, oh);
             const double e[4] = {rel(grad + k * D, ng + k * D, ag + k * D, D),
                                  rel(hess + k * D * D, nh + k * D * D, ah + k * D * D, D * D),
                                  rel(grad + k * D, og, ag + k * D, D),
@@ -327,7 +225,7 @@ static void check_problem(const problem *p) {
     const double ep = tu_vec_relerr(pred, r, n, 1e-300);
     CHECK(ep <= TOL, "%s: predictions vs naive %.3g", p->name, ep);
     tu_worst_update(&worst_naive, ep, "%s predictions", p->name);
-    old_free(&old);
+    sqold_free(&old);
     free(grad), free(hess), free(ng), free(nh), free(ag), free(ah), free(og), free(oh), free(g2),
         free(h2), free(r), free(pred);
     gmf_sqloss_free(sq);
