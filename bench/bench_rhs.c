@@ -12,7 +12,7 @@
  * ~ N(0, gamma^2), Sigma_k = gamma^2 I (C_k = gamma I), gamma = 1/2.
  *
  * Flop count of one RHS evaluation, counting the level-3 work only, as multiply + add = 2 flops.
- * The same count F is used for the library and for the previous oracle kept in this file, so
+ * The same count F is used for the library and for the previous oracle (tests/sqloss_old.h), so
  * their GFLOP/s are comparable (F is the useful work, not what either one executes):
  *   m = X M_beta^T  (n x d) (d x K)                             2 n d K
  *   per component:  W_k = X R_k[1:, :]  (n x d) (d x D)         2 n d D
@@ -620,7 +620,8 @@ static void usage(FILE *f) {
           "      default c_<method>) and prints one RESULT line.  --h0: auto or 0 = the\n"
           "      library's choice (for rk8pd/rkf45 the Hairer-Norsett-Wanner estimate, whose two\n"
           "      RHS calls are in nfev); fixed = 1e-6 max(1, T), the library's rule before it.\n"
-          "      --oracle old: the previous per-component squared-loss oracle (tests/sqloss_old.h).\n",
+          "      --oracle old: the previous per-component squared-loss oracle "
+          "(tests/sqloss_old.h).\n",
           f);
 }
 
@@ -789,7 +790,7 @@ static int run_rhs(rhs_opts *o) {
 
     if (o->old) {
         printf("\n## Library (blocked pass, batched GEMMs) vs the previous per-component oracle "
-               "(kept in this file), timed interleaved; speedup = old / new\n");
+               "(tests/sqloss_old.h), timed interleaved; speedup = old / new\n");
         printf("%-6s %3s %6s %4s %4s %12s %12s %8s %12s\n", "form", "thr", "n", "d", "K",
                "old us/eval", "new us/eval", "speedup", "max rel diff");
         FILE *pc = open_csv(o->old_out, "form,threads,n,d,D,K,sec_old,sec_new,speedup,"
