@@ -14,6 +14,7 @@ import argparse
 import csv
 import gzip
 import json
+import math
 import os
 import platform
 import sys
@@ -153,6 +154,38 @@ def evaluate(torch, forward, x, y, batch=2000):
             wrong += int((logits.argmax(1) != yb).sum())
             loss += float(F.cross_entropy(logits, yb, reduction="sum"))
     return wrong / x.shape[0], loss / x.shape[0]
+
+
+def end_epoch(torch, args, rows, epoch, seconds, train_loss, flops, forward, Xte, Yte):
+    """After an epoch's training: refuse a non-finite loss (False), else evaluate on the test set
+    (unless --no-eval), append the epoch's row to rows and print its progress line (True)."""
+    if not math.isfinite(train_loss):
+        print(f"epoch {epoch}: non-finite training loss", file=sys.stderr)
+        return False
+    test_err, test_loss, ev_s = float("nan"), float("nan"), 0.0
+    if not args.no_eval:
+        with Timer() as te:
+            test_err, test_loss = evaluate(torch, forward, Xte, Yte)
+        ev_s = te.s
+    rows.append(
+        {
+            "epoch": epoch,
+            "seconds": round(seconds, 4),
+            "train_loss": round(train_loss, 6),
+            "test_error": round(test_err, 6),
+            "test_loss": round(test_loss, 6),
+            "eval_seconds": round(ev_s, 4),
+            "gflops": round(flops / seconds / 1e9, 3),
+        }
+    )
+    if not args.quiet:
+        print(
+            f"epoch {epoch:3d}  {seconds:7.2f} s  train loss {train_loss:.5f}  "
+            f"test error {100 * test_err:6.2f}%  ({flops / seconds / 1e9:.1f} GFLOP/s; "
+            f"eval {ev_s:.2f} s)",
+            flush=True,
+        )
+    return True
 
 
 class Timer:

@@ -35,7 +35,7 @@ from torch_common import (
     Timer,
     common_args,
     environment,
-    evaluate,
+    end_epoch,
     load_split,
     set_threads_env,
     write_outputs,
@@ -225,32 +225,8 @@ def main():
                             p.add_(g, alpha=-lr)
                 total += loss.detach() * xb.shape[0]
             train_loss = float(total) / n
-        if not math.isfinite(train_loss):
-            print(f"epoch {epoch}: non-finite training loss", file=sys.stderr)
+        if not end_epoch(torch, args, rows, epoch, tm.s, train_loss, flops, net.logits, Xte, Yte):
             return 1
-        test_err, test_loss, ev_s = float("nan"), float("nan"), 0.0
-        if not args.no_eval:
-            with Timer() as te:
-                test_err, test_loss = evaluate(torch, net.logits, Xte, Yte)
-            ev_s = te.s
-        rows.append(
-            {
-                "epoch": epoch,
-                "seconds": round(tm.s, 4),
-                "train_loss": round(train_loss, 6),
-                "test_error": round(test_err, 6),
-                "test_loss": round(test_loss, 6),
-                "eval_seconds": round(ev_s, 4),
-                "gflops": round(flops / tm.s / 1e9, 3),
-            }
-        )
-        if not args.quiet:
-            print(
-                f"epoch {epoch:3d}  {tm.s:7.2f} s  train loss {train_loss:.5f}  "
-                f"test error {100 * test_err:6.2f}%  ({flops / tm.s / 1e9:.1f} GFLOP/s; "
-                f"eval {ev_s:.2f} s)",
-                flush=True,
-            )
     summary = {
         "model": "gm",
         "impl": args.impl,
