@@ -19,7 +19,7 @@
  *                   X^T diag(rho q) W_k  (d x n) (n x D)        2 n d D
  *   Euclidean form: Sigma_k = C_k C_k^T by SYRK (upper half)    D^2 (D + 1)
  *   => F_bw = K (4 n d D) + 2 n d K,   F_euclid = F_bw + K D^2 (D + 1).
- * src/sqloss.c (blocked pass) executes these as two GEMMs per block of samples, X_b Rcat with
+ * src/exact/sqloss.c (blocked pass) executes these as two GEMMs per block of samples, X_b Rcat with
  * Rcat = [R_1[1:, :] .. R_K[1:, :] | M_beta^T] and X_b^T T with T of K (D + 2) columns, i.e.
  * F_bw + 4 n d K flops: the two X^T GEMVs per component ride along as 2 K extra columns.  Its
  * remaining work is hand loops of O(n K (d + D)) flops (the s^2 dots, the row scaling, the row-0
@@ -365,7 +365,7 @@ static double time_rhs(const problem *p, gmf_flow_kind kind, double min_time, do
 
 /* ------------------------------------------------------------------ breakdown of one RHS
  *
- * The pieces of src/sqloss.c's blocked pass re-run in isolation with the same shapes, the same
+ * The pieces of src/exact/sqloss.c's blocked pass re-run in isolation with the same shapes, the same
  * block rule and the same data (BW form):
  *   gemm    the two level-3 calls per block of nb samples: T = X_b Rcat (nb x (K D + K) x d) and
  *           G += X_b^T T (d x K (D + 2) x nb)
@@ -382,7 +382,7 @@ typedef struct {
     gmf_gauss_point *pts;
 } bd_ctx;
 
-/* Samples per block: the rule of src/sqloss.c (a tile of about 256 KiB, at least 32 rows). */
+/* Samples per block: the rule of src/exact/sqloss.c (a tile of about 256 KiB, at least 32 rows). */
 static size_t block_rows(size_t n, size_t ld) {
     size_t nb = (256 * 1024 / 8) / ld;
     if (nb < 32) nb = 32;
@@ -500,7 +500,7 @@ static breakdown_t breakdown(const problem *p, double min_time) {
 
 /* ------------------------------------------------------------------ the previous oracle
  *
- * tests/sqloss_old.h: the per-component implementation src/sqloss.c had before the blocked pass
+ * tests/sqloss_old.h: the per-component implementation src/exact/sqloss.c had before the blocked pass
  * (docs/PERFORMANCE.md, P1), timed beside the library to measure the change honestly. */
 
 typedef struct {
@@ -823,7 +823,7 @@ static int run_rhs(rhs_opts *o) {
     g_cpu_clock = 1;
     if (o->breakdown) {
         printf("\n## Where one BW RHS evaluation goes (OpenBLAS threads = 1; pieces of "
-               "src/sqloss.c's blocked pass re-run in isolation)\n");
+               "src/exact/sqloss.c's blocked pass re-run in isolation)\n");
         printf("%6s %4s %4s %4s %10s %16s %16s %16s %16s\n", "n", "d", "D", "K", "total us",
                "level-3 GEMM", "hand loops", "erfc/exp scalar", "rest");
         for (size_t si = 0; si < o->nsizes; si++) {
@@ -1032,7 +1032,7 @@ static int run_flow(int argc, char **argv) {
     o.atol = atol;
     o.max_steps = 10000000;
     /* 0: the library's choice (its estimate's RHS calls are in st.nfevals and in the times);
-     * fixed: src/ode.c's rule before the estimate, 1e-6 max(1, T) */
+     * fixed: src/exact/ode.c's rule before the estimate, 1e-6 max(1, T) */
     o.h0 = h0_fixed ? 1e-6 * fmax(1.0, T) : h0;
     const double tout[2] = {0.0, T};
     double *y = xcalloc(N, sizeof(double));

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """flow_numpy.py -- the Theorem 4 Gaussian-mixture flow in NumPy/SciPy: gmflow's peer.
 
-The same flow as gmflow's GMF_FLOW_BW form with the squared loss (src/sqloss.c, src/flow.c),
+The same flow as gmflow's GMF_FLOW_BW form with the squared loss (src/exact/sqloss.c, src/exact/flow.c),
 written from the closed forms of DESIGN.md / include/gmflow/gauss.h, vectorized over samples and
 components with NumPy (scipy.special.ndtr for Phi), integrated by scipy.integrate.solve_ivp.
 

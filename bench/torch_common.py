@@ -1,7 +1,7 @@
 """Shared pieces of the PyTorch peers (bench/torch_gm.py, bench/torch_fc.py).
 
 Data: MNIST-style IDX files read directly with gzip + numpy (no torchvision, no downloads),
-validated like gmflow's src/idx.c (magic, type byte, exact payload size), standardized per image
+validated like gmflow's src/io/idx.c (magic, type byte, exact payload size), standardized per image
 to zero mean and unit *sample* standard deviation (torch.std's default, unbiased) -- the same
 convention as gmflow's gmf_dataset_load.
 

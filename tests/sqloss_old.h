@@ -1,4 +1,4 @@
-/* sqloss_old.h -- the per-component squared-loss oracle that src/sqloss.c had before the blocked
+/* sqloss_old.h -- the per-component squared-loss oracle that src/exact/sqloss.c had before the blocked
  * pass (docs/PERFORMANCE.md, P1), kept as a reference: tests/test_sqloss_oracle.c checks the
  * library against it, and bench/bench_rhs.c times the library beside it.  Same closed forms
  * (gmf_gauss_scalars), same gmf_oracle interface (sqold_oracle), with

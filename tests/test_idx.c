@@ -1,4 +1,4 @@
-/* test_idx.c -- the IDX loader (src/idx.c): good files, bad files, and the shared MNIST copy.
+/* test_idx.c -- the IDX loader (src/io/idx.c): good files, bad files, and the shared MNIST copy.
  *
  * Synthetic files (raw and gzip) are written to a fresh temporary directory and removed at the
  * end.  Every bad file must fail with the right error code and a message that names the file

@@ -16,7 +16,7 @@
  */
 #include <stdint.h>
 
-#include "../src/nn_internal.h"
+#include "../src/discrete/nn_internal.h"
 #include "gmflow/common.h"
 #include "gmflow/gauss.h"
 

@@ -1,4 +1,4 @@
-/* test_sqloss_oracle.c -- the blocked squared-loss oracle of src/sqloss.c against two
+/* test_sqloss_oracle.c -- the blocked squared-loss oracle of src/exact/sqloss.c against two
  * straightforward references, on random, ill-conditioned and degenerate mixtures.
  *
  * The library's oracle (docs/PERFORMANCE.md, P1) makes one pass over blocks of nb samples with
@@ -11,7 +11,7 @@
  *                   = sum_i rho_i E_k[hess f(x_i)] C_k     (Euclidean: R = C_k)
  *           with E[hess f] = Phi (e0 xt^T + xt e0^T) + (kap/s) xt xt^T (the delta term absent when
  *           s == 0, as gauss.h says);
- *   old     the previous per-component implementation of src/sqloss.c (2 K + 1 GEMMs, 3 K GEMVs,
+ *   old     the previous per-component implementation of src/exact/sqloss.c (2 K + 1 GEMMs, 3 K GEMVs,
  *           n K cblas_ddot/cblas_dscal calls), kept in tests/sqloss_old.h (bench/bench_rhs.c
  *           times the library beside it).
  *

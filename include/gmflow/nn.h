@@ -3,10 +3,10 @@
  *
  * Style (llm.c): every layer is a `_forward` / `_backward` pair with its shapes in the signature;
  * what the backward pass needs is cached explicitly by the forward pass in a per-layer cache
- * struct; every gradient term is commented at its line in src/nn_tmpl.h and derived in
+ * struct; every gradient term is commented at its line in src/discrete/nn_tmpl.h and derived in
  * docs/TRAINING.md.  Matrices are row-major; "B x d" means B rows of d entries.
  *
- * Precision.  The layer and network code is written once (src/nn_tmpl.h) and compiled twice:
+ * Precision.  The layer and network code is written once (src/discrete/nn_tmpl.h) and compiled twice:
  * for float (suffix _f, used for training: float32 GEMMs through OpenBLAS's cblas_sgemm) and
  * for double (suffix _d, used by the finite-difference tests and as the reference the float
  * path is compared with).  In both, the per-sample Gaussian scalars (m, s, Phi(m/s), phi(m/s)),
@@ -136,7 +136,7 @@ int gmf_nn_fc_from_gm(gmf_nn_model *fc, const gmf_nn_model *gm, gmf_nn_from_gm_m
  * Precision-templated API: GMF_NN_API(real, S) declares the float (_f) and double (_d)
  * versions.  In every function: outputs first, then caches, then inputs, then shapes.
  */
-struct gmf_nn_pool; /* thread pool (src/nn_pool.c) */
+struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
 
 #define GMF_NN_API(real, S)                                                                        \
     /* ---- GM classification layer, diagonal covariance (eq. (5)) -------------------------- */   \
