@@ -30,12 +30,22 @@ typedef int (*gmf_ode_rhs)(double t, const double *y, double *ydot, void *user);
 /* Observer: called with the solution at each output time; non-zero return stops the run. */
 typedef int (*gmf_ode_observer)(size_t j, double t, const double *y, void *user);
 
+/* Optional exact Jacobian information for the implicit (BDF) Newton iteration; user is the same
+ * pointer the right-hand side gets.  NULL: CVODE's difference quotients.
+ *   jvp: jv = J(t, y) v, where fy = F(t, y) is supplied (length N each);
+ *   jac: the dense Jacobian J(t, y), N x N row-major, J[i*N + j] = dF_i/dy_j. */
+typedef int (*gmf_ode_jvp)(double t, const double *y, const double *fy, const double *v, double *jv,
+                           void *user);
+typedef int (*gmf_ode_jac)(double t, const double *y, double *J, void *user);
+
 typedef struct gmf_ode_opts {
     gmf_ode_method method;
     double rtol, atol; /* relative and absolute tolerances */
     long max_steps;    /* internal steps allowed per output interval */
     double h0;         /* initial step; 0 = estimated: CVODE's own rule, or for GSL the
                         * Hairer-Norsett-Wanner rule (2 RHS calls, counted in nfevals) */
+    gmf_ode_jvp jvp;   /* NULL = difference quotients (see above) */
+    gmf_ode_jac jac;   /* NULL = none (matrix-free Krylov) */
 } gmf_ode_opts;
 
 /* Defaults: CVODE Adams, rtol 1e-8, atol 1e-10, max_steps 100000. */

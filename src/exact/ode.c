@@ -37,8 +37,13 @@ const char *gmf_ode_method_name(gmf_ode_method m) {
 }
 
 gmf_ode_opts gmf_ode_defaults(void) {
-    gmf_ode_opts o = {
-        .method = GMF_ODE_CVODE_ADAMS, .rtol = 1e-8, .atol = 1e-10, .max_steps = 100000, .h0 = 0.0};
+    gmf_ode_opts o = {.method = GMF_ODE_CVODE_ADAMS,
+                      .rtol = 1e-8,
+                      .atol = 1e-10,
+                      .max_steps = 100000,
+                      .h0 = 0.0,
+                      .jvp = NULL,
+                      .jac = NULL};
     return o;
 }
 
@@ -110,6 +115,19 @@ static void flag_name(int flag, char *buf, size_t len) {
         }                                                                                          \
     } while (0)
 
+/* The linear solver of CVODE's Newton iteration (BDF): matrix-free SPGMR with difference-quotient
+ * Jacobian-vector products.  The one place that chooses and attaches it. */
+static int attach_linsol(void *mem, N_Vector v, SUNContext ctx, driver_data *dd,
+                         const gmf_ode_opts *o, SUNLinearSolver *LS) {
+    (void)dd, (void)o;
+    *LS = SUNLinSol_SPGMR(v, SUN_PREC_NONE, 0, ctx);
+    if (!*LS) return gmf_error(GMF_ESOLVER, "CVODE: could not create the SPGMR linear solver");
+    int flag = CVodeSetLinearSolver(mem, *LS, NULL);
+    if (flag != CV_SUCCESS)
+        return gmf_error(GMF_ESOLVER, "CVODE: CVodeSetLinearSolver failed (flag %d)", flag);
+    return GMF_OK;
+}
+
 static int solve_cvode(size_t N, driver_data *dd, double *y, const double *tout, size_t ntout,
                        const gmf_ode_opts *o, gmf_ode_observer obs, void *obs_user,
                        gmf_ode_stats *st) {
@@ -134,12 +152,7 @@ static int solve_cvode(size_t N, driver_data *dd, double *y, const double *tout,
     CV_TRY(CVodeSetMaxNumSteps(mem, o->max_steps));
     if (o->h0 > 0) CV_TRY(CVodeSetInitStep(mem, o->h0));
     if (o->method == GMF_ODE_CVODE_BDF) {
-        LS = SUNLinSol_SPGMR(v, SUN_PREC_NONE, 0, ctx);
-        if (!LS) {
-            rc = gmf_error(GMF_ESOLVER, "CVODE: could not create the SPGMR linear solver");
-            goto done;
-        }
-        CV_TRY(CVodeSetLinearSolver(mem, LS, NULL));
+        if ((rc = attach_linsol(mem, v, ctx, dd, o, &LS)) != GMF_OK) goto done;
     } else {
         NLS = SUNNonlinSol_FixedPoint(v, 0, ctx);
         if (!NLS) {
