@@ -11,6 +11,10 @@
 #   tests/notebooks.sh <path to gmflow> [build dir]      (run from the repository root)
 set -u
 GMFLOW=${1:?usage: notebooks.sh <gmflow> [build dir]}
+# flow_dynamics.ipynb calls the Python package of this build (build/python; docs/PYTHON.md)
+if [ -d "${2:-build}/python/gmflow" ]; then
+    export PYTHONPATH="$(cd "${2:-build}/python" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+fi
 PKGS="jupyter-nbconvert python3-ipykernel python3-matplotlib python3-nbformat python3-numpy"
 if ! command -v jupyter >/dev/null 2>&1 || ! jupyter nbconvert --version >/dev/null 2>&1; then
     echo "notebooks: FAIL: jupyter nbconvert is not installed; install the Debian packages" >&2
