@@ -14,6 +14,7 @@ DEFAULT_METHOD: str
 
 class SolverError(RuntimeError):
     t: float
+    t_solver: float
     result: Optional[FlowResult]
 
 class FlowStats(TypedDict):

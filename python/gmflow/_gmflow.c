@@ -341,6 +341,7 @@ typedef struct job {
     int euclid;
     double *t, *mu, *Sigma, *C, *loss, *scratch; /* result buffers (T rows) */
     double next_poll;
+    double t_rhs; /* the largest time at which the right-hand side was evaluated */
     int interrupted;
     PyObject *et, *ev, *etb; /* the exception PyErr_CheckSignals raised */
     int obs_rc;
@@ -368,6 +369,7 @@ static int poll_signals(job *b) {
 static int rhs_adaptor(double t, const double *y, double *ydot, void *user) {
     job *b = user;
     if (poll_signals(b)) return -1; /* fatal: the solver stops */
+    if (t > b->t_rhs) b->t_rhs = t;
     return gmf_flow_ode_rhs(t, y, ydot, &b->flow);
 }
 
@@ -524,16 +526,17 @@ static PyObject *make_result(PyObject *arr[5], size_t rows, size_t T, const job 
     return (PyObject *)r;
 }
 
-/* gmflow.SolverError(msg) with .t (the last output time reached) and .result (the trajectory up
- * to there, or None). */
-static PyObject *raise_solver(const char *msg, double t, PyObject *partial) {
+/* gmflow.SolverError(msg) with .t (the last output time reached), .t_solver (the furthest time
+ * the solver evaluated the right-hand side at) and .result (the trajectory up to .t, or None). */
+static PyObject *raise_solver(const char *msg, double t, double t_solver, PyObject *partial) {
     PyObject *exc = PyObject_CallFunction(gmfpy_SolverError, "s", msg);
     if (!exc) return NULL;
-    PyObject *tt = PyFloat_FromDouble(t);
-    if (tt && PyObject_SetAttrString(exc, "t", tt) == 0 &&
+    PyObject *tt = PyFloat_FromDouble(t), *ts = PyFloat_FromDouble(t_solver);
+    if (tt && ts && PyObject_SetAttrString(exc, "t", tt) == 0 &&
+        PyObject_SetAttrString(exc, "t_solver", ts) == 0 &&
         PyObject_SetAttrString(exc, "result", partial ? partial : Py_None) == 0)
         PyErr_SetObject(gmfpy_SolverError, exc);
-    Py_XDECREF(tt);
+    Py_XDECREF(tt), Py_XDECREF(ts);
     Py_DECREF(exc);
     return NULL;
 }
@@ -550,7 +553,7 @@ static PyObject *solve(problem *p, const state *s, const double *tout, size_t nt
                         (PyObject *)gmfpy_zeros(4, s4),
                         euclid ? (PyObject *)gmfpy_zeros(4, s4) : NULL,
                         (PyObject *)gmfpy_zeros(1, s1)};
-    job b = {.K = K, .D = D, .skip = skip, .T = T, .euclid = euclid};
+    job b = {.K = K, .D = D, .skip = skip, .T = T, .euclid = euclid, .t_rhs = tout[0]};
     PyObject *res = NULL;
     if (!arr[0] || !arr[1] || !arr[2] || (euclid && !arr[3]) || !arr[4]) goto done;
     if (!(b.scratch = PyMem_RawMalloc(s->N * sizeof(double)))) {
@@ -570,7 +573,7 @@ static PyObject *solve(problem *p, const state *s, const double *tout, size_t nt
         snprintf(msg, sizeof msg, "%s", b.obs_rc || rc ? b.msg : "integration stopped early");
         PyObject *partial = b.done ? make_result(arr, b.done, T, &b, s->kind, o) : NULL;
         if (partial || !PyErr_Occurred())
-            raise_solver(msg, b.done ? b.t[b.done - 1] : tout[0], partial);
+            raise_solver(msg, b.done ? b.t[b.done - 1] : tout[0], fmax(b.t_rhs, tout[0]), partial);
         Py_XDECREF(partial);
     } else {
         res = make_result(arr, T, T, &b, s->kind, o);
@@ -609,8 +612,9 @@ PyDoc_STRVAR(
     "stats (dict of the solver's counters), form, method.\n\n"
     "Any float array layout is accepted (converted to C-contiguous float64).  Bad shapes,\n"
     "non-finite values, an asymmetric or non-PSD Sigma0 raise ValueError naming the argument;\n"
-    "a solver failure raises gmflow.SolverError with .t (the last output time reached) and\n"
-    ".result (the trajectory up to there).  The GIL is released during the solve; Ctrl-C\n"
+    "a solver failure raises gmflow.SolverError with .t (the last output time reached),\n"
+    ".t_solver (the furthest time the solver evaluated the flow at) and .result (the\n"
+    "trajectory up to .t).  The GIL is released during the solve; Ctrl-C\n"
     "raises KeyboardInterrupt within about 0.2 s.");
 
 static PyObject *py_flow(PyObject *self, PyObject *args, PyObject *kw) {
@@ -737,7 +741,8 @@ PyMODINIT_FUNC PyInit__gmflow(void) {
     gmfpy_SolverError = PyErr_NewExceptionWithDoc(
         "gmflow.SolverError",
         "The ODE solver failed or the flow diverged.  Attributes: t, the last output time "
-        "reached; result, the FlowResult up to there (or None).",
+        "reached; t_solver, the furthest time the solver evaluated the flow at (within one step "
+        "of where it stopped); result, the FlowResult up to t (or None).",
         PyExc_RuntimeError, NULL);
     const gmf_ode_opts def = gmf_ode_defaults();
     if (!gmfpy_SolverError || PyModule_AddObjectRef(m, "SolverError", gmfpy_SolverError) < 0 ||

@@ -130,13 +130,16 @@ def test_solver_error_carries_the_time_reached(small):
     err = e.value
     assert isinstance(err, RuntimeError)
     assert "CV_TOO_MUCH_WORK" in str(err)
-    assert err.t == 0.02
+    assert err.t == 0.02 and err.t_solver > 0.02
     assert err.result.t.tolist() == [0.0, 0.01, 0.02] and err.result.mu.shape == (3, 3, 3)
     good = gmflow.flow(X, y, mu0, Sigma0, [0.0, 0.01, 0.02])
     assert np.array_equal(err.result.Sigma, good.Sigma)
     with pytest.raises(gmflow.SolverError) as e:
         gmflow.flow(X, y, mu0, Sigma0, [0.0, 1e4], method="rk8pd", max_steps=3)
     assert e.value.t == 0.0 and "raise max_steps" in str(e.value)
+    # where the solver stopped: the message's "failed at t = ..." (GSL), within one step
+    t_msg = float(str(e.value).split("failed at t = ")[1].split(":")[0])
+    assert 0 < t_msg * (1 - 1e-5) <= e.value.t_solver <= 2 * t_msg + 1e-6  # %.6g in the message
 
 
 def long_problem():
