@@ -49,6 +49,7 @@ CASES = [
     (lambda a: {**a, "X": [["a", "b"]] * 60}, TypeError, ["X:", "float64"]),
     (lambda a: {**a, "X": a["X"] + 1j}, TypeError, ["X:"]),
     (lambda a: {**a, "X": None}, TypeError, ["X:", "None"]),
+    (lambda a: {**a, "X": a["X"][:0], "y": a["y"][:0]}, ValueError, ["X:", "need n >= 1"]),
     (lambda a: {**a, "y": a["y"][:-1]}, ValueError, ["y:", "(n,) = (60,)", "got (59,)"]),
     (lambda a: {**a, "y": with_nan(a["y"], 4)}, ValueError, ["y:", "y[4]", "not finite"]),
     (lambda a: {**a, "mu0": a["mu0"][:, :2]}, ValueError, ["mu0:", "(K, D) = (3, 3)"]),
