@@ -108,6 +108,10 @@ double gmf_traj_elapsed(const gmf_traj *tr);      /* wall seconds of the last in
  * (a zero norm divides by 1).  A NaN difference counts as the largest.  GMF_EINVAL unless one
  * trajectory is BW and the other Euclidean with the same T, K, D. */
 int gmf_traj_thm1_distance(const gmf_traj *a, const gmf_traj *b, double *err_sigma, double *err_mu);
+/* The same errors per output time (the distance above is their maximum over j): err_sigma[j]
+ * the largest over k of ||Sigma_k^BW - C_k C_k^T||_F / ||Sigma_k^BW||_F at time j, err_mu[j]
+ * the relative distance of the means at time j (T entries each). */
+int gmf_traj_thm1_errors(const gmf_traj *a, const gmf_traj *b, double *err_sigma, double *err_mu);
 
 #ifdef __cplusplus
 }

@@ -12,7 +12,7 @@ neural networks"; docs/FLOWS.md and docs/PYTHON.md in the repository).
     >>> r = gmflow.flow(X, y, mu0, Sigma0, t_eval=[0, 1, 2, 5])
     >>> r.loss            # L(rho_t) at the output times
 
-Functions: flow, rhs, expectations, toy, init, load_checkpoint, load_idx.
+Functions: flow, thm1, rhs, expectations, toy, init, load_checkpoint, load_idx.
 Errors: ValueError (bad input, naming the argument), gmflow.SolverError (solver failure or
 divergence; .t and .result), OSError (unreadable files).
 """
@@ -27,6 +27,7 @@ from ._gmflow import (
     load_checkpoint,
     load_idx,
     rhs,
+    thm1,
     toy,
 )
 
@@ -41,5 +42,6 @@ __all__ = [
     "load_checkpoint",
     "load_idx",
     "rhs",
+    "thm1",
     "toy",
 ]

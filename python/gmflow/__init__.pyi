@@ -14,7 +14,6 @@ DEFAULT_METHOD: str
 
 class SolverError(RuntimeError):
     t: float
-    t_solver: float
     result: Optional[FlowResult]
 
 class FlowStats(TypedDict):
@@ -61,6 +60,26 @@ def flow(
     C0: Optional[_ArrayLike] = None,
     max_steps: Optional[int] = None,
 ) -> FlowResult: ...
+class Thm1Result(TypedDict):
+    t: _Array
+    sigma_rel_err: _Array
+    mu_rel_err: _Array
+    bw: FlowResult
+    euclid: FlowResult
+
+def thm1(
+    X: _ArrayLike,
+    y: _ArrayLike,
+    mu0: _ArrayLike,
+    Sigma0: Optional[_ArrayLike],
+    t_eval: _ArrayLike,
+    *,
+    method: Optional[str] = None,
+    rtol: float = 1e-11,
+    atol: float = 1e-13,
+    C0: Optional[_ArrayLike] = None,
+    max_steps: Optional[int] = None,
+) -> Thm1Result: ...
 def rhs(
     X: _ArrayLike,
     y: _ArrayLike,

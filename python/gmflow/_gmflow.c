@@ -2,14 +2,16 @@
  * conversion, and the flows (flow, rhs).  The closed forms of one component, the toys, initial
  * mixtures, checkpoints and IDX files are in _gmflow_extra.c.
  *
- * Threads and signals: the integration runs with the GIL released (Py_BEGIN_ALLOW_THREADS), on
- * private copies of every input, so independent calls run in parallel.  The solver's callbacks
- * cannot run Python code without the GIL; every GMFPY_POLL_S seconds of wall time the right-hand
- * side adaptor (and the observer) takes the GIL (PyGILState_Ensure) just long enough for
+ * Threads and signals: the checks and the integration are the library's (gmf_traj_check_start,
+ * gmf_traj_integrate: the same policy as `gmflow flow`), run with the GIL released
+ * (Py_BEGIN_ALLOW_THREADS) on private copies of every input, so independent calls run in
+ * parallel.  The solver's callbacks cannot run Python code without the GIL; the oracle the solver
+ * sees wraps the squared loss, and every GMFPY_POLL_S seconds of wall time its prepare (called
+ * once per right-hand side evaluation) takes the GIL (PyGILState_Ensure) just long enough for
  * PyErr_CheckSignals, which runs Python's SIGINT handler.  If that raises (KeyboardInterrupt),
- * the adaptor keeps the exception and returns a fatal code, the solver stops, and the exception
- * is re-raised once the GIL is back: Ctrl-C interrupts a solve within GMFPY_POLL_S plus one
- * right-hand side evaluation.
+ * prepare keeps the exception and fails, the flow's right-hand side turns that into a fatal
+ * error, the solver stops, and the exception is re-raised once the GIL is back: Ctrl-C
+ * interrupts a solve within GMFPY_POLL_S plus one right-hand side evaluation.
  */
 #define GMFPY_IMPORT_ARRAY
 #include "_gmflow.h"
@@ -24,6 +26,7 @@
 #include "gmflow/flow.h"
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
+#include "gmflow/traj.h"
 
 #define GMFPY_POLL_S 0.2 /* seconds between signal checks during a solve */
 
@@ -223,10 +226,15 @@ static int problem_open(problem *p, PyObject *Xo, PyObject *yo) {
 }
 
 typedef struct state {
-    gmf_flow_kind kind;
     size_t K, D, N;
-    double *y; /* K (D + D^2): [mu | Sigma] (bw) or [mu | C] (euclid) */
+    double *bw; /* [mu | Sigma] or NULL (PyMem) */
+    double *eu; /* [mu | C] or NULL (PyMem) */
 } state;
+
+static void state_close(state *s) {
+    PyMem_Free(s->bw), PyMem_Free(s->eu);
+    s->bw = s->eu = NULL;
+}
 
 static int flow_kind(const char *form, gmf_flow_kind *kind) {
     if (!strcmp(form, "bw"))
@@ -250,181 +258,267 @@ static int check_state(gmf_flow_kind kind, size_t K, size_t D, const double *y, 
     return -1;
 }
 
-/* Euclidean form from C0 and, when given too, Sigma0 (which must then be C0 C0^T). */
-static int state_from_C(state *s, PyObject *So, PyObject *Co, const char *names[3]) {
+/* s->eu from the means (already in s->eu) and C0. */
+static int state_C(state *s, PyObject *Co, const char *names[3]) {
     const size_t K = s->K, D = s->D;
     const npy_intp w[3] = {(npy_intp)K, (npy_intp)D, (npy_intp)D};
     PyArrayObject *C = gmfpy_f64(Co, names[2], 3, w, "(K, D, D)", 0);
     if (!C) return -1;
-    memcpy(s->y + K * D, PyArray_DATA(C), K * D * D * sizeof(double));
+    memcpy(s->eu + gmf_flow_mat_offset(K, D, 0), PyArray_DATA(C), K * D * D * sizeof(double));
     Py_DECREF(C);
-    if (check_state(GMF_FLOW_EUCLID, K, D, s->y, names[0], names[2])) return -1;
-    if (So == Py_None) return 0;
-    PyArrayObject *S = gmfpy_f64(So, names[1], 3, w, "(K, D, D)", 1);
+    return check_state(GMF_FLOW_EUCLID, K, D, s->eu, names[0], names[2]);
+}
+
+/* s->bw from the means (already in s->bw) and Sigma0. */
+static int state_Sigma(state *s, PyObject *So, const char *names[3]) {
+    const size_t K = s->K, D = s->D;
+    const npy_intp w[3] = {(npy_intp)K, (npy_intp)D, (npy_intp)D};
+    PyArrayObject *S = gmfpy_f64(So, names[1], 3, w, "(K, D, D)", 0);
     if (!S) return -1;
-    double *bw = PyMem_Malloc(s->N * sizeof(double));
-    if (!bw) return Py_DECREF(S), PyErr_NoMemory(), -1;
-    gmf_flow_euclid_to_bw(K, D, s->y, bw);
-    const double *Sg = PyArray_DATA(S), *P = bw + K * D;
+    memcpy(s->bw + gmf_flow_mat_offset(K, D, 0), PyArray_DATA(S), K * D * D * sizeof(double));
+    Py_DECREF(S);
+    return check_state(GMF_FLOW_BW, K, D, s->bw, names[0], names[1]);
+}
+
+/* Given both Sigma0 and C0: Sigma0 must be C0 C0^T (relative Frobenius 1e-10 per component). */
+static int state_agree(const state *s, const char *names[3]) {
+    const size_t K = s->K, D = s->D;
+    double *P = PyMem_Malloc(s->N * sizeof(double));
+    if (!P) return PyErr_NoMemory(), -1;
+    gmf_flow_euclid_to_bw(K, D, s->eu, P);
     int rc = 0;
     for (size_t k = 0; k < K && !rc; k++) {
+        const size_t off = gmf_flow_mat_offset(K, D, k);
         double ds = 0, ns = 0;
         for (size_t i = 0; i < D * D; i++) {
-            const double a = Sg[k * D * D + i], b = P[k * D * D + i];
+            const double a = s->bw[off + i], b = P[off + i];
             ds += (a - b) * (a - b), ns += a * a;
         }
         if (!(ds <= 1e-20 * ns)) {
             gmfpy_errorf(PyExc_ValueError,
                          "%s: component %zu is not %s %s^T (relative Frobenius difference %.3g); "
-                         "with form='euclid' pass %s=None and give %s",
+                         "give one of them (pass %s=None)",
                          names[1], k, names[2], names[2], ns > 0 ? sqrt(ds / ns) : sqrt(ds),
-                         names[1], names[2]);
+                         names[1]);
             rc = -1;
         }
     }
-    PyMem_Free(bw);
-    Py_DECREF(S);
+    PyMem_Free(P);
     return rc;
 }
 
-/* The initial state of the given form from the Python arguments (names: mean, covariance,
- * square root).  0 or -1 with an exception; s->y is PyMem-allocated. */
-static int state_open(state *s, gmf_flow_kind kind, size_t D, PyObject *muo, PyObject *So,
+/* The other form from the one given: Sigma = C C^T, or C the Cholesky factor of Sigma. */
+static int state_convert(state *s, const char *names[3]) {
+    if (s->eu && !s->bw) {
+        if (!(s->bw = PyMem_Malloc(s->N * sizeof(double)))) return PyErr_NoMemory(), -1;
+        gmf_flow_euclid_to_bw(s->K, s->D, s->eu, s->bw);
+        return 0;
+    }
+    if (!(s->eu = PyMem_Malloc(s->N * sizeof(double)))) return PyErr_NoMemory(), -1;
+    int rc = gmf_flow_bw_to_euclid(s->K, s->D, s->bw, s->eu);
+    if (!rc) return 0;
+    char why[1024];
+    snprintf(why, sizeof why, "%s", gmf_errmsg());
+    return gmfpy_errorf(PyExc_ValueError,
+                        "%s: %s, so it has no Cholesky factor for form='euclid' (use form='bw', "
+                        "or give %s)",
+                        names[1], why, names[2]),
+           -1;
+}
+
+/* The initial state from the Python arguments (names: mean, covariance, square root) in the
+ * forms asked for (need_bw, need_eu).  Sigma0 and C0 may each be None when the other is given;
+ * C0 is refused when only the bw form is asked for.  0 or -1 with an exception. */
+static int state_open(state *s, int need_bw, int need_eu, size_t D, PyObject *muo, PyObject *So,
                       PyObject *Co, const char *names[3]) {
     memset(s, 0, sizeof *s);
-    s->kind = kind, s->D = D;
+    s->D = D;
+    if (Co != Py_None && !need_eu)
+        return PyErr_Format(PyExc_ValueError,
+                            "%s: only used with form='euclid' (the bw form takes %s)", names[2],
+                            names[1]),
+               -1;
     const npy_intp wmu[2] = {-1, (npy_intp)D};
     PyArrayObject *mu = gmfpy_f64(muo, names[0], 2, wmu, "(K, D)", 0);
     if (!mu) return -1;
-    s->K = (size_t)PyArray_DIM(mu, 0);
-    s->N = s->K * (D + D * D);
-    if (s->K == 0) {
-        Py_DECREF(mu);
-        PyErr_Format(PyExc_ValueError, "%s: the mixture needs at least one component (K >= 1)",
-                     names[0]);
-        return -1;
-    }
-    if (!(s->y = PyMem_Malloc(s->N * sizeof(double)))) return Py_DECREF(mu), PyErr_NoMemory(), -1;
-    memcpy(s->y, PyArray_DATA(mu), s->K * D * sizeof(double));
+    s->K = (size_t)PyArray_DIM(mu, 0), s->N = s->K * (D + D * D);
+    int rc = 0;
+    if (s->K == 0)
+        rc = -1, PyErr_Format(PyExc_ValueError,
+                              "%s: the mixture needs at least one component (K >= 1)", names[0]);
+    if (!rc && So != Py_None && !(s->bw = PyMem_Malloc(s->N * sizeof(double)))) rc = -1;
+    if (!rc && Co != Py_None && !(s->eu = PyMem_Malloc(s->N * sizeof(double)))) rc = -1;
+    if (rc && !PyErr_Occurred()) PyErr_NoMemory();
+    for (int i = 0; !rc && i < 2; i++)
+        if (i ? s->eu : s->bw)
+            memcpy(i ? s->eu : s->bw, PyArray_DATA(mu), s->K * D * sizeof(double));
     Py_DECREF(mu);
-    int rc;
-    if (kind == GMF_FLOW_EUCLID && Co != Py_None) {
-        rc = state_from_C(s, So, Co, names);
-    } else if (Co != Py_None) {
-        PyErr_Format(PyExc_ValueError, "%s: only used with form='euclid' (the bw form takes %s)",
-                     names[2], names[1]);
-        rc = -1;
-    } else {
-        const npy_intp w[3] = {(npy_intp)s->K, (npy_intp)D, (npy_intp)D};
-        PyArrayObject *S = gmfpy_f64(So, names[1], 3, w, "(K, D, D)", 0);
-        rc = S ? 0 : -1;
-        if (S) memcpy(s->y + s->K * D, PyArray_DATA(S), s->K * D * D * sizeof(double));
-        Py_XDECREF(S);
-        if (!rc) rc = check_state(GMF_FLOW_BW, s->K, D, s->y, names[0], names[1]);
-        if (!rc && kind == GMF_FLOW_EUCLID) {
-            PyErr_Format(PyExc_ValueError,
-                         "%s: form='euclid' needs the square roots (C0 with Sigma0 = C0 C0^T)",
-                         names[2]);
-            rc = -1;
-        }
-    }
-    if (rc) PyMem_Free(s->y), s->y = NULL;
+    if (!rc && !s->bw && !s->eu) /* neither given: say what the bw form needs */
+        rc = -1, PyErr_Format(PyExc_TypeError,
+                              "%s: expected a float array of shape (K, D, D), "
+                              "got None%s",
+                              names[1], need_eu ? " (and no C0)" : "");
+    if (!rc && s->bw) rc = state_Sigma(s, So, names);
+    if (!rc && s->eu) rc = state_C(s, Co, names);
+    if (!rc && s->bw && s->eu) rc = state_agree(s, names);
+    if (!rc && ((need_bw && !s->bw) || (need_eu && !s->eu))) rc = state_convert(s, names);
+    if (rc) state_close(s);
     return rc;
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* one solve: recorder, signal polling                                                          */
+/* one integration: the library's policy (gmf_traj_check_start, gmf_traj_integrate) over an     */
+/* oracle that polls for signals                                                                */
 
-typedef struct job {
-    gmf_flow flow;
-    size_t K, D, skip, T, done; /* record output j >= skip as row j - skip; done rows so far */
-    int euclid;
-    double *t, *mu, *Sigma, *C, *loss, *scratch; /* result buffers (T rows) */
+/* The squared loss with a signal poll in front of every evaluation: prepare runs once per
+ * right-hand side and once per recorded loss, so polling there is polling in the RHS. */
+typedef struct polled {
+    gmf_oracle inner;
     double next_poll;
-    double t_rhs; /* the largest time at which the right-hand side was evaluated */
     int interrupted;
     PyObject *et, *ev, *etb; /* the exception PyErr_CheckSignals raised */
-    int obs_rc;
-    char msg[1024];
-    gmf_ode_stats st;
-    long nrhs;
-    double wall;
-} job;
+} polled;
 
 /* Every GMFPY_POLL_S seconds: take the GIL and run the signal handlers.  1 if they raised. */
-static int poll_signals(job *b) {
-    if (b->interrupted) return 1;
+static int poll_signals(polled *p) {
+    if (p->interrupted) return 1;
     const double now = mono_now();
-    if (now < b->next_poll) return 0;
-    b->next_poll = now + GMFPY_POLL_S;
+    if (now < p->next_poll) return 0;
+    p->next_poll = now + GMFPY_POLL_S;
     PyGILState_STATE g = PyGILState_Ensure();
     if (PyErr_CheckSignals() < 0) {
-        PyErr_Fetch(&b->et, &b->ev, &b->etb);
-        b->interrupted = 1;
+        PyErr_Fetch(&p->et, &p->ev, &p->etb);
+        p->interrupted = 1;
     }
     PyGILState_Release(g);
-    return b->interrupted;
+    return p->interrupted;
 }
 
-static int rhs_adaptor(double t, const double *y, double *ydot, void *user) {
-    job *b = user;
-    if (poll_signals(b)) return -1; /* fatal: the solver stops */
-    if (t > b->t_rhs) b->t_rhs = t;
-    return gmf_flow_ode_rhs(t, y, ydot, &b->flow);
+static int polled_prepare(void *ctx, size_t K, const double *mu, const double *Sigma,
+                          const double *C) {
+    polled *p = ctx;
+    if (poll_signals(p)) return gmf_error(GMF_ESOLVER, "interrupted (KeyboardInterrupt)");
+    return p->inner.prepare(p->inner.ctx, K, mu, Sigma, C);
+}
+static int polled_component(void *ctx, size_t k, double *grad, double *hessR) {
+    polled *p = ctx;
+    return p->inner.component(p->inner.ctx, k, grad, hessR);
+}
+static double polled_loss(void *ctx) {
+    polled *p = ctx;
+    return p->inner.loss(p->inner.ctx);
 }
 
-static int observe(size_t j, double t, const double *y, void *user) {
-    job *b = user;
-    if (j < b->skip) return poll_signals(b);
-    const size_t i = j - b->skip, K = b->K, D = b->D, KD = K * D, KDD = K * D * D;
-    b->t[i] = t;
-    memcpy(b->mu + i * KD, y, KD * sizeof(double));
-    if (b->euclid) {
-        memcpy(b->C + i * KDD, y + KD, KDD * sizeof(double));
-        gmf_flow_euclid_to_bw(K, D, y, b->scratch);
-        memcpy(b->Sigma + i * KDD, b->scratch + KD, KDD * sizeof(double));
-    } else {
-        memcpy(b->Sigma + i * KDD, y + KD, KDD * sizeof(double));
-    }
-    int rc = gmf_flow_loss(&b->flow, y, &b->loss[i]);
-    if (rc == GMF_OK && !isfinite(b->loss[i]))
-        rc = gmf_error(GMF_EDIVERGE, "the loss is not finite at t = %g", t);
-    if (rc) {
-        b->obs_rc = rc;
-        snprintf(b->msg, sizeof b->msg, "%s", gmf_errmsg());
-        return 1;
-    }
-    b->done = i + 1;
-    return poll_signals(b);
-}
-
-/* Integrate y0 over tout with the GIL released, recording into b.  Returns the library status;
- * the caller looks at b->interrupted and b->obs_rc first. */
-static int job_run(job *b, gmf_flow_kind kind, gmf_oracle oracle, const double *y0,
-                   const double *tout, size_t ntout, const gmf_ode_opts *opts) {
-    const size_t N = b->K * (b->D + b->D * b->D);
-    double *y = PyMem_RawMalloc(N * sizeof(double));
-    if (!y) return gmf_error(GMF_ENOMEM, "out of memory for the state (%zu doubles)", N);
-    memcpy(y, y0, N * sizeof(double));
+typedef struct run {
+    gmf_traj *tr;
+    gmf_ode_stats st;
     int rc;
-    Py_BEGIN_ALLOW_THREADS;
-    const double start = mono_now();
-    b->next_poll = start + GMFPY_POLL_S;
-    rc = gmf_flow_init(&b->flow, kind, b->K, oracle);
-    if (!rc) {
-        rc = gmf_ode_solve(N, rhs_adaptor, b, y, tout, ntout, opts, observe, b, &b->st);
-        b->nrhs = b->flow.nrhs;
-        gmf_flow_free(&b->flow);
-    }
-    if (rc && !b->obs_rc) snprintf(b->msg, sizeof b->msg, "%s", gmf_errmsg());
-    b->wall = mono_now() - start;
-    Py_END_ALLOW_THREADS;
-    PyMem_RawFree(y);
-    return rc;
+    gmf_traj_start_issue issue; /* what gmf_traj_check_start blamed */
+    polled pol;
+    char msg[1024];
+} run;
+
+/* With the GIL released: check the start, then integrate y0 (of `kind`) over tout. */
+static void run_solve(run *r, gmf_flow_kind kind, size_t K, gmf_oracle oracle, const double *y0,
+                      const double *tout, size_t ntout, const gmf_ode_opts *o) {
+    r->pol = (polled){.inner = oracle, .next_poll = mono_now() + GMFPY_POLL_S};
+    gmf_oracle po = {.ctx = &r->pol,
+                     .D = oracle.D,
+                     .prepare = polled_prepare,
+                     .component = polled_component,
+                     .loss = polled_loss};
+    r->issue = GMF_TRAJ_START_OK;
+    r->rc = gmf_traj_check_start(kind, K, oracle, y0, tout, ntout, o, &r->issue);
+    if (!r->rc) r->rc = gmf_traj_new(&r->tr, kind, ntout, K, oracle.D);
+    if (!r->rc) r->rc = gmf_traj_integrate(r->tr, po, y0, tout, &r->st, o);
+    if (r->rc) snprintf(r->msg, sizeof r->msg, "%s", gmf_errmsg());
 }
 
-/* ------------------------------------------------------------------------------------------ */
-/* gmflow.flow                                                                                 */
+static PyObject *stats_dict(const run *r) {
+    const gmf_ode_stats *s = &r->st;
+    const size_t done = gmf_traj_done(r->tr);
+    return Py_BuildValue("{s:l,s:l,s:l,s:l,s:l,s:l,s:i,s:d,s:l,s:d}", "nsteps", s->nsteps,
+                         "nfevals", s->nfevals, "netfails", s->netfails, "nniters", s->nniters,
+                         "nncfails", s->nncfails, "nliters", s->nliters, "qlast", s->qlast, "hlast",
+                         s->hlast, "nrhs", done ? gmf_traj_nrhs(r->tr)[done - 1] : 0L, "wall_s",
+                         gmf_traj_elapsed(r->tr));
+}
+
+/* A new float64 array of `rows` rows of `per` values from src (copied). */
+static PyObject *rows_array(const double *src, size_t rows, int nd, const npy_intp *tail) {
+    npy_intp shape[4] = {(npy_intp)rows};
+    size_t per = 1;
+    for (int i = 1; i < nd; i++)
+        shape[i] = tail[i - 1], per *= (size_t)tail[i - 1];
+    PyArrayObject *a = gmfpy_zeros(nd, shape);
+    if (a && rows) memcpy(PyArray_DATA(a), src, rows * per * sizeof(double));
+    return (PyObject *)a;
+}
+
+/* A FlowResult of the trajectory's recorded rows from `skip` on. */
+static PyObject *make_result(const run *r, size_t skip, const gmf_ode_opts *o) {
+    const gmf_traj *tr = r->tr;
+    const size_t K = gmf_traj_K(tr), D = gmf_traj_D(tr), done = gmf_traj_done(tr);
+    const size_t rows = done > skip ? done - skip : 0, KD = K * D, KDD = K * D * D;
+    const npy_intp kd[2] = {(npy_intp)K, (npy_intp)D},
+                   kdd[3] = {(npy_intp)K, (npy_intp)D, (npy_intp)D};
+    const int euclid = gmf_traj_kind(tr) == GMF_FLOW_EUCLID;
+    FlowResult *res = PyObject_New(FlowResult, &FlowResultType);
+    if (!res) return NULL;
+    res->t = rows_array(gmf_traj_t(tr) + skip, rows, 1, NULL);
+    res->mu = rows_array(gmf_traj_mu(tr) + skip * KD, rows, 3, kd);
+    res->Sigma = rows_array(gmf_traj_Sigma(tr) + skip * KDD, rows, 4, kdd);
+    res->C = euclid ? rows_array(gmf_traj_C(tr) + skip * KDD, rows, 4, kdd) : Py_NewRef(Py_None);
+    res->loss = rows_array(gmf_traj_loss(tr) + skip, rows, 1, NULL);
+    res->stats = stats_dict(r);
+    res->form = PyUnicode_FromString(euclid ? "euclid" : "bw");
+    res->method = PyUnicode_FromString(gmf_ode_method_name(o->method));
+    if (!res->t || !res->mu || !res->Sigma || !res->C || !res->loss || !res->stats || !res->form ||
+        !res->method)
+        Py_CLEAR(res);
+    return (PyObject *)res;
+}
+
+/* gmflow.SolverError(msg) with .t (the last output time reached) and .result (the trajectory up
+ * to there, or None). */
+static PyObject *raise_solver(const char *msg, double t, PyObject *partial) {
+    PyObject *exc = PyObject_CallFunction(gmfpy_SolverError, "s", msg);
+    if (!exc) return NULL;
+    PyObject *tt = PyFloat_FromDouble(t);
+    if (tt && PyObject_SetAttrString(exc, "t", tt) == 0 &&
+        PyObject_SetAttrString(exc, "result", partial ? partial : Py_None) == 0)
+        PyErr_SetObject(gmfpy_SolverError, exc);
+    Py_XDECREF(tt);
+    Py_DECREF(exc);
+    return NULL;
+}
+
+/* After run_solve: 0, or -1 with KeyboardInterrupt (or whatever the signal handler raised),
+ * ValueError naming the input gmf_traj_check_start blamed, SolverError, MemoryError. */
+static int run_error(run *r, const double *tout, size_t skip, const gmf_ode_opts *o,
+                     const char *state_name) {
+    if (r->pol.interrupted) {
+        PyErr_Restore(r->pol.et, r->pol.ev, r->pol.etb);
+        r->pol.et = r->pol.ev = r->pol.etb = NULL;
+        return -1;
+    }
+    if (!r->rc) return 0;
+    const char *who = r->issue == GMF_TRAJ_START_TIMES       ? "t_eval"
+                      : r->issue == GMF_TRAJ_START_TOLERANCE ? "rtol/atol"
+                      : r->issue == GMF_TRAJ_START_STATE     ? state_name
+                                                             : NULL;
+    if (who || (r->rc != GMF_ESOLVER && r->rc != GMF_EDIVERGE)) {
+        gmfpy_errorf(r->rc == GMF_ENOMEM ? PyExc_MemoryError : PyExc_ValueError, "%s%s%s",
+                     who ? who : "", who ? ": " : "", r->msg);
+        return -1;
+    }
+    const size_t done = r->tr ? gmf_traj_done(r->tr) : 0;
+    PyObject *partial = done > skip ? make_result(r, skip, o) : NULL;
+    if (partial || !PyErr_Occurred())
+        raise_solver(r->msg, done > skip ? gmf_traj_t(r->tr)[done - 1] : tout[0], partial);
+    Py_XDECREF(partial);
+    return -1;
+}
 
 /* method (None: the library default), rtol, atol, max_steps (None: the library default). */
 static int ode_options(PyObject *method, double rtol, double atol, PyObject *max_steps,
@@ -494,97 +588,6 @@ static double *output_times(PyObject *to, size_t *T, size_t *skip) {
     return tout;
 }
 
-static PyObject *stats_dict(const job *b) {
-    const gmf_ode_stats *s = &b->st;
-    return Py_BuildValue("{s:l,s:l,s:l,s:l,s:l,s:l,s:i,s:d,s:l,s:d}", "nsteps", s->nsteps,
-                         "nfevals", s->nfevals, "netfails", s->netfails, "nniters", s->nniters,
-                         "nncfails", s->nncfails, "nliters", s->nliters, "qlast", s->qlast, "hlast",
-                         s->hlast, "nrhs", b->nrhs, "wall_s", b->wall);
-}
-
-/* A FlowResult of the first `rows` rows of the arrays (all of them: rows = T). */
-static PyObject *make_result(PyObject *arr[5], size_t rows, size_t T, const job *b,
-                             gmf_flow_kind kind, const gmf_ode_opts *o) {
-    FlowResult *r = PyObject_New(FlowResult, &FlowResultType);
-    if (!r) return NULL;
-    PyObject **f[5] = {&r->t, &r->mu, &r->Sigma, &r->C, &r->loss};
-    r->t = r->mu = r->Sigma = r->C = r->loss = r->stats = r->form = r->method = NULL;
-    for (int i = 0; i < 5; i++) {
-        if (!arr[i])
-            *f[i] = Py_NewRef(Py_None);
-        else if (rows == T)
-            *f[i] = Py_NewRef(arr[i]);
-        else
-            *f[i] = PySequence_GetSlice(arr[i], 0, (Py_ssize_t)rows);
-    }
-    r->stats = stats_dict(b);
-    r->form = PyUnicode_FromString(kind == GMF_FLOW_EUCLID ? "euclid" : "bw");
-    r->method = PyUnicode_FromString(gmf_ode_method_name(o->method));
-    for (int i = 0; i < 5; i++)
-        if (!*f[i]) return Py_DECREF(r), NULL;
-    if (!r->stats || !r->form || !r->method) return Py_DECREF(r), NULL;
-    return (PyObject *)r;
-}
-
-/* gmflow.SolverError(msg) with .t (the last output time reached), .t_solver (the furthest time
- * the solver evaluated the right-hand side at) and .result (the trajectory up to .t, or None). */
-static PyObject *raise_solver(const char *msg, double t, double t_solver, PyObject *partial) {
-    PyObject *exc = PyObject_CallFunction(gmfpy_SolverError, "s", msg);
-    if (!exc) return NULL;
-    PyObject *tt = PyFloat_FromDouble(t), *ts = PyFloat_FromDouble(t_solver);
-    if (tt && ts && PyObject_SetAttrString(exc, "t", tt) == 0 &&
-        PyObject_SetAttrString(exc, "t_solver", ts) == 0 &&
-        PyObject_SetAttrString(exc, "result", partial ? partial : Py_None) == 0)
-        PyErr_SetObject(gmfpy_SolverError, exc);
-    Py_XDECREF(tt), Py_XDECREF(ts);
-    Py_DECREF(exc);
-    return NULL;
-}
-
-/* Integrate state s of problem p over tout (ntout times; the first `skip` not recorded) and
- * return a FlowResult, or NULL with KeyboardInterrupt, SolverError, ValueError, MemoryError. */
-static PyObject *solve(problem *p, const state *s, const double *tout, size_t ntout, size_t skip,
-                       const gmf_ode_opts *o) {
-    const size_t K = s->K, D = s->D, T = ntout - skip;
-    const npy_intp s1[1] = {(npy_intp)T}, s3[3] = {(npy_intp)T, (npy_intp)K, (npy_intp)D},
-                   s4[4] = {(npy_intp)T, (npy_intp)K, (npy_intp)D, (npy_intp)D};
-    const int euclid = s->kind == GMF_FLOW_EUCLID;
-    PyObject *arr[5] = {(PyObject *)gmfpy_zeros(1, s1), (PyObject *)gmfpy_zeros(3, s3),
-                        (PyObject *)gmfpy_zeros(4, s4),
-                        euclid ? (PyObject *)gmfpy_zeros(4, s4) : NULL,
-                        (PyObject *)gmfpy_zeros(1, s1)};
-    job b = {.K = K, .D = D, .skip = skip, .T = T, .euclid = euclid, .t_rhs = tout[0]};
-    PyObject *res = NULL;
-    if (!arr[0] || !arr[1] || !arr[2] || (euclid && !arr[3]) || !arr[4]) goto done;
-    if (!(b.scratch = PyMem_RawMalloc(s->N * sizeof(double)))) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    double **buf[5] = {&b.t, &b.mu, &b.Sigma, &b.C, &b.loss};
-    for (int i = 0; i < 5; i++)
-        *buf[i] = arr[i] ? PyArray_DATA((PyArrayObject *)arr[i]) : NULL;
-    int rc = job_run(&b, s->kind, gmf_sqloss_oracle(p->sq), s->y, tout, ntout, o);
-    if (b.interrupted) {
-        PyErr_Restore(b.et, b.ev, b.etb);
-    } else if (!b.obs_rc && rc == GMF_ENOMEM) {
-        PyErr_SetString(PyExc_MemoryError, b.msg);
-    } else if (b.obs_rc || rc || b.done != T) {
-        char msg[1200];
-        snprintf(msg, sizeof msg, "%s", b.obs_rc || rc ? b.msg : "integration stopped early");
-        PyObject *partial = b.done ? make_result(arr, b.done, T, &b, s->kind, o) : NULL;
-        if (partial || !PyErr_Occurred())
-            raise_solver(msg, b.done ? b.t[b.done - 1] : tout[0], fmax(b.t_rhs, tout[0]), partial);
-        Py_XDECREF(partial);
-    } else {
-        res = make_result(arr, T, T, &b, s->kind, o);
-    }
-done:
-    for (int i = 0; i < 5; i++)
-        Py_XDECREF(arr[i]);
-    PyMem_RawFree(b.scratch);
-    return res;
-}
-
 PyDoc_STRVAR(
     flow_doc,
     "flow(X, y, mu0, Sigma0, t_eval, *, form='bw', method=None, rtol=1e-8, atol=1e-10, C0=None, "
@@ -596,26 +599,26 @@ PyDoc_STRVAR(
     "Parameters\n----------\n"
     "X : (n, d) inputs.  y : (n,) targets.\n"
     "mu0 : (K, D) initial means.  Sigma0 : (K, D, D) initial covariances, symmetric positive\n"
-    "    semidefinite (may be None with form='euclid' and C0).\n"
+    "    semidefinite (None with form='euclid' and C0).\n"
     "t_eval : (T,) output times, strictly increasing, t_eval[0] >= 0; the flow starts at t = 0\n"
     "    (any increasing times, not only evenly spaced ones).\n"
     "form : 'bw' (Theorems 3/4: the Bures-Wasserstein flow over (mu, Sigma)) or 'euclid'\n"
     "    (Theorem 1: the Euclidean flow over (mu, C), Sigma = C C^T, which at time t equals the\n"
-    "    bw flow at t / K).  'euclid' needs C0.\n"
+    "    bw flow at t / K).  'euclid' starts from C0, else from the Cholesky factors of Sigma0.\n"
     "method : ODE method name ('adams', 'bdf', 'rk8pd', 'rkf45', ...); None: the library's\n"
     "    default (gmflow.DEFAULT_METHOD).\n"
     "rtol, atol : tolerances (|err_i| <= atol + rtol |y_i|).\n"
-    "C0 : (K, D, D) initial square roots for form='euclid'.\n"
+    "C0 : (K, D, D) initial square roots for form='euclid' (Sigma0 = C0 C0^T).\n"
     "max_steps : internal steps allowed per output interval (None: the library's default).\n\n"
     "Returns\n-------\n"
     "FlowResult with t (T,), mu (T, K, D), Sigma (T, K, D, D), C (T, K, D, D) or None, loss (T,),\n"
     "stats (dict of the solver's counters), form, method.\n\n"
     "Any float array layout is accepted (converted to C-contiguous float64).  Bad shapes,\n"
     "non-finite values, an asymmetric or non-PSD Sigma0 raise ValueError naming the argument;\n"
-    "a solver failure raises gmflow.SolverError with .t (the last output time reached),\n"
-    ".t_solver (the furthest time the solver evaluated the flow at) and .result (the\n"
-    "trajectory up to .t).  The GIL is released during the solve; Ctrl-C\n"
-    "raises KeyboardInterrupt within about 0.2 s.");
+    "a solver failure raises gmflow.SolverError with .t (the last output time reached) and\n"
+    ".result (the trajectory up to .t).  The checks before integrating and the integration\n"
+    "are the library's (gmf_traj_check_start, gmf_traj_integrate), as in `gmflow flow`.  The\n"
+    "GIL is released during the solve; Ctrl-C raises KeyboardInterrupt within about 0.2 s.");
 
 static PyObject *py_flow(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
@@ -633,15 +636,107 @@ static PyObject *py_flow(PyObject *self, PyObject *args, PyObject *kw) {
     if (flow_kind(form, &kind) || ode_options(method, rtol, atol, msteps, &o)) return NULL;
     problem p;
     if (problem_open(&p, Xo, yo)) return NULL;
-    state s;
+    const int bw = kind == GMF_FLOW_BW;
     const char *names[3] = {"mu0", "Sigma0", "C0"};
+    state s;
+    run r = {0};
     PyObject *res = NULL;
     size_t T, skip;
     double *tout = NULL;
-    if (!state_open(&s, kind, p.D, muo, So, Co, names) && (tout = output_times(to, &T, &skip)))
-        res = solve(&p, &s, tout, T + skip, skip, &o);
+    if (!state_open(&s, bw, !bw, p.D, muo, So, Co, names) && (tout = output_times(to, &T, &skip))) {
+        const gmf_oracle oracle = gmf_sqloss_oracle(p.sq);
+        Py_BEGIN_ALLOW_THREADS;
+        run_solve(&r, kind, s.K, oracle, bw ? s.bw : s.eu, tout, T + skip, &o);
+        Py_END_ALLOW_THREADS;
+        if (!run_error(&r, tout, skip, &o, bw ? "mu0, Sigma0" : "mu0, C0"))
+            res = make_result(&r, skip, &o);
+    }
+    gmf_traj_free(r.tr);
     PyMem_Free(tout);
-    PyMem_Free(s.y);
+    state_close(&s);
+    problem_close(&p);
+    return res;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* gmflow.thm1                                                                                 */
+
+PyDoc_STRVAR(
+    thm1_doc,
+    "thm1(X, y, mu0, Sigma0, t_eval, *, method=None, rtol=1e-11, atol=1e-13, C0=None, "
+    "max_steps=None)\n--\n\n"
+    "Theorem 1 over time: the mixture (bw) flow from (mu0, Sigma0) at the times t_eval and,\n"
+    "integrated independently, the Euclidean flow over (mu, C) from (mu0, C0) at K t_eval\n"
+    "(C0 defaults to the Cholesky factors of Sigma0; Sigma0 may be None with C0, then\n"
+    "Sigma0 = C0 C0^T), as `gmflow flow --check-thm1` does.  The tolerances default to that\n"
+    "check's.\n\n"
+    "Returns a dict: t (T,) the bw times; sigma_rel_err (T,) the largest over k of\n"
+    "||Sigma_k(t) - C_k(K t) C_k(K t)^T||_F / ||Sigma_k(t)||_F; mu_rel_err (T,)\n"
+    "||mu(t) - mu_euclid(K t)|| / ||mu(t)|| (all means stacked); bw and euclid, the two\n"
+    "FlowResults.  Errors as gmflow.flow.");
+
+/* The Theorem 1 result dict from the two finished runs (rows from skip on). */
+static PyObject *thm1_dict(run *rb, run *re, size_t skip, const gmf_ode_opts *o) {
+    const size_t n = gmf_traj_T(rb->tr), T = n - skip;
+    const npy_intp sh[1] = {(npy_intp)T};
+    double *es = PyMem_Malloc(2 * n * sizeof(double)), *em = es ? es + n : NULL;
+    PyArrayObject *as = gmfpy_zeros(1, sh), *am = gmfpy_zeros(1, sh);
+    PyObject *b = make_result(rb, skip, o), *e = b ? make_result(re, skip, o) : NULL, *d = NULL;
+    if (!es) PyErr_NoMemory();
+    if (es && as && am && b && e) {
+        int rc = gmf_traj_thm1_errors(rb->tr, re->tr, es, em);
+        if (rc) {
+            gmfpy_raise(rc, NULL);
+        } else {
+            memcpy(PyArray_DATA(as), es + skip, T * sizeof(double));
+            memcpy(PyArray_DATA(am), em + skip, T * sizeof(double));
+            d = Py_BuildValue("{s:O,s:O,s:O,s:O,s:O}", "t", ((FlowResult *)b)->t, "sigma_rel_err",
+                              as, "mu_rel_err", am, "bw", b, "euclid", e);
+        }
+    }
+    PyMem_Free(es);
+    Py_XDECREF(as), Py_XDECREF(am), Py_XDECREF(b), Py_XDECREF(e);
+    return d;
+}
+
+static PyObject *py_thm1(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"X",    "y",    "mu0", "Sigma0",    "t_eval", "method",
+                             "rtol", "atol", "C0",  "max_steps", NULL};
+    PyObject *Xo, *yo, *muo, *So, *to, *method = Py_None, *Co = Py_None, *msteps = Py_None;
+    double rtol = 1e-11, atol = 1e-13;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO|$OddOO:thm1", kwlist, &Xo, &yo, &muo, &So,
+                                     &to, &method, &rtol, &atol, &Co, &msteps))
+        return NULL;
+    gmf_ode_opts o;
+    if (ode_options(method, rtol, atol, msteps, &o)) return NULL;
+    problem p;
+    if (problem_open(&p, Xo, yo)) return NULL;
+    const char *names[3] = {"mu0", "Sigma0", "C0"};
+    state s;
+    run rb = {0}, re = {0};
+    PyObject *res = NULL;
+    size_t T, skip;
+    double *tout = NULL, *toutc = NULL;
+    if (!state_open(&s, 1, 1, p.D, muo, So, Co, names) && (tout = output_times(to, &T, &skip))) {
+        if (!(toutc = PyMem_Malloc((T + skip) * sizeof(double)))) PyErr_NoMemory();
+        for (size_t j = 0; toutc && j < T + skip; j++)
+            toutc[j] = gmf_flow_time_convert(tout[j], GMF_FLOW_BW, GMF_FLOW_EUCLID, s.K);
+    }
+    if (toutc) {
+        const gmf_oracle oracle = gmf_sqloss_oracle(p.sq);
+        Py_BEGIN_ALLOW_THREADS;
+        run_solve(&rb, GMF_FLOW_BW, s.K, oracle, s.bw, tout, T + skip, &o);
+        if (!rb.rc && !rb.pol.interrupted)
+            run_solve(&re, GMF_FLOW_EUCLID, s.K, oracle, s.eu, toutc, T + skip, &o);
+        Py_END_ALLOW_THREADS;
+        if (!run_error(&rb, tout, skip, &o, "mu0, Sigma0") &&
+            !run_error(&re, toutc, skip, &o, "mu0, C0"))
+            res = thm1_dict(&rb, &re, skip, &o);
+    }
+    gmf_traj_free(rb.tr), gmf_traj_free(re.tr);
+    PyMem_Free(tout), PyMem_Free(toutc);
+    state_close(&s);
     problem_close(&p);
     return res;
 }
@@ -675,9 +770,10 @@ static PyObject *py_rhs(PyObject *self, PyObject *args, PyObject *kw) {
     state s;
     const char *names[3] = {"mu", "Sigma", "C"};
     PyObject *res = NULL, *dmu = NULL, *dmat = NULL;
-    int rc = kind == GMF_FLOW_EUCLID ? state_open(&s, kind, p.D, muo, Py_None, So, names)
-                                     : state_open(&s, kind, p.D, muo, So, Py_None, names);
+    const int bw = kind == GMF_FLOW_BW;
+    int rc = state_open(&s, bw, !bw, p.D, muo, bw ? So : Py_None, bw ? Py_None : So, names);
     if (rc) goto done;
+    const double *y0 = bw ? s.bw : s.eu;
     const npy_intp s2[2] = {(npy_intp)s.K, (npy_intp)s.D},
                    s3[3] = {(npy_intp)s.K, (npy_intp)s.D, (npy_intp)s.D};
     dmu = (PyObject *)gmfpy_zeros(2, s2), dmat = (PyObject *)gmfpy_zeros(3, s3);
@@ -691,8 +787,8 @@ static PyObject *py_rhs(PyObject *self, PyObject *args, PyObject *kw) {
     Py_BEGIN_ALLOW_THREADS;
     rc = gmf_flow_init(&f, kind, s.K, gmf_sqloss_oracle(p.sq));
     if (!rc) {
-        rc = gmf_flow_rhs(&f, s.y, ydot);
-        if (!rc) rc = gmf_flow_loss(&f, s.y, &loss);
+        rc = gmf_flow_rhs(&f, y0, ydot);
+        if (!rc) rc = gmf_flow_loss(&f, y0, &loss);
         gmf_flow_free(&f);
     }
     Py_END_ALLOW_THREADS;
@@ -707,7 +803,7 @@ static PyObject *py_rhs(PyObject *self, PyObject *args, PyObject *kw) {
     PyMem_RawFree(ydot);
 done:
     Py_XDECREF(dmu), Py_XDECREF(dmat);
-    PyMem_Free(s.y);
+    state_close(&s);
     problem_close(&p);
     return res;
 }
@@ -717,6 +813,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"flow", (PyCFunction)(void (*)(void))py_flow, METH_VARARGS | METH_KEYWORDS, flow_doc},
+    {"thm1", (PyCFunction)(void (*)(void))py_thm1, METH_VARARGS | METH_KEYWORDS, thm1_doc},
     {"rhs", (PyCFunction)(void (*)(void))py_rhs, METH_VARARGS | METH_KEYWORDS, rhs_doc},
     {"expectations", (PyCFunction)(void (*)(void))gmfpy_expectations, METH_VARARGS | METH_KEYWORDS,
      gmfpy_expectations_doc},
@@ -741,8 +838,7 @@ PyMODINIT_FUNC PyInit__gmflow(void) {
     gmfpy_SolverError = PyErr_NewExceptionWithDoc(
         "gmflow.SolverError",
         "The ODE solver failed or the flow diverged.  Attributes: t, the last output time "
-        "reached; t_solver, the furthest time the solver evaluated the flow at (within one step "
-        "of where it stopped); result, the FlowResult up to t (or None).",
+        "reached; result, the FlowResult up to t (or None).",
         PyExc_RuntimeError, NULL);
     const gmf_ode_opts def = gmf_ode_defaults();
     if (!gmfpy_SolverError || PyModule_AddObjectRef(m, "SolverError", gmfpy_SolverError) < 0 ||

@@ -37,12 +37,17 @@ def cli_trajectory(out):
     return arrs, loss
 
 
-@pytest.mark.parametrize("form,method", [("bw", "adams"), ("bw", "rk8pd"), ("euclid", "bdf"),
-                                         ("euclid", "rkf45")])
-def test_equals_cli_bitwise(tmp_path, cli, small, form, method):
+@pytest.mark.parametrize("form,method,init", [("bw", "adams", "bw"), ("bw", "rk8pd", "bw"),
+                                              ("euclid", "bdf", "euclid"),
+                                              ("euclid", "rkf45", "euclid"),
+                                              ("euclid", "adams", "bw")])
+def test_equals_cli_bitwise(tmp_path, cli, small, form, method, init):
+    """init 'euclid': the state file and gmflow.flow get C0; init 'bw' with form 'euclid': both
+    start from the Cholesky factors of Sigma0 (the library's gmf_flow_bw_to_euclid)."""
     X, y, mu0, Sigma0, C0 = small
-    Sigma_in = C0 @ np.swapaxes(C0, 1, 2) if form == "euclid" else Sigma0
-    data, state = write_problem(tmp_path, X, y, mu0, Sigma_in, C0 if form == "euclid" else None)
+    if init == "euclid":
+        Sigma0 = C0 @ np.swapaxes(C0, 1, 2)
+    data, state = write_problem(tmp_path, X, y, mu0, Sigma0, C0 if init == "euclid" else None)
     T, n_out = 3.0, 7
     out = tmp_path / "out"
     run_cli(cli, "flow", "--data", data, "--init", state, "--form", form, "--method", method,
@@ -50,17 +55,59 @@ def test_equals_cli_bitwise(tmp_path, cli, small, form, method):
     ref, loss = cli_trajectory(out)
     t_eval = T * np.arange(n_out) / (n_out - 1)  # the CLI's output times, the same operations
     kw = dict(form=form, method=method, rtol=1e-9, atol=1e-11)
-    if form == "euclid":
+    if init == "euclid":
         r = gmflow.flow(X, y, mu0, None, t_eval, C0=C0, **kw)
-        assert np.array_equal(r.C, ref["C"])
     else:
         r = gmflow.flow(X, y, mu0, Sigma0, t_eval, **kw)
+    if form == "euclid":
+        assert np.array_equal(r.C, ref["C"])
+        assert init == "euclid" or np.all(np.triu(r.C[0], 1) == 0)  # Cholesky: lower triangular
+    else:
         assert r.C is None
     assert np.array_equal(r.t, ref["t"])
     assert np.array_equal(r.mu, ref["mu"])
     assert np.array_equal(r.Sigma, ref["Sigma"])
     assert np.array_equal(r.loss, loss)
     assert (r.form, r.method) == (form, method)
+
+
+def test_thm1_equals_cli_check(tmp_path, cli, small):
+    """gmflow.thm1 is `gmflow flow --check-thm1`: the same bw trajectory and, as the maxima of
+    its per-time discrepancies, the same Theorem 1 distances as run.json, bitwise."""
+    X, y, mu0, Sigma0, _ = small
+    data, state = write_problem(tmp_path, X, y, mu0, Sigma0)
+    out = tmp_path / "out"
+    run_cli(cli, "flow", "--data", data, "--init", state, "--check-thm1", "--t-end", 2,
+            "--n-out", 5, "--out", out, "-q")
+    ref, loss = cli_trajectory(out)
+    chk = json.loads((out / "run.json").read_text())["check_thm1"]
+    r = gmflow.thm1(X, y, mu0, Sigma0, 2.0 * np.arange(5) / 4)
+    assert np.array_equal(r["bw"].Sigma, ref["Sigma"]) and np.array_equal(r["bw"].loss, loss)
+    assert r["sigma_rel_err"].max() == chk["sigma_rel_err"]
+    assert r["mu_rel_err"].max() == chk["mu_rel_err"]
+    assert chk["pass"] and r["sigma_rel_err"].max() < 1e-8
+
+
+def test_thm1_per_time(small):
+    """The per-time discrepancies equal the formula evaluated here on the two trajectories, and
+    the Euclidean run is at K times the bw times."""
+    X, y, mu0, Sigma0, C0 = small
+    K = mu0.shape[0]
+    t = np.array([0.2, 0.9, 3.0])  # starting after 0: the results hold these times only
+    r = gmflow.thm1(X, y, mu0, None, t, C0=C0, method="rk8pd")
+    bw, eu = r["bw"], r["euclid"]
+    assert r["t"].tolist() == t.tolist() and eu.t.tolist() == (K * t).tolist()
+    es = np.max(np.linalg.norm(bw.Sigma - eu.Sigma, axis=(2, 3))
+                / np.linalg.norm(bw.Sigma, axis=(2, 3)), axis=1)
+    em = np.linalg.norm((bw.mu - eu.mu).reshape(3, -1), axis=1) / \
+        np.linalg.norm(bw.mu.reshape(3, -1), axis=1)
+    np.testing.assert_allclose(r["sigma_rel_err"], es, rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(r["mu_rel_err"], em, rtol=1e-10, atol=1e-300)
+    assert 0 < es.max() < 1e-8 and 0 < em.max() < 1e-8
+    # bw from Sigma0 = C0 C0^T: the flow of that state
+    ref = gmflow.flow(X, y, mu0, C0 @ np.swapaxes(C0, 1, 2), t, method="rk8pd", rtol=1e-11,
+                      atol=1e-13)
+    assert np.array_equal(ref.Sigma, bw.Sigma)
 
 
 def test_toy_and_init_are_the_cli_ones(tmp_path, cli):

@@ -209,26 +209,52 @@ static double rel_diff(size_t n, const double *a, const double *b) {
     return m > 0 ? sqrt(d / m) : sqrt(d);
 }
 
-int gmf_traj_thm1_distance(const gmf_traj *a, const gmf_traj *b, double *err_sigma,
-                           double *err_mu) {
+/* The pair (bw, euclid) of a Theorem 1 comparison, or GMF_EINVAL. */
+static int thm1_pair(const gmf_traj *a, const gmf_traj *b, const gmf_traj **bw,
+                     const gmf_traj **eu) {
     if (a->kind == b->kind || a->T != b->T || a->K != b->K || a->D != b->D)
         return gmf_error(GMF_EINVAL,
                          "Theorem 1 distance: needs one bw and one euclid trajectory of the same "
                          "sizes (got kinds %d/%d, T %zu/%zu, K %zu/%zu, D %zu/%zu)",
                          (int)a->kind, (int)b->kind, a->T, b->T, a->K, b->K, a->D, b->D);
-    const gmf_traj *bw = a->kind == GMF_FLOW_BW ? a : b, *eu = a->kind == GMF_FLOW_BW ? b : a;
-    const size_t T = bw->T, K = bw->K, D = bw->D;
+    *bw = a->kind == GMF_FLOW_BW ? a : b, *eu = a->kind == GMF_FLOW_BW ? b : a;
+    return GMF_OK;
+}
+
+/* Theorem 1 errors at output time j: the largest over k for Sigma, the stacked means for mu. */
+static void thm1_at(const gmf_traj *bw, const gmf_traj *eu, size_t j, double *es, double *em) {
+    const size_t K = bw->K, D = bw->D;
+    *em = rel_diff(K * D, bw->mu + j * K * D, eu->mu + j * K * D);
+    *es = 0;
+    for (size_t k = 0; k < K; k++) {
+        const size_t off = (j * K + k) * D * D;
+        double r = rel_diff(D * D, bw->Sigma + off, eu->Sigma + off); /* eu: C C^T */
+        if (!(r <= *es)) *es = r;
+    }
+}
+
+int gmf_traj_thm1_distance(const gmf_traj *a, const gmf_traj *b, double *err_sigma,
+                           double *err_mu) {
+    const gmf_traj *bw = NULL, *eu = NULL;
+    int rc = thm1_pair(a, b, &bw, &eu);
+    if (rc) return rc;
     double es = 0, em = 0;
-    for (size_t j = 0; j < T; j++) {
-        double rel = rel_diff(K * D, bw->mu + j * K * D, eu->mu + j * K * D);
-        if (!(rel <= em)) em = rel;
-        for (size_t k = 0; k < K; k++) {
-            const size_t off = (j * K + k) * D * D;
-            double r = rel_diff(D * D, bw->Sigma + off, eu->Sigma + off); /* eu: C C^T */
-            if (!(r <= es)) es = r;
-        }
+    for (size_t j = 0; j < bw->T; j++) {
+        double s, m;
+        thm1_at(bw, eu, j, &s, &m);
+        if (!(s <= es)) es = s;
+        if (!(m <= em)) em = m;
     }
     *err_sigma = es, *err_mu = em;
+    return GMF_OK;
+}
+
+int gmf_traj_thm1_errors(const gmf_traj *a, const gmf_traj *b, double *err_sigma, double *err_mu) {
+    const gmf_traj *bw = NULL, *eu = NULL;
+    int rc = thm1_pair(a, b, &bw, &eu);
+    if (rc) return rc;
+    for (size_t j = 0; j < bw->T; j++)
+        thm1_at(bw, eu, j, &err_sigma[j], &err_mu[j]);
     return GMF_OK;
 }
 
