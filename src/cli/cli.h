@@ -18,6 +18,8 @@ int gmf_cli_project(int argc, char **argv);
 int gmf_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int gmf_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* --version of a subcommand: prints "gmflow <version>" (cmd names the subcommand) and returns 0. */
+int gmf_cli_version(const char *cmd);
 /* mkdir -p: creates dir and its parents; 1 (with a message) if that fails or dir is a file. */
 int gmf_cli_make_dirs(const char *cmd, const char *dir);
 int gmf_cli_parse_double(const char *cmd, const char *opt, const char *arg, double *out);

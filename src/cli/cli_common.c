@@ -29,6 +29,12 @@ int gmf_cli_usage_error(const char *cmd, const char *fmt, ...) {
     return 2;
 }
 
+int gmf_cli_version(const char *cmd) {
+    (void)cmd;
+    printf("gmflow %s\n", GMF_VERSION_STRING);
+    return 0;
+}
+
 int gmf_cli_parse_double(const char *cmd, const char *opt, const char *arg, double *out) {
     char *end;
     errno = 0;
