@@ -24,7 +24,7 @@ int gmf_cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_start(ap, fmt);
     fprintf(stderr, "%s: ", cmd);
     vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(see '%s --help')\n", cmd);
+    fprintf(stderr, " (see '%s --help')\n", cmd);
     va_end(ap);
     return 2;
 }

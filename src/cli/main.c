@@ -68,5 +68,6 @@ int main(int argc, char **argv) {
     }
     const int i = find(a);
     if (i < 0) return unknown(a);
+    if (argc >= 3 && !strcmp(argv[2], "--version")) return gmf_cli_version(commands[i].name);
     return commands[i].run(argc - 1, argv + 1);
 }
