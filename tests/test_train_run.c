@@ -6,8 +6,10 @@
  *     must fire at epoch 1 + patience and not earlier, not with patience 0, not with every
  *     learning rate 0.  Full-batch GD at lr 1e6 from a random FC init has a finite loss at the
  *     first step and parameters ~1e5 times their initial RMS after it: the growth test must
- *     fire at epoch 1 with the loss still finite.  A learnable problem at the default rates must
- *     trip neither.
+ *     fire at epoch 1 with the loss still finite.  A network trained below ln(10) / 2 and then
+ *     fed two epochs of relabelled data collapses above chance: the collapse test fires at the
+ *     second; a single relabelled epoch is a transient and must not fire.  A learnable problem at
+ * the default rates must trip neither.
  *   - Records: equal options give equal text; each changed option is listed by name with both
  *     values; ignored keys are skipped; the data checksum changes with one pixel or one label.
  *   - Checkpoints: version 1 (no record) loads with run = NULL; version 2 round-trips the record
@@ -94,6 +96,43 @@ static void divergence(const gmf_dataset *ds) {
     at = run_until_fail(&m, &v, ds, 1, &rc, &loss);
     CHECK(at == 0, "checks off: still stopped: %s", gmf_errmsg());
     gmf_nn_model_free(&m);
+    /* collapse: an FC network trained to a loss below ln(10) / 2, then fed two epochs of
+     * relabelled data (labels + 5, then + 2 mod 10: noise to it) sits above chance twice: the
+     * test fires at the second; one relabelled epoch followed by the real labels is a transient
+     * it recovers from, and must not fire */
+    for (int transient = 0; transient < 2; transient++) {
+        gmf_dataset sh5 = *ds, sh2 = *ds;
+        sh5.label = calloc(ds->n, 1), sh2.label = calloc(ds->n, 1);
+        for (size_t i = 0; i < ds->n; i++)
+            sh5.label[i] = (uint8_t)((ds->label[i] + 5) % 10),
+            sh2.label[i] = (uint8_t)((ds->label[i] + 2) % 10);
+        gmf_nn_spec_default(&sp);
+        sp.kind = GMF_NN_FC, sp.width = 64;
+        CHECK(gmf_nn_model_build(&m, &sp, ds->d, 9, 5) == 0, "build: %s", gmf_errmsg());
+        v = o, v.lr = 0.5;
+        gmf_train *t;
+        CHECK(gmf_train_new(&t, &m, &v) == 0, "trainer");
+        double l20 = NAN, l21 = NAN;
+        at = 0;
+        for (size_t e = 1; e <= 24 && !at; e++) {
+            const gmf_dataset *data = e <= 20 ? ds : e == 21 ? &sh5 : transient ? ds : &sh2;
+            rc = gmf_train_epoch(t, data, e, &loss, NULL, NULL, NULL);
+            if (e == 20) l20 = loss;
+            if (e == 21) l21 = loss;
+            if (rc) at = e;
+        }
+        if (transient) {
+            CHECK(at == 0, "transient relabelling: stopped at epoch %zu: %s", at, gmf_errmsg());
+        } else {
+            CHECK(l20 < 0.5 * log(10.0) && l21 >= log(10.0), "setup: losses %g, %g", l20, l21);
+            CHECK(at == 22 && rc == GMF_EDIVERGE && strstr(gmf_errmsg(), "below half of it"),
+                  "collapse: stopped at epoch %zu: %s", at, gmf_errmsg());
+            printf("collapse (losses %.3f -> %.3f, %.3f): %s\n", l20, l21, loss, gmf_errmsg());
+        }
+        gmf_train_free(t);
+        gmf_nn_model_free(&m);
+        free(sh5.label), free(sh2.label);
+    }
     /* a learnable problem at the default rates: no false alarm, and it learns */
     const gmf_nn_kind kinds[] = {GMF_NN_GM, GMF_NN_FC, GMF_NN_GMSTACK};
     for (int k = 0; k < 3; k++) {

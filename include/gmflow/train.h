@@ -40,10 +40,11 @@ typedef struct gmf_train_opts {
     /* Divergence that stays finite (gmf_train_epoch returns GMF_EDIVERGE after the epoch):   */
     double diverge_growth;   /* the RMS of the parameters exceeds this many times max(its  */
                              /* value at gmf_train_new, 1) (1e3; 0: off)                    */
-    size_t diverge_patience; /* the epoch's mean training loss is at or above the chance   */
-                             /* level ln(L + 1) and no lower than the epoch before, this   */
-                             /* many epochs in a row (2; 0: off; off when every group's    */
-                             /* learning rate is 0)                                        */
+    size_t diverge_patience; /* the epoch's mean training loss is stuck at the chance      */
+                             /* level ln(L + 1) (within 1e-6 relative, and within that of  */
+                             /* the epoch before), or at or above it after an epoch below  */
+                             /* half of it, this many epochs in a row (2; 0: off; off when */
+                             /* every group's learning rate is 0)                          */
 } gmf_train_opts;
 
 void gmf_train_opts_default(gmf_train_opts *o);
@@ -103,7 +104,8 @@ int gmf_train_load_checkpoint(const char *path, gmf_nn_model *m, uint64_t *epoch
  * fc_init, fc_scale, gamma), dataset (the caller's name for it), train_n, train_d and
  * train_checksum (gmf_train_data_checksum, 16 hex digits), batch, lr, lr_sigma, lr2_scale,
  * fixed_beta, full_batch, seed, threads, precision.  Numbers are the shortest of %.15g to
- * %.17g that reads back exactly, so equal values give equal text.  Returns GMF_EINVAL if buf is too small (4096 bytes are enough). */
+ * %.17g that reads back exactly, so equal values give equal text.  Returns GMF_EINVAL if buf is too
+ * small (4096 bytes are enough). */
 int gmf_train_run_record(char *buf, size_t size, const gmf_nn_spec *spec, const gmf_nn_model *m,
                          const gmf_train_opts *o, const char *dataset, const gmf_dataset *train);
 /* FNV-1a (64-bit) over n, d, the float samples (as 32-bit words) and the labels. */

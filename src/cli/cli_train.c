@@ -109,10 +109,10 @@ static void help(FILE *fp) {
         "  mc.csv             m,repeat,test_loss,test_error (--mc-neurons)\n"
         "\n"
         "Divergence: a non-finite loss stops training at once, naming the epoch and step; a\n"
-        "finite divergence stops it after the epoch: parameters' RMS above 1000 times\n"
-        "max(initial, 1), or the mean training loss at or above chance level ln 10 without\n"
-        "decreasing for 2 epochs.  The checkpoint of the last completed epoch before that\n"
-        "is left intact.\n"
+        "finite divergence stops it after the epoch: the parameters' RMS above 1000 times\n"
+        "max(initial, 1), or the mean training loss stuck at the chance level ln 10 for 2\n"
+        "epochs (pinned to it, or back above it after having been below half of it).  The\n"
+        "checkpoint of the last epoch before that is left intact.\n"
         "\n"
         "Exit status: 0 success; 1 runtime failure (missing or malformed data, checkpoint\n"
         "missing, corrupt or from another run, divergence, write error); 2 usage error\n"
@@ -551,8 +551,8 @@ typedef struct run_status {
     double test_loss, test_error;
 } run_status;
 
-static int write_run_json(const options *o, const char *path, const char *record, const char *ckpt,
-                          const run_status *st) {
+static int write_run_json(const options *o, const char *path, const char *datadir,
+                          const char *record, const char *ckpt, const run_status *st) {
     gmf_io_file f;
     if (gmf_io_open(&f, path)) return fail("%s", gmf_errmsg());
     fprintf(f.fp, "{\n  \"format\": \"gmflow-run\",\n  \"version\": 1,\n");
@@ -563,7 +563,7 @@ static int write_run_json(const options *o, const char *path, const char *record
         json_string(f.fp, o->argv[i]);
     }
     fputs("],\n  \"data_dir\": ", f.fp);
-    json_string(f.fp, o->data ? o->data : "");
+    json_string(f.fp, datadir);
     fprintf(f.fp,
             ",\n  \"test_limit\": %zu,\n  \"epochs\": %zu,\n  \"checkpoint\": ", o->test_limit,
             o->epochs);
@@ -771,7 +771,7 @@ static int train(run *r) {
         gmf_train_check_data(&r->m, &r->test, "test data"))
         return fail("%s", gmf_errmsg());
     run_status st = {"running", NULL, (size_t)r->start, NAN, NAN};
-    if (write_run_json(o, r->runjson, r->record, r->ckpt, &st) || begin(r)) return 1;
+    if (write_run_json(o, r->runjson, r->datadir, r->record, r->ckpt, &st) || begin(r)) return 1;
     int rc = train_epochs(r, &st);
     if (!rc && o->nmc) rc = run_mc(o, &r->m, &r->test, o->out);
     double tl = NAN, te = NAN;
@@ -779,12 +779,12 @@ static int train(run *r) {
     if (rc) {
         if (!strcmp(st.status, "running")) st.status = "failed";
         st.message = gmf_errmsg();
-        write_run_json(o, r->runjson, r->record, r->ckpt, &st);
+        write_run_json(o, r->runjson, r->datadir, r->record, r->ckpt, &st);
         return 1;
     }
     st =
         (run_status){"complete", NULL, o->epochs > r->start ? o->epochs : (size_t)r->start, tl, te};
-    if (write_run_json(o, r->runjson, r->record, r->ckpt, &st)) return 1;
+    if (write_run_json(o, r->runjson, r->datadir, r->record, r->ckpt, &st)) return 1;
     printf("model %s: test_error %.4f test_loss %.6f after %zu epochs (%s)\n", r->desc, te, tl,
            st.epoch, r->ckpt);
     return 0;

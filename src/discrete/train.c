@@ -56,6 +56,7 @@ struct gmf_train {
     size_t ncap;
     double rms0;      /* RMS of the parameters at gmf_train_new */
     double prev_loss; /* mean training loss of the previous epoch (+inf before the first) */
+    double best_loss; /* lowest mean training loss of an epoch so far (+inf before the first) */
     size_t stuck;     /* consecutive epochs at or above chance level without decreasing */
 };
 
@@ -85,7 +86,7 @@ int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
     t->Bmax = o->batch > o->eval_batch ? o->batch : o->eval_batch;
     t->dbl = o->precision == 64;
     t->rms0 = params_rms(m);
-    t->prev_loss = INFINITY;
+    t->prev_loss = t->best_loss = INFINITY;
     int rc = t->dbl ? gmf_nn_ws_init_d(&t->wd, m, t->Bmax, o->threads)
                     : gmf_nn_ws_init_f(&t->wf, m, t->Bmax, o->threads);
     if (rc) {
@@ -168,21 +169,23 @@ static int check_divergence(gmf_train *t, size_t epoch, double loss) {
     int learning = 0;
     for (size_t g = 0; g < t->m->ngroups; g++)
         learning |= t->lr[g] > 0;
+    /* stuck at chance level: pinned to ln(L + 1) and not moving (a dead network: every output 0,
+     * every gradient 0), or back at or above it after having been below half of it */
     const double chance = log((double)(t->m->L + 1));
-    const double tol = 1e-9 * chance;
-    if (loss >= chance - tol && loss >= t->prev_loss - tol)
-        t->stuck++;
-    else
-        t->stuck = 0;
+    const double tol = 1e-6 * chance;
+    const int pinned = fabs(loss - chance) <= tol && fabs(loss - t->prev_loss) <= tol;
+    const int collapsed = t->best_loss < 0.5 * chance && loss >= chance;
+    t->stuck = pinned || collapsed ? t->stuck + 1 : 0;
     t->prev_loss = loss;
+    if (loss < t->best_loss) t->best_loss = loss;
     if (learning && o->diverge_patience > 0 && t->stuck >= o->diverge_patience)
         return gmf_error(
             GMF_EDIVERGE,
-            "training diverged at epoch %zu: the mean training loss %.6f has stayed at "
-            "or above the chance level ln(%zu) = %.6f without decreasing for %zu "
-            "epochs (the network predicts no better than uniform); lower the "
-            "learning rates",
-            epoch, loss, t->m->L + 1, chance, t->stuck);
+            "training diverged at epoch %zu: the mean training loss %.6f has stayed %s "
+            "the chance level ln(%zu) = %.6f for %zu epochs%s (the network predicts "
+            "no better than uniform); lower the learning rates",
+            epoch, loss, collapsed ? "at or above" : "at", t->m->L + 1, chance, t->stuck,
+            collapsed ? " after having been below half of it" : " without moving");
     return GMF_OK;
 }
 
