@@ -78,8 +78,6 @@ if [ -d "$FASHION" ]; then
     expect 1 "dataset: \"mnist\" -> \"fashion\"" "$GMFLOW" train "${S[@]}" --data "$FASHION" \
         --dataset fashion --out "$TMP/a" --resume --epochs 2
     grep -q "train_checksum" "$TMP/err" || bad "data checksum difference not listed"
-    expect 1 "train_checksum" "$GMFLOW" train "${S[@]}" --data "$FASHION" --out "$TMP/a" \
-        --resume --epochs 2
 fi
 expect 1 "train_n: 300 -> 301" "$GMFLOW" train "${S[@]}" --train-limit 301 --out "$TMP/a" \
     --resume --epochs 2
@@ -137,7 +135,7 @@ expect 1 "diverged at epoch 1: the parameters' RMS grew" "$GMFLOW" train "${D[@]
 expect 0 "" "$GMFLOW" train "${D[@]}" --out "$TMP/e" --eval-only
 grep -q "(epoch 0)" "$TMP/out" || bad "exploded run's checkpoint is not epoch 0"
 # the old behaviour on request
-expect 0 "" "$GMFLOW" train "${D[@]}" --lr 30 --epochs 5 --out "$TMP/n" --no-divergence-check
+expect 0 "" "$GMFLOW" train "${D[@]}" --lr 30 --epochs 4 --out "$TMP/n" --no-divergence-check
 
 # default output directories do not collide
 mkdir -p "$TMP/cwd"
