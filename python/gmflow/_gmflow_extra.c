@@ -219,7 +219,9 @@ const char gmfpy_load_checkpoint_doc[] =
     "'Lmid', 'fc_scale', 'epoch', 'seed', 'nparams', 'params' (the flat parameter vector),\n"
     "'groups' (the group names in order) and one array per group, shaped as in the snapshots\n"
     "(mu (K, d), sigma (K, d), C (K, d, d), U (K, L, d), v (K, L); fc: beta (m, d), omega\n"
-    "(m, L); gm-stack: mu1 ... v2).  A bad file raises ValueError (OSError if unreadable).";
+    "(m, L); gm-stack: mu1 ... v2), and 'run': the run record of the training run (its\n"
+    "hyperparameters, a dict; None for a version 1 checkpoint, which has none).  A bad file\n"
+    "raises ValueError (OSError if unreadable).";
 
 /* Group arrays (copies) into dict `res`, and the list of names. */
 static int add_groups(PyObject *res, const gmf_nn_model *m) {
@@ -249,6 +251,21 @@ static int add_groups(PyObject *res, const gmf_nn_model *m) {
     return 0;
 }
 
+/* The run record (JSON text) as a dict, or None. */
+static PyObject *run_record(const char *path, const char *run) {
+    if (!run) return Py_NewRef(Py_None);
+    PyObject *json = PyImport_ImportModule("json"), *d = NULL;
+    if (json) d = PyObject_CallMethod(json, "loads", "s", run);
+    Py_XDECREF(json);
+    if (!d || !PyDict_Check(d)) {
+        Py_XDECREF(d);
+        PyErr_Clear();
+        return gmfpy_errorf(PyExc_ValueError, "checkpoint %s: the run record is not a JSON object",
+                            path);
+    }
+    return d;
+}
+
 static PyObject *checkpoint_dict(const gmf_nn_model *m, uint64_t epoch, uint64_t seed) {
     const npy_intp s[1] = {(npy_intp)m->nparams};
     PyArrayObject *params = gmfpy_zeros(1, s);
@@ -275,12 +292,17 @@ PyObject *gmfpy_load_checkpoint(PyObject *self, PyObject *args, PyObject *kw) {
     const char *path = PyBytes_AS_STRING(pathb);
     gmf_nn_model m;
     uint64_t epoch = 0, seed = 0;
+    char *run = NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS;
     rc = gmf_train_checkpoint_model(path, &m);
-    if (!rc) rc = gmf_train_load_checkpoint(path, &m, &epoch, &seed);
+    if (!rc) rc = gmf_train_load_checkpoint_run(path, &m, &epoch, &seed, &run);
     Py_END_ALLOW_THREADS;
     PyObject *res = rc ? gmfpy_raise(rc, NULL) : checkpoint_dict(&m, epoch, seed);
+    PyObject *rec = res ? run_record(path, run) : NULL;
+    if (res && (!rec || PyDict_SetItemString(res, "run", rec) < 0)) Py_CLEAR(res);
+    Py_XDECREF(rec);
+    free(run);
     gmf_nn_model_free(&m);
     Py_DECREF(pathb);
     return res;

@@ -94,6 +94,7 @@ def test_load_checkpoint_from_the_documented_format(tmp_path):
     ck = gmflow.load_checkpoint(p)
     assert (ck["kind"], ck["d"], ck["L"], ck["K"], ck["epoch"], ck["seed"]) == ("gm", d, L, K, 7, 99)
     assert ck["groups"] == list(sizes) and np.array_equal(ck["params"], params)
+    assert ck["run"] is None  # version 1: no run record
     for k in sizes:
         assert np.array_equal(ck[k], parts[k]), k
     # fc: beta (m, d) | omega (m, L) and its own fc_scale
@@ -163,5 +164,6 @@ def test_real_training_files(tmp_path, cli):
                 1, "--train-limit", 64, "--test-limit", 10, "--snapshot-every", 1, "--out", out)
         ck = gmflow.load_checkpoint(out / "checkpoint.gmck")
         assert ck["kind"] == model and ck["epoch"] == 1 and ck["d"] == 784
+        assert ck["run"]["kind"] == model and ck["run"]["train_n"] == 64  # the run record
         for g in ck["groups"]:
             assert np.array_equal(ck[g], np.load(out / "snapshots" / f"epoch_0001_{g}.npy")), g
