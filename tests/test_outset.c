@@ -3,6 +3,7 @@
  *
  *   - a first set appears complete under its name; a second set replaces it as a whole (a file
  *     only the first set had is gone, a file the user put there is kept, same inode contents);
+ *   - a set written through a symbolic link replaces the link's target, the link stays;
  *   - a set freed without commit leaves the old set untouched and no staging directory;
  *   - clean_stale removes `<prefix>.tmp.<pid>` files and directories of a dead pid, keeps those
  *     of a live pid (this process's parent) and of this process, restores a `<prefix>.old.<pid>`
@@ -105,6 +106,21 @@ static void test_swap(void) {
     CHECK(count_prefix(p, "out.") == 0, "no staging or old directory left");
 }
 
+static void test_symlink(void) {
+    char target[300], link_[300], p[400];
+    snprintf(target, sizeof target, "%s/target", root);
+    snprintf(link_, sizeof link_, "%s/link", root);
+    CHECK(write_set(target, "T1", "T1", 1) == GMF_OK, "target set: %s", gmf_errmsg());
+    CHECK(symlink(target, link_) == 0, "symlink");
+    CHECK(write_set(link_, "T2", NULL, 1) == GMF_OK, "set through the link: %s", gmf_errmsg());
+    struct stat st;
+    CHECK(lstat(link_, &st) == 0 && S_ISLNK(st.st_mode), "the link is still a link");
+    snprintf(p, sizeof p, "%s/a.txt", target);
+    CHECK(has(p, "T2"), "the link's target holds the new set");
+    snprintf(p, sizeof p, "%s/b.txt", target);
+    CHECK(!exists(p), "and only the new set");
+}
+
 static long dead_pid(void) {
     pid_t c = fork();
     if (c == 0) _exit(0);
@@ -194,6 +210,7 @@ int main(void) {
         return 1;
     }
     test_swap();
+    test_symlink();
     test_stale();
     test_refused();
     test_full_device();
