@@ -29,7 +29,9 @@
  *
  * gmf_outset_free without a commit removes the staging directory (a failed run replaces
  * nothing).  Sub-directories in an existing output directory are refused (they cannot be
- * hard-linked); "." and "/" cannot be an output set.
+ * hard-linked); "." and "/" cannot be an output set; a symbolic link to a directory stands for
+ * the directory it resolves to (the link stays).  Removing stale temporaries is best effort: a
+ * failure there does not stop a new set.
  *
  * Test hooks (process-wide, read from the environment at the first write, for the fault-
  * injection tests only): GMFLOW_TEST_FAIL_WRITE=k makes the k-th commit point of the process

@@ -40,8 +40,8 @@
 #define DEFAULT_N_OUT   51
 #define DEFAULT_OUT_DIR "out/flow"
 
-/* A bad option value: the message, then the usage exit status. */
-#define bad_value(...) (fail(__VA_ARGS__), 2)
+/* A bad option value: a usage error (exit status 2), like the other subcommands'. */
+#define bad_value(...) usage_error(__VA_ARGS__)
 
 /* ------------------------------------------------------------------------------------------ */
 /* help                                                                                        */

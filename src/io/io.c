@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gmflow/common.h"
 #include "fault.h"
+#include "gmflow/common.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* atomic writer                                                                               */

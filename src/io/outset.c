@@ -164,8 +164,7 @@ int gmf_outset_clean_stale(const char *dir, const char *prefix, size_t *nremoved
 /* ------------------------------------------------------------------------------------------ */
 /* the set                                                                                     */
 
-/* Split dir (trailing slashes dropped) into parent and base. */
-static int split_path(gmf_outset *s, const char *dir) {
+static int split_resolved(gmf_outset *s, const char *dir) {
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/')
         n--;
@@ -194,14 +193,31 @@ static int split_path(gmf_outset *s, const char *dir) {
     return GMF_OK;
 }
 
+/* Split dir (trailing slashes dropped; a symbolic link replaced by the path it resolves to, so
+ * that the swap replaces the directory, not the link) into parent and base. */
+static int split_path(gmf_outset *s, const char *dir) {
+    struct stat st;
+    char *real = NULL;
+    if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)) {
+        real = realpath(dir, NULL);
+        if (!real)
+            return gmf_error(GMF_EIO, "cannot resolve the symbolic link %s: %s", dir,
+                             strerror(errno));
+        dir = real;
+    }
+    int rc = split_resolved(s, dir);
+    free(real);
+    return rc;
+}
+
 /* An existing set directory must be a directory without sub-directories (other than stale
  * temporaries, cleaned here). */
 static int check_existing(const gmf_outset *s) {
     struct stat st;
     if (lstat(s->dir, &st) != 0) return GMF_OK; /* new */
     if (!S_ISDIR(st.st_mode)) return gmf_error(GMF_EIO, "%s exists and is not a directory", s->dir);
-    int rc = gmf_outset_clean_stale(s->dir, NULL, NULL);
-    if (rc) return rc;
+    (void)gmf_outset_clean_stale(s->dir, NULL, NULL); /* best effort */
+    int rc = GMF_OK;
     DIR *d = opendir(s->dir);
     if (!d) return gmf_error(GMF_EIO, "cannot open directory %s: %s", s->dir, strerror(errno));
     struct dirent *e;
@@ -226,7 +242,7 @@ int gmf_outset_new(gmf_outset **out, const char *dir, const char *const *names) 
     s->names = names;
     int rc = split_path(s, dir);
     if (!rc) rc = make_dirs(s->parent);
-    if (!rc) rc = gmf_outset_clean_stale(s->parent, s->base, NULL);
+    if (!rc) (void)gmf_outset_clean_stale(s->parent, s->base, NULL); /* best effort */
     if (!rc) rc = check_existing(s);
     if (!rc && mkdir(s->stage, 0777) != 0)
         rc = gmf_error(GMF_EIO, "cannot create the staging directory %s: %s", s->stage,
