@@ -38,6 +38,7 @@
 
 #include "gmflow/common.h"
 #include "gmflow/gauss.h"
+#include "sqloss_internal.h"
 
 /* Target size of one block's tile T, in doubles (256 KiB: half of a 512 KiB-1 MiB L2), and the
  * smallest block (below it the two GEMM calls per block cost more than they save). */
@@ -267,6 +268,7 @@ static double sq_loss(void *ctx) {
 gmf_oracle gmf_sqloss_oracle(gmf_sqloss *s) {
     gmf_oracle o = {
         .ctx = s, .D = s->D, .prepare = sq_prepare, .component = sq_component, .loss = sq_loss};
+    o.jvp = gmf_sqloss_jvp_; /* src/exact/sqloss_jvp.c */
     return o;
 }
 
@@ -279,4 +281,11 @@ int gmf_sqloss_eval(gmf_sqloss *s, size_t K, const double *mu, const double *Sig
             pred[i] = s->y[i] - s->r[i];
     if (loss) *loss = s->loss;
     return rc;
+}
+
+const double *gmf_sqloss_X_(const gmf_sqloss *s) {
+    return s->X;
+}
+const double *gmf_sqloss_y_(const gmf_sqloss *s) {
+    return s->y;
 }
