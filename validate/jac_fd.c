@@ -5,11 +5,12 @@
  *
  *   JVP:   gmf_flow_jvp(y, v) vs central differences of gmf_flow_rhs along v,
  *          (F(y + h v) - F(y - h v)) / 2h at h and h/2, Richardson-extrapolated (error O(h^4)),
- *          h the one of 1e-3, 1e-4, 1e-5, 1e-6 whose extrapolation error estimate |D(h/2) - D(h)|/3
- *          is smallest (state and directions are O(1)), for 4 random directions per case.  In the BW
- *          form the Sigma_k block of v is C_k E C_k^T with E a random (non-symmetric) matrix, so
- *          Sigma_k + h dSigma_k = C_k (I + h E) C_k^T keeps its quadratic forms positive even when
- *          Sigma_k is near-singular; in the Euclidean form v is Gaussian.
+ *          h the one of 1e-3, 1e-4, 1e-5, 1e-6 whose extrapolation error estimate
+ *          |D(h/2) - D(h)| / 3 is smallest (state and directions are O(1)), 4 random directions
+ *          per case.  In the BW form the Sigma_k block of v is C_k E C_k^T with E a random
+ *          (non-symmetric) matrix, so Sigma_k + h dSigma_k = C_k (I + h E) C_k^T keeps its
+ *          quadratic forms positive even when Sigma_k is near-singular; in the Euclidean form v
+ *          is Gaussian.
  *   Dense: gmf_flow_jac column by column vs the same differences along the unit vectors (cases
  *          whose Sigma_k are all well-conditioned: a unit step on a Sigma entry is then harmless),
  *          and in the Euclidean form the symmetry of J = -Hess l: max|J - J^T| / max|J|.
@@ -141,8 +142,8 @@ static void direction(gmf_flow *f, const double *yE, gsl_rng *r, double *v, doub
 }
 
 /* The JVP checks and (for well-conditioned cases) the dense checks of one form. */
-static double check_form(const jcase *c, gmf_flow *f, const double *yE, const double *y,
-                         gsl_rng *r, double *densemax, double *symmax) {
+static double check_form(const jcase *c, gmf_flow *f, const double *yE, const double *y, gsl_rng *r,
+                         double *densemax, double *symmax) {
     const size_t N = gmf_flow_dim(f), D = f->D;
     double *v = tu_xmalloc(N * sizeof *v), *jv = tu_xmalloc(N * sizeof *jv);
     double *fd = tu_xmalloc(N * sizeof *fd), *work = tu_xmalloc(5 * N * sizeof *work);

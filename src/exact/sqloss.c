@@ -59,6 +59,7 @@ struct gmf_sqloss {
     double *H0, *g0;   /* K x D: row 0 of each hessR; K: each grad[0] */
     size_t Kcap, Tcap; /* capacity of the K-sized buffers (in components) and of T (doubles) */
     double loss;
+    struct gmf_sqloss_jv *jv; /* sqloss_jvp.c's workspace and cache (NULL until its first use) */
 };
 
 size_t gmf_sqloss_n(const gmf_sqloss *s) {
@@ -111,6 +112,7 @@ static void free_k_buffers(gmf_sqloss *s) {
 void gmf_sqloss_free(gmf_sqloss *s) {
     if (!s) return;
     free_k_buffers(s);
+    gmf_sqloss_jv_free_(s->jv);
     free(s->T);
     free(s->X);
     free(s->y);
@@ -288,4 +290,7 @@ const double *gmf_sqloss_X_(const gmf_sqloss *s) {
 }
 const double *gmf_sqloss_y_(const gmf_sqloss *s) {
     return s->y;
+}
+struct gmf_sqloss_jv **gmf_sqloss_jv_(gmf_sqloss *s) {
+    return &s->jv;
 }

@@ -10,6 +10,12 @@
 const double *gmf_sqloss_X_(const gmf_sqloss *s);
 const double *gmf_sqloss_y_(const gmf_sqloss *s);
 
+/* sqloss_jvp.c's workspace and cache, owned by the oracle: where it lives, and its destructor
+ * (called by gmf_sqloss_free; NULL is fine). */
+struct gmf_sqloss_jv;
+struct gmf_sqloss_jv **gmf_sqloss_jv_(gmf_sqloss *s);
+void gmf_sqloss_jv_free_(struct gmf_sqloss_jv *w);
+
 /* The oracle's jvp member (gmf_oracle.jvp; ctx = gmf_sqloss *), in sqloss_jvp.c. */
 int gmf_sqloss_jvp_(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C,
                     const double *dmu, const double *dR, double *dgrad, double *dhessR);
