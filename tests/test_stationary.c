@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gmflow/common.h"
 #include "gmflow/flow.h"
@@ -219,6 +220,50 @@ static void test_saddle(planted *p) {
     free(sup), free(yt), free(w), free(Z), free(H), free(y);
 }
 
+/* The end-of-run polish from a BW state (factored inside), and the spectrum file. */
+static void test_polish_bw(planted *p) {
+    const size_t N = p->N, K = p->K, D = p->D;
+    double *yb = tu_xmalloc(N * sizeof *yb), *yc = tu_xmalloc(N * sizeof *yc);
+    double *e = tu_xmalloc(N * sizeof *e);
+    gsl_rng *r = tu_rng(23);
+    tu_randn(r, N, 1e-4, e);
+    for (size_t i = 0; i < N; i++)
+        yc[i] = p->ystar[i] + e[i];
+    gmf_flow_euclid_to_bw(K, D, yc, yb);
+    gmf_stationary_result res;
+    gmf_stationary_spectrum s;
+    CHECK(gmf_stationary_polish(gmf_sqloss_oracle(p->sq), K, GMF_FLOW_BW, yb, NULL, yc, &res, &s) ==
+              GMF_OK,
+          "polish: %s", gmf_errmsg());
+    printf("polish from a BW state: %d steps, relative |g| %.3e, loss %.3e, index %zu\n", res.iters,
+           res.grad_rel, res.loss, s.index);
+    CHECK(res.converged && res.loss <= 1e-20 && s.index == 0, "BW polish: rel %.3e loss %.3e",
+          res.grad_rel, res.loss);
+    char path[] = "/tmp/gmflow_spectrum_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    if (fd >= 0) {
+        close(fd);
+        CHECK(gmf_stationary_spectrum_write(path, &s) == GMF_OK, "write: %s", gmf_errmsg());
+        FILE *fp = fopen(path, "r");
+        size_t lines = 0, restricted = 0;
+        char line[256];
+        double first = NAN;
+        while (fp && fgets(line, sizeof line, fp)) {
+            lines++;
+            restricted += strncmp(line, "restricted,", 11) == 0;
+            if (lines == 2) sscanf(line, "hessian,0,%lf", &first);
+        }
+        if (fp) fclose(fp);
+        remove(path);
+        CHECK(lines == 1 + N + s.nr && restricted == s.nr && first == s.hess[0],
+              "spectrum file: %zu lines, %zu restricted, first %.17g", lines, restricted, first);
+    }
+    gmf_stationary_spectrum_free(&s);
+    gsl_rng_free(r);
+    free(e), free(yc), free(yb);
+}
+
 int main(void) {
     planted p;
     CHECK(planted_make(&p, 120, 2, 1, 0.0, 31) == GMF_OK, "planted: %s", gmf_errmsg());
@@ -230,6 +275,7 @@ int main(void) {
     if (tu_failures()) return tu_finish("test_stationary");
     test_newton_planted(&p, 0);
     test_saddle(&p);
+    test_polish_bw(&p);
     planted_free(&p);
     return tu_finish("test_stationary");
 }

@@ -76,6 +76,15 @@ int gmf_stationary_spectrum_compute(gmf_flow *f, const double *y, double zero_rt
                                     gmf_stationary_spectrum *s);
 void gmf_stationary_spectrum_free(gmf_stationary_spectrum *s);
 
+/* The end-of-run polish for a state y of either form (what `gmflow flow --polish` calls): a BW
+ * state is factored first, C_k = V_k diag(sqrt(max(lambda_k, 0))) from Sigma_k = V_k
+ * diag(lambda_k) V_k^T (any factor: they differ by the gauge), then gmf_stationary_newton on
+ * l(mu, C) and the spectrum at the result (zero_rtol 1e-8).  yc (N) receives the polished
+ * Euclidean state [mu | C]; spec is allocated (free with gmf_stationary_spectrum_free). */
+int gmf_stationary_polish(gmf_oracle oracle, size_t K, gmf_flow_kind kind, const double *y,
+                          const gmf_stationary_opts *o, double *yc, gmf_stationary_result *res,
+                          gmf_stationary_spectrum *spec);
+
 /* Write the spectrum as CSV (docs/FORMATS.md): header "set,i,eigenvalue", rows "hessian,i,x"
  * (N) then "restricted,i,x" (nr), %.17g.  Atomic (a temporary renamed into place). */
 int gmf_stationary_spectrum_write(const char *path, const gmf_stationary_spectrum *s);

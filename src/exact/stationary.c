@@ -254,3 +254,40 @@ int gmf_stationary_spectrum_write(const char *path, const gmf_stationary_spectru
         fprintf(out.fp, "restricted,%zu,%.17g\n", i, s->restr[i]);
     return gmf_io_commit(&out);
 }
+
+/* C_k = V diag(sqrt(max(lambda, 0))) for each Sigma_k of the BW state ys, into yc. */
+static int factor_bw(size_t K, size_t D, const double *ys, double *yc) {
+    double *A = gmf_calloc(2 * D * D + D, sizeof(double), "polish");
+    if (!A) return GMF_ENOMEM;
+    double *Z = A + D * D, *w = Z + D * D;
+    int rc = GMF_OK;
+    memcpy(yc, ys, K * D * sizeof(double));
+    for (size_t k = 0; k < K && rc == GMF_OK; k++) {
+        memcpy(A, ys + K * D + k * D * D, D * D * sizeof(double));
+        rc = syevr(D, A, w, Z);
+        double *C = yc + K * D + k * D * D;
+        for (size_t i = 0; i < D && rc == GMF_OK; i++)
+            for (size_t j = 0; j < D; j++)
+                C[i * D + j] = Z[i * D + j] * sqrt(fmax(w[j], 0.0));
+    }
+    free(A);
+    return rc;
+}
+
+int gmf_stationary_polish(gmf_oracle oracle, size_t K, gmf_flow_kind kind, const double *y,
+                          const gmf_stationary_opts *o, double *yc, gmf_stationary_result *res,
+                          gmf_stationary_spectrum *spec) {
+    memset(spec, 0, sizeof *spec);
+    gmf_flow f;
+    int rc = gmf_flow_init(&f, GMF_FLOW_EUCLID, K, oracle);
+    if (rc) return rc;
+    const size_t D = f.D, N = gmf_flow_dim(&f);
+    if (kind == GMF_FLOW_BW)
+        rc = factor_bw(K, D, y, yc);
+    else
+        memcpy(yc, y, N * sizeof(double));
+    if (!rc) rc = gmf_stationary_newton(&f, yc, o, res);
+    if (!rc) rc = gmf_stationary_spectrum_compute(&f, yc, 1e-8, spec);
+    gmf_flow_free(&f);
+    return rc;
+}
