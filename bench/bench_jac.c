@@ -102,6 +102,26 @@ int main(int argc, char **argv) {
                 dm = fmax(dm, fabs(y[i] - yref[i])), sc = fmax(sc, fabs(yref[i]));
             diff[c] = dm / sc;
         }
+    /* per-call costs at the final state: RHS, exact JVP (cached values), dense Jacobian */
+    double *v = calloc(N, sizeof *v), *jv = calloc(N, sizeof *jv), *J = calloc(N * N, sizeof *J);
+    if (!v || !jv || !J) return 1;
+    for (size_t i = 0; i < N; i++)
+        v[i] = 1.0 / (1.0 + (double)i);
+    const int nrep = 2000;
+    double t0 = now();
+    for (int r = 0; r < nrep; r++)
+        gmf_flow_rhs(&f, y, jv);
+    const double t_rhs = (now() - t0) / nrep;
+    gmf_flow_jvp(&f, y, v, jv);
+    t0 = now();
+    for (int r = 0; r < nrep; r++)
+        gmf_flow_jvp(&f, y, v, jv);
+    const double t_jvp = (now() - t0) / nrep;
+    t0 = now();
+    for (int r = 0; r < nrep / 40; r++)
+        gmf_flow_jac(&f, y, J);
+    const double t_jac = (now() - t0) / (nrep / 40);
+    free(v), free(jv), free(J);
     double loss;
     gmf_flow_loss(&f, y, &loss);
     printf("built-in toy, %s form, K = %zu, N = %zu, t_end = %g, BDF rtol 1e-8 atol 1e-10, %zu "
@@ -115,6 +135,9 @@ int main(int argc, char **argv) {
                st[c].nsteps, st[c].nfevals, st[c].njvevals, st[c].njevals, st[c].nliters,
                wall[c][reps / 2], diff[c]);
     }
+    printf("per call at the final state: RHS %.1f us, exact JVP %.1f us (%.2f RHS), dense Jacobian "
+           "%.1f us (%.1f RHS)\n",
+           1e6 * t_rhs, 1e6 * t_jvp, t_jvp / t_rhs, 1e6 * t_jac, t_jac / t_rhs);
     gmf_flow_free(&f);
     gmf_sqloss_free(sq);
     free(X), free(yv), free(y0), free(y), free(yref);
