@@ -108,22 +108,27 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < N; i++)
         v[i] = 1.0 / (1.0 + (double)i);
     const int nrep = 2000;
+    int bad = 0;
     double t0 = now();
     for (int r = 0; r < nrep; r++)
-        gmf_flow_rhs(&f, y, jv);
+        bad |= gmf_flow_rhs(&f, y, jv);
     const double t_rhs = (now() - t0) / nrep;
-    gmf_flow_jvp(&f, y, v, jv);
+    bad |= gmf_flow_jvp(&f, y, v, jv);
     t0 = now();
     for (int r = 0; r < nrep; r++)
-        gmf_flow_jvp(&f, y, v, jv);
+        bad |= gmf_flow_jvp(&f, y, v, jv);
     const double t_jvp = (now() - t0) / nrep;
     t0 = now();
     for (int r = 0; r < nrep / 40; r++)
-        gmf_flow_jac(&f, y, J);
+        bad |= gmf_flow_jac(&f, y, J);
     const double t_jac = (now() - t0) / (nrep / 40);
     free(v), free(jv), free(J);
     double loss;
-    gmf_flow_loss(&f, y, &loss);
+    bad |= gmf_flow_loss(&f, y, &loss);
+    if (bad) {
+        fprintf(stderr, "bench_jac: %s\n", gmf_errmsg());
+        return 1;
+    }
     printf("built-in toy, %s form, K = %zu, N = %zu, t_end = %g, BDF rtol 1e-8 atol 1e-10, %zu "
            "rounds; final loss %.10e\n",
            kind == GMF_FLOW_BW ? "bw" : "euclid", K, N, t_end, reps, loss);
