@@ -57,7 +57,8 @@ typedef struct gmf_flowio_run {
 /* run.json of a run that recorded tr. */
 int gmf_flowio_write_run(const char *path, const gmf_traj *tr, const gmf_flowio_run *run);
 
-/* The file names a flow output set may hold (NULL-terminated), for gmf_outset_new. */
+/* The file names a flow output set may hold (NULL-terminated), for gmf_outset_new; besides the
+ * files above, spectrum.csv of `gmflow flow --polish`. */
 extern const char *const gmf_flowio_names[];
 
 /* Write all files into an output set made with gmf_outset_new(&set, dir, gmf_flowio_names) and

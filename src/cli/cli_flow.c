@@ -24,6 +24,7 @@
 #include "gmflow/ode.h"
 #include "gmflow/outset.h"
 #include "gmflow/sqloss.h"
+#include "gmflow/stationary.h"
 #include "gmflow/toy.h"
 #include "gmflow/traj.h"
 
@@ -97,6 +98,9 @@ static void help(FILE *fp) {
         "  --rtol R             relative tolerance, > 0 (default %g)\n"
         "  --atol A             absolute tolerance, >= 0; > 0 for adams and bdf (default %g)\n"
         "  --max-steps N        internal steps allowed per output interval (default %ld)\n"
+        "  --jacobian NAME      bdf's linear solver: auto (dense exact Jacobian for N <= 400,\n"
+        "                       else exact JVPs), dq (GMRES, difference quotients), jvp (GMRES,\n"
+        "                       exact JVPs), dense (dense LU, exact Jacobian) (default auto)\n"
         "\n"
         "Checks and output:\n"
         "  --check-thm1         also integrate the other form from the same initial state over "
@@ -107,6 +111,10 @@ static void help(FILE *fp) {
         "                       and ||mu(t/K) - mu(t)|| / ||mu||; PASS if both <= %g,\n"
         "                       else exit 1 (the main run's files are written either way).\n"
         "                       Without --rtol/--atol both runs use rtol %g, atol %g.\n"
+        "  --polish             at the end, Newton-polish the final state to a stationary point\n"
+        "                       of l(mu, C) (a bw state is factored first); print the gradient\n"
+        "                       norm, the Hessian's index (gauge directions removed), minimum or\n"
+        "                       saddle, and write DIR/spectrum.csv (part of the output set)\n"
         "  --out DIR            output directory, created if needed (default %s)\n"
         "  -q, --quiet          no progress lines on stderr\n"
         "  -h, --help           this help\n"
@@ -151,6 +159,7 @@ typedef struct options {
     size_t n_out;
     const char *out;
     int check, quiet;
+    int polish;
 } options;
 
 enum {
@@ -172,7 +181,9 @@ enum {
     O_T_END,
     O_N_OUT,
     O_OUT,
-    O_CHECK
+    O_CHECK,
+    O_JACOBIAN,
+    O_POLISH
 };
 
 static const struct option long_opts[] = {{"data", required_argument, NULL, O_DATA},
@@ -196,6 +207,8 @@ static const struct option long_opts[] = {{"data", required_argument, NULL, O_DA
                                           {"n-out", required_argument, NULL, O_N_OUT},
                                           {"out", required_argument, NULL, O_OUT},
                                           {"check-thm1", no_argument, NULL, O_CHECK},
+                                          {"jacobian", required_argument, NULL, O_JACOBIAN},
+                                          {"polish", no_argument, NULL, O_POLISH},
                                           {"quiet", no_argument, NULL, 'q'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
@@ -208,6 +221,8 @@ static void set_defaults(options *o) {
     o->seed = DEFAULT_SEED;
     o->form = GMF_FLOW_BW;
     o->ode = gmf_ode_defaults();
+    o->ode.jvp = gmf_flow_ode_jvp; /* exact Jacobian information for bdf (--jacobian) */
+    o->ode.jac = gmf_flow_ode_jac;
     o->t_end = DEFAULT_T_END;
     o->n_out = DEFAULT_N_OUT;
     o->out = DEFAULT_OUT_DIR;
@@ -324,6 +339,14 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
         return 0;
     case O_CHECK:
         o->check = 1;
+        return 0;
+    case O_JACOBIAN:
+        if ((o->ode.jacobian = gmf_ode_jacobian_parse(arg)) < 0)
+            return bad_value("--jacobian: unknown choice '%s' (choose auto, dq, jvp or dense)",
+                             arg);
+        return 0;
+    case O_POLISH:
+        o->polish = 1;
         return 0;
     }
     return -1;
@@ -579,8 +602,56 @@ done:
     return rc;
 }
 
+/* --polish's result, reported after the summary. */
+typedef struct polished {
+    int done;
+    gmf_stationary_result res;
+    gmf_stationary_spectrum sp;
+} polished;
+
+/* --polish: Newton polish of the final state (library: gmf_stationary_polish); spectrum.csv is
+ * written into the output set's staging directory.  0 or 1 (message printed). */
+static int polish_run(const gmf_outset *set, gmf_oracle oracle, const gmf_traj *tr, polished *p) {
+    const size_t K = gmf_traj_K(tr), D = gmf_traj_D(tr), N = K * (D + D * D);
+    const size_t last = gmf_traj_done(tr) - 1;
+    const int euclid = gmf_traj_kind(tr) == GMF_FLOW_EUCLID;
+    double *y = gmf_calloc(2 * N, sizeof(double), "the polish");
+    if (!y) return fail("%s", gmf_errmsg());
+    double *yc = y + N;
+    memcpy(y, gmf_traj_mu(tr) + last * K * D, K * D * sizeof(double));
+    memcpy(y + gmf_flow_mat_offset(K, D, 0),
+           (euclid ? gmf_traj_C(tr) : gmf_traj_Sigma(tr)) + last * K * D * D,
+           K * D * D * sizeof(double));
+    char path[4200];
+    int rc = gmf_stationary_polish(oracle, K, gmf_traj_kind(tr), y, NULL, yc, &p->res, &p->sp);
+    free(y);
+    if (rc) return fail("--polish failed: %s", gmf_errmsg());
+    p->done = 1;
+    rc = gmf_outset_path(set, "spectrum.csv", path, sizeof path);
+    if (!rc) rc = gmf_stationary_spectrum_write(path, &p->sp);
+    if (rc) return fail("%s", gmf_errmsg());
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* report                                                                                      */
+
+static void polish_report(const char *dir, const polished *p) {
+    const gmf_stationary_result *res = &p->res;
+    const gmf_stationary_spectrum *sp = &p->sp;
+    printf("  polish    %d Newton steps, |grad l| %.3e -> %.3e (relative %.3e), loss %.10e\n",
+           res->iters, res->grad0, res->grad, res->grad_rel, res->loss);
+    if (!res->converged)
+        printf("            NOT converged: no stationary point near the final state (integrate "
+               "longer, or it may lie at a collapse)\n");
+    printf("            Hessian eigenvalues %.3e .. %.3e; %zu gauge directions removed; index %zu "
+           "(%zu zero within %.1e) -> %s\n",
+           sp->hess[0], sp->hess[sp->N - 1], sp->ngauge, sp->index, sp->nzero, sp->tol,
+           !res->converged ? "not a stationary point"
+           : sp->index     ? "saddle"
+                           : "minimum");
+    printf("            spectrum  %s/spectrum.csv\n", dir);
+}
 
 static void summary(const options *o, const inputs *in, const gmf_traj *tr,
                     const gmf_flowio_run *r) {
@@ -605,7 +676,9 @@ static void summary(const options *o, const inputs *in, const gmf_traj *tr,
     printf("  stats     %ld steps, %ld RHS evaluations, %ld error-test failures, %ld nonlinear "
            "iterations (%ld convergence failures)",
            st->nsteps, st->nfevals, st->netfails, st->nniters, st->nncfails);
-    if (o->ode.method == GMF_ODE_CVODE_BDF) printf(", %ld linear iterations", st->nliters);
+    if (o->ode.method == GMF_ODE_CVODE_BDF)
+        printf(", %ld linear iterations, jacobian %s (%ld dense, %ld JVPs)", st->nliters,
+               gmf_ode_jacobian_name(st->jacobian), st->njevals, st->njvevals);
     printf(", %.3f s\n", r->wall);
     if (r->checked) {
         printf("  thm1      %s form, %ld steps, %.3f s; max over %zu times of\n",
@@ -648,8 +721,9 @@ static int run_flow(int argc, char **argv, const options *o, const inputs *in, d
     gmf_sqloss *sq = NULL;
     gmf_outset *set = NULL;
     gmf_traj *tr = NULL;
+    polished pol = {0};
     double *tout = gmf_calloc(o->n_out, sizeof(double), "output times");
-    int status = 1;
+    int status = 1, polish_failed = 0;
     if (!tout) {
         fail("%s", gmf_errmsg());
         goto done;
@@ -679,12 +753,16 @@ static int run_flow(int argc, char **argv, const options *o, const inputs *in, d
     r.wall = gmf_traj_elapsed(tr);
     if (o->check && check_thm1(o, in, oracle, tout, tr, &r)) goto done;
     r.wall_total = now() - t_start;
+    if (o->polish) polish_failed = polish_run(set, oracle, tr, &pol);
     if (gmf_flowio_write_set(set, tr, &r)) {
         fail("--out %s: %s (the previous contents of %s are unchanged)", o->out, gmf_errmsg(),
              o->out);
         goto done;
     }
     summary(o, in, tr, &r);
+    if (pol.done) polish_report(o->out, &pol);
+    fflush(stdout);
+    if (polish_failed) goto done;
     if (r.checked && !r.pass) {
         fail("Theorem 1 check FAILED: relative differences %.3e (Sigma), %.3e (mu) exceed %g",
              r.err_sigma, r.err_mu, THM1_TOL);
@@ -692,6 +770,7 @@ static int run_flow(int argc, char **argv, const options *o, const inputs *in, d
     }
     status = 0;
 done:
+    if (pol.done) gmf_stationary_spectrum_free(&pol.sp);
     gmf_traj_free(tr);
     gmf_sqloss_free(sq);
     gmf_outset_free(set);

@@ -7,8 +7,10 @@
 #include "gmflow/common.h"
 #include "gmflow/io.h"
 
-const char *const gmf_flowio_names[] = {"trajectory.csv", "t.npy",      "mu.npy",   "Sigma.npy",
-                                        "C.npy",          "state.json", "run.json", NULL};
+/* spectrum.csv: written into the set by `gmflow flow --polish` (gmflow/stationary.h) */
+const char *const gmf_flowio_names[] = {"trajectory.csv", "t.npy",        "mu.npy",
+                                        "Sigma.npy",      "C.npy",        "state.json",
+                                        "run.json",       "spectrum.csv", NULL};
 
 static const char *form_name(gmf_flow_kind k) {
     return k == GMF_FLOW_EUCLID ? "euclid" : "bw";
