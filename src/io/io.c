@@ -164,9 +164,11 @@ typedef struct dvec {
 
 static int dvec_push(dvec *a, double x) {
     if (a->n == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 1024;
-        if (cap > SIZE_MAX / sizeof(double)) return GMF_ENOMEM;
-        double *v = realloc(a->v, cap * sizeof(double));
+        size_t cap, bytes;
+        if (gmf_mul_size(a->cap ? a->cap : 512, 2, &cap) ||
+            gmf_mul_size(cap, sizeof(double), &bytes))
+            return GMF_ENOMEM;
+        double *v = realloc(a->v, bytes);
         if (!v) return GMF_ENOMEM;
         a->v = v, a->cap = cap;
     }
