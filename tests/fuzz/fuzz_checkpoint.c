@@ -1,7 +1,7 @@
 /* fuzz_checkpoint.c -- libFuzzer target: gmf_train_load_checkpoint into a small model.
  * Byte 0 selects the model (bits 0-1: gm, gm-full, fc, gm-stack) and whether the FNV-1a
  * checksum of the rest is fixed up before writing (bit 2), so that mutations get past the
- * checksum to the header-field and parameter validation. */
+ * checksum to the header-field, run-record (version 2) and parameter validation. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 
@@ -33,10 +33,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fz_write("checkpoint.gmck", b, n);
     free(b);
     uint64_t epoch = 0, seed = 0;
-    int rc = gmf_train_load_checkpoint(path, &m, &epoch, &seed);
+    char *run = NULL;
+    int rc = gmf_train_load_checkpoint_run(path, &m, &epoch, &seed, &run);
     fz_check_error(rc, path);
     if (rc == GMF_OK) {
         if (epoch > 1000000 || !gmf_all_finite(m.params, m.nparams)) abort();
+        if (run && strlen(run) > 65536) abort();
+        free(run);
     }
     gmf_nn_model_free(&m);
     return 0;

@@ -5,8 +5,9 @@ Each file is one input of the matching fuzz target (tests/fuzz/fuzz_<target>.c; 
 for the meaning of its leading selector byte).  The corpus holds the inputs issue 9 reported
 (the (0, 1518500250) NPY pair, the 146-byte NPY that asked for 1 GB, the 26- and 132-byte IDX.gz
 that asked for 2 GB and 13 GB, the 116-byte state.json with d = 100000, the checkpoint with
-epoch 2^63) plus small valid and malformed seeds.  The valid checkpoints valid_kind<k> were
-written by gmf_train_save_checkpoint for the target's models (d 3, L 2, K 2, width 2, mid 2;
+epoch 2^63) plus small valid and malformed seeds.  The valid checkpoints valid_kind<k> (version
+1) and valid_v2_kind<k> (version 2, with a small run record) were written by
+gmf_train_save_checkpoint[_run] for the target's models (d 3, L 2, K 2, width 2, mid 2;
 params 0.25 i - 1, epoch 7, seed 42) and are kept; the variants are derived from them here.
 Run from the repository root: /usr/bin/python3 tests/fuzz/make_corpus.py
 """
@@ -139,6 +140,19 @@ def checkpoint():
         put("checkpoint", "epoch_2p63_kind%d" % k, bytes([sel | 4]) + ep)
         put("checkpoint", "truncated_kind%d" % k, bytes([sel]) + body[:-9])
         put("checkpoint", "other_model_kind%d" % k, bytes([(sel + 1) & 3]) + body)
+    for k in range(4):  # version 2 (run record after the parameters)
+        with open(os.path.join(d, "valid_v2_kind%d" % k), "rb") as f:
+            base = f.read()
+        sel, body = base[0], base[1:]
+        off_epoch = 8 + 4 + 4 + 16 + 8 * 5 + 8 + 8
+        ep = body[:off_epoch] + struct.pack("<Q", 1 << 63) + body[off_epoch + 8:]
+        put("checkpoint", "v2_epoch_2p63_kind%d" % k, bytes([sel | 4]) + ep)
+    # a record length of 2^32 - 1 (checksum fixed up by the selector)
+    body = open(os.path.join(d, "valid_v2_kind2"), "rb").read()[1:]
+    n = struct.unpack("<Q", body[80:88])[0]
+    at = 104 + 8 * n
+    put("checkpoint", "v2_record_4GB", b"\x06" + body[:at] + struct.pack("<I", 0xFFFFFFFF)
+        + body[at + 4:])
     body = open(os.path.join(d, "valid_kind2"), "rb").read()[1:]
     off_scale = 8 + 4 + 4 + 16 + 8 * 5
     inf = body[:off_scale] + struct.pack("<d", float("inf")) + body[off_scale + 8:]
