@@ -25,6 +25,9 @@ class FlowStats(TypedDict):
     nliters: int
     qlast: int
     hlast: float
+    njevals: int
+    njvevals: int
+    jacobian: str
     nrhs: int
     wall_s: float
 
@@ -59,6 +62,7 @@ def flow(
     atol: float = 1e-10,
     C0: Optional[_ArrayLike] = None,
     max_steps: Optional[int] = None,
+    jacobian: Optional[Literal["auto", "dq", "jvp", "dense"]] = None,
 ) -> FlowResult: ...
 class Thm1Result(TypedDict):
     t: _Array
@@ -79,6 +83,7 @@ def thm1(
     atol: float = 1e-13,
     C0: Optional[_ArrayLike] = None,
     max_steps: Optional[int] = None,
+    jacobian: Optional[Literal["auto", "dq", "jvp", "dense"]] = None,
 ) -> Thm1Result: ...
 def rhs(
     X: _ArrayLike,

@@ -408,6 +408,12 @@ static double polled_loss(void *ctx) {
     polled *p = ctx;
     return p->inner.loss(p->inner.ctx);
 }
+static int polled_jvp(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C,
+                      const double *dmu, const double *dR, double *dgrad, double *dhessR) {
+    polled *p = ctx;
+    if (poll_signals(p)) return gmf_error(GMF_ESOLVER, "interrupted (KeyboardInterrupt)");
+    return p->inner.jvp(p->inner.ctx, K, mu, Sigma, C, dmu, dR, dgrad, dhessR);
+}
 
 typedef struct run {
     gmf_traj *tr;
@@ -426,7 +432,8 @@ static void run_solve(run *r, gmf_flow_kind kind, size_t K, gmf_oracle oracle, c
                      .D = oracle.D,
                      .prepare = polled_prepare,
                      .component = polled_component,
-                     .loss = polled_loss};
+                     .loss = polled_loss,
+                     .jvp = oracle.jvp ? polled_jvp : NULL};
     r->issue = GMF_TRAJ_START_OK;
     r->rc = gmf_traj_check_start(kind, K, oracle, y0, tout, ntout, o, &r->issue);
     if (!r->rc) r->rc = gmf_traj_new(&r->tr, kind, ntout, K, oracle.D);
@@ -437,11 +444,12 @@ static void run_solve(run *r, gmf_flow_kind kind, size_t K, gmf_oracle oracle, c
 static PyObject *stats_dict(const run *r) {
     const gmf_ode_stats *s = &r->st;
     const size_t done = gmf_traj_done(r->tr);
-    return Py_BuildValue("{s:l,s:l,s:l,s:l,s:l,s:l,s:i,s:d,s:l,s:d}", "nsteps", s->nsteps,
-                         "nfevals", s->nfevals, "netfails", s->netfails, "nniters", s->nniters,
-                         "nncfails", s->nncfails, "nliters", s->nliters, "qlast", s->qlast, "hlast",
-                         s->hlast, "nrhs", done ? gmf_traj_nrhs(r->tr)[done - 1] : 0L, "wall_s",
-                         gmf_traj_elapsed(r->tr));
+    return Py_BuildValue(
+        "{s:l,s:l,s:l,s:l,s:l,s:l,s:i,s:d,s:l,s:l,s:s,s:l,s:d}", "nsteps", s->nsteps, "nfevals",
+        s->nfevals, "netfails", s->netfails, "nniters", s->nniters, "nncfails", s->nncfails,
+        "nliters", s->nliters, "qlast", s->qlast, "hlast", s->hlast, "njevals", s->njevals,
+        "njvevals", s->njvevals, "jacobian", gmf_ode_jacobian_name((gmf_ode_jacobian)s->jacobian),
+        "nrhs", done ? gmf_traj_nrhs(r->tr)[done - 1] : 0L, "wall_s", gmf_traj_elapsed(r->tr));
 }
 
 /* A new float64 array of `rows` rows of `per` values from src (copied). */
@@ -522,8 +530,15 @@ static int run_error(run *r, const double *tout, size_t skip, const gmf_ode_opts
 
 /* method (None: the library default), rtol, atol, max_steps (None: the library default). */
 static int ode_options(PyObject *method, double rtol, double atol, PyObject *max_steps,
-                       gmf_ode_opts *o) {
+                       const char *jacobian, gmf_ode_opts *o) {
     *o = gmf_ode_defaults();
+    o->jvp = gmf_flow_ode_jvp; /* exact Jacobian information for bdf, as `gmflow flow` */
+    o->jac = gmf_flow_ode_jac;
+    if (jacobian && (o->jacobian = gmf_ode_jacobian_parse(jacobian)) < 0)
+        return PyErr_Format(PyExc_ValueError,
+                            "jacobian: unknown choice '%s' (choose 'auto', 'dq', 'jvp' or 'dense')",
+                            jacobian),
+               -1;
     if (method != Py_None) {
         const char *name = PyUnicode_Check(method) ? PyUnicode_AsUTF8(method) : NULL;
         if (!name) {
@@ -591,7 +606,7 @@ static double *output_times(PyObject *to, size_t *T, size_t *skip) {
 PyDoc_STRVAR(
     flow_doc,
     "flow(X, y, mu0, Sigma0, t_eval, *, form='bw', method=None, rtol=1e-8, atol=1e-10, C0=None, "
-    "max_steps=None)\n--\n\n"
+    "max_steps=None, jacobian=None)\n--\n\n"
     "Integrate the exact gradient flow of the squared loss over Gaussian mixtures.\n\n"
     "L(rho) = (1/n) sum_i (y_i - E_rho f(x_i, theta))^2, f(x, theta) = omega relu(beta . x),\n"
     "rho = (1/K) sum_k N(mu_k, Sigma_k) over theta = (omega, beta) in R^D, D = d + 1, with\n"
@@ -609,7 +624,9 @@ PyDoc_STRVAR(
     "    default (gmflow.DEFAULT_METHOD).\n"
     "rtol, atol : tolerances (|err_i| <= atol + rtol |y_i|).\n"
     "C0 : (K, D, D) initial square roots for form='euclid' (Sigma0 = C0 C0^T).\n"
-    "max_steps : internal steps allowed per output interval (None: the library's default).\n\n"
+    "max_steps : internal steps allowed per output interval (None: the library's default).\n"
+    "jacobian : bdf's linear solver, as `gmflow flow --jacobian`: 'auto', 'dq', 'jvp' or\n"
+    "    'dense' (None: the library's default, auto: exact Jacobians).\n\n"
     "Returns\n-------\n"
     "FlowResult with t (T,), mu (T, K, D), Sigma (T, K, D, D), C (T, K, D, D) or None, loss (T,),\n"
     "stats (dict of the solver's counters), form, method.\n\n"
@@ -622,18 +639,18 @@ PyDoc_STRVAR(
 
 static PyObject *py_flow(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
-    static char *kwlist[] = {"X",      "y",    "mu0",  "Sigma0", "t_eval",    "form",
-                             "method", "rtol", "atol", "C0",     "max_steps", NULL};
+    static char *kwlist[] = {"X",    "y",    "mu0", "Sigma0",    "t_eval",   "form", "method",
+                             "rtol", "atol", "C0",  "max_steps", "jacobian", NULL};
     PyObject *Xo, *yo, *muo, *So, *to, *method = Py_None, *Co = Py_None, *msteps = Py_None;
-    const char *form = "bw";
+    const char *form = "bw", *jac = NULL;
     const gmf_ode_opts def = gmf_ode_defaults();
     double rtol = def.rtol, atol = def.atol;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO|$sOddOO:flow", kwlist, &Xo, &yo, &muo, &So,
-                                     &to, &form, &method, &rtol, &atol, &Co, &msteps))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO|$sOddOOz:flow", kwlist, &Xo, &yo, &muo, &So,
+                                     &to, &form, &method, &rtol, &atol, &Co, &msteps, &jac))
         return NULL;
     gmf_flow_kind kind;
     gmf_ode_opts o;
-    if (flow_kind(form, &kind) || ode_options(method, rtol, atol, msteps, &o)) return NULL;
+    if (flow_kind(form, &kind) || ode_options(method, rtol, atol, msteps, jac, &o)) return NULL;
     problem p;
     if (problem_open(&p, Xo, yo)) return NULL;
     const int bw = kind == GMF_FLOW_BW;
@@ -664,7 +681,7 @@ static PyObject *py_flow(PyObject *self, PyObject *args, PyObject *kw) {
 PyDoc_STRVAR(
     thm1_doc,
     "thm1(X, y, mu0, Sigma0, t_eval, *, method=None, rtol=1e-11, atol=1e-13, C0=None, "
-    "max_steps=None)\n--\n\n"
+    "max_steps=None, jacobian=None)\n--\n\n"
     "Theorem 1 over time: the mixture (bw) flow from (mu0, Sigma0) at the times t_eval and,\n"
     "integrated independently, the Euclidean flow over (mu, C) from (mu0, C0) at K t_eval\n"
     "(C0 defaults to the Cholesky factors of Sigma0; Sigma0 may be None with C0, then\n"
@@ -701,15 +718,16 @@ static PyObject *thm1_dict(run *rb, run *re, size_t skip, const gmf_ode_opts *o)
 
 static PyObject *py_thm1(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
-    static char *kwlist[] = {"X",    "y",    "mu0", "Sigma0",    "t_eval", "method",
-                             "rtol", "atol", "C0",  "max_steps", NULL};
+    static char *kwlist[] = {"X",    "y",    "mu0", "Sigma0",    "t_eval",   "method",
+                             "rtol", "atol", "C0",  "max_steps", "jacobian", NULL};
     PyObject *Xo, *yo, *muo, *So, *to, *method = Py_None, *Co = Py_None, *msteps = Py_None;
+    const char *jac = NULL;
     double rtol = 1e-11, atol = 1e-13;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO|$OddOO:thm1", kwlist, &Xo, &yo, &muo, &So,
-                                     &to, &method, &rtol, &atol, &Co, &msteps))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO|$OddOOz:thm1", kwlist, &Xo, &yo, &muo, &So,
+                                     &to, &method, &rtol, &atol, &Co, &msteps, &jac))
         return NULL;
     gmf_ode_opts o;
-    if (ode_options(method, rtol, atol, msteps, &o)) return NULL;
+    if (ode_options(method, rtol, atol, msteps, jac, &o)) return NULL;
     problem p;
     if (problem_open(&p, Xo, yo)) return NULL;
     const char *names[3] = {"mu0", "Sigma0", "C0"};

@@ -80,6 +80,7 @@ CASES = [
     (lambda a: {**a, "atol": -1.0}, ValueError, ["atol:", ">= 0"]),
     (lambda a: {**a, "atol": float("nan")}, ValueError, ["atol:"]),
     (lambda a: {**a, "max_steps": 0}, ValueError, ["max_steps:"]),
+    (lambda a: {**a, "jacobian": "exact"}, ValueError, ["jacobian:", "'dense'"]),
     (lambda a: {**a, "max_steps": 1.5}, TypeError, ["max_steps:"]),
     (lambda a: {**a, "C0": a["Sigma0"]}, ValueError, ["C0:", "only used with form='euclid'"]),
     (lambda a: {**a, "form": "euclid", "C0": a["Sigma0"][:1]}, ValueError, ["C0:", "(K, D, D)"]),
