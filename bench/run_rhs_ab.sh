@@ -93,7 +93,7 @@ echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg); CSV: $OUT"
 $PY - "$OUT" <<'PY'
 import csv, statistics as st, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-print(f"{'size':>12} {'old bw us':>10} {'new bw us':>10} {'old/new bw':>18} {'old eu us':>10} {'new eu us':>10} {'old/new eu':>18} {'numpy us':>10} {'numpy/new':>18}")
+print(f"{'size':>12} {'old bw us':>10} {'new bw us':>10} {'old/new bw':>18} {'old eu us':>10} {'new eu us':>10} {'old/new eu':>18} {'numpy us':>10} {'numpy/old':>18} {'numpy/new':>18}")
 for size in dict.fromkeys(r["size"] for r in rows):
     R = [r for r in rows if r["size"] == size]
     col = lambda k: [float(r[k]) for r in R]
@@ -102,5 +102,5 @@ for size in dict.fromkeys(r["size"] for r in rows):
         return f"{st.median(q):.2f} ({min(q):.2f}-{max(q):.2f})"
     print(f"{size:>12} {st.median(col('old_bw_us')):10.1f} {st.median(col('new_bw_us')):10.1f} {ratio('old_bw_us','new_bw_us'):>18} "
           f"{st.median(col('old_euclid_us')):10.1f} {st.median(col('new_euclid_us')):10.1f} {ratio('old_euclid_us','new_euclid_us'):>18} "
-          f"{st.median(col('numpy_bw_us')):10.1f} {ratio('numpy_bw_us','new_bw_us'):>18}")
+          f"{st.median(col('numpy_bw_us')):10.1f} {ratio('numpy_bw_us','old_bw_us'):>18} {ratio('numpy_bw_us','new_bw_us'):>18}")
 PY

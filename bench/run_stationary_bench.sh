@@ -17,7 +17,7 @@
 # gradnorm, the same F as SciPy's event), and the timed run integrates to the next output time
 # (`--t-end t --n-out 2`), so its time overstates gmflow's (it stops up to T_CAL/200 late).
 # gmflow runs with its default method (no --method: `auto` once it exists) and with bdf.
-# Times are process CPU seconds (user + sys) of the whole gmflow process, and of solve_ivp
+# Times are process CPU seconds (user + sys, getrusage) of the whole gmflow process, and of solve_ivp
 # alone on the SciPy side (the machine is shared; CPU time is not inflated by other load).
 # Agreement: max |v_gmflow - v_scipy| over the final states (and relative to max |v|).
 #
@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
     --build) BUILD="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --keep) KEEP=1; shift 0 ;;
-    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_stationary_bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -72,19 +72,22 @@ echo "toy,n,d,K,N,round,side,method,reached,t_stop,gradnorm,cpu_s,nrhs,max_abs_d
 
 # gmflow: run with method $1 ("default" = no --method) to time $2; sets GCPU GNRHS; dir $3
 run_gmflow() {
-    local m=() t0 t1
+    local m=()
     [ "$1" = default ] || m=(--method "$1")
     local stop=(--t-end "$2" --n-out 2)
     [ "$STOPGRAD" = 1 ] && stop=(--t-end "$TMAX" --stop-grad "$TOL" --n-out 2)
-    t0=$(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat) # children's CPU ticks so far
-    if ! timeout "$TIMEOUT" "${PIN[@]}" "$G" flow --data "$D/data.csv" --init "$D/init.json" \
-        "${m[@]}" "${stop[@]}" --max-steps 10000000 -q --out "$3" >"$3.log" 2>&1; then
+    # CPU seconds (user + sys) of the gmflow process, from getrusage (microsecond resolution)
+    if ! GCPU=$(timeout "$TIMEOUT" "${PIN[@]}" $PY -c 'import resource, subprocess, sys
+with open(sys.argv[1], "w") as log:
+    rc = subprocess.run(sys.argv[2:], stdout=log, stderr=log).returncode
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{u.ru_utime + u.ru_stime:.4f}")
+sys.exit(rc)' "$3.log" "$G" flow --data "$D/data.csv" --init "$D/init.json" \
+        "${m[@]}" "${stop[@]}" --max-steps 10000000 -q --out "$3"); then
         GCPU=nan GNRHS=0
         return 1
     fi
-    t1=$(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat)
-    GCPU=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.3f", (b - a) / hz}')
-    GNRHS=$(sed -n 's/.*"nrhs": *\([0-9]*\).*/\1/p' "$3/run.json" | head -1)
+    GNRHS=$(sed -n 's/.*"nfevals": *\([0-9]*\).*/\1/p' "$3/run.json" | head -1)
 }
 
 IFS=, read -ra TOYL <<<"$TOYS"
