@@ -80,13 +80,14 @@ static void batch4(size_t i, const double *m, const double *s2, const double *c0
     const __m256d p = _mm256_mul_pd(_ZGVdN4v_exp(_mm256_mul_pd(_mm256_mul_pd(nhalf, t), t)), ipdf);
     const __m256d Phi = _mm256_blendv_pd(_mm256_and_pd(mpos, one), P, reg);
     const __m256d phi = _mm256_and_pd(reg, p);
-    const __m256d u0 = _mm256_and_pd(spos, _mm256_div_pd(cv, sdiv));
     const __m256d A = _mm256_add_pd(_mm256_mul_pd(mv, Phi), _mm256_mul_pd(sv, phi));
     store4(o->s, i, sv);
     store4(o->Phi, i, Phi);
     store4(o->phi, i, phi);
     store4(o->A, i, A);
     if (o->Ef) store4(o->Ef, i, _mm256_add_pd(_mm256_mul_pd(w, A), _mm256_mul_pd(cv, Phi)));
+    if (!o->g && !o->q) return; /* the trainer's case: no u0 = c0 / s */
+    const __m256d u0 = _mm256_and_pd(spos, _mm256_div_pd(cv, sdiv));
     if (o->g) store4(o->g, i, _mm256_add_pd(_mm256_mul_pd(w, Phi), _mm256_mul_pd(u0, phi)));
     if (o->q) {
         const __m256d kap = _mm256_mul_pd(phi, _mm256_sub_pd(w, _mm256_mul_pd(u0, t)));
