@@ -141,10 +141,10 @@ for toy in "${TOYL[@]}"; do
                 TG=$(cat "$O.tstar")
             fi
             if [ "$TG" != nan ] && run_gmflow "$gm" "$TG" "$O"; then
-                gl=$($PY "$SP" gradnorm "$D" "$O" --tol "$TOL")
-                gn=$(field "$gl" gradnorm_last)
+                gl=$($PY "$SP" gradstate "$D" "$O/state.json") # the final (or event) state
+                gn=$(field "$gl" gradnorm)
                 reached=$($PY -c "import sys;print(float(sys.argv[1]) <= float(sys.argv[2]))" "$gn" "$TOL")
-                tl=$(field "$gl" t_last)
+                tl=$(field "$gl" t)
                 cmp=""
                 [ -n "$BEST" ] && cmp=$($PY "$SP" compare "$O/state.json" "$BEST")
                 echo "$toy,$n,$d,$K,$N,$r,gmflow,$gm,$reached,$tl,$gn,$GCPU,$GNRHS,$(field "$cmp" max_abs_diff),$(field "$cmp" rel_diff),$how,\"$CPUNAME\"" >>"$OUT"

@@ -16,6 +16,8 @@ Euclidean norm of the flow's vector field, ||F(v)||_2 = ||(mu', Sigma')||_2.
   stationary_scipy.py gradnorm DIR OUTDIR [--tol 1e-8]
       for gmflow's outputs in OUTDIR (t.npy, mu.npy, Sigma.npy) on DIR's data: ||F|| at every
       output time, the first time it is <= tol and the output time after it.  Prints GRAD.
+  stationary_scipy.py gradstate DIR STATE.json
+      ||F|| at a state file (e.g. gmflow's state.json) on DIR's data.  Prints one GRADSTATE line.
   stationary_scipy.py compare A.json B.json
       two state files: max |a - b| and its ratio to max |b| over (mu, Sigma).  Prints COMPARE.
 
@@ -117,6 +119,14 @@ def cmd_gradnorm(a):
           f"gradnorm_last={gn[-1]:.3e} min_gradnorm={gn.min():.3e}")
 
 
+def cmd_gradstate(a):
+    X, y = load_data(a.dir)
+    t, mu, S = load_state(a.state)
+    flow = Flow(X, y, mu.shape[0])
+    gn = np.linalg.norm(flow(t, np.concatenate((mu.ravel(), S.ravel()))))
+    print(f"GRADSTATE t={t!r} gradnorm={gn:.6e}")
+
+
 def cmd_compare(a):
     _, ma, Sa = load_state(a.a)
     _, mb, Sb = load_state(a.b)
@@ -142,11 +152,15 @@ def main():
     g.add_argument("dir")
     g.add_argument("out")
     g.add_argument("--tol", type=float, default=1e-8)
+    g = sub.add_parser("gradstate")
+    g.add_argument("dir")
+    g.add_argument("state")
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")
     a = p.parse_args()
-    {"solve": cmd_solve, "gradnorm": cmd_gradnorm, "compare": cmd_compare}[a.cmd](a)
+    {"solve": cmd_solve, "gradnorm": cmd_gradnorm, "gradstate": cmd_gradstate,
+     "compare": cmd_compare}[a.cmd](a)
 
 
 if __name__ == "__main__":
