@@ -36,7 +36,7 @@
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
-#include "vargs.h"
+#include "harness.h"
 
 #define NETA 6
 
@@ -72,34 +72,25 @@ int main(int argc, char **argv) {
     unsigned long seed = 7;
     int rescale = 1;
     const char *csv = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && !strcmp(argv[i], "--n"))
-            n = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--d"))
-            d = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--K"))
-            K = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--T"))
-            T = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--eta0"))
-            eta0 = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--csv"))
-            csv = argv[++i];
-        else if (!strcmp(argv[i], "--no-rescale"))
-            rescale = 0;
-        else {
-            fprintf(stderr, "usage: gd_to_flow [--n N] [--d D] [--K K] [--T T] [--eta0 E] "
-                            "[--seed S] [--no-rescale] [--csv PATH]\n");
-            return 2;
-        }
-    }
-    const long N0 = lround(T / eta0);
-    if (!n || !d || !K || !(T > 0) || !(eta0 > 0) || N0 < 1 || fabs(N0 * eta0 - T) > 1e-9 * T) {
-        fprintf(stderr, "gd_to_flow: need n, d, K >= 1, eta0 > 0 and T a multiple of eta0\n");
-        return 2;
-    }
+    int no_rescale = 0;
+    const vh_opt opts[] = {
+        {"--n", VH_SIZE, &n, NULL, NULL},
+        {"--d", VH_SIZE, &d, NULL, NULL},
+        {"--K", VH_SIZE, &K, NULL, NULL},
+        {"--T", VH_DOUBLE, &T, NULL, NULL},
+        {"--eta0", VH_DOUBLE, &eta0, NULL, NULL},
+        {"--seed", VH_ULONG, &seed, NULL, NULL},
+        {"--csv", VH_STRING, &csv, NULL, NULL},
+        {"--no-rescale", VH_FLAG, &no_rescale, NULL, NULL},
+    };
+    vh_parse(argc, argv, "gd_to_flow",
+             "[--n N] [--d D] [--K K] [--T T] [--eta0 E] [--seed S] [--no-rescale] [--csv PATH]",
+             opts, sizeof opts / sizeof opts[0]);
+    rescale = !no_rescale;
+    const long N0 = !(eta0 > 0) ? 0 : lround(T / eta0);
+    if (!n || !d || !K || !(T > 0) || !(eta0 > 0) || N0 < 1 || fabs(N0 * eta0 - T) > 1e-9 * T)
+        vh_usage_error("need n, d, K >= 1, eta0 > 0 and T a multiple of eta0");
+    vh_run run = vh_start("gd_to_flow");
     const size_t D = d + 1;
     gmf_toy_opts to = gmf_toy_defaults();
     to.n = n, to.d = d, to.seed = seed;
@@ -177,12 +168,12 @@ int main(int argc, char **argv) {
     ok = ok && fabs(pE - 1.0) <= 0.05 && fabs(pB - 1.0) <= 0.05;
     printf("fitted order vs Euclidean flow %.4f, vs mixture flow at %s %.4f (pass 1.00 +- 0.05)\n",
            pE, rescale ? "t/K" : "t", pB);
-    printf("gd_to_flow: order %.4f (euclid), %.4f (mixture) %s\n", pE, pB, ok ? "PASS" : "FAIL");
+    int status = vh_finish(&run, ok, "order %.4f (euclid), %.4f (mixture)", pE, pB);
     gmf_nn_gmreg_free(&layer);
     gmf_flow_free(&fe);
     gmf_flow_free(&fb);
     gmf_sqloss_free(sq);
     free(X), free(y), free(y0), free(ye), free(yb), free(z), free(zb), free(te), free(tb),
         free(trE), free(trB);
-    return ok ? 0 : 1;
+    return status;
 }

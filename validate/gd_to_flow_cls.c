@@ -45,7 +45,7 @@
 #include "gmflow/nn.h"
 #include "gmflow/ode.h"
 #include "gmflow/train.h"
-#include "vargs.h"
+#include "harness.h"
 
 #define NETA       6
 #define NTRAIN     10
@@ -201,29 +201,20 @@ int main(int argc, char **argv) {
     double T = 3.0, eta0 = 0.1, lr_scale = 1.0;
     unsigned long seed = 0;
     const char *csv = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && !strcmp(argv[i], "--T"))
-            T = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--eta0"))
-            eta0 = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--csv"))
-            csv = argv[++i];
-        else if (i + 1 < argc && !strcmp(argv[i], "--trainer-lr-scale"))
-            lr_scale = varg_double_at(argv, ++i);
-        else {
-            fprintf(stderr, "usage: gd_to_flow_cls [--T T] [--eta0 E] [--seed S] [--csv PATH] "
-                            "[--trainer-lr-scale S]\n");
-            return 2;
-        }
-    }
-    const long N0 = lround(T / eta0);
-    if (!(T > 0) || !(eta0 > 0) || N0 < 1 || fabs(N0 * eta0 - T) > 1e-9 * T || !(lr_scale > 0)) {
-        fprintf(stderr, "gd_to_flow_cls: need eta0 > 0, T a multiple of eta0 and a trainer lr "
-                        "scale > 0\n");
-        return 2;
-    }
+    const vh_opt opts[] = {
+        {"--T", VH_DOUBLE, &T, NULL, NULL},
+        {"--eta0", VH_DOUBLE, &eta0, NULL, NULL},
+        {"--seed", VH_ULONG, &seed, NULL, NULL},
+        {"--csv", VH_STRING, &csv, NULL, NULL},
+        {"--trainer-lr-scale", VH_DOUBLE, &lr_scale, NULL, NULL},
+    };
+    vh_parse(argc, argv, "gd_to_flow_cls",
+             "[--T T] [--eta0 E] [--seed S] [--csv PATH] [--trainer-lr-scale S]", opts,
+             sizeof opts / sizeof opts[0]);
+    const long N0 = !(eta0 > 0) ? 0 : lround(T / eta0);
+    if (!(T > 0) || !(eta0 > 0) || N0 < 1 || fabs(N0 * eta0 - T) > 1e-9 * T || !(lr_scale > 0))
+        vh_usage_error("need eta0 > 0, T a multiple of eta0 and a trainer lr scale > 0");
+    vh_run run = vh_start("gd_to_flow_cls");
     const gcase cases[] = {
         {"blobs3-d3-full", GMF_CLSFLOW_FULL, 150, 3, 3, 2, 1.5, 31},
         {"blobs4-d4-diag", GMF_CLSFLOW_DIAG, 160, 4, 4, 3, 1.5, 32},
@@ -329,8 +320,8 @@ int main(int argc, char **argv) {
     if (out) fclose(out);
     printf("\ntrainer vs clsflow: gradient %.2e, float64 steps %.2e, float32 steps %.2e\n", worst_g,
            worst_t, worst_tf);
-    printf("gd_to_flow_cls: max |order - 1| GD %.4f, trainer %.4f (pass <= %.2f), trainer "
-           "float64 steps %.1e (pass <= %.0e) %s\n",
-           worst_dp, worst_dpt, TOL_ORDER, worst_t, TOL_TRAIN, ok ? "PASS" : "FAIL");
-    return ok ? 0 : 1;
+    return vh_finish(&run, ok,
+                     "max |order - 1| GD %.4f, trainer %.4f (pass <= %.2f), trainer float64 steps "
+                     "%.1e (pass <= %.0e)",
+                     worst_dp, worst_dpt, TOL_ORDER, worst_t, TOL_TRAIN);
 }

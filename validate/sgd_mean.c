@@ -32,24 +32,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <gsl/gsl_rng.h>
 
 #include "gmflow/clsflow.h"
 #include "gmflow/common.h"
 #include "gmflow/ode.h"
-#include "vargs.h"
+#include "harness.h"
 
 #define NETA      4
 #define TOL_ORDER 0.15
 #define MIN_SNR   3.0
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double fit_slope(const double *x, const double *y, int m) {
     double sx = 0, sy = 0, sxx = 0, sxy = 0;
@@ -77,29 +70,16 @@ int main(int argc, char **argv) {
     size_t R0 = 1500, B = 8;
     unsigned long seed = 41;
     const char *csv = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && !strcmp(argv[i], "--T"))
-            T = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--eta0"))
-            eta0 = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--R0"))
-            R0 = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--B"))
-            B = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--csv"))
-            csv = argv[++i];
-        else {
-            fprintf(stderr, "usage: sgd_mean [--T T] [--eta0 E] [--R0 R] [--B B] [--seed S] "
-                            "[--csv PATH]\n");
-            return 2;
-        }
-    }
-    if (!(T > 0) || !(eta0 > 0) || eta0 > T || R0 < 10 || B < 1) {
-        fprintf(stderr, "sgd_mean: need 0 < eta0 <= T, R0 >= 10, B >= 1\n");
-        return 2;
-    }
+    const vh_opt opts[] = {
+        {"--T", VH_DOUBLE, &T, NULL, NULL},      {"--eta0", VH_DOUBLE, &eta0, NULL, NULL},
+        {"--R0", VH_SIZE, &R0, NULL, NULL},      {"--B", VH_SIZE, &B, NULL, NULL},
+        {"--seed", VH_ULONG, &seed, NULL, NULL}, {"--csv", VH_STRING, &csv, NULL, NULL},
+    };
+    vh_parse(argc, argv, "sgd_mean", "[--T T] [--eta0 E] [--R0 R] [--B B] [--seed S] [--csv PATH]",
+             opts, sizeof opts / sizeof opts[0]);
+    if (!(T > 0) || !(eta0 > 0) || eta0 > T || R0 < 10 || B < 1)
+        vh_usage_error("need 0 < eta0 <= T, R0 >= 10, B >= 1");
+    vh_run run = vh_start("sgd_mean");
     const size_t n = 120, d = 2, nclass = 3, K = 2, L = nclass - 1;
     double *X;
     uint8_t *y;
@@ -142,7 +122,7 @@ int main(int argc, char **argv) {
     double eta[NETA], bias[NETA], gap[NETA], noise[NETA];
     int ok = 1;
     for (int e = 0; e < NETA; e++) {
-        double t0 = now();
+        double t0 = vh_now();
         eta[e] = eta0 / (double)(1 << e);
         const size_t R = R0 << e;
         const long steps = lround(T / eta[e]);
@@ -180,7 +160,7 @@ int main(int argc, char **argv) {
         const double gde = dist2(gd, yf, N), mgd = dist2(mean, gd, N);
         if (!(gap[e] > MIN_SNR * noise[e])) ok = 0;
         printf("%9.4f %6zu %6ld %11.4e %11.4e %11.4e %7.1f %11.4e %11.4e %6.2f\n", eta[e], R, steps,
-               gap[e], noise[e], bias[e], gap[e] / noise[e], gde, mgd, now() - t0);
+               gap[e], noise[e], bias[e], gap[e] / noise[e], gde, mgd, vh_now() - t0);
         if (out)
             fprintf(out, "%.10g,%zu,%zu,%ld,%.10g,%.10g,%.10g,%.10g,%.10g\n", eta[e], R, B, steps,
                     gap[e], noise[e], bias[e], gde, mgd);
@@ -193,11 +173,11 @@ int main(int argc, char **argv) {
            "noise^2); GD err = |GD - flow|; mean-GD = noise-induced drift)\n");
     printf("fitted order of the bias %.3f, of the raw gap %.3f; every gap > %.0f noise: %s\n", p,
            pg, MIN_SNR, ok ? "yes" : "no");
-    printf("sgd_mean: order of |E theta_SGD - flow| in eta %.3f (pass 1.00 +- %.2f) %s\n", p,
-           TOL_ORDER, ok ? "PASS" : "FAIL");
+    int status = vh_finish(
+        &run, ok, "order of |E theta_SGD - flow| in eta %.3f (pass 1.00 +- %.2f)", p, TOL_ORDER);
     gsl_rng_free(rng);
     gmf_clsflow_free(f);
     free(X), free(y), free(th0), free(yf), free(z), free(g), free(sum), free(sq), free(mean),
         free(gd), free(idx);
-    return ok ? 0 : 1;
+    return status;
 }

@@ -21,15 +21,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "gmflow/common.h"
 #include "gmflow/flow.h"
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
+#include "harness.h"
 #include "testutil.h"
-#include "vargs.h"
 
 #define C_FACTOR 100.0
 #define REF_TOL  1e-10
@@ -39,12 +38,6 @@
 static const double rtols[NRTOL] = {1e-6, 1e-9};
 static const gmf_ode_method meths[NMETH] = {GMF_ODE_CVODE_ADAMS, GMF_ODE_CVODE_BDF,
                                             GMF_ODE_GSL_RK8PD, GMF_ODE_GSL_RKF45};
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Integrate flow f from y0 over [0, T]; final state into y. */
 static int integrate(gmf_flow *f, const double *y0, double T, gmf_ode_method m, double rtol,
@@ -56,9 +49,9 @@ static int integrate(gmf_flow *f, const double *y0, double T, gmf_ode_method m, 
     o.rtol = rtol;
     o.atol = atol;
     o.max_steps = 10000000;
-    double tout[2] = {0.0, T}, t0 = now();
+    double tout[2] = {0.0, T}, t0 = vh_now();
     int rc = gmf_ode_solve(N, gmf_flow_ode_rhs, f, y, tout, 2, &o, NULL, NULL, st);
-    *secs = now() - t0;
+    *secs = vh_now() - t0;
     if (rc)
         fprintf(stderr, "solvers: %s rtol %g: %s\n", gmf_ode_method_name(m), rtol, gmf_errmsg());
     return rc;
@@ -94,24 +87,15 @@ int main(int argc, char **argv) {
     size_t n = 200, d = 3, K = 3;
     double T = 30.0;
     unsigned long seed = 41;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) goto usage;
-        if (!strcmp(a, "--n"))
-            n = varg_ulong(a, v);
-        else if (!strcmp(a, "--d"))
-            d = varg_ulong(a, v);
-        else if (!strcmp(a, "--K"))
-            K = varg_ulong(a, v);
-        else if (!strcmp(a, "--T"))
-            T = varg_double(a, v);
-        else if (!strcmp(a, "--seed"))
-            seed = varg_ulong(a, v);
-        else
-            goto usage;
-        i++;
-    }
-    if (n < 1 || d < 1 || K < 1 || !(T > 0)) goto usage;
+    const vh_opt opts[] = {
+        {"--n", VH_SIZE, &n, NULL, NULL},        {"--d", VH_SIZE, &d, NULL, NULL},
+        {"--K", VH_SIZE, &K, NULL, NULL},        {"--T", VH_DOUBLE, &T, NULL, NULL},
+        {"--seed", VH_ULONG, &seed, NULL, NULL},
+    };
+    vh_parse(argc, argv, "solvers", "[--n N] [--d D] [--K K] [--T T] [--seed S]", opts,
+             sizeof opts / sizeof opts[0]);
+    if (n < 1 || d < 1 || K < 1 || !(T > 0)) vh_usage_error("need n, d, K >= 1 and T > 0");
+    vh_run run = vh_start("solvers");
 
     const size_t D = d + 1;
     gmf_toy_opts to = gmf_toy_defaults();
@@ -218,9 +202,9 @@ int main(int argc, char **argv) {
             if (!(gain >= 10)) fail = 1;
         }
     }
-    int pass = !fail && worst_ratio <= C_FACTOR;
-    printf("solvers: max error or pairwise difference %.1f rtol (%s <= %.0f rtol)\n", worst_ratio,
-           pass ? "pass" : "FAIL", C_FACTOR);
+    int status = vh_finish(&run, !fail && worst_ratio <= C_FACTOR,
+                           "max error or pairwise difference %.1f rtol (pass <= %.0f rtol)",
+                           worst_ratio, C_FACTOR);
     free(ys);
     free(ychk);
     free(yref);
@@ -231,8 +215,5 @@ int main(int argc, char **argv) {
     gmf_sqloss_free(sq);
     free(X);
     free(yv);
-    return pass ? 0 : 1;
-usage:
-    fprintf(stderr, "usage: solvers [--n N] [--d D] [--K K] [--T T] [--seed S]\n");
-    return 2;
+    return status;
 }
