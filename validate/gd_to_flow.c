@@ -61,6 +61,46 @@ static int store_obs(size_t j, double t, const double *y, void *user) {
     return 0;
 }
 
+/* The reference trajectories at the N0 + 1 times j eta0 and what the sweep needs. */
+typedef struct {
+    size_t K, D, N;
+    long N0;
+    double eta0;
+    const double *y0, *trE, *trB; /* initial state [mu | C]; flows, (N0 + 1) x N each */
+} sweep;
+
+/* Full-batch GD from y0 at eta0 / 2^e (e < NETA): max errors against the Euclidean flow (errE)
+ * and the mixture flow's Sigma block (errB) at the matching times; one table row per step size
+ * (and a CSV row if out). */
+static int gd_sweep(const sweep *s, gmf_nn_gmreg *layer, FILE *out, double *eta, double *errE,
+                    double *errB) {
+    const size_t K = s->K, D = s->D, N = s->N;
+    double *z = calloc(N, sizeof *z), *zb = calloc(N, sizeof *zb);
+    int rc = z && zb ? GMF_OK : GMF_ENOMEM;
+    for (int e = 0; e < NETA && !rc; e++) {
+        eta[e] = s->eta0 / (double)(1 << e);
+        const long every = 1L << e, steps = s->N0 * every;
+        memcpy(z, s->y0, N * sizeof *z);
+        double ee = 0.0, eb = 0.0;
+        for (long j = 1; j <= steps && !rc; j++) {
+            if ((rc = gmf_nn_gmreg_gd_step(z, NULL, layer, eta[e]))) break;
+            if (j % every) continue;
+            const double *rE = s->trE + (size_t)(j / every) * N,
+                         *rB = s->trB + (size_t)(j / every) * N;
+            for (size_t i = 0; i < N; i++)
+                ee = fmax(ee, fabs(z[i] - rE[i]));
+            gmf_flow_euclid_to_bw(K, D, z, zb);
+            for (size_t i = K * D; i < N; i++)
+                eb = fmax(eb, fabs(zb[i] - rB[i]));
+        }
+        errE[e] = ee, errB[e] = eb;
+        printf("%10.3e %8ld %14.6e %14.6e\n", eta[e], steps, ee, eb);
+        if (out) fprintf(out, "%.10g,%ld,%.10g,%.10g\n", eta[e], steps, ee, eb);
+    }
+    free(z), free(zb);
+    return rc;
+}
+
 static int fail(const char *what) {
     fprintf(stderr, "gd_to_flow: %s: %s\n", what, gmf_errmsg());
     return 1;
@@ -106,10 +146,9 @@ int main(int argc, char **argv) {
         return fail("flow");
     const size_t N = gmf_flow_dim(&fe);
     double *y0 = calloc(N, sizeof *y0), *ye = calloc(N, sizeof *ye), *yb = calloc(N, sizeof *yb),
-           *z = calloc(N, sizeof *z), *zb = calloc(N, sizeof *zb), *te = calloc(N0 + 1, sizeof *te),
-           *tb = calloc(N0 + 1, sizeof *tb), *trE = calloc((N0 + 1) * N, sizeof *trE),
-           *trB = calloc((N0 + 1) * N, sizeof *trB);
-    if (!y0 || !ye || !yb || !z || !zb || !te || !tb || !trE || !trB) return 1;
+           *te = calloc(N0 + 1, sizeof *te), *tb = calloc(N0 + 1, sizeof *tb),
+           *trE = calloc((N0 + 1) * N, sizeof *trE), *trB = calloc((N0 + 1) * N, sizeof *trB);
+    if (!y0 || !ye || !yb || !te || !tb || !trE || !trB) return 1;
     if (gmf_toy_init_mixture(K, D, 0.5, seed + 1, y0, y0 + K * D, NULL)) return fail("init");
 
     /* reference flows */
@@ -141,25 +180,8 @@ int main(int argc, char **argv) {
            rescale ? "T/K" : "T: CONTROL, no rescaling");
     printf("(errors: max over the %ld matching times t_j = j eta0 in (0, T])\n", N0);
     printf("%10s %8s %14s %14s\n", "eta", "steps", "err_euclid", "err_Sigma");
-    for (int e = 0; e < NETA; e++) {
-        eta[e] = eta0 / (double)(1 << e);
-        const long every = 1L << e, steps = N0 * every;
-        memcpy(z, y0, N * sizeof *z);
-        double ee = 0.0, eb = 0.0;
-        for (long j = 1; j <= steps; j++) {
-            if (gmf_nn_gmreg_gd_step(z, NULL, &layer, eta[e])) return fail("gradient step");
-            if (j % every) continue;
-            const double *rE = trE + (size_t)(j / every) * N, *rB = trB + (size_t)(j / every) * N;
-            for (size_t i = 0; i < N; i++)
-                ee = fmax(ee, fabs(z[i] - rE[i]));
-            gmf_flow_euclid_to_bw(K, D, z, zb);
-            for (size_t i = K * D; i < N; i++)
-                eb = fmax(eb, fabs(zb[i] - rB[i]));
-        }
-        errE[e] = ee, errB[e] = eb;
-        printf("%10.3e %8ld %14.6e %14.6e\n", eta[e], steps, ee, eb);
-        if (out) fprintf(out, "%.10g,%ld,%.10g,%.10g\n", eta[e], steps, ee, eb);
-    }
+    const sweep sw = {K, D, N, N0, eta0, y0, trE, trB};
+    if (gd_sweep(&sw, &layer, out, eta, errE, errB)) return fail("gradient step");
     if (out) fclose(out);
     int ok = 1;
     for (int e = 1; e < NETA; e++)
@@ -173,7 +195,6 @@ int main(int argc, char **argv) {
     gmf_flow_free(&fe);
     gmf_flow_free(&fb);
     gmf_sqloss_free(sq);
-    free(X), free(y), free(y0), free(ye), free(yb), free(z), free(zb), free(te), free(tb),
-        free(trE), free(trB);
+    free(X), free(y), free(y0), free(ye), free(yb), free(te), free(tb), free(trE), free(trB);
     return status;
 }

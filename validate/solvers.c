@@ -83,6 +83,73 @@ static void print_stats(const char *form, gmf_ode_method m, double rtol, const g
     printf(" %10.3e %10.2e %8.1f %7.3f\n", s->hlast, err, err / rtol, secs);
 }
 
+/* One form (BW to T / K, or Euclid to T): a reference run (CVODE Adams, rtol 1e-13) checked by
+ * rk8pd, then every method at every rtol against it (one table row each), the pairwise
+ * differences, and the error's fall from the loose to the tight rtol.  Updates *worst_ratio (max
+ * over errors and pairs / rtol); returns 1 if a check failed or a run could not be made. */
+static int check_form(gmf_flow *fl, const double *y0, const char *fname, double Tf, size_t K,
+                      size_t D, double *yref, double *ychk, double *ys, double *worst_ratio) {
+    const size_t N = gmf_flow_dim(fl);
+    int fail = 0;
+    double secs;
+    gmf_ode_stats st;
+    if (integrate(fl, y0, Tf, GMF_ODE_CVODE_ADAMS, 1e-13, 1e-15, yref, &st, &secs)) return 1;
+    double scale = tu_max_abs(yref, N);
+    print_stats(fname, GMF_ODE_CVODE_ADAMS, 1e-13, &st, 0.0, secs);
+    if (integrate(fl, y0, Tf, GMF_ODE_GSL_RK8PD, 1e-13, 1e-15, ychk, &st, &secs)) return 1;
+    double refdiff = tu_max_abs_diff(ychk, yref, N) / scale;
+    print_stats(fname, GMF_ODE_GSL_RK8PD, 1e-13, &st, refdiff, secs);
+    if (!(refdiff <= REF_TOL)) {
+        printf("  reference runs disagree: %.2e > %.0e\n", refdiff, REF_TOL);
+        fail = 1;
+    }
+    double err[NRTOL][NMETH];
+    for (int ir = 0; ir < NRTOL; ir++) {
+        for (int im = 0; im < NMETH; im++) {
+            double *y = ys + (ir * NMETH + im) * N;
+            if (integrate(fl, y0, Tf, meths[im], rtols[ir], 1e-2 * rtols[ir], y, &st, &secs)) {
+                fail = 1;
+                err[ir][im] = INFINITY;
+                continue;
+            }
+            err[ir][im] = tu_max_abs_diff(y, yref, N) / scale;
+            print_stats(fname, meths[im], rtols[ir], &st, err[ir][im], secs);
+            *worst_ratio = fmax(*worst_ratio, err[ir][im] / rtols[ir]);
+            if (fl->kind == GMF_FLOW_BW && asymmetric(K, D, y)) {
+                printf("  %s: final Sigma not bitwise symmetric (%zu entries differ)\n",
+                       gmf_ode_method_name(meths[im]), asymmetric(K, D, y));
+                fail = 1;
+            }
+        }
+    }
+    for (int ir = 0; ir < NRTOL; ir++) {
+        double pair = 0;
+        const char *pa = "", *pb = "";
+        for (int a = 0; a < NMETH; a++)
+            for (int b = a + 1; b < NMETH; b++) {
+                double v =
+                    tu_max_abs_diff(ys + (ir * NMETH + a) * N, ys + (ir * NMETH + b) * N, N) /
+                    scale;
+                if (!(v <= pair)) {
+                    pair = v;
+                    pa = gmf_ode_method_name(meths[a]);
+                    pb = gmf_ode_method_name(meths[b]);
+                }
+            }
+        printf("%-6s rtol %.0e: max pairwise difference %.2e = %.1f rtol (%s vs %s)\n", fname,
+               rtols[ir], pair, pair / rtols[ir], pa, pb);
+        *worst_ratio = fmax(*worst_ratio, pair / rtols[ir]);
+    }
+    for (int im = 0; im < NMETH; im++) {
+        double gain = err[0][im] / err[1][im];
+        printf("%-6s %-6s error falls by %.3g from rtol %.0e to %.0e%s\n", fname,
+               gmf_ode_method_name(meths[im]), gain, rtols[0], rtols[1],
+               gain >= 10 ? "" : "  FAIL (< 10)");
+        if (!(gain >= 10)) fail = 1;
+    }
+    return fail;
+}
+
 int main(int argc, char **argv) {
     size_t n = 200, d = 3, K = 3;
     double T = 30.0;
@@ -135,73 +202,9 @@ int main(int argc, char **argv) {
            "err/rtol", "sec");
     double worst_ratio = 0; /* max over (err, pair) / rtol */
     int fail = 0;
-    for (int form = 0; form < 2; form++) {
-        const char *fname = form ? "Euclid" : "BW";
-        double Tf = form ? T : T / (double)K, secs;
-        gmf_ode_stats st;
-        if (integrate(&fl[form], y0[form], Tf, GMF_ODE_CVODE_ADAMS, 1e-13, 1e-15, yref, &st,
-                      &secs)) {
-            fail = 1;
-            continue;
-        }
-        double scale = tu_max_abs(yref, N);
-        print_stats(fname, GMF_ODE_CVODE_ADAMS, 1e-13, &st, 0.0, secs);
-        if (integrate(&fl[form], y0[form], Tf, GMF_ODE_GSL_RK8PD, 1e-13, 1e-15, ychk, &st, &secs)) {
-            fail = 1;
-            continue;
-        }
-        double refdiff = tu_max_abs_diff(ychk, yref, N) / scale;
-        print_stats(fname, GMF_ODE_GSL_RK8PD, 1e-13, &st, refdiff, secs);
-        if (!(refdiff <= REF_TOL)) {
-            printf("  reference runs disagree: %.2e > %.0e\n", refdiff, REF_TOL);
-            fail = 1;
-        }
-        double err[NRTOL][NMETH];
-        for (int ir = 0; ir < NRTOL; ir++) {
-            for (int im = 0; im < NMETH; im++) {
-                double *y = ys + (ir * NMETH + im) * N;
-                if (integrate(&fl[form], y0[form], Tf, meths[im], rtols[ir], 1e-2 * rtols[ir], y,
-                              &st, &secs)) {
-                    fail = 1;
-                    err[ir][im] = INFINITY;
-                    continue;
-                }
-                err[ir][im] = tu_max_abs_diff(y, yref, N) / scale;
-                print_stats(fname, meths[im], rtols[ir], &st, err[ir][im], secs);
-                worst_ratio = fmax(worst_ratio, err[ir][im] / rtols[ir]);
-                if (form == 0 && asymmetric(K, D, y)) {
-                    printf("  %s: final Sigma not bitwise symmetric (%zu entries differ)\n",
-                           gmf_ode_method_name(meths[im]), asymmetric(K, D, y));
-                    fail = 1;
-                }
-            }
-        }
-        for (int ir = 0; ir < NRTOL; ir++) {
-            double pair = 0;
-            const char *pa = "", *pb = "";
-            for (int a = 0; a < NMETH; a++)
-                for (int b = a + 1; b < NMETH; b++) {
-                    double v =
-                        tu_max_abs_diff(ys + (ir * NMETH + a) * N, ys + (ir * NMETH + b) * N, N) /
-                        scale;
-                    if (!(v <= pair)) {
-                        pair = v;
-                        pa = gmf_ode_method_name(meths[a]);
-                        pb = gmf_ode_method_name(meths[b]);
-                    }
-                }
-            printf("%-6s rtol %.0e: max pairwise difference %.2e = %.1f rtol (%s vs %s)\n", fname,
-                   rtols[ir], pair, pair / rtols[ir], pa, pb);
-            worst_ratio = fmax(worst_ratio, pair / rtols[ir]);
-        }
-        for (int im = 0; im < NMETH; im++) {
-            double gain = err[0][im] / err[1][im];
-            printf("%-6s %-6s error falls by %.3g from rtol %.0e to %.0e%s\n", fname,
-                   gmf_ode_method_name(meths[im]), gain, rtols[0], rtols[1],
-                   gain >= 10 ? "" : "  FAIL (< 10)");
-            if (!(gain >= 10)) fail = 1;
-        }
-    }
+    for (int form = 0; form < 2; form++)
+        fail |= check_form(&fl[form], y0[form], form ? "Euclid" : "BW", form ? T : T / (double)K, K,
+                           D, yref, ychk, ys, &worst_ratio);
     int status = vh_finish(&run, !fail && worst_ratio <= C_FACTOR,
                            "max error or pairwise difference %.1f rtol (pass <= %.0f rtol)",
                            worst_ratio, C_FACTOR);
