@@ -71,12 +71,11 @@ typedef struct {
 
 /* Full-batch GD from y0 at eta0 / 2^e (e < NETA): max errors against the Euclidean flow (errE)
  * and the mixture flow's Sigma block (errB) at the matching times; one table row per step size
- * (and a CSV row if out). */
-static int gd_sweep(const sweep *s, gmf_nn_gmreg *layer, FILE *out, double *eta, double *errE,
-                    double *errB) {
+ * (and a CSV row if out).  z, zb: N doubles of workspace. */
+static int gd_sweep(const sweep *s, gmf_nn_gmreg *layer, double *z, double *zb, FILE *out,
+                    double *eta, double *errE, double *errB) {
     const size_t K = s->K, D = s->D, N = s->N;
-    double *z = calloc(N, sizeof *z), *zb = calloc(N, sizeof *zb);
-    int rc = z && zb ? GMF_OK : GMF_ENOMEM;
+    int rc = GMF_OK;
     for (int e = 0; e < NETA && !rc; e++) {
         eta[e] = s->eta0 / (double)(1 << e);
         const long every = 1L << e, steps = s->N0 * every;
@@ -97,7 +96,6 @@ static int gd_sweep(const sweep *s, gmf_nn_gmreg *layer, FILE *out, double *eta,
         printf("%10.3e %8ld %14.6e %14.6e\n", eta[e], steps, ee, eb);
         if (out) fprintf(out, "%.10g,%ld,%.10g,%.10g\n", eta[e], steps, ee, eb);
     }
-    free(z), free(zb);
     return rc;
 }
 
@@ -146,9 +144,10 @@ int main(int argc, char **argv) {
         return fail("flow");
     const size_t N = gmf_flow_dim(&fe);
     double *y0 = calloc(N, sizeof *y0), *ye = calloc(N, sizeof *ye), *yb = calloc(N, sizeof *yb),
-           *te = calloc(N0 + 1, sizeof *te), *tb = calloc(N0 + 1, sizeof *tb),
-           *trE = calloc((N0 + 1) * N, sizeof *trE), *trB = calloc((N0 + 1) * N, sizeof *trB);
-    if (!y0 || !ye || !yb || !te || !tb || !trE || !trB) return 1;
+           *z = calloc(N, sizeof *z), *zb = calloc(N, sizeof *zb), *te = calloc(N0 + 1, sizeof *te),
+           *tb = calloc(N0 + 1, sizeof *tb), *trE = calloc((N0 + 1) * N, sizeof *trE),
+           *trB = calloc((N0 + 1) * N, sizeof *trB);
+    if (!y0 || !ye || !yb || !z || !zb || !te || !tb || !trE || !trB) return 1;
     if (gmf_toy_init_mixture(K, D, 0.5, seed + 1, y0, y0 + K * D, NULL)) return fail("init");
 
     /* reference flows */
@@ -181,7 +180,7 @@ int main(int argc, char **argv) {
     printf("(errors: max over the %ld matching times t_j = j eta0 in (0, T])\n", N0);
     printf("%10s %8s %14s %14s\n", "eta", "steps", "err_euclid", "err_Sigma");
     const sweep sw = {K, D, N, N0, eta0, y0, trE, trB};
-    if (gd_sweep(&sw, &layer, out, eta, errE, errB)) return fail("gradient step");
+    if (gd_sweep(&sw, &layer, z, zb, out, eta, errE, errB)) return fail("gradient step");
     if (out) fclose(out);
     int ok = 1;
     for (int e = 1; e < NETA; e++)
@@ -195,6 +194,7 @@ int main(int argc, char **argv) {
     gmf_flow_free(&fe);
     gmf_flow_free(&fb);
     gmf_sqloss_free(sq);
-    free(X), free(y), free(y0), free(ye), free(yb), free(te), free(tb), free(trE), free(trB);
+    free(X), free(y), free(y0), free(ye), free(yb), free(z), free(zb), free(te), free(tb),
+        free(trE), free(trB);
     return status;
 }
