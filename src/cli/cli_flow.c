@@ -178,6 +178,7 @@ static const struct option long_opts[] = {{"data", required_argument, NULL, O_DA
                                           {"noise", required_argument, NULL, O_NOISE},
                                           {"data-seed", required_argument, NULL, O_DATA_SEED},
                                           {"components", required_argument, NULL, 'K'},
+                                          {"K", required_argument, NULL, 'K'},
                                           {"gamma", required_argument, NULL, O_GAMMA},
                                           {"seed", required_argument, NULL, O_SEED},
                                           {"init", required_argument, NULL, O_INIT},
