@@ -14,6 +14,7 @@
 #include "gmflow/io.h"
 #include "gmflow/nn.h"
 #include "gmflow/ode.h"
+#include "gmflow/project.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
 #include "gmflow/train.h"
