@@ -16,6 +16,7 @@
 #include "gmflow/ode.h"
 #include "gmflow/project.h"
 #include "gmflow/sqloss.h"
+#include "gmflow/stationary.h"
 #include "gmflow/toy.h"
 #include "gmflow/train.h"
 #include "gmflow/version.h"

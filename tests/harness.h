@@ -1,5 +1,5 @@
-/* validate/harness.h -- what every validate/ program shares (header only: each validate/<name>.c is
- * one program):
+/* tests/harness.h -- what every validate/ program (and the bench/ drivers) share (header only: each
+ * validate/<name>.c is one program; tests/ is on every program's include path):
  *
  *   - vh_parse: the options from a table, strictly: an unknown option, a missing value, a value
  *     that does not parse (integers: plain non-negative decimal in range; numbers: finite; a
