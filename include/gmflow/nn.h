@@ -261,7 +261,6 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         real *dS2;   /* B x K */                                                                   \
         real *dmuW;  /* K x (L+1) x d */                                                           \
         real *dsig2; /* K x d */                                                                   \
-        real *du;    /* K x d: one dU row per component (the fused SGD step) */                    \
     } gmf_nn_gm_cache##S;                                                                          \
     int gmf_nn_gm_cache_init##S(gmf_nn_gm_cache##S *c, size_t Bmax, size_t d, size_t K, size_t L); \
     void gmf_nn_gm_cache_free##S(gmf_nn_gm_cache##S *c);                                           \

@@ -99,14 +99,24 @@ static inline gm_params gm_comp(gm_params p, size_t d, size_t L, size_t k) {
     return q;
 }
 
-/* The SGD update p -= lr g on n entries, in `real`: the one home of the update, used by the
- * fused GM step (gm_bwd_param1) and by gmf_nn_sgd_apply.  A learning rate that is 0 in `real`
- * leaves p bitwise unchanged (frozen groups, --fixed-beta). */
+/* The SGD update, in `real`: the one home of the rule.  sgd_rate gives a group's rate in `real`
+ * (0: the group is frozen and not touched at all, so it stays bitwise unchanged: --fixed-beta);
+ * sgd_step1 updates one entry; sgd_update n entries.  Used by gmf_nn_sgd_apply and by the fused
+ * GM step (gm_bwd_param1: sgd_update on v, sigma, mu; sgd_step1 inside the U row loop, so that
+ * each U row is read and written in the same pass that forms its gradient). */
+static inline real sgd_rate(double lr) {
+    return (real)lr;
+}
+
+static inline real sgd_step1(real p, real g, real r) {
+    return p - r * g;
+}
+
 static inline void sgd_update(size_t n, real *restrict p, const real *restrict g, double lr) {
-    const real r = (real)lr;
+    const real r = sgd_rate(lr);
     if (r == 0) return;
     for (size_t j = 0; j < n; j++)
-        p[j] -= r * g[j];
+        p[j] = sgd_step1(p[j], g[j], r);
 }
 
 /* The same update from the double gradient accumulator (full batch): p = (real)(p - lr g),
@@ -143,7 +153,6 @@ int FN(gmf_nn_gm_cache_init)(gm_cache *c, size_t Bmax, size_t d, size_t K, size_
     c->dS2 = ralloc(Bmax * K, &fail);
     c->dmuW = ralloc(W * d, &fail);
     c->dsig2 = ralloc(K * d, &fail);
-    c->du = ralloc(K * d, &fail);
     if (fail) {
         FN(gmf_nn_gm_cache_free)(c);
         return gmf_error(GMF_ENOMEM, "GM layer cache (B=%zu, d=%zu, K=%zu, L=%zu): out of memory",
@@ -155,7 +164,7 @@ int FN(gmf_nn_gm_cache_init)(gm_cache *c, size_t Bmax, size_t d, size_t K, size_
 void FN(gmf_nn_gm_cache_free)(gm_cache *c) {
     free(c->muW), free(c->sig2), free(c->a), free(c->X2), free(c->F), free(c->S2), free(c->s);
     free(c->Phi), free(c->phi), free(c->A), free(c->dF), free(c->dS2), free(c->dmuW);
-    free(c->dsig2), free(c->du);
+    free(c->dsig2);
     memset(c, 0, sizeof *c);
 }
 
@@ -314,8 +323,9 @@ static void gm_bwd_gemm(gm_cache *c, double *da, const real *dH, const real *X, 
 
 /* One row (k, l) of the parameter chain: dU_kl = dW_kl * sig2_k + da_kl mu_k (via W_k and via
  * a_k), dsig2_k += dW_kl * U_kl (W_k = U_k diag(sig2_k)), dmu_k += da_kl U_kl (a_k = U_k mu_k +
- * v_k).  gm_row_grad stores dU; gm_row_nograd only accumulates (U frozen in a fused step).
- * Restrict-qualified parameters, so that the loops vectorize. */
+ * v_k).  gm_row_grad stores dU; gm_row_update (the fused step) instead updates U in place with
+ * sgd_step1 at rate r (u is not read again in this step); gm_row_nograd only accumulates (U
+ * frozen).  Restrict-qualified parameters, so that the loops vectorize. */
 static void gm_row_grad(size_t d, real *restrict du, real *restrict dsig2, real *restrict dmu,
                         const real *restrict u, const real *restrict dW, const real *restrict sig2,
                         const real *restrict mu, real dal) {
@@ -323,6 +333,17 @@ static void gm_row_grad(size_t d, real *restrict du, real *restrict dsig2, real 
         du[j] = dW[j] * sig2[j] + dal * mu[j];
         dsig2[j] += dW[j] * u[j];
         dmu[j] += dal * u[j];
+    }
+}
+
+static void gm_row_update(size_t d, real *restrict u, real *restrict dsig2, real *restrict dmu,
+                          const real *restrict dW, const real *restrict sig2,
+                          const real *restrict mu, real dal, real r) {
+    for (size_t j = 0; j < d; j++) {
+        const real du = dW[j] * sig2[j] + dal * mu[j];
+        dsig2[j] += dW[j] * u[j];
+        dmu[j] += dal * u[j];
+        u[j] = sgd_step1(u[j], du, r);
     }
 }
 
@@ -337,9 +358,10 @@ static void gm_row_nograd(size_t d, real *restrict dsig2, real *restrict dmu,
 /* Backward, second half, for component k: the chain through W_k = U_k diag(sigma_k^2),
  * a_k = U_k mu_k + v_k and sig2 = sigma^2, from the cache's dmuW, dsig2 and da_k (unscaled).
  * With lr == NULL the gradient goes to dP (the layout of P); otherwise (the fused SGD step) it
- * goes to scratch in the cache and each parameter block is updated in place by sgd_update with
- * its group's rate (lr[GMF_NN_GROUP_MU] ...) right after its last use -- a U row right after its
- * gradient row, v, sigma and mu at the end -- and the component's parameter-derived cache
+ * is not stored (dv on the stack, dsigma over dsig2) and each parameter block is updated in
+ * place with its group's rate (lr[GMF_NN_GROUP_MU] ...) right after its last use -- a U row in
+ * the pass that forms its gradient (gm_row_update), v, sigma and mu at the end -- and the
+ * component's parameter-derived cache
  * (gm_prep1) is refreshed for the next forward pass: one pass over the component's parameters
  * while they are in cache. */
 static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, const double *lr,
@@ -350,26 +372,21 @@ static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, con
     real *dsig2 = c->dsig2 + k * d;
     /* dmu_k = sum_i dm_ik x_i (row 0 of dmuW, accumulated in place) + U_k^T da_k */
     real *dmu = c->dmuW + k * (L + 1) * d;
-    /* where the gradient goes: dP's blocks, or (fused step) the cache: dsigma over dsig2, one
-     * dU row reused for every l, dv on the stack */
+    /* where the gradient goes: dP's blocks, or (fused step) dsigma over dsig2, dv on the stack,
+     * dU nowhere (gm_row_update) */
     real dv[L];
-    gm_params g;
-    if (!lr) {
-        g = gm_comp(FN(gmf_nn_gm_view)(dP, d, K, L, 0), d, L, k);
-    } else {
-        g.mu = dmu, g.sigma = dsig2, g.C = NULL, g.U = c->du + k * d, g.v = dv;
-    }
-    const int grad_U = !lr || (real)lr[GMF_NN_GROUP_U] != 0;
+    gm_params g = {dmu, dsig2, NULL, NULL, dv};
+    if (!lr) g = gm_comp(FN(gmf_nn_gm_view)(dP, d, K, L, 0), d, L, k);
+    const real rU = lr ? sgd_rate(lr[GMF_NN_GROUP_U]) : 0;
     for (size_t l = 0; l < L; l++) {
-        const real dal = (real)(inv * dak[l]);
+        const real dal = (real)(inv * dak[l]), *dW = dmW + (1 + l) * d;
         g.v[l] = dal; /* dv_k = da_k */
-        if (!grad_U) {
-            gm_row_nograd(d, dsig2, dmu, p.U + l * d, dmW + (1 + l) * d, dal);
-            continue;
-        }
-        real *du = lr ? g.U : g.U + l * d;
-        gm_row_grad(d, du, dsig2, dmu, p.U + l * d, dmW + (1 + l) * d, sig2, p.mu, dal);
-        if (lr) sgd_update(d, p.U + l * d, du, lr[GMF_NN_GROUP_U]); /* U_kl not read again */
+        if (!lr)
+            gm_row_grad(d, g.U + l * d, dsig2, dmu, p.U + l * d, dW, sig2, p.mu, dal);
+        else if (rU != 0)
+            gm_row_update(d, p.U + l * d, dsig2, dmu, dW, sig2, p.mu, dal, rU);
+        else
+            gm_row_nograd(d, dsig2, dmu, p.U + l * d, dW, dal);
     }
     for (size_t j = 0; j < d; j++)
         g.sigma[j] = 2 * p.sigma[j] * dsig2[j]; /* sig2 = sigma^2 */
