@@ -25,6 +25,7 @@
 #include "gmflow/io.h"
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
+#include "gmflow/stationary.h"
 #include "gmflow/toy.h"
 
 #define CMD "gmflow flow"
@@ -94,6 +95,9 @@ static void help(FILE *fp) {
         "  --rtol R             relative tolerance, > 0 (default %g)\n"
         "  --atol A             absolute tolerance, >= 0 (default %g)\n"
         "  --max-steps N        internal steps allowed per output interval (default %ld)\n"
+        "  --jacobian NAME      bdf's linear solver: auto (dense exact Jacobian for N <= 400,\n"
+        "                       else exact JVPs), dq (GMRES, difference quotients), jvp (GMRES,\n"
+        "                       exact JVPs), dense (dense LU, exact Jacobian) (default auto)\n"
         "\n"
         "Checks and output:\n"
         "  --check-thm1         also integrate the other form from the same initial state over "
@@ -104,6 +108,10 @@ static void help(FILE *fp) {
         "                       and ||mu(t/K) - mu(t)|| / ||mu||; PASS if both <= %g,\n"
         "                       else exit 1 (the main run's files are written either way).\n"
         "                       Without --rtol/--atol both runs use rtol %g, atol %g.\n"
+        "  --polish             at the end, Newton-polish the final state to a stationary point\n"
+        "                       of l(mu, C) (a bw state is factored first); print the gradient\n"
+        "                       norm, the Hessian's index (gauge directions removed), minimum or\n"
+        "                       saddle, and write DIR/spectrum.csv\n"
         "  --out DIR            output directory, created if needed (default %s)\n"
         "  -q, --quiet          no progress lines on stderr\n"
         "  -h, --help           this help\n"
@@ -146,6 +154,7 @@ typedef struct options {
     size_t n_out;
     const char *out;
     int check, quiet;
+    int polish;
 } options;
 
 enum {
@@ -167,7 +176,9 @@ enum {
     O_T_END,
     O_N_OUT,
     O_OUT,
-    O_CHECK
+    O_CHECK,
+    O_JACOBIAN,
+    O_POLISH
 };
 
 static const struct option long_opts[] = {{"data", required_argument, NULL, O_DATA},
@@ -191,6 +202,8 @@ static const struct option long_opts[] = {{"data", required_argument, NULL, O_DA
                                           {"n-out", required_argument, NULL, O_N_OUT},
                                           {"out", required_argument, NULL, O_OUT},
                                           {"check-thm1", no_argument, NULL, O_CHECK},
+                                          {"jacobian", required_argument, NULL, O_JACOBIAN},
+                                          {"polish", no_argument, NULL, O_POLISH},
                                           {"quiet", no_argument, NULL, 'q'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
@@ -204,6 +217,8 @@ static int parse_options(int argc, char **argv, options *o) {
     o->seed = DEFAULT_SEED;
     o->form = GMF_FLOW_BW;
     o->ode = gmf_ode_defaults();
+    o->ode.jvp = gmf_flow_ode_jvp; /* exact Jacobian information for bdf (--jacobian) */
+    o->ode.jac = gmf_flow_ode_jac;
     o->t_end = DEFAULT_T_END;
     o->n_out = DEFAULT_N_OUT;
     o->out = DEFAULT_OUT_DIR;
@@ -320,6 +335,14 @@ static int parse_options(int argc, char **argv, options *o) {
             break;
         case O_CHECK:
             o->check = 1;
+            break;
+        case O_JACOBIAN:
+            if ((o->ode.jacobian = gmf_ode_jacobian_parse(optarg)) < 0)
+                return fail("--jacobian: unknown choice '%s' (choose auto, dq, jvp or dense)",
+                            optarg);
+            break;
+        case O_POLISH:
+            o->polish = 1;
             break;
         case ':':
             return usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -442,6 +465,42 @@ static int observe(size_t j, double t, const double *y, void *user) {
     if (!tr->quiet)
         fprintf(stderr, "%s[%*zu/%zu] t = %-12.6g loss = %.10e  rhs = %ld  %.2f s\n", tr->label,
                 tr->T >= 100 ? 3 : 2, j + 1, tr->T, t, tr->loss[j], tr->nrhs[j], tr->wall[j]);
+    return 0;
+}
+
+/* --polish: Newton polish of the final state (library: gmf_stationary_polish), a report on
+ * stdout and DIR/spectrum.csv.  0 or 1 (message printed). */
+static int polish_report(const char *dir, gmf_oracle oracle, const traj *tr) {
+    const size_t K = tr->K, D = tr->D, N = K * (D + D * D), last = tr->T - 1;
+    double *y = malloc(2 * N * sizeof(double));
+    if (!y) return fail("out of memory for the polish");
+    double *yc = y + N;
+    memcpy(y, tr->mu + last * K * D, K * D * sizeof(double));
+    memcpy(y + K * D, (tr->euclid ? tr->C : tr->Sigma) + last * K * D * D,
+           K * D * D * sizeof(double));
+    gmf_stationary_result res;
+    gmf_stationary_spectrum sp;
+    char path[4096];
+    int rc = gmf_stationary_polish(oracle, K, tr->euclid ? GMF_FLOW_EUCLID : GMF_FLOW_BW, y, NULL,
+                                   yc, &res, &sp);
+    free(y);
+    if (rc) return fail("--polish failed: %s", gmf_errmsg());
+    printf("  polish    %d Newton steps, |grad l| %.3e -> %.3e (relative %.3e), loss %.10e\n",
+           res.iters, res.grad0, res.grad, res.grad_rel, res.loss);
+    if (!res.converged)
+        printf("            NOT converged: no stationary point near the final state (integrate "
+               "longer, or it may lie at a collapse)\n");
+    printf("            Hessian eigenvalues %.3e .. %.3e; %zu gauge directions removed; index %zu "
+           "(%zu zero within %.1e) -> %s\n",
+           sp.hess[0], sp.hess[sp.N - 1], sp.ngauge, sp.index, sp.nzero, sp.tol,
+           !res.converged ? "not a stationary point"
+           : sp.index     ? "saddle"
+                          : "minimum");
+    snprintf(path, sizeof path, "%s/spectrum.csv", dir);
+    rc = gmf_stationary_spectrum_write(path, &sp);
+    gmf_stationary_spectrum_free(&sp);
+    if (rc) return fail("%s", gmf_errmsg());
+    printf("            spectrum  %s\n", path);
     return 0;
 }
 
@@ -880,7 +939,9 @@ int gmf_cli_flow(int argc, char **argv) {
     printf("  stats     %ld steps, %ld RHS evaluations, %ld error-test failures, %ld nonlinear "
            "iterations (%ld convergence failures)",
            st.nsteps, st.nfevals, st.netfails, st.nniters, st.nncfails);
-    if (o.ode.method == GMF_ODE_CVODE_BDF) printf(", %ld linear iterations", st.nliters);
+    if (o.ode.method == GMF_ODE_CVODE_BDF)
+        printf(", %ld linear iterations, jacobian %s (%ld dense, %ld JVPs)", st.nliters,
+               gmf_ode_jacobian_name(st.jacobian), st.njevals, st.njvevals);
     printf(", %.3f s\n", wall);
     if (ri.checked) {
         printf("  thm1      %s form, %ld steps, %.3f s; max over %zu times of\n",
@@ -893,6 +954,7 @@ int gmf_cli_flow(int argc, char **argv) {
     }
     printf("  output    %s/{trajectory.csv, t.npy, mu.npy, Sigma.npy%s, state.json, run.json}\n",
            o.out, o.form == GMF_FLOW_EUCLID ? ", C.npy" : "");
+    if (o.polish && polish_report(o.out, oracle, &tr)) goto done;
     fflush(stdout);
     if (ri.checked && !ri.pass) {
         fail("Theorem 1 check FAILED: relative differences %.3e (Sigma), %.3e (mu) exceed %g",

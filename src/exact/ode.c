@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sundials/sundials_context.h>
+#include <sunlinsol/sunlinsol_dense.h>
 #include <sunlinsol/sunlinsol_spgmr.h>
+#include <sunmatrix/sunmatrix_dense.h>
 #include <sunnonlinsol/sunnonlinsol_fixedpoint.h>
 
 #include "gmflow/common.h"
@@ -43,7 +45,8 @@ gmf_ode_opts gmf_ode_defaults(void) {
                       .max_steps = 100000,
                       .h0 = 0.0,
                       .jvp = NULL,
-                      .jac = NULL};
+                      .jac = NULL,
+                      .jacobian = GMF_ODE_JAC_AUTO};
     return o;
 }
 
@@ -51,8 +54,10 @@ typedef struct {
     gmf_ode_rhs f;
     void *user;
     long nfevals;
-    int rhs_failed; /* the user's RHS returned < 0 */
-    char msg[512];  /* CVODE's last error message */
+    int rhs_failed;  /* the user's RHS returned < 0 (or its exact JVP / Jacobian) */
+    gmf_ode_jvp jvp; /* exact Jacobian information, set by attach_linsol */
+    gmf_ode_jac jac;
+    char msg[512]; /* CVODE's last error message */
 } driver_data;
 
 static int check_args(size_t N, const double *y, const double *tout, size_t ntout,
@@ -115,16 +120,100 @@ static void flag_name(int flag, char *buf, size_t len) {
         }                                                                                          \
     } while (0)
 
-/* The linear solver of CVODE's Newton iteration (BDF): matrix-free SPGMR with difference-quotient
- * Jacobian-vector products.  The one place that chooses and attaches it. */
+static const char *jacobian_names[] = {"auto", "dq", "jvp", "dense"};
+
+int gmf_ode_jacobian_parse(const char *name) {
+    for (int i = 0; i < (int)(sizeof jacobian_names / sizeof jacobian_names[0]); i++)
+        if (!strcmp(name, jacobian_names[i])) return i;
+    return -1;
+}
+
+const char *gmf_ode_jacobian_name(gmf_ode_jacobian j) {
+    return (unsigned)j < sizeof jacobian_names / sizeof jacobian_names[0] ? jacobian_names[j] : "?";
+}
+
+/* CVODE's Jacobian-times-vector callback over the caller's exact JVP. */
+static int cv_jtimes(N_Vector v, N_Vector Jv, sunrealtype t, N_Vector y, N_Vector fy, void *ud,
+                     N_Vector tmp) {
+    (void)tmp;
+    driver_data *dd = ud;
+    int rc = dd->jvp(t, N_VGetArrayPointer(y), N_VGetArrayPointer(fy), N_VGetArrayPointer(v),
+                     N_VGetArrayPointer(Jv), dd->user);
+    if (rc < 0) dd->rhs_failed = 1;
+    return rc;
+}
+
+/* CVODE's dense Jacobian callback: the caller fills J row-major into the (column-major) matrix
+ * data, which is then transposed in place. */
+static int cv_jac(sunrealtype t, N_Vector y, N_Vector fy, SUNMatrix J, void *ud, N_Vector t1,
+                  N_Vector t2, N_Vector t3) {
+    (void)fy, (void)t1, (void)t2, (void)t3;
+    driver_data *dd = ud;
+    const sunindextype N = SUNDenseMatrix_Rows(J);
+    double *a = SUNDenseMatrix_Data(J);
+    int rc = dd->jac(t, N_VGetArrayPointer(y), a, dd->user);
+    if (rc < 0) {
+        dd->rhs_failed = 1;
+        return rc;
+    }
+    for (sunindextype i = 0; i < N; i++)
+        for (sunindextype j = 0; j < i; j++) {
+            const double tmp = a[i * N + j];
+            a[i * N + j] = a[j * N + i];
+            a[j * N + i] = tmp;
+        }
+    return rc;
+}
+
+/* The policy of gmf_ode_jacobian (ode.h): the solver a BDF run of size N gets. */
+static int choose_jacobian(size_t N, const gmf_ode_opts *o, gmf_ode_jacobian *out) {
+    gmf_ode_jacobian j = (gmf_ode_jacobian)o->jacobian;
+    if (j == GMF_ODE_JAC_AUTO)
+        j = o->jac && N <= GMF_ODE_DENSE_MAX ? GMF_ODE_JAC_DENSE
+            : o->jvp                         ? GMF_ODE_JAC_JVP
+                                             : GMF_ODE_JAC_DQ;
+    if (j == GMF_ODE_JAC_JVP && !o->jvp)
+        return gmf_error(GMF_EINVAL, "ODE: jacobian 'jvp' needs an exact Jacobian-vector product");
+    if ((unsigned)j > GMF_ODE_JAC_DENSE)
+        return gmf_error(GMF_EINVAL, "ODE: unknown jacobian choice %d", (int)j);
+    *out = j;
+    return GMF_OK;
+}
+
+/* The linear solver of CVODE's Newton iteration (BDF), the one place that chooses and attaches
+ * it (policy: gmf_ode_jacobian in ode.h): matrix-free SPGMR with difference-quotient or exact
+ * Jacobian-vector products, or SUNDIALS' dense LU with an exact or difference-quotient dense
+ * Jacobian.  *A is the dense matrix (NULL for SPGMR); *used the choice made. */
 static int attach_linsol(void *mem, N_Vector v, SUNContext ctx, driver_data *dd,
-                         const gmf_ode_opts *o, SUNLinearSolver *LS) {
-    (void)dd, (void)o;
-    *LS = SUNLinSol_SPGMR(v, SUN_PREC_NONE, 0, ctx);
-    if (!*LS) return gmf_error(GMF_ESOLVER, "CVODE: could not create the SPGMR linear solver");
-    int flag = CVodeSetLinearSolver(mem, *LS, NULL);
-    if (flag != CV_SUCCESS)
+                         const gmf_ode_opts *o, SUNLinearSolver *LS, SUNMatrix *A,
+                         gmf_ode_jacobian *used) {
+    const size_t N = (size_t)N_VGetLength(v);
+    int rc = choose_jacobian(N, o, used), flag;
+    if (rc) return rc;
+    if (*used == GMF_ODE_JAC_DENSE) {
+        *A = SUNDenseMatrix((sunindextype)N, (sunindextype)N, ctx);
+        *LS = *A ? SUNLinSol_Dense(v, *A, ctx) : NULL;
+        if (!*LS)
+            return gmf_error(GMF_ESOLVER,
+                             "CVODE: could not create the dense linear solver "
+                             "(N = %zu)",
+                             N);
+    } else {
+        *LS = SUNLinSol_SPGMR(v, SUN_PREC_NONE, 0, ctx);
+        if (!*LS) return gmf_error(GMF_ESOLVER, "CVODE: could not create the SPGMR linear solver");
+    }
+    if ((flag = CVodeSetLinearSolver(mem, *LS, *A)) != CV_SUCCESS)
         return gmf_error(GMF_ESOLVER, "CVODE: CVodeSetLinearSolver failed (flag %d)", flag);
+    if (*used == GMF_ODE_JAC_DENSE && o->jac) {
+        dd->jac = o->jac;
+        if ((flag = CVodeSetJacFn(mem, cv_jac)) != CV_SUCCESS)
+            return gmf_error(GMF_ESOLVER, "CVODE: CVodeSetJacFn failed (flag %d)", flag);
+    }
+    if (*used == GMF_ODE_JAC_JVP) {
+        dd->jvp = o->jvp;
+        if ((flag = CVodeSetJacTimes(mem, NULL, cv_jtimes)) != CV_SUCCESS)
+            return gmf_error(GMF_ESOLVER, "CVODE: CVodeSetJacTimes failed (flag %d)", flag);
+    }
     return GMF_OK;
 }
 
@@ -136,6 +225,8 @@ static int solve_cvode(size_t N, driver_data *dd, double *y, const double *tout,
     N_Vector v = NULL;
     void *mem = NULL;
     SUNLinearSolver LS = NULL;
+    SUNMatrix A = NULL;
+    gmf_ode_jacobian used = GMF_ODE_JAC_DQ;
     SUNNonlinearSolver NLS = NULL;
     if (SUNContext_Create(NULL, &ctx) != 0)
         return gmf_error(GMF_ESOLVER, "CVODE: SUNContext_Create failed");
@@ -152,7 +243,7 @@ static int solve_cvode(size_t N, driver_data *dd, double *y, const double *tout,
     CV_TRY(CVodeSetMaxNumSteps(mem, o->max_steps));
     if (o->h0 > 0) CV_TRY(CVodeSetInitStep(mem, o->h0));
     if (o->method == GMF_ODE_CVODE_BDF) {
-        if ((rc = attach_linsol(mem, v, ctx, dd, o, &LS)) != GMF_OK) goto done;
+        if ((rc = attach_linsol(mem, v, ctx, dd, o, &LS, &A, &used)) != GMF_OK) goto done;
     } else {
         NLS = SUNNonlinSol_FixedPoint(v, 0, ctx);
         if (!NLS) {
@@ -191,12 +282,16 @@ done:
         CVodeGetNumNonlinSolvIters(mem, &v1), st->nniters = v1;
         CVodeGetNumNonlinSolvConvFails(mem, &v1), st->nncfails = v1;
         if (LS) CVodeGetNumLinIters(mem, &v1), st->nliters = v1;
+        if (LS) CVodeGetNumJacEvals(mem, &v1), st->njevals = v1;
+        if (LS) CVodeGetNumJtimesEvals(mem, &v1), st->njvevals = v1;
+        st->jacobian = used;
         CVodeGetLastOrder(mem, &q), st->qlast = q;
         CVodeGetLastStep(mem, &h), st->hlast = h;
     }
     if (st) st->nfevals = dd->nfevals;
     CVodeFree(&mem);
     if (LS) SUNLinSolFree(LS);
+    if (A) SUNMatDestroy(A);
     if (NLS) SUNNonlinSolFree(NLS);
     if (v) N_VDestroy(v);
     if (ctx) SUNContext_Free(&ctx);
