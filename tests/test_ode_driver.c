@@ -11,6 +11,7 @@
  *                  the exact solution and with BDF, and takes far fewer steps than Adams;
  *   stall          y' = 1 + y^2 (y = tan t, singular at pi/2) asked to reach t = 2: the driver
  *                  stops with "no progress" near pi/2 within a few seconds, naming the time;
+ *                  y' = cos(1e8 t) from t = 1 (steps ~1e-9) trips the step-window detector;
  *                  a right-hand side that makes no progress in wall time (sleeps) trips the
  *                  wall-clock detector;
  *   monotone       a scalar that increases along the solution fails the run with "increased";
@@ -222,7 +223,27 @@ static int slow(double t, const double *y, double *f, void *u) {
     return 0;
 }
 
+/* a fast oscillation: every method's steps stay ~1e-9 while t ~ 1 */
+static int oscillate(double t, const double *y, double *f, void *u) {
+    (void)y, (void)u;
+    f[0] = cos(1e8 * t);
+    return 0;
+}
+
 static void test_stall(void) {
+    for (size_t m = 0; m < NMETHODS; m++) {
+        gmf_ode_opts o = gmf_ode_defaults();
+        o.method = methods[m];
+        o.max_steps = 100000000;
+        const double t2[2] = {1.0, 10.0};
+        double y = 0.0;
+        const double w0 = wall();
+        int rc = gmf_ode_solve(1, oscillate, NULL, &y, t2, 2, &o, NULL, NULL, NULL);
+        CHECK(rc != 0 && strstr(gmf_errmsg(), "steps advanced t by only") && wall() - w0 < 5.0,
+              "%s: oscillation: rc %d after %.2f s: %s", gmf_ode_method_name(methods[m]), rc,
+              wall() - w0, gmf_errmsg());
+    }
+
     const double tout[2] = {0.0, 2.0};
     for (size_t m = 0; m < NMETHODS; m++) {
         gmf_ode_opts o = gmf_ode_defaults();
@@ -241,11 +262,11 @@ static void test_stall(void) {
         printf("%s: stopped after %.2f s, %ld steps: %.160s...\n", gmf_ode_method_name(methods[m]),
                dt, st.nsteps, msg);
     }
-    /* wall clock: a window of 0.3 s must advance t by 1e-3 of the span; 2 ms per RHS on
-     * y' = -y over [0, 1e6] with a tiny max step is far slower than that */
+    /* wall clock: with 2 ms per RHS and a window of 0.3 s that must advance t by 1e6 |t| (which
+     * no step can), the wall-clock detector fires after the first window */
     gmf_ode_opts o = gmf_ode_defaults();
     o.method = GMF_ODE_GSL_RKF45;
-    o.stall_seconds = 0.3, o.stall_frac = 1e-3, o.stall_steps = 0;
+    o.stall_seconds = 0.3, o.stall_frac = 1e6, o.stall_steps = 0;
     o.h0 = 1e-3;
     const double t2[2] = {0.0, 1e6};
     double y = 1.0;

@@ -91,7 +91,8 @@ typedef struct gmf_ode_opts {
     double auto_fail_frac;
     /* stall detection (0 = off for each): stop when |h| < stall_hrel |t| (step-size
      * collapse), or when the last stall_steps steps, or the last stall_seconds of wall time,
-     * advanced t by less than stall_frac (t_end - t_start) */
+     * advanced t by less than stall_frac max(|t|, t - t_start) (no progress on the log-time
+     * scale of long horizons) */
     double stall_hrel;
     long stall_steps;
     double stall_seconds;
@@ -111,8 +112,8 @@ typedef struct gmf_ode_opts {
 } gmf_ode_opts;
 
 /* Defaults: auto (CVODE Adams -> BDF), rtol 1e-8, atol 1e-10, max_steps 100000, auto window 50
- * steps with 10 % convergence failures, stall: hrel 1e-12, 20000 steps or 20 s advancing less
- * than 1e-9 of the span; no hooks. */
+ * steps with 10 % convergence failures, stall: hrel 1e-12, 10000 steps or 10 s advancing t by
+ * less than 0.1 %; no progress reports, no hooks. */
 gmf_ode_opts gmf_ode_defaults(void);
 
 typedef struct gmf_ode_stats {
