@@ -11,6 +11,7 @@
  * Each event is recorded with its time, kind, component and a copy of the state there; the run
  * stops at the first one (stop = 1) or records and goes on.  gmf_events_attach also installs the
  * loss as the driver's monotone scalar and a stall diagnosis naming the most singular component.
+ * With all events off it still gives the scalar and the diagnosis.
  */
 #ifndef GMFLOW_EVENTS_H
 #define GMFLOW_EVENTS_H
@@ -46,7 +47,7 @@ typedef struct gmf_events_opts {
 
 typedef struct gmf_events {
     gmf_events_opts o;
-    gmf_flow *flow;
+    gmf_flow flow;         /* its own flow over the caller's oracle, for the event functions */
     size_t N, ng;          /* state length, number of event functions */
     gmf_event_kind *gkind; /* per event function */
     long *gcomp;
@@ -56,8 +57,9 @@ typedef struct gmf_events {
     size_t nev, ndropped;
 } gmf_events;
 
-/* flow is borrowed (must outlive e). */
-int gmf_events_init(gmf_events *e, gmf_flow *flow, const gmf_events_opts *o);
+/* Events of the flow of `kind` with K components over `oracle` (borrowed: must outlive e). */
+int gmf_events_init(gmf_events *e, gmf_flow_kind kind, size_t K, gmf_oracle oracle,
+                    const gmf_events_opts *o);
 void gmf_events_free(gmf_events *e);
 
 /* Install the hooks into ode: scalar = the loss (must not increase), diagnose, and the event
