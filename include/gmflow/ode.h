@@ -142,6 +142,15 @@ int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *
                   const gmf_ode_opts *opts, gmf_ode_observer obs, void *obs_user,
                   gmf_ode_stats *stats);
 
+/* Output times t0, t0 + first, ..., t0 + span: n >= 1 times log-spaced from first to span
+ * (0 < first <= span) after t0, n + 1 in all (tout has room for n + 1). */
+int gmf_ode_log_times(double t0, double first, double span, size_t n, double *tout);
+
+/* Times from a list "0.1,1,10" or, with spec "@FILE", from a file (numbers separated by commas,
+ * white space or new lines; '#' comments): each >= 0, strictly increasing, the last > 0.
+ * *times is malloc'd (free it); errors name the file and carry strerror. */
+int gmf_ode_parse_times(const char *spec, double **times, size_t *count);
+
 #ifdef __cplusplus
 }
 #endif

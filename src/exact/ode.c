@@ -16,6 +16,7 @@
 #include "gmflow/ode.h"
 
 #include <cvode/cvode.h>
+#include <errno.h>
 #include <float.h>
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_odeiv2.h>
@@ -780,5 +781,93 @@ int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *
         return gmf_error(GMF_EINVAL, "ODE: unknown method %d", (int)o.method);
     }
     st->nfevals = dd.nfevals;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- output times */
+
+int gmf_ode_log_times(double t0, double first, double span, size_t n, double *tout) {
+    if (n < 1 || !isfinite(t0) || !(first > 0) || !(span >= first) || !isfinite(t0 + span))
+        return gmf_error(GMF_EINVAL,
+                         "log-spaced times: need n >= 1 and 0 < first <= span, all finite (got n "
+                         "%zu, first %g, span %g)",
+                         n, first, span);
+    tout[0] = t0;
+    for (size_t i = 1; i <= n; i++)
+        tout[i] =
+            n == 1 ? t0 + span : t0 + first * pow(span / first, (double)(i - 1) / (double)(n - 1));
+    tout[n] = t0 + span;
+    for (size_t i = 1; i <= n; i++)
+        if (!(tout[i] > tout[i - 1]))
+            return gmf_error(GMF_EINVAL,
+                             "log-spaced times: %zu times from %g to %g after t0 = %g are too "
+                             "close to tell apart",
+                             n, first, span, t0);
+    return GMF_OK;
+}
+
+/* Numbers separated by commas, white space or new lines; '#' starts a comment to the end of the
+ * line.  Appends to *t (capacity *cap, count *n). */
+static int parse_numbers(const char *text, const char *what, double **t, size_t *n, size_t *cap) {
+    const char *p = text;
+    while (*p) {
+        if (*p == '#') {
+            while (*p && *p != '\n')
+                p++;
+            continue;
+        }
+        if (*p == ',' || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+            p++;
+            continue;
+        }
+        char *end;
+        errno = 0;
+        const double v = strtod(p, &end);
+        if (end == p || errno == ERANGE || !isfinite(v))
+            return gmf_error(GMF_EINVAL, "%s: '%.20s' is not a finite number", what, p);
+        if (*n == *cap) {
+            size_t nc = *cap ? 2 * *cap : 64;
+            double *nt = realloc(*t, nc * sizeof(double));
+            if (!nt) return gmf_error(GMF_ENOMEM, "%s: out of memory", what);
+            *t = nt, *cap = nc;
+        }
+        (*t)[(*n)++] = v;
+        p = end;
+    }
+    return GMF_OK;
+}
+
+int gmf_ode_parse_times(const char *spec, double **times, size_t *count) {
+    *times = NULL, *count = 0;
+    size_t cap = 0;
+    int rc;
+    if (spec[0] == '@') {
+        FILE *fp = fopen(spec + 1, "r");
+        if (!fp) return gmf_error(GMF_EIO, "%s: cannot open: %s", spec + 1, strerror(errno));
+        char buf[4096];
+        rc = GMF_OK;
+        while (rc == GMF_OK && fgets(buf, sizeof buf, fp)) {
+            if (!strchr(buf, '\n') && !feof(fp))
+                rc = gmf_error(GMF_EFORMAT, "%s: a line longer than %zu characters", spec + 1,
+                               sizeof buf - 2);
+            else
+                rc = parse_numbers(buf, spec + 1, times, count, &cap);
+        }
+        if (rc == GMF_OK && ferror(fp))
+            rc = gmf_error(GMF_EIO, "%s: read error: %s", spec + 1, strerror(errno));
+        fclose(fp);
+    } else {
+        rc = parse_numbers(spec, "output times", times, count, &cap);
+    }
+    const char *what = spec[0] == '@' ? spec + 1 : "output times";
+    if (rc == GMF_OK && *count == 0) rc = gmf_error(GMF_EINVAL, "%s: no times given", what);
+    for (size_t i = 0; rc == GMF_OK && i < *count; i++)
+        if ((*times)[i] < 0 || (i && !((*times)[i] > (*times)[i - 1])))
+            rc = gmf_error(GMF_EINVAL,
+                           "%s: times must be >= 0 and strictly increasing (time %zu is %g)", what,
+                           i + 1, (*times)[i]);
+    if (rc == GMF_OK && (*times)[*count - 1] <= 0)
+        rc = gmf_error(GMF_EINVAL, "%s: the last time must be > 0", what);
+    if (rc) free(*times), *times = NULL, *count = 0;
     return rc;
 }

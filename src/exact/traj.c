@@ -262,7 +262,7 @@ int gmf_traj_time_grid(double t0, double span, size_t T, double *tout) {
 }
 
 static int is_cvode(gmf_ode_method m) {
-    return m == GMF_ODE_CVODE_ADAMS || m == GMF_ODE_CVODE_BDF;
+    return m == GMF_ODE_CVODE_ADAMS || m == GMF_ODE_CVODE_BDF || m == GMF_ODE_AUTO;
 }
 
 static double max_abs(size_t n, const double *x) {
