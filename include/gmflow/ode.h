@@ -85,10 +85,15 @@ typedef struct gmf_ode_opts {
                         * Hairer-Norsett-Wanner rule (2 RHS calls, counted in nfevals) */
     gmf_ode_jvp jvp;   /* NULL = difference quotients (see above) */
     gmf_ode_jac jac;   /* NULL = none (matrix-free Krylov) */
-    /* auto: switch to BDF when a window of auto_window Adams steps has at least
-     * auto_fail_frac x auto_window fixed-point convergence failures */
+    /* auto: at the end of every window of auto_window Adams steps, switch to BDF when
+     * (a) at least auto_fail_frac of the window's steps had a fixed-point convergence failure,
+     * or (b) Adams would need >= auto_min_steps more steps at its step h and h rho >= auto_hrho,
+     * rho the spectral radius of dF/dy (power iteration on difference quotients, 9 RHS calls):
+     * the step is held at the fastest mode's stability scale, not by accuracy */
     long auto_window;
     double auto_fail_frac;
+    double auto_hrho;
+    long auto_min_steps;
     /* stall detection (0 = off for each): stop when |h| < stall_hrel |t| (step-size
      * collapse), or when the last stall_steps steps, or the last stall_seconds of wall time,
      * advanced t by less than stall_frac max(|t|, t - t_start) (no progress on the log-time
@@ -111,9 +116,9 @@ typedef struct gmf_ode_opts {
     void *hook_user;
 } gmf_ode_opts;
 
-/* Defaults: auto (CVODE Adams -> BDF), rtol 1e-8, atol 1e-10, max_steps 100000, auto window 50
- * steps with 10 % convergence failures, stall: hrel 1e-12, 10000 steps or 10 s advancing t by
- * less than 0.1 %; no progress reports, no hooks. */
+/* Defaults: auto (CVODE Adams -> BDF), rtol 1e-8, atol 1e-10, max_steps 100000, auto window 100
+ * steps, 4 % convergence failures or h rho >= 0.05 with >= 2000 steps to go, stall: hrel 1e-12,
+ * 10000 steps or 10 s advancing t by less than 0.1 %; no progress reports, no hooks. */
 gmf_ode_opts gmf_ode_defaults(void);
 
 typedef struct gmf_ode_stats {

@@ -52,8 +52,10 @@ gmf_ode_opts gmf_ode_defaults(void) {
                       .h0 = 0.0,
                       .jvp = NULL,
                       .jac = NULL,
-                      .auto_window = 50,
-                      .auto_fail_frac = 0.1,
+                      .auto_window = 100,
+                      .auto_fail_frac = 0.04,
+                      .auto_hrho = 0.05,
+                      .auto_min_steps = 2000,
                       .stall_hrel = 1e-12,
                       .stall_steps = 10000,
                       .stall_seconds = 10.0,
@@ -106,8 +108,10 @@ static int check_args(size_t N, const double *y, const double *tout, size_t ntou
     if (!(o->stall_hrel >= 0) || o->stall_steps < 0 || !(o->stall_seconds >= 0) ||
         !(o->stall_frac >= 0) || !(o->progress_seconds >= 0) || isnan(o->scalar_rtol))
         return gmf_error(GMF_EINVAL, "ODE: stall and progress settings must be >= 0");
-    if (o->method == GMF_ODE_AUTO && (o->auto_window < 1 || !(o->auto_fail_frac >= 0)))
-        return gmf_error(GMF_EINVAL, "ODE: auto needs auto_window >= 1 and auto_fail_frac >= 0");
+    if (o->method == GMF_ODE_AUTO && (o->auto_window < 1 || !(o->auto_fail_frac >= 0) ||
+                                      !(o->auto_hrho >= 0) || o->auto_min_steps < 0))
+        return gmf_error(GMF_EINVAL, "ODE: auto needs auto_window >= 1 and auto_fail_frac, "
+                                     "auto_hrho, auto_min_steps >= 0");
     if (o->nroots && !o->roots) return gmf_error(GMF_EINVAL, "ODE: nroots > 0 without roots");
     return GMF_OK;
 }
@@ -393,17 +397,71 @@ static void cv_retire(cv_solver *s) {
  * them end in a fixed-point convergence failure?  (The fixed-point iteration converges when h
  * times the Lipschitz constant is small; failing often means the step is held down by the
  * iteration, not by accuracy: the problem has turned stiff.) */
+/* Method auto: the spectral radius of dF/dy at (t, y), by power iteration on difference
+ * quotients (GMF_ODE_POWER_ITERS iterations from a fixed pseudo-random vector, one RHS call each
+ * plus one for F(y)).  NAN if the RHS fails there. */
+#define GMF_ODE_POWER_ITERS 8
+static double spectral_radius(driver_data *dd, double t, const double *y, double *w) {
+    const size_t N = dd->N;
+    double *f0 = w, *v = w + N, *f1 = v + N, *yp = f1 + N;
+    dd->nfevals++;
+    if (dd->f(t, y, f0, dd->user)) return NAN;
+    double nv = 0, ny = 0, rho = NAN;
+    for (size_t i = 0; i < N; i++) {
+        v[i] = (double)((i * 2654435761u) % 1000u) / 500.0 - 1.0 + 1e-3;
+        nv += v[i] * v[i], ny += y[i] * y[i];
+    }
+    nv = sqrt(nv);
+    for (size_t i = 0; i < N; i++)
+        v[i] /= nv;
+    const double eps = sqrt(DBL_EPSILON) * (1.0 + sqrt(ny));
+    for (int it = 0; it < GMF_ODE_POWER_ITERS; it++) {
+        for (size_t i = 0; i < N; i++)
+            yp[i] = y[i] + eps * v[i];
+        dd->nfevals++;
+        if (dd->f(t, yp, f1, dd->user)) return NAN;
+        double n = 0;
+        for (size_t i = 0; i < N; i++)
+            v[i] = (f1[i] - f0[i]) / eps, n += v[i] * v[i];
+        rho = sqrt(n);
+        if (!(rho > 0) || !isfinite(rho)) return rho;
+        for (size_t i = 0; i < N; i++)
+            v[i] /= rho;
+    }
+    return rho;
+}
+
+/* Method auto, at the end of every window of auto_window Adams steps: has the problem turned
+ * stiff?  Either
+ *   (a) at least auto_fail_frac of the window's steps ended in a fixed-point convergence failure
+ *       (the iteration converges when h gamma rho is small: failing often means the iteration,
+ *       not accuracy, holds the step down), or
+ *   (b) Adams would still need at least auto_min_steps steps at its current step h to reach the
+ *       end, and h rho >= auto_hrho, rho the spectral radius of dF/dy (power iteration, 9 RHS
+ *       calls): the step sits near the stability scale 1 / rho of the fastest mode -- high-order
+ *       Adams has a small stability region and stays there without any convergence failure --
+ *       while BDF's step is bounded by accuracy alone. */
 static int cv_stiff(const cv_solver *s, driver_data *dd) {
+    const gmf_ode_opts *o = dd->o;
     long nst = 0, ncf = 0;
+    sunrealtype h = 0, t = 0;
     if (CVodeGetNumSteps(s->mem, &nst) != CV_SUCCESS ||
         CVodeGetNumNonlinSolvConvFails(s->mem, &ncf) != CV_SUCCESS)
         return 0;
-    if (nst - dd->aw_n < dd->o->auto_window) return 0;
+    if (nst - dd->aw_n < o->auto_window) return 0;
     const long fails = ncf - dd->aw_f;
-    const int stiff =
-        fails >= 1 && (double)fails >= dd->o->auto_fail_frac * (double)(nst - dd->aw_n);
+    int stiff = fails >= 1 && (double)fails >= o->auto_fail_frac * (double)(nst - dd->aw_n);
     dd->aw_n = nst, dd->aw_f = ncf;
-    return stiff;
+    if (stiff || CVodeGetLastStep(s->mem, &h) != CV_SUCCESS ||
+        CVodeGetCurrentTime(s->mem, &t) != CV_SUCCESS || !(h > 0) ||
+        (dd->tout[dd->ntout - 1] - t) / h < (double)o->auto_min_steps)
+        return stiff;
+    double *w = malloc(4 * dd->N * sizeof(double));
+    if (!w) return 0; /* no estimate: stay with Adams */
+    const double rho = spectral_radius(dd, t, N_VGetArrayPointer(s->v), w);
+    free(w);
+    dd->rhs_failed = 0; /* a failure at a probe point is not the solution's */
+    return h * rho >= o->auto_hrho;
 }
 
 /* Method auto: continue from (t, y) with BDF, starting from the current step size. */
