@@ -395,7 +395,9 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
 /* Output-time, event and stall options. */
 static int opt_events(options *o, int c, const char *on, const char *arg) {
     unsigned long long u;
-    if (c >= O_STOP_GRAD && c <= O_ON_EVENT && !o->ev_opt) o->ev_opt = on;
+    static const char *const ev_names[] = {"--stop-grad", "--event-loss", "--collapse",
+                                           "--on-event"};
+    if (c >= O_STOP_GRAD && c <= O_ON_EVENT && !o->ev_opt) o->ev_opt = ev_names[c - O_STOP_GRAD];
     switch (c) {
     case O_T_OUT:
         o->t_out = arg;
