@@ -206,10 +206,27 @@ expect_fail outdir "not a directory" 1 -- --out "$T/ok.csv"
 check "failing runs left the good output intact" test "$(cat "$good"/* | cksum)" = "$sum_before"
 check "failing runs left no temporary files" test -z "$(ls "$good" | grep -v -E '^(trajectory.csv|t.npy|mu.npy|Sigma.npy|state.json|run.json)$')"
 
+# ------------------------------------------------------------------ --jacobian, --polish
+expect_fail jacobian "--jacobian" -- --out "$good" --jacobian bogus
+for j in dq jvp dense; do
+    run "jac_$j" --method bdf --jacobian "$j" --t-end 5 --n-out 3 --out "$T/jac_$j"
+    check "--jacobian $j runs" test $? -eq 0
+    check "--jacobian $j is reported" grep -qF "jacobian $j" "$T/jac_$j.out"
+done
+check "--jacobian dq and dense agree on the final loss to 1e-6" python3 -c "
+import sys
+a, b = [float(open(sys.argv[i]).read().split('->')[1].split()[0]) for i in (1, 2)]
+sys.exit(abs(a - b) > 1e-6 * abs(a))" "$T/jac_dq.out" "$T/jac_dense.out"
+run polish --form euclid --method bdf --t-end 5 --n-out 3 --polish --out "$T/polish"
+check "--polish runs" test $? -eq 0
+check "--polish reports the index" grep -qE "index [0-9]+ .*-> (minimum|saddle|not a stationary point)" "$T/polish.out"
+check "--polish writes spectrum.csv" test "$(head -1 "$T/polish/spectrum.csv")" = "set,i,eigenvalue"
+check "spectrum.csv has N = 60 hessian rows" test "$(grep -c '^hessian,' "$T/polish/spectrum.csv")" -eq 60
+
 # ------------------------------------------------------------------ help
 "$G" flow --help >"$T/help.out" 2>&1
 check "--help exits 0" test $? -eq 0
-for w in --data --init --form --method --rtol --check-thm1 trajectory.csv Sigma.npy state.json run.json "default 51"; do
+for w in --data --init --form --method --rtol --check-thm1 --jacobian --polish trajectory.csv Sigma.npy state.json run.json "default 51"; do
     check "--help mentions $w" grep -qF -- "$w" "$T/help.out"
 done
 

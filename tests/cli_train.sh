@@ -131,7 +131,7 @@ expect 1 'truncated' -- "$GMFLOW" train "${SMALL[@]}" --checkpoint "$TMP/short.g
 # ---- divergence: stops with epoch and step, the last good checkpoint intact ----------------
 cp "$TMP/a/checkpoint.gmck" "$TMP/keep.gmck"
 expect 1 'non-finite loss .* at epoch 3, step [0-9]+ of [0-9]+' -- "$GMFLOW" train "${SMALL[@]}" \
-    --out "$TMP/a" --resume --epochs 5 --lr 1e9 --lr-sigma 1e9
+    --out "$TMP/a" --resume-force --epochs 5 --lr 1e9 --lr-sigma 1e9
 grep -q 'last good checkpoint' "$TMP/err" && ok || bad "no checkpoint mention: $(cat "$TMP/err")"
 cmp -s "$TMP/a/checkpoint.gmck" "$TMP/keep.gmck" && ok || bad "divergence changed the checkpoint"
 expect 0 '' -- "$GMFLOW" train "${SMALL[@]}" --out "$TMP/a" --eval-only

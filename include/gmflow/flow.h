@@ -42,6 +42,14 @@ typedef struct gmf_oracle {
     int (*component)(void *ctx, size_t k, double *grad, double *hessR);
     /* L(rho) at the last prepared mixture. */
     double (*loss)(void *ctx);
+    /* Optional (NULL when the oracle has none; gmf_flow_jvp then fails with GMF_EINVAL): the
+     * directional derivative of component()'s outputs for ALL components at the mixture
+     * (mu, Sigma, C) -- the arguments of prepare -- along dmu (K x D) and dR (K x D x D: dC when
+     * C != NULL, else dSigma):
+     *   dgrad  (K x D)     = d/de E_k[grad dL],   dhessR (K x D x D) = d/de (E_k[hess dL] R_k).
+     * Self-contained: needs no prepare() and leaves its state alone. */
+    int (*jvp)(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C,
+               const double *dmu, const double *dR, double *dgrad, double *dhessR);
 } gmf_oracle;
 
 typedef enum { GMF_FLOW_BW = 0, GMF_FLOW_EUCLID = 1 } gmf_flow_kind;
@@ -52,6 +60,7 @@ typedef struct gmf_flow {
     gmf_oracle oracle;
     double *work; /* K (D + D^2): the BW state [mu | C C^T] (Euclidean form); then D x D */
     long nrhs;    /* right-hand side evaluations so far */
+    long njvp;    /* Jacobian-vector products so far (gmf_flow_jvp; gmf_flow_jac adds N each) */
 } gmf_flow;
 
 int gmf_flow_init(gmf_flow *f, gmf_flow_kind kind, size_t K, gmf_oracle oracle);
@@ -81,6 +90,21 @@ static inline size_t gmf_flow_mu_offset(size_t K, size_t D, size_t k) {
 static inline size_t gmf_flow_mat_offset(size_t K, size_t D, size_t k) {
     return K * D + k * D * D;
 }
+
+/* Exact Jacobian information of F (docs/FLOWS.md, "Exact Jacobian"); needs oracle.jvp.
+ *   gmf_flow_jvp: jv = J(y) v, J = dF/dy (N x N, N = gmf_flow_dim), v any vector (a Sigma_k
+ *                 block of v need not be symmetric: F is differentiated as a function of all
+ *                 D^2 stored entries, exactly as gmf_flow_rhs evaluates it);
+ *   gmf_flow_jac: the dense J, row-major, J[i N + j] = dF_i/dy_j (N JVPs with unit vectors).
+ * In the Euclidean form J = -Hess l(mu, C), symmetric. */
+int gmf_flow_jvp(gmf_flow *f, const double *y, const double *v, double *jv);
+int gmf_flow_jac(gmf_flow *f, const double *y, double *J);
+/* Adaptors with the gmf_ode_jvp / gmf_ode_jac signatures (user = gmf_flow *); -1 on failure. */
+int gmf_flow_ode_jvp(double t, const double *y, const double *fy, const double *v, double *jv,
+                     void *user);
+int gmf_flow_ode_jac(double t, const double *y, double *J, void *user);
+
+/* Views into a state vector. */
 static inline double *gmf_flow_mu(const gmf_flow *f, double *y, size_t k) {
     return y + gmf_flow_mu_offset(f->K, f->D, k);
 }

@@ -6,8 +6,8 @@
  * struct; every gradient term is commented at its line in src/discrete/nn_tmpl.h and derived in
  * docs/TRAINING.md.  Matrices are row-major; "B x d" means B rows of d entries.
  *
- * Precision.  The layer and network code is written once (src/discrete/nn_tmpl.h) and compiled twice:
- * for float (suffix _f, used for training: float32 GEMMs through OpenBLAS's cblas_sgemm) and
+ * Precision.  The layer and network code is written once (src/discrete/nn_tmpl.h) and compiled
+ * twice: for float (suffix _f, used for training: float32 GEMMs through OpenBLAS's cblas_sgemm) and
  * for double (suffix _d, used by the finite-difference tests and as the reference the float
  * path is compared with).  In both, the per-sample Gaussian scalars (m, s, Phi(m/s), phi(m/s)),
  * the output sums over components, the losses and full-batch gradient sums are accumulated in
@@ -131,6 +131,62 @@ int gmf_nn_init_fc_kaiming(gmf_nn_model *fc, gmf_nn_rng *rng);
 typedef enum { GMF_NN_FROM_GM_SAMPLE = 0, GMF_NN_FROM_GM_MEANS = 1 } gmf_nn_from_gm_mode;
 int gmf_nn_fc_from_gm(gmf_nn_model *fc, const gmf_nn_model *gm, gmf_nn_from_gm_mode mode,
                       gmf_nn_rng *rng);
+
+/* ---------------------------------------------------------------------------------------------
+ * Models from a spec (src/discrete/nn_build.c): the training pipeline's initialization policy and
+ * its RNG streams, so that a C caller builds exactly the model `gmflow train` builds.
+ *
+ *   GM kinds: gmf_nn_init_gm(gamma) from stream GMF_NN_STREAM_INIT of the seed.
+ *   FC, kaiming:  gmf_nn_init_fc_kaiming from stream GMF_NN_STREAM_INIT.
+ *   FC, matching: a diagonal GM mixture (K, gamma) drawn from stream GMF_NN_STREAM_INIT, then
+ *                 `width` neurons sampled from it (GMF_NN_FROM_GM_SAMPLE) from stream
+ *                 GMF_NN_STREAM_FC_INIT.
+ *   FC, means:    the same mixture, width K, neurons at its means (GMF_NN_FROM_GM_MEANS).
+ *   FC output scale: standard 1, mean-field 1/width; the default rule is standard for kaiming
+ *                 and mean-field for matching and means.
+ * Monte Carlo reduction (Figure 6): repeat r of width m draws from stream
+ * GMF_NN_STREAM_MC + 7919 r + 104729 m.  (Epoch e's shuffle uses stream 1000 + e, train.h.)
+ */
+#define GMF_NN_STREAM_INIT    0u
+#define GMF_NN_STREAM_MC      2000u
+#define GMF_NN_STREAM_FC_INIT 3000u
+
+typedef enum {
+    GMF_NN_FC_INIT_KAIMING = 0,
+    GMF_NN_FC_INIT_MATCHING = 1,
+    GMF_NN_FC_INIT_MEANS = 2
+} gmf_nn_fc_init;
+typedef enum {
+    GMF_NN_FC_SCALE_DEFAULT = 0,
+    GMF_NN_FC_SCALE_STANDARD = 1,
+    GMF_NN_FC_SCALE_MEANFIELD = 2
+} gmf_nn_fc_scale_rule;
+
+typedef struct gmf_nn_spec {
+    gmf_nn_kind kind;              /* (GMF_NN_GM) */
+    size_t K;                      /* components per GM layer; FC matching/means: mixture K (20) */
+    size_t mid;                    /* gm-stack middle width (100) */
+    size_t width;                  /* FC width (1000; means: K, whatever this says) */
+    gmf_nn_fc_init fc_init;        /* (kaiming) */
+    gmf_nn_fc_scale_rule fc_scale; /* (default rule) */
+    double gamma;                  /* GM init scale (0.5) */
+} gmf_nn_spec;
+
+void gmf_nn_spec_default(gmf_nn_spec *s);
+/* The FC width and output scale the spec gives (width K for the means init). */
+size_t gmf_nn_spec_width(const gmf_nn_spec *s);
+double gmf_nn_spec_fc_scale(const gmf_nn_spec *s);
+const char *gmf_nn_fc_init_name(gmf_nn_fc_init i);        /* "kaiming", "matching", "means" */
+const char *gmf_nn_fc_scale_name(gmf_nn_fc_scale_rule r); /* "default", "standard", ... */
+int gmf_nn_fc_init_parse(const char *name, gmf_nn_fc_init *out);        /* GMF_EINVAL if unknown */
+int gmf_nn_fc_scale_parse(const char *name, gmf_nn_fc_scale_rule *out); /* standard, mean-field */
+/* Allocate and initialize m (d inputs, L logits) as the spec says from `seed`; free with
+ * gmf_nn_model_free.  On failure m holds nothing to free. */
+int gmf_nn_model_build(gmf_nn_model *m, const gmf_nn_spec *s, size_t d, size_t L, uint64_t seed);
+/* Allocate fc and draw it as repeat `repeat` of the width-`width` Monte Carlo reduction of gm
+ * (gm or gm-full) from `seed`. */
+int gmf_nn_mc_draw(gmf_nn_model *fc, const gmf_nn_model *gm, size_t width, uint64_t seed,
+                   size_t repeat);
 
 /* ---------------------------------------------------------------------------------------------
  * Precision-templated API: GMF_NN_API(real, S) declares the float (_f) and double (_d)

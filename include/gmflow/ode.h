@@ -77,6 +77,24 @@ typedef struct gmf_ode_progress_info {
 } gmf_ode_progress_info;
 typedef void (*gmf_ode_progress)(const gmf_ode_progress_info *p, void *user);
 
+/* The linear solver of the BDF Newton iteration (docs/FLOWS.md, "Exact Jacobian"):
+ *   AUTO   dense if opts.jac is set and N <= GMF_ODE_DENSE_MAX, else JVP if opts.jvp is set,
+ *          else DQ;
+ *   DQ     matrix-free SPGMR, Jacobian-vector products by CVODE's difference quotients;
+ *   JVP    matrix-free SPGMR with the exact opts.jvp (required);
+ *   DENSE  SUNDIALS' dense LU (SUNLinSol_Dense) with the exact opts.jac, or CVODE's
+ *          difference-quotient dense Jacobian when opts.jac is NULL. */
+typedef enum {
+    GMF_ODE_JAC_AUTO = 0,
+    GMF_ODE_JAC_DQ,
+    GMF_ODE_JAC_JVP,
+    GMF_ODE_JAC_DENSE
+} gmf_ode_jacobian;
+#define GMF_ODE_DENSE_MAX 400
+/* Name <-> choice ("auto", "dq", "jvp", "dense"); -1 for an unknown name. */
+int gmf_ode_jacobian_parse(const char *name);
+const char *gmf_ode_jacobian_name(gmf_ode_jacobian j);
+
 typedef struct gmf_ode_opts {
     gmf_ode_method method;
     double rtol, atol; /* relative and absolute tolerances */
@@ -85,6 +103,7 @@ typedef struct gmf_ode_opts {
                         * Hairer-Norsett-Wanner rule (2 RHS calls, counted in nfevals) */
     gmf_ode_jvp jvp;   /* NULL = difference quotients (see above) */
     gmf_ode_jac jac;   /* NULL = none (matrix-free Krylov) */
+    int jacobian;      /* a gmf_ode_jacobian: the BDF linear solver (default AUTO, see above) */
     /* auto: at the end of every window of auto_window Adams steps, switch to BDF when
      * (a) at least auto_fail_frac of the window's steps had a fixed-point convergence failure,
      * or (b) Adams would need >= auto_min_steps more steps at its step h and h rho >= auto_hrho,
@@ -138,6 +157,9 @@ typedef struct gmf_ode_stats {
     int stopped;                /* 1: stopped early by on_root or the observer */
     double t_reached;           /* the time of y on return */
     size_t nout;                /* observer calls made */
+    long njevals;  /* dense Jacobian evaluations (CVODE BDF, dense) */
+    long njvevals; /* Jacobian-vector products, exact or by difference quotients (SPGMR) */
+    int jacobian;  /* the gmf_ode_jacobian the BDF run used (never AUTO; DQ otherwise) */
 } gmf_ode_stats;
 
 /* Integrate in place: y (length N) holds the state at tout[0] on entry and at tout[ntout-1] on

@@ -37,6 +37,14 @@ typedef struct gmf_train_opts {
     int threads;       /* (1) */
     int precision;     /* 32 or 64 (32) */
     size_t eval_batch; /* rows per forward pass in evaluation and full-batch mode (500) */
+    /* Divergence that stays finite (gmf_train_epoch returns GMF_EDIVERGE after the epoch):   */
+    double diverge_growth;   /* the RMS of the parameters exceeds this many times max(its  */
+                             /* value at gmf_train_new, 1) (1e3; 0: off)                    */
+    size_t diverge_patience; /* the epoch's mean training loss is stuck at the chance      */
+                             /* level ln(L + 1) (within 1e-6 relative, and within that of  */
+                             /* the epoch before), or at or above it after an epoch below  */
+                             /* half of it, this many epochs in a row (2; 0: off; off when */
+                             /* every group's learning rate is 0)                          */
 } gmf_train_opts;
 
 void gmf_train_opts_default(gmf_train_opts *o);
@@ -59,8 +67,10 @@ void gmf_train_free(gmf_train *t);
  * full batch: at the parameters before the step).  At the end m->params holds the trained
  * parameters.  A non-finite loss stops the epoch before that step's update, with GMF_EDIVERGE
  * and a message naming the epoch and step; m->params then still holds the parameters of the
- * end of the previous epoch.  *seconds (may
- * be NULL) is the wall time of the epoch. */
+ * end of the previous epoch.  A divergence that stays finite (opts diverge_growth,
+ * diverge_patience) is detected at the end of the epoch: GMF_EDIVERGE with a message saying
+ * which test fired; m->params then holds that epoch's (diverged) parameters, which a caller
+ * should not checkpoint.  *seconds (may be NULL) is the wall time of the epoch. */
 int gmf_train_epoch(gmf_train *t, const gmf_dataset *data, size_t epoch, double *mean_loss,
                     double *seconds, gmf_train_progress_fn progress, void *user);
 
@@ -87,6 +97,32 @@ int gmf_train_check_data(const gmf_nn_model *m, const gmf_dataset *data, const c
 int gmf_train_save_checkpoint(const char *path, const gmf_nn_model *m, uint64_t epoch,
                               uint64_t seed);
 int gmf_train_load_checkpoint(const char *path, gmf_nn_model *m, uint64_t *epoch, uint64_t *seed);
+
+/* ---- run records -----------------------------------------------------------------------------
+ * The hyperparameters that define a training run, as a flat JSON object with one "key": value
+ * per line (docs/FORMATS.md): model (gmf_nn_model_describe) and its spec (kind, K, mid, width,
+ * fc_init, fc_scale, gamma), dataset (the caller's name for it), train_n, train_d and
+ * train_checksum (gmf_train_data_checksum, 16 hex digits), batch, lr, lr_sigma, lr2_scale,
+ * fixed_beta, full_batch, seed, threads, precision.  Numbers are the shortest of %.15g to
+ * %.17g that reads back exactly, so equal values give equal text.  Returns GMF_EINVAL if buf is too
+ * small (4096 bytes are enough). */
+int gmf_train_run_record(char *buf, size_t size, const gmf_nn_spec *spec, const gmf_nn_model *m,
+                         const gmf_train_opts *o, const char *dataset, const gmf_dataset *train);
+/* FNV-1a (64-bit) over n, d, the float samples (as 32-bit words) and the labels. */
+uint64_t gmf_train_data_checksum(const gmf_dataset *ds);
+/* Compare two records key by key, skipping the keys in `ignore` (NULL-terminated; may be NULL).
+ * Returns the number of differences and writes "key: A -> B" lines (truncated to size) to diff;
+ * a key present in one record only counts as a difference ("(absent)"). */
+size_t gmf_train_run_diff(char *diff, size_t size, const char *a, const char *b,
+                          const char *const *ignore);
+
+/* Checkpoints with a run record (version 2: the v1 layout with "u32 record bytes | record"
+ * between the parameters and the checksum).  Loading returns the record in *run (malloc'd, free
+ * it) or NULL for a version 1 checkpoint, which has none. */
+int gmf_train_save_checkpoint_run(const char *path, const gmf_nn_model *m, uint64_t epoch,
+                                  uint64_t seed, const char *run);
+int gmf_train_load_checkpoint_run(const char *path, gmf_nn_model *m, uint64_t *epoch,
+                                  uint64_t *seed, char **run);
 
 /* Parameter snapshot: one .npy (float64) per group in `dir`, named
  * "epoch_%04zu_<group>.npy", shaped as the group (mu: K x d, sigma: K x d, C: K x d x d,

@@ -12,12 +12,15 @@ int gmf_cli_train(int argc, char **argv);
 int gmf_cli_project(int argc, char **argv);
 
 /* Shared by the subcommands (src/cli/cli_common.c).  cmd is the message prefix ("gmflow train").
- * fail prints "cmd: message" and returns 1; usage_error adds a pointer to --help and returns 2.
+ * fail prints "cmd: message" and returns 1; usage_error adds a pointer to --help (same line)
+ * and returns 2.
  * parse_double accepts a finite number; parse_count an unsigned integer in [min, max]; both print
  * what is wrong with the option's value and return 1, else store it and return 0. */
 int gmf_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int gmf_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* --version of a subcommand: prints "gmflow <version>" (cmd names the subcommand) and returns 0. */
+int gmf_cli_version(const char *cmd);
 /* mkdir -p: creates dir and its parents; 1 (with a message) if that fails or dir is a file. */
 int gmf_cli_make_dirs(const char *cmd, const char *dir);
 int gmf_cli_parse_double(const char *cmd, const char *opt, const char *arg, double *out);

@@ -24,9 +24,15 @@ int gmf_cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_start(ap, fmt);
     fprintf(stderr, "%s: ", cmd);
     vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(see '%s --help')\n", cmd);
+    fprintf(stderr, " (see '%s --help')\n", cmd);
     va_end(ap);
     return 2;
+}
+
+int gmf_cli_version(const char *cmd) {
+    (void)cmd;
+    printf("gmflow %s\n", GMF_VERSION_STRING);
+    return 0;
 }
 
 int gmf_cli_parse_double(const char *cmd, const char *opt, const char *arg, double *out) {

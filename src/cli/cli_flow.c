@@ -25,6 +25,7 @@
 #include "gmflow/ode.h"
 #include "gmflow/outset.h"
 #include "gmflow/sqloss.h"
+#include "gmflow/stationary.h"
 #include "gmflow/toy.h"
 #include "gmflow/traj.h"
 
@@ -110,6 +111,9 @@ static void help(FILE *fp) {
         "  --rtol R             relative tolerance, > 0 (default %g)\n"
         "  --atol A             absolute tolerance, >= 0; > 0 for auto, adams, bdf (default %g)\n"
         "  --max-steps N        internal steps allowed per output interval (default %ld)\n"
+        "  --jacobian NAME      bdf's linear solver: auto (dense exact Jacobian for N <= 400,\n"
+        "                       else exact JVPs), dq (GMRES, difference quotients), jvp (GMRES,\n"
+        "                       exact JVPs), dense (dense LU, exact Jacobian) (default auto)\n"
         "  --stall-steps N      stop with a message when N steps advanced t by less than 0.1 %%\n"
         "                       (0: off) (default %ld)\n"
         "  --stall-seconds S    ... or when S seconds of wall time did (0: off) (default %g); the\n"
@@ -140,6 +144,10 @@ static void help(FILE *fp) {
         "                       and ||mu(t/K) - mu(t)|| / ||mu||; PASS if both <= %g,\n"
         "                       else exit 1 (the main run's files are written either way).\n"
         "                       Without --rtol/--atol both runs use rtol %g, atol %g.\n"
+        "  --polish             at the end, Newton-polish the final state to a stationary point\n"
+        "                       of l(mu, C) (a bw state is factored first); print the gradient\n"
+        "                       norm, the Hessian's index (gauge directions removed), minimum or\n"
+        "                       saddle, and write DIR/spectrum.csv\n"
         "  --out DIR            output directory, created if needed (default %s)\n"
         "  -q, --quiet          no progress lines on stderr (without it: a line per output time\n"
         "                       and, between them, about every second: t, loss, steps, step size)\n"
@@ -193,6 +201,7 @@ typedef struct options {
     int t_end_set, n_out_set;
     gmf_events_opts ev; /* --stop-grad, --event-loss, --collapse, --on-event */
     const char *ev_opt; /* first event option given */
+    int polish;
 } options;
 
 enum {
@@ -223,7 +232,9 @@ enum {
     O_COLLAPSE,
     O_ON_EVENT,
     O_STALL_SECONDS,
-    O_STALL_STEPS
+    O_STALL_STEPS,
+    O_JACOBIAN,
+    O_POLISH
 };
 
 static const struct option long_opts[] = {
@@ -256,6 +267,9 @@ static const struct option long_opts[] = {
     {"on-event", required_argument, NULL, O_ON_EVENT},
     {"stall-seconds", required_argument, NULL, O_STALL_SECONDS},
     {"stall-steps", required_argument, NULL, O_STALL_STEPS},
+    {"K", required_argument, NULL, 'K'},
+    {"jacobian", required_argument, NULL, O_JACOBIAN},
+    {"polish", no_argument, NULL, O_POLISH},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
@@ -272,6 +286,8 @@ static void set_defaults(options *o) {
     o->n_out = DEFAULT_N_OUT;
     o->out = DEFAULT_OUT_DIR;
     o->ev.stop = 1;
+    o->ode.jvp = gmf_flow_ode_jvp; /* exact Jacobian information for bdf (--jacobian) */
+    o->ode.jac = gmf_flow_ode_jac;
     o->ev.max_events = 1000;
 }
 
@@ -387,6 +403,14 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
         return 0;
     case O_CHECK:
         o->check = 1;
+        return 0;
+    case O_JACOBIAN:
+        if ((o->ode.jacobian = gmf_ode_jacobian_parse(arg)) < 0)
+            return bad_value("--jacobian: unknown choice '%s' (choose auto, dq, jvp or dense)",
+                             arg);
+        return 0;
+    case O_POLISH:
+        o->polish = 1;
         return 0;
     }
     return -1;
@@ -751,7 +775,9 @@ static void summary(const options *o, const inputs *in, const gmf_traj *tr,
     printf("  stats     %ld steps, %ld RHS evaluations, %ld error-test failures, %ld nonlinear "
            "iterations (%ld convergence failures)",
            st->nsteps, st->nfevals, st->netfails, st->nniters, st->nncfails);
-    if (st->nliters) printf(", %ld linear iterations", st->nliters);
+    if (st->nliters)
+        printf(", %ld linear iterations, jacobian %s (%ld dense, %ld JVPs)", st->nliters,
+               gmf_ode_jacobian_name(st->jacobian), st->njevals, st->njvevals);
     printf(", %.3f s\n", r->wall);
     for (int i = 0; i < st->nswitch && i < GMF_ODE_MAX_SWITCH; i++)
         printf("  auto      switched adams -> bdf at t = %.10g (stiffness detected)\n",
@@ -782,6 +808,44 @@ static void summary(const options *o, const inputs *in, const gmf_traj *tr,
     printf("  output    %s/{trajectory.csv, t.npy, mu.npy, Sigma.npy%s, state.json, run.json}\n",
            o->out, o->form == GMF_FLOW_EUCLID ? ", C.npy" : "");
     fflush(stdout);
+}
+
+/* --polish: Newton polish of the final state (library: gmf_stationary_polish), a report on
+ * stdout and DIR/spectrum.csv.  0 or 1 (message printed). */
+static int polish_report(const char *dir, gmf_oracle oracle, const gmf_traj *tr) {
+    const size_t K = gmf_traj_K(tr), D = gmf_traj_D(tr), N = K * (D + D * D);
+    const size_t last = gmf_traj_done(tr) - 1;
+    const int euclid = gmf_traj_kind(tr) == GMF_FLOW_EUCLID;
+    double *y = malloc(2 * N * sizeof(double));
+    if (!y) return fail("out of memory for the polish");
+    double *yc = y + N;
+    memcpy(y, gmf_traj_mu(tr) + last * K * D, K * D * sizeof(double));
+    memcpy(y + K * D, (euclid ? gmf_traj_C(tr) : gmf_traj_Sigma(tr)) + last * K * D * D,
+           K * D * D * sizeof(double));
+    gmf_stationary_result res;
+    gmf_stationary_spectrum sp;
+    char path[4096];
+    int rc = gmf_stationary_polish(oracle, K, euclid ? GMF_FLOW_EUCLID : GMF_FLOW_BW, y, NULL, yc,
+                                   &res, &sp);
+    free(y);
+    if (rc) return fail("--polish failed: %s", gmf_errmsg());
+    printf("  polish    %d Newton steps, |grad l| %.3e -> %.3e (relative %.3e), loss %.10e\n",
+           res.iters, res.grad0, res.grad, res.grad_rel, res.loss);
+    if (!res.converged)
+        printf("            NOT converged: no stationary point near the final state (integrate "
+               "longer, or it may lie at a collapse)\n");
+    printf("            Hessian eigenvalues %.3e .. %.3e; %zu gauge directions removed; index %zu "
+           "(%zu zero within %.1e) -> %s\n",
+           sp.hess[0], sp.hess[sp.N - 1], sp.ngauge, sp.index, sp.nzero, sp.tol,
+           !res.converged ? "not a stationary point"
+           : sp.index     ? "saddle"
+                          : "minimum");
+    snprintf(path, sizeof path, "%s/spectrum.csv", dir);
+    rc = gmf_stationary_spectrum_write(path, &sp);
+    gmf_stationary_spectrum_free(&sp);
+    if (rc) return fail("%s", gmf_errmsg());
+    printf("            spectrum  %s\n", path);
+    return 0;
 }
 
 static gmf_flowio_run run_record(int argc, char **argv, const options *o, const inputs *in) {
@@ -888,6 +952,7 @@ static int run_flow(int argc, char **argv, options *o, const inputs *in, double 
         goto done;
     }
     summary(o, in, tr, &r);
+    if (o->polish && polish_report(o->out, oracle, tr)) goto done;
     if (r.checked && !r.pass) {
         fail("Theorem 1 check FAILED: relative differences %.3e (Sigma), %.3e (mu) exceed %g",
              r.err_sigma, r.err_mu, THM1_TOL);

@@ -2,10 +2,13 @@
  * MNIST / Fashion-MNIST with SGD, and reduce a trained GM layer to fully connected networks by
  * Monte Carlo (Figure 6).
  *
- * Pipeline: parse options -> load data (IDX) -> model (fresh init, or --resume / --eval-only from
- * the checkpoint) -> epoch 0 evaluation and checkpoint -> per epoch: train, evaluate, CSV row,
- * checkpoint, snapshot -> Monte Carlo reductions.  Files in --out (docs/TRAINING.md):
- *   checkpoint.gmck   binary checkpoint of the last completed epoch (atomic)
+ * Pipeline: parse options -> load data (IDX) -> model (gmf_nn_model_build from the spec, or
+ * --resume / --eval-only from the checkpoint, whose run record must match) -> epoch 0
+ * evaluation and checkpoint -> per epoch: train, evaluate, CSV row, checkpoint, snapshot ->
+ * Monte Carlo reductions.  The model policy, RNG streams, divergence tests and run records are
+ * in the library (nn.h, train.h).  Files in --out (docs/TRAINING.md):
+ *   checkpoint.gmck   binary checkpoint of the last completed epoch with the run record (atomic)
+ *   run.json          the run's hyperparameters, command line and status
  *   epochs.csv        epoch,train_loss,test_loss,test_error,seconds,samples_per_s
  *   snapshots/        epoch_NNNN_<group>.npy every --snapshot-every epochs (and epoch 0)
  *   mc.csv            m,repeat,test_loss,test_error (Monte Carlo reductions)
@@ -16,7 +19,6 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +33,8 @@
 #include "gmflow/nn.h"
 #include "gmflow/train.h"
 
-#define CMD            "gmflow train"
-#define STREAM_MC      2000u
-#define STREAM_FC_INIT 3000u
-#define MAX_MC         32
+#define CMD    "gmflow train"
+#define MAX_MC 32
 
 static void help(FILE *fp) {
     fprintf(
@@ -48,12 +48,13 @@ static void help(FILE *fp) {
         "  --model M          gm (one GM layer, diagonal covariance, eq. (5); default),\n"
         "                     gm-full (full covariance; small d only), fc (two-layer ReLU\n"
         "                     network), gm-stack (GM d -> mid, unit norm, GM mid -> L)\n"
-        "  --K N              Gaussian components per GM layer (20)\n"
+        "  --components N     Gaussian components per GM layer (20); also -K N, --K N\n"
         "  --mid N            gm-stack: width of the middle layer (100)\n"
         "  --width N          fc: number of neurons (1000)\n"
         "  --fc-init I        fc: kaiming (PyTorch default nn.Linear init; default),\n"
-        "                     matching (neurons drawn from the initial GM mixture with --K and\n"
-        "                     --gamma), means (width K: beta_k = mu_k, omega_k = U_k mu_k + v_k)\n"
+        "                     matching (neurons drawn from the initial GM mixture with\n"
+        "                     --components and --gamma), means (width K: beta_k = mu_k,\n"
+        "                     omega_k = U_k mu_k + v_k)\n"
         "  --fc-scale S       fc: output scale, standard (1, PyTorch's nn.Linear; default for\n"
         "                     kaiming) or mean-field (1/width; default for matching, means)\n"
         "  --gamma G          GM init scale: mu, U, v ~ N(0, G^2), sigma = G (0.5)\n"
@@ -71,6 +72,8 @@ static void help(FILE *fp) {
         "  --threads N        threads (1): GM components split over N threads; other models:\n"
         "                     OpenBLAS threads.  Same seed and N -> bitwise same run\n"
         "  --precision P      32 (float32 GEMMs, default) or 64\n"
+        "  --no-divergence-check  do not stop a run whose parameters explode or whose loss\n"
+        "                     stays at chance level (see Divergence below)\n"
         "\n"
         "data:\n"
         "  --dataset D        mnist (default) or fashion\n"
@@ -81,9 +84,13 @@ static void help(FILE *fp) {
         "  --test-limit N     use the first N test images (0 = all)\n"
         "\n"
         "output and state:\n"
-        "  --out DIR          output directory (out/train)\n"
+        "  --out DIR          output directory (out/train-<model>-<dataset>, e.g.\n"
+        "                     out/train-gm-mnist)\n"
         "  --checkpoint PATH  checkpoint file (DIR/checkpoint.gmck)\n"
-        "  --resume           continue from the checkpoint (same model options required)\n"
+        "  --resume           continue from the checkpoint; the run's hyperparameters (data,\n"
+        "                     model, batch, learning rates, seed, precision ...) must be the\n"
+        "                     ones recorded in it, else exit 1 listing the differences\n"
+        "  --resume-force     --resume even if the recorded hyperparameters differ\n"
         "  --eval-only        evaluate the checkpoint on the test set; no training\n"
         "  --snapshot-every N write parameter snapshots (.npy) every N epochs (0 = never)\n"
         "  --mc-neurons LIST  after training (or with --eval-only): draw m neurons from the\n"
@@ -91,30 +98,42 @@ static void help(FILE *fp) {
         "                     network and evaluate it (Figure 6)\n"
         "  --mc-repeats R     independent draws per m (1)\n"
         "  --quiet            no progress line\n"
-        "  --help\n"
+        "  -h, --help         this help\n"
+        "  --version          print the version and exit\n"
         "\n"
-        "A non-finite loss stops training with a message naming the epoch and step and exit\n"
-        "status 1; the last checkpoint (of the last completed epoch) is left intact.\n");
+        "Files in DIR:\n"
+        "  checkpoint.gmck    the last completed epoch: parameters and the run record (atomic)\n"
+        "  run.json           the run's hyperparameters, command line, status and final result\n"
+        "  epochs.csv         epoch,train_loss,test_loss,test_error,seconds,samples_per_s\n"
+        "  snapshots/         epoch_NNNN_<group>.npy (--snapshot-every; with epoch 0)\n"
+        "  mc.csv             m,repeat,test_loss,test_error (--mc-neurons)\n"
+        "\n"
+        "Divergence: a non-finite loss stops training at once, naming the epoch and step; a\n"
+        "finite divergence stops it after the epoch: the parameters' RMS above 1000 times\n"
+        "max(initial, 1), or the mean training loss stuck at the chance level ln 10 for 2\n"
+        "epochs (pinned to it, or back above it after having been below half of it).  The\n"
+        "checkpoint of the last epoch before that is left intact.\n"
+        "\n"
+        "Exit status: 0 success; 1 runtime failure (missing or malformed data, checkpoint\n"
+        "missing, corrupt or from another run, divergence, write error); 2 usage error\n"
+        "(unknown option, bad or conflicting values).\n");
 }
 
-/* ---- option values ------------------------------------------------------------------------- */
-
-enum { FC_KAIMING, FC_MATCHING, FC_MEANS };
-enum { SCALE_DEFAULT, SCALE_STANDARD, SCALE_MEANFIELD };
+/* ---- options ------------------------------------------------------------------------------- */
 
 typedef struct options {
-    gmf_nn_kind kind;
-    size_t K, mid, width;
-    int fc_init, fc_scale;
-    double gamma;
+    gmf_nn_spec spec;
     size_t epochs;
     gmf_train_opts t;
     const char *dataset, *data;
     size_t train_limit, test_limit;
     const char *out, *checkpoint;
-    int resume, eval_only, quiet;
+    char out_default[64];
+    int resume, resume_force, eval_only, quiet;
     size_t snapshot_every;
     size_t mc[MAX_MC], nmc, mc_repeats;
+    int argc;
+    char **argv;
 } options;
 
 enum {
@@ -135,21 +154,24 @@ enum {
     O_SEED,
     O_THREADS,
     O_PRECISION,
+    O_NO_DIVERGE,
     O_DATASET,
     O_DATA,
     O_TRAIN_LIMIT,
     O_TEST_LIMIT,
-    O_LIMIT,
     O_OUT,
     O_CHECKPOINT,
     O_RESUME,
+    O_RESUME_FORCE,
     O_EVAL_ONLY,
     O_SNAPSHOT,
     O_MC,
     O_MC_REPEATS,
+    O_VERSION,
 };
 
 static const struct option long_opts[] = {{"model", required_argument, NULL, O_MODEL},
+                                          {"components", required_argument, NULL, O_K},
                                           {"K", required_argument, NULL, O_K},
                                           {"mid", required_argument, NULL, O_MID},
                                           {"width", required_argument, NULL, O_WIDTH},
@@ -166,20 +188,23 @@ static const struct option long_opts[] = {{"model", required_argument, NULL, O_M
                                           {"seed", required_argument, NULL, O_SEED},
                                           {"threads", required_argument, NULL, O_THREADS},
                                           {"precision", required_argument, NULL, O_PRECISION},
+                                          {"no-divergence-check", no_argument, NULL, O_NO_DIVERGE},
                                           {"dataset", required_argument, NULL, O_DATASET},
                                           {"data", required_argument, NULL, O_DATA},
                                           {"train-limit", required_argument, NULL, O_TRAIN_LIMIT},
+                                          {"limit", required_argument, NULL, O_TRAIN_LIMIT},
                                           {"test-limit", required_argument, NULL, O_TEST_LIMIT},
-                                          {"limit", required_argument, NULL, O_LIMIT},
                                           {"out", required_argument, NULL, O_OUT},
                                           {"checkpoint", required_argument, NULL, O_CHECKPOINT},
                                           {"resume", no_argument, NULL, O_RESUME},
+                                          {"resume-force", no_argument, NULL, O_RESUME_FORCE},
                                           {"eval-only", no_argument, NULL, O_EVAL_ONLY},
                                           {"snapshot-every", required_argument, NULL, O_SNAPSHOT},
                                           {"mc-neurons", required_argument, NULL, O_MC},
                                           {"mc-repeats", required_argument, NULL, O_MC_REPEATS},
                                           {"quiet", no_argument, NULL, 'q'},
                                           {"help", no_argument, NULL, 'h'},
+                                          {"version", no_argument, NULL, O_VERSION},
                                           {NULL, 0, NULL, 0}};
 
 static int parse_mc_list(const char *arg, options *o) {
@@ -198,163 +223,172 @@ static int parse_mc_list(const char *arg, options *o) {
     return 0;
 }
 
-/* Returns -1 to go on, else the exit status (0 for --help). */
-static int parse_options(int argc, char **argv, options *o) {
+/* A size option into *dst within [min, max]; 2 (after the message) if bad. */
+static int size_opt(const char *opt, const char *arg, unsigned long long min,
+                    unsigned long long max, size_t *dst) {
+    unsigned long long v;
+    if (parse_count(opt, arg, min, max, &v)) return 2;
+    *dst = (size_t)v;
+    return 0;
+}
+
+/* A rate option (finite, >= 0) into *dst; 2 if bad. */
+static int rate_opt(const char *opt, const char *arg, double *dst) {
+    if (parse_double(opt, arg, dst)) return 2;
+    if (*dst < 0) return usage_error("%s must be >= 0 (got %s)", opt, arg);
+    return 0;
+}
+
+/* The model options; -1 if c is not one of them, else 0 or 2. */
+static int model_option(options *o, int c, const char *arg) {
+    switch (c) {
+    case O_MODEL:
+        return gmf_nn_kind_parse(arg, &o->spec.kind) ? usage_error("--model: %s", gmf_errmsg()) : 0;
+    case O_K:
+        return size_opt("--components", arg, 1, 100000, &o->spec.K);
+    case O_MID:
+        return size_opt("--mid", arg, 1, 100000, &o->spec.mid);
+    case O_WIDTH:
+        return size_opt("--width", arg, 1, 10000000, &o->spec.width);
+    case O_FC_INIT:
+        return gmf_nn_fc_init_parse(arg, &o->spec.fc_init)
+                   ? usage_error("--fc-init: %s", gmf_errmsg())
+                   : 0;
+    case O_FC_SCALE:
+        return gmf_nn_fc_scale_parse(arg, &o->spec.fc_scale)
+                   ? usage_error("--fc-scale: %s", gmf_errmsg())
+                   : 0;
+    case O_GAMMA:
+        return rate_opt("--gamma", arg, &o->spec.gamma);
+    }
+    return -1;
+}
+
+/* The training options; -1 if c is not one of them, else 0 or 2. */
+static int train_option(options *o, int c, const char *arg) {
+    unsigned long long v;
+    switch (c) {
+    case O_EPOCHS:
+        return size_opt("--epochs", arg, 0, 1000000, &o->epochs);
+    case O_BATCH:
+        return size_opt("--batch", arg, 1, 1000000, &o->t.batch);
+    case O_LR:
+        return rate_opt("--lr", arg, &o->t.lr);
+    case O_LR_SIGMA:
+        return rate_opt("--lr-sigma", arg, &o->t.lr_sigma);
+    case O_LR2_SCALE:
+        return rate_opt("--lr2-scale", arg, &o->t.lr2_scale);
+    case O_FIXED_BETA:
+        o->t.fixed_beta = 1;
+        return 0;
+    case O_FULL_BATCH:
+        o->t.full_batch = 1;
+        return 0;
+    case O_SEED:
+        if (parse_count("--seed", arg, 0, ULLONG_MAX, &v)) return 2;
+        o->t.seed = v;
+        return 0;
+    case O_THREADS:
+        if (parse_count("--threads", arg, 1, 256, &v)) return 2;
+        o->t.threads = (int)v;
+        return 0;
+    case O_PRECISION:
+        if (strcmp(arg, "32") && strcmp(arg, "64"))
+            return usage_error("--precision must be 32 or 64 (got '%s')", arg);
+        o->t.precision = atoi(arg);
+        return 0;
+    case O_NO_DIVERGE:
+        o->t.diverge_growth = 0, o->t.diverge_patience = 0;
+        return 0;
+    }
+    return -1;
+}
+
+/* Data, output and state options; -1 if c is not one of them, else 0 or 2. */
+static int io_option(options *o, int c, const char *arg) {
+    switch (c) {
+    case O_DATASET:
+        if (strcmp(arg, "mnist") && strcmp(arg, "fashion"))
+            return usage_error("--dataset: expected mnist or fashion (got '%s')", arg);
+        o->dataset = arg;
+        return 0;
+    case O_DATA:
+        o->data = arg;
+        return 0;
+    case O_TRAIN_LIMIT:
+        return size_opt("--train-limit", arg, 0, SIZE_MAX, &o->train_limit);
+    case O_TEST_LIMIT:
+        return size_opt("--test-limit", arg, 0, SIZE_MAX, &o->test_limit);
+    case O_OUT:
+        o->out = arg;
+        return 0;
+    case O_CHECKPOINT:
+        o->checkpoint = arg;
+        return 0;
+    case O_RESUME:
+        o->resume = 1;
+        return 0;
+    case O_RESUME_FORCE:
+        o->resume = o->resume_force = 1;
+        return 0;
+    case O_EVAL_ONLY:
+        o->eval_only = 1;
+        return 0;
+    case O_SNAPSHOT:
+        return size_opt("--snapshot-every", arg, 0, 1000000, &o->snapshot_every);
+    case O_MC:
+        return parse_mc_list(arg, o) ? 2 : 0;
+    case O_MC_REPEATS:
+        return size_opt("--mc-repeats", arg, 1, 10000, &o->mc_repeats);
+    case 'q':
+        o->quiet = 1;
+        return 0;
+    }
+    return -1;
+}
+
+static void default_options(options *o, int argc, char **argv) {
     memset(o, 0, sizeof *o);
-    o->kind = GMF_NN_GM;
-    o->K = 20, o->mid = 100, o->width = 1000;
-    o->gamma = 0.5;
+    gmf_nn_spec_default(&o->spec);
     o->epochs = 20;
     gmf_train_opts_default(&o->t);
     o->dataset = "mnist";
-    o->out = "out/train";
     o->mc_repeats = 1;
+    o->argc = argc, o->argv = argv;
+}
+
+/* Returns -1 to go on, else the exit status (0 for --help / --version). */
+static int parse_options(int argc, char **argv, options *o) {
+    default_options(o, argc, argv);
     optind = 1;
     opterr = 0;
     int c;
-    unsigned long long v;
-    while ((c = getopt_long(argc, argv, ":hq", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hqK:", long_opts, NULL)) != -1) {
         const char *opt = optind > 0 && optind <= argc ? argv[optind - 1] : "option";
-        switch (c) {
-        case 'h':
+        if (c == 'h') {
             help(stdout);
             return 0;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case O_MODEL:
-            if (gmf_nn_kind_parse(optarg, &o->kind))
-                return usage_error("--model: %s", gmf_errmsg());
-            break;
-        case O_K:
-            if (parse_count("--K", optarg, 1, 100000, &v)) return 2;
-            o->K = (size_t)v;
-            break;
-        case O_MID:
-            if (parse_count("--mid", optarg, 1, 100000, &v)) return 2;
-            o->mid = (size_t)v;
-            break;
-        case O_WIDTH:
-            if (parse_count("--width", optarg, 1, 10000000, &v)) return 2;
-            o->width = (size_t)v;
-            break;
-        case O_FC_INIT:
-            if (!strcmp(optarg, "kaiming"))
-                o->fc_init = FC_KAIMING;
-            else if (!strcmp(optarg, "matching"))
-                o->fc_init = FC_MATCHING;
-            else if (!strcmp(optarg, "means"))
-                o->fc_init = FC_MEANS;
-            else
-                return usage_error("--fc-init: expected kaiming, matching or means (got '%s')",
-                                   optarg);
-            break;
-        case O_FC_SCALE:
-            if (!strcmp(optarg, "standard"))
-                o->fc_scale = SCALE_STANDARD;
-            else if (!strcmp(optarg, "mean-field"))
-                o->fc_scale = SCALE_MEANFIELD;
-            else
-                return usage_error("--fc-scale: expected standard or mean-field (got '%s')",
-                                   optarg);
-            break;
-        case O_GAMMA:
-            if (parse_double("--gamma", optarg, &o->gamma)) return 2;
-            if (o->gamma < 0) return usage_error("--gamma must be >= 0");
-            break;
-        case O_EPOCHS:
-            if (parse_count("--epochs", optarg, 0, 1000000, &v)) return 2;
-            o->epochs = (size_t)v;
-            break;
-        case O_BATCH:
-            if (parse_count("--batch", optarg, 1, 1000000, &v)) return 2;
-            o->t.batch = (size_t)v;
-            break;
-        case O_LR:
-            if (parse_double("--lr", optarg, &o->t.lr)) return 2;
-            if (o->t.lr < 0) return usage_error("--lr must be >= 0");
-            break;
-        case O_LR_SIGMA:
-            if (parse_double("--lr-sigma", optarg, &o->t.lr_sigma)) return 2;
-            if (o->t.lr_sigma < 0) return usage_error("--lr-sigma must be >= 0");
-            break;
-        case O_LR2_SCALE:
-            if (parse_double("--lr2-scale", optarg, &o->t.lr2_scale)) return 2;
-            if (o->t.lr2_scale < 0) return usage_error("--lr2-scale must be >= 0");
-            break;
-        case O_FIXED_BETA:
-            o->t.fixed_beta = 1;
-            break;
-        case O_FULL_BATCH:
-            o->t.full_batch = 1;
-            break;
-        case O_SEED:
-            if (parse_count("--seed", optarg, 0, ULLONG_MAX, &v)) return 2;
-            o->t.seed = v;
-            break;
-        case O_THREADS:
-            if (parse_count("--threads", optarg, 1, 256, &v)) return 2;
-            o->t.threads = (int)v;
-            break;
-        case O_PRECISION:
-            if (parse_count("--precision", optarg, 32, 64, &v) || (v != 32 && v != 64))
-                return usage_error("--precision must be 32 or 64");
-            o->t.precision = (int)v;
-            break;
-        case O_DATASET:
-            if (strcmp(optarg, "mnist") && strcmp(optarg, "fashion"))
-                return usage_error("--dataset: expected mnist or fashion (got '%s')", optarg);
-            o->dataset = optarg;
-            break;
-        case O_DATA:
-            o->data = optarg;
-            break;
-        case O_TRAIN_LIMIT:
-        case O_LIMIT:
-            if (parse_count("--train-limit", optarg, 0, SIZE_MAX, &v)) return 2;
-            o->train_limit = (size_t)v;
-            break;
-        case O_TEST_LIMIT:
-            if (parse_count("--test-limit", optarg, 0, SIZE_MAX, &v)) return 2;
-            o->test_limit = (size_t)v;
-            break;
-        case O_OUT:
-            o->out = optarg;
-            break;
-        case O_CHECKPOINT:
-            o->checkpoint = optarg;
-            break;
-        case O_RESUME:
-            o->resume = 1;
-            break;
-        case O_EVAL_ONLY:
-            o->eval_only = 1;
-            break;
-        case O_SNAPSHOT:
-            if (parse_count("--snapshot-every", optarg, 0, 1000000, &v)) return 2;
-            o->snapshot_every = (size_t)v;
-            break;
-        case O_MC:
-            if (parse_mc_list(optarg, o)) return 2;
-            break;
-        case O_MC_REPEATS:
-            if (parse_count("--mc-repeats", optarg, 1, 10000, &v)) return 2;
-            o->mc_repeats = (size_t)v;
-            break;
-        case ':':
-            return usage_error("%s needs a value", opt);
-        default:
-            return usage_error("unknown option '%s'", opt);
         }
+        if (c == O_VERSION) return gmf_cli_version(CMD);
+        if (c == ':') return usage_error("%s needs a value", opt);
+        const int st = model_option(o, c == 'K' ? O_K : c, optarg);
+        const int st2 = st >= 0 ? st : train_option(o, c, optarg);
+        const int st3 = st2 >= 0 ? st2 : io_option(o, c, optarg);
+        if (st3 < 0) return usage_error("unknown option '%s'", opt);
+        if (st3 > 0) return 2;
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
     if (o->resume && o->eval_only)
         return usage_error("--resume and --eval-only exclude each other");
-    if (o->nmc && o->kind != GMF_NN_GM && o->kind != GMF_NN_GMFULL)
+    if (o->nmc && o->spec.kind != GMF_NN_GM && o->spec.kind != GMF_NN_GMFULL)
         return usage_error("--mc-neurons needs --model gm or gm-full");
-    if (o->t.lr2_scale != 1.0 && o->kind != GMF_NN_GMSTACK)
+    if (o->t.lr2_scale != 1.0 && o->spec.kind != GMF_NN_GMSTACK)
         return usage_error("--lr2-scale applies to --model gm-stack only");
-    if (o->kind == GMF_NN_FC && o->fc_init == FC_MEANS) o->width = o->K;
+    if (!o->out) {
+        snprintf(o->out_default, sizeof o->out_default, "out/train-%s-%s",
+                 gmf_nn_kind_name(o->spec.kind), o->dataset);
+        o->out = o->out_default;
+    }
     return -1;
 }
 
@@ -459,36 +493,6 @@ static int csv_row(const char *path, size_t epoch, double train_loss, double tes
     return 0;
 }
 
-/* Build the model the options describe, initialized from the seed. */
-static int build_model(const options *o, size_t d, size_t L, gmf_nn_model *m) {
-    gmf_nn_rng rng;
-    gmf_nn_rng_seed(&rng, o->t.seed, 0);
-    int rc = gmf_nn_model_init(m, o->kind, d, L, o->K, o->width, o->mid);
-    if (rc) return fail("%s", gmf_errmsg());
-    if (o->kind != GMF_NN_FC) {
-        gmf_nn_init_gm(m, o->gamma, &rng);
-    } else if (o->fc_init == FC_KAIMING) {
-        gmf_nn_init_fc_kaiming(m, &rng);
-    } else {
-        gmf_nn_model gm;
-        if (gmf_nn_model_init(&gm, GMF_NN_GM, d, L, o->K, 0, 0)) return fail("%s", gmf_errmsg());
-        gmf_nn_init_gm(&gm, o->gamma, &rng);
-        gmf_nn_rng r2;
-        gmf_nn_rng_seed(&r2, o->t.seed, STREAM_FC_INIT);
-        rc = gmf_nn_fc_from_gm(
-            m, &gm, o->fc_init == FC_MEANS ? GMF_NN_FROM_GM_MEANS : GMF_NN_FROM_GM_SAMPLE, &r2);
-        gmf_nn_model_free(&gm);
-        if (rc) return fail("%s", gmf_errmsg());
-    }
-    if (o->kind == GMF_NN_FC) {
-        int scale = o->fc_scale;
-        if (scale == SCALE_DEFAULT)
-            scale = o->fc_init == FC_KAIMING ? SCALE_STANDARD : SCALE_MEANFIELD;
-        m->fc_scale = scale == SCALE_STANDARD ? 1.0 : 1.0 / (double)m->width;
-    }
-    return 0;
-}
-
 static int run_mc(const options *o, gmf_nn_model *gm, const gmf_dataset *test, const char *out) {
     char path[4200];
     snprintf(path, sizeof path, "%s/mc.csv", out);
@@ -498,8 +502,7 @@ static int run_mc(const options *o, gmf_nn_model *gm, const gmf_dataset *test, c
     if (!fp) return fail("cannot write %s: %s", path, strerror(errno));
     if (fresh) fputs("m,repeat,test_loss,test_error\n", fp);
     double gl, ge;
-    int rc = gmf_train_evaluate_model(gm, &o->t, test, &gl, &ge);
-    if (rc) {
+    if (gmf_train_evaluate_model(gm, &o->t, test, &gl, &ge)) {
         fclose(fp);
         return fail("%s", gmf_errmsg());
     }
@@ -507,16 +510,12 @@ static int run_mc(const options *o, gmf_nn_model *gm, const gmf_dataset *test, c
     for (size_t i = 0; i < o->nmc; i++)
         for (size_t r = 0; r < o->mc_repeats; r++) {
             gmf_nn_model fc;
-            if (gmf_nn_model_init(&fc, GMF_NN_FC, gm->d, gm->L, 0, o->mc[i], 0)) {
-                fclose(fp);
-                return fail("%s", gmf_errmsg());
-            }
-            gmf_nn_rng rng;
-            gmf_nn_rng_seed(&rng, o->t.seed, STREAM_MC + 7919u * r + 104729u * o->mc[i]);
             double l = NAN, e = NAN;
-            rc = gmf_nn_fc_from_gm(&fc, gm, GMF_NN_FROM_GM_SAMPLE, &rng);
-            if (!rc) rc = gmf_train_evaluate_model(&fc, &o->t, test, &l, &e);
-            gmf_nn_model_free(&fc);
+            int rc = gmf_nn_mc_draw(&fc, gm, o->mc[i], o->t.seed, r);
+            if (!rc) {
+                rc = gmf_train_evaluate_model(&fc, &o->t, test, &l, &e);
+                gmf_nn_model_free(&fc);
+            }
             if (rc) {
                 fclose(fp);
                 return fail("Monte Carlo reduction m=%zu: %s", o->mc[i], gmf_errmsg());
@@ -524,157 +523,293 @@ static int run_mc(const options *o, gmf_nn_model *gm, const gmf_dataset *test, c
             printf("mc: m=%zu repeat=%zu test_error %.4f test_loss %.5f\n", o->mc[i], r, e, l);
             fprintf(fp, "%zu,%zu,%.9g,%.6g\n", o->mc[i], r, l, e);
         }
-    if (fclose(fp) != 0) return fail("cannot write %s", path);
+    if (fclose(fp) != 0) return fail("cannot write %s: %s", path, strerror(errno));
     return 0;
+}
+
+/* ---- run record and run.json --------------------------------------------------------------- */
+
+/* A JSON string literal of s (quotes, backslashes and control characters escaped). */
+static void json_string(FILE *fp, const char *s) {
+    fputc('"', fp);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(fp, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(fp, "\\u%04x", *p);
+        else
+            fputc(*p, fp);
+    }
+    fputc('"', fp);
+}
+
+/* What run.json says beyond the record: where the run stands. */
+typedef struct run_status {
+    const char *status;  /* "running", "complete", "diverged", "failed" */
+    const char *message; /* the error, or NULL */
+    size_t epoch;        /* last completed epoch */
+    double test_loss, test_error;
+} run_status;
+
+static int write_run_json(const options *o, const char *path, const char *datadir,
+                          const char *record, const char *ckpt, const run_status *st) {
+    gmf_io_file f;
+    if (gmf_io_open(&f, path)) return fail("%s", gmf_errmsg());
+    fprintf(f.fp, "{\n  \"format\": \"gmflow-run\",\n  \"version\": 1,\n");
+    fprintf(f.fp, "  \"gmflow_version\": \"%s\",\n  \"command\": \"train\",\n  \"argv\": [",
+            GMF_VERSION_STRING);
+    for (int i = 1; i < o->argc; i++) {
+        if (i > 1) fputs(", ", f.fp);
+        json_string(f.fp, o->argv[i]);
+    }
+    fputs("],\n  \"data_dir\": ", f.fp);
+    json_string(f.fp, datadir);
+    fprintf(f.fp,
+            ",\n  \"test_limit\": %zu,\n  \"epochs\": %zu,\n  \"checkpoint\": ", o->test_limit,
+            o->epochs);
+    json_string(f.fp, ckpt);
+    fprintf(f.fp, ",\n  \"status\": \"%s\",\n  \"message\": ", st->status);
+    if (st->message)
+        json_string(f.fp, st->message);
+    else
+        fputs("null", f.fp);
+    fprintf(f.fp, ",\n  \"last_epoch\": %zu,\n  \"test_loss\": %.17g,\n  \"test_error\": %.17g,\n",
+            st->epoch, isfinite(st->test_loss) ? st->test_loss : -1.0,
+            isfinite(st->test_error) ? st->test_error : -1.0);
+    fprintf(f.fp, "  \"run\": %s}\n", record);
+    if (gmf_io_commit(&f)) return fail("%s", gmf_errmsg());
+    return 0;
+}
+
+/* --resume: the checkpoint's run record against this run's (threads may differ: a note). */
+static int check_resume(const options *o, const char *ckpt, const char *saved, const char *now) {
+    if (!saved) {
+        fprintf(stderr,
+                CMD ": note: %s has no run record (written by gmflow before run records); its "
+                    "hyperparameters cannot be checked\n",
+                ckpt);
+        return 0;
+    }
+    static const char *const ignore[] = {"threads", NULL};
+    char diff[2048];
+    const size_t n = gmf_train_run_diff(diff, sizeof diff, saved, now, ignore);
+    if (gmf_train_run_diff(NULL, 0, saved, now, NULL) > n)
+        fprintf(stderr, CMD ": note: resuming with another --threads; the last bits may differ "
+                            "from an uninterrupted run\n");
+    if (n == 0) return 0;
+    char indented[4096];
+    size_t w = 0;
+    for (const char *p = diff; *p && w + 8 < sizeof indented; p++) {
+        if (p == diff || p[-1] == '\n') w += (size_t)snprintf(indented + w, 8, "  ");
+        indented[w++] = *p;
+    }
+    indented[w] = '\0';
+    if (o->resume_force) {
+        fprintf(stderr,
+                CMD ": note: --resume-force: %s was written by a run with %zu different "
+                    "setting(s) (checkpoint -> now):\n%s\n",
+                ckpt, n, indented);
+        return 0;
+    }
+    return fail("--resume: %s was written by a different run; %zu setting(s) differ (checkpoint "
+                "-> now):\n%s\nrerun with the checkpoint's settings, or pass --resume-force to "
+                "continue with the new ones",
+                ckpt, n, indented);
 }
 
 /* ---- the command --------------------------------------------------------------------------- */
 
-int gmf_cli_train(int argc, char **argv) {
+typedef struct run {
     options o;
-    int st = parse_options(argc, argv, &o);
-    if (st >= 0) return st;
-    char datadir[4096];
-    if (find_data(&o, datadir, sizeof datadir)) return 1;
+    char datadir[4096], ckpt[4200], csv[4200], snapdir[4200], runjson[4200];
+    gmf_dataset train, test;
+    gmf_nn_model m;
+    gmf_train *t;
+    char record[4096];
+    uint64_t start; /* epoch of the checkpoint resumed from (0: fresh) */
+    char desc[160];
+} run;
 
-    gmf_dataset train = {0}, test = {0};
-    int rc = 0, status = 1;
-    gmf_nn_model m = {0};
-    gmf_train *t = NULL;
-    if (!o.eval_only && (rc = gmf_dataset_load(datadir, "train", o.train_limit, &train))) {
-        fail("%s", gmf_errmsg());
-        goto done;
-    }
-    if ((rc = gmf_dataset_load(datadir, "t10k", o.test_limit, &test))) {
-        fail("%s", gmf_errmsg());
-        goto done;
-    }
-    const size_t d = test.d, L = test.nclass > 1 ? test.nclass - 1 : 9;
-    if (o.kind == GMF_NN_GMFULL && d > 256)
+static int load_data(run *r) {
+    const options *o = &r->o;
+    if (find_data(o, r->datadir, sizeof r->datadir)) return 1;
+    if (!o->eval_only && gmf_dataset_load(r->datadir, "train", o->train_limit, &r->train))
+        return fail("%s", gmf_errmsg());
+    if (gmf_dataset_load(r->datadir, "t10k", o->test_limit, &r->test))
+        return fail("%s", gmf_errmsg());
+    return 0;
+}
+
+static int set_paths(run *r) {
+    const options *o = &r->o;
+    const size_t n = sizeof r->ckpt;
+    int w = o->checkpoint ? snprintf(r->ckpt, n, "%s", o->checkpoint)
+                          : snprintf(r->ckpt, n, "%s/checkpoint.gmck", o->out);
+    if (w < 0 || (size_t)w >= n || snprintf(r->csv, n, "%s/epochs.csv", o->out) >= (int)n ||
+        snprintf(r->snapdir, n, "%s/snapshots", o->out) >= (int)n ||
+        snprintf(r->runjson, n, "%s/run.json", o->out) >= (int)n)
+        return fail("--out / --checkpoint: path too long");
+    return 0;
+}
+
+/* The model: built from the spec, then (--resume, --eval-only) the checkpoint's parameters, its
+ * run record checked against this run's. */
+static int setup_model(run *r) {
+    const options *o = &r->o;
+    const size_t d = r->test.d, L = r->test.nclass > 1 ? r->test.nclass - 1 : 9;
+    if (o->spec.kind == GMF_NN_GMFULL && d > 256)
         fprintf(stderr, CMD ": warning: gm-full with d = %zu has %zu parameters per component\n", d,
                 d * d);
-    if (build_model(&o, d, L, &m)) goto done;
+    if (gmf_nn_model_build(&r->m, &o->spec, d, L, o->t.seed)) return fail("%s", gmf_errmsg());
+    gmf_nn_model_describe(&r->m, r->desc, sizeof r->desc);
+    if (!o->eval_only && gmf_train_run_record(r->record, sizeof r->record, &o->spec, &r->m, &o->t,
+                                              o->dataset, &r->train))
+        return fail("%s", gmf_errmsg());
+    if (!o->resume && !o->eval_only) return 0;
+    struct stat st;
+    if (stat(r->ckpt, &st) != 0 && errno == ENOENT)
+        return fail(o->resume ? "--resume: cannot open %s: no checkpoint exists yet; start the run "
+                                "without --resume (it writes the checkpoint at epoch 0 and after "
+                                "every epoch)"
+                              : "--eval-only: cannot open %s: no checkpoint exists; train first "
+                                "(same --out) or give --checkpoint PATH",
+                    r->ckpt);
+    uint64_t ck_seed = o->t.seed;
+    char *saved = NULL;
+    if (gmf_train_load_checkpoint_run(r->ckpt, &r->m, &r->start, &ck_seed, &saved))
+        return fail("%s", gmf_errmsg());
+    int rc = 0;
+    if (o->resume) rc = check_resume(o, r->ckpt, saved, r->record);
+    if (!rc && !saved && ck_seed != o->t.seed)
+        fprintf(stderr,
+                CMD
+                ": note: checkpoint was trained with --seed %llu; continuing with --seed %llu\n",
+                (unsigned long long)ck_seed, (unsigned long long)o->t.seed);
+    free(saved);
+    return rc;
+}
 
-    if (make_dirs(o.out)) goto done;
-    char ckpt[4200], csv[4200], snapdir[4200];
-    snprintf(ckpt, sizeof ckpt, "%s", o.checkpoint ? o.checkpoint : "");
-    if (!o.checkpoint) snprintf(ckpt, sizeof ckpt, "%s/checkpoint.gmck", o.out);
-    snprintf(csv, sizeof csv, "%s/epochs.csv", o.out);
-    snprintf(snapdir, sizeof snapdir, "%s/snapshots", o.out);
-
-    uint64_t start = 0, ck_seed = o.t.seed;
-    if (o.resume || o.eval_only) {
-        if ((rc = gmf_train_load_checkpoint(ckpt, &m, &start, &ck_seed))) {
-            fail("%s", gmf_errmsg());
-            goto done;
-        }
-        if (ck_seed != o.t.seed)
-            fprintf(stderr,
-                    CMD ": note: checkpoint was trained with --seed %llu; continuing with "
-                        "--seed %llu\n",
-                    (unsigned long long)ck_seed, (unsigned long long)o.t.seed);
-    }
-    char desc[160];
-    gmf_nn_model_describe(&m, desc, sizeof desc);
-    if ((rc = gmf_train_new(&t, &m, &o.t))) {
-        fail("%s", gmf_errmsg());
-        goto done;
-    }
+static int eval_only(run *r) {
+    const options *o = &r->o;
     double tl, te;
-    if (o.eval_only) {
-        if ((rc = gmf_train_evaluate(t, &test, &tl, &te))) {
-            fail("%s", gmf_errmsg());
-            goto done;
-        }
-        printf("eval: model %s, checkpoint %s (epoch %llu): test_loss %.6f test_error %.4f "
-               "(%zu test images)\n",
-               desc, ckpt, (unsigned long long)start, tl, te, test.n);
-        if (o.nmc && run_mc(&o, &m, &test, o.out)) goto done;
-        status = 0;
-        goto done;
-    }
-    if ((rc = gmf_train_check_data(&m, &train, "training data")) ||
-        (rc = gmf_train_check_data(&m, &test, "test data"))) {
-        fail("%s", gmf_errmsg());
-        goto done;
-    }
-    if (!o.quiet)
+    if (gmf_train_evaluate(r->t, &r->test, &tl, &te)) return fail("%s", gmf_errmsg());
+    printf("eval: model %s, checkpoint %s (epoch %llu): test_loss %.6f test_error %.4f "
+           "(%zu test images)\n",
+           r->desc, r->ckpt, (unsigned long long)r->start, tl, te, r->test.n);
+    if (o->nmc && run_mc(o, &r->m, &r->test, o->out)) return 1;
+    return 0;
+}
+
+static int save_checkpoint(run *r, size_t epoch) {
+    if (gmf_train_save_checkpoint_run(r->ckpt, &r->m, epoch, r->o.t.seed, r->record))
+        return fail("epoch %zu: %s", epoch, gmf_errmsg());
+    if (r->o.snapshot_every && epoch % r->o.snapshot_every == 0 &&
+        gmf_train_write_snapshot(r->snapdir, &r->m, epoch))
+        return fail("%s", gmf_errmsg());
+    return 0;
+}
+
+/* Epoch 0 (fresh run: the initialization evaluated on stderr, checkpointed) or the resumed
+ * run's epochs.csv cut back to the checkpoint. */
+static int begin(run *r) {
+    const options *o = &r->o;
+    if (!o->quiet)
         fprintf(stderr,
                 CMD ": model %s (%zu parameters), %s: %zu train / %zu test images, batch %zu, lr "
                     "%g, lr-sigma %g, %s%s%d thread(s), float%d\n",
-                desc, m.nparams, o.dataset, train.n, test.n, o.t.batch, o.t.lr, o.t.lr_sigma,
-                o.t.fixed_beta ? "fixed beta, " : "", o.t.full_batch ? "full batch, " : "",
-                o.t.threads, o.t.precision);
-    if (o.snapshot_every && make_dirs(snapdir)) goto done;
-    if (start == 0) {
-        /* epoch 0: the initialization, evaluated (stderr only: epochs.csv has one row per
-         * trained epoch) and checkpointed */
-        remove(csv);
-        if ((rc = gmf_train_evaluate(t, &test, &tl, &te))) {
-            fail("%s", gmf_errmsg());
-            goto done;
-        }
-        if (!o.quiet)
-            fprintf(stderr, "epoch 0/%zu: test_loss %.5f test_error %.2f%% (initialization)\n",
-                    o.epochs, tl, 100 * te);
-        if ((rc = gmf_train_save_checkpoint(ckpt, &m, 0, o.t.seed))) {
-            fail("%s", gmf_errmsg());
-            goto done;
-        }
-        if (o.snapshot_every && (rc = gmf_train_write_snapshot(snapdir, &m, 0))) {
-            fail("%s", gmf_errmsg());
-            goto done;
-        }
-    } else {
-        if (truncate_csv(csv, start)) goto done;
-        if (!o.quiet)
-            fprintf(stderr, CMD ": resuming from %s at epoch %llu\n", ckpt,
-                    (unsigned long long)start);
+                r->desc, r->m.nparams, o->dataset, r->train.n, r->test.n, o->t.batch, o->t.lr,
+                o->t.lr_sigma, o->t.fixed_beta ? "fixed beta, " : "",
+                o->t.full_batch ? "full batch, " : "", o->t.threads, o->t.precision);
+    if (o->snapshot_every && make_dirs(r->snapdir)) return 1;
+    if (r->start > 0) {
+        if (truncate_csv(r->csv, r->start)) return 1;
+        if (!o->quiet)
+            fprintf(stderr, CMD ": resuming from %s at epoch %llu\n", r->ckpt,
+                    (unsigned long long)r->start);
+        return 0;
     }
-    progress_state ps = {.tty = !o.quiet && isatty(2), .last = 0.0};
-    for (size_t e = (size_t)start + 1; e <= o.epochs; e++) {
-        double loss, secs;
-        rc = gmf_train_epoch(t, &train, e, &loss, &secs, progress, &ps);
+    remove(r->csv); /* epochs.csv has one row per trained epoch */
+    double tl, te;
+    if (gmf_train_evaluate(r->t, &r->test, &tl, &te)) return fail("%s", gmf_errmsg());
+    if (!o->quiet)
+        fprintf(stderr, "epoch 0/%zu: test_loss %.5f test_error %.2f%% (initialization)\n",
+                o->epochs, tl, 100 * te);
+    return save_checkpoint(r, 0);
+}
+
+/* Epochs start+1 .. --epochs; st follows the last completed one. */
+static int train_epochs(run *r, run_status *st) {
+    const options *o = &r->o;
+    progress_state ps = {.tty = !o->quiet && isatty(2), .last = 0.0};
+    for (size_t e = (size_t)r->start + 1; e <= o->epochs; e++) {
+        double loss, secs, tl, te;
+        int rc = gmf_train_epoch(r->t, &r->train, e, &loss, &secs, progress, &ps);
         if (ps.tty) fputc('\n', stderr);
         if (rc) {
-            fail("%s; stopping (lr %g, lr-sigma %g). The last good checkpoint %s (epoch %zu) is "
-                 "intact.",
-                 gmf_errmsg(), o.t.lr, o.t.lr_sigma, ckpt, e - 1);
-            goto done;
+            st->status = rc == GMF_EDIVERGE ? "diverged" : "failed";
+            return fail("%s; stopping (lr %g, lr-sigma %g). The last good checkpoint %s (epoch "
+                        "%zu) is intact.",
+                        gmf_errmsg(), o->t.lr, o->t.lr_sigma, r->ckpt, e - 1);
         }
-        if ((rc = gmf_train_evaluate(t, &test, &tl, &te))) {
-            fail("%s", gmf_errmsg());
-            goto done;
-        }
-        const double rate = (double)train.n / secs;
-        if (csv_row(csv, e, loss, tl, te, secs, rate)) goto done;
-        if ((rc = gmf_train_save_checkpoint(ckpt, &m, e, o.t.seed))) {
-            fail("epoch %zu: %s", e, gmf_errmsg());
-            goto done;
-        }
-        if (o.snapshot_every && e % o.snapshot_every == 0 &&
-            (rc = gmf_train_write_snapshot(snapdir, &m, e))) {
-            fail("%s", gmf_errmsg());
-            goto done;
-        }
-        if (!o.quiet)
+        if (gmf_train_evaluate(r->t, &r->test, &tl, &te)) return fail("%s", gmf_errmsg());
+        const double rate = (double)r->train.n / secs;
+        if (csv_row(r->csv, e, loss, tl, te, secs, rate) || save_checkpoint(r, e)) return 1;
+        *st = (run_status){"running", NULL, e, tl, te};
+        if (!o->quiet)
             fprintf(stderr,
                     "epoch %zu/%zu: train_loss %.5f test_loss %.5f test_error %.2f%% (%.2f s, "
                     "%.0f samples/s)\n",
-                    e, o.epochs, loss, tl, 100 * te, secs, rate);
+                    e, o->epochs, loss, tl, 100 * te, secs, rate);
     }
-    if (o.nmc && run_mc(&o, &m, &test, o.out)) goto done;
-    if ((rc = gmf_train_evaluate(t, &test, &tl, &te))) {
+    return 0;
+}
+
+/* A fresh or resumed training run, with run.json before and after. */
+static int train(run *r) {
+    const options *o = &r->o;
+    if (gmf_train_check_data(&r->m, &r->train, "training data") ||
+        gmf_train_check_data(&r->m, &r->test, "test data"))
+        return fail("%s", gmf_errmsg());
+    run_status st = {"running", NULL, (size_t)r->start, NAN, NAN};
+    if (write_run_json(o, r->runjson, r->datadir, r->record, r->ckpt, &st) || begin(r)) return 1;
+    int rc = train_epochs(r, &st);
+    if (!rc && o->nmc) rc = run_mc(o, &r->m, &r->test, o->out);
+    double tl = NAN, te = NAN;
+    if (!rc && gmf_train_evaluate(r->t, &r->test, &tl, &te)) rc = fail("%s", gmf_errmsg());
+    if (rc) {
+        if (!strcmp(st.status, "running")) st.status = "failed";
+        st.message = gmf_errmsg();
+        write_run_json(o, r->runjson, r->datadir, r->record, r->ckpt, &st);
+        return 1;
+    }
+    st =
+        (run_status){"complete", NULL, o->epochs > r->start ? o->epochs : (size_t)r->start, tl, te};
+    if (write_run_json(o, r->runjson, r->datadir, r->record, r->ckpt, &st)) return 1;
+    printf("model %s: test_error %.4f test_loss %.6f after %zu epochs (%s)\n", r->desc, te, tl,
+           st.epoch, r->ckpt);
+    return 0;
+}
+
+int gmf_cli_train(int argc, char **argv) {
+    run *r = calloc(1, sizeof *r);
+    if (!r) return fail("out of memory");
+    int status = parse_options(argc, argv, &r->o);
+    if (status >= 0) {
+        free(r);
+        return status;
+    }
+    status = 1;
+    if (load_data(r) || set_paths(r) || make_dirs(r->o.out) || setup_model(r)) goto done;
+    if (gmf_train_new(&r->t, &r->m, &r->o.t)) {
         fail("%s", gmf_errmsg());
         goto done;
     }
-    printf("model %s: test_error %.4f test_loss %.6f after %zu epochs (%s)\n", desc, te, tl,
-           o.epochs > start ? o.epochs : (size_t)start, ckpt);
-    status = 0;
+    status = (r->o.eval_only ? eval_only(r) : train(r)) ? 1 : 0;
 done:
-    gmf_train_free(t);
-    gmf_nn_model_free(&m);
-    gmf_dataset_free(&train);
-    gmf_dataset_free(&test);
+    gmf_train_free(r->t);
+    gmf_nn_model_free(&r->m);
+    gmf_dataset_free(&r->train);
+    gmf_dataset_free(&r->test);
+    free(r);
     return status;
 }

@@ -2,7 +2,10 @@
  * full-batch gradient descent, evaluation, checkpoints and snapshots. */
 #include "gmflow/train.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,8 @@ void gmf_train_opts_default(gmf_train_opts *o) {
     o->threads = 1;
     o->precision = 32;
     o->eval_batch = 500;
+    o->diverge_growth = 1e3;
+    o->diverge_patience = 2;
 }
 
 void gmf_train_group_lr(const gmf_nn_model *m, const gmf_train_opts *o, double *lr) {
@@ -51,7 +56,18 @@ struct gmf_train {
     uint8_t *yb;   /* Bmax labels */
     size_t *order; /* shuffle, capacity ncap */
     size_t ncap;
+    double rms0;      /* RMS of the parameters at gmf_train_new */
+    double prev_loss; /* mean training loss of the previous epoch (+inf before the first) */
+    double best_loss; /* lowest mean training loss of an epoch so far (+inf before the first) */
+    size_t stuck;     /* consecutive epochs at or above chance level without decreasing */
 };
+
+static double params_rms(const gmf_nn_model *m) {
+    double s = 0;
+    for (size_t i = 0; i < m->nparams; i++)
+        s += m->params[i] * m->params[i];
+    return m->nparams ? sqrt(s / (double)m->nparams) : 0.0;
+}
 
 int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
     *out = NULL;
@@ -71,6 +87,8 @@ int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
     gmf_train_group_lr(m, o, t->lr);
     t->Bmax = o->batch > o->eval_batch ? o->batch : o->eval_batch;
     t->dbl = o->precision == 64;
+    t->rms0 = params_rms(m);
+    t->prev_loss = t->best_loss = INFINITY;
     int rc = t->dbl ? gmf_nn_ws_init_d(&t->wd, m, t->Bmax, o->threads)
                     : gmf_nn_ws_init_f(&t->wf, m, t->Bmax, o->threads);
     if (rc) {
@@ -141,8 +159,50 @@ static double step(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_
                   : gmf_nn_sgd_step_rows_f(&t->wf, ds->x, ds->label, idx, B, t->lr);
 }
 
+/* Divergence that stays finite, after an epoch with mean training loss `loss` (train.h). */
+static int check_divergence(gmf_train *t, size_t epoch, double loss) {
+    const gmf_train_opts *o = &t->o;
+    const double rms = params_rms(t->m), ref = t->rms0 > 1.0 ? t->rms0 : 1.0;
+    if (o->diverge_growth > 0 && !(rms <= o->diverge_growth * ref))
+        return gmf_error(GMF_EDIVERGE,
+                         "training diverged at epoch %zu: the parameters' RMS grew from %.3g to "
+                         "%.3g (limit %g x max(initial, 1)); lower the learning rates",
+                         epoch, t->rms0, rms, o->diverge_growth);
+    int learning = 0;
+    for (size_t g = 0; g < t->m->ngroups; g++)
+        learning |= t->lr[g] > 0;
+    /* stuck at chance level: pinned to ln(L + 1) and not moving (a dead network: every output 0,
+     * every gradient 0), or back at or above it after having been below half of it */
+    const double chance = log((double)(t->m->L + 1));
+    const double tol = 1e-6 * chance;
+    const int pinned = fabs(loss - chance) <= tol && fabs(loss - t->prev_loss) <= tol;
+    const int collapsed = t->best_loss < 0.5 * chance && loss >= chance;
+    t->stuck = pinned || collapsed ? t->stuck + 1 : 0;
+    t->prev_loss = loss;
+    if (loss < t->best_loss) t->best_loss = loss;
+    if (learning && o->diverge_patience > 0 && t->stuck >= o->diverge_patience)
+        return gmf_error(
+            GMF_EDIVERGE,
+            "training diverged at epoch %zu: the mean training loss %.6f has stayed %s "
+            "the chance level ln(%zu) = %.6f for %zu epochs%s (the network predicts "
+            "no better than uniform); lower the learning rates",
+            epoch, loss, collapsed ? "at or above" : "at", t->m->L + 1, chance, t->stuck,
+            collapsed ? " after having been below half of it" : " without moving");
+    return GMF_OK;
+}
+
+static int epoch_run(gmf_train *t, const gmf_dataset *data, size_t epoch, double *mean_loss,
+                     double *seconds, gmf_train_progress_fn progress, void *user);
+
 int gmf_train_epoch(gmf_train *t, const gmf_dataset *data, size_t epoch, double *mean_loss,
                     double *seconds, gmf_train_progress_fn progress, void *user) {
+    int rc = epoch_run(t, data, epoch, mean_loss, seconds, progress, user);
+    return rc ? rc : check_divergence(t, epoch, *mean_loss);
+}
+
+/* One epoch (gmf_train_epoch without the divergence tests). */
+static int epoch_run(gmf_train *t, const gmf_dataset *data, size_t epoch, double *mean_loss,
+                     double *seconds, gmf_train_progress_fn progress, void *user) {
     const size_t n = data->n;
     int rc = gmf_train_check_data(t->m, data, "training data");
     if (rc) return rc;
@@ -245,9 +305,12 @@ int gmf_train_evaluate_model(gmf_nn_model *m, const gmf_train_opts *o, const gmf
 
 /* ---- checkpoints --------------------------------------------------------------------------- */
 
-#define CK_MAGIC   "GMFLOWCK"
-#define CK_VERSION 1u
-#define CK_HEADER  (8 + 4 + 4 + 16 + 8 * 5 + 8 + 8 * 3) /* bytes before the parameters */
+#define CK_MAGIC       "GMFLOWCK"
+#define CK_VERSION     1u /* no run record */
+#define CK_VERSION_RUN 2u /* parameters, then u32 record bytes | record */
+#define CK_MAX_RUN     (1u << 16)
+#define CK_HEADER      (8 + 4 + 4 + 16 + 8 * 5 + 8 + 8 * 3) /* bytes before the parameters */
+#define CK_MAX_EPOCH   1000000u /* the largest --epochs; a larger epoch field is corrupt */
 
 static uint64_t fnv1a(const unsigned char *p, size_t n) {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -290,17 +353,30 @@ static double get_f64(const unsigned char **p) {
 
 int gmf_train_save_checkpoint(const char *path, const gmf_nn_model *m, uint64_t epoch,
                               uint64_t seed) {
+    return gmf_train_save_checkpoint_run(path, m, epoch, seed, NULL);
+}
+
+int gmf_train_load_checkpoint(const char *path, gmf_nn_model *m, uint64_t *epoch, uint64_t *seed) {
+    return gmf_train_load_checkpoint_run(path, m, epoch, seed, NULL);
+}
+
+int gmf_train_save_checkpoint_run(const char *path, const gmf_nn_model *m, uint64_t epoch,
+                                  uint64_t seed, const char *run) {
+    const size_t rlen = run ? strlen(run) : 0;
+    if (rlen > CK_MAX_RUN)
+        return gmf_error(GMF_EINVAL, "checkpoint %s: run record of %zu bytes is too long", path,
+                         rlen);
     for (size_t e = 0; e < m->nparams; e++)
         if (!isfinite(m->params[e]))
             return gmf_error(GMF_EDIVERGE,
                              "checkpoint %s: parameter %zu is not finite; not saved (the previous "
                              "checkpoint, if any, is kept)",
                              path, e);
-    const size_t size = CK_HEADER + 8 * m->nparams + 8;
+    const size_t size = CK_HEADER + 8 * m->nparams + (run ? 4 + rlen : 0) + 8;
     unsigned char *buf = gmf_calloc(size, 1, "checkpoint buffer"), *p = buf;
     if (!buf) return GMF_ENOMEM;
     memcpy(p, CK_MAGIC, 8), p += 8;
-    put_u32(&p, CK_VERSION);
+    put_u32(&p, run ? CK_VERSION_RUN : CK_VERSION);
     put_u32(&p, (uint32_t)CK_HEADER);
     char kind[16] = {0};
     snprintf(kind, sizeof kind, "%s", gmf_nn_kind_name(m->kind));
@@ -311,6 +387,10 @@ int gmf_train_save_checkpoint(const char *path, const gmf_nn_model *m, uint64_t 
     put_u64(&p, m->nparams), put_u64(&p, epoch), put_u64(&p, seed);
     for (size_t e = 0; e < m->nparams; e++)
         put_f64(&p, m->params[e]);
+    if (run) {
+        put_u32(&p, (uint32_t)rlen);
+        memcpy(p, run, rlen), p += rlen;
+    }
     put_u64(&p, fnv1a(buf, size - 8));
     gmf_io_file f;
     int rc = gmf_io_open(&f, path);
@@ -326,37 +406,65 @@ int gmf_train_save_checkpoint(const char *path, const gmf_nn_model *m, uint64_t 
     return rc;
 }
 
-static int read_file(const char *path, unsigned char **buf, size_t *len) {
+/* Read the whole file, but never more than max + 1 bytes (a checkpoint's size is bounded by the
+ * model it must hold, so a longer file is an error and /dev/zero cannot exhaust memory). */
+static int read_file(const char *path, size_t max, unsigned char **buf, size_t *len) {
     *buf = NULL;
     *len = 0;
     FILE *fp = fopen(path, "rb");
-    if (!fp) return gmf_error(GMF_EIO, "checkpoint %s: cannot open", path);
-    size_t cap = 1 << 16, n = 0;
+    if (!fp) return gmf_error(GMF_EIO, "checkpoint %s: cannot open: %s", path, strerror(errno));
+    size_t cap = max + 1 < ((size_t)1 << 16) ? max + 1 : ((size_t)1 << 16), n = 0;
     unsigned char *b = malloc(cap);
     while (b) {
         size_t got = fread(b + n, 1, cap - n, fp);
         n += got;
-        if (n < cap) break;
-        unsigned char *nb = realloc(b, cap *= 2);
+        if (n < cap || cap == max + 1) break;
+        size_t nc = cap > (max + 1) / 2 ? max + 1 : 2 * cap;
+        unsigned char *nb = realloc(b, nc);
         if (!nb) free(b);
-        b = nb;
+        b = nb, cap = nc;
     }
-    int err = ferror(fp);
+    int err = ferror(fp) ? (errno ? errno : EIO) : 0;
     fclose(fp);
     if (!b) return gmf_error(GMF_ENOMEM, "checkpoint %s: out of memory", path);
     if (err) {
         free(b);
-        return gmf_error(GMF_EIO, "checkpoint %s: read error", path);
+        return gmf_error(GMF_EIO, "checkpoint %s: read error: %s", path, strerror(err));
     }
     *buf = b;
     *len = n;
     return GMF_OK;
 }
 
-int gmf_train_load_checkpoint(const char *path, gmf_nn_model *m, uint64_t *epoch, uint64_t *seed) {
+/* The run record of a version 2 checkpoint whose parameters end at `at`: *run (malloc'd); its
+ * length must make the file exactly len bytes. */
+static int ck_run_record(const char *path, const unsigned char *buf, size_t len, size_t at,
+                         char **run) {
+    if (len < at + 4 + 8)
+        return gmf_error(GMF_EFORMAT, "checkpoint %s: truncated (no run record)", path);
+    const unsigned char *q = buf + at;
+    const uint32_t rlen = get_u32(&q);
+    if (rlen > CK_MAX_RUN || len != at + 4 + (size_t)rlen + 8)
+        return gmf_error(GMF_EFORMAT,
+                         "checkpoint %s: size %zu bytes does not match its run record of %u bytes "
+                         "(truncated or corrupt)",
+                         path, len, rlen);
+    if (!run) return GMF_OK;
+    if (!(*run = gmf_calloc((size_t)rlen + 1, 1, "run record"))) return GMF_ENOMEM;
+    memcpy(*run, q, rlen);
+    return GMF_OK;
+}
+
+int gmf_train_load_checkpoint_run(const char *path, gmf_nn_model *m, uint64_t *epoch,
+                                  uint64_t *seed, char **run) {
+    if (run) *run = NULL;
+    char *rec = NULL;
     unsigned char *buf;
-    size_t len;
-    int rc = read_file(path, &buf, &len);
+    size_t len, max; /* max: the size of a version 1 checkpoint of m (no run record) */
+    if (gmf_mul_size(m->nparams, 8, &max) || max > SIZE_MAX - CK_HEADER - 16 - 4 - CK_MAX_RUN)
+        return gmf_error(GMF_EINVAL, "checkpoint %s: model too large", path);
+    max += CK_HEADER + 8;
+    int rc = read_file(path, max + 4 + CK_MAX_RUN, &buf, &len);
     if (rc) return rc;
     const unsigned char *p = buf;
     char want[160], got[160];
@@ -368,7 +476,7 @@ int gmf_train_load_checkpoint(const char *path, gmf_nn_model *m, uint64_t *epoch
     }
     p += 8;
     uint32_t version = get_u32(&p), hdr = get_u32(&p);
-    if (version != CK_VERSION || hdr != CK_HEADER) {
+    if ((version != CK_VERSION && version != CK_VERSION_RUN) || hdr != CK_HEADER) {
         rc = gmf_error(GMF_EFORMAT, "checkpoint %s: unsupported version %u (header %u bytes)", path,
                        version, hdr);
         goto out;
@@ -392,16 +500,25 @@ int gmf_train_load_checkpoint(const char *path, gmf_nn_model *m, uint64_t *epoch
                        got, want);
         goto out;
     }
-    if (np != m->nparams || len != CK_HEADER + 8 * np + 8) {
+    if (np != m->nparams || (version == CK_VERSION && len != max) || len < max) {
         rc = gmf_error(GMF_EFORMAT,
                        "checkpoint %s: size %zu bytes does not match %llu parameters (expected "
                        "%zu bytes; truncated or corrupt)",
-                       path, len, (unsigned long long)np, (size_t)(CK_HEADER + 8 * m->nparams + 8));
+                       path, len, (unsigned long long)np, max);
         goto out;
     }
+    if (version == CK_VERSION_RUN &&
+        (rc = ck_run_record(path, buf, len, CK_HEADER + 8 * np, run ? &rec : NULL)))
+        goto out;
     const unsigned char *q = buf + len - 8;
     if (get_u64(&q) != fnv1a(buf, len - 8)) {
         rc = gmf_error(GMF_EFORMAT, "checkpoint %s: checksum mismatch (corrupt file)", path);
+        goto out;
+    }
+    if (ep > CK_MAX_EPOCH || !isfinite(ck.fc_scale)) {
+        rc = gmf_error(GMF_EFORMAT, "checkpoint %s: %s out of range (%s; corrupt file?)", path,
+                       ep > CK_MAX_EPOCH ? "epoch" : "fc_scale",
+                       ep > CK_MAX_EPOCH ? "more than 1000000 epochs" : "not finite");
         goto out;
     }
     for (size_t e = 0; e < np; e++) {
@@ -414,8 +531,10 @@ int gmf_train_load_checkpoint(const char *path, gmf_nn_model *m, uint64_t *epoch
     }
     if (epoch) *epoch = ep;
     if (seed) *seed = sd;
+    if (run) *run = rec, rec = NULL;
     rc = GMF_OK;
 out:
+    free(rec);
     free(buf);
     return rc;
 }
@@ -448,4 +567,159 @@ int gmf_train_write_snapshot(const char *dir, const gmf_nn_model *m, size_t epoc
         if (rc) return rc;
     }
     return GMF_OK;
+}
+
+/* ---- run records --------------------------------------------------------------------------- */
+
+uint64_t gmf_train_data_checksum(const gmf_dataset *ds) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    const uint64_t prime = 0x100000001b3ull;
+    h = (h ^ (uint64_t)ds->n) * prime;
+    h = (h ^ (uint64_t)ds->d) * prime;
+    for (size_t i = 0; i < ds->n * ds->d; i++) {
+        uint32_t w;
+        memcpy(&w, &ds->x[i], 4);
+        h = (h ^ w) * prime;
+    }
+    for (size_t i = 0; i < ds->n; i++)
+        h = (h ^ ds->label[i]) * prime;
+    return h;
+}
+
+/* Append "  \"key\": value" lines; *len tracks the text, *rc turns GMF_EINVAL on overflow. */
+typedef struct rec_buf {
+    char *buf;
+    size_t size, len;
+    int rc;
+} rec_buf;
+
+__attribute__((format(printf, 3, 4))) static void rec_put(rec_buf *r, const char *key,
+                                                          const char *fmt, ...) {
+    if (r->rc) return;
+    char val[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(val, sizeof val, fmt, ap);
+    va_end(ap);
+    const int w = snprintf(r->buf + r->len, r->size - r->len, "%s  \"%s\": %s",
+                           r->len > 2 ? ",\n" : "", key, val);
+    if (w < 0 || (size_t)w >= r->size - r->len)
+        r->rc = GMF_EINVAL;
+    else
+        r->len += (size_t)w;
+}
+
+/* The shortest of %.15g, %.16g, %.17g that reads back as x (equal values, equal text). */
+static const char *num(char *buf, size_t size, double x) {
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    return buf;
+}
+
+int gmf_train_run_record(char *buf, size_t size, const gmf_nn_spec *spec, const gmf_nn_model *m,
+                         const gmf_train_opts *o, const char *dataset, const gmf_dataset *train) {
+    if (size < 4) return gmf_error(GMF_EINVAL, "run record: buffer too small");
+    rec_buf r = {buf, size, 0, 0};
+    snprintf(buf, size, "{\n");
+    r.len = 2;
+    char desc[160], nb[40];
+    gmf_nn_model_describe(m, desc, sizeof desc);
+    rec_put(&r, "model", "\"%s\"", desc);
+    rec_put(&r, "kind", "\"%s\"", gmf_nn_kind_name(spec->kind));
+    rec_put(&r, "K", "%zu", spec->K);
+    rec_put(&r, "mid", "%zu", spec->mid);
+    rec_put(&r, "width", "%zu", gmf_nn_spec_width(spec));
+    rec_put(&r, "fc_init", "\"%s\"", gmf_nn_fc_init_name(spec->fc_init));
+    rec_put(&r, "fc_scale", "\"%s\"", gmf_nn_fc_scale_name(spec->fc_scale));
+    rec_put(&r, "gamma", "%s", num(nb, sizeof nb, spec->gamma));
+    rec_put(&r, "dataset", "\"%s\"", dataset ? dataset : "");
+    rec_put(&r, "train_n", "%zu", train ? train->n : 0);
+    rec_put(&r, "train_d", "%zu", train ? train->d : 0);
+    rec_put(&r, "train_checksum", "\"%016llx\"",
+            train ? (unsigned long long)gmf_train_data_checksum(train) : 0ull);
+    rec_put(&r, "batch", "%zu", o->batch);
+    rec_put(&r, "lr", "%s", num(nb, sizeof nb, o->lr));
+    rec_put(&r, "lr_sigma", "%s", num(nb, sizeof nb, o->lr_sigma));
+    rec_put(&r, "lr2_scale", "%s", num(nb, sizeof nb, o->lr2_scale));
+    rec_put(&r, "fixed_beta", "%s", o->fixed_beta ? "true" : "false");
+    rec_put(&r, "full_batch", "%s", o->full_batch ? "true" : "false");
+    rec_put(&r, "seed", "%llu", (unsigned long long)o->seed);
+    rec_put(&r, "threads", "%d", o->threads);
+    rec_put(&r, "precision", "%d", o->precision);
+    if (!r.rc && r.size - r.len > 3) {
+        memcpy(buf + r.len, "\n}\n", 4);
+        return GMF_OK;
+    }
+    return gmf_error(GMF_EINVAL, "run record: buffer of %zu bytes too small", size);
+}
+
+/* The value of "key" in a record (one "key": value per line): its start and length, or NULL. */
+static const char *rec_find(const char *rec, const char *key, size_t *vlen) {
+    const size_t kl = strlen(key);
+    for (const char *p = rec; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        const char *q = p;
+        while (*q == ' ')
+            q++;
+        if (*q != '"' || strncmp(q + 1, key, kl) || q[1 + kl] != '"' || q[2 + kl] != ':') continue;
+        q += 3 + kl;
+        while (*q == ' ')
+            q++;
+        size_t n = strcspn(q, "\n");
+        if (n && q[n - 1] == ',') n--;
+        *vlen = n;
+        return q;
+    }
+    return NULL;
+}
+
+/* Each key of `rec` in order: calls fn(key, user). */
+static void rec_keys(const char *rec, void (*fn)(const char *key, void *user), void *user) {
+    for (const char *p = rec; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        const char *q = p;
+        while (*q == ' ')
+            q++;
+        if (*q != '"') continue;
+        const char *e = strchr(q + 1, '"');
+        if (!e || e[1] != ':' || (size_t)(e - q - 1) >= 64) continue;
+        char key[64];
+        memcpy(key, q + 1, (size_t)(e - q - 1));
+        key[e - q - 1] = '\0';
+        fn(key, user);
+    }
+}
+
+typedef struct diff_ctx {
+    char *out;
+    size_t size, len, count;
+    const char *a, *b;
+    const char *const *ignore;
+    int from_b; /* second pass: only keys absent from a */
+} diff_ctx;
+
+static void diff_key(const char *key, void *user) {
+    diff_ctx *c = user;
+    for (const char *const *ig = c->ignore; ig && *ig; ig++)
+        if (!strcmp(*ig, key)) return;
+    size_t la = 0, lb = 0;
+    const char *va = rec_find(c->a, key, &la), *vb = rec_find(c->b, key, &lb);
+    if (c->from_b && va) return;
+    if (va && vb && la == lb && !memcmp(va, vb, la)) return;
+    c->count++;
+    if (c->len >= c->size) return;
+    const int w =
+        snprintf(c->out + c->len, c->size - c->len, "%s%s: %.*s -> %.*s", c->len ? "\n" : "", key,
+                 va ? (int)la : 8, va ? va : "(absent)", vb ? (int)lb : 8, vb ? vb : "(absent)");
+    if (w > 0) c->len += (size_t)w < c->size - c->len ? (size_t)w : c->size - c->len;
+}
+
+size_t gmf_train_run_diff(char *diff, size_t size, const char *a, const char *b,
+                          const char *const *ignore) {
+    diff_ctx c = {diff, size, 0, 0, a, b, ignore, 0};
+    if (size) diff[0] = '\0';
+    rec_keys(a, diff_key, &c);
+    c.from_b = 1;
+    rec_keys(b, diff_key, &c);
+    return c.count;
 }

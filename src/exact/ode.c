@@ -26,7 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sundials/sundials_context.h>
+#include <sunlinsol/sunlinsol_dense.h>
 #include <sunlinsol/sunlinsol_spgmr.h>
+#include <sunmatrix/sunmatrix_dense.h>
 #include <sunnonlinsol/sunnonlinsol_fixedpoint.h>
 #include <time.h>
 
@@ -52,6 +54,7 @@ gmf_ode_opts gmf_ode_defaults(void) {
                       .h0 = 0.0,
                       .jvp = NULL,
                       .jac = NULL,
+                      .jacobian = GMF_ODE_JAC_AUTO,
                       .auto_window = 100,
                       .auto_fail_frac = 0.04,
                       .auto_hrho = 0.05,
@@ -67,9 +70,11 @@ typedef struct {
     gmf_ode_rhs f;
     void *user;
     long nfevals;
-    int rhs_failed;  /* the user's RHS returned < 0 */
+    int rhs_failed;  /* the user's RHS returned < 0 (or its exact JVP / Jacobian) */
     int hook_failed; /* an event function failed */
-    char msg[512];   /* CVODE's last error message */
+    gmf_ode_jvp jvp; /* exact Jacobian information, set by attach_linsol */
+    gmf_ode_jac jac;
+    char msg[512]; /* CVODE's last error message */
     /* the monitor (see below) */
     const gmf_ode_opts *o;
     size_t N;
@@ -302,16 +307,100 @@ static void flag_name(int flag, char *buf, size_t len) {
         }                                                                                          \
     } while (0)
 
-/* The linear solver of CVODE's Newton iteration (BDF): matrix-free SPGMR with difference-quotient
- * Jacobian-vector products.  The one place that chooses and attaches it. */
+static const char *jacobian_names[] = {"auto", "dq", "jvp", "dense"};
+
+int gmf_ode_jacobian_parse(const char *name) {
+    for (int i = 0; i < (int)(sizeof jacobian_names / sizeof jacobian_names[0]); i++)
+        if (!strcmp(name, jacobian_names[i])) return i;
+    return -1;
+}
+
+const char *gmf_ode_jacobian_name(gmf_ode_jacobian j) {
+    return (unsigned)j < sizeof jacobian_names / sizeof jacobian_names[0] ? jacobian_names[j] : "?";
+}
+
+/* CVODE's Jacobian-times-vector callback over the caller's exact JVP. */
+static int cv_jtimes(N_Vector v, N_Vector Jv, sunrealtype t, N_Vector y, N_Vector fy, void *ud,
+                     N_Vector tmp) {
+    (void)tmp;
+    driver_data *dd = ud;
+    int rc = dd->jvp(t, N_VGetArrayPointer(y), N_VGetArrayPointer(fy), N_VGetArrayPointer(v),
+                     N_VGetArrayPointer(Jv), dd->user);
+    if (rc < 0) dd->rhs_failed = 1;
+    return rc;
+}
+
+/* CVODE's dense Jacobian callback: the caller fills J row-major into the (column-major) matrix
+ * data, which is then transposed in place. */
+static int cv_jac(sunrealtype t, N_Vector y, N_Vector fy, SUNMatrix J, void *ud, N_Vector t1,
+                  N_Vector t2, N_Vector t3) {
+    (void)fy, (void)t1, (void)t2, (void)t3;
+    driver_data *dd = ud;
+    const sunindextype N = SUNDenseMatrix_Rows(J);
+    double *a = SUNDenseMatrix_Data(J);
+    int rc = dd->jac(t, N_VGetArrayPointer(y), a, dd->user);
+    if (rc < 0) {
+        dd->rhs_failed = 1;
+        return rc;
+    }
+    for (sunindextype i = 0; i < N; i++)
+        for (sunindextype j = 0; j < i; j++) {
+            const double tmp = a[i * N + j];
+            a[i * N + j] = a[j * N + i];
+            a[j * N + i] = tmp;
+        }
+    return rc;
+}
+
+/* The policy of gmf_ode_jacobian (ode.h): the solver a BDF run of size N gets. */
+static int choose_jacobian(size_t N, const gmf_ode_opts *o, gmf_ode_jacobian *out) {
+    gmf_ode_jacobian j = (gmf_ode_jacobian)o->jacobian;
+    if (j == GMF_ODE_JAC_AUTO)
+        j = o->jac && N <= GMF_ODE_DENSE_MAX ? GMF_ODE_JAC_DENSE
+            : o->jvp                         ? GMF_ODE_JAC_JVP
+                                             : GMF_ODE_JAC_DQ;
+    if (j == GMF_ODE_JAC_JVP && !o->jvp)
+        return gmf_error(GMF_EINVAL, "ODE: jacobian 'jvp' needs an exact Jacobian-vector product");
+    if ((unsigned)j > GMF_ODE_JAC_DENSE)
+        return gmf_error(GMF_EINVAL, "ODE: unknown jacobian choice %d", (int)j);
+    *out = j;
+    return GMF_OK;
+}
+
+/* The linear solver of CVODE's Newton iteration (BDF), the one place that chooses and attaches
+ * it (policy: gmf_ode_jacobian in ode.h): matrix-free SPGMR with difference-quotient or exact
+ * Jacobian-vector products, or SUNDIALS' dense LU with an exact or difference-quotient dense
+ * Jacobian.  *A is the dense matrix (NULL for SPGMR); *used the choice made. */
 static int attach_linsol(void *mem, N_Vector v, SUNContext ctx, driver_data *dd,
-                         const gmf_ode_opts *o, SUNLinearSolver *LS) {
-    (void)dd, (void)o;
-    *LS = SUNLinSol_SPGMR(v, SUN_PREC_NONE, 0, ctx);
-    if (!*LS) return gmf_error(GMF_ESOLVER, "CVODE: could not create the SPGMR linear solver");
-    int flag = CVodeSetLinearSolver(mem, *LS, NULL);
-    if (flag != CV_SUCCESS)
+                         const gmf_ode_opts *o, SUNLinearSolver *LS, SUNMatrix *A,
+                         gmf_ode_jacobian *used) {
+    const size_t N = (size_t)N_VGetLength(v);
+    int rc = choose_jacobian(N, o, used), flag;
+    if (rc) return rc;
+    if (*used == GMF_ODE_JAC_DENSE) {
+        *A = SUNDenseMatrix((sunindextype)N, (sunindextype)N, ctx);
+        *LS = *A ? SUNLinSol_Dense(v, *A, ctx) : NULL;
+        if (!*LS)
+            return gmf_error(GMF_ESOLVER,
+                             "CVODE: could not create the dense linear solver "
+                             "(N = %zu)",
+                             N);
+    } else {
+        *LS = SUNLinSol_SPGMR(v, SUN_PREC_NONE, 0, ctx);
+        if (!*LS) return gmf_error(GMF_ESOLVER, "CVODE: could not create the SPGMR linear solver");
+    }
+    if ((flag = CVodeSetLinearSolver(mem, *LS, *A)) != CV_SUCCESS)
         return gmf_error(GMF_ESOLVER, "CVODE: CVodeSetLinearSolver failed (flag %d)", flag);
+    if (*used == GMF_ODE_JAC_DENSE && o->jac) {
+        dd->jac = o->jac;
+        if ((flag = CVodeSetJacFn(mem, cv_jac)) != CV_SUCCESS)
+            return gmf_error(GMF_ESOLVER, "CVODE: CVodeSetJacFn failed (flag %d)", flag);
+    }
+    if (*used == GMF_ODE_JAC_JVP) {
+        dd->jvp = o->jvp;
+        if ((flag = CVodeSetJacTimes(mem, NULL, cv_jtimes)) != CV_SUCCESS)
+            return gmf_error(GMF_ESOLVER, "CVODE: CVodeSetJacTimes failed (flag %d)", flag);
+    }
     return GMF_OK;
 }
 
@@ -331,8 +420,10 @@ typedef struct {
     void *mem;
     SUNLinearSolver LS;
     SUNNonlinearSolver NLS;
+    SUNMatrix A;           /* the dense Jacobian's matrix (BDF, dense) */
+    gmf_ode_jacobian used; /* the BDF linear solver chosen */
     int *rootdir, *rootsfound;
-    long nst, netf, nni, ncf, nli; /* from retired memories */
+    long nst, netf, nni, ncf, nli, nje, njv; /* from retired memories */
 } cv_solver;
 
 /* A fresh CVODE memory for method m (adams or bdf) at (t0, v). */
@@ -354,7 +445,7 @@ static int cv_start(cv_solver *s, driver_data *dd, gmf_ode_method m, double t0, 
         CV_TRY(CVodeSetNoInactiveRootWarn(mem));
     }
     if (m == GMF_ODE_CVODE_BDF) {
-        rc = attach_linsol(mem, s->v, s->ctx, dd, o, &s->LS);
+        rc = attach_linsol(mem, s->v, s->ctx, dd, o, &s->LS, &s->A, &s->used);
     } else {
         s->NLS = SUNNonlinSol_FixedPoint(s->v, 0, s->ctx);
         if (!s->NLS)
@@ -371,13 +462,15 @@ static void cv_stats(const cv_solver *s, gmf_ode_stats *st) {
     int q = 0;
     sunrealtype h = 0;
     st->nsteps = s->nst, st->netfails = s->netf, st->nniters = s->nni, st->nncfails = s->ncf;
-    st->nliters = s->nli;
+    st->nliters = s->nli, st->njevals = s->nje, st->njvevals = s->njv, st->jacobian = s->used;
     if (!s->mem) return;
     if (CVodeGetNumSteps(s->mem, &v1) == CV_SUCCESS) st->nsteps += v1;
     if (CVodeGetNumErrTestFails(s->mem, &v1) == CV_SUCCESS) st->netfails += v1;
     if (CVodeGetNumNonlinSolvIters(s->mem, &v1) == CV_SUCCESS) st->nniters += v1;
     if (CVodeGetNumNonlinSolvConvFails(s->mem, &v1) == CV_SUCCESS) st->nncfails += v1;
     if (s->LS && CVodeGetNumLinIters(s->mem, &v1) == CV_SUCCESS) st->nliters += v1;
+    if (s->LS && CVodeGetNumJacEvals(s->mem, &v1) == CV_SUCCESS) st->njevals += v1;
+    if (s->LS && CVodeGetNumJtimesEvals(s->mem, &v1) == CV_SUCCESS) st->njvevals += v1;
     if (CVodeGetLastOrder(s->mem, &q) == CV_SUCCESS) st->qlast = q;
     if (CVodeGetLastStep(s->mem, &h) == CV_SUCCESS) st->hlast = h;
 }
@@ -388,11 +481,12 @@ static void cv_retire(cv_solver *s) {
     memset(&st, 0, sizeof st);
     cv_stats(s, &st);
     s->nst = st.nsteps, s->netf = st.netfails, s->nni = st.nniters, s->ncf = st.nncfails;
-    s->nli = st.nliters;
+    s->nli = st.nliters, s->nje = st.njevals, s->njv = st.njvevals;
     CVodeFree(&s->mem);
     if (s->LS) SUNLinSolFree(s->LS);
     if (s->NLS) SUNNonlinSolFree(s->NLS);
-    s->LS = NULL, s->NLS = NULL;
+    if (s->A) SUNMatDestroy(s->A);
+    s->LS = NULL, s->NLS = NULL, s->A = NULL;
 }
 
 /* Method auto: has the last window of auto_window Adams steps had at least auto_fail_frac of
@@ -539,6 +633,7 @@ static int solve_cvode(size_t N, driver_data *dd, double *y) {
     int rc = GMF_OK;
     cv_solver s;
     memset(&s, 0, sizeof s);
+    s.used = GMF_ODE_JAC_DQ;
     if (SUNContext_Create(NULL, &s.ctx) != 0)
         return gmf_error(GMF_ESOLVER, "CVODE: SUNContext_Create failed");
     s.v = N_VMake_Serial((sunindextype)N, y, s.ctx); /* wraps y: the solution lands in y */
@@ -812,6 +907,7 @@ int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *
     gmf_ode_stats *st = stats ? stats : &local;
     memset(st, 0, sizeof *st);
     st->t_reached = ntout ? tout[0] : 0.0;
+    st->jacobian = GMF_ODE_JAC_DQ;
     int rc = check_args(N, y, tout, ntout, &o);
     if (rc) return rc;
     driver_data dd = {.f = f,

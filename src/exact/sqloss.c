@@ -38,6 +38,7 @@
 
 #include "gmflow/common.h"
 #include "gmflow/gauss.h"
+#include "sqloss_internal.h"
 
 /* Target size of one block's tile T, in doubles (256 KiB: half of a 512 KiB-1 MiB L2), and the
  * smallest block (below it the two GEMM calls per block cost more than they save). */
@@ -58,6 +59,7 @@ struct gmf_sqloss {
     double *H0, *g0;   /* K x D: row 0 of each hessR; K: each grad[0] */
     size_t Kcap, Tcap; /* capacity of the K-sized buffers (in components) and of T (doubles) */
     double loss;
+    struct gmf_sqloss_jv *jv; /* sqloss_jvp.c's workspace and cache (NULL until its first use) */
 };
 
 size_t gmf_sqloss_n(const gmf_sqloss *s) {
@@ -110,6 +112,7 @@ static void free_k_buffers(gmf_sqloss *s) {
 void gmf_sqloss_free(gmf_sqloss *s) {
     if (!s) return;
     free_k_buffers(s);
+    gmf_sqloss_jv_free_(s->jv);
     free(s->T);
     free(s->X);
     free(s->y);
@@ -267,6 +270,7 @@ static double sq_loss(void *ctx) {
 gmf_oracle gmf_sqloss_oracle(gmf_sqloss *s) {
     gmf_oracle o = {
         .ctx = s, .D = s->D, .prepare = sq_prepare, .component = sq_component, .loss = sq_loss};
+    o.jvp = gmf_sqloss_jvp_; /* src/exact/sqloss_jvp.c */
     return o;
 }
 
@@ -279,4 +283,14 @@ int gmf_sqloss_eval(gmf_sqloss *s, size_t K, const double *mu, const double *Sig
             pred[i] = s->y[i] - s->r[i];
     if (loss) *loss = s->loss;
     return rc;
+}
+
+const double *gmf_sqloss_X_(const gmf_sqloss *s) {
+    return s->X;
+}
+const double *gmf_sqloss_y_(const gmf_sqloss *s) {
+    return s->y;
+}
+struct gmf_sqloss_jv **gmf_sqloss_jv_(gmf_sqloss *s) {
+    return &s->jv;
 }
