@@ -775,7 +775,7 @@ static void summary(const options *o, const inputs *in, const gmf_traj *tr,
     printf("  stats     %ld steps, %ld RHS evaluations, %ld error-test failures, %ld nonlinear "
            "iterations (%ld convergence failures)",
            st->nsteps, st->nfevals, st->netfails, st->nniters, st->nncfails);
-    if (st->nliters)
+    if (st->method_last == GMF_ODE_CVODE_BDF)
         printf(", %ld linear iterations, jacobian %s (%ld dense, %ld JVPs)", st->nliters,
                gmf_ode_jacobian_name(st->jacobian), st->njevals, st->njvevals);
     printf(", %.3f s\n", r->wall);
