@@ -157,7 +157,7 @@ typedef struct gmf_ode_stats {
     int stopped;                /* 1: stopped early by on_root or the observer */
     double t_reached;           /* the time of y on return */
     size_t nout;                /* observer calls made */
-    long njevals;  /* dense Jacobian evaluations (CVODE BDF, dense) */
+    long njevals;               /* dense Jacobian evaluations (CVODE BDF, dense) */
     long njvevals; /* Jacobian-vector products, exact or by difference quotients (SPGMR) */
     int jacobian;  /* the gmf_ode_jacobian the BDF run used (never AUTO; DQ otherwise) */
 } gmf_ode_stats;
