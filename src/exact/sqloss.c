@@ -54,9 +54,10 @@ struct gmf_sqloss {
     const double *R;   /* K x D x D right factors (caller's C or Sigma) */
     double *Rcat;      /* d x (K D + K) */
     double *T;         /* nb x ld: one block's tile */
-    double *S;         /* K x 4: Phi, A, g, q of the current sample */
+    double *S;         /* K x 5: Phi, A, g, q, Ef of the current sample */
     double *G;         /* d x ld: X^T T summed over the blocks */
     double *H0, *g0;   /* K x D: row 0 of each hessR; K: each grad[0] */
+    double *v;         /* K: E_k[dL] = sum_i rho_i E_k f(x_i) (the WFR reaction, docs/WFR.md) */
     size_t Kcap, Tcap; /* capacity of the K-sized buffers (in components) and of T (doubles) */
     double loss;
     struct gmf_sqloss_jv *jv; /* sqloss_jvp.c's workspace and cache (NULL until its first use) */
@@ -105,7 +106,8 @@ static void free_k_buffers(gmf_sqloss *s) {
     free(s->G);
     free(s->H0);
     free(s->g0);
-    s->Rcat = s->S = s->G = s->H0 = s->g0 = NULL;
+    free(s->v);
+    s->Rcat = s->S = s->G = s->H0 = s->g0 = s->v = NULL;
     s->Kcap = 0;
 }
 
@@ -126,11 +128,12 @@ static int reserve(gmf_sqloss *s, size_t K) {
     if (K > s->Kcap) {
         free_k_buffers(s);
         s->Rcat = gmf_calloc(d * (K * D + K), sizeof(double), "squared loss buffers");
-        s->S = gmf_calloc(4 * K, sizeof(double), "squared loss buffers");
+        s->S = gmf_calloc(5 * K, sizeof(double), "squared loss buffers");
         s->G = gmf_calloc(d * ld, sizeof(double), "squared loss buffers");
         s->H0 = gmf_calloc(K * D, sizeof(double), "squared loss buffers");
         s->g0 = gmf_calloc(K, sizeof(double), "squared loss buffers");
-        if (!s->Rcat || !s->S || !s->G || !s->H0 || !s->g0) {
+        s->v = gmf_calloc(K, sizeof(double), "squared loss buffers");
+        if (!s->Rcat || !s->S || !s->G || !s->H0 || !s->g0 || !s->v) {
             free_k_buffers(s);
             return GMF_ENOMEM;
         }
@@ -161,8 +164,8 @@ static int reserve(gmf_sqloss *s, size_t K) {
  * call overhead and dispatch than the arithmetic itself (docs/PERFORMANCE.md section 2), while
  * the compiler vectorizes these contiguous loops.  Fusing them also lets the scaling of w and
  * the row-0 accumulation W^T z share one read of the row. */
-static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const double *mu,
-                                 const double *C) {
+static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const double *wt,
+                                 const double *mu, const double *C) {
     const size_t d = s->d, D = s->D, K = s->K, KD = K * D, ld = s->ld;
     const double scale = -2.0 / (double)s->n; /* rho_i = scale * r_i */
     const double *Xb = s->X + i0 * d;
@@ -186,32 +189,35 @@ static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const doub
             }
             gmf_gauss_point p;
             gmf_gauss_scalars(t[KD + k], s2, c0, mu[k * D], &p);
-            S[4 * k + 0] = p.Phi;
-            S[4 * k + 1] = p.A;
-            S[4 * k + 2] = p.g;
-            S[4 * k + 3] = p.s > 0.0 ? p.kap / p.s : 0.0; /* the s -> 0 limit of gauss.h */
-            h += p.Ef;
+            S[5 * k + 0] = p.Phi;
+            S[5 * k + 1] = p.A;
+            S[5 * k + 2] = p.g;
+            S[5 * k + 3] = p.s > 0.0 ? p.kap / p.s : 0.0; /* the s -> 0 limit of gauss.h */
+            S[5 * k + 4] = p.Ef;
+            h += wt ? wt[k] * p.Ef : p.Ef; /* equal weights: the sum, divided by K below */
         }
-        const double r = s->y[i0 + ii] - h / (double)K, rho = scale * r;
+        const double r = s->y[i0 + ii] - (wt ? h : h / (double)K), rho = scale * r;
         s->r[i0 + ii] = r;
         sse += r * r;
         for (size_t k = 0; k < K; k++) {
             double *w = t + k * D, *h0 = s->H0 + k * D;
-            const double z = rho * S[4 * k + 0], zq = rho * S[4 * k + 3];
+            const double z = rho * S[5 * k + 0], zq = rho * S[5 * k + 3];
             for (size_t b = 0; b < D; b++) {
                 h0[b] += z * w[b]; /* row 0 of hessR: W^T z */
                 w[b] *= zq;        /* diag(rho q) W */
             }
-            s->g0[k] += rho * S[4 * k + 1];
-            t[KD + k] = rho * S[4 * k + 2]; /* overwrites m_ik, read above */
+            s->g0[k] += rho * S[5 * k + 1];
+            s->v[k] += rho * S[5 * k + 4];
+            t[KD + k] = rho * S[5 * k + 2]; /* overwrites m_ik, read above */
             t[KD + K + k] = z;
         }
     }
     return sse;
 }
 
-static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C) {
-    gmf_sqloss *s = ctx;
+/* wt = NULL: equal weights 1/K (the W flows' mixture); else the K mixture weights. */
+static int sq_prepare_impl(gmf_sqloss *s, size_t K, const double *wt, const double *mu,
+                           const double *Sigma, const double *C) {
     const size_t n = s->n, d = s->d, D = s->D, KD = K * D;
     if (K == 0) return gmf_error(GMF_EINVAL, "squared loss: mixture has no components");
     int rc = reserve(s, K);
@@ -227,6 +233,7 @@ static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma
     }
     memset(s->H0, 0, KD * sizeof(double));
     memset(s->g0, 0, K * sizeof(double));
+    memset(s->v, 0, K * sizeof(double));
     double sse = 0.0;
     for (size_t i0 = 0; i0 < n; i0 += s->nb) {
         const size_t nb = i0 + s->nb <= n ? s->nb : n - i0;
@@ -234,7 +241,7 @@ static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma
         /* T (nb x (K D + K), row stride ld) = X_b Rcat */
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)(KD + K), (int)d, 1.0,
                     Xb, (int)d, s->Rcat, (int)(KD + K), 0.0, s->T, (int)ld);
-        sse += block_closed_forms(s, i0, nb, mu, C);
+        sse += block_closed_forms(s, i0, nb, wt, mu, C);
         /* G (d x ld) += X_b^T T */
         cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)ld, (int)nb, 1.0, Xb,
                     (int)d, s->T, (int)ld, i0 ? 1.0 : 0.0, s->G, (int)ld);
@@ -242,6 +249,25 @@ static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma
     s->loss = sse / (double)n;
     if (!isfinite(s->loss)) return gmf_error(GMF_EDIVERGE, "squared loss: loss is not finite");
     return GMF_OK;
+}
+
+static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C) {
+    return sq_prepare_impl(ctx, K, NULL, mu, Sigma, C);
+}
+
+static int sq_prepare_w(void *ctx, size_t K, const double *w, const double *mu, const double *Sigma,
+                        const double *C) {
+    for (size_t k = 0; k < K; k++)
+        if (!(w[k] >= 0.0) || !isfinite(w[k]))
+            return gmf_error(GMF_EINVAL, "squared loss: weight w[%zu] = %g is not finite and >= 0",
+                             k, w[k]);
+    return sq_prepare_impl(ctx, K, w, mu, Sigma, C);
+}
+
+/* E_k[dL] = -(2/n) sum_i r_i E_k f(x_i, .) at the last prepared mixture (k < K). */
+static double sq_value(void *ctx, size_t k) {
+    gmf_sqloss *s = ctx;
+    return k < s->K ? s->v[k] : NAN;
 }
 
 static int sq_component(void *ctx, size_t k, double *grad, double *hessR) {
@@ -271,12 +297,19 @@ gmf_oracle gmf_sqloss_oracle(gmf_sqloss *s) {
     gmf_oracle o = {
         .ctx = s, .D = s->D, .prepare = sq_prepare, .component = sq_component, .loss = sq_loss};
     o.jvp = gmf_sqloss_jvp_; /* src/exact/sqloss_jvp.c */
+    o.prepare_w = sq_prepare_w;
+    o.value = sq_value;
     return o;
 }
 
 int gmf_sqloss_eval(gmf_sqloss *s, size_t K, const double *mu, const double *Sigma, double *pred,
                     double *loss) {
-    int rc = sq_prepare(s, K, mu, Sigma, NULL);
+    return gmf_sqloss_eval_w(s, K, NULL, mu, Sigma, pred, loss);
+}
+
+int gmf_sqloss_eval_w(gmf_sqloss *s, size_t K, const double *w, const double *mu,
+                      const double *Sigma, double *pred, double *loss) {
+    int rc = w ? sq_prepare_w(s, K, w, mu, Sigma, NULL) : sq_prepare(s, K, mu, Sigma, NULL);
     if (rc && rc != GMF_EDIVERGE) return rc;
     if (pred)
         for (size_t i = 0; i < s->n; i++)
