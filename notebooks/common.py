@@ -1,13 +1,15 @@
 """Shared loading and plotting for the figure notebooks (notebooks/*.ipynb).
 
 Results directory: $GMFLOW_RESULTS (relative paths are taken from the repository root); by
-default results/full when it holds the figure, else results/quick.  Figures go to
+default the first of results/full (committed), out/quick (where `examples/run_all.sh --quick`
+writes; untracked) and results/quick (committed) that holds the figure.  Figures go to
 $GMFLOW_FIGDIR (default docs/img).  Only numpy, matplotlib (Agg) and csv: no pandas.
 """
 import csv
 import glob
 import os
 import re
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -32,6 +34,22 @@ def _holds(res, fig):
         f.name != "commands.csv" for f in d.rglob("*.csv"))
 
 
+def import_gmflow():
+    """The gmflow Python package (docs/PYTHON.md): as installed or on PYTHONPATH, else from the
+    repository's build tree ($GMFLOW_BUILD, default build/, relative to the repository root)."""
+    try:
+        import gmflow
+    except ImportError:
+        build = _from_root(os.environ.get("GMFLOW_BUILD", "build")) / "python"
+        sys.path.insert(0, str(build))
+        try:
+            import gmflow
+        except ImportError as e:
+            raise ImportError(f"the gmflow package is neither importable nor built in {build}: "
+                              "run tools/setup.sh (or set PYTHONPATH)") from e
+    return gmflow
+
+
 def results_dir(fig):
     """The results directory (the one holding <fig>/) this notebook reads."""
     env = os.environ.get("GMFLOW_RESULTS")
@@ -40,12 +58,11 @@ def results_dir(fig):
         if not _holds(res, fig):
             raise FileNotFoundError(f"GMFLOW_RESULTS={env}: no {fig}/ results in {res}")
     else:
-        res = ROOT / "results" / "full"
-        if not _holds(res, fig):
-            res = ROOT / "results" / "quick"
-        if not _holds(res, fig):
+        tried = [ROOT / "results" / "full", ROOT / "out" / "quick", ROOT / "results" / "quick"]
+        res = next((r for r in tried if _holds(r, fig)), None)
+        if res is None:
             raise FileNotFoundError(
-                f"no {fig}/ results in results/full or results/quick "
+                f"no {fig}/ results in results/full, out/quick or results/quick "
                 "(run examples/run_all.sh --quick, or set GMFLOW_RESULTS)")
     print(f"{fig}: reading {res}")
     return res

@@ -39,8 +39,8 @@
 #include "gmflow/flow.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
+#include "harness.h"
 #include "testutil.h"
-#include "vargs.h"
 
 #define PASS_TOL 1e-7
 #define MAXK     8
@@ -129,7 +129,7 @@ static void make_state(const fcase *c, size_t D, double *y) {
     double *Q = tu_xmalloc(D * D * sizeof *Q), *v = tu_xmalloc(D * sizeof *v);
     tu_randn(r, K * D, 0.5, y);
     for (size_t k = 0; k < K; k++) {
-        double *C = y + K * D + k * D * D;
+        double *C = y + gmf_flow_mat_offset(K, D, k);
         switch (c->cov[k]) {
         case COV_FULL:
             tu_rand_spd(r, D, 10.0, 0.5, S, L);
@@ -195,7 +195,7 @@ static int run_case(const fcase *c, double eps, fresult *res) {
 
     res->mins = INFINITY;
     for (size_t k = 0; k < K; k++) {
-        const double *S = yB + K * D + k * D * D;
+        const double *S = yB + gmf_flow_mat_offset(K, D, k);
         for (size_t i = 0; i < c->n; i++) {
             double s2 = 0;
             for (size_t a = 0; a < c->d; a++)
@@ -209,12 +209,12 @@ static int run_case(const fcase *c, double eps, fresult *res) {
     lossctx lc = {.fE = &fE, .K = K, .D = D};
     if ((rc = gmf_flow_rhs(&fE, yE, field))) goto fail;
     for (size_t k = 0; k < K; k++) {
-        const double *S = yB + K * D + k * D * D;
+        const double *S = yB + gmf_flow_mat_offset(K, D, k);
         for (size_t a = 0; a < D; a++) {
             size_t i = k * D + a;
             ref[i] = -fd_dir(&lc, yE, i, i, eps * sqrt(S[a * D + a]), &est[i]);
             for (size_t b = 0; b < D; b++) {
-                size_t e = K * D + k * D * D + a * D + b;
+                size_t e = gmf_flow_mat_offset(K, D, k) + a * D + b;
                 ref[e] = -fd_dir(&lc, yE, e, e, eps * sqrt(S[a * D + a]), &est[e]);
             }
         }
@@ -226,7 +226,7 @@ static int run_case(const fcase *c, double eps, fresult *res) {
     lossctx lb = {.sq = sq, .K = K, .D = D};
     if ((rc = gmf_flow_rhs(&fB, yB, field))) goto fail;
     for (size_t k = 0; k < K; k++) {
-        double *S = yB + K * D + k * D * D;
+        double *S = yB + gmf_flow_mat_offset(K, D, k);
         double Sd[D];
         for (size_t a = 0; a < D; a++)
             Sd[a] = sqrt(S[a * D + a]);
@@ -235,7 +235,8 @@ static int run_case(const fcase *c, double eps, fresult *res) {
             ref[i] = -(double)K * fd_dir(&lb, yB, i, i, eps * Sd[a], &est[i]);
             est[i] *= (double)K;
             for (size_t b = 0; b <= a; b++) {
-                size_t ia = K * D + k * D * D + a * D + b, ib = K * D + k * D * D + b * D + a;
+                size_t ia = gmf_flow_mat_offset(K, D, k) + a * D + b,
+                       ib = gmf_flow_mat_offset(K, D, k) + b * D + a;
                 double e;
                 double g = fd_dir(&lb, yB, ia, ib, eps * Sd[a] * Sd[b], &e);
                 G[a * D + b] = G[b * D + a] = a == b ? g : g / 2;
@@ -251,15 +252,14 @@ static int run_case(const fcase *c, double eps, fresult *res) {
                     ve +=
                         Gest[a * D + l] * fabs(S[l * D + b]) + fabs(S[a * D + l]) * Gest[l * D + b];
                 }
-                ref[K * D + k * D * D + a * D + b] = -2.0 * (double)K * v;
-                est[K * D + k * D * D + a * D + b] = 2.0 * (double)K * ve;
+                ref[gmf_flow_mat_offset(K, D, k) + a * D + b] = -2.0 * (double)K * v;
+                est[gmf_flow_mat_offset(K, D, k) + a * D + b] = 2.0 * (double)K * ve;
             }
     }
     res->e[2] = compare(K * D, field, ref, est);
     res->e[3] = compare(K * D * D, field + K * D, ref + K * D, est + K * D);
     res->failed = lc.failed || lb.failed;
 fail:
-    if (rc) fprintf(stderr, "%s: %s\n", c->label, gmf_errmsg());
     free(Gest);
     free(G);
     free(est);
@@ -275,10 +275,6 @@ fail:
     return rc;
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: fd [--n N] [--d D] [--K K] [--seed S] [--eps E]\n");
-}
-
 int main(int argc, char **argv) {
     static const fcase ci[] = {
         {"K1-d2-full", 60, 2, 1, GMF_TOY_RELU, {COV_FULL}, 31},
@@ -290,32 +286,17 @@ int main(int argc, char **argv) {
     fcase custom = {"custom", 100, 3, 2, GMF_TOY_RELU, {COV_FULL}, 1};
     int use_custom = 0;
     double eps = 1e-3;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            usage();
-            return 2;
-        }
-        if (!strcmp(a, "--n"))
-            custom.n = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--d"))
-            custom.d = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--K"))
-            custom.K = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--seed"))
-            custom.seed = varg_ulong(a, v);
-        else if (!strcmp(a, "--eps"))
-            eps = varg_double(a, v);
-        else {
-            usage();
-            return 2;
-        }
-        i++;
-    }
-    if (custom.n < 1 || custom.d < 1 || custom.K < 1 || custom.K > MAXK || !(eps > 0)) {
-        usage();
-        return 2;
-    }
+    const vh_opt opts[] = {
+        {"--n", VH_SIZE, &custom.n, NULL, &use_custom},
+        {"--d", VH_SIZE, &custom.d, NULL, &use_custom},
+        {"--K", VH_SIZE, &custom.K, NULL, &use_custom},
+        {"--seed", VH_ULONG, &custom.seed, NULL, NULL},
+        {"--eps", VH_DOUBLE, &eps, NULL, NULL},
+    };
+    vh_parse(argc, argv, "fd", "[--n N] [--d D] [--K K] [--seed S] [--eps E]", opts,
+             sizeof opts / sizeof opts[0]);
+    if (custom.n < 1 || custom.d < 1 || custom.K < 1 || custom.K > MAXK || !(eps > 0))
+        vh_usage_error("need n, d >= 1, 1 <= K <= %d and eps > 0", MAXK);
     const fcase *cases = use_custom ? &custom : ci;
     size_t ncases = use_custom ? 1 : sizeof ci / sizeof ci[0];
 
@@ -325,12 +306,13 @@ int main(int argc, char **argv) {
     printf("%-15s %4s %2s %2s %-8s %9s  %-12s %10s %10s %10s %10s\n", "case", "n", "d", "K",
            "teacher", "min s", "block", "max|grad|", "rel err", "comp rel", "cd err");
     static const char *blk[] = {"Euclid mu", "Euclid C", "BW mu", "BW Sigma"};
+    vh_run run = vh_start("fd");
     double worst = 0;
     int fail = 0;
     for (size_t ic = 0; ic < ncases; ic++) {
         const fcase *c = &cases[ic];
         fresult r;
-        if (run_case(c, eps, &r) || r.failed) {
+        if (vh_case(&run, c->label, run_case(c, eps, &r)) || r.failed) {
             fail = 1;
             continue;
         }
@@ -347,8 +329,6 @@ int main(int argc, char **argv) {
             printf(" %s", cov_name[c->cov[k]]);
         printf("\n");
     }
-    int pass = !fail && worst <= PASS_TOL;
-    printf("fd: max relative error %.2e (%s <= %.0e)\n", fail ? INFINITY : worst,
-           pass ? "pass" : "FAIL", PASS_TOL);
-    return pass ? 0 : 1;
+    return vh_finish(&run, !fail && worst <= PASS_TOL, "max relative error %.2e (pass <= %.0e)",
+                     fail ? INFINITY : worst, PASS_TOL);
 }

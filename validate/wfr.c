@@ -35,8 +35,8 @@
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
+#include "harness.h"
 #include "testutil.h"
-#include "vargs.h"
 
 #define NOUT 6
 static int g_fail = 0;
@@ -388,27 +388,18 @@ static void check_gd(unsigned long seed) {
 int main(int argc, char **argv) {
     unsigned long seed = 5;
     size_t draws = 200000;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 >= argc) {
-            fprintf(stderr, "usage: wfr [--seed S] [--draws M]\n");
-            return 2;
-        }
-        if (!strcmp(argv[i], "--seed"))
-            seed = varg_ulong(argv[i], argv[i + 1]);
-        else if (!strcmp(argv[i], "--draws"))
-            draws = varg_ulong(argv[i], argv[i + 1]);
-        else {
-            fprintf(stderr, "usage: wfr [--seed S] [--draws M]\n");
-            return 2;
-        }
-        i++;
-    }
+    const vh_opt opts[] = {
+        {"--seed", VH_ULONG, &seed, NULL, NULL},
+        {"--draws", VH_SIZE, &draws, NULL, NULL},
+    };
+    vh_parse(argc, argv, "wfr", "[--seed S] [--draws M]", opts, sizeof opts / sizeof opts[0]);
+    if (draws < 100) vh_usage_error("--draws: need at least 100 draws");
+    vh_run run = vh_start("wfr");
     printf("Wasserstein-Fisher-Rao mixture flows (docs/WFR.md)\n");
     check_mc(seed, draws);
     check_reduce(seed + 10);
     check_flows(seed + 20, 3, 1.0, 3.0);
     check_flows(seed + 30, 4, 5.0, 2.0);
     check_gd(seed + 40);
-    printf("wfr: %s\n", g_fail ? "FAIL" : "pass");
-    return g_fail ? 1 : 0;
+    return vh_finish(&run, !g_fail, "WFR flows: MC, reduction, energy, simplex, forms, gd");
 }
