@@ -52,6 +52,7 @@ typedef struct gmf_flowio_run {
     int pass;
     gmf_ode_stats check_stats;
     double check_wall;
+    double fr_weight; /* WFR runs (trajectory with weights): the Fisher-Rao weight alpha */
 } gmf_flowio_run;
 
 /* run.json of a run that recorded tr. */

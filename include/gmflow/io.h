@@ -45,7 +45,9 @@ int gmf_io_read_npy(const char *path, double **data, size_t *ndim, size_t shape[
  *    "d": .., "mu": [[..D..] x K], "Sigma": [[[D x D]] x K], "C": [[[D x D]] x K] (euclid only)}
  * Sigma is always present (for euclid it is C C^T).  Reading accepts either form: with "C" the
  * caller gets C too (else *C = NULL).  Numbers are written with 17 significant digits, so a
- * state round-trips exactly. */
+ * state round-trips exactly.  Optional "w": [..K..], the mixture weights of a
+ * Wasserstein-Fisher-Rao run (docs/WFR.md): finite, >= 0 (to -1e-12) and summing to 1 within 1e-12;
+ * a file without it reads with w = NULL (equal weights 1/K); written when w != NULL. */
 typedef struct gmf_io_state {
     size_t K, d, D;
     double t;
@@ -53,6 +55,7 @@ typedef struct gmf_io_state {
     double *mu;    /* K x D */
     double *Sigma; /* K x D x D */
     double *C;     /* K x D x D or NULL */
+    double *w;     /* K mixture weights, or NULL (equal weights) */
 } gmf_io_state;
 int gmf_io_write_state(const char *path, const gmf_io_state *s);
 int gmf_io_read_state(const char *path, gmf_io_state *s);

@@ -8,9 +8,9 @@
 #include "gmflow/io.h"
 
 /* spectrum.csv: written into the set by `gmflow flow --polish` (gmflow/stationary.h) */
-const char *const gmf_flowio_names[] = {"trajectory.csv", "t.npy",        "mu.npy",
-                                        "Sigma.npy",      "C.npy",        "state.json",
-                                        "run.json",       "spectrum.csv", NULL};
+const char *const gmf_flowio_names[] = {"trajectory.csv", "t.npy",      "mu.npy",   "Sigma.npy",
+                                        "C.npy",          "state.json", "run.json", "spectrum.csv",
+                                        "w.npy",          NULL};
 
 static const char *form_name(gmf_flow_kind k) {
     return k == GMF_FLOW_EUCLID ? "euclid" : "bw";
@@ -47,6 +47,9 @@ int gmf_flowio_write_npy(const char *dir, const gmf_traj *tr) {
     if (!rc) rc = gmf_io_write_npy(p, gmf_traj_Sigma(tr), 4, s4);
     if (!rc && gmf_traj_C(tr)) rc = join(p, sizeof p, dir, "C.npy");
     if (!rc && gmf_traj_C(tr)) rc = gmf_io_write_npy(p, gmf_traj_C(tr), 4, s4);
+    size_t s2[2] = {T, K};
+    if (!rc && gmf_traj_w(tr)) rc = join(p, sizeof p, dir, "w.npy");
+    if (!rc && gmf_traj_w(tr)) rc = gmf_io_write_npy(p, gmf_traj_w(tr), 2, s2);
     return rc;
 }
 
@@ -62,7 +65,8 @@ int gmf_flowio_write_state(const char *path, const gmf_traj *tr) {
                       .euclid = C != NULL,
                       .mu = (double *)gmf_traj_mu(tr) + last * K * D,
                       .Sigma = (double *)gmf_traj_Sigma(tr) + last * K * D * D,
-                      .C = C ? (double *)C + last * K * D * D : NULL};
+                      .C = C ? (double *)C + last * K * D * D : NULL,
+                      .w = gmf_traj_w(tr) ? (double *)gmf_traj_w(tr) + last * K : NULL};
     return gmf_io_write_state(path, &s);
 }
 
@@ -101,6 +105,8 @@ static void run_inputs(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
         json_string(fp, r->argv[i]);
     }
     fprintf(fp, "],\n  \"form\": \"%s\",\n", form_name(gmf_traj_kind(tr)));
+    if (gmf_traj_w(tr)) /* WFR runs (docs/WFR.md): the geometry and its Fisher-Rao weight */
+        fprintf(fp, "  \"geometry\": \"wfr\",\n  \"fr_weight\": %.17g,\n", r->fr_weight);
     if (r->data_path) {
         fprintf(fp, "  \"data\": {\"source\": \"csv\", \"path\": ");
         json_string(fp, r->data_path);
