@@ -82,4 +82,10 @@ sed 's/"w": \[/"w": [0.5, /' "$T/a/state.json" >"$T/badw.json"
     >/dev/null 2>"$T/err"
 rc=$?
 [ $rc = 1 ] && grep -q "badw.json" "$T/err" || bad "state with 4 weights for K = 3: exit $rc"
+$PY -c "import json,sys; s=json.load(open(sys.argv[1])); s['w'][0]+=0.1; json.dump(s,open(sys.argv[2],'w'))" \
+    "$T/a/state.json" "$T/sumw.json"
+"$G" flow -q --geometry wfr --t-end 0.1 --n-out 2 --init "$T/sumw.json" --out "$T/bad" \
+    >/dev/null 2>&1 2>"$T/err"
+rc=$?
+[ $rc = 1 ] && grep -q "sum to" "$T/err" || bad "state with weights summing to 1.1: exit $rc"
 if [ $fails = 0 ]; then echo "cli_wfr: pass"; else echo "cli_wfr: $fails FAILED"; exit 1; fi
