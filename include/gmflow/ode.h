@@ -31,8 +31,9 @@ typedef enum {
     GMF_ODE_AUTO             /* CVODE: Adams first, BDF once stiffness is detected (the default) */
 } gmf_ode_method;
 
-/* Name <-> method ("adams", "bdf", "rk8pd", "rkf45", "auto"); -1 for an unknown name. */
-int gmf_ode_method_parse(const char *name);
+/* Name <-> method ("adams", "bdf", "rk8pd", "rkf45", "auto").  parse: GMF_OK and *out set, or
+ * GMF_EINVAL with a message listing the choices (*out unchanged). */
+int gmf_ode_method_parse(const char *name, gmf_ode_method *out);
 const char *gmf_ode_method_name(gmf_ode_method m);
 
 /* Right-hand side: ydot = F(t, y).  Return 0 on success, > 0 for a recoverable failure (the
@@ -91,8 +92,9 @@ typedef enum {
     GMF_ODE_JAC_DENSE
 } gmf_ode_jacobian;
 #define GMF_ODE_DENSE_MAX 400
-/* Name <-> choice ("auto", "dq", "jvp", "dense"); -1 for an unknown name. */
-int gmf_ode_jacobian_parse(const char *name);
+/* Name <-> choice ("auto", "dq", "jvp", "dense").  parse: GMF_OK and *out set, or GMF_EINVAL
+ * with a message listing the choices (*out unchanged). */
+int gmf_ode_jacobian_parse(const char *name, gmf_ode_jacobian *out);
 const char *gmf_ode_jacobian_name(gmf_ode_jacobian j);
 
 typedef struct gmf_ode_opts {
@@ -164,7 +166,10 @@ typedef struct gmf_ode_stats {
 
 /* Integrate in place: y (length N) holds the state at tout[0] on entry and at tout[ntout-1] on
  * return (or at the stop, see on_root).  tout must be strictly increasing.  stats may be NULL
- * (it is filled on failure too). */
+ * (it is filled on failure too).
+ * Process-wide side effect: the GSL methods switch GSL's error handler off
+ * (gsl_set_error_handler_off, for the whole process) so that GSL errors come back as codes
+ * instead of aborting. */
 int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *tout, size_t ntout,
                   const gmf_ode_opts *opts, gmf_ode_observer obs, void *obs_user,
                   gmf_ode_stats *stats);

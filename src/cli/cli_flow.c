@@ -367,11 +367,8 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
             return bad_value("--form: unknown form '%s' (choose bw or euclid)", arg);
         return 0;
     case O_METHOD: {
-        int m = gmf_ode_method_parse(arg);
-        if (m < 0)
-            return bad_value(
-                "--method: unknown method '%s' (choose auto, adams, bdf, rk8pd or rkf45)", arg);
-        o->ode.method = (gmf_ode_method)m;
+        if (gmf_ode_method_parse(arg, &o->ode.method))
+            return bad_value("--method: %s", gmf_errmsg());
         return 0;
     }
     case O_RTOL:
@@ -404,11 +401,12 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
     case O_CHECK:
         o->check = 1;
         return 0;
-    case O_JACOBIAN:
-        if ((o->ode.jacobian = gmf_ode_jacobian_parse(arg)) < 0)
-            return bad_value("--jacobian: unknown choice '%s' (choose auto, dq, jvp or dense)",
-                             arg);
+    case O_JACOBIAN: {
+        gmf_ode_jacobian j;
+        if (gmf_ode_jacobian_parse(arg, &j)) return bad_value("--jacobian: %s", gmf_errmsg());
+        o->ode.jacobian = (int)j;
         return 0;
+    }
     case O_POLISH:
         o->polish = 1;
         return 0;

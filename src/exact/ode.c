@@ -36,10 +36,14 @@
 
 static const char *method_names[] = {"adams", "bdf", "rk8pd", "rkf45", "auto"};
 
-int gmf_ode_method_parse(const char *name) {
+int gmf_ode_method_parse(const char *name, gmf_ode_method *out) {
     for (int i = 0; i < (int)(sizeof method_names / sizeof method_names[0]); i++)
-        if (!strcmp(name, method_names[i])) return i;
-    return -1;
+        if (!strcmp(name, method_names[i])) {
+            *out = (gmf_ode_method)i;
+            return GMF_OK;
+        }
+    return gmf_error(GMF_EINVAL, "unknown method '%s' (choose auto, adams, bdf, rk8pd or rkf45)",
+                     name);
 }
 
 const char *gmf_ode_method_name(gmf_ode_method m) {
@@ -309,10 +313,13 @@ static void flag_name(int flag, char *buf, size_t len) {
 
 static const char *jacobian_names[] = {"auto", "dq", "jvp", "dense"};
 
-int gmf_ode_jacobian_parse(const char *name) {
+int gmf_ode_jacobian_parse(const char *name, gmf_ode_jacobian *out) {
     for (int i = 0; i < (int)(sizeof jacobian_names / sizeof jacobian_names[0]); i++)
-        if (!strcmp(name, jacobian_names[i])) return i;
-    return -1;
+        if (!strcmp(name, jacobian_names[i])) {
+            *out = (gmf_ode_jacobian)i;
+            return GMF_OK;
+        }
+    return gmf_error(GMF_EINVAL, "unknown choice '%s' (choose auto, dq, jvp or dense)", name);
 }
 
 const char *gmf_ode_jacobian_name(gmf_ode_jacobian j) {
