@@ -24,6 +24,7 @@
 #include "gmflow/flow.h"
 #include "gmflow/io.h"
 #include "gmflow/ode.h"
+#include "gmflow/par.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/stationary.h"
 #include "gmflow/toy.h"
@@ -621,6 +622,7 @@ static int write_run_json(const char *path, const run_info *r) {
         fprintf(fp, "  \"init\": {\"source\": \"random\", \"gamma\": %.17g, \"seed\": %lu},\n",
                 o->gamma, o->seed);
     }
+    fprintf(fp, "  \"ranks\": %d,\n", gmf_par_size());
     fprintf(fp, "  \"n\": %zu,\n  \"d\": %zu,\n  \"K\": %zu,\n  \"D\": %zu,\n", r->n, r->d, r->K,
             r->D);
     fprintf(fp,
@@ -733,6 +735,13 @@ int gmf_cli_flow(int argc, char **argv) {
     int status = parse_options(argc, argv, &o);
     if (status >= 0) return status;
 
+    /* MPI (docs/SCALE.md): samples sharded over the ranks, the state replicated; only rank 0
+     * prints and writes; an error on any rank stops every rank (gmf_par_any after each step that
+     * can fail on one rank alone). */
+    const int rank = gmf_par_rank(), P = gmf_par_size();
+    if (P > 1 && o.polish)
+        return usage_error("--polish needs the exact Jacobian: serial runs only");
+    if (rank) o.quiet = 1;
     status = 1;
     double *X = NULL, *yv = NULL, *mu0 = NULL, *Sigma0 = NULL, *C0 = NULL, *y0 = NULL, *y0c = NULL,
            *tout = NULL, *toutc = NULL;
@@ -742,17 +751,21 @@ int gmf_cli_flow(int argc, char **argv) {
     size_t n, d;
 
     /* data */
-    if (o.data) {
-        if (gmf_io_read_csv(o.data, &n, &d, &X, &yv)) {
-            fail("--data: %s", gmf_errmsg());
-            goto done;
-        }
+    int bad = 0;
+    const char *hook = getenv("GMFLOW_TEST_FAIL_RANK"); /* test hook: this rank fails to read */
+    if (hook && P > 1 && atoi(hook) == rank)
+        bad = fail("--data: rank %d of %d: cannot read its shard (simulated by "
+                   "GMFLOW_TEST_FAIL_RANK)",
+                   rank, P);
+    else if (o.data) {
+        if (gmf_io_read_csv(o.data, &n, &d, &X, &yv)) bad = fail("--data: %s", gmf_errmsg());
     } else {
-        if (gmf_toy_make(&o.toy, &X, &yv)) {
-            fail("%s", gmf_errmsg());
-            goto done;
-        }
+        if (gmf_toy_make(&o.toy, &X, &yv)) bad = fail("%s", gmf_errmsg());
         n = o.toy.n, d = o.toy.d;
+    }
+    if (gmf_par_any(bad)) {
+        if (!bad) fail("stopping: another rank failed to read the data (its message above)");
+        goto done;
     }
     const size_t D = d + 1;
     char data_desc[512];
@@ -856,9 +869,12 @@ int gmf_cli_flow(int argc, char **argv) {
             goto done;
         }
 
-    if (make_dirs(o.out)) goto done;
+    if (gmf_par_any(rank == 0 && make_dirs(o.out))) goto done;
 
-    if (gmf_sqloss_new(&sq, n, d, X, yv)) {
+    size_t i0 = 0, nloc = n;
+    gmf_par_block(n, rank, P, &i0, &nloc);
+    if (P > 1 ? gmf_sqloss_shard(&sq, nloc, n, d, X + i0 * d, yv + i0)
+              : gmf_sqloss_borrow(&sq, n, d, X, yv)) {
         fail("%s", gmf_errmsg());
         goto done;
     }
@@ -919,6 +935,10 @@ int gmf_cli_flow(int argc, char **argv) {
         ri.check_wall = wallc;
     }
     ri.wall_total = now() - t_start;
+    if (rank) { /* the others computed the same; rank 0 reports */
+        status = ri.checked && !ri.pass;
+        goto done;
+    }
 
     if (write_outputs(o.out, &tr, &ri, d)) goto done;
 
