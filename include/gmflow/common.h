@@ -35,6 +35,12 @@ const char *gmf_strerror(int code);
 /* calloc that records a GMF_ENOMEM message naming `what` on failure. */
 void *gmf_calloc(size_t count, size_t size, const char *what);
 
+/* Overflow-checked size products: *out = a*b (a*b*c); return 0 on success and non-zero on
+ * overflow of size_t (then *out is left unchanged).  Use for every size computed from file
+ * contents or user input before allocating or indexing with it. */
+int gmf_mul_size(size_t a, size_t b, size_t *out);
+int gmf_mul_size3(size_t a, size_t b, size_t c, size_t *out);
+
 /* 1 if all n entries are finite. */
 int gmf_all_finite(const double *x, size_t n);
 

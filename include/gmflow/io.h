@@ -17,7 +17,10 @@ extern "C" {
 
 /* Regression data: one sample per line, x_1,...,x_d,y (comma-separated, all finite).  An optional
  * first line that does not parse as numbers is a header.  Blank lines and lines starting with '#'
- * are skipped.  Allocates *X (n x d) and *y (n). */
+ * are skipped.  A line may hold at most GMF_IO_CSV_MAX_LINE bytes (longer: an error naming the
+ * file and line); a field has no length limit of its own.  A read error or an allocation failure
+ * is reported as such (never taken for the end of the file).  Allocates *X (n x d) and *y (n). */
+#define GMF_IO_CSV_MAX_LINE (1 << 20) /* bytes per CSV line, '\n' included (1 MiB) */
 int gmf_io_read_csv(const char *path, size_t *n, size_t *d, double **X, double **y);
 int gmf_io_write_csv_data(const char *path, size_t n, size_t d, const double *X, const double *y);
 

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -54,4 +55,16 @@ int gmf_all_finite(const double *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!isfinite(x[i])) return 0;
     return 1;
+}
+
+int gmf_mul_size(size_t a, size_t b, size_t *out) {
+    if (b != 0 && a > SIZE_MAX / b) return 1;
+    *out = a * b;
+    return 0;
+}
+
+int gmf_mul_size3(size_t a, size_t b, size_t c, size_t *out) {
+    size_t ab;
+    if (gmf_mul_size(a, b, &ab)) return 1;
+    return gmf_mul_size(ab, c, out);
 }

@@ -2,8 +2,10 @@
  * full-batch gradient descent, evaluation, checkpoints and snapshots. */
 #include "gmflow/train.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,6 +310,7 @@ int gmf_train_evaluate_model(gmf_nn_model *m, const gmf_train_opts *o, const gmf
 #define CK_VERSION_RUN 2u /* parameters, then u32 record bytes | record */
 #define CK_MAX_RUN     (1u << 16)
 #define CK_HEADER      (8 + 4 + 4 + 16 + 8 * 5 + 8 + 8 * 3) /* bytes before the parameters */
+#define CK_MAX_EPOCH   1000000u /* the largest --epochs; a larger epoch field is corrupt */
 
 static uint64_t fnv1a(const unsigned char *p, size_t n) {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -403,27 +406,30 @@ int gmf_train_save_checkpoint_run(const char *path, const gmf_nn_model *m, uint6
     return rc;
 }
 
-static int read_file(const char *path, unsigned char **buf, size_t *len) {
+/* Read the whole file, but never more than max + 1 bytes (a checkpoint's size is bounded by the
+ * model it must hold, so a longer file is an error and /dev/zero cannot exhaust memory). */
+static int read_file(const char *path, size_t max, unsigned char **buf, size_t *len) {
     *buf = NULL;
     *len = 0;
     FILE *fp = fopen(path, "rb");
-    if (!fp) return gmf_error(GMF_EIO, "checkpoint %s: cannot open", path);
-    size_t cap = 1 << 16, n = 0;
+    if (!fp) return gmf_error(GMF_EIO, "checkpoint %s: cannot open: %s", path, strerror(errno));
+    size_t cap = max + 1 < ((size_t)1 << 16) ? max + 1 : ((size_t)1 << 16), n = 0;
     unsigned char *b = malloc(cap);
     while (b) {
         size_t got = fread(b + n, 1, cap - n, fp);
         n += got;
-        if (n < cap) break;
-        unsigned char *nb = realloc(b, cap *= 2);
+        if (n < cap || cap == max + 1) break;
+        size_t nc = cap > (max + 1) / 2 ? max + 1 : 2 * cap;
+        unsigned char *nb = realloc(b, nc);
         if (!nb) free(b);
-        b = nb;
+        b = nb, cap = nc;
     }
-    int err = ferror(fp);
+    int err = ferror(fp) ? (errno ? errno : EIO) : 0;
     fclose(fp);
     if (!b) return gmf_error(GMF_ENOMEM, "checkpoint %s: out of memory", path);
     if (err) {
         free(b);
-        return gmf_error(GMF_EIO, "checkpoint %s: read error", path);
+        return gmf_error(GMF_EIO, "checkpoint %s: read error: %s", path, strerror(err));
     }
     *buf = b;
     *len = n;
@@ -454,8 +460,11 @@ int gmf_train_load_checkpoint_run(const char *path, gmf_nn_model *m, uint64_t *e
     if (run) *run = NULL;
     char *rec = NULL;
     unsigned char *buf;
-    size_t len;
-    int rc = read_file(path, &buf, &len);
+    size_t len, max; /* max: the size of a version 1 checkpoint of m (no run record) */
+    if (gmf_mul_size(m->nparams, 8, &max) || max > SIZE_MAX - CK_HEADER - 16 - 4 - CK_MAX_RUN)
+        return gmf_error(GMF_EINVAL, "checkpoint %s: model too large", path);
+    max += CK_HEADER + 8;
+    int rc = read_file(path, max + 4 + CK_MAX_RUN, &buf, &len);
     if (rc) return rc;
     const unsigned char *p = buf;
     char want[160], got[160];
@@ -491,12 +500,11 @@ int gmf_train_load_checkpoint_run(const char *path, gmf_nn_model *m, uint64_t *e
                        got, want);
         goto out;
     }
-    if (np != m->nparams || (version == CK_VERSION && len != CK_HEADER + 8 * np + 8) ||
-        len < CK_HEADER + 8 * np + 8) {
+    if (np != m->nparams || (version == CK_VERSION && len != max) || len < max) {
         rc = gmf_error(GMF_EFORMAT,
                        "checkpoint %s: size %zu bytes does not match %llu parameters (expected "
                        "%zu bytes; truncated or corrupt)",
-                       path, len, (unsigned long long)np, (size_t)(CK_HEADER + 8 * m->nparams + 8));
+                       path, len, (unsigned long long)np, max);
         goto out;
     }
     if (version == CK_VERSION_RUN &&
@@ -505,6 +513,12 @@ int gmf_train_load_checkpoint_run(const char *path, gmf_nn_model *m, uint64_t *e
     const unsigned char *q = buf + len - 8;
     if (get_u64(&q) != fnv1a(buf, len - 8)) {
         rc = gmf_error(GMF_EFORMAT, "checkpoint %s: checksum mismatch (corrupt file)", path);
+        goto out;
+    }
+    if (ep > CK_MAX_EPOCH || !isfinite(ck.fc_scale)) {
+        rc = gmf_error(GMF_EFORMAT, "checkpoint %s: %s out of range (%s; corrupt file?)", path,
+                       ep > CK_MAX_EPOCH ? "epoch" : "fc_scale",
+                       ep > CK_MAX_EPOCH ? "more than 1000000 epochs" : "not finite");
         goto out;
     }
     for (size_t e = 0; e < np; e++) {

@@ -173,6 +173,53 @@ static int src_count_rest(idx_src *s, unsigned long long *count) {
     }
 }
 
+/* Read up to n bytes into a fresh buffer that grows as data arrives (from 1 MiB, doubling), so
+ * that a header declaring more than the file holds never makes us allocate for the declared
+ * size (a truncated .gz of a few bytes declaring 2 GB).  *got < n: the data ended early. */
+static int src_read_alloc(idx_src *s, size_t n, const char *what, uint8_t **out, size_t *got) {
+    size_t cap = n < ((size_t)1 << 20) ? n : ((size_t)1 << 20), have = 0;
+    uint8_t *b = malloc(cap ? cap : 1);
+    *out = NULL;
+    *got = 0;
+    for (;;) {
+        if (!b)
+            return gmf_error(GMF_ENOMEM, "%s: out of memory for %zu bytes of IDX %s", s->path, cap,
+                             what);
+        size_t r;
+        int rc = src_read(s, b + have, cap - have, &r);
+        if (rc) {
+            free(b);
+            return rc;
+        }
+        have += r;
+        if (have < cap || cap == n) break;
+        size_t nc = cap > n / 2 ? n : 2 * cap;
+        uint8_t *nb = realloc(b, nc);
+        if (!nb) free(b);
+        b = nb, cap = nc;
+    }
+    *out = b;
+    *got = have;
+    return GMF_OK;
+}
+
+/* deflate expands at most 1032:1, so a gzip file of c bytes cannot hold more than 1032 c bytes
+ * (plus slack): a header declaring more is rejected before any allocation. */
+static int idx_check_gz_size(idx_src *s, size_t total, size_t hlen, const char *what) {
+    struct stat st;
+    if (!s->gz || fstat(fileno(s->fp), &st) != 0 || !S_ISREG(st.st_mode)) return GMF_OK;
+    size_t bound;
+    if (gmf_mul_size((size_t)st.st_size, 1032, &bound)) return GMF_OK;
+    (void)hlen; /* the header is inflated data too; the 1024-byte slack covers it */
+    if (total > bound && total - bound > 1024)
+        return gmf_error(GMF_EFORMAT,
+                         "%s: IDX %s header declares %zu bytes of payload, more than the "
+                         "%lld-byte gzip file can hold (deflate expands at most 1032:1; "
+                         "truncated or corrupt file)",
+                         s->path, what, total, (long long)st.st_size);
+    return GMF_OK;
+}
+
 /* ---- the IDX container ---------------------------------------------------------------- */
 
 static uint32_t be32(const unsigned char *b) {
@@ -240,11 +287,10 @@ static int idx_read(const char *path, unsigned want_dims, const char *what, size
             rc = gmf_error(GMF_EFORMAT, "%s: IDX dimension %u is zero", path, i);
             goto fail;
         }
-        if (dims[i] != 0 && total > SIZE_MAX / dims[i]) {
+        if (gmf_mul_size(total, dims[i], &total)) {
             rc = gmf_error(GMF_EFORMAT, "%s: IDX dimensions overflow the address space", path);
             goto fail;
         }
-        total *= dims[i];
     }
 
     /* A raw file's size is known up front: check it before allocating anything. */
@@ -271,12 +317,8 @@ static int idx_read(const char *path, unsigned want_dims, const char *what, size
         }
     }
 
-    data = malloc(total ? total : 1);
-    if (!data) {
-        rc = gmf_error(GMF_ENOMEM, "%s: out of memory for %zu bytes of IDX %s", path, total, what);
-        goto fail;
-    }
-    if ((rc = src_read(&s, data, total, &got))) goto fail;
+    if ((rc = idx_check_gz_size(&s, total, hlen, what))) goto fail;
+    if ((rc = src_read_alloc(&s, total, what, &data, &got))) goto fail;
     if (got < total) {
         rc = gmf_error(GMF_EFORMAT,
                        "%s: truncated IDX %s payload: expected %zu bytes after the %zu-byte "
@@ -426,12 +468,13 @@ int gmf_dataset_load(const char *dir, const char *prefix, size_t limit, gmf_data
         }
 
     const size_t n = (limit && limit < im.count) ? limit : im.count;
-    const size_t d = im.rows * im.cols;
-    if (n > SIZE_MAX / sizeof(float) / d) {
+    const size_t d = im.rows * im.cols; /* <= count*rows*cols bytes read: no overflow */
+    size_t xbytes;
+    if (gmf_mul_size3(n, d, sizeof(float), &xbytes)) {
         rc = gmf_error(GMF_ENOMEM, "%s: data set too large", ipath);
         goto done;
     }
-    out->x = malloc(n * d * sizeof(float));
+    out->x = malloc(xbytes);
     out->label = malloc(n);
     if (!out->x || !out->label) {
         rc = gmf_error(GMF_ENOMEM, "out of memory for %zu x %zu samples of %s", n, d, ipath);

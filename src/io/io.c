@@ -112,17 +112,49 @@ static void trim(const char **b, const char **e) {
         (*e)--;
 }
 
-/* Parse [b, e) as a double: 1 on success (whole field consumed), 0 otherwise. */
+/* Parse [b, e) as a double: 1 on success (whole field consumed), 0 otherwise.  The field lies
+ * inside a NUL-terminated line buffer, so it is terminated in place for strtod (no length limit
+ * on a field beyond the line's). */
 static int parse_field(const char *b, const char *e, double *v) {
-    char buf[128];
-    size_t len = (size_t)(e - b);
-    if (len == 0 || len >= sizeof buf) return 0;
-    memcpy(buf, b, len);
-    buf[len] = '\0';
-    char *end;
+    if (b == e) return 0;
+    char *ee = (char *)e, save = *ee, *end;
+    *ee = '\0';
     errno = 0;
-    *v = strtod(buf, &end);
-    return end == buf + len;
+    *v = strtod(b, &end);
+    *ee = save;
+    return end == e;
+}
+
+/* Read one line (with its '\n', if any) into *buf, NUL-terminated.  Returns 1 for a line, 0 at
+ * end of file, GMF_EIO on a read error (errno kept in *err), GMF_ENOMEM, or GMF_EFORMAT for a
+ * line longer than GMF_IO_CSV_MAX_LINE bytes (nothing more is read then). */
+static int csv_getline(FILE *fp, char **buf, size_t *cap, size_t *len, int *err) {
+    size_t n = 0;
+    int c;
+    *len = 0;
+    *err = 0;
+    errno = 0;
+    while ((c = getc_unlocked(fp)) != EOF) {
+        if (n + 2 > *cap) {
+            if (n > GMF_IO_CSV_MAX_LINE) return GMF_EFORMAT;
+            size_t nc = *cap ? 2 * *cap : 256;
+            if (nc > GMF_IO_CSV_MAX_LINE + 2) nc = GMF_IO_CSV_MAX_LINE + 2;
+            char *nb = realloc(*buf, nc);
+            if (!nb) return GMF_ENOMEM;
+            *buf = nb, *cap = nc;
+        }
+        (*buf)[n++] = (char)c;
+        if (c == '\n') break;
+    }
+    if (c == EOF && ferror(fp)) {
+        *err = errno ? errno : EIO;
+        return GMF_EIO;
+    }
+    if (n > GMF_IO_CSV_MAX_LINE) return GMF_EFORMAT;
+    if (n == 0) return 0;
+    (*buf)[n] = '\0';
+    *len = n;
+    return 1;
 }
 
 typedef struct dvec {
@@ -132,9 +164,11 @@ typedef struct dvec {
 
 static int dvec_push(dvec *a, double x) {
     if (a->n == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 1024;
-        if (cap > SIZE_MAX / sizeof(double)) return GMF_ENOMEM;
-        double *v = realloc(a->v, cap * sizeof(double));
+        size_t cap, bytes;
+        if (gmf_mul_size(a->cap ? a->cap : 512, 2, &cap) ||
+            gmf_mul_size(cap, sizeof(double), &bytes))
+            return GMF_ENOMEM;
+        double *v = realloc(a->v, bytes);
         if (!v) return GMF_ENOMEM;
         a->v = v, a->cap = cap;
     }
@@ -168,13 +202,26 @@ int gmf_io_read_csv(const char *path, size_t *n_out, size_t *d_out, double **X_o
     int header_line = 0; /* line number of the header, 0 if none */
     int content_seen = 0, rc = GMF_OK;
     dvec vals = {0};
-    ssize_t len;
+    size_t len;
     double *row = NULL;
     size_t rowcap = 0;
-    errno = 0;
-    while ((len = getline(&line, &linecap, fp)) >= 0) {
+    int got, err;
+    while ((got = csv_getline(fp, &line, &linecap, &len, &err)) != 0) {
+        if (got < 0) {
+            if (got == GMF_EIO)
+                rc = gmf_error(GMF_EIO, "%s: read error at line %zu: %s", path, lineno + 1,
+                               strerror(err));
+            else if (got == GMF_ENOMEM)
+                rc = gmf_error(GMF_ENOMEM, "%s: out of memory reading line %zu", path, lineno + 1);
+            else
+                rc = gmf_error(GMF_EFORMAT,
+                               "%s: line %zu is longer than %d bytes (the CSV line limit; not a "
+                               "text CSV file?)",
+                               path, lineno + 1, GMF_IO_CSV_MAX_LINE);
+            goto done;
+        }
         lineno++;
-        if ((size_t)len != strlen(line)) {
+        if (len != strlen(line)) {
             rc = gmf_error(GMF_EFORMAT, "%s: line %zu: contains a NUL byte (not a text CSV file)",
                            path, lineno);
             goto done;
@@ -194,8 +241,8 @@ int gmf_io_read_csv(const char *path, size_t *n_out, size_t *d_out, double **X_o
             const char *tb = p, *te = fe;
             trim(&tb, &te);
             if (nf == rowcap) {
-                size_t cap = rowcap ? 2 * rowcap : 16;
-                double *r = realloc(row, cap * sizeof(double));
+                size_t cap = rowcap ? 2 * rowcap : 16, bytes;
+                double *r = gmf_mul_size(cap, sizeof(double), &bytes) ? NULL : realloc(row, bytes);
                 if (!r) {
                     rc = gmf_error(GMF_ENOMEM, "%s: out of memory reading line %zu", path, lineno);
                     goto done;
@@ -270,10 +317,6 @@ int gmf_io_read_csv(const char *path, size_t *n_out, size_t *d_out, double **X_o
         }
         nrows++;
     }
-    if (ferror(fp)) {
-        rc = gmf_error(GMF_EIO, "%s: read error after line %zu: %s", path, lineno, strerror(errno));
-        goto done;
-    }
     if (nrows == 0) {
         if (lineno == 0)
             rc = gmf_error(GMF_EFORMAT, "%s: empty file (expected rows x_1,...,x_d,y)", path);
@@ -285,8 +328,13 @@ int gmf_io_read_csv(const char *path, size_t *n_out, size_t *d_out, double **X_o
         goto done;
     }
     {
-        size_t d = ncol - 1;
-        double *X = malloc(nrows * d * sizeof(double));
+        size_t d = ncol - 1, xbytes;
+        if (gmf_mul_size3(nrows, d, sizeof(double), &xbytes)) {
+            rc = gmf_error(GMF_ENOMEM, "%s: %zu x %zu data overflow the address space", path, nrows,
+                           d);
+            goto done;
+        }
+        double *X = malloc(xbytes);
         double *y = malloc(nrows * sizeof(double));
         if (!X || !y) {
             free(X), free(y);
@@ -343,16 +391,66 @@ static void swap8(double *x) {
 
 /* Product of the dims; 0 on overflow of size_t element or byte count (with *ok = 0). */
 static size_t shape_count(size_t ndim, const size_t *shape, int *ok) {
-    size_t c = 1;
+    size_t c = 1, bytes;
     *ok = 1;
     for (size_t i = 0; i < ndim; i++) {
-        if (shape[i] && c > SIZE_MAX / sizeof(double) / shape[i]) {
+        if (gmf_mul_size(c, shape[i], &c) || gmf_mul_size(c, sizeof(double), &bytes)) {
             *ok = 0;
             return 0;
         }
-        c *= shape[i];
     }
     return c;
+}
+
+/* Read exactly `count` doubles of an NPY payload that starts at byte `off` of fp into a fresh
+ * buffer.  The allocation follows the bytes actually present, never the header alone: a regular
+ * file's size is checked first (fstat); any other file (a pipe) is read into a buffer that grows
+ * as data arrives.  Trailing bytes are an error. */
+static int npy_payload(FILE *fp, const char *path, size_t off, size_t count, double **out) {
+    const size_t need = count * sizeof(double); /* no overflow: checked by shape_count */
+    struct stat st;
+    *out = NULL;
+    if (fstat(fileno(fp), &st) != 0)
+        return gmf_error(GMF_EIO, "%s: cannot stat: %s", path, strerror(errno));
+    if (S_ISREG(st.st_mode)) {
+        unsigned long long have = (unsigned long long)st.st_size > off ? st.st_size - off : 0;
+        if (have != need)
+            return gmf_error(GMF_EFORMAT,
+                             "%s: NPY payload size mismatch: the header's shape needs %zu values "
+                             "(%zu bytes) after the %zu-byte header, the file has %llu bytes (%s)",
+                             path, count, need, off, have,
+                             have < need ? "truncated" : "trailing bytes");
+    }
+    size_t cap = need < ((size_t)1 << 20) ? need : ((size_t)1 << 20), n = 0;
+    unsigned char *b = malloc(cap ? cap : 1);
+    if (!b) return gmf_error(GMF_ENOMEM, "%s: out of memory for %zu values", path, count);
+    for (;;) {
+        size_t want = cap - n, got = want ? fread(b + n, 1, want, fp) : 0;
+        n += got;
+        if (got < want) break;
+        if (n == need) break;
+        size_t nc = cap > need / 2 ? need : 2 * cap;
+        unsigned char *nb = realloc(b, nc);
+        if (!nb) {
+            free(b);
+            return gmf_error(GMF_ENOMEM, "%s: out of memory for %zu values", path, count);
+        }
+        b = nb, cap = nc;
+    }
+    int rc = GMF_OK;
+    if (ferror(fp))
+        rc = gmf_error(GMF_EIO, "%s: read error: %s", path, strerror(errno));
+    else if (n < need)
+        rc = gmf_error(GMF_EFORMAT, "%s: truncated NPY file: expected %zu values, got %zu bytes",
+                       path, count, n);
+    else if (fgetc(fp) != EOF)
+        rc = gmf_error(GMF_EFORMAT, "%s: trailing bytes after %zu values", path, count);
+    if (rc) {
+        free(b);
+        return rc;
+    }
+    *out = (double *)(void *)b;
+    return GMF_OK;
 }
 
 int gmf_io_write_npy(const char *path, const double *data, size_t ndim, const size_t *shape) {
@@ -591,19 +689,7 @@ int gmf_io_read_npy(const char *path, double **data_out, size_t *ndim_out, size_
         rc = gmf_error(GMF_EFORMAT, "%s: array size overflows", path);
         goto done;
     }
-    data = malloc((count ? count : 1) * sizeof(double));
-    if (!data) {
-        rc = gmf_error(GMF_ENOMEM, "%s: out of memory for %zu values", path, count);
-        goto done;
-    }
-    if (fread(data, sizeof(double), count, fp) != count) {
-        rc = gmf_error(GMF_EFORMAT, "%s: truncated NPY file: expected %zu values", path, count);
-        goto done;
-    }
-    if (fgetc(fp) != EOF) {
-        rc = gmf_error(GMF_EFORMAT, "%s: trailing bytes after %zu values", path, count);
-        goto done;
-    }
+    if ((rc = npy_payload(fp, path, (pre[6] == 1 ? 10 : 12) + hlen, count, &data))) goto done;
     if (!host_is_little_endian())
         for (size_t i = 0; i < count; i++)
             swap8(&data[i]);
@@ -997,6 +1083,11 @@ static int slurp(const char *path, char **buf, size_t *len) {
             b = nb, cap *= 2;
         }
         size_t r = fread(b + n, 1, cap - 1 - n, fp);
+        if (memchr(b + n, '\0', r)) { /* fail early (e.g. /dev/zero) instead of reading on */
+            free(b);
+            fclose(fp);
+            return gmf_error(GMF_EFORMAT, "%s: contains a NUL byte (not a JSON text file)", path);
+        }
         n += r;
         if (r == 0) break;
     }
@@ -1072,7 +1163,8 @@ static int state_dims_ok(const gmf_io_state *s, const char *path) {
     if (s->D != s->d + 1)
         return gmf_error(GMF_EINVAL, "%s: state has D = %zu, must be d + 1 = %zu", path, s->D,
                          s->d + 1);
-    if (s->K > ((size_t)1 << 40) / (s->D * s->D))
+    size_t n;
+    if (gmf_mul_size3(s->K, s->D, s->D, &n) || n > ((size_t)1 << 40) / sizeof(double))
         return gmf_error(GMF_EINVAL, "%s: state too large (K = %zu, D = %zu)", path, s->K, s->D);
     return GMF_OK;
 }
@@ -1131,6 +1223,16 @@ void gmf_io_state_free(gmf_io_state *s) {
     free(s->Sigma);
     free(s->C);
     memset(s, 0, sizeof *s);
+}
+
+/* Number of numbers in a JSON tree (what a file can fill; bounds the allocations). */
+static size_t jcount_numbers(const jval *v) {
+    if (v->type == J_NUM) return 1;
+    size_t c = 0;
+    if (v->type == J_ARR || v->type == J_OBJ)
+        for (size_t i = 0; i < v->n; i++)
+            c += jcount_numbers(&v->items[i]);
+    return c;
 }
 
 /* A positive integer (integral number >= 1, <= max). */
@@ -1268,11 +1370,22 @@ int gmf_io_read_state(const char *path, gmf_io_state *out) {
         rc = gmf_error(GMF_EFORMAT, "%s: key \"C\" is only allowed with form \"euclid\"", path);
         goto fail;
     }
+    /* Allocate only what the file can fill: K*D + (1 or 2) K*D*D numbers must be present
+     * (state_dims_ok bounded K*D*D, so these sums do not overflow). */
+    const size_t need = K * D + (s.euclid ? 2 : 1) * K * D * D, have = jcount_numbers(&root);
+    if (have < need) {
+        rc = gmf_error(GMF_EFORMAT,
+                       "%s: K = %zu and d = %zu need %zu numbers in \"mu\", \"Sigma\"%s, the "
+                       "file holds %zu numbers in all (truncated, or K/d wrong?)",
+                       path, K, s.d, need, s.euclid ? " and \"C\"" : "", have);
+        goto fail;
+    }
     s.mu = gmf_calloc(K * D, sizeof(double), "state mu");
     s.Sigma = gmf_calloc(K * D * D, sizeof(double), "state Sigma");
     if (s.euclid) s.C = gmf_calloc(K * D * D, sizeof(double), "state C");
     if (!s.mu || !s.Sigma || (s.euclid && !s.C)) {
-        rc = GMF_ENOMEM;
+        rc = gmf_error(GMF_ENOMEM, "%s: out of memory for a state of K = %zu, d = %zu", path, K,
+                       s.d);
         goto fail;
     }
     char idx[128];
