@@ -56,7 +56,8 @@ PY
 /usr/bin/python3 -c "
 import numpy as np
 r = np.random.default_rng(7); X = r.standard_normal((301, 3)); y = np.tanh(X @ [1.0, -0.5, 0.25])
-np.savetxt('$T/data.csv', np.column_stack([X, y]), delimiter=',', fmt='%.17g', header='x1,x2,x3,y', comments='')"
+np.savetxt('$T/data.csv', np.column_stack([X, y]), delimiter=',', fmt='%.17g', header='x1,x2,x3,y', comments='')
+np.save('$T/data.npy', np.column_stack([X, y])); np.save('$T/tiny.npy', np.column_stack([X, y])[:2])"
 "$G" flow -q --n 400 --t-end 2 --out "$T/toy1" > /dev/null || bad "toy, 1 process"
 "$G" flow -q --data "$T/data.csv" --form euclid -K 3 --t-end 1 --out "$T/csv1" > /dev/null ||
     bad "csv, 1 process"
@@ -66,6 +67,21 @@ for P in 2 3; do
     "${MPIRUN[@]}" -np $P "$G" flow -q --data "$T/data.csv" --form euclid -K 3 --t-end 1 \
         --out "$T/csv$P" > /dev/null && compare "$T/csv1" "$T/csv$P" $P || bad "csv, $P ranks"
 done
+
+# .npy (each rank reads only its rows): serially bitwise the CSV run; 3 ranks to rounding;
+# 2 rows over 3 ranks (one rank holds none)
+"$G" flow -q --data "$T/data.npy" --form euclid -K 3 --t-end 1 --out "$T/npy1" > /dev/null &&
+    cmp -s "$T/csv1/C.npy" "$T/npy1/C.npy" || bad "npy, 1 process: not bitwise the CSV run"
+"${MPIRUN[@]}" -np 3 "$G" flow -q --data "$T/data.npy" --form euclid -K 3 --t-end 1 \
+    --out "$T/npy3" > /dev/null && compare "$T/csv1" "$T/npy3" 3 || bad "npy, 3 ranks"
+"$G" flow -q --data "$T/tiny.npy" --t-end 1 --out "$T/tiny1" > /dev/null || bad "tiny, 1 process"
+"${MPIRUN[@]}" -np 3 "$G" flow -q --data "$T/tiny.npy" --t-end 1 --out "$T/tiny3" > /dev/null &&
+    compare "$T/tiny1" "$T/tiny3" 3 || bad "tiny (a rank with no rows), 3 ranks"
+# a truncated .npy: every rank stops with the reader's message
+head -c 1000 "$T/data.npy" > "$T/trunc.npy"
+"${MPIRUN[@]}" -np 2 "$G" flow -q --data "$T/trunc.npy" --out "$T/trunc" > /dev/null 2> "$T/trunc.err" &&
+    bad "truncated npy: exit 0"
+grep -q "trunc.npy: NPY payload size mismatch" "$T/trunc.err" || bad "truncated npy: no message"
 
 # a rank that cannot read its shard stops all ranks with its message
 GMFLOW_TEST_FAIL_RANK=1 "${MPIRUN[@]}" -np 3 -x GMFLOW_TEST_FAIL_RANK "$G" flow -q \

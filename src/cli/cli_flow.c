@@ -62,6 +62,8 @@ static void help(FILE *fp) {
         "\n"
         "Data (a CSV file, or the built-in toy):\n"
         "  --data FILE.csv      rows x_1,...,x_d,y (optional header line; '#' comments)\n"
+        "  --data FILE.npy      one (n, d+1) float64 array, rows x_1..x_d, y; under mpirun each\n"
+        "                       rank reads only its own block of rows (docs/SCALE.md)\n"
         "  --n N                toy: number of samples (default %zu)\n"
         "  --d D                toy: input dimension (default %zu)\n"
         "  --teacher NAME       toy: relu (a random ReLU network) or mixture (a planted Gaussian\n"
@@ -604,7 +606,9 @@ static int write_run_json(const char *path, const run_info *r) {
     }
     fprintf(fp, "],\n  \"form\": \"%s\",\n", o->form == GMF_FLOW_EUCLID ? "euclid" : "bw");
     if (o->data) {
-        fprintf(fp, "  \"data\": {\"source\": \"csv\", \"path\": ");
+        const size_t L = strlen(o->data);
+        fprintf(fp, "  \"data\": {\"source\": \"%s\", \"path\": ",
+                L > 4 && !strcmp(o->data + L - 4, ".npy") ? "npy" : "csv");
         json_string(fp, o->data);
         fprintf(fp, "},\n");
     } else {
@@ -751,13 +755,18 @@ int gmf_cli_flow(int argc, char **argv) {
     size_t n, d;
 
     /* data */
-    int bad = 0;
+    int bad = 0, npy = 0; /* npy: X, yv hold only this rank's rows i0 .. i0 + nloc - 1 */
+    size_t i0 = 0, nloc = 0, dlen = o.data ? strlen(o.data) : 0;
     const char *hook = getenv("GMFLOW_TEST_FAIL_RANK"); /* test hook: this rank fails to read */
     if (hook && P > 1 && atoi(hook) == rank)
         bad = fail("--data: rank %d of %d: cannot read its shard (simulated by "
                    "GMFLOW_TEST_FAIL_RANK)",
                    rank, P);
-    else if (o.data) {
+    else if (dlen > 4 && !strcmp(o.data + dlen - 4, ".npy")) {
+        npy = 1;
+        if (gmf_io_read_xy_npy(o.data, rank, P, &n, &d, &i0, &nloc, &X, &yv))
+            bad = fail("--data: %s", gmf_errmsg());
+    } else if (o.data) {
         if (gmf_io_read_csv(o.data, &n, &d, &X, &yv)) bad = fail("--data: %s", gmf_errmsg());
     } else {
         if (gmf_toy_make(&o.toy, &X, &yv)) bad = fail("%s", gmf_errmsg());
@@ -871,9 +880,9 @@ int gmf_cli_flow(int argc, char **argv) {
 
     if (gmf_par_any(rank == 0 && make_dirs(o.out))) goto done;
 
-    size_t i0 = 0, nloc = n;
-    gmf_par_block(n, rank, P, &i0, &nloc);
-    if (P > 1 ? gmf_sqloss_shard(&sq, nloc, n, d, X + i0 * d, yv + i0)
+    if (!npy) gmf_par_block(n, rank, P, &i0, &nloc);
+    const size_t off = npy ? 0 : i0; /* a CSV is read whole by every rank */
+    if (P > 1 ? gmf_sqloss_shard(&sq, nloc, n, d, X + off * d, yv + off)
               : gmf_sqloss_borrow(&sq, n, d, X, yv)) {
         fail("%s", gmf_errmsg());
         goto done;
