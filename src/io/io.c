@@ -753,19 +753,20 @@ int gmf_io_read_xy_npy(const char *path, int rank, int size, size_t *n, size_t *
     *n = shape[0], *d = shape[1] - 1;
     gmf_par_block(*n, rank, size, i0, nloc);
     if ((rc = gmf_io_read_npy_rows(path, *i0, *nloc, &a, &ndim, shape))) return rc;
+    /* y out, then X compacted in place (row i moves down to i d <= i (d + 1)): the peak is the
+     * block plus y, not two copies of it */
     const size_t m = *nloc, dd = *d;
-    *X = malloc((m ? m : 1) * dd * sizeof(double));
     *y = malloc((m ? m : 1) * sizeof(double));
-    if (!*X || !*y) {
-        free(a), free(*X), free(*y);
-        *X = *y = NULL;
+    if (!*y) {
+        free(a);
         return gmf_error(GMF_ENOMEM, "%s: out of memory for %zu rows", path, m);
     }
-    for (size_t i = 0; i < m; i++) {
-        memcpy(*X + i * dd, a + i * (dd + 1), dd * sizeof(double));
+    for (size_t i = 0; i < m; i++)
         (*y)[i] = a[i * (dd + 1) + dd];
-    }
-    free(a);
+    for (size_t i = 1; i < m; i++)
+        memmove(a + i * dd, a + i * (dd + 1), dd * sizeof(double));
+    double *shrunk = m ? realloc(a, m * dd * sizeof(double)) : NULL;
+    *X = shrunk ? shrunk : a; /* a failed shrink keeps the larger block */
     return GMF_OK;
 }
 
