@@ -100,7 +100,8 @@ static void help(FILE *fp) {
         "  --max-steps N        internal steps allowed per output interval (default %ld)\n"
         "  --jacobian NAME      bdf's linear solver: auto (dense exact Jacobian for N <= 400,\n"
         "                       else exact JVPs), dq (GMRES, difference quotients), jvp (GMRES,\n"
-        "                       exact JVPs), dense (dense LU, exact Jacobian) (default auto)\n"
+        "                       exact JVPs), dense (dense LU, exact Jacobian) (default auto;\n"
+        "                       under mpirun only dq, which auto then selects)\n"
         "\n"
         "Checks and output:\n"
         "  --check-thm1         also integrate the other form from the same initial state over "
@@ -745,6 +746,12 @@ int gmf_cli_flow(int argc, char **argv) {
     const int rank = gmf_par_rank(), P = gmf_par_size();
     if (P > 1 && o.polish)
         return usage_error("--polish needs the exact Jacobian: serial runs only");
+    if (P > 1 && o.ode.method == GMF_ODE_CVODE_BDF) { /* the sharded oracle has no JVP */
+        if (o.ode.jacobian == GMF_ODE_JAC_JVP || o.ode.jacobian == GMF_ODE_JAC_DENSE)
+            return usage_error("--jacobian %s needs exact JVPs: serial runs only (use dq)",
+                               gmf_ode_jacobian_name(o.ode.jacobian));
+        o.ode.jacobian = GMF_ODE_JAC_DQ;
+    }
     if (rank) o.quiet = 1;
     status = 1;
     double *X = NULL, *yv = NULL, *mu0 = NULL, *Sigma0 = NULL, *C0 = NULL, *y0 = NULL, *y0c = NULL,
