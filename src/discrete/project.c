@@ -17,18 +17,10 @@
 #include "gmflow/common.h"
 #include "gmflow/io.h"
 
-/* *out = a * b; returns non-zero (and leaves *out alone) if the product overflows size_t.  Same
- * contract as the library-wide gmf_mul_size of core/common; local until that one is in. */
-static int mul_size(size_t a, size_t b, size_t *out) {
-    if (a != 0 && b > SIZE_MAX / a) return 1;
-    *out = a * b;
-    return 0;
-}
-
 /* n doubles, with the product checked first; NULL (and a message naming `what`) on failure. */
 static double *alloc_doubles(size_t a, size_t b, const char *what) {
     size_t n, bytes;
-    if (mul_size(a, b, &n) || mul_size(n, sizeof(double), &bytes)) {
+    if (gmf_mul_size(a, b, &n) || gmf_mul_size(n, sizeof(double), &bytes)) {
         gmf_error(GMF_EINVAL, "%s: %zu x %zu doubles overflow the address space", what, a, b);
         return NULL;
     }
@@ -58,7 +50,7 @@ static int read_array(const char *path, size_t ndim, size_t rows, size_t cols, d
                            path, i);
             goto out;
         }
-        if (sh[i] > INT_MAX || mul_size(n, sh[i], &n)) {
+        if (sh[i] > INT_MAX || gmf_mul_size(n, sh[i], &n)) {
             rc = gmf_error(GMF_EFORMAT, "%s: shape too large", path);
             goto out;
         }
