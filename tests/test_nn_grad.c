@@ -587,44 +587,9 @@ static void pool_and_precision(gsl_rng *r) {
     gmf_nn_model_free(&m), gmf_nn_model_free(&m2);
 }
 
-/* The batched (vectorized) Gaussian scalars of the forward pass against gauss.h's scalar
- * reference, over the bulk, the tails, the clamp |m| >= 38 s and the limits s = 0 and s^2 < 0. */
-static void gauss_batch_case(gsl_rng *r) {
-    enum { N = 203 };
-    double m[N], s2[N], s[N], Phi[N], phi[N], A[N];
-    for (size_t i = 0; i < N; i++) {
-        const double sd = exp(gsl_ran_flat(r, -12, 3));
-        m[i] = sd * gsl_ran_flat(r, -45, 45) * (i % 3 ? 0.1 : 1.0);
-        s2[i] = sd * sd;
-    }
-    s2[0] = 0.0, m[0] = 1.0;    /* s = 0, m > 0 */
-    s2[1] = 0.0, m[1] = -1.0;   /* s = 0, m < 0 */
-    s2[2] = 0.0, m[2] = 0.0;    /* x = 0 */
-    s2[3] = -1e-30, m[3] = 2.0; /* rounding below zero */
-    s2[4] = 1.0, m[4] = 38.0;   /* exactly at the clamp */
-    s2[5] = 1.0, m[5] = -37.99; /* just inside */
-    gmf_nn_gauss_batch(N, m, s2, s, Phi, phi, A);
-    double worst_rel = 0.0;
-    for (size_t i = 0; i < N; i++) {
-        gmf_gauss_point p;
-        gmf_gauss_scalars(m[i], s2[i], 0.0, 0.0, &p);
-        const double e[4] = {tu_relerr(s[i], p.s, 1e-300), tu_relerr(Phi[i], p.Phi, 1e-300),
-                             tu_relerr(phi[i], p.phi, 1e-300), tu_relerr(A[i], p.A, 1e-300)};
-        for (int q = 0; q < 4; q++)
-            worst_rel = fmax(worst_rel, e[q]);
-        CHECK(e[0] <= 1e-15 && e[1] <= 1e-13 && e[2] <= 1e-13 && e[3] <= 1e-12,
-              "gauss batch %zu (m %g, s2 %g): rel errors s %g Phi %g phi %g A %g", i, m[i], s2[i],
-              e[0], e[1], e[2], e[3]);
-    }
-    printf("  %-48s max relative difference %.2e\n", "batched Gaussian scalars vs gauss.h",
-           worst_rel);
-}
-
 int main(void) {
     gsl_rng *r = tu_rng(20240611);
     tu_worst_init(&worst);
-    printf("Gaussian scalars:\n");
-    gauss_batch_case(r);
     printf("GM layer (diagonal):\n");
     gm_cases(r);
     printf("other layers:\n");

@@ -44,6 +44,18 @@ typedef struct gmf_gauss_point {
  * and tests share one definition of the degenerate limit. */
 void gmf_gauss_scalars(double m, double s2, double c0, double mu_w, gmf_gauss_point *p);
 
+/* The scalars of n points (m_i, s2_i, c0_i) sharing one mu_w, as arrays: the same values as n
+ * calls of gmf_gauss_scalars (same limits: s == 0 or |m| >= 38 s gives Phi = 1{m > 0}, phi = 0),
+ * with q = kap / s (0 when s == 0).  c0 may be NULL (all zero); any output may be NULL (not
+ * computed); outputs must not overlap the inputs.  Vectorized four points at a time with glibc's
+ * libmvec erfc/exp (accurate to about 4 ulp, vs < 1 ulp for the scalar calls) when compiled for
+ * AVX2 + FMA (GMFLOW_NATIVE); else, and for the n mod 4 remainder, gmf_gauss_scalars. */
+typedef struct gmf_gauss_batch_out {
+    double *s, *Phi, *phi, *A, *Ef, *g, *q;
+} gmf_gauss_batch_out;
+void gmf_gauss_batch(size_t n, const double *m, const double *s2, const double *c0, double mu_w,
+                     const gmf_gauss_batch_out *out);
+
 /* Reference single-input evaluation (no BLAS), used by tests and by the Monte Carlo checks.
  *   x: d,  mu: D,  Sigma: D x D row-major symmetric.  Outputs (any may be NULL):
  *   p        the scalars above

@@ -26,13 +26,6 @@ static inline void gmf_nn_split(size_t n, int t, int nt, size_t *lo, size_t *hi)
     *hi = n * (size_t)(t + 1) / (size_t)nt;
 }
 
-/* The Gaussian scalars of n inputs (m_i, s2_i): s = sqrt(max(s2, 0)), Phi = Phi(m/s),
- * phi = phi(m/s), A = m Phi + s phi = E relu(Y) for Y ~ N(m, s^2), in double, with the limits of
- * gmf_gauss_scalars (gauss.h): Phi = 1{m > 0}, phi = 0 when s == 0 or |m| >= 38 s.  Vectorized
- * (glibc's libmvec erfc/exp, 4 lanes) when compiled with AVX2; else gmf_gauss_scalars. */
-void gmf_nn_gauss_batch(size_t n, const double *m, const double *s2, double *s, double *Phi,
-                        double *phi, double *A);
-
 /* OpenBLAS's thread count (declared here rather than relying on which cblas.h is found). */
 void openblas_set_num_threads(int num_threads);
 

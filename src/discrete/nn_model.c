@@ -65,55 +65,6 @@ void gmf_nn_rng_shuffle(gmf_nn_rng *r, size_t *idx, size_t n) {
     }
 }
 
-/* ---- Gaussian scalars, batched ------------------------------------------------------------ */
-
-/* Beyond |t| = 38, phi(t) < 1e-300 and Phi is 0 or 1 in double: gauss.c's GMF_T_MAX. */
-#define T_MAX 38.0
-
-#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-/* glibc's vector math library (x86_64 vector function ABI; erfc since glibc 2.35, linked through
- * libm.so's AS_NEEDED libmvec). */
-__m256d _ZGVdN4v_erfc(__m256d x);
-__m256d _ZGVdN4v_exp(__m256d x);
-#define HAVE_LIBMVEC 1
-#endif
-
-void gmf_nn_gauss_batch(size_t n, const double *m, const double *s2, double *s, double *Phi,
-                        double *phi, double *A) {
-    size_t i = 0;
-#ifdef HAVE_LIBMVEC
-    const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0), half = _mm256_set1_pd(0.5),
-                  tmax = _mm256_set1_pd(T_MAX), nrt2 = _mm256_set1_pd(-M_SQRT1_2),
-                  nhalf = _mm256_set1_pd(-0.5), ipdf = _mm256_set1_pd(0.5 * M_2_SQRTPI * M_SQRT1_2),
-                  absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
-    for (; i + 4 <= n; i += 4) {
-        const __m256d mv = _mm256_loadu_pd(m + i);
-        const __m256d sv = _mm256_sqrt_pd(_mm256_max_pd(_mm256_loadu_pd(s2 + i), zero));
-        /* regular: s > 0 and |m| < T_MAX s; otherwise Y = m almost surely */
-        const __m256d reg = _mm256_and_pd(
-            _mm256_cmp_pd(sv, zero, _CMP_GT_OQ),
-            _mm256_cmp_pd(_mm256_and_pd(mv, absmask), _mm256_mul_pd(tmax, sv), _CMP_LT_OQ));
-        const __m256d t =
-            _mm256_blendv_pd(zero, _mm256_div_pd(mv, _mm256_blendv_pd(one, sv, reg)), reg);
-        const __m256d P = _mm256_mul_pd(half, _ZGVdN4v_erfc(_mm256_mul_pd(nrt2, t)));
-        const __m256d p =
-            _mm256_mul_pd(ipdf, _ZGVdN4v_exp(_mm256_mul_pd(nhalf, _mm256_mul_pd(t, t))));
-        const __m256d Pd = _mm256_and_pd(_mm256_cmp_pd(mv, zero, _CMP_GT_OQ), one);
-        const __m256d Pv = _mm256_blendv_pd(Pd, P, reg), pv = _mm256_blendv_pd(zero, p, reg);
-        _mm256_storeu_pd(s + i, sv);
-        _mm256_storeu_pd(Phi + i, Pv);
-        _mm256_storeu_pd(phi + i, pv);
-        _mm256_storeu_pd(A + i, _mm256_add_pd(_mm256_mul_pd(mv, Pv), _mm256_mul_pd(sv, pv)));
-    }
-#endif
-    for (; i < n; i++) {
-        gmf_gauss_point p;
-        gmf_gauss_scalars(m[i], s2[i], 0.0, 0.0, &p);
-        s[i] = p.s, Phi[i] = p.Phi, phi[i] = p.phi, A[i] = p.A;
-    }
-}
-
 /* ---- shapes -------------------------------------------------------------------------------- */
 
 size_t gmf_nn_gm_nparams(size_t d, size_t K, size_t L) {

@@ -4,7 +4,7 @@
  * cblas_dgemm).  Derivations of every backward pass: docs/TRAINING.md.
  *
  * Conventions: row-major; B = batch rows; the per-(sample, component) Gaussian scalars are
- * computed in double, by gmf_nn_gauss_batch (nn_internal.h) in the forward pass and by
+ * computed in double, by gmf_gauss_batch (gauss.h) in the forward pass and by
  * gmf_gauss_scalars (gauss.h) in the full-covariance layer, with gauss.h's degenerate limit
  * s -> 0 (Phi = 1{m > 0}, phi = 0) and far-tail clamp |m/s| >= 38 (phi = 0).
  */
@@ -153,7 +153,8 @@ static void gm_fwd_part(gm_cache *c, const real *X, size_t B, size_t d, size_t K
             m[k - k0] = (double)c->F[i * W + k * (L + 1)];
             s2[k - k0] = (double)c->S2[i * K + k];
         }
-        gmf_nn_gauss_batch(nk, m, s2, sv, Phi, phi, A);
+        const gmf_gauss_batch_out go = {.s = sv, .Phi = Phi, .phi = phi, .A = A};
+        gmf_gauss_batch(nk, m, s2, NULL, 0.0, &go);
         for (size_t k = k0; k < k1; k++) {
             c->s[i * K + k] = (real)sv[k - k0];
             c->Phi[i * K + k] = (real)Phi[k - k0];

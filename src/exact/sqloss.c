@@ -17,8 +17,9 @@
  *   1. one GEMM for all components:  T = X_b Rcat,
  *        Rcat = [R_1[1:, :] .. R_K[1:, :] | mu_1[1:] .. mu_K[1:]]           d x (K D + K)
  *      gives every component's rows w_i (K D columns) and the means m_ik (K columns);
- *   2. per sample, the closed forms (gmf_gauss_scalars, shared with gauss.h, so the s -> 0 and
- *      far-tail limits are exactly those of gauss.h), the residual r_i, the loss, and in place:
+ *   2. the closed forms, per component over the block's samples (gmf_gauss_batch: libmvec's
+ *      vector erfc/exp, the s -> 0 and far-tail limits exactly those of gmf_gauss_scalars in
+ *      gauss.h), then per sample the residual r_i, the loss, and in place:
  *        T_i = [rho q_1 w_i1 .. rho q_K w_iK | rho g_1 .. rho g_K | rho Phi_1 .. rho Phi_K];
  *      row 0 of each Stein form (W_k^T z_k) and grad[0] are accumulated in the same loop;
  *   3. one GEMM accumulated over the blocks:  G += X_b^T T                   d x K (D + 2)
@@ -59,7 +60,7 @@ struct gmf_sqloss {
     const double *R;   /* K x D x D right factors (caller's C or Sigma) */
     double *Rcat;      /* d x (K D + K) */
     double *T;         /* nb x ld: one block's tile */
-    double *S;         /* K x 4: Phi, A, g, q of the current sample */
+    double *S;         /* 8 x K x nb: the closed forms' inputs and outputs for one block */
     double *G;         /* d x ld: X^T T summed over the blocks */
     double *H0, *g0;   /* K x D: row 0 of each hessR; K: each grad[0] */
     size_t Kcap, Tcap; /* capacity of the K-sized buffers (in components) and of T (doubles) */
@@ -148,12 +149,11 @@ int gmf_sqloss_shard(gmf_sqloss **out, size_t n_local, size_t n_total, size_t d,
 
 static void free_k_buffers(gmf_sqloss *s) {
     free(s->Rcat);
-    free(s->S);
     free(s->G);
     free(s->H0);
     free(s->g0);
     free(s->red);
-    s->Rcat = s->S = s->G = s->H0 = s->g0 = s->red = NULL;
+    s->Rcat = s->G = s->H0 = s->g0 = s->red = NULL;
     s->Kcap = 0;
 }
 
@@ -162,6 +162,7 @@ void gmf_sqloss_free(gmf_sqloss *s) {
     free_k_buffers(s);
     gmf_sqloss_jv_free_(s->jv);
     free(s->T);
+    free(s->S);
     free(s->Xown);
     free(s->yown);
     free(s->r);
@@ -175,13 +176,12 @@ static int reserve(gmf_sqloss *s, size_t K) {
     if (K > s->Kcap) {
         free_k_buffers(s);
         s->Rcat = gmf_calloc(d * (K * D + K), sizeof(double), "squared loss buffers");
-        s->S = gmf_calloc(4 * K, sizeof(double), "squared loss buffers");
         s->G = gmf_calloc(d * ld, sizeof(double), "squared loss buffers");
         s->H0 = gmf_calloc(K * D, sizeof(double), "squared loss buffers");
         s->g0 = gmf_calloc(K, sizeof(double), "squared loss buffers");
         if (s->shard)
             s->red = gmf_calloc(d * ld + K * D + K + 1, sizeof(double), "squared loss buffers");
-        if (!s->Rcat || !s->S || !s->G || !s->H0 || !s->g0 || (s->shard && !s->red)) {
+        if (!s->Rcat || !s->G || !s->H0 || !s->g0 || (s->shard && !s->red)) {
             free_k_buffers(s);
             return GMF_ENOMEM;
         }
@@ -190,12 +190,14 @@ static int reserve(gmf_sqloss *s, size_t K) {
     size_t nb = SQ_TILE_DOUBLES / ld;
     if (nb < SQ_MIN_BLOCK) nb = SQ_MIN_BLOCK;
     if (nb > s->n) nb = s->n;
-    if (nb == 0) nb = 1; /* a shard with no rows still needs a tile to allocate */
-    if (nb * ld > s->Tcap) {
+    if (nb == 0) nb = 1;     /* a shard with no rows still needs a tile to allocate */
+    if (nb * ld > s->Tcap) { /* S holds 8 nb K = 8 nb ld / (D + 2): it grows with T */
         free(s->T);
+        free(s->S);
         s->Tcap = 0;
         s->T = gmf_calloc(nb * ld, sizeof(double), "squared loss block tile");
-        if (!s->T) return GMF_ENOMEM;
+        s->S = gmf_calloc(8 * nb * K, sizeof(double), "squared loss block scalars");
+        if (!s->T || !s->S) return GMF_ENOMEM;
         s->Tcap = nb * ld;
     }
     s->K = K;
@@ -212,16 +214,19 @@ static int reserve(gmf_sqloss *s, size_t K) {
  * call per (sample, component) -- n K of them per RHS in the previous version -- cost more in
  * call overhead and dispatch than the arithmetic itself (docs/PERFORMANCE.md section 2), while
  * the compiler vectorizes these contiguous loops.  Fusing them also lets the scaling of w and
- * the row-0 accumulation W^T z share one read of the row. */
+ * the row-0 accumulation W^T z share one read of the row.  The closed forms between the two
+ * sample loops are batched per component (four samples per libmvec erfc/exp call; with scalar
+ * erfc/exp per sample and component they were about half of a toy-size RHS). */
 static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const double *mu,
                                  const double *C) {
-    const size_t d = s->d, D = s->D, K = s->K, KD = K * D, ld = s->ld;
+    const size_t d = s->d, D = s->D, K = s->K, KD = K * D, ld = s->ld, nK = nb * K;
     const double scale = -2.0 / (double)s->ntot; /* rho_i = scale * r_i */
     const double *Xb = s->X + i0 * d;
-    double *S = s->S, sse = 0.0;
+    /* component-major arrays of the block (entry k nb + ii): inputs m, s^2, c0; outputs */
+    double *m = s->S, *s2v = m + nK, *c0v = s2v + nK, *Phi = c0v + nK, *A = Phi + nK, *g = A + nK,
+           *q = g + nK, *Ef = q + nK, sse = 0.0;
     for (size_t ii = 0; ii < nb; ii++) {
-        const double *x = Xb + ii * d;
-        double *t = s->T + ii * ld, h = 0.0;
+        const double *x = Xb + ii * d, *t = s->T + ii * ld;
         for (size_t k = 0; k < K; k++) {
             const double *w = t + k * D;
             double s2 = 0.0, c0 = 0.0;
@@ -236,26 +241,37 @@ static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const doub
                     s2 += x[j] * w[j + 1];
                 c0 = w[0];
             }
-            gmf_gauss_point p;
-            gmf_gauss_scalars(t[KD + k], s2, c0, mu[k * D], &p);
-            S[4 * k + 0] = p.Phi;
-            S[4 * k + 1] = p.A;
-            S[4 * k + 2] = p.g;
-            S[4 * k + 3] = p.s > 0.0 ? p.kap / p.s : 0.0; /* the s -> 0 limit of gauss.h */
-            h += p.Ef;
+            m[k * nb + ii] = t[KD + k];
+            s2v[k * nb + ii] = s2;
+            c0v[k * nb + ii] = c0;
         }
+    }
+    /* the closed forms, nb samples of one component at a time (gauss.h: the limits of
+     * gmf_gauss_scalars, q = kap / s with its s -> 0 limit 0; vector erfc/exp) */
+    for (size_t k = 0; k < K; k++) {
+        const gmf_gauss_batch_out o = {.Phi = Phi + k * nb,
+                                       .A = A + k * nb,
+                                       .g = g + k * nb,
+                                       .q = q + k * nb,
+                                       .Ef = Ef + k * nb};
+        gmf_gauss_batch(nb, m + k * nb, s2v + k * nb, c0v + k * nb, mu[k * D], &o);
+    }
+    for (size_t ii = 0; ii < nb; ii++) {
+        double *t = s->T + ii * ld, h = 0.0;
+        for (size_t k = 0; k < K; k++)
+            h += Ef[k * nb + ii];
         const double r = s->y[i0 + ii] - h / (double)K, rho = scale * r;
         s->r[i0 + ii] = r;
         sse += r * r;
         for (size_t k = 0; k < K; k++) {
             double *w = t + k * D, *h0 = s->H0 + k * D;
-            const double z = rho * S[4 * k + 0], zq = rho * S[4 * k + 3];
+            const double z = rho * Phi[k * nb + ii], zq = rho * q[k * nb + ii];
             for (size_t b = 0; b < D; b++) {
                 h0[b] += z * w[b]; /* row 0 of hessR: W^T z */
                 w[b] *= zq;        /* diag(rho q) W */
             }
-            s->g0[k] += rho * S[4 * k + 1];
-            t[KD + k] = rho * S[4 * k + 2]; /* overwrites m_ik, read above */
+            s->g0[k] += rho * A[k * nb + ii];
+            t[KD + k] = rho * g[k * nb + ii]; /* overwrites m_ik, read above */
             t[KD + K + k] = z;
         }
     }
