@@ -8,6 +8,7 @@ import csv
 import glob
 import os
 import re
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -30,6 +31,22 @@ def _holds(res, fig):
     d = res / fig
     return d.is_dir() and any(
         f.name != "commands.csv" for f in d.rglob("*.csv"))
+
+
+def import_gmflow():
+    """The gmflow Python package (docs/PYTHON.md): as installed or on PYTHONPATH, else from the
+    repository's build tree ($GMFLOW_BUILD, default build/, relative to the repository root)."""
+    try:
+        import gmflow
+    except ImportError:
+        build = _from_root(os.environ.get("GMFLOW_BUILD", "build")) / "python"
+        sys.path.insert(0, str(build))
+        try:
+            import gmflow
+        except ImportError as e:
+            raise ImportError(f"the gmflow package is neither importable nor built in {build}: "
+                              "run tools/setup.sh (or set PYTHONPATH)") from e
+    return gmflow
 
 
 def results_dir(fig):

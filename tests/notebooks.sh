@@ -11,6 +11,17 @@
 #   tests/notebooks.sh <path to gmflow> [build dir]      (run from the repository root)
 set -u
 GMFLOW=${1:?usage: notebooks.sh <gmflow> [build dir]}
+# flow_dynamics.ipynb calls the Python package of this build (build/python; docs/PYTHON.md); an
+# AddressSanitizer build's extension needs the ASan runtime preloaded into the interpreter
+NB_ENV=()
+if [ -d "${2:-build}/python/gmflow" ]; then
+    export PYTHONPATH="$(cd "${2:-build}/python" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+    for so in "${2:-build}"/python/gmflow/_gmflow*.so; do
+        if [ -f "$so" ] && ldd "$so" 2>/dev/null | grep -q libasan; then
+            NB_ENV=(env "LD_PRELOAD=$(${CC:-cc} -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0)
+        fi
+    done
+fi
 PKGS="jupyter-nbconvert python3-ipykernel python3-matplotlib python3-nbformat python3-numpy"
 if ! command -v jupyter >/dev/null 2>&1 || ! jupyter nbconvert --version >/dev/null 2>&1; then
     echo "notebooks: FAIL: jupyter nbconvert is not installed; install the Debian packages" >&2
@@ -63,7 +74,7 @@ export GMFLOW_RESULTS=$RES GMFLOW_FIGDIR=$TMP/img PYDEVD_DISABLE_FILE_VALIDATION
 for nb in "${nbs[@]}"; do
     name=$(basename "$nb" .ipynb)
     t1=$(date +%s)
-    if ! jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=600 \
+    if ! "${NB_ENV[@]}" jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=600 \
         --output-dir "$TMP/nb" "$nb" >"$TMP/$name.log" 2>&1; then
         grep -v '^\[NbConvertApp\]' "$TMP/$name.log" | sed 's/\x1b\[[0-9;]*m//g' | tail -25 >&2
         bad "$nb raised"

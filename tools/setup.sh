@@ -12,7 +12,9 @@ PKGS=(build-essential cmake pkg-config libsundials-dev libopenblas-dev liblapack
       # MPI data-parallel runs (optional; docs/SCALE.md)
       libopenmpi-dev openmpi-bin
       # notebooks/ (figures) and tests/notebooks.sh
-      jupyter-nbconvert python3-ipykernel python3-matplotlib python3-nbformat)
+      jupyter-nbconvert python3-ipykernel python3-matplotlib python3-nbformat
+      # the Python package (python/, docs/PYTHON.md) and its tests
+      python3-dev python3-pytest python3-scipy)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

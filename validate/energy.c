@@ -84,7 +84,7 @@ typedef struct {
 static int chol_state(size_t K, size_t D, const double *ys, double *yc) {
     memcpy(yc, ys, (K * D + K * D * D) * sizeof(double));
     for (size_t k = 0; k < K; k++) {
-        double *Lk = yc + K * D + k * D * D;
+        double *Lk = yc + gmf_flow_mat_offset(K, D, k);
         lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)D, Lk, (lapack_int)D);
         if (info != 0)
             return gmf_error(GMF_ENOTPD, "energy: Cholesky of Sigma_%zu failed (info %d)", k,
@@ -164,7 +164,7 @@ static int run_case(const ecase *c, double h, int verbose, eresult *res) {
     for (size_t k = 0; k < K; k++)
         for (size_t a = 0; a < D; a++)
             for (size_t b = 0; b < D; b++)
-                y0[K * D + (k * D + a) * D + b] =
+                y0[gmf_flow_mat_offset(K, D, k) + a * D + b] =
                     (a == b ? 0.3 : 0.0) + gsl_ran_gaussian_ziggurat(r, 0.5 / sqrt((double)D));
     gsl_rng_free(r);
 

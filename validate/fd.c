@@ -129,7 +129,7 @@ static void make_state(const fcase *c, size_t D, double *y) {
     double *Q = tu_xmalloc(D * D * sizeof *Q), *v = tu_xmalloc(D * sizeof *v);
     tu_randn(r, K * D, 0.5, y);
     for (size_t k = 0; k < K; k++) {
-        double *C = y + K * D + k * D * D;
+        double *C = y + gmf_flow_mat_offset(K, D, k);
         switch (c->cov[k]) {
         case COV_FULL:
             tu_rand_spd(r, D, 10.0, 0.5, S, L);
@@ -195,7 +195,7 @@ static int run_case(const fcase *c, double eps, fresult *res) {
 
     res->mins = INFINITY;
     for (size_t k = 0; k < K; k++) {
-        const double *S = yB + K * D + k * D * D;
+        const double *S = yB + gmf_flow_mat_offset(K, D, k);
         for (size_t i = 0; i < c->n; i++) {
             double s2 = 0;
             for (size_t a = 0; a < c->d; a++)
@@ -209,12 +209,12 @@ static int run_case(const fcase *c, double eps, fresult *res) {
     lossctx lc = {.fE = &fE, .K = K, .D = D};
     if ((rc = gmf_flow_rhs(&fE, yE, field))) goto fail;
     for (size_t k = 0; k < K; k++) {
-        const double *S = yB + K * D + k * D * D;
+        const double *S = yB + gmf_flow_mat_offset(K, D, k);
         for (size_t a = 0; a < D; a++) {
             size_t i = k * D + a;
             ref[i] = -fd_dir(&lc, yE, i, i, eps * sqrt(S[a * D + a]), &est[i]);
             for (size_t b = 0; b < D; b++) {
-                size_t e = K * D + k * D * D + a * D + b;
+                size_t e = gmf_flow_mat_offset(K, D, k) + a * D + b;
                 ref[e] = -fd_dir(&lc, yE, e, e, eps * sqrt(S[a * D + a]), &est[e]);
             }
         }
@@ -226,7 +226,7 @@ static int run_case(const fcase *c, double eps, fresult *res) {
     lossctx lb = {.sq = sq, .K = K, .D = D};
     if ((rc = gmf_flow_rhs(&fB, yB, field))) goto fail;
     for (size_t k = 0; k < K; k++) {
-        double *S = yB + K * D + k * D * D;
+        double *S = yB + gmf_flow_mat_offset(K, D, k);
         double Sd[D];
         for (size_t a = 0; a < D; a++)
             Sd[a] = sqrt(S[a * D + a]);
@@ -235,7 +235,8 @@ static int run_case(const fcase *c, double eps, fresult *res) {
             ref[i] = -(double)K * fd_dir(&lb, yB, i, i, eps * Sd[a], &est[i]);
             est[i] *= (double)K;
             for (size_t b = 0; b <= a; b++) {
-                size_t ia = K * D + k * D * D + a * D + b, ib = K * D + k * D * D + b * D + a;
+                size_t ia = gmf_flow_mat_offset(K, D, k) + a * D + b,
+                       ib = gmf_flow_mat_offset(K, D, k) + b * D + a;
                 double e;
                 double g = fd_dir(&lb, yB, ia, ib, eps * Sd[a] * Sd[b], &e);
                 G[a * D + b] = G[b * D + a] = a == b ? g : g / 2;
@@ -251,8 +252,8 @@ static int run_case(const fcase *c, double eps, fresult *res) {
                     ve +=
                         Gest[a * D + l] * fabs(S[l * D + b]) + fabs(S[a * D + l]) * Gest[l * D + b];
                 }
-                ref[K * D + k * D * D + a * D + b] = -2.0 * (double)K * v;
-                est[K * D + k * D * D + a * D + b] = 2.0 * (double)K * ve;
+                ref[gmf_flow_mat_offset(K, D, k) + a * D + b] = -2.0 * (double)K * v;
+                est[gmf_flow_mat_offset(K, D, k) + a * D + b] = 2.0 * (double)K * ve;
             }
     }
     res->e[2] = compare(K * D, field, ref, est);

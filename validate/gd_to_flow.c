@@ -119,7 +119,8 @@ int main(int argc, char **argv) {
            *tb = calloc(N0 + 1, sizeof *tb), *trE = calloc((N0 + 1) * N, sizeof *trE),
            *trB = calloc((N0 + 1) * N, sizeof *trB);
     if (!y0 || !ye || !yb || !z || !zb || !te || !tb || !trE || !trB) return 1;
-    if (gmf_toy_init_mixture(K, D, 0.5, seed + 1, y0, y0 + K * D, NULL)) return fail("init");
+    if (gmf_toy_init_mixture(K, D, 0.5, seed + 1, y0, y0 + gmf_flow_mat_offset(K, D, 0), NULL))
+        return fail("init");
 
     /* reference flows */
     gmf_ode_opts o = gmf_ode_defaults();

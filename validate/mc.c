@@ -125,22 +125,22 @@ static int run_case(const mcase *c, size_t Nmc, zblock blk[4], double *secs) {
     for (size_t k = 0; k < K; k++)
         for (size_t a = 0; a < D; a++)
             for (size_t b = 0; b < D; b++)
-                yE[K * D + (k * D + a) * D + b] =
+                yE[gmf_flow_mat_offset(K, D, k) + a * D + b] =
                     (a == b ? 0.3 : 0.0) + gsl_ran_gaussian_ziggurat(g, 0.5 / sqrt((double)D));
     gmf_flow_euclid_to_bw(K, D, yE, yB);
 
     /* closed forms */
     double L = 0;
-    if ((rc = gmf_sqloss_eval(sq, K, yB, yB + K * D, pred, &L))) goto done;
+    if ((rc = gmf_sqloss_eval(sq, K, yB, yB + gmf_flow_mat_offset(K, D, 0), pred, &L))) goto done;
     if ((rc = gmf_flow_rhs(&fB, yB, rhs))) goto done;
     for (size_t i = 0; i < n; i++)
         r[i] = yv[i] - pred[i];
 
     /* Monte Carlo: per component, Nmc draws theta = mu_k + C_k z */
     for (size_t k = 0; k < K; k++) {
-        const double *mu = yB + k * D, *C = yE + K * D + k * D * D;
-        const double *mudot = rhs + k * D, *Sdot = rhs + K * D + k * D * D;
-        acc *avmu = av + k * D, *avS = av + K * D + k * D * D;
+        const double *mu = yB + k * D, *C = yE + gmf_flow_mat_offset(K, D, k);
+        const double *mudot = rhs + k * D, *Sdot = rhs + gmf_flow_mat_offset(K, D, k);
+        acc *avmu = av + k * D, *avS = av + gmf_flow_mat_offset(K, D, k);
         for (size_t j = 0; j < Nmc; j++) {
             for (size_t a = 0; a < D; a++)
                 z[a] = gsl_ran_gaussian_ziggurat(g, 1.0);

@@ -70,7 +70,7 @@ static int integrate(gmf_flow *f, const double *y0, double T, gmf_ode_method m, 
 static size_t asymmetric(size_t K, size_t D, const double *y) {
     size_t bad = 0;
     for (size_t k = 0; k < K; k++) {
-        const double *S = y + K * D + k * D * D;
+        const double *S = y + gmf_flow_mat_offset(K, D, k);
         for (size_t a = 0; a < D; a++)
             for (size_t b = 0; b < a; b++)
                 bad += S[a * D + b] != S[b * D + a];
@@ -138,7 +138,7 @@ int main(int argc, char **argv) {
     for (size_t k = 0; k < K; k++)
         for (size_t a = 0; a < D; a++)
             for (size_t b = 0; b < D; b++)
-                y0[1][K * D + (k * D + a) * D + b] =
+                y0[1][gmf_flow_mat_offset(K, D, k) + a * D + b] =
                     (a == b ? 0.3 : 0.0) + gsl_ran_gaussian_ziggurat(r, 0.5 / sqrt((double)D));
     gsl_rng_free(r);
     gmf_flow_euclid_to_bw(K, D, y0[1], y0[0]);

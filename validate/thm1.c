@@ -96,10 +96,11 @@ static double frob(size_t n, const double *a) {
  * need s > 0 along the data. */
 static int initial_state(const tcase *c, size_t D, double *y0) {
     const size_t K = c->K;
-    int rc = gmf_toy_init_mixture(K, D, 0.5, c->seed + 1000, y0, y0 + K * D, NULL);
+    int rc = gmf_toy_init_mixture(K, D, 0.5, c->seed + 1000, y0, y0 + gmf_flow_mat_offset(K, D, 0),
+                                  NULL);
     if (rc || c->init == INIT_PAPER) return rc;
     gsl_rng *r = tu_rng(c->seed + 2000);
-    double *C = y0 + K * D;
+    double *C = y0 + gmf_flow_mat_offset(K, D, 0);
     for (size_t k = 0; k < K; k++)
         for (size_t a = 0; a < D; a++)
             for (size_t b = 0; b < D; b++)
@@ -175,7 +176,7 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
     double tE[NOUT], tB[NOUT];
     for (size_t j = 0; j < NOUT; j++) {
         tE[j] = c->T * (double)j / (double)(NOUT - 1);
-        tB[j] = rescale ? tE[j] / (double)K : tE[j];
+        tB[j] = rescale ? gmf_flow_time_convert(tE[j], GMF_FLOW_EUCLID, GMF_FLOW_BW, K) : tE[j];
     }
     gmf_ode_opts o = gmf_ode_defaults();
     o.method = GMF_ODE_CVODE_ADAMS;
@@ -193,7 +194,7 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
         const double *ye = trE.Y + j * N, *yb = trB.Y + j * N;
         for (size_t k = 0; k < K; k++) {
             double lmin, lmax;
-            int sym = sym_eig(D, yb + K * D + k * D * D, &lmin, &lmax);
+            int sym = sym_eig(D, yb + gmf_flow_mat_offset(K, D, k), &lmin, &lmax);
             res->mineig = fmin(res->mineig, lmin / lmax);
             if (!sym || !(lmin >= -psd_tol * lmax)) {
                 fprintf(stderr,
@@ -206,7 +207,8 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
         gmf_flow_euclid_to_bw(K, D, ye, S); /* [mu | C C^T] */
         for (size_t k = 0; k < K; k++) {
             const double *muB = yb + k * D, *muE = S + k * D;
-            const double *SgB = yb + K * D + k * D * D, *SgE = S + K * D + k * D * D;
+            const double *SgB = yb + gmf_flow_mat_offset(K, D, k),
+                         *SgE = S + gmf_flow_mat_offset(K, D, k);
             double dm = frob_diff(D, muB, muE) / fmax(frob(D, muB), 1.0);
             double ds = frob_diff(D * D, SgB, SgE) / frob(D * D, SgB);
             if (!(dm <= res->dmu)) res->dmu = dm;
@@ -215,7 +217,8 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
     }
     const double *yb0 = trB.Y, *ybT = trB.Y + (NOUT - 1) * N;
     for (size_t k = 0; k < K; k++) {
-        const double *S0 = yb0 + K * D + k * D * D, *ST = ybT + K * D + k * D * D;
+        const double *S0 = yb0 + gmf_flow_mat_offset(K, D, k),
+                     *ST = ybT + gmf_flow_mat_offset(K, D, k);
         res->moved = fmax(res->moved, frob_diff(D * D, ST, S0) / frob(D * D, S0));
     }
     if ((rc = gmf_flow_loss(&fE, trE.Y, &res->L0))) goto done;

@@ -93,16 +93,36 @@ int gmf_flow_ode_jvp(double t, const double *y, const double *fy, const double *
                      void *user);
 int gmf_flow_ode_jac(double t, const double *y, double *J, void *user);
 
-/* Views into a state vector. */
+/* The state layout in one place: offsets of mu_k and of the matrix (Sigma_k or C_k) of component
+ * k in a state vector of K components in dimension D, and views for a gmf_flow's state.  Use
+ * these instead of writing `K * D + k * D * D` by hand. */
+static inline size_t gmf_flow_mu_offset(size_t K, size_t D, size_t k) {
+    (void)K;
+    return k * D;
+}
+static inline size_t gmf_flow_mat_offset(size_t K, size_t D, size_t k) {
+    return K * D + k * D * D;
+}
 static inline double *gmf_flow_mu(const gmf_flow *f, double *y, size_t k) {
-    return y + k * f->D;
+    return y + gmf_flow_mu_offset(f->K, f->D, k);
 }
 static inline double *gmf_flow_mat(const gmf_flow *f, double *y, size_t k) {
-    return y + f->K * f->D + k * f->D * f->D;
+    return y + gmf_flow_mat_offset(f->K, f->D, k);
 }
 
 /* Convert an Euclidean state [mu | C] to a BW state [mu | C C^T] (may not alias). */
 void gmf_flow_euclid_to_bw(size_t K, size_t D, const double *yc, double *ys);
+
+/* Convert a BW state [mu | Sigma] to an Euclidean state [mu | C] with C_k the lower Cholesky
+ * factor of Sigma_k (upper triangle zero), so C_k C_k^T = Sigma_k up to rounding (may not
+ * alias).  Fails with GMF_ENOTPD naming the component when a Sigma_k is not positive definite
+ * (a singular Sigma_k has no Cholesky factor; the BW form handles it). */
+int gmf_flow_bw_to_euclid(size_t K, size_t D, const double *ys, double *yc);
+
+/* Theorem 1's time rescaling: the Euclidean flow at time t is the BW flow at time t / K.
+ * Converts time t of a `from` flow to the matching time of a `to` flow (t itself when the kinds
+ * agree; K t from bw to euclid; t / K from euclid to bw). */
+double gmf_flow_time_convert(double t, gmf_flow_kind from, gmf_flow_kind to, size_t K);
 
 /* Validate a state of the given kind: finite entries; for GMF_FLOW_BW each Sigma_k symmetric
  * (relative 1e-12) and positive semidefinite: smallest eigenvalue >= -GMF_PSD_RTOL times the

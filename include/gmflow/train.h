@@ -97,6 +97,11 @@ int gmf_train_check_data(const gmf_nn_model *m, const gmf_dataset *data, const c
 int gmf_train_save_checkpoint(const char *path, const gmf_nn_model *m, uint64_t epoch,
                               uint64_t seed);
 int gmf_train_load_checkpoint(const char *path, gmf_nn_model *m, uint64_t *epoch, uint64_t *seed);
+/* Initialize m (allocated, zero parameters) as the model the checkpoint at `path` holds, reading
+ * its header only (version 1 or 2); then gmf_train_load_checkpoint(_run)(path, m, ...) validates
+ * the whole file and fills the parameters.  For readers that do not know the model in advance (the Python
+ * package's gmflow.load_checkpoint).  The caller frees m with gmf_nn_model_free. */
+int gmf_train_checkpoint_model(const char *path, gmf_nn_model *m);
 
 /* ---- run records -----------------------------------------------------------------------------
  * The hyperparameters that define a training run, as a flat JSON object with one "key": value
@@ -128,6 +133,10 @@ int gmf_train_load_checkpoint_run(const char *path, gmf_nn_model *m, uint64_t *e
  * "epoch_%04zu_<group>.npy", shaped as the group (mu: K x d, sigma: K x d, C: K x d x d,
  * U: K x L x d, v: K x L; FC beta: m x d, omega: m x L; stack: mu1 ... v2). */
 int gmf_train_write_snapshot(const char *dir, const gmf_nn_model *m, size_t epoch);
+
+/* The shape of parameter group g of m, as its snapshot .npy has it (see above); returns the
+ * number of dimensions (2 or 3) and fills shape[0..ndim). */
+size_t gmf_train_group_shape(const gmf_nn_model *m, size_t g, size_t shape[3]);
 
 #ifdef __cplusplus
 }

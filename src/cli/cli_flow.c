@@ -2,32 +2,32 @@
  * loss (Theorems 3/4 in the Sigma form, Theorem 1 in the (mu, C) form) on a CSV data set or a
  * built-in regression toy, and write the trajectory (docs/FORMATS.md).
  *
- * Pipeline: parse and validate options -> load data -> initial mixture (random or --init) ->
- * integrate with an observer that records every output time -> (optionally) integrate the other
- * form and compare (Theorem 1) -> write all files atomically -> summary on stdout.
+ * Parse and validate options -> load data -> initial mixture (random or --init) -> checks before
+ * integrating (gmf_traj_check_start) -> integrate, recording every output time (gmf_traj) ->
+ * (optionally) integrate the other form and compare (Theorem 1, gmf_traj_thm1_distance) -> write
+ * all files as one atomic set (gmf_flowio_write_set) -> summary on stdout.  The mathematics and
+ * the file formats live in the library; this file parses, calls and reports.
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <errno.h>
 #include <getopt.h>
-#include <lapacke.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "cli.h"
 #include "gmflow/common.h"
 #include "gmflow/flow.h"
+#include "gmflow/flowio.h"
 #include "gmflow/io.h"
 #include "gmflow/ode.h"
+#include "gmflow/outset.h"
 #include "gmflow/par.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/stationary.h"
 #include "gmflow/toy.h"
+#include "gmflow/traj.h"
 
 #define CMD "gmflow flow"
 
@@ -41,6 +41,9 @@
 #define DEFAULT_T_END   5.0
 #define DEFAULT_N_OUT   51
 #define DEFAULT_OUT_DIR "out/flow"
+
+/* A bad option value: a usage error (exit status 2), like the other subcommands'. */
+#define bad_value(...) usage_error(__VA_ARGS__)
 
 /* ------------------------------------------------------------------------------------------ */
 /* help                                                                                        */
@@ -96,7 +99,7 @@ static void help(FILE *fp) {
         "  --method NAME        adams (CVODE Adams-Moulton), bdf (CVODE BDF + matrix-free GMRES),\n"
         "                       rk8pd, rkf45 (GSL Runge-Kutta) (default %s)\n"
         "  --rtol R             relative tolerance, > 0 (default %g)\n"
-        "  --atol A             absolute tolerance, >= 0 (default %g)\n"
+        "  --atol A             absolute tolerance, >= 0; > 0 for adams and bdf (default %g)\n"
         "  --max-steps N        internal steps allowed per output interval (default %ld)\n"
         "  --jacobian NAME      bdf's linear solver: auto (dense exact Jacobian for N <= 400,\n"
         "                       else exact JVPs), dq (GMRES, difference quotients), jvp (GMRES,\n"
@@ -115,13 +118,14 @@ static void help(FILE *fp) {
         "  --polish             at the end, Newton-polish the final state to a stationary point\n"
         "                       of l(mu, C) (a bw state is factored first); print the gradient\n"
         "                       norm, the Hessian's index (gauge directions removed), minimum or\n"
-        "                       saddle, and write DIR/spectrum.csv\n"
+        "                       saddle, and write DIR/spectrum.csv (part of the output set)\n"
         "  --out DIR            output directory, created if needed (default %s)\n"
         "  -q, --quiet          no progress lines on stderr\n"
         "  -h, --help           this help\n"
         "\n"
-        "Files written to DIR (each atomically, only after the integration succeeded; formats in\n"
-        "docs/FORMATS.md; T = n-out):\n"
+        "Files written to DIR, as one set replacing the previous one atomically, only after the\n"
+        "integration succeeded (staged in DIR.tmp.<pid>, then swapped in; files in DIR that are\n"
+        "not among these are kept; formats in docs/FORMATS.md; T = n-out):\n"
         "  trajectory.csv       t, loss, wall_s (seconds since the start), nrhs (cumulative\n"
         "                       right-hand side evaluations) per output time\n"
         "  t.npy                (T,)           output times\n"
@@ -131,8 +135,9 @@ static void help(FILE *fp) {
         "  state.json           the final state (usable with --init)\n"
         "  run.json             options, data source, sizes, solver statistics, losses, timing\n"
         "\n"
-        "Exit status: 0 success, 1 failure (bad input, solver failure, Theorem 1 check FAIL),\n"
-        "2 usage error.\n",
+        "Exit status: 0 success; 1 runtime failure (unreadable or invalid --data/--init file,\n"
+        "solver failure, I/O error, Theorem 1 check FAIL); 2 usage error (unknown option, bad\n"
+        "option value, conflicting options).\n",
         t.n, t.d, t.width, t.noise, t.seed, DEFAULT_K, DEFAULT_GAMMA, DEFAULT_SEED, DEFAULT_T_END,
         DEFAULT_N_OUT, gmf_ode_method_name(o.method), o.rtol, o.atol, o.max_steps, THM1_TOL,
         THM1_RTOL, THM1_ATOL, DEFAULT_OUT_DIR);
@@ -212,8 +217,7 @@ static const struct option long_opts[] = {{"data", required_argument, NULL, O_DA
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
 
-/* Returns -1 to go on, else the exit status (0 for --help). */
-static int parse_options(int argc, char **argv, options *o) {
+static void set_defaults(options *o) {
     memset(o, 0, sizeof *o);
     o->toy = gmf_toy_defaults();
     o->K = DEFAULT_K;
@@ -226,137 +230,134 @@ static int parse_options(int argc, char **argv, options *o) {
     o->t_end = DEFAULT_T_END;
     o->n_out = DEFAULT_N_OUT;
     o->out = DEFAULT_OUT_DIR;
+}
 
-    optind = 1;
-    opterr = 0;
-    int c;
+/* The data options.  Each opt_* returns -1 when c is not its option, 0 when it took the value,
+ * 2 (message printed) for a bad value. */
+static int opt_data(options *o, int c, const char *on, const char *arg) {
     unsigned long long u;
-    const unsigned long long big = (unsigned long long)1 << 40;
-    while ((c = getopt_long(argc, argv, ":K:qh", long_opts, NULL)) != -1) {
-        const char *name = c == 'K' ? "-K/--components" : NULL;
-        for (const struct option *lo = long_opts; !name && lo->name; lo++)
-            if (lo->val == c) name = lo->name;
-        char optname[64];
-        snprintf(optname, sizeof optname, "%s%s", c == 'K' ? "" : "--", name ? name : "?");
-        const char *on = optname;
-        if (c >= O_N && c <= O_DATA_SEED && !o->toy_opt) o->toy_opt = long_opts[c - O_DATA].name;
-        if ((c == O_GAMMA || c == O_SEED) && !o->rand_opt)
-            o->rand_opt = c == O_GAMMA ? "--gamma" : "--seed";
-        switch (c) {
-        case 'h':
-            help(stdout);
-            return 0;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case O_DATA:
-            o->data = optarg;
-            break;
-        case O_N:
-            if (parse_count(on, optarg, 1, big, &u)) return 1;
-            o->toy.n = (size_t)u;
-            break;
-        case O_D:
-            if (parse_count(on, optarg, 1, 100000, &u)) return 1;
-            o->toy.d = (size_t)u;
-            break;
-        case O_TEACHER:
-            if (!strcmp(optarg, "relu"))
-                o->toy.teacher = GMF_TOY_RELU;
-            else if (!strcmp(optarg, "mixture"))
-                o->toy.teacher = GMF_TOY_MIXTURE;
-            else
-                return fail("--teacher: unknown teacher '%s' (choose relu or mixture)", optarg);
-            break;
-        case O_WIDTH:
-            if (parse_count(on, optarg, 1, 1000000, &u)) return 1;
-            o->toy.width = (size_t)u;
-            break;
-        case O_NOISE:
-            if (parse_double(on, optarg, &o->toy.noise)) return 1;
-            if (o->toy.noise < 0) return fail("--noise: must be >= 0 (got %s)", optarg);
-            break;
-        case O_DATA_SEED:
-            if (parse_count(on, optarg, 0, 0xffffffffULL, &u)) return 1;
-            o->toy.seed = (unsigned long)u;
-            break;
-        case 'K':
-            if (parse_count(on, optarg, 1, 1000000, &u)) return 1;
-            o->K = (size_t)u, o->K_set = 1;
-            break;
-        case O_GAMMA:
-            if (parse_double(on, optarg, &o->gamma)) return 1;
-            if (!(o->gamma > 0)) return fail("--gamma: must be > 0 (got %s)", optarg);
-            break;
-        case O_SEED:
-            if (parse_count(on, optarg, 0, 0xffffffffULL, &u)) return 1;
-            o->seed = (unsigned long)u;
-            break;
-        case O_INIT:
-            o->init = optarg;
-            break;
-        case O_FORM:
-            if (!strcmp(optarg, "bw"))
-                o->form = GMF_FLOW_BW;
-            else if (!strcmp(optarg, "euclid"))
-                o->form = GMF_FLOW_EUCLID;
-            else
-                return fail("--form: unknown form '%s' (choose bw or euclid)", optarg);
-            break;
-        case O_METHOD: {
-            int m = gmf_ode_method_parse(optarg);
-            if (m < 0)
-                return fail("--method: unknown method '%s' (choose adams, bdf, rk8pd or rkf45)",
-                            optarg);
-            o->ode.method = (gmf_ode_method)m;
-            break;
-        }
-        case O_RTOL:
-            if (parse_double(on, optarg, &o->ode.rtol)) return 1;
-            if (!(o->ode.rtol > 0)) return fail("--rtol: must be > 0 (got %s)", optarg);
-            o->rtol_set = 1;
-            break;
-        case O_ATOL:
-            if (parse_double(on, optarg, &o->ode.atol)) return 1;
-            if (!(o->ode.atol >= 0)) return fail("--atol: must be >= 0 (got %s)", optarg);
-            o->atol_set = 1;
-            break;
-        case O_MAX_STEPS:
-            if (parse_count(on, optarg, 1, 0x7fffffffULL, &u)) return 1;
-            o->ode.max_steps = (long)u;
-            break;
-        case O_T_END:
-            if (parse_double(on, optarg, &o->t_end)) return 1;
-            if (!(o->t_end > 0)) return fail("--t-end: must be > 0 (got %s)", optarg);
-            break;
-        case O_N_OUT:
-            if (parse_count(on, optarg, 2, 10000000, &u)) return 1;
-            o->n_out = (size_t)u;
-            break;
-        case O_OUT:
-            if (!*optarg) return fail("--out: empty directory name");
-            o->out = optarg;
-            break;
-        case O_CHECK:
-            o->check = 1;
-            break;
-        case O_JACOBIAN:
-            if ((o->ode.jacobian = gmf_ode_jacobian_parse(optarg)) < 0)
-                return fail("--jacobian: unknown choice '%s' (choose auto, dq, jvp or dense)",
-                            optarg);
-            break;
-        case O_POLISH:
-            o->polish = 1;
-            break;
-        case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
-        case '?':
-        default:
-            if (optopt && optopt != '?') return usage_error("unknown option '-%c'", optopt);
-            return usage_error("unknown option '%s'", argv[optind - 1]);
-        }
+    switch (c) {
+    case O_DATA:
+        o->data = arg;
+        return 0;
+    case O_N:
+        if (parse_count(on, arg, 1, (unsigned long long)1 << 40, &u)) return 2;
+        o->toy.n = (size_t)u;
+        return 0;
+    case O_D:
+        if (parse_count(on, arg, 1, 100000, &u)) return 2;
+        o->toy.d = (size_t)u;
+        return 0;
+    case O_TEACHER:
+        if (!strcmp(arg, "relu"))
+            o->toy.teacher = GMF_TOY_RELU;
+        else if (!strcmp(arg, "mixture"))
+            o->toy.teacher = GMF_TOY_MIXTURE;
+        else
+            return bad_value("--teacher: unknown teacher '%s' (choose relu or mixture)", arg);
+        return 0;
+    case O_WIDTH:
+        if (parse_count(on, arg, 1, 1000000, &u)) return 2;
+        o->toy.width = (size_t)u;
+        return 0;
+    case O_NOISE:
+        if (parse_double(on, arg, &o->toy.noise)) return 2;
+        if (o->toy.noise < 0) return bad_value("--noise: must be >= 0 (got %s)", arg);
+        return 0;
+    case O_DATA_SEED:
+        if (parse_count(on, arg, 0, 0xffffffffULL, &u)) return 2;
+        o->toy.seed = (unsigned long)u;
+        return 0;
     }
-    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    return -1;
+}
+
+/* The initial-mixture options. */
+static int opt_init(options *o, int c, const char *on, const char *arg) {
+    unsigned long long u;
+    switch (c) {
+    case 'K':
+        if (parse_count(on, arg, 1, 1000000, &u)) return 2;
+        o->K = (size_t)u, o->K_set = 1;
+        return 0;
+    case O_GAMMA:
+        if (parse_double(on, arg, &o->gamma)) return 2;
+        if (!(o->gamma > 0)) return bad_value("--gamma: must be > 0 (got %s)", arg);
+        return 0;
+    case O_SEED:
+        if (parse_count(on, arg, 0, 0xffffffffULL, &u)) return 2;
+        o->seed = (unsigned long)u;
+        return 0;
+    case O_INIT:
+        o->init = arg;
+        return 0;
+    }
+    return -1;
+}
+
+/* The flow, solver and output options. */
+static int opt_flow(options *o, int c, const char *on, const char *arg) {
+    unsigned long long u;
+    switch (c) {
+    case O_FORM:
+        if (!strcmp(arg, "bw"))
+            o->form = GMF_FLOW_BW;
+        else if (!strcmp(arg, "euclid"))
+            o->form = GMF_FLOW_EUCLID;
+        else
+            return bad_value("--form: unknown form '%s' (choose bw or euclid)", arg);
+        return 0;
+    case O_METHOD: {
+        int m = gmf_ode_method_parse(arg);
+        if (m < 0)
+            return bad_value("--method: unknown method '%s' (choose adams, bdf, rk8pd or rkf45)",
+                             arg);
+        o->ode.method = (gmf_ode_method)m;
+        return 0;
+    }
+    case O_RTOL:
+        if (parse_double(on, arg, &o->ode.rtol)) return 2;
+        if (!(o->ode.rtol > 0)) return bad_value("--rtol: must be > 0 (got %s)", arg);
+        o->rtol_set = 1;
+        return 0;
+    case O_ATOL:
+        if (parse_double(on, arg, &o->ode.atol)) return 2;
+        if (!(o->ode.atol >= 0)) return bad_value("--atol: must be >= 0 (got %s)", arg);
+        o->atol_set = 1;
+        return 0;
+    case O_MAX_STEPS:
+        if (parse_count(on, arg, 1, 0x7fffffffULL, &u)) return 2;
+        o->ode.max_steps = (long)u;
+        return 0;
+    case O_T_END:
+        if (parse_double(on, arg, &o->t_end)) return 2;
+        if (!(o->t_end > 0)) return bad_value("--t-end: must be > 0 (got %s)", arg);
+        return 0;
+    case O_N_OUT:
+        if (parse_count(on, arg, 2, 10000000, &u)) return 2;
+        o->n_out = (size_t)u;
+        return 0;
+    case O_OUT:
+        if (!*arg) return bad_value("--out: empty directory name");
+        o->out = arg;
+        return 0;
+    case O_CHECK:
+        o->check = 1;
+        return 0;
+    case O_JACOBIAN:
+        if ((o->ode.jacobian = gmf_ode_jacobian_parse(arg)) < 0)
+            return bad_value("--jacobian: unknown choice '%s' (choose auto, dq, jvp or dense)",
+                             arg);
+        return 0;
+    case O_POLISH:
+        o->polish = 1;
+        return 0;
+    }
+    return -1;
+}
+
+/* Combinations, and what can be checked before any file is read. */
+static int check_options(options *o) {
     if (o->data && o->toy_opt)
         return usage_error("--%s sets the built-in toy data; it cannot be combined with --data",
                            o->toy_opt);
@@ -367,11 +368,56 @@ static int parse_options(int argc, char **argv, options *o) {
         o->ode.rtol = THM1_RTOL, o->ode.atol = THM1_ATOL;
         o->tightened = 1;
     }
+    if (o->ode.atol == 0 &&
+        (o->ode.method == GMF_ODE_CVODE_ADAMS || o->ode.method == GMF_ODE_CVODE_BDF))
+        return usage_error("--atol 0: CVODE (--method %s) needs atol > 0: its error weights "
+                           "1/(rtol |y_i| + atol) are infinite at the zero entries of the state "
+                           "(the off-diagonal zeros of Sigma); give --atol > 0, or --method "
+                           "rk8pd/rkf45 for a purely relative tolerance",
+                           gmf_ode_method_name(o->ode.method));
     return -1;
 }
 
+/* Returns -1 to go on, else the exit status (0 for --help). */
+static int parse_options(int argc, char **argv, options *o) {
+    set_defaults(o);
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":K:qh", long_opts, NULL)) != -1) {
+        const char *name = c == 'K' ? "-K/--components" : NULL;
+        for (const struct option *lo = long_opts; !name && lo->name; lo++)
+            if (lo->val == c) name = lo->name;
+        char on[64];
+        snprintf(on, sizeof on, "%s%s", c == 'K' ? "" : "--", name ? name : "?");
+        if (c >= O_N && c <= O_DATA_SEED && !o->toy_opt) o->toy_opt = long_opts[c - O_DATA].name;
+        if ((c == O_GAMMA || c == O_SEED) && !o->rand_opt)
+            o->rand_opt = c == O_GAMMA ? "--gamma" : "--seed";
+        if (c == 'h') {
+            help(stdout);
+            return 0;
+        }
+        if (c == 'q') {
+            o->quiet = 1;
+            continue;
+        }
+        if (c == ':') return usage_error("option '%s' needs a value", argv[optind - 1]);
+        int rc = opt_data(o, c, on, optarg);
+        if (rc < 0) rc = opt_init(o, c, on, optarg);
+        if (rc < 0) rc = opt_flow(o, c, on, optarg);
+        if (rc >= 0) {
+            if (rc) return rc;
+            continue;
+        }
+        if (optopt && optopt != '?') return usage_error("unknown option '-%c'", optopt);
+        return usage_error("unknown option '%s'", argv[optind - 1]);
+    }
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    return check_options(o);
+}
+
 /* ------------------------------------------------------------------------------------------ */
-/* helpers                                                                                     */
+/* inputs                                                                                      */
 
 static double now(void) {
     struct timespec ts;
@@ -379,632 +425,412 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* mkdir -p; 0 or an error message printed, 1. */
-/* Lower Cholesky factor of each Sigma_k into C (row-major, upper part zeroed). */
-static int cholesky_all(size_t K, size_t D, const double *Sigma, double *C, const char *src) {
-    for (size_t k = 0; k < K; k++) {
-        double *L = C + k * D * D;
-        memcpy(L, Sigma + k * D * D, D * D * sizeof(double));
-        lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)D, L, (lapack_int)D);
-        if (info != 0)
-            return fail("%s: Sigma of component %zu is not positive definite (Cholesky failed at "
-                        "leading minor %d), so it has no Cholesky factor C for --form euclid; "
-                        "use --form bw",
-                        src, k, (int)info);
-        for (size_t i = 0; i < D; i++)
-            for (size_t j = i + 1; j < D; j++)
-                L[i * D + j] = 0.0;
+typedef struct inputs {
+    size_t n, d, D, K;
+    double *X, *yv;      /* data */
+    char data_desc[512]; /* for the summary */
+    char src[600];       /* where the initial state comes from, for messages */
+    double t0, t0_file;  /* start time in the run's form; the --init file's own time */
+    const char *init_form;
+    double *ybw, *yeu; /* initial state [mu | Sigma] and (when available or needed) [mu | C] */
+    int rank, P, npy;  /* MPI (docs/SCALE.md); npy: X, yv hold only rows i0 .. i0 + nloc - 1 */
+    size_t i0, nloc;   /* this rank's block of rows */
+} inputs;
+
+static void inputs_free(inputs *in) {
+    free(in->X), free(in->yv), free(in->ybw), free(in->yeu);
+}
+
+static int load_data(const options *o, inputs *in) {
+    const char *hook = getenv("GMFLOW_TEST_FAIL_RANK"); /* test hook: this rank fails to read */
+    const size_t dlen = o->data ? strlen(o->data) : 0;
+    if (hook && in->P > 1 && atoi(hook) == in->rank)
+        return fail("--data: rank %d of %d: cannot read its shard (simulated by "
+                    "GMFLOW_TEST_FAIL_RANK)",
+                    in->rank, in->P);
+    if (dlen > 4 && !strcmp(o->data + dlen - 4, ".npy")) { /* each rank reads its rows only */
+        in->npy = 1;
+        if (gmf_io_read_xy_npy(o->data, in->rank, in->P, &in->n, &in->d, &in->i0, &in->nloc, &in->X,
+                               &in->yv))
+            return fail("--data: %s", gmf_errmsg());
+        snprintf(in->data_desc, sizeof in->data_desc, "%s (n = %zu, d = %zu)", o->data, in->n,
+                 in->d);
+    } else if (o->data) {
+        if (gmf_io_read_csv(o->data, &in->n, &in->d, &in->X, &in->yv))
+            return fail("--data: %s", gmf_errmsg());
+        snprintf(in->data_desc, sizeof in->data_desc, "%s (n = %zu, d = %zu)", o->data, in->n,
+                 in->d);
+    } else {
+        if (gmf_toy_make(&o->toy, &in->X, &in->yv)) return fail("%s", gmf_errmsg());
+        in->n = o->toy.n, in->d = o->toy.d;
+        snprintf(in->data_desc, sizeof in->data_desc,
+                 "toy, %s teacher (width %zu, noise %g, seed %lu), n = %zu, d = %zu",
+                 o->toy.teacher == GMF_TOY_MIXTURE ? "mixture" : "relu", o->toy.width, o->toy.noise,
+                 o->toy.seed, in->n, in->d);
     }
+    in->D = in->d + 1;
+    if (!in->npy) gmf_par_block(in->n, in->rank, in->P, &in->i0, &in->nloc);
     return 0;
 }
 
-/* Everything recorded at the output times of one integration. */
-typedef struct traj {
-    size_t T, K, D;
-    int euclid;
-    double *t, *loss, *wall; /* T */
-    long *nrhs;              /* T */
-    double *mu;              /* T x K x D */
-    double *Sigma;           /* T x K x D x D */
-    double *C;               /* T x K x D x D (euclid) */
-    double *scratch;         /* K (D + D^2) */
-    gmf_flow *flow;
-    double start;
-    size_t done; /* output times recorded */
+/* in->ybw (and in->yeu when the file has C) from --init, with K and the start time. */
+static int read_init(const options *o, inputs *in) {
+    gmf_io_state s = {0};
+    if (gmf_io_read_state(o->init, &s)) return fail("--init: %s", gmf_errmsg());
+    int rc = 1;
+    in->init_form = s.euclid ? "euclid" : "bw";
+    if (s.d != in->d) {
+        fail("--init: %s: the state has d = %zu (D = %zu) but the data %s has d = %zu", o->init,
+             s.d, s.D, o->data ? o->data : "(built-in toy, --d)", in->d);
+    } else if (o->K_set && o->K != s.K) {
+        fail("-K %zu conflicts with K = %zu in --init %s (with --init, K comes from the file)",
+             o->K, s.K, o->init);
+    } else {
+        const size_t K = in->K = s.K, D = in->D, N = K * (D + D * D);
+        in->t0_file = s.t;
+        in->t0 = gmf_flow_time_convert(s.t, s.euclid ? GMF_FLOW_EUCLID : GMF_FLOW_BW, o->form, K);
+        in->ybw = gmf_calloc(N, sizeof(double), "initial state");
+        in->yeu = s.C ? gmf_calloc(N, sizeof(double), "initial state") : NULL;
+        if (!in->ybw || (s.C && !in->yeu)) {
+            fail("%s", gmf_errmsg());
+        } else {
+            memcpy(in->ybw, s.mu, K * D * sizeof(double));
+            memcpy(in->ybw + gmf_flow_mat_offset(K, D, 0), s.Sigma, K * D * D * sizeof(double));
+            if (s.C) {
+                memcpy(in->yeu, s.mu, K * D * sizeof(double));
+                memcpy(in->yeu + gmf_flow_mat_offset(K, D, 0), s.C, K * D * D * sizeof(double));
+            }
+            rc = 0;
+        }
+    }
+    gmf_io_state_free(&s);
+    return rc;
+}
+
+/* The random initial mixture of the paper: both forms. */
+static int random_init(const options *o, inputs *in) {
+    const size_t K = in->K = o->K, D = in->D, N = K * (D + D * D);
+    in->ybw = gmf_calloc(N, sizeof(double), "initial state");
+    in->yeu = gmf_calloc(N, sizeof(double), "initial state");
+    if (!in->ybw || !in->yeu) return fail("%s", gmf_errmsg());
+    if (gmf_toy_init_mixture(K, D, o->gamma, o->seed, in->ybw,
+                             in->yeu + gmf_flow_mat_offset(K, D, 0),
+                             in->ybw + gmf_flow_mat_offset(K, D, 0)))
+        return fail("%s", gmf_errmsg());
+    memcpy(in->yeu, in->ybw, K * D * sizeof(double));
+    return 0;
+}
+
+/* The initial state in both forms as needed, validated. */
+static int load_init(const options *o, inputs *in) {
+    if (o->init)
+        snprintf(in->src, sizeof in->src, "--init: %s", o->init);
+    else
+        snprintf(in->src, sizeof in->src, "random initial mixture (--gamma %g, --seed %lu)",
+                 o->gamma, o->seed);
+    if (o->init ? read_init(o, in) : random_init(o, in)) return 1;
+    const size_t K = in->K, D = in->D;
+    if (gmf_flow_check_state(GMF_FLOW_BW, K, D, in->ybw))
+        return fail("%s: invalid initial state: %s", in->src, gmf_errmsg());
+    if ((o->form == GMF_FLOW_EUCLID || o->check) && !in->yeu) {
+        in->yeu = gmf_calloc(K * (D + D * D), sizeof(double), "initial state");
+        if (!in->yeu) return fail("%s", gmf_errmsg());
+        if (gmf_flow_bw_to_euclid(K, D, in->ybw, in->yeu))
+            return fail("%s: %s, so it has no Cholesky factor C for --form euclid; use --form bw",
+                        in->src, gmf_errmsg());
+    }
+    if (o->form == GMF_FLOW_EUCLID && gmf_flow_check_state(GMF_FLOW_EUCLID, K, D, in->yeu))
+        return fail("%s: invalid initial state: %s", in->src, gmf_errmsg());
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* integration                                                                                 */
+
+typedef struct progress {
     int quiet;
     const char *label;
-    int rc; /* observer failure */
-    char msg[1024];
-} traj;
+} progress;
 
-static void traj_free(traj *tr) {
-    free(tr->t), free(tr->loss), free(tr->wall), free(tr->nrhs);
-    free(tr->mu), free(tr->Sigma), free(tr->C), free(tr->scratch);
-    memset(tr, 0, sizeof *tr);
+static void print_progress(const gmf_traj *tr, size_t j, void *user) {
+    const progress *p = user;
+    if (p->quiet) return;
+    const size_t T = gmf_traj_T(tr);
+    fprintf(stderr, "%s[%*zu/%zu] t = %-12.6g loss = %.10e  rhs = %ld  %.2f s\n", p->label,
+            T >= 100 ? 3 : 2, j + 1, T, gmf_traj_t(tr)[j], gmf_traj_loss(tr)[j],
+            gmf_traj_nrhs(tr)[j], gmf_traj_wall(tr)[j]);
 }
 
-static int traj_alloc(traj *tr, size_t T, size_t K, size_t D, int euclid) {
-    memset(tr, 0, sizeof *tr);
-    tr->T = T, tr->K = K, tr->D = D, tr->euclid = euclid;
-    tr->t = calloc(T, sizeof(double));
-    tr->loss = calloc(T, sizeof(double));
-    tr->wall = calloc(T, sizeof(double));
-    tr->nrhs = calloc(T, sizeof(long));
-    tr->mu = calloc(T * K * D, sizeof(double));
-    tr->Sigma = calloc(T * K * D * D, sizeof(double));
-    if (euclid) tr->C = calloc(T * K * D * D, sizeof(double));
-    tr->scratch = calloc(K * (D + D * D), sizeof(double));
-    if (!tr->t || !tr->loss || !tr->wall || !tr->nrhs || !tr->mu || !tr->Sigma ||
-        (euclid && !tr->C) || !tr->scratch) {
-        traj_free(tr);
-        return fail("out of memory for the trajectory (%zu output times, K = %zu, D = %zu)", T, K,
-                    D);
-    }
+/* Integrate one form from y0 over tout into a new trajectory.  0 or 1 (message printed). */
+static int integrate(gmf_flow_kind kind, const inputs *in, gmf_oracle oracle, const double *y0,
+                     const double *tout, const options *o, const char *label, gmf_traj **tr,
+                     gmf_ode_stats *st) {
+    if (gmf_traj_new(tr, kind, o->n_out, in->K, in->D)) return fail("%s", gmf_errmsg());
+    progress p = {o->quiet, label};
+    gmf_traj_set_progress(*tr, print_progress, &p);
+    if (gmf_traj_integrate(*tr, oracle, y0, tout, st, &o->ode)) return fail("%s", gmf_errmsg());
     return 0;
 }
 
-static int observe(size_t j, double t, const double *y, void *user) {
-    traj *tr = user;
-    const size_t K = tr->K, D = tr->D;
-    tr->t[j] = t;
-    tr->wall[j] = now() - tr->start;
-    tr->nrhs[j] = tr->flow->nrhs;
-    memcpy(tr->mu + j * K * D, y, K * D * sizeof(double));
-    if (tr->euclid) {
-        memcpy(tr->C + j * K * D * D, y + K * D, K * D * D * sizeof(double));
-        gmf_flow_euclid_to_bw(K, D, y, tr->scratch);
-        memcpy(tr->Sigma + j * K * D * D, tr->scratch + K * D, K * D * D * sizeof(double));
-    } else {
-        memcpy(tr->Sigma + j * K * D * D, y + K * D, K * D * D * sizeof(double));
-    }
-    int rc = gmf_flow_loss(tr->flow, y, &tr->loss[j]);
-    if (rc == GMF_OK && !isfinite(tr->loss[j]))
-        rc = gmf_error(GMF_EDIVERGE, "the loss is not finite at t = %g", t);
-    if (rc) {
-        tr->rc = rc;
-        snprintf(tr->msg, sizeof tr->msg, "%s", gmf_errmsg());
-        return 1;
-    }
-    tr->done = j + 1;
-    if (!tr->quiet)
-        fprintf(stderr, "%s[%*zu/%zu] t = %-12.6g loss = %.10e  rhs = %ld  %.2f s\n", tr->label,
-                tr->T >= 100 ? 3 : 2, j + 1, tr->T, t, tr->loss[j], tr->nrhs[j], tr->wall[j]);
-    return 0;
+/* Checks before integrating, blaming the option or the file at fault. */
+static int check_start(const options *o, const inputs *in, gmf_oracle oracle, const double *y0,
+                       const double *tout) {
+    gmf_traj_start_issue issue;
+    if (!gmf_traj_check_start(o->form, in->K, oracle, y0, tout, o->n_out, &o->ode, &issue))
+        return 0;
+    if (issue == GMF_TRAJ_START_TIMES)
+        return bad_value("--t-end %g: %s; use a shorter --t-end, a larger --n-out or --method "
+                         "rk8pd",
+                         o->t_end, gmf_errmsg());
+    if (issue == GMF_TRAJ_START_TOLERANCE) return bad_value("--rtol/--atol: %s", gmf_errmsg());
+    return fail("%s: %s", in->src, gmf_errmsg());
 }
 
-/* --polish: Newton polish of the final state (library: gmf_stationary_polish), a report on
- * stdout and DIR/spectrum.csv.  0 or 1 (message printed). */
-static int polish_report(const char *dir, gmf_oracle oracle, const traj *tr) {
-    const size_t K = tr->K, D = tr->D, N = K * (D + D * D), last = tr->T - 1;
-    double *y = malloc(2 * N * sizeof(double));
-    if (!y) return fail("out of memory for the polish");
-    double *yc = y + N;
-    memcpy(y, tr->mu + last * K * D, K * D * sizeof(double));
-    memcpy(y + K * D, (tr->euclid ? tr->C : tr->Sigma) + last * K * D * D,
-           K * D * D * sizeof(double));
+/* Theorem 1: the other form from the same initial state over the matching times. */
+static int check_thm1(const options *o, const inputs *in, gmf_oracle oracle, const double *tout,
+                      const gmf_traj *tr, gmf_flowio_run *run) {
+    const size_t K = in->K, D = in->D, T = o->n_out;
+    gmf_flow_kind other = o->form == GMF_FLOW_BW ? GMF_FLOW_EUCLID : GMF_FLOW_BW;
+    double *y0c = gmf_calloc(K * (D + D * D), sizeof(double), "Theorem 1 state");
+    double *toutc = gmf_calloc(T, sizeof(double), "Theorem 1 output times");
+    gmf_traj *trc = NULL;
+    int rc = 1;
+    if (!y0c || !toutc) {
+        fail("%s", gmf_errmsg());
+        goto done;
+    }
+    if (other == GMF_FLOW_EUCLID) /* the run's own C (Cholesky or the file's) */
+        memcpy(y0c, in->yeu, K * (D + D * D) * sizeof(double));
+    else /* Sigma = C C^T of the run's own C */
+        gmf_flow_euclid_to_bw(K, D, in->yeu, y0c);
+    for (size_t j = 0; j < T; j++)
+        toutc[j] = gmf_flow_time_convert(tout[j], o->form, other, K);
+    const char *lab = other == GMF_FLOW_EUCLID ? "thm1 euclid " : "thm1 bw ";
+    if (integrate(other, in, oracle, y0c, toutc, o, lab, &trc, &run->check_stats)) goto done;
+    if (gmf_traj_thm1_distance(tr, trc, &run->err_sigma, &run->err_mu)) {
+        fail("%s", gmf_errmsg());
+        goto done;
+    }
+    run->checked = 1;
+    run->tol = THM1_TOL;
+    run->pass = run->err_sigma <= THM1_TOL && run->err_mu <= THM1_TOL;
+    run->check_wall = gmf_traj_elapsed(trc);
+    rc = 0;
+done:
+    gmf_traj_free(trc);
+    free(y0c), free(toutc);
+    return rc;
+}
+
+/* --polish's result, reported after the summary. */
+typedef struct polished {
+    int done;
     gmf_stationary_result res;
     gmf_stationary_spectrum sp;
-    char path[4096];
-    int rc = gmf_stationary_polish(oracle, K, tr->euclid ? GMF_FLOW_EUCLID : GMF_FLOW_BW, y, NULL,
-                                   yc, &res, &sp);
+} polished;
+
+/* --polish: Newton polish of the final state (library: gmf_stationary_polish); spectrum.csv is
+ * written into the output set's staging directory.  0 or 1 (message printed). */
+static int polish_run(const gmf_outset *set, gmf_oracle oracle, const gmf_traj *tr, polished *p) {
+    const size_t K = gmf_traj_K(tr), D = gmf_traj_D(tr), N = K * (D + D * D);
+    const size_t last = gmf_traj_done(tr) - 1;
+    const int euclid = gmf_traj_kind(tr) == GMF_FLOW_EUCLID;
+    double *y = gmf_calloc(2 * N, sizeof(double), "the polish");
+    if (!y) return fail("%s", gmf_errmsg());
+    double *yc = y + N;
+    memcpy(y, gmf_traj_mu(tr) + last * K * D, K * D * sizeof(double));
+    memcpy(y + gmf_flow_mat_offset(K, D, 0),
+           (euclid ? gmf_traj_C(tr) : gmf_traj_Sigma(tr)) + last * K * D * D,
+           K * D * D * sizeof(double));
+    char path[4200];
+    int rc = gmf_stationary_polish(oracle, K, gmf_traj_kind(tr), y, NULL, yc, &p->res, &p->sp);
     free(y);
     if (rc) return fail("--polish failed: %s", gmf_errmsg());
+    p->done = 1;
+    rc = gmf_outset_path(set, "spectrum.csv", path, sizeof path);
+    if (!rc) rc = gmf_stationary_spectrum_write(path, &p->sp);
+    if (rc) return fail("%s", gmf_errmsg());
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* report                                                                                      */
+
+static void polish_report(const char *dir, const polished *p) {
+    const gmf_stationary_result *res = &p->res;
+    const gmf_stationary_spectrum *sp = &p->sp;
     printf("  polish    %d Newton steps, |grad l| %.3e -> %.3e (relative %.3e), loss %.10e\n",
-           res.iters, res.grad0, res.grad, res.grad_rel, res.loss);
-    if (!res.converged)
+           res->iters, res->grad0, res->grad, res->grad_rel, res->loss);
+    if (!res->converged)
         printf("            NOT converged: no stationary point near the final state (integrate "
                "longer, or it may lie at a collapse)\n");
     printf("            Hessian eigenvalues %.3e .. %.3e; %zu gauge directions removed; index %zu "
            "(%zu zero within %.1e) -> %s\n",
-           sp.hess[0], sp.hess[sp.N - 1], sp.ngauge, sp.index, sp.nzero, sp.tol,
-           !res.converged ? "not a stationary point"
-           : sp.index     ? "saddle"
-                          : "minimum");
-    snprintf(path, sizeof path, "%s/spectrum.csv", dir);
-    rc = gmf_stationary_spectrum_write(path, &sp);
-    gmf_stationary_spectrum_free(&sp);
-    if (rc) return fail("%s", gmf_errmsg());
-    printf("            spectrum  %s\n", path);
-    return 0;
+           sp->hess[0], sp->hess[sp->N - 1], sp->ngauge, sp->index, sp->nzero, sp->tol,
+           !res->converged ? "not a stationary point"
+           : sp->index     ? "saddle"
+                           : "minimum");
+    printf("            spectrum  %s/spectrum.csv\n", dir);
 }
 
-/* Integrate one form from y0 over tout, recording into tr.  0 or 1 (message printed). */
-static int integrate(gmf_flow_kind kind, size_t K, gmf_oracle oracle, const double *y0,
-                     const double *tout, size_t T, const gmf_ode_opts *ode, int quiet,
-                     const char *label, traj *tr, gmf_ode_stats *st, double *wall) {
-    const size_t D = oracle.D;
-    gmf_flow flow;
-    int rc = gmf_flow_init(&flow, kind, K, oracle);
-    if (rc) return fail("%s", gmf_errmsg());
-    if (traj_alloc(tr, T, K, D, kind == GMF_FLOW_EUCLID)) {
-        gmf_flow_free(&flow);
-        return 1;
-    }
-    size_t N = gmf_flow_dim(&flow);
-    double *y = malloc(N * sizeof(double));
-    if (!y) {
-        gmf_flow_free(&flow);
-        return fail("out of memory for the state");
-    }
-    memcpy(y, y0, N * sizeof(double));
-    tr->flow = &flow;
-    tr->quiet = quiet;
-    tr->label = label;
-    tr->start = now();
-    rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &flow, y, tout, T, ode, observe, tr, st);
-    *wall = now() - tr->start;
-    tr->flow = NULL;
-    free(y);
-    gmf_flow_free(&flow);
-    if (rc) return fail("%s solver failed: %s", gmf_ode_method_name(ode->method), gmf_errmsg());
-    if (tr->rc) return fail("integration stopped: %s", tr->msg);
-    if (tr->done != T)
-        return fail("integration stopped early: %zu of %zu output times", tr->done, T);
-    return 0;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* output files                                                                                */
-
-static void json_string(FILE *fp, const char *s) {
-    fputc('"', fp);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(fp, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(fp, "\\u%04x", *p);
-        else
-            fputc(*p, fp);
-    }
-    fputc('"', fp);
-}
-
-static void json_stats(FILE *fp, const gmf_ode_stats *s, double wall, const char *indent) {
-    fprintf(fp,
-            "{\n%s  \"nsteps\": %ld,\n%s  \"nfevals\": %ld,\n%s  \"netfails\": %ld,\n"
-            "%s  \"nniters\": %ld,\n%s  \"nncfails\": %ld,\n%s  \"nliters\": %ld,\n"
-            "%s  \"qlast\": %d,\n%s  \"hlast\": %.17g,\n%s  \"wall_s\": %.6f\n%s}",
-            indent, s->nsteps, indent, s->nfevals, indent, s->netfails, indent, s->nniters, indent,
-            s->nncfails, indent, s->nliters, indent, s->qlast, indent, s->hlast, indent, wall,
-            indent);
-}
-
-static int write_trajectory_csv(const char *path, const traj *tr) {
-    gmf_io_file f;
-    if (gmf_io_open(&f, path)) return 1;
-    fprintf(f.fp, "t,loss,wall_s,nrhs\n");
-    for (size_t j = 0; j < tr->T; j++)
-        fprintf(f.fp, "%.17g,%.17g,%.6f,%ld\n", tr->t[j], tr->loss[j], tr->wall[j], tr->nrhs[j]);
-    return gmf_io_commit(&f) ? 1 : 0;
-}
-
-typedef struct run_info {
-    int argc;
-    char **argv;
-    const options *o;
-    size_t n, d, K, D;
-    double t0, t0_file;
-    const char *init_form;
-    const gmf_ode_stats *st;
-    double wall, wall_total;
-    const traj *tr;
-    int checked, pass;
-    double err_sigma, err_mu, check_wall;
-    const gmf_ode_stats *check_st;
-} run_info;
-
-static int write_run_json(const char *path, const run_info *r) {
-    const options *o = r->o;
-    gmf_io_file f;
-    if (gmf_io_open(&f, path)) return 1;
-    FILE *fp = f.fp;
-    fprintf(fp, "{\n  \"format\": \"gmflow-run\",\n  \"version\": 1,\n");
-    fprintf(fp, "  \"gmflow_version\": \"%s\",\n  \"command\": \"flow\",\n  \"argv\": [",
-            GMF_VERSION_STRING);
-    for (int i = 0; i < r->argc; i++) {
-        if (i) fputs(", ", fp);
-        json_string(fp, r->argv[i]);
-    }
-    fprintf(fp, "],\n  \"form\": \"%s\",\n", o->form == GMF_FLOW_EUCLID ? "euclid" : "bw");
-    if (o->data) {
-        const size_t L = strlen(o->data);
-        fprintf(fp, "  \"data\": {\"source\": \"%s\", \"path\": ",
-                L > 4 && !strcmp(o->data + L - 4, ".npy") ? "npy" : "csv");
-        json_string(fp, o->data);
-        fprintf(fp, "},\n");
-    } else {
-        fprintf(fp,
-                "  \"data\": {\"source\": \"toy\", \"teacher\": \"%s\", \"n\": %zu, \"d\": %zu, "
-                "\"width\": %zu, \"noise\": %.17g, \"seed\": %lu},\n",
-                o->toy.teacher == GMF_TOY_MIXTURE ? "mixture" : "relu", o->toy.n, o->toy.d,
-                o->toy.width, o->toy.noise, o->toy.seed);
-    }
-    if (o->init) {
-        fprintf(fp, "  \"init\": {\"source\": \"file\", \"path\": ");
-        json_string(fp, o->init);
-        fprintf(fp, ", \"form\": \"%s\", \"t\": %.17g},\n", r->init_form, r->t0_file);
-    } else {
-        fprintf(fp, "  \"init\": {\"source\": \"random\", \"gamma\": %.17g, \"seed\": %lu},\n",
-                o->gamma, o->seed);
-    }
-    fprintf(fp, "  \"ranks\": %d,\n", gmf_par_size());
-    fprintf(fp, "  \"n\": %zu,\n  \"d\": %zu,\n  \"K\": %zu,\n  \"D\": %zu,\n", r->n, r->d, r->K,
-            r->D);
-    fprintf(fp,
-            "  \"solver\": {\"method\": \"%s\", \"rtol\": %.17g, \"atol\": %.17g, "
-            "\"max_steps\": %ld, \"tolerances_tightened_for_check\": %s},\n",
-            gmf_ode_method_name(o->ode.method), o->ode.rtol, o->ode.atol, o->ode.max_steps,
-            o->tightened ? "true" : "false");
-    const traj *tr = r->tr;
-    fprintf(fp, "  \"t0\": %.17g,\n  \"t_end\": %.17g,\n  \"t_final\": %.17g,\n  \"n_out\": %zu,\n",
-            r->t0, o->t_end, tr->t[tr->T - 1], o->n_out);
-    fprintf(fp, "  \"loss_start\": %.17g,\n  \"loss_end\": %.17g,\n", tr->loss[0],
-            tr->loss[tr->T - 1]);
-    fprintf(fp, "  \"stats\": ");
-    json_stats(fp, r->st, r->wall, "  ");
-    fprintf(fp, ",\n  \"wall_s\": %.6f,\n", r->wall_total);
+static void summary(const options *o, const inputs *in, const gmf_traj *tr,
+                    const gmf_flowio_run *r) {
+    const size_t T = gmf_traj_T(tr);
+    const double *t = gmf_traj_t(tr), *loss = gmf_traj_loss(tr);
+    const gmf_ode_stats *st = &r->stats;
+    printf(CMD ": %s\n", o->form == GMF_FLOW_EUCLID
+                             ? "euclid (Theorem 1: Euclidean flow over (mu, C))"
+                             : "bw (Theorems 3/4: Bures-Wasserstein flow over (mu, Sigma))");
+    printf("  data      %s\n", in->data_desc);
+    if (o->init)
+        printf("  init      %s (form %s, t = %g), K = %zu, D = %zu\n", o->init, in->init_form,
+               in->t0_file, in->K, in->D);
+    else
+        printf("  init      random (gamma %g, seed %lu), K = %zu, D = %zu\n", o->gamma, o->seed,
+               in->K, in->D);
+    printf("  solver    %s, rtol %g, atol %g, max steps %ld%s\n",
+           gmf_ode_method_name(o->ode.method), o->ode.rtol, o->ode.atol, o->ode.max_steps,
+           o->tightened ? " (tightened for --check-thm1)" : "");
+    printf("  loss      %.10e at t = %g  ->  %.10e at t = %g\n", loss[0], t[0], loss[T - 1],
+           t[T - 1]);
+    printf("  stats     %ld steps, %ld RHS evaluations, %ld error-test failures, %ld nonlinear "
+           "iterations (%ld convergence failures)",
+           st->nsteps, st->nfevals, st->netfails, st->nniters, st->nncfails);
+    if (o->ode.method == GMF_ODE_CVODE_BDF)
+        printf(", %ld linear iterations, jacobian %s (%ld dense, %ld JVPs)", st->nliters,
+               gmf_ode_jacobian_name(st->jacobian), st->njevals, st->njvevals);
+    printf(", %.3f s\n", r->wall);
     if (r->checked) {
-        fprintf(fp,
-                "  \"check_thm1\": {\n    \"other_form\": \"%s\",\n    \"sigma_rel_err\": %.17g,\n"
-                "    \"mu_rel_err\": %.17g,\n    \"tol\": %g,\n    \"pass\": %s,\n    \"stats\": ",
-                o->form == GMF_FLOW_EUCLID ? "bw" : "euclid", r->err_sigma, r->err_mu, THM1_TOL,
-                r->pass ? "true" : "false");
-        json_stats(fp, r->check_st, r->check_wall, "    ");
-        fprintf(fp, "\n  },\n");
-    } else {
-        fprintf(fp, "  \"check_thm1\": null,\n");
+        printf("  thm1      %s form, %ld steps, %.3f s; max over %zu times of\n",
+               o->form == GMF_FLOW_BW ? "euclid" : "bw", r->check_stats.nsteps, r->check_wall, T);
+        printf("            ||Sigma_k(t) - C_k(Kt) C_k(Kt)^T||_F / ||Sigma_k(t)||_F = %.3e\n",
+               r->err_sigma);
+        printf("            ||mu(t) - mu_euclid(Kt)|| / ||mu(t)||                   = %.3e\n",
+               r->err_mu);
+        printf("            %s (tolerance %g)\n", r->pass ? "PASS" : "FAIL", THM1_TOL);
     }
-    fprintf(fp,
-            "  \"files\": [\"trajectory.csv\", \"t.npy\", \"mu.npy\", \"Sigma.npy\", %s"
-            "\"state.json\", \"run.json\"]\n}\n",
-            o->form == GMF_FLOW_EUCLID ? "\"C.npy\", " : "");
-    return gmf_io_commit(&f) ? 1 : 0;
+    printf("  output    %s/{trajectory.csv, t.npy, mu.npy, Sigma.npy%s, state.json, run.json}\n",
+           o->out, o->form == GMF_FLOW_EUCLID ? ", C.npy" : "");
+    fflush(stdout);
 }
 
-static int path_join(char *out, size_t outsz, const char *dir, const char *name) {
-    if (snprintf(out, outsz, "%s/%s", dir, name) >= (int)outsz)
-        return fail("output path too long: %s/%s", dir, name);
-    return 0;
-}
-
-#define WRITE_OR_FAIL(expr)                                                                        \
-    do {                                                                                           \
-        if ((expr) != 0) return fail("%s", gmf_errmsg());                                          \
-    } while (0)
-
-static int write_outputs(const char *dir, const traj *tr, const run_info *ri, size_t d) {
-    char p[4200];
-    const size_t T = tr->T, K = tr->K, D = tr->D;
-    size_t s1[1] = {T}, s3[3] = {T, K, D}, s4[4] = {T, K, D, D};
-    if (path_join(p, sizeof p, dir, "t.npy")) return 1;
-    WRITE_OR_FAIL(gmf_io_write_npy(p, tr->t, 1, s1));
-    if (path_join(p, sizeof p, dir, "mu.npy")) return 1;
-    WRITE_OR_FAIL(gmf_io_write_npy(p, tr->mu, 3, s3));
-    if (path_join(p, sizeof p, dir, "Sigma.npy")) return 1;
-    WRITE_OR_FAIL(gmf_io_write_npy(p, tr->Sigma, 4, s4));
-    if (tr->euclid) {
-        if (path_join(p, sizeof p, dir, "C.npy")) return 1;
-        WRITE_OR_FAIL(gmf_io_write_npy(p, tr->C, 4, s4));
-    }
-    if (path_join(p, sizeof p, dir, "trajectory.csv")) return 1;
-    if (write_trajectory_csv(p, tr)) return fail("%s", gmf_errmsg());
-    gmf_io_state s = {.K = K,
-                      .d = d,
-                      .D = D,
-                      .t = tr->t[T - 1],
-                      .euclid = tr->euclid,
-                      .mu = tr->mu + (T - 1) * K * D,
-                      .Sigma = tr->Sigma + (T - 1) * K * D * D,
-                      .C = tr->euclid ? tr->C + (T - 1) * K * D * D : NULL};
-    if (path_join(p, sizeof p, dir, "state.json")) return 1;
-    WRITE_OR_FAIL(gmf_io_write_state(p, &s));
-    if (path_join(p, sizeof p, dir, "run.json")) return 1;
-    if (write_run_json(p, ri)) return fail("%s", gmf_errmsg());
-    return 0;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Theorem 1 comparison                                                                        */
-
-/* bw: the BW trajectory, eu: the Euclidean one at the matching times. */
-static void thm1_compare(const traj *bw, const traj *eu, double *err_sigma, double *err_mu) {
-    const size_t T = bw->T, K = bw->K, D = bw->D;
-    double es = 0, em = 0;
-    for (size_t j = 0; j < T; j++) {
-        double dm = 0, nm = 0;
-        for (size_t i = 0; i < K * D; i++) {
-            double a = bw->mu[j * K * D + i], b = eu->mu[j * K * D + i];
-            dm += (a - b) * (a - b), nm += a * a;
-        }
-        double rel = nm > 0 ? sqrt(dm / nm) : sqrt(dm);
-        if (!(rel <= em)) em = rel;
-        for (size_t k = 0; k < K; k++) {
-            const double *S = bw->Sigma + (j * K + k) * D * D;
-            const double *P = eu->Sigma + (j * K + k) * D * D; /* C C^T */
-            double ds = 0, ns = 0;
-            for (size_t i = 0; i < D * D; i++)
-                ds += (S[i] - P[i]) * (S[i] - P[i]), ns += S[i] * S[i];
-            double r = ns > 0 ? sqrt(ds / ns) : sqrt(ds);
-            if (!(r <= es)) es = r;
-        }
-    }
-    *err_sigma = es, *err_mu = em;
+static gmf_flowio_run run_record(int argc, char **argv, const options *o, const inputs *in) {
+    gmf_flowio_run r = {.version = GMF_VERSION_STRING,
+                        .argc = argc,
+                        .argv = argv,
+                        .data_path = o->data,
+                        .toy = o->toy,
+                        .n = in->n,
+                        .init_path = o->init,
+                        .init_form = in->init_form,
+                        .init_t = in->t0_file,
+                        .gamma = o->gamma,
+                        .seed = o->seed,
+                        .ode = o->ode,
+                        .tightened = o->tightened,
+                        .t0 = in->t0,
+                        .t_end = o->t_end};
+    return r;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* the command                                                                                 */
+
+/* Everything after the inputs: integrate, check, write, report.  The exit status. */
+static int run_flow(int argc, char **argv, const options *o, const inputs *in, double t_start) {
+    gmf_sqloss *sq = NULL;
+    gmf_outset *set = NULL;
+    gmf_traj *tr = NULL;
+    polished pol = {0};
+    double *tout = gmf_calloc(o->n_out, sizeof(double), "output times");
+    int status = 1, polish_failed = 0;
+    if (!tout) {
+        fail("%s", gmf_errmsg());
+        goto done;
+    }
+    if (gmf_traj_time_grid(in->t0, o->t_end, o->n_out, tout)) {
+        status = bad_value("--t-end %g, --n-out %zu: %s", o->t_end, o->n_out, gmf_errmsg());
+        goto done;
+    }
+    int bad = in->rank == 0 && gmf_outset_new(&set, o->out, gmf_flowio_names); /* rank 0 writes */
+    if (bad) fail("--out %s: %s", o->out, gmf_errmsg());
+    if (gmf_par_any(bad)) goto done;
+    const size_t off = in->npy ? 0 : in->i0; /* a CSV is read whole by every rank */
+    if (in->P > 1 ? gmf_sqloss_shard(&sq, in->nloc, in->n, in->d, in->X + off * in->d, in->yv + off)
+                  : gmf_sqloss_borrow(&sq, in->n, in->d, in->X, in->yv)) {
+        fail("%s", gmf_errmsg());
+        goto done;
+    }
+    gmf_oracle oracle = gmf_sqloss_oracle(sq);
+    const double *y0 = o->form == GMF_FLOW_EUCLID ? in->yeu : in->ybw;
+    if ((status = check_start(o, in, oracle, y0, tout)) != 0) goto done;
+    status = 1;
+    if (!o->quiet)
+        fprintf(stderr, CMD ": %s, K = %zu, D = %zu, %s, t in [%g, %g]\n",
+                o->form == GMF_FLOW_EUCLID ? "euclid" : "bw", in->K, in->D,
+                gmf_ode_method_name(o->ode.method), in->t0, in->t0 + o->t_end);
+    gmf_flowio_run r = run_record(argc, argv, o, in);
+    r.ranks = in->P;
+    if (integrate(o->form, in, oracle, y0, tout, o, "", &tr, &r.stats)) goto done;
+    r.wall = gmf_traj_elapsed(tr);
+    if (o->check && check_thm1(o, in, oracle, tout, tr, &r)) goto done;
+    r.wall_total = now() - t_start;
+    if (in->rank) { /* the others computed the same; rank 0 writes and reports */
+        status = r.checked && !r.pass;
+        goto done;
+    }
+    if (o->polish) polish_failed = polish_run(set, oracle, tr, &pol);
+    if (gmf_flowio_write_set(set, tr, &r)) {
+        fail("--out %s: %s (the previous contents of %s are unchanged)", o->out, gmf_errmsg(),
+             o->out);
+        goto done;
+    }
+    summary(o, in, tr, &r);
+    if (pol.done) polish_report(o->out, &pol);
+    fflush(stdout);
+    if (polish_failed) goto done;
+    if (r.checked && !r.pass) {
+        fail("Theorem 1 check FAILED: relative differences %.3e (Sigma), %.3e (mu) exceed %g",
+             r.err_sigma, r.err_mu, THM1_TOL);
+        goto done;
+    }
+    status = 0;
+done:
+    if (pol.done) gmf_stationary_spectrum_free(&pol.sp);
+    gmf_traj_free(tr);
+    gmf_sqloss_free(sq);
+    gmf_outset_free(set);
+    free(tout);
+    return status;
+}
 
 int gmf_cli_flow(int argc, char **argv) {
     double t_start = now();
     options o;
     int status = parse_options(argc, argv, &o);
     if (status >= 0) return status;
-
     /* MPI (docs/SCALE.md): samples sharded over the ranks, the state replicated; only rank 0
-     * prints and writes; an error on any rank stops every rank (gmf_par_any after each step that
-     * can fail on one rank alone). */
-    const int rank = gmf_par_rank(), P = gmf_par_size();
-    if (P > 1 && o.polish)
+     * prints and writes; an error on any rank stops every rank (gmf_par_any after each step
+     * that can fail on one rank alone). */
+    inputs in;
+    memset(&in, 0, sizeof in);
+    in.init_form = "";
+    in.rank = gmf_par_rank(), in.P = gmf_par_size();
+    if (in.P > 1 && o.polish)
         return usage_error("--polish needs the exact Jacobian: serial runs only");
-    if (P > 1 && o.ode.method == GMF_ODE_CVODE_BDF) { /* the sharded oracle has no JVP */
+    if (in.P > 1 && o.ode.method == GMF_ODE_CVODE_BDF) { /* the sharded oracle has no JVP */
         if (o.ode.jacobian == GMF_ODE_JAC_JVP || o.ode.jacobian == GMF_ODE_JAC_DENSE)
             return usage_error("--jacobian %s needs exact JVPs: serial runs only (use dq)",
                                gmf_ode_jacobian_name(o.ode.jacobian));
         o.ode.jacobian = GMF_ODE_JAC_DQ;
     }
-    if (rank) o.quiet = 1;
-    status = 1;
-    double *X = NULL, *yv = NULL, *mu0 = NULL, *Sigma0 = NULL, *C0 = NULL, *y0 = NULL, *y0c = NULL,
-           *tout = NULL, *toutc = NULL;
-    gmf_sqloss *sq = NULL;
-    gmf_io_state init = {0};
-    traj tr = {0}, trc = {0};
-    size_t n, d;
-
-    /* data */
-    int bad = 0, npy = 0; /* npy: X, yv hold only this rank's rows i0 .. i0 + nloc - 1 */
-    size_t i0 = 0, nloc = 0, dlen = o.data ? strlen(o.data) : 0;
-    const char *hook = getenv("GMFLOW_TEST_FAIL_RANK"); /* test hook: this rank fails to read */
-    if (hook && P > 1 && atoi(hook) == rank)
-        bad = fail("--data: rank %d of %d: cannot read its shard (simulated by "
-                   "GMFLOW_TEST_FAIL_RANK)",
-                   rank, P);
-    else if (dlen > 4 && !strcmp(o.data + dlen - 4, ".npy")) {
-        npy = 1;
-        if (gmf_io_read_xy_npy(o.data, rank, P, &n, &d, &i0, &nloc, &X, &yv))
-            bad = fail("--data: %s", gmf_errmsg());
-    } else if (o.data) {
-        if (gmf_io_read_csv(o.data, &n, &d, &X, &yv)) bad = fail("--data: %s", gmf_errmsg());
-    } else {
-        if (gmf_toy_make(&o.toy, &X, &yv)) bad = fail("%s", gmf_errmsg());
-        n = o.toy.n, d = o.toy.d;
-    }
+    if (in.rank) o.quiet = 1;
+    const int bad = load_data(&o, &in);
     if (gmf_par_any(bad)) {
         if (!bad) fail("stopping: another rank failed to read the data (its message above)");
-        goto done;
-    }
-    const size_t D = d + 1;
-    char data_desc[512];
-    if (o.data)
-        snprintf(data_desc, sizeof data_desc, "%s (n = %zu, d = %zu)", o.data, n, d);
-    else
-        snprintf(data_desc, sizeof data_desc,
-                 "toy, %s teacher (width %zu, noise %g, seed %lu), n = %zu, d = %zu",
-                 o.toy.teacher == GMF_TOY_MIXTURE ? "mixture" : "relu", o.toy.width, o.toy.noise,
-                 o.toy.seed, n, d);
-
-    /* initial mixture: mu0, Sigma0 and (when available or needed) C0 */
-    size_t K = o.K;
-    double t0 = 0, t0_file = 0;
-    const char *init_form = "";
-    if (o.init) {
-        if (gmf_io_read_state(o.init, &init)) {
-            fail("--init: %s", gmf_errmsg());
-            goto done;
-        }
-        init_form = init.euclid ? "euclid" : "bw";
-        if (init.d != d) {
-            fail("--init: %s: the state has d = %zu (D = %zu) but the data %s has d = %zu", o.init,
-                 init.d, init.D, o.data ? o.data : "(built-in toy, --d)", d);
-            goto done;
-        }
-        if (o.K_set && o.K != init.K) {
-            fail("-K %zu conflicts with K = %zu in --init %s (with --init, K comes from the file)",
-                 o.K, init.K, o.init);
-            goto done;
-        }
-        K = init.K;
-        t0_file = init.t;
-        /* time: an euclid run at time t is the bw flow at t / K */
-        t0 = init.t;
-        if (init.euclid && o.form == GMF_FLOW_BW) t0 = init.t / (double)K;
-        if (!init.euclid && o.form == GMF_FLOW_EUCLID) t0 = init.t * (double)K;
-        mu0 = init.mu, Sigma0 = init.Sigma, C0 = init.C;
-        init.mu = init.Sigma = init.C = NULL;
-    } else {
-        mu0 = gmf_calloc(K * D, sizeof(double), "initial means");
-        Sigma0 = gmf_calloc(K * D * D, sizeof(double), "initial covariances");
-        C0 = gmf_calloc(K * D * D, sizeof(double), "initial square roots");
-        if (!mu0 || !Sigma0 || !C0) {
-            fail("%s", gmf_errmsg());
-            goto done;
-        }
-        if (gmf_toy_init_mixture(K, D, o.gamma, o.seed, mu0, C0, Sigma0)) {
-            fail("%s", gmf_errmsg());
-            goto done;
-        }
-    }
-    char src[600];
-    if (o.init)
-        snprintf(src, sizeof src, "--init: %s", o.init);
-    else
-        snprintf(src, sizeof src, "random initial mixture (--gamma %g, --seed %lu)", o.gamma,
-                 o.seed);
-    size_t N = K * (D + D * D);
-    y0 = gmf_calloc(N, sizeof(double), "initial state");
-    if (!y0) {
-        fail("%s", gmf_errmsg());
-        goto done;
-    }
-    memcpy(y0, mu0, K * D * sizeof(double));
-    memcpy(y0 + K * D, Sigma0, K * D * D * sizeof(double));
-    if (gmf_flow_check_state(GMF_FLOW_BW, K, D, y0)) {
-        fail("%s: invalid initial state: %s", src, gmf_errmsg());
-        goto done;
-    }
-    int need_C = o.form == GMF_FLOW_EUCLID || o.check;
-    if (need_C && !C0) {
-        C0 = gmf_calloc(K * D * D, sizeof(double), "initial square roots");
-        if (!C0) {
-            fail("%s", gmf_errmsg());
-            goto done;
-        }
-        if (cholesky_all(K, D, Sigma0, C0, src)) goto done;
-    }
-    if (o.form == GMF_FLOW_EUCLID) memcpy(y0 + K * D, C0, K * D * D * sizeof(double));
-    if (gmf_flow_check_state(o.form, K, D, y0)) {
-        fail("%s: invalid initial state: %s", src, gmf_errmsg());
-        goto done;
-    }
-
-    /* output times */
-    const size_t T = o.n_out;
-    tout = malloc(T * sizeof(double));
-    if (!tout) {
-        fail("out of memory");
-        goto done;
-    }
-    for (size_t j = 0; j < T; j++)
-        tout[j] = t0 + o.t_end * (double)j / (double)(T - 1);
-    tout[T - 1] = t0 + o.t_end;
-    for (size_t j = 1; j < T; j++)
-        if (!(tout[j] > tout[j - 1])) {
-            fail("--t-end %g with --n-out %zu gives output times too close to distinguish at t0 "
-                 "= %g",
-                 o.t_end, T, t0);
-            goto done;
-        }
-
-    if (gmf_par_any(rank == 0 && make_dirs(o.out))) goto done;
-
-    if (!npy) gmf_par_block(n, rank, P, &i0, &nloc);
-    const size_t off = npy ? 0 : i0; /* a CSV is read whole by every rank */
-    if (P > 1 ? gmf_sqloss_shard(&sq, nloc, n, d, X + off * d, yv + off)
-              : gmf_sqloss_borrow(&sq, n, d, X, yv)) {
-        fail("%s", gmf_errmsg());
-        goto done;
-    }
-    gmf_oracle oracle = gmf_sqloss_oracle(sq);
-
-    const char *form_desc = o.form == GMF_FLOW_EUCLID
-                                ? "euclid (Theorem 1: Euclidean flow over (mu, C))"
-                                : "bw (Theorems 3/4: Bures-Wasserstein flow over (mu, Sigma))";
-    if (!o.quiet)
-        fprintf(stderr, CMD ": %s, K = %zu, D = %zu, %s, t in [%g, %g]\n",
-                o.form == GMF_FLOW_EUCLID ? "euclid" : "bw", K, D,
-                gmf_ode_method_name(o.ode.method), t0, t0 + o.t_end);
-    gmf_ode_stats st, stc;
-    memset(&stc, 0, sizeof stc);
-    double wall = 0, wallc = 0;
-    if (integrate(o.form, K, oracle, y0, tout, T, &o.ode, o.quiet, "", &tr, &st, &wall)) goto done;
-
-    /* Theorem 1: the other form from the same initial state over the matching times */
-    run_info ri = {.argc = argc,
-                   .argv = argv,
-                   .o = &o,
-                   .n = n,
-                   .d = d,
-                   .K = K,
-                   .D = D,
-                   .t0 = t0,
-                   .t0_file = t0_file,
-                   .init_form = init_form,
-                   .st = &st,
-                   .wall = wall,
-                   .tr = &tr};
-    if (o.check) {
-        gmf_flow_kind other = o.form == GMF_FLOW_BW ? GMF_FLOW_EUCLID : GMF_FLOW_BW;
-        y0c = malloc(N * sizeof(double));
-        toutc = malloc(T * sizeof(double));
-        if (!y0c || !toutc) {
-            fail("out of memory");
-            goto done;
-        }
-        memcpy(y0c, mu0, K * D * sizeof(double));
-        if (other == GMF_FLOW_EUCLID) {
-            memcpy(y0c + K * D, C0, K * D * D * sizeof(double));
-            for (size_t j = 0; j < T; j++)
-                toutc[j] = tout[j] * (double)K;
-        } else {
-            gmf_flow_euclid_to_bw(K, D, y0, y0c); /* Sigma = C C^T of the run's own C */
-            for (size_t j = 0; j < T; j++)
-                toutc[j] = tout[j] / (double)K;
-        }
-        const char *lab = other == GMF_FLOW_EUCLID ? "thm1 euclid " : "thm1 bw ";
-        if (integrate(other, K, oracle, y0c, toutc, T, &o.ode, o.quiet, lab, &trc, &stc, &wallc))
-            goto done;
-        const traj *bw = other == GMF_FLOW_BW ? &trc : &tr, *eu = other == GMF_FLOW_BW ? &tr : &trc;
-        thm1_compare(bw, eu, &ri.err_sigma, &ri.err_mu);
-        ri.checked = 1;
-        ri.pass = ri.err_sigma <= THM1_TOL && ri.err_mu <= THM1_TOL;
-        ri.check_st = &stc;
-        ri.check_wall = wallc;
-    }
-    ri.wall_total = now() - t_start;
-    if (rank) { /* the others computed the same; rank 0 reports */
-        status = ri.checked && !ri.pass;
-        goto done;
-    }
-
-    if (write_outputs(o.out, &tr, &ri, d)) goto done;
-
-    /* summary */
-    printf(CMD ": %s\n", form_desc);
-    printf("  data      %s\n", data_desc);
-    if (o.init)
-        printf("  init      %s (form %s, t = %g), K = %zu, D = %zu\n", o.init, init_form, t0_file,
-               K, D);
-    else
-        printf("  init      random (gamma %g, seed %lu), K = %zu, D = %zu\n", o.gamma, o.seed, K,
-               D);
-    printf("  solver    %s, rtol %g, atol %g, max steps %ld%s\n", gmf_ode_method_name(o.ode.method),
-           o.ode.rtol, o.ode.atol, o.ode.max_steps,
-           o.tightened ? " (tightened for --check-thm1)" : "");
-    printf("  loss      %.10e at t = %g  ->  %.10e at t = %g\n", tr.loss[0], tr.t[0],
-           tr.loss[T - 1], tr.t[T - 1]);
-    printf("  stats     %ld steps, %ld RHS evaluations, %ld error-test failures, %ld nonlinear "
-           "iterations (%ld convergence failures)",
-           st.nsteps, st.nfevals, st.netfails, st.nniters, st.nncfails);
-    if (o.ode.method == GMF_ODE_CVODE_BDF)
-        printf(", %ld linear iterations, jacobian %s (%ld dense, %ld JVPs)", st.nliters,
-               gmf_ode_jacobian_name(st.jacobian), st.njevals, st.njvevals);
-    printf(", %.3f s\n", wall);
-    if (ri.checked) {
-        printf("  thm1      %s form, %ld steps, %.3f s; max over %zu times of\n",
-               o.form == GMF_FLOW_BW ? "euclid" : "bw", stc.nsteps, wallc, T);
-        printf("            ||Sigma_k(t) - C_k(Kt) C_k(Kt)^T||_F / ||Sigma_k(t)||_F = %.3e\n",
-               ri.err_sigma);
-        printf("            ||mu(t) - mu_euclid(Kt)|| / ||mu(t)||                   = %.3e\n",
-               ri.err_mu);
-        printf("            %s (tolerance %g)\n", ri.pass ? "PASS" : "FAIL", THM1_TOL);
-    }
-    printf("  output    %s/{trajectory.csv, t.npy, mu.npy, Sigma.npy%s, state.json, run.json}\n",
-           o.out, o.form == GMF_FLOW_EUCLID ? ", C.npy" : "");
-    if (o.polish && polish_report(o.out, oracle, &tr)) goto done;
-    fflush(stdout);
-    if (ri.checked && !ri.pass) {
-        fail("Theorem 1 check FAILED: relative differences %.3e (Sigma), %.3e (mu) exceed %g",
-             ri.err_sigma, ri.err_mu, THM1_TOL);
-        goto done;
-    }
-    status = 0;
-
-done:
-    free(X), free(yv), free(mu0), free(Sigma0), free(C0), free(y0), free(y0c);
-    free(tout), free(toutc);
-    gmf_io_state_free(&init);
-    traj_free(&tr);
-    traj_free(&trc);
-    gmf_sqloss_free(sq);
+        status = 1;
+    } else
+        status = load_init(&o, &in) ? 1 : run_flow(argc, argv, &o, &in, t_start);
+    inputs_free(&in);
     return status;
 }

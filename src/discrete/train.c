@@ -544,23 +544,8 @@ out:
 int gmf_train_write_snapshot(const char *dir, const gmf_nn_model *m, size_t epoch) {
     for (size_t g = 0; g < m->ngroups; g++) {
         const gmf_nn_group *gr = &m->group[g];
-        size_t shape[3], nd;
-        /* layer sizes of this group: stack layer 2 has input Lmid; layer 1 output Lmid */
-        const int second = m->kind == GMF_NN_GMSTACK && g >= 4;
-        const size_t din = second ? m->Lmid : m->d;
-        const size_t lout = m->kind == GMF_NN_GMSTACK && !second ? m->Lmid : m->L;
-        const char c = gr->name[0];
-        if (m->kind == GMF_NN_FC) {
-            nd = 2, shape[0] = m->width, shape[1] = c == 'b' ? m->d : m->L;
-        } else if (c == 'U') {
-            nd = 3, shape[0] = m->K, shape[1] = lout, shape[2] = din;
-        } else if (c == 'v') {
-            nd = 2, shape[0] = m->K, shape[1] = lout;
-        } else if (c == 'C') {
-            nd = 3, shape[0] = m->K, shape[1] = din, shape[2] = din;
-        } else {
-            nd = 2, shape[0] = m->K, shape[1] = din;
-        }
+        size_t shape[3];
+        const size_t nd = gmf_train_group_shape(m, g, shape);
         char path[4096];
         snprintf(path, sizeof path, "%s/epoch_%04zu_%s.npy", dir, epoch, gr->name);
         int rc = gmf_io_write_npy(path, m->params + gr->off, nd, shape);
@@ -722,4 +707,85 @@ size_t gmf_train_run_diff(char *diff, size_t size, const char *a, const char *b,
     c.from_b = 1;
     rec_keys(b, diff_key, &c);
     return c.count;
+}
+
+size_t gmf_train_group_shape(const gmf_nn_model *m, size_t g, size_t shape[3]) {
+    const gmf_nn_group *gr = &m->group[g];
+    /* layer sizes of this group: stack layer 2 has input Lmid; layer 1 output Lmid */
+    const int second = m->kind == GMF_NN_GMSTACK && g >= 4;
+    const size_t din = second ? m->Lmid : m->d;
+    const size_t lout = m->kind == GMF_NN_GMSTACK && !second ? m->Lmid : m->L;
+    const char c = gr->name[0];
+    if (m->kind == GMF_NN_FC) {
+        shape[0] = m->width, shape[1] = c == 'b' ? m->d : m->L;
+        return 2;
+    }
+    if (c == 'U') {
+        shape[0] = m->K, shape[1] = lout, shape[2] = din;
+        return 3;
+    }
+    if (c == 'v') {
+        shape[0] = m->K, shape[1] = lout;
+        return 2;
+    }
+    if (c == 'C') {
+        shape[0] = m->K, shape[1] = din, shape[2] = din;
+        return 3;
+    }
+    shape[0] = m->K, shape[1] = din;
+    return 2;
+}
+
+/* The model a checkpoint holds, from its header alone (the full validation -- size, checksum,
+ * finiteness -- is gmf_train_load_checkpoint's).  Every shape is at most the parameter count,
+ * and the parameter count must fit the file, so a corrupt header cannot ask for a huge model. */
+int gmf_train_checkpoint_model(const char *path, gmf_nn_model *m) {
+    memset(m, 0, sizeof *m);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return gmf_error(GMF_EIO, "checkpoint %s: cannot open: %s", path, strerror(errno));
+    unsigned char hdr[CK_HEADER];
+    const size_t got = fread(hdr, 1, sizeof hdr, fp);
+    long len = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
+    const int err = ferror(fp);
+    fclose(fp);
+    if (err || len < 0) return gmf_error(GMF_EIO, "checkpoint %s: read error", path);
+    if (got < sizeof hdr || memcmp(hdr, CK_MAGIC, 8))
+        return gmf_error(GMF_EFORMAT, "checkpoint %s: not a gmflow checkpoint (%s)", path,
+                         got < sizeof hdr ? "too short" : "bad magic");
+    const unsigned char *p = hdr + 8;
+    const uint32_t version = get_u32(&p), hlen = get_u32(&p);
+    if ((version != CK_VERSION && version != CK_VERSION_RUN) || hlen != CK_HEADER)
+        return gmf_error(GMF_EFORMAT, "checkpoint %s: unsupported version %u (header %u bytes)",
+                         path, version, hlen);
+    char kind_name[17] = {0};
+    memcpy(kind_name, p, 16), p += 16;
+    gmf_nn_kind kind;
+    if (gmf_nn_kind_parse(kind_name, &kind))
+        return gmf_error(GMF_EFORMAT, "checkpoint %s: unknown model kind '%s'", path, kind_name);
+    uint64_t dim[5];
+    for (int i = 0; i < 5; i++)
+        dim[i] = get_u64(&p);
+    const double fc_scale = get_f64(&p);
+    const uint64_t np = get_u64(&p);
+    const uint64_t room = (uint64_t)len < CK_HEADER + 8 ? 0 : ((uint64_t)len - CK_HEADER - 8) / 8;
+    int bad = np > room;
+    for (int i = 0; i < 5; i++)
+        bad |= dim[i] > np;
+    if (bad)
+        return gmf_error(GMF_EFORMAT,
+                         "checkpoint %s: header of %llu parameters and shapes d=%llu L=%llu "
+                         "K=%llu width=%llu mid=%llu does not fit the %ld-byte file (corrupt)",
+                         path, (unsigned long long)np, (unsigned long long)dim[0],
+                         (unsigned long long)dim[1], (unsigned long long)dim[2],
+                         (unsigned long long)dim[3], (unsigned long long)dim[4], len);
+    int rc = gmf_nn_model_init(m, kind, (size_t)dim[0], (size_t)dim[1], (size_t)dim[2],
+                               (size_t)dim[3], (size_t)dim[4]);
+    if (rc) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", gmf_errmsg());
+        gmf_nn_model_free(m);
+        return gmf_error(GMF_EFORMAT, "checkpoint %s: %s", path, why);
+    }
+    if (kind == GMF_NN_FC) m->fc_scale = fc_scale;
+    return GMF_OK;
 }

@@ -37,8 +37,8 @@ size_t gmf_flow_dim(const gmf_flow *f) {
 void gmf_flow_euclid_to_bw(size_t K, size_t D, const double *yc, double *ys) {
     memcpy(ys, yc, K * D * sizeof(double));
     for (size_t k = 0; k < K; k++) {
-        const double *C = yc + K * D + k * D * D;
-        double *S = ys + K * D + k * D * D;
+        const double *C = yc + gmf_flow_mat_offset(K, D, k);
+        double *S = ys + gmf_flow_mat_offset(K, D, k);
         /* Sigma = C C^T: SYRK fills the upper triangle; mirroring it keeps Sigma exactly
          * symmetric (a GEMM need not). */
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)D, (int)D, 1.0, C, (int)D, 0.0, S,
@@ -49,6 +49,30 @@ void gmf_flow_euclid_to_bw(size_t K, size_t D, const double *yc, double *ys) {
     }
 }
 
+int gmf_flow_bw_to_euclid(size_t K, size_t D, const double *ys, double *yc) {
+    memcpy(yc, ys, K * D * sizeof(double));
+    for (size_t k = 0; k < K; k++) {
+        double *L = yc + gmf_flow_mat_offset(K, D, k);
+        memcpy(L, ys + gmf_flow_mat_offset(K, D, k), D * D * sizeof(double));
+        lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)D, L, (lapack_int)D);
+        if (info != 0)
+            return gmf_error(GMF_ENOTPD,
+                             "Sigma of component %zu is not positive definite (Cholesky failed "
+                             "at leading minor %d)",
+                             k, (int)info);
+        for (size_t i = 0; i < D; i++)
+            for (size_t j = i + 1; j < D; j++)
+                L[i * D + j] = 0.0;
+    }
+    return GMF_OK;
+}
+
+double gmf_flow_time_convert(double t, gmf_flow_kind from, gmf_flow_kind to, size_t K) {
+    if (from == GMF_FLOW_BW && to == GMF_FLOW_EUCLID) return t * (double)K;
+    if (from == GMF_FLOW_EUCLID && to == GMF_FLOW_BW) return t / (double)K;
+    return t;
+}
+
 /* Run the oracle's prepare on state y; on return *Sigma and *C point at the mixture. */
 static int prepare(gmf_flow *f, const double *y, const double **Sigma, const double **C) {
     const size_t K = f->K, D = f->D;
@@ -56,10 +80,10 @@ static int prepare(gmf_flow *f, const double *y, const double **Sigma, const dou
         return gmf_error(GMF_EDIVERGE, "flow: state has non-finite entries");
     if (f->kind == GMF_FLOW_EUCLID) {
         gmf_flow_euclid_to_bw(K, D, y, f->work);
-        *Sigma = f->work + K * D;
-        *C = y + K * D;
+        *Sigma = f->work + gmf_flow_mat_offset(K, D, 0);
+        *C = y + gmf_flow_mat_offset(K, D, 0);
     } else {
-        *Sigma = y + K * D;
+        *Sigma = y + gmf_flow_mat_offset(K, D, 0);
         *C = NULL;
     }
     return f->oracle.prepare(f->oracle.ctx, K, y, *Sigma, *C);
@@ -73,7 +97,7 @@ int gmf_flow_rhs(gmf_flow *f, const double *y, double *ydot) {
     f->nrhs++;
     double *M = f->work + gmf_flow_dim(f);
     for (size_t k = 0; k < K; k++) {
-        double *mudot = ydot + k * D, *matdot = ydot + K * D + k * D * D;
+        double *mudot = gmf_flow_mu(f, ydot, k), *matdot = gmf_flow_mat(f, ydot, k);
         if (f->kind == GMF_FLOW_BW) {
             /* mu' = -E grad dL;  Sigma' = -(S + S^T), S = E[hess dL] Sigma (Stein form) */
             rc = f->oracle.component(f->oracle.ctx, k, mudot, M);
@@ -123,7 +147,7 @@ int gmf_flow_check_state(gmf_flow_kind kind, size_t K, size_t D, const double *y
     double *ev = S + D * D;
     int rc = GMF_OK;
     for (size_t k = 0; k < K && rc == GMF_OK; k++) {
-        const double *Sk = y + K * D + k * D * D;
+        const double *Sk = y + gmf_flow_mat_offset(K, D, k);
         double scale = 0.0;
         for (size_t a = 0; a < D * D; a++)
             scale = fmax(scale, fabs(Sk[a]));

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "gmflow/common.h"
 #include "gmflow/par.h"
 
@@ -63,12 +64,18 @@ static void sync_parent_dir(const char *path) {
 
 int gmf_io_commit(gmf_io_file *f) {
     if (!f->fp) return gmf_error(GMF_EINVAL, "cannot commit %s: file is not open", f->path);
+    /* The reason of a failed write: stdio keeps only an error flag, so take errno from the
+     * flush of what is still buffered (the same write failing again: ENOSPC, EDQUOT, EIO), else
+     * from the last failed write before the commit (errno on entry), else EIO. */
     const char *what = NULL;
-    int e = 0;
-    if (ferror(f->fp)) {
-        what = "write error", e = EIO;
+    int e0 = errno, e = 0, injected = gmf_io_fault_point();
+    errno = 0;
+    if (injected) {
+        what = "write error (injected by GMFLOW_TEST_FAIL_WRITE)", e = injected;
     } else if (fflush(f->fp) != 0) {
-        what = "flush failed", e = errno;
+        what = "write error", e = errno ? errno : EIO;
+    } else if (ferror(f->fp)) {
+        what = "write error", e = e0 ? e0 : EIO;
     } else if (fsync(fileno(f->fp)) != 0 && errno != EINVAL && errno != EROFS) {
         what = "fsync failed", e = errno;
     }
