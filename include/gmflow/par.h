@@ -5,7 +5,9 @@
  * binary runs serially without mpirun (Open MPI's singleton init).  Nothing else includes mpi.h.
  *
  * Initialization: gmf_par_init() is called once by the CLI's main (src/cli/main.c) before any
- * subcommand, and gmf_par_finalize() at its end.  A library user who never calls gmf_par_init
+ * subcommand, and gmf_par_finalize() at its end.  It initializes MPI only when the process was
+ * started by an MPI launcher (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK set); otherwise the run
+ * is serial without touching MPI.  A library user who never calls gmf_par_init
  * gets rank 0 of 1 from every function here (the serial path), unless MPI was initialized by
  * the caller, in which case MPI_COMM_WORLD is used.
  *

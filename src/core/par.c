@@ -20,8 +20,15 @@ static int active(void) {
     return init && !fin;
 }
 
+/* Started by an MPI launcher (mpirun/mpiexec/srun)?  Without one the run is serial and MPI is
+ * not initialized at all: no singleton start-up (about 0.5 s with Open MPI) and no MPI
+ * allocations left for LeakSanitizer. */
+static int launched(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
+}
+
 int gmf_par_init(int *argc, char ***argv) {
-    if (active()) return GMF_OK;
+    if (active() || !launched()) return GMF_OK;
     if (MPI_Init(argc, argv) != MPI_SUCCESS) return gmf_error(GMF_EIO, "MPI_Init failed");
     we_initialized = 1;
     return GMF_OK;
