@@ -20,7 +20,7 @@
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
-#include "vargs.h"
+#include "harness.h"
 
 #define NOUT 51
 #define MAXR 15
@@ -40,25 +40,19 @@ static int cmp(const void *a, const void *b) {
 int main(int argc, char **argv) {
     double t_end = 2e4;
     size_t K = 3, reps = 3;
-    gmf_flow_kind kind = GMF_FLOW_BW;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--t-end") && i + 1 < argc)
-            t_end = varg_double_at(argv, ++i);
-        else if (!strcmp(argv[i], "--K") && i + 1 < argc)
-            K = varg_ulong_at(argv, ++i);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-            reps = varg_ulong_at(argv, ++i);
-        else if (!strcmp(argv[i], "--form") && i + 1 < argc)
-            kind = !strcmp(argv[++i], "euclid") ? GMF_FLOW_EUCLID : GMF_FLOW_BW;
-        else {
-            fprintf(stderr, "usage: bench_jac [--t-end T] [--form bw|euclid] [--K K] [--reps R]\n");
-            return 2;
-        }
-    }
-    if (reps < 1 || reps > MAXR || K < 1 || !(t_end > 0)) {
-        fprintf(stderr, "bench_jac: need 1 <= reps <= %d, K >= 1, t-end > 0\n", MAXR);
-        return 2;
-    }
+    int form = GMF_FLOW_BW; /* index into forms: GMF_FLOW_BW, GMF_FLOW_EUCLID */
+    static const char *const forms[] = {"bw", "euclid", NULL};
+    const vh_opt opts[] = {
+        {"--t-end", VH_DOUBLE, &t_end, NULL, NULL},
+        {"--form", VH_CHOICE, &form, forms, NULL},
+        {"--K", VH_SIZE, &K, NULL, NULL},
+        {"--reps", VH_SIZE, &reps, NULL, NULL},
+    };
+    vh_parse(argc, argv, "bench_jac", "[--t-end T] [--form bw|euclid] [--K K] [--reps R]", opts,
+             sizeof opts / sizeof opts[0]);
+    const gmf_flow_kind kind = (gmf_flow_kind)form;
+    if (reps < 1 || reps > MAXR || K < 1 || !(t_end > 0))
+        vh_usage_error("need 1 <= reps <= %d, K >= 1, t-end > 0", MAXR);
     gmf_toy_opts to = gmf_toy_defaults();
     double *X = NULL, *yv = NULL;
     gmf_sqloss *sq = NULL;

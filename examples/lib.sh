@@ -5,7 +5,8 @@
 #   --trials N         independent trials (seeds 1..N)
 #   --epochs E         epochs per run
 #   --jobs J           runs in parallel (default: the number of cores); each run is 1 thread
-#   --results DIR      where the CSV outputs go (default results/full or results/quick)
+#   --results DIR      where the CSV outputs go (default: results/full, or with --quick the
+#                      untracked out/quick, so that a quick run never touches committed files)
 #   --work DIR         scratch space for checkpoints and snapshots (default out/experiments)
 #   --gmflow PATH      the gmflow binary (default build/gmflow)
 #   --data DIR         the directory holding mnist/ and fashion-mnist/ (default ../shared/data)
@@ -23,9 +24,29 @@ WORK=""
 GMFLOW=$EX_ROOT/build/gmflow
 DATA=$EX_ROOT/../shared/data
 
+# header_comment FILE: the comment block at the top of FILE (after the #! line), unprefixed.
+header_comment() {
+    awk 'NR == 1 && /^#!/ { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$1"
+}
+
+# usage: the driver's header, then the options every driver takes (this file's header).
+usage() {
+    header_comment "$0"
+    echo
+    header_comment "$EX_ROOT/examples/lib.sh" | sed -n '/^Every driver accepts:/,$p'
+}
+
 # parse_common "$@": sets the variables above; prints help (the driver's header) on -h.
 parse_common() {
     while [ $# -gt 0 ]; do
+        case "$1" in
+        --trials | --epochs | --jobs | --results | --work | --gmflow | --data)
+            if [ $# -lt 2 ] || [ -z "$2" ]; then
+                echo "$(basename "$0"): option $1 needs a value (see --help)" >&2
+                exit 2
+            fi
+            ;;
+        esac
         case "$1" in
         --quick) QUICK=1; shift ;;
         --trials) TRIALS=$2; shift 2 ;;
@@ -36,9 +57,7 @@ parse_common() {
         --gmflow) GMFLOW=$2; shift 2 ;;
         --data) DATA=$2; shift 2 ;;
         -h | --help)
-            sed -n '2,/^set -/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-            echo
-            sed -n '3,12p' "$EX_ROOT/examples/lib.sh" | sed 's/^# \{0,1\}//'
+            usage
             exit 0
             ;;
         *) echo "$(basename "$0"): unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -53,7 +72,11 @@ parse_common() {
     fi
     local mode=full
     [ "$QUICK" = 1 ] && mode=quick
-    RESULTS=${RESULTS:-$EX_ROOT/results/$mode}
+    if [ "$QUICK" = 1 ]; then
+        RESULTS=${RESULTS:-$EX_ROOT/out/quick} # untracked (.gitignore): results/quick is committed
+    else
+        RESULTS=${RESULTS:-$EX_ROOT/results/full}
+    fi
     WORK=${WORK:-$EX_ROOT/out/experiments/$mode}
     [ -x "$GMFLOW" ] || { echo "$(basename "$0"): no gmflow binary at $GMFLOW (run tools/setup.sh)" >&2; exit 1; }
     [ -d "$DATA/mnist" ] || { echo "$(basename "$0"): no data directory $DATA/mnist" >&2; exit 1; }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # run_all.sh -- every experiment driver in turn (Figures 2-7 and the flow dynamics), passing the
-# options on (--quick, --jobs, --results, --work, ...; see examples/lib.sh).  Drivers skip runs
-# whose CSV already exists, so rerunning resumes.
+# options on (--quick, --jobs, --results, --work, ...; see below).  Drivers skip runs whose CSV
+# already exists, so rerunning resumes.
 #
-#   examples/run_all.sh --quick            # minutes: results/quick/
-#   examples/run_all.sh --jobs 2           # the full configurations: hours on 2 cores
+#   examples/run_all.sh --quick            # about a minute: out/quick/ (untracked)
+#   examples/run_all.sh --jobs 2           # the full configurations: results/full/ (hours)
 set -euo pipefail
 here=$(dirname "$0")
-case "${1:-}" in -h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+source "$here/lib.sh"
+parse_common "$@" # checks the options once (and --help) before any driver runs
 t0=$(date +%s)
 for d in flow_dynamics fig2_test_error fig3_fc_baseline fig4_trajectories fig5_fixed_beta \
     fig6_monte_carlo fig7_stacking; do

@@ -1,7 +1,8 @@
 """Shared loading and plotting for the figure notebooks (notebooks/*.ipynb).
 
 Results directory: $GMFLOW_RESULTS (relative paths are taken from the repository root); by
-default results/full when it holds the figure, else results/quick.  Figures go to
+default the first of results/full (committed), out/quick (where `examples/run_all.sh --quick`
+writes; untracked) and results/quick (committed) that holds the figure.  Figures go to
 $GMFLOW_FIGDIR (default docs/img).  Only numpy, matplotlib (Agg) and csv: no pandas.
 """
 import csv
@@ -57,12 +58,11 @@ def results_dir(fig):
         if not _holds(res, fig):
             raise FileNotFoundError(f"GMFLOW_RESULTS={env}: no {fig}/ results in {res}")
     else:
-        res = ROOT / "results" / "full"
-        if not _holds(res, fig):
-            res = ROOT / "results" / "quick"
-        if not _holds(res, fig):
+        tried = [ROOT / "results" / "full", ROOT / "out" / "quick", ROOT / "results" / "quick"]
+        res = next((r for r in tried if _holds(r, fig)), None)
+        if res is None:
             raise FileNotFoundError(
-                f"no {fig}/ results in results/full or results/quick "
+                f"no {fig}/ results in results/full, out/quick or results/quick "
                 "(run examples/run_all.sh --quick, or set GMFLOW_RESULTS)")
     print(f"{fig}: reading {res}")
     return res

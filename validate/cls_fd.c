@@ -41,12 +41,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "gmflow/clsflow.h"
 #include "gmflow/common.h"
+#include "harness.h"
 #include "testutil.h"
-#include "vargs.h"
 
 #define FD_TOL 1e-7
 #define MC_TOL 5.0
@@ -62,12 +61,6 @@ typedef struct {
     comp_kind kind[MAXK];
     int tiny_inputs; /* a few zero rows and rows of size 1e-9 */
 } fcase;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Build data and a state for a case.  Returns the data (X n x d, y n) and theta. */
 static void make_case(const fcase *c, gsl_rng *r, const gmf_clsflow_layout *lo, double *X,
@@ -456,24 +449,17 @@ int main(int argc, char **argv) {
     double eps = 1e-2;
     size_t M = 200000;
     unsigned long seed = 11;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && !strcmp(argv[i], "--eps"))
-            eps = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--draws"))
-            M = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = varg_ulong_at(argv, ++i);
-        else {
-            fprintf(stderr, "usage: cls_fd [--eps E] [--draws M] [--seed S]\n");
-            return 2;
-        }
-    }
-    if (!(eps > 0) || M < 100) {
-        fprintf(stderr, "cls_fd: need eps > 0 and draws >= 100\n");
-        return 2;
-    }
+    const vh_opt opts[] = {
+        {"--eps", VH_DOUBLE, &eps, NULL, NULL},
+        {"--draws", VH_SIZE, &M, NULL, NULL},
+        {"--seed", VH_ULONG, &seed, NULL, NULL},
+    };
+    vh_parse(argc, argv, "cls_fd", "[--eps E] [--draws M] [--seed S]", opts,
+             sizeof opts / sizeof opts[0]);
+    if (!(eps > 0) || M < 100) vh_usage_error("need eps > 0 and draws >= 100");
     gsl_rng *r = tu_rng(seed);
-    double t0 = now();
+    vh_run run = vh_start("cls_fd");
+    double t0 = vh_now();
     const fcase fd_cases[] = {
         {"K1-d2-L2-full", GMF_CLSFLOW_FULL, 40, 2, 2, 1, {C_PLAIN}, 0},
         {"K2-d3-L3-diag", GMF_CLSFLOW_DIAG, 60, 3, 3, 2, {C_PLAIN, C_PLAIN}, 0},
@@ -497,7 +483,7 @@ int main(int argc, char **argv) {
     double fdworst = 0.0;
     for (size_t c = 0; c < sizeof fd_cases / sizeof fd_cases[0]; c++)
         fdworst = fmax(fdworst, run_fd(&fd_cases[c], 100 + c, eps, r));
-    double t1 = now();
+    double t1 = vh_now();
     const fcase mc_cases[] = {
         {"K1-d2-L2-full", GMF_CLSFLOW_FULL, 12, 2, 2, 1, {C_PLAIN}, 0},
         {"K2-d3-L2-diag", GMF_CLSFLOW_DIAG, 12, 3, 2, 2, {C_PLAIN, C_PLAIN}, 0},
@@ -508,12 +494,10 @@ int main(int argc, char **argv) {
     double zworst = 0.0;
     for (size_t c = 0; c < sizeof mc_cases / sizeof mc_cases[0]; c++)
         zworst = fmax(zworst, run_mc(&mc_cases[c], 200 + c, M, r));
-    double t2 = now();
+    double t2 = vh_now();
     gsl_rng_free(r);
-    int ok = fdworst <= FD_TOL && zworst <= MC_TOL;
     printf("(finite differences %.2f s, Monte Carlo %.2f s)\n", t1 - t0, t2 - t1);
-    printf("cls_fd: max FD relative error %.2e (pass <= %.0e), max MC |z| %.2f (pass <= %.0f) "
-           "%s\n",
-           fdworst, FD_TOL, zworst, MC_TOL, ok ? "PASS" : "FAIL");
-    return ok ? 0 : 1;
+    return vh_finish(&run, fdworst <= FD_TOL && zworst <= MC_TOL,
+                     "max FD relative error %.2e (pass <= %.0e), max MC |z| %.2f (pass <= %.0f)",
+                     fdworst, FD_TOL, zworst, MC_TOL);
 }

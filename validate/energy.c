@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <lapacke.h>
 
@@ -39,8 +38,8 @@
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
+#include "harness.h"
 #include "testutil.h"
-#include "vargs.h"
 
 #define TOL_BALANCE  1e-8
 #define TOL_LOCAL    1e-7
@@ -55,12 +54,6 @@ typedef struct {
     double T;
     unsigned long seed;
 } ecase;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double sumsq(size_t n, const double *a) {
     double s = 0.0;
@@ -139,7 +132,7 @@ typedef struct {
 static int run_case(const ecase *c, double h, int verbose, eresult *res) {
     const size_t K = c->K, D = c->d + 1;
     memset(res, 0, sizeof *res);
-    double t0 = now();
+    double t0 = vh_now();
     gmf_toy_opts to = gmf_toy_defaults();
     to.n = c->n, to.d = c->d, to.teacher = c->teacher, to.seed = c->seed;
     double *X = NULL, *yv = NULL, *y = NULL, *y0 = NULL, *tout = NULL, *rec = NULL, *yc = NULL,
@@ -236,8 +229,7 @@ static int run_case(const ecase *c, double h, int verbose, eresult *res) {
                    b.z[j], j ? fabs(b.L[j] - b.L[0] + b.z[j]) / b.z[j] : 0.0);
     }
 done:
-    res->secs = now() - t0;
-    if (rc) fprintf(stderr, "  %s: %s: %s\n", c->label, gmf_strerror(rc), gmf_errmsg());
+    res->secs = vh_now() - t0;
     free(rec);
     free(tout);
     free(y0);
@@ -252,10 +244,6 @@ done:
     return rc;
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: energy [--n N] [--d D] [--K K] [--T T] [--seed S] [--h H]\n");
-}
-
 int main(int argc, char **argv) {
     static const ecase ci[] = {
         {"K1-d2-relu", 150, 2, 1, GMF_TOY_RELU, 8.0, 21},
@@ -265,49 +253,32 @@ int main(int argc, char **argv) {
     ecase custom = {"custom", 200, 3, 2, GMF_TOY_RELU, 8.0, 1};
     int use_custom = 0;
     double h = 2.5e-3;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            usage();
-            return 2;
-        }
-        if (!strcmp(a, "--n"))
-            custom.n = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--d"))
-            custom.d = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--K"))
-            custom.K = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--T"))
-            custom.T = varg_double(a, v);
-        else if (!strcmp(a, "--seed"))
-            custom.seed = varg_ulong(a, v);
-        else if (!strcmp(a, "--h"))
-            h = varg_double(a, v);
-        else {
-            usage();
-            return 2;
-        }
-        i++;
-    }
-    if (custom.n < 1 || custom.d < 1 || custom.K < 1 || !(custom.T > 4 * h) || !(h > 0)) {
-        usage();
-        return 2;
-    }
+    const vh_opt opts[] = {
+        {"--n", VH_SIZE, &custom.n, NULL, &use_custom},
+        {"--d", VH_SIZE, &custom.d, NULL, &use_custom},
+        {"--K", VH_SIZE, &custom.K, NULL, &use_custom},
+        {"--T", VH_DOUBLE, &custom.T, NULL, NULL},
+        {"--seed", VH_ULONG, &custom.seed, NULL, NULL},
+        {"--h", VH_DOUBLE, &h, NULL, NULL},
+    };
+    vh_parse(argc, argv, "energy", "[--n N] [--d D] [--K K] [--T T] [--seed S] [--h H]", opts,
+             sizeof opts / sizeof opts[0]);
+    if (custom.n < 1 || custom.d < 1 || custom.K < 1 || !(custom.T > 4 * h) || !(h > 0))
+        vh_usage_error("need n, d, K >= 1, h > 0 and T > 4 h");
     const ecase *cases = use_custom ? &custom : ci;
     size_t ncases = use_custom ? 1 : sizeof ci / sizeof ci[0];
 
     printf("Energy dissipation dL/dt = -|grad l|^2 (CVODE Adams rtol 1e-12 atol 1e-14, stencil "
            "h = %g)\n",
            h);
+    vh_run run = vh_start("energy");
     double worst_local = 0, worst_bal = 0, worst_mono = -INFINITY;
-    int err = 0;
     eresult rs[16];
     for (size_t i = 0; i < ncases; i++) {
         const ecase *c = &cases[i];
         printf("case %s: n %zu, d %zu, K %zu, %s teacher, T %g\n", c->label, c->n, c->d, c->K,
                c->teacher == GMF_TOY_RELU ? "relu" : "mixture", c->T);
-        if (run_case(c, h, 1, &rs[i])) {
-            err = 1;
+        if (vh_case(&run, c->label, run_case(c, h, 1, &rs[i]))) {
             worst_bal = INFINITY;
             continue;
         }
@@ -327,9 +298,7 @@ int main(int argc, char **argv) {
            ok_local ? "pass" : "FAIL", TOL_LOCAL);
     printf("(c) BW loss monotone: max relative step change %.2e (%s <= %.0e)\n", worst_mono,
            ok_mono ? "pass" : "FAIL", TOL_MONOTONE);
-    int pass = !err && ok_local && ok_mono && ok_bal;
-    printf("energy: max relative energy-balance residual %.2e (%s <= %.0e%s)\n", worst_bal,
-           pass ? "pass" : "FAIL", TOL_BALANCE,
-           pass || ok_bal ? (pass ? "" : "; another check failed") : "");
-    return pass ? 0 : 1;
+    return vh_finish(&run, ok_local && ok_mono && ok_bal,
+                     "max relative energy-balance residual %.2e (pass <= %.0e%s)", worst_bal,
+                     TOL_BALANCE, ok_local && ok_mono ? "" : "; another check failed");
 }

@@ -39,8 +39,8 @@
 #include "gmflow/flow.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
+#include "harness.h"
 #include "testutil.h"
-#include "vargs.h"
 
 #define PASS_TOL 1e-7
 #define MAXK     8
@@ -260,7 +260,6 @@ static int run_case(const fcase *c, double eps, fresult *res) {
     res->e[3] = compare(K * D * D, field + K * D, ref + K * D, est + K * D);
     res->failed = lc.failed || lb.failed;
 fail:
-    if (rc) fprintf(stderr, "%s: %s\n", c->label, gmf_errmsg());
     free(Gest);
     free(G);
     free(est);
@@ -276,10 +275,6 @@ fail:
     return rc;
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: fd [--n N] [--d D] [--K K] [--seed S] [--eps E]\n");
-}
-
 int main(int argc, char **argv) {
     static const fcase ci[] = {
         {"K1-d2-full", 60, 2, 1, GMF_TOY_RELU, {COV_FULL}, 31},
@@ -291,32 +286,17 @@ int main(int argc, char **argv) {
     fcase custom = {"custom", 100, 3, 2, GMF_TOY_RELU, {COV_FULL}, 1};
     int use_custom = 0;
     double eps = 1e-3;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            usage();
-            return 2;
-        }
-        if (!strcmp(a, "--n"))
-            custom.n = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--d"))
-            custom.d = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--K"))
-            custom.K = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--seed"))
-            custom.seed = varg_ulong(a, v);
-        else if (!strcmp(a, "--eps"))
-            eps = varg_double(a, v);
-        else {
-            usage();
-            return 2;
-        }
-        i++;
-    }
-    if (custom.n < 1 || custom.d < 1 || custom.K < 1 || custom.K > MAXK || !(eps > 0)) {
-        usage();
-        return 2;
-    }
+    const vh_opt opts[] = {
+        {"--n", VH_SIZE, &custom.n, NULL, &use_custom},
+        {"--d", VH_SIZE, &custom.d, NULL, &use_custom},
+        {"--K", VH_SIZE, &custom.K, NULL, &use_custom},
+        {"--seed", VH_ULONG, &custom.seed, NULL, NULL},
+        {"--eps", VH_DOUBLE, &eps, NULL, NULL},
+    };
+    vh_parse(argc, argv, "fd", "[--n N] [--d D] [--K K] [--seed S] [--eps E]", opts,
+             sizeof opts / sizeof opts[0]);
+    if (custom.n < 1 || custom.d < 1 || custom.K < 1 || custom.K > MAXK || !(eps > 0))
+        vh_usage_error("need n, d >= 1, 1 <= K <= %d and eps > 0", MAXK);
     const fcase *cases = use_custom ? &custom : ci;
     size_t ncases = use_custom ? 1 : sizeof ci / sizeof ci[0];
 
@@ -326,12 +306,13 @@ int main(int argc, char **argv) {
     printf("%-15s %4s %2s %2s %-8s %9s  %-12s %10s %10s %10s %10s\n", "case", "n", "d", "K",
            "teacher", "min s", "block", "max|grad|", "rel err", "comp rel", "cd err");
     static const char *blk[] = {"Euclid mu", "Euclid C", "BW mu", "BW Sigma"};
+    vh_run run = vh_start("fd");
     double worst = 0;
     int fail = 0;
     for (size_t ic = 0; ic < ncases; ic++) {
         const fcase *c = &cases[ic];
         fresult r;
-        if (run_case(c, eps, &r) || r.failed) {
+        if (vh_case(&run, c->label, run_case(c, eps, &r)) || r.failed) {
             fail = 1;
             continue;
         }
@@ -348,8 +329,6 @@ int main(int argc, char **argv) {
             printf(" %s", cov_name[c->cov[k]]);
         printf("\n");
     }
-    int pass = !fail && worst <= PASS_TOL;
-    printf("fd: max relative error %.2e (%s <= %.0e)\n", fail ? INFINITY : worst,
-           pass ? "pass" : "FAIL", PASS_TOL);
-    return pass ? 0 : 1;
+    return vh_finish(&run, !fail && worst <= PASS_TOL, "max relative error %.2e (pass <= %.0e)",
+                     fail ? INFINITY : worst, PASS_TOL);
 }

@@ -52,7 +52,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <gsl/gsl_multimin.h>
 #include <lapacke.h>
@@ -60,7 +59,7 @@
 #include "gmflow/clsflow.h"
 #include "gmflow/common.h"
 #include "gmflow/ode.h"
-#include "vargs.h"
+#include "harness.h"
 
 #define TOL_LOSS       1e-8
 #define TOL_PARAM      1e-9 /* flow vs Newton */
@@ -84,12 +83,6 @@ typedef struct {
     const uint8_t *y;
     double ridge;
 } convex;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* loss, gradient (may be NULL) and Hessian (LM x LM, may be NULL) at Theta. */
 static double cvx_eval(const convex *c, const double *Th, double *g, double *Hs) {
@@ -255,7 +248,7 @@ static double worst_loss = 0.0, worst_param = 0.0;
 
 static int run_case(const fcase *fc, int *ok) {
     const size_t n = fc->n, d = fc->d, K = fc->K, L = fc->nclass - 1, M = K * (d + 1), N = L * M;
-    double t0 = now();
+    double t0 = vh_now();
     double *X;
     uint8_t *y;
     if (gmf_clsflow_blobs(n, d, fc->nclass, fc->sep, fc->seed, &X, &y)) return -1;
@@ -352,7 +345,7 @@ static int run_case(const fcase *fc, int *ok) {
     printf("%-16s %4zu %2zu %2zu %2zu %-4s %3zu %9.3e %9.3e %13.10f %2d %8.1e %5d %8.1e %8.1e "
            "%9.3g %6ld %8.1e %8.1e %7.1e %5.2f %s\n",
            fc->label, n, d, fc->nclass, K, fc->cov == GMF_CLSFLOW_FULL ? "full" : "diag", N, lmin,
-           lmax, lossN, itN, gN, itB, rlB, rpB, T, st.nsteps, rlF, rpF, dist0 / sc, now() - t0,
+           lmax, lossN, itN, gN, itB, rlB, rpB, T, st.nsteps, rlF, rpF, dist0 / sc, vh_now() - t0,
            cok ? "ok" : "FAIL");
     if (fc->ridge > 0.0)
         printf("%-16s   ridge rho = %g; without it lam_min = %.2e, lam_max = %.2e (cond %.1e)\n",
@@ -368,14 +361,8 @@ static int run_case(const fcase *fc, int *ok) {
 
 int main(int argc, char **argv) {
     unsigned long seed = 0;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = varg_ulong_at(argv, ++i);
-        else {
-            fprintf(stderr, "usage: fixed_beta [--seed S]\n");
-            return 2;
-        }
-    }
+    const vh_opt opts[] = {{"--seed", VH_ULONG, &seed, NULL, NULL}};
+    vh_parse(argc, argv, "fixed_beta", "[--seed S]", opts, 1);
     const fcase cases[] = {
         {"K1-d3-c3-full", 300, 3, 3, 1, GMF_CLSFLOW_FULL, 1.0, 1.0, 0.5, 0.0, 21},
         {"K1-d5-c4-diag", 400, 5, 4, 1, GMF_CLSFLOW_DIAG, 0.7, 1.0, 0.3, 0.0, 22},
@@ -391,16 +378,20 @@ int main(int argc, char **argv) {
            "bfgs", "dloss", "dTheta", "T", "steps", "dloss", "dTheta", "start", "sec");
     printf("%-16s %61s %-30s %-29s\n", "", "---------------- Newton ---------------",
            "---------- BFGS ----------", "------------- flow -------------");
+    vh_run run = vh_start("fixed_beta");
     int ok = 1;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         fcase fc = cases[c];
         if (seed) fc.seed = seed + c;
-        if (run_case(&fc, &ok)) return 1;
+        if (run_case(&fc, &ok)) {
+            vh_case_failed(&run);
+            break;
+        }
     }
     printf("(dloss: |loss - loss*| / loss*; dTheta: max |Theta - Theta*| / max |Theta*|; start: "
            "the flow's initial dTheta)\n");
-    printf("fixed_beta: the flow reaches the Newton minimum: max dloss %.1e (pass <= %.0e), max "
-           "dTheta %.1e (pass <= %.0e) %s\n",
-           worst_loss, TOL_LOSS, worst_param, TOL_PARAM, ok ? "PASS" : "FAIL");
-    return ok ? 0 : 1;
+    return vh_finish(&run, ok,
+                     "the flow reaches the Newton minimum: max dloss %.1e (pass <= %.0e), max "
+                     "dTheta %.1e (pass <= %.0e)",
+                     worst_loss, TOL_LOSS, worst_param, TOL_PARAM);
 }

@@ -36,7 +36,7 @@
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
-#include "vargs.h"
+#include "harness.h"
 
 #define NETA 6
 
@@ -61,6 +61,44 @@ static int store_obs(size_t j, double t, const double *y, void *user) {
     return 0;
 }
 
+/* The reference trajectories at the N0 + 1 times j eta0 and what the sweep needs. */
+typedef struct {
+    size_t K, D, N;
+    long N0;
+    double eta0;
+    const double *y0, *trE, *trB; /* initial state [mu | C]; flows, (N0 + 1) x N each */
+} sweep;
+
+/* Full-batch GD from y0 at eta0 / 2^e (e < NETA): max errors against the Euclidean flow (errE)
+ * and the mixture flow's Sigma block (errB) at the matching times; one table row per step size
+ * (and a CSV row if out).  z, zb: N doubles of workspace. */
+static int gd_sweep(const sweep *s, gmf_nn_gmreg *layer, double *z, double *zb, FILE *out,
+                    double *eta, double *errE, double *errB) {
+    const size_t K = s->K, D = s->D, N = s->N;
+    int rc = GMF_OK;
+    for (int e = 0; e < NETA && !rc; e++) {
+        eta[e] = s->eta0 / (double)(1 << e);
+        const long every = 1L << e, steps = s->N0 * every;
+        memcpy(z, s->y0, N * sizeof *z);
+        double ee = 0.0, eb = 0.0;
+        for (long j = 1; j <= steps && !rc; j++) {
+            if ((rc = gmf_nn_gmreg_gd_step(z, NULL, layer, eta[e]))) break;
+            if (j % every) continue;
+            const double *rE = s->trE + (size_t)(j / every) * N,
+                         *rB = s->trB + (size_t)(j / every) * N;
+            for (size_t i = 0; i < N; i++)
+                ee = fmax(ee, fabs(z[i] - rE[i]));
+            gmf_flow_euclid_to_bw(K, D, z, zb);
+            for (size_t i = K * D; i < N; i++)
+                eb = fmax(eb, fabs(zb[i] - rB[i]));
+        }
+        errE[e] = ee, errB[e] = eb;
+        printf("%10.3e %8ld %14.6e %14.6e\n", eta[e], steps, ee, eb);
+        if (out) fprintf(out, "%.10g,%ld,%.10g,%.10g\n", eta[e], steps, ee, eb);
+    }
+    return rc;
+}
+
 static int fail(const char *what) {
     fprintf(stderr, "gd_to_flow: %s: %s\n", what, gmf_errmsg());
     return 1;
@@ -72,34 +110,25 @@ int main(int argc, char **argv) {
     unsigned long seed = 7;
     int rescale = 1;
     const char *csv = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && !strcmp(argv[i], "--n"))
-            n = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--d"))
-            d = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--K"))
-            K = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--T"))
-            T = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--eta0"))
-            eta0 = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--csv"))
-            csv = argv[++i];
-        else if (!strcmp(argv[i], "--no-rescale"))
-            rescale = 0;
-        else {
-            fprintf(stderr, "usage: gd_to_flow [--n N] [--d D] [--K K] [--T T] [--eta0 E] "
-                            "[--seed S] [--no-rescale] [--csv PATH]\n");
-            return 2;
-        }
-    }
-    const long N0 = lround(T / eta0);
-    if (!n || !d || !K || !(T > 0) || !(eta0 > 0) || N0 < 1 || fabs(N0 * eta0 - T) > 1e-9 * T) {
-        fprintf(stderr, "gd_to_flow: need n, d, K >= 1, eta0 > 0 and T a multiple of eta0\n");
-        return 2;
-    }
+    int no_rescale = 0;
+    const vh_opt opts[] = {
+        {"--n", VH_SIZE, &n, NULL, NULL},
+        {"--d", VH_SIZE, &d, NULL, NULL},
+        {"--K", VH_SIZE, &K, NULL, NULL},
+        {"--T", VH_DOUBLE, &T, NULL, NULL},
+        {"--eta0", VH_DOUBLE, &eta0, NULL, NULL},
+        {"--seed", VH_ULONG, &seed, NULL, NULL},
+        {"--csv", VH_STRING, &csv, NULL, NULL},
+        {"--no-rescale", VH_FLAG, &no_rescale, NULL, NULL},
+    };
+    vh_parse(argc, argv, "gd_to_flow",
+             "[--n N] [--d D] [--K K] [--T T] [--eta0 E] [--seed S] [--no-rescale] [--csv PATH]",
+             opts, sizeof opts / sizeof opts[0]);
+    rescale = !no_rescale;
+    const long N0 = !(eta0 > 0) ? 0 : lround(T / eta0);
+    if (!n || !d || !K || !(T > 0) || !(eta0 > 0) || N0 < 1 || fabs(N0 * eta0 - T) > 1e-9 * T)
+        vh_usage_error("need n, d, K >= 1, eta0 > 0 and T a multiple of eta0");
+    vh_run run = vh_start("gd_to_flow");
     const size_t D = d + 1;
     gmf_toy_opts to = gmf_toy_defaults();
     to.n = n, to.d = d, to.seed = seed;
@@ -151,25 +180,8 @@ int main(int argc, char **argv) {
            rescale ? "T/K" : "T: CONTROL, no rescaling");
     printf("(errors: max over the %ld matching times t_j = j eta0 in (0, T])\n", N0);
     printf("%10s %8s %14s %14s\n", "eta", "steps", "err_euclid", "err_Sigma");
-    for (int e = 0; e < NETA; e++) {
-        eta[e] = eta0 / (double)(1 << e);
-        const long every = 1L << e, steps = N0 * every;
-        memcpy(z, y0, N * sizeof *z);
-        double ee = 0.0, eb = 0.0;
-        for (long j = 1; j <= steps; j++) {
-            if (gmf_nn_gmreg_gd_step(z, NULL, &layer, eta[e])) return fail("gradient step");
-            if (j % every) continue;
-            const double *rE = trE + (size_t)(j / every) * N, *rB = trB + (size_t)(j / every) * N;
-            for (size_t i = 0; i < N; i++)
-                ee = fmax(ee, fabs(z[i] - rE[i]));
-            gmf_flow_euclid_to_bw(K, D, z, zb);
-            for (size_t i = K * D; i < N; i++)
-                eb = fmax(eb, fabs(zb[i] - rB[i]));
-        }
-        errE[e] = ee, errB[e] = eb;
-        printf("%10.3e %8ld %14.6e %14.6e\n", eta[e], steps, ee, eb);
-        if (out) fprintf(out, "%.10g,%ld,%.10g,%.10g\n", eta[e], steps, ee, eb);
-    }
+    const sweep sw = {K, D, N, N0, eta0, y0, trE, trB};
+    if (gd_sweep(&sw, &layer, z, zb, out, eta, errE, errB)) return fail("gradient step");
     if (out) fclose(out);
     int ok = 1;
     for (int e = 1; e < NETA; e++)
@@ -178,12 +190,12 @@ int main(int argc, char **argv) {
     ok = ok && fabs(pE - 1.0) <= 0.05 && fabs(pB - 1.0) <= 0.05;
     printf("fitted order vs Euclidean flow %.4f, vs mixture flow at %s %.4f (pass 1.00 +- 0.05)\n",
            pE, rescale ? "t/K" : "t", pB);
-    printf("gd_to_flow: order %.4f (euclid), %.4f (mixture) %s\n", pE, pB, ok ? "PASS" : "FAIL");
+    int status = vh_finish(&run, ok, "order %.4f (euclid), %.4f (mixture)", pE, pB);
     gmf_nn_gmreg_free(&layer);
     gmf_flow_free(&fe);
     gmf_flow_free(&fb);
     gmf_sqloss_free(sq);
     free(X), free(y), free(y0), free(ye), free(yb), free(z), free(zb), free(te), free(tb),
         free(trE), free(trB);
-    return ok ? 0 : 1;
+    return status;
 }

@@ -45,7 +45,7 @@
 #include "gmflow/nn.h"
 #include "gmflow/ode.h"
 #include "gmflow/train.h"
-#include "vargs.h"
+#include "harness.h"
 
 #define NETA       6
 #define NTRAIN     10
@@ -197,33 +197,114 @@ static int trainer_run(const gcase *c, const gmf_dataset *ds, const double *th0,
     return rc;
 }
 
+typedef struct {
+    double dp, dpt, g, t, tf; /* worst |order - 1| (GD, trainer), trainer gradient and steps */
+} worst;
+
+/* One case: the flow's trajectory at t_j = j eta0, j <= N0; GD and the trainer at eta0 / 2^e
+ * against it (one table row per step size, a CSV row if out), their fitted orders, and the
+ * trainer's gradient and steps against clsflow's.  Updates *w and *ok; 1 if a run failed. */
+static int run_case(const gcase *c, long N0, double eta0, double lr_scale, FILE *out, worst *w,
+                    int *ok) {
+    double *X0, *X = calloc(c->n * c->d, sizeof *X);
+    uint8_t *y;
+    if (gmf_clsflow_blobs(c->n, c->d, c->nclass, c->sep, c->seed, &X0, &y)) return fail("blobs");
+    for (size_t i = 0; i < c->n * c->d; i++)
+        X[i] = (double)(float)X0[i]; /* the trainer's float inputs, exactly */
+    gmf_dataset ds = {.n = c->n, .d = c->d, .nclass = c->nclass}; /* the trainer's float data */
+    ds.x = calloc(c->n * c->d, sizeof(float));
+    ds.label = calloc(c->n, 1);
+    for (size_t i = 0; i < c->n * c->d; i++)
+        ds.x[i] = (float)X0[i];
+    memcpy(ds.label, y, c->n);
+    gmf_clsflow *f;
+    if (gmf_clsflow_new(&f, c->cov, c->K, c->nclass - 1, c->n, c->d, X, y)) return fail("flow");
+    const gmf_clsflow_layout *lo = gmf_clsflow_layout_of(f);
+    const size_t N = lo->dim;
+    double *th0 = calloc(N, sizeof *th0), *yf = calloc(N, sizeof *yf), *z = calloc(N, sizeof *z),
+           *g = calloc(N, sizeof *g), *zt = calloc(N, sizeof *zt);
+    gmf_clsflow_init_paper(lo, 0.5, c->seed + 100, th0);
+    memcpy(yf, th0, N * sizeof *yf);
+    double *tj = calloc(N0 + 1, sizeof *tj), *traj = calloc((N0 + 1) * N, sizeof *traj);
+    for (long j = 0; j <= N0; j++)
+        tj[j] = (double)j * eta0;
+    store so = {traj, N};
+    gmf_ode_opts o = gmf_ode_defaults();
+    o.rtol = 1e-12, o.atol = 1e-14;
+    if (gmf_ode_solve(N, gmf_clsflow_ode_rhs, f, yf, tj, (size_t)N0 + 1, &o, store_obs, &so, NULL))
+        return fail("flow integration");
+    double L0, LT;
+    gmf_clsflow_loss(f, th0, &L0);
+    gmf_clsflow_loss(f, yf, &LT);
+    printf("\n%s: n = %zu, d = %zu, %zu classes, K = %zu, %s, loss %.5f -> %.5f, |theta(T) - "
+           "theta(0)| = %.3f\n",
+           c->label, c->n, c->d, c->nclass, c->K, c->cov == GMF_CLSFLOW_FULL ? "full" : "diag", L0,
+           LT, maxdiff(yf, th0, N));
+    printf("(errors: max over the %ld matching times t_j = j eta0 in (0, T]; |tr - GD|: the "
+           "trainer's and GD's parameters at T)\n",
+           N0);
+    printf("%10s %7s %14s %12s %14s %10s\n", "eta", "steps", "err (GD)", "err/eta", "err (trainer)",
+           "|tr - GD|");
+    double eta[NETA], err[NETA], errt[NETA];
+    int mono = 1;
+    for (int e = 0; e < NETA; e++) {
+        eta[e] = eta0 / (double)(1 << e);
+        const long every = 1L << e, steps = N0 * every;
+        memcpy(z, th0, N * sizeof *z);
+        err[e] = 0.0;
+        for (long j = 1; j <= steps; j++) {
+            if (gmf_clsflow_grad(f, z, NULL, g)) return fail("gradient step");
+            for (size_t i = 0; i < N; i++)
+                z[i] -= eta[e] * g[i];
+            if (j % every == 0)
+                err[e] = fmax(err[e], maxdiff(z, traj + (size_t)(j / every) * N, N));
+        }
+        if (trainer_run(c, &ds, th0, N, lr_scale * eta[e], N0, every, traj, zt, &errt[e])) return 1;
+        if (e && !(err[e] < err[e - 1] && errt[e] < errt[e - 1])) mono = 0;
+        printf("%10.4e %7ld %14.6e %12.6f %14.6e %10.2e\n", eta[e], steps, err[e], err[e] / eta[e],
+               errt[e], maxdiff(zt, z, N));
+        if (out)
+            fprintf(out, "%s,%.10g,%ld,%.10g,%.10g,%.10g\n", c->label, eta[e], steps, err[e],
+                    err[e] / eta[e], errt[e]);
+    }
+    double p = fit_slope(eta, err, NETA), pt = fit_slope(eta, errt, NETA);
+    w->dp = fmax(w->dp, fabs(p - 1.0));
+    w->dpt = fmax(w->dpt, fabs(pt - 1.0));
+    *ok = *ok && mono && fabs(p - 1.0) <= TOL_ORDER && fabs(pt - 1.0) <= TOL_ORDER;
+    printf("fitted order: GD %.4f, trainer %.4f (pass 1.00 +- %.2f)%s\n", p, pt, TOL_ORDER,
+           mono ? "" : "  FAIL: error not decreasing");
+
+    double ge, te_, tf;
+    if (trainer_check(c, f, X, y, th0, eta0 / 4, &ge, &te_, &tf)) return 1;
+    printf("trainer (eta %g, %d full-batch epochs): gradient %.2e (pass <= %.0e), "
+           "parameters float64 %.2e (pass <= %.0e), float32 %.2e (pass <= %.0e)\n",
+           eta0 / 4, NTRAIN, ge, TOL_GRAD, te_, TOL_TRAIN, tf, TOL_TRAINF);
+    w->g = fmax(w->g, ge), w->t = fmax(w->t, te_), w->tf = fmax(w->tf, tf);
+    *ok = *ok && ge <= TOL_GRAD && te_ <= TOL_TRAIN && tf <= TOL_TRAINF;
+    gmf_clsflow_free(f);
+    free(X0), free(X), free(y), free(th0), free(yf), free(z), free(g), free(zt);
+    free(ds.x), free(ds.label), free(tj), free(traj);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     double T = 3.0, eta0 = 0.1, lr_scale = 1.0;
     unsigned long seed = 0;
     const char *csv = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && !strcmp(argv[i], "--T"))
-            T = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--eta0"))
-            eta0 = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--csv"))
-            csv = argv[++i];
-        else if (i + 1 < argc && !strcmp(argv[i], "--trainer-lr-scale"))
-            lr_scale = varg_double_at(argv, ++i);
-        else {
-            fprintf(stderr, "usage: gd_to_flow_cls [--T T] [--eta0 E] [--seed S] [--csv PATH] "
-                            "[--trainer-lr-scale S]\n");
-            return 2;
-        }
-    }
-    const long N0 = lround(T / eta0);
-    if (!(T > 0) || !(eta0 > 0) || N0 < 1 || fabs(N0 * eta0 - T) > 1e-9 * T || !(lr_scale > 0)) {
-        fprintf(stderr, "gd_to_flow_cls: need eta0 > 0, T a multiple of eta0 and a trainer lr "
-                        "scale > 0\n");
-        return 2;
-    }
+    const vh_opt opts[] = {
+        {"--T", VH_DOUBLE, &T, NULL, NULL},
+        {"--eta0", VH_DOUBLE, &eta0, NULL, NULL},
+        {"--seed", VH_ULONG, &seed, NULL, NULL},
+        {"--csv", VH_STRING, &csv, NULL, NULL},
+        {"--trainer-lr-scale", VH_DOUBLE, &lr_scale, NULL, NULL},
+    };
+    vh_parse(argc, argv, "gd_to_flow_cls",
+             "[--T T] [--eta0 E] [--seed S] [--csv PATH] [--trainer-lr-scale S]", opts,
+             sizeof opts / sizeof opts[0]);
+    const long N0 = !(eta0 > 0) ? 0 : lround(T / eta0);
+    if (!(T > 0) || !(eta0 > 0) || N0 < 1 || fabs(N0 * eta0 - T) > 1e-9 * T || !(lr_scale > 0))
+        vh_usage_error("need eta0 > 0, T a multiple of eta0 and a trainer lr scale > 0");
+    vh_run run = vh_start("gd_to_flow_cls");
     const gcase cases[] = {
         {"blobs3-d3-full", GMF_CLSFLOW_FULL, 150, 3, 3, 2, 1.5, 31},
         {"blobs4-d4-diag", GMF_CLSFLOW_DIAG, 160, 4, 4, 3, 1.5, 32},
@@ -238,99 +319,20 @@ int main(int argc, char **argv) {
         fprintf(out, "case,eta,steps,err,err_over_eta,err_trainer\n");
     }
     int ok = 1;
-    double worst_dp = 0.0, worst_dpt = 0.0, worst_g = 0.0, worst_t = 0.0, worst_tf = 0.0;
     printf(
         "gd_to_flow_cls: full-batch GD vs the classification flow at T = %g (CVODE, rtol 1e-12)\n",
         T);
+    worst w = {0};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         gcase c = cases[ci];
         if (seed) c.seed = seed + ci;
-        double *X0, *X = calloc(c.n * c.d, sizeof *X);
-        uint8_t *y;
-        if (gmf_clsflow_blobs(c.n, c.d, c.nclass, c.sep, c.seed, &X0, &y)) return fail("blobs");
-        for (size_t i = 0; i < c.n * c.d; i++)
-            X[i] = (double)(float)X0[i]; /* the trainer's float inputs, exactly */
-        gmf_dataset ds = {.n = c.n, .d = c.d, .nclass = c.nclass}; /* the trainer's float data */
-        ds.x = calloc(c.n * c.d, sizeof(float));
-        ds.label = calloc(c.n, 1);
-        for (size_t i = 0; i < c.n * c.d; i++)
-            ds.x[i] = (float)X0[i];
-        memcpy(ds.label, y, c.n);
-        gmf_clsflow *f;
-        if (gmf_clsflow_new(&f, c.cov, c.K, c.nclass - 1, c.n, c.d, X, y)) return fail("flow");
-        const gmf_clsflow_layout *lo = gmf_clsflow_layout_of(f);
-        const size_t N = lo->dim;
-        double *th0 = calloc(N, sizeof *th0), *yf = calloc(N, sizeof *yf),
-               *z = calloc(N, sizeof *z), *g = calloc(N, sizeof *g), *zt = calloc(N, sizeof *zt);
-        gmf_clsflow_init_paper(lo, 0.5, c.seed + 100, th0);
-        memcpy(yf, th0, N * sizeof *yf);
-        double *tj = calloc(N0 + 1, sizeof *tj), *traj = calloc((N0 + 1) * N, sizeof *traj);
-        for (long j = 0; j <= N0; j++)
-            tj[j] = (double)j * eta0;
-        store so = {traj, N};
-        gmf_ode_opts o = gmf_ode_defaults();
-        o.rtol = 1e-12, o.atol = 1e-14;
-        if (gmf_ode_solve(N, gmf_clsflow_ode_rhs, f, yf, tj, (size_t)N0 + 1, &o, store_obs, &so,
-                          NULL))
-            return fail("flow integration");
-        double L0, LT;
-        gmf_clsflow_loss(f, th0, &L0);
-        gmf_clsflow_loss(f, yf, &LT);
-        printf("\n%s: n = %zu, d = %zu, %zu classes, K = %zu, %s, loss %.5f -> %.5f, |theta(T) - "
-               "theta(0)| = %.3f\n",
-               c.label, c.n, c.d, c.nclass, c.K, c.cov == GMF_CLSFLOW_FULL ? "full" : "diag", L0,
-               LT, maxdiff(yf, th0, N));
-        printf("(errors: max over the %ld matching times t_j = j eta0 in (0, T]; |tr - GD|: the "
-               "trainer's and GD's parameters at T)\n",
-               N0);
-        printf("%10s %7s %14s %12s %14s %10s\n", "eta", "steps", "err (GD)", "err/eta",
-               "err (trainer)", "|tr - GD|");
-        double eta[NETA], err[NETA], errt[NETA];
-        int mono = 1;
-        for (int e = 0; e < NETA; e++) {
-            eta[e] = eta0 / (double)(1 << e);
-            const long every = 1L << e, steps = N0 * every;
-            memcpy(z, th0, N * sizeof *z);
-            err[e] = 0.0;
-            for (long j = 1; j <= steps; j++) {
-                if (gmf_clsflow_grad(f, z, NULL, g)) return fail("gradient step");
-                for (size_t i = 0; i < N; i++)
-                    z[i] -= eta[e] * g[i];
-                if (j % every == 0)
-                    err[e] = fmax(err[e], maxdiff(z, traj + (size_t)(j / every) * N, N));
-            }
-            if (trainer_run(&c, &ds, th0, N, lr_scale * eta[e], N0, every, traj, zt, &errt[e]))
-                return 1;
-            if (e && !(err[e] < err[e - 1] && errt[e] < errt[e - 1])) mono = 0;
-            printf("%10.4e %7ld %14.6e %12.6f %14.6e %10.2e\n", eta[e], steps, err[e],
-                   err[e] / eta[e], errt[e], maxdiff(zt, z, N));
-            if (out)
-                fprintf(out, "%s,%.10g,%ld,%.10g,%.10g,%.10g\n", c.label, eta[e], steps, err[e],
-                        err[e] / eta[e], errt[e]);
-        }
-        double p = fit_slope(eta, err, NETA), pt = fit_slope(eta, errt, NETA);
-        worst_dp = fmax(worst_dp, fabs(p - 1.0));
-        worst_dpt = fmax(worst_dpt, fabs(pt - 1.0));
-        ok = ok && mono && fabs(p - 1.0) <= TOL_ORDER && fabs(pt - 1.0) <= TOL_ORDER;
-        printf("fitted order: GD %.4f, trainer %.4f (pass 1.00 +- %.2f)%s\n", p, pt, TOL_ORDER,
-               mono ? "" : "  FAIL: error not decreasing");
-
-        double ge, te_, tf;
-        if (trainer_check(&c, f, X, y, th0, eta0 / 4, &ge, &te_, &tf)) return 1;
-        printf("trainer (eta %g, %d full-batch epochs): gradient %.2e (pass <= %.0e), "
-               "parameters float64 %.2e (pass <= %.0e), float32 %.2e (pass <= %.0e)\n",
-               eta0 / 4, NTRAIN, ge, TOL_GRAD, te_, TOL_TRAIN, tf, TOL_TRAINF);
-        worst_g = fmax(worst_g, ge), worst_t = fmax(worst_t, te_), worst_tf = fmax(worst_tf, tf);
-        ok = ok && ge <= TOL_GRAD && te_ <= TOL_TRAIN && tf <= TOL_TRAINF;
-        gmf_clsflow_free(f);
-        free(X0), free(X), free(y), free(th0), free(yf), free(z), free(g), free(zt);
-        free(ds.x), free(ds.label), free(tj), free(traj);
+        if (run_case(&c, N0, eta0, lr_scale, out, &w, &ok)) return 1;
     }
     if (out) fclose(out);
-    printf("\ntrainer vs clsflow: gradient %.2e, float64 steps %.2e, float32 steps %.2e\n", worst_g,
-           worst_t, worst_tf);
-    printf("gd_to_flow_cls: max |order - 1| GD %.4f, trainer %.4f (pass <= %.2f), trainer "
-           "float64 steps %.1e (pass <= %.0e) %s\n",
-           worst_dp, worst_dpt, TOL_ORDER, worst_t, TOL_TRAIN, ok ? "PASS" : "FAIL");
-    return ok ? 0 : 1;
+    printf("\ntrainer vs clsflow: gradient %.2e, float64 steps %.2e, float32 steps %.2e\n", w.g,
+           w.t, w.tf);
+    return vh_finish(&run, ok,
+                     "max |order - 1| GD %.4f, trainer %.4f (pass <= %.2f), trainer float64 steps "
+                     "%.1e (pass <= %.0e)",
+                     w.dp, w.dpt, TOL_ORDER, w.t, TOL_TRAIN);
 }

@@ -33,8 +33,8 @@
 #include "gmflow/flow.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
+#include "harness.h"
 #include "testutil.h"
-#include "vargs.h"
 
 #define PASS_TOL 1e-8
 #define NDIR     4
@@ -229,14 +229,9 @@ static int run_case(const jcase *c, double *worst) {
 
 int main(int argc, char **argv) {
     unsigned long seed = 11;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-            seed = varg_ulong_at(argv, ++i);
-        } else {
-            fprintf(stderr, "usage: jac_fd [--seed S]\n");
-            return 2;
-        }
-    }
+    const vh_opt opts[] = {{"--seed", VH_ULONG, &seed, NULL, NULL}};
+    vh_parse(argc, argv, "jac_fd", "[--seed S]", opts, 1);
+    vh_run run = vh_start("jac_fd");
     const jcase cases[] = {
         {"K=1 well-conditioned", 60, 2, 1, COV_FULL, seed},
         {"K=2 well-conditioned", 80, 3, 2, COV_FULL, seed + 1},
@@ -252,7 +247,8 @@ int main(int argc, char **argv) {
     CHECK(worst[0] <= PASS_TOL, "JVP vs finite differences: %.3e > %.0e", worst[0], PASS_TOL);
     CHECK(worst[1] <= PASS_TOL, "dense J vs finite differences: %.3e > %.0e", worst[1], PASS_TOL);
     CHECK(worst[2] <= 1e-12, "Euclidean J not symmetric: %.3e > 1e-12", worst[2]);
-    printf("max relative error: JVP %.3e, dense %.3e (tolerance %.0e); Euclidean asymmetry %.3e\n",
-           worst[0], worst[1], PASS_TOL, worst[2]);
-    return tu_finish("jac_fd");
+    return vh_finish(&run, tu_failures() == 0,
+                     "max relative error: JVP %.3e, dense %.3e (pass <= %.0e); Euclidean asymmetry "
+                     "%.3e (pass <= 1e-12)",
+                     worst[0], worst[1], PASS_TOL, worst[2]);
 }

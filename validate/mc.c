@@ -26,14 +26,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "gmflow/common.h"
 #include "gmflow/flow.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
+#include "harness.h"
 #include "testutil.h"
-#include "vargs.h"
 
 #define ZMAX 5.0
 
@@ -43,12 +42,6 @@ typedef struct {
     gmf_toy_teacher teacher;
     unsigned long seed;
 } mcase;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Running sums of (sample - shift) and its square. */
 typedef struct {
@@ -90,7 +83,7 @@ static double median(double *v, size_t n) {
 
 static int run_case(const mcase *c, size_t Nmc, zblock blk[4], double *secs) {
     const size_t n = c->n, d = c->d, K = c->K, D = d + 1;
-    double t0 = now();
+    double t0 = vh_now();
     memset(blk, 0, 4 * sizeof *blk);
     gmf_toy_opts to = gmf_toy_defaults();
     to.n = n, to.d = d, to.teacher = c->teacher, to.seed = c->seed;
@@ -101,7 +94,6 @@ static int run_case(const mcase *c, size_t Nmc, zblock blk[4], double *secs) {
     if (!rc) rc = gmf_sqloss_new(&sq, n, d, X, yv);
     if (!rc) rc = gmf_flow_init(&fB, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq));
     if (rc) {
-        fprintf(stderr, "mc: %s: %s\n", c->label, gmf_errmsg());
         gmf_sqloss_free(sq);
         free(X);
         free(yv);
@@ -230,7 +222,6 @@ static int run_case(const mcase *c, size_t Nmc, zblock blk[4], double *secs) {
         blk[b].relse = median(relse, blk[b].count);
     }
 done:
-    if (rc) fprintf(stderr, "mc: %s: %s\n", c->label, gmf_errmsg());
     if (g) gsl_rng_free(g);
     free(f);
     free(v);
@@ -249,12 +240,8 @@ done:
     gmf_sqloss_free(sq);
     free(X);
     free(yv);
-    *secs = now() - t0;
+    *secs = vh_now() - t0;
     return rc;
-}
-
-static void usage(void) {
-    fprintf(stderr, "usage: mc [--n N] [--d D] [--K K] [--draws M] [--seed S]\n");
 }
 
 int main(int argc, char **argv) {
@@ -266,32 +253,17 @@ int main(int argc, char **argv) {
     mcase custom = {"custom", 20, 2, 2, GMF_TOY_RELU, 1};
     int use_custom = 0;
     size_t Nmc = 400000;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            usage();
-            return 2;
-        }
-        if (!strcmp(a, "--n"))
-            custom.n = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--d"))
-            custom.d = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--K"))
-            custom.K = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--seed"))
-            custom.seed = varg_ulong(a, v);
-        else if (!strcmp(a, "--draws"))
-            Nmc = varg_ulong(a, v);
-        else {
-            usage();
-            return 2;
-        }
-        i++;
-    }
-    if (custom.n < 1 || custom.d < 1 || custom.K < 1 || Nmc < 1000) {
-        usage();
-        return 2;
-    }
+    const vh_opt opts[] = {
+        {"--n", VH_SIZE, &custom.n, NULL, &use_custom},
+        {"--d", VH_SIZE, &custom.d, NULL, &use_custom},
+        {"--K", VH_SIZE, &custom.K, NULL, &use_custom},
+        {"--draws", VH_SIZE, &Nmc, NULL, NULL},
+        {"--seed", VH_ULONG, &custom.seed, NULL, NULL},
+    };
+    vh_parse(argc, argv, "mc", "[--n N] [--d D] [--K K] [--draws M] [--seed S]", opts,
+             sizeof opts / sizeof opts[0]);
+    if (custom.n < 1 || custom.d < 1 || custom.K < 1 || Nmc < 1000)
+        vh_usage_error("need n, d, K >= 1 and draws >= 1000");
     const mcase *cases = use_custom ? &custom : ci;
     size_t ncases = use_custom ? 1 : sizeof ci / sizeof ci[0];
 
@@ -300,16 +272,13 @@ int main(int argc, char **argv) {
     printf("%-14s %3s %2s %2s %-8s  %-9s %5s %8s %12s %12s %6s\n", "case", "n", "d", "K", "teacher",
            "quantity", "count", "max |z|", "median rse", "closed form", "sec");
     static const char *bname[] = {"h(x_i)", "loss", "mu'", "Sigma'"};
+    vh_run run = vh_start("mc");
     double worst = 0;
-    int fail = 0;
     for (size_t ic = 0; ic < ncases; ic++) {
         const mcase *c = &cases[ic];
         zblock blk[4];
         double secs;
-        if (run_case(c, Nmc, blk, &secs)) {
-            fail = 1;
-            continue;
-        }
+        if (vh_case(&run, c->label, run_case(c, Nmc, blk, &secs))) continue;
         for (int b = 0; b < 4; b++) {
             if (b == 0)
                 printf("%-14s %3zu %2zu %2zu %-8s", c->label, c->n, c->d, c->K,
@@ -325,8 +294,6 @@ int main(int argc, char **argv) {
     }
     printf("(median rse: median over entries of s.e. / |closed form|; closed form: the value at "
            "the worst z)\n");
-    int pass = !fail && worst <= ZMAX;
-    printf("mc: max |z| %.2f standard errors (%s <= %.0f)\n", fail ? INFINITY : worst,
-           pass ? "pass" : "FAIL", ZMAX);
-    return pass ? 0 : 1;
+    return vh_finish(&run, worst <= ZMAX, "max |z| %.2f standard errors (pass <= %.0f)",
+                     run.errors ? INFINITY : worst, ZMAX);
 }

@@ -32,24 +32,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <gsl/gsl_rng.h>
 
 #include "gmflow/clsflow.h"
 #include "gmflow/common.h"
 #include "gmflow/ode.h"
-#include "vargs.h"
+#include "harness.h"
 
 #define NETA      4
 #define TOL_ORDER 0.15
 #define MIN_SNR   3.0
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double fit_slope(const double *x, const double *y, int m) {
     double sx = 0, sy = 0, sxx = 0, sxy = 0;
@@ -67,6 +60,70 @@ static double dist2(const double *a, const double *b, size_t n) {
     return sqrt(s);
 }
 
+/* One row of the table: R independent SGD runs of T / eta steps (batch B, with replacement, run
+ * r seeded seed * 100003 + r) from th0, their mean against the flow's yf, and plain GD at the
+ * same step.  gap = |mean - yf|, noise = the Monte Carlo size of the gap, bias = sqrt(gap^2 -
+ * noise^2). */
+typedef struct {
+    gmf_clsflow *f;
+    size_t N, n, B;
+    double T;
+    unsigned long seed;
+    const double *th0, *yf;
+    gsl_rng *rng;
+} sgd_setup;
+
+static int sgd_row(const sgd_setup *s, double eta, size_t R, FILE *out, double *gap, double *noise,
+                   double *bias) {
+    const size_t N = s->N, B = s->B;
+    double t0 = vh_now();
+    const long steps = lround(s->T / eta);
+    double *z = calloc(N, sizeof *z), *g = calloc(N, sizeof *g), *sum = calloc(N, sizeof *sum),
+           *sq = calloc(N, sizeof *sq), *mean = calloc(N, sizeof *mean),
+           *gd = calloc(N, sizeof *gd);
+    size_t *idx = calloc(B, sizeof *idx);
+    int rc = z && g && sum && sq && mean && gd && idx ? GMF_OK : GMF_ENOMEM;
+    for (size_t r = 0; r < R && !rc; r++) {
+        gsl_rng_set(s->rng, s->seed * 100003UL + r);
+        memcpy(z, s->th0, N * sizeof *z);
+        for (long j = 0; j < steps && !rc; j++) {
+            for (size_t b = 0; b < B; b++)
+                idx[b] = (size_t)gsl_rng_uniform_int(s->rng, s->n);
+            rc = gmf_clsflow_grad_batch(s->f, z, B, idx, NULL, g);
+            for (size_t i = 0; i < N; i++)
+                z[i] -= eta * g[i];
+        }
+        for (size_t i = 0; i < N; i++)
+            sum[i] += z[i], sq[i] += z[i] * z[i];
+    }
+    double var_mean = 0.0;
+    for (size_t i = 0; i < N && !rc; i++) {
+        mean[i] = sum[i] / (double)R;
+        double v = (sq[i] / (double)R - mean[i] * mean[i]) * (double)R / (double)(R - 1);
+        var_mean += fmax(v, 0.0) / (double)R;
+    }
+    /* plain gradient descent at the same step */
+    if (!rc) memcpy(gd, s->th0, N * sizeof *gd);
+    for (long j = 0; j < steps && !rc; j++) {
+        rc = gmf_clsflow_grad(s->f, gd, NULL, g);
+        for (size_t i = 0; i < N; i++)
+            gd[i] -= eta * g[i];
+    }
+    if (!rc) {
+        *gap = dist2(mean, s->yf, N);
+        *noise = sqrt(var_mean);
+        *bias = sqrt(fmax(*gap * *gap - var_mean, 0.0));
+        const double gde = dist2(gd, s->yf, N), mgd = dist2(mean, gd, N);
+        printf("%9.4f %6zu %6ld %11.4e %11.4e %11.4e %7.1f %11.4e %11.4e %6.2f\n", eta, R, steps,
+               *gap, *noise, *bias, *gap / *noise, gde, mgd, vh_now() - t0);
+        if (out)
+            fprintf(out, "%.10g,%zu,%zu,%ld,%.10g,%.10g,%.10g,%.10g,%.10g\n", eta, R, B, steps,
+                    *gap, *noise, *bias, gde, mgd);
+    }
+    free(z), free(g), free(sum), free(sq), free(mean), free(gd), free(idx);
+    return rc;
+}
+
 static int fail(const char *what) {
     fprintf(stderr, "sgd_mean: %s: %s\n", what, gmf_errmsg());
     return 1;
@@ -77,29 +134,16 @@ int main(int argc, char **argv) {
     size_t R0 = 1500, B = 8;
     unsigned long seed = 41;
     const char *csv = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && !strcmp(argv[i], "--T"))
-            T = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--eta0"))
-            eta0 = varg_double_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--R0"))
-            R0 = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--B"))
-            B = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
-            seed = varg_ulong_at(argv, ++i);
-        else if (i + 1 < argc && !strcmp(argv[i], "--csv"))
-            csv = argv[++i];
-        else {
-            fprintf(stderr, "usage: sgd_mean [--T T] [--eta0 E] [--R0 R] [--B B] [--seed S] "
-                            "[--csv PATH]\n");
-            return 2;
-        }
-    }
-    if (!(T > 0) || !(eta0 > 0) || eta0 > T || R0 < 10 || B < 1) {
-        fprintf(stderr, "sgd_mean: need 0 < eta0 <= T, R0 >= 10, B >= 1\n");
-        return 2;
-    }
+    const vh_opt opts[] = {
+        {"--T", VH_DOUBLE, &T, NULL, NULL},      {"--eta0", VH_DOUBLE, &eta0, NULL, NULL},
+        {"--R0", VH_SIZE, &R0, NULL, NULL},      {"--B", VH_SIZE, &B, NULL, NULL},
+        {"--seed", VH_ULONG, &seed, NULL, NULL}, {"--csv", VH_STRING, &csv, NULL, NULL},
+    };
+    vh_parse(argc, argv, "sgd_mean", "[--T T] [--eta0 E] [--R0 R] [--B B] [--seed S] [--csv PATH]",
+             opts, sizeof opts / sizeof opts[0]);
+    if (!(T > 0) || !(eta0 > 0) || eta0 > T || R0 < 10 || B < 1)
+        vh_usage_error("need 0 < eta0 <= T, R0 >= 10, B >= 1");
+    vh_run run = vh_start("sgd_mean");
     const size_t n = 120, d = 2, nclass = 3, K = 2, L = nclass - 1;
     double *X;
     uint8_t *y;
@@ -108,10 +152,7 @@ int main(int argc, char **argv) {
     if (gmf_clsflow_new(&f, GMF_CLSFLOW_FULL, K, L, n, d, X, y)) return fail("flow");
     const gmf_clsflow_layout *lo = gmf_clsflow_layout_of(f);
     const size_t N = lo->dim;
-    double *th0 = calloc(N, sizeof *th0), *yf = calloc(N, sizeof *yf), *z = calloc(N, sizeof *z),
-           *g = calloc(N, sizeof *g), *sum = calloc(N, sizeof *sum), *sq = calloc(N, sizeof *sq),
-           *mean = calloc(N, sizeof *mean), *gd = calloc(N, sizeof *gd);
-    size_t *idx = calloc(B, sizeof *idx);
+    double *th0 = calloc(N, sizeof *th0), *yf = calloc(N, sizeof *yf);
     gmf_clsflow_init_paper(lo, 0.5, seed + 7, th0);
     memcpy(yf, th0, N * sizeof *yf);
     gmf_ode_opts o = gmf_ode_defaults();
@@ -141,49 +182,12 @@ int main(int argc, char **argv) {
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     double eta[NETA], bias[NETA], gap[NETA], noise[NETA];
     int ok = 1;
+    const sgd_setup su = {f, N, n, B, T, seed, th0, yf, rng};
     for (int e = 0; e < NETA; e++) {
-        double t0 = now();
         eta[e] = eta0 / (double)(1 << e);
-        const size_t R = R0 << e;
-        const long steps = lround(T / eta[e]);
-        memset(sum, 0, N * sizeof *sum);
-        memset(sq, 0, N * sizeof *sq);
-        for (size_t r = 0; r < R; r++) {
-            gsl_rng_set(rng, seed * 100003UL + r);
-            memcpy(z, th0, N * sizeof *z);
-            for (long j = 0; j < steps; j++) {
-                for (size_t b = 0; b < B; b++)
-                    idx[b] = (size_t)gsl_rng_uniform_int(rng, n);
-                if (gmf_clsflow_grad_batch(f, z, B, idx, NULL, g)) return fail("SGD step");
-                for (size_t i = 0; i < N; i++)
-                    z[i] -= eta[e] * g[i];
-            }
-            for (size_t i = 0; i < N; i++)
-                sum[i] += z[i], sq[i] += z[i] * z[i];
-        }
-        double var_mean = 0.0;
-        for (size_t i = 0; i < N; i++) {
-            mean[i] = sum[i] / (double)R;
-            double v = (sq[i] / (double)R - mean[i] * mean[i]) * (double)R / (double)(R - 1);
-            var_mean += fmax(v, 0.0) / (double)R;
-        }
-        /* plain gradient descent at the same step */
-        memcpy(gd, th0, N * sizeof *gd);
-        for (long j = 0; j < steps; j++) {
-            if (gmf_clsflow_grad(f, gd, NULL, g)) return fail("GD step");
-            for (size_t i = 0; i < N; i++)
-                gd[i] -= eta[e] * g[i];
-        }
-        gap[e] = dist2(mean, yf, N);
-        noise[e] = sqrt(var_mean);
-        bias[e] = sqrt(fmax(gap[e] * gap[e] - var_mean, 0.0));
-        const double gde = dist2(gd, yf, N), mgd = dist2(mean, gd, N);
+        if (sgd_row(&su, eta[e], R0 << e, out, &gap[e], &noise[e], &bias[e]))
+            return fail("SGD or GD step");
         if (!(gap[e] > MIN_SNR * noise[e])) ok = 0;
-        printf("%9.4f %6zu %6ld %11.4e %11.4e %11.4e %7.1f %11.4e %11.4e %6.2f\n", eta[e], R, steps,
-               gap[e], noise[e], bias[e], gap[e] / noise[e], gde, mgd, now() - t0);
-        if (out)
-            fprintf(out, "%.10g,%zu,%zu,%ld,%.10g,%.10g,%.10g,%.10g,%.10g\n", eta[e], R, B, steps,
-                    gap[e], noise[e], bias[e], gde, mgd);
     }
     if (out) fclose(out);
     double p = bias[NETA - 1] > 0 ? fit_slope(eta, bias, NETA) : NAN;
@@ -193,11 +197,10 @@ int main(int argc, char **argv) {
            "noise^2); GD err = |GD - flow|; mean-GD = noise-induced drift)\n");
     printf("fitted order of the bias %.3f, of the raw gap %.3f; every gap > %.0f noise: %s\n", p,
            pg, MIN_SNR, ok ? "yes" : "no");
-    printf("sgd_mean: order of |E theta_SGD - flow| in eta %.3f (pass 1.00 +- %.2f) %s\n", p,
-           TOL_ORDER, ok ? "PASS" : "FAIL");
+    int status = vh_finish(
+        &run, ok, "order of |E theta_SGD - flow| in eta %.3f (pass 1.00 +- %.2f)", p, TOL_ORDER);
     gsl_rng_free(rng);
     gmf_clsflow_free(f);
-    free(X), free(y), free(th0), free(yf), free(z), free(g), free(sum), free(sq), free(mean),
-        free(gd), free(idx);
-    return ok ? 0 : 1;
+    free(X), free(y), free(th0), free(yf);
+    return status;
 }

@@ -21,15 +21,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "gmflow/common.h"
 #include "gmflow/flow.h"
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
+#include "harness.h"
 #include "testutil.h"
-#include "vargs.h"
 
 #define C_FACTOR 100.0
 #define REF_TOL  1e-10
@@ -39,12 +38,6 @@
 static const double rtols[NRTOL] = {1e-6, 1e-9};
 static const gmf_ode_method meths[NMETH] = {GMF_ODE_CVODE_ADAMS, GMF_ODE_CVODE_BDF,
                                             GMF_ODE_GSL_RK8PD, GMF_ODE_GSL_RKF45};
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Integrate flow f from y0 over [0, T]; final state into y. */
 static int integrate(gmf_flow *f, const double *y0, double T, gmf_ode_method m, double rtol,
@@ -56,9 +49,9 @@ static int integrate(gmf_flow *f, const double *y0, double T, gmf_ode_method m, 
     o.rtol = rtol;
     o.atol = atol;
     o.max_steps = 10000000;
-    double tout[2] = {0.0, T}, t0 = now();
+    double tout[2] = {0.0, T}, t0 = vh_now();
     int rc = gmf_ode_solve(N, gmf_flow_ode_rhs, f, y, tout, 2, &o, NULL, NULL, st);
-    *secs = now() - t0;
+    *secs = vh_now() - t0;
     if (rc)
         fprintf(stderr, "solvers: %s rtol %g: %s\n", gmf_ode_method_name(m), rtol, gmf_errmsg());
     return rc;
@@ -90,28 +83,86 @@ static void print_stats(const char *form, gmf_ode_method m, double rtol, const g
     printf(" %10.3e %10.2e %8.1f %7.3f\n", s->hlast, err, err / rtol, secs);
 }
 
+/* One form (BW to T / K, or Euclid to T): a reference run (CVODE Adams, rtol 1e-13) checked by
+ * rk8pd, then every method at every rtol against it (one table row each), the pairwise
+ * differences, and the error's fall from the loose to the tight rtol.  Updates *worst_ratio (max
+ * over errors and pairs / rtol); returns 1 if a check failed or a run could not be made. */
+static int check_form(gmf_flow *fl, const double *y0, const char *fname, double Tf, size_t K,
+                      size_t D, double *yref, double *ychk, double *ys, double *worst_ratio) {
+    const size_t N = gmf_flow_dim(fl);
+    int fail = 0;
+    double secs;
+    gmf_ode_stats st;
+    if (integrate(fl, y0, Tf, GMF_ODE_CVODE_ADAMS, 1e-13, 1e-15, yref, &st, &secs)) return 1;
+    double scale = tu_max_abs(yref, N);
+    print_stats(fname, GMF_ODE_CVODE_ADAMS, 1e-13, &st, 0.0, secs);
+    if (integrate(fl, y0, Tf, GMF_ODE_GSL_RK8PD, 1e-13, 1e-15, ychk, &st, &secs)) return 1;
+    double refdiff = tu_max_abs_diff(ychk, yref, N) / scale;
+    print_stats(fname, GMF_ODE_GSL_RK8PD, 1e-13, &st, refdiff, secs);
+    if (!(refdiff <= REF_TOL)) {
+        printf("  reference runs disagree: %.2e > %.0e\n", refdiff, REF_TOL);
+        fail = 1;
+    }
+    double err[NRTOL][NMETH];
+    for (int ir = 0; ir < NRTOL; ir++) {
+        for (int im = 0; im < NMETH; im++) {
+            double *y = ys + (ir * NMETH + im) * N;
+            if (integrate(fl, y0, Tf, meths[im], rtols[ir], 1e-2 * rtols[ir], y, &st, &secs)) {
+                fail = 1;
+                err[ir][im] = INFINITY;
+                continue;
+            }
+            err[ir][im] = tu_max_abs_diff(y, yref, N) / scale;
+            print_stats(fname, meths[im], rtols[ir], &st, err[ir][im], secs);
+            *worst_ratio = fmax(*worst_ratio, err[ir][im] / rtols[ir]);
+            if (fl->kind == GMF_FLOW_BW && asymmetric(K, D, y)) {
+                printf("  %s: final Sigma not bitwise symmetric (%zu entries differ)\n",
+                       gmf_ode_method_name(meths[im]), asymmetric(K, D, y));
+                fail = 1;
+            }
+        }
+    }
+    for (int ir = 0; ir < NRTOL; ir++) {
+        double pair = 0;
+        const char *pa = "", *pb = "";
+        for (int a = 0; a < NMETH; a++)
+            for (int b = a + 1; b < NMETH; b++) {
+                double v =
+                    tu_max_abs_diff(ys + (ir * NMETH + a) * N, ys + (ir * NMETH + b) * N, N) /
+                    scale;
+                if (!(v <= pair)) {
+                    pair = v;
+                    pa = gmf_ode_method_name(meths[a]);
+                    pb = gmf_ode_method_name(meths[b]);
+                }
+            }
+        printf("%-6s rtol %.0e: max pairwise difference %.2e = %.1f rtol (%s vs %s)\n", fname,
+               rtols[ir], pair, pair / rtols[ir], pa, pb);
+        *worst_ratio = fmax(*worst_ratio, pair / rtols[ir]);
+    }
+    for (int im = 0; im < NMETH; im++) {
+        double gain = err[0][im] / err[1][im];
+        printf("%-6s %-6s error falls by %.3g from rtol %.0e to %.0e%s\n", fname,
+               gmf_ode_method_name(meths[im]), gain, rtols[0], rtols[1],
+               gain >= 10 ? "" : "  FAIL (< 10)");
+        if (!(gain >= 10)) fail = 1;
+    }
+    return fail;
+}
+
 int main(int argc, char **argv) {
     size_t n = 200, d = 3, K = 3;
     double T = 30.0;
     unsigned long seed = 41;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) goto usage;
-        if (!strcmp(a, "--n"))
-            n = varg_ulong(a, v);
-        else if (!strcmp(a, "--d"))
-            d = varg_ulong(a, v);
-        else if (!strcmp(a, "--K"))
-            K = varg_ulong(a, v);
-        else if (!strcmp(a, "--T"))
-            T = varg_double(a, v);
-        else if (!strcmp(a, "--seed"))
-            seed = varg_ulong(a, v);
-        else
-            goto usage;
-        i++;
-    }
-    if (n < 1 || d < 1 || K < 1 || !(T > 0)) goto usage;
+    const vh_opt opts[] = {
+        {"--n", VH_SIZE, &n, NULL, NULL},        {"--d", VH_SIZE, &d, NULL, NULL},
+        {"--K", VH_SIZE, &K, NULL, NULL},        {"--T", VH_DOUBLE, &T, NULL, NULL},
+        {"--seed", VH_ULONG, &seed, NULL, NULL},
+    };
+    vh_parse(argc, argv, "solvers", "[--n N] [--d D] [--K K] [--T T] [--seed S]", opts,
+             sizeof opts / sizeof opts[0]);
+    if (n < 1 || d < 1 || K < 1 || !(T > 0)) vh_usage_error("need n, d, K >= 1 and T > 0");
+    vh_run run = vh_start("solvers");
 
     const size_t D = d + 1;
     gmf_toy_opts to = gmf_toy_defaults();
@@ -151,76 +202,12 @@ int main(int argc, char **argv) {
            "err/rtol", "sec");
     double worst_ratio = 0; /* max over (err, pair) / rtol */
     int fail = 0;
-    for (int form = 0; form < 2; form++) {
-        const char *fname = form ? "Euclid" : "BW";
-        double Tf = form ? T : T / (double)K, secs;
-        gmf_ode_stats st;
-        if (integrate(&fl[form], y0[form], Tf, GMF_ODE_CVODE_ADAMS, 1e-13, 1e-15, yref, &st,
-                      &secs)) {
-            fail = 1;
-            continue;
-        }
-        double scale = tu_max_abs(yref, N);
-        print_stats(fname, GMF_ODE_CVODE_ADAMS, 1e-13, &st, 0.0, secs);
-        if (integrate(&fl[form], y0[form], Tf, GMF_ODE_GSL_RK8PD, 1e-13, 1e-15, ychk, &st, &secs)) {
-            fail = 1;
-            continue;
-        }
-        double refdiff = tu_max_abs_diff(ychk, yref, N) / scale;
-        print_stats(fname, GMF_ODE_GSL_RK8PD, 1e-13, &st, refdiff, secs);
-        if (!(refdiff <= REF_TOL)) {
-            printf("  reference runs disagree: %.2e > %.0e\n", refdiff, REF_TOL);
-            fail = 1;
-        }
-        double err[NRTOL][NMETH];
-        for (int ir = 0; ir < NRTOL; ir++) {
-            for (int im = 0; im < NMETH; im++) {
-                double *y = ys + (ir * NMETH + im) * N;
-                if (integrate(&fl[form], y0[form], Tf, meths[im], rtols[ir], 1e-2 * rtols[ir], y,
-                              &st, &secs)) {
-                    fail = 1;
-                    err[ir][im] = INFINITY;
-                    continue;
-                }
-                err[ir][im] = tu_max_abs_diff(y, yref, N) / scale;
-                print_stats(fname, meths[im], rtols[ir], &st, err[ir][im], secs);
-                worst_ratio = fmax(worst_ratio, err[ir][im] / rtols[ir]);
-                if (form == 0 && asymmetric(K, D, y)) {
-                    printf("  %s: final Sigma not bitwise symmetric (%zu entries differ)\n",
-                           gmf_ode_method_name(meths[im]), asymmetric(K, D, y));
-                    fail = 1;
-                }
-            }
-        }
-        for (int ir = 0; ir < NRTOL; ir++) {
-            double pair = 0;
-            const char *pa = "", *pb = "";
-            for (int a = 0; a < NMETH; a++)
-                for (int b = a + 1; b < NMETH; b++) {
-                    double v =
-                        tu_max_abs_diff(ys + (ir * NMETH + a) * N, ys + (ir * NMETH + b) * N, N) /
-                        scale;
-                    if (!(v <= pair)) {
-                        pair = v;
-                        pa = gmf_ode_method_name(meths[a]);
-                        pb = gmf_ode_method_name(meths[b]);
-                    }
-                }
-            printf("%-6s rtol %.0e: max pairwise difference %.2e = %.1f rtol (%s vs %s)\n", fname,
-                   rtols[ir], pair, pair / rtols[ir], pa, pb);
-            worst_ratio = fmax(worst_ratio, pair / rtols[ir]);
-        }
-        for (int im = 0; im < NMETH; im++) {
-            double gain = err[0][im] / err[1][im];
-            printf("%-6s %-6s error falls by %.3g from rtol %.0e to %.0e%s\n", fname,
-                   gmf_ode_method_name(meths[im]), gain, rtols[0], rtols[1],
-                   gain >= 10 ? "" : "  FAIL (< 10)");
-            if (!(gain >= 10)) fail = 1;
-        }
-    }
-    int pass = !fail && worst_ratio <= C_FACTOR;
-    printf("solvers: max error or pairwise difference %.1f rtol (%s <= %.0f rtol)\n", worst_ratio,
-           pass ? "pass" : "FAIL", C_FACTOR);
+    for (int form = 0; form < 2; form++)
+        fail |= check_form(&fl[form], y0[form], form ? "Euclid" : "BW", form ? T : T / (double)K, K,
+                           D, yref, ychk, ys, &worst_ratio);
+    int status = vh_finish(&run, !fail && worst_ratio <= C_FACTOR,
+                           "max error or pairwise difference %.1f rtol (pass <= %.0f rtol)",
+                           worst_ratio, C_FACTOR);
     free(ys);
     free(ychk);
     free(yref);
@@ -231,8 +218,5 @@ int main(int argc, char **argv) {
     gmf_sqloss_free(sq);
     free(X);
     free(yv);
-    return pass ? 0 : 1;
-usage:
-    fprintf(stderr, "usage: solvers [--n N] [--d D] [--K K] [--T T] [--seed S]\n");
-    return 2;
+    return status;
 }

@@ -22,12 +22,6 @@
  * With no size option the CI case list runs; any of --n/--d/--K runs that one case instead.
  * --no-rescale compares Sigma^BW(t) with C(t) C(t)^T (no 1/K): a control that must fail for K > 1.
  */
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
 #include <lapacke.h>
 
 #include "gmflow/common.h"
@@ -35,8 +29,8 @@
 #include "gmflow/ode.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
+#include "harness.h"
 #include "testutil.h"
-#include "vargs.h"
 
 #define PASS_TOL 1e-8
 #define NOUT     11 /* output times 0, T/10, ..., T */
@@ -66,12 +60,6 @@ static int store(size_t j, double t, const double *y, void *user) {
     traj *tr = user;
     memcpy(tr->Y + j * tr->N, y, tr->N * sizeof(double));
     return 0;
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static double frob_diff(size_t n, const double *a, const double *b) {
@@ -148,7 +136,7 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
     const double psd_tol = PSD_FACTOR * rtol;
     memset(res, 0, sizeof *res);
     res->mineig = INFINITY;
-    double t0 = now();
+    double t0 = vh_now();
     gmf_toy_opts to = gmf_toy_defaults();
     to.n = c->n, to.d = c->d, to.teacher = c->teacher, to.seed = c->seed;
     double *X = NULL, *yv = NULL;
@@ -224,8 +212,7 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
     if ((rc = gmf_flow_loss(&fE, trE.Y, &res->L0))) goto done;
     if ((rc = gmf_flow_loss(&fE, trE.Y + (NOUT - 1) * N, &res->LT))) goto done;
 done:
-    res->secs = now() - t0;
-    if (rc) fprintf(stderr, "  %s: %s: %s\n", c->label, gmf_strerror(rc), gmf_errmsg());
+    res->secs = vh_now() - t0;
     free(trE.Y);
     free(trB.Y);
     free(S);
@@ -240,11 +227,8 @@ done:
     return rc;
 }
 
-static void usage(void) {
-    fprintf(stderr,
-            "usage: thm1 [--n N] [--d D] [--K K] [--T T] [--seed S] "
-            "[--teacher relu|mixture] [--init random|paper|singular] [--rtol R] [--no-rescale]\n");
-}
+static const char *const teacher_choices[] = {"relu", "mixture", NULL};
+static const char *const init_choices[] = {"random", "paper", "singular", NULL};
 
 int main(int argc, char **argv) {
     /* The CI case list: K = 1 (Theorem 2), d from 1 to 8, K up to 4, both teachers, random full
@@ -261,46 +245,27 @@ int main(int argc, char **argv) {
         {"K4-d8-relu", 200, 8, 4, GMF_TOY_RELU, INIT_RANDOM, 10.0, 18},
     };
     tcase custom = {"custom", 100, 3, 2, GMF_TOY_RELU, INIT_RANDOM, 4.0, 1};
-    int use_custom = 0, rescale = 1;
+    int use_custom = 0, no_rescale = 0, teacher = GMF_TOY_RELU, init = INIT_RANDOM;
     double rtol = 1e-12;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--no-rescale")) {
-            rescale = 0;
-            continue;
-        }
-        if (!v) {
-            usage();
-            return 2;
-        }
-        if (!strcmp(a, "--n"))
-            custom.n = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--d"))
-            custom.d = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--K"))
-            custom.K = varg_ulong(a, v), use_custom = 1;
-        else if (!strcmp(a, "--T"))
-            custom.T = varg_double(a, v);
-        else if (!strcmp(a, "--seed"))
-            custom.seed = varg_ulong(a, v);
-        else if (!strcmp(a, "--rtol"))
-            rtol = varg_double(a, v);
-        else if (!strcmp(a, "--teacher"))
-            custom.teacher = !strcmp(v, "mixture") ? GMF_TOY_MIXTURE : GMF_TOY_RELU;
-        else if (!strcmp(a, "--init"))
-            custom.init = !strcmp(v, "paper")      ? INIT_PAPER
-                          : !strcmp(v, "singular") ? INIT_SINGULAR
-                                                   : INIT_RANDOM;
-        else {
-            usage();
-            return 2;
-        }
-        i++;
-    }
-    if (use_custom && (custom.n < 1 || custom.d < 1 || custom.K < 1 || !(custom.T > 0))) {
-        usage();
-        return 2;
-    }
+    const vh_opt opts[] = {
+        {"--n", VH_SIZE, &custom.n, NULL, &use_custom},
+        {"--d", VH_SIZE, &custom.d, NULL, &use_custom},
+        {"--K", VH_SIZE, &custom.K, NULL, &use_custom},
+        {"--T", VH_DOUBLE, &custom.T, NULL, NULL},
+        {"--seed", VH_ULONG, &custom.seed, NULL, NULL},
+        {"--teacher", VH_CHOICE, &teacher, teacher_choices, NULL},
+        {"--init", VH_CHOICE, &init, init_choices, NULL},
+        {"--rtol", VH_DOUBLE, &rtol, NULL, NULL},
+        {"--no-rescale", VH_FLAG, &no_rescale, NULL, NULL},
+    };
+    vh_parse(argc, argv, "thm1",
+             "[--n N] [--d D] [--K K] [--T T] [--seed S] [--teacher relu|mixture] "
+             "[--init random|paper|singular] [--rtol R] [--no-rescale]",
+             opts, sizeof opts / sizeof opts[0]);
+    custom.teacher = (gmf_toy_teacher)teacher, custom.init = (init_kind)init;
+    if (use_custom && (custom.n < 1 || custom.d < 1 || custom.K < 1 || !(custom.T > 0)))
+        vh_usage_error("need n, d, K >= 1 and T > 0");
+    if (!(rtol > 0)) vh_usage_error("--rtol: need rtol > 0");
     const tcase *cases = use_custom ? &custom : ci;
     size_t ncases = use_custom ? 1 : sizeof ci / sizeof ci[0];
 
@@ -310,13 +275,14 @@ int main(int argc, char **argv) {
     printf("%-16s %4s %2s %2s %-8s %-6s %4s %10s %10s %6s %9s %9s %7s %10s %7s %6s\n", "case", "n",
            "d", "K", "teacher", "init", "T", "max dmu", "max dSig", "at t", "L(0)", "L(T)", "moved",
            "min eig", "steps", "sec");
+    vh_run run = vh_start("thm1");
     double worst = 0.0;
     int fail = 0;
     for (size_t ci_ = 0; ci_ < ncases; ci_++) {
         const tcase *c = &cases[ci_];
         result r;
-        int rc = run_case(c, rtol, rescale, &r);
-        if (rc || r.bad_state) fail = 1;
+        int rc = vh_case(&run, c->label, run_case(c, rtol, !no_rescale, &r));
+        if (r.bad_state) fail = 1;
         double w = fmax(r.dmu, r.dsig);
         if (rc || !(w <= worst)) worst = rc ? INFINITY : w;
         printf("%-16s %4zu %2zu %2zu %-8s %-6s %4.1f %10.2e %10.2e %6.2f %9.3e %9.3e %7.3f "
@@ -329,8 +295,6 @@ int main(int argc, char **argv) {
            "so agreement is not trivial;\n min eig = min_{k,t} lambda_min / lambda_max of the BW "
            "Sigma_k, required >= -%.0e; BW Sigma_k must stay bitwise symmetric)\n",
            PSD_FACTOR * rtol);
-    int pass = !fail && worst <= PASS_TOL;
-    printf("thm1: max relative discrepancy %.2e (%s <= %.0e)\n", worst, pass ? "pass" : "FAIL",
-           PASS_TOL);
-    return pass ? 0 : 1;
+    return vh_finish(&run, !fail && worst <= PASS_TOL,
+                     "max relative discrepancy %.2e (pass <= %.0e)", worst, PASS_TOL);
 }

@@ -81,6 +81,21 @@ typedef enum gmf_nn_kind { GMF_NN_GM = 0, GMF_NN_GMFULL, GMF_NN_FC, GMF_NN_GMSTA
 
 #define GMF_NN_MAX_GROUPS 8
 
+/* Parameter groups: each group's index in gmf_nn_model.group[] and in a per-group learning-rate
+ * vector (lr[GMF_NN_GROUP_U] is U's).  One GM layer has GMF_NN_GM_NGROUPS groups in this order;
+ * gm-stack's second layer has the same ones shifted by GMF_NN_GM_NGROUPS (GMF_NN_GROUP_L2). */
+typedef enum gmf_nn_group_id {
+    GMF_NN_GROUP_MU = 0,    /* GM: mu (K x d) */
+    GMF_NN_GROUP_SIGMA = 1, /* GM: sigma (K x d); gm-full: C (K x d x d) */
+    GMF_NN_GROUP_U = 2,     /* GM: U (K x L x d) */
+    GMF_NN_GROUP_V = 3,     /* GM: v (K x L) */
+    GMF_NN_GM_NGROUPS = 4,  /* groups per GM layer */
+    GMF_NN_GROUP_BETA = 0,  /* FC: beta (m x d) */
+    GMF_NN_GROUP_OMEGA = 1  /* FC: omega (m x L) */
+} gmf_nn_group_id;
+#define GMF_NN_GROUP_C     GMF_NN_GROUP_SIGMA
+#define GMF_NN_GROUP_L2(g) (GMF_NN_GM_NGROUPS + (g)) /* group g of gm-stack's second layer */
+
 typedef struct gmf_nn_group {
     char name[16];
     size_t off, n; /* params[off .. off + n) */
@@ -187,6 +202,36 @@ int gmf_nn_model_build(gmf_nn_model *m, const gmf_nn_spec *s, size_t d, size_t L
  * (gm or gm-full) from `seed`. */
 int gmf_nn_mc_draw(gmf_nn_model *fc, const gmf_nn_model *gm, size_t width, uint64_t seed,
                    size_t repeat);
+
+/* ---------------------------------------------------------------------------------------------
+ * Named parameter views (llm.c's ParameterTensors): pointers to each named block of a flat
+ * parameter vector P (the layouts of the header comment), so that no code writes an offset by
+ * hand.  P may be a model's double params (the _d views), a workspace's `real` copy or its
+ * gradient dP.  GM layer: sigma (diagonal) or C (gm-full) is set, the other NULL.  A network's
+ * view has gm[0] (GM, gm-full, gm-stack's first layer), gm[1] (gm-stack's second layer, input
+ * Lmid) or fc; the blocks of a kind that lacks them are NULL.  The views and the model's groups
+ * (gmf_nn_model.group[g].off) agree: group GMF_NN_GROUP_U of a GM model starts at view.gm[0].U.
+ */
+#define GMF_NN_VIEW_API(real, S)                                                                   \
+    typedef struct gmf_nn_gm_params##S {                                                           \
+        real *mu, *sigma, *C, *U, *v;                                                              \
+    } gmf_nn_gm_params##S;                                                                         \
+    typedef struct gmf_nn_fc_params##S {                                                           \
+        real *beta, *omega;                                                                        \
+    } gmf_nn_fc_params##S;                                                                         \
+    typedef struct gmf_nn_net_params##S {                                                          \
+        gmf_nn_gm_params##S gm[2];                                                                 \
+        gmf_nn_fc_params##S fc;                                                                    \
+    } gmf_nn_net_params##S;                                                                        \
+    /* One GM layer's blocks in P (full: C instead of sigma). */                                   \
+    gmf_nn_gm_params##S gmf_nn_gm_view##S(real *P, size_t d, size_t K, size_t L, int full);        \
+    /* The FC layer's blocks in P (width m). */                                                    \
+    gmf_nn_fc_params##S gmf_nn_fc_view##S(real *P, size_t d, size_t m, size_t L);                  \
+    /* The blocks of model m's parameters in P (a vector of m->nparams entries). */                \
+    gmf_nn_net_params##S gmf_nn_net_view##S(const gmf_nn_model *m, real *P);
+
+GMF_NN_VIEW_API(float, _f)
+GMF_NN_VIEW_API(double, _d)
 
 /* ---------------------------------------------------------------------------------------------
  * Precision-templated API: GMF_NN_API(real, S) declares the float (_f) and double (_d)

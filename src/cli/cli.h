@@ -5,7 +5,8 @@
 #ifndef GMFLOW_CLI_H
 #define GMFLOW_CLI_H
 
-#define GMF_VERSION_STRING "0.1.0"
+#include "gmflow/version.h"
+#define GMF_VERSION_STRING GMFLOW_VERSION_STRING
 
 int gmf_cli_flow(int argc, char **argv);
 int gmf_cli_train(int argc, char **argv);

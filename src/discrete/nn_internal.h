@@ -10,6 +10,9 @@
 #define GMFLOW_NN_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "gmflow/nn.h"
 
 struct gmf_nn_pool;
 typedef void (*gmf_nn_job)(void *ctx, int tid, int nthreads);
@@ -33,5 +36,35 @@ void openblas_set_num_threads(int num_threads);
  * every network entry point calls it, so a workspace of one model kind is not left running with
  * the thread count another workspace set (1 inside the GM pool, --threads elsewhere). */
 void gmf_nn_blas_threads(int n);
+
+/* The precision-dependent entry points of a whole network, as one table per precision (defined
+ * by nn_tmpl.h: gmf_nn_ops_f, gmf_nn_ops_d), so that a caller that runs either precision (the
+ * trainer) chooses its table once, at creation, instead of branching at every call.  ws is the
+ * workspace of the table's precision; X holds `real` rows (real_size bytes per entry). */
+typedef union gmf_nn_ws_any {
+    gmf_nn_ws_f f;
+    gmf_nn_ws_d d;
+} gmf_nn_ws_any;
+
+typedef struct gmf_nn_ops {
+    int precision;    /* 32 or 64 */
+    size_t real_size; /* sizeof(real) */
+    int (*ws_init)(gmf_nn_ws_any *ws, gmf_nn_model *m, size_t Bmax, int nthreads);
+    void (*ws_free)(gmf_nn_ws_any *ws);
+    void (*ws_store)(gmf_nn_ws_any *ws);
+    /* X[0..n) = (real) src[0..n) */
+    void (*load)(void *X, const float *src, size_t n);
+    double (*sgd_step_rows)(gmf_nn_ws_any *ws, const float *data, const uint8_t *labels,
+                            const size_t *idx, size_t B, const double *lr);
+    double (*loss_grad)(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, size_t B, double dscale,
+                        int accumulate);
+    void (*sgd_apply)(gmf_nn_ws_any *ws, const double *lr, int from_acc);
+    /* zero the gradient accumulator (gacc) */
+    void (*clear_acc)(gmf_nn_ws_any *ws);
+    /* forward into ws->H: returns sum_i loss_i and adds the misclassified rows to *wrong */
+    double (*evaluate)(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, size_t B, size_t *wrong);
+} gmf_nn_ops;
+
+extern const gmf_nn_ops gmf_nn_ops_f, gmf_nn_ops_d;
 
 #endif

@@ -1,6 +1,7 @@
 /* nn_model.c -- random numbers, model shapes and parameter groups, initializations, and fully
  * connected networks drawn from a GM layer (matching init, Figure 4 width-K init, Figure 6 Monte
  * Carlo reduction). */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +93,11 @@ int gmf_nn_kind_parse(const char *name, gmf_nn_kind *out) {
     return gmf_error(GMF_EINVAL, "unknown model '%s' (expected gm, gm-full, fc or gm-stack)", name);
 }
 
-static void add_group(gmf_nn_model *m, const char *name, size_t n, int sigma, int beta) {
+/* Append group `id` (its index: groups are added in gmf_nn_group_id order, so that the index and
+ * the views of nn.h agree). */
+static void add_group(gmf_nn_model *m, size_t id, const char *name, size_t n, int sigma, int beta) {
+    assert(m->ngroups == id && id < GMF_NN_MAX_GROUPS);
+    (void)id;
     gmf_nn_group *g = &m->group[m->ngroups++];
     snprintf(g->name, sizeof g->name, "%s", name);
     g->layer = 1;
@@ -103,17 +108,18 @@ static void add_group(gmf_nn_model *m, const char *name, size_t n, int sigma, in
     m->nparams += n;
 }
 
-static void add_gm_groups(gmf_nn_model *m, size_t d, size_t K, size_t L, const char *sfx,
+/* One GM layer's groups, starting at index g0 (0, or GMF_NN_GM_NGROUPS for gm-stack's second). */
+static void add_gm_groups(gmf_nn_model *m, size_t g0, size_t d, size_t K, size_t L, const char *sfx,
                           int full) {
     char name[16];
     snprintf(name, sizeof name, "mu%s", sfx);
-    add_group(m, name, K * d, 0, 1);
+    add_group(m, g0 + GMF_NN_GROUP_MU, name, K * d, 0, 1);
     snprintf(name, sizeof name, "%s%s", full ? "C" : "sigma", sfx);
-    add_group(m, name, full ? K * d * d : K * d, 1, 1);
+    add_group(m, g0 + GMF_NN_GROUP_SIGMA, name, full ? K * d * d : K * d, 1, 1);
     snprintf(name, sizeof name, "U%s", sfx);
-    add_group(m, name, K * L * d, 0, 0);
+    add_group(m, g0 + GMF_NN_GROUP_U, name, K * L * d, 0, 0);
     snprintf(name, sizeof name, "v%s", sfx);
-    add_group(m, name, K * L, 0, 0);
+    add_group(m, g0 + GMF_NN_GROUP_V, name, K * L, 0, 0);
 }
 
 int gmf_nn_model_init(gmf_nn_model *m, gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t width,
@@ -128,23 +134,23 @@ int gmf_nn_model_init(gmf_nn_model *m, gmf_nn_kind kind, size_t d, size_t L, siz
     case GMF_NN_GMFULL:
         if (K == 0) return gmf_error(GMF_EINVAL, "model %s: need K >= 1", gmf_nn_kind_name(kind));
         m->K = K;
-        add_gm_groups(m, d, K, L, "", kind == GMF_NN_GMFULL);
+        add_gm_groups(m, 0, d, K, L, "", kind == GMF_NN_GMFULL);
         break;
     case GMF_NN_FC:
         if (width == 0) return gmf_error(GMF_EINVAL, "model fc: need width >= 1");
         m->width = width;
         m->fc_scale = 1.0 / (double)width;
-        add_group(m, "beta", width * d, 0, 1);
-        add_group(m, "omega", width * L, 0, 0);
+        add_group(m, GMF_NN_GROUP_BETA, "beta", width * d, 0, 1);
+        add_group(m, GMF_NN_GROUP_OMEGA, "omega", width * L, 0, 0);
         break;
     case GMF_NN_GMSTACK:
         if (K == 0 || Lmid == 0)
             return gmf_error(GMF_EINVAL, "model gm-stack: need K >= 1 and a middle width >= 1");
         m->K = K;
         m->Lmid = Lmid;
-        add_gm_groups(m, d, K, Lmid, "1", 0);
-        add_gm_groups(m, Lmid, K, L, "2", 0);
-        for (size_t g = m->ngroups / 2; g < m->ngroups; g++)
+        add_gm_groups(m, 0, d, K, Lmid, "1", 0);
+        add_gm_groups(m, GMF_NN_GROUP_L2(0), Lmid, K, L, "2", 0);
+        for (size_t g = GMF_NN_GROUP_L2(0); g < m->ngroups; g++)
             m->group[g].layer = 2;
         break;
     default:
@@ -186,11 +192,11 @@ int gmf_nn_model_group(const gmf_nn_model *m, const char *name) {
 
 /* ---- initializations ----------------------------------------------------------------------- */
 
-/* One GM layer's parameters at P (layout of nn.h). */
-static void init_gm_layer(double *P, size_t d, size_t K, size_t L, int full, double gamma,
-                          gmf_nn_rng *rng) {
+/* One GM layer's parameters, through its view p (layout of nn.h). */
+static void init_gm_layer(gmf_nn_gm_params_d p, size_t d, size_t K, size_t L, int full,
+                          double gamma, gmf_nn_rng *rng) {
     const size_t nmu = K * d, ncov = full ? K * d * d : K * d, nU = K * L * d, nv = K * L;
-    double *mu = P, *cov = P + nmu, *U = cov + ncov, *v = U + nU;
+    double *mu = p.mu, *cov = full ? p.C : p.sigma, *U = p.U, *v = p.v;
     for (size_t e = 0; e < nmu; e++)
         mu[e] = gamma * gmf_nn_rng_normal(rng);
     for (size_t e = 0; e < nU; e++)
@@ -211,15 +217,15 @@ static void init_gm_layer(double *P, size_t d, size_t K, size_t L, int full, dou
 int gmf_nn_init_gm(gmf_nn_model *m, double gamma, gmf_nn_rng *rng) {
     if (!(gamma >= 0.0) || !isfinite(gamma))
         return gmf_error(GMF_EINVAL, "GM init: gamma must be finite and >= 0 (got %g)", gamma);
+    const gmf_nn_net_params_d p = gmf_nn_net_view_d(m, m->params);
     switch (m->kind) {
     case GMF_NN_GM:
     case GMF_NN_GMFULL:
-        init_gm_layer(m->params, m->d, m->K, m->L, m->kind == GMF_NN_GMFULL, gamma, rng);
+        init_gm_layer(p.gm[0], m->d, m->K, m->L, m->kind == GMF_NN_GMFULL, gamma, rng);
         return GMF_OK;
     case GMF_NN_GMSTACK:
-        init_gm_layer(m->params, m->d, m->K, m->Lmid, 0, gamma, rng);
-        init_gm_layer(m->params + gmf_nn_gm_nparams(m->d, m->K, m->Lmid), m->Lmid, m->K, m->L, 0,
-                      gamma, rng);
+        init_gm_layer(p.gm[0], m->d, m->K, m->Lmid, 0, gamma, rng);
+        init_gm_layer(p.gm[1], m->Lmid, m->K, m->L, 0, gamma, rng);
         return GMF_OK;
     default:
         return gmf_error(GMF_EINVAL, "GM init: model %s has no GM layer",
@@ -231,10 +237,11 @@ int gmf_nn_init_fc_kaiming(gmf_nn_model *fc, gmf_nn_rng *rng) {
     if (fc->kind != GMF_NN_FC) return gmf_error(GMF_EINVAL, "Kaiming init: model is not fc");
     const size_t d = fc->d, m = fc->width, L = fc->L;
     const double b1 = 1.0 / sqrt((double)d), b2 = 1.0 / sqrt((double)m);
+    const gmf_nn_fc_params_d p = gmf_nn_fc_view_d(fc->params, d, m, L);
     for (size_t e = 0; e < m * d; e++)
-        fc->params[e] = b1 * (2.0 * gmf_nn_rng_uniform(rng) - 1.0);
+        p.beta[e] = b1 * (2.0 * gmf_nn_rng_uniform(rng) - 1.0);
     for (size_t e = 0; e < m * L; e++)
-        fc->params[m * d + e] = b2 * (2.0 * gmf_nn_rng_uniform(rng) - 1.0);
+        p.omega[e] = b2 * (2.0 * gmf_nn_rng_uniform(rng) - 1.0);
     return GMF_OK;
 }
 
@@ -249,9 +256,10 @@ int gmf_nn_fc_from_gm(gmf_nn_model *fc, const gmf_nn_model *gm, gmf_nn_from_gm_m
     const int full = gm->kind == GMF_NN_GMFULL;
     if (mode == GMF_NN_FROM_GM_MEANS && m != K)
         return gmf_error(GMF_EINVAL, "FC from GM means: width %zu must equal K = %zu", m, K);
-    const double *mu = gm->params, *cov = mu + K * d, *U = cov + (full ? K * d * d : K * d),
-                 *v = U + K * L * d;
-    double *beta = fc->params, *omega = fc->params + m * d;
+    const gmf_nn_gm_params_d g = gmf_nn_gm_view_d(gm->params, d, K, L, full);
+    const gmf_nn_fc_params_d f = gmf_nn_fc_view_d(fc->params, d, m, L);
+    const double *mu = g.mu, *cov = full ? g.C : g.sigma, *U = g.U, *v = g.v;
+    double *beta = f.beta, *omega = f.omega;
     double z[d];
     for (size_t j = 0; j < m; j++) {
         size_t k = mode == GMF_NN_FROM_GM_MEANS ? j : (size_t)gmf_nn_rng_below(rng, K);

@@ -26,6 +26,9 @@ typedef FN(gmf_nn_gm_cache) gm_cache;
 typedef FN(gmf_nn_gmfull_cache) full_cache;
 typedef FN(gmf_nn_fc_cache) fc_cache;
 typedef FN(gmf_nn_ws) ws_t;
+typedef FN(gmf_nn_gm_params) gm_params;
+typedef FN(gmf_nn_fc_params) fc_params;
+typedef FN(gmf_nn_net_params) net_params;
 
 /* C (M x N) = alpha op(A) op(B) + beta C, row-major, ints for BLAS. */
 static inline void gemm(int ta, int tb, size_t M, size_t N, size_t Kd, real alpha, const real *A,
@@ -48,10 +51,87 @@ static real *ralloc(size_t n, int *fail) {
 }
 
 /* =============================================================================================
+ * Named parameter views (nn.h) and the SGD update.
+ * ============================================================================================= */
+
+gm_params FN(gmf_nn_gm_view)(real *P, size_t d, size_t K, size_t L, int full) {
+    gm_params p = {0};
+    p.mu = P;
+    if (full)
+        p.C = P + K * d;
+    else
+        p.sigma = P + K * d;
+    p.U = P + K * d + (full ? K * d * d : K * d);
+    p.v = p.U + K * L * d;
+    return p;
+}
+
+fc_params FN(gmf_nn_fc_view)(real *P, size_t d, size_t m, size_t L) {
+    (void)L;
+    fc_params p = {P, P + m * d};
+    return p;
+}
+
+net_params FN(gmf_nn_net_view)(const gmf_nn_model *m, real *P) {
+    net_params p;
+    memset(&p, 0, sizeof p);
+    switch (m->kind) {
+    case GMF_NN_GM:
+    case GMF_NN_GMFULL:
+        p.gm[0] = FN(gmf_nn_gm_view)(P, m->d, m->K, m->L, m->kind == GMF_NN_GMFULL);
+        break;
+    case GMF_NN_FC:
+        p.fc = FN(gmf_nn_fc_view)(P, m->d, m->width, m->L);
+        break;
+    case GMF_NN_GMSTACK: /* layer 2 starts where layer 1's v ends */
+        p.gm[0] = FN(gmf_nn_gm_view)(P, m->d, m->K, m->Lmid, 0);
+        p.gm[1] = FN(gmf_nn_gm_view)(p.gm[0].v + m->K * m->Lmid, m->Lmid, m->K, m->L, 0);
+        break;
+    }
+    return p;
+}
+
+/* Component k's blocks of a GM layer's view: mu_k (d), sigma_k (d) or C_k (d x d), U_k (L x d),
+ * v_k (L). */
+static inline gm_params gm_comp(gm_params p, size_t d, size_t L, size_t k) {
+    gm_params q = {p.mu + k * d, p.sigma ? p.sigma + k * d : NULL, p.C ? p.C + k * d * d : NULL,
+                   p.U + k * L * d, p.v + k * L};
+    return q;
+}
+
+/* The SGD update, in `real`: the one home of the rule.  sgd_rate gives a group's rate in `real`
+ * (0: the group is frozen and not touched at all, so it stays bitwise unchanged: --fixed-beta);
+ * sgd_step1 updates one entry; sgd_update n entries.  Used by gmf_nn_sgd_apply and by the fused
+ * GM step (gm_bwd_param1: sgd_update on v, sigma, mu; sgd_step1 inside the U row loop, so that
+ * each U row is read and written in the same pass that forms its gradient). */
+static inline real sgd_rate(double lr) {
+    return (real)lr;
+}
+
+static inline real sgd_step1(real p, real g, real r) {
+    return p - r * g;
+}
+
+static inline void sgd_update(size_t n, real *restrict p, const real *restrict g, double lr) {
+    const real r = sgd_rate(lr);
+    if (r == 0) return;
+    for (size_t j = 0; j < n; j++)
+        p[j] = sgd_step1(p[j], g[j], r);
+}
+
+/* The same update from the double gradient accumulator (full batch): p = (real)(p - lr g),
+ * computed in double. */
+static inline void sgd_update_acc(size_t n, real *restrict p, const double *restrict g, double lr) {
+    if (lr == 0.0) return;
+    for (size_t j = 0; j < n; j++)
+        p[j] = (real)((double)p[j] - lr * g[j]);
+}
+
+/* =============================================================================================
  * GM classification layer, diagonal covariance.
  *
- * Per component k (views into P):  mu_k = P + k d,  sigma_k = P + K d + k d,
- * U_k = P + 2 K d + k L d (L x d),  v_k = P + 2 K d + K L d + k L.
+ * Parameters through the views: gm_comp(gmf_nn_gm_view(P, d, K, L, 0), d, L, k) gives
+ * component k's mu_k (d), sigma_k (d), U_k (L x d), v_k (L).
  * ============================================================================================= */
 
 int FN(gmf_nn_gm_cache_init)(gm_cache *c, size_t Bmax, size_t d, size_t K, size_t L) {
@@ -107,9 +187,8 @@ static double dot16(const real *restrict u, const real *restrict w, size_t d) {
 /* Parameter-derived quantities of component k: sig2 = sigma^2, the stacked GEMM operand
  * muW = [mu_k; W_k] with W_k = U_k diag(sigma_k^2), and a_k = U_k mu_k + v_k. */
 static void gm_prep1(gm_cache *c, const real *P, size_t d, size_t K, size_t L, size_t k) {
-    const real *restrict mu = P + k * d, *restrict sigma = P + K * d + k * d,
-                         *restrict U = P + 2 * K * d + k * L * d,
-                         *restrict v = P + 2 * K * d + K * L * d + k * L;
+    const gm_params p = gm_comp(FN(gmf_nn_gm_view)((real *)P, d, K, L, 0), d, L, k);
+    const real *restrict mu = p.mu, *restrict sigma = p.sigma, *restrict U = p.U, *restrict v = p.v;
     real *restrict sig2 = c->sig2 + k * d, *restrict row = c->muW + k * (L + 1) * d;
     for (size_t j = 0; j < d; j++)
         sig2[j] = sigma[j] * sigma[j];
@@ -245,9 +324,9 @@ static void gm_bwd_gemm(gm_cache *c, double *da, const real *dH, const real *X, 
 
 /* One row (k, l) of the parameter chain: dU_kl = dW_kl * sig2_k + da_kl mu_k (via W_k and via
  * a_k), dsig2_k += dW_kl * U_kl (W_k = U_k diag(sig2_k)), dmu_k += da_kl U_kl (a_k = U_k mu_k +
- * v_k).  gm_row_grad stores dU; gm_row_update instead updates U in place by -lrU dU (u is not
- * read again in this step); gm_row_nograd only accumulates (U frozen).  Restrict-qualified
- * parameters, so that the loops vectorize. */
+ * v_k).  gm_row_grad stores dU; gm_row_update (the fused step) instead updates U in place with
+ * sgd_step1 at rate r (u is not read again in this step); gm_row_nograd only accumulates (U
+ * frozen).  Restrict-qualified parameters, so that the loops vectorize. */
 static void gm_row_grad(size_t d, real *restrict du, real *restrict dsig2, real *restrict dmu,
                         const real *restrict u, const real *restrict dW, const real *restrict sig2,
                         const real *restrict mu, real dal) {
@@ -260,12 +339,12 @@ static void gm_row_grad(size_t d, real *restrict du, real *restrict dsig2, real 
 
 static void gm_row_update(size_t d, real *restrict u, real *restrict dsig2, real *restrict dmu,
                           const real *restrict dW, const real *restrict sig2,
-                          const real *restrict mu, real dal, real lrU) {
+                          const real *restrict mu, real dal, real r) {
     for (size_t j = 0; j < d; j++) {
         const real du = dW[j] * sig2[j] + dal * mu[j];
         dsig2[j] += dW[j] * u[j];
         dmu[j] += dal * u[j];
-        u[j] -= lrU * du;
+        u[j] = sgd_step1(u[j], du, r);
     }
 }
 
@@ -279,48 +358,46 @@ static void gm_row_nograd(size_t d, real *restrict dsig2, real *restrict dmu,
 
 /* Backward, second half, for component k: the chain through W_k = U_k diag(sigma_k^2),
  * a_k = U_k mu_k + v_k and sig2 = sigma^2, from the cache's dmuW, dsig2 and da_k (unscaled).
- * With lr == NULL the gradient goes to dP (the layout of P); otherwise it is not stored: each
- * parameter is updated in place, P -= lr[g] grad (groups mu, sigma, U, v; lr 0 leaves a group
- * exactly unchanged), right after its last use, and the component's parameter-derived cache
- * (gm_prep1) is refreshed for the next forward pass -- one pass over the component's parameters
+ * With lr == NULL the gradient goes to dP (the layout of P); otherwise (the fused SGD step) it
+ * is not stored (dv on the stack, dsigma over dsig2) and each parameter block is updated in
+ * place with its group's rate (lr[GMF_NN_GROUP_MU] ...) right after its last use -- a U row in
+ * the pass that forms its gradient (gm_row_update), v, sigma and mu at the end -- and the
+ * component's parameter-derived cache
+ * (gm_prep1) is refreshed for the next forward pass: one pass over the component's parameters
  * while they are in cache. */
 static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, const double *lr,
                           size_t d, size_t K, size_t L, size_t k) {
     const double inv = 1.0 / (double)K;
-    real *mu = P + k * d, *sigma = P + K * d + k * d, *U = P + 2 * K * d + k * L * d,
-         *v = P + 2 * K * d + K * L * d + k * L;
+    const gm_params p = gm_comp(FN(gmf_nn_gm_view)(P, d, K, L, 0), d, L, k);
     const real *dmW = c->dmuW + k * (L + 1) * d, *sig2 = c->sig2 + k * d;
     real *dsig2 = c->dsig2 + k * d;
     /* dmu_k = sum_i dm_ik x_i (row 0 of dmuW, accumulated in place) + U_k^T da_k */
     real *dmu = c->dmuW + k * (L + 1) * d;
+    /* where the gradient goes: dP's blocks, or (fused step) dsigma over dsig2, dv on the stack,
+     * dU nowhere (gm_row_update) */
+    real dv[L];
+    gm_params g = {dmu, dsig2, NULL, NULL, dv};
+    if (!lr) g = gm_comp(FN(gmf_nn_gm_view)(dP, d, K, L, 0), d, L, k);
+    const real rU = lr ? sgd_rate(lr[GMF_NN_GROUP_U]) : 0;
     for (size_t l = 0; l < L; l++) {
-        const real dal = (real)(inv * dak[l]);
-        if (!lr) {
-            dP[2 * K * d + K * L * d + k * L + l] = dal; /* dv_k = da_k */
-            gm_row_grad(d, dP + 2 * K * d + (k * L + l) * d, dsig2, dmu, U + l * d,
-                        dmW + (1 + l) * d, sig2, mu, dal);
-        } else if (lr[2] != 0) {
-            if (lr[3] != 0) v[l] -= (real)lr[3] * dal;
-            gm_row_update(d, U + l * d, dsig2, dmu, dmW + (1 + l) * d, sig2, mu, dal, (real)lr[2]);
-        } else {
-            if (lr[3] != 0) v[l] -= (real)lr[3] * dal;
-            gm_row_nograd(d, dsig2, dmu, U + l * d, dmW + (1 + l) * d, dal);
-        }
+        const real dal = (real)(inv * dak[l]), *dW = dmW + (1 + l) * d;
+        g.v[l] = dal; /* dv_k = da_k */
+        if (!lr)
+            gm_row_grad(d, g.U + l * d, dsig2, dmu, p.U + l * d, dW, sig2, p.mu, dal);
+        else if (rU != 0)
+            gm_row_update(d, p.U + l * d, dsig2, dmu, dW, sig2, p.mu, dal, rU);
+        else
+            gm_row_nograd(d, dsig2, dmu, p.U + l * d, dW, dal);
     }
+    for (size_t j = 0; j < d; j++)
+        g.sigma[j] = 2 * p.sigma[j] * dsig2[j]; /* sig2 = sigma^2 */
     if (!lr) {
-        for (size_t j = 0; j < d; j++) {
-            dP[k * d + j] = dmu[j];
-            dP[K * d + k * d + j] = 2 * sigma[j] * dsig2[j]; /* sig2 = sigma^2 */
-        }
+        memcpy(g.mu, dmu, d * sizeof(real));
         return;
     }
-    const real lrm = (real)lr[0], lrs = (real)lr[1];
-    if (lrs != 0)
-        for (size_t j = 0; j < d; j++)
-            sigma[j] -= lrs * (2 * sigma[j] * dsig2[j]);
-    if (lrm != 0)
-        for (size_t j = 0; j < d; j++)
-            mu[j] -= lrm * dmu[j];
+    sgd_update(L, p.v, g.v, lr[GMF_NN_GROUP_V]);
+    sgd_update(d, p.sigma, g.sigma, lr[GMF_NN_GROUP_SIGMA]);
+    sgd_update(d, p.mu, g.mu, lr[GMF_NN_GROUP_MU]);
     gm_prep1(c, P, d, K, L, k);
 }
 
@@ -352,8 +429,8 @@ void FN(gmf_nn_gm_backward)(real *dP, real *dX, gm_cache *c, const real *dH, con
 
 /* =============================================================================================
  * GM classification layer, full covariance Sigma_k = C_k C_k^T.
- * Views: mu_k = P + k d, C_k = P + K d + k d^2 (d x d), U_k = P + K d + K d^2 + k L d,
- *        v_k = P + K d + K d^2 + K L d + k L.
+ * Parameters through the view gmf_nn_gm_view(P, d, K, L, 1): mu (K x d), C (K x d x d),
+ * U (K x L x d), v (K x L).
  * ============================================================================================= */
 
 int FN(gmf_nn_gmfull_cache_init)(full_cache *c, size_t Bmax, size_t d, size_t K, size_t L) {
@@ -390,8 +467,8 @@ void FN(gmf_nn_gmfull_cache_free)(full_cache *c) {
 
 void FN(gmf_nn_gmfull_forward)(real *H, full_cache *c, const real *X, const real *P, size_t B,
                                size_t d, size_t K, size_t L) {
-    const real *mu = P, *C = P + K * d, *U = P + K * d + K * d * d,
-               *v = P + K * d + K * d * d + K * L * d;
+    const gm_params p = FN(gmf_nn_gm_view)((real *)P, d, K, L, 1);
+    const real *mu = p.mu, *C = p.C, *U = p.U, *v = p.v;
     for (size_t k = 0; k < K; k++)
         for (size_t l = 0; l < L; l++) { /* a_k = U_k mu_k + v_k */
             double acc = v[k * L + l];
@@ -436,9 +513,10 @@ void FN(gmf_nn_gmfull_forward)(real *H, full_cache *c, const real *X, const real
  *   dmu = dM^T X + U^T da,   dX = dM mu + sum_k dW_k C_k^T. */
 void FN(gmf_nn_gmfull_backward)(real *dP, real *dX, full_cache *c, const real *dH, const real *X,
                                 const real *P, size_t B, size_t d, size_t K, size_t L) {
-    const real *mu = P, *C = P + K * d, *U = P + K * d + K * d * d;
-    real *dmu = dP, *dC = dP + K * d, *dU = dP + K * d + K * d * d,
-         *dv = dP + K * d + K * d * d + K * L * d;
+    const gm_params p = FN(gmf_nn_gm_view)((real *)P, d, K, L, 1);
+    const gm_params g = FN(gmf_nn_gm_view)(dP, d, K, L, 1);
+    const real *mu = p.mu, *C = p.C, *U = p.U;
+    real *dmu = g.mu, *dC = g.C, *dU = g.U, *dv = g.v;
     const double inv = 1.0 / (double)K;
     for (size_t k = 0; k < K; k++) {
         const real *Ck = C + k * d * d, *Uk = U + k * L * d, *a = c->a + k * L;
@@ -498,7 +576,8 @@ void FN(gmf_nn_gmfull_backward)(real *dP, real *dX, full_cache *c, const real *d
 }
 
 /* =============================================================================================
- * Fully connected ReLU layer: P = [beta (m x d) | omega (m x L)], h = scale relu(X beta^T) omega.
+ * Fully connected ReLU layer: P = [beta (m x d) | omega (m x L)] (gmf_nn_fc_view),
+ * h = scale relu(X beta^T) omega.
  * ============================================================================================= */
 
 int FN(gmf_nn_fc_cache_init)(fc_cache *c, size_t Bmax, size_t d, size_t m, size_t L) {
@@ -521,7 +600,8 @@ void FN(gmf_nn_fc_cache_free)(fc_cache *c) {
 
 void FN(gmf_nn_fc_forward)(real *H, fc_cache *c, const real *X, const real *P, real scale, size_t B,
                            size_t d, size_t m, size_t L) {
-    const real *beta = P, *omega = P + m * d;
+    const fc_params p = FN(gmf_nn_fc_view)((real *)P, d, m, L);
+    const real *beta = p.beta, *omega = p.omega;
     gemm(0, 1, B, m, d, 1, X, d, beta, d, 0, c->R, m); /* Z = X beta^T */
     for (size_t e = 0; e < B * m; e++)
         c->R[e] = c->R[e] > 0 ? c->R[e] : 0;                /* R = relu(Z) */
@@ -530,8 +610,9 @@ void FN(gmf_nn_fc_forward)(real *H, fc_cache *c, const real *X, const real *P, r
 
 void FN(gmf_nn_fc_backward)(real *dP, real *dX, fc_cache *c, const real *dH, const real *X,
                             const real *P, real scale, size_t B, size_t d, size_t m, size_t L) {
-    const real *beta = P, *omega = P + m * d;
-    real *dbeta = dP, *domega = dP + m * d;
+    const fc_params p = FN(gmf_nn_fc_view)((real *)P, d, m, L), g = FN(gmf_nn_fc_view)(dP, d, m, L);
+    const real *beta = p.beta, *omega = p.omega;
+    real *dbeta = g.beta, *domega = g.omega;
     gemm(1, 0, m, L, B, scale, c->R, m, dH, L, 0, domega, L); /* domega = scale R^T dH */
     gemm(0, 1, B, m, L, scale, dH, L, omega, L, 0, c->dR, m); /* dR = scale dH omega^T */
     for (size_t e = 0; e < B * m; e++)
@@ -731,6 +812,12 @@ static void gather_rows(real *X, uint8_t *y, const float *src, const uint8_t *la
     }
 }
 
+/* acc[0..n) += (double) g[0..n) */
+static void acc_add(double *restrict acc, const real *restrict g, size_t n) {
+    for (size_t e = 0; e < n; e++)
+        acc[e] += (double)g[e];
+}
+
 static void gm_job_run(void *vctx, int t, int nt) {
     gm_job *j = vctx;
     ws_t *ws = j->ws;
@@ -762,11 +849,14 @@ static void gm_job_run(void *vctx, int t, int nt) {
     for (size_t k = k0; k < k1; k++)
         gm_bwd_param1(ws->P, j->mode == 2 ? NULL : ws->dP, c, da + (k - k0) * L,
                       j->mode == 2 ? j->lr : NULL, d, K, L, k);
-    if (j->mode == 1 && j->accumulate) {
-        const size_t per[4] = {d, d, L * d, L};
-        for (size_t g = 0; g < 4; g++)
-            for (size_t e = m->group[g].off + k0 * per[g]; e < m->group[g].off + k1 * per[g]; e++)
-                ws->gacc[e] += (double)ws->dP[e];
+    if (j->mode == 1 && j->accumulate) { /* this thread's components of every block */
+        const gm_params g = gm_comp(FN(gmf_nn_gm_view)(ws->dP, d, K, L, 0), d, L, k0);
+        const gmf_nn_gm_params_d a = gmf_nn_gm_view_d(ws->gacc, d, K, L, 0);
+        const size_t nk = k1 - k0;
+        acc_add(a.mu + k0 * d, g.mu, nk * d);
+        acc_add(a.sigma + k0 * d, g.sigma, nk * d);
+        acc_add(a.U + k0 * L * d, g.U, nk * L * d);
+        acc_add(a.v + k0 * L, g.v, nk * L);
     }
 }
 
@@ -808,10 +898,10 @@ void FN(gmf_nn_forward)(real *H, ws_t *ws, const real *X, size_t B) {
         FN(gmf_nn_fc_forward)(H, &ws->fc, X, P, (real)m->fc_scale, B, m->d, m->width, m->L);
         break;
     case GMF_NN_GMSTACK: {
-        const real *P2 = P + gmf_nn_gm_nparams(m->d, m->K, m->Lmid);
-        FN(gmf_nn_gm_forward)(ws->Z1, &ws->gm1, X, P, B, m->d, m->K, m->Lmid);
+        const net_params p = FN(gmf_nn_net_view)(m, ws->P);
+        FN(gmf_nn_gm_forward)(ws->Z1, &ws->gm1, X, p.gm[0].mu, B, m->d, m->K, m->Lmid);
         FN(gmf_nn_unitnorm_forward)(ws->Y1, ws->nrm, ws->Z1, B, m->Lmid);
-        FN(gmf_nn_gm_forward)(H, &ws->gm2, ws->Y1, P2, B, m->Lmid, m->K, m->L);
+        FN(gmf_nn_gm_forward)(H, &ws->gm2, ws->Y1, p.gm[1].mu, B, m->Lmid, m->K, m->L);
         break;
     }
     }
@@ -832,12 +922,13 @@ static void net_backward(ws_t *ws, real *dP, const real *X, size_t B) {
         (dP, NULL, &ws->fc, ws->dH, X, P, (real)m->fc_scale, B, m->d, m->width, m->L);
         break;
     case GMF_NN_GMSTACK: {
-        const size_t n1 = gmf_nn_gm_nparams(m->d, m->K, m->Lmid);
+        const net_params p = FN(gmf_nn_net_view)(m, ws->P), g = FN(gmf_nn_net_view)(m, dP);
         /* layer 2 (input Y1), then the normalization, then layer 1 */
         FN(gmf_nn_gm_backward)
-        (dP + n1, ws->dY1, &ws->gm2, ws->dH, ws->Y1, P + n1, B, m->Lmid, m->K, m->L);
+        (g.gm[1].mu, ws->dY1, &ws->gm2, ws->dH, ws->Y1, p.gm[1].mu, B, m->Lmid, m->K, m->L);
         FN(gmf_nn_unitnorm_backward)(ws->dZ1, ws->dY1, ws->Y1, ws->nrm, B, m->Lmid);
-        FN(gmf_nn_gm_backward)(dP, NULL, &ws->gm1, ws->dZ1, X, P, B, m->d, m->K, m->Lmid);
+        FN(gmf_nn_gm_backward)
+        (g.gm[0].mu, NULL, &ws->gm1, ws->dZ1, X, p.gm[0].mu, B, m->d, m->K, m->Lmid);
         break;
     }
     }
@@ -861,15 +952,11 @@ double FN(gmf_nn_loss_grad)(ws_t *ws, const real *X, const uint8_t *y, size_t B,
 void FN(gmf_nn_sgd_apply)(ws_t *ws, const double *lr, int from_acc) {
     const gmf_nn_model *m = ws->m;
     for (size_t g = 0; g < m->ngroups; g++) {
-        const size_t lo = m->group[g].off, hi = lo + m->group[g].n;
-        const double r = lr[g];
-        if (r == 0.0) continue;
+        const size_t off = m->group[g].off, n = m->group[g].n;
         if (from_acc)
-            for (size_t e = lo; e < hi; e++)
-                ws->P[e] = (real)((double)ws->P[e] - r * ws->gacc[e]);
+            sgd_update_acc(n, ws->P + off, ws->gacc + off, lr[g]);
         else
-            for (size_t e = lo; e < hi; e++)
-                ws->P[e] -= (real)r * ws->dP[e];
+            sgd_update(n, ws->P + off, ws->dP + off, lr[g]);
     }
     if (from_acc) memset(ws->gacc, 0, m->nparams * sizeof(double));
     ws->prep_valid = 0;
@@ -911,3 +998,57 @@ double FN(gmf_nn_sgd_step)(ws_t *ws, const real *X, const uint8_t *y, size_t B, 
     }
     return loss / (double)B;
 }
+
+/* =============================================================================================
+ * The table of this precision's whole-network entry points (nn_internal.h).
+ * ============================================================================================= */
+
+static int ops_ws_init(gmf_nn_ws_any *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
+    return FN(gmf_nn_ws_init)((ws_t *)ws, m, Bmax, nthreads);
+}
+static void ops_ws_free(gmf_nn_ws_any *ws) {
+    FN(gmf_nn_ws_free)((ws_t *)ws);
+}
+static void ops_ws_store(gmf_nn_ws_any *ws) {
+    FN(gmf_nn_ws_store)((ws_t *)ws);
+}
+static void ops_load(void *X, const float *src, size_t n) {
+    real *dst = X;
+    for (size_t j = 0; j < n; j++)
+        dst[j] = (real)src[j];
+}
+static double ops_sgd_step_rows(gmf_nn_ws_any *ws, const float *data, const uint8_t *labels,
+                                const size_t *idx, size_t B, const double *lr) {
+    return FN(gmf_nn_sgd_step_rows)((ws_t *)ws, data, labels, idx, B, lr);
+}
+static double ops_loss_grad(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, size_t B,
+                            double dscale, int accumulate) {
+    return FN(gmf_nn_loss_grad)((ws_t *)ws, X, y, B, dscale, accumulate);
+}
+static void ops_sgd_apply(gmf_nn_ws_any *ws, const double *lr, int from_acc) {
+    FN(gmf_nn_sgd_apply)((ws_t *)ws, lr, from_acc);
+}
+static void ops_clear_acc(gmf_nn_ws_any *ws) {
+    ws_t *w = (ws_t *)ws;
+    memset(w->gacc, 0, w->m->nparams * sizeof(double));
+}
+static double ops_evaluate(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, size_t B,
+                           size_t *wrong) {
+    ws_t *w = (ws_t *)ws;
+    FN(gmf_nn_forward)(w->H, w, X, B);
+    const double loss = FN(gmf_nn_refloss)(NULL, NULL, w->H, y, 1.0, B, w->m->L);
+    *wrong += FN(gmf_nn_predict)(NULL, w->H, y, B, w->m->L);
+    return loss;
+}
+
+const gmf_nn_ops FN(gmf_nn_ops) = {.precision = (int)(8 * sizeof(real)),
+                                   .real_size = sizeof(real),
+                                   .ws_init = ops_ws_init,
+                                   .ws_free = ops_ws_free,
+                                   .ws_store = ops_ws_store,
+                                   .load = ops_load,
+                                   .sgd_step_rows = ops_sgd_step_rows,
+                                   .loss_grad = ops_loss_grad,
+                                   .sgd_apply = ops_sgd_apply,
+                                   .clear_acc = ops_clear_acc,
+                                   .evaluate = ops_evaluate};

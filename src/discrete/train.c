@@ -13,6 +13,7 @@
 
 #include "gmflow/common.h"
 #include "gmflow/io.h"
+#include "nn_internal.h"
 
 #define STREAM_EPOCH 1000u
 
@@ -49,12 +50,11 @@ struct gmf_train {
     gmf_train_opts o;
     double lr[GMF_NN_MAX_GROUPS];
     size_t Bmax;
-    int dbl; /* precision 64 */
-    gmf_nn_ws_f wf;
-    gmf_nn_ws_d wd;
-    void *Xb;      /* Bmax x d batch (float or double) */
-    uint8_t *yb;   /* Bmax labels */
-    size_t *order; /* shuffle, capacity ncap */
+    const gmf_nn_ops *ops; /* the precision's entry points, chosen once by gmf_train_new */
+    gmf_nn_ws_any ws;      /* the workspace of that precision */
+    void *Xb;              /* Bmax x d batch (float or double) */
+    uint8_t *yb;           /* Bmax labels */
+    size_t *order;         /* shuffle, capacity ncap */
     size_t ncap;
     double rms0;      /* RMS of the parameters at gmf_train_new */
     double prev_loss; /* mean training loss of the previous epoch (+inf before the first) */
@@ -86,16 +86,15 @@ int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
     t->o = *o;
     gmf_train_group_lr(m, o, t->lr);
     t->Bmax = o->batch > o->eval_batch ? o->batch : o->eval_batch;
-    t->dbl = o->precision == 64;
+    t->ops = o->precision == 64 ? &gmf_nn_ops_d : &gmf_nn_ops_f;
     t->rms0 = params_rms(m);
     t->prev_loss = t->best_loss = INFINITY;
-    int rc = t->dbl ? gmf_nn_ws_init_d(&t->wd, m, t->Bmax, o->threads)
-                    : gmf_nn_ws_init_f(&t->wf, m, t->Bmax, o->threads);
+    int rc = t->ops->ws_init(&t->ws, m, t->Bmax, o->threads);
     if (rc) {
         free(t);
         return rc;
     }
-    t->Xb = gmf_calloc(t->Bmax * m->d, t->dbl ? sizeof(double) : sizeof(float), "batch");
+    t->Xb = gmf_calloc(t->Bmax * m->d, t->ops->real_size, "batch");
     t->yb = gmf_calloc(t->Bmax, 1, "batch labels");
     if (!t->Xb || !t->yb) {
         gmf_train_free(t);
@@ -107,10 +106,7 @@ int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
 
 void gmf_train_free(gmf_train *t) {
     if (!t) return;
-    if (t->dbl)
-        gmf_nn_ws_free_d(&t->wd);
-    else
-        gmf_nn_ws_free_f(&t->wf);
+    t->ops->ws_free(&t->ws);
     free(t->Xb), free(t->yb), free(t->order);
     free(t);
 }
@@ -134,29 +130,18 @@ static void gather(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_
     const size_t d = ds->d;
     for (size_t i = 0; i < B; i++) {
         const size_t r = idx ? idx[i] : first + i;
-        const float *src = ds->x + r * d;
-        if (t->dbl) {
-            double *dst = (double *)t->Xb + i * d;
-            for (size_t j = 0; j < d; j++)
-                dst[j] = src[j];
-        } else {
-            memcpy((float *)t->Xb + i * d, src, d * sizeof(float));
-        }
+        t->ops->load((char *)t->Xb + i * d * t->ops->real_size, ds->x + r * d, d);
         t->yb[i] = ds->label[r];
     }
 }
 
 /* m->params <- the workspace's trained copy. */
 static void store(gmf_train *t) {
-    if (t->dbl)
-        gmf_nn_ws_store_d(&t->wd);
-    else
-        gmf_nn_ws_store_f(&t->wf);
+    t->ops->ws_store(&t->ws);
 }
 
 static double step(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_t B) {
-    return t->dbl ? gmf_nn_sgd_step_rows_d(&t->wd, ds->x, ds->label, idx, B, t->lr)
-                  : gmf_nn_sgd_step_rows_f(&t->wf, ds->x, ds->label, idx, B, t->lr);
+    return t->ops->sgd_step_rows(&t->ws, ds->x, ds->label, idx, B, t->lr);
 }
 
 /* Divergence that stays finite, after an epoch with mean training loss `loss` (train.h). */
@@ -214,24 +199,17 @@ static int epoch_run(gmf_train *t, const gmf_dataset *data, size_t epoch, double
         for (size_t first = 0; first < n; first += t->o.eval_batch) {
             const size_t B = n - first < t->o.eval_batch ? n - first : t->o.eval_batch;
             gather(t, data, NULL, first, B);
-            const double l = t->dbl ? gmf_nn_loss_grad_d(&t->wd, t->Xb, t->yb, B, dscale, 1)
-                                    : gmf_nn_loss_grad_f(&t->wf, t->Xb, t->yb, B, dscale, 1);
+            const double l = t->ops->loss_grad(&t->ws, t->Xb, t->yb, B, dscale, 1);
             total += l;
             if (!isfinite(l)) {
-                if (t->dbl)
-                    memset(t->wd.gacc, 0, t->m->nparams * sizeof(double));
-                else
-                    memset(t->wf.gacc, 0, t->m->nparams * sizeof(double));
+                t->ops->clear_acc(&t->ws);
                 return gmf_error(GMF_EDIVERGE,
                                  "non-finite loss at epoch %zu, step 1 of 1 (full batch, samples "
                                  "%zu..%zu); parameters not updated",
                                  epoch, first, first + B - 1);
             }
         }
-        if (t->dbl)
-            gmf_nn_sgd_apply_d(&t->wd, t->lr, 1);
-        else
-            gmf_nn_sgd_apply_f(&t->wf, t->lr, 1);
+        t->ops->sgd_apply(&t->ws, t->lr, 1);
         store(t);
         *mean_loss = total / (double)n;
         if (seconds) *seconds = now_s() - t0;
@@ -272,21 +250,13 @@ static int epoch_run(gmf_train *t, const gmf_dataset *data, size_t epoch, double
 int gmf_train_evaluate(gmf_train *t, const gmf_dataset *data, double *mean_loss, double *error) {
     int rc = gmf_train_check_data(t->m, data, "evaluation data");
     if (rc) return rc;
-    const size_t n = data->n, L = t->m->L;
+    const size_t n = data->n;
     double loss = 0.0;
     size_t wrong = 0;
     for (size_t first = 0; first < n; first += t->o.eval_batch) {
         const size_t B = n - first < t->o.eval_batch ? n - first : t->o.eval_batch;
         gather(t, data, NULL, first, B);
-        if (t->dbl) {
-            gmf_nn_forward_d(t->wd.H, &t->wd, t->Xb, B);
-            loss += gmf_nn_refloss_d(NULL, NULL, t->wd.H, t->yb, 1.0, B, L);
-            wrong += gmf_nn_predict_d(NULL, t->wd.H, t->yb, B, L);
-        } else {
-            gmf_nn_forward_f(t->wf.H, &t->wf, t->Xb, B);
-            loss += gmf_nn_refloss_f(NULL, NULL, t->wf.H, t->yb, 1.0, B, L);
-            wrong += gmf_nn_predict_f(NULL, t->wf.H, t->yb, B, L);
-        }
+        loss += t->ops->evaluate(&t->ws, t->Xb, t->yb, B, &wrong);
     }
     if (mean_loss) *mean_loss = loss / (double)n;
     if (error) *error = (double)wrong / (double)n;
@@ -712,27 +682,27 @@ size_t gmf_train_run_diff(char *diff, size_t size, const char *a, const char *b,
 size_t gmf_train_group_shape(const gmf_nn_model *m, size_t g, size_t shape[3]) {
     const gmf_nn_group *gr = &m->group[g];
     /* layer sizes of this group: stack layer 2 has input Lmid; layer 1 output Lmid */
-    const int second = m->kind == GMF_NN_GMSTACK && g >= 4;
+    const int second = gr->layer == 2;
     const size_t din = second ? m->Lmid : m->d;
     const size_t lout = m->kind == GMF_NN_GMSTACK && !second ? m->Lmid : m->L;
-    const char c = gr->name[0];
+    const size_t id = g % GMF_NN_GM_NGROUPS; /* the group within its layer */
     if (m->kind == GMF_NN_FC) {
-        shape[0] = m->width, shape[1] = c == 'b' ? m->d : m->L;
+        shape[0] = m->width, shape[1] = id == GMF_NN_GROUP_BETA ? m->d : m->L;
         return 2;
     }
-    if (c == 'U') {
+    if (id == GMF_NN_GROUP_U) {
         shape[0] = m->K, shape[1] = lout, shape[2] = din;
         return 3;
     }
-    if (c == 'v') {
+    if (id == GMF_NN_GROUP_V) {
         shape[0] = m->K, shape[1] = lout;
         return 2;
     }
-    if (c == 'C') {
-        shape[0] = m->K, shape[1] = din, shape[2] = din;
+    if (id == GMF_NN_GROUP_SIGMA && m->kind == GMF_NN_GMFULL) {
+        shape[0] = m->K, shape[1] = din, shape[2] = din; /* C */
         return 3;
     }
-    shape[0] = m->K, shape[1] = din;
+    shape[0] = m->K, shape[1] = din; /* mu, sigma */
     return 2;
 }
 

@@ -322,12 +322,12 @@ static int gsl_rhs(double t, const double y[], double ydot[], void *ud) {
  *   h  = min(100 h0, h1, span).
  *
  * It costs two right-hand side calls (counted in nfevals).  GSL's controller grows a step at most
- * 5x per step, so starting from a fixed tiny step (the previous rule, 1e-6 max(1, span)) spent
+ * 5x per step, so starting from a fixed tiny step (1e-6 max(1, span), the fallback below) costs
  * about 6 steps ramping up: 70-80 of rk8pd's evaluations (docs/PERFORMANCE.md, P2).
  * Sets *h and returns GSL_SUCCESS, or GSL_EBADFUNC if the RHS failed fatally at y0 (the caller
  * reports it).  A recoverable failure, a failure at the probe point y0 + h0 f(y0), or a step that
  * is not finite and positive (atol = 0 with a zero y0_i makes sc_i = 0) falls back to the
- * previous rule. */
+ * fixed step 1e-6 max(1, span). */
 static int gsl_initial_step(size_t N, driver_data *dd, const double *y0, double t0, double span,
                             int order, double rtol, double atol, double *h) {
     *h = 1e-6 * fmax(1.0, span);

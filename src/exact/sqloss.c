@@ -27,8 +27,8 @@
  *
  * So X is streamed twice per RHS (plus the cheap s^2 dots while the block is in cache), in two
  * GEMMs per block instead of 2 K + 1 GEMMs and 3 K GEMVs over all of it, and the nb x K (D + 2)
- * tile (about 256 KiB) stays in L2 instead of a K x n x D cache.  bench/bench_rhs.c keeps the
- * previous per-component implementation as a reference (measured there, 1.2-1.7x slower).
+ * tile (about 256 KiB) stays in L2 instead of a K x n x D cache.  bench/bench_rhs.c times a
+ * per-component implementation (tests/sqloss_old.h) against it (1.2-1.7x slower there).
  */
 #include "gmflow/sqloss.h"
 
@@ -211,7 +211,7 @@ static int reserve(gmf_sqloss *s, size_t K) {
  *
  * The per-sample loops here are written by hand rather than as BLAS calls: each is a dot product
  * or an axpy of length d or D over a row that is already in L1, so a cblas_ddot / cblas_dscal
- * call per (sample, component) -- n K of them per RHS in the previous version -- cost more in
+ * call per (sample, component) -- n K of them per RHS -- would cost more in
  * call overhead and dispatch than the arithmetic itself (docs/PERFORMANCE.md section 2), while
  * the compiler vectorizes these contiguous loops.  Fusing them also lets the scaling of w and
  * the row-0 accumulation W^T z share one read of the row.  The closed forms between the two
