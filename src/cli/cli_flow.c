@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "gmflow/common.h"
+#include "gmflow/events.h"
 #include "gmflow/flow.h"
 #include "gmflow/flowio.h"
 #include "gmflow/io.h"
@@ -94,17 +95,49 @@ static void help(FILE *fp) {
         "                       (default %g)\n"
         "  --n-out N            number of output times, evenly spaced, both ends included\n"
         "                       (default %d)\n"
+        "  --t-out LIST|@FILE   output times after t0 instead: a list like 0.1,1,10,100 or a file\n"
+        "                       of numbers (commas, spaces or new lines; '#' comments); t0 is\n"
+        "                       always the first output, the last time is the end (no --t-end)\n"
+        "  --log-times N        N output times log-spaced from --t-first to --t-end after t0,\n"
+        "                       plus t0 itself (plateaus show on a log scale)\n"
+        "  --t-first T1         the first of the --log-times (default t-end x 1e-6)\n"
+        "                       Outputs come from the solver's dense output (CVODE) or by "
+        "stepping\n"
+        "                       to each time (GSL); with CVODE they do not shorten the steps.\n"
         "\n"
         "Solver:\n"
-        "  --method NAME        adams (CVODE Adams-Moulton), bdf (CVODE BDF + matrix-free GMRES),\n"
+        "  --method NAME        auto (CVODE Adams, switching to BDF when the problem turns stiff:\n"
+        "                       repeated fixed-point convergence failures, or the step held at\n"
+        "                       the fastest mode's stability limit with >= 2000 steps to go),\n"
+        "                       adams (CVODE Adams-Moulton), bdf (CVODE BDF + matrix-free GMRES),\n"
         "                       rk8pd, rkf45 (GSL Runge-Kutta) (default %s)\n"
         "  --rtol R             relative tolerance, > 0 (default %g)\n"
-        "  --atol A             absolute tolerance, >= 0; > 0 for adams and bdf (default %g)\n"
+        "  --atol A             absolute tolerance, >= 0; > 0 for auto, adams, bdf (default %g)\n"
         "  --max-steps N        internal steps allowed per output interval (default %ld)\n"
         "  --jacobian NAME      bdf's linear solver: auto (dense exact Jacobian for N <= 400,\n"
         "                       else exact JVPs), dq (GMRES, difference quotients), jvp (GMRES,\n"
         "                       exact JVPs), dense (dense LU, exact Jacobian) (default auto;\n"
         "                       under mpirun only dq, which auto then selects)\n"
+        "  --stall-steps N      stop with a message when N steps advanced t by less than 0.1 %%\n"
+        "                       (0: off) (default %ld)\n"
+        "  --stall-seconds S    ... or when S seconds of wall time did (0: off) (default %g); the\n"
+        "                       step size falling below 1e-12 |t| stops the run too.  The message\n"
+        "                       gives the time reached, the step, the most singular component.\n"
+        "  The loss must not increase along the flow: a rise above min(1e-2, 100 rtol) relative\n"
+        "  (over the smallest loss so far, checked at outputs, events and every second) stops the\n"
+        "  run as a failure (exit 1): the tolerances are too loose for the problem.\n"
+        "\n"
+        "Events (each recorded in run.json with its time, kind and component; the state there\n"
+        "written to DIR/event_<j>_state.json, usable with --init; located by CVODE's root finding\n"
+        "or, for GSL, by bisection on step retakes):\n"
+        "  --stop-grad TOL      ||F(y)||_2 (the flow's velocity; for euclid the gradient of\n"
+        "                       l(mu, C)) falls below TOL: a stationary point\n"
+        "  --event-loss VALUE   the loss crosses VALUE\n"
+        "  --collapse RATIO     lambda_min/lambda_max of some Sigma_k (euclid: C_k C_k^T) falls\n"
+        "                       below RATIO, in (0, 1): the component collapses\n"
+        "  --on-event stop|continue  stop at the first event (default; the trajectory ends\n"
+        "                       there and state.json is the event's state, exit 0) or record\n"
+        "                       every event and go on\n"
         "\n"
         "Checks and output:\n"
         "  --check-thm1         also integrate the other form from the same initial state over "
@@ -120,7 +153,8 @@ static void help(FILE *fp) {
         "                       norm, the Hessian's index (gauge directions removed), minimum or\n"
         "                       saddle, and write DIR/spectrum.csv (part of the output set)\n"
         "  --out DIR            output directory, created if needed (default %s)\n"
-        "  -q, --quiet          no progress lines on stderr\n"
+        "  -q, --quiet          no progress lines on stderr (without it: a line per output time\n"
+        "                       and, between them, about every second: t, loss, steps, step size)\n"
         "  -h, --help           this help\n"
         "\n"
         "Files written to DIR, as one set replacing the previous one atomically, only after the\n"
@@ -133,14 +167,16 @@ static void help(FILE *fp) {
         "  Sigma.npy            (T, K, D, D)   covariances (euclid: C C^T)\n"
         "  C.npy                (T, K, D, D)   square roots (euclid only)\n"
         "  state.json           the final state (usable with --init)\n"
-        "  run.json             options, data source, sizes, solver statistics, losses, timing\n"
+        "  event_<j>_state.json the state at event j (first 20 events)\n"
+        "  run.json             options, data source, sizes, solver statistics, losses, timing,\n"
+        "                       auto switches, events\n"
         "\n"
         "Exit status: 0 success; 1 runtime failure (unreadable or invalid --data/--init file,\n"
         "solver failure, I/O error, Theorem 1 check FAIL); 2 usage error (unknown option, bad\n"
         "option value, conflicting options).\n",
         t.n, t.d, t.width, t.noise, t.seed, DEFAULT_K, DEFAULT_GAMMA, DEFAULT_SEED, DEFAULT_T_END,
-        DEFAULT_N_OUT, gmf_ode_method_name(o.method), o.rtol, o.atol, o.max_steps, THM1_TOL,
-        THM1_RTOL, THM1_ATOL, DEFAULT_OUT_DIR);
+        DEFAULT_N_OUT, gmf_ode_method_name(o.method), o.rtol, o.atol, o.max_steps, o.stall_steps,
+        o.stall_seconds, THM1_TOL, THM1_RTOL, THM1_ATOL, DEFAULT_OUT_DIR);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -163,6 +199,12 @@ typedef struct options {
     size_t n_out;
     const char *out;
     int check, quiet;
+    const char *t_out; /* --t-out LIST|@FILE */
+    size_t log_times;  /* --log-times N (0: off) */
+    double t_first;    /* --t-first (0: t-end x 1e-6) */
+    int t_end_set, n_out_set;
+    gmf_events_opts ev; /* --stop-grad, --event-loss, --collapse, --on-event */
+    const char *ev_opt; /* first event option given */
     int polish;
 } options;
 
@@ -186,36 +228,55 @@ enum {
     O_N_OUT,
     O_OUT,
     O_CHECK,
+    O_T_OUT,
+    O_LOG_TIMES,
+    O_T_FIRST,
+    O_STOP_GRAD,
+    O_EVENT_LOSS,
+    O_COLLAPSE,
+    O_ON_EVENT,
+    O_STALL_SECONDS,
+    O_STALL_STEPS,
     O_JACOBIAN,
     O_POLISH
 };
 
-static const struct option long_opts[] = {{"data", required_argument, NULL, O_DATA},
-                                          {"n", required_argument, NULL, O_N},
-                                          {"d", required_argument, NULL, O_D},
-                                          {"teacher", required_argument, NULL, O_TEACHER},
-                                          {"width", required_argument, NULL, O_WIDTH},
-                                          {"noise", required_argument, NULL, O_NOISE},
-                                          {"data-seed", required_argument, NULL, O_DATA_SEED},
-                                          {"components", required_argument, NULL, 'K'},
-                                          {"K", required_argument, NULL, 'K'},
-                                          {"gamma", required_argument, NULL, O_GAMMA},
-                                          {"seed", required_argument, NULL, O_SEED},
-                                          {"init", required_argument, NULL, O_INIT},
-                                          {"form", required_argument, NULL, O_FORM},
-                                          {"method", required_argument, NULL, O_METHOD},
-                                          {"rtol", required_argument, NULL, O_RTOL},
-                                          {"atol", required_argument, NULL, O_ATOL},
-                                          {"max-steps", required_argument, NULL, O_MAX_STEPS},
-                                          {"t-end", required_argument, NULL, O_T_END},
-                                          {"n-out", required_argument, NULL, O_N_OUT},
-                                          {"out", required_argument, NULL, O_OUT},
-                                          {"check-thm1", no_argument, NULL, O_CHECK},
-                                          {"jacobian", required_argument, NULL, O_JACOBIAN},
-                                          {"polish", no_argument, NULL, O_POLISH},
-                                          {"quiet", no_argument, NULL, 'q'},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {NULL, 0, NULL, 0}};
+static const struct option long_opts[] = {
+    {"data", required_argument, NULL, O_DATA},
+    {"n", required_argument, NULL, O_N},
+    {"d", required_argument, NULL, O_D},
+    {"teacher", required_argument, NULL, O_TEACHER},
+    {"width", required_argument, NULL, O_WIDTH},
+    {"noise", required_argument, NULL, O_NOISE},
+    {"data-seed", required_argument, NULL, O_DATA_SEED},
+    {"components", required_argument, NULL, 'K'},
+    {"gamma", required_argument, NULL, O_GAMMA},
+    {"seed", required_argument, NULL, O_SEED},
+    {"init", required_argument, NULL, O_INIT},
+    {"form", required_argument, NULL, O_FORM},
+    {"method", required_argument, NULL, O_METHOD},
+    {"rtol", required_argument, NULL, O_RTOL},
+    {"atol", required_argument, NULL, O_ATOL},
+    {"max-steps", required_argument, NULL, O_MAX_STEPS},
+    {"t-end", required_argument, NULL, O_T_END},
+    {"n-out", required_argument, NULL, O_N_OUT},
+    {"out", required_argument, NULL, O_OUT},
+    {"check-thm1", no_argument, NULL, O_CHECK},
+    {"t-out", required_argument, NULL, O_T_OUT},
+    {"log-times", required_argument, NULL, O_LOG_TIMES},
+    {"t-first", required_argument, NULL, O_T_FIRST},
+    {"stop-grad", required_argument, NULL, O_STOP_GRAD},
+    {"event-loss", required_argument, NULL, O_EVENT_LOSS},
+    {"collapse", required_argument, NULL, O_COLLAPSE},
+    {"on-event", required_argument, NULL, O_ON_EVENT},
+    {"stall-seconds", required_argument, NULL, O_STALL_SECONDS},
+    {"stall-steps", required_argument, NULL, O_STALL_STEPS},
+    {"K", required_argument, NULL, 'K'},
+    {"jacobian", required_argument, NULL, O_JACOBIAN},
+    {"polish", no_argument, NULL, O_POLISH},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
 
 static void set_defaults(options *o) {
     memset(o, 0, sizeof *o);
@@ -225,11 +286,13 @@ static void set_defaults(options *o) {
     o->seed = DEFAULT_SEED;
     o->form = GMF_FLOW_BW;
     o->ode = gmf_ode_defaults();
-    o->ode.jvp = gmf_flow_ode_jvp; /* exact Jacobian information for bdf (--jacobian) */
-    o->ode.jac = gmf_flow_ode_jac;
     o->t_end = DEFAULT_T_END;
     o->n_out = DEFAULT_N_OUT;
     o->out = DEFAULT_OUT_DIR;
+    o->ev.stop = 1;
+    o->ode.jvp = gmf_flow_ode_jvp; /* exact Jacobian information for bdf (--jacobian) */
+    o->ode.jac = gmf_flow_ode_jac;
+    o->ev.max_events = 1000;
 }
 
 /* The data options.  Each opt_* returns -1 when c is not its option, 0 when it took the value,
@@ -310,8 +373,8 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
     case O_METHOD: {
         int m = gmf_ode_method_parse(arg);
         if (m < 0)
-            return bad_value("--method: unknown method '%s' (choose adams, bdf, rk8pd or rkf45)",
-                             arg);
+            return bad_value(
+                "--method: unknown method '%s' (choose auto, adams, bdf, rk8pd or rkf45)", arg);
         o->ode.method = (gmf_ode_method)m;
         return 0;
     }
@@ -332,10 +395,11 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
     case O_T_END:
         if (parse_double(on, arg, &o->t_end)) return 2;
         if (!(o->t_end > 0)) return bad_value("--t-end: must be > 0 (got %s)", arg);
+        o->t_end_set = 1;
         return 0;
     case O_N_OUT:
         if (parse_count(on, arg, 2, 10000000, &u)) return 2;
-        o->n_out = (size_t)u;
+        o->n_out = (size_t)u, o->n_out_set = 1;
         return 0;
     case O_OUT:
         if (!*arg) return bad_value("--out: empty directory name");
@@ -356,6 +420,55 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
     return -1;
 }
 
+/* Output-time, event and stall options. */
+static int opt_events(options *o, int c, const char *on, const char *arg) {
+    unsigned long long u;
+    static const char *const ev_names[] = {"--stop-grad", "--event-loss", "--collapse",
+                                           "--on-event"};
+    if (c >= O_STOP_GRAD && c <= O_ON_EVENT && !o->ev_opt) o->ev_opt = ev_names[c - O_STOP_GRAD];
+    switch (c) {
+    case O_T_OUT:
+        o->t_out = arg;
+        return 0;
+    case O_LOG_TIMES:
+        if (parse_count(on, arg, 1, 10000000, &u)) return 2;
+        o->log_times = (size_t)u;
+        return 0;
+    case O_T_FIRST:
+        if (parse_double(on, arg, &o->t_first)) return 2;
+        if (!(o->t_first > 0)) return bad_value("--t-first: must be > 0 (got %s)", arg);
+        return 0;
+    case O_STOP_GRAD:
+        if (parse_double(on, arg, &o->ev.grad_tol)) return 2;
+        if (!(o->ev.grad_tol > 0)) return bad_value("--stop-grad: must be > 0 (got %s)", arg);
+        return 0;
+    case O_EVENT_LOSS:
+        if (parse_double(on, arg, &o->ev.loss_value)) return 2;
+        o->ev.loss_on = 1;
+        return 0;
+    case O_COLLAPSE:
+        if (parse_double(on, arg, &o->ev.collapse_ratio)) return 2;
+        if (!(o->ev.collapse_ratio > 0 && o->ev.collapse_ratio < 1))
+            return bad_value("--collapse: must be in (0, 1) (got %s)", arg);
+        return 0;
+    case O_ON_EVENT:
+        if (strcmp(arg, "stop") && strcmp(arg, "continue"))
+            return bad_value("--on-event: '%s' (choose stop or continue)", arg);
+        o->ev.stop = !strcmp(arg, "stop");
+        return 0;
+    case O_STALL_SECONDS:
+        if (parse_double(on, arg, &o->ode.stall_seconds)) return 2;
+        if (!(o->ode.stall_seconds >= 0))
+            return bad_value("--stall-seconds: must be >= 0 (got %s)", arg);
+        return 0;
+    case O_STALL_STEPS:
+        if (parse_count(on, arg, 0, 0x7fffffffULL, &u)) return 2;
+        o->ode.stall_steps = (long)u;
+        return 0;
+    }
+    return -1;
+}
+
 /* Combinations, and what can be checked before any file is read. */
 static int check_options(options *o) {
     if (o->data && o->toy_opt)
@@ -368,8 +481,19 @@ static int check_options(options *o) {
         o->ode.rtol = THM1_RTOL, o->ode.atol = THM1_ATOL;
         o->tightened = 1;
     }
-    if (o->ode.atol == 0 &&
-        (o->ode.method == GMF_ODE_CVODE_ADAMS || o->ode.method == GMF_ODE_CVODE_BDF))
+    if (o->t_out && (o->t_end_set || o->n_out_set || o->log_times))
+        return usage_error("--t-out gives the output times and the end: it cannot be combined "
+                           "with --t-end, --n-out or --log-times");
+    if (o->log_times && o->n_out_set)
+        return usage_error("--log-times and --n-out both set the number of output times");
+    if (o->t_first > 0 && !o->log_times)
+        return usage_error("--t-first is the first time of --log-times; give --log-times N");
+    if (o->ev_opt && o->check)
+        return usage_error("%s cannot be combined with --check-thm1 (an event may stop the run "
+                           "before the times the check compares)",
+                           o->ev_opt);
+    if (o->ode.atol == 0 && (o->ode.method == GMF_ODE_CVODE_ADAMS ||
+                             o->ode.method == GMF_ODE_CVODE_BDF || o->ode.method == GMF_ODE_AUTO))
         return usage_error("--atol 0: CVODE (--method %s) needs atol > 0: its error weights "
                            "1/(rtol |y_i| + atol) are infinite at the zero entries of the state "
                            "(the off-diagonal zeros of Sigma); give --atol > 0, or --method "
@@ -405,6 +529,7 @@ static int parse_options(int argc, char **argv, options *o) {
         int rc = opt_data(o, c, on, optarg);
         if (rc < 0) rc = opt_init(o, c, on, optarg);
         if (rc < 0) rc = opt_flow(o, c, on, optarg);
+        if (rc < 0) rc = opt_events(o, c, on, optarg);
         if (rc >= 0) {
             if (rc) return rc;
             continue;
@@ -561,14 +686,36 @@ static void print_progress(const gmf_traj *tr, size_t j, void *user) {
             gmf_traj_nrhs(tr)[j], gmf_traj_wall(tr)[j]);
 }
 
-/* Integrate one form from y0 over tout into a new trajectory.  0 or 1 (message printed). */
+/* Between output times, about every second: where the integration is. */
+static void print_step_progress(const gmf_ode_progress_info *i, void *user) {
+    const progress *p = user;
+    fprintf(stderr,
+            "%s  ... t = %-12.6g loss = %.10e  steps = %ld  rhs = %ld  h = %.3g  %s  %.1f s\n",
+            p->label, i->t, i->scalar, i->nsteps, i->nfevals, i->h, gmf_ode_method_name(i->method),
+            i->wall);
+}
+
+/* Integrate one form from y0 over tout into a new trajectory, with the events ev (NULL: none).
+ * 0 or 1 (message printed). */
 static int integrate(gmf_flow_kind kind, const inputs *in, gmf_oracle oracle, const double *y0,
-                     const double *tout, const options *o, const char *label, gmf_traj **tr,
-                     gmf_ode_stats *st) {
+                     const double *tout, const options *o, const char *label, gmf_events *ev,
+                     gmf_traj **tr, gmf_ode_stats *st) {
     if (gmf_traj_new(tr, kind, o->n_out, in->K, in->D)) return fail("%s", gmf_errmsg());
     progress p = {o->quiet, label};
     gmf_traj_set_progress(*tr, print_progress, &p);
-    if (gmf_traj_integrate(*tr, oracle, y0, tout, st, &o->ode)) return fail("%s", gmf_errmsg());
+    gmf_ode_opts ode = o->ode;
+    if (!o->quiet) ode.progress = print_step_progress, ode.progress_user = &p;
+    ode.progress_seconds = o->quiet ? 0.0 : 1.0;
+    if (ev) gmf_events_attach(ev, &ode);
+    if (gmf_traj_integrate(*tr, oracle, y0, tout, st, &ode)) {
+        fail("%s", gmf_errmsg());
+        if (strstr(gmf_errmsg(), "no progress"))
+            fprintf(stderr,
+                    CMD ": options for this: --collapse RATIO (stop cleanly at a component "
+                        "collapse), --stop-grad TOL, --t-end (stop before), --stall-seconds/"
+                        "--stall-steps (the detector), --method, --rtol\n");
+        return 1;
+    }
     return 0;
 }
 
@@ -606,7 +753,7 @@ static int check_thm1(const options *o, const inputs *in, gmf_oracle oracle, con
     for (size_t j = 0; j < T; j++)
         toutc[j] = gmf_flow_time_convert(tout[j], o->form, other, K);
     const char *lab = other == GMF_FLOW_EUCLID ? "thm1 euclid " : "thm1 bw ";
-    if (integrate(other, in, oracle, y0c, toutc, o, lab, &trc, &run->check_stats)) goto done;
+    if (integrate(other, in, oracle, y0c, toutc, o, lab, NULL, &trc, &run->check_stats)) goto done;
     if (gmf_traj_thm1_distance(tr, trc, &run->err_sigma, &run->err_mu)) {
         fail("%s", gmf_errmsg());
         goto done;
@@ -675,7 +822,7 @@ static void polish_report(const char *dir, const polished *p) {
 
 static void summary(const options *o, const inputs *in, const gmf_traj *tr,
                     const gmf_flowio_run *r) {
-    const size_t T = gmf_traj_T(tr);
+    const size_t T = gmf_traj_done(tr);
     const double *t = gmf_traj_t(tr), *loss = gmf_traj_loss(tr);
     const gmf_ode_stats *st = &r->stats;
     printf(CMD ": %s\n", o->form == GMF_FLOW_EUCLID
@@ -696,10 +843,27 @@ static void summary(const options *o, const inputs *in, const gmf_traj *tr,
     printf("  stats     %ld steps, %ld RHS evaluations, %ld error-test failures, %ld nonlinear "
            "iterations (%ld convergence failures)",
            st->nsteps, st->nfevals, st->netfails, st->nniters, st->nncfails);
-    if (o->ode.method == GMF_ODE_CVODE_BDF)
+    if (st->method_last == GMF_ODE_CVODE_BDF)
         printf(", %ld linear iterations, jacobian %s (%ld dense, %ld JVPs)", st->nliters,
                gmf_ode_jacobian_name(st->jacobian), st->njevals, st->njvevals);
     printf(", %.3f s\n", r->wall);
+    for (int i = 0; i < st->nswitch && i < GMF_ODE_MAX_SWITCH; i++)
+        printf("  auto      switched adams -> bdf at t = %.10g (stiffness detected)\n",
+               st->t_switch[i]);
+    const gmf_events *e = r->events;
+    for (size_t j = 0; e && j < e->nev; j++) {
+        char desc[512];
+        gmf_events_describe(e, &e->ev[j], desc, sizeof desc);
+        if (j < GMF_FLOWIO_MAX_EVENT_FILES)
+            printf("  event %-3zu %s; state in %s/event_%zu_state.json\n", j + 1, desc, o->out,
+                   j + 1);
+        else
+            printf("  event %-3zu %s\n", j + 1, desc);
+    }
+    if (e && e->ndropped) printf("  events    %zu more not recorded\n", e->ndropped);
+    if (st->stopped && e && e->nev)
+        printf("  stopped   at event %zu (t = %.10g); state.json holds the state there\n", e->nev,
+               e->ev[e->nev - 1].t);
     if (r->checked) {
         printf("  thm1      %s form, %ld steps, %.3f s; max over %zu times of\n",
                o->form == GMF_FLOW_BW ? "euclid" : "bw", r->check_stats.nsteps, r->check_wall, T);
@@ -736,22 +900,58 @@ static gmf_flowio_run run_record(int argc, char **argv, const options *o, const 
 /* ------------------------------------------------------------------------------------------ */
 /* the command                                                                                 */
 
+/* The output times: --t-out, --log-times or the even grid of --t-end/--n-out.  Sets o->n_out
+ * and o->t_end to what they give.  0, or the exit status (message printed). */
+static int output_times(options *o, const inputs *in, double **tout) {
+    double *off = NULL;
+    size_t n = 0;
+    if (o->t_out) {
+        if (gmf_ode_parse_times(o->t_out, &off, &n)) return bad_value("--t-out: %s", gmf_errmsg());
+        const size_t skip = off[0] == 0.0; /* t = 0 is always the first output */
+        o->n_out = n + 1 - skip, o->t_end = off[n - 1];
+        *tout = gmf_calloc(o->n_out, sizeof(double), "output times");
+        if (*tout) {
+            (*tout)[0] = in->t0;
+            for (size_t i = skip; i < n; i++)
+                (*tout)[i + 1 - skip] = in->t0 + off[i];
+        }
+        free(off);
+        if (!*tout) return fail("%s", gmf_errmsg());
+        for (size_t j = 1; j < o->n_out; j++)
+            if (!((*tout)[j] > (*tout)[j - 1]))
+                return bad_value("--t-out: times %g and %g are too close to tell apart after t0 = "
+                                 "%g",
+                                 (*tout)[j - 1] - in->t0, (*tout)[j] - in->t0, in->t0);
+        return 0;
+    }
+    if (o->log_times) o->n_out = o->log_times + 1;
+    *tout = gmf_calloc(o->n_out, sizeof(double), "output times");
+    if (!*tout) return fail("%s", gmf_errmsg());
+    if (o->log_times) {
+        const double first = o->t_first > 0 ? o->t_first : 1e-6 * o->t_end;
+        if (gmf_ode_log_times(in->t0, first, o->t_end, o->log_times, *tout))
+            return bad_value("--log-times %zu, --t-first %g, --t-end %g: %s", o->log_times, first,
+                             o->t_end, gmf_errmsg());
+        return 0;
+    }
+    if (gmf_traj_time_grid(in->t0, o->t_end, o->n_out, *tout))
+        return bad_value("--t-end %g, --n-out %zu: %s", o->t_end, o->n_out, gmf_errmsg());
+    return 0;
+}
+
 /* Everything after the inputs: integrate, check, write, report.  The exit status. */
-static int run_flow(int argc, char **argv, const options *o, const inputs *in, double t_start) {
+static int run_flow(int argc, char **argv, options *o, const inputs *in, double t_start) {
     gmf_sqloss *sq = NULL;
     gmf_outset *set = NULL;
     gmf_traj *tr = NULL;
     polished pol = {0};
-    double *tout = gmf_calloc(o->n_out, sizeof(double), "output times");
-    int status = 1, polish_failed = 0;
-    if (!tout) {
-        fail("%s", gmf_errmsg());
-        goto done;
-    }
-    if (gmf_traj_time_grid(in->t0, o->t_end, o->n_out, tout)) {
-        status = bad_value("--t-end %g, --n-out %zu: %s", o->t_end, o->n_out, gmf_errmsg());
-        goto done;
-    }
+    int polish_failed = 0;
+    gmf_events ev;
+    memset(&ev, 0, sizeof ev);
+    double *tout = NULL;
+    int status = output_times(o, in, &tout);
+    if (status) goto done;
+    status = 1;
     int bad = in->rank == 0 && gmf_outset_new(&set, o->out, gmf_flowio_names); /* rank 0 writes */
     if (bad) fail("--out %s: %s", o->out, gmf_errmsg());
     if (gmf_par_any(bad)) goto done;
@@ -771,7 +971,12 @@ static int run_flow(int argc, char **argv, const options *o, const inputs *in, d
                 gmf_ode_method_name(o->ode.method), in->t0, in->t0 + o->t_end);
     gmf_flowio_run r = run_record(argc, argv, o, in);
     r.ranks = in->P;
-    if (integrate(o->form, in, oracle, y0, tout, o, "", &tr, &r.stats)) goto done;
+    if (gmf_events_init(&ev, o->form, in->K, oracle, &o->ev)) {
+        fail("%s", gmf_errmsg());
+        goto done;
+    }
+    r.events = &ev;
+    if (integrate(o->form, in, oracle, y0, tout, o, "", &ev, &tr, &r.stats)) goto done;
     r.wall = gmf_traj_elapsed(tr);
     if (o->check && check_thm1(o, in, oracle, tout, tr, &r)) goto done;
     r.wall_total = now() - t_start;
@@ -797,6 +1002,7 @@ static int run_flow(int argc, char **argv, const options *o, const inputs *in, d
     status = 0;
 done:
     if (pol.done) gmf_stationary_spectrum_free(&pol.sp);
+    gmf_events_free(&ev);
     gmf_traj_free(tr);
     gmf_sqloss_free(sq);
     gmf_outset_free(set);
