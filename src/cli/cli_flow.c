@@ -1031,6 +1031,8 @@ int gmf_cli_flow(int argc, char **argv) {
         o.ode.jacobian = GMF_ODE_JAC_DQ;
     }
     if (in.rank) o.quiet = 1;
+    /* wall-time tests would differ between ranks and split their decisions: step-count only */
+    if (in.P > 1) o.ode.stall_seconds = 0;
     const int bad = load_data(&o, &in);
     if (gmf_par_any(bad)) {
         if (!bad) fail("stopping: another rank failed to read the data (its message above)");
