@@ -24,6 +24,7 @@
 #include "gmflow/io.h"
 #include "gmflow/ode.h"
 #include "gmflow/outset.h"
+#include "gmflow/par.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/stationary.h"
 #include "gmflow/toy.h"
@@ -65,6 +66,8 @@ static void help(FILE *fp) {
         "\n"
         "Data (a CSV file, or the built-in toy):\n"
         "  --data FILE.csv      rows x_1,...,x_d,y (optional header line; '#' comments)\n"
+        "  --data FILE.npy      one (n, d+1) float64 array, rows x_1..x_d, y; under mpirun each\n"
+        "                       rank reads only its own block of rows (docs/SCALE.md)\n"
         "  --n N                toy: number of samples (default %zu)\n"
         "  --d D                toy: input dimension (default %zu)\n"
         "  --teacher NAME       toy: relu (a random ReLU network) or mixture (a planted Gaussian\n"
@@ -113,7 +116,8 @@ static void help(FILE *fp) {
         "  --max-steps N        internal steps allowed per output interval (default %ld)\n"
         "  --jacobian NAME      bdf's linear solver: auto (dense exact Jacobian for N <= 400,\n"
         "                       else exact JVPs), dq (GMRES, difference quotients), jvp (GMRES,\n"
-        "                       exact JVPs), dense (dense LU, exact Jacobian) (default auto)\n"
+        "                       exact JVPs), dense (dense LU, exact Jacobian) (default auto;\n"
+        "                       under mpirun only dq, which auto then selects)\n"
         "  --stall-steps N      stop with a message when N steps advanced t by less than 0.1 %%\n"
         "                       (0: off) (default %ld)\n"
         "  --stall-seconds S    ... or when S seconds of wall time did (0: off) (default %g); the\n"
@@ -552,6 +556,8 @@ typedef struct inputs {
     double t0, t0_file;  /* start time in the run's form; the --init file's own time */
     const char *init_form;
     double *ybw, *yeu; /* initial state [mu | Sigma] and (when available or needed) [mu | C] */
+    int rank, P, npy;  /* MPI (docs/SCALE.md); npy: X, yv hold only rows i0 .. i0 + nloc - 1 */
+    size_t i0, nloc;   /* this rank's block of rows */
 } inputs;
 
 static void inputs_free(inputs *in) {
@@ -559,7 +565,20 @@ static void inputs_free(inputs *in) {
 }
 
 static int load_data(const options *o, inputs *in) {
-    if (o->data) {
+    const char *hook = getenv("GMFLOW_TEST_FAIL_RANK"); /* test hook: this rank fails to read */
+    const size_t dlen = o->data ? strlen(o->data) : 0;
+    if (hook && in->P > 1 && atoi(hook) == in->rank)
+        return fail("--data: rank %d of %d: cannot read its shard (simulated by "
+                    "GMFLOW_TEST_FAIL_RANK)",
+                    in->rank, in->P);
+    if (dlen > 4 && !strcmp(o->data + dlen - 4, ".npy")) { /* each rank reads its rows only */
+        in->npy = 1;
+        if (gmf_io_read_xy_npy(o->data, in->rank, in->P, &in->n, &in->d, &in->i0, &in->nloc, &in->X,
+                               &in->yv))
+            return fail("--data: %s", gmf_errmsg());
+        snprintf(in->data_desc, sizeof in->data_desc, "%s (n = %zu, d = %zu)", o->data, in->n,
+                 in->d);
+    } else if (o->data) {
         if (gmf_io_read_csv(o->data, &in->n, &in->d, &in->X, &in->yv))
             return fail("--data: %s", gmf_errmsg());
         snprintf(in->data_desc, sizeof in->data_desc, "%s (n = %zu, d = %zu)", o->data, in->n,
@@ -573,6 +592,7 @@ static int load_data(const options *o, inputs *in) {
                  o->toy.seed, in->n, in->d);
     }
     in->D = in->d + 1;
+    if (!in->npy) gmf_par_block(in->n, in->rank, in->P, &in->i0, &in->nloc);
     return 0;
 }
 
@@ -930,11 +950,12 @@ static int run_flow(int argc, char **argv, options *o, const inputs *in, double 
     int status = output_times(o, in, &tout);
     if (status) goto done;
     status = 1;
-    if (gmf_outset_new(&set, o->out, gmf_flowio_names)) {
-        fail("--out %s: %s", o->out, gmf_errmsg());
-        goto done;
-    }
-    if (gmf_sqloss_new(&sq, in->n, in->d, in->X, in->yv)) {
+    int bad = in->rank == 0 && gmf_outset_new(&set, o->out, gmf_flowio_names); /* rank 0 writes */
+    if (bad) fail("--out %s: %s", o->out, gmf_errmsg());
+    if (gmf_par_any(bad)) goto done;
+    const size_t off = in->npy ? 0 : in->i0; /* a CSV is read whole by every rank */
+    if (in->P > 1 ? gmf_sqloss_shard(&sq, in->nloc, in->n, in->d, in->X + off * in->d, in->yv + off)
+                  : gmf_sqloss_borrow(&sq, in->n, in->d, in->X, in->yv)) {
         fail("%s", gmf_errmsg());
         goto done;
     }
@@ -947,6 +968,7 @@ static int run_flow(int argc, char **argv, options *o, const inputs *in, double 
                 o->form == GMF_FLOW_EUCLID ? "euclid" : "bw", in->K, in->D,
                 gmf_ode_method_name(o->ode.method), in->t0, in->t0 + o->t_end);
     gmf_flowio_run r = run_record(argc, argv, o, in);
+    r.ranks = in->P;
     if (gmf_events_init(&ev, o->form, in->K, oracle, &o->ev)) {
         fail("%s", gmf_errmsg());
         goto done;
@@ -956,6 +978,10 @@ static int run_flow(int argc, char **argv, options *o, const inputs *in, double 
     r.wall = gmf_traj_elapsed(tr);
     if (o->check && check_thm1(o, in, oracle, tout, tr, &r)) goto done;
     r.wall_total = now() - t_start;
+    if (in->rank) { /* the others computed the same; rank 0 writes and reports */
+        status = r.checked && !r.pass;
+        goto done;
+    }
     if (o->polish) polish_failed = polish_run(set, oracle, tr, &pol);
     if (gmf_flowio_write_set(set, tr, &r)) {
         fail("--out %s: %s (the previous contents of %s are unchanged)", o->out, gmf_errmsg(),
@@ -987,10 +1013,30 @@ int gmf_cli_flow(int argc, char **argv) {
     options o;
     int status = parse_options(argc, argv, &o);
     if (status >= 0) return status;
+    /* MPI (docs/SCALE.md): samples sharded over the ranks, the state replicated; only rank 0
+     * prints and writes; an error on any rank stops every rank (gmf_par_any after each step
+     * that can fail on one rank alone). */
     inputs in;
     memset(&in, 0, sizeof in);
     in.init_form = "";
-    status = load_data(&o, &in) || load_init(&o, &in) ? 1 : run_flow(argc, argv, &o, &in, t_start);
+    in.rank = gmf_par_rank(), in.P = gmf_par_size();
+    if (in.P > 1 && o.polish)
+        return usage_error("--polish needs the exact Jacobian: serial runs only");
+    if (in.P > 1 && o.ode.method == GMF_ODE_CVODE_BDF) { /* the sharded oracle has no JVP */
+        if (o.ode.jacobian == GMF_ODE_JAC_JVP || o.ode.jacobian == GMF_ODE_JAC_DENSE)
+            return usage_error("--jacobian %s needs exact JVPs: serial runs only (use dq)",
+                               gmf_ode_jacobian_name(o.ode.jacobian));
+        o.ode.jacobian = GMF_ODE_JAC_DQ;
+    }
+    if (in.rank) o.quiet = 1;
+    /* wall-time tests would differ between ranks and split their decisions: step-count only */
+    if (in.P > 1) o.ode.stall_seconds = 0;
+    const int bad = load_data(&o, &in);
+    if (gmf_par_any(bad)) {
+        if (!bad) fail("stopping: another rank failed to read the data (its message above)");
+        status = 1;
+    } else
+        status = load_init(&o, &in) ? 1 : run_flow(argc, argv, &o, &in, t_start);
     inputs_free(&in);
     return status;
 }

@@ -129,7 +129,9 @@ static void run_inputs(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
     }
     fprintf(fp, "],\n  \"form\": \"%s\",\n", form_name(gmf_traj_kind(tr)));
     if (r->data_path) {
-        fprintf(fp, "  \"data\": {\"source\": \"csv\", \"path\": ");
+        const size_t L = strlen(r->data_path);
+        fprintf(fp, "  \"data\": {\"source\": \"%s\", \"path\": ",
+                L > 4 && !strcmp(r->data_path + L - 4, ".npy") ? "npy" : "csv");
         json_string(fp, r->data_path);
         fprintf(fp, "},\n");
     } else {
@@ -183,6 +185,7 @@ static void run_results(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
     const size_t T = gmf_traj_done(tr), K = gmf_traj_K(tr), D = gmf_traj_D(tr);
     const int euclid = gmf_traj_kind(tr) == GMF_FLOW_EUCLID;
     const double *t = gmf_traj_t(tr), *loss = gmf_traj_loss(tr);
+    fprintf(fp, "  \"ranks\": %d,\n", r->ranks > 0 ? r->ranks : 1);
     fprintf(fp, "  \"n\": %zu,\n  \"d\": %zu,\n  \"K\": %zu,\n  \"D\": %zu,\n", r->n, D - 1, K, D);
     fprintf(fp,
             "  \"solver\": {\"method\": \"%s\", \"rtol\": %.17g, \"atol\": %.17g, "
