@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include "gmflow/events.h"
 #include "gmflow/ode.h"
 #include "gmflow/outset.h"
 #include "gmflow/toy.h"
@@ -52,14 +53,21 @@ typedef struct gmf_flowio_run {
     int pass;
     gmf_ode_stats check_stats;
     double check_wall;
+    const gmf_events *events; /* NULL, or the run's events: run.json "events" and the state at
+                               * each of the first GMF_FLOWIO_MAX_EVENT_FILES events in
+                               * event_<j>_state.json, j = 1, 2, ... */
+    int ranks;        /* MPI ranks the data was sharded over (0 is written as 1; docs/SCALE.md) */
     double fr_weight; /* WFR runs (trajectory with weights): the Fisher-Rao weight alpha */
 } gmf_flowio_run;
+
+#define GMF_FLOWIO_MAX_EVENT_FILES 20
 
 /* run.json of a run that recorded tr. */
 int gmf_flowio_write_run(const char *path, const gmf_traj *tr, const gmf_flowio_run *run);
 
-/* The file names a flow output set may hold (NULL-terminated), for gmf_outset_new; besides the
- * files above, spectrum.csv of `gmflow flow --polish`. */
+/* The file names a flow output set may hold (NULL-terminated), for gmf_outset_new: the files
+ * above, spectrum.csv of `gmflow flow --polish`, and the event state files (so that a new set
+ * never keeps an old run's). */
 extern const char *const gmf_flowio_names[];
 
 /* Write all files into an output set made with gmf_outset_new(&set, dir, gmf_flowio_names) and

@@ -8,6 +8,7 @@
 
 #include "gmflow/clsflow.h"
 #include "gmflow/common.h"
+#include "gmflow/events.h"
 #include "gmflow/flow.h"
 #include "gmflow/flowio.h"
 #include "gmflow/gauss.h"
@@ -16,6 +17,7 @@
 #include "gmflow/nn.h"
 #include "gmflow/ode.h"
 #include "gmflow/outset.h"
+#include "gmflow/par.h"
 #include "gmflow/project.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/stationary.h"

@@ -39,6 +39,16 @@ void gmf_io_abort(gmf_io_file *f);
 int gmf_io_write_npy(const char *path, const double *data, size_t ndim, const size_t *shape);
 /* Reads a '<f8' C-order array; allocates *data; shape has room for 8 dims. */
 int gmf_io_read_npy(const char *path, double **data, size_t *ndim, size_t shape[8]);
+/* The same, reading only rows row0 .. row0 + nrows - 1 of the first dimension (one seek, so an
+ * MPI rank reads only its own block; docs/SCALE.md).  shape is the whole file's shape; *data
+ * holds nrows x shape[1] x ... values (allocated even when nrows = 0). */
+int gmf_io_read_npy_rows(const char *path, size_t row0, size_t nrows, double **data, size_t *ndim,
+                         size_t shape[8]);
+/* Regression data as one (n, d + 1) '<f8' array, rows x_1..x_d, y (docs/FORMATS.md): reads only
+ * the block of rows [*i0, *i0 + *nloc) that `rank` of `size` owns (gmf_par_block; rank 0 of 1
+ * reads all), split into X (nloc x d) and y (nloc), allocated.  *n, *d: the whole file's. */
+int gmf_io_read_xy_npy(const char *path, int rank, int size, size_t *n, size_t *d, size_t *i0,
+                       size_t *nloc, double **X, double **y);
 
 /* Mixture state (JSON, docs/FORMATS.md):
  *   {"format": "gmflow-state", "version": 1, "form": "bw" | "euclid", "t": ..., "K": ..,

@@ -50,8 +50,11 @@ int gmf_traj_observe(size_t j, double t, const double *y, void *user);
 
 /* The integration policy of `gmflow flow`: a flow of the trajectory's kind over `oracle` from
  * y0 (length K (D + D^2), the state of that kind at tout[0]) through tout[0..T-1] (strictly
- * increasing), recording every output time.  Succeeds only when all T times were recorded; a
- * failure names the method and the solver's or the observer's reason.  stats may be NULL. */
+ * increasing), recording every output time.  Succeeds only when all T times were recorded, or
+ * when an event stopped the run (stats->stopped; the last recorded row is then the event's time
+ * and state, gmf_traj_done < T); a failure names the method and the solver's or the observer's
+ * reason.  Unless opts has a monotone scalar (or a hook_user), the loss is installed as one: an
+ * increase beyond the driver's tolerance fails the run (ode.h).  stats may be NULL. */
 int gmf_traj_integrate(gmf_traj *tr, gmf_oracle oracle, const double *y0, const double *tout,
                        gmf_ode_stats *stats, const gmf_ode_opts *opts);
 

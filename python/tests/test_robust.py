@@ -142,11 +142,13 @@ def test_solver_error_carries_the_time_reached(small):
         gmflow.flow(X, y, mu0, Sigma0, [0.0, 0.01, 0.02, 1e4], max_steps=20)
     err = e.value
     assert isinstance(err, RuntimeError)
-    assert "CV_TOO_MUCH_WORK" in str(err)
+    assert "max_steps = 20" in str(err)
     assert err.t == 0.02
     assert err.result.t.tolist() == [0.0, 0.01, 0.02] and err.result.mu.shape == (3, 3, 3)
     good = gmflow.flow(X, y, mu0, Sigma0, [0.0, 0.01, 0.02])
-    assert np.array_equal(err.result.Sigma, good.Sigma)
+    # the failing run's outputs are CVODE's dense output on its way to 1e4, the good run stops at
+    # 0.02: equal to the integration tolerance (rtol 1e-8), not bitwise
+    assert np.allclose(err.result.Sigma, good.Sigma, rtol=1e-6, atol=1e-9)
     with pytest.raises(gmflow.SolverError) as e:
         gmflow.flow(X, y, mu0, Sigma0, [0.0, 1e4], method="rk8pd", max_steps=3)
     assert e.value.t == 0.0 and e.value.result.t.tolist() == [0.0]

@@ -19,11 +19,13 @@
 
 #include "cli.h"
 #include "gmflow/common.h"
+#include "gmflow/events.h"
 #include "gmflow/flow.h"
 #include "gmflow/flowio.h"
 #include "gmflow/io.h"
 #include "gmflow/ode.h"
 #include "gmflow/outset.h"
+#include "gmflow/par.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/stationary.h"
 #include "gmflow/toy.h"
@@ -65,6 +67,8 @@ static void help(FILE *fp) {
         "\n"
         "Data (a CSV file, or the built-in toy):\n"
         "  --data FILE.csv      rows x_1,...,x_d,y (optional header line; '#' comments)\n"
+        "  --data FILE.npy      one (n, d+1) float64 array, rows x_1..x_d, y; under mpirun each\n"
+        "                       rank reads only its own block of rows (docs/SCALE.md)\n"
         "  --n N                toy: number of samples (default %zu)\n"
         "  --d D                toy: input dimension (default %zu)\n"
         "  --teacher NAME       toy: relu (a random ReLU network) or mixture (a planted Gaussian\n"
@@ -91,25 +95,57 @@ static void help(FILE *fp) {
         "  --geometry w|wfr     w: fixed equal weights 1/K (the paper's flows; default);\n"
         "                       wfr: Wasserstein-Fisher-Rao, weights w_k learned by the reaction\n"
         "                       w_k' = -alpha w_k (E_k[dL] - sum_j w_j E_j[dL]) (docs/WFR.md);\n"
-        "                       --form bw only; writes w.npy and \"w\" in state.json.  With "
-        "--init\n"
-        "                       the file's \"w\" is used (a file without one: equal weights)\n"
+        "                       --form bw only, no events; writes w.npy and \"w\" in state.json.\n"
+        "                       With --init the file's \"w\" is used (none: equal weights)\n"
         "  --fr-weight ALPHA    wfr: the Fisher-Rao weight alpha >= 0 (default 1; 0 = frozen\n"
         "                       weights)\n"
         "  --t-end T            integrate over [t0, t0 + T], t0 = the initial state's time\n"
         "                       (default %g)\n"
         "  --n-out N            number of output times, evenly spaced, both ends included\n"
         "                       (default %d)\n"
+        "  --t-out LIST|@FILE   output times after t0 instead: a list like 0.1,1,10,100 or a file\n"
+        "                       of numbers (commas, spaces or new lines; '#' comments); t0 is\n"
+        "                       always the first output, the last time is the end (no --t-end)\n"
+        "  --log-times N        N output times log-spaced from --t-first to --t-end after t0,\n"
+        "                       plus t0 itself (plateaus show on a log scale)\n"
+        "  --t-first T1         the first of the --log-times (default t-end x 1e-6)\n"
+        "                       Outputs come from the solver's dense output (CVODE) or by "
+        "stepping\n"
+        "                       to each time (GSL); with CVODE they do not shorten the steps.\n"
         "\n"
         "Solver:\n"
-        "  --method NAME        adams (CVODE Adams-Moulton), bdf (CVODE BDF + matrix-free GMRES),\n"
+        "  --method NAME        auto (CVODE Adams, switching to BDF when the problem turns stiff:\n"
+        "                       repeated fixed-point convergence failures, or the step held at\n"
+        "                       the fastest mode's stability limit with >= 2000 steps to go),\n"
+        "                       adams (CVODE Adams-Moulton), bdf (CVODE BDF + matrix-free GMRES),\n"
         "                       rk8pd, rkf45 (GSL Runge-Kutta) (default %s)\n"
         "  --rtol R             relative tolerance, > 0 (default %g)\n"
-        "  --atol A             absolute tolerance, >= 0; > 0 for adams and bdf (default %g)\n"
+        "  --atol A             absolute tolerance, >= 0; > 0 for auto, adams, bdf (default %g)\n"
         "  --max-steps N        internal steps allowed per output interval (default %ld)\n"
         "  --jacobian NAME      bdf's linear solver: auto (dense exact Jacobian for N <= 400,\n"
         "                       else exact JVPs), dq (GMRES, difference quotients), jvp (GMRES,\n"
-        "                       exact JVPs), dense (dense LU, exact Jacobian) (default auto)\n"
+        "                       exact JVPs), dense (dense LU, exact Jacobian) (default auto;\n"
+        "                       under mpirun only dq, which auto then selects)\n"
+        "  --stall-steps N      stop with a message when N steps advanced t by less than 0.1 %%\n"
+        "                       (0: off) (default %ld)\n"
+        "  --stall-seconds S    ... or when S seconds of wall time did (0: off) (default %g); the\n"
+        "                       step size falling below 1e-12 |t| stops the run too.  The message\n"
+        "                       gives the time reached, the step, the most singular component.\n"
+        "  The loss must not increase along the flow: a rise above min(1e-2, 100 rtol) relative\n"
+        "  (over the smallest loss so far, checked at outputs, events and every second) stops the\n"
+        "  run as a failure (exit 1): the tolerances are too loose for the problem.\n"
+        "\n"
+        "Events (each recorded in run.json with its time, kind and component; the state there\n"
+        "written to DIR/event_<j>_state.json, usable with --init; located by CVODE's root finding\n"
+        "or, for GSL, by bisection on step retakes):\n"
+        "  --stop-grad TOL      ||F(y)||_2 (the flow's velocity; for euclid the gradient of\n"
+        "                       l(mu, C)) falls below TOL: a stationary point\n"
+        "  --event-loss VALUE   the loss crosses VALUE\n"
+        "  --collapse RATIO     lambda_min/lambda_max of some Sigma_k (euclid: C_k C_k^T) falls\n"
+        "                       below RATIO, in (0, 1): the component collapses\n"
+        "  --on-event stop|continue  stop at the first event (default; the trajectory ends\n"
+        "                       there and state.json is the event's state, exit 0) or record\n"
+        "                       every event and go on\n"
         "\n"
         "Checks and output:\n"
         "  --check-thm1         also integrate the other form from the same initial state over "
@@ -125,7 +161,8 @@ static void help(FILE *fp) {
         "                       norm, the Hessian's index (gauge directions removed), minimum or\n"
         "                       saddle, and write DIR/spectrum.csv (part of the output set)\n"
         "  --out DIR            output directory, created if needed (default %s)\n"
-        "  -q, --quiet          no progress lines on stderr\n"
+        "  -q, --quiet          no progress lines on stderr (without it: a line per output time\n"
+        "                       and, between them, about every second: t, loss, steps, step size)\n"
         "  -h, --help           this help\n"
         "\n"
         "Files written to DIR, as one set replacing the previous one atomically, only after the\n"
@@ -139,14 +176,16 @@ static void help(FILE *fp) {
         "  C.npy                (T, K, D, D)   square roots (euclid only)\n"
         "  w.npy                (T, K)         mixture weights (--geometry wfr only)\n"
         "  state.json           the final state (usable with --init)\n"
-        "  run.json             options, data source, sizes, solver statistics, losses, timing\n"
+        "  event_<j>_state.json the state at event j (first 20 events)\n"
+        "  run.json             options, data source, sizes, solver statistics, losses, timing,\n"
+        "                       auto switches, events\n"
         "\n"
         "Exit status: 0 success; 1 runtime failure (unreadable or invalid --data/--init file,\n"
         "solver failure, I/O error, Theorem 1 check FAIL); 2 usage error (unknown option, bad\n"
         "option value, conflicting options).\n",
         t.n, t.d, t.width, t.noise, t.seed, DEFAULT_K, DEFAULT_GAMMA, DEFAULT_SEED, DEFAULT_T_END,
-        DEFAULT_N_OUT, gmf_ode_method_name(o.method), o.rtol, o.atol, o.max_steps, THM1_TOL,
-        THM1_RTOL, THM1_ATOL, DEFAULT_OUT_DIR);
+        DEFAULT_N_OUT, gmf_ode_method_name(o.method), o.rtol, o.atol, o.max_steps, o.stall_steps,
+        o.stall_seconds, THM1_TOL, THM1_RTOL, THM1_ATOL, DEFAULT_OUT_DIR);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -169,6 +208,12 @@ typedef struct options {
     size_t n_out;
     const char *out;
     int check, quiet;
+    const char *t_out; /* --t-out LIST|@FILE */
+    size_t log_times;  /* --log-times N (0: off) */
+    double t_first;    /* --t-first (0: t-end x 1e-6) */
+    int t_end_set, n_out_set;
+    gmf_events_opts ev; /* --stop-grad, --event-loss, --collapse, --on-event */
+    const char *ev_opt; /* first event option given */
     int polish;
     int wfr, fr_set; /* --geometry wfr; --fr-weight given */
     double fr_weight;
@@ -194,40 +239,59 @@ enum {
     O_N_OUT,
     O_OUT,
     O_CHECK,
+    O_T_OUT,
+    O_LOG_TIMES,
+    O_T_FIRST,
+    O_STOP_GRAD,
+    O_EVENT_LOSS,
+    O_COLLAPSE,
+    O_ON_EVENT,
+    O_STALL_SECONDS,
+    O_STALL_STEPS,
     O_JACOBIAN,
     O_POLISH,
     O_GEOMETRY,
     O_FR_WEIGHT
 };
 
-static const struct option long_opts[] = {{"data", required_argument, NULL, O_DATA},
-                                          {"n", required_argument, NULL, O_N},
-                                          {"d", required_argument, NULL, O_D},
-                                          {"teacher", required_argument, NULL, O_TEACHER},
-                                          {"width", required_argument, NULL, O_WIDTH},
-                                          {"noise", required_argument, NULL, O_NOISE},
-                                          {"data-seed", required_argument, NULL, O_DATA_SEED},
-                                          {"components", required_argument, NULL, 'K'},
-                                          {"K", required_argument, NULL, 'K'},
-                                          {"gamma", required_argument, NULL, O_GAMMA},
-                                          {"seed", required_argument, NULL, O_SEED},
-                                          {"init", required_argument, NULL, O_INIT},
-                                          {"form", required_argument, NULL, O_FORM},
-                                          {"method", required_argument, NULL, O_METHOD},
-                                          {"rtol", required_argument, NULL, O_RTOL},
-                                          {"atol", required_argument, NULL, O_ATOL},
-                                          {"max-steps", required_argument, NULL, O_MAX_STEPS},
-                                          {"t-end", required_argument, NULL, O_T_END},
-                                          {"n-out", required_argument, NULL, O_N_OUT},
-                                          {"out", required_argument, NULL, O_OUT},
-                                          {"check-thm1", no_argument, NULL, O_CHECK},
-                                          {"jacobian", required_argument, NULL, O_JACOBIAN},
-                                          {"polish", no_argument, NULL, O_POLISH},
-                                          {"geometry", required_argument, NULL, O_GEOMETRY},
-                                          {"fr-weight", required_argument, NULL, O_FR_WEIGHT},
-                                          {"quiet", no_argument, NULL, 'q'},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {NULL, 0, NULL, 0}};
+static const struct option long_opts[] = {
+    {"data", required_argument, NULL, O_DATA},
+    {"n", required_argument, NULL, O_N},
+    {"d", required_argument, NULL, O_D},
+    {"teacher", required_argument, NULL, O_TEACHER},
+    {"width", required_argument, NULL, O_WIDTH},
+    {"noise", required_argument, NULL, O_NOISE},
+    {"data-seed", required_argument, NULL, O_DATA_SEED},
+    {"components", required_argument, NULL, 'K'},
+    {"gamma", required_argument, NULL, O_GAMMA},
+    {"seed", required_argument, NULL, O_SEED},
+    {"init", required_argument, NULL, O_INIT},
+    {"form", required_argument, NULL, O_FORM},
+    {"method", required_argument, NULL, O_METHOD},
+    {"rtol", required_argument, NULL, O_RTOL},
+    {"atol", required_argument, NULL, O_ATOL},
+    {"max-steps", required_argument, NULL, O_MAX_STEPS},
+    {"t-end", required_argument, NULL, O_T_END},
+    {"n-out", required_argument, NULL, O_N_OUT},
+    {"out", required_argument, NULL, O_OUT},
+    {"check-thm1", no_argument, NULL, O_CHECK},
+    {"t-out", required_argument, NULL, O_T_OUT},
+    {"log-times", required_argument, NULL, O_LOG_TIMES},
+    {"t-first", required_argument, NULL, O_T_FIRST},
+    {"stop-grad", required_argument, NULL, O_STOP_GRAD},
+    {"event-loss", required_argument, NULL, O_EVENT_LOSS},
+    {"collapse", required_argument, NULL, O_COLLAPSE},
+    {"on-event", required_argument, NULL, O_ON_EVENT},
+    {"stall-seconds", required_argument, NULL, O_STALL_SECONDS},
+    {"stall-steps", required_argument, NULL, O_STALL_STEPS},
+    {"K", required_argument, NULL, 'K'},
+    {"jacobian", required_argument, NULL, O_JACOBIAN},
+    {"polish", no_argument, NULL, O_POLISH},
+    {"geometry", required_argument, NULL, O_GEOMETRY},
+    {"fr-weight", required_argument, NULL, O_FR_WEIGHT},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
 
 static void set_defaults(options *o) {
     memset(o, 0, sizeof *o);
@@ -237,12 +301,14 @@ static void set_defaults(options *o) {
     o->seed = DEFAULT_SEED;
     o->form = GMF_FLOW_BW;
     o->ode = gmf_ode_defaults();
-    o->ode.jvp = gmf_flow_ode_jvp; /* exact Jacobian information for bdf (--jacobian) */
-    o->ode.jac = gmf_flow_ode_jac;
     o->t_end = DEFAULT_T_END;
     o->n_out = DEFAULT_N_OUT;
     o->out = DEFAULT_OUT_DIR;
     o->fr_weight = 1.0;
+    o->ev.stop = 1;
+    o->ode.jvp = gmf_flow_ode_jvp; /* exact Jacobian information for bdf (--jacobian) */
+    o->ode.jac = gmf_flow_ode_jac;
+    o->ev.max_events = 1000;
 }
 
 /* The data options.  Each opt_* returns -1 when c is not its option, 0 when it took the value,
@@ -321,11 +387,8 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
             return bad_value("--form: unknown form '%s' (choose bw or euclid)", arg);
         return 0;
     case O_METHOD: {
-        int m = gmf_ode_method_parse(arg);
-        if (m < 0)
-            return bad_value("--method: unknown method '%s' (choose adams, bdf, rk8pd or rkf45)",
-                             arg);
-        o->ode.method = (gmf_ode_method)m;
+        if (gmf_ode_method_parse(arg, &o->ode.method))
+            return bad_value("--method: %s", gmf_errmsg());
         return 0;
     }
     case O_RTOL:
@@ -345,10 +408,11 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
     case O_T_END:
         if (parse_double(on, arg, &o->t_end)) return 2;
         if (!(o->t_end > 0)) return bad_value("--t-end: must be > 0 (got %s)", arg);
+        o->t_end_set = 1;
         return 0;
     case O_N_OUT:
         if (parse_count(on, arg, 2, 10000000, &u)) return 2;
-        o->n_out = (size_t)u;
+        o->n_out = (size_t)u, o->n_out_set = 1;
         return 0;
     case O_OUT:
         if (!*arg) return bad_value("--out: empty directory name");
@@ -357,11 +421,12 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
     case O_CHECK:
         o->check = 1;
         return 0;
-    case O_JACOBIAN:
-        if ((o->ode.jacobian = gmf_ode_jacobian_parse(arg)) < 0)
-            return bad_value("--jacobian: unknown choice '%s' (choose auto, dq, jvp or dense)",
-                             arg);
+    case O_JACOBIAN: {
+        gmf_ode_jacobian j;
+        if (gmf_ode_jacobian_parse(arg, &j)) return bad_value("--jacobian: %s", gmf_errmsg());
+        o->ode.jacobian = (int)j;
         return 0;
+    }
     case O_POLISH:
         o->polish = 1;
         return 0;
@@ -380,8 +445,8 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
     return -1;
 }
 
-/* --geometry wfr: the Sigma form only, no Theorem 1 check, no Newton polish and no exact
- * Jacobian (docs/WFR.md). */
+/* --geometry wfr: the Sigma form only, no Theorem 1 check, no Newton polish, no events and no
+ * exact Jacobian (docs/WFR.md). */
 static int check_wfr_options(options *o) {
     if (o->fr_set && !o->wfr) return usage_error("--fr-weight needs --geometry wfr");
     if (!o->wfr) return -1;
@@ -391,6 +456,7 @@ static int check_wfr_options(options *o) {
         return usage_error("--geometry wfr: %s is not available (Theorem 1 and the Newton polish "
                            "are for equal weights)",
                            o->check ? "--check-thm1" : "--polish");
+    if (o->ev_opt) return usage_error("--geometry wfr: %s (events) is not available", o->ev_opt);
     if (o->ode.jacobian == GMF_ODE_JAC_JVP || o->ode.jacobian == GMF_ODE_JAC_DENSE)
         return usage_error("--geometry wfr: --jacobian %s needs the exact Jacobian, which the WFR "
                            "flow does not have (use auto or dq)",
@@ -399,13 +465,62 @@ static int check_wfr_options(options *o) {
     return -1;
 }
 
+/* Output-time, event and stall options. */
+static int opt_events(options *o, int c, const char *on, const char *arg) {
+    unsigned long long u;
+    static const char *const ev_names[] = {"--stop-grad", "--event-loss", "--collapse",
+                                           "--on-event"};
+    if (c >= O_STOP_GRAD && c <= O_ON_EVENT && !o->ev_opt) o->ev_opt = ev_names[c - O_STOP_GRAD];
+    switch (c) {
+    case O_T_OUT:
+        o->t_out = arg;
+        return 0;
+    case O_LOG_TIMES:
+        if (parse_count(on, arg, 1, 10000000, &u)) return 2;
+        o->log_times = (size_t)u;
+        return 0;
+    case O_T_FIRST:
+        if (parse_double(on, arg, &o->t_first)) return 2;
+        if (!(o->t_first > 0)) return bad_value("--t-first: must be > 0 (got %s)", arg);
+        return 0;
+    case O_STOP_GRAD:
+        if (parse_double(on, arg, &o->ev.grad_tol)) return 2;
+        if (!(o->ev.grad_tol > 0)) return bad_value("--stop-grad: must be > 0 (got %s)", arg);
+        return 0;
+    case O_EVENT_LOSS:
+        if (parse_double(on, arg, &o->ev.loss_value)) return 2;
+        o->ev.loss_on = 1;
+        return 0;
+    case O_COLLAPSE:
+        if (parse_double(on, arg, &o->ev.collapse_ratio)) return 2;
+        if (!(o->ev.collapse_ratio > 0 && o->ev.collapse_ratio < 1))
+            return bad_value("--collapse: must be in (0, 1) (got %s)", arg);
+        return 0;
+    case O_ON_EVENT:
+        if (strcmp(arg, "stop") && strcmp(arg, "continue"))
+            return bad_value("--on-event: '%s' (choose stop or continue)", arg);
+        o->ev.stop = !strcmp(arg, "stop");
+        return 0;
+    case O_STALL_SECONDS:
+        if (parse_double(on, arg, &o->ode.stall_seconds)) return 2;
+        if (!(o->ode.stall_seconds >= 0))
+            return bad_value("--stall-seconds: must be >= 0 (got %s)", arg);
+        return 0;
+    case O_STALL_STEPS:
+        if (parse_count(on, arg, 0, 0x7fffffffULL, &u)) return 2;
+        o->ode.stall_steps = (long)u;
+        return 0;
+    }
+    return -1;
+}
+
 /* Combinations, and what can be checked before any file is read. */
 static int check_options(options *o) {
     if (o->data && o->toy_opt)
         return usage_error("--%s sets the built-in toy data; it cannot be combined with --data",
                            o->toy_opt);
-    int rc = check_wfr_options(o);
-    if (rc >= 0) return rc;
+    int wrc = check_wfr_options(o);
+    if (wrc >= 0) return wrc;
     if (o->init && o->rand_opt)
         return usage_error("%s sets the random initial mixture; it cannot be combined with --init",
                            o->rand_opt);
@@ -413,8 +528,19 @@ static int check_options(options *o) {
         o->ode.rtol = THM1_RTOL, o->ode.atol = THM1_ATOL;
         o->tightened = 1;
     }
-    if (o->ode.atol == 0 &&
-        (o->ode.method == GMF_ODE_CVODE_ADAMS || o->ode.method == GMF_ODE_CVODE_BDF))
+    if (o->t_out && (o->t_end_set || o->n_out_set || o->log_times))
+        return usage_error("--t-out gives the output times and the end: it cannot be combined "
+                           "with --t-end, --n-out or --log-times");
+    if (o->log_times && o->n_out_set)
+        return usage_error("--log-times and --n-out both set the number of output times");
+    if (o->t_first > 0 && !o->log_times)
+        return usage_error("--t-first is the first time of --log-times; give --log-times N");
+    if (o->ev_opt && o->check)
+        return usage_error("%s cannot be combined with --check-thm1 (an event may stop the run "
+                           "before the times the check compares)",
+                           o->ev_opt);
+    if (o->ode.atol == 0 && (o->ode.method == GMF_ODE_CVODE_ADAMS ||
+                             o->ode.method == GMF_ODE_CVODE_BDF || o->ode.method == GMF_ODE_AUTO))
         return usage_error("--atol 0: CVODE (--method %s) needs atol > 0: its error weights "
                            "1/(rtol |y_i| + atol) are infinite at the zero entries of the state "
                            "(the off-diagonal zeros of Sigma); give --atol > 0, or --method "
@@ -450,6 +576,7 @@ static int parse_options(int argc, char **argv, options *o) {
         int rc = opt_data(o, c, on, optarg);
         if (rc < 0) rc = opt_init(o, c, on, optarg);
         if (rc < 0) rc = opt_flow(o, c, on, optarg);
+        if (rc < 0) rc = opt_events(o, c, on, optarg);
         if (rc >= 0) {
             if (rc) return rc;
             continue;
@@ -479,6 +606,8 @@ typedef struct inputs {
     const char *init_form;
     double *ybw, *yeu; /* initial state [mu | Sigma] and (when available or needed) [mu | C] */
     double *w;         /* the --init file's mixture weights, or NULL (equal weights) */
+    int rank, P, npy;  /* MPI (docs/SCALE.md); npy: X, yv hold only rows i0 .. i0 + nloc - 1 */
+    size_t i0, nloc;   /* this rank's block of rows */
 } inputs;
 
 static void inputs_free(inputs *in) {
@@ -486,7 +615,20 @@ static void inputs_free(inputs *in) {
 }
 
 static int load_data(const options *o, inputs *in) {
-    if (o->data) {
+    const char *hook = getenv("GMFLOW_TEST_FAIL_RANK"); /* test hook: this rank fails to read */
+    const size_t dlen = o->data ? strlen(o->data) : 0;
+    if (hook && in->P > 1 && atoi(hook) == in->rank)
+        return fail("--data: rank %d of %d: cannot read its shard (simulated by "
+                    "GMFLOW_TEST_FAIL_RANK)",
+                    in->rank, in->P);
+    if (dlen > 4 && !strcmp(o->data + dlen - 4, ".npy")) { /* each rank reads its rows only */
+        in->npy = 1;
+        if (gmf_io_read_xy_npy(o->data, in->rank, in->P, &in->n, &in->d, &in->i0, &in->nloc, &in->X,
+                               &in->yv))
+            return fail("--data: %s", gmf_errmsg());
+        snprintf(in->data_desc, sizeof in->data_desc, "%s (n = %zu, d = %zu)", o->data, in->n,
+                 in->d);
+    } else if (o->data) {
         if (gmf_io_read_csv(o->data, &in->n, &in->d, &in->X, &in->yv))
             return fail("--data: %s", gmf_errmsg());
         snprintf(in->data_desc, sizeof in->data_desc, "%s (n = %zu, d = %zu)", o->data, in->n,
@@ -500,6 +642,7 @@ static int load_data(const options *o, inputs *in) {
                  o->toy.seed, in->n, in->d);
     }
     in->D = in->d + 1;
+    if (!in->npy) gmf_par_block(in->n, in->rank, in->P, &in->i0, &in->nloc);
     return 0;
 }
 
@@ -597,16 +740,38 @@ static void print_progress(const gmf_traj *tr, size_t j, void *user) {
             gmf_traj_nrhs(tr)[j], gmf_traj_wall(tr)[j]);
 }
 
-/* Integrate one form from y0 over tout into a new trajectory.  0 or 1 (message printed). */
+/* Between output times, about every second: where the integration is. */
+static void print_step_progress(const gmf_ode_progress_info *i, void *user) {
+    const progress *p = user;
+    fprintf(stderr,
+            "%s  ... t = %-12.6g loss = %.10e  steps = %ld  rhs = %ld  h = %.3g  %s  %.1f s\n",
+            p->label, i->t, i->scalar, i->nsteps, i->nfevals, i->h, gmf_ode_method_name(i->method),
+            i->wall);
+}
+
+/* Integrate one form from y0 over tout into a new trajectory, with the events ev (NULL: none).
+ * 0 or 1 (message printed). */
 static int integrate(gmf_flow_kind kind, const inputs *in, gmf_oracle oracle, const double *y0,
-                     const double *tout, const options *o, const char *label, gmf_traj **tr,
-                     gmf_ode_stats *st) {
+                     const double *tout, const options *o, const char *label, gmf_events *ev,
+                     gmf_traj **tr, gmf_ode_stats *st) {
     if (gmf_traj_new(tr, kind, o->n_out, in->K, in->D)) return fail("%s", gmf_errmsg());
     if (kind == GMF_FLOW_WFR_BW && gmf_traj_set_alpha(*tr, o->fr_weight))
         return fail("%s", gmf_errmsg());
     progress p = {o->quiet, label};
     gmf_traj_set_progress(*tr, print_progress, &p);
-    if (gmf_traj_integrate(*tr, oracle, y0, tout, st, &o->ode)) return fail("%s", gmf_errmsg());
+    gmf_ode_opts ode = o->ode;
+    if (!o->quiet) ode.progress = print_step_progress, ode.progress_user = &p;
+    ode.progress_seconds = o->quiet ? 0.0 : 1.0;
+    if (ev) gmf_events_attach(ev, &ode);
+    if (gmf_traj_integrate(*tr, oracle, y0, tout, st, &ode)) {
+        fail("%s", gmf_errmsg());
+        if (strstr(gmf_errmsg(), "no progress"))
+            fprintf(stderr,
+                    CMD ": options for this: --collapse RATIO (stop cleanly at a component "
+                        "collapse), --stop-grad TOL, --t-end (stop before), --stall-seconds/"
+                        "--stall-steps (the detector), --method, --rtol\n");
+        return 1;
+    }
     return 0;
 }
 
@@ -645,7 +810,7 @@ static int check_thm1(const options *o, const inputs *in, gmf_oracle oracle, con
     for (size_t j = 0; j < T; j++)
         toutc[j] = gmf_flow_time_convert(tout[j], o->form, other, K);
     const char *lab = other == GMF_FLOW_EUCLID ? "thm1 euclid " : "thm1 bw ";
-    if (integrate(other, in, oracle, y0c, toutc, o, lab, &trc, &run->check_stats)) goto done;
+    if (integrate(other, in, oracle, y0c, toutc, o, lab, NULL, &trc, &run->check_stats)) goto done;
     if (gmf_traj_thm1_distance(tr, trc, &run->err_sigma, &run->err_mu)) {
         fail("%s", gmf_errmsg());
         goto done;
@@ -714,7 +879,7 @@ static void polish_report(const char *dir, const polished *p) {
 
 static void summary(const options *o, const inputs *in, const gmf_traj *tr,
                     const gmf_flowio_run *r) {
-    const size_t T = gmf_traj_T(tr);
+    const size_t T = gmf_traj_done(tr);
     const double *t = gmf_traj_t(tr), *loss = gmf_traj_loss(tr);
     const gmf_ode_stats *st = &r->stats;
     printf(CMD ": %s\n", o->form == GMF_FLOW_EUCLID
@@ -735,10 +900,27 @@ static void summary(const options *o, const inputs *in, const gmf_traj *tr,
     printf("  stats     %ld steps, %ld RHS evaluations, %ld error-test failures, %ld nonlinear "
            "iterations (%ld convergence failures)",
            st->nsteps, st->nfevals, st->netfails, st->nniters, st->nncfails);
-    if (o->ode.method == GMF_ODE_CVODE_BDF)
+    if (st->method_last == GMF_ODE_CVODE_BDF)
         printf(", %ld linear iterations, jacobian %s (%ld dense, %ld JVPs)", st->nliters,
                gmf_ode_jacobian_name(st->jacobian), st->njevals, st->njvevals);
     printf(", %.3f s\n", r->wall);
+    for (int i = 0; i < st->nswitch && i < GMF_ODE_MAX_SWITCH; i++)
+        printf("  auto      switched adams -> bdf at t = %.10g (stiffness detected)\n",
+               st->t_switch[i]);
+    const gmf_events *e = r->events;
+    for (size_t j = 0; e && j < e->nev; j++) {
+        char desc[512];
+        gmf_events_describe(e, &e->ev[j], desc, sizeof desc);
+        if (j < GMF_FLOWIO_MAX_EVENT_FILES)
+            printf("  event %-3zu %s; state in %s/event_%zu_state.json\n", j + 1, desc, o->out,
+                   j + 1);
+        else
+            printf("  event %-3zu %s\n", j + 1, desc);
+    }
+    if (e && e->ndropped) printf("  events    %zu more not recorded\n", e->ndropped);
+    if (st->stopped && e && e->nev)
+        printf("  stopped   at event %zu (t = %.10g); state.json holds the state there\n", e->nev,
+               e->ev[e->nev - 1].t);
     if (r->checked) {
         printf("  thm1      %s form, %ld steps, %.3f s; max over %zu times of\n",
                o->form == GMF_FLOW_BW ? "euclid" : "bw", r->check_stats.nsteps, r->check_wall, T);
@@ -749,7 +931,7 @@ static void summary(const options *o, const inputs *in, const gmf_traj *tr,
         printf("            %s (tolerance %g)\n", r->pass ? "PASS" : "FAIL", THM1_TOL);
     }
     if (o->wfr) {
-        const double *w = gmf_traj_w(tr) + (T - 1) * in->K;
+        const double *w = gmf_traj_w(tr) + (gmf_traj_done(tr) - 1) * in->K;
         double wmin = w[0], wmax = w[0];
         for (size_t k = 1; k < in->K; k++)
             wmin = fmin(wmin, w[k]), wmax = fmax(wmax, w[k]);
@@ -787,6 +969,45 @@ static gmf_flowio_run run_record(int argc, char **argv, const options *o, const 
 /* ------------------------------------------------------------------------------------------ */
 /* the command                                                                                 */
 
+/* The output times: --t-out, --log-times or the even grid of --t-end/--n-out.  Sets o->n_out
+ * and o->t_end to what they give.  0, or the exit status (message printed). */
+static int output_times(options *o, const inputs *in, double **tout) {
+    double *off = NULL;
+    size_t n = 0;
+    if (o->t_out) {
+        if (gmf_ode_parse_times(o->t_out, &off, &n)) return bad_value("--t-out: %s", gmf_errmsg());
+        const size_t skip = off[0] == 0.0; /* t = 0 is always the first output */
+        o->n_out = n + 1 - skip, o->t_end = off[n - 1];
+        *tout = gmf_calloc(o->n_out, sizeof(double), "output times");
+        if (*tout) {
+            (*tout)[0] = in->t0;
+            for (size_t i = skip; i < n; i++)
+                (*tout)[i + 1 - skip] = in->t0 + off[i];
+        }
+        free(off);
+        if (!*tout) return fail("%s", gmf_errmsg());
+        for (size_t j = 1; j < o->n_out; j++)
+            if (!((*tout)[j] > (*tout)[j - 1]))
+                return bad_value("--t-out: times %g and %g are too close to tell apart after t0 = "
+                                 "%g",
+                                 (*tout)[j - 1] - in->t0, (*tout)[j] - in->t0, in->t0);
+        return 0;
+    }
+    if (o->log_times) o->n_out = o->log_times + 1;
+    *tout = gmf_calloc(o->n_out, sizeof(double), "output times");
+    if (!*tout) return fail("%s", gmf_errmsg());
+    if (o->log_times) {
+        const double first = o->t_first > 0 ? o->t_first : 1e-6 * o->t_end;
+        if (gmf_ode_log_times(in->t0, first, o->t_end, o->log_times, *tout))
+            return bad_value("--log-times %zu, --t-first %g, --t-end %g: %s", o->log_times, first,
+                             o->t_end, gmf_errmsg());
+        return 0;
+    }
+    if (gmf_traj_time_grid(in->t0, o->t_end, o->n_out, *tout))
+        return bad_value("--t-end %g, --n-out %zu: %s", o->t_end, o->n_out, gmf_errmsg());
+    return 0;
+}
+
 /* The WFR initial state [w | mu | Sigma]: the --init file's weights, else 1/K; NULL (message
  * printed) on failure. */
 static double *wfr_state(const inputs *in) {
@@ -808,26 +1029,24 @@ static double *wfr_state(const inputs *in) {
 }
 
 /* Everything after the inputs: integrate, check, write, report.  The exit status. */
-static int run_flow(int argc, char **argv, const options *o, const inputs *in, double t_start) {
+static int run_flow(int argc, char **argv, options *o, const inputs *in, double t_start) {
     gmf_sqloss *sq = NULL;
     gmf_outset *set = NULL;
     gmf_traj *tr = NULL;
     polished pol = {0};
-    double *tout = gmf_calloc(o->n_out, sizeof(double), "output times"), *y0w = NULL;
-    int status = 1, polish_failed = 0;
-    if (!tout) {
-        fail("%s", gmf_errmsg());
-        goto done;
-    }
-    if (gmf_traj_time_grid(in->t0, o->t_end, o->n_out, tout)) {
-        status = bad_value("--t-end %g, --n-out %zu: %s", o->t_end, o->n_out, gmf_errmsg());
-        goto done;
-    }
-    if (gmf_outset_new(&set, o->out, gmf_flowio_names)) {
-        fail("--out %s: %s", o->out, gmf_errmsg());
-        goto done;
-    }
-    if (gmf_sqloss_new(&sq, in->n, in->d, in->X, in->yv)) {
+    int polish_failed = 0;
+    gmf_events ev;
+    memset(&ev, 0, sizeof ev);
+    double *tout = NULL, *y0w = NULL;
+    int status = output_times(o, in, &tout);
+    if (status) goto done;
+    status = 1;
+    int bad = in->rank == 0 && gmf_outset_new(&set, o->out, gmf_flowio_names); /* rank 0 writes */
+    if (bad) fail("--out %s: %s", o->out, gmf_errmsg());
+    if (gmf_par_any(bad)) goto done;
+    const size_t off = in->npy ? 0 : in->i0; /* a CSV is read whole by every rank */
+    if (in->P > 1 ? gmf_sqloss_shard(&sq, in->nloc, in->n, in->d, in->X + off * in->d, in->yv + off)
+                  : gmf_sqloss_borrow(&sq, in->n, in->d, in->X, in->yv)) {
         fail("%s", gmf_errmsg());
         goto done;
     }
@@ -841,11 +1060,22 @@ static int run_flow(int argc, char **argv, const options *o, const inputs *in, d
                 o->form == GMF_FLOW_EUCLID ? "euclid" : "bw", in->K, in->D,
                 gmf_ode_method_name(o->ode.method), in->t0, in->t0 + o->t_end);
     gmf_flowio_run r = run_record(argc, argv, o, in);
-    if (integrate(o->wfr ? GMF_FLOW_WFR_BW : o->form, in, oracle, y0, tout, o, "", &tr, &r.stats))
+    r.ranks = in->P;
+    if (!o->wfr && gmf_events_init(&ev, o->form, in->K, oracle, &o->ev)) {
+        fail("%s", gmf_errmsg());
+        goto done;
+    }
+    r.events = o->wfr ? NULL : &ev; /* WFR runs have no events (docs/WFR.md) */
+    if (integrate(o->wfr ? GMF_FLOW_WFR_BW : o->form, in, oracle, y0, tout, o, "",
+                  o->wfr ? NULL : &ev, &tr, &r.stats))
         goto done;
     r.wall = gmf_traj_elapsed(tr);
     if (o->check && check_thm1(o, in, oracle, tout, tr, &r)) goto done;
     r.wall_total = now() - t_start;
+    if (in->rank) { /* the others computed the same; rank 0 writes and reports */
+        status = r.checked && !r.pass;
+        goto done;
+    }
     if (o->polish) polish_failed = polish_run(set, oracle, tr, &pol);
     if (gmf_flowio_write_set(set, tr, &r)) {
         fail("--out %s: %s (the previous contents of %s are unchanged)", o->out, gmf_errmsg(),
@@ -864,6 +1094,7 @@ static int run_flow(int argc, char **argv, const options *o, const inputs *in, d
     status = 0;
 done:
     if (pol.done) gmf_stationary_spectrum_free(&pol.sp);
+    gmf_events_free(&ev);
     gmf_traj_free(tr);
     gmf_sqloss_free(sq);
     gmf_outset_free(set);
@@ -877,10 +1108,30 @@ int gmf_cli_flow(int argc, char **argv) {
     options o;
     int status = parse_options(argc, argv, &o);
     if (status >= 0) return status;
+    /* MPI (docs/SCALE.md): samples sharded over the ranks, the state replicated; only rank 0
+     * prints and writes; an error on any rank stops every rank (gmf_par_any after each step
+     * that can fail on one rank alone). */
     inputs in;
     memset(&in, 0, sizeof in);
     in.init_form = "";
-    status = load_data(&o, &in) || load_init(&o, &in) ? 1 : run_flow(argc, argv, &o, &in, t_start);
+    in.rank = gmf_par_rank(), in.P = gmf_par_size();
+    if (in.P > 1 && o.polish)
+        return usage_error("--polish needs the exact Jacobian: serial runs only");
+    if (in.P > 1 && o.ode.method == GMF_ODE_CVODE_BDF) { /* the sharded oracle has no JVP */
+        if (o.ode.jacobian == GMF_ODE_JAC_JVP || o.ode.jacobian == GMF_ODE_JAC_DENSE)
+            return usage_error("--jacobian %s needs exact JVPs: serial runs only (use dq)",
+                               gmf_ode_jacobian_name(o.ode.jacobian));
+        o.ode.jacobian = GMF_ODE_JAC_DQ;
+    }
+    if (in.rank) o.quiet = 1;
+    /* wall-time tests would differ between ranks and split their decisions: step-count only */
+    if (in.P > 1) o.ode.stall_seconds = 0;
+    const int bad = load_data(&o, &in);
+    if (gmf_par_any(bad)) {
+        if (!bad) fail("stopping: another rank failed to read the data (its message above)");
+        status = 1;
+    } else
+        status = load_init(&o, &in) ? 1 : run_flow(argc, argv, &o, &in, t_start);
     inputs_free(&in);
     return status;
 }

@@ -351,7 +351,7 @@ static void default_options(options *o, int argc, char **argv) {
     memset(o, 0, sizeof *o);
     gmf_nn_spec_default(&o->spec);
     o->epochs = 20;
-    gmf_train_opts_default(&o->t);
+    o->t = gmf_train_defaults();
     o->dataset = "mnist";
     o->mc_repeats = 1;
     o->argc = argc, o->argv = argv;

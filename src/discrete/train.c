@@ -23,18 +23,20 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void gmf_train_opts_default(gmf_train_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->batch = 64;
-    o->lr = 0.1;
-    o->lr_sigma = 1.0;
-    o->lr2_scale = 1.0;
-    o->seed = 1;
-    o->threads = 1;
-    o->precision = 32;
-    o->eval_batch = 500;
-    o->diverge_growth = 1e3;
-    o->diverge_patience = 2;
+gmf_train_opts gmf_train_defaults(void) {
+    gmf_train_opts o;
+    memset(&o, 0, sizeof o);
+    o.batch = 64;
+    o.lr = 0.1;
+    o.lr_sigma = 1.0;
+    o.lr2_scale = 1.0;
+    o.seed = 1;
+    o.threads = 1;
+    o.precision = 32;
+    o.eval_batch = 500;
+    o.diverge_growth = 1e3;
+    o.diverge_patience = 2;
+    return o;
 }
 
 void gmf_train_group_lr(const gmf_nn_model *m, const gmf_train_opts *o, double *lr) {

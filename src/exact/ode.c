@@ -7,10 +7,17 @@
  * GSL: explicit embedded Runge-Kutta pairs (rk8pd, rkf45) through gsl_odeiv2_driver, with the
  * standard error control |err_i| <= atol + rtol |y_i|, the same form as CVODE's weights, and
  * (unless the caller sets h0) the Hairer-Norsett-Wanner initial step (gsl_initial_step).
+ *
+ * Both run step by step (CVODE in CV_ONE_STEP mode with a stop time at the end, GSL through
+ * gsl_odeiv2_evolve_apply towards each output time), so that between steps the driver can give
+ * dense output, switch methods (auto), locate events, detect stalls, check the monitored scalar
+ * and report progress (the "monitor" section below).
  */
 #include "gmflow/ode.h"
 
 #include <cvode/cvode.h>
+#include <errno.h>
+#include <float.h>
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_odeiv2.h>
 #include <math.h>
@@ -23,15 +30,20 @@
 #include <sunlinsol/sunlinsol_spgmr.h>
 #include <sunmatrix/sunmatrix_dense.h>
 #include <sunnonlinsol/sunnonlinsol_fixedpoint.h>
+#include <time.h>
 
 #include "gmflow/common.h"
 
-static const char *method_names[] = {"adams", "bdf", "rk8pd", "rkf45"};
+static const char *method_names[] = {"adams", "bdf", "rk8pd", "rkf45", "auto"};
 
-int gmf_ode_method_parse(const char *name) {
+int gmf_ode_method_parse(const char *name, gmf_ode_method *out) {
     for (int i = 0; i < (int)(sizeof method_names / sizeof method_names[0]); i++)
-        if (!strcmp(name, method_names[i])) return i;
-    return -1;
+        if (!strcmp(name, method_names[i])) {
+            *out = (gmf_ode_method)i;
+            return GMF_OK;
+        }
+    return gmf_error(GMF_EINVAL, "unknown method '%s' (choose auto, adams, bdf, rk8pd or rkf45)",
+                     name);
 }
 
 const char *gmf_ode_method_name(gmf_ode_method m) {
@@ -39,14 +51,22 @@ const char *gmf_ode_method_name(gmf_ode_method m) {
 }
 
 gmf_ode_opts gmf_ode_defaults(void) {
-    gmf_ode_opts o = {.method = GMF_ODE_CVODE_ADAMS,
+    gmf_ode_opts o = {.method = GMF_ODE_AUTO,
                       .rtol = 1e-8,
                       .atol = 1e-10,
                       .max_steps = 100000,
                       .h0 = 0.0,
                       .jvp = NULL,
                       .jac = NULL,
-                      .jacobian = GMF_ODE_JAC_AUTO};
+                      .jacobian = GMF_ODE_JAC_AUTO,
+                      .auto_window = 100,
+                      .auto_fail_frac = 0.04,
+                      .auto_hrho = 0.05,
+                      .auto_min_steps = 2000,
+                      .stall_hrel = 1e-12,
+                      .stall_steps = 10000,
+                      .stall_seconds = 10.0,
+                      .stall_frac = 1e-3};
     return o;
 }
 
@@ -55,9 +75,27 @@ typedef struct {
     void *user;
     long nfevals;
     int rhs_failed;  /* the user's RHS returned < 0 (or its exact JVP / Jacobian) */
+    int hook_failed; /* an event function failed */
     gmf_ode_jvp jvp; /* exact Jacobian information, set by attach_linsol */
     gmf_ode_jac jac;
     char msg[512]; /* CVODE's last error message */
+    /* the monitor (see below) */
+    const gmf_ode_opts *o;
+    size_t N;
+    const double *tout;
+    size_t ntout, jnext; /* jnext: the next output index */
+    gmf_ode_observer obs;
+    void *obs_user;
+    gmf_ode_stats *st;      /* never NULL here */
+    gmf_ode_method cur;     /* the method stepping now */
+    long nsteps, steps_out; /* steps so far; since the last output time */
+    double wall0, tick;     /* start, last progress report */
+    long sw_n;              /* step-count stall window: start step and time */
+    double sw_t;            /* " */
+    double ww_wall, ww_t;   /* wall-time stall window: start and time */
+    long aw_n, aw_f;        /* auto: window start (steps, convergence failures) */
+    int have_min;           /* the monitored scalar: smallest value so far and its time */
+    double smin, tmin, srtol;
 } driver_data;
 
 static int check_args(size_t N, const double *y, const double *tout, size_t ntout,
@@ -76,6 +114,14 @@ static int check_args(size_t N, const double *y, const double *tout, size_t ntou
     if (o->max_steps <= 0)
         return gmf_error(GMF_EINVAL, "ODE: max_steps must be positive (got %ld)", o->max_steps);
     if (!gmf_all_finite(y, N)) return gmf_error(GMF_EINVAL, "ODE: initial state is not finite");
+    if (!(o->stall_hrel >= 0) || o->stall_steps < 0 || !(o->stall_seconds >= 0) ||
+        !(o->stall_frac >= 0) || !(o->progress_seconds >= 0) || isnan(o->scalar_rtol))
+        return gmf_error(GMF_EINVAL, "ODE: stall and progress settings must be >= 0");
+    if (o->method == GMF_ODE_AUTO && (o->auto_window < 1 || !(o->auto_fail_frac >= 0) ||
+                                      !(o->auto_hrho >= 0) || o->auto_min_steps < 0))
+        return gmf_error(GMF_EINVAL, "ODE: auto needs auto_window >= 1 and auto_fail_frac, "
+                                     "auto_hrho, auto_min_steps >= 0");
+    if (o->nroots && !o->roots) return gmf_error(GMF_EINVAL, "ODE: nroots > 0 without roots");
     return GMF_OK;
 }
 
@@ -84,6 +130,151 @@ static int check_args(size_t N, const double *y, const double *tout, size_t ntou
 static const char *rhs_reason(char *buf, size_t len) {
     snprintf(buf, len, "%s", gmf_errmsg());
     return buf;
+}
+
+/* ---------------------------------------------------------------- monitor
+ * Called by both drivers between steps: outputs, events, stalls, the monotone scalar, progress. */
+
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *scalar_name(const driver_data *dd) {
+    return dd->o->scalar_name ? dd->o->scalar_name : "monitored value";
+}
+
+/* Evaluate the monitored scalar at (t, y) (NAN in *out without one) and check that it has not
+ * increased beyond the tolerance over the smallest value seen so far. */
+static int scalar_check(driver_data *dd, double t, const double *y, double *out) {
+    const gmf_ode_opts *o = dd->o;
+    if (out) *out = NAN;
+    if (!o->scalar) return GMF_OK;
+    double v = NAN;
+    int rc = o->scalar(t, y, &v, o->hook_user);
+    if (rc) return rc < 0 ? rc : GMF_ESOLVER;
+    if (out) *out = v;
+    if (!isfinite(v))
+        return gmf_error(GMF_EDIVERGE, "ODE (%s): the %s is not finite (%g) at t = %.10g",
+                         gmf_ode_method_name(dd->cur), scalar_name(dd), v, t);
+    const double allowed = dd->srtol * fabs(dd->smin) + 1e-300;
+    if (dd->srtol >= 0 && dd->have_min && v - dd->smin > allowed)
+        return gmf_error(GMF_EDIVERGE,
+                         "ODE (%s): the %s increased from %.10g at t = %.10g to %.10g at t = %.10g "
+                         "(relative increase %.3g, allowed %.3g): it cannot increase along a "
+                         "gradient flow, so the computed solution is wrong; tighten the tolerances "
+                         "(rtol %g, atol %g)",
+                         gmf_ode_method_name(dd->cur), scalar_name(dd), dd->smin, dd->tmin, v, t,
+                         (v - dd->smin) / fmax(fabs(dd->smin), 1e-300), dd->srtol, o->rtol,
+                         o->atol);
+    if (!dd->have_min || v < dd->smin) dd->smin = v, dd->tmin = t, dd->have_min = 1;
+    return GMF_OK;
+}
+
+/* Output j at (t, y).  GMF_OK, 1 if the observer stopped the run, or an error. */
+static int emit(driver_data *dd, size_t j, double t, const double *y) {
+    int rc = scalar_check(dd, t, y, NULL);
+    if (rc) return rc;
+    dd->st->nout++;
+    dd->steps_out = 0;
+    dd->st->t_reached = t;
+    if (dd->obs && dd->obs(j, t, y, dd->obs_user)) {
+        dd->st->stopped = 1;
+        return 1;
+    }
+    return GMF_OK;
+}
+
+/* An event at (t, y): on_root decides.  GMF_OK to go on, 1 to stop (after a last observer call
+ * at the event), or an error. */
+static int handle_root(driver_data *dd, double t, const double *y, const int *which) {
+    const gmf_ode_opts *o = dd->o;
+    int r = o->on_root ? o->on_root(t, y, which, o->hook_user) : 1;
+    if (r < 0) return r;
+    int rc = scalar_check(dd, t, y, NULL);
+    if (rc) return rc;
+    if (r == 0) return GMF_OK;
+    dd->st->stopped = 1;
+    dd->st->t_reached = t;
+    dd->st->nout++;
+    if (dd->obs) (void)dd->obs(dd->jnext, t, y, dd->obs_user);
+    return 1;
+}
+
+static int stall_error(driver_data *dd, double t, double h, const double *y, const char *what) {
+    char diag[512] = "";
+    if (dd->o->diagnose) dd->o->diagnose(t, y, diag, sizeof diag, dd->o->hook_user);
+    return gmf_error(GMF_ESOLVER,
+                     "ODE (%s): no progress at t = %.10g (step size %.3g, %ld steps): %s.%s%s "
+                     "The solution is probably approaching a singularity. What to try: stop "
+                     "before it with an event (e.g. a component-collapse or gradient-norm event), "
+                     "continue from a state saved just before, or try another method or looser "
+                     "tolerances",
+                     gmf_ode_method_name(dd->cur), t, h, dd->nsteps, what, diag[0] ? " " : "",
+                     diag);
+}
+
+/* After every accepted step to (t, y) of size h. */
+static int monitor_step(driver_data *dd, double t, double h, const double *y) {
+    const gmf_ode_opts *o = dd->o;
+    char what[256];
+    dd->nsteps++;
+    dd->st->t_reached = t;
+    if (++dd->steps_out > o->max_steps)
+        return gmf_error(GMF_ESOLVER,
+                         "ODE (%s): more than max_steps = %ld internal steps between output times "
+                         "%.10g and %.10g (reached t = %.10g, step size %.3g); raise max_steps or "
+                         "add output times",
+                         gmf_ode_method_name(dd->cur), o->max_steps, dd->tout[dd->jnext - 1],
+                         dd->tout[dd->jnext], t, h);
+    /* progress is measured relative to the time reached (log-time), the natural clock of long
+     * horizons: a window must advance t by stall_frac max(|t|, t - t0) */
+    const double need = o->stall_frac * fmax(fabs(t), t - dd->tout[0]);
+    /* (not when the whole span is itself that short: a step is then legitimately tiny) */
+    if (o->stall_hrel > 0 && fabs(h) < o->stall_hrel * fabs(t) &&
+        dd->tout[dd->ntout - 1] - dd->tout[0] > 1e3 * fabs(h)) {
+        snprintf(what, sizeof what, "the step size collapsed below %g |t|", o->stall_hrel);
+        return stall_error(dd, t, h, y, what);
+    }
+    if (o->stall_steps > 0 && dd->nsteps - dd->sw_n >= o->stall_steps) {
+        if (t - dd->sw_t < need) {
+            snprintf(what, sizeof what, "the last %ld steps advanced t by only %.3g (< %g |t|)",
+                     dd->nsteps - dd->sw_n, t - dd->sw_t, o->stall_frac);
+            return stall_error(dd, t, h, y, what);
+        }
+        dd->sw_n = dd->nsteps, dd->sw_t = t;
+    }
+    const double now = wall_now();
+    if (o->stall_seconds > 0 && now - dd->ww_wall >= o->stall_seconds) {
+        if (t - dd->ww_t < need) {
+            snprintf(what, sizeof what,
+                     "the last %.1f s of wall time advanced t by only %.3g (< %g |t|)",
+                     now - dd->ww_wall, t - dd->ww_t, o->stall_frac);
+            return stall_error(dd, t, h, y, what);
+        }
+        dd->ww_wall = now, dd->ww_t = t;
+    }
+    /* progress (and a check of the monitored scalar) about every progress_seconds (1 s without
+     * progress reports) */
+    const double every = o->progress_seconds > 0 ? o->progress_seconds : 1.0;
+    if (now - dd->tick >= every) {
+        dd->tick = now;
+        double v;
+        int rc = scalar_check(dd, t, y, &v);
+        if (rc) return rc;
+        if (o->progress && o->progress_seconds > 0) {
+            gmf_ode_progress_info p = {.t = t,
+                                       .h = h,
+                                       .nsteps = dd->nsteps,
+                                       .nfevals = dd->nfevals,
+                                       .wall = now - dd->wall0,
+                                       .scalar = v,
+                                       .method = dd->cur};
+            o->progress(&p, o->progress_user);
+        }
+    }
+    return GMF_OK;
 }
 
 /* ---------------------------------------------------------------- CVODE */
@@ -122,10 +313,13 @@ static void flag_name(int flag, char *buf, size_t len) {
 
 static const char *jacobian_names[] = {"auto", "dq", "jvp", "dense"};
 
-int gmf_ode_jacobian_parse(const char *name) {
+int gmf_ode_jacobian_parse(const char *name, gmf_ode_jacobian *out) {
     for (int i = 0; i < (int)(sizeof jacobian_names / sizeof jacobian_names[0]); i++)
-        if (!strcmp(name, jacobian_names[i])) return i;
-    return -1;
+        if (!strcmp(name, jacobian_names[i])) {
+            *out = (gmf_ode_jacobian)i;
+            return GMF_OK;
+        }
+    return gmf_error(GMF_EINVAL, "unknown choice '%s' (choose auto, dq, jvp or dense)", name);
 }
 
 const char *gmf_ode_jacobian_name(gmf_ode_jacobian j) {
@@ -217,84 +411,265 @@ static int attach_linsol(void *mem, N_Vector v, SUNContext ctx, driver_data *dd,
     return GMF_OK;
 }
 
-static int solve_cvode(size_t N, driver_data *dd, double *y, const double *tout, size_t ntout,
-                       const gmf_ode_opts *o, gmf_ode_observer obs, void *obs_user,
-                       gmf_ode_stats *st) {
+/* Event functions for CVODE's root finding. */
+static int cv_roots(sunrealtype t, N_Vector y, sunrealtype *g, void *ud) {
+    driver_data *dd = ud;
+    int rc = dd->o->roots(t, N_VGetArrayPointer(y), g, dd->o->hook_user);
+    if (rc) dd->hook_failed = 1;
+    return rc ? -1 : 0;
+}
+
+/* One CVODE solver; with method auto it is replaced (new memory, same context and vectors) at
+ * the switch, and the retired memories' counts are kept here. */
+typedef struct {
+    SUNContext ctx;
+    N_Vector v, vd; /* the state (wraps y); a dense-output buffer */
+    void *mem;
+    SUNLinearSolver LS;
+    SUNNonlinearSolver NLS;
+    SUNMatrix A;           /* the dense Jacobian's matrix (BDF, dense) */
+    gmf_ode_jacobian used; /* the BDF linear solver chosen */
+    int *rootdir, *rootsfound;
+    long nst, netf, nni, ncf, nli, nje, njv; /* from retired memories */
+} cv_solver;
+
+/* A fresh CVODE memory for method m (adams or bdf) at (t0, v). */
+static int cv_start(cv_solver *s, driver_data *dd, gmf_ode_method m, double t0, double h0) {
     int rc = GMF_OK;
-    SUNContext ctx = NULL;
-    N_Vector v = NULL;
-    void *mem = NULL;
-    SUNLinearSolver LS = NULL;
-    SUNMatrix A = NULL;
-    gmf_ode_jacobian used = GMF_ODE_JAC_DQ;
-    SUNNonlinearSolver NLS = NULL;
-    if (SUNContext_Create(NULL, &ctx) != 0)
-        return gmf_error(GMF_ESOLVER, "CVODE: SUNContext_Create failed");
-    v = N_VMake_Serial((sunindextype)N, y, ctx); /* wraps y: the solution lands in y */
-    mem = CVodeCreate(o->method == GMF_ODE_CVODE_BDF ? CV_BDF : CV_ADAMS, ctx);
-    if (!v || !mem) {
-        rc = gmf_error(GMF_ESOLVER, "CVODE: out of memory creating the solver");
-        goto done;
-    }
+    const gmf_ode_opts *o = dd->o;
+    void *mem = s->mem = CVodeCreate(m == GMF_ODE_CVODE_BDF ? CV_BDF : CV_ADAMS, s->ctx);
+    if (!mem) return gmf_error(GMF_ESOLVER, "CVODE: out of memory creating the solver");
+    dd->cur = m;
     CV_TRY(CVodeSetErrHandlerFn(mem, cv_err, dd));
-    CV_TRY(CVodeInit(mem, cv_rhs, tout[0], v));
+    CV_TRY(CVodeInit(mem, cv_rhs, t0, s->v));
     CV_TRY(CVodeSetUserData(mem, dd));
     CV_TRY(CVodeSStolerances(mem, o->rtol, o->atol));
-    CV_TRY(CVodeSetMaxNumSteps(mem, o->max_steps));
-    if (o->h0 > 0) CV_TRY(CVodeSetInitStep(mem, o->h0));
-    if (o->method == GMF_ODE_CVODE_BDF) {
-        if ((rc = attach_linsol(mem, v, ctx, dd, o, &LS, &A, &used)) != GMF_OK) goto done;
-    } else {
-        NLS = SUNNonlinSol_FixedPoint(v, 0, ctx);
-        if (!NLS) {
-            rc = gmf_error(GMF_ESOLVER, "CVODE: could not create the fixed-point solver");
-            goto done;
-        }
-        CV_TRY(CVodeSetNonlinearSolver(mem, NLS));
+    CV_TRY(CVodeSetStopTime(mem, dd->tout[dd->ntout - 1]));
+    if (h0 > 0) CV_TRY(CVodeSetInitStep(mem, h0));
+    if (o->nroots) {
+        CV_TRY(CVodeRootInit(mem, (int)o->nroots, cv_roots));
+        CV_TRY(CVodeSetRootDirection(mem, s->rootdir));
+        CV_TRY(CVodeSetNoInactiveRootWarn(mem));
     }
-    if (obs && obs(0, tout[0], y, obs_user)) goto done;
-    for (size_t j = 1; j < ntout; j++) {
-        sunrealtype t = tout[j - 1];
-        int flag = CVode(mem, tout[j], v, &t, CV_NORMAL);
-        if (flag < 0) {
-            char why[512];
-            if (dd->rhs_failed)
-                rc = gmf_error(GMF_ESOLVER,
-                               "CVODE stopped at t = %.6g: the right-hand side "
-                               "failed: %s",
-                               t, rhs_reason(why, sizeof why));
-            else {
-                char name[64];
-                flag_name(flag, name, sizeof name);
-                rc = gmf_error(GMF_ESOLVER, "CVODE failed at t = %.6g (%s): %s", t, name, dd->msg);
-            }
-            goto done;
-        }
-        if (obs && obs(j, tout[j], y, obs_user)) goto done;
+    if (m == GMF_ODE_CVODE_BDF) {
+        rc = attach_linsol(mem, s->v, s->ctx, dd, o, &s->LS, &s->A, &s->used);
+    } else {
+        s->NLS = SUNNonlinSol_FixedPoint(s->v, 0, s->ctx);
+        if (!s->NLS)
+            return gmf_error(GMF_ESOLVER, "CVODE: could not create the fixed-point solver");
+        CV_TRY(CVodeSetNonlinearSolver(mem, s->NLS));
     }
 done:
-    if (mem && st) {
-        long v1 = 0;
-        int q = 0;
-        sunrealtype h = 0;
-        CVodeGetNumSteps(mem, &v1), st->nsteps = v1;
-        CVodeGetNumErrTestFails(mem, &v1), st->netfails = v1;
-        CVodeGetNumNonlinSolvIters(mem, &v1), st->nniters = v1;
-        CVodeGetNumNonlinSolvConvFails(mem, &v1), st->nncfails = v1;
-        if (LS) CVodeGetNumLinIters(mem, &v1), st->nliters = v1;
-        if (LS) CVodeGetNumJacEvals(mem, &v1), st->njevals = v1;
-        if (LS) CVodeGetNumJtimesEvals(mem, &v1), st->njvevals = v1;
-        st->jacobian = used;
-        CVodeGetLastOrder(mem, &q), st->qlast = q;
-        CVodeGetLastStep(mem, &h), st->hlast = h;
+    return rc;
+}
+
+/* The statistics of the current memory plus the retired ones. */
+static void cv_stats(const cv_solver *s, gmf_ode_stats *st) {
+    long v1 = 0;
+    int q = 0;
+    sunrealtype h = 0;
+    st->nsteps = s->nst, st->netfails = s->netf, st->nniters = s->nni, st->nncfails = s->ncf;
+    st->nliters = s->nli, st->njevals = s->nje, st->njvevals = s->njv, st->jacobian = s->used;
+    if (!s->mem) return;
+    if (CVodeGetNumSteps(s->mem, &v1) == CV_SUCCESS) st->nsteps += v1;
+    if (CVodeGetNumErrTestFails(s->mem, &v1) == CV_SUCCESS) st->netfails += v1;
+    if (CVodeGetNumNonlinSolvIters(s->mem, &v1) == CV_SUCCESS) st->nniters += v1;
+    if (CVodeGetNumNonlinSolvConvFails(s->mem, &v1) == CV_SUCCESS) st->nncfails += v1;
+    if (s->LS && CVodeGetNumLinIters(s->mem, &v1) == CV_SUCCESS) st->nliters += v1;
+    if (s->LS && CVodeGetNumJacEvals(s->mem, &v1) == CV_SUCCESS) st->njevals += v1;
+    if (s->LS && CVodeGetNumJtimesEvals(s->mem, &v1) == CV_SUCCESS) st->njvevals += v1;
+    if (CVodeGetLastOrder(s->mem, &q) == CV_SUCCESS) st->qlast = q;
+    if (CVodeGetLastStep(s->mem, &h) == CV_SUCCESS) st->hlast = h;
+}
+
+/* Free the current memory, keeping its counts. */
+static void cv_retire(cv_solver *s) {
+    gmf_ode_stats st;
+    memset(&st, 0, sizeof st);
+    cv_stats(s, &st);
+    s->nst = st.nsteps, s->netf = st.netfails, s->nni = st.nniters, s->ncf = st.nncfails;
+    s->nli = st.nliters, s->nje = st.njevals, s->njv = st.njvevals;
+    CVodeFree(&s->mem);
+    if (s->LS) SUNLinSolFree(s->LS);
+    if (s->NLS) SUNNonlinSolFree(s->NLS);
+    if (s->A) SUNMatDestroy(s->A);
+    s->LS = NULL, s->NLS = NULL, s->A = NULL;
+}
+
+/* Method auto: has the last window of auto_window Adams steps had at least auto_fail_frac of
+ * them end in a fixed-point convergence failure?  (The fixed-point iteration converges when h
+ * times the Lipschitz constant is small; failing often means the step is held down by the
+ * iteration, not by accuracy: the problem has turned stiff.) */
+/* Method auto: the spectral radius of dF/dy at (t, y), by power iteration on difference
+ * quotients (GMF_ODE_POWER_ITERS iterations from a fixed pseudo-random vector, one RHS call each
+ * plus one for F(y)).  NAN if the RHS fails there. */
+#define GMF_ODE_POWER_ITERS 8
+static double spectral_radius(driver_data *dd, double t, const double *y, double *w) {
+    const size_t N = dd->N;
+    double *f0 = w, *v = w + N, *f1 = v + N, *yp = f1 + N;
+    dd->nfevals++;
+    if (dd->f(t, y, f0, dd->user)) return NAN;
+    double nv = 0, ny = 0, rho = NAN;
+    for (size_t i = 0; i < N; i++) {
+        v[i] = (double)((i * 2654435761u) % 1000u) / 500.0 - 1.0 + 1e-3;
+        nv += v[i] * v[i], ny += y[i] * y[i];
     }
-    if (st) st->nfevals = dd->nfevals;
-    CVodeFree(&mem);
-    if (LS) SUNLinSolFree(LS);
-    if (A) SUNMatDestroy(A);
-    if (NLS) SUNNonlinSolFree(NLS);
-    if (v) N_VDestroy(v);
-    if (ctx) SUNContext_Free(&ctx);
+    nv = sqrt(nv);
+    for (size_t i = 0; i < N; i++)
+        v[i] /= nv;
+    const double eps = sqrt(DBL_EPSILON) * (1.0 + sqrt(ny));
+    for (int it = 0; it < GMF_ODE_POWER_ITERS; it++) {
+        for (size_t i = 0; i < N; i++)
+            yp[i] = y[i] + eps * v[i];
+        dd->nfevals++;
+        if (dd->f(t, yp, f1, dd->user)) return NAN;
+        double n = 0;
+        for (size_t i = 0; i < N; i++)
+            v[i] = (f1[i] - f0[i]) / eps, n += v[i] * v[i];
+        rho = sqrt(n);
+        if (!(rho > 0) || !isfinite(rho)) return rho;
+        for (size_t i = 0; i < N; i++)
+            v[i] /= rho;
+    }
+    return rho;
+}
+
+/* Method auto, at the end of every window of auto_window Adams steps: has the problem turned
+ * stiff?  Either
+ *   (a) at least auto_fail_frac of the window's steps ended in a fixed-point convergence failure
+ *       (the iteration converges when h gamma rho is small: failing often means the iteration,
+ *       not accuracy, holds the step down), or
+ *   (b) Adams would still need at least auto_min_steps steps at its current step h to reach the
+ *       end, and h rho >= auto_hrho, rho the spectral radius of dF/dy (power iteration, 9 RHS
+ *       calls): the step sits near the stability scale 1 / rho of the fastest mode -- high-order
+ *       Adams has a small stability region and stays there without any convergence failure --
+ *       while BDF's step is bounded by accuracy alone. */
+static int cv_stiff(const cv_solver *s, driver_data *dd) {
+    const gmf_ode_opts *o = dd->o;
+    long nst = 0, ncf = 0;
+    sunrealtype h = 0, t = 0;
+    if (CVodeGetNumSteps(s->mem, &nst) != CV_SUCCESS ||
+        CVodeGetNumNonlinSolvConvFails(s->mem, &ncf) != CV_SUCCESS)
+        return 0;
+    if (nst - dd->aw_n < o->auto_window) return 0;
+    const long fails = ncf - dd->aw_f;
+    int stiff = fails >= 1 && (double)fails >= o->auto_fail_frac * (double)(nst - dd->aw_n);
+    dd->aw_n = nst, dd->aw_f = ncf;
+    if (stiff || CVodeGetLastStep(s->mem, &h) != CV_SUCCESS ||
+        CVodeGetCurrentTime(s->mem, &t) != CV_SUCCESS || !(h > 0) ||
+        (dd->tout[dd->ntout - 1] - t) / h < (double)o->auto_min_steps)
+        return stiff;
+    double *w = malloc(4 * dd->N * sizeof(double));
+    if (!w) return 0; /* no estimate: stay with Adams */
+    const double rho = spectral_radius(dd, t, N_VGetArrayPointer(s->v), w);
+    free(w);
+    dd->rhs_failed = 0; /* a failure at a probe point is not the solution's */
+    return h * rho >= o->auto_hrho;
+}
+
+/* Method auto: continue from (t, y) with BDF, starting from the current step size. */
+static int cv_switch(cv_solver *s, driver_data *dd, double t) {
+    sunrealtype h = 0;
+    if (CVodeGetCurrentStep(s->mem, &h) != CV_SUCCESS) h = 0;
+    cv_retire(s);
+    gmf_ode_stats *st = dd->st;
+    if (st->nswitch < GMF_ODE_MAX_SWITCH) st->t_switch[st->nswitch] = t;
+    st->nswitch++;
+    return cv_start(s, dd, GMF_ODE_CVODE_BDF, t, fabs(h));
+}
+
+static int cv_fail(driver_data *dd, int flag, double t) {
+    char why[512], name[64];
+    if (dd->rhs_failed)
+        return gmf_error(GMF_ESOLVER, "CVODE stopped at t = %.6g: the right-hand side failed: %s",
+                         t, rhs_reason(why, sizeof why));
+    if (dd->hook_failed)
+        return gmf_error(GMF_ESOLVER, "CVODE stopped at t = %.6g: an event function failed: %s", t,
+                         rhs_reason(why, sizeof why));
+    flag_name(flag, name, sizeof name);
+    return gmf_error(GMF_ESOLVER, "CVODE failed at t = %.6g (%s): %s", t, name, dd->msg);
+}
+
+/* Outputs passed by the step that ended at t (dense output inside the step).  GMF_OK, 1 if the
+ * observer stopped the run (y then holds the output's state), or an error. */
+static int cv_outputs(cv_solver *s, driver_data *dd, double t, double *y) {
+    while (dd->jnext < dd->ntout && dd->tout[dd->jnext] <= t) {
+        const double tj = dd->tout[dd->jnext];
+        const double *yj = y;
+        if (tj < t) {
+            int flag = CVodeGetDky(s->mem, tj, 0, s->vd);
+            if (flag != CV_SUCCESS) return cv_fail(dd, flag, tj);
+            yj = N_VGetArrayPointer(s->vd);
+        }
+        int rc = emit(dd, dd->jnext, tj, yj);
+        if (rc == 1 && yj != y) memcpy(y, yj, dd->N * sizeof(double));
+        if (rc) return rc;
+        dd->jnext++;
+    }
+    return GMF_OK;
+}
+
+static int cv_loop(cv_solver *s, driver_data *dd, double *y) {
+    const double tend = dd->tout[dd->ntout - 1];
+    while (dd->jnext < dd->ntout) {
+        sunrealtype t = 0, h = 0;
+        int flag = CVode(s->mem, tend, s->v, &t, CV_ONE_STEP);
+        if (flag < 0) return cv_fail(dd, flag, t);
+        dd->st->t_reached = t;
+        int rc = cv_outputs(s, dd, flag == CV_TSTOP_RETURN ? tend : t, y);
+        if (rc) return rc > 0 ? GMF_OK : rc;
+        if (flag == CV_ROOT_RETURN) {
+            if ((flag = CVodeGetRootInfo(s->mem, s->rootsfound)) != CV_SUCCESS)
+                return cv_fail(dd, flag, t);
+            rc = handle_root(dd, t, y, s->rootsfound);
+            if (rc) return rc > 0 ? GMF_OK : rc;
+            continue;
+        }
+        if (dd->jnext >= dd->ntout) break;
+        if (CVodeGetLastStep(s->mem, &h) != CV_SUCCESS) h = 0;
+        if ((rc = monitor_step(dd, t, h, y)) != GMF_OK) return rc;
+        if (dd->o->method == GMF_ODE_AUTO && dd->cur == GMF_ODE_CVODE_ADAMS && cv_stiff(s, dd) &&
+            (rc = cv_switch(s, dd, t)) != GMF_OK)
+            return rc;
+    }
+    return GMF_OK;
+}
+
+static int solve_cvode(size_t N, driver_data *dd, double *y) {
+    const gmf_ode_opts *o = dd->o;
+    int rc = GMF_OK;
+    cv_solver s;
+    memset(&s, 0, sizeof s);
+    s.used = GMF_ODE_JAC_DQ;
+    if (SUNContext_Create(NULL, &s.ctx) != 0)
+        return gmf_error(GMF_ESOLVER, "CVODE: SUNContext_Create failed");
+    s.v = N_VMake_Serial((sunindextype)N, y, s.ctx); /* wraps y: the solution lands in y */
+    s.vd = N_VNew_Serial((sunindextype)N, s.ctx);
+    if (o->nroots) {
+        s.rootdir = calloc(o->nroots, sizeof(int));
+        s.rootsfound = calloc(o->nroots, sizeof(int));
+    }
+    if (!s.v || !s.vd || (o->nroots && (!s.rootdir || !s.rootsfound))) {
+        rc = gmf_error(GMF_ENOMEM, "CVODE: out of memory creating the solver");
+        goto done;
+    }
+    for (size_t i = 0; i < o->nroots; i++)
+        s.rootdir[i] = o->root_dir ? o->root_dir[i] : 0;
+    rc = cv_start(&s, dd, o->method == GMF_ODE_AUTO ? GMF_ODE_CVODE_ADAMS : o->method, dd->tout[0],
+                  o->h0);
+    if (rc) goto done;
+    rc = emit(dd, 0, dd->tout[0], y);
+    dd->jnext = 1;
+    if (rc == GMF_OK) rc = cv_loop(&s, dd, y);
+    if (rc > 0) rc = GMF_OK;
+done:
+    cv_stats(&s, dd->st);
+    dd->st->method_last = dd->cur;
+    if (s.mem) cv_retire(&s);
+    free(s.rootdir), free(s.rootsfound);
+    if (s.vd) N_VDestroy(s.vd);
+    if (s.v) N_VDestroy(s.v);
+    SUNContext_Free(&s.ctx);
     return rc;
 }
 
@@ -371,56 +746,163 @@ done:
     return GSL_SUCCESS;
 }
 
-static int solve_gsl(size_t N, driver_data *dd, double *y, const double *tout, size_t ntout,
-                     const gmf_ode_opts *o, gmf_ode_observer obs, void *obs_user,
-                     gmf_ode_stats *st) {
+/* Buffers of the GSL event search: the state before the step, a retaken state, the step's error
+ * estimate, and the event functions before the step, after it and at a retaken point. */
+typedef struct {
+    double *yp, *ym, *yerr, *g0, *g1, *gm;
+    int *which;
+} gsl_ev;
+
+/* Which g_i crossed zero (in their directions) between values ga and gb; 1 if any. */
+static int crossed(const driver_data *dd, const double *ga, const double *gb, int *which) {
+    int any = 0;
+    for (size_t i = 0; i < dd->o->nroots; i++) {
+        int w = (ga[i] < 0 && gb[i] >= 0) ? 1 : (ga[i] > 0 && gb[i] <= 0) ? -1 : 0;
+        const int dir = dd->o->root_dir ? dd->o->root_dir[i] : 0;
+        if (dir && w != dir) w = 0;
+        which[i] = w;
+        any |= w != 0;
+    }
+    return any;
+}
+
+static int gsl_g(driver_data *dd, double t, const double *y, double *g) {
+    int rc = dd->o->roots(t, y, g, dd->o->hook_user);
+    if (rc) {
+        char why[512];
+        return gmf_error(GMF_ESOLVER,
+                         "GSL odeiv2 stopped at t = %.6g: an event function failed: %s", t,
+                         rhs_reason(why, sizeof why));
+    }
+    return GMF_OK;
+}
+
+/* An event inside the step (tp, yp) -> t1: bisection on the event time, each trial point a
+ * retake of the step from tp (accurate to the method's order, unlike an interpolant).  On
+ * return *tr and ev->ym hold the first point found past the crossing (to 4 ulp of t or 1e-14 of
+ * the span) and ev->which the functions that crossed. */
+static int gsl_locate(driver_data *dd, gsl_odeiv2_step *s, const gsl_odeiv2_system *sys, gsl_ev *ev,
+                      double tp, double t1, const double *y1, double *tr) {
+    const size_t N = dd->N;
+    const double span = dd->tout[dd->ntout - 1] - dd->tout[0];
+    double a = tp, b = t1;
+    memcpy(ev->ym, y1, N * sizeof(double));
+    double *yb = ev->yerr + N; /* the state at b */
+    memcpy(yb, y1, N * sizeof(double));
+    for (int it = 0; it < 200 && b - a > fmax(4 * DBL_EPSILON * fabs(b), 1e-14 * span); it++) {
+        const double m = a + 0.5 * (b - a);
+        memcpy(ev->ym, ev->yp, N * sizeof(double));
+        gsl_odeiv2_step_reset(s);
+        if (gsl_odeiv2_step_apply(s, tp, m - tp, ev->ym, ev->yerr, NULL, NULL, sys) != GSL_SUCCESS)
+            return gmf_error(GMF_ESOLVER,
+                             "GSL odeiv2: a step retake failed locating an event "
+                             "at t in [%.10g, %.10g]",
+                             a, b);
+        int rc = gsl_g(dd, m, ev->ym, ev->gm);
+        if (rc) return rc;
+        if (crossed(dd, ev->g0, ev->gm, ev->which))
+            b = m, memcpy(yb, ev->ym, N * sizeof(double));
+        else
+            a = m;
+    }
+    gsl_odeiv2_step_reset(s);
+    int rc = gsl_g(dd, b, yb, ev->gm);
+    if (rc) return rc;
+    (void)crossed(dd, ev->g0, ev->gm, ev->which);
+    memcpy(ev->ym, yb, N * sizeof(double));
+    *tr = b;
+    return GMF_OK;
+}
+
+/* After a step (tp, ev->yp) -> (t, y): events.  GMF_OK, 1 to stop (y, *t at the event). */
+static int gsl_events(driver_data *dd, gsl_odeiv2_step *s, const gsl_odeiv2_system *sys, gsl_ev *ev,
+                      double tp, double *t, double *y) {
+    int rc = gsl_g(dd, *t, y, ev->g1);
+    if (rc) return rc;
+    if (crossed(dd, ev->g0, ev->g1, ev->which)) {
+        double tr = *t;
+        if ((rc = gsl_locate(dd, s, sys, ev, tp, *t, y, &tr)) != GMF_OK) return rc;
+        rc = handle_root(dd, tr, ev->ym, ev->which);
+        if (rc == 1) memcpy(y, ev->ym, dd->N * sizeof(double)), *t = tr;
+        if (rc) return rc;
+    }
+    memcpy(ev->g0, ev->g1, dd->o->nroots * sizeof(double));
+    return GMF_OK;
+}
+
+static int gsl_fail(driver_data *dd, const char *name, int status, double t) {
+    char why[512];
+    if (dd->rhs_failed)
+        return gmf_error(GMF_ESOLVER,
+                         "GSL odeiv2 (%s) stopped at t = %.6g: the right-hand side failed: %s",
+                         name, t, rhs_reason(why, sizeof why));
+    return gmf_error(GMF_ESOLVER, "GSL odeiv2 (%s) failed at t = %.6g: %s", name, t,
+                     gsl_strerror(status));
+}
+
+static int gsl_loop(driver_data *dd, gsl_odeiv2_driver *drv, const gsl_odeiv2_system *sys,
+                    gsl_ev *ev, double h, double *y) {
+    const size_t N = dd->N;
+    double t = dd->tout[0];
+    int rc = emit(dd, 0, t, y);
+    if (rc) return rc;
+    if (dd->o->nroots && (rc = gsl_g(dd, t, y, ev->g0)) != GMF_OK) return rc;
+    for (dd->jnext = 1; dd->jnext < dd->ntout; dd->jnext++) {
+        const double t1 = dd->tout[dd->jnext];
+        while (t < t1) {
+            const double tp = t;
+            if (dd->o->nroots) memcpy(ev->yp, y, N * sizeof(double));
+            int status = gsl_odeiv2_evolve_apply(drv->e, drv->c, drv->s, sys, &t, t1, &h, y);
+            if (status != GSL_SUCCESS) return gsl_fail(dd, drv->s->type->name, status, t);
+            if (dd->o->nroots && (rc = gsl_events(dd, drv->s, sys, ev, tp, &t, y)) != GMF_OK)
+                return rc;
+            if ((rc = monitor_step(dd, t, t - tp, y)) != GMF_OK) return rc;
+        }
+        if ((rc = emit(dd, dd->jnext, t1, y)) != GMF_OK) return rc;
+    }
+    return GMF_OK;
+}
+
+static int solve_gsl(size_t N, driver_data *dd, double *y) {
+    const gmf_ode_opts *o = dd->o;
     /* GSL's default error handler aborts the process; errors are reported by return codes. */
     gsl_set_error_handler_off();
     gsl_odeiv2_system sys = {gsl_rhs, NULL, N, dd};
     const gsl_odeiv2_step_type *T =
         o->method == GMF_ODE_GSL_RK8PD ? gsl_odeiv2_step_rk8pd : gsl_odeiv2_step_rkf45;
+    dd->cur = o->method;
+    dd->st->method_last = o->method;
+    const double *tout = dd->tout;
     double h0 = o->h0;
     if (!(h0 > 0)) { /* 0: estimate it (two RHS calls) */
-        if (gsl_initial_step(N, dd, y, tout[0], tout[ntout - 1] - tout[0],
+        if (gsl_initial_step(N, dd, y, tout[0], tout[dd->ntout - 1] - tout[0],
                              o->method == GMF_ODE_GSL_RK8PD ? 7 : 4, o->rtol, o->atol, &h0)) {
-            char why[512];
-            if (st) st->nfevals = dd->nfevals;
-            return gmf_error(GMF_ESOLVER,
-                             "GSL odeiv2 (%s) stopped at t = %.6g: the right-hand side failed: %s",
-                             T->name, tout[0], rhs_reason(why, sizeof why));
+            dd->st->nfevals = dd->nfevals;
+            return gsl_fail(dd, T->name, GSL_EBADFUNC, tout[0]);
         }
     }
     gsl_odeiv2_driver *drv = gsl_odeiv2_driver_alloc_y_new(&sys, T, h0, o->atol, o->rtol);
-    if (!drv) return gmf_error(GMF_ESOLVER, "GSL odeiv2: could not allocate the driver");
-    gsl_odeiv2_driver_set_nmax(drv, (unsigned long)o->max_steps);
+    gsl_ev ev = {0};
+    if (o->nroots) {
+        ev.yp = malloc(5 * N * sizeof(double)); /* yp, ym, yerr (N), the state at b (N) */
+        ev.g0 = malloc(3 * o->nroots * sizeof(double));
+        ev.which = malloc(o->nroots * sizeof(int));
+        if (ev.yp) ev.ym = ev.yp + N, ev.yerr = ev.ym + N;
+        if (ev.g0) ev.g1 = ev.g0 + o->nroots, ev.gm = ev.g1 + o->nroots;
+    }
     int rc = GMF_OK;
-    double t = tout[0];
-    if (!(obs && obs(0, t, y, obs_user))) {
-        for (size_t j = 1; j < ntout; j++) {
-            int status = gsl_odeiv2_driver_apply(drv, &t, tout[j], y);
-            if (status != GSL_SUCCESS) {
-                char why[512];
-                if (dd->rhs_failed)
-                    rc = gmf_error(GMF_ESOLVER,
-                                   "GSL odeiv2 (%s) stopped at t = %.6g: the "
-                                   "right-hand side failed: %s",
-                                   T->name, t, rhs_reason(why, sizeof why));
-                else
-                    rc = gmf_error(GMF_ESOLVER, "GSL odeiv2 (%s) failed at t = %.6g: %s%s", T->name,
-                                   t, gsl_strerror(status),
-                                   status == GSL_EMAXITER ? " (raise max_steps)" : "");
-                break;
-            }
-            if (obs && obs(j, tout[j], y, obs_user)) break;
-        }
+    if (!drv || (o->nroots && (!ev.yp || !ev.g0 || !ev.which)))
+        rc = gmf_error(GMF_ENOMEM, "GSL odeiv2: could not allocate the driver");
+    else
+        rc = gsl_loop(dd, drv, &sys, &ev, h0, y);
+    if (rc > 0) rc = GMF_OK;
+    if (drv) {
+        dd->st->nsteps = (long)drv->e->count;
+        dd->st->netfails = (long)drv->e->failed_steps;
+        dd->st->hlast = drv->e->last_step;
     }
-    if (st) {
-        st->nsteps = (long)drv->e->count;
-        st->netfails = (long)drv->e->failed_steps;
-        st->hlast = drv->h;
-        st->nfevals = dd->nfevals;
-    }
-    gsl_odeiv2_driver_free(drv);
+    free(ev.yp), free(ev.g0), free(ev.which);
+    if (drv) gsl_odeiv2_driver_free(drv);
     return rc;
 }
 
@@ -428,17 +910,127 @@ int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *
                   const gmf_ode_opts *opts, gmf_ode_observer obs, void *obs_user,
                   gmf_ode_stats *stats) {
     gmf_ode_opts o = opts ? *opts : gmf_ode_defaults();
-    if (stats) memset(stats, 0, sizeof *stats);
+    gmf_ode_stats local;
+    gmf_ode_stats *st = stats ? stats : &local;
+    memset(st, 0, sizeof *st);
+    st->t_reached = ntout ? tout[0] : 0.0;
+    st->jacobian = GMF_ODE_JAC_DQ;
     int rc = check_args(N, y, tout, ntout, &o);
     if (rc) return rc;
-    driver_data dd = {.f = f, .user = user};
+    driver_data dd = {.f = f,
+                      .user = user,
+                      .o = &o,
+                      .N = N,
+                      .tout = tout,
+                      .ntout = ntout,
+                      .obs = obs,
+                      .obs_user = obs_user,
+                      .st = st,
+                      .cur = o.method};
+    dd.wall0 = dd.tick = dd.ww_wall = wall_now();
+    dd.sw_t = dd.ww_t = tout[0];
+    dd.srtol = o.scalar_rtol != 0 ? o.scalar_rtol : fmin(1e-2, fmax(100 * o.rtol, 1e-12));
     switch (o.method) {
     case GMF_ODE_CVODE_ADAMS:
     case GMF_ODE_CVODE_BDF:
-        return solve_cvode(N, &dd, y, tout, ntout, &o, obs, obs_user, stats);
+    case GMF_ODE_AUTO:
+        rc = solve_cvode(N, &dd, y);
+        break;
     case GMF_ODE_GSL_RK8PD:
     case GMF_ODE_GSL_RKF45:
-        return solve_gsl(N, &dd, y, tout, ntout, &o, obs, obs_user, stats);
+        rc = solve_gsl(N, &dd, y);
+        break;
+    default:
+        return gmf_error(GMF_EINVAL, "ODE: unknown method %d", (int)o.method);
     }
-    return gmf_error(GMF_EINVAL, "ODE: unknown method %d", (int)o.method);
+    st->nfevals = dd.nfevals;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- output times */
+
+int gmf_ode_log_times(double t0, double first, double span, size_t n, double *tout) {
+    if (n < 1 || !isfinite(t0) || !(first > 0) || !(span >= first) || !isfinite(t0 + span))
+        return gmf_error(GMF_EINVAL,
+                         "log-spaced times: need n >= 1 and 0 < first <= span, all finite (got n "
+                         "%zu, first %g, span %g)",
+                         n, first, span);
+    tout[0] = t0;
+    for (size_t i = 1; i <= n; i++)
+        tout[i] =
+            n == 1 ? t0 + span : t0 + first * pow(span / first, (double)(i - 1) / (double)(n - 1));
+    tout[n] = t0 + span;
+    for (size_t i = 1; i <= n; i++)
+        if (!(tout[i] > tout[i - 1]))
+            return gmf_error(GMF_EINVAL,
+                             "log-spaced times: %zu times from %g to %g after t0 = %g are too "
+                             "close to tell apart",
+                             n, first, span, t0);
+    return GMF_OK;
+}
+
+/* Numbers separated by commas, white space or new lines; '#' starts a comment to the end of the
+ * line.  Appends to *t (capacity *cap, count *n). */
+static int parse_numbers(const char *text, const char *what, double **t, size_t *n, size_t *cap) {
+    const char *p = text;
+    while (*p) {
+        if (*p == '#') {
+            while (*p && *p != '\n')
+                p++;
+            continue;
+        }
+        if (*p == ',' || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+            p++;
+            continue;
+        }
+        char *end;
+        errno = 0;
+        const double v = strtod(p, &end);
+        if (end == p || errno == ERANGE || !isfinite(v))
+            return gmf_error(GMF_EINVAL, "%s: '%.20s' is not a finite number", what, p);
+        if (*n == *cap) {
+            size_t nc = *cap ? 2 * *cap : 64;
+            double *nt = realloc(*t, nc * sizeof(double));
+            if (!nt) return gmf_error(GMF_ENOMEM, "%s: out of memory", what);
+            *t = nt, *cap = nc;
+        }
+        (*t)[(*n)++] = v;
+        p = end;
+    }
+    return GMF_OK;
+}
+
+int gmf_ode_parse_times(const char *spec, double **times, size_t *count) {
+    *times = NULL, *count = 0;
+    size_t cap = 0;
+    int rc;
+    if (spec[0] == '@') {
+        FILE *fp = fopen(spec + 1, "r");
+        if (!fp) return gmf_error(GMF_EIO, "%s: cannot open: %s", spec + 1, strerror(errno));
+        char buf[4096];
+        rc = GMF_OK;
+        while (rc == GMF_OK && fgets(buf, sizeof buf, fp)) {
+            if (!strchr(buf, '\n') && !feof(fp))
+                rc = gmf_error(GMF_EFORMAT, "%s: a line longer than %zu characters", spec + 1,
+                               sizeof buf - 2);
+            else
+                rc = parse_numbers(buf, spec + 1, times, count, &cap);
+        }
+        if (rc == GMF_OK && ferror(fp))
+            rc = gmf_error(GMF_EIO, "%s: read error: %s", spec + 1, strerror(errno));
+        fclose(fp);
+    } else {
+        rc = parse_numbers(spec, "output times", times, count, &cap);
+    }
+    const char *what = spec[0] == '@' ? spec + 1 : "output times";
+    if (rc == GMF_OK && *count == 0) rc = gmf_error(GMF_EINVAL, "%s: no times given", what);
+    for (size_t i = 0; rc == GMF_OK && i < *count; i++)
+        if ((*times)[i] < 0 || (i && !((*times)[i] > (*times)[i - 1])))
+            rc = gmf_error(GMF_EINVAL,
+                           "%s: times must be >= 0 and strictly increasing (time %zu is %g)", what,
+                           i + 1, (*times)[i]);
+    if (rc == GMF_OK && (*times)[*count - 1] <= 0)
+        rc = gmf_error(GMF_EINVAL, "%s: the last time must be > 0", what);
+    if (rc) free(*times), *times = NULL, *count = 0;
+    return rc;
 }

@@ -137,6 +137,12 @@ int gmf_traj_observe(size_t j, double t, const double *y, void *user) {
     return 0;
 }
 
+/* The loss as the driver's monotone scalar (user = the gmf_flow). */
+static int traj_loss(double t, const double *y, double *value, void *user) {
+    (void)t;
+    return gmf_flow_loss((gmf_flow *)user, y, value);
+}
+
 int gmf_traj_integrate(gmf_traj *tr, gmf_oracle oracle, const double *y0, const double *tout,
                        gmf_ode_stats *stats, const gmf_ode_opts *opts) {
     if (oracle.D != tr->D)
@@ -157,8 +163,12 @@ int gmf_traj_integrate(gmf_traj *tr, gmf_oracle oracle, const double *y0, const 
     }
     memcpy(y, y0, N * sizeof(double));
     gmf_traj_attach(tr, &flow); /* cannot fail: the flow was made to match */
-    rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &flow, y, tout, tr->T, opts, gmf_traj_observe, tr,
-                       stats);
+    gmf_ode_stats local;
+    if (!stats) stats = &local;
+    gmf_ode_opts o = *opts;
+    if (!o.scalar && !o.hook_user) /* the loss of a gradient flow must not increase */
+        o.scalar = traj_loss, o.scalar_name = "loss", o.hook_user = &flow;
+    rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &flow, y, tout, tr->T, &o, gmf_traj_observe, tr, stats);
     tr->elapsed = now() - tr->start;
     tr->flow = NULL;
     free(y);
@@ -169,7 +179,7 @@ int gmf_traj_integrate(gmf_traj *tr, gmf_oracle oracle, const double *y0, const 
         return gmf_error(rc, "%s solver failed: %s", gmf_ode_method_name(opts->method), why);
     }
     if (tr->rc) return gmf_error(tr->rc, "integration stopped: %s", tr->msg);
-    if (tr->done != tr->T)
+    if (tr->done != tr->T && !stats->stopped)
         return gmf_error(GMF_ESOLVER, "integration stopped early: %zu of %zu output times",
                          tr->done, tr->T);
     return GMF_OK;
@@ -304,7 +314,7 @@ int gmf_traj_time_grid(double t0, double span, size_t T, double *tout) {
 }
 
 static int is_cvode(gmf_ode_method m) {
-    return m == GMF_ODE_CVODE_ADAMS || m == GMF_ODE_CVODE_BDF;
+    return m == GMF_ODE_CVODE_ADAMS || m == GMF_ODE_CVODE_BDF || m == GMF_ODE_AUTO;
 }
 
 static double max_abs(size_t n, const double *x) {

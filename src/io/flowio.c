@@ -2,15 +2,43 @@
 #include "gmflow/flowio.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gmflow/common.h"
 #include "gmflow/io.h"
 
-/* spectrum.csv: written into the set by `gmflow flow --polish` (gmflow/stationary.h) */
-const char *const gmf_flowio_names[] = {"trajectory.csv", "t.npy",      "mu.npy",   "Sigma.npy",
-                                        "C.npy",          "state.json", "run.json", "spectrum.csv",
-                                        "w.npy",          NULL};
+const char *const gmf_flowio_names[] = {
+    "trajectory.csv",
+    "t.npy",
+    "mu.npy",
+    "Sigma.npy",
+    "C.npy",
+    "state.json",
+    "run.json",
+    "spectrum.csv", /* `gmflow flow --polish` (gmflow/stationary.h) */
+    "w.npy",        /* `gmflow flow --geometry wfr` (docs/WFR.md) */
+    "event_1_state.json",
+    "event_2_state.json",
+    "event_3_state.json",
+    "event_4_state.json",
+    "event_5_state.json",
+    "event_6_state.json",
+    "event_7_state.json",
+    "event_8_state.json",
+    "event_9_state.json",
+    "event_10_state.json",
+    "event_11_state.json",
+    "event_12_state.json",
+    "event_13_state.json",
+    "event_14_state.json",
+    "event_15_state.json",
+    "event_16_state.json",
+    "event_17_state.json",
+    "event_18_state.json",
+    "event_19_state.json",
+    "event_20_state.json",
+    NULL};
 
 static const char *form_name(gmf_flow_kind k) {
     return k == GMF_FLOW_EUCLID ? "euclid" : "bw";
@@ -108,7 +136,9 @@ static void run_inputs(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
     if (gmf_traj_w(tr)) /* WFR runs (docs/WFR.md): the geometry and its Fisher-Rao weight */
         fprintf(fp, "  \"geometry\": \"wfr\",\n  \"fr_weight\": %.17g,\n", r->fr_weight);
     if (r->data_path) {
-        fprintf(fp, "  \"data\": {\"source\": \"csv\", \"path\": ");
+        const size_t L = strlen(r->data_path);
+        fprintf(fp, "  \"data\": {\"source\": \"%s\", \"path\": ",
+                L > 4 && !strcmp(r->data_path + L - 4, ".npy") ? "npy" : "csv");
         json_string(fp, r->data_path);
         fprintf(fp, "},\n");
     } else {
@@ -129,11 +159,40 @@ static void run_inputs(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
     }
 }
 
+/* "method_last", "auto_switches", "stopped_by_event", "events" */
+static void run_events(FILE *fp, const gmf_flowio_run *r) {
+    const gmf_ode_stats *st = &r->stats;
+    fprintf(fp, "  \"method_last\": \"%s\",\n  \"auto_switches\": [",
+            gmf_ode_method_name(st->method_last));
+    for (int i = 0; i < st->nswitch && i < GMF_ODE_MAX_SWITCH; i++)
+        fprintf(fp, "%s%.17g", i ? ", " : "", st->t_switch[i]);
+    fprintf(fp, "],\n  \"stopped_by_event\": %s,\n  \"events\": [",
+            st->stopped && r->events && r->events->nev ? "true" : "false");
+    const gmf_events *e = r->events;
+    for (size_t j = 0; e && j < e->nev; j++) {
+        const gmf_event *ev = &e->ev[j];
+        char desc[512], file[64] = "null";
+        gmf_events_describe(e, ev, desc, sizeof desc);
+        if (j < GMF_FLOWIO_MAX_EVENT_FILES)
+            snprintf(file, sizeof file, "\"event_%zu_state.json\"", j + 1);
+        fprintf(fp,
+                "%s\n    {\"kind\": \"%s\", \"component\": %ld, \"t\": %.17g, \"value\": %.17g, "
+                "\"direction\": %d, \"state\": %s, \"message\": ",
+                j ? "," : "", gmf_events_kind_name(ev->kind), ev->component, ev->t, ev->value,
+                ev->direction, file);
+        json_string(fp, desc);
+        fputc('}', fp);
+    }
+    fprintf(fp, "%s],\n", e && e->nev ? "\n  " : "");
+    if (e && e->ndropped) fprintf(fp, "  \"events_not_recorded\": %zu,\n", e->ndropped);
+}
+
 /* sizes, solver, times, losses, statistics, the Theorem 1 check, the file list */
 static void run_results(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
     const size_t T = gmf_traj_done(tr), K = gmf_traj_K(tr), D = gmf_traj_D(tr);
     const int euclid = gmf_traj_kind(tr) == GMF_FLOW_EUCLID;
     const double *t = gmf_traj_t(tr), *loss = gmf_traj_loss(tr);
+    fprintf(fp, "  \"ranks\": %d,\n", r->ranks > 0 ? r->ranks : 1);
     fprintf(fp, "  \"n\": %zu,\n  \"d\": %zu,\n  \"K\": %zu,\n  \"D\": %zu,\n", r->n, D - 1, K, D);
     fprintf(fp,
             "  \"solver\": {\"method\": \"%s\", \"rtol\": %.17g, \"atol\": %.17g, "
@@ -146,6 +205,7 @@ static void run_results(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
     fprintf(fp, "  \"stats\": ");
     json_stats(fp, &r->stats, r->wall, "  ");
     fprintf(fp, ",\n  \"wall_s\": %.6f,\n", r->wall_total);
+    run_events(fp, r);
     if (r->checked) {
         fprintf(fp,
                 "  \"check_thm1\": {\n    \"other_form\": \"%s\",\n    \"sigma_rel_err\": %.17g,\n"
@@ -159,8 +219,11 @@ static void run_results(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
     }
     fprintf(fp,
             "  \"files\": [\"trajectory.csv\", \"t.npy\", \"mu.npy\", \"Sigma.npy\", %s"
-            "\"state.json\", \"run.json\"]\n}\n",
+            "\"state.json\", ",
             euclid ? "\"C.npy\", " : "");
+    for (size_t j = 0; r->events && j < r->events->nev && j < GMF_FLOWIO_MAX_EVENT_FILES; j++)
+        fprintf(fp, "\"event_%zu_state.json\", ", j + 1);
+    fprintf(fp, "\"run.json\"]\n}\n");
 }
 
 int gmf_flowio_write_run(const char *path, const gmf_traj *tr, const gmf_flowio_run *run) {
@@ -175,6 +238,33 @@ int gmf_flowio_write_run(const char *path, const gmf_traj *tr, const gmf_flowio_
     return gmf_io_commit(&f);
 }
 
+/* event_<j>_state.json for the first GMF_FLOWIO_MAX_EVENT_FILES events. */
+static int write_event_states(gmf_outset *set, const gmf_traj *tr, const gmf_events *e) {
+    const size_t K = gmf_traj_K(tr), D = gmf_traj_D(tr), N = K * (D + D * D);
+    const int euclid = gmf_traj_kind(tr) == GMF_FLOW_EUCLID;
+    double *bw = euclid ? malloc(N * sizeof(double)) : NULL;
+    if (euclid && !bw) return gmf_error(GMF_ENOMEM, "out of memory writing the event states");
+    int rc = GMF_OK;
+    for (size_t j = 0; rc == GMF_OK && j < e->nev && j < GMF_FLOWIO_MAX_EVENT_FILES; j++) {
+        const double *y = e->ev[j].y;
+        if (euclid) gmf_flow_euclid_to_bw(K, D, y, bw);
+        gmf_io_state s = {.K = K,
+                          .d = D - 1,
+                          .D = D,
+                          .t = e->ev[j].t,
+                          .euclid = euclid,
+                          .mu = (double *)y,
+                          .Sigma = (double *)(euclid ? bw : y) + K * D,
+                          .C = euclid ? (double *)y + K * D : NULL};
+        char name[64], p[4200];
+        snprintf(name, sizeof name, "event_%zu_state.json", j + 1);
+        rc = gmf_outset_path(set, name, p, sizeof p);
+        if (!rc) rc = gmf_io_write_state(p, &s);
+    }
+    free(bw);
+    return rc;
+}
+
 int gmf_flowio_write_set(gmf_outset *set, const gmf_traj *tr, const gmf_flowio_run *run) {
     char p[4200];
     int rc = gmf_flowio_write_npy(gmf_outset_dir(set), tr);
@@ -182,6 +272,7 @@ int gmf_flowio_write_set(gmf_outset *set, const gmf_traj *tr, const gmf_flowio_r
     if (!rc) rc = gmf_flowio_write_csv(p, tr);
     if (!rc) rc = gmf_outset_path(set, "state.json", p, sizeof p);
     if (!rc) rc = gmf_flowio_write_state(p, tr);
+    if (!rc && run->events) rc = write_event_states(set, tr, run->events);
     if (!rc) rc = gmf_outset_path(set, "run.json", p, sizeof p);
     if (!rc) rc = gmf_flowio_write_run(p, tr, run);
     if (!rc) rc = gmf_outset_commit(set);
