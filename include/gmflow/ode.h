@@ -52,12 +52,12 @@ typedef int (*gmf_ode_jac)(double t, const double *y, double *J, void *user);
 
 /* Hooks (all optional; hook_user is their user pointer):
  *   scalar:   *value = a scalar function of the state that must not increase along the solution
- *             (the loss of a gradient flow); checked at every output time, progress report and
- *             event, and at the end: an increase above scalar_rtol |min so far| (+ 1e-300) over
- *             the smallest value seen fails the run (GMF_EDIVERGE) naming both values and times;
- *   roots:    g (nroots values) at (t, y); an event is where a g_i changes sign in the direction
- *             root_dir[i] (-1 falling, +1 rising, 0 either; root_dir NULL = either);
- *   on_root:  called at each event with the state there; which[i] = +1/-1 for the g_i that
+ *             (the loss of a gradient flow); checked at every output time, every 50 steps (a count,
+ * not a clock: MPI ranks check at the same steps), each event and at the end: an increase above
+ * scalar_rtol |min so far| (+ 1e-300) over the smallest value seen fails the run (GMF_EDIVERGE)
+ * naming both values and times; roots:    g (nroots values) at (t, y); an event is where a g_i
+ * changes sign in the direction root_dir[i] (-1 falling, +1 rising, 0 either; root_dir NULL =
+ * either); on_root:  called at each event with the state there; which[i] = +1/-1 for the g_i that
  *             crossed (rising/falling), else 0.  Return 0 to continue, 1 to stop there (the
  *             observer is then called once more, with index = outputs done so far and the event's
  *             time and state, and y holds that state on return), < 0 to fail;
@@ -73,7 +73,7 @@ typedef struct gmf_ode_progress_info {
     double t, h;           /* time reached, last step */
     long nsteps, nfevals;  /* so far */
     double wall;           /* seconds since the start of gmf_ode_solve */
-    double scalar;         /* the monitored scalar at t (NAN without one) */
+    double scalar;         /* the monitored scalar at its last check (every 50 steps; NAN before) */
     gmf_ode_method method; /* the method stepping now (adams or bdf under auto) */
 } gmf_ode_progress_info;
 typedef void (*gmf_ode_progress)(const gmf_ode_progress_info *p, void *user);

@@ -31,6 +31,7 @@
 #include "gmflow/idx.h"
 #include "gmflow/io.h"
 #include "gmflow/nn.h"
+#include "gmflow/outset.h"
 #include "gmflow/train.h"
 
 #define CMD    "gmflow train"
@@ -709,6 +710,17 @@ static int save_checkpoint(run *r, size_t epoch) {
     return 0;
 }
 
+/* Remove the temporaries (*.tmp.<pid>, *.old.<pid>) that killed runs left in dir: the
+ * checkpoint, run.json and snapshot writers stage through them.  A failure only warns. */
+static void clean_stale(const char *dir) {
+    size_t n = 0;
+    if (gmf_outset_clean_stale(dir, NULL, &n))
+        fprintf(stderr, CMD ": warning: %s\n", gmf_errmsg());
+    else if (n)
+        fprintf(stderr, CMD ": removed %zu stale temporary file(s) of dead processes in %s\n", n,
+                dir);
+}
+
 /* Epoch 0 (fresh run: the initialization evaluated on stderr, checkpointed) or the resumed
  * run's epochs.csv cut back to the checkpoint. */
 static int begin(run *r) {
@@ -721,6 +733,8 @@ static int begin(run *r) {
                 o->t.lr_sigma, o->t.fixed_beta ? "fixed beta, " : "",
                 o->t.full_batch ? "full batch, " : "", o->t.threads, o->t.precision);
     if (o->snapshot_every && make_dirs(r->snapdir)) return 1;
+    clean_stale(o->out);
+    if (o->snapshot_every) clean_stale(r->snapdir);
     if (r->start > 0) {
         if (truncate_csv(r->csv, r->start)) return 1;
         if (!o->quiet)
