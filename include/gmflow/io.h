@@ -37,6 +37,10 @@ void gmf_io_abort(gmf_io_file *f);
 
 /* NPY (format 1.0, little-endian '<f8', C order). */
 int gmf_io_write_npy(const char *path, const double *data, size_t ndim, const size_t *shape);
+
+/* Write s to fp as a JSON string literal (quotes, backslashes and control characters escaped);
+ * the run.json writers of flow and train share it. */
+void gmf_io_json_string(FILE *fp, const char *s);
 /* Reads a '<f8' C-order array; allocates *data; shape has room for 8 dims. */
 int gmf_io_read_npy(const char *path, double **data, size_t *ndim, size_t shape[8]);
 /* The same, reading only rows row0 .. row0 + nrows - 1 of the first dimension (one seek, so an

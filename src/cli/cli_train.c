@@ -530,20 +530,6 @@ static int run_mc(const options *o, gmf_nn_model *gm, const gmf_dataset *test, c
 
 /* ---- run record and run.json --------------------------------------------------------------- */
 
-/* A JSON string literal of s (quotes, backslashes and control characters escaped). */
-static void json_string(FILE *fp, const char *s) {
-    fputc('"', fp);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(fp, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(fp, "\\u%04x", *p);
-        else
-            fputc(*p, fp);
-    }
-    fputc('"', fp);
-}
-
 /* What run.json says beyond the record: where the run stands. */
 typedef struct run_status {
     const char *status;  /* "running", "complete", "diverged", "failed" */
@@ -561,17 +547,17 @@ static int write_run_json(const options *o, const char *path, const char *datadi
             GMF_VERSION_STRING);
     for (int i = 1; i < o->argc; i++) {
         if (i > 1) fputs(", ", f.fp);
-        json_string(f.fp, o->argv[i]);
+        gmf_io_json_string(f.fp, o->argv[i]);
     }
     fputs("],\n  \"data_dir\": ", f.fp);
-    json_string(f.fp, datadir);
+    gmf_io_json_string(f.fp, datadir);
     fprintf(f.fp,
             ",\n  \"test_limit\": %zu,\n  \"epochs\": %zu,\n  \"checkpoint\": ", o->test_limit,
             o->epochs);
-    json_string(f.fp, ckpt);
+    gmf_io_json_string(f.fp, ckpt);
     fprintf(f.fp, ",\n  \"status\": \"%s\",\n  \"message\": ", st->status);
     if (st->message)
-        json_string(f.fp, st->message);
+        gmf_io_json_string(f.fp, st->message);
     else
         fputs("null", f.fp);
     fprintf(f.fp, ",\n  \"last_epoch\": %zu,\n  \"test_loss\": %.17g,\n  \"test_error\": %.17g,\n",

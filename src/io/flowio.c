@@ -101,19 +101,6 @@ int gmf_flowio_write_state(const char *path, const gmf_traj *tr) {
 /* ------------------------------------------------------------------------------------------ */
 /* run.json                                                                                    */
 
-static void json_string(FILE *fp, const char *s) {
-    fputc('"', fp);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(fp, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(fp, "\\u%04x", *p);
-        else
-            fputc(*p, fp);
-    }
-    fputc('"', fp);
-}
-
 static void json_stats(FILE *fp, const gmf_ode_stats *s, double wall, const char *indent) {
     fprintf(fp,
             "{\n%s  \"nsteps\": %ld,\n%s  \"nfevals\": %ld,\n%s  \"netfails\": %ld,\n"
@@ -130,7 +117,7 @@ static void run_inputs(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
             r->version ? r->version : "");
     for (int i = 0; i < r->argc; i++) {
         if (i) fputs(", ", fp);
-        json_string(fp, r->argv[i]);
+        gmf_io_json_string(fp, r->argv[i]);
     }
     fprintf(fp, "],\n  \"form\": \"%s\",\n", form_name(gmf_traj_kind(tr)));
     if (gmf_traj_w(tr)) /* WFR runs (docs/WFR.md): the geometry and its Fisher-Rao weight */
@@ -139,7 +126,7 @@ static void run_inputs(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
         const size_t L = strlen(r->data_path);
         fprintf(fp, "  \"data\": {\"source\": \"%s\", \"path\": ",
                 L > 4 && !strcmp(r->data_path + L - 4, ".npy") ? "npy" : "csv");
-        json_string(fp, r->data_path);
+        gmf_io_json_string(fp, r->data_path);
         fprintf(fp, "},\n");
     } else {
         fprintf(fp,
@@ -150,7 +137,7 @@ static void run_inputs(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
     }
     if (r->init_path) {
         fprintf(fp, "  \"init\": {\"source\": \"file\", \"path\": ");
-        json_string(fp, r->init_path);
+        gmf_io_json_string(fp, r->init_path);
         fprintf(fp, ", \"form\": \"%s\", \"t\": %.17g},\n", r->init_form ? r->init_form : "",
                 r->init_t);
     } else {
@@ -180,7 +167,7 @@ static void run_events(FILE *fp, const gmf_flowio_run *r) {
                 "\"direction\": %d, \"state\": %s, \"message\": ",
                 j ? "," : "", gmf_events_kind_name(ev->kind), ev->component, ev->t, ev->value,
                 ev->direction, file);
-        json_string(fp, desc);
+        gmf_io_json_string(fp, desc);
         fputc('}', fp);
     }
     fprintf(fp, "%s],\n", e && e->nev ? "\n  " : "");
