@@ -365,15 +365,13 @@ static double time_rhs(const problem *p, gmf_flow_kind kind, double min_time, do
 
 /* ------------------------------------------------------------------ breakdown of one RHS
  *
- * The pieces of src/exact/sqloss.c's blocked pass re-run in isolation with the same shapes, the same
- * block rule and the same data (BW form):
- *   gemm    the two level-3 calls per block of nb samples: T = X_b Rcat (nb x (K D + K) x d) and
- *           G += X_b^T T (d x K (D + 2) x nb)
- *   loops   the fused hand loops per (sample, component): the s^2 dot (length d), then the row
- *           scaling and the W^T z accumulation (length D)
- *   scalar  n K calls of gmf_gauss_scalars (sqrt, erfc, exp) on the real m, s^2, c_0
- * and the remainder of the full RHS ("rest": residuals, the copy-out in component(), flow.c's
- * symmetrization and finiteness check, and cache effects). */
+ * The pieces of src/exact/sqloss.c's blocked pass re-run in isolation with the same shapes, the
+ * same block rule and the same data (BW form): gemm    the two level-3 calls per block of nb
+ * samples: T = X_b Rcat (nb x (K D + K) x d) and G += X_b^T T (d x K (D + 2) x nb) loops   the
+ * fused hand loops per (sample, component): the s^2 dot (length d), then the row scaling and the
+ * W^T z accumulation (length D) scalar  n K calls of gmf_gauss_scalars (sqrt, erfc, exp) on the
+ * real m, s^2, c_0 and the remainder of the full RHS ("rest": residuals, the copy-out in
+ * component(), flow.c's symmetrization and finiteness check, and cache effects). */
 
 typedef struct {
     const problem *p;
@@ -500,8 +498,8 @@ static breakdown_t breakdown(const problem *p, double min_time) {
 
 /* ------------------------------------------------------------------ the previous oracle
  *
- * tests/sqloss_old.h: the per-component implementation src/exact/sqloss.c had before the blocked pass
- * (docs/PERFORMANCE.md, P1), timed beside the library to measure the change honestly. */
+ * tests/sqloss_old.h: the per-component implementation src/exact/sqloss.c had before the blocked
+ * pass (docs/PERFORMANCE.md, P1), timed beside the library to measure the change honestly. */
 
 typedef struct {
     gmf_flow *flow;
@@ -992,8 +990,9 @@ static int run_flow(int argc, char **argv) {
             return 2;
         }
     }
-    int m = gmf_ode_method_parse(method);
-    if (!dir || m < 0 || n < 1 || d < 1 || K < 1 || !(T > 0) || threads < 1 || repeat < 1) {
+    gmf_ode_method m = GMF_ODE_AUTO;
+    const int bad_method = gmf_ode_method_parse(method, &m) != GMF_OK;
+    if (!dir || bad_method || n < 1 || d < 1 || K < 1 || !(T > 0) || threads < 1 || repeat < 1) {
         fprintf(stderr, "bench_rhs flow: need --dir, a known --method and positive sizes\n");
         return 2;
     }

@@ -43,7 +43,7 @@ int main(void) {
     if (gmf_nn_init_gm(&m, 0.5, &rng)) return fail("init");
 
     gmf_train_opts o;
-    gmf_train_opts_default(&o); /* the paper's: batch 64, lr 0.1, lr-sigma 1; float32, seed 1 */
+    o = gmf_train_defaults(); /* the paper's: batch 64, lr 0.1, lr-sigma 1; float32, seed 1 */
     gmf_train *t;
     if (gmf_train_new(&t, &m, &o)) return fail("trainer");
     double loss0, err0, train_loss, secs, loss1, err1;

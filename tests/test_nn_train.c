@@ -57,7 +57,7 @@ static void accuracy(const gmf_dataset *train, const gmf_dataset *test) {
     gmf_nn_model m;
     fresh_gm(&m, train->d, 20, 1);
     gmf_train_opts o;
-    gmf_train_opts_default(&o);
+    o = gmf_train_defaults();
     gmf_train *t;
     CHECK(gmf_train_new(&t, &m, &o) == 0, "trainer: %s", gmf_errmsg());
     double l0, e0, loss = NAN, err = NAN, secs = 0.0;
@@ -83,7 +83,7 @@ static void determinism(const gmf_dataset *train) {
     gmf_dataset sub = *train;
     sub.n = 3000;
     gmf_train_opts o;
-    gmf_train_opts_default(&o);
+    o = gmf_train_defaults();
     o.seed = 7;
     for (int threads = 1; threads <= 2; threads++) {
         o.threads = threads;
@@ -110,7 +110,7 @@ static void options_checks(const gmf_dataset *train, const gmf_dataset *test) {
     gmf_dataset sub = *train;
     sub.n = 2000;
     gmf_train_opts o;
-    gmf_train_opts_default(&o);
+    o = gmf_train_defaults();
     /* fixed beta */
     gmf_nn_model m, m0;
     fresh_gm(&m, sub.d, 4, 3);
@@ -187,7 +187,7 @@ static void options_checks(const gmf_dataset *train, const gmf_dataset *test) {
     gmf_train_free(t);
     gmf_nn_model_free(&m);
     /* float64 vs float32 over one short epoch */
-    gmf_train_opts_default(&o);
+    o = gmf_train_defaults();
     gmf_nn_model a, b;
     fresh_gm(&a, sub.d, 4, 5);
     fresh_gm(&b, sub.d, 4, 5);
@@ -270,7 +270,7 @@ static void divergence(const gmf_dataset *train) {
     gmf_nn_model m;
     fresh_gm(&m, sub.d, 4, 3);
     gmf_train_opts o;
-    gmf_train_opts_default(&o);
+    o = gmf_train_defaults();
     o.lr = 1e8, o.lr_sigma = 1e8;
     gmf_train *t;
     gmf_train_new(&t, &m, &o);

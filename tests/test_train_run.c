@@ -55,7 +55,7 @@ static size_t run_until_fail(gmf_nn_model *m, const gmf_train_opts *o, const gmf
 
 static void divergence(const gmf_dataset *ds) {
     gmf_train_opts o;
-    gmf_train_opts_default(&o);
+    o = gmf_train_defaults();
     gmf_nn_model m;
     int rc = 0;
     double loss = 0;
@@ -153,7 +153,7 @@ static void records(const gmf_dataset *ds) {
     gmf_nn_model m;
     CHECK(gmf_nn_model_build(&m, &sp, ds->d, 9, 1) == 0, "build");
     gmf_train_opts o, o2;
-    gmf_train_opts_default(&o);
+    o = gmf_train_defaults();
     char a[4096], b[4096], diff[1024];
     CHECK(gmf_train_run_record(a, sizeof a, &sp, &m, &o, "synth", ds) == 0, "record");
     CHECK(gmf_train_run_record(b, sizeof b, &sp, &m, &o, "synth", ds) == 0 && !strcmp(a, b),

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libsundials-dev libopenblas-dev liblapacke-dev
       libgsl-dev zlib1g-dev python3-numpy
+      # MPI data-parallel runs (optional; docs/SCALE.md)
+      libopenmpi-dev openmpi-bin
       # notebooks/ (figures) and tests/notebooks.sh
       jupyter-nbconvert python3-ipykernel python3-matplotlib python3-nbformat
       # the Python package (python/, docs/PYTHON.md) and its tests

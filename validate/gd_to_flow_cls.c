@@ -124,7 +124,7 @@ static int trainer_check(const gcase *c, gmf_clsflow *f, const double *X, const 
         memcpy(m.params, th0, N * sizeof(double));
         memcpy(z, th0, N * sizeof(double));
         gmf_train_opts o;
-        gmf_train_opts_default(&o);
+        o = gmf_train_defaults();
         o.full_batch = 1, o.precision = prec, o.lr = eta, o.lr_sigma = eta, o.threads = 1;
         o.eval_batch = 64; /* several chunks: the accumulation path */
         gmf_train *t;
@@ -176,7 +176,7 @@ static int trainer_run(const gcase *c, const gmf_dataset *ds, const double *th0,
     }
     memcpy(m.params, th0, N * sizeof(double));
     gmf_train_opts o;
-    gmf_train_opts_default(&o);
+    o = gmf_train_defaults();
     o.full_batch = 1, o.precision = 64, o.lr = lr, o.lr_sigma = lr, o.threads = 1;
     o.eval_batch = 64;
     gmf_train *t;

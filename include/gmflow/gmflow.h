@@ -17,6 +17,7 @@
 #include "gmflow/nn.h"
 #include "gmflow/ode.h"
 #include "gmflow/outset.h"
+#include "gmflow/par.h"
 #include "gmflow/project.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/stationary.h"

@@ -31,8 +31,9 @@ typedef enum {
     GMF_ODE_AUTO             /* CVODE: Adams first, BDF once stiffness is detected (the default) */
 } gmf_ode_method;
 
-/* Name <-> method ("adams", "bdf", "rk8pd", "rkf45", "auto"); -1 for an unknown name. */
-int gmf_ode_method_parse(const char *name);
+/* Name <-> method ("adams", "bdf", "rk8pd", "rkf45", "auto").  parse: GMF_OK and *out set, or
+ * GMF_EINVAL with a message listing the choices (*out unchanged). */
+int gmf_ode_method_parse(const char *name, gmf_ode_method *out);
 const char *gmf_ode_method_name(gmf_ode_method m);
 
 /* Right-hand side: ydot = F(t, y).  Return 0 on success, > 0 for a recoverable failure (the
@@ -51,12 +52,12 @@ typedef int (*gmf_ode_jac)(double t, const double *y, double *J, void *user);
 
 /* Hooks (all optional; hook_user is their user pointer):
  *   scalar:   *value = a scalar function of the state that must not increase along the solution
- *             (the loss of a gradient flow); checked at every output time, progress report and
- *             event, and at the end: an increase above scalar_rtol |min so far| (+ 1e-300) over
- *             the smallest value seen fails the run (GMF_EDIVERGE) naming both values and times;
- *   roots:    g (nroots values) at (t, y); an event is where a g_i changes sign in the direction
- *             root_dir[i] (-1 falling, +1 rising, 0 either; root_dir NULL = either);
- *   on_root:  called at each event with the state there; which[i] = +1/-1 for the g_i that
+ *             (the loss of a gradient flow); checked at every output time, every 50 steps (a count,
+ * not a clock: MPI ranks check at the same steps), each event and at the end: an increase above
+ * scalar_rtol |min so far| (+ 1e-300) over the smallest value seen fails the run (GMF_EDIVERGE)
+ * naming both values and times; roots:    g (nroots values) at (t, y); an event is where a g_i
+ * changes sign in the direction root_dir[i] (-1 falling, +1 rising, 0 either; root_dir NULL =
+ * either); on_root:  called at each event with the state there; which[i] = +1/-1 for the g_i that
  *             crossed (rising/falling), else 0.  Return 0 to continue, 1 to stop there (the
  *             observer is then called once more, with index = outputs done so far and the event's
  *             time and state, and y holds that state on return), < 0 to fail;
@@ -72,7 +73,7 @@ typedef struct gmf_ode_progress_info {
     double t, h;           /* time reached, last step */
     long nsteps, nfevals;  /* so far */
     double wall;           /* seconds since the start of gmf_ode_solve */
-    double scalar;         /* the monitored scalar at t (NAN without one) */
+    double scalar;         /* the monitored scalar at its last check (every 50 steps; NAN before) */
     gmf_ode_method method; /* the method stepping now (adams or bdf under auto) */
 } gmf_ode_progress_info;
 typedef void (*gmf_ode_progress)(const gmf_ode_progress_info *p, void *user);
@@ -91,8 +92,9 @@ typedef enum {
     GMF_ODE_JAC_DENSE
 } gmf_ode_jacobian;
 #define GMF_ODE_DENSE_MAX 400
-/* Name <-> choice ("auto", "dq", "jvp", "dense"); -1 for an unknown name. */
-int gmf_ode_jacobian_parse(const char *name);
+/* Name <-> choice ("auto", "dq", "jvp", "dense").  parse: GMF_OK and *out set, or GMF_EINVAL
+ * with a message listing the choices (*out unchanged). */
+int gmf_ode_jacobian_parse(const char *name, gmf_ode_jacobian *out);
 const char *gmf_ode_jacobian_name(gmf_ode_jacobian j);
 
 typedef struct gmf_ode_opts {
@@ -164,7 +166,10 @@ typedef struct gmf_ode_stats {
 
 /* Integrate in place: y (length N) holds the state at tout[0] on entry and at tout[ntout-1] on
  * return (or at the stop, see on_root).  tout must be strictly increasing.  stats may be NULL
- * (it is filled on failure too). */
+ * (it is filled on failure too).
+ * Process-wide side effect: the GSL methods switch GSL's error handler off
+ * (gsl_set_error_handler_off, for the whole process) so that GSL errors come back as codes
+ * instead of aborting. */
 int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *tout, size_t ntout,
                   const gmf_ode_opts *opts, gmf_ode_observer obs, void *obs_user,
                   gmf_ode_stats *stats);

@@ -47,7 +47,8 @@ typedef struct gmf_train_opts {
                              /* every group's learning rate is 0)                          */
 } gmf_train_opts;
 
-void gmf_train_opts_default(gmf_train_opts *o);
+/* The paper's settings: batch 64, lr 0.1, lr-sigma 1, float32, seed 1, one thread. */
+gmf_train_opts gmf_train_defaults(void);
 
 /* Per-group learning rates for m under o (lr[g] for g < m->ngroups). */
 void gmf_train_group_lr(const gmf_nn_model *m, const gmf_train_opts *o, double *lr);
@@ -99,8 +100,8 @@ int gmf_train_save_checkpoint(const char *path, const gmf_nn_model *m, uint64_t 
 int gmf_train_load_checkpoint(const char *path, gmf_nn_model *m, uint64_t *epoch, uint64_t *seed);
 /* Initialize m (allocated, zero parameters) as the model the checkpoint at `path` holds, reading
  * its header only (version 1 or 2); then gmf_train_load_checkpoint(_run)(path, m, ...) validates
- * the whole file and fills the parameters.  For readers that do not know the model in advance (the Python
- * package's gmflow.load_checkpoint).  The caller frees m with gmf_nn_model_free. */
+ * the whole file and fills the parameters.  For readers that do not know the model in advance (the
+ * Python package's gmflow.load_checkpoint).  The caller frees m with gmf_nn_model_free. */
 int gmf_train_checkpoint_model(const char *path, gmf_nn_model *m);
 
 /* ---- run records -----------------------------------------------------------------------------

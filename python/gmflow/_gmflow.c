@@ -534,11 +534,13 @@ static int ode_options(PyObject *method, double rtol, double atol, PyObject *max
     *o = gmf_ode_defaults();
     o->jvp = gmf_flow_ode_jvp; /* exact Jacobian information for bdf, as `gmflow flow` */
     o->jac = gmf_flow_ode_jac;
-    if (jacobian && (o->jacobian = gmf_ode_jacobian_parse(jacobian)) < 0)
+    gmf_ode_jacobian jac;
+    if (jacobian && gmf_ode_jacobian_parse(jacobian, &jac))
         return PyErr_Format(PyExc_ValueError,
                             "jacobian: unknown choice '%s' (choose 'auto', 'dq', 'jvp' or 'dense')",
                             jacobian),
                -1;
+    if (jacobian) o->jacobian = (int)jac;
     if (method != Py_None) {
         const char *name = PyUnicode_Check(method) ? PyUnicode_AsUTF8(method) : NULL;
         if (!name) {
@@ -547,8 +549,8 @@ static int ode_options(PyObject *method, double rtol, double atol, PyObject *max
                              Py_TYPE(method)->tp_name);
             return -1;
         }
-        int m = gmf_ode_method_parse(name);
-        if (m < 0) {
+        gmf_ode_method m;
+        if (gmf_ode_method_parse(name, &m)) {
             char list[256] = "";
             for (int i = 0; strcmp(gmf_ode_method_name((gmf_ode_method)i), "?") && i < 32; i++)
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", i ? ", " : "",

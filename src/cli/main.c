@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "gmflow/common.h"
+#include "gmflow/par.h"
 
 static const struct {
     const char *name;
@@ -45,7 +47,21 @@ static int unknown(const char *name) {
     return 2;
 }
 
+static int dispatch(int argc, char **argv);
+
+/* MPI (gmflow/par.h) is initialized here, once, for every subcommand, and finalized after it:
+ * the same binary runs serially (one rank) without mpirun. */
 int main(int argc, char **argv) {
+    if (gmf_par_init(&argc, &argv)) {
+        fprintf(stderr, "gmflow: %s\n", gmf_errmsg());
+        return 1;
+    }
+    const int status = dispatch(argc, argv);
+    gmf_par_finalize();
+    return status;
+}
+
+static int dispatch(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;

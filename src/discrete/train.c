@@ -23,18 +23,20 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void gmf_train_opts_default(gmf_train_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->batch = 64;
-    o->lr = 0.1;
-    o->lr_sigma = 1.0;
-    o->lr2_scale = 1.0;
-    o->seed = 1;
-    o->threads = 1;
-    o->precision = 32;
-    o->eval_batch = 500;
-    o->diverge_growth = 1e3;
-    o->diverge_patience = 2;
+gmf_train_opts gmf_train_defaults(void) {
+    gmf_train_opts o;
+    memset(&o, 0, sizeof o);
+    o.batch = 64;
+    o.lr = 0.1;
+    o.lr_sigma = 1.0;
+    o.lr2_scale = 1.0;
+    o.seed = 1;
+    o.threads = 1;
+    o.precision = 32;
+    o.eval_batch = 500;
+    o.diverge_growth = 1e3;
+    o.diverge_patience = 2;
+    return o;
 }
 
 void gmf_train_group_lr(const gmf_nn_model *m, const gmf_train_opts *o, double *lr) {
@@ -366,8 +368,10 @@ int gmf_train_save_checkpoint_run(const char *path, const gmf_nn_model *m, uint6
     int rc = gmf_io_open(&f, path);
     if (!rc) {
         if (fwrite(buf, 1, size, f.fp) != size) {
+            const int err = errno;
             gmf_io_abort(&f);
-            rc = gmf_error(GMF_EIO, "checkpoint %s: write failed", path);
+            rc = gmf_error(GMF_EIO, "checkpoint %s: write error: %s", path,
+                           strerror(err ? err : EIO));
         } else {
             rc = gmf_io_commit(&f);
         }
@@ -716,9 +720,9 @@ int gmf_train_checkpoint_model(const char *path, gmf_nn_model *m) {
     unsigned char hdr[CK_HEADER];
     const size_t got = fread(hdr, 1, sizeof hdr, fp);
     long len = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
-    const int err = ferror(fp);
+    const int err = ferror(fp) || len < 0 ? (errno ? errno : EIO) : 0;
     fclose(fp);
-    if (err || len < 0) return gmf_error(GMF_EIO, "checkpoint %s: read error", path);
+    if (err) return gmf_error(GMF_EIO, "checkpoint %s: read error: %s", path, strerror(err));
     if (got < sizeof hdr || memcmp(hdr, CK_MAGIC, 8))
         return gmf_error(GMF_EFORMAT, "checkpoint %s: not a gmflow checkpoint (%s)", path,
                          got < sizeof hdr ? "too short" : "bad magic");

@@ -36,10 +36,14 @@
 
 static const char *method_names[] = {"adams", "bdf", "rk8pd", "rkf45", "auto"};
 
-int gmf_ode_method_parse(const char *name) {
+int gmf_ode_method_parse(const char *name, gmf_ode_method *out) {
     for (int i = 0; i < (int)(sizeof method_names / sizeof method_names[0]); i++)
-        if (!strcmp(name, method_names[i])) return i;
-    return -1;
+        if (!strcmp(name, method_names[i])) {
+            *out = (gmf_ode_method)i;
+            return GMF_OK;
+        }
+    return gmf_error(GMF_EINVAL, "unknown method '%s' (choose auto, adams, bdf, rk8pd or rkf45)",
+                     name);
 }
 
 const char *gmf_ode_method_name(gmf_ode_method m) {
@@ -92,7 +96,13 @@ typedef struct {
     long aw_n, aw_f;        /* auto: window start (steps, convergence failures) */
     int have_min;           /* the monitored scalar: smallest value so far and its time */
     double smin, tmin, srtol;
+    double slast; /* the scalar at the last check (NAN before one), for progress */
 } driver_data;
+
+/* The monitored scalar is checked at every output time and event and every SCALAR_EVERY steps:
+ * a step count, never a clock, so that replicated integrators (MPI ranks, docs/SCALE.md) call
+ * it -- an oracle evaluation, collective under MPI -- at the same steps. */
+#define SCALAR_EVERY 50
 
 static int check_args(size_t N, const double *y, const double *tout, size_t ntout,
                       const gmf_ode_opts *o) {
@@ -251,24 +261,22 @@ static int monitor_step(driver_data *dd, double t, double h, const double *y) {
         }
         dd->ww_wall = now, dd->ww_t = t;
     }
-    /* progress (and a check of the monitored scalar) about every progress_seconds (1 s without
-     * progress reports) */
-    const double every = o->progress_seconds > 0 ? o->progress_seconds : 1.0;
-    if (now - dd->tick >= every) {
-        dd->tick = now;
-        double v;
-        int rc = scalar_check(dd, t, y, &v);
+    if (dd->nsteps % SCALAR_EVERY == 0) {
+        int rc = scalar_check(dd, t, y, &dd->slast);
         if (rc) return rc;
-        if (o->progress && o->progress_seconds > 0) {
-            gmf_ode_progress_info p = {.t = t,
-                                       .h = h,
-                                       .nsteps = dd->nsteps,
-                                       .nfevals = dd->nfevals,
-                                       .wall = now - dd->wall0,
-                                       .scalar = v,
-                                       .method = dd->cur};
-            o->progress(&p, o->progress_user);
-        }
+    }
+    /* progress about every progress_seconds: reports only (the last checked scalar), so that
+     * the clock decides nothing */
+    if (o->progress && o->progress_seconds > 0 && now - dd->tick >= o->progress_seconds) {
+        dd->tick = now;
+        gmf_ode_progress_info p = {.t = t,
+                                   .h = h,
+                                   .nsteps = dd->nsteps,
+                                   .nfevals = dd->nfevals,
+                                   .wall = now - dd->wall0,
+                                   .scalar = dd->slast,
+                                   .method = dd->cur};
+        o->progress(&p, o->progress_user);
     }
     return GMF_OK;
 }
@@ -309,10 +317,13 @@ static void flag_name(int flag, char *buf, size_t len) {
 
 static const char *jacobian_names[] = {"auto", "dq", "jvp", "dense"};
 
-int gmf_ode_jacobian_parse(const char *name) {
+int gmf_ode_jacobian_parse(const char *name, gmf_ode_jacobian *out) {
     for (int i = 0; i < (int)(sizeof jacobian_names / sizeof jacobian_names[0]); i++)
-        if (!strcmp(name, jacobian_names[i])) return i;
-    return -1;
+        if (!strcmp(name, jacobian_names[i])) {
+            *out = (gmf_ode_jacobian)i;
+            return GMF_OK;
+        }
+    return gmf_error(GMF_EINVAL, "unknown choice '%s' (choose auto, dq, jvp or dense)", name);
 }
 
 const char *gmf_ode_jacobian_name(gmf_ode_jacobian j) {
@@ -921,6 +932,7 @@ int gmf_ode_solve(size_t N, gmf_ode_rhs f, void *user, double *y, const double *
                       .st = st,
                       .cur = o.method};
     dd.wall0 = dd.tick = dd.ww_wall = wall_now();
+    dd.slast = NAN;
     dd.sw_t = dd.ww_t = tout[0];
     dd.srtol = o.scalar_rtol != 0 ? o.scalar_rtol : fmin(1e-2, fmax(100 * o.rtol, 1e-12));
     switch (o.method) {

@@ -39,6 +39,7 @@
 
 #include "gmflow/common.h"
 #include "gmflow/gauss.h"
+#include "gmflow/par.h"
 #include "sqloss_internal.h"
 
 /* Target size of one block's tile T, in doubles (256 KiB: half of a 512 KiB-1 MiB L2), and the
@@ -48,8 +49,12 @@
 
 struct gmf_sqloss {
     size_t n, d, D;
-    double *X, *y;
-    double *r; /* n residuals y - h at the last prepared mixture */
+    const double *X, *y; /* this rank's rows: owned (copied) or borrowed */
+    double *Xown, *yown; /* the copies, NULL when borrowed */
+    size_t ntot;         /* samples over all ranks (= n unless sharded) */
+    int shard;           /* sums reduced over gmf_par (gmf_sqloss_shard) */
+    double *red;         /* sharded: the packed sums G, H0, g0, sse to reduce */
+    double *r;           /* n residuals y - h at the last prepared mixture */
     /* state of the last prepare (valid until the next one) */
     size_t K, ld, nb;  /* components, tile row length K (D + 2), samples per block */
     const double *R;   /* K x D x D right factors (caller's C or Sigma) */
@@ -58,6 +63,7 @@ struct gmf_sqloss {
     double *S;         /* 8 x K x nb: the closed forms' inputs and outputs for one block */
     double *G;         /* d x ld: X^T T summed over the blocks */
     double *H0, *g0;   /* K x D: row 0 of each hessR; K: each grad[0] */
+    double *v;         /* K: E_k[dL] = sum_i rho_i E_k f(x_i) (the WFR reaction, docs/WFR.md) */
     size_t Kcap, Tcap; /* capacity of the K-sized buffers (in components) and of T (doubles) */
     double loss;
     struct gmf_sqloss_jv *jv; /* sqloss_jvp.c's workspace and cache (NULL until its first use) */
@@ -70,11 +76,13 @@ size_t gmf_sqloss_d(const gmf_sqloss *s) {
     return s->d;
 }
 
-int gmf_sqloss_new(gmf_sqloss **out, size_t n, size_t d, const double *X, const double *y) {
+/* The constructors: n this rank's rows of ntot; copy X and y, or borrow them. */
+static int sq_new(gmf_sqloss **out, size_t n, size_t ntot, size_t d, const double *X,
+                  const double *y, int copy, int shard) {
     *out = NULL;
-    if (n == 0 || d == 0)
-        return gmf_error(GMF_EINVAL, "squared loss: need n >= 1 and d >= 1 (got n=%zu, d=%zu)", n,
-                         d);
+    if (ntot == 0 || d == 0 || (!shard && n == 0))
+        return gmf_error(GMF_EINVAL, "squared loss: need n >= 1 and d >= 1 (got n=%zu, d=%zu)",
+                         ntot, d);
     for (size_t i = 0; i < n * d; i++)
         if (!isfinite(X[i]))
             return gmf_error(GMF_EINVAL, "squared loss: input x[%zu][%zu] is not finite", i / d,
@@ -85,18 +93,58 @@ int gmf_sqloss_new(gmf_sqloss **out, size_t n, size_t d, const double *X, const 
     gmf_sqloss *s = gmf_calloc(1, sizeof *s, "squared loss");
     if (!s) return GMF_ENOMEM;
     s->n = n;
+    s->ntot = ntot;
+    s->shard = shard;
     s->d = d;
     s->D = d + 1;
-    s->X = gmf_calloc(n * d, sizeof(double), "squared loss inputs");
-    s->y = gmf_calloc(n, sizeof(double), "squared loss targets");
-    s->r = gmf_calloc(n, sizeof(double), "squared loss residuals");
-    if (!s->X || !s->y || !s->r) {
+    s->r = gmf_calloc(n ? n : 1, sizeof(double), "squared loss residuals");
+    if (!s->r) {
         gmf_sqloss_free(s);
         return GMF_ENOMEM;
     }
-    memcpy(s->X, X, n * d * sizeof(double));
-    memcpy(s->y, y, n * sizeof(double));
+    if (copy) {
+        s->Xown = gmf_calloc(n * d, sizeof(double), "squared loss inputs");
+        s->yown = gmf_calloc(n, sizeof(double), "squared loss targets");
+        if (!s->Xown || !s->yown) {
+            gmf_sqloss_free(s);
+            return GMF_ENOMEM;
+        }
+        memcpy(s->Xown, X, n * d * sizeof(double));
+        memcpy(s->yown, y, n * sizeof(double));
+        X = s->Xown, y = s->yown;
+    }
+    s->X = X, s->y = y;
     *out = s;
+    return GMF_OK;
+}
+
+int gmf_sqloss_new(gmf_sqloss **out, size_t n, size_t d, const double *X, const double *y) {
+    return sq_new(out, n, n, d, X, y, 1, 0);
+}
+
+int gmf_sqloss_borrow(gmf_sqloss **out, size_t n, size_t d, const double *X, const double *y) {
+    return sq_new(out, n, n, d, X, y, 0, 0);
+}
+
+int gmf_sqloss_shard(gmf_sqloss **out, size_t n_local, size_t n_total, size_t d, const double *X,
+                     const double *y) {
+    /* every rank must agree on the sizes, or the reductions would not match up */
+    size_t dims[2] = {n_total, d}, dims0[2] = {n_total, d};
+    int rc = gmf_par_bcast(dims0, sizeof dims0, 0);
+    if (rc) return rc;
+    if (gmf_par_any(dims[0] != dims0[0] || dims[1] != dims0[1]))
+        return gmf_error(GMF_EINVAL,
+                         "squared loss: ranks disagree on n or d (rank %d: n = %zu, "
+                         "d = %zu; rank 0: n = %zu, d = %zu)",
+                         gmf_par_rank(), n_total, d, dims0[0], dims0[1]);
+    if (gmf_par_any(n_local > n_total))
+        return gmf_error(GMF_EINVAL, "squared loss: a rank holds more rows than n = %zu", n_total);
+    rc = sq_new(out, n_local, n_total, d, X, y, 0, 1);
+    if (gmf_par_any(rc != GMF_OK)) { /* bad data on one rank stops every rank */
+        gmf_sqloss_free(*out);
+        *out = NULL;
+        return rc ? rc : gmf_error(GMF_EINVAL, "squared loss: the data on another rank is invalid");
+    }
     return GMF_OK;
 }
 
@@ -105,7 +153,9 @@ static void free_k_buffers(gmf_sqloss *s) {
     free(s->G);
     free(s->H0);
     free(s->g0);
-    s->Rcat = s->G = s->H0 = s->g0 = NULL;
+    free(s->red);
+    free(s->v);
+    s->Rcat = s->G = s->H0 = s->g0 = s->red = s->v = NULL;
     s->Kcap = 0;
 }
 
@@ -115,9 +165,10 @@ void gmf_sqloss_free(gmf_sqloss *s) {
     gmf_sqloss_jv_free_(s->jv);
     free(s->T);
     free(s->S);
-    free(s->X);
-    free(s->y);
+    free(s->Xown);
+    free(s->yown);
     free(s->r);
+    free(s->red);
     free(s);
 }
 
@@ -130,7 +181,10 @@ static int reserve(gmf_sqloss *s, size_t K) {
         s->G = gmf_calloc(d * ld, sizeof(double), "squared loss buffers");
         s->H0 = gmf_calloc(K * D, sizeof(double), "squared loss buffers");
         s->g0 = gmf_calloc(K, sizeof(double), "squared loss buffers");
-        if (!s->Rcat || !s->G || !s->H0 || !s->g0) {
+        if (s->shard)
+            s->red = gmf_calloc(d * ld + K * D + K + 1, sizeof(double), "squared loss buffers");
+        s->v = gmf_calloc(K, sizeof(double), "squared loss buffers");
+        if (!s->Rcat || !s->G || !s->H0 || !s->g0 || !s->v || (s->shard && !s->red)) {
             free_k_buffers(s);
             return GMF_ENOMEM;
         }
@@ -139,6 +193,7 @@ static int reserve(gmf_sqloss *s, size_t K) {
     size_t nb = SQ_TILE_DOUBLES / ld;
     if (nb < SQ_MIN_BLOCK) nb = SQ_MIN_BLOCK;
     if (nb > s->n) nb = s->n;
+    if (nb == 0) nb = 1;     /* a shard with no rows still needs a tile to allocate */
     if (nb * ld > s->Tcap) { /* S holds 8 nb K = 8 nb ld / (D + 2): it grows with T */
         free(s->T);
         free(s->S);
@@ -165,10 +220,10 @@ static int reserve(gmf_sqloss *s, size_t K) {
  * the row-0 accumulation W^T z share one read of the row.  The closed forms between the two
  * sample loops are batched per component (four samples per libmvec erfc/exp call; with scalar
  * erfc/exp per sample and component they were about half of a toy-size RHS). */
-static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const double *mu,
-                                 const double *C) {
+static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const double *wt,
+                                 const double *mu, const double *C) {
     const size_t d = s->d, D = s->D, K = s->K, KD = K * D, ld = s->ld, nK = nb * K;
-    const double scale = -2.0 / (double)s->n; /* rho_i = scale * r_i */
+    const double scale = -2.0 / (double)s->ntot; /* rho_i = scale * r_i */
     const double *Xb = s->X + i0 * d;
     /* component-major arrays of the block (entry k nb + ii): inputs m, s^2, c0; outputs */
     double *m = s->S, *s2v = m + nK, *c0v = s2v + nK, *Phi = c0v + nK, *A = Phi + nK, *g = A + nK,
@@ -206,9 +261,13 @@ static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const doub
     }
     for (size_t ii = 0; ii < nb; ii++) {
         double *t = s->T + ii * ld, h = 0.0;
-        for (size_t k = 0; k < K; k++)
-            h += Ef[k * nb + ii];
-        const double r = s->y[i0 + ii] - h / (double)K, rho = scale * r;
+        if (wt) /* weighted mixture (WFR); else equal weights: the sum divided by K */
+            for (size_t k = 0; k < K; k++)
+                h += wt[k] * Ef[k * nb + ii];
+        else
+            for (size_t k = 0; k < K; k++)
+                h += Ef[k * nb + ii];
+        const double r = s->y[i0 + ii] - (wt ? h : h / (double)K), rho = scale * r;
         s->r[i0 + ii] = r;
         sse += r * r;
         for (size_t k = 0; k < K; k++) {
@@ -219,6 +278,7 @@ static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const doub
                 w[b] *= zq;        /* diag(rho q) W */
             }
             s->g0[k] += rho * A[k * nb + ii];
+            s->v[k] += rho * Ef[k * nb + ii];
             t[KD + k] = rho * g[k * nb + ii]; /* overwrites m_ik, read above */
             t[KD + K + k] = z;
         }
@@ -226,11 +286,32 @@ static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const doub
     return sse;
 }
 
-static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C) {
-    gmf_sqloss *s = ctx;
+/* Sharded: sum G, H0, g0 and the squared residuals over the ranks (gmf_par_sum: rank order,
+ * the same bits on every rank). */
+static int reduce_shards(gmf_sqloss *s, double *sse) {
+    const size_t dl = s->d * s->ld, KD = s->K * s->D, K = s->K, m = dl + KD + K + 1;
+    if (s->n == 0) memset(s->G, 0, dl * sizeof(double)); /* no block wrote it */
+    memcpy(s->red, s->G, dl * sizeof(double));
+    memcpy(s->red + dl, s->H0, KD * sizeof(double));
+    memcpy(s->red + dl + KD, s->g0, K * sizeof(double));
+    s->red[m - 1] = *sse;
+    int rc = gmf_par_sum(s->red, m);
+    if (rc) return rc;
+    memcpy(s->G, s->red, dl * sizeof(double));
+    memcpy(s->H0, s->red + dl, KD * sizeof(double));
+    memcpy(s->g0, s->red + dl + KD, K * sizeof(double));
+    *sse = s->red[m - 1];
+    return GMF_OK;
+}
+
+/* wt = NULL: equal weights 1/K (the W flows' mixture); else the K mixture weights. */
+static int sq_prepare_impl(gmf_sqloss *s, size_t K, const double *wt, const double *mu,
+                           const double *Sigma, const double *C) {
     const size_t n = s->n, d = s->d, D = s->D, KD = K * D;
     if (K == 0) return gmf_error(GMF_EINVAL, "squared loss: mixture has no components");
     int rc = reserve(s, K);
+    if (s->shard && gmf_par_any(rc != GMF_OK)) /* all ranks leave together */
+        return rc ? rc : gmf_error(GMF_ENOMEM, "squared loss: out of memory on another rank");
     if (rc) return rc;
     const size_t ld = s->ld;
     s->R = C ? C : Sigma;
@@ -243,6 +324,7 @@ static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma
     }
     memset(s->H0, 0, KD * sizeof(double));
     memset(s->g0, 0, K * sizeof(double));
+    memset(s->v, 0, K * sizeof(double));
     double sse = 0.0;
     for (size_t i0 = 0; i0 < n; i0 += s->nb) {
         const size_t nb = i0 + s->nb <= n ? s->nb : n - i0;
@@ -250,14 +332,34 @@ static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma
         /* T (nb x (K D + K), row stride ld) = X_b Rcat */
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)(KD + K), (int)d, 1.0,
                     Xb, (int)d, s->Rcat, (int)(KD + K), 0.0, s->T, (int)ld);
-        sse += block_closed_forms(s, i0, nb, mu, C);
+        sse += block_closed_forms(s, i0, nb, wt, mu, C);
         /* G (d x ld) += X_b^T T */
         cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)ld, (int)nb, 1.0, Xb,
                     (int)d, s->T, (int)ld, i0 ? 1.0 : 0.0, s->G, (int)ld);
     }
-    s->loss = sse / (double)n;
+    if (s->shard && (rc = reduce_shards(s, &sse))) return rc;
+    s->loss = sse / (double)s->ntot;
     if (!isfinite(s->loss)) return gmf_error(GMF_EDIVERGE, "squared loss: loss is not finite");
     return GMF_OK;
+}
+
+static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C) {
+    return sq_prepare_impl(ctx, K, NULL, mu, Sigma, C);
+}
+
+static int sq_prepare_w(void *ctx, size_t K, const double *w, const double *mu, const double *Sigma,
+                        const double *C) {
+    for (size_t k = 0; k < K; k++)
+        if (!(w[k] >= 0.0) || !isfinite(w[k]))
+            return gmf_error(GMF_EINVAL, "squared loss: weight w[%zu] = %g is not finite and >= 0",
+                             k, w[k]);
+    return sq_prepare_impl(ctx, K, w, mu, Sigma, C);
+}
+
+/* E_k[dL] = -(2/n) sum_i r_i E_k f(x_i, .) at the last prepared mixture (k < K). */
+static double sq_value(void *ctx, size_t k) {
+    gmf_sqloss *s = ctx;
+    return k < s->K ? s->v[k] : NAN;
 }
 
 static int sq_component(void *ctx, size_t k, double *grad, double *hessR) {
@@ -286,13 +388,21 @@ static double sq_loss(void *ctx) {
 gmf_oracle gmf_sqloss_oracle(gmf_sqloss *s) {
     gmf_oracle o = {
         .ctx = s, .D = s->D, .prepare = sq_prepare, .component = sq_component, .loss = sq_loss};
-    o.jvp = gmf_sqloss_jvp_; /* src/exact/sqloss_jvp.c */
+    o.jvp = s->shard ? NULL : gmf_sqloss_jvp_; /* src/exact/sqloss_jvp.c (serial only) */
+    /* the WFR members (E_k[dL] is not reduced over shards: serial only) */
+    o.prepare_w = s->shard ? NULL : sq_prepare_w;
+    o.value = s->shard ? NULL : sq_value;
     return o;
 }
 
 int gmf_sqloss_eval(gmf_sqloss *s, size_t K, const double *mu, const double *Sigma, double *pred,
                     double *loss) {
-    int rc = sq_prepare(s, K, mu, Sigma, NULL);
+    return gmf_sqloss_eval_w(s, K, NULL, mu, Sigma, pred, loss);
+}
+
+int gmf_sqloss_eval_w(gmf_sqloss *s, size_t K, const double *w, const double *mu,
+                      const double *Sigma, double *pred, double *loss) {
+    int rc = w ? sq_prepare_w(s, K, w, mu, Sigma, NULL) : sq_prepare(s, K, mu, Sigma, NULL);
     if (rc && rc != GMF_EDIVERGE) return rc;
     if (pred)
         for (size_t i = 0; i < s->n; i++)

@@ -19,6 +19,7 @@
 
 #include "fault.h"
 #include "gmflow/common.h"
+#include "gmflow/par.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* atomic writer                                                                               */
@@ -413,7 +414,10 @@ static size_t shape_count(size_t ndim, const size_t *shape, int *ok) {
  * buffer.  The allocation follows the bytes actually present, never the header alone: a regular
  * file's size is checked first (fstat); any other file (a pipe) is read into a buffer that grows
  * as data arrives.  Trailing bytes are an error. */
-static int npy_payload(FILE *fp, const char *path, size_t off, size_t count, double **out) {
+/* Reads values first .. first + count - 1 of a payload of `total` values at byte `off` (the
+ * stream is at `off`); first > 0 seeks (a rank's row block, gmf_io_read_npy_rows). */
+static int npy_payload(FILE *fp, const char *path, size_t off, size_t total, size_t first,
+                       size_t count, double **out) {
     const size_t need = count * sizeof(double); /* no overflow: checked by shape_count */
     struct stat st;
     *out = NULL;
@@ -421,13 +425,15 @@ static int npy_payload(FILE *fp, const char *path, size_t off, size_t count, dou
         return gmf_error(GMF_EIO, "%s: cannot stat: %s", path, strerror(errno));
     if (S_ISREG(st.st_mode)) {
         unsigned long long have = (unsigned long long)st.st_size > off ? st.st_size - off : 0;
-        if (have != need)
+        if (have != total * sizeof(double))
             return gmf_error(GMF_EFORMAT,
                              "%s: NPY payload size mismatch: the header's shape needs %zu values "
                              "(%zu bytes) after the %zu-byte header, the file has %llu bytes (%s)",
-                             path, count, need, off, have,
-                             have < need ? "truncated" : "trailing bytes");
+                             path, total, total * sizeof(double), off, have,
+                             have < total * sizeof(double) ? "truncated" : "trailing bytes");
     }
+    if (first && fseeko(fp, (off_t)(off + first * sizeof(double)), SEEK_SET) != 0)
+        return gmf_error(GMF_EIO, "%s: cannot seek to value %zu: %s", path, first, strerror(errno));
     size_t cap = need < ((size_t)1 << 20) ? need : ((size_t)1 << 20), n = 0;
     unsigned char *b = malloc(cap ? cap : 1);
     if (!b) return gmf_error(GMF_ENOMEM, "%s: out of memory for %zu values", path, count);
@@ -450,7 +456,7 @@ static int npy_payload(FILE *fp, const char *path, size_t off, size_t count, dou
     else if (n < need)
         rc = gmf_error(GMF_EFORMAT, "%s: truncated NPY file: expected %zu values, got %zu bytes",
                        path, count, n);
-    else if (fgetc(fp) != EOF)
+    else if (first + count == total && fgetc(fp) != EOF)
         rc = gmf_error(GMF_EFORMAT, "%s: trailing bytes after %zu values", path, count);
     if (rc) {
         free(b);
@@ -551,7 +557,9 @@ static int nh_char(npyhdr *h, char c) {
     return 0;
 }
 
-int gmf_io_read_npy(const char *path, double **data_out, size_t *ndim_out, size_t shape_out[8]) {
+/* rows: read only rows row0 .. row0 + nrows - 1 (of shape[0]); else the whole array. */
+static int read_npy(const char *path, int rows, size_t row0, size_t nrows, double **data_out,
+                    size_t *ndim_out, size_t shape_out[8]) {
     *data_out = NULL;
     *ndim_out = 0;
     FILE *fp = fopen(path, "rb");
@@ -696,9 +704,20 @@ int gmf_io_read_npy(const char *path, double **data_out, size_t *ndim_out, size_
         rc = gmf_error(GMF_EFORMAT, "%s: array size overflows", path);
         goto done;
     }
-    if ((rc = npy_payload(fp, path, (pre[6] == 1 ? 10 : 12) + hlen, count, &data))) goto done;
+    size_t first = 0, want = count;
+    if (rows) { /* a row block: the first dimension is the rows */
+        if (ndim == 0 || row0 > shape[0] || nrows > shape[0] - row0) {
+            rc = gmf_error(GMF_EINVAL, "%s: rows %zu..%zu requested, the array has %zu", path, row0,
+                           row0 + nrows, ndim ? shape[0] : 0);
+            goto done;
+        }
+        const size_t per = shape[0] ? count / shape[0] : 0;
+        first = row0 * per, want = nrows * per;
+    }
+    if ((rc = npy_payload(fp, path, (pre[6] == 1 ? 10 : 12) + hlen, count, first, want, &data)))
+        goto done;
     if (!host_is_little_endian())
-        for (size_t i = 0; i < count; i++)
+        for (size_t i = 0; i < want; i++)
             swap8(&data[i]);
     *data_out = data;
     data = NULL;
@@ -713,6 +732,49 @@ done:
     free(data);
     fclose(fp);
     return rc;
+}
+
+int gmf_io_read_npy(const char *path, double **data, size_t *ndim, size_t shape[8]) {
+    return read_npy(path, 0, 0, 0, data, ndim, shape);
+}
+
+int gmf_io_read_npy_rows(const char *path, size_t row0, size_t nrows, double **data, size_t *ndim,
+                         size_t shape[8]) {
+    return read_npy(path, 1, row0, nrows, data, ndim, shape);
+}
+
+int gmf_io_read_xy_npy(const char *path, int rank, int size, size_t *n, size_t *d, size_t *i0,
+                       size_t *nloc, double **X, double **y) {
+    *X = *y = NULL;
+    double *a = NULL;
+    size_t ndim, shape[8];
+    int rc = gmf_io_read_npy_rows(path, 0, 0, &a, &ndim, shape); /* the header: the shape */
+    free(a);
+    a = NULL;
+    if (rc) return rc;
+    if (ndim != 2 || shape[0] < 1 || shape[1] < 2)
+        return gmf_error(GMF_EFORMAT,
+                         "%s: expected a 2-d array of shape (n, d + 1) with rows x_1..x_d, y "
+                         "(n >= 1, d >= 1); got %zu dimensions%s",
+                         path, ndim, ndim == 2 ? " with n < 1 or fewer than 2 columns" : "");
+    *n = shape[0], *d = shape[1] - 1;
+    gmf_par_block(*n, rank, size, i0, nloc);
+    if ((rc = gmf_io_read_npy_rows(path, *i0, *nloc, &a, &ndim, shape))) return rc;
+    /* y out, then X compacted in place (row i moves down to i d <= i (d + 1)): the peak is the
+     * block plus y, not two copies of it */
+    const size_t m = *nloc, dd = *d;
+    *y = malloc((m ? m : 1) * sizeof(double));
+    if (!*y) {
+        free(a);
+        return gmf_error(GMF_ENOMEM, "%s: out of memory for %zu rows", path, m);
+    }
+    for (size_t i = 0; i < m; i++)
+        (*y)[i] = a[i * (dd + 1) + dd];
+    for (size_t i = 1; i < m; i++)
+        memmove(a + i * dd, a + i * (dd + 1), dd * sizeof(double));
+    double *shrunk = m ? realloc(a, m * dd * sizeof(double)) : NULL;
+    *X = shrunk ? shrunk : a; /* a failed shrink keeps the larger block */
+    return GMF_OK;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1192,6 +1254,22 @@ static void write_matrix_list(FILE *fp, const char *key, size_t K, size_t D, con
     fprintf(fp, "  ]%s\n", last ? "" : ",");
 }
 
+/* Mixture weights: finite, >= -GMF_IO_W_TOL, summing to 1 within GMF_IO_W_TOL. */
+#define GMF_IO_W_TOL 1e-12
+static int state_weights_ok(const char *path, size_t K, const double *w) {
+    double sum = 0.0;
+    for (size_t k = 0; k < K; k++) {
+        if (!isfinite(w[k]) || w[k] < -GMF_IO_W_TOL)
+            return gmf_error(GMF_EINVAL, "%s: key \"w\"[%zu] = %g is not a finite weight >= 0",
+                             path, k, w[k]);
+        sum += w[k];
+    }
+    if (!(fabs(sum - 1.0) <= GMF_IO_W_TOL))
+        return gmf_error(GMF_EINVAL, "%s: key \"w\": the weights sum to %.17g, not 1 (within %g)",
+                         path, sum, GMF_IO_W_TOL);
+    return GMF_OK;
+}
+
 int gmf_io_write_state(const char *path, const gmf_io_state *s) {
     int rc = state_dims_ok(s, path);
     if (rc) return rc;
@@ -1205,6 +1283,7 @@ int gmf_io_write_state(const char *path, const gmf_io_state *s) {
     if (!gmf_all_finite(s->mu, K * D) || !gmf_all_finite(s->Sigma, K * D * D) ||
         (s->euclid && !gmf_all_finite(s->C, K * D * D)))
         return gmf_error(GMF_EINVAL, "%s: refusing to write a state with non-finite entries", path);
+    if (s->w && (rc = state_weights_ok(path, K, s->w))) return rc;
     gmf_io_file f;
     if ((rc = gmf_io_open(&f, path))) return rc;
     FILE *fp = f.fp;
@@ -1219,8 +1298,14 @@ int gmf_io_write_state(const char *path, const gmf_io_state *s) {
         fprintf(fp, "]%s\n", k + 1 < K ? "," : "");
     }
     fprintf(fp, "  ],\n");
-    write_matrix_list(fp, "Sigma", K, D, s->Sigma, !s->euclid);
-    if (s->euclid) write_matrix_list(fp, "C", K, D, s->C, 1);
+    write_matrix_list(fp, "Sigma", K, D, s->Sigma, !s->euclid && !s->w);
+    if (s->euclid) write_matrix_list(fp, "C", K, D, s->C, !s->w);
+    if (s->w) { /* mixture weights (WFR runs, docs/WFR.md) */
+        fprintf(fp, "  \"w\": [");
+        for (size_t k = 0; k < K; k++)
+            fprintf(fp, "%s%.17g", k ? ", " : "", s->w[k]);
+        fprintf(fp, "]\n");
+    }
     fprintf(fp, "}\n");
     return gmf_io_commit(&f);
 }
@@ -1229,6 +1314,7 @@ void gmf_io_state_free(gmf_io_state *s) {
     free(s->mu);
     free(s->Sigma);
     free(s->C);
+    free(s->w);
     memset(s, 0, sizeof *s);
 }
 
@@ -1300,7 +1386,7 @@ int gmf_io_read_state(const char *path, gmf_io_state *out) {
     if (rc) return rc;
     gmf_io_state s = {0};
     static const char *const known[] = {"format", "version", "form",  "t", "K",
-                                        "d",      "mu",      "Sigma", "C"};
+                                        "d",      "mu",      "Sigma", "C", "w"};
     for (size_t i = 0; i < root.n; i++) {
         int ok = 0;
         for (size_t j = 0; j < sizeof known / sizeof known[0]; j++)
@@ -1413,6 +1499,20 @@ int gmf_io_read_state(const char *path, gmf_io_state *out) {
                           dst[i], idx, sizeof idx);
         if (rc) goto fail;
     }
+    if ((v = jget(&root, "w"))) { /* optional mixture weights (WFR runs) */
+        static const char *const names_w[] = {"K"};
+        s.w = gmf_calloc(K, sizeof(double), "state w");
+        if (!s.w) {
+            rc = GMF_ENOMEM;
+            goto fail;
+        }
+        idx[0] = '\0';
+        if ((rc = state_tensor(path, "w", v, 1, dims, names_w, s.w, idx, sizeof idx))) goto fail;
+        if ((rc = state_weights_ok(path, K, s.w))) {
+            rc = GMF_EFORMAT;
+            goto fail;
+        }
+    }
     if (s.euclid) { /* the redundant Sigma must be C C^T */
         for (size_t k = 0; k < K; k++) {
             const double *C = s.C + k * D * D, *S = s.Sigma + k * D * D;
@@ -1441,4 +1541,17 @@ fail:
     jfree(&root);
     gmf_io_state_free(&s);
     return rc;
+}
+
+void gmf_io_json_string(FILE *fp, const char *s) {
+    fputc('"', fp);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(fp, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(fp, "\\u%04x", *p);
+        else
+            fputc(*p, fp);
+    }
+    fputc('"', fp);
 }
