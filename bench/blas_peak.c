@@ -6,7 +6,8 @@
  * Prints, for float32 and float64, the best of `reps` timings of
  *   - a large square GEMM (n x n x n), the attainable peak, and
  *   - the three GEMM shapes of one GM-layer training step on MNIST at K = 20, batch 64:
- *     X W^T (64 x 784 -> 180), dP^T X (180 x 64 -> 784) and X mu^T (64 x 784 -> 20),
+ *     F = X [mu; W]^T (64 x 784 -> K (L + 1) = 200), d[mu; W] = dF^T X (200 x 64 -> 784) and
+ *     S2 = (X .* X) sig2^T (64 x 784 -> 20) -- N = K (L + 1) as in src/discrete/nn_tmpl.h,
  * as lines "blas_peak dtype=... shape=MxNxK threads=T gflops=G seconds=S" (2 M N K flops),
  * and first the core clock while busy, estimated from a chain of dependent integer adds (one
  * cycle each): "blas_peak clock_ghz=F" -- /proc/cpuinfo's "cpu MHz" is the nominal (TSC) rate,
@@ -114,9 +115,9 @@ int main(int argc, char **argv) {
         int ta, tb, m, n, k, inner;
     } shapes[] = {
         {"square", 0, 0, n, n, n, 1},
-        {"gm_fwd_XWt", 0, 1, 64, 180, 784, 200},  /* P = X W^T            */
-        {"gm_bwd_dPtX", 1, 0, 180, 784, 64, 200}, /* dW = dP^T X          */
-        {"gm_fwd_Xmut", 0, 1, 64, 20, 784, 1000}, /* m = X mu^T (and s^2) */
+        {"gm_fwd_XWt", 0, 1, 64, 200, 784, 200},  /* F = X [mu; W]^T      */
+        {"gm_bwd_dPtX", 1, 0, 200, 784, 64, 200}, /* d[mu; W] = dF^T X    */
+        {"gm_fwd_Xmut", 0, 1, 64, 20, 784, 1000}, /* S2 = X2 sig2^T       */
     };
     for (int dbl = 0; dbl < 2; dbl++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {

@@ -363,6 +363,42 @@ static void test_dataset_synthetic(void) {
     gmf_dataset_standardize_u8(y, two, 1, 2);
     CHECK(fabs(y[0] + 1 / sqrt(2.0)) < 1e-7 && fabs(y[1] - 1 / sqrt(2.0)) < 1e-7, "%g %g", y[0],
           y[1]);
+
+    /* bitwise equal to the direct two-pass double formula (the helper uses value tables) on
+     * pseudo-random images, a sparse MNIST-like one and a constant one */
+    enum { NI = 40, DI = 784 };
+    uint8_t *u = malloc((size_t)NI * DI);
+    float *yy = malloc((size_t)NI * DI * sizeof *yy);
+    CHECK(u && yy, "out of memory");
+    if (u && yy) {
+        uint32_t st = 12345u;
+        for (size_t k = 0; k < (size_t)NI * DI; k++) {
+            st = st * 1664525u + 1013904223u;
+            u[k] = (uint8_t)(st >> 24);
+            if (k / DI == 1 && (st >> 8) % 5) u[k] = 0; /* mostly zero, like MNIST */
+            if (k / DI == 2) u[k] = 77;                 /* constant */
+        }
+        gmf_dataset_standardize_u8(yy, u, NI, DI);
+        size_t bad = 0;
+        for (size_t i = 0; i < NI; i++) {
+            const uint8_t *x = u + i * DI;
+            double sum = 0, ss = 0;
+            for (size_t j = 0; j < DI; j++)
+                sum += x[j];
+            const double mean = sum / DI;
+            for (size_t j = 0; j < DI; j++)
+                ss += (x[j] - mean) * (x[j] - mean);
+            const double sd = sqrt(ss / (DI - 1)), inv = sd > 0 ? 1.0 / sd : 0.0;
+            for (size_t j = 0; j < DI; j++) {
+                const float ref = (float)((x[j] - mean) * inv);
+                if (memcmp(&ref, &yy[i * DI + j], sizeof ref) != 0) bad++;
+            }
+        }
+        CHECK(bad == 0, "standardize_u8: %zu of %d values differ from the direct formula", bad,
+              NI * DI);
+    }
+    free(u);
+    free(yy);
     free(img);
     free(lab);
 }

@@ -381,22 +381,32 @@ void gmf_idx_images_free(gmf_idx_images *im) {
 /* ---- the data set ---------------------------------------------------------------------- */
 
 void gmf_dataset_standardize_u8(float *dst, const uint8_t *src, size_t n, size_t d) {
+    /* Bitwise the same as the direct double formula: the sum of bytes is an integer below 2^53
+     * whatever the order (so exact in uint64 as in double), (x - mean)^2 and the outputs depend
+     * on the byte value only (256-entry tables, same expressions), and ss is summed in the same
+     * order as before. */
+    double c2[256];
+    float out[256];
     for (size_t i = 0; i < n; i++) {
         const uint8_t *x = src + i * d;
         float *y = dst + i * d;
-        double sum = 0;
+        uint64_t isum = 0;
         for (size_t j = 0; j < d; j++)
-            sum += x[j];
-        const double mean = d ? sum / (double)d : 0.0;
-        double ss = 0;
-        for (size_t j = 0; j < d; j++) {
-            const double c = x[j] - mean;
-            ss += c * c;
+            isum += x[j];
+        const double mean = d ? (double)isum / (double)d : 0.0;
+        for (int v = 0; v < 256; v++) {
+            const double c = v - mean;
+            c2[v] = c * c;
         }
+        double ss = 0;
+        for (size_t j = 0; j < d; j++)
+            ss += c2[x[j]];
         const double sd = d > 1 ? sqrt(ss / (double)(d - 1)) : 0.0;
         const double inv = sd > 0 ? 1.0 / sd : 0.0; /* constant image -> zeros */
+        for (int v = 0; v < 256; v++)
+            out[v] = (float)((v - mean) * inv);
         for (size_t j = 0; j < d; j++)
-            y[j] = (float)((x[j] - mean) * inv);
+            y[j] = out[x[j]];
     }
 }
 
