@@ -6,7 +6,7 @@
 # snapshot array), the same epochs.csv losses to 1e-9, and run.json "ranks": P.  The 1-process
 # run takes the fused SGD path, the P-rank runs the plain gradient + reduction + update path: an
 # independent route to the same update.  Without the gradient reduction (tried) the parameters
-# differ by about 5e-3 relative and the comparison fails.  A rank that fails to read the data
+# differ by about 5e-3 relative and the comparison fails.  Full batch (--full-batch) on 2 ranks too.  A rank that fails to read the data
 # (GMFLOW_TEST_FAIL_RANK) must stop every rank with its message and a non-zero exit.
 # Skipped (77) without mpirun, without MPI in gmflow, or without MNIST in ../shared/data.
 set -u
@@ -51,6 +51,21 @@ for k in ("epoch", "train_loss", "test_loss", "test_error"):
 print(f"  {P} ranks vs 1: parameters' worst relative difference {worst:.2e}")
 PY
 done
+
+# full-batch gradient descent: each rank sums its block of the n samples, then the reduction
+F=(train -q --data "$D" --precision 64 -K 4 --epochs 2 --train-limit 600 --test-limit 200
+    --full-batch --lr 0.05 --snapshot-every 2)
+"$G" "${F[@]}" --out "$T/f1" > /dev/null || bad "full batch, 1 process"
+"${MPIRUN[@]}" -np 2 "$G" "${F[@]}" --out "$T/f2" > /dev/null || bad "full batch, 2 ranks"
+/usr/bin/python3 - "$T/f1" "$T/f2" << 'PY' || bad "full batch, 2 ranks: differs from 1 process"
+import glob, os, sys
+import numpy as np
+files = sorted(glob.glob(os.path.join(sys.argv[1], "snapshots", "epoch_0002_*.npy")))
+assert len(files) >= 3, files
+for f in files:
+    x, y = np.load(f), np.load(os.path.join(sys.argv[2], "snapshots", os.path.basename(f)))
+    assert np.max(np.abs(x - y)) <= 1e-10 * np.max(np.abs(x)), os.path.basename(f)
+PY
 
 GMFLOW_TEST_FAIL_RANK=1 "${MPIRUN[@]}" -np 2 -x GMFLOW_TEST_FAIL_RANK "$G" "${A[@]}" \
     --out "$T/fail" > /dev/null 2> "$T/fail.err"
