@@ -50,6 +50,19 @@ expect 1 "no checkpoint exists yet.*without --resume" "$GMFLOW" train "${S[@]}" 
     --resume --epochs 1
 [ -e "$TMP/a/checkpoint.gmck" ] && bad "a refused --resume wrote a checkpoint"
 
+# stale temporaries of a dead process (pid 2^22 + 1 exceeds the kernel's pid_max: never alive)
+# are removed at the start of the next run; a live process's (ours) are kept
+mkdir -p "$TMP/st/snapshots"
+echo x >"$TMP/st/checkpoint.gmck.tmp.4194305"
+echo x >"$TMP/st/snapshots/epoch_0001_mu.npy.tmp.4194305"
+echo x >"$TMP/st/run.json.tmp.$$"
+expect 0 "removed 1 stale" "$GMFLOW" train --data "$DATA" --train-limit 300 --test-limit 200 \
+    --K 3 --out "$TMP/st" --epochs 1 --snapshot-every 1
+check
+[ -e "$TMP/st/checkpoint.gmck.tmp.4194305" ] && bad "a dead process's temporary was kept"
+[ -e "$TMP/st/snapshots/epoch_0001_mu.npy.tmp.4194305" ] && bad "a dead snapshot temporary was kept"
+[ -e "$TMP/st/run.json.tmp.$$" ] || bad "a live process's temporary was removed"
+
 # a run and its record
 expect 0 "" "$GMFLOW" train "${S[@]}" --out "$TMP/a" --epochs 1
 /usr/bin/python3 - "$TMP/a/run.json" <<'PY' || bad "run.json"

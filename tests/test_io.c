@@ -548,6 +548,27 @@ static void test_toy(void) {
     CHECK(gmf_toy_init_mixture(K, D, NAN, 2, mu, C, S) == GMF_EINVAL, "gamma = NaN rejected");
 }
 
+/* gmf_io_json_string against literals escaped by hand (RFC 8259: quote, backslash, controls). */
+static void test_json_string(void) {
+    static const struct {
+        const char *in, *want;
+    } cases[] = {{"plain", "\"plain\""},
+                 {"a\"b", "\"a\\\"b\""},
+                 {"c:\\dir", "\"c:\\\\dir\""},
+                 {"tab\there\n", "\"tab\\u0009here\\u000a\""},
+                 {"", "\"\""}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[64] = {0};
+        FILE *fp = fmemopen(buf, sizeof buf - 1, "w");
+        CHECK(fp != NULL, "fmemopen");
+        if (!fp) return;
+        gmf_io_json_string(fp, cases[i].in);
+        fclose(fp);
+        CHECK(!strcmp(buf, cases[i].want), "json of case %zu: got %s, want %s", i, buf,
+              cases[i].want);
+    }
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/gmflow_test_io.XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -555,6 +576,7 @@ int main(void) {
         return 2;
     }
     test_npy_roundtrip();
+    test_json_string();
     test_npy_errors();
     test_state_roundtrip();
     test_state_errors();

@@ -50,9 +50,34 @@ typedef struct gmf_oracle {
      * Self-contained: needs no prepare() and leaves its state alone. */
     int (*jvp)(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C,
                const double *dmu, const double *dR, double *dgrad, double *dhessR);
+    /* Optional, for the Wasserstein-Fisher-Rao kinds (docs/WFR.md; NULL when unsupported):
+     * prepare_w is prepare for the weighted mixture rho = sum_k w[k] N(mu_k, Sigma_k) (w: K
+     * weights; prepare itself is the case w_k = 1/K); value(k), after prepare or prepare_w, is
+     * E_k[dL], the first variation averaged over component k. */
+    int (*prepare_w)(void *ctx, size_t K, const double *w, const double *mu, const double *Sigma,
+                     const double *C);
+    double (*value)(void *ctx, size_t k);
 } gmf_oracle;
 
-typedef enum { GMF_FLOW_BW = 0, GMF_FLOW_EUCLID = 1 } gmf_flow_kind;
+/* GMF_FLOW_WFR_BW / GMF_FLOW_WFR_EUCLID: Wasserstein-Fisher-Rao mixtures with learned weights
+ * (docs/WFR.md; functions in src/exact/wfr.c), alpha = gmf_flow.alpha:
+ *   GMF_FLOW_WFR_BW     y = [w_1 .. w_K | mu | Sigma], w on the simplex, rho = sum_k w_k N_k;
+ *                       w_k' = -alpha w_k (v_k - vbar),  v_k = E_k[dL],  vbar = sum w_j v_j /
+ *                       sum w_j; mu_k', Sigma_k' as GMF_FLOW_BW (the mass-weighted transport).
+ *   GMF_FLOW_WFR_EUCLID y = [a_1 .. a_K | mu | C], w_k = a_k^2 / |a|^2, Sigma_k = C_k C_k^T:
+ *                       the flat gradient flow of l(a, mu, C) = L(rho) with the a-block metric
+ *                       scaled by c = alpha / (4K):
+ *                       a_k' = -(alpha / (2 K |a|^2)) a_k (v_k - vbar),
+ *                       mu_k' = -w_k E_k grad dL,  C_k' = -w_k E_k[hess dL] C_k.
+ *                       |a| is conserved; with |a| = 1 its image in BW time s = t / K is the
+ *                       GMF_FLOW_WFR_BW flow with the transport speed scaled by K w_k
+ *                       (gmf_flow.wfr_flat = 1): the two agree only at equal weights. */
+typedef enum {
+    GMF_FLOW_BW = 0,
+    GMF_FLOW_EUCLID = 1,
+    GMF_FLOW_WFR_BW = 2,
+    GMF_FLOW_WFR_EUCLID = 3
+} gmf_flow_kind;
 
 typedef struct gmf_flow {
     gmf_flow_kind kind;
@@ -61,12 +86,33 @@ typedef struct gmf_flow {
     double *work; /* K (D + D^2): the BW state [mu | C C^T] (Euclidean form); then D x D */
     long nrhs;    /* right-hand side evaluations so far */
     long njvp;    /* Jacobian-vector products so far (gmf_flow_jvp; gmf_flow_jac adds N each) */
+    double alpha; /* WFR kinds: the Fisher-Rao weight (>= 0; gmf_flow_init sets 1) */
+    int wfr_flat; /* GMF_FLOW_WFR_BW only: 1 = transport speed scaled by K w_k (the image of
+                   * GMF_FLOW_WFR_EUCLID, docs/WFR.md); 0 (default) = the WFR flow */
 } gmf_flow;
+
+/* 1 for the WFR kinds (state starts with K weights or amplitudes). */
+static inline int gmf_flow_is_wfr(gmf_flow_kind kind) {
+    return kind == GMF_FLOW_WFR_BW || kind == GMF_FLOW_WFR_EUCLID;
+}
+/* Offset of the means in the state: K for the WFR kinds, else 0. */
+static inline size_t gmf_flow_off(const gmf_flow *f) {
+    return gmf_flow_is_wfr(f->kind) ? f->K : 0;
+}
+/* WFR kinds: set the Fisher-Rao weight alpha (finite, >= 0). */
+int gmf_flow_set_alpha(gmf_flow *f, double alpha);
+/* The mixture weights of a WFR state: w = y[0..K) (GMF_FLOW_WFR_BW, copied) or a_k^2 / |a|^2
+ * (GMF_FLOW_WFR_EUCLID); for the W kinds w_k = 1/K. */
+void gmf_flow_weights(gmf_flow_kind kind, size_t K, const double *y, double *w);
+/* The WFR right-hand side and loss (called by gmf_flow_rhs / gmf_flow_loss; wfr.c). */
+int gmf_flow_wfr_rhs_(gmf_flow *f, const double *y, double *ydot);
+int gmf_flow_wfr_loss_(gmf_flow *f, const double *y, double *loss);
+int gmf_flow_check_weights_(gmf_flow_kind kind, size_t K, const double *y);
 
 int gmf_flow_init(gmf_flow *f, gmf_flow_kind kind, size_t K, gmf_oracle oracle);
 void gmf_flow_free(gmf_flow *f);
 
-/* Length of the state vector: K (D + D^2). */
+/* Length of the state vector: K (D + D^2), plus K for the WFR kinds. */
 size_t gmf_flow_dim(const gmf_flow *f);
 
 /* The right-hand side ydot = F(y).  Returns GMF_OK, or an error (non-finite state, oracle
@@ -104,10 +150,10 @@ static inline size_t gmf_flow_mat_offset(size_t K, size_t D, size_t k) {
     return K * D + k * D * D;
 }
 static inline double *gmf_flow_mu(const gmf_flow *f, double *y, size_t k) {
-    return y + gmf_flow_mu_offset(f->K, f->D, k);
+    return y + gmf_flow_off(f) + gmf_flow_mu_offset(f->K, f->D, k);
 }
 static inline double *gmf_flow_mat(const gmf_flow *f, double *y, size_t k) {
-    return y + gmf_flow_mat_offset(f->K, f->D, k);
+    return y + gmf_flow_off(f) + gmf_flow_mat_offset(f->K, f->D, k);
 }
 
 /* Convert an Euclidean state [mu | C] to a BW state [mu | C C^T] (may not alias). */
@@ -124,10 +170,14 @@ int gmf_flow_bw_to_euclid(size_t K, size_t D, const double *ys, double *yc);
  * agree; K t from bw to euclid; t / K from euclid to bw). */
 double gmf_flow_time_convert(double t, gmf_flow_kind from, gmf_flow_kind to, size_t K);
 
-/* Validate a state of the given kind: finite entries; for GMF_FLOW_BW each Sigma_k symmetric
+/* Validate a state of the given kind: finite entries; for the WFR kinds the leading K entries
+ * (GMF_FLOW_WFR_BW: weights non-negative and summing to 1 within GMF_WFR_SUM_TOL;
+ * GMF_FLOW_WFR_EUCLID: amplitudes not all zero), then the rest as GMF_FLOW_BW / GMF_FLOW_EUCLID;
+ * for GMF_FLOW_BW each Sigma_k symmetric
  * (relative 1e-12) and positive semidefinite: smallest eigenvalue >= -GMF_PSD_RTOL times the
  * largest (LAPACK dsyev).  The error message names the component. */
-#define GMF_PSD_RTOL 1e-8
+#define GMF_PSD_RTOL    1e-8
+#define GMF_WFR_SUM_TOL 1e-12
 int gmf_flow_check_state(gmf_flow_kind kind, size_t K, size_t D, const double *y);
 
 #ifdef __cplusplus

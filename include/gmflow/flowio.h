@@ -56,7 +56,8 @@ typedef struct gmf_flowio_run {
     const gmf_events *events; /* NULL, or the run's events: run.json "events" and the state at
                                * each of the first GMF_FLOWIO_MAX_EVENT_FILES events in
                                * event_<j>_state.json, j = 1, 2, ... */
-    int ranks; /* MPI ranks the data was sharded over (0 is written as 1; docs/SCALE.md) */
+    int ranks;        /* MPI ranks the data was sharded over (0 is written as 1; docs/SCALE.md) */
+    double fr_weight; /* WFR runs (trajectory with weights): the Fisher-Rao weight alpha */
 } gmf_flowio_run;
 
 #define GMF_FLOWIO_MAX_EVENT_FILES 20

@@ -37,6 +37,10 @@ void gmf_io_abort(gmf_io_file *f);
 
 /* NPY (format 1.0, little-endian '<f8', C order). */
 int gmf_io_write_npy(const char *path, const double *data, size_t ndim, const size_t *shape);
+
+/* Write s to fp as a JSON string literal (quotes, backslashes and control characters escaped);
+ * the run.json writers of flow and train share it. */
+void gmf_io_json_string(FILE *fp, const char *s);
 /* Reads a '<f8' C-order array; allocates *data; shape has room for 8 dims. */
 int gmf_io_read_npy(const char *path, double **data, size_t *ndim, size_t shape[8]);
 /* The same, reading only rows row0 .. row0 + nrows - 1 of the first dimension (one seek, so an
@@ -55,7 +59,9 @@ int gmf_io_read_xy_npy(const char *path, int rank, int size, size_t *n, size_t *
  *    "d": .., "mu": [[..D..] x K], "Sigma": [[[D x D]] x K], "C": [[[D x D]] x K] (euclid only)}
  * Sigma is always present (for euclid it is C C^T).  Reading accepts either form: with "C" the
  * caller gets C too (else *C = NULL).  Numbers are written with 17 significant digits, so a
- * state round-trips exactly. */
+ * state round-trips exactly.  Optional "w": [..K..], the mixture weights of a
+ * Wasserstein-Fisher-Rao run (docs/WFR.md): finite, >= 0 (to -1e-12) and summing to 1 within 1e-12;
+ * a file without it reads with w = NULL (equal weights 1/K); written when w != NULL. */
 typedef struct gmf_io_state {
     size_t K, d, D;
     double t;
@@ -63,6 +69,7 @@ typedef struct gmf_io_state {
     double *mu;    /* K x D */
     double *Sigma; /* K x D x D */
     double *C;     /* K x D x D or NULL */
+    double *w;     /* K mixture weights, or NULL (equal weights) */
 } gmf_io_state;
 int gmf_io_write_state(const char *path, const gmf_io_state *s);
 int gmf_io_read_state(const char *path, gmf_io_state *s);

@@ -36,12 +36,17 @@ int gmf_sqloss_borrow(gmf_sqloss **out, size_t n, size_t d, const double *X, con
 int gmf_sqloss_shard(gmf_sqloss **out, size_t n_local, size_t n_total, size_t d, const double *X,
                      const double *y);
 
-/* The oracle (borrows s; valid while s lives). */
+/* The oracle (borrows s; valid while s lives).  It has the optional jvp, prepare_w (weighted
+ * mixtures) and value (E_k[dL] = -(2/n) sum_i r_i E_k f(x_i, .)) members (not when sharded). */
 gmf_oracle gmf_sqloss_oracle(gmf_sqloss *s);
 
 /* Predictions h(x_i) (n, may be NULL) and loss (may be NULL) for mu (K x D), Sigma (K x D x D). */
 int gmf_sqloss_eval(gmf_sqloss *s, size_t K, const double *mu, const double *Sigma, double *pred,
                     double *loss);
+
+/* The same for the weighted mixture sum_k w[k] N(mu_k, Sigma_k) (w: K weights >= 0; NULL = 1/K). */
+int gmf_sqloss_eval_w(gmf_sqloss *s, size_t K, const double *w, const double *mu,
+                      const double *Sigma, double *pred, double *loss);
 
 size_t gmf_sqloss_n(const gmf_sqloss *s);
 size_t gmf_sqloss_d(const gmf_sqloss *s);

@@ -101,7 +101,12 @@ const long *gmf_traj_nrhs(const gmf_traj *tr);    /* T: cumulative RHS evaluatio
 const double *gmf_traj_mu(const gmf_traj *tr);    /* T x K x D */
 const double *gmf_traj_Sigma(const gmf_traj *tr); /* T x K x D x D */
 const double *gmf_traj_C(const gmf_traj *tr);     /* T x K x D x D, NULL for the BW form */
-double gmf_traj_elapsed(const gmf_traj *tr);      /* wall seconds of the last integrate */
+/* GMF_FLOW_WFR_BW trajectories (docs/WFR.md; state [w | mu | Sigma], mu and Sigma recorded as
+ * above): the weights, T x K (NULL for the other kinds), and the Fisher-Rao weight alpha used by
+ * gmf_traj_integrate (default 1; GMF_EINVAL for another kind or alpha not finite and >= 0). */
+const double *gmf_traj_w(const gmf_traj *tr);
+int gmf_traj_set_alpha(gmf_traj *tr, double alpha);
+double gmf_traj_elapsed(const gmf_traj *tr); /* wall seconds of the last integrate */
 
 /* Theorem 1 distance between a BW trajectory and an Euclidean one recorded at the matching times
  * (Euclidean time = K x BW time; either argument order): the largest over output times j and

@@ -11,6 +11,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,13 @@ static void help(FILE *fp) {
         "                       euclid: Theorem 1, Euclidean gradient flow over (mu_k, C_k) with\n"
         "                       Sigma_k = C_k C_k^T; euclid at time t equals bw at time t/K.\n"
         "                       From a bw state, C_k is the Cholesky factor of Sigma_k.\n"
+        "  --geometry w|wfr     w: fixed equal weights 1/K (the paper's flows; default);\n"
+        "                       wfr: Wasserstein-Fisher-Rao, weights w_k learned by the reaction\n"
+        "                       w_k' = -alpha w_k (E_k[dL] - sum_j w_j E_j[dL]) (docs/WFR.md);\n"
+        "                       --form bw only, no events; writes w.npy and \"w\" in state.json.\n"
+        "                       With --init the file's \"w\" is used (none: equal weights)\n"
+        "  --fr-weight ALPHA    wfr: the Fisher-Rao weight alpha >= 0 (default 1; 0 = frozen\n"
+        "                       weights)\n"
         "  --t-end T            integrate over [t0, t0 + T], t0 = the initial state's time\n"
         "                       (default %g)\n"
         "  --n-out N            number of output times, evenly spaced, both ends included\n"
@@ -166,6 +174,7 @@ static void help(FILE *fp) {
         "  mu.npy               (T, K, D)      means\n"
         "  Sigma.npy            (T, K, D, D)   covariances (euclid: C C^T)\n"
         "  C.npy                (T, K, D, D)   square roots (euclid only)\n"
+        "  w.npy                (T, K)         mixture weights (--geometry wfr only)\n"
         "  state.json           the final state (usable with --init)\n"
         "  event_<j>_state.json the state at event j (first 20 events)\n"
         "  run.json             options, data source, sizes, solver statistics, losses, timing,\n"
@@ -206,6 +215,8 @@ typedef struct options {
     gmf_events_opts ev; /* --stop-grad, --event-loss, --collapse, --on-event */
     const char *ev_opt; /* first event option given */
     int polish;
+    int wfr, fr_set; /* --geometry wfr; --fr-weight given */
+    double fr_weight;
 } options;
 
 enum {
@@ -238,7 +249,9 @@ enum {
     O_STALL_SECONDS,
     O_STALL_STEPS,
     O_JACOBIAN,
-    O_POLISH
+    O_POLISH,
+    O_GEOMETRY,
+    O_FR_WEIGHT
 };
 
 static const struct option long_opts[] = {
@@ -274,6 +287,8 @@ static const struct option long_opts[] = {
     {"K", required_argument, NULL, 'K'},
     {"jacobian", required_argument, NULL, O_JACOBIAN},
     {"polish", no_argument, NULL, O_POLISH},
+    {"geometry", required_argument, NULL, O_GEOMETRY},
+    {"fr-weight", required_argument, NULL, O_FR_WEIGHT},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
@@ -289,6 +304,7 @@ static void set_defaults(options *o) {
     o->t_end = DEFAULT_T_END;
     o->n_out = DEFAULT_N_OUT;
     o->out = DEFAULT_OUT_DIR;
+    o->fr_weight = 1.0;
     o->ev.stop = 1;
     o->ode.jvp = gmf_flow_ode_jvp; /* exact Jacobian information for bdf (--jacobian) */
     o->ode.jac = gmf_flow_ode_jac;
@@ -414,7 +430,38 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
     case O_POLISH:
         o->polish = 1;
         return 0;
+    case O_GEOMETRY:
+        if (strcmp(arg, "w") && strcmp(arg, "wfr"))
+            return bad_value("--geometry: unknown geometry '%s' (choose w or wfr)", arg);
+        o->wfr = !strcmp(arg, "wfr");
+        return 0;
+    case O_FR_WEIGHT:
+        if (parse_double(on, arg, &o->fr_weight)) return 2;
+        if (!(o->fr_weight >= 0) || !isfinite(o->fr_weight))
+            return bad_value("--fr-weight: must be finite and >= 0 (got %s)", arg);
+        o->fr_set = 1;
+        return 0;
     }
+    return -1;
+}
+
+/* --geometry wfr: the Sigma form only, no Theorem 1 check, no Newton polish, no events and no
+ * exact Jacobian (docs/WFR.md). */
+static int check_wfr_options(options *o) {
+    if (o->fr_set && !o->wfr) return usage_error("--fr-weight needs --geometry wfr");
+    if (!o->wfr) return -1;
+    if (o->form != GMF_FLOW_BW)
+        return usage_error("--geometry wfr runs the Sigma form only (use --form bw)");
+    if (o->check || o->polish)
+        return usage_error("--geometry wfr: %s is not available (Theorem 1 and the Newton polish "
+                           "are for equal weights)",
+                           o->check ? "--check-thm1" : "--polish");
+    if (o->ev_opt) return usage_error("--geometry wfr: %s (events) is not available", o->ev_opt);
+    if (o->ode.jacobian == GMF_ODE_JAC_JVP || o->ode.jacobian == GMF_ODE_JAC_DENSE)
+        return usage_error("--geometry wfr: --jacobian %s needs the exact Jacobian, which the WFR "
+                           "flow does not have (use auto or dq)",
+                           gmf_ode_jacobian_name((gmf_ode_jacobian)o->ode.jacobian));
+    o->ode.jvp = NULL, o->ode.jac = NULL; /* difference quotients */
     return -1;
 }
 
@@ -472,6 +519,8 @@ static int check_options(options *o) {
     if (o->data && o->toy_opt)
         return usage_error("--%s sets the built-in toy data; it cannot be combined with --data",
                            o->toy_opt);
+    int wrc = check_wfr_options(o);
+    if (wrc >= 0) return wrc;
     if (o->init && o->rand_opt)
         return usage_error("%s sets the random initial mixture; it cannot be combined with --init",
                            o->rand_opt);
@@ -556,12 +605,13 @@ typedef struct inputs {
     double t0, t0_file;  /* start time in the run's form; the --init file's own time */
     const char *init_form;
     double *ybw, *yeu; /* initial state [mu | Sigma] and (when available or needed) [mu | C] */
+    double *w;         /* the --init file's mixture weights, or NULL (equal weights) */
     int rank, P, npy;  /* MPI (docs/SCALE.md); npy: X, yv hold only rows i0 .. i0 + nloc - 1 */
     size_t i0, nloc;   /* this rank's block of rows */
 } inputs;
 
 static void inputs_free(inputs *in) {
-    free(in->X), free(in->yv), free(in->ybw), free(in->yeu);
+    free(in->X), free(in->yv), free(in->ybw), free(in->yeu), free(in->w);
 }
 
 static int load_data(const options *o, inputs *in) {
@@ -623,7 +673,13 @@ static int read_init(const options *o, inputs *in) {
                 memcpy(in->yeu, s.mu, K * D * sizeof(double));
                 memcpy(in->yeu + gmf_flow_mat_offset(K, D, 0), s.C, K * D * D * sizeof(double));
             }
+            in->w = s.w, s.w = NULL;
             rc = 0;
+            for (size_t k = 0; in->w && !o->wfr && k < K && !rc; k++)
+                if (fabs(in->w[k] - 1.0 / (double)K) > 1e-12)
+                    rc = fail("--init: %s has learned weights (w[%zu] = %g, not 1/K): continue it "
+                              "with --geometry wfr",
+                              o->init, k, in->w[k]);
         }
     }
     gmf_io_state_free(&s);
@@ -699,6 +755,8 @@ static int integrate(gmf_flow_kind kind, const inputs *in, gmf_oracle oracle, co
                      const double *tout, const options *o, const char *label, gmf_events *ev,
                      gmf_traj **tr, gmf_ode_stats *st) {
     if (gmf_traj_new(tr, kind, o->n_out, in->K, in->D)) return fail("%s", gmf_errmsg());
+    if (kind == GMF_FLOW_WFR_BW && gmf_traj_set_alpha(*tr, o->fr_weight))
+        return fail("%s", gmf_errmsg());
     progress p = {o->quiet, label};
     gmf_traj_set_progress(*tr, print_progress, &p);
     gmf_ode_opts ode = o->ode;
@@ -721,7 +779,8 @@ static int integrate(gmf_flow_kind kind, const inputs *in, gmf_oracle oracle, co
 static int check_start(const options *o, const inputs *in, gmf_oracle oracle, const double *y0,
                        const double *tout) {
     gmf_traj_start_issue issue;
-    if (!gmf_traj_check_start(o->form, in->K, oracle, y0, tout, o->n_out, &o->ode, &issue))
+    if (!gmf_traj_check_start(o->wfr ? GMF_FLOW_WFR_BW : o->form, in->K, oracle, y0, tout, o->n_out,
+                              &o->ode, &issue))
         return 0;
     if (issue == GMF_TRAJ_START_TIMES)
         return bad_value("--t-end %g: %s; use a shorter --t-end, a larger --n-out or --method "
@@ -871,8 +930,19 @@ static void summary(const options *o, const inputs *in, const gmf_traj *tr,
                r->err_mu);
         printf("            %s (tolerance %g)\n", r->pass ? "PASS" : "FAIL", THM1_TOL);
     }
+    if (o->wfr) {
+        const double *w = gmf_traj_w(tr) + (gmf_traj_done(tr) - 1) * in->K;
+        double wmin = w[0], wmax = w[0];
+        for (size_t k = 1; k < in->K; k++)
+            wmin = fmin(wmin, w[k]), wmax = fmax(wmax, w[k]);
+        printf("  geometry  wfr (Fisher-Rao weight %g): final weights in [%.4g, %.4g]\n",
+               o->fr_weight, wmin, wmax);
+    }
     printf("  output    %s/{trajectory.csv, t.npy, mu.npy, Sigma.npy%s, state.json, run.json}\n",
-           o->out, o->form == GMF_FLOW_EUCLID ? ", C.npy" : "");
+           o->out,
+           o->form == GMF_FLOW_EUCLID ? ", C.npy"
+           : o->wfr                   ? ", w.npy"
+                                      : "");
     fflush(stdout);
 }
 
@@ -891,7 +961,8 @@ static gmf_flowio_run run_record(int argc, char **argv, const options *o, const 
                         .ode = o->ode,
                         .tightened = o->tightened,
                         .t0 = in->t0,
-                        .t_end = o->t_end};
+                        .t_end = o->t_end,
+                        .fr_weight = o->fr_weight};
     return r;
 }
 
@@ -937,6 +1008,26 @@ static int output_times(options *o, const inputs *in, double **tout) {
     return 0;
 }
 
+/* The WFR initial state [w | mu | Sigma]: the --init file's weights, else 1/K; NULL (message
+ * printed) on failure. */
+static double *wfr_state(const inputs *in) {
+    const size_t K = in->K, D = in->D, N = K * (D + D * D);
+    double *y = gmf_calloc(K + N, sizeof(double), "initial state");
+    if (!y) {
+        fail("%s", gmf_errmsg());
+        return NULL;
+    }
+    for (size_t k = 0; k < K; k++)
+        y[k] = in->w ? in->w[k] : 1.0 / (double)K;
+    memcpy(y + K, in->ybw, N * sizeof(double));
+    if (gmf_flow_check_state(GMF_FLOW_WFR_BW, K, D, y)) {
+        fail("%s: invalid initial state: %s", in->src, gmf_errmsg());
+        free(y);
+        return NULL;
+    }
+    return y;
+}
+
 /* Everything after the inputs: integrate, check, write, report.  The exit status. */
 static int run_flow(int argc, char **argv, options *o, const inputs *in, double t_start) {
     gmf_sqloss *sq = NULL;
@@ -946,7 +1037,7 @@ static int run_flow(int argc, char **argv, options *o, const inputs *in, double 
     int polish_failed = 0;
     gmf_events ev;
     memset(&ev, 0, sizeof ev);
-    double *tout = NULL;
+    double *tout = NULL, *y0w = NULL;
     int status = output_times(o, in, &tout);
     if (status) goto done;
     status = 1;
@@ -961,6 +1052,7 @@ static int run_flow(int argc, char **argv, options *o, const inputs *in, double 
     }
     gmf_oracle oracle = gmf_sqloss_oracle(sq);
     const double *y0 = o->form == GMF_FLOW_EUCLID ? in->yeu : in->ybw;
+    if (o->wfr && !(y0 = y0w = wfr_state(in))) goto done;
     if ((status = check_start(o, in, oracle, y0, tout)) != 0) goto done;
     status = 1;
     if (!o->quiet)
@@ -969,12 +1061,14 @@ static int run_flow(int argc, char **argv, options *o, const inputs *in, double 
                 gmf_ode_method_name(o->ode.method), in->t0, in->t0 + o->t_end);
     gmf_flowio_run r = run_record(argc, argv, o, in);
     r.ranks = in->P;
-    if (gmf_events_init(&ev, o->form, in->K, oracle, &o->ev)) {
+    if (!o->wfr && gmf_events_init(&ev, o->form, in->K, oracle, &o->ev)) {
         fail("%s", gmf_errmsg());
         goto done;
     }
-    r.events = &ev;
-    if (integrate(o->form, in, oracle, y0, tout, o, "", &ev, &tr, &r.stats)) goto done;
+    r.events = o->wfr ? NULL : &ev; /* WFR runs have no events (docs/WFR.md) */
+    if (integrate(o->wfr ? GMF_FLOW_WFR_BW : o->form, in, oracle, y0, tout, o, "",
+                  o->wfr ? NULL : &ev, &tr, &r.stats))
+        goto done;
     r.wall = gmf_traj_elapsed(tr);
     if (o->check && check_thm1(o, in, oracle, tout, tr, &r)) goto done;
     r.wall_total = now() - t_start;
@@ -1005,6 +1099,7 @@ done:
     gmf_sqloss_free(sq);
     gmf_outset_free(set);
     free(tout);
+    free(y0w);
     return status;
 }
 

@@ -31,6 +31,7 @@
 #include "gmflow/idx.h"
 #include "gmflow/io.h"
 #include "gmflow/nn.h"
+#include "gmflow/outset.h"
 #include "gmflow/par.h"
 #include "gmflow/train.h"
 
@@ -530,20 +531,6 @@ static int run_mc(const options *o, gmf_nn_model *gm, const gmf_dataset *test, c
 
 /* ---- run record and run.json --------------------------------------------------------------- */
 
-/* A JSON string literal of s (quotes, backslashes and control characters escaped). */
-static void json_string(FILE *fp, const char *s) {
-    fputc('"', fp);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(fp, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(fp, "\\u%04x", *p);
-        else
-            fputc(*p, fp);
-    }
-    fputc('"', fp);
-}
-
 /* What run.json says beyond the record: where the run stands. */
 typedef struct run_status {
     const char *status;  /* "running", "complete", "diverged", "failed" */
@@ -561,17 +548,17 @@ static int write_run_json(const options *o, const char *path, const char *datadi
             GMF_VERSION_STRING);
     for (int i = 1; i < o->argc; i++) {
         if (i > 1) fputs(", ", f.fp);
-        json_string(f.fp, o->argv[i]);
+        gmf_io_json_string(f.fp, o->argv[i]);
     }
     fputs("],\n  \"data_dir\": ", f.fp);
-    json_string(f.fp, datadir);
+    gmf_io_json_string(f.fp, datadir);
     fprintf(f.fp,
             ",\n  \"test_limit\": %zu,\n  \"epochs\": %zu,\n  \"checkpoint\": ", o->test_limit,
             o->epochs);
-    json_string(f.fp, ckpt);
+    gmf_io_json_string(f.fp, ckpt);
     fprintf(f.fp, ",\n  \"status\": \"%s\",\n  \"message\": ", st->status);
     if (st->message)
-        json_string(f.fp, st->message);
+        gmf_io_json_string(f.fp, st->message);
     else
         fputs("null", f.fp);
     fprintf(f.fp, ",\n  \"last_epoch\": %zu,\n  \"test_loss\": %.17g,\n  \"test_error\": %.17g,\n",
@@ -727,6 +714,17 @@ static int save_checkpoint(run *r, size_t epoch) {
     return 0;
 }
 
+/* Remove the temporaries (*.tmp.<pid>, *.old.<pid>) that killed runs left in dir: the
+ * checkpoint, run.json and snapshot writers stage through them.  A failure only warns. */
+static void clean_stale(const char *dir) {
+    size_t n = 0;
+    if (gmf_outset_clean_stale(dir, NULL, &n))
+        fprintf(stderr, CMD ": warning: %s\n", gmf_errmsg());
+    else if (n)
+        fprintf(stderr, CMD ": removed %zu stale temporary file(s) of dead processes in %s\n", n,
+                dir);
+}
+
 /* Epoch 0 (fresh run: the initialization evaluated on stderr, checkpointed) or the resumed
  * run's epochs.csv cut back to the checkpoint. */
 static int begin(run *r) {
@@ -739,6 +737,10 @@ static int begin(run *r) {
                 o->t.lr_sigma, o->t.fixed_beta ? "fixed beta, " : "",
                 o->t.full_batch ? "full batch, " : "", o->t.threads, o->t.precision);
     if (any_failed(r, !r->rank && o->snapshot_every && make_dirs(r->snapdir))) return 1;
+    if (!r->rank) { /* rank 0 owns the output directory */
+        clean_stale(o->out);
+        if (o->snapshot_every) clean_stale(r->snapdir);
+    }
     if (r->start > 0) {
         if (any_failed(r, !r->rank && truncate_csv(r->csv, r->start))) return 1;
         if (!o->quiet)

@@ -413,8 +413,10 @@ int gmf_train_save_checkpoint_run(const char *path, const gmf_nn_model *m, uint6
     int rc = gmf_io_open(&f, path);
     if (!rc) {
         if (fwrite(buf, 1, size, f.fp) != size) {
+            const int err = errno;
             gmf_io_abort(&f);
-            rc = gmf_error(GMF_EIO, "checkpoint %s: write failed", path);
+            rc = gmf_error(GMF_EIO, "checkpoint %s: write error: %s", path,
+                           strerror(err ? err : EIO));
         } else {
             rc = gmf_io_commit(&f);
         }
@@ -763,9 +765,9 @@ int gmf_train_checkpoint_model(const char *path, gmf_nn_model *m) {
     unsigned char hdr[CK_HEADER];
     const size_t got = fread(hdr, 1, sizeof hdr, fp);
     long len = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
-    const int err = ferror(fp);
+    const int err = ferror(fp) || len < 0 ? (errno ? errno : EIO) : 0;
     fclose(fp);
-    if (err || len < 0) return gmf_error(GMF_EIO, "checkpoint %s: read error", path);
+    if (err) return gmf_error(GMF_EIO, "checkpoint %s: read error: %s", path, strerror(err));
     if (got < sizeof hdr || memcmp(hdr, CK_MAGIC, 8))
         return gmf_error(GMF_EFORMAT, "checkpoint %s: not a gmflow checkpoint (%s)", path,
                          got < sizeof hdr ? "too short" : "bad magic");

@@ -14,14 +14,19 @@ int gmf_flow_init(gmf_flow *f, gmf_flow_kind kind, size_t K, gmf_oracle oracle) 
     memset(f, 0, sizeof *f);
     if (K == 0) return gmf_error(GMF_EINVAL, "flow: K must be >= 1");
     if (oracle.D < 2) return gmf_error(GMF_EINVAL, "flow: oracle dimension D = %zu < 2", oracle.D);
-    if (kind != GMF_FLOW_BW && kind != GMF_FLOW_EUCLID)
+    if (kind != GMF_FLOW_BW && kind != GMF_FLOW_EUCLID && !gmf_flow_is_wfr(kind))
         return gmf_error(GMF_EINVAL, "flow: unknown flow kind %d", (int)kind);
+    if (gmf_flow_is_wfr(kind) && (!oracle.prepare_w || !oracle.value))
+        return gmf_error(GMF_EINVAL, "flow: the Wasserstein-Fisher-Rao flow needs an oracle with "
+                                     "weighted mixtures (prepare_w and value)");
+    f->alpha = 1.0;
     f->kind = kind;
     f->K = K;
     f->D = oracle.D;
     f->oracle = oracle;
-    /* a BW state for the Euclidean form's C C^T, then one D x D buffer for the Stein form */
-    f->work = gmf_calloc(gmf_flow_dim(f) + f->D * f->D, sizeof(double), "flow scratch");
+    /* a BW state for the Euclidean form's C C^T, then one D x D buffer for the Stein form (the
+     * WFR kinds: then K weights) */
+    f->work = gmf_calloc(gmf_flow_dim(f) + f->D * f->D + K, sizeof(double), "flow scratch");
     return f->work ? GMF_OK : GMF_ENOMEM;
 }
 
@@ -31,7 +36,7 @@ void gmf_flow_free(gmf_flow *f) {
 }
 
 size_t gmf_flow_dim(const gmf_flow *f) {
-    return f->K * (f->D + f->D * f->D);
+    return f->K * (f->D + f->D * f->D) + gmf_flow_off(f);
 }
 
 void gmf_flow_euclid_to_bw(size_t K, size_t D, const double *yc, double *ys) {
@@ -90,6 +95,7 @@ static int prepare(gmf_flow *f, const double *y, const double **Sigma, const dou
 }
 
 int gmf_flow_rhs(gmf_flow *f, const double *y, double *ydot) {
+    if (gmf_flow_is_wfr(f->kind)) return gmf_flow_wfr_rhs_(f, y, ydot);
     const size_t K = f->K, D = f->D;
     const double *Sigma, *C;
     int rc = prepare(f, y, &Sigma, &C);
@@ -124,6 +130,7 @@ int gmf_flow_ode_rhs(double t, const double *y, double *ydot, void *user) {
 }
 
 int gmf_flow_loss(gmf_flow *f, const double *y, double *loss) {
+    if (gmf_flow_is_wfr(f->kind)) return gmf_flow_wfr_loss_(f, y, loss);
     const double *Sigma, *C;
     int rc = prepare(f, y, &Sigma, &C);
     *loss = f->oracle.loss(f->oracle.ctx);
@@ -131,6 +138,12 @@ int gmf_flow_loss(gmf_flow *f, const double *y, double *loss) {
 }
 
 int gmf_flow_check_state(gmf_flow_kind kind, size_t K, size_t D, const double *y) {
+    if (gmf_flow_is_wfr(kind)) {
+        int rc = gmf_flow_check_weights_(kind, K, y);
+        if (rc) return rc;
+        return gmf_flow_check_state(kind == GMF_FLOW_WFR_BW ? GMF_FLOW_BW : GMF_FLOW_EUCLID, K, D,
+                                    y + K);
+    }
     size_t N = K * (D + D * D);
     for (size_t i = 0; i < N; i++) {
         if (isfinite(y[i])) continue;

@@ -12,6 +12,9 @@
 
 int gmf_flow_jvp(gmf_flow *f, const double *y, const double *v, double *jv) {
     const size_t K = f->K, D = f->D, N = gmf_flow_dim(f);
+    if (gmf_flow_is_wfr(f->kind))
+        return gmf_error(GMF_EINVAL, "flow: no exact Jacobian for the Wasserstein-Fisher-Rao flow "
+                                     "(use the difference-quotient Jacobian)");
     if (!f->oracle.jvp)
         return gmf_error(GMF_EINVAL, "flow: the oracle supplies no Jacobian-vector product");
     if (!gmf_all_finite(y, N)) return gmf_error(GMF_EDIVERGE, "flow: state has non-finite entries");

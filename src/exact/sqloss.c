@@ -63,6 +63,7 @@ struct gmf_sqloss {
     double *S;         /* 8 x K x nb: the closed forms' inputs and outputs for one block */
     double *G;         /* d x ld: X^T T summed over the blocks */
     double *H0, *g0;   /* K x D: row 0 of each hessR; K: each grad[0] */
+    double *v;         /* K: E_k[dL] = sum_i rho_i E_k f(x_i) (the WFR reaction, docs/WFR.md) */
     size_t Kcap, Tcap; /* capacity of the K-sized buffers (in components) and of T (doubles) */
     double loss;
     struct gmf_sqloss_jv *jv; /* sqloss_jvp.c's workspace and cache (NULL until its first use) */
@@ -153,7 +154,8 @@ static void free_k_buffers(gmf_sqloss *s) {
     free(s->H0);
     free(s->g0);
     free(s->red);
-    s->Rcat = s->G = s->H0 = s->g0 = s->red = NULL;
+    free(s->v);
+    s->Rcat = s->G = s->H0 = s->g0 = s->red = s->v = NULL;
     s->Kcap = 0;
 }
 
@@ -181,7 +183,8 @@ static int reserve(gmf_sqloss *s, size_t K) {
         s->g0 = gmf_calloc(K, sizeof(double), "squared loss buffers");
         if (s->shard)
             s->red = gmf_calloc(d * ld + K * D + K + 1, sizeof(double), "squared loss buffers");
-        if (!s->Rcat || !s->G || !s->H0 || !s->g0 || (s->shard && !s->red)) {
+        s->v = gmf_calloc(K, sizeof(double), "squared loss buffers");
+        if (!s->Rcat || !s->G || !s->H0 || !s->g0 || !s->v || (s->shard && !s->red)) {
             free_k_buffers(s);
             return GMF_ENOMEM;
         }
@@ -217,8 +220,8 @@ static int reserve(gmf_sqloss *s, size_t K) {
  * the row-0 accumulation W^T z share one read of the row.  The closed forms between the two
  * sample loops are batched per component (four samples per libmvec erfc/exp call; with scalar
  * erfc/exp per sample and component they were about half of a toy-size RHS). */
-static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const double *mu,
-                                 const double *C) {
+static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const double *wt,
+                                 const double *mu, const double *C) {
     const size_t d = s->d, D = s->D, K = s->K, KD = K * D, ld = s->ld, nK = nb * K;
     const double scale = -2.0 / (double)s->ntot; /* rho_i = scale * r_i */
     const double *Xb = s->X + i0 * d;
@@ -258,9 +261,13 @@ static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const doub
     }
     for (size_t ii = 0; ii < nb; ii++) {
         double *t = s->T + ii * ld, h = 0.0;
-        for (size_t k = 0; k < K; k++)
-            h += Ef[k * nb + ii];
-        const double r = s->y[i0 + ii] - h / (double)K, rho = scale * r;
+        if (wt) /* weighted mixture (WFR); else equal weights: the sum divided by K */
+            for (size_t k = 0; k < K; k++)
+                h += wt[k] * Ef[k * nb + ii];
+        else
+            for (size_t k = 0; k < K; k++)
+                h += Ef[k * nb + ii];
+        const double r = s->y[i0 + ii] - (wt ? h : h / (double)K), rho = scale * r;
         s->r[i0 + ii] = r;
         sse += r * r;
         for (size_t k = 0; k < K; k++) {
@@ -271,6 +278,7 @@ static double block_closed_forms(gmf_sqloss *s, size_t i0, size_t nb, const doub
                 w[b] *= zq;        /* diag(rho q) W */
             }
             s->g0[k] += rho * A[k * nb + ii];
+            s->v[k] += rho * Ef[k * nb + ii];
             t[KD + k] = rho * g[k * nb + ii]; /* overwrites m_ik, read above */
             t[KD + K + k] = z;
         }
@@ -296,8 +304,9 @@ static int reduce_shards(gmf_sqloss *s, double *sse) {
     return GMF_OK;
 }
 
-static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C) {
-    gmf_sqloss *s = ctx;
+/* wt = NULL: equal weights 1/K (the W flows' mixture); else the K mixture weights. */
+static int sq_prepare_impl(gmf_sqloss *s, size_t K, const double *wt, const double *mu,
+                           const double *Sigma, const double *C) {
     const size_t n = s->n, d = s->d, D = s->D, KD = K * D;
     if (K == 0) return gmf_error(GMF_EINVAL, "squared loss: mixture has no components");
     int rc = reserve(s, K);
@@ -315,6 +324,7 @@ static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma
     }
     memset(s->H0, 0, KD * sizeof(double));
     memset(s->g0, 0, K * sizeof(double));
+    memset(s->v, 0, K * sizeof(double));
     double sse = 0.0;
     for (size_t i0 = 0; i0 < n; i0 += s->nb) {
         const size_t nb = i0 + s->nb <= n ? s->nb : n - i0;
@@ -322,7 +332,7 @@ static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma
         /* T (nb x (K D + K), row stride ld) = X_b Rcat */
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)(KD + K), (int)d, 1.0,
                     Xb, (int)d, s->Rcat, (int)(KD + K), 0.0, s->T, (int)ld);
-        sse += block_closed_forms(s, i0, nb, mu, C);
+        sse += block_closed_forms(s, i0, nb, wt, mu, C);
         /* G (d x ld) += X_b^T T */
         cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)ld, (int)nb, 1.0, Xb,
                     (int)d, s->T, (int)ld, i0 ? 1.0 : 0.0, s->G, (int)ld);
@@ -331,6 +341,25 @@ static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma
     s->loss = sse / (double)s->ntot;
     if (!isfinite(s->loss)) return gmf_error(GMF_EDIVERGE, "squared loss: loss is not finite");
     return GMF_OK;
+}
+
+static int sq_prepare(void *ctx, size_t K, const double *mu, const double *Sigma, const double *C) {
+    return sq_prepare_impl(ctx, K, NULL, mu, Sigma, C);
+}
+
+static int sq_prepare_w(void *ctx, size_t K, const double *w, const double *mu, const double *Sigma,
+                        const double *C) {
+    for (size_t k = 0; k < K; k++)
+        if (!(w[k] >= 0.0) || !isfinite(w[k]))
+            return gmf_error(GMF_EINVAL, "squared loss: weight w[%zu] = %g is not finite and >= 0",
+                             k, w[k]);
+    return sq_prepare_impl(ctx, K, w, mu, Sigma, C);
+}
+
+/* E_k[dL] = -(2/n) sum_i r_i E_k f(x_i, .) at the last prepared mixture (k < K). */
+static double sq_value(void *ctx, size_t k) {
+    gmf_sqloss *s = ctx;
+    return k < s->K ? s->v[k] : NAN;
 }
 
 static int sq_component(void *ctx, size_t k, double *grad, double *hessR) {
@@ -360,12 +389,20 @@ gmf_oracle gmf_sqloss_oracle(gmf_sqloss *s) {
     gmf_oracle o = {
         .ctx = s, .D = s->D, .prepare = sq_prepare, .component = sq_component, .loss = sq_loss};
     o.jvp = s->shard ? NULL : gmf_sqloss_jvp_; /* src/exact/sqloss_jvp.c (serial only) */
+    /* the WFR members (E_k[dL] is not reduced over shards: serial only) */
+    o.prepare_w = s->shard ? NULL : sq_prepare_w;
+    o.value = s->shard ? NULL : sq_value;
     return o;
 }
 
 int gmf_sqloss_eval(gmf_sqloss *s, size_t K, const double *mu, const double *Sigma, double *pred,
                     double *loss) {
-    int rc = sq_prepare(s, K, mu, Sigma, NULL);
+    return gmf_sqloss_eval_w(s, K, NULL, mu, Sigma, pred, loss);
+}
+
+int gmf_sqloss_eval_w(gmf_sqloss *s, size_t K, const double *w, const double *mu,
+                      const double *Sigma, double *pred, double *loss) {
+    int rc = w ? sq_prepare_w(s, K, w, mu, Sigma, NULL) : sq_prepare(s, K, mu, Sigma, NULL);
     if (rc && rc != GMF_EDIVERGE) return rc;
     if (pred)
         for (size_t i = 0; i < s->n; i++)

@@ -21,6 +21,8 @@ struct gmf_traj {
     double *mu;              /* T x K x D */
     double *Sigma;           /* T x K x D x D */
     double *C;               /* T x K x D x D (euclid) */
+    double *w;               /* T x K mixture weights (GMF_FLOW_WFR_BW), else NULL */
+    double alpha;            /* GMF_FLOW_WFR_BW: the Fisher-Rao weight (default 1) */
     double *scratch;         /* K (D + D^2): the BW state of an Euclidean one */
     gmf_flow *flow;          /* attached flow (not owned) */
     double start, elapsed;
@@ -40,14 +42,14 @@ static double now(void) {
 void gmf_traj_free(gmf_traj *tr) {
     if (!tr) return;
     free(tr->t), free(tr->loss), free(tr->wall), free(tr->nrhs);
-    free(tr->mu), free(tr->Sigma), free(tr->C), free(tr->scratch);
+    free(tr->mu), free(tr->Sigma), free(tr->C), free(tr->scratch), free(tr->w);
     free(tr);
 }
 
 int gmf_traj_new(gmf_traj **out, gmf_flow_kind kind, size_t T, size_t K, size_t D) {
     *out = NULL;
-    if (kind != GMF_FLOW_BW && kind != GMF_FLOW_EUCLID)
-        return gmf_error(GMF_EINVAL, "trajectory: unknown flow kind %d", (int)kind);
+    if (kind != GMF_FLOW_BW && kind != GMF_FLOW_EUCLID && kind != GMF_FLOW_WFR_BW)
+        return gmf_error(GMF_EINVAL, "trajectory: unsupported flow kind %d", (int)kind);
     if (T == 0 || K == 0 || D == 0)
         return gmf_error(GMF_EINVAL, "trajectory: T = %zu, K = %zu, D = %zu must be >= 1", T, K, D);
     const size_t big = (size_t)-1 / sizeof(double);
@@ -65,8 +67,11 @@ int gmf_traj_new(gmf_traj **out, gmf_flow_kind kind, size_t T, size_t K, size_t 
     tr->Sigma = calloc(T * K * D * D, sizeof(double));
     if (kind == GMF_FLOW_EUCLID) tr->C = calloc(T * K * D * D, sizeof(double));
     tr->scratch = calloc(K * (D + D * D), sizeof(double));
+    if (kind == GMF_FLOW_WFR_BW) tr->w = calloc(T * K, sizeof(double));
+    tr->alpha = 1.0;
     if (!tr->t || !tr->loss || !tr->wall || !tr->nrhs || !tr->mu || !tr->Sigma ||
-        (kind == GMF_FLOW_EUCLID && !tr->C) || !tr->scratch) {
+        (kind == GMF_FLOW_EUCLID && !tr->C) || (kind == GMF_FLOW_WFR_BW && !tr->w) ||
+        !tr->scratch) {
         gmf_traj_free(tr);
         return gmf_error(GMF_ENOMEM,
                          "out of memory for the trajectory (%zu output times, K = %zu, D = %zu)", T,
@@ -103,6 +108,11 @@ int gmf_traj_observe(size_t j, double t, const double *y, void *user) {
         tr->t[j] = t;
         tr->wall[j] = now() - tr->start;
         tr->nrhs[j] = tr->flow->nrhs;
+        const double *yw = y;
+        if (tr->w) { /* [w | mu | Sigma] */
+            memcpy(tr->w + j * K, y, K * sizeof(double));
+            y += K;
+        }
         memcpy(tr->mu + j * KD, y, KD * sizeof(double));
         const double *mat = y + gmf_flow_mat_offset(K, D, 0);
         if (tr->kind == GMF_FLOW_EUCLID) {
@@ -113,7 +123,7 @@ int gmf_traj_observe(size_t j, double t, const double *y, void *user) {
         } else {
             memcpy(tr->Sigma + j * KDD, mat, KDD * sizeof(double));
         }
-        rc = gmf_flow_loss(tr->flow, y, &tr->loss[j]);
+        rc = gmf_flow_loss(tr->flow, yw, &tr->loss[j]);
         if (rc == GMF_OK && !isfinite(tr->loss[j]))
             rc = gmf_error(GMF_EDIVERGE, "the loss is not finite at t = %g", t);
     }
@@ -140,7 +150,11 @@ int gmf_traj_integrate(gmf_traj *tr, gmf_oracle oracle, const double *y0, const 
                          oracle.D, tr->D);
     gmf_flow flow;
     int rc = gmf_flow_init(&flow, tr->kind, tr->K, oracle);
-    if (rc) return rc;
+    if (!rc && tr->w) rc = gmf_flow_set_alpha(&flow, tr->alpha);
+    if (rc) {
+        gmf_flow_free(&flow);
+        return rc;
+    }
     const size_t N = gmf_flow_dim(&flow);
     double *y = gmf_calloc(N, sizeof(double), "the state");
     if (!y) {
@@ -206,6 +220,18 @@ const double *gmf_traj_Sigma(const gmf_traj *tr) {
 }
 const double *gmf_traj_C(const gmf_traj *tr) {
     return tr->C;
+}
+const double *gmf_traj_w(const gmf_traj *tr) {
+    return tr->w;
+}
+int gmf_traj_set_alpha(gmf_traj *tr, double alpha) {
+    if (!tr->w)
+        return gmf_error(GMF_EINVAL, "trajectory: the Fisher-Rao weight needs the WFR flow");
+    if (!isfinite(alpha) || alpha < 0.0)
+        return gmf_error(GMF_EINVAL, "the Fisher-Rao weight must be finite and >= 0 (got %g)",
+                         alpha);
+    tr->alpha = alpha;
+    return GMF_OK;
 }
 double gmf_traj_elapsed(const gmf_traj *tr) {
     return tr->elapsed;
@@ -302,16 +328,18 @@ static double max_abs(size_t n, const double *x) {
 static int check_state(gmf_flow *f, const double *y0, const double *tout, size_t T,
                        const gmf_ode_opts *o, double *F, gmf_traj_start_issue *issue) {
     const size_t N = gmf_flow_dim(f);
-    for (size_t i = 0; i < N; i++)
+    const size_t off = gmf_flow_off(f);
+    for (size_t i = off; i < N; i++)
         if (!(fabs(y0[i]) <= GMF_TRAJ_STATE_MAX)) {
             *issue = GMF_TRAJ_START_STATE;
-            int mat = i >= gmf_flow_mat_offset(f->K, f->D, 0);
-            size_t k = mat ? (i - gmf_flow_mat_offset(f->K, f->D, 0)) / (f->D * f->D) : i / f->D;
+            const size_t ii = i - off;
+            int mat = ii >= gmf_flow_mat_offset(f->K, f->D, 0);
+            size_t k = mat ? (ii - gmf_flow_mat_offset(f->K, f->D, 0)) / (f->D * f->D) : ii / f->D;
             return gmf_error(GMF_EINVAL,
                              "component %zu: %s entry %g is beyond %g in magnitude: the closed "
                              "forms multiply entries pairwise (Sigma Sigma, C C^T, x^T Sigma x), "
                              "which overflows near 1e154",
-                             k, mat ? (f->kind == GMF_FLOW_BW ? "a Sigma" : "a C") : "a mean",
+                             k, mat ? (f->kind == GMF_FLOW_EUCLID ? "a C" : "a Sigma") : "a mean",
                              y0[i], GMF_TRAJ_STATE_MAX);
         }
     double loss;

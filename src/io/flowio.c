@@ -17,6 +17,7 @@ const char *const gmf_flowio_names[] = {
     "state.json",
     "run.json",
     "spectrum.csv", /* `gmflow flow --polish` (gmflow/stationary.h) */
+    "w.npy",        /* `gmflow flow --geometry wfr` (docs/WFR.md) */
     "event_1_state.json",
     "event_2_state.json",
     "event_3_state.json",
@@ -74,6 +75,9 @@ int gmf_flowio_write_npy(const char *dir, const gmf_traj *tr) {
     if (!rc) rc = gmf_io_write_npy(p, gmf_traj_Sigma(tr), 4, s4);
     if (!rc && gmf_traj_C(tr)) rc = join(p, sizeof p, dir, "C.npy");
     if (!rc && gmf_traj_C(tr)) rc = gmf_io_write_npy(p, gmf_traj_C(tr), 4, s4);
+    size_t s2[2] = {T, K};
+    if (!rc && gmf_traj_w(tr)) rc = join(p, sizeof p, dir, "w.npy");
+    if (!rc && gmf_traj_w(tr)) rc = gmf_io_write_npy(p, gmf_traj_w(tr), 2, s2);
     return rc;
 }
 
@@ -89,25 +93,13 @@ int gmf_flowio_write_state(const char *path, const gmf_traj *tr) {
                       .euclid = C != NULL,
                       .mu = (double *)gmf_traj_mu(tr) + last * K * D,
                       .Sigma = (double *)gmf_traj_Sigma(tr) + last * K * D * D,
-                      .C = C ? (double *)C + last * K * D * D : NULL};
+                      .C = C ? (double *)C + last * K * D * D : NULL,
+                      .w = gmf_traj_w(tr) ? (double *)gmf_traj_w(tr) + last * K : NULL};
     return gmf_io_write_state(path, &s);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* run.json                                                                                    */
-
-static void json_string(FILE *fp, const char *s) {
-    fputc('"', fp);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(fp, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(fp, "\\u%04x", *p);
-        else
-            fputc(*p, fp);
-    }
-    fputc('"', fp);
-}
 
 static void json_stats(FILE *fp, const gmf_ode_stats *s, double wall, const char *indent) {
     fprintf(fp,
@@ -125,14 +117,16 @@ static void run_inputs(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
             r->version ? r->version : "");
     for (int i = 0; i < r->argc; i++) {
         if (i) fputs(", ", fp);
-        json_string(fp, r->argv[i]);
+        gmf_io_json_string(fp, r->argv[i]);
     }
     fprintf(fp, "],\n  \"form\": \"%s\",\n", form_name(gmf_traj_kind(tr)));
+    if (gmf_traj_w(tr)) /* WFR runs (docs/WFR.md): the geometry and its Fisher-Rao weight */
+        fprintf(fp, "  \"geometry\": \"wfr\",\n  \"fr_weight\": %.17g,\n", r->fr_weight);
     if (r->data_path) {
         const size_t L = strlen(r->data_path);
         fprintf(fp, "  \"data\": {\"source\": \"%s\", \"path\": ",
                 L > 4 && !strcmp(r->data_path + L - 4, ".npy") ? "npy" : "csv");
-        json_string(fp, r->data_path);
+        gmf_io_json_string(fp, r->data_path);
         fprintf(fp, "},\n");
     } else {
         fprintf(fp,
@@ -143,7 +137,7 @@ static void run_inputs(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
     }
     if (r->init_path) {
         fprintf(fp, "  \"init\": {\"source\": \"file\", \"path\": ");
-        json_string(fp, r->init_path);
+        gmf_io_json_string(fp, r->init_path);
         fprintf(fp, ", \"form\": \"%s\", \"t\": %.17g},\n", r->init_form ? r->init_form : "",
                 r->init_t);
     } else {
@@ -173,7 +167,7 @@ static void run_events(FILE *fp, const gmf_flowio_run *r) {
                 "\"direction\": %d, \"state\": %s, \"message\": ",
                 j ? "," : "", gmf_events_kind_name(ev->kind), ev->component, ev->t, ev->value,
                 ev->direction, file);
-        json_string(fp, desc);
+        gmf_io_json_string(fp, desc);
         fputc('}', fp);
     }
     fprintf(fp, "%s],\n", e && e->nev ? "\n  " : "");

@@ -1254,6 +1254,22 @@ static void write_matrix_list(FILE *fp, const char *key, size_t K, size_t D, con
     fprintf(fp, "  ]%s\n", last ? "" : ",");
 }
 
+/* Mixture weights: finite, >= -GMF_IO_W_TOL, summing to 1 within GMF_IO_W_TOL. */
+#define GMF_IO_W_TOL 1e-12
+static int state_weights_ok(const char *path, size_t K, const double *w) {
+    double sum = 0.0;
+    for (size_t k = 0; k < K; k++) {
+        if (!isfinite(w[k]) || w[k] < -GMF_IO_W_TOL)
+            return gmf_error(GMF_EINVAL, "%s: key \"w\"[%zu] = %g is not a finite weight >= 0",
+                             path, k, w[k]);
+        sum += w[k];
+    }
+    if (!(fabs(sum - 1.0) <= GMF_IO_W_TOL))
+        return gmf_error(GMF_EINVAL, "%s: key \"w\": the weights sum to %.17g, not 1 (within %g)",
+                         path, sum, GMF_IO_W_TOL);
+    return GMF_OK;
+}
+
 int gmf_io_write_state(const char *path, const gmf_io_state *s) {
     int rc = state_dims_ok(s, path);
     if (rc) return rc;
@@ -1267,6 +1283,7 @@ int gmf_io_write_state(const char *path, const gmf_io_state *s) {
     if (!gmf_all_finite(s->mu, K * D) || !gmf_all_finite(s->Sigma, K * D * D) ||
         (s->euclid && !gmf_all_finite(s->C, K * D * D)))
         return gmf_error(GMF_EINVAL, "%s: refusing to write a state with non-finite entries", path);
+    if (s->w && (rc = state_weights_ok(path, K, s->w))) return rc;
     gmf_io_file f;
     if ((rc = gmf_io_open(&f, path))) return rc;
     FILE *fp = f.fp;
@@ -1281,8 +1298,14 @@ int gmf_io_write_state(const char *path, const gmf_io_state *s) {
         fprintf(fp, "]%s\n", k + 1 < K ? "," : "");
     }
     fprintf(fp, "  ],\n");
-    write_matrix_list(fp, "Sigma", K, D, s->Sigma, !s->euclid);
-    if (s->euclid) write_matrix_list(fp, "C", K, D, s->C, 1);
+    write_matrix_list(fp, "Sigma", K, D, s->Sigma, !s->euclid && !s->w);
+    if (s->euclid) write_matrix_list(fp, "C", K, D, s->C, !s->w);
+    if (s->w) { /* mixture weights (WFR runs, docs/WFR.md) */
+        fprintf(fp, "  \"w\": [");
+        for (size_t k = 0; k < K; k++)
+            fprintf(fp, "%s%.17g", k ? ", " : "", s->w[k]);
+        fprintf(fp, "]\n");
+    }
     fprintf(fp, "}\n");
     return gmf_io_commit(&f);
 }
@@ -1291,6 +1314,7 @@ void gmf_io_state_free(gmf_io_state *s) {
     free(s->mu);
     free(s->Sigma);
     free(s->C);
+    free(s->w);
     memset(s, 0, sizeof *s);
 }
 
@@ -1362,7 +1386,7 @@ int gmf_io_read_state(const char *path, gmf_io_state *out) {
     if (rc) return rc;
     gmf_io_state s = {0};
     static const char *const known[] = {"format", "version", "form",  "t", "K",
-                                        "d",      "mu",      "Sigma", "C"};
+                                        "d",      "mu",      "Sigma", "C", "w"};
     for (size_t i = 0; i < root.n; i++) {
         int ok = 0;
         for (size_t j = 0; j < sizeof known / sizeof known[0]; j++)
@@ -1475,6 +1499,20 @@ int gmf_io_read_state(const char *path, gmf_io_state *out) {
                           dst[i], idx, sizeof idx);
         if (rc) goto fail;
     }
+    if ((v = jget(&root, "w"))) { /* optional mixture weights (WFR runs) */
+        static const char *const names_w[] = {"K"};
+        s.w = gmf_calloc(K, sizeof(double), "state w");
+        if (!s.w) {
+            rc = GMF_ENOMEM;
+            goto fail;
+        }
+        idx[0] = '\0';
+        if ((rc = state_tensor(path, "w", v, 1, dims, names_w, s.w, idx, sizeof idx))) goto fail;
+        if ((rc = state_weights_ok(path, K, s.w))) {
+            rc = GMF_EFORMAT;
+            goto fail;
+        }
+    }
     if (s.euclid) { /* the redundant Sigma must be C C^T */
         for (size_t k = 0; k < K; k++) {
             const double *C = s.C + k * D * D, *S = s.Sigma + k * D * D;
@@ -1503,4 +1541,17 @@ fail:
     jfree(&root);
     gmf_io_state_free(&s);
     return rc;
+}
+
+void gmf_io_json_string(FILE *fp, const char *s) {
+    fputc('"', fp);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(fp, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(fp, "\\u%04x", *p);
+        else
+            fputc(*p, fp);
+    }
+    fputc('"', fp);
 }
