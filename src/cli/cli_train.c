@@ -32,6 +32,7 @@
 #include "gmflow/io.h"
 #include "gmflow/nn.h"
 #include "gmflow/outset.h"
+#include "gmflow/par.h"
 #include "gmflow/train.h"
 
 #define CMD    "gmflow train"
@@ -563,6 +564,7 @@ static int write_run_json(const options *o, const char *path, const char *datadi
     fprintf(f.fp, ",\n  \"last_epoch\": %zu,\n  \"test_loss\": %.17g,\n  \"test_error\": %.17g,\n",
             st->epoch, isfinite(st->test_loss) ? st->test_loss : -1.0,
             isfinite(st->test_error) ? st->test_error : -1.0);
+    fprintf(f.fp, "  \"ranks\": %d,\n", gmf_par_size());
     fprintf(f.fp, "  \"run\": %s}\n", record);
     if (gmf_io_commit(&f)) return fail("%s", gmf_errmsg());
     return 0;
@@ -615,11 +617,25 @@ typedef struct run {
     char record[4096];
     uint64_t start; /* epoch of the checkpoint resumed from (0: fresh) */
     char desc[160];
+    int rank, P; /* MPI (docs/SCALE.md): every rank trains; only rank 0 writes and prints */
 } run;
+
+/* 1 on every rank when `bad` is set on any rank (that rank printed why); collective. */
+static int any_failed(const run *r, int bad) {
+    if (!gmf_par_any(bad)) return 0;
+    if (!bad)
+        fail("rank %d of %d: stopping: another rank failed (its message above)", r->rank, r->P);
+    return 1;
+}
 
 static int load_data(run *r) {
     const options *o = &r->o;
     if (find_data(o, r->datadir, sizeof r->datadir)) return 1;
+    const char *hook = getenv("GMFLOW_TEST_FAIL_RANK"); /* test hook: this rank fails to read */
+    if (hook && r->P > 1 && atoi(hook) == r->rank)
+        return fail("--data: rank %d of %d: cannot read the data (simulated by "
+                    "GMFLOW_TEST_FAIL_RANK)",
+                    r->rank, r->P);
     if (!o->eval_only && gmf_dataset_load(r->datadir, "train", o->train_limit, &r->train))
         return fail("%s", gmf_errmsg());
     if (gmf_dataset_load(r->datadir, "t10k", o->test_limit, &r->test))
@@ -679,6 +695,7 @@ static int setup_model(run *r) {
 static int eval_only(run *r) {
     const options *o = &r->o;
     double tl, te;
+    if (r->rank) return 0; /* evaluation is serial: rank 0 alone */
     if (gmf_train_evaluate(r->t, &r->test, &tl, &te)) return fail("%s", gmf_errmsg());
     printf("eval: model %s, checkpoint %s (epoch %llu): test_loss %.6f test_error %.4f "
            "(%zu test images)\n",
@@ -688,6 +705,7 @@ static int eval_only(run *r) {
 }
 
 static int save_checkpoint(run *r, size_t epoch) {
+    if (r->rank) return 0; /* rank 0 writes */
     if (gmf_train_save_checkpoint_run(r->ckpt, &r->m, epoch, r->o.t.seed, r->record))
         return fail("epoch %zu: %s", epoch, gmf_errmsg());
     if (r->o.snapshot_every && epoch % r->o.snapshot_every == 0 &&
@@ -718,23 +736,25 @@ static int begin(run *r) {
                 r->desc, r->m.nparams, o->dataset, r->train.n, r->test.n, o->t.batch, o->t.lr,
                 o->t.lr_sigma, o->t.fixed_beta ? "fixed beta, " : "",
                 o->t.full_batch ? "full batch, " : "", o->t.threads, o->t.precision);
-    if (o->snapshot_every && make_dirs(r->snapdir)) return 1;
-    clean_stale(o->out);
-    if (o->snapshot_every) clean_stale(r->snapdir);
+    if (any_failed(r, !r->rank && o->snapshot_every && make_dirs(r->snapdir))) return 1;
+    if (!r->rank) { /* rank 0 owns the output directory */
+        clean_stale(o->out);
+        if (o->snapshot_every) clean_stale(r->snapdir);
+    }
     if (r->start > 0) {
-        if (truncate_csv(r->csv, r->start)) return 1;
+        if (any_failed(r, !r->rank && truncate_csv(r->csv, r->start))) return 1;
         if (!o->quiet)
             fprintf(stderr, CMD ": resuming from %s at epoch %llu\n", r->ckpt,
                     (unsigned long long)r->start);
         return 0;
     }
-    remove(r->csv); /* epochs.csv has one row per trained epoch */
+    if (!r->rank) remove(r->csv); /* epochs.csv has one row per trained epoch */
     double tl, te;
     if (gmf_train_evaluate(r->t, &r->test, &tl, &te)) return fail("%s", gmf_errmsg());
     if (!o->quiet)
         fprintf(stderr, "epoch 0/%zu: test_loss %.5f test_error %.2f%% (initialization)\n",
                 o->epochs, tl, 100 * te);
-    return save_checkpoint(r, 0);
+    return any_failed(r, save_checkpoint(r, 0));
 }
 
 /* Epochs start+1 .. --epochs; st follows the last completed one. */
@@ -753,7 +773,9 @@ static int train_epochs(run *r, run_status *st) {
         }
         if (gmf_train_evaluate(r->t, &r->test, &tl, &te)) return fail("%s", gmf_errmsg());
         const double rate = (double)r->train.n / secs;
-        if (csv_row(r->csv, e, loss, tl, te, secs, rate) || save_checkpoint(r, e)) return 1;
+        if (any_failed(r, !r->rank && (csv_row(r->csv, e, loss, tl, te, secs, rate) ||
+                                       save_checkpoint(r, e))))
+            return 1;
         *st = (run_status){"running", NULL, e, tl, te};
         if (!o->quiet)
             fprintf(stderr,
@@ -771,17 +793,21 @@ static int train(run *r) {
         gmf_train_check_data(&r->m, &r->test, "test data"))
         return fail("%s", gmf_errmsg());
     run_status st = {"running", NULL, (size_t)r->start, NAN, NAN};
-    if (write_run_json(o, r->runjson, r->datadir, r->record, r->ckpt, &st) || begin(r)) return 1;
+    if (any_failed(r, !r->rank &&
+                          write_run_json(o, r->runjson, r->datadir, r->record, r->ckpt, &st)) ||
+        begin(r))
+        return 1;
     int rc = train_epochs(r, &st);
-    if (!rc && o->nmc) rc = run_mc(o, &r->m, &r->test, o->out);
+    if (!rc && o->nmc) rc = any_failed(r, !r->rank && run_mc(o, &r->m, &r->test, o->out));
     double tl = NAN, te = NAN;
     if (!rc && gmf_train_evaluate(r->t, &r->test, &tl, &te)) rc = fail("%s", gmf_errmsg());
     if (rc) {
         if (!strcmp(st.status, "running")) st.status = "failed";
         st.message = gmf_errmsg();
-        write_run_json(o, r->runjson, r->datadir, r->record, r->ckpt, &st);
+        if (!r->rank) write_run_json(o, r->runjson, r->datadir, r->record, r->ckpt, &st);
         return 1;
     }
+    if (r->rank) return 0;
     st =
         (run_status){"complete", NULL, o->epochs > r->start ? o->epochs : (size_t)r->start, tl, te};
     if (write_run_json(o, r->runjson, r->datadir, r->record, r->ckpt, &st)) return 1;
@@ -799,11 +825,11 @@ int gmf_cli_train(int argc, char **argv) {
         return status;
     }
     status = 1;
-    if (load_data(r) || set_paths(r) || make_dirs(r->o.out) || setup_model(r)) goto done;
-    if (gmf_train_new(&r->t, &r->m, &r->o.t)) {
-        fail("%s", gmf_errmsg());
-        goto done;
-    }
+    r->rank = gmf_par_rank(), r->P = gmf_par_size();
+    if (r->rank) r->o.quiet = 1;
+    int bad = load_data(r) || set_paths(r) || (!r->rank && make_dirs(r->o.out)) || setup_model(r);
+    if (!bad && gmf_train_new(&r->t, &r->m, &r->o.t)) bad = fail("%s", gmf_errmsg());
+    if (any_failed(r, bad)) goto done;
     status = (r->o.eval_only ? eval_only(r) : train(r)) ? 1 : 0;
 done:
     gmf_train_free(r->t);

@@ -13,6 +13,7 @@
 
 #include "gmflow/common.h"
 #include "gmflow/io.h"
+#include "gmflow/par.h"
 #include "nn_internal.h"
 
 #define STREAM_EPOCH 1000u
@@ -146,6 +147,37 @@ static double step(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_
     return t->ops->sgd_step_rows(&t->ws, ds->x, ds->label, idx, B, t->lr);
 }
 
+/* The workspace's double gradient accumulator (m->nparams entries). */
+static double *acc_of(gmf_train *t) {
+    return t->ops->precision == 32 ? t->ws.f.gacc : t->ws.d.gacc;
+}
+
+/* Data-parallel SGD step (docs/SCALE.md), used when gmf_par_size() > 1: this rank's contiguous
+ * block of the batch idx[0..B) gives the gradient of (1/B) sum_i loss_i over its rows (the
+ * plain path, accumulated in double), the gradients and loss sums are reduced with gmf_par_sum
+ * (rank order, bitwise the same on every rank), and every rank applies the same update.  Returns
+ * the batch's mean loss (non-finite: nothing updated, on every rank) in *loss. */
+static int step_par(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_t B,
+                    double *loss) {
+    size_t i0, cnt;
+    gmf_par_block(B, gmf_par_rank(), gmf_par_size(), &i0, &cnt);
+    double l = 0.0;
+    if (cnt) {
+        gather(t, ds, idx + i0, 0, cnt);
+        l = t->ops->loss_grad(&t->ws, t->Xb, t->yb, cnt, 1.0 / (double)B, 1);
+    }
+    int rc = gmf_par_sum(acc_of(t), t->m->nparams);
+    if (!rc) rc = gmf_par_sum(&l, 1);
+    if (rc || !isfinite(l)) {
+        t->ops->clear_acc(&t->ws);
+        *loss = rc ? NAN : l;
+        return rc;
+    }
+    t->ops->sgd_apply(&t->ws, t->lr, 1);
+    *loss = l / (double)B;
+    return GMF_OK;
+}
+
 /* Divergence that stays finite, after an epoch with mean training loss `loss` (train.h). */
 static int check_divergence(gmf_train *t, size_t epoch, double loss) {
     const gmf_train_opts *o = &t->o;
@@ -198,18 +230,26 @@ static int epoch_run(gmf_train *t, const gmf_dataset *data, size_t epoch, double
     if (t->o.full_batch) {
         /* one gradient-descent step on the mean loss over all n samples, accumulated in double */
         const double dscale = 1.0 / (double)n;
-        for (size_t first = 0; first < n; first += t->o.eval_batch) {
-            const size_t B = n - first < t->o.eval_batch ? n - first : t->o.eval_batch;
+        size_t r0, rn; /* this rank's block of the samples (all of them when serial) */
+        gmf_par_block(n, gmf_par_rank(), gmf_par_size(), &r0, &rn);
+        for (size_t first = r0; first < r0 + rn; first += t->o.eval_batch) {
+            const size_t B = r0 + rn - first < t->o.eval_batch ? r0 + rn - first : t->o.eval_batch;
             gather(t, data, NULL, first, B);
             const double l = t->ops->loss_grad(&t->ws, t->Xb, t->yb, B, dscale, 1);
             total += l;
-            if (!isfinite(l)) {
-                t->ops->clear_acc(&t->ws);
-                return gmf_error(GMF_EDIVERGE,
-                                 "non-finite loss at epoch %zu, step 1 of 1 (full batch, samples "
-                                 "%zu..%zu); parameters not updated",
-                                 epoch, first, first + B - 1);
-            }
+            if (!isfinite(l)) break;
+        }
+        if (gmf_par_size() > 1) { /* the others' gradients and losses, in rank order */
+            rc = gmf_par_sum(acc_of(t), t->m->nparams);
+            if (!rc) rc = gmf_par_sum(&total, 1);
+            if (rc) return rc;
+        }
+        if (!isfinite(total)) {
+            t->ops->clear_acc(&t->ws);
+            return gmf_error(GMF_EDIVERGE,
+                             "non-finite loss at epoch %zu, step 1 of 1 (full batch); parameters "
+                             "not updated",
+                             epoch);
         }
         t->ops->sgd_apply(&t->ws, t->lr, 1);
         store(t);
@@ -232,7 +272,12 @@ static int epoch_run(gmf_train *t, const gmf_dataset *data, size_t epoch, double
     const size_t bs = t->o.batch, nsteps = (n + bs - 1) / bs;
     for (size_t s = 0; s < nsteps; s++) {
         const size_t first = s * bs, B = n - first < bs ? n - first : bs;
-        const double l = step(t, data, t->order + first, B);
+        double l;
+        if (gmf_par_size() > 1) {
+            rc = step_par(t, data, t->order + first, B, &l);
+            if (rc) return rc;
+        } else
+            l = step(t, data, t->order + first, B);
         if (!isfinite(l))
             return gmf_error(GMF_EDIVERGE,
                              "non-finite loss (%g) at epoch %zu, step %zu of %zu (samples "
