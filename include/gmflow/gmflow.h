@@ -23,6 +23,7 @@
 #include "gmflow/stationary.h"
 #include "gmflow/toy.h"
 #include "gmflow/train.h"
+#include "gmflow/trainio.h"
 #include "gmflow/traj.h"
 #include "gmflow/version.h"
 

@@ -34,6 +34,7 @@
 #include "gmflow/outset.h"
 #include "gmflow/par.h"
 #include "gmflow/train.h"
+#include "gmflow/trainio.h"
 
 #define CMD    "gmflow train"
 #define MAX_MC 32
@@ -460,41 +461,7 @@ static void progress(void *user, size_t epoch, size_t step, size_t nsteps, doubl
     fflush(stderr);
 }
 
-/* Keep the header and the rows with epoch <= last of an existing epochs.csv (resume). */
-static int truncate_csv(const char *path, size_t last) {
-    FILE *fp = fopen(path, "r");
-    if (!fp) return 0;
-    gmf_io_file f;
-    if (gmf_io_open(&f, path)) {
-        fclose(fp);
-        return fail("%s", gmf_errmsg());
-    }
-    char line[1024];
-    int first = 1;
-    while (fgets(line, sizeof line, fp)) {
-        char *end;
-        unsigned long long e = strtoull(line, &end, 10);
-        if (first || (end != line && *end == ',' && e <= last)) fputs(line, f.fp);
-        first = 0;
-    }
-    fclose(fp);
-    if (gmf_io_commit(&f)) return fail("%s", gmf_errmsg());
-    return 0;
-}
-
-static int csv_row(const char *path, size_t epoch, double train_loss, double test_loss,
-                   double test_err, double secs, double rate) {
-    struct stat st;
-    const int fresh = stat(path, &st) != 0;
-    FILE *fp = fopen(path, "a");
-    if (!fp) return fail("cannot write %s: %s", path, strerror(errno));
-    if (fresh) fputs("epoch,train_loss,test_loss,test_error,seconds,samples_per_s\n", fp);
-    fprintf(fp, "%zu,%.9g,%.9g,%.6g,%.4f,%.1f\n", epoch, train_loss, test_loss, test_err, secs,
-            rate);
-    if (fclose(fp) != 0) return fail("cannot write %s: %s", path, strerror(errno));
-    return 0;
-}
-
+/* --mc: the Monte Carlo reduction, one row of mc.csv per draw count and repeat. */
 static int run_mc(const options *o, gmf_nn_model *gm, const gmf_dataset *test, const char *out) {
     char path[4200];
     snprintf(path, sizeof path, "%s/mc.csv", out);
@@ -539,34 +506,27 @@ typedef struct run_status {
     double test_loss, test_error;
 } run_status;
 
+/* A trainio return code as the CLI's: 0, or 1 with the message printed. */
+static int trainio_fail(int rc) {
+    return rc ? fail("%s", gmf_errmsg()) : 0;
+}
+
 static int write_run_json(const options *o, const char *path, const char *datadir,
                           const char *record, const char *ckpt, const run_status *st) {
-    gmf_io_file f;
-    if (gmf_io_open(&f, path)) return fail("%s", gmf_errmsg());
-    fprintf(f.fp, "{\n  \"format\": \"gmflow-run\",\n  \"version\": 1,\n");
-    fprintf(f.fp, "  \"gmflow_version\": \"%s\",\n  \"command\": \"train\",\n  \"argv\": [",
-            GMF_VERSION_STRING);
-    for (int i = 1; i < o->argc; i++) {
-        if (i > 1) fputs(", ", f.fp);
-        gmf_io_json_string(f.fp, o->argv[i]);
-    }
-    fputs("],\n  \"data_dir\": ", f.fp);
-    gmf_io_json_string(f.fp, datadir);
-    fprintf(f.fp,
-            ",\n  \"test_limit\": %zu,\n  \"epochs\": %zu,\n  \"checkpoint\": ", o->test_limit,
-            o->epochs);
-    gmf_io_json_string(f.fp, ckpt);
-    fprintf(f.fp, ",\n  \"status\": \"%s\",\n  \"message\": ", st->status);
-    if (st->message)
-        gmf_io_json_string(f.fp, st->message);
-    else
-        fputs("null", f.fp);
-    fprintf(f.fp, ",\n  \"last_epoch\": %zu,\n  \"test_loss\": %.17g,\n  \"test_error\": %.17g,\n",
-            st->epoch, isfinite(st->test_loss) ? st->test_loss : -1.0,
-            isfinite(st->test_error) ? st->test_error : -1.0);
-    fprintf(f.fp, "  \"ranks\": %d,\n", gmf_par_size());
-    fprintf(f.fp, "  \"run\": %s}\n", record);
-    if (gmf_io_commit(&f)) return fail("%s", gmf_errmsg());
+    const gmf_trainio_run r = {.argc = o->argc,
+                               .argv = o->argv,
+                               .data_dir = datadir,
+                               .checkpoint = ckpt,
+                               .test_limit = o->test_limit,
+                               .epochs = o->epochs,
+                               .record = record,
+                               .status = st->status,
+                               .message = st->message,
+                               .last_epoch = st->epoch,
+                               .test_loss = st->test_loss,
+                               .test_error = st->test_error,
+                               .ranks = gmf_par_size()};
+    if (gmf_trainio_write_run(path, &r)) return fail("%s", gmf_errmsg());
     return 0;
 }
 
@@ -742,7 +702,8 @@ static int begin(run *r) {
         if (o->snapshot_every) clean_stale(r->snapdir);
     }
     if (r->start > 0) {
-        if (any_failed(r, !r->rank && truncate_csv(r->csv, r->start))) return 1;
+        if (any_failed(r, !r->rank && trainio_fail(gmf_trainio_epochs_truncate(r->csv, r->start))))
+            return 1;
         if (!o->quiet)
             fprintf(stderr, CMD ": resuming from %s at epoch %llu\n", r->ckpt,
                     (unsigned long long)r->start);
@@ -773,7 +734,8 @@ static int train_epochs(run *r, run_status *st) {
         }
         if (gmf_train_evaluate(r->t, &r->test, &tl, &te)) return fail("%s", gmf_errmsg());
         const double rate = (double)r->train.n / secs;
-        if (any_failed(r, !r->rank && (csv_row(r->csv, e, loss, tl, te, secs, rate) ||
+        if (any_failed(r, !r->rank && (trainio_fail(gmf_trainio_epochs_row(r->csv, e, loss, tl, te,
+                                                                           secs, rate)) ||
                                        save_checkpoint(r, e))))
             return 1;
         *st = (run_status){"running", NULL, e, tl, te};
