@@ -24,6 +24,7 @@
 
 typedef FN(gmf_nn_gm_cache) gm_cache;
 typedef FN(gmf_nn_gmfull_cache) full_cache;
+typedef FN(gmf_nn_gmlr_cache) lr_cache;
 typedef FN(gmf_nn_fc_cache) fc_cache;
 typedef FN(gmf_nn_ws) ws_t;
 typedef FN(gmf_nn_gm_params) gm_params;
@@ -86,6 +87,10 @@ net_params FN(gmf_nn_net_view)(const gmf_nn_model *m, real *P) {
     case GMF_NN_GMSTACK: /* layer 2 starts where layer 1's v ends */
         p.gm[0] = FN(gmf_nn_gm_view)(P, m->d, m->K, m->Lmid, 0);
         p.gm[1] = FN(gmf_nn_gm_view)(p.gm[0].v + m->K * m->Lmid, m->Lmid, m->K, m->L, 0);
+        break;
+    case GMF_NN_GMLR: /* the diagonal layer's blocks, then V */
+        p.gm[0] = FN(gmf_nn_gm_view)(P, m->d, m->K, m->L, 0);
+        p.V = p.gm[0].v + m->K * m->L;
         break;
     }
     return p;
@@ -576,6 +581,275 @@ void FN(gmf_nn_gmfull_backward)(real *dP, real *dX, full_cache *c, const real *d
 }
 
 /* =============================================================================================
+ * GM classification layer, low-rank covariance Sigma_k = diag(sigma_k^2) + V_k V_k^T.
+ *
+ * Parameters: the diagonal layer's mu | sigma | U | v (gmf_nn_gm_view), then V (K x r x d), whose
+ * row c of component k is column c of V_k (d x r).  Per component, with Q_k = U_k V_k (L x r):
+ *   W_k = U_k Sigma_k = U_k diag(sigma_k^2) + Q_k V_k^T      (L x d)
+ *   m = x . mu_k,  G = W_k x,  t = V_k^T x (r),  s^2 = (x*x) . sigma_k^2 + |t|^2,
+ * and the forward pass is the diagonal layer's with the stacked rows E = [mu_k; W_k; V_k^T].
+ * ============================================================================================= */
+
+/* Component k's V_k^T (r x d) in P. */
+static inline real *lr_Vt(const real *P, size_t d, size_t K, size_t L, size_t r, size_t k) {
+    return (real *)P + K * (2 * d + L * d + L) + k * r * d;
+}
+
+int FN(gmf_nn_gmlr_cache_init)(lr_cache *c, size_t Bmax, size_t d, size_t K, size_t L, size_t r) {
+    memset(c, 0, sizeof *c);
+    c->Bmax = Bmax, c->d = d, c->K = K, c->L = L, c->r = r;
+    const size_t W = K * (L + 1 + r);
+    int fail = 0;
+    c->E = ralloc(W * d, &fail);
+    c->sig2 = ralloc(K * d, &fail);
+    c->a = ralloc(K * L, &fail);
+    c->Q = ralloc(K * L * r, &fail);
+    c->X2 = ralloc(Bmax * d, &fail);
+    c->F = ralloc(Bmax * W, &fail);
+    c->S2 = ralloc(Bmax * K, &fail);
+    c->s = ralloc(Bmax * K, &fail);
+    c->Phi = ralloc(Bmax * K, &fail);
+    c->phi = ralloc(Bmax * K, &fail);
+    c->A = ralloc(Bmax * K, &fail);
+    c->dF = ralloc(Bmax * W, &fail);
+    c->dS2 = ralloc(Bmax * K, &fail);
+    c->dE = ralloc(W * d, &fail);
+    c->dsig2 = ralloc(K * d, &fail);
+    if (fail) {
+        FN(gmf_nn_gmlr_cache_free)(c);
+        return gmf_error(GMF_ENOMEM,
+                         "low-rank GM layer cache (B=%zu, d=%zu, K=%zu, L=%zu, r=%zu): out of "
+                         "memory",
+                         Bmax, d, K, L, r);
+    }
+    return GMF_OK;
+}
+
+void FN(gmf_nn_gmlr_cache_free)(lr_cache *c) {
+    free(c->E), free(c->sig2), free(c->a), free(c->Q), free(c->X2), free(c->F), free(c->S2);
+    free(c->s), free(c->Phi), free(c->phi), free(c->A), free(c->dF), free(c->dS2), free(c->dE);
+    free(c->dsig2);
+    memset(c, 0, sizeof *c);
+}
+
+/* Parameter-derived quantities of component k: sig2 = sigma^2, Q_k = U_k V_k, the stacked GEMM
+ * operand E_k = [mu_k; W_k; V_k^T] with W_k = U_k diag(sig2) + Q_k V_k^T, a_k = U_k mu_k + v_k. */
+static void lr_prep1(lr_cache *c, const real *P, size_t d, size_t K, size_t L, size_t r, size_t k) {
+    const gm_params p = gm_comp(FN(gmf_nn_gm_view)((real *)P, d, K, L, 0), d, L, k);
+    const real *restrict mu = p.mu, *restrict sigma = p.sigma, *restrict U = p.U, *restrict v = p.v;
+    const real *restrict Vt = lr_Vt(P, d, K, L, r, k);
+    real *restrict sig2 = c->sig2 + k * d, *restrict E = c->E + k * (L + 1 + r) * d;
+    real *restrict Q = c->Q + k * L * r;
+    for (size_t j = 0; j < d; j++)
+        sig2[j] = sigma[j] * sigma[j];
+    memcpy(E, mu, d * sizeof(real));
+    memcpy(E + (L + 1) * d, Vt, r * d * sizeof(real)); /* rows V_k^T: t = V_k^T x */
+    for (size_t l = 0; l < L; l++) {
+        const real *restrict u = U + l * d;
+        real *restrict w = E + (1 + l) * d;
+        for (size_t q = 0; q < r; q++) /* Q_k[l, q] = u_l . V_k[:, q] */
+            Q[l * r + q] = (real)dot16(u, Vt + q * d, d);
+        for (size_t j = 0; j < d; j++)
+            w[j] = u[j] * sig2[j];
+        for (size_t q = 0; q < r; q++) { /* W_k += Q_k V_k^T */
+            const real qv = Q[l * r + q], *restrict vq = Vt + q * d;
+            for (size_t j = 0; j < d; j++)
+                w[j] += qv * vq[j];
+        }
+        c->a[k * L + l] = (real)(dot16(u, mu, d) + (double)v[l]);
+    }
+}
+
+static void lr_prep(lr_cache *c, const real *P, size_t d, size_t K, size_t L, size_t r, size_t k0,
+                    size_t k1) {
+    for (size_t k = k0; k < k1; k++)
+        lr_prep1(c, P, d, K, L, r, k);
+}
+
+static void lr_square_rows(lr_cache *c, const real *X, size_t d, size_t i0, size_t i1) {
+    for (size_t e = i0 * d; e < i1 * d; e++)
+        c->X2[e] = X[e] * X[e];
+}
+
+/* Forward GEMMs and Gaussian scalars for components [k0, k1) (needs lr_prep for them and all
+ * rows of X2). */
+static void lr_fwd_part(lr_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
+                        size_t r, size_t k0, size_t k1) {
+    const size_t R = L + 1 + r, W = K * R, nk = k1 - k0;
+    if (nk == 0) return;
+    /* F[:, k, :] = X E_k^T: m_ik = x_i . mu_k, G_ik = W_k x_i, t_ik = V_k^T x_i  (B x nk R) */
+    gemm(0, 1, B, nk * R, d, 1, X, d, c->E + k0 * R * d, d, 0, c->F + k0 * R, W);
+    /* S2 = (X * X) (sigma^2)^T: the diagonal part of s_ik^2                        (B x nk) */
+    gemm(0, 1, B, nk, d, 1, c->X2, d, c->sig2 + k0 * d, d, 0, c->S2 + k0, K);
+    double m[nk], s2[nk], sv[nk], Phi[nk], phi[nk], A[nk];
+    for (size_t i = 0; i < B; i++) {
+        for (size_t k = k0; k < k1; k++) {
+            const real *t = c->F + i * W + k * R + L + 1;
+            double tt = 0.0; /* s^2 = x' diag(sigma^2) x + |V_k^T x|^2 */
+            for (size_t q = 0; q < r; q++)
+                tt += (double)t[q] * t[q];
+            m[k - k0] = (double)c->F[i * W + k * R];
+            s2[k - k0] = (double)c->S2[i * K + k] + tt;
+        }
+        const gmf_gauss_batch_out go = {.s = sv, .Phi = Phi, .phi = phi, .A = A};
+        gmf_gauss_batch(nk, m, s2, NULL, 0.0, &go);
+        for (size_t k = k0; k < k1; k++) {
+            c->s[i * K + k] = (real)sv[k - k0];
+            c->Phi[i * K + k] = (real)Phi[k - k0];
+            c->phi[i * K + k] = (real)phi[k - k0];
+            c->A[i * K + k] = (real)A[k - k0];
+        }
+    }
+}
+
+/* Rows [i0, i1) of H = (1/K) sum_k [A_ik a_k + Phi_ik G_ik]  (summed over k in order). */
+static void lr_reduce_rows(real *H, const lr_cache *c, size_t K, size_t L, size_t r, size_t i0,
+                           size_t i1) {
+    const size_t R = L + 1 + r, W = K * R;
+    const double inv = 1.0 / (double)K;
+    for (size_t i = i0; i < i1; i++) {
+        double acc[L + 1];
+        for (size_t l = 0; l < L; l++)
+            acc[l] = 0.0;
+        for (size_t k = 0; k < K; k++) {
+            const double A = c->A[i * K + k], Phi = c->Phi[i * K + k];
+            const real *a = c->a + k * L, *G = c->F + i * W + k * R + 1;
+            for (size_t l = 0; l < L; l++)
+                acc[l] += A * a[l] + Phi * G[l];
+        }
+        for (size_t l = 0; l < L; l++)
+            H[i * L + l] = (real)(inv * acc[l]);
+    }
+}
+
+void FN(gmf_nn_gmlr_forward)(real *H, lr_cache *c, const real *X, const real *P, size_t B, size_t d,
+                             size_t K, size_t L, size_t r) {
+    lr_prep(c, P, d, K, L, r, 0, K);
+    lr_square_rows(c, X, d, 0, B);
+    lr_fwd_part(c, X, B, d, K, L, r, 0, K);
+    lr_reduce_rows(H, c, K, L, r, 0, B);
+}
+
+/* Backward, first half, for components [k0, k1): the diagonal layer's scalar chain (dm, dS2,
+ * dG, da; gm_bwd_gemm) plus dt_ik = 2 dS2_ik t_ik (s^2 = ... + |t|^2), then
+ *   [dmu_k; dW_k; dV_k^T]_direct = dF[:, k]^T X,   dsig2_k = dS2[:, k]^T (X * X). */
+static void lr_bwd_gemm(lr_cache *c, double *da, const real *dH, const real *X, size_t B, size_t d,
+                        size_t K, size_t L, size_t r, size_t k0, size_t k1) {
+    const size_t R = L + 1 + r, W = K * R, nk = k1 - k0;
+    if (nk == 0) return;
+    const double inv = 1.0 / (double)K;
+    for (size_t e = 0; e < nk * L; e++)
+        da[e] = 0.0;
+    for (size_t i = 0; i < B; i++) {
+        const real *dh = dH + i * L;
+        for (size_t k = k0; k < k1; k++) {
+            const size_t ik = i * K + k;
+            const real *a = c->a + k * L, *G = c->F + i * W + k * R + 1, *t = G + L;
+            real *dG = c->dF + i * W + k * R + 1, *dt = dG + L;
+            const double A = c->A[ik], Phi = c->Phi[ik], phi = c->phi[ik], s = c->s[ik];
+            double dA = 0.0, dPhi = 0.0;
+            for (size_t l = 0; l < L; l++) {
+                dA += (double)dh[l] * a[l];        /* dL/dA_ik   = g_i . a_k  (times K) */
+                dPhi += (double)dh[l] * G[l];      /* dL/dPhi_ik = g_i . G_ik (times K) */
+                dG[l] = (real)(inv * Phi * dh[l]); /* dL/dG_ik = Phi_ik g_i */
+                da[(k - k0) * L + l] += A * dh[l]; /* dL/da_k += A_ik g_i (times K) */
+            }
+            dA *= inv, dPhi *= inv;
+            double dm = dA * Phi, dS2 = 0.0;
+            if (phi > 0.0) {
+                const double m = c->F[i * W + k * R];
+                dm += dPhi * phi / s;                              /* through Phi(m/s) */
+                dS2 = phi * (dA - dPhi * m / (s * s)) / (2.0 * s); /* through A and Phi, ds/dS2 */
+            }
+            c->dF[i * W + k * R] = (real)dm;
+            c->dS2[ik] = (real)dS2;
+            for (size_t q = 0; q < r; q++) /* s^2 = ... + |t|^2: dt = 2 dS2 t */
+                dt[q] = (real)(2.0 * dS2 * t[q]);
+        }
+    }
+    /* [dmu_k; dW_k; dV_k^T] = dF[:, k]^T X                                       (nk R x d) */
+    gemm(1, 0, nk * R, d, B, 1, c->dF + k0 * R, W, X, d, 0, c->dE + k0 * R * d, d);
+    /* dsig2_k = dS2[:, k]^T (X * X)                                                 (nk x d) */
+    gemm(1, 0, nk, d, B, 1, c->dS2 + k0, K, c->X2, d, 0, c->dsig2 + k0 * d, d);
+}
+
+/* Backward, second half, for component k, into g (component k's blocks of dP, gV its V^T
+ * block): the chain through W_k = U_k diag(sig2) + Q_k V_k^T (Q_k = U_k V_k), a_k = U_k mu_k +
+ * v_k and sig2 = sigma^2.  With dW = dL/dW_k (L x d) and Rm = dW V_k (L x r):
+ *   dU_k = dW Sigma_k + da mu^T = dW diag(sig2) + Rm V_k^T + da mu^T
+ *   dsig2_k += sum_l dW_l * U_l
+ *   dV_k += U_k^T Rm + dW^T Q_k       (W = U V V^T: d/dV tr(dW^T U V V^T) = (U^T dW + dW^T U) V)
+ *   dmu_k += U_k^T da,   dv_k = da,   dsigma = 2 sigma dsig2. */
+static void lr_bwd_param1(gm_params g, real *gV, lr_cache *c, const double *dak, const real *P,
+                          size_t d, size_t K, size_t L, size_t r, size_t k) {
+    const double inv = 1.0 / (double)K;
+    const size_t R = L + 1 + r;
+    const gm_params p = gm_comp(FN(gmf_nn_gm_view)((real *)P, d, K, L, 0), d, L, k);
+    const real *Vt = lr_Vt(P, d, K, L, r, k), *Q = c->Q + k * L * r, *sig2 = c->sig2 + k * d;
+    const real *dE = c->dE + k * R * d;
+    real *dsig2 = c->dsig2 + k * d;
+    memcpy(g.mu, dE, d * sizeof(real));                 /* dmu_k = sum_i dm_ik x_i ... */
+    memcpy(gV, dE + (L + 1) * d, r * d * sizeof(real)); /* dV_k^T = sum_i dt_ik x_i^T ... */
+    for (size_t l = 0; l < L; l++) {
+        const real dal = (real)(inv * dak[l]), *restrict dW = dE + (1 + l) * d;
+        const real *restrict u = p.U + l * d, *restrict mu = p.mu;
+        real *restrict du = g.U + l * d, *restrict dmu = g.mu;
+        g.v[l] = dal; /* dv_k = da_k */
+        real Rm[r];
+        for (size_t q = 0; q < r; q++)
+            Rm[q] = (real)dot16(dW, Vt + q * d, d); /* Rm[l, q] = dW_l . V_k[:, q] */
+        for (size_t j = 0; j < d; j++) {
+            du[j] = dW[j] * sig2[j] + dal * mu[j]; /* W: U diag(sig2); a: U mu */
+            dsig2[j] += dW[j] * u[j];
+            dmu[j] += dal * u[j]; /* ... + U_k^T da_k */
+        }
+        for (size_t q = 0; q < r; q++) {
+            const real rq = Rm[q], qq = Q[l * r + q], *restrict vq = Vt + q * d;
+            real *restrict gv = gV + q * d;
+            for (size_t j = 0; j < d; j++) {
+                du[j] += rq * vq[j];             /* dU += Rm V^T */
+                gv[j] += rq * u[j] + qq * dW[j]; /* dV += U^T Rm + dW^T Q */
+            }
+        }
+    }
+    for (size_t j = 0; j < d; j++)
+        g.sigma[j] = 2 * p.sigma[j] * dsig2[j]; /* sig2 = sigma^2 */
+}
+
+/* The views of component k of a low-rank layer's dP. */
+static gm_params lr_grad_view(real *dP, real **gV, size_t d, size_t K, size_t L, size_t r,
+                              size_t k) {
+    *gV = lr_Vt(dP, d, K, L, r, k);
+    return gm_comp(FN(gmf_nn_gm_view)(dP, d, K, L, 0), d, L, k);
+}
+
+/* Backward for components [k0, k1) into dP. */
+static void lr_bwd_part(real *dP, lr_cache *c, const real *dH, const real *X, const real *P,
+                        size_t B, size_t d, size_t K, size_t L, size_t r, size_t k0, size_t k1) {
+    if (k1 <= k0) return;
+    double da[(k1 - k0) * L];
+    lr_bwd_gemm(c, da, dH, X, B, d, K, L, r, k0, k1);
+    for (size_t k = k0; k < k1; k++) {
+        real *gV;
+        const gm_params g = lr_grad_view(dP, &gV, d, K, L, r, k);
+        lr_bwd_param1(g, gV, c, da + (k - k0) * L, P, d, K, L, r, k);
+    }
+}
+
+void FN(gmf_nn_gmlr_backward)(real *dP, real *dX, lr_cache *c, const real *dH, const real *X,
+                              const real *P, size_t B, size_t d, size_t K, size_t L, size_t r) {
+    lr_bwd_part(dP, c, dH, X, P, B, d, K, L, r, 0, K);
+    if (!dX) return;
+    /* dX = dF E + 2 X * (dS2 sig2): m = X mu^T, G = X W^T, t = X V, and the diagonal part of
+     * s^2 = (X*X) sig2^T */
+    const size_t W = K * (L + 1 + r);
+    gemm(0, 0, B, d, K, 1, c->dS2, K, c->sig2, d, 0, dX, d);
+    for (size_t e = 0; e < B * d; e++)
+        dX[e] *= 2 * X[e];
+    gemm(0, 0, B, d, W, 1, c->dF, W, c->E, d, 1, dX, d);
+}
+
+/* =============================================================================================
  * Fully connected ReLU layer: P = [beta (m x d) | omega (m x L)] (gmf_nn_fc_view),
  * h = scale relu(X beta^T) omega.
  * ============================================================================================= */
@@ -731,6 +1005,10 @@ int FN(gmf_nn_ws_init)(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
     case GMF_NN_GMFULL:
         rc = FN(gmf_nn_gmfull_cache_init)(&ws->full, Bmax, m->d, m->K, m->L);
         break;
+    case GMF_NN_GMLR:
+        rc = FN(gmf_nn_gmlr_cache_init)(&ws->lr, Bmax, m->d, m->K, m->L, m->rank);
+        if (!rc) rc = gmf_nn_pool_new(&ws->pool, nthreads);
+        break;
     case GMF_NN_FC:
         rc = FN(gmf_nn_fc_cache_init)(&ws->fc, Bmax, m->d, m->width, m->L);
         break;
@@ -763,6 +1041,7 @@ void FN(gmf_nn_ws_free)(ws_t *ws) {
     if (ws->gm1.muW) FN(gmf_nn_gm_cache_free)(&ws->gm1);
     if (ws->gm2.muW) FN(gmf_nn_gm_cache_free)(&ws->gm2);
     if (ws->full.a) FN(gmf_nn_gmfull_cache_free)(&ws->full);
+    if (ws->lr.E) FN(gmf_nn_gmlr_cache_free)(&ws->lr);
     if (ws->fc.R) FN(gmf_nn_fc_cache_free)(&ws->fc);
     memset(ws, 0, sizeof *ws);
 }
@@ -863,7 +1142,7 @@ static void gm_job_run(void *vctx, int t, int nt) {
 /* The pool owns the parallelism of the GM kind: OpenBLAS runs single-threaded inside it; the other
  * kinds give OpenBLAS the workspace's thread count. */
 static void blas_threads(const ws_t *ws) {
-    gmf_nn_blas_threads(ws->m->kind == GMF_NN_GM ? 1 : ws->nthreads);
+    gmf_nn_blas_threads(ws->m->kind == GMF_NN_GM || ws->m->kind == GMF_NN_GMLR ? 1 : ws->nthreads);
 }
 
 static double gm_pool_run(ws_t *ws, real *H, const real *X, const uint8_t *y, size_t B, int mode,
@@ -883,6 +1162,66 @@ static double gm_pool_run(ws_t *ws, real *H, const real *X, const uint8_t *y, si
     return j.loss;
 }
 
+/* ---- the gm-lowrank kind on the pool: as the GM kind (thread t owns components [k0, k1) and rows
+ * [i0, i1)), with the gradient of a step written to dP and each component updated right after
+ * its own gradient (the same sgd_update as gmf_nn_sgd_apply, so a step equals loss_grad + apply
+ * bitwise), its parameter-derived cache refreshed for the next forward pass. */
+
+static void lr_update1(ws_t *ws, const double *lr, size_t k) {
+    const gmf_nn_model *m = ws->m;
+    const size_t d = m->d, K = m->K, L = m->L, r = m->rank;
+    const gm_params p = gm_comp(FN(gmf_nn_gm_view)(ws->P, d, K, L, 0), d, L, k);
+    const gm_params g = gm_comp(FN(gmf_nn_gm_view)(ws->dP, d, K, L, 0), d, L, k);
+    sgd_update(d, p.mu, g.mu, lr[GMF_NN_GROUP_MU]);
+    sgd_update(d, p.sigma, g.sigma, lr[GMF_NN_GROUP_SIGMA]);
+    sgd_update(L * d, p.U, g.U, lr[GMF_NN_GROUP_U]);
+    sgd_update(L, p.v, g.v, lr[GMF_NN_GROUP_V]);
+    sgd_update(r * d, lr_Vt(ws->P, d, K, L, r, k), lr_Vt(ws->dP, d, K, L, r, k),
+               lr[GMF_NN_GROUP_LOWRANK]);
+    lr_prep1(&ws->lr, ws->P, d, K, L, r, k);
+}
+
+static void lr_job_run(void *vctx, int t, int nt) {
+    gm_job *j = vctx;
+    ws_t *ws = j->ws;
+    const gmf_nn_model *m = ws->m;
+    lr_cache *c = &ws->lr;
+    const size_t d = m->d, K = m->K, L = m->L, r = m->rank, B = j->B;
+    size_t k0, k1, i0, i1;
+    gmf_nn_split(K, t, nt, &k0, &k1);
+    gmf_nn_split(B, t, nt, &i0, &i1);
+    if (!ws->prep_valid) lr_prep(c, ws->P, d, K, L, r, k0, k1);
+    if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->labels, j->idx, d, i0, i1);
+    lr_square_rows(c, j->X, d, i0, i1);
+    gmf_nn_pool_barrier(ws->pool);
+    lr_fwd_part(c, j->X, B, d, K, L, r, k0, k1);
+    gmf_nn_pool_barrier(ws->pool);
+    lr_reduce_rows(j->H, c, K, L, r, i0, i1);
+    if (j->mode == 0) return;
+    FN(gmf_nn_refloss)
+    (ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
+    gmf_nn_pool_barrier(ws->pool);
+    double loss = 0.0; /* every thread sums in the same order */
+    for (size_t i = 0; i < B; i++)
+        loss += ws->lossv[i];
+    if (t == 0) j->loss = loss;
+    if (!isfinite(loss) || k1 <= k0) return;
+    lr_bwd_part(ws->dP, c, ws->dH, j->X, ws->P, B, d, K, L, r, k0, k1);
+    if (j->mode == 2)
+        for (size_t k = k0; k < k1; k++)
+            lr_update1(ws, j->lr, k);
+}
+
+/* Run the gm-lowrank job (modes of gm_job); with accumulate, gacc += dP afterwards. */
+static double lr_pool_run(gm_job *j) {
+    ws_t *ws = j->ws;
+    gmf_nn_pool_run(ws->pool, lr_job_run, j);
+    ws->prep_valid = 1;
+    if (j->mode == 1 && j->accumulate && isfinite(j->loss))
+        acc_add(ws->gacc, ws->dP, ws->m->nparams);
+    return j->loss;
+}
+
 void FN(gmf_nn_forward)(real *H, ws_t *ws, const real *X, size_t B) {
     const gmf_nn_model *m = ws->m;
     blas_threads(ws);
@@ -891,6 +1230,11 @@ void FN(gmf_nn_forward)(real *H, ws_t *ws, const real *X, size_t B) {
     case GMF_NN_GM:
         gm_pool_run(ws, H, X, NULL, B, 0, 0, 0.0, NULL);
         break;
+    case GMF_NN_GMLR: {
+        gm_job j = {.ws = ws, .H = H, .X = X, .B = B, .mode = 0};
+        lr_pool_run(&j);
+        break;
+    }
     case GMF_NN_GMFULL:
         FN(gmf_nn_gmfull_forward)(H, &ws->full, X, P, B, m->d, m->K, m->L);
         break;
@@ -913,6 +1257,7 @@ static void net_backward(ws_t *ws, real *dP, const real *X, size_t B) {
     const real *P = ws->P;
     switch (m->kind) {
     case GMF_NN_GM: /* handled by the pool */
+    case GMF_NN_GMLR:
         break;
     case GMF_NN_GMFULL:
         FN(gmf_nn_gmfull_backward)(dP, NULL, &ws->full, ws->dH, X, P, B, m->d, m->K, m->L);
@@ -939,6 +1284,11 @@ double FN(gmf_nn_loss_grad)(ws_t *ws, const real *X, const uint8_t *y, size_t B,
     const gmf_nn_model *m = ws->m;
     blas_threads(ws);
     if (m->kind == GMF_NN_GM) return gm_pool_run(ws, ws->H, X, y, B, 1, accumulate, dscale, NULL);
+    if (m->kind == GMF_NN_GMLR) {
+        gm_job j = {.ws = ws, .H = ws->H, .X = X, .y = y, .B = B, .mode = 1};
+        j.accumulate = accumulate, j.dscale = dscale;
+        return lr_pool_run(&j);
+    }
     FN(gmf_nn_forward)(ws->H, ws, X, B);
     double loss = FN(gmf_nn_refloss)(ws->dH, ws->lossv, ws->H, y, dscale, B, m->L);
     if (!isfinite(loss)) return loss;
@@ -966,7 +1316,7 @@ double FN(gmf_nn_sgd_step_rows)(ws_t *ws, const float *data, const uint8_t *labe
                                 const size_t *idx, size_t B, const double *lr) {
     const gmf_nn_model *m = ws->m;
     blas_threads(ws);
-    if (m->kind != GMF_NN_GM) {
+    if (m->kind != GMF_NN_GM && m->kind != GMF_NN_GMLR) {
         gather_rows(ws->Xb, ws->yb, data, labels, idx, m->d, 0, B);
         return FN(gmf_nn_sgd_step)(ws, ws->Xb, ws->yb, B, lr);
     }
@@ -981,6 +1331,7 @@ double FN(gmf_nn_sgd_step_rows)(ws_t *ws, const float *data, const uint8_t *labe
                 .src = data,
                 .labels = labels,
                 .idx = idx};
+    if (m->kind == GMF_NN_GMLR) return lr_pool_run(&j) / (double)B;
     gmf_nn_pool_run(ws->pool, gm_job_run, &j);
     ws->prep_valid = 1;
     return j.loss / (double)B;
@@ -992,6 +1343,10 @@ double FN(gmf_nn_sgd_step)(ws_t *ws, const real *X, const uint8_t *y, size_t B, 
     blas_threads(ws);
     if (ws->m->kind == GMF_NN_GM) {
         loss = gm_pool_run(ws, ws->H, X, y, B, 2, 0, dscale, lr);
+    } else if (ws->m->kind == GMF_NN_GMLR) {
+        gm_job j = {.ws = ws, .H = ws->H, .X = X, .y = y, .B = B, .mode = 2};
+        j.dscale = dscale, j.lr = lr;
+        loss = lr_pool_run(&j);
     } else {
         loss = FN(gmf_nn_loss_grad)(ws, X, y, B, dscale, 0);
         if (isfinite(loss)) FN(gmf_nn_sgd_apply)(ws, lr, 0);
