@@ -15,4 +15,6 @@ for d in flow_dynamics fig2_test_error fig3_fc_baseline fig4_trajectories fig5_f
     echo "== $d $*" >&2
     "$here/$d.sh" "$@"
 done
+echo "== cls_variants $*" >&2 # issue 15: GM layer variants (docs/RESULTS.md)
+"$here/cls_variants.sh" "$@"
 echo "run_all: all drivers finished in $(($(date +%s) - t0)) s" >&2
