@@ -352,6 +352,7 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         real *dE;    /* K x (L+1+r) x d */                                                         \
         real *dsig2; /* K x d */                                                                   \
         real *dQ;    /* K x L x r */                                                               \
+        real *dUq;   /* K x L x d: dQ_k V_k^T */                                                   \
     } gmf_nn_gmlr_cache##S;                                                                        \
     int gmf_nn_gmlr_cache_init##S(gmf_nn_gmlr_cache##S *c, size_t Bmax, size_t d, size_t K,        \
                                   size_t L, size_t r);                                             \
