@@ -419,6 +419,7 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
      * are split over a pool of nthreads threads (OpenBLAS single-threaded inside them); for the   \
      * other kinds OpenBLAS itself uses nthreads threads (the process-wide OpenBLAS setting is     \
      * made at each call into the workspace).  Loads m->params into P. */                          \
+    /* GMF_NN_GMLR runs on the pool like GMF_NN_GM (below too: its step is fused the same way). */ \
     int gmf_nn_ws_init##S(gmf_nn_ws##S *ws, gmf_nn_model *m, size_t Bmax, int nthreads);           \
     void gmf_nn_ws_free##S(gmf_nn_ws##S *ws);                                                      \
     /* P <- (real) m->params (call after changing m->params, or P, by hand). */                    \
