@@ -121,7 +121,8 @@ static int check_args(size_t N, const double *y, const double *tout, size_t ntou
         return gmf_error(GMF_EINVAL, "ODE: max_steps must be positive (got %ld)", o->max_steps);
     if (!gmf_all_finite(y, N)) return gmf_error(GMF_EINVAL, "ODE: initial state is not finite");
     if (!(o->stall_hrel >= 0) || o->stall_steps < 0 || !(o->stall_seconds >= 0) ||
-        !(o->stall_frac >= 0) || !(o->progress_seconds >= 0) || isnan(o->scalar_rtol))
+        !(o->stall_frac >= 0) || !(o->progress_seconds >= 0) || isnan(o->scalar_rtol) ||
+        !(o->scalar_atol >= 0) || !isfinite(o->scalar_atol))
         return gmf_error(GMF_EINVAL, "ODE: stall and progress settings must be >= 0");
     if (o->method == GMF_ODE_AUTO && (o->auto_window < 1 || !(o->auto_fail_frac >= 0) ||
                                       !(o->auto_hrho >= 0) || o->auto_min_steps < 0))
@@ -164,16 +165,16 @@ static int scalar_check(driver_data *dd, double t, const double *y, double *out)
     if (!isfinite(v))
         return gmf_error(GMF_EDIVERGE, "ODE (%s): the %s is not finite (%g) at t = %.10g",
                          gmf_ode_method_name(dd->cur), scalar_name(dd), v, t);
-    const double allowed = dd->srtol * fabs(dd->smin) + 1e-300;
+    const double allowed = dd->srtol * fabs(dd->smin) + o->scalar_atol + 1e-300;
     if (dd->srtol >= 0 && dd->have_min && v - dd->smin > allowed)
         return gmf_error(GMF_EDIVERGE,
                          "ODE (%s): the %s increased from %.10g at t = %.10g to %.10g at t = %.10g "
-                         "(relative increase %.3g, allowed %.3g): it cannot increase along a "
-                         "gradient flow, so the computed solution is wrong; tighten the tolerances "
-                         "(rtol %g, atol %g)",
+                         "(relative increase %.3g, allowed %.3g + %g absolute): it cannot increase "
+                         "along a gradient flow, so the computed solution is wrong; tighten the "
+                         "tolerances (rtol %g, atol %g)",
                          gmf_ode_method_name(dd->cur), scalar_name(dd), dd->smin, dd->tmin, v, t,
-                         (v - dd->smin) / fmax(fabs(dd->smin), 1e-300), dd->srtol, o->rtol,
-                         o->atol);
+                         (v - dd->smin) / fmax(fabs(dd->smin), 1e-300), dd->srtol, o->scalar_atol,
+                         o->rtol, o->atol);
     if (!dd->have_min || v < dd->smin) dd->smin = v, dd->tmin = t, dd->have_min = 1;
     return GMF_OK;
 }
