@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "gmflow/common.h"
+#include "ode_lapack.h"
 
 static const char *method_names[] = {"adams", "bdf", "rk8pd", "rkf45", "auto"};
 
@@ -381,8 +382,9 @@ static int choose_jacobian(size_t N, const gmf_ode_opts *o, gmf_ode_jacobian *ou
 
 /* The linear solver of CVODE's Newton iteration (BDF), the one place that chooses and attaches
  * it (policy: gmf_ode_jacobian in ode.h): matrix-free SPGMR with difference-quotient or exact
- * Jacobian-vector products, or SUNDIALS' dense LU with an exact or difference-quotient dense
- * Jacobian.  *A is the dense matrix (NULL for SPGMR); *used the choice made. */
+ * Jacobian-vector products, or a dense LU (LAPACK: ode_lapack.h) with an exact or
+ * difference-quotient dense Jacobian.  *A is the dense matrix (NULL for SPGMR); *used the choice
+ * made. */
 static int attach_linsol(void *mem, N_Vector v, SUNContext ctx, driver_data *dd,
                          const gmf_ode_opts *o, SUNLinearSolver *LS, SUNMatrix *A,
                          gmf_ode_jacobian *used) {
@@ -391,7 +393,7 @@ static int attach_linsol(void *mem, N_Vector v, SUNContext ctx, driver_data *dd,
     if (rc) return rc;
     if (*used == GMF_ODE_JAC_DENSE) {
         *A = SUNDenseMatrix((sunindextype)N, (sunindextype)N, ctx);
-        *LS = *A ? SUNLinSol_Dense(v, *A, ctx) : NULL;
+        *LS = *A ? gmf_ode_lapack_dense(v, ctx) : NULL; /* LAPACK's LU (ode_lapack.h) */
         if (!*LS)
             return gmf_error(GMF_ESOLVER,
                              "CVODE: could not create the dense linear solver "
