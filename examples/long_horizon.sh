@@ -38,6 +38,7 @@ fail() {
 begin_fig long_horizon
 rm -f "$JOBLIST"
 R=$FIG_RES/runs
+echo "status,seconds,command" >"$FIG_RES/commands.csv" # every run is redone: a fresh list
 rm -rf "$R" && mkdir -p "$R" "$FIG_WORK" || fail "cannot create $R"
 echo "run,K,kind,t_end,t_singular,loss_end,events,wall_s" >"$FIG_RES/runs.csv"
 echo "run,where,t,steps,grad_from,grad_to,grad_rel,loss,converged,eig_min,eig_max,gauge,index,zeros,verdict" \
