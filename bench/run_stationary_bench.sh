@@ -46,7 +46,7 @@ PY=/usr/bin/python3
 while [ $# -gt 0 ]; do
     case "$1" in
     --keep) KEEP=1; shift; continue ;;
-    -h | --help) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     --toys | --rounds | --tol | --t-max | --methods | --gm-methods | --cpu | --timeout | --build | --out)
         [ $# -ge 2 ] || { echo "run_stationary_bench.sh: $1 needs a value" >&2; exit 2; } ;;
     *) echo "run_stationary_bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
