@@ -328,12 +328,12 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
                                    const real *X, const real *P, size_t B, size_t d, size_t K,     \
                                    size_t L);                                                      \
                                                                                                    \
-    /* ---- GM classification layer, low-rank covariance Sigma_k = diag(sigma_k^2) + V_k V_k^T -   \
-     */                                                                                            \
-    /* h(x) = (1/K) sum_k [a_k A_k(x) + Phi_k(x) W_k x],  W_k = U_k Sigma_k                    */  \
-    /*      = U_k diag(sigma_k^2) + (U_k V_k) V_k^T,  t_k = V_k^T x (r),                        */ \
-    /* s^2 = sum_j sigma_kj^2 x_j^2 + |t_k|^2.  Forward = two GEMMs, F = X E^T with the       */   \
-    /* K(L+1+r) rows E = [mu_k; W_k; V_k^T]_k, and S2 = (X*X)(sigma^2)^T; backward two more.   */  \
+    /* ---- GM classification layer, low-rank Sigma_k = diag(sigma_k^2) + V_k V_k^T ------- */     \
+    /* h(x) = (1/K) sum_k [a_k A_k(x) + Phi_k(x) G_k(x)],  G_k = U_k Sigma_k x = W_k x + Q_k t,    \
+     * W_k = U_k diag(sigma_k^2), Q_k = U_k V_k (L x r), t = V_k^T x (r),                          \
+     * s^2 = sum_j sigma_kj^2 x_j^2 + |t|^2.  Forward = two GEMMs, F = X E^T with the K(L+1+r)     \
+     * rows E = [mu_k; W_k; V_k^T]_k and S2 = (X*X)(sigma^2)^T, plus O(B K L r) for Q_k t;         \
+     * backward two more. */                                                                       \
     typedef struct gmf_nn_gmlr_cache##S {                                                          \
         size_t Bmax, d, K, L, r;                                                                   \
         /* parameter-derived (written by forward, read by backward) */                             \
@@ -351,6 +351,8 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         real *dS2;   /* B x K */                                                                   \
         real *dE;    /* K x (L+1+r) x d */                                                         \
         real *dsig2; /* K x d */                                                                   \
+        real *dQ;    /* K x L x r */                                                               \
+        real *dUq;   /* K x L x d: dQ_k V_k^T */                                                   \
     } gmf_nn_gmlr_cache##S;                                                                        \
     int gmf_nn_gmlr_cache_init##S(gmf_nn_gmlr_cache##S *c, size_t Bmax, size_t d, size_t K,        \
                                   size_t L, size_t r);                                             \
@@ -417,6 +419,7 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
      * are split over a pool of nthreads threads (OpenBLAS single-threaded inside them); for the   \
      * other kinds OpenBLAS itself uses nthreads threads (the process-wide OpenBLAS setting is     \
      * made at each call into the workspace).  Loads m->params into P. */                          \
+    /* GMF_NN_GMLR runs on the pool like GMF_NN_GM (below too: its step is fused the same way). */ \
     int gmf_nn_ws_init##S(gmf_nn_ws##S *ws, gmf_nn_model *m, size_t Bmax, int nthreads);           \
     void gmf_nn_ws_free##S(gmf_nn_ws##S *ws);                                                      \
     /* P <- (real) m->params (call after changing m->params, or P, by hand). */                    \

@@ -584,10 +584,12 @@ void FN(gmf_nn_gmfull_backward)(real *dP, real *dX, full_cache *c, const real *d
  * GM classification layer, low-rank covariance Sigma_k = diag(sigma_k^2) + V_k V_k^T.
  *
  * Parameters: the diagonal layer's mu | sigma | U | v (gmf_nn_gm_view), then V (K x r x d), whose
- * row c of component k is column c of V_k (d x r).  Per component, with Q_k = U_k V_k (L x r):
- *   W_k = U_k Sigma_k = U_k diag(sigma_k^2) + Q_k V_k^T      (L x d)
- *   m = x . mu_k,  G = W_k x,  t = V_k^T x (r),  s^2 = (x*x) . sigma_k^2 + |t|^2,
- * and the forward pass is the diagonal layer's with the stacked rows E = [mu_k; W_k; V_k^T].
+ * row q of component k is column q of V_k (d x r).  Per component, with W_k = U_k diag(sigma_k^2)
+ * and Q_k = U_k V_k (L x r), Sigma_k x = sigma_k^2 * x + V_k (V_k^T x) gives
+ *   m = x . mu_k,   t = V_k^T x (r),   G = U_k Sigma_k x = W_k x + Q_k t,
+ *   s^2 = (x*x) . sigma_k^2 + |t|^2,
+ * and the forward pass is the diagonal layer's GEMMs with the stacked rows E = [mu_k; W_k;
+ * V_k^T] (K (L+1+r) x d) plus O(B K L r) scalar work for Q_k t.
  * ============================================================================================= */
 
 /* Component k's V_k^T (r x d) in P. */
@@ -615,6 +617,8 @@ int FN(gmf_nn_gmlr_cache_init)(lr_cache *c, size_t Bmax, size_t d, size_t K, siz
     c->dS2 = ralloc(Bmax * K, &fail);
     c->dE = ralloc(W * d, &fail);
     c->dsig2 = ralloc(K * d, &fail);
+    c->dQ = ralloc(K * L * r, &fail);
+    c->dUq = ralloc(K * L * d, &fail);
     if (fail) {
         FN(gmf_nn_gmlr_cache_free)(c);
         return gmf_error(GMF_ENOMEM,
@@ -628,12 +632,12 @@ int FN(gmf_nn_gmlr_cache_init)(lr_cache *c, size_t Bmax, size_t d, size_t K, siz
 void FN(gmf_nn_gmlr_cache_free)(lr_cache *c) {
     free(c->E), free(c->sig2), free(c->a), free(c->Q), free(c->X2), free(c->F), free(c->S2);
     free(c->s), free(c->Phi), free(c->phi), free(c->A), free(c->dF), free(c->dS2), free(c->dE);
-    free(c->dsig2);
+    free(c->dsig2), free(c->dQ), free(c->dUq);
     memset(c, 0, sizeof *c);
 }
 
-/* Parameter-derived quantities of component k: sig2 = sigma^2, Q_k = U_k V_k, the stacked GEMM
- * operand E_k = [mu_k; W_k; V_k^T] with W_k = U_k diag(sig2) + Q_k V_k^T, a_k = U_k mu_k + v_k. */
+/* Parameter-derived quantities of component k: sig2 = sigma^2, the stacked GEMM operand
+ * E_k = [mu_k; W_k; V_k^T] with W_k = U_k diag(sig2), Q_k = U_k V_k, a_k = U_k mu_k + v_k. */
 static void lr_prep1(lr_cache *c, const real *P, size_t d, size_t K, size_t L, size_t r, size_t k) {
     const gm_params p = gm_comp(FN(gmf_nn_gm_view)((real *)P, d, K, L, 0), d, L, k);
     const real *restrict mu = p.mu, *restrict sigma = p.sigma, *restrict U = p.U, *restrict v = p.v;
@@ -647,17 +651,11 @@ static void lr_prep1(lr_cache *c, const real *P, size_t d, size_t K, size_t L, s
     for (size_t l = 0; l < L; l++) {
         const real *restrict u = U + l * d;
         real *restrict w = E + (1 + l) * d;
-        for (size_t q = 0; q < r; q++) /* Q_k[l, q] = u_l . V_k[:, q] */
-            Q[l * r + q] = (real)dot16(u, Vt + q * d, d);
         for (size_t j = 0; j < d; j++)
             w[j] = u[j] * sig2[j];
-        for (size_t q = 0; q < r; q++) { /* W_k += Q_k V_k^T */
-            const real qv = Q[l * r + q], *restrict vq = Vt + q * d;
-            for (size_t j = 0; j < d; j++)
-                w[j] += qv * vq[j];
-        }
         c->a[k * L + l] = (real)(dot16(u, mu, d) + (double)v[l]);
     }
+    gemm(0, 1, L, r, d, 1, U, d, Vt, d, 0, Q, r); /* Q_k = U_k V_k */
 }
 
 static void lr_prep(lr_cache *c, const real *P, size_t d, size_t K, size_t L, size_t r, size_t k0,
@@ -672,23 +670,30 @@ static void lr_square_rows(lr_cache *c, const real *X, size_t d, size_t i0, size
 }
 
 /* Forward GEMMs and Gaussian scalars for components [k0, k1) (needs lr_prep for them and all
- * rows of X2). */
+ * rows of X2).  Leaves F[i, k] = [m_ik, G_ik, t_ik] with the full G = W_k x + Q_k t. */
 static void lr_fwd_part(lr_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
                         size_t r, size_t k0, size_t k1) {
     const size_t R = L + 1 + r, W = K * R, nk = k1 - k0;
     if (nk == 0) return;
-    /* F[:, k, :] = X E_k^T: m_ik = x_i . mu_k, G_ik = W_k x_i, t_ik = V_k^T x_i  (B x nk R) */
+    /* F[:, k, :] = X E_k^T: m_ik = x_i . mu_k, W_k x_i, t_ik = V_k^T x_i        (B x nk R) */
     gemm(0, 1, B, nk * R, d, 1, X, d, c->E + k0 * R * d, d, 0, c->F + k0 * R, W);
     /* S2 = (X * X) (sigma^2)^T: the diagonal part of s_ik^2                        (B x nk) */
     gemm(0, 1, B, nk, d, 1, c->X2, d, c->sig2 + k0 * d, d, 0, c->S2 + k0, K);
     double m[nk], s2[nk], sv[nk], Phi[nk], phi[nk], A[nk];
     for (size_t i = 0; i < B; i++) {
         for (size_t k = k0; k < k1; k++) {
-            const real *t = c->F + i * W + k * R + L + 1;
+            real *G = c->F + i * W + k * R + 1;
+            const real *t = G + L, *Q = c->Q + k * L * r;
             double tt = 0.0; /* s^2 = x' diag(sigma^2) x + |V_k^T x|^2 */
             for (size_t q = 0; q < r; q++)
                 tt += (double)t[q] * t[q];
-            m[k - k0] = (double)c->F[i * W + k * R];
+            for (size_t l = 0; l < L; l++) { /* G = W_k x + Q_k t */
+                double g = G[l];
+                for (size_t q = 0; q < r; q++)
+                    g += (double)Q[l * r + q] * t[q];
+                G[l] = (real)g;
+            }
+            m[k - k0] = (double)G[-1];
             s2[k - k0] = (double)c->S2[i * K + k] + tt;
         }
         const gmf_gauss_batch_out go = {.s = sv, .Phi = Phi, .phi = phi, .A = A};
@@ -731,8 +736,9 @@ void FN(gmf_nn_gmlr_forward)(real *H, lr_cache *c, const real *X, const real *P,
 }
 
 /* Backward, first half, for components [k0, k1): the diagonal layer's scalar chain (dm, dS2,
- * dG, da; gm_bwd_gemm) plus dt_ik = 2 dS2_ik t_ik (s^2 = ... + |t|^2), then
- *   [dmu_k; dW_k; dV_k^T]_direct = dF[:, k]^T X,   dsig2_k = dS2[:, k]^T (X * X). */
+ * dG, da; gm_bwd_gemm), then through G = W x + Q t and s^2 = ... + |t|^2:
+ *   dt_ik = 2 dS2_ik t_ik + Q_k^T dG_ik,   dQ_k = sum_i dG_ik t_ik^T   (L x r),
+ * and the GEMMs [dmu_k; dW_k; dV_k^T]_direct = dF[:, k]^T X, dsig2_k = dS2[:, k]^T (X * X). */
 static void lr_bwd_gemm(lr_cache *c, double *da, const real *dH, const real *X, size_t B, size_t d,
                         size_t K, size_t L, size_t r, size_t k0, size_t k1) {
     const size_t R = L + 1 + r, W = K * R, nk = k1 - k0;
@@ -740,12 +746,14 @@ static void lr_bwd_gemm(lr_cache *c, double *da, const real *dH, const real *X, 
     const double inv = 1.0 / (double)K;
     for (size_t e = 0; e < nk * L; e++)
         da[e] = 0.0;
+    memset(c->dQ + k0 * L * r, 0, nk * L * r * sizeof(real));
     for (size_t i = 0; i < B; i++) {
         const real *dh = dH + i * L;
         for (size_t k = k0; k < k1; k++) {
             const size_t ik = i * K + k;
             const real *a = c->a + k * L, *G = c->F + i * W + k * R + 1, *t = G + L;
-            real *dG = c->dF + i * W + k * R + 1, *dt = dG + L;
+            const real *Q = c->Q + k * L * r;
+            real *dG = c->dF + i * W + k * R + 1, *dt = dG + L, *dQ = c->dQ + k * L * r;
             const double A = c->A[ik], Phi = c->Phi[ik], phi = c->phi[ik], s = c->s[ik];
             double dA = 0.0, dPhi = 0.0;
             for (size_t l = 0; l < L; l++) {
@@ -763,8 +771,14 @@ static void lr_bwd_gemm(lr_cache *c, double *da, const real *dH, const real *X, 
             }
             c->dF[i * W + k * R] = (real)dm;
             c->dS2[ik] = (real)dS2;
-            for (size_t q = 0; q < r; q++) /* s^2 = ... + |t|^2: dt = 2 dS2 t */
-                dt[q] = (real)(2.0 * dS2 * t[q]);
+            for (size_t q = 0; q < r; q++) {
+                double acc = 2.0 * dS2 * t[q]; /* s^2 = ... + |t|^2 */
+                for (size_t l = 0; l < L; l++) {
+                    acc += (double)Q[l * r + q] * dG[l]; /* G = W x + Q t */
+                    dQ[l * r + q] += dG[l] * t[q];
+                }
+                dt[q] = (real)acc;
+            }
         }
     }
     /* [dmu_k; dW_k; dV_k^T] = dF[:, k]^T X                                       (nk R x d) */
@@ -773,75 +787,97 @@ static void lr_bwd_gemm(lr_cache *c, double *da, const real *dH, const real *X, 
     gemm(1, 0, nk, d, B, 1, c->dS2 + k0, K, c->X2, d, 0, c->dsig2 + k0 * d, d);
 }
 
-/* Backward, second half, for component k, into g (component k's blocks of dP, gV its V^T
- * block): the chain through W_k = U_k diag(sig2) + Q_k V_k^T (Q_k = U_k V_k), a_k = U_k mu_k +
- * v_k and sig2 = sigma^2.  With dW = dL/dW_k (L x d) and Rm = dW V_k (L x r):
- *   dU_k = dW Sigma_k + da mu^T = dW diag(sig2) + Rm V_k^T + da mu^T
- *   dsig2_k += sum_l dW_l * U_l
- *   dV_k += U_k^T Rm + dW^T Q_k       (W = U V V^T: d/dV tr(dW^T U V V^T) = (U^T dW + dW^T U) V)
- *   dmu_k += U_k^T da,   dv_k = da,   dsigma = 2 sigma dsig2. */
-static void lr_bwd_param1(gm_params g, real *gV, lr_cache *c, const double *dak, const real *P,
+/* One row (k, l) of the U chain: dU_kl = dW_l diag(sig2) + da_l mu_k + (dQ_k V_k^T)_l (via W, a
+ * and Q), dsig2 += dW_l * U_kl, dmu += da_l U_kl.  lr_row_grad stores dU; lr_row_update (the
+ * fused step) updates U in place at rate rr instead, with the same arithmetic (so that the two
+ * steps agree bitwise).  Restrict-qualified: the loops vectorize. */
+static void lr_row_grad(size_t d, real *restrict du, real *restrict dsig2, real *restrict dmu,
+                        const real *restrict u, const real *restrict dW, const real *restrict sig2,
+                        const real *restrict mu, const real *restrict dq, real dal) {
+    for (size_t j = 0; j < d; j++) {
+        du[j] = dW[j] * sig2[j] + dal * mu[j] + dq[j];
+        dsig2[j] += dW[j] * u[j];
+        dmu[j] += dal * u[j];
+    }
+}
+
+static void lr_row_update(size_t d, real *restrict u, real *restrict dsig2, real *restrict dmu,
+                          const real *restrict dW, const real *restrict sig2,
+                          const real *restrict mu, const real *restrict dq, real dal, real rr) {
+    for (size_t j = 0; j < d; j++) {
+        const real du = dW[j] * sig2[j] + dal * mu[j] + dq[j];
+        dsig2[j] += dW[j] * u[j];
+        dmu[j] += dal * u[j];
+        u[j] = sgd_step1(u[j], du, rr);
+    }
+}
+
+/* Backward, second half, for component k: with dW the GEMM's dL/dW_k and dQ_k from
+ * lr_bwd_gemm,
+ *   W = U diag(sig2):   dU_k = dW diag(sig2),  dsig2_k += sum_l dW_l * U_l
+ *   Q = U V:            dU_k += dQ V_k^T,      dV_k += U_k^T dQ
+ *   a = U mu + v:       dU_k += da mu^T,       dmu_k += U_k^T da,   dv_k = da
+ *   sig2 = sigma^2:     dsigma_k = 2 sigma_k * dsig2_k.
+ * With lr == NULL the gradient goes to dP; otherwise (the step) only dV goes to dP, and each
+ * block of component k is updated in place with its group's rate right after its last use (a U
+ * row in the pass that forms its gradient, as the diagonal layer's fused step), then the
+ * component's cache is refreshed (lr_prep1). */
+static void lr_bwd_param1(real *P, real *dP, lr_cache *c, const double *dak, const double *lr,
                           size_t d, size_t K, size_t L, size_t r, size_t k) {
     const double inv = 1.0 / (double)K;
     const size_t R = L + 1 + r;
-    const gm_params p = gm_comp(FN(gmf_nn_gm_view)((real *)P, d, K, L, 0), d, L, k);
-    const real *Vt = lr_Vt(P, d, K, L, r, k), *Q = c->Q + k * L * r, *sig2 = c->sig2 + k * d;
-    const real *dE = c->dE + k * R * d;
-    real *dsig2 = c->dsig2 + k * d;
-    memcpy(g.mu, dE, d * sizeof(real));                 /* dmu_k = sum_i dm_ik x_i ... */
+    const gm_params p = gm_comp(FN(gmf_nn_gm_view)(P, d, K, L, 0), d, L, k);
+    real *Vt = lr_Vt(P, d, K, L, r, k), *gV = lr_Vt(dP, d, K, L, r, k);
+    const real *dQ = c->dQ + k * L * r, *sig2 = c->sig2 + k * d, *dE = c->dE + k * R * d;
+    real *dsig2 = c->dsig2 + k * d, *dUq = c->dUq + k * L * d;
+    real *dmu = c->dE + k * R * d; /* dmu_k = sum_i dm_ik x_i (dE's row 0) + U_k^T da_k */
+    real dv[L];
+    gm_params g = {dmu, dsig2, NULL, NULL, dv}; /* the step: dsigma over dsig2, dU nowhere */
+    if (!lr) g = gm_comp(FN(gmf_nn_gm_view)(dP, d, K, L, 0), d, L, k);
     memcpy(gV, dE + (L + 1) * d, r * d * sizeof(real)); /* dV_k^T = sum_i dt_ik x_i^T ... */
+    gemm(1, 0, r, d, L, 1, dQ, r, p.U, d, 1, gV, d);    /* ... + (U_k^T dQ)^T */
+    gemm(0, 0, L, d, r, 1, dQ, r, Vt, d, 0, dUq, d);    /* dQ V_k^T (L x d) */
+    const real rU = lr ? sgd_rate(lr[GMF_NN_GROUP_U]) : 0;
     for (size_t l = 0; l < L; l++) {
-        const real dal = (real)(inv * dak[l]), *restrict dW = dE + (1 + l) * d;
-        const real *restrict u = p.U + l * d, *restrict mu = p.mu;
-        real *restrict du = g.U + l * d, *restrict dmu = g.mu;
+        const real dal = (real)(inv * dak[l]), *dW = dE + (1 + l) * d, *dq = dUq + l * d;
         g.v[l] = dal; /* dv_k = da_k */
-        real Rm[r];
-        for (size_t q = 0; q < r; q++)
-            Rm[q] = (real)dot16(dW, Vt + q * d, d); /* Rm[l, q] = dW_l . V_k[:, q] */
-        for (size_t j = 0; j < d; j++) {
-            du[j] = dW[j] * sig2[j] + dal * mu[j]; /* W: U diag(sig2); a: U mu */
-            dsig2[j] += dW[j] * u[j];
-            dmu[j] += dal * u[j]; /* ... + U_k^T da_k */
-        }
-        for (size_t q = 0; q < r; q++) {
-            const real rq = Rm[q], qq = Q[l * r + q], *restrict vq = Vt + q * d;
-            real *restrict gv = gV + q * d;
-            for (size_t j = 0; j < d; j++) {
-                du[j] += rq * vq[j];             /* dU += Rm V^T */
-                gv[j] += rq * u[j] + qq * dW[j]; /* dV += U^T Rm + dW^T Q */
-            }
-        }
+        if (!lr)
+            lr_row_grad(d, g.U + l * d, dsig2, dmu, p.U + l * d, dW, sig2, p.mu, dq, dal);
+        else if (rU != 0)
+            lr_row_update(d, p.U + l * d, dsig2, dmu, dW, sig2, p.mu, dq, dal, rU);
+        else
+            gm_row_nograd(d, dsig2, dmu, p.U + l * d, dW, dal);
     }
     for (size_t j = 0; j < d; j++)
         g.sigma[j] = 2 * p.sigma[j] * dsig2[j]; /* sig2 = sigma^2 */
+    if (!lr) {
+        memcpy(g.mu, dmu, d * sizeof(real));
+        return;
+    }
+    sgd_update(L, p.v, g.v, lr[GMF_NN_GROUP_V]);
+    sgd_update(d, p.sigma, g.sigma, lr[GMF_NN_GROUP_SIGMA]);
+    sgd_update(d, p.mu, g.mu, lr[GMF_NN_GROUP_MU]);
+    sgd_update(r * d, Vt, gV, lr[GMF_NN_GROUP_LOWRANK]);
+    lr_prep1(c, P, d, K, L, r, k);
 }
 
-/* The views of component k of a low-rank layer's dP. */
-static gm_params lr_grad_view(real *dP, real **gV, size_t d, size_t K, size_t L, size_t r,
-                              size_t k) {
-    *gV = lr_Vt(dP, d, K, L, r, k);
-    return gm_comp(FN(gmf_nn_gm_view)(dP, d, K, L, 0), d, L, k);
-}
-
-/* Backward for components [k0, k1) into dP. */
-static void lr_bwd_part(real *dP, lr_cache *c, const real *dH, const real *X, const real *P,
-                        size_t B, size_t d, size_t K, size_t L, size_t r, size_t k0, size_t k1) {
+/* Backward for components [k0, k1) into dP, or (lr != NULL) the step's update of P. */
+static void lr_bwd_part(real *P, real *dP, lr_cache *c, const real *dH, const real *X,
+                        const double *lr, size_t B, size_t d, size_t K, size_t L, size_t r,
+                        size_t k0, size_t k1) {
     if (k1 <= k0) return;
     double da[(k1 - k0) * L];
     lr_bwd_gemm(c, da, dH, X, B, d, K, L, r, k0, k1);
-    for (size_t k = k0; k < k1; k++) {
-        real *gV;
-        const gm_params g = lr_grad_view(dP, &gV, d, K, L, r, k);
-        lr_bwd_param1(g, gV, c, da + (k - k0) * L, P, d, K, L, r, k);
-    }
+    for (size_t k = k0; k < k1; k++)
+        lr_bwd_param1(P, dP, c, da + (k - k0) * L, lr, d, K, L, r, k);
 }
 
 void FN(gmf_nn_gmlr_backward)(real *dP, real *dX, lr_cache *c, const real *dH, const real *X,
                               const real *P, size_t B, size_t d, size_t K, size_t L, size_t r) {
-    lr_bwd_part(dP, c, dH, X, P, B, d, K, L, r, 0, K);
+    lr_bwd_part((real *)P, dP, c, dH, X, NULL, B, d, K, L, r, 0, K);
     if (!dX) return;
-    /* dX = dF E + 2 X * (dS2 sig2): m = X mu^T, G = X W^T, t = X V, and the diagonal part of
-     * s^2 = (X*X) sig2^T */
+    /* dX = dF E + 2 X * (dS2 sig2): m = X mu^T, W x, t = X V (dt holds both of its uses), and
+     * the diagonal part of s^2 = (X*X) sig2^T */
     const size_t W = K * (L + 1 + r);
     gemm(0, 0, B, d, K, 1, c->dS2, K, c->sig2, d, 0, dX, d);
     for (size_t e = 0; e < B * d; e++)
@@ -1163,23 +1199,8 @@ static double gm_pool_run(ws_t *ws, real *H, const real *X, const uint8_t *y, si
 }
 
 /* ---- the gm-lowrank kind on the pool: as the GM kind (thread t owns components [k0, k1) and rows
- * [i0, i1)), with the gradient of a step written to dP and each component updated right after
- * its own gradient (the same sgd_update as gmf_nn_sgd_apply, so a step equals loss_grad + apply
- * bitwise), its parameter-derived cache refreshed for the next forward pass. */
-
-static void lr_update1(ws_t *ws, const double *lr, size_t k) {
-    const gmf_nn_model *m = ws->m;
-    const size_t d = m->d, K = m->K, L = m->L, r = m->rank;
-    const gm_params p = gm_comp(FN(gmf_nn_gm_view)(ws->P, d, K, L, 0), d, L, k);
-    const gm_params g = gm_comp(FN(gmf_nn_gm_view)(ws->dP, d, K, L, 0), d, L, k);
-    sgd_update(d, p.mu, g.mu, lr[GMF_NN_GROUP_MU]);
-    sgd_update(d, p.sigma, g.sigma, lr[GMF_NN_GROUP_SIGMA]);
-    sgd_update(L * d, p.U, g.U, lr[GMF_NN_GROUP_U]);
-    sgd_update(L, p.v, g.v, lr[GMF_NN_GROUP_V]);
-    sgd_update(r * d, lr_Vt(ws->P, d, K, L, r, k), lr_Vt(ws->dP, d, K, L, r, k),
-               lr[GMF_NN_GROUP_LOWRANK]);
-    lr_prep1(&ws->lr, ws->P, d, K, L, r, k);
-}
+ * [i0, i1)), the step fused the same way (lr_bwd_param1), so a step equals loss_grad + apply
+ * bitwise; the parameter-derived cache is refreshed per component for the next forward pass. */
 
 static void lr_job_run(void *vctx, int t, int nt) {
     gm_job *j = vctx;
@@ -1206,10 +1227,7 @@ static void lr_job_run(void *vctx, int t, int nt) {
         loss += ws->lossv[i];
     if (t == 0) j->loss = loss;
     if (!isfinite(loss) || k1 <= k0) return;
-    lr_bwd_part(ws->dP, c, ws->dH, j->X, ws->P, B, d, K, L, r, k0, k1);
-    if (j->mode == 2)
-        for (size_t k = k0; k < k1; k++)
-            lr_update1(ws, j->lr, k);
+    lr_bwd_part(ws->P, ws->dP, c, ws->dH, j->X, j->mode == 2 ? j->lr : NULL, B, d, K, L, r, k0, k1);
 }
 
 /* Run the gm-lowrank job (modes of gm_job); with accumulate, gacc += dP afterwards. */
