@@ -315,11 +315,14 @@ static void gm_bwd_gemm(gm_cache *c, double *da, const real *dH, const real *X, 
             c->dS2[ik] = (real)dS2;
         }
     }
-    /* [dmu_k; dW_k] = dF[:, k]^T X                                           (nk(L+1) x d) */
-    gemm(1, 0, nk * (L + 1), d, B, 1, c->dF + k0 * (L + 1), W, X, d, 0, c->dmuW + k0 * (L + 1) * d,
+    /* [dmu_k; dW_k] = dF[:, k]^T X                                           (nk(L+1) x d)
+     * accumulated (beta = 1) into dmuW and dsig2, which gm_bwd_param1 leaves zero: OpenBLAS then
+     * skips its beta pass, a separate sweep over the 200 x 784 output that zeroed it every step
+     * (0 + the products: bitwise the beta = 0 result) */
+    gemm(1, 0, nk * (L + 1), d, B, 1, c->dF + k0 * (L + 1), W, X, d, 1, c->dmuW + k0 * (L + 1) * d,
          d);
     /* dsig2_k = dS2[:, k]^T (X * X)                                                 (nk x d) */
-    gemm(1, 0, nk, d, B, 1, c->dS2 + k0, K, c->X2, d, 0, c->dsig2 + k0 * d, d);
+    gemm(1, 0, nk, d, B, 1, c->dS2 + k0, K, c->X2, d, 1, c->dsig2 + k0 * d, d);
 }
 
 /* One row (k, l) of the parameter chain: dU_kl = dW_kl * sig2_k + da_kl mu_k (via W_k and via
@@ -369,7 +372,8 @@ static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, con
                           size_t d, size_t K, size_t L, size_t k) {
     const double inv = 1.0 / (double)K;
     const gm_params p = gm_comp(FN(gmf_nn_gm_view)(P, d, K, L, 0), d, L, k);
-    const real *dmW = c->dmuW + k * (L + 1) * d, *sig2 = c->sig2 + k * d;
+    real *dmW = c->dmuW + k * (L + 1) * d;
+    const real *sig2 = c->sig2 + k * d;
     real *dsig2 = c->dsig2 + k * d;
     /* dmu_k = sum_i dm_ik x_i (row 0 of dmuW, accumulated in place) + U_k^T da_k */
     real *dmu = c->dmuW + k * (L + 1) * d;
@@ -380,7 +384,8 @@ static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, con
     if (!lr) g = gm_comp(FN(gmf_nn_gm_view)(dP, d, K, L, 0), d, L, k);
     const real rU = lr ? sgd_rate(lr[GMF_NN_GROUP_U]) : 0;
     for (size_t l = 0; l < L; l++) {
-        const real dal = (real)(inv * dak[l]), *dW = dmW + (1 + l) * d;
+        const real dal = (real)(inv * dak[l]);
+        real *dW = dmW + (1 + l) * d;
         g.v[l] = dal; /* dv_k = da_k */
         if (!lr)
             gm_row_grad(d, g.U + l * d, dsig2, dmu, p.U + l * d, dW, sig2, p.mu, dal);
@@ -388,16 +393,19 @@ static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, con
             gm_row_update(d, p.U + l * d, dsig2, dmu, dW, sig2, p.mu, dal, rU);
         else
             gm_row_nograd(d, dsig2, dmu, p.U + l * d, dW, dal);
+        memset(dW, 0, d * sizeof(real)); /* zero again for the next step's beta = 1 GEMM */
     }
     for (size_t j = 0; j < d; j++)
         g.sigma[j] = 2 * p.sigma[j] * dsig2[j]; /* sig2 = sigma^2 */
     if (!lr) {
         memcpy(g.mu, dmu, d * sizeof(real));
+        memset(dmu, 0, d * sizeof(real)), memset(dsig2, 0, d * sizeof(real));
         return;
     }
     sgd_update(L, p.v, g.v, lr[GMF_NN_GROUP_V]);
     sgd_update(d, p.sigma, g.sigma, lr[GMF_NN_GROUP_SIGMA]);
     sgd_update(d, p.mu, g.mu, lr[GMF_NN_GROUP_MU]);
+    memset(dmu, 0, d * sizeof(real)), memset(dsig2, 0, d * sizeof(real));
     gm_prep1(c, P, d, K, L, k);
 }
 
