@@ -63,6 +63,10 @@ static inline float gmf_dataset_u8_value(uint8_t v, double mean, double inv) {
     return (float)(((double)v - mean) * inv);
 }
 
+/* dst[j] = gmf_dataset_u8_value(x[j], mean, inv) for j < d (AVX-512 when the build has it:
+ * the same double operations 8 lanes at a time, so bitwise the same floats). */
+void gmf_dataset_u8_row(float *dst, const uint8_t *x, size_t d, double mean, double inv);
+
 /* dst[0..d) = row i of ds as floats (either form). */
 void gmf_dataset_row(const gmf_dataset *ds, size_t i, float *dst);
 

@@ -822,8 +822,11 @@ static void gather_rows_at(real *X, uint8_t *y, const gmf_dataset *src, const si
         } else {
             const uint8_t *restrict row = src->px + r * d;
             const double mean = src->scale[2 * r], inv = src->scale[2 * r + 1];
-            for (size_t j = 0; j < d; j++)
-                dst[j] = (real)gmf_dataset_u8_value(row[j], mean, inv);
+            if (sizeof(real) == sizeof(float)) /* float32: the vectorized helper, same values */
+                gmf_dataset_u8_row((float *)dst, row, d, mean, inv);
+            else
+                for (size_t j = 0; j < d; j++)
+                    dst[j] = (real)gmf_dataset_u8_value(row[j], mean, inv);
         }
         y[i] = src->label[r];
     }

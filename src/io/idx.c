@@ -33,6 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <zlib.h>
@@ -482,16 +485,34 @@ void gmf_dataset_standardize_u8(float *dst, const uint8_t *src, size_t n, size_t
     }
 }
 
+void gmf_dataset_u8_row(float *dst, const uint8_t *x, size_t d, double mean, double inv) {
+    size_t j = 0;
+#ifdef __AVX512F__
+    /* 16 bytes -> 16 int32 -> two halves of 8 doubles: (v - mean) * inv -> float, as below;
+     * the compiler's own vectorization of the loop below runs at about half this speed (it
+     * widens through 128-bit halves on port 5) */
+    const __m512d m = _mm512_set1_pd(mean), iv = _mm512_set1_pd(inv);
+    for (; j + 16 <= d; j += 16) {
+        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(x + j)));
+        const __m512d lo = _mm512_cvtepi32_pd(_mm512_castsi512_si256(v));
+        const __m512d hi = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(v, 1));
+        const __m256 a = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_sub_pd(lo, m), iv));
+        const __m256 b = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_sub_pd(hi, m), iv));
+        _mm256_storeu_ps(dst + j, a);
+        _mm256_storeu_ps(dst + j + 8, b);
+    }
+#endif
+    for (; j < d; j++)
+        dst[j] = gmf_dataset_u8_value(x[j], mean, inv);
+}
+
 void gmf_dataset_row(const gmf_dataset *ds, size_t i, float *dst) {
     const size_t d = ds->d;
     if (ds->x) {
         memcpy(dst, ds->x + i * d, d * sizeof(float));
         return;
     }
-    const uint8_t *x = ds->px + i * d;
-    const double mean = ds->scale[2 * i], inv = ds->scale[2 * i + 1];
-    for (size_t j = 0; j < d; j++)
-        dst[j] = gmf_dataset_u8_value(x[j], mean, inv);
+    gmf_dataset_u8_row(dst, ds->px + i * d, d, ds->scale[2 * i], ds->scale[2 * i + 1]);
 }
 
 /* Try "<dir>/<name>.gz", then "<dir>/<name>".  On success *path is a malloc'ed path that exists.
