@@ -17,7 +17,10 @@
 # 1) = 200) at each thread count.  Recorded per run: the best epoch time (the training part, as
 # each program reports it), the whole process's wall and CPU time (user + sys, from
 # /usr/bin/time: loading, initial evaluation, epochs, evaluation and Python start-up included),
-# the test error after the last epoch, and the 1-minute load average before the run.
+# the test error after the last epoch, and the 1-minute load average before the run.  On a
+# loaded machine the wall clock is inflated by time slicing, so each run is repeated with one
+# more epoch and the difference of the two processes' CPU times is the epoch's CPU time
+# (epoch_cpu_s: one epoch of training plus one test evaluation, alike on both sides).
 #
 # Printed and written (summary.csv): per configuration the medians over the rounds; per pair
 # (gmflow vs each PyTorch setting at the SAME thread count and model) the median and range of
@@ -33,7 +36,7 @@
 # usage: bench/run_train_bench.sh [--quick] [--rounds R] [--threads "1 2"] [--models "gm fc"]
 #            [--impls "manual autograd"] [--dtype float32|float64] [--epochs E] [--limit N]
 #            [--K K] [--seed S] [--cpu N] [--build DIR] [--data DIR] [--out DIR | --in-repo]
-#            [--no-blas] [--no-torch]
+#            [--no-blas] [--no-torch] [--no-cpu-epoch]
 #   --quick     1 round, --limit 10000, threads "1", models "gm", impls "manual" (~30 s)
 #   --rounds    interleaved rounds (default 3)
 #   --threads   thread counts, each compared like with like (default "1 2")
@@ -47,6 +50,7 @@
 #   --out       results directory (default ${TMPDIR:-/tmp}/gmflow_train_bench_<date>)
 #   --in-repo   write into bench/results/train_bench_<date>/ instead
 #   --no-blas   skip bench/blas_peak (no "% of SGEMM")
+#   --no-cpu-epoch  no second run with one more epoch (no epoch_cpu_s; half the time)
 #   --no-torch  gmflow only (no ratios).  The PyTorch side needs /usr/bin/python3 with torch
 #               (Debian: apt-get install python3-torch)
 set -euo pipefail
@@ -54,7 +58,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$ROOT/bench/bench_env.sh"
 BUILD=$ROOT/build DATA=$ROOT/../shared/data EPOCHS=1 THREADS="1 2" MODELS=gm
-IMPLS="manual autograd" DTYPE=float32 LIMIT=0 ROUNDS=3 K=20 SEED=1 OUT="" INREPO=0 BLAS=1 TORCH=1
+IMPLS="manual autograd" DTYPE=float32 LIMIT=0 ROUNDS=3 K=20 SEED=1 OUT="" INREPO=0 BLAS=1 TORCH=1 CPUEP=1
 CPU=$(($(getconf _NPROCESSORS_ONLN) - 1))
 PY=/usr/bin/python3
 die2() { echo "run_train_bench.sh: $*" >&2; exit 2; }
@@ -63,7 +67,7 @@ need() { [ $# -ge 2 ] && [ -n "$2" ] || die2 "$1 needs a value (see --help)"; }
 posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die2 "$1 $2: want a positive integer"; }
 while [ $# -gt 0 ]; do
     case "$1" in
-    --quick) ROUNDS=1 LIMIT=10000 THREADS=1 MODELS=gm IMPLS=manual ;;
+    --quick) ROUNDS=1 LIMIT=10000 THREADS=1 MODELS=gm IMPLS=manual CPUEP=0 ;;
     --rounds) need "$@"; posint "$1" "$2"; ROUNDS=$2; shift ;;
     --threads) need "$@"; THREADS=$2; shift ;;
     --models) need "$@"; MODELS=$2; shift ;;
@@ -80,6 +84,7 @@ while [ $# -gt 0 ]; do
     --in-repo) INREPO=1 ;;
     --no-blas) BLAS=0 ;;
     --no-torch) TORCH=0 ;;
+    --no-cpu-epoch) CPUEP=0 ;;
     -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) die2 "unknown option $1 (see --help)" ;;
     esac
@@ -109,7 +114,7 @@ mkdir -p "$OUT/runs" || die1 "cannot create $OUT"
 PREC=${DTYPE#float}
 RUNS=$OUT/runs.csv BLASF=$OUT/blas_peak.txt
 : >"$BLASF"
-echo "round,model,tool,impl,dtype,threads,epochs,epoch_s,proc_wall_s,proc_cpu_s,test_error,load1" >"$RUNS"
+echo "round,model,tool,impl,dtype,threads,epochs,epoch_s,proc_wall_s,proc_cpu_s,test_error,load1,epoch_cpu_s" >"$RUNS"
 pin() { if [ "$1" = 1 ]; then echo "taskset -c $CPU"; else echo "taskset -c 0-$(($1 - 1))"; fi; }
 
 {
@@ -128,9 +133,27 @@ blas_round() {
     done
 }
 
+# the command "$@" with --epochs E+1 and its --out / --csv path suffixed _plus1, into PLUS1
+plus1_cmd() {
+    PLUS1=()
+    local prev="" a
+    for a in "$@"; do
+        case "$prev" in
+        --epochs) a=$((a + 1)) ;;
+        --out) a=${a}_plus1 ;;
+        --csv) a=${a%.csv}_plus1.csv ;;
+        esac
+        PLUS1+=("$a")
+        prev=$a
+    done
+}
+
+# process CPU seconds (user + sys) in a /usr/bin/time -f "%e %U %S" file
+cpu_of() { awk 'END { print $2 + $3 }' "$1"; }
+
 # one run: $1 round, $2 model, $3 tool, $4 impl, $5 threads; the command after "--"
 one() {
-    local r=$1 model=$2 tool=$3 impl=$4 t=$5 base l tf
+    local r=$1 model=$2 tool=$3 impl=$4 t=$5 base l tf ecpu=""
     shift 6
     base=$OUT/runs/${model}_${tool}_${impl}_t${t}_r$r
     l=$(bench_load1)
@@ -142,9 +165,19 @@ one() {
         tail -3 "$base.log" >&2
         return 0
     fi
-    "$PY" - "$base" "$tool" "$r,$model,$tool,$impl,$DTYPE,$t,$EPOCHS" "$l" >>"$RUNS" <<'EOF'
+    if [ "$CPUEP" = 1 ]; then
+        plus1_cmd "$@"
+        if OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t /usr/bin/time -o "${base}_plus1.time" \
+            -f "%e %U %S" $(pin "$t") "${PLUS1[@]}" >"${base}_plus1.log" 2>&1; then
+            ecpu=$(awk -v a="$(cpu_of "${base}_plus1.time")" -v b="$(cpu_of "$tf")" \
+                'BEGIN { printf "%.3f", a - b }')
+        else
+            echo "   the run with one more epoch failed (see ${base}_plus1.log)" >&2
+        fi
+    fi
+    "$PY" - "$base" "$tool" "$r,$model,$tool,$impl,$DTYPE,$t,$EPOCHS" "$l" "$ecpu" >>"$RUNS" <<'EOF'
 import csv, json, sys
-base, tool, lead, load = sys.argv[1:]
+base, tool, lead, load, ecpu = sys.argv[1:]
 wall, user, sys_ = (float(x) for x in open(base + ".time").read().split()[-3:])
 if tool == "gmflow":
     rows = [r for r in csv.DictReader(open(base + "/epochs.csv")) if int(r["epoch"]) >= 1]
@@ -152,9 +185,9 @@ if tool == "gmflow":
 else:
     s = json.load(open(base + ".json"))
     best, err = s["best_epoch_seconds"], s["epochs"][-1]["test_error"]
-print(f"{lead},{best:.4f},{wall:.3f},{user + sys_:.3f},{err},{load}")
+print(f"{lead},{best:.4f},{wall:.3f},{user + sys_:.3f},{err},{load},{ecpu}")
 EOF
-    tail -1 "$RUNS" | awk -F, '{printf "   epoch %.3f s, process %.2f s wall / %.2f s cpu, test error %s, load %s\n", $8, $9, $10, $11, $12}'
+    tail -1 "$RUNS" | awk -F, '{printf "   epoch %.3f s, process %.2f s wall / %.2f s cpu, test error %s, load %s, epoch cpu %s s\n", $8, $9, $10, $11, $12, $13}'
 }
 
 blas_round 0
@@ -204,14 +237,18 @@ for r in runs:
     cfg.setdefault((r["model"], r["tool"], r["impl"], r["dtype"], int(r["threads"])), {})[
         int(r["round"])] = r
 med = lambda rs, k: S.median(float(x[k]) for x in rs.values())
-print(f"\n{'model':5} {'tool':8} {'impl':8} {'thr':>3} {'epoch s':>8} {'proc wall':>9} "
-      f"{'proc cpu':>8} {'test err':>8} {'GFLOP/s':>8} {'%SGEMM':>7} {'%shapes':>7} {'load':>5}")
+print(f"\n{'model':5} {'tool':8} {'impl':8} {'thr':>3} {'epoch s':>8} {'ep cpu':>7} "
+      f"{'proc wall':>9} {'proc cpu':>8} {'test err':>8} {'GFLOP/s':>8} {'%SGEMM':>7} "
+      f"{'%shapes':>7} {'cpu:GF/s':>8} {'%SGEMM':>7} {'%shapes':>7} {'load':>5}")
 summ = []
 for key in sorted(cfg):
     model, tool, impl, dt, t = key
     rs = cfg[key]
     ep = med(rs, "epoch_s")
+    ec = [float(x["epoch_cpu_s"]) for x in rs.values() if x.get("epoch_cpu_s")]
+    ecm = S.median(ec) if ec else None
     gf = F / ep / 1e9 if model == "gm" else float("nan")
+    gfc = F / ecm / 1e9 if model == "gm" and ecm else None
     sq = blas.get((dt, "square", t))
     # gmflow's shapes: the time the epoch's GEMMs would take at blas_peak's rates for its
     # shapes, F / sum(F_i / rate_i): X[mu;W]^T and dF^T X, 2 n d K (L+1) flops each, and the
@@ -222,16 +259,22 @@ for key in sorted(cfg):
     errs = [float(x["test_error"]) for x in rs.values()]
     row = dict(model=model, tool=tool, impl=impl, dtype=dt, threads=t, rounds=len(rs),
                epoch_s=f"{ep:.4f}", proc_wall_s=f"{med(rs, 'proc_wall_s'):.3f}",
-               proc_cpu_s=f"{med(rs, 'proc_cpu_s'):.3f}", test_error_median=f"{S.median(errs):.4f}",
+               proc_cpu_s=f"{med(rs, 'proc_cpu_s'):.3f}", epoch_cpu_s=f"{ecm:.3f}" if ecm else "",
+               test_error_median=f"{S.median(errs):.4f}",
                gemm_gflops=f"{gf:.2f}" if model == "gm" else "",
                pct_sgemm_2048=f"{100 * gf / sq:.1f}" if sq and model == "gm" else "",
                pct_sgemm_shapes=f"{100 * gf / shp:.1f}" if shp and model == "gm" else "",
+               gemm_gflops_cpu=f"{gfc:.2f}" if gfc else "",
+               pct_sgemm_2048_cpu=f"{100 * gfc / sq:.1f}" if gfc and sq else "",
+               pct_sgemm_shapes_cpu=f"{100 * gfc / shp:.1f}" if gfc and shp else "",
                load1_mean=f"{S.mean(float(x['load1']) for x in rs.values()):.2f}")
     summ.append(row)
-    print(f"{model:5} {tool:8} {impl:8} {t:3d} {ep:8.3f} {float(row['proc_wall_s']):9.2f} "
-          f"{float(row['proc_cpu_s']):8.2f} {100 * S.median(errs):7.2f}% "
-          f"{row['gemm_gflops'] or '-':>8} {row['pct_sgemm_2048'] or '-':>7} "
-          f"{row['pct_sgemm_shapes'] or '-':>7} {row['load1_mean']:>5}")
+    print(f"{model:5} {tool:8} {impl:8} {t:3d} {ep:8.3f} {row['epoch_cpu_s'] or '-':>7} "
+          f"{float(row['proc_wall_s']):9.2f} {float(row['proc_cpu_s']):8.2f} "
+          f"{100 * S.median(errs):7.2f}% {row['gemm_gflops'] or '-':>8} "
+          f"{row['pct_sgemm_2048'] or '-':>7} {row['pct_sgemm_shapes'] or '-':>7} "
+          f"{row['gemm_gflops_cpu'] or '-':>8} {row['pct_sgemm_2048_cpu'] or '-':>7} "
+          f"{row['pct_sgemm_shapes_cpu'] or '-':>7} {row['load1_mean']:>5}")
 # like with like: gmflow vs each PyTorch setting, same model and thread count, per round
 pairs = []
 print("\nlike with like (same model, same thread count), ratio gmflow / PyTorch, median (range) "
@@ -246,9 +289,11 @@ for key, rs in sorted(cfg.items()):
         continue
     rec = dict(model=model, threads=t, torch_impl=impl, rounds=len(rnds))
     txt = []
-    for col, name in (("epoch_s", "epoch"), ("proc_wall_s", "process wall"),
-                      ("proc_cpu_s", "process cpu")):
-        q = [float(g[r][col]) / float(rs[r][col]) for r in rnds]
+    for col, name in (("epoch_s", "epoch"), ("epoch_cpu_s", "epoch cpu"),
+                      ("proc_wall_s", "process wall"), ("proc_cpu_s", "process cpu")):
+        q = [float(g[r][col]) / float(rs[r][col]) for r in rnds if g[r][col] and rs[r][col]]
+        if not q:
+            continue
         rec[f"ratio_{col}_median"] = f"{S.median(q):.3f}"
         rec[f"ratio_{col}_min"], rec[f"ratio_{col}_max"] = f"{min(q):.3f}", f"{max(q):.3f}"
         txt.append(f"{name} {S.median(q):.3f} ({min(q):.3f}-{max(q):.3f})")
