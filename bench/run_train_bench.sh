@@ -27,7 +27,8 @@
 # the per-round ratios gmflow / PyTorch of the epoch time and of the whole process (wall and
 # CPU); then, labelled separately, the best-vs-best ratio (gmflow's fastest thread count vs
 # PyTorch's fastest setting, possibly at different thread counts); and gmflow's GEMM rate
-# F = 4 n d K (L + 2) flops per epoch (GM model) as a share of the same run's SGEMM rates:
+# F = 4 n d K (L + 2) flops per epoch (GM model) as a share of the same run's SGEMM rates (by
+# the wall clock; and epoch CPU time against blas_peak's CPU-time rates, the cpu: columns):
 # %SGEMM of the 2048^3 rate, %shapes of the rate blas_peak reaches on gmflow's own GEMM shapes
 # (F / sum_i F_i / rate_i over the epoch's GEMMs).  Every CSV starts
 # with "# " lines: CPU model, SIMD flags (AVX2, AVX-512 ...), clock (/proc/cpuinfo, lscpu), load
@@ -224,14 +225,32 @@ out, K, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 n, d, L = (limit or 60000), 784, 9
 F = 4 * n * d * K * (L + 2)  # GM layer GEMM flops per epoch (bench/torch_gm.py)
 runs = list(csv.DictReader(open(out + "/runs.csv")))
-blas = {}
+blas, blas_cpu = {}, {}
 for line in open(out + "/blas_peak.txt"):
     m = re.search(r"dtype=(\w+) shape=(\w+)\S* threads=(\d+) gflops=([\d.]+)", line)
     if m:
-        blas.setdefault((m.group(1), m.group(2), int(m.group(3))), []).append(float(m.group(4)))
+        key = (m.group(1), m.group(2), int(m.group(3)))
+        blas.setdefault(key, []).append(float(m.group(4)))
+        c = re.search(r"gflops_cpu=([\d.]+)", line)
+        if c:
+            blas_cpu.setdefault(key, []).append(float(c.group(1)))
 blas = {k: S.median(v) for k, v in blas.items()}
-lines = [f"# blas_peak (median of the runs before and after): " + ", ".join(
+blas_cpu = {k: S.median(v) for k, v in blas_cpu.items()}
+lines = [f"# blas_peak, wall clock (median of the runs before and after): " + ", ".join(
     f"{k[0]} {k[1]} {k[2]}t {v:.1f} GFLOP/s" for k, v in sorted(blas.items()))]
+if blas_cpu:
+    lines.append(f"# blas_peak, CPU time (median of the runs before and after): " + ", ".join(
+        f"{k[0]} {k[1]} {k[2]}t {v:.1f} GFLOP/s" for k, v in sorted(blas_cpu.items())))
+
+
+def shapes_rate(b, dt, t):
+    """F / sum_i F_i / rate_i over the epoch's GEMMs at blas_peak's rates for gmflow's shapes:
+    X[mu;W]^T and dF^T X (2 n d K (L+1) flops each), the two sigma GEMMs (2 n d K each) at the
+    S2 shape's rate"""
+    r3 = [b.get((dt, s, t)) for s in ("gm_fwd_XWt", "gm_bwd_dPtX", "gm_fwd_Xmut")]
+    f1 = 2 * n * d * K * (L + 1)
+    return F / (f1 / r3[0] + f1 / r3[1] + 4 * n * d * K / r3[2]) if all(r3) else None
+
 cfg = {}
 for r in runs:
     cfg.setdefault((r["model"], r["tool"], r["impl"], r["dtype"], int(r["threads"])), {})[
@@ -249,13 +268,8 @@ for key in sorted(cfg):
     ecm = S.median(ec) if ec else None
     gf = F / ep / 1e9 if model == "gm" else float("nan")
     gfc = F / ecm / 1e9 if model == "gm" and ecm else None
-    sq = blas.get((dt, "square", t))
-    # gmflow's shapes: the time the epoch's GEMMs would take at blas_peak's rates for its
-    # shapes, F / sum(F_i / rate_i): X[mu;W]^T and dF^T X, 2 n d K (L+1) flops each, and the
-    # two sigma GEMMs (2 n d K each) at the S2 shape's rate
-    r3 = [blas.get((dt, s, t)) for s in ("gm_fwd_XWt", "gm_bwd_dPtX", "gm_fwd_Xmut")]
-    f1 = 2 * n * d * K * (L + 1)
-    shp = F / (f1 / r3[0] + f1 / r3[1] + 4 * n * d * K / r3[2]) if all(r3) else None
+    sq, sqc = blas.get((dt, "square", t)), blas_cpu.get((dt, "square", t))
+    shp, shpc = shapes_rate(blas, dt, t), shapes_rate(blas_cpu, dt, t)
     errs = [float(x["test_error"]) for x in rs.values()]
     row = dict(model=model, tool=tool, impl=impl, dtype=dt, threads=t, rounds=len(rs),
                epoch_s=f"{ep:.4f}", proc_wall_s=f"{med(rs, 'proc_wall_s'):.3f}",
@@ -265,8 +279,8 @@ for key in sorted(cfg):
                pct_sgemm_2048=f"{100 * gf / sq:.1f}" if sq and model == "gm" else "",
                pct_sgemm_shapes=f"{100 * gf / shp:.1f}" if shp and model == "gm" else "",
                gemm_gflops_cpu=f"{gfc:.2f}" if gfc else "",
-               pct_sgemm_2048_cpu=f"{100 * gfc / sq:.1f}" if gfc and sq else "",
-               pct_sgemm_shapes_cpu=f"{100 * gfc / shp:.1f}" if gfc and shp else "",
+               pct_sgemm_2048_cpu=f"{100 * gfc / sqc:.1f}" if gfc and sqc else "",
+               pct_sgemm_shapes_cpu=f"{100 * gfc / shpc:.1f}" if gfc and shpc else "",
                load1_mean=f"{S.mean(float(x['load1']) for x in rs.values()):.2f}")
     summ.append(row)
     print(f"{model:5} {tool:8} {impl:8} {t:3d} {ep:8.3f} {row['epoch_cpu_s'] or '-':>7} "
