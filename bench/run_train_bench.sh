@@ -18,9 +18,11 @@
 # each program reports it), the whole process's wall and CPU time (user + sys, from
 # /usr/bin/time: loading, initial evaluation, epochs, evaluation and Python start-up included),
 # the test error after the last epoch, and the 1-minute load average before the run.  On a
-# loaded machine the wall clock is inflated by time slicing, so each run is repeated with one
-# more epoch and the difference of the two processes' CPU times is the epoch's CPU time
-# (epoch_cpu_s: one epoch of training plus one test evaluation, alike on both sides).
+# loaded machine the wall clock is inflated by time slicing, so the epoch's CPU time is recorded
+# too (epoch_cpu_s: one epoch of training plus one test evaluation, all threads, alike on both
+# sides): the PyTorch scripts measure it in-process (time.process_time); for gmflow, whose
+# epochs.csv has wall times, each run is repeated with one more epoch and the difference of the
+# two processes' CPU times is taken.
 #
 # Printed and written (summary.csv): per configuration the medians over the rounds; per pair
 # (gmflow vs each PyTorch setting at the SAME thread count and model) the median and range of
@@ -51,7 +53,7 @@
 #   --out       results directory (default ${TMPDIR:-/tmp}/gmflow_train_bench_<date>)
 #   --in-repo   write into bench/results/train_bench_<date>/ instead
 #   --no-blas   skip bench/blas_peak (no "% of SGEMM")
-#   --no-cpu-epoch  no second run with one more epoch (no epoch_cpu_s; half the time)
+#   --no-cpu-epoch  no second gmflow run with one more epoch (no gmflow epoch_cpu_s)
 #   --no-torch  gmflow only (no ratios).  The PyTorch side needs /usr/bin/python3 with torch
 #               (Debian: apt-get install python3-torch)
 set -euo pipefail
@@ -166,7 +168,7 @@ one() {
         tail -3 "$base.log" >&2
         return 0
     fi
-    if [ "$CPUEP" = 1 ]; then
+    if [ "$CPUEP" = 1 ] && [ "$tool" = gmflow ]; then
         plus1_cmd "$@"
         if OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t /usr/bin/time -o "${base}_plus1.time" \
             -f "%e %U %S" $(pin "$t") "${PLUS1[@]}" >"${base}_plus1.log" 2>&1; then
@@ -186,6 +188,8 @@ if tool == "gmflow":
 else:
     s = json.load(open(base + ".json"))
     best, err = s["best_epoch_seconds"], s["epochs"][-1]["test_error"]
+    c = s.get("best_epoch_eval_cpu_seconds")
+    ecpu = f"{c:.3f}" if isinstance(c, (int, float)) and c == c else ""
 print(f"{lead},{best:.4f},{wall:.3f},{user + sys_:.3f},{err},{load},{ecpu}")
 EOF
     tail -1 "$RUNS" | awk -F, '{printf "   epoch %.3f s, process %.2f s wall / %.2f s cpu, test error %s, load %s, epoch cpu %s s\n", $8, $9, $10, $11, $12, $13}'
