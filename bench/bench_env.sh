@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench_env.sh -- sourced by the bench/run_*_bench.sh drivers: what every result file records
 # about the machine it was measured on.
 #

@@ -132,13 +132,13 @@ for size in "${SIZES[@]}"; do
     common=(--dir "$dir" --n "$n" --d "$d" --K "$K" --T "$T" --threads "$THREADS")
     echo "== $n,$d,$K: $ROUNDS rounds of: $(for p in "${PAIRS[@]}"; do printf '%s ' $p; done)"
     for r in $(seq "$ROUNDS"); do
-        declare -A DONE=()
+        declare -A SEEN=()
         for pair in "${PAIRS[@]}"; do
             read -r cm pm <<<"$pair"
             for side in c py; do
                 key="$side:$([ $side = c ] && echo "$cm" || echo "$pm")"
-                [ -n "${DONE[$key]:-}" ] && continue
-                DONE[$key]=1
+                [ -n "${SEEN[$key]:-}" ] && continue
+                SEEN[$key]=1
                 l=$(bench_load1)
                 if [ $side = c ]; then
                     # shellcheck disable=SC2046
@@ -152,7 +152,7 @@ for size in "${SIZES[@]}"; do
                 echo "SIZE=$n,$d,$K ROUND=$r KEY=$key LOAD1=$l ${line:-FAILED}" >>"$RAW"
             done
         done
-        unset DONE
+        unset SEEN
     done
     if [ "$REF" = 1 ]; then
         "${PIN[@]}" "$BIN" flow "${common[@]}" --method rk8pd --rtol 1e-12 --atol 1e-14 --tag ref >/dev/null

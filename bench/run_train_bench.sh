@@ -162,6 +162,7 @@ one() {
     l=$(bench_load1)
     tf=$base.time
     echo "== round $r: $model $tool $impl, $t thread(s)"
+    # shellcheck disable=SC2046  # $(pin) is the taskset command and its arguments
     if ! OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t /usr/bin/time -o "$tf" -f "%e %U %S" \
         $(pin "$t") "$@" >"$base.log" 2>&1; then
         echo "   failed (see $base.log):" >&2
@@ -170,6 +171,7 @@ one() {
     fi
     if [ "$CPUEP" = 1 ] && [ "$tool" = gmflow ]; then
         plus1_cmd "$@"
+        # shellcheck disable=SC2046
         if OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t /usr/bin/time -o "${base}_plus1.time" \
             -f "%e %U %S" $(pin "$t") "${PLUS1[@]}" >"${base}_plus1.log" 2>&1; then
             ecpu=$(awk -v a="$(cpu_of "${base}_plus1.time")" -v b="$(cpu_of "$tf")" \
