@@ -54,7 +54,8 @@ typedef int (*gmf_ode_jac)(double t, const double *y, double *J, void *user);
  *   scalar:   *value = a scalar function of the state that must not increase along the solution
  *             (the loss of a gradient flow); checked at every output time, every 50 steps (a count,
  * not a clock: MPI ranks check at the same steps), each event and at the end: an increase above
- * scalar_rtol |min so far| (+ 1e-300) over the smallest value seen fails the run (GMF_EDIVERGE)
+ * scalar_rtol |min so far| + scalar_atol (+ 1e-300) over the smallest value seen fails the run
+ * (GMF_EDIVERGE)
  * naming both values and times; roots:    g (nroots values) at (t, y); an event is where a g_i
  * changes sign in the direction root_dir[i] (-1 falling, +1 rising, 0 either; root_dir NULL =
  * either); on_root:  called at each event with the state there; which[i] = +1/-1 for the g_i that
@@ -129,6 +130,8 @@ typedef struct gmf_ode_opts {
     gmf_ode_scalar scalar;   /* see the hooks above */
     const char *scalar_name; /* for messages ("loss"); NULL = "monitored value" */
     double scalar_rtol;      /* < 0: no check; 0: min(1e-2, max(100 rtol, 1e-12)) */
+    double scalar_atol;      /* >= 0: absolute slack of that check (default 0): increases below
+                              * it are ignored, e.g. a loss at its rounding floor near zero */
     size_t nroots;
     const int *root_dir;
     gmf_ode_roots roots;

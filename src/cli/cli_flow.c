@@ -134,6 +134,9 @@ static void help(FILE *fp) {
         "  The loss must not increase along the flow: a rise above min(1e-2, 100 rtol) relative\n"
         "  (over the smallest loss so far, checked at outputs, events and every second) stops the\n"
         "  run as a failure (exit 1): the tolerances are too loose for the problem.\n"
+        "  --loss-atol A        absolute slack of that check, >= 0 (default 0): rises below A are\n"
+        "                       ignored (a loss converging to 0 reaches its error floor, about\n"
+        "                       (100 atol)^2, where it wanders)\n"
         "\n"
         "Events (each recorded in run.json with its time, kind and component; the state there\n"
         "written to DIR/event_<j>_state.json, usable with --init; located by CVODE's root finding\n"
@@ -251,7 +254,8 @@ enum {
     O_JACOBIAN,
     O_POLISH,
     O_GEOMETRY,
-    O_FR_WEIGHT
+    O_FR_WEIGHT,
+    O_LOSS_ATOL
 };
 
 static const struct option long_opts[] = {
@@ -289,6 +293,7 @@ static const struct option long_opts[] = {
     {"polish", no_argument, NULL, O_POLISH},
     {"geometry", required_argument, NULL, O_GEOMETRY},
     {"fr-weight", required_argument, NULL, O_FR_WEIGHT},
+    {"loss-atol", required_argument, NULL, O_LOSS_ATOL},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
@@ -505,6 +510,11 @@ static int opt_events(options *o, int c, const char *on, const char *arg) {
         if (parse_double(on, arg, &o->ode.stall_seconds)) return 2;
         if (!(o->ode.stall_seconds >= 0))
             return bad_value("--stall-seconds: must be >= 0 (got %s)", arg);
+        return 0;
+    case O_LOSS_ATOL:
+        if (parse_double(on, arg, &o->ode.scalar_atol)) return 2;
+        if (!(o->ode.scalar_atol >= 0) || !isfinite(o->ode.scalar_atol))
+            return bad_value("--loss-atol: must be finite and >= 0 (got %s)", arg);
         return 0;
     case O_STALL_STEPS:
         if (parse_count(on, arg, 0, 0x7fffffffULL, &u)) return 2;

@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "gmflow/common.h"
+#include "ode_lapack.h"
 
 static const char *method_names[] = {"adams", "bdf", "rk8pd", "rkf45", "auto"};
 
@@ -121,7 +122,8 @@ static int check_args(size_t N, const double *y, const double *tout, size_t ntou
         return gmf_error(GMF_EINVAL, "ODE: max_steps must be positive (got %ld)", o->max_steps);
     if (!gmf_all_finite(y, N)) return gmf_error(GMF_EINVAL, "ODE: initial state is not finite");
     if (!(o->stall_hrel >= 0) || o->stall_steps < 0 || !(o->stall_seconds >= 0) ||
-        !(o->stall_frac >= 0) || !(o->progress_seconds >= 0) || isnan(o->scalar_rtol))
+        !(o->stall_frac >= 0) || !(o->progress_seconds >= 0) || isnan(o->scalar_rtol) ||
+        !(o->scalar_atol >= 0) || !isfinite(o->scalar_atol))
         return gmf_error(GMF_EINVAL, "ODE: stall and progress settings must be >= 0");
     if (o->method == GMF_ODE_AUTO && (o->auto_window < 1 || !(o->auto_fail_frac >= 0) ||
                                       !(o->auto_hrho >= 0) || o->auto_min_steps < 0))
@@ -164,16 +166,16 @@ static int scalar_check(driver_data *dd, double t, const double *y, double *out)
     if (!isfinite(v))
         return gmf_error(GMF_EDIVERGE, "ODE (%s): the %s is not finite (%g) at t = %.10g",
                          gmf_ode_method_name(dd->cur), scalar_name(dd), v, t);
-    const double allowed = dd->srtol * fabs(dd->smin) + 1e-300;
+    const double allowed = dd->srtol * fabs(dd->smin) + o->scalar_atol + 1e-300;
     if (dd->srtol >= 0 && dd->have_min && v - dd->smin > allowed)
         return gmf_error(GMF_EDIVERGE,
                          "ODE (%s): the %s increased from %.10g at t = %.10g to %.10g at t = %.10g "
-                         "(relative increase %.3g, allowed %.3g): it cannot increase along a "
-                         "gradient flow, so the computed solution is wrong; tighten the tolerances "
-                         "(rtol %g, atol %g)",
+                         "(relative increase %.3g, allowed %.3g + %g absolute): it cannot increase "
+                         "along a gradient flow, so the computed solution is wrong; tighten the "
+                         "tolerances (rtol %g, atol %g)",
                          gmf_ode_method_name(dd->cur), scalar_name(dd), dd->smin, dd->tmin, v, t,
-                         (v - dd->smin) / fmax(fabs(dd->smin), 1e-300), dd->srtol, o->rtol,
-                         o->atol);
+                         (v - dd->smin) / fmax(fabs(dd->smin), 1e-300), dd->srtol, o->scalar_atol,
+                         o->rtol, o->atol);
     if (!dd->have_min || v < dd->smin) dd->smin = v, dd->tmin = t, dd->have_min = 1;
     return GMF_OK;
 }
@@ -380,8 +382,9 @@ static int choose_jacobian(size_t N, const gmf_ode_opts *o, gmf_ode_jacobian *ou
 
 /* The linear solver of CVODE's Newton iteration (BDF), the one place that chooses and attaches
  * it (policy: gmf_ode_jacobian in ode.h): matrix-free SPGMR with difference-quotient or exact
- * Jacobian-vector products, or SUNDIALS' dense LU with an exact or difference-quotient dense
- * Jacobian.  *A is the dense matrix (NULL for SPGMR); *used the choice made. */
+ * Jacobian-vector products, or a dense LU (LAPACK: ode_lapack.h) with an exact or
+ * difference-quotient dense Jacobian.  *A is the dense matrix (NULL for SPGMR); *used the choice
+ * made. */
 static int attach_linsol(void *mem, N_Vector v, SUNContext ctx, driver_data *dd,
                          const gmf_ode_opts *o, SUNLinearSolver *LS, SUNMatrix *A,
                          gmf_ode_jacobian *used) {
@@ -390,7 +393,7 @@ static int attach_linsol(void *mem, N_Vector v, SUNContext ctx, driver_data *dd,
     if (rc) return rc;
     if (*used == GMF_ODE_JAC_DENSE) {
         *A = SUNDenseMatrix((sunindextype)N, (sunindextype)N, ctx);
-        *LS = *A ? SUNLinSol_Dense(v, *A, ctx) : NULL;
+        *LS = *A ? gmf_ode_lapack_dense(v, ctx) : NULL; /* LAPACK's LU (ode_lapack.h) */
         if (!*LS)
             return gmf_error(GMF_ESOLVER,
                              "CVODE: could not create the dense linear solver "
