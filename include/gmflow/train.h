@@ -45,6 +45,13 @@ typedef struct gmf_train_opts {
                              /* the epoch before), or at or above it after an epoch below  */
                              /* half of it, this many epochs in a row (2; 0: off; off when */
                              /* every group's learning rate is 0)                          */
+    /* Learned mixture weights (a model with gmf_nn_model_set_weights; ignored otherwise):    */
+    double lr_weights;             /* the logits' learning rate; < 0: automatic (-1): lr for  */
+                                   /* euclid, lr / K for fr (both the WFR flow's alpha = 1 at */
+                                   /* equal weights, docs/TRAINING.md)                        */
+    gmf_nn_wgeom weights_geometry; /* the logits' step: euclid (default) or fr                */
+    int per_mass;                  /* 1: component k's mu, sigma / C, U, v learn at rate     */
+                                   /* lr / (K w_k) (per-unit-mass transport, as WFR) (0)     */
 } gmf_train_opts;
 
 /* The paper's settings: batch 64, lr 0.1, lr-sigma 1, float32, seed 1, one thread. */
