@@ -287,8 +287,8 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         real *dS2;   /* B x K */                                                                   \
         real *dmuW;  /* K x (L+1) x d */                                                           \
         real *dsig2; /* K x d */                                                                   \
-        /* mixture weights (gmf_nn_gm_forward_w with logits): learned = 1, w = softmax(a); the */                                                                                                \
-        /* backward pass leaves gw_k = dL/dw_k = sum_i dH_i . out_k(x_i) (double, K each) */                                                                                                \
+        /* mixture weights (gmf_nn_gm_forward_w with logits): learned = 1, w = softmax(a); the */  \
+        /* backward pass leaves gw_k = dL/dw_k = sum_i dH_i . out_k(x_i) (double, K each) */       \
         int learned;                                                                               \
         double *w, *gw;                                                                            \
     } gmf_nn_gm_cache##S;                                                                          \
@@ -417,7 +417,10 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
                                double dscale, int accumulate);                                     \
     /* SGD with per-group learning rates lr[g] (g < m->ngroups; 0 freezes a group exactly):        \
      * P -= lr[g] grad on the group's entries, grad = ws->dP, or ws->gacc when from_acc (which     \
-     * is then zeroed).  m->params is not touched: gmf_nn_ws_store. */                             \
+     * is then zeroed).  m->params is not touched: gmf_nn_ws_store.  Learned weights (the rates    \
+     * set by gmf_nn_ws_set_weight_rule, w of the last forward pass): fr divides the logits'       \
+     * gradient by w_k (a_k -= lr (g_k - gbar)); per_mass divides component k's other rates by     \
+     * K w_k; a component with w_k == 0 (underflow) is not moved. */                               \
     void gmf_nn_sgd_apply##S(gmf_nn_ws##S *ws, const double *lr, int from_acc);                    \
     /* One SGD step on the mean loss of a batch: gmf_nn_loss_grad(dscale = 1/B) then               \
      * gmf_nn_sgd_apply; for GMF_NN_GM fused (each component's parameters updated right after      \

@@ -116,7 +116,9 @@ int gmf_train_checkpoint_model(const char *path, gmf_nn_model *m);
  * per line (docs/FORMATS.md): model (gmf_nn_model_describe) and its spec (kind, K, mid, width,
  * fc_init, fc_scale, gamma), dataset (the caller's name for it), train_n, train_d and
  * train_checksum (gmf_train_data_checksum, 16 hex digits), batch, lr, lr_sigma, lr2_scale,
- * fixed_beta, full_batch, seed, threads, precision.  Numbers are the shortest of %.15g to
+ * fixed_beta, full_batch, seed, threads, precision; with learned mixture weights only, also
+ * weights, weights_geometry, lr_weights (in effect), transport_lr.  Numbers are the shortest of
+ * %.15g to
  * %.17g that reads back exactly, so equal values give equal text.  Returns GMF_EINVAL if buf is too
  * small (4096 bytes are enough). */
 int gmf_train_run_record(char *buf, size_t size, const gmf_nn_spec *spec, const gmf_nn_model *m,
@@ -139,11 +141,12 @@ int gmf_train_load_checkpoint_run(const char *path, gmf_nn_model *m, uint64_t *e
 
 /* Parameter snapshot: one .npy (float64) per group in `dir`, named
  * "epoch_%04zu_<group>.npy", shaped as the group (mu: K x d, sigma: K x d, C: K x d x d,
- * U: K x L x d, v: K x L; FC beta: m x d, omega: m x L; stack: mu1 ... v2). */
+ * U: K x L x d, v: K x L; FC beta: m x d, omega: m x L; stack: mu1 ... v2; learned weights:
+ * a: K, stack a1, a2). */
 int gmf_train_write_snapshot(const char *dir, const gmf_nn_model *m, size_t epoch);
 
 /* The shape of parameter group g of m, as its snapshot .npy has it (see above); returns the
- * number of dimensions (2 or 3) and fills shape[0..ndim). */
+ * number of dimensions (1 for the logits a, else 2 or 3) and fills shape[0..ndim). */
 size_t gmf_train_group_shape(const gmf_nn_model *m, size_t g, size_t shape[3]);
 
 #ifdef __cplusplus

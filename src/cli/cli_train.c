@@ -747,6 +747,13 @@ static int begin(run *r) {
                 r->desc, r->m.nparams, o->dataset, r->train.n, r->test.n, o->t.batch, o->t.lr,
                 o->t.lr_sigma, o->t.fixed_beta ? "fixed beta, " : "",
                 o->t.full_batch ? "full batch, " : "", o->t.threads, o->t.precision);
+    if (!o->quiet && r->m.weights == GMF_NN_WEIGHTS_LEARNED) {
+        double lr[GMF_NN_MAX_GROUPS];
+        gmf_train_group_lr(&r->m, &o->t, lr);
+        fprintf(stderr, CMD ": learned mixture weights: %s step, lr-weights %g, %s transport\n",
+                gmf_nn_wgeom_name(o->t.weights_geometry), lr[gmf_nn_model_logits_group(&r->m, 1)],
+                o->t.per_mass ? "per-mass" : "plain");
+    }
     if (any_failed(r, !r->rank && o->snapshot_every && make_dirs(r->snapdir))) return 1;
     if (!r->rank) { /* rank 0 owns the output directory */
         clean_stale(o->out);
