@@ -1120,15 +1120,19 @@ double FN(gmf_nn_loss_grad)(ws_t *ws, const real *X, const uint8_t *y, size_t B,
     return loss;
 }
 
-/* The learned weights w of GM layer `layer` at the last forward pass (NULL: fixed weights). */
-static const double *layer_weights(const ws_t *ws, int layer) {
+/* The learned weights w = softmax(a) of GM layer `layer` at P (NULL: fixed weights), formed
+ * into the layer's cache: the values of the forward pass that gave the gradient, since P has not
+ * changed since (also on an MPI rank that had no rows of the batch and ran no forward pass). */
+static const double *layer_weights(ws_t *ws, int layer) {
     const gmf_nn_model *m = ws->m;
     if (m->weights != GMF_NN_WEIGHTS_LEARNED) return NULL;
-    const double *w = m->kind == GMF_NN_GMFULL ? ws->full.w : layer == 2 ? ws->gm2.w : ws->gm1.w;
-    const int learned = m->kind == GMF_NN_GMFULL ? ws->full.learned
-                        : layer == 2             ? ws->gm2.learned
-                                                 : ws->gm1.learned;
-    return learned ? w : NULL;
+    const real *logit = FN(gmf_nn_net_view)(m, ws->P).gm[layer == 2].a;
+    int *learned = m->kind == GMF_NN_GMFULL ? &ws->full.learned
+                   : layer == 2             ? &ws->gm2.learned
+                                            : &ws->gm1.learned;
+    double *w = m->kind == GMF_NN_GMFULL ? ws->full.w : layer == 2 ? ws->gm2.w : ws->gm1.w;
+    mix_weights(learned, w, logit, m->K);
+    return logit ? w : NULL;
 }
 
 /* Group g's update with a per-component rate lr s_k, s_k = 1 / w_k (the fr step of the logits:
@@ -1150,11 +1154,16 @@ static void sgd_apply_scaled(ws_t *ws, const gmf_nn_group *gr, double lr, const 
 
 void FN(gmf_nn_sgd_apply)(ws_t *ws, const double *lr, int from_acc) {
     const gmf_nn_model *m = ws->m;
+    const int fr = ws->wgeom == GMF_NN_WGEOM_FR;
+    const double *wl[2] = {NULL, NULL}; /* the weights at P, before any group is updated */
+    if (m->weights == GMF_NN_WEIGHTS_LEARNED && (fr || ws->per_mass))
+        for (int l = 1; l <= 2; l++)
+            if (gmf_nn_model_logits_group(m, l) >= 0) wl[l - 1] = layer_weights(ws, l);
     for (size_t g = 0; g < m->ngroups; g++) {
         const size_t off = m->group[g].off, n = m->group[g].n;
         const gmf_nn_group *gr = &m->group[g];
-        const int scaled = gr->logits ? ws->wgeom == GMF_NN_WGEOM_FR : ws->per_mass;
-        const double *w = scaled ? layer_weights(ws, gr->layer) : NULL;
+        const int scaled = gr->logits ? fr : ws->per_mass;
+        const double *w = scaled && gr->layer >= 1 && gr->layer <= 2 ? wl[gr->layer - 1] : NULL;
         if (w && lr[g] != 0.0)
             sgd_apply_scaled(ws, gr, lr[g], w, from_acc);
         else if (from_acc)
