@@ -12,7 +12,8 @@
 #   - --resume continues a learned-weight run to the uninterrupted run's checkpoint, bitwise;
 #     resuming with another --weights-geometry is refused listing it; --eval-only without
 #     --weights learned refuses the checkpoint naming both models (exit 1);
-#   - gm-stack (a1, a2) and gm-full run with learned weights; --mc-neurons draws from the weights.
+#   - gm-stack (a1, a2) and gm-full run with learned weights; --mc-neurons draws from the weights;
+#   - the Python package's load_checkpoint returns the logits "a" (when the module is built).
 #
 #   tests/cli_train_weights.sh <path to gmflow> [build dir]      (run from the repository root)
 set -u
@@ -91,6 +92,17 @@ cmp -s "$T/ck.before" "$T/res/checkpoint.gmck" || bad "refused resume changed th
 [ $? -eq 1 ] && grep -q "weights=learned" "$T/e.err" || bad "eval-only fixed: $(cat "$T/e.err")"
 "$G" "${C[@]}" --weights learned --eval-only --out "$T/res" --mc-neurons 50 > /dev/null ||
     bad "eval-only with learned weights and --mc-neurons"
+
+# the Python package reads the logits (when built: <build>/python)
+B=${2:-}
+if [ -n "$B" ] && ls "$B"/python/gmflow/_gmflow*.so > /dev/null 2>&1; then
+    PYTHONPATH="$B/python" $PY - "$T/res/checkpoint.gmck" << 'PYEOF' || bad "Python load_checkpoint: no a"
+import sys
+import gmflow
+c = gmflow.load_checkpoint(sys.argv[1])
+assert c["groups"][-1] == "a" and c["a"].shape == (6,) and c["a"].std() > 0, c["groups"]
+PYEOF
+fi
 
 # the other GM kinds
 "$G" "${C[@]}" --model gm-stack --mid 10 -K 3 --epochs 1 --weights learned --snapshot-every 1 \

@@ -13,6 +13,8 @@
  *     order in lr: the error ratio for lr and lr/2 near 2... measured: see the output);
  *   - the per-mass transport rate: at equal weights the same step as plain, bitwise; at unequal
  *     weights component k's mean moves by lr / (K w_k) times its gradient;
+ *   - the Monte Carlo reduction (neurons with k ~ w) against the layer, |z| <= 5; the width-K
+ *     means network against its formula with the weights;
  *   - checkpoints: round trip, the header-only reader infers the logits, a fixed-weight model
  *     refuses a learned-weight checkpoint naming both models; the snapshot shape of "a" is (K,).
  */
@@ -397,6 +399,69 @@ static void checkpoint_case(gsl_rng *r) {
     gmf_nn_model_free(&fc), gmf_nn_model_free(&f), gmf_nn_model_free(&h), gmf_nn_model_free(&m);
 }
 
+/* ---- fully connected networks drawn from a learned-weight mixture --------------------------- */
+
+/* Monte Carlo reduction: neurons with component k ~ w; the width-n network's output against the
+ * GM layer's (|z| <= 5 standard errors of the per-neuron contributions); the width-K means
+ * network against sum_k w_k (U_k mu_k + v_k) relu(mu_k . x) formed here. */
+static void fc_case(gsl_rng *r) {
+    const size_t d = 4, L = 2, K = 3, B = 3, n = 1u << 17;
+    gmf_nn_model m, fc, fm;
+    make_model(&m, GMF_NN_GM, d, L, K, 0, r, 1.5);
+    double X[B * d], H[B * L];
+    tu_randn(r, B * d, 1.0, X);
+    gmf_nn_ws_d ws;
+    if (gmf_nn_ws_init_d(&ws, &m, B, 1)) exit(2);
+    gmf_nn_forward_d(H, &ws, X, B);
+    gmf_nn_ws_free_d(&ws);
+    gmf_nn_rng rng;
+    gmf_nn_rng_seed(&rng, 99, 0);
+    if (gmf_nn_model_init(&fc, GMF_NN_FC, d, L, 0, n, 0) ||
+        gmf_nn_fc_from_gm(&fc, &m, GMF_NN_FROM_GM_SAMPLE, &rng))
+        exit(2);
+    const gmf_nn_fc_params_d f = gmf_nn_fc_view_d(fc.params, d, n, L);
+    double zmax = 0.0;
+    for (size_t i = 0; i < B; i++)
+        for (size_t l = 0; l < L; l++) {
+            double s1 = 0.0, s2 = 0.0;
+            for (size_t j = 0; j < n; j++) {
+                double z = 0.0;
+                for (size_t e = 0; e < d; e++)
+                    z += f.beta[j * d + e] * X[i * d + e];
+                const double c = f.omega[j * L + l] * (z > 0 ? z : 0);
+                s1 += c, s2 += c * c;
+            }
+            const double mean = s1 / n, se = sqrt((s2 / n - mean * mean) / n);
+            zmax = fmax(zmax, fabs(mean - H[i * L + l]) / se);
+        }
+    CHECK(zmax <= 5.0, "Monte Carlo reduction with learned weights: |z| = %g", zmax);
+    printf("  Monte Carlo reduction (2^17 neurons, k ~ w) vs the GM layer: max |z| %.2f\n", zmax);
+    if (gmf_nn_model_init(&fm, GMF_NN_FC, d, L, 0, K, 0) ||
+        gmf_nn_fc_from_gm(&fm, &m, GMF_NN_FROM_GM_MEANS, NULL))
+        exit(2);
+    const gmf_nn_gm_params_d p = gmf_nn_net_view_d(&m, m.params).gm[0];
+    const gmf_nn_fc_params_d q = gmf_nn_fc_view_d(fm.params, d, K, L);
+    double w[K], err = 0.0;
+    softmax_here(w, p.a, K);
+    for (size_t i = 0; i < B; i++)
+        for (size_t l = 0; l < L; l++) {
+            double want = 0.0, got = 0.0;
+            for (size_t k = 0; k < K; k++) {
+                double z = 0.0, zq = 0.0, om = p.v[k * L + l];
+                for (size_t e = 0; e < d; e++) {
+                    z += p.mu[k * d + e] * X[i * d + e];
+                    zq += q.beta[k * d + e] * X[i * d + e];
+                    om += p.U[(k * L + l) * d + e] * p.mu[k * d + e];
+                }
+                want += w[k] * om * (z > 0 ? z : 0);
+                got += fm.fc_scale * q.omega[k * L + l] * (zq > 0 ? zq : 0);
+            }
+            err = fmax(err, fabs(got - want));
+        }
+    CHECK(err <= 1e-13, "means network with learned weights: error %g", err);
+    gmf_nn_model_free(&fm), gmf_nn_model_free(&fc), gmf_nn_model_free(&m);
+}
+
 int main(void) {
     gsl_rng *r = tu_rng(20261130);
     printf("gradients (central differences, every group):\n");
@@ -410,6 +475,8 @@ int main(void) {
     printf("steps:\n");
     step_case(r);
     per_mass_case(r);
+    printf("fc from the mixture:\n");
+    fc_case(r);
     printf("checkpoints:\n");
     checkpoint_case(r);
     gsl_rng_free(r);
