@@ -1,179 +1,189 @@
 #!/usr/bin/env bash
 # run_stationary_bench.sh -- time to reach a stationary point (||F(v)||_2 <= TOL, F the Theorem 4
 # BW vector field (mu', Sigma')) on long-horizon toys: gmflow against SciPy's stiff solvers
-# (solve_ivp BDF, Radau, LSODA with bench/flow_numpy.py's right-hand side), interleaved
-# (gmflow, SciPy, gmflow, SciPy, ... per round), every run pinned to one core, one BLAS thread.
+# (solve_ivp BDF, Radau, LSODA with bench/flow_numpy.py's right-hand side), like for like.
 #
 # Toys (bench/stationary_toy writes DIR/data.csv + DIR/init.json, read by both sides, so they
 # integrate exactly the same problem):
-#   builtin  gmflow flow's built-in toy: n 200, d 3, K 3 (D 4, relu teacher of width 4)
+#   builtin  gmflow flow's built-in toy: n 200, d 3, K 3 (D 4, relu teacher of width 4); it
+#            collapses and has no stationary point within reach (docs/FLOWS.md)
 #   d6       n 20, d 6, K 2 (D 7): overparameterized, converges to an interpolating point
 #   d20      n 80, d 20, K 2 (D 21, state size N = K (D + D^2) = 924): same, D >= 20
+#   ts1      the teacher-student toy of examples/long_horizon.sh (width-2 relu teacher, no noise,
+#            n 200, d 3): K = 1 mixture, converges (t ~ 4.3e4) to the collapsed-covariance limit
+#   ts2p     the same teacher, K = 2 particles (Sigma_k = 0): a plateau at a degenerate saddle,
+#            then the teacher (t ~ 150); nonsmooth right-hand side (kinks crossing samples)
 #
-# gmflow side.  If `gmflow flow --help` offers --stop-grad (the stationary-point event), gmflow
-# runs with `--stop-grad TOL --t-end T_MAX` and stops itself.  Otherwise the stop is emulated:
-# an untimed calibration run to T_CAL (1.25 x SciPy's stopping time, or T_MAX) with 401 output
-# times gives the first output time t* with ||F|| <= TOL (computed by stationary_scipy.py
-# gradnorm, the same F as SciPy's event), and the timed run integrates to the next output time
-# (`--t-end t --n-out 2`), so its time overstates gmflow's (it stops up to T_CAL/200 late).
-# gmflow runs with its default method (no --method: `auto` once it exists) and with bdf.
-# Times are process CPU seconds (user + sys, getrusage) of the whole gmflow process, and of solve_ivp
-# alone on the SciPy side (the machine is shared; CPU time is not inflated by other load).
-# Agreement: max |v_gmflow - v_scipy| over the final states (and relative to max |v|).
+# Four timings per round, interleaved A B A B (SciPy, gmflow, SciPy, gmflow, ... per round),
+# every process pinned to the same core (taskset -c CPU), one BLAS thread:
+#   in-process solve   SciPy: solve_ivp alone (stationary_scipy.py: process_time / perf_counter
+#                      around the call); gmflow: the library's solve alone (bench/stationary_solve:
+#                      CLOCK_PROCESS_CPUTIME_ID / CLOCK_MONOTONIC around the events' set-up and
+#                      gmf_traj_integrate, the same call `gmflow flow --stop-grad` makes)
+#   whole process      CPU (user + sys, getrusage of the child) and wall of the whole command:
+#                      SciPy: `python3 stationary_scipy.py solve` (interpreter start-up, imports,
+#                      reading the toy, the solve, writing the state); gmflow: `gmflow flow --data
+#                      --init --stop-grad TOL --t-end T_MAX --n-out 2 -q` (the CLI a user runs)
+# Ratios per pair (SciPy's best method in that round over gmflow's default, auto), then their
+# median; CPU seconds are the headline (robust to other load on a shared machine), wall beside.
+# Agreement: max |v_gmflow - v_scipy| over the final states (and relative to max |v|), and the
+# CLI's state against the in-process one (the same computation: 0 expected).
 #
-# usage: bench/run_stationary_bench.sh [--toys builtin,d6,d20] [--rounds R] [--tol TOL]
-#            [--t-max T] [--methods BDF,Radau,LSODA] [--cpu N] [--timeout S] [--build DIR]
-#            [--out CSV] [--keep]
-#   defaults: all three toys, 2 rounds, tol 1e-8, t-max 2e4 (builtin) or 1e5 (d6, d20), cpu 1,
-#   timeout 600 s per run,
-#   build = build (must hold gmflow and bench/stationary_toy), rtol 1e-8 / atol 1e-10 on both
-#   sides; CSV default ${TMPDIR:-/tmp}/gmflow_stationary_<date>.csv (bench/results/ only when
-#   asked with --out).
+# usage: bench/run_stationary_bench.sh [--toys d6,d20,ts1,ts2p] [--rounds R] [--tol TOL]
+#            [--t-max T] [--methods BDF,Radau,LSODA] [--gm-methods auto,bdf] [--cpu N]
+#            [--timeout S] [--build DIR] [--out CSV] [--keep]
+#   defaults: toys d6,d20,ts1,ts2p, 3 rounds, tol 1e-8, t-max 2e4 (builtin) or 1e5, SciPy BDF
+#   (the fastest SciPy method in every earlier run; add Radau,LSODA to check), gmflow auto, cpu 1,
+#   timeout 600 s per run, build = build (must hold gmflow, bench/stationary_toy and
+#   bench/stationary_solve), rtol 1e-8 / atol 1e-10 on both sides; CSV default
+#   ${TMPDIR:-/tmp}/gmflow_stationary_<date>.csv (bench/results/ only when asked with --out).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-TOYS=builtin,d6,d20 ROUNDS=2 TOL=1e-8 TMAX_OPT="" METHODS=BDF,Radau,LSODA CPU=1 TIMEOUT=600
+TOYS=d6,d20,ts1,ts2p ROUNDS=3 TOL=1e-8 TMAX_OPT="" METHODS=BDF GMM=auto CPU=1 TIMEOUT=600
 BUILD=build OUT="" KEEP=0 RTOL=1e-8 ATOL=1e-10
 PY=/usr/bin/python3
 while [ $# -gt 0 ]; do
     case "$1" in
-    --toys) TOYS="$2"; shift ;;
-    --rounds) ROUNDS="$2"; shift ;;
-    --tol) TOL="$2"; shift ;;
-    --t-max) TMAX_OPT="$2"; shift ;;
-    --methods) METHODS="$2"; shift ;;
-    --cpu) CPU="$2"; shift ;;
-    --timeout) TIMEOUT="$2"; shift ;;
-    --build) BUILD="$2"; shift ;;
-    --out) OUT="$2"; shift ;;
-    --keep) KEEP=1; shift 0 ;;
-    -h | --help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --keep) KEEP=1; shift; continue ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    --toys | --rounds | --tol | --t-max | --methods | --gm-methods | --cpu | --timeout | --build | --out)
+        [ $# -ge 2 ] || { echo "run_stationary_bench.sh: $1 needs a value" >&2; exit 2; } ;;
     *) echo "run_stationary_bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
-    shift
+    case "$1" in
+    --toys) TOYS="$2" ;;
+    --rounds) ROUNDS="$2" ;;
+    --tol) TOL="$2" ;;
+    --t-max) TMAX_OPT="$2" ;;
+    --methods) METHODS="$2" ;;
+    --gm-methods) GMM="$2" ;;
+    --cpu) CPU="$2" ;;
+    --timeout) TIMEOUT="$2" ;;
+    --build) BUILD="$2" ;;
+    --out) OUT="$2" ;;
+    esac
+    shift 2
 done
-G="$BUILD/gmflow" MK="$BUILD/bench/stationary_toy" SP=bench/stationary_scipy.py
-for f in "$G" "$MK"; do
+G="$BUILD/gmflow" MK="$BUILD/bench/stationary_toy" SOLVE="$BUILD/bench/stationary_solve"
+SP=bench/stationary_scipy.py
+for f in "$G" "$MK" "$SOLVE"; do
     [ -x "$f" ] || { echo "run_stationary_bench.sh: $f: not found (cmake --build $BUILD)" >&2; exit 1; }
 done
 OUT="${OUT:-${TMPDIR:-/tmp}/gmflow_stationary_$(date +%Y%m%d-%H%M%S).csv}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gmflow_stationary.XXXXXX")"
 [ "$KEEP" = 1 ] && echo "# work directory: $WORK" || trap 'rm -rf "$WORK"' EXIT
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-PIN=(taskset -c "$CPU")
-STOPGRAD=0
-"$G" flow --help | grep -q -- --stop-grad && STOPGRAD=1
 CPUNAME="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
 
-echo "# time to ||F|| <= $TOL: gmflow $(git rev-parse --short HEAD) (stop: $([ $STOPGRAD = 1 ] && echo --stop-grad || echo emulated)) vs SciPy $($PY -c 'import scipy;print(scipy.__version__)') $METHODS; rtol $RTOL atol $ATOL"
-echo "# cpu: $CPUNAME, $(getconf _NPROCESSORS_ONLN) cores, pinned to $CPU; load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "toy,n,d,K,N,round,side,method,reached,t_stop,gradnorm,cpu_s,nrhs,max_abs_diff_vs_scipy,rel_diff_vs_scipy,stop,cpu" >"$OUT"
-
-# gmflow: run with method $1 ("default" = no --method) to time $2; sets GCPU GNRHS; dir $3
-run_gmflow() {
-    local m=()
-    [ "$1" = default ] || m=(--method "$1")
-    local stop=(--t-end "$2" --n-out 2)
-    [ "$STOPGRAD" = 1 ] && stop=(--t-end "$TMAX" --stop-grad "$TOL" --n-out 2)
-    # CPU seconds (user + sys) of the gmflow process, from getrusage (microsecond resolution)
-    if ! GCPU=$(timeout "$TIMEOUT" "${PIN[@]}" $PY -c 'import resource, subprocess, sys
+# timed LOG CMD...: run CMD pinned, stdout+stderr to LOG; prints "cpu wall" of the child process
+# (getrusage RUSAGE_CHILDREN: user + sys; wall around the fork); exit status of CMD
+timed() {
+    local log=$1
+    shift
+    timeout "$TIMEOUT" taskset -c "$CPU" $PY -c 'import resource, subprocess, sys, time
+w = time.perf_counter()
 with open(sys.argv[1], "w") as log:
     rc = subprocess.run(sys.argv[2:], stdout=log, stderr=log).returncode
+w = time.perf_counter() - w
 u = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(f"{u.ru_utime + u.ru_stime:.4f}")
-sys.exit(rc)' "$3.log" "$G" flow --data "$D/data.csv" --init "$D/init.json" \
-        "${m[@]}" "${stop[@]}" --max-steps 10000000 -q --out "$3"); then
-        GCPU=nan GNRHS=0
-        return 1
-    fi
-    GNRHS=$(sed -n 's/.*"nfevals": *\([0-9]*\).*/\1/p' "$3/run.json" | head -1)
+print(f"{u.ru_utime + u.ru_stime:.4f} {w:.4f}")
+sys.exit(rc)' "$log" "$@"
 }
+
+echo "# time to ||F|| <= $TOL: gmflow $(git rev-parse --short HEAD) vs SciPy $($PY -c 'import scipy;print(scipy.__version__)') $METHODS; rtol $RTOL atol $ATOL"
+echo "# cpu: $CPUNAME, $(getconf _NPROCESSORS_ONLN) cores, every run pinned to $CPU; load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "toy,n,d,K,N,round,side,method,timing,reached,t_stop,gradnorm,cpu_s,wall_s,nrhs,max_abs_diff_vs_scipy,rel_diff_vs_scipy,cpu" >"$OUT"
+row() { echo "$toy,$n,$d,$K,$N,$r,$1,\"$CPUNAME\"" >>"$OUT"; }
 
 IFS=, read -ra TOYL <<<"$TOYS"
 IFS=, read -ra METHL <<<"$METHODS"
+IFS=, read -ra GML <<<"$GMM"
 for toy in "${TOYL[@]}"; do
     case "$toy" in
     builtin) opts=() TM=2e4 ;;
     d6) opts=(--n 20 --d 6 --K 2) TM=1e5 ;;
     d20) opts=(--n 80 --d 20 --K 2) TM=1e5 ;;
-    *) echo "run_stationary_bench.sh: unknown toy $toy (builtin, d6, d20)" >&2; exit 2 ;;
+    ts1) opts=(--width 2 --noise 0 --K 1) TM=1e5 ;;
+    ts2p) opts=(--width 2 --noise 0 --K 2 --particles 1) TM=1e5 ;;
+    *) echo "run_stationary_bench.sh: unknown toy $toy (builtin, d6, d20, ts1, ts2p)" >&2; exit 2 ;;
     esac
     TMAX="${TMAX_OPT:-$TM}"
     D="$WORK/$toy"
     "$MK" --out "$D" "${opts[@]}"
     read -r n d K < <($PY -c "import json,sys;s=json.load(open(sys.argv[1]));print(sum(1 for _ in open(sys.argv[2]))-1, s['d'], s['K'])" "$D/init.json" "$D/data.csv")
     N=$((K * ((d + 1) + (d + 1) * (d + 1))))
-    TSTOP="" BEST=""
     for r in $(seq "$ROUNDS"); do
-        # SciPy, every method (its stopping time calibrates the emulated gmflow stop)
-        for m in "${METHL[@]}"; do
-            res=$(timeout "$TIMEOUT" "${PIN[@]}" env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
-                $PY "$SP" solve "$D" --method "$m" --tol "$TOL" --t-max "$TMAX" --rtol "$RTOL" \
-                --atol "$ATOL" | grep '^RESULT' || echo "RESULT method=$m reached=timeout")
-            reached=$(field "$res" reached)
-            if [ "$reached" = True ] && [ -z "$TSTOP" ]; then
-                TSTOP=$(field "$res" t) BEST="$D/scipy_${m}_state.json" # the reference state
-            fi
-            echo "$toy,$n,$d,$K,$N,$r,scipy,$m,$reached,$(field "$res" t),$(field "$res" gradnorm),$(field "$res" cpu_s),$(field "$res" nfev_total),,,event,\"$CPUNAME\"" >>"$OUT"
-            echo "  $toy round $r scipy $m: reached=$reached t=$(field "$res" t) cpu=$(field "$res" cpu_s) s"
-        done
-        for gm in default bdf; do
-            O="$WORK/$toy.$gm"
-            TG="$TMAX" how=--stop-grad
-            if [ "$STOPGRAD" = 0 ]; then # emulated: calibrate once per toy and method
-                how=emulated
-                if [ ! -f "$O.tstar" ]; then
-                    TCAL=$($PY -c "import sys;print(min(1.25*float(sys.argv[1]), float(sys.argv[2])) if sys.argv[1] else sys.argv[2])" "$TSTOP" "$TMAX")
-                    m=(); [ "$gm" = default ] || m=(--method "$gm")
-                    if timeout "$TIMEOUT" "$G" flow --data "$D/data.csv" --init "$D/init.json" "${m[@]}" \
-                        --t-end "$TCAL" --n-out 401 --max-steps 10000000 -q --out "$O.cal" >"$O.cal.log" 2>&1; then
-                        gl=$($PY "$SP" gradnorm "$D" "$O.cal" --tol "$TOL")
-                        tf=$(field "$gl" t_next) # the grid time after the first hit
-                        [ "$tf" = nan ] && tf=$TCAL
-                        echo "$tf" >"$O.tstar"
-                        echo "  $toy $gm calibration to $TCAL: $gl"
-                    else
-                        echo "nan" >"$O.tstar"
-                        echo "  $toy $gm calibration to $TCAL failed: $(tail -1 "$O.cal.log")"
-                    fi
-                fi
-                TG=$(cat "$O.tstar")
-            fi
-            if [ "$TG" != nan ] && run_gmflow "$gm" "$TG" "$O"; then
-                gl=$($PY "$SP" gradstate "$D" "$O/state.json") # the final (or event) state
-                gn=$(field "$gl" gradnorm)
-                reached=$($PY -c "import sys;print(float(sys.argv[1]) <= float(sys.argv[2]))" "$gn" "$TOL")
-                tl=$(field "$gl" t)
-                cmp=""
-                [ -n "$BEST" ] && cmp=$($PY "$SP" compare "$O/state.json" "$BEST")
-                echo "$toy,$n,$d,$K,$N,$r,gmflow,$gm,$reached,$tl,$gn,$GCPU,$GNRHS,$(field "$cmp" max_abs_diff),$(field "$cmp" rel_diff),$how,\"$CPUNAME\"" >>"$OUT"
-                echo "  $toy round $r gmflow $gm: reached=$reached t=$tl |F|=$gn cpu=$GCPU s $cmp"
+        BEST="" # SciPy's reference state this round: its first method that reached TOL
+        for m in "${METHL[@]}"; do # A: SciPy (whole process timed around it; solve_ivp inside)
+            if tw=$(timed "$D/scipy_$m.log" env -u OPENBLAS_CORETYPE $PY "$SP" solve "$D" --method "$m" \
+                --tol "$TOL" --t-max "$TMAX" --rtol "$RTOL" --atol "$ATOL"); then
+                res=$(grep '^RESULT' "$D/scipy_$m.log")
             else
-                echo "$toy,$n,$d,$K,$N,$r,gmflow,$gm,failed,,,,,,,$how,\"$CPUNAME\"" >>"$OUT"
-                echo "  $toy round $r gmflow $gm: failed ($(tail -1 "$O.log" 2>/dev/null || echo 'no stopping time'))"
+                res="RESULT method=$m reached=failed" tw="nan nan"
+            fi
+            reached=$(field "$res" reached)
+            [ "$reached" = True ] && [ -z "$BEST" ] && BEST="$D/scipy_${m}_state.json"
+            row "scipy,$m,in-process,$reached,$(field "$res" t),$(field "$res" gradnorm),$(field "$res" cpu_s),$(field "$res" wall_s),$(field "$res" nfev_total),,"
+            row "scipy,$m,whole-process,$reached,$(field "$res" t),$(field "$res" gradnorm),${tw% *},${tw#* },$(field "$res" nfev_total),,"
+            echo "  $toy round $r scipy $m: reached=$reached t=$(field "$res" t) solve cpu=$(field "$res" cpu_s) s, whole process cpu/wall=$tw s"
+        done
+        for gm in "${GML[@]}"; do # B: gmflow in process (the library), then the CLI
+            if tw=$(timed "$D/gm_$gm.log" "$SOLVE" "$D" --method "$gm" --tol "$TOL" --t-max "$TMAX" \
+                --rtol "$RTOL" --atol "$ATOL"); then
+                res=$(grep '^RESULT' "$D/gm_$gm.log")
+                cmp=""
+                [ -n "$BEST" ] && cmp=$($PY "$SP" compare "$D/gmflow_${gm}_state.json" "$BEST")
+            else
+                res="RESULT method=$gm reached=failed" cmp="" tw="nan nan"
+                echo "  $toy round $r gmflow $gm failed: $(tail -1 "$D/gm_$gm.log")"
+            fi
+            reached=$(field "$res" reached)
+            row "gmflow,$gm,in-process,$reached,$(field "$res" t),$(field "$res" gradnorm),$(field "$res" cpu_s),$(field "$res" wall_s),$(field "$res" nrhs),$(field "$cmp" max_abs_diff),$(field "$cmp" rel_diff)"
+            O="$WORK/$toy.cli.$gm"
+            if tw=$(timed "$O.log" "$G" flow --data "$D/data.csv" --init "$D/init.json" --method "$gm" \
+                --stop-grad "$TOL" --t-end "$TMAX" --n-out 2 --rtol "$RTOL" --atol "$ATOL" \
+                --max-steps 10000000 -q --out "$O"); then
+                same=$($PY "$SP" compare "$O/state.json" "$D/gmflow_${gm}_state.json" 2>/dev/null || true)
+                gl=$($PY "$SP" gradstate "$D" "$O/state.json")
+                row "gmflow,$gm,whole-process,$reached,$(field "$gl" t),$(field "$gl" gradnorm),${tw% *},${tw#* },,$(field "$same" max_abs_diff),"
+                echo "  $toy round $r gmflow $gm: reached=$reached t=$(field "$res" t) solve cpu=$(field "$res" cpu_s) s, CLI whole process cpu/wall=$tw s; vs scipy: $cmp; CLI vs in-process: $same"
+            else
+                row "gmflow,$gm,whole-process,failed,,,nan,nan,,,"
+                echo "  $toy round $r gmflow CLI $gm failed: $(tail -1 "$O.log")"
             fi
         done
     done
 done
 echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg); CSV: $OUT"
 $PY - "$OUT" <<'PY'
-import csv, statistics as st, sys
+import csv, math, statistics as st, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-def med(R):
-    v = [float(r["cpu_s"]) for r in R if r["reached"] == "True"]
-    return st.median(v) if len(v) == len(R) and v else float("nan")
-print(f"{'toy':>8} {'N':>5} {'scipy best':>18} {'cpu s':>8} {'gmflow default':>15} {'bdf':>8} {'best/default':>13} {'best/bdf':>9} {'max diff':>9}")
+f = lambda x: float(x) if x not in ("", "nan") else math.nan
+print(f"{'toy':>6} {'N':>4} {'timing':>13} {'scipy best s':>13} {'gmflow auto s':>14} "
+      f"{'ratio (median of pairs)':>24} {'pair range':>14} {'wall ratio':>11} {'max diff':>9}")
 for toy in dict.fromkeys(r["toy"] for r in rows):
     R = [r for r in rows if r["toy"] == toy]
-    sc = {m: med([r for r in R if r["side"] == "scipy" and r["method"] == m])
-          for m in dict.fromkeys(r["method"] for r in R if r["side"] == "scipy")}
-    ok = {m: v for m, v in sc.items() if v == v}
-    bm = min(ok, key=ok.get) if ok else "none"
-    best = ok.get(bm, float("nan"))
-    gd = med([r for r in R if r["side"] == "gmflow" and r["method"] == "default"])
-    gb = med([r for r in R if r["side"] == "gmflow" and r["method"] == "bdf"])
-    diffs = [float(r["max_abs_diff_vs_scipy"]) for r in R if r["side"] == "gmflow" and r["max_abs_diff_vs_scipy"]]
-    print(f"{toy:>8} {R[0]['N']:>5} {bm:>18} {best:8.3f} {gd:15.3f} {gb:8.3f} {best/gd:13.2f} {best/gb:9.2f} {max(diffs) if diffs else float('nan'):9.1e}")
-print("(medians of process CPU seconds over the rounds; nan = a run did not reach the tolerance)")
+    for timing in ("in-process", "whole-process"):
+        ratios, wr, sc, gm = [], [], [], []
+        for rnd in sorted({r["round"] for r in R}):
+            P = [r for r in R if r["round"] == rnd and r["timing"] == timing]
+            s = [r for r in P if r["side"] == "scipy" and r["reached"] == "True"]
+            g = [r for r in P if r["side"] == "gmflow" and r["method"] == "auto" and r["reached"] == "True"]
+            if not s or not g:
+                continue
+            b = min(s, key=lambda r: f(r["cpu_s"]))
+            sc.append(f(b["cpu_s"])), gm.append(f(g[0]["cpu_s"]))
+            ratios.append(sc[-1] / gm[-1])
+            wr.append(f(b["wall_s"]) / f(g[0]["wall_s"]))
+        diffs = [f(r["max_abs_diff_vs_scipy"]) for r in R if r["side"] == "gmflow" and r["timing"] == "in-process" and r["max_abs_diff_vs_scipy"]]
+        if not ratios:
+            print(f"{toy:>6} {R[0]['N']:>4} {timing:>13}  no pair where both reached the tolerance")
+            continue
+        print(f"{toy:>6} {R[0]['N']:>4} {timing:>13} {st.median(sc):13.4f} {st.median(gm):14.4f} "
+              f"{st.median(ratios):23.1f}x {min(ratios):6.1f}-{max(ratios):<6.1f} {st.median(wr):10.1f}x "
+              f"{max(diffs) if diffs else math.nan:9.1e}")
+print("(CPU seconds, medians over rounds; ratio = SciPy's best method / gmflow auto, per round, then"
+      " the median; wall ratio the same for wall seconds)")
 PY

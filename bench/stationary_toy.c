@@ -3,8 +3,10 @@
  * integrate exactly the same problem (bench/run_stationary_bench.sh).
  *
  *   stationary_toy --out DIR [--n N] [--d d] [--K K] [--teacher relu|mixture] [--width M]
- *                  [--noise S] [--data-seed S] [--seed S] [--gamma G]
+ *                  [--noise S] [--data-seed S] [--seed S] [--gamma G] [--particles 1]
  *
+ * --particles 1 sets every Sigma_k to 0 after drawing the means (the width-K network in the
+ * mean-field scaling; docs/FLOWS.md "Particles"): the means are those of the mixture.
  * The data and the mixture come from toy.h with `gmflow flow`'s defaults (n 200, d 3, K 3, relu
  * teacher of width 4, noise 0.05, data seed 1, init seed 2, gamma 0.5), so with no size options
  * DIR holds the built-in toy of `gmflow flow`.  DIR/init.json is a bw state at t = 0
@@ -24,6 +26,7 @@ static void usage(int code) {
     fprintf(code ? stderr : stdout,
             "usage: stationary_toy --out DIR [--n N] [--d d] [--K K] [--teacher relu|mixture]\n"
             "                      [--width M] [--noise S] [--data-seed S] [--seed S] [--gamma G]\n"
+            "                      [--particles 1]\n"
             "writes DIR/data.csv and DIR/init.json (defaults: gmflow flow's built-in toy)\n");
     exit(code);
 }
@@ -44,6 +47,7 @@ int main(int argc, char **argv) {
     size_t K = 3;
     unsigned long seed = 2;
     double gamma = 0.5;
+    int particles = 0;
     const char *out = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -68,6 +72,8 @@ int main(int argc, char **argv) {
             seed = (unsigned long)num(a, v);
         else if (!strcmp(a, "--gamma"))
             gamma = num(a, v);
+        else if (!strcmp(a, "--particles"))
+            particles = num(a, v) != 0;
         else if (!strcmp(a, "--teacher") && (!strcmp(v, "relu") || !strcmp(v, "mixture")))
             t.teacher = strcmp(v, "relu") ? GMF_TOY_MIXTURE : GMF_TOY_RELU;
         else {
@@ -86,6 +92,7 @@ int main(int argc, char **argv) {
     char path[4096];
     int rc = !mu || !Sigma ? GMF_ENOMEM : gmf_toy_make(&t, &X, &y);
     if (!rc) rc = gmf_toy_init_mixture(K, D, gamma, seed, mu, NULL, Sigma);
+    if (!rc && particles) memset(Sigma, 0, K * D * D * sizeof *Sigma);
     if (!rc) {
         snprintf(path, sizeof path, "%s/data.csv", out);
         rc = gmf_io_write_csv_data(path, t.n, t.d, X, y);

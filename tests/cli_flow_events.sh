@@ -8,7 +8,7 @@
 # by a fresh run, and rk8pd's bisection finds the same time; stop and continue; the event state
 # continues with --init), a component collapse and the stall on the bench toy (needs
 # build/bench/bench_rhs and NumPy, else that part is skipped), the loss-increase failure, and
-# bad option combinations (exit 2 naming the option).
+# bad option combinations (exit 2 naming the option), --loss-atol recorded in run.json.
 set -u
 
 G=${1:?usage: cli_flow_events.sh <gmflow> [<build-dir>]}
@@ -139,6 +139,14 @@ expect u5 2 "--on-event" -- --on-event maybe --out "$T/u"
 expect u6 2 "--t-first" -- --t-first 0.1 --out "$T/u"
 expect u7 2 "--check-thm1" -- --stop-grad 1e-3 --check-thm1 --out "$T/u"
 expect u8 2 "--n-out" -- --log-times 3 --n-out 4 --out "$T/u"
+expect u9 2 "--loss-atol" -- --loss-atol -1 --out "$T/u"
+expect u10 2 "--loss-atol" -- --loss-atol nan --out "$T/u"
+# --loss-atol reaches the library (run.json records it; its effect: tests/test_ode_driver)
+if run la --t-end 1 --n-out 3 --loss-atol 1e-16 --out "$T/la"; then
+    check "--loss-atol 1e-16 in run.json" json "$T/la/run.json" 'r["solver"]["loss_atol"] == 1e-16'
+else
+    bad "--loss-atol 1e-16: $(head -c 300 "$T/la.err")"
+fi
 
 echo "cli_flow_events: $checks checks, $fails failures"
 [ $fails -eq 0 ]

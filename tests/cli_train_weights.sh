@@ -44,6 +44,7 @@ usage --lr-weights --lr-weights 0.1
 usage --weights-geometry --weights-geometry fr
 usage --transport-lr --transport-lr per-mass
 usage --weights --weights learned --model fc
+usage --weights --weights learned --cov lowrank --rank 2
 [ ! -e "$T/u" ] || bad "a usage error created the output directory"
 
 "$G" train --help > "$T/help"

@@ -54,7 +54,8 @@ typedef int (*gmf_ode_jac)(double t, const double *y, double *J, void *user);
  *   scalar:   *value = a scalar function of the state that must not increase along the solution
  *             (the loss of a gradient flow); checked at every output time, every 50 steps (a count,
  * not a clock: MPI ranks check at the same steps), each event and at the end: an increase above
- * scalar_rtol |min so far| (+ 1e-300) over the smallest value seen fails the run (GMF_EDIVERGE)
+ * scalar_rtol |min so far| + scalar_atol (+ 1e-300) over the smallest value seen fails the run
+ * (GMF_EDIVERGE)
  * naming both values and times; roots:    g (nroots values) at (t, y); an event is where a g_i
  * changes sign in the direction root_dir[i] (-1 falling, +1 rising, 0 either; root_dir NULL =
  * either); on_root:  called at each event with the state there; which[i] = +1/-1 for the g_i that
@@ -97,6 +98,21 @@ typedef enum {
 int gmf_ode_jacobian_parse(const char *name, gmf_ode_jacobian *out);
 const char *gmf_ode_jacobian_name(gmf_ode_jacobian j);
 
+/* The GSL drivers' error norm (rk8pd, rkf45; CVODE always uses its own weighted RMS norm).  With
+ * sc_i = atol + rtol |y_i| (y the new state) and the step's error estimate err_i, a step passes
+ * when the scaled error r <= 1.1, where
+ *   MAX  r = max_i |err_i| / sc_i               (GSL's standard control, gsl_odeiv2_control_y_new)
+ *   RMS  r = sqrt(mean_i (err_i / sc_i)^2)      (SciPy's solve_ivp and CVODE's norm)
+ * and the next step is h S r^(-1/q) (S = 0.9, q = the order on a rejection, order + 1 when
+ * growing, at most 5x up, 5x down, unchanged for 0.5 <= r <= 1.1) -- GSL's own adjustment, only
+ * the norm differs.  RMS is never larger than MAX, so it takes fewer steps on wide states whose
+ * error is concentrated in a few components (docs/FLOWS.md, "GSL error norm"). */
+typedef enum { GMF_ODE_NORM_MAX = 0, GMF_ODE_NORM_RMS } gmf_ode_norm;
+/* Name <-> norm ("max", "rms").  parse: GMF_OK and *out set, or GMF_EINVAL with a message listing
+ * the choices (*out unchanged). */
+int gmf_ode_norm_parse(const char *name, gmf_ode_norm *out);
+const char *gmf_ode_norm_name(gmf_ode_norm n);
+
 typedef struct gmf_ode_opts {
     gmf_ode_method method;
     double rtol, atol; /* relative and absolute tolerances */
@@ -129,17 +145,21 @@ typedef struct gmf_ode_opts {
     gmf_ode_scalar scalar;   /* see the hooks above */
     const char *scalar_name; /* for messages ("loss"); NULL = "monitored value" */
     double scalar_rtol;      /* < 0: no check; 0: min(1e-2, max(100 rtol, 1e-12)) */
+    double scalar_atol;      /* >= 0: absolute slack of that check (default 0): increases below
+                              * it are ignored, e.g. a loss at its rounding floor near zero */
     size_t nroots;
     const int *root_dir;
     gmf_ode_roots roots;
     gmf_ode_on_root on_root;
     gmf_ode_diagnose diagnose;
     void *hook_user;
+    int gsl_norm; /* a gmf_ode_norm: the GSL drivers' error norm (default MAX, see above) */
 } gmf_ode_opts;
 
-/* Defaults: auto (CVODE Adams -> BDF), rtol 1e-8, atol 1e-10, max_steps 100000, auto window 100
- * steps, 4 % convergence failures or h rho >= 0.05 with >= 2000 steps to go, stall: hrel 1e-12,
- * 10000 steps or 10 s advancing t by less than 0.1 %; no progress reports, no hooks. */
+/* Defaults: auto (CVODE Adams -> BDF), rtol 1e-8, atol 1e-10, max_steps 100000, GSL norm max,
+ * auto window 100 steps, 4 % convergence failures or h rho >= 0.05 with >= 2000 steps to go,
+ * stall: hrel 1e-12, 10000 steps or 10 s advancing t by less than 0.1 %; no progress reports,
+ * no hooks. */
 gmf_ode_opts gmf_ode_defaults(void);
 
 typedef struct gmf_ode_stats {

@@ -31,6 +31,7 @@ gmf_train_opts gmf_train_defaults(void) {
     o.lr = 0.1;
     o.lr_sigma = 1.0;
     o.lr2_scale = 1.0;
+    o.lr_lowrank = -1.0; /* follow lr */
     o.seed = 1;
     o.threads = 1;
     o.precision = 32;
@@ -47,10 +48,15 @@ static double lr_weights_of(const gmf_nn_model *m, const gmf_train_opts *o) {
     return o->weights_geometry == GMF_NN_WGEOM_FR ? o->lr / (double)m->K : o->lr;
 }
 
+double gmf_train_lr_lowrank(const gmf_train_opts *o) {
+    return o->lr_lowrank >= 0 ? o->lr_lowrank : o->lr;
+}
+
 void gmf_train_group_lr(const gmf_nn_model *m, const gmf_train_opts *o, double *lr) {
     for (size_t g = 0; g < m->ngroups; g++) {
         lr[g] = m->group[g].sigma ? o->lr_sigma : o->lr;
         if (m->group[g].logits) lr[g] = lr_weights_of(m, o); /* learned mixture weights */
+        if (m->kind == GMF_NN_GMLR && g == GMF_NN_GROUP_LOWRANK) lr[g] = gmf_train_lr_lowrank(o);
         if (m->group[g].layer == 2) lr[g] *= o->lr2_scale;
         if (o->fixed_beta && m->group[g].beta) lr[g] = 0.0;
     }
@@ -87,7 +93,8 @@ int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
     if (o->precision != 32 && o->precision != 64)
         return gmf_error(GMF_EINVAL, "trainer: precision must be 32 or 64 (got %d)", o->precision);
     if (!(o->lr >= 0) || !(o->lr_sigma >= 0) || !isfinite(o->lr) || !isfinite(o->lr_sigma) ||
-        !(o->lr2_scale >= 0) || !isfinite(o->lr2_scale) || !isfinite(o->lr_weights))
+        !(o->lr2_scale >= 0) || !isfinite(o->lr2_scale) || !isfinite(o->lr_weights) ||
+        !isfinite(o->lr_lowrank))
         return gmf_error(GMF_EINVAL, "trainer: learning rates must be finite and >= 0");
     if ((unsigned)o->weights_geometry > GMF_NN_WGEOM_FR)
         return gmf_error(GMF_EINVAL, "trainer: unknown weights geometry %d",
@@ -142,12 +149,7 @@ int gmf_train_check_data(const gmf_nn_model *m, const gmf_dataset *data, const c
 
 /* Copy rows idx[0..B) (or rows first..first+B when idx == NULL) into the batch buffers. */
 static void gather(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_t first, size_t B) {
-    const size_t d = ds->d;
-    for (size_t i = 0; i < B; i++) {
-        const size_t r = idx ? idx[i] : first + i;
-        t->ops->load((char *)t->Xb + i * d * t->ops->real_size, ds->x + r * d, d);
-        t->yb[i] = ds->label[r];
-    }
+    t->ops->gather(t->Xb, t->yb, ds, idx, first, B);
 }
 
 /* m->params <- the workspace's trained copy. */
@@ -156,7 +158,7 @@ static void store(gmf_train *t) {
 }
 
 static double step(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_t B) {
-    return t->ops->sgd_step_rows(&t->ws, ds->x, ds->label, idx, B, t->lr);
+    return t->ops->sgd_step_ds(&t->ws, ds, idx, B, t->lr);
 }
 
 /* The workspace's double gradient accumulator (m->nparams entries). */
@@ -380,6 +382,12 @@ static double get_f64(const unsigned char **p) {
     return x;
 }
 
+/* The header's width field: the FC width, or gm-lowrank's rank (which gmf_nn_model_init takes in
+ * its width argument). */
+static size_t ck_width(const gmf_nn_model *m) {
+    return m->kind == GMF_NN_GMLR ? m->rank : m->width;
+}
+
 int gmf_train_save_checkpoint(const char *path, const gmf_nn_model *m, uint64_t epoch,
                               uint64_t seed) {
     return gmf_train_save_checkpoint_run(path, m, epoch, seed, NULL);
@@ -410,7 +418,7 @@ int gmf_train_save_checkpoint_run(const char *path, const gmf_nn_model *m, uint6
     char kind[16] = {0};
     snprintf(kind, sizeof kind, "%s", gmf_nn_kind_name(m->kind));
     memcpy(p, kind, 16), p += 16;
-    put_u64(&p, m->d), put_u64(&p, m->L), put_u64(&p, m->K), put_u64(&p, m->width);
+    put_u64(&p, m->d), put_u64(&p, m->L), put_u64(&p, m->K), put_u64(&p, ck_width(m));
     put_u64(&p, m->Lmid);
     put_f64(&p, m->fc_scale);
     put_u64(&p, m->nparams), put_u64(&p, epoch), put_u64(&p, seed);
@@ -544,12 +552,13 @@ int gmf_train_load_checkpoint_run(const char *path, gmf_nn_model *m, uint64_t *e
     ck.d = get_u64(&p), ck.L = get_u64(&p), ck.K = get_u64(&p), ck.width = get_u64(&p);
     ck.Lmid = get_u64(&p);
     ck.fc_scale = get_f64(&p);
+    if (ck.kind == GMF_NN_GMLR) ck.rank = ck.width, ck.width = 0;
     const uint64_t np = get_u64(&p), ep = get_u64(&p), sd = get_u64(&p);
     ck.weights = ck_weights(&ck, np);
     gmf_nn_model_describe(&ck, got, sizeof got);
     if (ck.kind != m->kind || ck.d != m->d || ck.L != m->L || ck.K != m->K ||
-        ck.width != m->width || ck.Lmid != m->Lmid || ck.weights != m->weights ||
-        (m->kind == GMF_NN_FC && ck.fc_scale != m->fc_scale)) {
+        ck.width != m->width || ck.Lmid != m->Lmid || ck.rank != m->rank ||
+        ck.weights != m->weights || (m->kind == GMF_NN_FC && ck.fc_scale != m->fc_scale)) {
         rc = gmf_error(GMF_EFORMAT, "checkpoint %s holds model '%s', not the requested '%s'", path,
                        got, want);
         goto out;
@@ -615,10 +624,21 @@ uint64_t gmf_train_data_checksum(const gmf_dataset *ds) {
     const uint64_t prime = 0x100000001b3ull;
     h = (h ^ (uint64_t)ds->n) * prime;
     h = (h ^ (uint64_t)ds->d) * prime;
-    for (size_t i = 0; i < ds->n * ds->d; i++) {
+    for (size_t i = 0; ds->x && i < ds->n * ds->d; i++) {
         uint32_t w;
         memcpy(&w, &ds->x[i], 4);
         h = (h ^ w) * prime;
+    }
+    for (size_t i = 0; !ds->x && i < ds->n; i++) { /* compact form: the same floats' bits */
+        uint32_t w[256];
+        for (unsigned v = 0; v < 256; v++) {
+            const float f =
+                gmf_dataset_u8_value((uint8_t)v, ds->scale[2 * i], ds->scale[2 * i + 1]);
+            memcpy(&w[v], &f, 4);
+        }
+        const uint8_t *px = ds->px + i * ds->d;
+        for (size_t j = 0; j < ds->d; j++)
+            h = (h ^ w[px[j]]) * prime;
     }
     for (size_t i = 0; i < ds->n; i++)
         h = (h ^ ds->label[i]) * prime;
@@ -692,6 +712,11 @@ int gmf_train_run_record(char *buf, size_t size, const gmf_nn_spec *spec, const 
         rec_put(&r, "weights_geometry", "\"%s\"", gmf_nn_wgeom_name(o->weights_geometry));
         rec_put(&r, "lr_weights", "%s", num(nb, sizeof nb, lr_weights_of(m, o)));
         rec_put(&r, "transport_lr", "\"%s\"", o->per_mass ? "per-mass" : "plain");
+    }
+    if (spec->kind == GMF_NN_GMLR) { /* only for this kind: older records stay comparable */
+        rec_put(&r, "rank", "%zu", spec->rank);
+        rec_put(&r, "lowrank_init", "%s", num(nb, sizeof nb, spec->lowrank_init));
+        rec_put(&r, "lr_lowrank", "%s", num(nb, sizeof nb, gmf_train_lr_lowrank(o)));
     }
     if (!r.rc && r.size - r.len > 3) {
         memcpy(buf + r.len, "\n}\n", 4);
@@ -779,6 +804,10 @@ size_t gmf_train_group_shape(const gmf_nn_model *m, size_t g, size_t shape[3]) {
     if (gr->logits) {                        /* a (K,): mixture-weight logits */
         shape[0] = m->K;
         return 1;
+    }
+    if (m->kind == GMF_NN_GMLR && g == GMF_NN_GROUP_LOWRANK) {
+        shape[0] = m->K, shape[1] = m->rank, shape[2] = m->d; /* V: row q = column q of V_k */
+        return 3;
     }
     if (m->kind == GMF_NN_FC) {
         shape[0] = m->width, shape[1] = id == GMF_NN_GROUP_BETA ? m->d : m->L;
