@@ -18,6 +18,9 @@
  * Parameter layouts (one flat vector per layer, in this order):
  *   GM (diagonal, eq. (5))    mu (K x d) | sigma (K x d) | U (K x L x d) | v (K x L)
  *   GM full covariance        mu (K x d) | C (K x d x d)  | U (K x L x d) | v (K x L)
+ *   GM low-rank covariance    the diagonal layer's four blocks, then V (K x r x d):
+ *                             Sigma_k = diag(sigma_k^2) + V_k V_k^T, V_k (d x r) has column c
+ *                             = row c of component k's block of V
  *   fully connected (FC)      beta (m x d) | omega (m x L)
  *   GM regression             mu (K x D) | C (K x D x D),  D = d + 1, theta = (omega, beta)
  *                             (the GMF_FLOW_EUCLID state layout of flow.h)
@@ -58,6 +61,7 @@ void gmf_nn_rng_shuffle(gmf_nn_rng *r, size_t *idx, size_t n);
  */
 size_t gmf_nn_gm_nparams(size_t d, size_t K, size_t L);
 size_t gmf_nn_gmfull_nparams(size_t d, size_t K, size_t L);
+size_t gmf_nn_gmlr_nparams(size_t d, size_t K, size_t L, size_t r); /* K (2d + Ld + L + rd) */
 size_t gmf_nn_fc_nparams(size_t d, size_t m, size_t L);
 
 /* Unit-norm normalization eps: y = z / max(|z|, eps), as torch.nn.functional.normalize. */
@@ -74,10 +78,19 @@ size_t gmf_nn_fc_nparams(size_t d, size_t m, size_t L);
  *                   without bias; see docs/TRAINING.md)
  *   GMF_NN_GMSTACK  GM d -> Lmid, unit-norm normalization, GM Lmid -> L (Appendix B), both with
  *                   K components; groups mu1 sigma1 U1 v1 mu2 sigma2 U2 v2
+ *   GMF_NN_GMLR     one GM layer d -> L, low-rank covariance Sigma_k = diag(sigma_k^2) + V_k V_k^T
+ *                   of rank r (gmf_nn_model.rank, 1 <= r <= d); groups mu sigma U v lowrank
+ *                   ("gm-lowrank"; docs/TRAINING.md)
  *
  * Output: L logits for L + 1 classes, class 0 the reference with logit 0 (Section 4.1).
  */
-typedef enum gmf_nn_kind { GMF_NN_GM = 0, GMF_NN_GMFULL, GMF_NN_FC, GMF_NN_GMSTACK } gmf_nn_kind;
+typedef enum gmf_nn_kind {
+    GMF_NN_GM = 0,
+    GMF_NN_GMFULL,
+    GMF_NN_FC,
+    GMF_NN_GMSTACK,
+    GMF_NN_GMLR
+} gmf_nn_kind;
 
 #define GMF_NN_MAX_GROUPS 8
 
@@ -96,6 +109,10 @@ typedef enum gmf_nn_group_id {
 #define GMF_NN_GROUP_C     GMF_NN_GROUP_SIGMA
 #define GMF_NN_GROUP_L2(g) (GMF_NN_GM_NGROUPS + (g)) /* group g of gm-stack's second layer */
 
+/* gm-lowrank: the factor V (K x r x d), the group after v, named "lowrank" (trained with
+ * gmf_train_opts.lr_lowrank, which defaults to lr; frozen by --fixed-beta) */
+#define GMF_NN_GROUP_LOWRANK GMF_NN_GM_NGROUPS
+
 typedef struct gmf_nn_group {
     char name[16];
     size_t off, n; /* params[off .. off + n) */
@@ -110,6 +127,7 @@ typedef struct gmf_nn_model {
     size_t K;        /* components (GM kinds) */
     size_t width;    /* FC width m */
     size_t Lmid;     /* GMSTACK: width of the normalized middle layer */
+    size_t rank;     /* GMLR: rank r of the low-rank covariance term (columns of V_k) */
     double fc_scale; /* FC output multiplier */
     size_t nparams;
     double *params;
@@ -118,11 +136,13 @@ typedef struct gmf_nn_model {
 } gmf_nn_model;
 
 /* Allocate a zero-initialized model.  Shapes not used by `kind` are ignored and stored as 0
- * (fc_scale for FC defaults to 1/width; set it after init to change). */
+ * (fc_scale for FC defaults to 1/width; set it after init to change).  GMF_NN_GMLR takes its
+ * rank r in `width` (1 <= r <= d; stored in m->rank, m->width = 0). */
 int gmf_nn_model_init(gmf_nn_model *m, gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t width,
                       size_t Lmid);
 void gmf_nn_model_free(gmf_nn_model *m);
-const char *gmf_nn_kind_name(gmf_nn_kind kind);            /* "gm", "gm-full", "fc", "gm-stack" */
+const char *
+gmf_nn_kind_name(gmf_nn_kind kind); /* "gm", "gm-full", "fc", "gm-stack", "gm-lowrank" */
 int gmf_nn_kind_parse(const char *name, gmf_nn_kind *out); /* GMF_EINVAL if unknown */
 /* "gm d=784 L=9 K=20" and the like; returns buf. */
 char *gmf_nn_model_describe(const gmf_nn_model *m, char *buf, size_t size);
@@ -132,12 +152,21 @@ int gmf_nn_model_group(const gmf_nn_model *m, const char *name);
 /* The paper's initialization of every GM layer in m (GM, GMFULL, GMSTACK): entries of mu, U, v
  * i.i.d. N(0, gamma^2); sigma = gamma (diagonal) or C = gamma I (full). */
 int gmf_nn_init_gm(gmf_nn_model *m, double gamma, gmf_nn_rng *rng);
+/* gm-lowrank (GMF_NN_GMLR): mu, U, v, sigma exactly as gmf_nn_init_gm draws them for the diagonal
+ * layer (the same draws from rng, so a diagonal and a low-rank model of one seed share them),
+ * then the entries of V i.i.d. N(0, rho gamma^2 / r), in the order of the layout.  At init
+ * E_V[x' Sigma_k x] = (1 + rho) gamma^2 |x|^2: rho is the low-rank term's share relative to the
+ * diagonal's (docs/TRAINING.md).  V = 0 (rho = 0) is a stationary point in V: rho > 0 to learn
+ * V.  gmf_nn_init_gm on a GMLR model uses rho = GMF_NN_LOWRANK_INIT. */
+#define GMF_NN_LOWRANK_INIT 0.1
+int gmf_nn_init_gm_lowrank(gmf_nn_model *m, double gamma, double rho, gmf_nn_rng *rng);
 /* PyTorch's default nn.Linear init (kaiming_uniform_ with a = sqrt(5)): beta entries
  * U(-1/sqrt(d), 1/sqrt(d)), omega entries U(-1/sqrt(m), 1/sqrt(m)). */
 int gmf_nn_init_fc_kaiming(gmf_nn_model *fc, gmf_nn_rng *rng);
 
-/* Fully connected network from a GM layer (gm of kind GM or GMFULL, same d and L as fc):
- *   GMF_NN_FROM_GM_SAMPLE  each neuron j: k uniform in [K], beta ~ N(mu_k, Sigma_k),
+/* Fully connected network from a GM layer (gm of kind GM, GMFULL or GMLR, same d and L as fc):
+ *   GMF_NN_FROM_GM_SAMPLE  each neuron j: k uniform in [K], beta ~ N(mu_k, Sigma_k) (GMLR:
+ *                          beta = mu_k + sigma_k * z + V_k z', z ~ N(0, I_d), z' ~ N(0, I_r)),
  *                          omega = U_k beta + v_k (= E[omega | beta]); fc_scale = 1/m.
  *                          The paper's "matching" init when gm is the initial mixture, and the
  *                          Monte Carlo reduction of Figure 6 when gm is trained.
@@ -152,6 +181,7 @@ int gmf_nn_fc_from_gm(gmf_nn_model *fc, const gmf_nn_model *gm, gmf_nn_from_gm_m
  * its RNG streams, so that a C caller builds exactly the model `gmflow train` builds.
  *
  *   GM kinds: gmf_nn_init_gm(gamma) from stream GMF_NN_STREAM_INIT of the seed.
+ *   gm-lowrank: gmf_nn_init_gm_lowrank(gamma, lowrank_init) from the same stream.
  *   FC, kaiming:  gmf_nn_init_fc_kaiming from stream GMF_NN_STREAM_INIT.
  *   FC, matching: a diagonal GM mixture (K, gamma) drawn from stream GMF_NN_STREAM_INIT, then
  *                 `width` neurons sampled from it (GMF_NN_FROM_GM_SAMPLE) from stream
@@ -185,6 +215,8 @@ typedef struct gmf_nn_spec {
     gmf_nn_fc_init fc_init;        /* (kaiming) */
     gmf_nn_fc_scale_rule fc_scale; /* (default rule) */
     double gamma;                  /* GM init scale (0.5) */
+    size_t rank;                   /* gm-lowrank: rank r (1) */
+    double lowrank_init;           /* gm-lowrank: rho of gmf_nn_init_gm_lowrank (0.1) */
 } gmf_nn_spec;
 
 void gmf_nn_spec_default(gmf_nn_spec *s);
@@ -222,6 +254,7 @@ int gmf_nn_mc_draw(gmf_nn_model *fc, const gmf_nn_model *gm, size_t width, uint6
     typedef struct gmf_nn_net_params##S {                                                          \
         gmf_nn_gm_params##S gm[2];                                                                 \
         gmf_nn_fc_params##S fc;                                                                    \
+        real *V; /* gm-lowrank: V (K x r x d), after gm[0]'s v; NULL for the other kinds */        \
     } gmf_nn_net_params##S;                                                                        \
     /* One GM layer's blocks in P (full: C instead of sigma). */                                   \
     gmf_nn_gm_params##S gmf_nn_gm_view##S(real *P, size_t d, size_t K, size_t L, int full);        \
@@ -295,6 +328,43 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
                                    const real *X, const real *P, size_t B, size_t d, size_t K,     \
                                    size_t L);                                                      \
                                                                                                    \
+    /* ---- GM classification layer, low-rank Sigma_k = diag(sigma_k^2) + V_k V_k^T ------- */     \
+    /* h(x) = (1/K) sum_k [a_k A_k(x) + Phi_k(x) G_k(x)],  G_k = U_k Sigma_k x = W_k x + Q_k t,    \
+     * W_k = U_k diag(sigma_k^2), Q_k = U_k V_k (L x r), t = V_k^T x (r),                          \
+     * s^2 = sum_j sigma_kj^2 x_j^2 + |t|^2.  Forward = two GEMMs, F = X E^T with the K(L+1+r)     \
+     * rows E = [mu_k; W_k; V_k^T]_k and S2 = (X*X)(sigma^2)^T, plus O(B K L r) for Q_k t;         \
+     * backward two more. */                                                                       \
+    typedef struct gmf_nn_gmlr_cache##S {                                                          \
+        size_t Bmax, d, K, L, r;                                                                   \
+        /* parameter-derived (written by forward, read by backward) */                             \
+        real *E;    /* K x (L+1+r) x d: rows [mu_k; W_k (L); V_k^T (r)] */                         \
+        real *sig2; /* K x d: sigma^2 */                                                           \
+        real *a;    /* K x L: U_k mu_k + v_k */                                                    \
+        real *Q;    /* K x L x r: U_k V_k */                                                       \
+        /* activations, Bmax rows */                                                               \
+        real *X2;                /* B x d: X * X */                                                \
+        real *F;                 /* B x K x (L+1+r): [m_ik, G_ik (L), t_ik (r)] */                 \
+        real *S2;                /* B x K: diagonal part of s_ik^2 */                              \
+        real *s, *Phi, *phi, *A; /* B x K */                                                       \
+        /* backward scratch */                                                                     \
+        real *dF;    /* B x K x (L+1+r): [dL/dm_ik, dL/dG_ik, dL/dt_ik] */                         \
+        real *dS2;   /* B x K */                                                                   \
+        real *dE;    /* K x (L+1+r) x d */                                                         \
+        real *dsig2; /* K x d */                                                                   \
+        real *dQ;    /* K x L x r */                                                               \
+        real *dUq;   /* K x L x d: dQ_k V_k^T */                                                   \
+    } gmf_nn_gmlr_cache##S;                                                                        \
+    int gmf_nn_gmlr_cache_init##S(gmf_nn_gmlr_cache##S *c, size_t Bmax, size_t d, size_t K,        \
+                                  size_t L, size_t r);                                             \
+    void gmf_nn_gmlr_cache_free##S(gmf_nn_gmlr_cache##S *c);                                       \
+    /* H: B x L.  X: B x d.  P: gmf_nn_gmlr_nparams(d, K, L, r).  B <= c->Bmax. */                 \
+    void gmf_nn_gmlr_forward##S(real *H, gmf_nn_gmlr_cache##S *c, const real *X, const real *P,    \
+                                size_t B, size_t d, size_t K, size_t L, size_t r);                 \
+    /* dP (overwritten), dX (B x d, overwritten; NULL to skip) from dH, after the forward. */      \
+    void gmf_nn_gmlr_backward##S(real *dP, real *dX, gmf_nn_gmlr_cache##S *c, const real *dH,      \
+                                 const real *X, const real *P, size_t B, size_t d, size_t K,       \
+                                 size_t L, size_t r);                                              \
+                                                                                                   \
     /* ---- fully connected ReLU layer: h(x) = scale sum_j omega_j relu(beta_j . x) ---------- */  \
     typedef struct gmf_nn_fc_cache##S {                                                            \
         size_t Bmax, d, m, L;                                                                      \
@@ -339,6 +409,7 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         uint8_t *yb;                     /* Bmax gathered labels */                                \
         gmf_nn_gm_cache##S gm1, gm2;                                                               \
         gmf_nn_gmfull_cache##S full;                                                               \
+        gmf_nn_gmlr_cache##S lr; /* gm-lowrank */                                                  \
         gmf_nn_fc_cache##S fc;                                                                     \
         int nthreads;                                                                              \
         struct gmf_nn_pool *pool; /* GM kind: components split over nthreads threads */            \
@@ -348,6 +419,7 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
      * are split over a pool of nthreads threads (OpenBLAS single-threaded inside them); for the   \
      * other kinds OpenBLAS itself uses nthreads threads (the process-wide OpenBLAS setting is     \
      * made at each call into the workspace).  Loads m->params into P. */                          \
+    /* GMF_NN_GMLR runs on the pool like GMF_NN_GM (below too: its step is fused the same way). */ \
     int gmf_nn_ws_init##S(gmf_nn_ws##S *ws, gmf_nn_model *m, size_t Bmax, int nthreads);           \
     void gmf_nn_ws_free##S(gmf_nn_ws##S *ws);                                                      \
     /* P <- (real) m->params (call after changing m->params, or P, by hand). */                    \

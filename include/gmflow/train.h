@@ -33,6 +33,7 @@ typedef struct gmf_train_opts {
     double lr2_scale;  /* gm-stack: the second layer's learning rates are lr and lr_sigma times
                         * this (1.0): its input has unit norm, the first layer's norm sqrt(d-1) */
     int full_batch;    /* 1: one gradient-descent step per epoch on the whole training set */
+    double lr_lowrank; /* gm-lowrank: learning rate of V; < 0 (default -1): lr's */
     uint64_t seed;     /* (1) */
     int threads;       /* (1) */
     int precision;     /* 32 or 64 (32) */
@@ -49,6 +50,10 @@ typedef struct gmf_train_opts {
 
 /* The paper's settings: batch 64, lr 0.1, lr-sigma 1, float32, seed 1, one thread. */
 gmf_train_opts gmf_train_defaults(void);
+
+/* The learning rate of gm-lowrank's V group under o (lr_lowrank, or lr when negative: at
+ * lr_sigma = 1 V diverges, docs/TRAINING.md). */
+double gmf_train_lr_lowrank(const gmf_train_opts *o);
 
 /* Per-group learning rates for m under o (lr[g] for g < m->ngroups). */
 void gmf_train_group_lr(const gmf_nn_model *m, const gmf_train_opts *o, double *lr);

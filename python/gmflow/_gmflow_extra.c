@@ -215,11 +215,13 @@ PyObject *gmfpy_init(PyObject *self, PyObject *args, PyObject *kw) {
 const char gmfpy_load_checkpoint_doc[] =
     "load_checkpoint(path)\n--\n\n"
     "Read a `gmflow train` checkpoint (validated: magic, version, size, checksum, finiteness).\n"
-    "Returns a dict: 'kind' ('gm', 'gm-full', 'fc' or 'gm-stack'), 'd', 'L', 'K', 'width',\n"
-    "'Lmid', 'fc_scale', 'epoch', 'seed', 'nparams', 'params' (the flat parameter vector),\n"
+    "Returns a dict: 'kind' ('gm', 'gm-full', 'fc', 'gm-stack' or 'gm-lowrank'), 'd', 'L', 'K',\n"
+    "'width', 'Lmid', 'rank' (gm-lowrank's r, else 0), 'fc_scale', 'epoch', 'seed', 'nparams',\n"
+    "'params' (the flat parameter vector),\n"
     "'groups' (the group names in order) and one array per group, shaped as in the snapshots\n"
     "(mu (K, d), sigma (K, d), C (K, d, d), U (K, L, d), v (K, L); fc: beta (m, d), omega\n"
-    "(m, L); gm-stack: mu1 ... v2), and 'run': the run record of the training run (its\n"
+    "(m, L); gm-stack: mu1 ... v2; gm-lowrank: also lowrank (K, r, d), row q of component k\n"
+    "the column q of V_k), and 'run': the run record of the training run (its\n"
     "hyperparameters, a dict; None for a version 1 checkpoint, which has none).  A bad file\n"
     "raises ValueError (OSError if unreadable).";
 
@@ -272,11 +274,11 @@ static PyObject *checkpoint_dict(const gmf_nn_model *m, uint64_t epoch, uint64_t
     if (!params) return NULL;
     memcpy(PyArray_DATA(params), m->params, m->nparams * sizeof(double));
     PyObject *res = Py_BuildValue(
-        "{s:s,s:n,s:n,s:n,s:n,s:n,s:d,s:K,s:K,s:n,s:O}", "kind", gmf_nn_kind_name(m->kind), "d",
+        "{s:s,s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:K,s:K,s:n,s:O}", "kind", gmf_nn_kind_name(m->kind), "d",
         (Py_ssize_t)m->d, "L", (Py_ssize_t)m->L, "K", (Py_ssize_t)m->K, "width",
-        (Py_ssize_t)m->width, "Lmid", (Py_ssize_t)m->Lmid, "fc_scale", m->fc_scale, "epoch",
-        (unsigned long long)epoch, "seed", (unsigned long long)seed, "nparams",
-        (Py_ssize_t)m->nparams, "params", (PyObject *)params);
+        (Py_ssize_t)m->width, "Lmid", (Py_ssize_t)m->Lmid, "rank", (Py_ssize_t)m->rank, "fc_scale",
+        m->fc_scale, "epoch", (unsigned long long)epoch, "seed", (unsigned long long)seed,
+        "nparams", (Py_ssize_t)m->nparams, "params", (PyObject *)params);
     Py_DECREF(params);
     if (res && add_groups(res, m) < 0) Py_CLEAR(res);
     return res;

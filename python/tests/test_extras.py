@@ -158,12 +158,13 @@ def test_real_training_files(tmp_path, cli):
     assert struct.unpack(">II", raw[:8]) == (2049, 10000)
     labels = gmflow.load_idx(MNIST / "t10k-labels-idx1-ubyte.gz")
     assert np.array_equal(labels, np.frombuffer(raw[8:], np.uint8))
-    for model in ("gm-full", "gm-stack"):
+    for model in ("gm-full", "gm-stack", "gm-lowrank"):
         out = tmp_path / model
         run_cli(cli, "train", "--data", MNIST, "--model", model, "--K", 2, "--mid", 5, "--epochs",
                 1, "--train-limit", 64, "--test-limit", 10, "--snapshot-every", 1, "--out", out)
         ck = gmflow.load_checkpoint(out / "checkpoint.gmck")
         assert ck["kind"] == model and ck["epoch"] == 1 and ck["d"] == 784
+        assert ck["rank"] == (1 if model == "gm-lowrank" else 0)  # the default --rank 1
         assert ck["run"]["kind"] == model and ck["run"]["train_n"] == 64  # the run record
         for g in ck["groups"]:
             assert np.array_equal(ck[g], np.load(out / "snapshots" / f"epoch_0001_{g}.npy")), g

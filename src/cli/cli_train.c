@@ -50,7 +50,8 @@ static void help(FILE *fp) {
         "model:\n"
         "  --model M          gm (one GM layer, diagonal covariance, eq. (5); default),\n"
         "                     gm-full (full covariance; small d only), fc (two-layer ReLU\n"
-        "                     network), gm-stack (GM d -> mid, unit norm, GM mid -> L)\n"
+        "                     network), gm-stack (GM d -> mid, unit norm, GM mid -> L),\n"
+        "                     gm-lowrank (the same as --cov lowrank)\n"
         "  --components N     Gaussian components per GM layer (20); also -K N, --K N\n"
         "  --mid N            gm-stack: width of the middle layer (100)\n"
         "  --width N          fc: number of neurons (1000)\n"
@@ -61,12 +62,21 @@ static void help(FILE *fp) {
         "  --fc-scale S       fc: output scale, standard (1, PyTorch's nn.Linear; default for\n"
         "                     kaiming) or mean-field (1/width; default for matching, means)\n"
         "  --gamma G          GM init scale: mu, U, v ~ N(0, G^2), sigma = G (0.5)\n"
+        "  --cov C            covariance of --model gm's components: diag (default, eq. (5)),\n"
+        "                     lowrank (diag(sigma^2) + V V^T, V of rank --rank: the model\n"
+        "                     gm-lowrank) or full (the model gm-full)\n"
+        "  --rank R           --cov lowrank: rank of V, 1 <= R <= d (1)\n"
+        "  --lowrank-init RHO --cov lowrank: V entries ~ N(0, RHO G^2 / R), so that at init\n"
+        "                     E x'Sigma x = (1 + RHO) G^2 |x|^2 (0.1; 0 starts at V = 0,\n"
+        "                     a stationary point in V)\n"
         "\n"
         "training:\n"
         "  --epochs N         epochs to reach (20); with --resume, the total\n"
         "  --batch N          SGD batch size (64)\n"
         "  --lr R             learning rate of mu, U, v, fc weights (0.1)\n"
         "  --lr-sigma R       learning rate of sigma / C (1.0)\n"
+        "  --lr-lowrank R     --cov lowrank: learning rate of V (default: --lr; at 1, the\n"
+        "                     --lr-sigma default, V diverges on MNIST)\n"
         "  --lr2-scale S      gm-stack: the second GM layer learns at S times --lr and\n"
         "                     --lr-sigma (1.0; its input has unit norm, the first's sqrt(d-1))\n"
         "  --fixed-beta       freeze the beta marginal (mu, sigma, C; fc beta): lr 0\n"
@@ -135,6 +145,8 @@ typedef struct options {
     int resume, resume_force, eval_only, quiet;
     size_t snapshot_every;
     size_t mc[MAX_MC], nmc, mc_repeats;
+    const char *cov;           /* --cov as given, or NULL */
+    int rank_set, lr_init_set; /* --rank, --lowrank-init given */
     int argc;
     char **argv;
 } options;
@@ -147,6 +159,10 @@ enum {
     O_FC_INIT,
     O_FC_SCALE,
     O_GAMMA,
+    O_COV,
+    O_RANK,
+    O_LOWRANK_INIT,
+    O_LR_LOWRANK,
     O_EPOCHS,
     O_BATCH,
     O_LR,
@@ -181,6 +197,10 @@ static const struct option long_opts[] = {{"model", required_argument, NULL, O_M
                                           {"fc-init", required_argument, NULL, O_FC_INIT},
                                           {"fc-scale", required_argument, NULL, O_FC_SCALE},
                                           {"gamma", required_argument, NULL, O_GAMMA},
+                                          {"cov", required_argument, NULL, O_COV},
+                                          {"rank", required_argument, NULL, O_RANK},
+                                          {"lowrank-init", required_argument, NULL, O_LOWRANK_INIT},
+                                          {"lr-lowrank", required_argument, NULL, O_LR_LOWRANK},
                                           {"epochs", required_argument, NULL, O_EPOCHS},
                                           {"batch", required_argument, NULL, O_BATCH},
                                           {"lr", required_argument, NULL, O_LR},
@@ -263,6 +283,17 @@ static int model_option(options *o, int c, const char *arg) {
                    : 0;
     case O_GAMMA:
         return rate_opt("--gamma", arg, &o->spec.gamma);
+    case O_COV:
+        if (strcmp(arg, "diag") && strcmp(arg, "lowrank") && strcmp(arg, "full"))
+            return usage_error("--cov: expected diag, lowrank or full (got '%s')", arg);
+        o->cov = arg;
+        return 0;
+    case O_RANK:
+        o->rank_set = 1;
+        return size_opt("--rank", arg, 1, 100000, &o->spec.rank);
+    case O_LOWRANK_INIT:
+        o->lr_init_set = 1;
+        return rate_opt("--lowrank-init", arg, &o->spec.lowrank_init);
     }
     return -1;
 }
@@ -279,6 +310,8 @@ static int train_option(options *o, int c, const char *arg) {
         return rate_opt("--lr", arg, &o->t.lr);
     case O_LR_SIGMA:
         return rate_opt("--lr-sigma", arg, &o->t.lr_sigma);
+    case O_LR_LOWRANK:
+        return rate_opt("--lr-lowrank", arg, &o->t.lr_lowrank);
     case O_LR2_SCALE:
         return rate_opt("--lr2-scale", arg, &o->t.lr2_scale);
     case O_FIXED_BETA:
@@ -360,6 +393,26 @@ static void default_options(options *o, int argc, char **argv) {
     o->argc = argc, o->argv = argv;
 }
 
+/* --cov on --model gm (gm-full and gm-lowrank are --cov full and lowrank by another name), and
+ * the low-rank options only with it; 0 or 2 (after the message). */
+static int resolve_cov(options *o) {
+    static const gmf_nn_kind of[] = {GMF_NN_GM, GMF_NN_GMLR, GMF_NN_GMFULL};
+    static const char *const names[] = {"diag", "lowrank", "full"};
+    gmf_nn_kind *kind = &o->spec.kind;
+    for (int c = 0; o->cov && c < 3; c++) {
+        if (strcmp(o->cov, names[c])) continue;
+        if (*kind != GMF_NN_GM && *kind != of[c])
+            return usage_error("--cov %s conflicts with --model %s (--cov applies to --model gm)",
+                               o->cov, gmf_nn_kind_name(*kind));
+        *kind = of[c];
+    }
+    if (*kind != GMF_NN_GMLR && (o->rank_set || o->lr_init_set || o->t.lr_lowrank >= 0))
+        return usage_error("%s applies to --cov lowrank only", o->rank_set      ? "--rank"
+                                                               : o->lr_init_set ? "--lowrank-init"
+                                                                                : "--lr-lowrank");
+    return 0;
+}
+
 /* Returns -1 to go on, else the exit status (0 for --help / --version). */
 static int parse_options(int argc, char **argv, options *o) {
     default_options(o, argc, argv);
@@ -383,8 +436,10 @@ static int parse_options(int argc, char **argv, options *o) {
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
     if (o->resume && o->eval_only)
         return usage_error("--resume and --eval-only exclude each other");
-    if (o->nmc && o->spec.kind != GMF_NN_GM && o->spec.kind != GMF_NN_GMFULL)
-        return usage_error("--mc-neurons needs --model gm or gm-full");
+    if (resolve_cov(o)) return 2;
+    if (o->nmc && o->spec.kind != GMF_NN_GM && o->spec.kind != GMF_NN_GMFULL &&
+        o->spec.kind != GMF_NN_GMLR)
+        return usage_error("--mc-neurons needs --model gm, gm-full or gm-lowrank");
     if (o->t.lr2_scale != 1.0 && o->spec.kind != GMF_NN_GMSTACK)
         return usage_error("--lr2-scale applies to --model gm-stack only");
     if (!o->out) {
@@ -789,7 +844,13 @@ int gmf_cli_train(int argc, char **argv) {
     status = 1;
     r->rank = gmf_par_rank(), r->P = gmf_par_size();
     if (r->rank) r->o.quiet = 1;
-    int bad = load_data(r) || set_paths(r) || (!r->rank && make_dirs(r->o.out)) || setup_model(r);
+    int bad = load_data(r);
+    if (!bad && r->o.spec.kind == GMF_NN_GMLR && r->o.spec.rank > r->test.d) {
+        bad = usage_error("--rank %zu exceeds the input dimension d = %zu of the %s data", /* 2 */
+                          r->o.spec.rank, r->test.d, r->o.dataset);
+        status = 2;
+    }
+    bad = bad || set_paths(r) || (!r->rank && make_dirs(r->o.out)) || setup_model(r);
     if (!bad && gmf_train_new(&r->t, &r->m, &r->o.t)) bad = fail("%s", gmf_errmsg());
     if (any_failed(r, bad)) goto done;
     status = (r->o.eval_only ? eval_only(r) : train(r)) ? 1 : 0;

@@ -18,6 +18,8 @@ void gmf_nn_spec_default(gmf_nn_spec *s) {
     s->fc_init = GMF_NN_FC_INIT_KAIMING;
     s->fc_scale = GMF_NN_FC_SCALE_DEFAULT;
     s->gamma = 0.5;
+    s->rank = 1;
+    s->lowrank_init = GMF_NN_LOWRANK_INIT;
 }
 
 const char *gmf_nn_fc_init_name(gmf_nn_fc_init i) {
@@ -77,11 +79,15 @@ static int fc_from_mixture(gmf_nn_model *m, const gmf_nn_spec *s, gmf_nn_rng *rn
 int gmf_nn_model_build(gmf_nn_model *m, const gmf_nn_spec *s, size_t d, size_t L, uint64_t seed) {
     if ((unsigned)s->fc_init > 2 || (unsigned)s->fc_scale > 2)
         return gmf_error(GMF_EINVAL, "model spec: unknown fc init or scale rule");
-    int rc = gmf_nn_model_init(m, s->kind, d, L, s->K, gmf_nn_spec_width(s), s->mid);
+    const int lowrank = s->kind == GMF_NN_GMLR; /* its rank goes in the width argument */
+    int rc =
+        gmf_nn_model_init(m, s->kind, d, L, s->K, lowrank ? s->rank : gmf_nn_spec_width(s), s->mid);
     if (rc) return rc;
     gmf_nn_rng rng;
     gmf_nn_rng_seed(&rng, seed, GMF_NN_STREAM_INIT);
-    if (s->kind != GMF_NN_FC)
+    if (lowrank)
+        rc = gmf_nn_init_gm_lowrank(m, s->gamma, s->lowrank_init, &rng);
+    else if (s->kind != GMF_NN_FC)
         rc = gmf_nn_init_gm(m, s->gamma, &rng);
     else if (s->fc_init == GMF_NN_FC_INIT_KAIMING)
         rc = gmf_nn_init_fc_kaiming(m, &rng);

@@ -77,20 +77,25 @@ size_t gmf_nn_gmfull_nparams(size_t d, size_t K, size_t L) {
 size_t gmf_nn_fc_nparams(size_t d, size_t m, size_t L) {
     return m * (d + L);
 }
+size_t gmf_nn_gmlr_nparams(size_t d, size_t K, size_t L, size_t r) {
+    return K * (2 * d + L * d + L + r * d);
+}
 
-static const char *kind_names[] = {"gm", "gm-full", "fc", "gm-stack"};
+static const char *kind_names[] = {"gm", "gm-full", "fc", "gm-stack", "gm-lowrank"};
+#define NKINDS (sizeof kind_names / sizeof kind_names[0])
 
 const char *gmf_nn_kind_name(gmf_nn_kind kind) {
-    return (unsigned)kind < 4 ? kind_names[kind] : "unknown";
+    return (unsigned)kind < NKINDS ? kind_names[kind] : "unknown";
 }
 
 int gmf_nn_kind_parse(const char *name, gmf_nn_kind *out) {
-    for (int k = 0; k < 4; k++)
+    for (unsigned k = 0; k < NKINDS; k++)
         if (!strcmp(name, kind_names[k])) {
             *out = (gmf_nn_kind)k;
             return GMF_OK;
         }
-    return gmf_error(GMF_EINVAL, "unknown model '%s' (expected gm, gm-full, fc or gm-stack)", name);
+    return gmf_error(GMF_EINVAL,
+                     "unknown model '%s' (expected gm, gm-full, fc, gm-stack or gm-lowrank)", name);
 }
 
 /* Append group `id` (its index: groups are added in gmf_nn_group_id order, so that the index and
@@ -136,6 +141,16 @@ int gmf_nn_model_init(gmf_nn_model *m, gmf_nn_kind kind, size_t d, size_t L, siz
         m->K = K;
         add_gm_groups(m, 0, d, K, L, "", kind == GMF_NN_GMFULL);
         break;
+    case GMF_NN_GMLR: /* the diagonal layer's groups, then V (a beta group; rate: train.h) */
+        if (K == 0) return gmf_error(GMF_EINVAL, "model gm-lowrank: need K >= 1");
+        if (width == 0 || width > d)
+            return gmf_error(GMF_EINVAL,
+                             "model gm-lowrank: need a rank 1 <= r <= d = %zu (got %zu)", d, width);
+        m->K = K;
+        m->rank = width;
+        add_gm_groups(m, 0, d, K, L, "", 0);
+        add_group(m, GMF_NN_GROUP_LOWRANK, "lowrank", K * width * d, 0, 1);
+        break;
     case GMF_NN_FC:
         if (width == 0) return gmf_error(GMF_EINVAL, "model fc: need width >= 1");
         m->width = width;
@@ -177,6 +192,9 @@ char *gmf_nn_model_describe(const gmf_nn_model *m, char *buf, size_t size) {
         break;
     case GMF_NN_GMSTACK:
         snprintf(buf, size, "gm-stack d=%zu L=%zu K=%zu mid=%zu", m->d, m->L, m->K, m->Lmid);
+        break;
+    case GMF_NN_GMLR:
+        snprintf(buf, size, "gm-lowrank d=%zu L=%zu K=%zu r=%zu", m->d, m->L, m->K, m->rank);
         break;
     default:
         snprintf(buf, size, "unknown");
@@ -227,10 +245,28 @@ int gmf_nn_init_gm(gmf_nn_model *m, double gamma, gmf_nn_rng *rng) {
         init_gm_layer(p.gm[0], m->d, m->K, m->Lmid, 0, gamma, rng);
         init_gm_layer(p.gm[1], m->Lmid, m->K, m->L, 0, gamma, rng);
         return GMF_OK;
+    case GMF_NN_GMLR:
+        return gmf_nn_init_gm_lowrank(m, gamma, GMF_NN_LOWRANK_INIT, rng);
     default:
         return gmf_error(GMF_EINVAL, "GM init: model %s has no GM layer",
                          gmf_nn_kind_name(m->kind));
     }
+}
+
+int gmf_nn_init_gm_lowrank(gmf_nn_model *m, double gamma, double rho, gmf_nn_rng *rng) {
+    if (m->kind != GMF_NN_GMLR)
+        return gmf_error(GMF_EINVAL, "low-rank GM init: model is not gm-lowrank");
+    if (!(gamma >= 0.0) || !isfinite(gamma) || !(rho >= 0.0) || !isfinite(rho))
+        return gmf_error(GMF_EINVAL,
+                         "low-rank GM init: gamma and rho must be finite and >= 0 (got %g, %g)",
+                         gamma, rho);
+    const gmf_nn_net_params_d p = gmf_nn_net_view_d(m, m->params);
+    init_gm_layer(p.gm[0], m->d, m->K, m->L, 0, gamma, rng);
+    /* V entries N(0, rho gamma^2 / r): E |V_k^T x|^2 = r (rho gamma^2 / r) |x|^2 */
+    const double sd = gamma * sqrt(rho / (double)m->rank);
+    for (size_t e = 0; e < m->K * m->rank * m->d; e++)
+        p.V[e] = sd * gmf_nn_rng_normal(rng);
+    return GMF_OK;
 }
 
 int gmf_nn_init_fc_kaiming(gmf_nn_model *fc, gmf_nn_rng *rng) {
@@ -247,8 +283,10 @@ int gmf_nn_init_fc_kaiming(gmf_nn_model *fc, gmf_nn_rng *rng) {
 
 int gmf_nn_fc_from_gm(gmf_nn_model *fc, const gmf_nn_model *gm, gmf_nn_from_gm_mode mode,
                       gmf_nn_rng *rng) {
-    if (fc->kind != GMF_NN_FC || (gm->kind != GMF_NN_GM && gm->kind != GMF_NN_GMFULL))
-        return gmf_error(GMF_EINVAL, "FC from GM: need an fc model and a gm or gm-full model");
+    if (fc->kind != GMF_NN_FC ||
+        (gm->kind != GMF_NN_GM && gm->kind != GMF_NN_GMFULL && gm->kind != GMF_NN_GMLR))
+        return gmf_error(GMF_EINVAL,
+                         "FC from GM: need an fc model and a gm, gm-full or gm-lowrank model");
     if (fc->d != gm->d || fc->L != gm->L)
         return gmf_error(GMF_EINVAL, "FC from GM: shapes differ (fc d=%zu L=%zu, gm d=%zu L=%zu)",
                          fc->d, fc->L, gm->d, gm->L);
@@ -260,6 +298,8 @@ int gmf_nn_fc_from_gm(gmf_nn_model *fc, const gmf_nn_model *gm, gmf_nn_from_gm_m
     const gmf_nn_fc_params_d f = gmf_nn_fc_view_d(fc->params, d, m, L);
     const double *mu = g.mu, *cov = full ? g.C : g.sigma, *U = g.U, *v = g.v;
     double *beta = f.beta, *omega = f.omega;
+    const double *Vt = gm->kind == GMF_NN_GMLR ? gmf_nn_net_view_d(gm, gm->params).V : NULL;
+    const size_t r = gm->rank;
     double z[d];
     for (size_t j = 0; j < m; j++) {
         size_t k = mode == GMF_NN_FROM_GM_MEANS ? j : (size_t)gmf_nn_rng_below(rng, K);
@@ -275,9 +315,14 @@ int gmf_nn_fc_from_gm(gmf_nn_model *fc, const gmf_nn_model *gm, gmf_nn_from_gm_m
                     acc += cov[k * d * d + a * d + e] * z[e];
                 b[a] = acc;
             }
-        } else { /* beta = mu_k + sigma_k * z */
+        } else { /* beta = mu_k + sigma_k * z (+ V_k z', gm-lowrank) */
             for (size_t a = 0; a < d; a++)
                 b[a] = mu[k * d + a] + cov[k * d + a] * gmf_nn_rng_normal(rng);
+            for (size_t q = 0; Vt && q < r; q++) {
+                const double zq = gmf_nn_rng_normal(rng), *vq = Vt + (k * r + q) * d;
+                for (size_t a = 0; a < d; a++)
+                    b[a] += vq[a] * zq;
+            }
         }
         for (size_t l = 0; l < L; l++) { /* omega = U_k beta + v_k = E[omega | beta] */
             double acc = v[k * L + l];

@@ -24,6 +24,7 @@
 
 typedef FN(gmf_nn_gm_cache) gm_cache;
 typedef FN(gmf_nn_gmfull_cache) full_cache;
+typedef FN(gmf_nn_gmlr_cache) lr_cache;
 typedef FN(gmf_nn_fc_cache) fc_cache;
 typedef FN(gmf_nn_ws) ws_t;
 typedef FN(gmf_nn_gm_params) gm_params;
@@ -86,6 +87,10 @@ net_params FN(gmf_nn_net_view)(const gmf_nn_model *m, real *P) {
     case GMF_NN_GMSTACK: /* layer 2 starts where layer 1's v ends */
         p.gm[0] = FN(gmf_nn_gm_view)(P, m->d, m->K, m->Lmid, 0);
         p.gm[1] = FN(gmf_nn_gm_view)(p.gm[0].v + m->K * m->Lmid, m->Lmid, m->K, m->L, 0);
+        break;
+    case GMF_NN_GMLR: /* the diagonal layer's blocks, then V */
+        p.gm[0] = FN(gmf_nn_gm_view)(P, m->d, m->K, m->L, 0);
+        p.V = p.gm[0].v + m->K * m->L;
         break;
     }
     return p;
@@ -576,6 +581,311 @@ void FN(gmf_nn_gmfull_backward)(real *dP, real *dX, full_cache *c, const real *d
 }
 
 /* =============================================================================================
+ * GM classification layer, low-rank covariance Sigma_k = diag(sigma_k^2) + V_k V_k^T.
+ *
+ * Parameters: the diagonal layer's mu | sigma | U | v (gmf_nn_gm_view), then V (K x r x d), whose
+ * row q of component k is column q of V_k (d x r).  Per component, with W_k = U_k diag(sigma_k^2)
+ * and Q_k = U_k V_k (L x r), Sigma_k x = sigma_k^2 * x + V_k (V_k^T x) gives
+ *   m = x . mu_k,   t = V_k^T x (r),   G = U_k Sigma_k x = W_k x + Q_k t,
+ *   s^2 = (x*x) . sigma_k^2 + |t|^2,
+ * and the forward pass is the diagonal layer's GEMMs with the stacked rows E = [mu_k; W_k;
+ * V_k^T] (K (L+1+r) x d) plus O(B K L r) scalar work for Q_k t.
+ * ============================================================================================= */
+
+/* Component k's V_k^T (r x d) in P. */
+static inline real *lr_Vt(const real *P, size_t d, size_t K, size_t L, size_t r, size_t k) {
+    return (real *)P + K * (2 * d + L * d + L) + k * r * d;
+}
+
+int FN(gmf_nn_gmlr_cache_init)(lr_cache *c, size_t Bmax, size_t d, size_t K, size_t L, size_t r) {
+    memset(c, 0, sizeof *c);
+    c->Bmax = Bmax, c->d = d, c->K = K, c->L = L, c->r = r;
+    const size_t W = K * (L + 1 + r);
+    int fail = 0;
+    c->E = ralloc(W * d, &fail);
+    c->sig2 = ralloc(K * d, &fail);
+    c->a = ralloc(K * L, &fail);
+    c->Q = ralloc(K * L * r, &fail);
+    c->X2 = ralloc(Bmax * d, &fail);
+    c->F = ralloc(Bmax * W, &fail);
+    c->S2 = ralloc(Bmax * K, &fail);
+    c->s = ralloc(Bmax * K, &fail);
+    c->Phi = ralloc(Bmax * K, &fail);
+    c->phi = ralloc(Bmax * K, &fail);
+    c->A = ralloc(Bmax * K, &fail);
+    c->dF = ralloc(Bmax * W, &fail);
+    c->dS2 = ralloc(Bmax * K, &fail);
+    c->dE = ralloc(W * d, &fail);
+    c->dsig2 = ralloc(K * d, &fail);
+    c->dQ = ralloc(K * L * r, &fail);
+    c->dUq = ralloc(K * L * d, &fail);
+    if (fail) {
+        FN(gmf_nn_gmlr_cache_free)(c);
+        return gmf_error(GMF_ENOMEM,
+                         "low-rank GM layer cache (B=%zu, d=%zu, K=%zu, L=%zu, r=%zu): out of "
+                         "memory",
+                         Bmax, d, K, L, r);
+    }
+    return GMF_OK;
+}
+
+void FN(gmf_nn_gmlr_cache_free)(lr_cache *c) {
+    free(c->E), free(c->sig2), free(c->a), free(c->Q), free(c->X2), free(c->F), free(c->S2);
+    free(c->s), free(c->Phi), free(c->phi), free(c->A), free(c->dF), free(c->dS2), free(c->dE);
+    free(c->dsig2), free(c->dQ), free(c->dUq);
+    memset(c, 0, sizeof *c);
+}
+
+/* Parameter-derived quantities of component k: sig2 = sigma^2, the stacked GEMM operand
+ * E_k = [mu_k; W_k; V_k^T] with W_k = U_k diag(sig2), Q_k = U_k V_k, a_k = U_k mu_k + v_k. */
+static void lr_prep1(lr_cache *c, const real *P, size_t d, size_t K, size_t L, size_t r, size_t k) {
+    const gm_params p = gm_comp(FN(gmf_nn_gm_view)((real *)P, d, K, L, 0), d, L, k);
+    const real *restrict mu = p.mu, *restrict sigma = p.sigma, *restrict U = p.U, *restrict v = p.v;
+    const real *restrict Vt = lr_Vt(P, d, K, L, r, k);
+    real *restrict sig2 = c->sig2 + k * d, *restrict E = c->E + k * (L + 1 + r) * d;
+    real *restrict Q = c->Q + k * L * r;
+    for (size_t j = 0; j < d; j++)
+        sig2[j] = sigma[j] * sigma[j];
+    memcpy(E, mu, d * sizeof(real));
+    memcpy(E + (L + 1) * d, Vt, r * d * sizeof(real)); /* rows V_k^T: t = V_k^T x */
+    for (size_t l = 0; l < L; l++) {
+        const real *restrict u = U + l * d;
+        real *restrict w = E + (1 + l) * d;
+        for (size_t j = 0; j < d; j++)
+            w[j] = u[j] * sig2[j];
+        c->a[k * L + l] = (real)(dot16(u, mu, d) + (double)v[l]);
+    }
+    gemm(0, 1, L, r, d, 1, U, d, Vt, d, 0, Q, r); /* Q_k = U_k V_k */
+}
+
+static void lr_prep(lr_cache *c, const real *P, size_t d, size_t K, size_t L, size_t r, size_t k0,
+                    size_t k1) {
+    for (size_t k = k0; k < k1; k++)
+        lr_prep1(c, P, d, K, L, r, k);
+}
+
+static void lr_square_rows(lr_cache *c, const real *X, size_t d, size_t i0, size_t i1) {
+    for (size_t e = i0 * d; e < i1 * d; e++)
+        c->X2[e] = X[e] * X[e];
+}
+
+/* Forward GEMMs and Gaussian scalars for components [k0, k1) (needs lr_prep for them and all
+ * rows of X2).  Leaves F[i, k] = [m_ik, G_ik, t_ik] with the full G = W_k x + Q_k t. */
+static void lr_fwd_part(lr_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
+                        size_t r, size_t k0, size_t k1) {
+    const size_t R = L + 1 + r, W = K * R, nk = k1 - k0;
+    if (nk == 0) return;
+    /* F[:, k, :] = X E_k^T: m_ik = x_i . mu_k, W_k x_i, t_ik = V_k^T x_i        (B x nk R) */
+    gemm(0, 1, B, nk * R, d, 1, X, d, c->E + k0 * R * d, d, 0, c->F + k0 * R, W);
+    /* S2 = (X * X) (sigma^2)^T: the diagonal part of s_ik^2                        (B x nk) */
+    gemm(0, 1, B, nk, d, 1, c->X2, d, c->sig2 + k0 * d, d, 0, c->S2 + k0, K);
+    double m[nk], s2[nk], sv[nk], Phi[nk], phi[nk], A[nk];
+    for (size_t i = 0; i < B; i++) {
+        for (size_t k = k0; k < k1; k++) {
+            real *G = c->F + i * W + k * R + 1;
+            const real *t = G + L, *Q = c->Q + k * L * r;
+            double tt = 0.0; /* s^2 = x' diag(sigma^2) x + |V_k^T x|^2 */
+            for (size_t q = 0; q < r; q++)
+                tt += (double)t[q] * t[q];
+            for (size_t l = 0; l < L; l++) { /* G = W_k x + Q_k t */
+                double g = G[l];
+                for (size_t q = 0; q < r; q++)
+                    g += (double)Q[l * r + q] * t[q];
+                G[l] = (real)g;
+            }
+            m[k - k0] = (double)G[-1];
+            s2[k - k0] = (double)c->S2[i * K + k] + tt;
+        }
+        const gmf_gauss_batch_out go = {.s = sv, .Phi = Phi, .phi = phi, .A = A};
+        gmf_gauss_batch(nk, m, s2, NULL, 0.0, &go);
+        for (size_t k = k0; k < k1; k++) {
+            c->s[i * K + k] = (real)sv[k - k0];
+            c->Phi[i * K + k] = (real)Phi[k - k0];
+            c->phi[i * K + k] = (real)phi[k - k0];
+            c->A[i * K + k] = (real)A[k - k0];
+        }
+    }
+}
+
+/* Rows [i0, i1) of H = (1/K) sum_k [A_ik a_k + Phi_ik G_ik]  (summed over k in order). */
+static void lr_reduce_rows(real *H, const lr_cache *c, size_t K, size_t L, size_t r, size_t i0,
+                           size_t i1) {
+    const size_t R = L + 1 + r, W = K * R;
+    const double inv = 1.0 / (double)K;
+    for (size_t i = i0; i < i1; i++) {
+        double acc[L + 1];
+        for (size_t l = 0; l < L; l++)
+            acc[l] = 0.0;
+        for (size_t k = 0; k < K; k++) {
+            const double A = c->A[i * K + k], Phi = c->Phi[i * K + k];
+            const real *a = c->a + k * L, *G = c->F + i * W + k * R + 1;
+            for (size_t l = 0; l < L; l++)
+                acc[l] += A * a[l] + Phi * G[l];
+        }
+        for (size_t l = 0; l < L; l++)
+            H[i * L + l] = (real)(inv * acc[l]);
+    }
+}
+
+void FN(gmf_nn_gmlr_forward)(real *H, lr_cache *c, const real *X, const real *P, size_t B, size_t d,
+                             size_t K, size_t L, size_t r) {
+    lr_prep(c, P, d, K, L, r, 0, K);
+    lr_square_rows(c, X, d, 0, B);
+    lr_fwd_part(c, X, B, d, K, L, r, 0, K);
+    lr_reduce_rows(H, c, K, L, r, 0, B);
+}
+
+/* Backward, first half, for components [k0, k1): the diagonal layer's scalar chain (dm, dS2,
+ * dG, da; gm_bwd_gemm), then through G = W x + Q t and s^2 = ... + |t|^2:
+ *   dt_ik = 2 dS2_ik t_ik + Q_k^T dG_ik,   dQ_k = sum_i dG_ik t_ik^T   (L x r),
+ * and the GEMMs [dmu_k; dW_k; dV_k^T]_direct = dF[:, k]^T X, dsig2_k = dS2[:, k]^T (X * X). */
+static void lr_bwd_gemm(lr_cache *c, double *da, const real *dH, const real *X, size_t B, size_t d,
+                        size_t K, size_t L, size_t r, size_t k0, size_t k1) {
+    const size_t R = L + 1 + r, W = K * R, nk = k1 - k0;
+    if (nk == 0) return;
+    const double inv = 1.0 / (double)K;
+    for (size_t e = 0; e < nk * L; e++)
+        da[e] = 0.0;
+    memset(c->dQ + k0 * L * r, 0, nk * L * r * sizeof(real));
+    for (size_t i = 0; i < B; i++) {
+        const real *dh = dH + i * L;
+        for (size_t k = k0; k < k1; k++) {
+            const size_t ik = i * K + k;
+            const real *a = c->a + k * L, *G = c->F + i * W + k * R + 1, *t = G + L;
+            const real *Q = c->Q + k * L * r;
+            real *dG = c->dF + i * W + k * R + 1, *dt = dG + L, *dQ = c->dQ + k * L * r;
+            const double A = c->A[ik], Phi = c->Phi[ik], phi = c->phi[ik], s = c->s[ik];
+            double dA = 0.0, dPhi = 0.0;
+            for (size_t l = 0; l < L; l++) {
+                dA += (double)dh[l] * a[l];        /* dL/dA_ik   = g_i . a_k  (times K) */
+                dPhi += (double)dh[l] * G[l];      /* dL/dPhi_ik = g_i . G_ik (times K) */
+                dG[l] = (real)(inv * Phi * dh[l]); /* dL/dG_ik = Phi_ik g_i */
+                da[(k - k0) * L + l] += A * dh[l]; /* dL/da_k += A_ik g_i (times K) */
+            }
+            dA *= inv, dPhi *= inv;
+            double dm = dA * Phi, dS2 = 0.0;
+            if (phi > 0.0) {
+                const double m = c->F[i * W + k * R];
+                dm += dPhi * phi / s;                              /* through Phi(m/s) */
+                dS2 = phi * (dA - dPhi * m / (s * s)) / (2.0 * s); /* through A and Phi, ds/dS2 */
+            }
+            c->dF[i * W + k * R] = (real)dm;
+            c->dS2[ik] = (real)dS2;
+            for (size_t q = 0; q < r; q++) {
+                double acc = 2.0 * dS2 * t[q]; /* s^2 = ... + |t|^2 */
+                for (size_t l = 0; l < L; l++) {
+                    acc += (double)Q[l * r + q] * dG[l]; /* G = W x + Q t */
+                    dQ[l * r + q] += dG[l] * t[q];
+                }
+                dt[q] = (real)acc;
+            }
+        }
+    }
+    /* [dmu_k; dW_k; dV_k^T] = dF[:, k]^T X                                       (nk R x d) */
+    gemm(1, 0, nk * R, d, B, 1, c->dF + k0 * R, W, X, d, 0, c->dE + k0 * R * d, d);
+    /* dsig2_k = dS2[:, k]^T (X * X)                                                 (nk x d) */
+    gemm(1, 0, nk, d, B, 1, c->dS2 + k0, K, c->X2, d, 0, c->dsig2 + k0 * d, d);
+}
+
+/* One row (k, l) of the U chain: dU_kl = dW_l diag(sig2) + da_l mu_k + (dQ_k V_k^T)_l (via W, a
+ * and Q), dsig2 += dW_l * U_kl, dmu += da_l U_kl.  lr_row_grad stores dU; lr_row_update (the
+ * fused step) updates U in place at rate rr instead, with the same arithmetic (so that the two
+ * steps agree bitwise).  Restrict-qualified: the loops vectorize. */
+static void lr_row_grad(size_t d, real *restrict du, real *restrict dsig2, real *restrict dmu,
+                        const real *restrict u, const real *restrict dW, const real *restrict sig2,
+                        const real *restrict mu, const real *restrict dq, real dal) {
+    for (size_t j = 0; j < d; j++) {
+        du[j] = dW[j] * sig2[j] + dal * mu[j] + dq[j];
+        dsig2[j] += dW[j] * u[j];
+        dmu[j] += dal * u[j];
+    }
+}
+
+static void lr_row_update(size_t d, real *restrict u, real *restrict dsig2, real *restrict dmu,
+                          const real *restrict dW, const real *restrict sig2,
+                          const real *restrict mu, const real *restrict dq, real dal, real rr) {
+    for (size_t j = 0; j < d; j++) {
+        const real du = dW[j] * sig2[j] + dal * mu[j] + dq[j];
+        dsig2[j] += dW[j] * u[j];
+        dmu[j] += dal * u[j];
+        u[j] = sgd_step1(u[j], du, rr);
+    }
+}
+
+/* Backward, second half, for component k: with dW the GEMM's dL/dW_k and dQ_k from
+ * lr_bwd_gemm,
+ *   W = U diag(sig2):   dU_k = dW diag(sig2),  dsig2_k += sum_l dW_l * U_l
+ *   Q = U V:            dU_k += dQ V_k^T,      dV_k += U_k^T dQ
+ *   a = U mu + v:       dU_k += da mu^T,       dmu_k += U_k^T da,   dv_k = da
+ *   sig2 = sigma^2:     dsigma_k = 2 sigma_k * dsig2_k.
+ * With lr == NULL the gradient goes to dP; otherwise (the step) only dV goes to dP, and each
+ * block of component k is updated in place with its group's rate right after its last use (a U
+ * row in the pass that forms its gradient, as the diagonal layer's fused step), then the
+ * component's cache is refreshed (lr_prep1). */
+static void lr_bwd_param1(real *P, real *dP, lr_cache *c, const double *dak, const double *lr,
+                          size_t d, size_t K, size_t L, size_t r, size_t k) {
+    const double inv = 1.0 / (double)K;
+    const size_t R = L + 1 + r;
+    const gm_params p = gm_comp(FN(gmf_nn_gm_view)(P, d, K, L, 0), d, L, k);
+    real *Vt = lr_Vt(P, d, K, L, r, k), *gV = lr_Vt(dP, d, K, L, r, k);
+    const real *dQ = c->dQ + k * L * r, *sig2 = c->sig2 + k * d, *dE = c->dE + k * R * d;
+    real *dsig2 = c->dsig2 + k * d, *dUq = c->dUq + k * L * d;
+    real *dmu = c->dE + k * R * d; /* dmu_k = sum_i dm_ik x_i (dE's row 0) + U_k^T da_k */
+    real dv[L];
+    gm_params g = {dmu, dsig2, NULL, NULL, dv}; /* the step: dsigma over dsig2, dU nowhere */
+    if (!lr) g = gm_comp(FN(gmf_nn_gm_view)(dP, d, K, L, 0), d, L, k);
+    memcpy(gV, dE + (L + 1) * d, r * d * sizeof(real)); /* dV_k^T = sum_i dt_ik x_i^T ... */
+    gemm(1, 0, r, d, L, 1, dQ, r, p.U, d, 1, gV, d);    /* ... + (U_k^T dQ)^T */
+    gemm(0, 0, L, d, r, 1, dQ, r, Vt, d, 0, dUq, d);    /* dQ V_k^T (L x d) */
+    const real rU = lr ? sgd_rate(lr[GMF_NN_GROUP_U]) : 0;
+    for (size_t l = 0; l < L; l++) {
+        const real dal = (real)(inv * dak[l]), *dW = dE + (1 + l) * d, *dq = dUq + l * d;
+        g.v[l] = dal; /* dv_k = da_k */
+        if (!lr)
+            lr_row_grad(d, g.U + l * d, dsig2, dmu, p.U + l * d, dW, sig2, p.mu, dq, dal);
+        else if (rU != 0)
+            lr_row_update(d, p.U + l * d, dsig2, dmu, dW, sig2, p.mu, dq, dal, rU);
+        else
+            gm_row_nograd(d, dsig2, dmu, p.U + l * d, dW, dal);
+    }
+    for (size_t j = 0; j < d; j++)
+        g.sigma[j] = 2 * p.sigma[j] * dsig2[j]; /* sig2 = sigma^2 */
+    if (!lr) {
+        memcpy(g.mu, dmu, d * sizeof(real));
+        return;
+    }
+    sgd_update(L, p.v, g.v, lr[GMF_NN_GROUP_V]);
+    sgd_update(d, p.sigma, g.sigma, lr[GMF_NN_GROUP_SIGMA]);
+    sgd_update(d, p.mu, g.mu, lr[GMF_NN_GROUP_MU]);
+    sgd_update(r * d, Vt, gV, lr[GMF_NN_GROUP_LOWRANK]);
+    lr_prep1(c, P, d, K, L, r, k);
+}
+
+/* Backward for components [k0, k1) into dP, or (lr != NULL) the step's update of P. */
+static void lr_bwd_part(real *P, real *dP, lr_cache *c, const real *dH, const real *X,
+                        const double *lr, size_t B, size_t d, size_t K, size_t L, size_t r,
+                        size_t k0, size_t k1) {
+    if (k1 <= k0) return;
+    double da[(k1 - k0) * L];
+    lr_bwd_gemm(c, da, dH, X, B, d, K, L, r, k0, k1);
+    for (size_t k = k0; k < k1; k++)
+        lr_bwd_param1(P, dP, c, da + (k - k0) * L, lr, d, K, L, r, k);
+}
+
+void FN(gmf_nn_gmlr_backward)(real *dP, real *dX, lr_cache *c, const real *dH, const real *X,
+                              const real *P, size_t B, size_t d, size_t K, size_t L, size_t r) {
+    lr_bwd_part((real *)P, dP, c, dH, X, NULL, B, d, K, L, r, 0, K);
+    if (!dX) return;
+    /* dX = dF E + 2 X * (dS2 sig2): m = X mu^T, W x, t = X V (dt holds both of its uses), and
+     * the diagonal part of s^2 = (X*X) sig2^T */
+    const size_t W = K * (L + 1 + r);
+    gemm(0, 0, B, d, K, 1, c->dS2, K, c->sig2, d, 0, dX, d);
+    for (size_t e = 0; e < B * d; e++)
+        dX[e] *= 2 * X[e];
+    gemm(0, 0, B, d, W, 1, c->dF, W, c->E, d, 1, dX, d);
+}
+
+/* =============================================================================================
  * Fully connected ReLU layer: P = [beta (m x d) | omega (m x L)] (gmf_nn_fc_view),
  * h = scale relu(X beta^T) omega.
  * ============================================================================================= */
@@ -731,6 +1041,10 @@ int FN(gmf_nn_ws_init)(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
     case GMF_NN_GMFULL:
         rc = FN(gmf_nn_gmfull_cache_init)(&ws->full, Bmax, m->d, m->K, m->L);
         break;
+    case GMF_NN_GMLR:
+        rc = FN(gmf_nn_gmlr_cache_init)(&ws->lr, Bmax, m->d, m->K, m->L, m->rank);
+        if (!rc) rc = gmf_nn_pool_new(&ws->pool, nthreads);
+        break;
     case GMF_NN_FC:
         rc = FN(gmf_nn_fc_cache_init)(&ws->fc, Bmax, m->d, m->width, m->L);
         break;
@@ -763,6 +1077,7 @@ void FN(gmf_nn_ws_free)(ws_t *ws) {
     if (ws->gm1.muW) FN(gmf_nn_gm_cache_free)(&ws->gm1);
     if (ws->gm2.muW) FN(gmf_nn_gm_cache_free)(&ws->gm2);
     if (ws->full.a) FN(gmf_nn_gmfull_cache_free)(&ws->full);
+    if (ws->lr.E) FN(gmf_nn_gmlr_cache_free)(&ws->lr);
     if (ws->fc.R) FN(gmf_nn_fc_cache_free)(&ws->fc);
     memset(ws, 0, sizeof *ws);
 }
@@ -863,7 +1178,7 @@ static void gm_job_run(void *vctx, int t, int nt) {
 /* The pool owns the parallelism of the GM kind: OpenBLAS runs single-threaded inside it; the other
  * kinds give OpenBLAS the workspace's thread count. */
 static void blas_threads(const ws_t *ws) {
-    gmf_nn_blas_threads(ws->m->kind == GMF_NN_GM ? 1 : ws->nthreads);
+    gmf_nn_blas_threads(ws->m->kind == GMF_NN_GM || ws->m->kind == GMF_NN_GMLR ? 1 : ws->nthreads);
 }
 
 static double gm_pool_run(ws_t *ws, real *H, const real *X, const uint8_t *y, size_t B, int mode,
@@ -883,6 +1198,48 @@ static double gm_pool_run(ws_t *ws, real *H, const real *X, const uint8_t *y, si
     return j.loss;
 }
 
+/* ---- the gm-lowrank kind on the pool: as the GM kind (thread t owns components [k0, k1) and rows
+ * [i0, i1)), the step fused the same way (lr_bwd_param1), so a step equals loss_grad + apply
+ * bitwise; the parameter-derived cache is refreshed per component for the next forward pass. */
+
+static void lr_job_run(void *vctx, int t, int nt) {
+    gm_job *j = vctx;
+    ws_t *ws = j->ws;
+    const gmf_nn_model *m = ws->m;
+    lr_cache *c = &ws->lr;
+    const size_t d = m->d, K = m->K, L = m->L, r = m->rank, B = j->B;
+    size_t k0, k1, i0, i1;
+    gmf_nn_split(K, t, nt, &k0, &k1);
+    gmf_nn_split(B, t, nt, &i0, &i1);
+    if (!ws->prep_valid) lr_prep(c, ws->P, d, K, L, r, k0, k1);
+    if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->labels, j->idx, d, i0, i1);
+    lr_square_rows(c, j->X, d, i0, i1);
+    gmf_nn_pool_barrier(ws->pool);
+    lr_fwd_part(c, j->X, B, d, K, L, r, k0, k1);
+    gmf_nn_pool_barrier(ws->pool);
+    lr_reduce_rows(j->H, c, K, L, r, i0, i1);
+    if (j->mode == 0) return;
+    FN(gmf_nn_refloss)
+    (ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
+    gmf_nn_pool_barrier(ws->pool);
+    double loss = 0.0; /* every thread sums in the same order */
+    for (size_t i = 0; i < B; i++)
+        loss += ws->lossv[i];
+    if (t == 0) j->loss = loss;
+    if (!isfinite(loss) || k1 <= k0) return;
+    lr_bwd_part(ws->P, ws->dP, c, ws->dH, j->X, j->mode == 2 ? j->lr : NULL, B, d, K, L, r, k0, k1);
+}
+
+/* Run the gm-lowrank job (modes of gm_job); with accumulate, gacc += dP afterwards. */
+static double lr_pool_run(gm_job *j) {
+    ws_t *ws = j->ws;
+    gmf_nn_pool_run(ws->pool, lr_job_run, j);
+    ws->prep_valid = 1;
+    if (j->mode == 1 && j->accumulate && isfinite(j->loss))
+        acc_add(ws->gacc, ws->dP, ws->m->nparams);
+    return j->loss;
+}
+
 void FN(gmf_nn_forward)(real *H, ws_t *ws, const real *X, size_t B) {
     const gmf_nn_model *m = ws->m;
     blas_threads(ws);
@@ -891,6 +1248,11 @@ void FN(gmf_nn_forward)(real *H, ws_t *ws, const real *X, size_t B) {
     case GMF_NN_GM:
         gm_pool_run(ws, H, X, NULL, B, 0, 0, 0.0, NULL);
         break;
+    case GMF_NN_GMLR: {
+        gm_job j = {.ws = ws, .H = H, .X = X, .B = B, .mode = 0};
+        lr_pool_run(&j);
+        break;
+    }
     case GMF_NN_GMFULL:
         FN(gmf_nn_gmfull_forward)(H, &ws->full, X, P, B, m->d, m->K, m->L);
         break;
@@ -913,6 +1275,7 @@ static void net_backward(ws_t *ws, real *dP, const real *X, size_t B) {
     const real *P = ws->P;
     switch (m->kind) {
     case GMF_NN_GM: /* handled by the pool */
+    case GMF_NN_GMLR:
         break;
     case GMF_NN_GMFULL:
         FN(gmf_nn_gmfull_backward)(dP, NULL, &ws->full, ws->dH, X, P, B, m->d, m->K, m->L);
@@ -939,6 +1302,11 @@ double FN(gmf_nn_loss_grad)(ws_t *ws, const real *X, const uint8_t *y, size_t B,
     const gmf_nn_model *m = ws->m;
     blas_threads(ws);
     if (m->kind == GMF_NN_GM) return gm_pool_run(ws, ws->H, X, y, B, 1, accumulate, dscale, NULL);
+    if (m->kind == GMF_NN_GMLR) {
+        gm_job j = {.ws = ws, .H = ws->H, .X = X, .y = y, .B = B, .mode = 1};
+        j.accumulate = accumulate, j.dscale = dscale;
+        return lr_pool_run(&j);
+    }
     FN(gmf_nn_forward)(ws->H, ws, X, B);
     double loss = FN(gmf_nn_refloss)(ws->dH, ws->lossv, ws->H, y, dscale, B, m->L);
     if (!isfinite(loss)) return loss;
@@ -966,7 +1334,7 @@ double FN(gmf_nn_sgd_step_rows)(ws_t *ws, const float *data, const uint8_t *labe
                                 const size_t *idx, size_t B, const double *lr) {
     const gmf_nn_model *m = ws->m;
     blas_threads(ws);
-    if (m->kind != GMF_NN_GM) {
+    if (m->kind != GMF_NN_GM && m->kind != GMF_NN_GMLR) {
         gather_rows(ws->Xb, ws->yb, data, labels, idx, m->d, 0, B);
         return FN(gmf_nn_sgd_step)(ws, ws->Xb, ws->yb, B, lr);
     }
@@ -981,6 +1349,7 @@ double FN(gmf_nn_sgd_step_rows)(ws_t *ws, const float *data, const uint8_t *labe
                 .src = data,
                 .labels = labels,
                 .idx = idx};
+    if (m->kind == GMF_NN_GMLR) return lr_pool_run(&j) / (double)B;
     gmf_nn_pool_run(ws->pool, gm_job_run, &j);
     ws->prep_valid = 1;
     return j.loss / (double)B;
@@ -992,6 +1361,10 @@ double FN(gmf_nn_sgd_step)(ws_t *ws, const real *X, const uint8_t *y, size_t B, 
     blas_threads(ws);
     if (ws->m->kind == GMF_NN_GM) {
         loss = gm_pool_run(ws, ws->H, X, y, B, 2, 0, dscale, lr);
+    } else if (ws->m->kind == GMF_NN_GMLR) {
+        gm_job j = {.ws = ws, .H = ws->H, .X = X, .y = y, .B = B, .mode = 2};
+        j.dscale = dscale, j.lr = lr;
+        loss = lr_pool_run(&j);
     } else {
         loss = FN(gmf_nn_loss_grad)(ws, X, y, B, dscale, 0);
         if (isfinite(loss)) FN(gmf_nn_sgd_apply)(ws, lr, 0);

@@ -31,6 +31,7 @@ gmf_train_opts gmf_train_defaults(void) {
     o.lr = 0.1;
     o.lr_sigma = 1.0;
     o.lr2_scale = 1.0;
+    o.lr_lowrank = -1.0; /* follow lr */
     o.seed = 1;
     o.threads = 1;
     o.precision = 32;
@@ -40,9 +41,14 @@ gmf_train_opts gmf_train_defaults(void) {
     return o;
 }
 
+double gmf_train_lr_lowrank(const gmf_train_opts *o) {
+    return o->lr_lowrank >= 0 ? o->lr_lowrank : o->lr;
+}
+
 void gmf_train_group_lr(const gmf_nn_model *m, const gmf_train_opts *o, double *lr) {
     for (size_t g = 0; g < m->ngroups; g++) {
         lr[g] = m->group[g].sigma ? o->lr_sigma : o->lr;
+        if (m->kind == GMF_NN_GMLR && g == GMF_NN_GROUP_LOWRANK) lr[g] = gmf_train_lr_lowrank(o);
         if (m->group[g].layer == 2) lr[g] *= o->lr2_scale;
         if (o->fixed_beta && m->group[g].beta) lr[g] = 0.0;
     }
@@ -79,7 +85,7 @@ int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
     if (o->precision != 32 && o->precision != 64)
         return gmf_error(GMF_EINVAL, "trainer: precision must be 32 or 64 (got %d)", o->precision);
     if (!(o->lr >= 0) || !(o->lr_sigma >= 0) || !isfinite(o->lr) || !isfinite(o->lr_sigma) ||
-        !(o->lr2_scale >= 0) || !isfinite(o->lr2_scale))
+        !(o->lr2_scale >= 0) || !isfinite(o->lr2_scale) || !isfinite(o->lr_lowrank))
         return gmf_error(GMF_EINVAL, "trainer: learning rates must be finite and >= 0");
     if (o->threads < 1 || o->threads > 256)
         return gmf_error(GMF_EINVAL, "trainer: threads must be in 1..256 (got %d)", o->threads);
@@ -368,6 +374,12 @@ static double get_f64(const unsigned char **p) {
     return x;
 }
 
+/* The header's width field: the FC width, or gm-lowrank's rank (which gmf_nn_model_init takes in
+ * its width argument). */
+static size_t ck_width(const gmf_nn_model *m) {
+    return m->kind == GMF_NN_GMLR ? m->rank : m->width;
+}
+
 int gmf_train_save_checkpoint(const char *path, const gmf_nn_model *m, uint64_t epoch,
                               uint64_t seed) {
     return gmf_train_save_checkpoint_run(path, m, epoch, seed, NULL);
@@ -398,7 +410,7 @@ int gmf_train_save_checkpoint_run(const char *path, const gmf_nn_model *m, uint6
     char kind[16] = {0};
     snprintf(kind, sizeof kind, "%s", gmf_nn_kind_name(m->kind));
     memcpy(p, kind, 16), p += 16;
-    put_u64(&p, m->d), put_u64(&p, m->L), put_u64(&p, m->K), put_u64(&p, m->width);
+    put_u64(&p, m->d), put_u64(&p, m->L), put_u64(&p, m->K), put_u64(&p, ck_width(m));
     put_u64(&p, m->Lmid);
     put_f64(&p, m->fc_scale);
     put_u64(&p, m->nparams), put_u64(&p, epoch), put_u64(&p, seed);
@@ -510,10 +522,11 @@ int gmf_train_load_checkpoint_run(const char *path, gmf_nn_model *m, uint64_t *e
     ck.d = get_u64(&p), ck.L = get_u64(&p), ck.K = get_u64(&p), ck.width = get_u64(&p);
     ck.Lmid = get_u64(&p);
     ck.fc_scale = get_f64(&p);
+    if (ck.kind == GMF_NN_GMLR) ck.rank = ck.width, ck.width = 0;
     const uint64_t np = get_u64(&p), ep = get_u64(&p), sd = get_u64(&p);
     gmf_nn_model_describe(&ck, got, sizeof got);
     if (ck.kind != m->kind || ck.d != m->d || ck.L != m->L || ck.K != m->K ||
-        ck.width != m->width || ck.Lmid != m->Lmid ||
+        ck.width != m->width || ck.rank != m->rank || ck.Lmid != m->Lmid ||
         (m->kind == GMF_NN_FC && ck.fc_scale != m->fc_scale)) {
         rc = gmf_error(GMF_EFORMAT, "checkpoint %s holds model '%s', not the requested '%s'", path,
                        got, want);
@@ -652,6 +665,11 @@ int gmf_train_run_record(char *buf, size_t size, const gmf_nn_spec *spec, const 
     rec_put(&r, "seed", "%llu", (unsigned long long)o->seed);
     rec_put(&r, "threads", "%d", o->threads);
     rec_put(&r, "precision", "%d", o->precision);
+    if (spec->kind == GMF_NN_GMLR) { /* only for this kind: older records stay comparable */
+        rec_put(&r, "rank", "%zu", spec->rank);
+        rec_put(&r, "lowrank_init", "%s", num(nb, sizeof nb, spec->lowrank_init));
+        rec_put(&r, "lr_lowrank", "%s", num(nb, sizeof nb, gmf_train_lr_lowrank(o)));
+    }
     if (!r.rc && r.size - r.len > 3) {
         memcpy(buf + r.len, "\n}\n", 4);
         return GMF_OK;
@@ -735,6 +753,10 @@ size_t gmf_train_group_shape(const gmf_nn_model *m, size_t g, size_t shape[3]) {
     const size_t din = second ? m->Lmid : m->d;
     const size_t lout = m->kind == GMF_NN_GMSTACK && !second ? m->Lmid : m->L;
     const size_t id = g % GMF_NN_GM_NGROUPS; /* the group within its layer */
+    if (m->kind == GMF_NN_GMLR && g == GMF_NN_GROUP_LOWRANK) {
+        shape[0] = m->K, shape[1] = m->rank, shape[2] = m->d; /* V: row q = column q of V_k */
+        return 3;
+    }
     if (m->kind == GMF_NN_FC) {
         shape[0] = m->width, shape[1] = id == GMF_NN_GROUP_BETA ? m->d : m->L;
         return 2;
