@@ -601,6 +601,7 @@ static void usage(FILE *f) {
           "                 [--seed S] [--gamma G]\n"
           "       bench_rhs flow --dir DIR [--n N] [--d d] [--K K] [--T T] [--method M]\n"
           "                 [--rtol R] [--atol A] [--h0 H|auto|fixed] [--oracle new|old]\n"
+          "                 [--gsl-norm max|rms]\n"
           "                 [--threads T] [--repeat R]\n"
           "                 [--tag NAME] [--seed S] [--gamma G]\n"
           "rhs:  times gmf_flow_rhs (BW and Euclidean forms) at each size (default\n"
@@ -619,7 +620,8 @@ static void usage(FILE *f) {
           "      library's choice (for rk8pd/rkf45 the Hairer-Norsett-Wanner estimate, whose two\n"
           "      RHS calls are in nfev); fixed = 1e-6 max(1, T), the library's rule before it.\n"
           "      --oracle old: the previous per-component squared-loss oracle "
-          "(tests/sqloss_old.h).\n",
+          "(tests/sqloss_old.h).\n"
+          "      --gsl-norm: rk8pd/rkf45's error norm, max (GSL's control, default) or rms.\n",
           f);
 }
 
@@ -942,6 +944,7 @@ static int run_flow(int argc, char **argv) {
     int h0_fixed = 0, use_old = 0;
     const char *method = "rk8pd", *dir = NULL, *tag = NULL;
     int threads = 1, repeat = 1;
+    gmf_ode_norm gsl_norm = GMF_ODE_NORM_MAX;
     uint64_t seed = 1;
     for (int i = 0; i < argc; i += 2) { /* every flow option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -970,6 +973,11 @@ static int run_flow(int argc, char **argv) {
                 return 2;
             }
             use_old = !strcmp(v, "old");
+        } else if (!strcmp(a, "--gsl-norm")) {
+            if (gmf_ode_norm_parse(v, &gsl_norm)) {
+                fprintf(stderr, "bench_rhs flow: --gsl-norm: %s\n", gmf_errmsg());
+                return 2;
+            }
         } else if (!strcmp(a, "--gamma"))
             gamma = atof(v);
         else if (!strcmp(a, "--method"))
@@ -1029,6 +1037,7 @@ static int run_flow(int argc, char **argv) {
     o.method = (gmf_ode_method)m;
     o.rtol = rtol;
     o.atol = atol;
+    o.gsl_norm = (int)gsl_norm;
     o.max_steps = 10000000;
     /* 0: the library's choice (its estimate's RHS calls are in st.nfevals and in the times);
      * fixed: src/exact/ode.c's rule before the estimate, 1e-6 max(1, T) */
@@ -1060,9 +1069,10 @@ static int run_flow(int argc, char **argv) {
     /* h0=0: the library chose it (for rk8pd/rkf45 the estimate, counted in nfev) */
     printf("RESULT impl=gmflow method=%s n=%zu d=%zu K=%zu T=%g rtol=%g atol=%g threads=%d "
            "wall_s=%.6e cpu_s=%.6e nfev=%ld nsteps=%ld netfails=%ld rhs_s=%.6e loss0=%.10g "
-           "lossT=%.10g h0=%.3e oracle=%s\n",
+           "lossT=%.10g h0=%.3e oracle=%s gsl_norm=%s\n",
            method, n, d, K, T, rtol, atol, threads, best, best_cpu, st.nfevals, st.nsteps,
-           st.netfails, t_rhs, loss0, lossT, o.h0, use_old ? "old" : "new");
+           st.netfails, t_rhs, loss0, lossT, o.h0, use_old ? "old" : "new",
+           gmf_ode_norm_name(gsl_norm));
     free(y);
     rhs_close(&c);
     sqold_free(&od);

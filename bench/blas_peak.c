@@ -8,7 +8,9 @@
  *   - the three GEMM shapes of one GM-layer training step on MNIST at K = 20, batch 64:
  *     F = X [mu; W]^T (64 x 784 -> K (L + 1) = 200), d[mu; W] = dF^T X (200 x 64 -> 784) and
  *     S2 = (X .* X) sig2^T (64 x 784 -> 20) -- N = K (L + 1) as in src/discrete/nn_tmpl.h,
- * as lines "blas_peak dtype=... shape=MxNxK threads=T gflops=G seconds=S" (2 M N K flops),
+ * as lines "blas_peak dtype=... shape=MxNxK threads=T gflops=G seconds=S gflops_cpu=C" (2 M N K
+ * flops; G from the best wall time, C from the best process CPU time per thread, which time
+ * slicing on a loaded machine does not inflate),
  * and first the core clock while busy, estimated from a chain of dependent integer adds (one
  * cycle each): "blas_peak clock_ghz=F" -- /proc/cpuinfo's "cpu MHz" is the nominal (TSC) rate,
  * which boost clocks exceed.
@@ -25,8 +27,17 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* C (m x n) = A (m x k) B (k x n) or with transposes as given; returns best seconds per call. */
-static double time_gemm(int dbl, int ta, int tb, int m, int n, int k, int reps, int inner) {
+/* the process's CPU time (all threads), seconds */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* C (m x n) = A (m x k) B (k x n) or with transposes as given; returns the best wall seconds per
+ * call, and in *cpu_best the best process CPU seconds per call (all threads together). */
+static double time_gemm(int dbl, int ta, int tb, int m, int n, int k, int reps, int inner,
+                        double *cpu_best) {
     size_t sa = (size_t)m * k, sb = (size_t)k * n, sc = (size_t)m * n, es = dbl ? 8 : 4;
     void *a = malloc(sa * es), *b = malloc(sb * es), *c = malloc(sc * es);
     if (!a || !b || !c) {
@@ -51,16 +62,18 @@ static double time_gemm(int dbl, int ta, int tb, int m, int n, int k, int reps, 
     const CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
     const int lda = ta ? m : k, ldb = tb ? k : n;
     double best = 1e300;
+    *cpu_best = 1e300;
     for (int r = 0; r < reps + 1; r++) { /* +1: warm-up */
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         for (int i = 0; i < inner; i++) {
             if (dbl)
                 cblas_dgemm(CblasRowMajor, TA, TB, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, n);
             else
                 cblas_sgemm(CblasRowMajor, TA, TB, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
         }
-        double t = (now() - t0) / inner;
+        double t = (now() - t0) / inner, tc = (cpu_now() - c0) / inner;
         if (r > 0 && t < best) best = t;
+        if (r > 0 && tc < *cpu_best) *cpu_best = tc;
     }
     free(a);
     free(b);
@@ -121,12 +134,14 @@ int main(int argc, char **argv) {
     };
     for (int dbl = 0; dbl < 2; dbl++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            double t = time_gemm(dbl, shapes[s].ta, shapes[s].tb, shapes[s].m, shapes[s].n,
-                                 shapes[s].k, reps, shapes[s].inner);
+            double tc, t = time_gemm(dbl, shapes[s].ta, shapes[s].tb, shapes[s].m, shapes[s].n,
+                                     shapes[s].k, reps, shapes[s].inner, &tc);
             double fl = 2.0 * shapes[s].m * shapes[s].n * shapes[s].k;
-            printf("blas_peak dtype=%s shape=%s:%dx%dx%d threads=%d gflops=%.2f seconds=%.3e\n",
+            /* cpu: the rate per thread-second times the threads (= gflops on an idle machine) */
+            printf("blas_peak dtype=%s shape=%s:%dx%dx%d threads=%d gflops=%.2f seconds=%.3e "
+                   "gflops_cpu=%.2f\n",
                    dbl ? "float64" : "float32", shapes[s].name, shapes[s].m, shapes[s].n,
-                   shapes[s].k, threads, fl / t / 1e9, t);
+                   shapes[s].k, threads, fl / t / 1e9, t, fl / (tc / threads) / 1e9);
         }
     return 0;
 }

@@ -156,17 +156,18 @@ def evaluate(torch, forward, x, y, batch=2000):
     return wrong / x.shape[0], loss / x.shape[0]
 
 
-def end_epoch(torch, args, rows, epoch, seconds, train_loss, flops, forward, Xte, Yte):
+def end_epoch(torch, args, rows, epoch, seconds, train_loss, flops, forward, Xte, Yte,
+              cpu_seconds=float("nan")):
     """After an epoch's training: refuse a non-finite loss (False), else evaluate on the test set
     (unless --no-eval), append the epoch's row to rows and print its progress line (True)."""
     if not math.isfinite(train_loss):
         print(f"epoch {epoch}: non-finite training loss", file=sys.stderr)
         return False
-    test_err, test_loss, ev_s = float("nan"), float("nan"), 0.0
+    test_err, test_loss, ev_s, ev_cpu = float("nan"), float("nan"), 0.0, 0.0
     if not args.no_eval:
         with Timer() as te:
             test_err, test_loss = evaluate(torch, forward, Xte, Yte)
-        ev_s = te.s
+        ev_s, ev_cpu = te.s, te.cpu
     rows.append(
         {
             "epoch": epoch,
@@ -175,6 +176,8 @@ def end_epoch(torch, args, rows, epoch, seconds, train_loss, flops, forward, Xte
             "test_error": round(test_err, 6),
             "test_loss": round(test_loss, 6),
             "eval_seconds": round(ev_s, 4),
+            "cpu_seconds": round(cpu_seconds, 4),
+            "eval_cpu_seconds": round(ev_cpu, 4),
             "gflops": round(flops / seconds / 1e9, 3),
         }
     )
@@ -189,9 +192,12 @@ def end_epoch(torch, args, rows, epoch, seconds, train_loss, flops, forward, Xte
 
 
 class Timer:
+    """Wall seconds (.s) and process CPU seconds, all threads (.cpu), of the with-block."""
+
     def __enter__(self):
-        self.t0 = time.perf_counter()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc):
         self.s = time.perf_counter() - self.t0
+        self.cpu = time.process_time() - self.c0

@@ -223,10 +223,29 @@ check "--polish reports the index" grep -qE "index [0-9]+ .*-> (minimum|saddle|n
 check "--polish writes spectrum.csv" test "$(head -1 "$T/polish/spectrum.csv")" = "set,i,eigenvalue"
 check "spectrum.csv has N = 60 hessian rows" test "$(grep -c '^hessian,' "$T/polish/spectrum.csv")" -eq 60
 
+# ------------------------------------------------------------------ --gsl-norm
+# rk8pd's RMS error norm: recorded in run.json, final loss within the tolerances of the max-norm
+# run and of CVODE, no more RHS calls with 2 outputs (steps not held by output times)
+for nm in max rms; do
+    run "norm_$nm" --method rk8pd --gsl-norm $nm --t-end 2 --n-out 2 --out "$T/norm_$nm"
+    check "--gsl-norm $nm runs" test $? -eq 0
+    check "run.json records gsl_norm $nm" grep -q "\"gsl_norm\": \"$nm\"" "$T/norm_$nm/run.json"
+done
+run norm_ref --method adams --rtol 1e-11 --atol 1e-13 --t-end 2 --n-out 2 --out "$T/norm_ref"
+check "--gsl-norm: reference run" test $? -eq 0
+check "--gsl-norm rms: final loss agrees with max and CVODE, fewer RHS calls" python3 - "$T" <<'PY'
+import json, sys
+r = {k: json.load(open(f"{sys.argv[1]}/norm_{k}/run.json")) for k in ("max", "rms", "ref")}
+ref = r["ref"]["loss_end"]
+ok = all(abs(r[k]["loss_end"] - ref) <= 1e-6 * abs(ref) for k in ("max", "rms"))
+sys.exit(0 if ok and r["rms"]["stats"]["nfevals"] <= r["max"]["stats"]["nfevals"] else 1)
+PY
+expect_fail norm_bad "--gsl-norm" 2 -- --gsl-norm l2 --out "$T/norm_bad"
+
 # ------------------------------------------------------------------ help
 "$G" flow --help >"$T/help.out" 2>&1
 check "--help exits 0" test $? -eq 0
-for w in --data --init --form --method --rtol --check-thm1 --jacobian --polish trajectory.csv Sigma.npy state.json run.json "default 51"; do
+for w in --data --init --form --method --gsl-norm --rtol --check-thm1 --jacobian --polish trajectory.csv Sigma.npy state.json run.json "default 51"; do
     check "--help mentions $w" grep -qF -- "$w" "$T/help.out"
 done
 

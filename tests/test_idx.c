@@ -352,6 +352,26 @@ static void test_dataset_synthetic(void) {
     rc = gmf_dataset_load(tmpdir, "syn", 2, &ds);
     CHECK(rc == GMF_OK && ds.n == 2 && ds.label[1] == lab[9], "limit 2: %s", gmf_errmsg());
     gmf_dataset_free(&ds);
+    /* the compact form (bytes + per-image mean, 1/sd), whole and limited: gmf_dataset_row gives
+     * bitwise the float form's rows */
+    for (size_t lim = 0; lim <= 2; lim += 2) {
+        gmf_dataset fl, cp;
+        int r1 = gmf_dataset_load(tmpdir, "syn", lim, &fl),
+            r2 = gmf_dataset_load_u8(tmpdir, "syn", lim, &cp);
+        CHECK(r1 == GMF_OK && r2 == GMF_OK && cp.x == NULL && cp.n == fl.n && cp.d == fl.d &&
+                  !memcmp(cp.label, fl.label, fl.n) && !memcmp(cp.px, img + 16, cp.n * d),
+              "compact limit %zu: %s", lim, gmf_errmsg());
+        float row[5 * 7];
+        for (size_t i = 0; r1 == GMF_OK && r2 == GMF_OK && i < cp.n; i++) {
+            gmf_dataset_row(&cp, i, row);
+            CHECK(!memcmp(row, fl.x + i * d, sizeof row), "compact limit %zu: row %zu differs", lim,
+                  i);
+            gmf_dataset_row(&fl, i, row);
+            CHECK(!memcmp(row, fl.x + i * d, sizeof row), "float form: row %zu", i);
+        }
+        gmf_dataset_free(&fl), gmf_dataset_free(&cp);
+        CHECK(cp.px == NULL && cp.scale == NULL, "dataset_free clears the compact form");
+    }
     rc = gmf_dataset_load(tmpdir, "syn", 1000, &ds);
     CHECK(rc == GMF_OK && ds.n == n, "limit > n keeps all: %s", gmf_errmsg());
     gmf_dataset_free(&ds);
@@ -366,7 +386,7 @@ static void test_dataset_synthetic(void) {
 
     /* bitwise equal to the direct two-pass double formula (the helper uses value tables) on
      * pseudo-random images, a sparse MNIST-like one and a constant one */
-    enum { NI = 40, DI = 784 };
+    enum { NI = 43, DI = 784 }; /* 43: five groups of eight and a remainder */
     uint8_t *u = malloc((size_t)NI * DI);
     float *yy = malloc((size_t)NI * DI * sizeof *yy);
     CHECK(u && yy, "out of memory");
@@ -395,6 +415,17 @@ static void test_dataset_synthetic(void) {
             }
         }
         CHECK(bad == 0, "standardize_u8: %zu of %d values differ from the direct formula", bad,
+              NI * DI);
+        bad = 0; /* the compact form's per-image stats and value, one image at a time */
+        for (size_t i = 0; i < NI; i++) {
+            double mean, inv;
+            gmf_dataset_u8_stats(u + i * DI, DI, &mean, &inv);
+            for (size_t j = 0; j < DI; j++) {
+                const float v = gmf_dataset_u8_value(u[i * DI + j], mean, inv);
+                if (memcmp(&v, &yy[i * DI + j], sizeof v) != 0) bad++;
+            }
+        }
+        CHECK(bad == 0, "u8_stats/u8_value: %zu of %d values differ from standardize_u8", bad,
               NI * DI);
     }
     free(u);
@@ -695,6 +726,18 @@ static void test_real(const char *root, const real_set *r) {
         }
         CHECK(worst_mean < 1e-6, "%s: worst per-image mean %g", dir, worst_mean);
         CHECK(worst_norm < 1e-3, "%s: worst | ||x||^2 - 783 | = %g", dir, worst_norm);
+        gmf_dataset cp; /* the compact form: bitwise the same rows */
+        rc = gmf_dataset_load_u8(dir, r->prefix, 0, &cp);
+        CHECK(rc == GMF_OK && cp.n == ds.n, "%s compact: %s", dir, gmf_errmsg());
+        float *row = malloc(ds.d * sizeof *row);
+        size_t bad = 0;
+        for (size_t i = 0; rc == GMF_OK && row && i < ds.n; i++) {
+            gmf_dataset_row(&cp, i, row);
+            bad += memcmp(row, ds.x + i * ds.d, ds.d * sizeof *row) != 0;
+        }
+        CHECK(bad == 0, "%s compact: %zu rows differ from the float form", dir, bad);
+        free(row);
+        gmf_dataset_free(&cp);
         gmf_dataset_free(&ds);
         rc = gmf_dataset_load(dir, r->prefix, 100, &ds);
         CHECK(rc == GMF_OK && ds.n == 100, "limit 100: %s", gmf_errmsg());

@@ -4,6 +4,7 @@
 #
 #   tools/setup.sh            # packages + Release build in build/
 #   BUILD_DIR=b tools/setup.sh
+#   GMFLOW_SETUP_TORCH=1 tools/setup.sh   # also python3-torch (bench/run_train_bench.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ PKGS=(build-essential cmake pkg-config libsundials-dev libopenblas-dev liblapack
       jupyter-nbconvert python3-ipykernel python3-matplotlib python3-nbformat
       # the Python package (python/, docs/PYTHON.md) and its tests
       python3-dev python3-pytest python3-scipy)
+# bench/run_train_bench.sh's PyTorch peers (bench/torch_*.py): large, so only when asked
+[ "${GMFLOW_SETUP_TORCH:-0}" = 1 ] && PKGS+=(python3-torch)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -30,6 +30,11 @@ typedef struct gmf_dataset {
     float *x;       /* n x d */
     uint8_t *label; /* n, values 0..nclass-1 */
     size_t nclass;
+    /* Compact form (gmf_dataset_load_u8): x is NULL; the raw pixels px (n x d bytes) and each
+     * image's mean and 1/sd in scale[2 i], scale[2 i + 1]; gmf_dataset_row gives row i as the
+     * same floats gmf_dataset_load would hold (bitwise). */
+    uint8_t *px;
+    double *scale;
 } gmf_dataset;
 
 /* Load "<dir>/<prefix>-images-idx3-ubyte[.gz]" and the matching labels (prefix "train" or
@@ -44,6 +49,26 @@ void gmf_dataset_free(gmf_dataset *ds);
  * (d - 1)) -- PyTorch's x.std() default, the likely convention of the paper's PyTorch code -- so
  * each row has mean 0 and squared norm d - 1.  Constant rows become zeros.  dst is n x d floats. */
 void gmf_dataset_standardize_u8(float *dst, const uint8_t *src, size_t n, size_t d);
+
+/* The compact load: as gmf_dataset_load, but the images stay bytes (4x less memory) with their
+ * per-image (mean, 1/sd) (gmf_dataset_u8_stats); every consumer reads rows through
+ * gmf_dataset_row, which yields bitwise the floats gmf_dataset_load stores. */
+int gmf_dataset_load_u8(const char *dir, const char *prefix, size_t limit, gmf_dataset *out);
+
+/* One image's mean and 1/sd (0 for a constant image) as gmf_dataset_standardize_u8 computes
+ * them; pixel v then standardizes to gmf_dataset_u8_value(v, mean, inv). */
+void gmf_dataset_u8_stats(const uint8_t *x, size_t d, double *mean, double *inv);
+
+static inline float gmf_dataset_u8_value(uint8_t v, double mean, double inv) {
+    return (float)(((double)v - mean) * inv);
+}
+
+/* dst[j] = gmf_dataset_u8_value(x[j], mean, inv) for j < d (AVX-512 when the build has it:
+ * the same double operations 8 lanes at a time, so bitwise the same floats). */
+void gmf_dataset_u8_row(float *dst, const uint8_t *x, size_t d, double mean, double inv);
+
+/* dst[0..d) = row i of ds as floats (either form). */
+void gmf_dataset_row(const gmf_dataset *ds, size_t i, float *dst);
 
 #ifdef __cplusplus
 }

@@ -98,6 +98,21 @@ typedef enum {
 int gmf_ode_jacobian_parse(const char *name, gmf_ode_jacobian *out);
 const char *gmf_ode_jacobian_name(gmf_ode_jacobian j);
 
+/* The GSL drivers' error norm (rk8pd, rkf45; CVODE always uses its own weighted RMS norm).  With
+ * sc_i = atol + rtol |y_i| (y the new state) and the step's error estimate err_i, a step passes
+ * when the scaled error r <= 1.1, where
+ *   MAX  r = max_i |err_i| / sc_i               (GSL's standard control, gsl_odeiv2_control_y_new)
+ *   RMS  r = sqrt(mean_i (err_i / sc_i)^2)      (SciPy's solve_ivp and CVODE's norm)
+ * and the next step is h S r^(-1/q) (S = 0.9, q = the order on a rejection, order + 1 when
+ * growing, at most 5x up, 5x down, unchanged for 0.5 <= r <= 1.1) -- GSL's own adjustment, only
+ * the norm differs.  RMS is never larger than MAX, so it takes fewer steps on wide states whose
+ * error is concentrated in a few components (docs/FLOWS.md, "GSL error norm"). */
+typedef enum { GMF_ODE_NORM_MAX = 0, GMF_ODE_NORM_RMS } gmf_ode_norm;
+/* Name <-> norm ("max", "rms").  parse: GMF_OK and *out set, or GMF_EINVAL with a message listing
+ * the choices (*out unchanged). */
+int gmf_ode_norm_parse(const char *name, gmf_ode_norm *out);
+const char *gmf_ode_norm_name(gmf_ode_norm n);
+
 typedef struct gmf_ode_opts {
     gmf_ode_method method;
     double rtol, atol; /* relative and absolute tolerances */
@@ -138,11 +153,13 @@ typedef struct gmf_ode_opts {
     gmf_ode_on_root on_root;
     gmf_ode_diagnose diagnose;
     void *hook_user;
+    int gsl_norm; /* a gmf_ode_norm: the GSL drivers' error norm (default MAX, see above) */
 } gmf_ode_opts;
 
-/* Defaults: auto (CVODE Adams -> BDF), rtol 1e-8, atol 1e-10, max_steps 100000, auto window 100
- * steps, 4 % convergence failures or h rho >= 0.05 with >= 2000 steps to go, stall: hrel 1e-12,
- * 10000 steps or 10 s advancing t by less than 0.1 %; no progress reports, no hooks. */
+/* Defaults: auto (CVODE Adams -> BDF), rtol 1e-8, atol 1e-10, max_steps 100000, GSL norm max,
+ * auto window 100 steps, 4 % convergence failures or h rho >= 0.05 with >= 2000 steps to go,
+ * stall: hrel 1e-12, 10000 steps or 10 s advancing t by less than 0.1 %; no progress reports,
+ * no hooks. */
 gmf_ode_opts gmf_ode_defaults(void);
 
 typedef struct gmf_ode_stats {

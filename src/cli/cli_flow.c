@@ -119,6 +119,9 @@ static void help(FILE *fp) {
         "                       the fastest mode's stability limit with >= 2000 steps to go),\n"
         "                       adams (CVODE Adams-Moulton), bdf (CVODE BDF + matrix-free GMRES),\n"
         "                       rk8pd, rkf45 (GSL Runge-Kutta) (default %s)\n"
+        "  --gsl-norm NAME      rk8pd/rkf45's error norm over |err_i| / (atol + rtol |y_i|): max\n"
+        "                       (GSL's standard control) or rms (root mean square, SciPy's and\n"
+        "                       CVODE's norm; fewer steps on wide states) (default max)\n"
         "  --rtol R             relative tolerance, > 0 (default %g)\n"
         "  --atol A             absolute tolerance, >= 0; > 0 for auto, adams, bdf (default %g)\n"
         "  --max-steps N        internal steps allowed per output interval (default %ld)\n"
@@ -255,7 +258,8 @@ enum {
     O_POLISH,
     O_GEOMETRY,
     O_FR_WEIGHT,
-    O_LOSS_ATOL
+    O_LOSS_ATOL,
+    O_GSL_NORM
 };
 
 static const struct option long_opts[] = {
@@ -294,6 +298,7 @@ static const struct option long_opts[] = {
     {"geometry", required_argument, NULL, O_GEOMETRY},
     {"fr-weight", required_argument, NULL, O_FR_WEIGHT},
     {"loss-atol", required_argument, NULL, O_LOSS_ATOL},
+    {"gsl-norm", required_argument, NULL, O_GSL_NORM},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
@@ -394,6 +399,12 @@ static int opt_flow(options *o, int c, const char *on, const char *arg) {
     case O_METHOD: {
         if (gmf_ode_method_parse(arg, &o->ode.method))
             return bad_value("--method: %s", gmf_errmsg());
+        return 0;
+    }
+    case O_GSL_NORM: {
+        gmf_ode_norm nm;
+        if (gmf_ode_norm_parse(arg, &nm)) return bad_value("--gsl-norm: %s", gmf_errmsg());
+        o->ode.gsl_norm = (int)nm;
         return 0;
     }
     case O_RTOL:
@@ -902,9 +913,10 @@ static void summary(const options *o, const inputs *in, const gmf_traj *tr,
     else
         printf("  init      random (gamma %g, seed %lu), K = %zu, D = %zu\n", o->gamma, o->seed,
                in->K, in->D);
-    printf("  solver    %s, rtol %g, atol %g, max steps %ld%s\n",
-           gmf_ode_method_name(o->ode.method), o->ode.rtol, o->ode.atol, o->ode.max_steps,
-           o->tightened ? " (tightened for --check-thm1)" : "");
+    printf("  solver    %s%s%s, rtol %g, atol %g, max steps %ld%s\n",
+           gmf_ode_method_name(o->ode.method), o->ode.gsl_norm == GMF_ODE_NORM_RMS ? " (norm " : "",
+           o->ode.gsl_norm == GMF_ODE_NORM_RMS ? "rms)" : "", o->ode.rtol, o->ode.atol,
+           o->ode.max_steps, o->tightened ? " (tightened for --check-thm1)" : "");
     printf("  loss      %.10e at t = %g  ->  %.10e at t = %g\n", loss[0], t[0], loss[T - 1],
            t[T - 1]);
     printf("  stats     %ld steps, %ld RHS evaluations, %ld error-test failures, %ld nonlinear "

@@ -651,9 +651,9 @@ static int load_data(run *r) {
         return fail("--data: rank %d of %d: cannot read the data (simulated by "
                     "GMFLOW_TEST_FAIL_RANK)",
                     r->rank, r->P);
-    if (!o->eval_only && gmf_dataset_load(r->datadir, "train", o->train_limit, &r->train))
+    if (!o->eval_only && gmf_dataset_load_u8(r->datadir, "train", o->train_limit, &r->train))
         return fail("%s", gmf_errmsg());
-    if (gmf_dataset_load(r->datadir, "t10k", o->test_limit, &r->test))
+    if (gmf_dataset_load_u8(r->datadir, "t10k", o->test_limit, &r->test))
         return fail("%s", gmf_errmsg());
     return 0;
 }

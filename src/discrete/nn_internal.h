@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gmflow/idx.h"
 #include "gmflow/nn.h"
 
 struct gmf_nn_pool;
@@ -56,6 +57,12 @@ typedef struct gmf_nn_ops {
     void (*load)(void *X, const float *src, size_t n);
     double (*sgd_step_rows)(gmf_nn_ws_any *ws, const float *data, const uint8_t *labels,
                             const size_t *idx, size_t B, const double *lr);
+    /* sgd_step_rows from a data set in either form (gmf_dataset's floats or compact bytes) */
+    double (*sgd_step_ds)(gmf_nn_ws_any *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
+                          const double *lr);
+    /* X, y = rows idx[0..B) of ds (idx NULL: rows first..first+B), in `real` */
+    void (*gather)(void *X, uint8_t *y, const gmf_dataset *ds, const size_t *idx, size_t first,
+                   size_t B);
     double (*loss_grad)(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, size_t B, double dscale,
                         int accumulate);
     void (*sgd_apply)(gmf_nn_ws_any *ws, const double *lr, int from_acc);

@@ -320,11 +320,14 @@ static void gm_bwd_gemm(gm_cache *c, double *da, const real *dH, const real *X, 
             c->dS2[ik] = (real)dS2;
         }
     }
-    /* [dmu_k; dW_k] = dF[:, k]^T X                                           (nk(L+1) x d) */
-    gemm(1, 0, nk * (L + 1), d, B, 1, c->dF + k0 * (L + 1), W, X, d, 0, c->dmuW + k0 * (L + 1) * d,
+    /* [dmu_k; dW_k] = dF[:, k]^T X                                           (nk(L+1) x d)
+     * accumulated (beta = 1) into dmuW and dsig2, which gm_bwd_param1 leaves zero: OpenBLAS then
+     * skips its beta pass, a separate sweep over the 200 x 784 output that zeroed it every step
+     * (0 + the products: bitwise the beta = 0 result) */
+    gemm(1, 0, nk * (L + 1), d, B, 1, c->dF + k0 * (L + 1), W, X, d, 1, c->dmuW + k0 * (L + 1) * d,
          d);
     /* dsig2_k = dS2[:, k]^T (X * X)                                                 (nk x d) */
-    gemm(1, 0, nk, d, B, 1, c->dS2 + k0, K, c->X2, d, 0, c->dsig2 + k0 * d, d);
+    gemm(1, 0, nk, d, B, 1, c->dS2 + k0, K, c->X2, d, 1, c->dsig2 + k0 * d, d);
 }
 
 /* One row (k, l) of the parameter chain: dU_kl = dW_kl * sig2_k + da_kl mu_k (via W_k and via
@@ -374,7 +377,8 @@ static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, con
                           size_t d, size_t K, size_t L, size_t k) {
     const double inv = 1.0 / (double)K;
     const gm_params p = gm_comp(FN(gmf_nn_gm_view)(P, d, K, L, 0), d, L, k);
-    const real *dmW = c->dmuW + k * (L + 1) * d, *sig2 = c->sig2 + k * d;
+    real *dmW = c->dmuW + k * (L + 1) * d;
+    const real *sig2 = c->sig2 + k * d;
     real *dsig2 = c->dsig2 + k * d;
     /* dmu_k = sum_i dm_ik x_i (row 0 of dmuW, accumulated in place) + U_k^T da_k */
     real *dmu = c->dmuW + k * (L + 1) * d;
@@ -385,7 +389,8 @@ static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, con
     if (!lr) g = gm_comp(FN(gmf_nn_gm_view)(dP, d, K, L, 0), d, L, k);
     const real rU = lr ? sgd_rate(lr[GMF_NN_GROUP_U]) : 0;
     for (size_t l = 0; l < L; l++) {
-        const real dal = (real)(inv * dak[l]), *dW = dmW + (1 + l) * d;
+        const real dal = (real)(inv * dak[l]);
+        real *dW = dmW + (1 + l) * d;
         g.v[l] = dal; /* dv_k = da_k */
         if (!lr)
             gm_row_grad(d, g.U + l * d, dsig2, dmu, p.U + l * d, dW, sig2, p.mu, dal);
@@ -393,16 +398,19 @@ static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, con
             gm_row_update(d, p.U + l * d, dsig2, dmu, dW, sig2, p.mu, dal, rU);
         else
             gm_row_nograd(d, dsig2, dmu, p.U + l * d, dW, dal);
+        memset(dW, 0, d * sizeof(real)); /* zero again for the next step's beta = 1 GEMM */
     }
     for (size_t j = 0; j < d; j++)
         g.sigma[j] = 2 * p.sigma[j] * dsig2[j]; /* sig2 = sigma^2 */
     if (!lr) {
         memcpy(g.mu, dmu, d * sizeof(real));
+        memset(dmu, 0, d * sizeof(real)), memset(dsig2, 0, d * sizeof(real));
         return;
     }
     sgd_update(L, p.v, g.v, lr[GMF_NN_GROUP_V]);
     sgd_update(d, p.sigma, g.sigma, lr[GMF_NN_GROUP_SIGMA]);
     sgd_update(d, p.mu, g.mu, lr[GMF_NN_GROUP_MU]);
+    memset(dmu, 0, d * sizeof(real)), memset(dsig2, 0, d * sizeof(real));
     gm_prep1(c, P, d, K, L, k);
 }
 
@@ -1108,23 +1116,40 @@ typedef struct gm_job {
     double dscale;    /* modes 1, 2 */
     const double *lr; /* mode 2: per group */
     double loss;      /* modes 1, 2: sum of per-sample losses */
-    /* optional gather: X = rows idx[0..B) of src (d floats per row), y = labels[idx] (X and y
-     * then point at the workspace's batch buffers) */
-    const float *src;
-    const uint8_t *labels;
+    /* optional gather: X = rows idx[0..B) of src (either form of gmf_dataset), y = its labels
+     * (X and y then point at the workspace's batch buffers) */
+    const gmf_dataset *src;
     const size_t *idx;
 } gm_job;
 
-/* Rows [i0, i1) of a gathered batch: X[i] = (real) src[idx[i]], y[i] = labels[idx[i]]. */
-static void gather_rows(real *X, uint8_t *y, const float *src, const uint8_t *labels,
-                        const size_t *idx, size_t d, size_t i0, size_t i1) {
+/* Rows [i0, i1) of a gathered batch: X[i] = (real) row r = idx[i] (idx NULL: r = first + i) of
+ * src (gmf_dataset_row's floats, standardized here from the bytes in the compact form), y[i] =
+ * its label. */
+static void gather_rows_at(real *X, uint8_t *y, const gmf_dataset *src, const size_t *idx,
+                           size_t first, size_t d, size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; i++) {
-        const float *row = src + idx[i] * d;
-        real *dst = X + i * d;
-        for (size_t j = 0; j < d; j++)
-            dst[j] = (real)row[j];
-        y[i] = labels[idx[i]];
+        const size_t r = idx ? idx[i] : first + i;
+        real *restrict dst = X + i * d;
+        if (src->x) {
+            const float *restrict row = src->x + r * d;
+            for (size_t j = 0; j < d; j++)
+                dst[j] = (real)row[j];
+        } else {
+            const uint8_t *restrict row = src->px + r * d;
+            const double mean = src->scale[2 * r], inv = src->scale[2 * r + 1];
+            if (sizeof(real) == sizeof(float)) /* float32: the vectorized helper, same values */
+                gmf_dataset_u8_row((float *)dst, row, d, mean, inv);
+            else
+                for (size_t j = 0; j < d; j++)
+                    dst[j] = (real)gmf_dataset_u8_value(row[j], mean, inv);
+        }
+        y[i] = src->label[r];
     }
+}
+
+static void gather_rows(real *X, uint8_t *y, const gmf_dataset *src, const size_t *idx, size_t d,
+                        size_t i0, size_t i1) {
+    gather_rows_at(X, y, src, idx, 0, d, i0, i1);
 }
 
 /* acc[0..n) += (double) g[0..n) */
@@ -1143,7 +1168,7 @@ static void gm_job_run(void *vctx, int t, int nt) {
     gmf_nn_split(K, t, nt, &k0, &k1);
     gmf_nn_split(B, t, nt, &i0, &i1);
     if (!ws->prep_valid) gm_prep(c, ws->P, d, K, L, k0, k1);
-    if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->labels, j->idx, d, i0, i1);
+    if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
     gm_square_rows(c, j->X, d, i0, i1);
     gmf_nn_pool_barrier(ws->pool);
     gm_fwd_part(c, j->X, B, d, K, L, k0, k1);
@@ -1212,7 +1237,7 @@ static void lr_job_run(void *vctx, int t, int nt) {
     gmf_nn_split(K, t, nt, &k0, &k1);
     gmf_nn_split(B, t, nt, &i0, &i1);
     if (!ws->prep_valid) lr_prep(c, ws->P, d, K, L, r, k0, k1);
-    if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->labels, j->idx, d, i0, i1);
+    if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
     lr_square_rows(c, j->X, d, i0, i1);
     gmf_nn_pool_barrier(ws->pool);
     lr_fwd_part(c, j->X, B, d, K, L, r, k0, k1);
@@ -1330,12 +1355,13 @@ void FN(gmf_nn_sgd_apply)(ws_t *ws, const double *lr, int from_acc) {
     ws->prep_valid = 0;
 }
 
-double FN(gmf_nn_sgd_step_rows)(ws_t *ws, const float *data, const uint8_t *labels,
-                                const size_t *idx, size_t B, const double *lr) {
+/* gmf_nn_sgd_step_rows from either form of a data set (the trainer's path). */
+static double sgd_step_ds(ws_t *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
+                          const double *lr) {
     const gmf_nn_model *m = ws->m;
     blas_threads(ws);
     if (m->kind != GMF_NN_GM && m->kind != GMF_NN_GMLR) {
-        gather_rows(ws->Xb, ws->yb, data, labels, idx, m->d, 0, B);
+        gather_rows(ws->Xb, ws->yb, ds, idx, m->d, 0, B);
         return FN(gmf_nn_sgd_step)(ws, ws->Xb, ws->yb, B, lr);
     }
     gm_job j = {.ws = ws,
@@ -1346,13 +1372,18 @@ double FN(gmf_nn_sgd_step_rows)(ws_t *ws, const float *data, const uint8_t *labe
                 .mode = 2,
                 .dscale = 1.0 / (double)B,
                 .lr = lr,
-                .src = data,
-                .labels = labels,
+                .src = ds,
                 .idx = idx};
     if (m->kind == GMF_NN_GMLR) return lr_pool_run(&j) / (double)B;
     gmf_nn_pool_run(ws->pool, gm_job_run, &j);
     ws->prep_valid = 1;
     return j.loss / (double)B;
+}
+
+double FN(gmf_nn_sgd_step_rows)(ws_t *ws, const float *data, const uint8_t *labels,
+                                const size_t *idx, size_t B, const double *lr) {
+    const gmf_dataset ds = {.d = ws->m->d, .x = (float *)data, .label = (uint8_t *)labels};
+    return sgd_step_ds(ws, &ds, idx, B, lr);
 }
 
 double FN(gmf_nn_sgd_step)(ws_t *ws, const real *X, const uint8_t *y, size_t B, const double *lr) {
@@ -1394,6 +1425,14 @@ static double ops_sgd_step_rows(gmf_nn_ws_any *ws, const float *data, const uint
                                 const size_t *idx, size_t B, const double *lr) {
     return FN(gmf_nn_sgd_step_rows)((ws_t *)ws, data, labels, idx, B, lr);
 }
+static double ops_sgd_step_ds(gmf_nn_ws_any *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
+                              const double *lr) {
+    return sgd_step_ds((ws_t *)ws, ds, idx, B, lr);
+}
+static void ops_gather(void *X, uint8_t *y, const gmf_dataset *ds, const size_t *idx, size_t first,
+                       size_t B) {
+    gather_rows_at(X, y, ds, idx, first, ds->d, 0, B);
+}
 static double ops_loss_grad(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, size_t B,
                             double dscale, int accumulate) {
     return FN(gmf_nn_loss_grad)((ws_t *)ws, X, y, B, dscale, accumulate);
@@ -1421,6 +1460,8 @@ const gmf_nn_ops FN(gmf_nn_ops) = {.precision = (int)(8 * sizeof(real)),
                                    .ws_store = ops_ws_store,
                                    .load = ops_load,
                                    .sgd_step_rows = ops_sgd_step_rows,
+                                   .sgd_step_ds = ops_sgd_step_ds,
+                                   .gather = ops_gather,
                                    .loss_grad = ops_loss_grad,
                                    .sgd_apply = ops_sgd_apply,
                                    .clear_acc = ops_clear_acc,

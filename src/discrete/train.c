@@ -136,12 +136,7 @@ int gmf_train_check_data(const gmf_nn_model *m, const gmf_dataset *data, const c
 
 /* Copy rows idx[0..B) (or rows first..first+B when idx == NULL) into the batch buffers. */
 static void gather(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_t first, size_t B) {
-    const size_t d = ds->d;
-    for (size_t i = 0; i < B; i++) {
-        const size_t r = idx ? idx[i] : first + i;
-        t->ops->load((char *)t->Xb + i * d * t->ops->real_size, ds->x + r * d, d);
-        t->yb[i] = ds->label[r];
-    }
+    t->ops->gather(t->Xb, t->yb, ds, idx, first, B);
 }
 
 /* m->params <- the workspace's trained copy. */
@@ -150,7 +145,7 @@ static void store(gmf_train *t) {
 }
 
 static double step(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_t B) {
-    return t->ops->sgd_step_rows(&t->ws, ds->x, ds->label, idx, B, t->lr);
+    return t->ops->sgd_step_ds(&t->ws, ds, idx, B, t->lr);
 }
 
 /* The workspace's double gradient accumulator (m->nparams entries). */
@@ -593,10 +588,21 @@ uint64_t gmf_train_data_checksum(const gmf_dataset *ds) {
     const uint64_t prime = 0x100000001b3ull;
     h = (h ^ (uint64_t)ds->n) * prime;
     h = (h ^ (uint64_t)ds->d) * prime;
-    for (size_t i = 0; i < ds->n * ds->d; i++) {
+    for (size_t i = 0; ds->x && i < ds->n * ds->d; i++) {
         uint32_t w;
         memcpy(&w, &ds->x[i], 4);
         h = (h ^ w) * prime;
+    }
+    for (size_t i = 0; !ds->x && i < ds->n; i++) { /* compact form: the same floats' bits */
+        uint32_t w[256];
+        for (unsigned v = 0; v < 256; v++) {
+            const float f =
+                gmf_dataset_u8_value((uint8_t)v, ds->scale[2 * i], ds->scale[2 * i + 1]);
+            memcpy(&w[v], &f, 4);
+        }
+        const uint8_t *px = ds->px + i * ds->d;
+        for (size_t j = 0; j < ds->d; j++)
+            h = (h ^ w[px[j]]) * prime;
     }
     for (size_t i = 0; i < ds->n; i++)
         h = (h ^ ds->label[i]) * prime;

@@ -36,6 +36,20 @@
 #include "ode_lapack.h"
 
 static const char *method_names[] = {"adams", "bdf", "rk8pd", "rkf45", "auto"};
+static const char *norm_names[] = {"max", "rms"};
+
+int gmf_ode_norm_parse(const char *name, gmf_ode_norm *out) {
+    for (int i = 0; i < (int)(sizeof norm_names / sizeof norm_names[0]); i++)
+        if (!strcmp(name, norm_names[i])) {
+            *out = (gmf_ode_norm)i;
+            return GMF_OK;
+        }
+    return gmf_error(GMF_EINVAL, "unknown error norm '%s' (choose max or rms)", name);
+}
+
+const char *gmf_ode_norm_name(gmf_ode_norm n) {
+    return (unsigned)n < sizeof norm_names / sizeof norm_names[0] ? norm_names[n] : "?";
+}
 
 int gmf_ode_method_parse(const char *name, gmf_ode_method *out) {
     for (int i = 0; i < (int)(sizeof method_names / sizeof method_names[0]); i++)
@@ -67,7 +81,8 @@ gmf_ode_opts gmf_ode_defaults(void) {
                       .stall_hrel = 1e-12,
                       .stall_steps = 10000,
                       .stall_seconds = 10.0,
-                      .stall_frac = 1e-3};
+                      .stall_frac = 1e-3,
+                      .gsl_norm = GMF_ODE_NORM_MAX};
     return o;
 }
 
@@ -130,6 +145,8 @@ static int check_args(size_t N, const double *y, const double *tout, size_t ntou
         return gmf_error(GMF_EINVAL, "ODE: auto needs auto_window >= 1 and auto_fail_frac, "
                                      "auto_hrho, auto_min_steps >= 0");
     if (o->nroots && !o->roots) return gmf_error(GMF_EINVAL, "ODE: nroots > 0 without roots");
+    if (o->gsl_norm != GMF_ODE_NORM_MAX && o->gsl_norm != GMF_ODE_NORM_RMS)
+        return gmf_error(GMF_EINVAL, "ODE: unknown GSL error norm %d (max or rms)", o->gsl_norm);
     return GMF_OK;
 }
 
@@ -870,6 +887,99 @@ static int gsl_loop(driver_data *dd, gsl_odeiv2_driver *drv, const gsl_odeiv2_sy
     return GMF_OK;
 }
 
+/* ---- the RMS error norm for the GSL drivers (gmf_ode_norm, ode.h) ----
+ * A gsl_odeiv2_control_type with GSL's standard control's scale
+ *   D0_i = rtol (a_y |y_i| + a_dydt |h y'_i|) + atol
+ * and step adjustment (S = 0.9, shrink by S r^(-1/ord) but at most 5x when r > 1.1, grow by
+ * S r^(-1/(ord+1)) clamped to [1, 5] when r < 0.5, else keep h; gsl-2.7 ode-initval2/control.c),
+ * with r the RMS of err_i / D0_i instead of their maximum.  A zero scale (atol = 0, y_i = 0)
+ * counts as 0 when err_i = 0 and as infinite otherwise (the step shrinks 5x). */
+typedef struct {
+    double eps_abs, eps_rel, a_y, a_dydt;
+} rms_control;
+
+static void *rms_alloc(void) {
+    return calloc(1, sizeof(rms_control));
+}
+
+static int rms_init(void *vs, double eps_abs, double eps_rel, double a_y, double a_dydt) {
+    if (!(eps_abs >= 0 && eps_rel >= 0 && a_y >= 0 && a_dydt >= 0)) return GSL_EINVAL;
+    rms_control *c = vs;
+    c->eps_abs = eps_abs, c->eps_rel = eps_rel, c->a_y = a_y, c->a_dydt = a_dydt;
+    return GSL_SUCCESS;
+}
+
+/* sqrt(mean((yerr_i / D0_i)^2)), the scale as above */
+static double rms_scaled_error(const rms_control *c, size_t dim, const double *y,
+                               const double *yerr, const double *yp, double h) {
+    double sum = 0.0;
+    for (size_t i = 0; i < dim; i++) {
+        const double D0 =
+            c->eps_rel * (c->a_y * fabs(y[i]) + c->a_dydt * fabs(h * yp[i])) + c->eps_abs;
+        if (D0 > 0.0) {
+            const double r = yerr[i] / D0;
+            sum += r * r;
+        } else if (yerr[i] != 0.0) {
+            return HUGE_VAL;
+        }
+    }
+    return dim ? sqrt(sum / (double)dim) : 0.0;
+}
+
+static int rms_hadjust(void *vs, size_t dim, unsigned int ord, const double y[],
+                       const double yerr[], const double yp[], double *h) {
+    const double S = 0.9, h_old = *h;
+    const double r = rms_scaled_error(vs, dim, y, yerr, yp, h_old);
+    if (r > 1.1 || isnan(r)) { /* reject: shrink, at most 5x */
+        const double f = isnan(r) ? 0.2 : S / pow(r, 1.0 / ord);
+        *h = fmax(f, 0.2) * h_old;
+        return GSL_ODEIV_HADJ_DEC;
+    }
+    if (r < 0.5) { /* grow, at most 5x, never shrink */
+        const double f = S / pow(r, 1.0 / (ord + 1.0));
+        *h = fmin(fmax(f, 1.0), 5.0) * h_old;
+        return GSL_ODEIV_HADJ_INC;
+    }
+    return GSL_ODEIV_HADJ_NIL;
+}
+
+static int rms_errlevel(void *vs, const double y, const double dydt, const double h,
+                        const size_t ind, double *errlev) {
+    (void)ind;
+    const rms_control *c = vs;
+    *errlev = c->eps_rel * (c->a_y * fabs(y) + c->a_dydt * fabs(h * dydt)) + c->eps_abs;
+    return *errlev > 0.0 ? GSL_SUCCESS : GSL_EFAILED;
+}
+
+static int rms_set_driver(void *vs, const gsl_odeiv2_driver *d) {
+    (void)vs, (void)d;
+    return GSL_SUCCESS;
+}
+
+static void rms_free(void *vs) {
+    free(vs);
+}
+
+static const gsl_odeiv2_control_type rms_control_type = {
+    "rms", rms_alloc, rms_init, rms_hadjust, rms_errlevel, rms_set_driver, rms_free};
+
+/* Replace the driver's standard (max-norm) control by the RMS one, same tolerances. */
+static int gsl_use_rms(gsl_odeiv2_driver *drv, double atol, double rtol) {
+    gsl_odeiv2_control *c = gsl_odeiv2_control_alloc(&rms_control_type);
+    if (!c) return gmf_error(GMF_ENOMEM, "GSL odeiv2: could not allocate the RMS control");
+    if (gsl_odeiv2_control_init(c, atol, rtol, 1.0, 0.0) != GSL_SUCCESS ||
+        gsl_odeiv2_control_set_driver(c, drv) != GSL_SUCCESS) {
+        gsl_odeiv2_control_free(c);
+        return gmf_error(GMF_EINVAL,
+                         "GSL odeiv2: bad tolerances for the RMS control "
+                         "(rtol %g, atol %g)",
+                         rtol, atol);
+    }
+    gsl_odeiv2_control_free(drv->c);
+    drv->c = c;
+    return GMF_OK;
+}
+
 static int solve_gsl(size_t N, driver_data *dd, double *y) {
     const gmf_ode_opts *o = dd->o;
     /* GSL's default error handler aborts the process; errors are reported by return codes. */
@@ -900,8 +1010,8 @@ static int solve_gsl(size_t N, driver_data *dd, double *y) {
     int rc = GMF_OK;
     if (!drv || (o->nroots && (!ev.yp || !ev.g0 || !ev.which)))
         rc = gmf_error(GMF_ENOMEM, "GSL odeiv2: could not allocate the driver");
-    else
-        rc = gsl_loop(dd, drv, &sys, &ev, h0, y);
+    if (rc == GMF_OK && o->gsl_norm == GMF_ODE_NORM_RMS) rc = gsl_use_rms(drv, o->atol, o->rtol);
+    if (rc == GMF_OK) rc = gsl_loop(dd, drv, &sys, &ev, h0, y);
     if (rc > 0) rc = GMF_OK;
     if (drv) {
         dd->st->nsteps = (long)drv->e->count;

@@ -182,10 +182,12 @@ static void run_results(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
     fprintf(fp, "  \"ranks\": %d,\n", r->ranks > 0 ? r->ranks : 1);
     fprintf(fp, "  \"n\": %zu,\n  \"d\": %zu,\n  \"K\": %zu,\n  \"D\": %zu,\n", r->n, D - 1, K, D);
     fprintf(fp,
-            "  \"solver\": {\"method\": \"%s\", \"rtol\": %.17g, \"atol\": %.17g, "
-            "\"max_steps\": %ld, \"loss_atol\": %.17g, \"tolerances_tightened_for_check\": %s},\n",
-            gmf_ode_method_name(r->ode.method), r->ode.rtol, r->ode.atol, r->ode.max_steps,
-            r->ode.scalar_atol, r->tightened ? "true" : "false");
+            "  \"solver\": {\"method\": \"%s\", \"gsl_norm\": \"%s\", \"rtol\": %.17g, "
+            "\"atol\": %.17g, \"max_steps\": %ld, \"loss_atol\": %.17g, "
+            "\"tolerances_tightened_for_check\": %s},\n",
+            gmf_ode_method_name(r->ode.method), gmf_ode_norm_name((gmf_ode_norm)r->ode.gsl_norm),
+            r->ode.rtol, r->ode.atol, r->ode.max_steps, r->ode.scalar_atol,
+            r->tightened ? "true" : "false");
     fprintf(fp, "  \"t0\": %.17g,\n  \"t_end\": %.17g,\n  \"t_final\": %.17g,\n  \"n_out\": %zu,\n",
             r->t0, r->t_end, t[T - 1], gmf_traj_T(tr));
     fprintf(fp, "  \"loss_start\": %.17g,\n  \"loss_end\": %.17g,\n", loss[0], loss[T - 1]);

@@ -1,0 +1,93 @@
+/* train_phases.c -- CPU and wall time of the phases of MNIST training through the library:
+ * loading (train + t10k), then each epoch of one GM layer (K = 20, batch 64, the paper's
+ * learning rates, float32), with the test error after each.  The measurement behind
+ * docs/PERFORMANCE.md section 8; CPU time (CLOCK_PROCESS_CPUTIME_ID, all threads) is what stays
+ * comparable on a machine loaded by other jobs.  Run two builds' copies interleaved (A B A B,
+ * `taskset -c N`) to compare them.
+ *
+ *   build/bench/train_phases [--data DIR] [--epochs 3] [--threads 1] [--seed 1] [--float]
+ *
+ * --float loads the float32 data set (gmf_dataset_load) instead of the compact uint8 one that
+ * `gmflow train` uses (gmf_dataset_load_u8); both train bitwise the same.  Output lines:
+ *   train_phases form=u8 load_cpu=S load_wall=S
+ *   train_phases epoch=E cpu=S wall=S loss=L test_error=R
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gmflow/gmflow.h"
+
+static double clk(clockid_t id) {
+    struct timespec t;
+    clock_gettime(id, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int usage(const char *msg) {
+    fprintf(stderr,
+            "train_phases: %s\nusage: train_phases [--data DIR] [--epochs N] [--threads N] "
+            "[--seed N] [--float]\n",
+            msg);
+    return 2;
+}
+
+static int fail(const char *what) {
+    fprintf(stderr, "train_phases: %s: %s\n", what, gmf_errmsg());
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    const char *root = getenv("GMFLOW_DATA");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/mnist", root && *root ? root : "../shared/data");
+    long epochs = 3, threads = 1, seed = 1;
+    int use_float = 0;
+    for (int i = 1; i < argc; i++) {
+        const int more = i + 1 < argc;
+        if (!strcmp(argv[i], "--float"))
+            use_float = 1;
+        else if (!strcmp(argv[i], "--data") && more)
+            snprintf(dir, sizeof dir, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--epochs") && more)
+            epochs = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--threads") && more)
+            threads = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--seed") && more)
+            seed = strtol(argv[++i], NULL, 10);
+        else
+            return usage(argv[i]);
+    }
+    if (epochs < 0 || threads < 1 || seed < 0) return usage("bad --epochs, --threads or --seed");
+    gmf_dataset tr = {0}, te = {0};
+    double c0 = clk(CLOCK_PROCESS_CPUTIME_ID), w0 = clk(CLOCK_MONOTONIC);
+    int (*load)(const char *, const char *, size_t, gmf_dataset *) =
+        use_float ? gmf_dataset_load : gmf_dataset_load_u8;
+    if (load(dir, "train", 0, &tr) || load(dir, "t10k", 0, &te)) return fail(dir);
+    printf("train_phases form=%s load_cpu=%.4f load_wall=%.4f\n", use_float ? "float" : "u8",
+           clk(CLOCK_PROCESS_CPUTIME_ID) - c0, clk(CLOCK_MONOTONIC) - w0);
+    gmf_nn_spec spec;
+    gmf_nn_spec_default(&spec);
+    gmf_nn_model m;
+    if (gmf_nn_model_build(&m, &spec, tr.d, 9, (uint64_t)seed)) return fail("model");
+    gmf_train_opts o = gmf_train_defaults();
+    o.threads = (int)threads, o.seed = (uint64_t)seed;
+    gmf_train *t;
+    if (gmf_train_new(&t, &m, &o)) return fail("trainer");
+    int rc = 0;
+    for (long e = 1; e <= epochs && !rc; e++) {
+        double loss, err = 0;
+        c0 = clk(CLOCK_PROCESS_CPUTIME_ID), w0 = clk(CLOCK_MONOTONIC);
+        rc = gmf_train_epoch(t, &tr, (size_t)e, &loss, NULL, NULL, NULL);
+        const double c = clk(CLOCK_PROCESS_CPUTIME_ID) - c0, w = clk(CLOCK_MONOTONIC) - w0;
+        if (!rc) rc = gmf_train_evaluate(t, &te, NULL, &err);
+        if (!rc)
+            printf("train_phases epoch=%ld cpu=%.4f wall=%.4f loss=%.9f test_error=%.4f\n", e, c, w,
+                   loss, err);
+    }
+    gmf_train_free(t);
+    gmf_nn_model_free(&m);
+    gmf_dataset_free(&tr), gmf_dataset_free(&te);
+    return rc ? fail("training") : 0;
+}
