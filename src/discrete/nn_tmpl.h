@@ -813,21 +813,18 @@ static void lr_fwd_part(lr_cache *c, const real *X, size_t B, size_t d, size_t K
     gemm(0, 1, B, nk * R, d, 1, X, d, c->E + k0 * R * d, d, 0, c->F + k0 * R, W);
     /* S2 = (X * X) (sigma^2)^T: the diagonal part of s_ik^2                        (B x nk) */
     gemm(0, 1, B, nk, d, 1, c->X2, d, c->sig2 + k0 * d, d, 0, c->S2 + k0, K);
+    /* G_k = W_k x + Q_k t: G[:, k] += T[:, k] Q_k^T (B x L; F's columns t and G are disjoint) */
+    for (size_t k = k0; k < k1; k++)
+        gemm(0, 1, B, L, r, 1, c->F + k * R + L + 1, W, c->Q + k * L * r, r, 1, c->F + k * R + 1,
+             W);
     double m[nk], s2[nk], sv[nk], Phi[nk], phi[nk], A[nk];
     for (size_t i = 0; i < B; i++) {
         for (size_t k = k0; k < k1; k++) {
-            real *G = c->F + i * W + k * R + 1;
-            const real *t = G + L, *Q = c->Q + k * L * r;
+            const real *t = c->F + i * W + k * R + L + 1;
             double tt = 0.0; /* s^2 = x' diag(sigma^2) x + |V_k^T x|^2 */
             for (size_t q = 0; q < r; q++)
                 tt += (double)t[q] * t[q];
-            for (size_t l = 0; l < L; l++) { /* G = W_k x + Q_k t */
-                double g = G[l];
-                for (size_t q = 0; q < r; q++)
-                    g += (double)Q[l * r + q] * t[q];
-                G[l] = (real)g;
-            }
-            m[k - k0] = (double)G[-1];
+            m[k - k0] = (double)c->F[i * W + k * R];
             s2[k - k0] = (double)c->S2[i * K + k] + tt;
         }
         const gmf_gauss_batch_out go = {.s = sv, .Phi = Phi, .phi = phi, .A = A};
@@ -880,14 +877,12 @@ static void lr_bwd_gemm(lr_cache *c, double *da, const real *dH, const real *X, 
     const double inv = 1.0 / (double)K;
     for (size_t e = 0; e < nk * L; e++)
         da[e] = 0.0;
-    memset(c->dQ + k0 * L * r, 0, nk * L * r * sizeof(real));
     for (size_t i = 0; i < B; i++) {
         const real *dh = dH + i * L;
         for (size_t k = k0; k < k1; k++) {
             const size_t ik = i * K + k;
             const real *a = c->a + k * L, *G = c->F + i * W + k * R + 1, *t = G + L;
-            const real *Q = c->Q + k * L * r;
-            real *dG = c->dF + i * W + k * R + 1, *dt = dG + L, *dQ = c->dQ + k * L * r;
+            real *dG = c->dF + i * W + k * R + 1, *dt = dG + L;
             const double A = c->A[ik], Phi = c->Phi[ik], phi = c->phi[ik], s = c->s[ik];
             double dA = 0.0, dPhi = 0.0;
             for (size_t l = 0; l < L; l++) {
@@ -905,15 +900,14 @@ static void lr_bwd_gemm(lr_cache *c, double *da, const real *dH, const real *X, 
             }
             c->dF[i * W + k * R] = (real)dm;
             c->dS2[ik] = (real)dS2;
-            for (size_t q = 0; q < r; q++) {
-                double acc = 2.0 * dS2 * t[q]; /* s^2 = ... + |t|^2 */
-                for (size_t l = 0; l < L; l++) {
-                    acc += (double)Q[l * r + q] * dG[l]; /* G = W x + Q t */
-                    dQ[l * r + q] += dG[l] * t[q];
-                }
-                dt[q] = (real)acc;
-            }
+            for (size_t q = 0; q < r; q++) /* s^2 = ... + |t|^2 (Q_k^T dG: below) */
+                dt[q] = (real)(2.0 * dS2 * t[q]);
         }
+    }
+    for (size_t k = k0; k < k1; k++) { /* G = W x + Q t, per component over the batch: */
+        real *dG = c->dF + k * R + 1, *dT = dG + L;
+        gemm(0, 0, B, r, L, 1, dG, W, c->Q + k * L * r, r, 1, dT, W); /* dt += Q_k^T dG */
+        gemm(1, 0, L, r, B, 1, dG, W, c->F + k * R + L + 1, W, 0, c->dQ + k * L * r, r); /* dQ */
     }
     /* [dmu_k; dW_k; dV_k^T] = dF[:, k]^T X                                       (nk R x d) */
     gemm(1, 0, nk * R, d, B, 1, c->dF + k0 * R, W, X, d, 0, c->dE + k0 * R * d, d);
