@@ -6,7 +6,7 @@
 # test error at the last epoch is below the first's; the snapshot of V shaped (K, r, d); run.json's rank and V
 # learning rate; resume equal to an uninterrupted run (byte-identical checkpoint); a resume with
 # another --rank refused (exit 1, both ranks named); --eval-only and --mc-neurons on the
-# checkpoint; --cov full is the gm-full model; --lowrank-init 0 is the diagonal model's run
+# checkpoint; gmflow project refuses its snapshots; --cov full is the gm-full model; --lowrank-init 0 is the diagonal model's run
 # (epochs.csv losses identical: V = 0 is a stationary point and the init shares the draws).
 #   tests/cli_train_lowrank.sh <path to gmflow> [build dir]      (run from the repository root)
 set -u
@@ -83,6 +83,9 @@ assert r["lowrank_init"] == 0.1, r
 print("  short run: train loss", " ".join("%.4f" % x for x in tl),
       "test error %.3f" % e["test_error"][-1])
 PY
+
+# gmflow project would drop V V^T: it refuses a gm-lowrank snapshot directory (exit 1)
+expect 1 'gm-lowrank run.*not supported' -- "$G" project --gm "$T/a/snapshots" --out "$T/pca"
 
 # resume: 2 epochs + resume to 4 equals 4 straight, bitwise; another rank is refused
 expect 0 '' -- "$G" "${S[@]}" "${R[@]}" --epochs 2 --out "$T/b"

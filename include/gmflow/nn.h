@@ -24,6 +24,9 @@
  *   fully connected (FC)      beta (m x d) | omega (m x L)
  *   GM regression             mu (K x D) | C (K x D x D),  D = d + 1, theta = (omega, beta)
  *                             (the GMF_FLOW_EUCLID state layout of flow.h)
+ * A network with learned mixture weights (gmf_nn_model_set_weights) appends, after all of the
+ * above, K logits a per GM layer (group "a"; gm-stack: "a1" then "a2"): w = softmax(a) replaces
+ * the equal weights 1/K, h(x) = sum_k w_k out_k(x) (docs/TRAINING.md, "Learned mixture weights").
  */
 #ifndef GMFLOW_NN_H
 #define GMFLOW_NN_H
@@ -92,7 +95,7 @@ typedef enum gmf_nn_kind {
     GMF_NN_GMLR
 } gmf_nn_kind;
 
-#define GMF_NN_MAX_GROUPS 8
+#define GMF_NN_MAX_GROUPS 16
 
 /* Parameter groups: each group's index in gmf_nn_model.group[] and in a per-group learning-rate
  * vector (lr[GMF_NN_GROUP_U] is U's).  One GM layer has GMF_NN_GM_NGROUPS groups in this order;
@@ -119,7 +122,19 @@ typedef struct gmf_nn_group {
     int sigma;     /* 1: trained with the sigma learning rate (sigma, C) */
     int beta;      /* 1: part of the beta-marginal (frozen by --fixed-beta): mu, sigma, C, beta */
     int layer;     /* 1, or 2 for the second GM layer of gm-stack */
+    int logits;    /* 1: the mixture-weight logits a of a GM layer (learned weights) */
 } gmf_nn_group;
+
+/* Mixture weights of the GM layers: fixed and equal (1/K, the paper's) or learned (softmax of K
+ * logits per layer, a parameter group appended after the others).  Geometry of the logits' SGD
+ * step: euclid (a -= lr dL/da, dL/da_k = w_k (g_k - sum_j w_j g_j), g_k = dL/dw_k) or fr (the
+ * Fisher-Rao natural-gradient step a_k -= lr (g_k - sum_j w_j g_j)). */
+typedef enum { GMF_NN_WEIGHTS_FIXED = 0, GMF_NN_WEIGHTS_LEARNED = 1 } gmf_nn_weights;
+typedef enum { GMF_NN_WGEOM_EUCLID = 0, GMF_NN_WGEOM_FR = 1 } gmf_nn_wgeom;
+const char *gmf_nn_weights_name(gmf_nn_weights w);               /* "fixed", "learned" */
+int gmf_nn_weights_parse(const char *name, gmf_nn_weights *out); /* GMF_EINVAL if unknown */
+const char *gmf_nn_wgeom_name(gmf_nn_wgeom g);                   /* "euclid", "fr" */
+int gmf_nn_wgeom_parse(const char *name, gmf_nn_wgeom *out);     /* GMF_EINVAL if unknown */
 
 typedef struct gmf_nn_model {
     gmf_nn_kind kind;
@@ -133,6 +148,7 @@ typedef struct gmf_nn_model {
     double *params;
     size_t ngroups;
     gmf_nn_group group[GMF_NN_MAX_GROUPS];
+    gmf_nn_weights weights; /* GM kinds: fixed (0, default) or learned mixture weights */
 } gmf_nn_model;
 
 /* Allocate a zero-initialized model.  Shapes not used by `kind` are ignored and stored as 0
@@ -148,6 +164,14 @@ int gmf_nn_kind_parse(const char *name, gmf_nn_kind *out); /* GMF_EINVAL if unkn
 char *gmf_nn_model_describe(const gmf_nn_model *m, char *buf, size_t size);
 /* Group index by name, or -1. */
 int gmf_nn_model_group(const gmf_nn_model *m, const char *name);
+/* Learned mixture weights for a GM kind (gm, gm-full, gm-stack): appends one group of K logits
+ * per GM layer ("a"; "a1", "a2"), zero (= equal weights: the model computes what it computed
+ * before, up to rounding), after the existing parameters, which keep their values and offsets.
+ * GMF_NN_WEIGHTS_FIXED on a fixed model does nothing; GMF_EINVAL for fc or a model that has
+ * learned weights already. */
+int gmf_nn_model_set_weights(gmf_nn_model *m, gmf_nn_weights w);
+/* The group of GM layer `layer` (1 or 2)'s logits, or -1 (fixed weights, no such layer). */
+int gmf_nn_model_logits_group(const gmf_nn_model *m, int layer);
 
 /* The paper's initialization of every GM layer in m (GM, GMFULL, GMSTACK): entries of mu, U, v
  * i.i.d. N(0, gamma^2); sigma = gamma (diagonal) or C = gamma I (full). */
@@ -215,6 +239,7 @@ typedef struct gmf_nn_spec {
     gmf_nn_fc_init fc_init;        /* (kaiming) */
     gmf_nn_fc_scale_rule fc_scale; /* (default rule) */
     double gamma;                  /* GM init scale (0.5) */
+    gmf_nn_weights weights;        /* GM kinds: fixed (default) or learned mixture weights */
     size_t rank;                   /* gm-lowrank: rank r (1) */
     double lowrank_init;           /* gm-lowrank: rho of gmf_nn_init_gm_lowrank (0.1) */
 } gmf_nn_spec;
@@ -247,6 +272,7 @@ int gmf_nn_mc_draw(gmf_nn_model *fc, const gmf_nn_model *gm, size_t width, uint6
 #define GMF_NN_VIEW_API(real, S)                                                                   \
     typedef struct gmf_nn_gm_params##S {                                                           \
         real *mu, *sigma, *C, *U, *v;                                                              \
+        real *a; /* K mixture-weight logits (learned weights; NULL when fixed) */                  \
     } gmf_nn_gm_params##S;                                                                         \
     typedef struct gmf_nn_fc_params##S {                                                           \
         real *beta, *omega;                                                                        \
@@ -294,6 +320,10 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         real *dS2;   /* B x K */                                                                   \
         real *dmuW;  /* K x (L+1) x d */                                                           \
         real *dsig2; /* K x d */                                                                   \
+        /* mixture weights (gmf_nn_gm_forward_w with logits): learned = 1, w = softmax(a); the */  \
+        /* backward pass leaves gw_k = dL/dw_k = sum_i dH_i . out_k(x_i) (double, K each) */       \
+        int learned;                                                                               \
+        double *w, *gw;                                                                            \
     } gmf_nn_gm_cache##S;                                                                          \
     int gmf_nn_gm_cache_init##S(gmf_nn_gm_cache##S *c, size_t Bmax, size_t d, size_t K, size_t L); \
     void gmf_nn_gm_cache_free##S(gmf_nn_gm_cache##S *c);                                           \
@@ -305,6 +335,15 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
     void gmf_nn_gm_backward##S(real *dP, real *dX, gmf_nn_gm_cache##S *c, const real *dH,          \
                                const real *X, const real *P, size_t B, size_t d, size_t K,         \
                                size_t L);                                                          \
+    /* The same layer with mixture weights w = softmax(logit) (K logits; NULL: equal weights,      \
+     * exactly gmf_nn_gm_forward): h(x) = sum_k w_k out_k(x).  The backward pass (after the        \
+     * forward on the same X, P, logit) also writes dlogit (K; NULL to skip; only with logits):    \
+     * dL/da_k = w_k (g_k - sum_j w_j g_j), g_k = c->gw[k]. */                                     \
+    void gmf_nn_gm_forward_w##S(real *H, gmf_nn_gm_cache##S *c, const real *X, const real *P,      \
+                                const real *logit, size_t B, size_t d, size_t K, size_t L);        \
+    void gmf_nn_gm_backward_w##S(real *dP, real *dlogit, real *dX, gmf_nn_gm_cache##S *c,          \
+                                 const real *dH, const real *X, const real *P, size_t B, size_t d, \
+                                 size_t K, size_t L);                                              \
                                                                                                    \
     /* ---- GM classification layer, full covariance Sigma_k = C_k C_k^T (small d) ---------- */   \
     /* h(x) = (1/K) sum_k [a_k A_k(x) + U_k Sigma_k x Phi_k(x)],  s^2 = |C_k^T x|^2.           */  \
@@ -318,6 +357,8 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         real *s, *Phi, *phi, *A; /* B x K */                                                       \
         real *dG, *dCc, *dWc;    /* K x B x {L, d, d} backward scratch */                          \
         real *dM, *dS2;          /* B x K */                                                       \
+        int learned;             /* mixture weights, as the diagonal layer's cache */              \
+        double *w, *gw;          /* K each */                                                      \
     } gmf_nn_gmfull_cache##S;                                                                      \
     int gmf_nn_gmfull_cache_init##S(gmf_nn_gmfull_cache##S *c, size_t Bmax, size_t d, size_t K,    \
                                     size_t L);                                                     \
@@ -327,6 +368,13 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
     void gmf_nn_gmfull_backward##S(real *dP, real *dX, gmf_nn_gmfull_cache##S *c, const real *dH,  \
                                    const real *X, const real *P, size_t B, size_t d, size_t K,     \
                                    size_t L);                                                      \
+    /* With mixture weights, as gmf_nn_gm_forward_w / _backward_w. */                              \
+    void gmf_nn_gmfull_forward_w##S(real *H, gmf_nn_gmfull_cache##S *c, const real *X,             \
+                                    const real *P, const real *logit, size_t B, size_t d,          \
+                                    size_t K, size_t L);                                           \
+    void gmf_nn_gmfull_backward_w##S(real *dP, real *dlogit, real *dX, gmf_nn_gmfull_cache##S *c,  \
+                                     const real *dH, const real *X, const real *P, size_t B,       \
+                                     size_t d, size_t K, size_t L);                                \
                                                                                                    \
     /* ---- GM classification layer, low-rank Sigma_k = diag(sigma_k^2) + V_k V_k^T ------- */     \
     /* h(x) = (1/K) sum_k [a_k A_k(x) + Phi_k(x) G_k(x)],  G_k = U_k Sigma_k x = W_k x + Q_k t,    \
@@ -414,6 +462,8 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         int nthreads;                                                                              \
         struct gmf_nn_pool *pool; /* GM kind: components split over nthreads threads */            \
         int prep_valid;           /* GM kind: gm1's parameter-derived cache matches P */           \
+        gmf_nn_wgeom wgeom;       /* learned weights: the logits' SGD step (euclid) */             \
+        int per_mass;             /* learned weights: transport rate lr / (K w_k) (0) */           \
     } gmf_nn_ws##S;                                                                                \
     /* Workspace for batches of up to Bmax samples.  nthreads >= 1: for GMF_NN_GM the components   \
      * are split over a pool of nthreads threads (OpenBLAS single-threaded inside them); for the   \
@@ -426,6 +476,10 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
     void gmf_nn_ws_load##S(gmf_nn_ws##S *ws);                                                      \
     /* m->params <- P (after training: checkpoints and snapshots read m->params). */               \
     void gmf_nn_ws_store##S(gmf_nn_ws##S *ws);                                                     \
+    /* The SGD rule for learned mixture weights (no effect with fixed weights): the logits' step   \
+     * geometry, and per_mass = 1 to give component k's other parameters (mu, sigma / C, U, v)     \
+     * the rate lr_g / (K w_k) (the WFR flow's per-unit-mass transport; docs/TRAINING.md). */      \
+    void gmf_nn_ws_set_weight_rule##S(gmf_nn_ws##S *ws, gmf_nn_wgeom geom, int per_mass);          \
     /* Logits H (B x L) of X (B x d) at ws->P; H may be ws->H. */                                  \
     void gmf_nn_forward##S(real *H, gmf_nn_ws##S *ws, const real *X, size_t B);                    \
     /* Forward, loss and backward: returns sum_i loss_i over the batch; if it is finite, sets      \
@@ -435,7 +489,10 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
                                double dscale, int accumulate);                                     \
     /* SGD with per-group learning rates lr[g] (g < m->ngroups; 0 freezes a group exactly):        \
      * P -= lr[g] grad on the group's entries, grad = ws->dP, or ws->gacc when from_acc (which     \
-     * is then zeroed).  m->params is not touched: gmf_nn_ws_store. */                             \
+     * is then zeroed).  m->params is not touched: gmf_nn_ws_store.  Learned weights (the rates    \
+     * set by gmf_nn_ws_set_weight_rule, w of the last forward pass): fr divides the logits'       \
+     * gradient by w_k (a_k -= lr (g_k - gbar)); per_mass divides component k's other rates by     \
+     * K w_k; a component with w_k == 0 (underflow) is not moved. */                               \
     void gmf_nn_sgd_apply##S(gmf_nn_ws##S *ws, const double *lr, int from_acc);                    \
     /* One SGD step on the mean loss of a batch: gmf_nn_loss_grad(dscale = 1/B) then               \
      * gmf_nn_sgd_apply; for GMF_NN_GM fused (each component's parameters updated right after      \

@@ -46,6 +46,13 @@ typedef struct gmf_train_opts {
                              /* the epoch before), or at or above it after an epoch below  */
                              /* half of it, this many epochs in a row (2; 0: off; off when */
                              /* every group's learning rate is 0)                          */
+    /* Learned mixture weights (a model with gmf_nn_model_set_weights; ignored otherwise):    */
+    double lr_weights;             /* the logits' learning rate; < 0: automatic (-1): lr for  */
+                                   /* euclid, lr / K for fr (both the WFR flow's alpha = 1 at */
+                                   /* equal weights, docs/TRAINING.md)                        */
+    gmf_nn_wgeom weights_geometry; /* the logits' step: euclid (default) or fr                */
+    int per_mass;                  /* 1: component k's mu, sigma / C, U, v learn at rate     */
+                                   /* lr / (K w_k) (per-unit-mass transport, as WFR) (0)     */
 } gmf_train_opts;
 
 /* The paper's settings: batch 64, lr 0.1, lr-sigma 1, float32, seed 1, one thread. */
@@ -114,7 +121,9 @@ int gmf_train_checkpoint_model(const char *path, gmf_nn_model *m);
  * per line (docs/FORMATS.md): model (gmf_nn_model_describe) and its spec (kind, K, mid, width,
  * fc_init, fc_scale, gamma), dataset (the caller's name for it), train_n, train_d and
  * train_checksum (gmf_train_data_checksum, 16 hex digits), batch, lr, lr_sigma, lr2_scale,
- * fixed_beta, full_batch, seed, threads, precision.  Numbers are the shortest of %.15g to
+ * fixed_beta, full_batch, seed, threads, precision; with learned mixture weights only, also
+ * weights, weights_geometry, lr_weights (in effect), transport_lr.  Numbers are the shortest of
+ * %.15g to
  * %.17g that reads back exactly, so equal values give equal text.  Returns GMF_EINVAL if buf is too
  * small (4096 bytes are enough). */
 int gmf_train_run_record(char *buf, size_t size, const gmf_nn_spec *spec, const gmf_nn_model *m,
@@ -137,11 +146,12 @@ int gmf_train_load_checkpoint_run(const char *path, gmf_nn_model *m, uint64_t *e
 
 /* Parameter snapshot: one .npy (float64) per group in `dir`, named
  * "epoch_%04zu_<group>.npy", shaped as the group (mu: K x d, sigma: K x d, C: K x d x d,
- * U: K x L x d, v: K x L; FC beta: m x d, omega: m x L; stack: mu1 ... v2). */
+ * U: K x L x d, v: K x L; FC beta: m x d, omega: m x L; stack: mu1 ... v2; learned weights:
+ * a: K, stack a1, a2). */
 int gmf_train_write_snapshot(const char *dir, const gmf_nn_model *m, size_t epoch);
 
 /* The shape of parameter group g of m, as its snapshot .npy has it (see above); returns the
- * number of dimensions (2 or 3) and fills shape[0..ndim). */
+ * number of dimensions (1 for the logits a, else 2 or 3) and fills shape[0..ndim). */
 size_t gmf_train_group_shape(const gmf_nn_model *m, size_t g, size_t shape[3]);
 
 #ifdef __cplusplus

@@ -163,6 +163,14 @@ static int make_plane(const options *o, const gmf_project_epoch *ep, size_t nep,
         return fail("%s", gmf_errmsg());
     if (path_of(probe, sizeof probe, o->gmdir, sib)) return 1;
     pl->full = stat(probe, &st) != 0;
+    /* gm-lowrank (Sigma = diag(sigma^2) + V V^T): reading mu and sigma alone would drop V V^T */
+    if (gmf_project_sibling(sib, sizeof sib, ref->name, "mu", "lowrank"))
+        return fail("%s", gmf_errmsg());
+    if (path_of(probe, sizeof probe, o->gmdir, sib)) return 1;
+    if (stat(probe, &st) == 0)
+        return fail("%s: a gm-lowrank run (%s): its covariances diag(sigma^2) + V V^T are not "
+                    "supported here (only sigma or C would be read)",
+                    o->gmdir, sib);
     gmf_project_snap s;
     if (read_snapshot(o->gmdir, ref, pl->full, 0, 0, &s)) return 1;
     pl->K = s.K, pl->d = s.d, pl->epoch = ref->epoch;

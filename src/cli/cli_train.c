@@ -62,6 +62,9 @@ static void help(FILE *fp) {
         "  --fc-scale S       fc: output scale, standard (1, PyTorch's nn.Linear; default for\n"
         "                     kaiming) or mean-field (1/width; default for matching, means)\n"
         "  --gamma G          GM init scale: mu, U, v ~ N(0, G^2), sigma = G (0.5)\n"
+        "  --weights W        mixture weights of the GM layer(s): fixed (equal, 1/K; default)\n"
+        "                     or learned (w = softmax(a), K logits a per GM layer, group\n"
+        "                     \"a\" (gm-stack: a1, a2), starting at a = 0: equal weights)\n"
         "  --cov C            covariance of --model gm's components: diag (default, eq. (5)),\n"
         "                     lowrank (diag(sigma^2) + V V^T, V of rank --rank: the model\n"
         "                     gm-lowrank) or full (the model gm-full)\n"
@@ -79,7 +82,16 @@ static void help(FILE *fp) {
         "                     --lr-sigma default, V diverges on MNIST)\n"
         "  --lr2-scale S      gm-stack: the second GM layer learns at S times --lr and\n"
         "                     --lr-sigma (1.0; its input has unit norm, the first's sqrt(d-1))\n"
-        "  --fixed-beta       freeze the beta marginal (mu, sigma, C; fc beta): lr 0\n"
+        "  --fixed-beta       freeze the beta marginal (mu, sigma, C, weights a; fc beta): lr 0\n"
+        "  --lr-weights R     --weights learned: learning rate of the logits a (default: --lr\n"
+        "                     for euclid, --lr / K for fr: the WFR flow's alpha = 1 at equal\n"
+        "                     weights, docs/TRAINING.md)\n"
+        "  --weights-geometry G  --weights learned: the logits' step, euclid (a -= R dL/da,\n"
+        "                     dL/da_k = w_k (g_k - sum_j w_j g_j); default) or fr (Fisher-Rao\n"
+        "                     natural gradient a_k -= R (g_k - sum_j w_j g_j)), g_k = dL/dw_k\n"
+        "  --transport-lr T   --weights learned: plain (default) or per-mass: component k's\n"
+        "                     mu, sigma / C, U, v learn at rate lr / (K w_k), the WFR flow's\n"
+        "                     per-unit-mass transport (same as plain at equal weights)\n"
         "  --full-batch       full-batch gradient descent: one step per epoch\n"
         "  --seed N           seed of init, shuffles and Monte Carlo draws (1)\n"
         "  --threads N        threads (1): GM components split over N threads; other models:\n"
@@ -149,6 +161,7 @@ typedef struct options {
     int rank_set, lr_init_set; /* --rank, --lowrank-init given */
     int argc;
     char **argv;
+    const char *wopt; /* the first option that needs --weights learned, if given */
 } options;
 
 enum {
@@ -187,6 +200,10 @@ enum {
     O_MC,
     O_MC_REPEATS,
     O_VERSION,
+    O_WEIGHTS,
+    O_LR_WEIGHTS,
+    O_WGEOM,
+    O_TRANSPORT_LR,
 };
 
 static const struct option long_opts[] = {{"model", required_argument, NULL, O_MODEL},
@@ -228,6 +245,10 @@ static const struct option long_opts[] = {{"model", required_argument, NULL, O_M
                                           {"quiet", no_argument, NULL, 'q'},
                                           {"help", no_argument, NULL, 'h'},
                                           {"version", no_argument, NULL, O_VERSION},
+                                          {"weights", required_argument, NULL, O_WEIGHTS},
+                                          {"lr-weights", required_argument, NULL, O_LR_WEIGHTS},
+                                          {"weights-geometry", required_argument, NULL, O_WGEOM},
+                                          {"transport-lr", required_argument, NULL, O_TRANSPORT_LR},
                                           {NULL, 0, NULL, 0}};
 
 static int parse_mc_list(const char *arg, options *o) {
@@ -294,6 +315,31 @@ static int model_option(options *o, int c, const char *arg) {
     case O_LOWRANK_INIT:
         o->lr_init_set = 1;
         return rate_opt("--lowrank-init", arg, &o->spec.lowrank_init);
+    case O_WEIGHTS:
+        return gmf_nn_weights_parse(arg, &o->spec.weights)
+                   ? usage_error("--weights: %s", gmf_errmsg())
+                   : 0;
+    }
+    return -1;
+}
+
+/* The options of learned weights; -1 if c is not one of them, else 0 or 2. */
+static int weights_option(options *o, int c, const char *arg) {
+    switch (c) {
+    case O_LR_WEIGHTS:
+        if (!o->wopt) o->wopt = "--lr-weights";
+        return rate_opt("--lr-weights", arg, &o->t.lr_weights);
+    case O_WGEOM:
+        if (!o->wopt) o->wopt = "--weights-geometry";
+        return gmf_nn_wgeom_parse(arg, &o->t.weights_geometry)
+                   ? usage_error("--weights-geometry: %s", gmf_errmsg())
+                   : 0;
+    case O_TRANSPORT_LR:
+        if (!o->wopt) o->wopt = "--transport-lr";
+        if (strcmp(arg, "plain") && strcmp(arg, "per-mass"))
+            return usage_error("--transport-lr: expected plain or per-mass (got '%s')", arg);
+        o->t.per_mass = !strcmp(arg, "per-mass");
+        return 0;
     }
     return -1;
 }
@@ -430,8 +476,9 @@ static int parse_options(int argc, char **argv, options *o) {
         const int st = model_option(o, c == 'K' ? O_K : c, optarg);
         const int st2 = st >= 0 ? st : train_option(o, c, optarg);
         const int st3 = st2 >= 0 ? st2 : io_option(o, c, optarg);
-        if (st3 < 0) return usage_error("unknown option '%s'", opt);
-        if (st3 > 0) return 2;
+        const int st4 = st3 >= 0 ? st3 : weights_option(o, c, optarg);
+        if (st4 < 0) return usage_error("unknown option '%s'", opt);
+        if (st4 > 0) return 2;
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
     if (o->resume && o->eval_only)
@@ -442,6 +489,13 @@ static int parse_options(int argc, char **argv, options *o) {
         return usage_error("--mc-neurons needs --model gm, gm-full or gm-lowrank");
     if (o->t.lr2_scale != 1.0 && o->spec.kind != GMF_NN_GMSTACK)
         return usage_error("--lr2-scale applies to --model gm-stack only");
+    if (o->spec.weights == GMF_NN_WEIGHTS_LEARNED &&
+        (o->spec.kind == GMF_NN_FC || o->spec.kind == GMF_NN_GMLR))
+        return usage_error("--weights learned needs --model gm, gm-full or gm-stack, not %s%s",
+                           gmf_nn_kind_name(o->spec.kind),
+                           o->spec.kind == GMF_NN_GMLR ? " (--cov lowrank: not implemented)" : "");
+    if (o->wopt && o->spec.weights != GMF_NN_WEIGHTS_LEARNED)
+        return usage_error("%s needs --weights learned", o->wopt);
     if (!o->out) {
         snprintf(o->out_default, sizeof o->out_default, "out/train-%s-%s",
                  gmf_nn_kind_name(o->spec.kind), o->dataset);
@@ -751,6 +805,13 @@ static int begin(run *r) {
                 r->desc, r->m.nparams, o->dataset, r->train.n, r->test.n, o->t.batch, o->t.lr,
                 o->t.lr_sigma, o->t.fixed_beta ? "fixed beta, " : "",
                 o->t.full_batch ? "full batch, " : "", o->t.threads, o->t.precision);
+    if (!o->quiet && r->m.weights == GMF_NN_WEIGHTS_LEARNED) {
+        double lr[GMF_NN_MAX_GROUPS];
+        gmf_train_group_lr(&r->m, &o->t, lr);
+        fprintf(stderr, CMD ": learned mixture weights: %s step, lr-weights %g, %s transport\n",
+                gmf_nn_wgeom_name(o->t.weights_geometry), lr[gmf_nn_model_logits_group(&r->m, 1)],
+                o->t.per_mass ? "per-mass" : "plain");
+    }
     if (any_failed(r, !r->rank && o->snapshot_every && make_dirs(r->snapdir))) return 1;
     if (!r->rank) { /* rank 0 owns the output directory */
         clean_stale(o->out);

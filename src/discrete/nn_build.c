@@ -83,6 +83,10 @@ int gmf_nn_model_build(gmf_nn_model *m, const gmf_nn_spec *s, size_t d, size_t L
     int rc =
         gmf_nn_model_init(m, s->kind, d, L, s->K, lowrank ? s->rank : gmf_nn_spec_width(s), s->mid);
     if (rc) return rc;
+    if (s->weights != GMF_NN_WEIGHTS_FIXED && (rc = gmf_nn_model_set_weights(m, s->weights))) {
+        gmf_nn_model_free(m);
+        return rc;
+    }
     gmf_nn_rng rng;
     gmf_nn_rng_seed(&rng, seed, GMF_NN_STREAM_INIT);
     if (lowrank)

@@ -38,6 +38,9 @@ void openblas_set_num_threads(int num_threads);
  * the thread count another workspace set (1 inside the GM pool, --threads elsewhere). */
 void gmf_nn_blas_threads(int n);
 
+/* w = softmax(a) over K >= 1 logits, in double (nn_model.c). */
+void gmf_nn_softmax(double *w, const double *a, size_t K);
+
 /* The precision-dependent entry points of a whole network, as one table per precision (defined
  * by nn_tmpl.h: gmf_nn_ops_f, gmf_nn_ops_d), so that a caller that runs either precision (the
  * trainer) chooses its table once, at creation, instead of branching at every call.  ws is the
@@ -68,6 +71,8 @@ typedef struct gmf_nn_ops {
     void (*sgd_apply)(gmf_nn_ws_any *ws, const double *lr, int from_acc);
     /* zero the gradient accumulator (gacc) */
     void (*clear_acc)(gmf_nn_ws_any *ws);
+    /* gmf_nn_ws_set_weight_rule */
+    void (*set_weight_rule)(gmf_nn_ws_any *ws, gmf_nn_wgeom geom, int per_mass);
     /* forward into ws->H: returns sum_i loss_i and adds the misclassified rows to *wrong */
     double (*evaluate)(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, size_t B, size_t *wrong);
 } gmf_nn_ops;

@@ -199,6 +199,10 @@ char *gmf_nn_model_describe(const gmf_nn_model *m, char *buf, size_t size) {
     default:
         snprintf(buf, size, "unknown");
     }
+    if (m->weights == GMF_NN_WEIGHTS_LEARNED) {
+        const size_t n = strlen(buf);
+        snprintf(buf + n, size - n, " weights=learned");
+    }
     return buf;
 }
 
@@ -206,6 +210,77 @@ int gmf_nn_model_group(const gmf_nn_model *m, const char *name) {
     for (size_t g = 0; g < m->ngroups; g++)
         if (!strcmp(m->group[g].name, name)) return (int)g;
     return -1;
+}
+
+/* ---- learned mixture weights ---------------------------------------------------------------- */
+
+static const char *weights_names[] = {"fixed", "learned"}, *wgeom_names[] = {"euclid", "fr"};
+
+const char *gmf_nn_weights_name(gmf_nn_weights w) {
+    return (unsigned)w < 2 ? weights_names[w] : "unknown";
+}
+
+int gmf_nn_weights_parse(const char *name, gmf_nn_weights *out) {
+    for (int i = 0; i < 2; i++)
+        if (!strcmp(name, weights_names[i])) {
+            *out = (gmf_nn_weights)i;
+            return GMF_OK;
+        }
+    return gmf_error(GMF_EINVAL, "expected fixed or learned (got '%s')", name);
+}
+
+const char *gmf_nn_wgeom_name(gmf_nn_wgeom g) {
+    return (unsigned)g < 2 ? wgeom_names[g] : "unknown";
+}
+
+int gmf_nn_wgeom_parse(const char *name, gmf_nn_wgeom *out) {
+    for (int i = 0; i < 2; i++)
+        if (!strcmp(name, wgeom_names[i])) {
+            *out = (gmf_nn_wgeom)i;
+            return GMF_OK;
+        }
+    return gmf_error(GMF_EINVAL, "expected euclid or fr (got '%s')", name);
+}
+
+int gmf_nn_model_set_weights(gmf_nn_model *m, gmf_nn_weights w) {
+    if (w == GMF_NN_WEIGHTS_FIXED && m->weights == GMF_NN_WEIGHTS_FIXED) return GMF_OK;
+    if (w != GMF_NN_WEIGHTS_LEARNED || m->weights != GMF_NN_WEIGHTS_FIXED)
+        return gmf_error(GMF_EINVAL, "model: learned weights can only be added to a model with "
+                                     "fixed weights");
+    if (m->kind == GMF_NN_FC || m->kind == GMF_NN_GMLR)
+        return gmf_error(GMF_EINVAL,
+                         "model %s: learned mixture weights need gm, gm-full or gm-stack (%s)",
+                         gmf_nn_kind_name(m->kind),
+                         m->kind == GMF_NN_FC ? "fc has no mixture" : "not implemented");
+    const size_t nlayers = m->kind == GMF_NN_GMSTACK ? 2 : 1, n0 = m->nparams;
+    double *p = realloc(m->params, (n0 + nlayers * m->K) * sizeof(double));
+    if (!p) return gmf_error(GMF_ENOMEM, "model parameters: out of memory");
+    m->params = p;
+    for (size_t l = 1; l <= nlayers; l++) { /* a (beta-marginal: frozen by --fixed-beta) */
+        add_group(m, m->ngroups, nlayers == 1 ? "a" : l == 1 ? "a1" : "a2", m->K, 0, 1);
+        m->group[m->ngroups - 1].layer = (int)l;
+        m->group[m->ngroups - 1].logits = 1;
+    }
+    memset(m->params + n0, 0, nlayers * m->K * sizeof(double));
+    m->weights = GMF_NN_WEIGHTS_LEARNED;
+    return GMF_OK;
+}
+
+int gmf_nn_model_logits_group(const gmf_nn_model *m, int layer) {
+    for (size_t g = 0; g < m->ngroups; g++)
+        if (m->group[g].logits && m->group[g].layer == layer) return (int)g;
+    return -1;
+}
+
+/* w = softmax(a) over K logits, in double (max subtracted: no overflow). */
+void gmf_nn_softmax(double *w, const double *a, size_t K) {
+    double mx = a[0], sum = 0.0;
+    for (size_t k = 1; k < K; k++)
+        if (a[k] > mx) mx = a[k];
+    for (size_t k = 0; k < K; k++)
+        sum += w[k] = exp(a[k] - mx);
+    for (size_t k = 0; k < K; k++)
+        w[k] /= sum;
 }
 
 /* ---- initializations ----------------------------------------------------------------------- */
@@ -236,6 +311,8 @@ int gmf_nn_init_gm(gmf_nn_model *m, double gamma, gmf_nn_rng *rng) {
     if (!(gamma >= 0.0) || !isfinite(gamma))
         return gmf_error(GMF_EINVAL, "GM init: gamma must be finite and >= 0 (got %g)", gamma);
     const gmf_nn_net_params_d p = gmf_nn_net_view_d(m, m->params);
+    for (int l = 0; l < 2; l++) /* learned weights start equal: a = 0 */
+        if (p.gm[l].a) memset(p.gm[l].a, 0, m->K * sizeof(double));
     switch (m->kind) {
     case GMF_NN_GM:
     case GMF_NN_GMFULL:
@@ -300,9 +377,21 @@ int gmf_nn_fc_from_gm(gmf_nn_model *fc, const gmf_nn_model *gm, gmf_nn_from_gm_m
     double *beta = f.beta, *omega = f.omega;
     const double *Vt = gm->kind == GMF_NN_GMLR ? gmf_nn_net_view_d(gm, gm->params).V : NULL;
     const size_t r = gm->rank;
-    double z[d];
+    double z[d], w[K], cdf[K];
+    const int learned = gm->weights == GMF_NN_WEIGHTS_LEARNED;
+    if (learned) { /* learned weights: k ~ w (sample), omega_k scaled by K w_k (means) */
+        gmf_nn_softmax(w, gm->params + gm->group[gmf_nn_model_logits_group(gm, 1)].off, K);
+        for (size_t k = 0; k < K; k++)
+            cdf[k] = (k ? cdf[k - 1] : 0.0) + w[k];
+    }
     for (size_t j = 0; j < m; j++) {
-        size_t k = mode == GMF_NN_FROM_GM_MEANS ? j : (size_t)gmf_nn_rng_below(rng, K);
+        size_t k = j;
+        if (mode != GMF_NN_FROM_GM_MEANS && !learned) k = (size_t)gmf_nn_rng_below(rng, K);
+        if (mode != GMF_NN_FROM_GM_MEANS && learned) { /* inverse CDF */
+            const double u = gmf_nn_rng_uniform(rng) * cdf[K - 1];
+            for (k = 0; k + 1 < K && cdf[k] <= u; k++)
+                ;
+        }
         double *b = beta + j * d;
         if (mode == GMF_NN_FROM_GM_MEANS) {
             memcpy(b, mu + k * d, d * sizeof(double)); /* beta_k = mu_k */
@@ -328,7 +417,8 @@ int gmf_nn_fc_from_gm(gmf_nn_model *fc, const gmf_nn_model *gm, gmf_nn_from_gm_m
             double acc = v[k * L + l];
             for (size_t a = 0; a < d; a++)
                 acc += U[(k * L + l) * d + a] * b[a];
-            omega[j * L + l] = acc;
+            omega[j * L + l] =
+                mode == GMF_NN_FROM_GM_MEANS && learned ? (double)K * w[k] * acc : acc;
         }
     }
     fc->fc_scale = 1.0 / (double)m;

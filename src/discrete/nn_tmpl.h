@@ -93,14 +93,22 @@ net_params FN(gmf_nn_net_view)(const gmf_nn_model *m, real *P) {
         p.V = p.gm[0].v + m->K * m->L;
         break;
     }
+    for (int l = 0; l < 2; l++) { /* learned weights: the logits, after all other blocks */
+        const int g = gmf_nn_model_logits_group(m, l + 1);
+        if (g >= 0) p.gm[l].a = P + m->group[g].off;
+    }
     return p;
 }
 
 /* Component k's blocks of a GM layer's view: mu_k (d), sigma_k (d) or C_k (d x d), U_k (L x d),
  * v_k (L). */
 static inline gm_params gm_comp(gm_params p, size_t d, size_t L, size_t k) {
-    gm_params q = {p.mu + k * d, p.sigma ? p.sigma + k * d : NULL, p.C ? p.C + k * d * d : NULL,
-                   p.U + k * L * d, p.v + k * L};
+    gm_params q = {p.mu + k * d,
+                   p.sigma ? p.sigma + k * d : NULL,
+                   p.C ? p.C + k * d * d : NULL,
+                   p.U + k * L * d,
+                   p.v + k * L,
+                   NULL};
     return q;
 }
 
@@ -133,6 +141,39 @@ static inline void sgd_update_acc(size_t n, real *restrict p, const double *rest
 }
 
 /* =============================================================================================
+ * Mixture weights (learned): w = softmax(a) and the logits' gradient.
+ * ============================================================================================= */
+
+/* *learned = (logit != NULL); with logits, w = softmax(logit) in double (as gmf_nn_softmax). */
+static void mix_weights(int *learned, double *w, const real *logit, size_t K) {
+    *learned = logit != NULL;
+    if (!logit || K == 0) return;
+    double mx = (double)logit[0], sum = 0.0;
+    for (size_t k = 1; k < K; k++)
+        if ((double)logit[k] > mx) mx = (double)logit[k];
+    for (size_t k = 0; k < K; k++)
+        sum += w[k] = exp((double)logit[k] - mx);
+    for (size_t k = 0; k < K; k++)
+        w[k] /= sum;
+}
+
+/* sum_j w_j g_j (in index order) */
+static double mix_mean(const double *w, const double *g, size_t K) {
+    double gbar = 0.0;
+    for (size_t k = 0; k < K; k++)
+        gbar += w[k] * g[k];
+    return gbar;
+}
+
+/* dL/da_k = w_k (g_k - sum_j w_j g_j): the softmax Jacobian dw_j/da_k = w_j (delta_jk - w_k)
+ * applied to g_j = dL/dw_j. */
+static void mix_logit_grad(real *dlogit, const double *w, const double *g, size_t K) {
+    const double gbar = mix_mean(w, g, K);
+    for (size_t k = 0; k < K; k++)
+        dlogit[k] = (real)(w[k] * (g[k] - gbar));
+}
+
+/* =============================================================================================
  * GM classification layer, diagonal covariance.
  *
  * Parameters through the views: gm_comp(gmf_nn_gm_view(P, d, K, L, 0), d, L, k) gives
@@ -158,6 +199,9 @@ int FN(gmf_nn_gm_cache_init)(gm_cache *c, size_t Bmax, size_t d, size_t K, size_
     c->dS2 = ralloc(Bmax * K, &fail);
     c->dmuW = ralloc(W * d, &fail);
     c->dsig2 = ralloc(K * d, &fail);
+    c->w = calloc(K ? K : 1, sizeof(double));
+    c->gw = calloc(K ? K : 1, sizeof(double));
+    if (!c->w || !c->gw) fail = 1;
     if (fail) {
         FN(gmf_nn_gm_cache_free)(c);
         return gmf_error(GMF_ENOMEM, "GM layer cache (B=%zu, d=%zu, K=%zu, L=%zu): out of memory",
@@ -169,7 +213,7 @@ int FN(gmf_nn_gm_cache_init)(gm_cache *c, size_t Bmax, size_t d, size_t K, size_
 void FN(gmf_nn_gm_cache_free)(gm_cache *c) {
     free(c->muW), free(c->sig2), free(c->a), free(c->X2), free(c->F), free(c->S2), free(c->s);
     free(c->Phi), free(c->phi), free(c->A), free(c->dF), free(c->dS2), free(c->dmuW);
-    free(c->dsig2);
+    free(c->dsig2), free(c->w), free(c->gw);
     memset(c, 0, sizeof *c);
 }
 
@@ -267,12 +311,39 @@ static void gm_reduce_rows(real *H, const gm_cache *c, size_t K, size_t L, size_
     }
 }
 
-void FN(gmf_nn_gm_forward)(real *H, gm_cache *c, const real *X, const real *P, size_t B, size_t d,
-                           size_t K, size_t L) {
+/* The same with the learned weights c->w: h_i = sum_k w_k [A_ik a_k + Phi_ik G_ik]. */
+static void gm_reduce_rows_w(real *H, const gm_cache *c, size_t K, size_t L, size_t i0, size_t i1) {
+    const size_t W = K * (L + 1);
+    for (size_t i = i0; i < i1; i++) {
+        double acc[L + 1];
+        for (size_t l = 0; l < L; l++)
+            acc[l] = 0.0;
+        for (size_t k = 0; k < K; k++) {
+            const double wk = c->w[k], A = c->A[i * K + k], Phi = c->Phi[i * K + k];
+            const real *a = c->a + k * L, *G = c->F + i * W + k * (L + 1) + 1;
+            for (size_t l = 0; l < L; l++)
+                acc[l] += wk * (A * a[l] + Phi * G[l]);
+        }
+        for (size_t l = 0; l < L; l++)
+            H[i * L + l] = (real)acc[l];
+    }
+}
+
+void FN(gmf_nn_gm_forward_w)(real *H, gm_cache *c, const real *X, const real *P, const real *logit,
+                             size_t B, size_t d, size_t K, size_t L) {
+    mix_weights(&c->learned, c->w, logit, K);
     gm_prep(c, P, d, K, L, 0, K);
     gm_square_rows(c, X, d, 0, B);
     gm_fwd_part(c, X, B, d, K, L, 0, K);
-    gm_reduce_rows(H, c, K, L, 0, B);
+    if (c->learned)
+        gm_reduce_rows_w(H, c, K, L, 0, B);
+    else
+        gm_reduce_rows(H, c, K, L, 0, B);
+}
+
+void FN(gmf_nn_gm_forward)(real *H, gm_cache *c, const real *X, const real *P, size_t B, size_t d,
+                           size_t K, size_t L) {
+    FN(gmf_nn_gm_forward_w)(H, c, X, P, NULL, B, d, K, L);
 }
 
 /* Backward, first half, for components [k0, k1): the per-(sample, component) scalars and the two
@@ -288,17 +359,22 @@ void FN(gmf_nn_gm_forward)(real *H, gm_cache *c, const real *X, const real *P, s
  *   (both terms with phi vanish when phi = 0: s == 0 or the far tail).
  * Then m_ik = x_i . mu_k, G_ik = W_k x_i, S2_ik = (x_i*x_i) . sigma_k^2 give
  *   [dmu_k; dW_k] = dF[:, k]^T X,   dsig2_k = dS2[:, k]^T (X*X). */
-static void gm_bwd_gemm(gm_cache *c, double *da, const real *dH, const real *X, size_t B, size_t d,
-                        size_t K, size_t L, size_t k0, size_t k1) {
+static void gm_bwd_gemm(gm_cache *c, double *da, const double *sc, double *gw, const real *dH,
+                        const real *X, size_t B, size_t d, size_t K, size_t L, size_t k0,
+                        size_t k1) {
     const size_t W = K * (L + 1), nk = k1 - k0;
     if (nk == 0) return;
-    const double inv = 1.0 / (double)K;
+    const double invK = 1.0 / (double)K;
+    double gk[nk];
     for (size_t e = 0; e < nk * L; e++)
         da[e] = 0.0;
+    for (size_t k = 0; k < nk; k++)
+        gk[k] = 0.0;
     for (size_t i = 0; i < B; i++) {
         const real *dh = dH + i * L;
         for (size_t k = k0; k < k1; k++) {
             const size_t ik = i * K + k;
+            const double inv = sc ? sc[k] : invK; /* component k's weight in h (1/K or w_k) */
             const real *a = c->a + k * L, *G = c->F + i * W + k * (L + 1) + 1;
             real *dG = c->dF + i * W + k * (L + 1) + 1;
             const double A = c->A[ik], Phi = c->Phi[ik], phi = c->phi[ik], s = c->s[ik];
@@ -309,6 +385,7 @@ static void gm_bwd_gemm(gm_cache *c, double *da, const real *dH, const real *X, 
                 dG[l] = (real)(inv * Phi * dh[l]); /* dL/dG_ik = Phi_ik g_i */
                 da[(k - k0) * L + l] += A * dh[l]; /* dL/da_k += A_ik g_i (times K) */
             }
+            if (gw) gk[k - k0] += A * dA + Phi * dPhi; /* dL/dw_k += dH_i . out_k(x_i) */
             dA *= inv, dPhi *= inv;
             double dm = dA * Phi, dS2 = 0.0;
             if (phi > 0.0) {
@@ -320,6 +397,9 @@ static void gm_bwd_gemm(gm_cache *c, double *da, const real *dH, const real *X, 
             c->dS2[ik] = (real)dS2;
         }
     }
+    if (gw)
+        for (size_t k = k0; k < k1; k++)
+            gw[k] = gk[k - k0];
     /* [dmu_k; dW_k] = dF[:, k]^T X                                           (nk(L+1) x d)
      * accumulated (beta = 1) into dmuW and dsig2, which gm_bwd_param1 leaves zero: OpenBLAS then
      * skips its beta pass, a separate sweep over the 200 x 784 output that zeroed it every step
@@ -373,9 +453,8 @@ static void gm_row_nograd(size_t d, real *restrict dsig2, real *restrict dmu,
  * component's parameter-derived cache
  * (gm_prep1) is refreshed for the next forward pass: one pass over the component's parameters
  * while they are in cache. */
-static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, const double *lr,
-                          size_t d, size_t K, size_t L, size_t k) {
-    const double inv = 1.0 / (double)K;
+static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, double inv,
+                          const double *lr, size_t d, size_t K, size_t L, size_t k) {
     const gm_params p = gm_comp(FN(gmf_nn_gm_view)(P, d, K, L, 0), d, L, k);
     real *dmW = c->dmuW + k * (L + 1) * d;
     const real *sig2 = c->sig2 + k * d;
@@ -385,7 +464,7 @@ static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, con
     /* where the gradient goes: dP's blocks, or (fused step) dsigma over dsig2, dv on the stack,
      * dU nowhere (gm_row_update) */
     real dv[L];
-    gm_params g = {dmu, dsig2, NULL, NULL, dv};
+    gm_params g = {dmu, dsig2, NULL, NULL, dv, NULL};
     if (!lr) g = gm_comp(FN(gmf_nn_gm_view)(dP, d, K, L, 0), d, L, k);
     const real rU = lr ? sgd_rate(lr[GMF_NN_GROUP_U]) : 0;
     for (size_t l = 0; l < L; l++) {
@@ -414,14 +493,17 @@ static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, con
     gm_prep1(c, P, d, K, L, k);
 }
 
-/* Backward for components [k0, k1) into dP (the layer API's path). */
+/* Backward for components [k0, k1) into dP (the layer API's path); with learned weights
+ * (c->learned) the components are scaled by w_k and c->gw gets dL/dw_k. */
 static void gm_bwd_part(real *dP, gm_cache *c, const real *dH, const real *X, const real *P,
                         size_t B, size_t d, size_t K, size_t L, size_t k0, size_t k1) {
     if (k1 <= k0) return;
     double da[(k1 - k0) * L];
-    gm_bwd_gemm(c, da, dH, X, B, d, K, L, k0, k1);
+    const double *sc = c->learned ? c->w : NULL;
+    gm_bwd_gemm(c, da, sc, c->learned ? c->gw : NULL, dH, X, B, d, K, L, k0, k1);
     for (size_t k = k0; k < k1; k++)
-        gm_bwd_param1((real *)P, dP, c, da + (k - k0) * L, NULL, d, K, L, k);
+        gm_bwd_param1((real *)P, dP, c, da + (k - k0) * L, sc ? sc[k] : 1.0 / (double)K, NULL, d, K,
+                      L, k);
 }
 
 /* dX = sum_k [dm_k mu_k^T + dG_k W_k] + 2 X * (dS2 sig2)  (needs gm_bwd_part for all k). */
@@ -434,10 +516,17 @@ static void gm_bwd_input(real *dX, gm_cache *c, const real *X, size_t B, size_t 
     gemm(0, 0, B, d, W, 1, c->dF, W, c->muW, d, 1, dX, d); /* m = X mu^T, G = X W^T */
 }
 
+void FN(gmf_nn_gm_backward_w)(real *dP, real *dlogit, real *dX, gm_cache *c, const real *dH,
+                              const real *X, const real *P, size_t B, size_t d, size_t K,
+                              size_t L) {
+    gm_bwd_part(dP, c, dH, X, P, B, d, K, L, 0, K);
+    if (dlogit && c->learned) mix_logit_grad(dlogit, c->w, c->gw, K);
+    if (dX) gm_bwd_input(dX, c, X, B, d, K, L);
+}
+
 void FN(gmf_nn_gm_backward)(real *dP, real *dX, gm_cache *c, const real *dH, const real *X,
                             const real *P, size_t B, size_t d, size_t K, size_t L) {
-    gm_bwd_part(dP, c, dH, X, P, B, d, K, L, 0, K);
-    if (dX) gm_bwd_input(dX, c, X, B, d, K, L);
+    FN(gmf_nn_gm_backward_w)(dP, NULL, dX, c, dH, X, P, B, d, K, L);
 }
 
 /* =============================================================================================
@@ -464,6 +553,9 @@ int FN(gmf_nn_gmfull_cache_init)(full_cache *c, size_t Bmax, size_t d, size_t K,
     c->dWc = ralloc(K * Bmax * d, &fail);
     c->dM = ralloc(Bmax * K, &fail);
     c->dS2 = ralloc(Bmax * K, &fail);
+    c->w = calloc(K ? K : 1, sizeof(double));
+    c->gw = calloc(K ? K : 1, sizeof(double));
+    if (!c->w || !c->gw) fail = 1;
     if (fail) {
         FN(gmf_nn_gmfull_cache_free)(c);
         return gmf_error(GMF_ENOMEM, "full-covariance GM layer cache: out of memory");
@@ -474,12 +566,30 @@ int FN(gmf_nn_gmfull_cache_init)(full_cache *c, size_t Bmax, size_t d, size_t K,
 void FN(gmf_nn_gmfull_cache_free)(full_cache *c) {
     free(c->a), free(c->M), free(c->Wc), free(c->Cc), free(c->G), free(c->s), free(c->Phi);
     free(c->phi), free(c->A), free(c->dG), free(c->dCc), free(c->dWc), free(c->dM);
-    free(c->dS2);
+    free(c->dS2), free(c->w), free(c->gw);
     memset(c, 0, sizeof *c);
+}
+
+/* h_i = sum_k w_k [A_ik a_k + Phi_ik G_ik] with the learned weights c->w. */
+static void gmfull_reduce_w(real *H, const full_cache *c, size_t B, size_t K, size_t L) {
+    for (size_t i = 0; i < B; i++)
+        for (size_t l = 0; l < L; l++) {
+            double acc = 0.0;
+            for (size_t k = 0; k < K; k++)
+                acc += c->w[k] * ((double)c->A[i * K + k] * c->a[k * L + l] +
+                                  (double)c->Phi[i * K + k] * c->G[(k * B + i) * L + l]);
+            H[i * L + l] = (real)acc;
+        }
 }
 
 void FN(gmf_nn_gmfull_forward)(real *H, full_cache *c, const real *X, const real *P, size_t B,
                                size_t d, size_t K, size_t L) {
+    FN(gmf_nn_gmfull_forward_w)(H, c, X, P, NULL, B, d, K, L);
+}
+
+void FN(gmf_nn_gmfull_forward_w)(real *H, full_cache *c, const real *X, const real *P,
+                                 const real *logit, size_t B, size_t d, size_t K, size_t L) {
+    mix_weights(&c->learned, c->w, logit, K);
     const gm_params p = FN(gmf_nn_gm_view)((real *)P, d, K, L, 1);
     const real *mu = p.mu, *C = p.C, *U = p.U, *v = p.v;
     for (size_t k = 0; k < K; k++)
@@ -508,6 +618,10 @@ void FN(gmf_nn_gmfull_forward)(real *H, full_cache *c, const real *X, const real
             c->A[i * K + k] = (real)p.A;
         }
     }
+    if (c->learned) {
+        gmfull_reduce_w(H, c, B, K, L);
+        return;
+    }
     const double inv = 1.0 / (double)K;
     for (size_t i = 0; i < B; i++)
         for (size_t l = 0; l < L; l++) {
@@ -526,12 +640,21 @@ void FN(gmf_nn_gmfull_forward)(real *H, full_cache *c, const real *X, const real
  *   dmu = dM^T X + U^T da,   dX = dM mu + sum_k dW_k C_k^T. */
 void FN(gmf_nn_gmfull_backward)(real *dP, real *dX, full_cache *c, const real *dH, const real *X,
                                 const real *P, size_t B, size_t d, size_t K, size_t L) {
+    FN(gmf_nn_gmfull_backward_w)(dP, NULL, dX, c, dH, X, P, B, d, K, L);
+}
+
+/* With learned weights component k's terms carry w_k instead of 1/K, and
+ * g_k = dL/dw_k = sum_i dH_i . (A_ik a_k + Phi_ik G_ik). */
+void FN(gmf_nn_gmfull_backward_w)(real *dP, real *dlogit, real *dX, full_cache *c, const real *dH,
+                                  const real *X, const real *P, size_t B, size_t d, size_t K,
+                                  size_t L) {
     const gm_params p = FN(gmf_nn_gm_view)((real *)P, d, K, L, 1);
     const gm_params g = FN(gmf_nn_gm_view)(dP, d, K, L, 1);
     const real *mu = p.mu, *C = p.C, *U = p.U;
     real *dmu = g.mu, *dC = g.C, *dU = g.U, *dv = g.v;
-    const double inv = 1.0 / (double)K;
     for (size_t k = 0; k < K; k++) {
+        const double inv = c->learned ? c->w[k] : 1.0 / (double)K;
+        double gwk = 0.0;
         const real *Ck = C + k * d * d, *Uk = U + k * L * d, *a = c->a + k * L;
         const real *Wc = c->Wc + k * B * d, *Cc = c->Cc + k * B * d, *G = c->G + k * B * L;
         real *dG = c->dG + k * B * L, *dCc = c->dCc + k * B * d, *dWc = c->dWc + k * B * d;
@@ -544,6 +667,7 @@ void FN(gmf_nn_gmfull_backward)(real *dP, real *dX, full_cache *c, const real *d
             double dA = 0.0, dPhi = 0.0;
             for (size_t l = 0; l < L; l++) {
                 const double g = inv * dH[i * L + l];
+                if (c->learned) gwk += dH[i * L + l] * (A * a[l] + Phi * G[i * L + l]);
                 dA += g * a[l];                  /* dL/dA_ik = g_i . a_k */
                 dPhi += g * G[i * L + l];        /* dL/dPhi_ik = g_i . G_ik */
                 dG[i * L + l] = (real)(Phi * g); /* dL/dG_ik = Phi_ik g_i */
@@ -557,6 +681,7 @@ void FN(gmf_nn_gmfull_backward)(real *dP, real *dX, full_cache *c, const real *d
             c->dM[ik] = (real)dm;
             c->dS2[ik] = (real)dS2;
         }
+        c->gw[k] = gwk;
         for (size_t l = 0; l < L; l++) {
             dv[k * L + l] = (real)da[l];   /* dv_k = da_k */
             for (size_t j = 0; j < d; j++) /* a_k = U_k mu_k + v_k */
@@ -581,6 +706,7 @@ void FN(gmf_nn_gmfull_backward)(real *dP, real *dX, full_cache *c, const real *d
         }
     }
     gemm(1, 0, K, d, B, 1, c->dM, K, X, d, 1, dmu, d); /* m = X mu^T: dmu += dM^T X */
+    if (dlogit && c->learned) mix_logit_grad(dlogit, c->w, c->gw, K);
     if (dX) {
         gemm(0, 0, B, d, K, 1, c->dM, K, mu, d, 0, dX, d); /* m_ik = x_i . mu_k */
         for (size_t k = 0; k < K; k++)                     /* w = C^T x: dx += C dw */
@@ -687,21 +813,18 @@ static void lr_fwd_part(lr_cache *c, const real *X, size_t B, size_t d, size_t K
     gemm(0, 1, B, nk * R, d, 1, X, d, c->E + k0 * R * d, d, 0, c->F + k0 * R, W);
     /* S2 = (X * X) (sigma^2)^T: the diagonal part of s_ik^2                        (B x nk) */
     gemm(0, 1, B, nk, d, 1, c->X2, d, c->sig2 + k0 * d, d, 0, c->S2 + k0, K);
+    /* G_k = W_k x + Q_k t: G[:, k] += T[:, k] Q_k^T (B x L; F's columns t and G are disjoint) */
+    for (size_t k = k0; k < k1; k++)
+        gemm(0, 1, B, L, r, 1, c->F + k * R + L + 1, W, c->Q + k * L * r, r, 1, c->F + k * R + 1,
+             W);
     double m[nk], s2[nk], sv[nk], Phi[nk], phi[nk], A[nk];
     for (size_t i = 0; i < B; i++) {
         for (size_t k = k0; k < k1; k++) {
-            real *G = c->F + i * W + k * R + 1;
-            const real *t = G + L, *Q = c->Q + k * L * r;
+            const real *t = c->F + i * W + k * R + L + 1;
             double tt = 0.0; /* s^2 = x' diag(sigma^2) x + |V_k^T x|^2 */
             for (size_t q = 0; q < r; q++)
                 tt += (double)t[q] * t[q];
-            for (size_t l = 0; l < L; l++) { /* G = W_k x + Q_k t */
-                double g = G[l];
-                for (size_t q = 0; q < r; q++)
-                    g += (double)Q[l * r + q] * t[q];
-                G[l] = (real)g;
-            }
-            m[k - k0] = (double)G[-1];
+            m[k - k0] = (double)c->F[i * W + k * R];
             s2[k - k0] = (double)c->S2[i * K + k] + tt;
         }
         const gmf_gauss_batch_out go = {.s = sv, .Phi = Phi, .phi = phi, .A = A};
@@ -754,14 +877,12 @@ static void lr_bwd_gemm(lr_cache *c, double *da, const real *dH, const real *X, 
     const double inv = 1.0 / (double)K;
     for (size_t e = 0; e < nk * L; e++)
         da[e] = 0.0;
-    memset(c->dQ + k0 * L * r, 0, nk * L * r * sizeof(real));
     for (size_t i = 0; i < B; i++) {
         const real *dh = dH + i * L;
         for (size_t k = k0; k < k1; k++) {
             const size_t ik = i * K + k;
             const real *a = c->a + k * L, *G = c->F + i * W + k * R + 1, *t = G + L;
-            const real *Q = c->Q + k * L * r;
-            real *dG = c->dF + i * W + k * R + 1, *dt = dG + L, *dQ = c->dQ + k * L * r;
+            real *dG = c->dF + i * W + k * R + 1, *dt = dG + L;
             const double A = c->A[ik], Phi = c->Phi[ik], phi = c->phi[ik], s = c->s[ik];
             double dA = 0.0, dPhi = 0.0;
             for (size_t l = 0; l < L; l++) {
@@ -779,15 +900,14 @@ static void lr_bwd_gemm(lr_cache *c, double *da, const real *dH, const real *X, 
             }
             c->dF[i * W + k * R] = (real)dm;
             c->dS2[ik] = (real)dS2;
-            for (size_t q = 0; q < r; q++) {
-                double acc = 2.0 * dS2 * t[q]; /* s^2 = ... + |t|^2 */
-                for (size_t l = 0; l < L; l++) {
-                    acc += (double)Q[l * r + q] * dG[l]; /* G = W x + Q t */
-                    dQ[l * r + q] += dG[l] * t[q];
-                }
-                dt[q] = (real)acc;
-            }
+            for (size_t q = 0; q < r; q++) /* s^2 = ... + |t|^2 (Q_k^T dG: below) */
+                dt[q] = (real)(2.0 * dS2 * t[q]);
         }
+    }
+    for (size_t k = k0; k < k1; k++) { /* G = W x + Q t, per component over the batch: */
+        real *dG = c->dF + k * R + 1, *dT = dG + L;
+        gemm(0, 0, B, r, L, 1, dG, W, c->Q + k * L * r, r, 1, dT, W); /* dt += Q_k^T dG */
+        gemm(1, 0, L, r, B, 1, dG, W, c->F + k * R + L + 1, W, 0, c->dQ + k * L * r, r); /* dQ */
     }
     /* [dmu_k; dW_k; dV_k^T] = dF[:, k]^T X                                       (nk R x d) */
     gemm(1, 0, nk * R, d, B, 1, c->dF + k0 * R, W, X, d, 0, c->dE + k0 * R * d, d);
@@ -840,7 +960,7 @@ static void lr_bwd_param1(real *P, real *dP, lr_cache *c, const double *dak, con
     real *dsig2 = c->dsig2 + k * d, *dUq = c->dUq + k * L * d;
     real *dmu = c->dE + k * R * d; /* dmu_k = sum_i dm_ik x_i (dE's row 0) + U_k^T da_k */
     real dv[L];
-    gm_params g = {dmu, dsig2, NULL, NULL, dv}; /* the step: dsigma over dsig2, dU nowhere */
+    gm_params g = {dmu, dsig2, NULL, NULL, dv, NULL}; /* the step: dsigma over dsig2, dU nowhere */
     if (!lr) g = gm_comp(FN(gmf_nn_gm_view)(dP, d, K, L, 0), d, L, k);
     memcpy(gV, dE + (L + 1) * d, r * d * sizeof(real)); /* dV_k^T = sum_i dt_ik x_i^T ... */
     gemm(1, 0, r, d, L, 1, dQ, r, p.U, d, 1, gV, d);    /* ... + (U_k^T dQ)^T */
@@ -1101,6 +1221,11 @@ void FN(gmf_nn_ws_store)(ws_t *ws) {
         ws->m->params[j] = (double)ws->P[j];
 }
 
+void FN(gmf_nn_ws_set_weight_rule)(ws_t *ws, gmf_nn_wgeom geom, int per_mass) {
+    ws->wgeom = geom;
+    ws->per_mass = per_mass != 0;
+}
+
 /* ---- the GM kind on the pool: thread t owns components [k0, k1) and rows [i0, i1) -----------
  * The parameter-derived cache (sig2, muW, a) stays valid across calls while P changes only
  * through the fused SGD step, which refreshes it per component right after updating it. */
@@ -1168,12 +1293,16 @@ static void gm_job_run(void *vctx, int t, int nt) {
     gmf_nn_split(K, t, nt, &k0, &k1);
     gmf_nn_split(B, t, nt, &i0, &i1);
     if (!ws->prep_valid) gm_prep(c, ws->P, d, K, L, k0, k1);
+    if (t == 0) mix_weights(&c->learned, c->w, FN(gmf_nn_net_view)(m, ws->P).gm[0].a, K);
     if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
     gm_square_rows(c, j->X, d, i0, i1);
     gmf_nn_pool_barrier(ws->pool);
     gm_fwd_part(c, j->X, B, d, K, L, k0, k1);
     gmf_nn_pool_barrier(ws->pool);
-    gm_reduce_rows(j->H, c, K, L, i0, i1);
+    if (c->learned)
+        gm_reduce_rows_w(j->H, c, K, L, i0, i1);
+    else
+        gm_reduce_rows(j->H, c, K, L, i0, i1);
     if (j->mode == 0) return;
     FN(gmf_nn_refloss)
     (ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
@@ -1185,10 +1314,13 @@ static void gm_job_run(void *vctx, int t, int nt) {
     if (t == 0) j->loss = loss;
     if (!isfinite(loss) || k1 <= k0) return;
     double da[(k1 - k0) * L];
-    gm_bwd_gemm(c, da, ws->dH, j->X, B, d, K, L, k0, k1);
+    /* learned weights: component k's share is w_k (the gradient); the per-mass SGD step uses
+     * 1/K instead, i.e. the rate lr / (K w_k) on the gradient (docs/TRAINING.md) */
+    const double *sc = c->learned && !(j->mode == 2 && ws->per_mass) ? c->w : NULL;
+    gm_bwd_gemm(c, da, sc, c->learned ? c->gw : NULL, ws->dH, j->X, B, d, K, L, k0, k1);
     for (size_t k = k0; k < k1; k++)
         gm_bwd_param1(ws->P, j->mode == 2 ? NULL : ws->dP, c, da + (k - k0) * L,
-                      j->mode == 2 ? j->lr : NULL, d, K, L, k);
+                      sc ? sc[k] : 1.0 / (double)K, j->mode == 2 ? j->lr : NULL, d, K, L, k);
     if (j->mode == 1 && j->accumulate) { /* this thread's components of every block */
         const gm_params g = gm_comp(FN(gmf_nn_gm_view)(ws->dP, d, K, L, 0), d, L, k0);
         const gmf_nn_gm_params_d a = gmf_nn_gm_view_d(ws->gacc, d, K, L, 0);
@@ -1206,6 +1338,36 @@ static void blas_threads(const ws_t *ws) {
     gmf_nn_blas_threads(ws->m->kind == GMF_NN_GM || ws->m->kind == GMF_NN_GMLR ? 1 : ws->nthreads);
 }
 
+/* After a job of mode 1 or 2 with learned weights and a finite loss (the threads have left
+ * g_k = dL/dw_k in gm1.gw): the logits' gradient w_k (g_k - gbar) into dP (and gacc), or their
+ * SGD step -- euclid: a -= lr w_k (g_k - gbar); fr: a -= lr (g_k - gbar). */
+static void gm_logits_finish(ws_t *ws, const gm_job *j) {
+    const gm_cache *c = &ws->gm1;
+    const int g = gmf_nn_model_logits_group(ws->m, 1);
+    if (!c->learned || j->mode == 0 || !isfinite(j->loss) || g < 0) return;
+    const size_t K = ws->m->K, off = ws->m->group[g].off;
+    if (j->mode == 1) {
+        mix_logit_grad(ws->dP + off, c->w, c->gw, K);
+        if (j->accumulate) acc_add(ws->gacc + off, ws->dP + off, K);
+        return;
+    }
+    const real r = sgd_rate(j->lr[g]);
+    if (r == 0) return;
+    const double gbar = mix_mean(c->w, c->gw, K);
+    real *a = ws->P + off;
+    for (size_t k = 0; k < K; k++) {
+        const double fr = c->gw[k] - gbar;
+        a[k] = sgd_step1(a[k], (real)(ws->wgeom == GMF_NN_WGEOM_FR ? fr : c->w[k] * fr), r);
+    }
+}
+
+/* Run job j on the pool, then the logits' part (learned weights). */
+static void gm_run(ws_t *ws, gm_job *j) {
+    gmf_nn_pool_run(ws->pool, gm_job_run, j);
+    gm_logits_finish(ws, j);
+    ws->prep_valid = 1; /* prepared by the job, and refreshed by a step's updates */
+}
+
 static double gm_pool_run(ws_t *ws, real *H, const real *X, const uint8_t *y, size_t B, int mode,
                           int accumulate, double dscale, const double *lr) {
     gm_job j = {.ws = ws,
@@ -1218,8 +1380,7 @@ static double gm_pool_run(ws_t *ws, real *H, const real *X, const uint8_t *y, si
                 .dscale = dscale,
                 .lr = lr,
                 .loss = 0.0};
-    gmf_nn_pool_run(ws->pool, gm_job_run, &j);
-    ws->prep_valid = 1; /* prepared by the job, and refreshed by a step's updates */
+    gm_run(ws, &j);
     return j.loss;
 }
 
@@ -1279,16 +1440,17 @@ void FN(gmf_nn_forward)(real *H, ws_t *ws, const real *X, size_t B) {
         break;
     }
     case GMF_NN_GMFULL:
-        FN(gmf_nn_gmfull_forward)(H, &ws->full, X, P, B, m->d, m->K, m->L);
+        FN(gmf_nn_gmfull_forward_w)
+        (H, &ws->full, X, P, FN(gmf_nn_net_view)(m, ws->P).gm[0].a, B, m->d, m->K, m->L);
         break;
     case GMF_NN_FC:
         FN(gmf_nn_fc_forward)(H, &ws->fc, X, P, (real)m->fc_scale, B, m->d, m->width, m->L);
         break;
     case GMF_NN_GMSTACK: {
         const net_params p = FN(gmf_nn_net_view)(m, ws->P);
-        FN(gmf_nn_gm_forward)(ws->Z1, &ws->gm1, X, p.gm[0].mu, B, m->d, m->K, m->Lmid);
+        FN(gmf_nn_gm_forward_w)(ws->Z1, &ws->gm1, X, p.gm[0].mu, p.gm[0].a, B, m->d, m->K, m->Lmid);
         FN(gmf_nn_unitnorm_forward)(ws->Y1, ws->nrm, ws->Z1, B, m->Lmid);
-        FN(gmf_nn_gm_forward)(H, &ws->gm2, ws->Y1, p.gm[1].mu, B, m->Lmid, m->K, m->L);
+        FN(gmf_nn_gm_forward_w)(H, &ws->gm2, ws->Y1, p.gm[1].mu, p.gm[1].a, B, m->Lmid, m->K, m->L);
         break;
     }
     }
@@ -1303,7 +1465,9 @@ static void net_backward(ws_t *ws, real *dP, const real *X, size_t B) {
     case GMF_NN_GMLR:
         break;
     case GMF_NN_GMFULL:
-        FN(gmf_nn_gmfull_backward)(dP, NULL, &ws->full, ws->dH, X, P, B, m->d, m->K, m->L);
+        FN(gmf_nn_gmfull_backward_w)
+        (dP, FN(gmf_nn_net_view)(m, dP).gm[0].a, NULL, &ws->full, ws->dH, X, P, B, m->d, m->K,
+         m->L);
         break;
     case GMF_NN_FC:
         FN(gmf_nn_fc_backward)
@@ -1312,11 +1476,12 @@ static void net_backward(ws_t *ws, real *dP, const real *X, size_t B) {
     case GMF_NN_GMSTACK: {
         const net_params p = FN(gmf_nn_net_view)(m, ws->P), g = FN(gmf_nn_net_view)(m, dP);
         /* layer 2 (input Y1), then the normalization, then layer 1 */
-        FN(gmf_nn_gm_backward)
-        (g.gm[1].mu, ws->dY1, &ws->gm2, ws->dH, ws->Y1, p.gm[1].mu, B, m->Lmid, m->K, m->L);
+        FN(gmf_nn_gm_backward_w)
+        (g.gm[1].mu, g.gm[1].a, ws->dY1, &ws->gm2, ws->dH, ws->Y1, p.gm[1].mu, B, m->Lmid, m->K,
+         m->L);
         FN(gmf_nn_unitnorm_backward)(ws->dZ1, ws->dY1, ws->Y1, ws->nrm, B, m->Lmid);
-        FN(gmf_nn_gm_backward)
-        (g.gm[0].mu, NULL, &ws->gm1, ws->dZ1, X, p.gm[0].mu, B, m->d, m->K, m->Lmid);
+        FN(gmf_nn_gm_backward_w)
+        (g.gm[0].mu, g.gm[0].a, NULL, &ws->gm1, ws->dZ1, X, p.gm[0].mu, B, m->d, m->K, m->Lmid);
         break;
     }
     }
@@ -1342,11 +1507,53 @@ double FN(gmf_nn_loss_grad)(ws_t *ws, const real *X, const uint8_t *y, size_t B,
     return loss;
 }
 
+/* The learned weights w = softmax(a) of GM layer `layer` at P (NULL: fixed weights), formed
+ * into the layer's cache: the values of the forward pass that gave the gradient, since P has not
+ * changed since (also on an MPI rank that had no rows of the batch and ran no forward pass). */
+static const double *layer_weights(ws_t *ws, int layer) {
+    const gmf_nn_model *m = ws->m;
+    if (m->weights != GMF_NN_WEIGHTS_LEARNED) return NULL;
+    const real *logit = FN(gmf_nn_net_view)(m, ws->P).gm[layer == 2].a;
+    int *learned = m->kind == GMF_NN_GMFULL ? &ws->full.learned
+                   : layer == 2             ? &ws->gm2.learned
+                                            : &ws->gm1.learned;
+    double *w = m->kind == GMF_NN_GMFULL ? ws->full.w : layer == 2 ? ws->gm2.w : ws->gm1.w;
+    mix_weights(learned, w, logit, m->K);
+    return logit ? w : NULL;
+}
+
+/* Group g's update with a per-component rate lr s_k, s_k = 1 / w_k (the fr step of the logits:
+ * dL/da_k / w_k = g_k - gbar) or 1 / (K w_k) (per-mass transport); a component of weight 0 (an
+ * underflow of exp) is left unchanged (its gradient is 0). */
+static void sgd_apply_scaled(ws_t *ws, const gmf_nn_group *gr, double lr, const double *w,
+                             int from_acc) {
+    const size_t K = ws->m->K, nk = gr->n / K;
+    for (size_t k = 0; k < K; k++) {
+        if (!(w[k] > 0.0)) continue;
+        const double rk = lr / (gr->logits ? w[k] : (double)K * w[k]);
+        const size_t off = gr->off + k * nk;
+        if (from_acc)
+            sgd_update_acc(nk, ws->P + off, ws->gacc + off, rk);
+        else
+            sgd_update(nk, ws->P + off, ws->dP + off, rk);
+    }
+}
+
 void FN(gmf_nn_sgd_apply)(ws_t *ws, const double *lr, int from_acc) {
     const gmf_nn_model *m = ws->m;
+    const int fr = ws->wgeom == GMF_NN_WGEOM_FR;
+    const double *wl[2] = {NULL, NULL}; /* the weights at P, before any group is updated */
+    if (m->weights == GMF_NN_WEIGHTS_LEARNED && (fr || ws->per_mass))
+        for (int l = 1; l <= 2; l++)
+            if (gmf_nn_model_logits_group(m, l) >= 0) wl[l - 1] = layer_weights(ws, l);
     for (size_t g = 0; g < m->ngroups; g++) {
         const size_t off = m->group[g].off, n = m->group[g].n;
-        if (from_acc)
+        const gmf_nn_group *gr = &m->group[g];
+        const int scaled = gr->logits ? fr : ws->per_mass;
+        const double *w = scaled && gr->layer >= 1 && gr->layer <= 2 ? wl[gr->layer - 1] : NULL;
+        if (w && lr[g] != 0.0)
+            sgd_apply_scaled(ws, gr, lr[g], w, from_acc);
+        else if (from_acc)
             sgd_update_acc(n, ws->P + off, ws->gacc + off, lr[g]);
         else
             sgd_update(n, ws->P + off, ws->dP + off, lr[g]);
@@ -1375,8 +1582,7 @@ static double sgd_step_ds(ws_t *ws, const gmf_dataset *ds, const size_t *idx, si
                 .src = ds,
                 .idx = idx};
     if (m->kind == GMF_NN_GMLR) return lr_pool_run(&j) / (double)B;
-    gmf_nn_pool_run(ws->pool, gm_job_run, &j);
-    ws->prep_valid = 1;
+    gm_run(ws, &j);
     return j.loss / (double)B;
 }
 
@@ -1440,6 +1646,9 @@ static double ops_loss_grad(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, 
 static void ops_sgd_apply(gmf_nn_ws_any *ws, const double *lr, int from_acc) {
     FN(gmf_nn_sgd_apply)((ws_t *)ws, lr, from_acc);
 }
+static void ops_set_weight_rule(gmf_nn_ws_any *ws, gmf_nn_wgeom geom, int per_mass) {
+    FN(gmf_nn_ws_set_weight_rule)((ws_t *)ws, geom, per_mass);
+}
 static void ops_clear_acc(gmf_nn_ws_any *ws) {
     ws_t *w = (ws_t *)ws;
     memset(w->gacc, 0, w->m->nparams * sizeof(double));
@@ -1465,4 +1674,5 @@ const gmf_nn_ops FN(gmf_nn_ops) = {.precision = (int)(8 * sizeof(real)),
                                    .loss_grad = ops_loss_grad,
                                    .sgd_apply = ops_sgd_apply,
                                    .clear_acc = ops_clear_acc,
+                                   .set_weight_rule = ops_set_weight_rule,
                                    .evaluate = ops_evaluate};

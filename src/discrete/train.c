@@ -38,7 +38,14 @@ gmf_train_opts gmf_train_defaults(void) {
     o.eval_batch = 500;
     o.diverge_growth = 1e3;
     o.diverge_patience = 2;
+    o.lr_weights = -1.0;
     return o;
+}
+
+/* The logits' learning rate (learned weights): --lr-weights, or automatic (train.h). */
+static double lr_weights_of(const gmf_nn_model *m, const gmf_train_opts *o) {
+    if (o->lr_weights >= 0) return o->lr_weights;
+    return o->weights_geometry == GMF_NN_WGEOM_FR ? o->lr / (double)m->K : o->lr;
 }
 
 double gmf_train_lr_lowrank(const gmf_train_opts *o) {
@@ -48,6 +55,7 @@ double gmf_train_lr_lowrank(const gmf_train_opts *o) {
 void gmf_train_group_lr(const gmf_nn_model *m, const gmf_train_opts *o, double *lr) {
     for (size_t g = 0; g < m->ngroups; g++) {
         lr[g] = m->group[g].sigma ? o->lr_sigma : o->lr;
+        if (m->group[g].logits) lr[g] = lr_weights_of(m, o); /* learned mixture weights */
         if (m->kind == GMF_NN_GMLR && g == GMF_NN_GROUP_LOWRANK) lr[g] = gmf_train_lr_lowrank(o);
         if (m->group[g].layer == 2) lr[g] *= o->lr2_scale;
         if (o->fixed_beta && m->group[g].beta) lr[g] = 0.0;
@@ -85,8 +93,12 @@ int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
     if (o->precision != 32 && o->precision != 64)
         return gmf_error(GMF_EINVAL, "trainer: precision must be 32 or 64 (got %d)", o->precision);
     if (!(o->lr >= 0) || !(o->lr_sigma >= 0) || !isfinite(o->lr) || !isfinite(o->lr_sigma) ||
-        !(o->lr2_scale >= 0) || !isfinite(o->lr2_scale) || !isfinite(o->lr_lowrank))
+        !(o->lr2_scale >= 0) || !isfinite(o->lr2_scale) || !isfinite(o->lr_weights) ||
+        !isfinite(o->lr_lowrank))
         return gmf_error(GMF_EINVAL, "trainer: learning rates must be finite and >= 0");
+    if ((unsigned)o->weights_geometry > GMF_NN_WGEOM_FR)
+        return gmf_error(GMF_EINVAL, "trainer: unknown weights geometry %d",
+                         (int)o->weights_geometry);
     if (o->threads < 1 || o->threads > 256)
         return gmf_error(GMF_EINVAL, "trainer: threads must be in 1..256 (got %d)", o->threads);
     gmf_train *t = gmf_calloc(1, sizeof *t, "trainer");
@@ -103,6 +115,7 @@ int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
         free(t);
         return rc;
     }
+    t->ops->set_weight_rule(&t->ws, o->weights_geometry, o->per_mass);
     t->Xb = gmf_calloc(t->Bmax * m->d, t->ops->real_size, "batch");
     t->yb = gmf_calloc(t->Bmax, 1, "batch labels");
     if (!t->Xb || !t->yb) {
@@ -481,6 +494,28 @@ static int ck_run_record(const char *path, const unsigned char *buf, size_t len,
     return GMF_OK;
 }
 
+/* Learned mixture weights, from a checkpoint header's parameter count: K logits per GM layer
+ * after the fixed-weight parameters (the header has no field for them: old files still read). */
+static gmf_nn_weights ck_weights(const gmf_nn_model *ck, uint64_t np) {
+    uint64_t n0 = 0, nl = 1;
+    switch (ck->kind) {
+    case GMF_NN_GM:
+        n0 = gmf_nn_gm_nparams(ck->d, ck->K, ck->L);
+        break;
+    case GMF_NN_GMFULL:
+        n0 = gmf_nn_gmfull_nparams(ck->d, ck->K, ck->L);
+        break;
+    case GMF_NN_GMSTACK:
+        n0 = gmf_nn_gm_nparams(ck->d, ck->K, ck->Lmid) + gmf_nn_gm_nparams(ck->Lmid, ck->K, ck->L);
+        nl = 2;
+        break;
+    default:
+        return GMF_NN_WEIGHTS_FIXED;
+    }
+    return ck->K && np > n0 && np - n0 == nl * ck->K ? GMF_NN_WEIGHTS_LEARNED
+                                                     : GMF_NN_WEIGHTS_FIXED;
+}
+
 int gmf_train_load_checkpoint_run(const char *path, gmf_nn_model *m, uint64_t *epoch,
                                   uint64_t *seed, char **run) {
     if (run) *run = NULL;
@@ -519,10 +554,11 @@ int gmf_train_load_checkpoint_run(const char *path, gmf_nn_model *m, uint64_t *e
     ck.fc_scale = get_f64(&p);
     if (ck.kind == GMF_NN_GMLR) ck.rank = ck.width, ck.width = 0;
     const uint64_t np = get_u64(&p), ep = get_u64(&p), sd = get_u64(&p);
+    ck.weights = ck_weights(&ck, np);
     gmf_nn_model_describe(&ck, got, sizeof got);
     if (ck.kind != m->kind || ck.d != m->d || ck.L != m->L || ck.K != m->K ||
-        ck.width != m->width || ck.rank != m->rank || ck.Lmid != m->Lmid ||
-        (m->kind == GMF_NN_FC && ck.fc_scale != m->fc_scale)) {
+        ck.width != m->width || ck.Lmid != m->Lmid || ck.rank != m->rank ||
+        ck.weights != m->weights || (m->kind == GMF_NN_FC && ck.fc_scale != m->fc_scale)) {
         rc = gmf_error(GMF_EFORMAT, "checkpoint %s holds model '%s', not the requested '%s'", path,
                        got, want);
         goto out;
@@ -671,6 +707,12 @@ int gmf_train_run_record(char *buf, size_t size, const gmf_nn_spec *spec, const 
     rec_put(&r, "seed", "%llu", (unsigned long long)o->seed);
     rec_put(&r, "threads", "%d", o->threads);
     rec_put(&r, "precision", "%d", o->precision);
+    if (m->weights == GMF_NN_WEIGHTS_LEARNED) { /* only then: fixed-weight records unchanged */
+        rec_put(&r, "weights", "\"%s\"", gmf_nn_weights_name(m->weights));
+        rec_put(&r, "weights_geometry", "\"%s\"", gmf_nn_wgeom_name(o->weights_geometry));
+        rec_put(&r, "lr_weights", "%s", num(nb, sizeof nb, lr_weights_of(m, o)));
+        rec_put(&r, "transport_lr", "\"%s\"", o->per_mass ? "per-mass" : "plain");
+    }
     if (spec->kind == GMF_NN_GMLR) { /* only for this kind: older records stay comparable */
         rec_put(&r, "rank", "%zu", spec->rank);
         rec_put(&r, "lowrank_init", "%s", num(nb, sizeof nb, spec->lowrank_init));
@@ -759,6 +801,10 @@ size_t gmf_train_group_shape(const gmf_nn_model *m, size_t g, size_t shape[3]) {
     const size_t din = second ? m->Lmid : m->d;
     const size_t lout = m->kind == GMF_NN_GMSTACK && !second ? m->Lmid : m->L;
     const size_t id = g % GMF_NN_GM_NGROUPS; /* the group within its layer */
+    if (gr->logits) {                        /* a (K,): mixture-weight logits */
+        shape[0] = m->K;
+        return 1;
+    }
     if (m->kind == GMF_NN_GMLR && g == GMF_NN_GROUP_LOWRANK) {
         shape[0] = m->K, shape[1] = m->rank, shape[2] = m->d; /* V: row q = column q of V_k */
         return 3;
@@ -834,5 +880,10 @@ int gmf_train_checkpoint_model(const char *path, gmf_nn_model *m) {
         return gmf_error(GMF_EFORMAT, "checkpoint %s: %s", path, why);
     }
     if (kind == GMF_NN_FC) m->fc_scale = fc_scale;
+    if (ck_weights(m, np) == GMF_NN_WEIGHTS_LEARNED &&
+        (rc = gmf_nn_model_set_weights(m, GMF_NN_WEIGHTS_LEARNED))) {
+        gmf_nn_model_free(m);
+        return rc;
+    }
     return GMF_OK;
 }
