@@ -34,36 +34,11 @@ static tu_worst worst;
 
 /* ---- central differences (as test_nn_grad.c) ---------------------------------------------- */
 
-typedef double (*objective)(void *ctx);
+typedef tu_objective objective;
 
 static double check_fd(const char *what, double *v, size_t n, const double *g, objective f,
                        void *ctx, double scale, const unsigned char *skip) {
-    double maxfd = 0.0, maxdiff = 0.0;
-    size_t worst_e = 0;
-    double *fd = tu_xmalloc(n * sizeof *fd);
-    for (size_t e = 0; e < n; e++) {
-        if (skip && skip[e]) {
-            fd[e] = g[e];
-            continue;
-        }
-        const double p = v[e], h = 1e-6 * (fabs(p) > scale ? fabs(p) : scale);
-        v[e] = p + h;
-        const double fp = f(ctx);
-        v[e] = p - h;
-        const double fm = f(ctx);
-        v[e] = p;
-        fd[e] = (fp - fm) / (2 * h);
-        if (fabs(fd[e]) > maxfd) maxfd = fabs(fd[e]);
-        if (!(fabs(g[e] - fd[e]) <= maxdiff)) maxdiff = fabs(g[e] - fd[e]), worst_e = e;
-    }
-    const double err = maxdiff / (maxfd > 1e-8 ? maxfd : 1e-8);
-    CHECK(err <= TOL, "%s: finite-difference error %.3g (entry %zu: analytic %.10g, fd %.10g)",
-          what, err, worst_e, g[worst_e], fd[worst_e]);
-    CHECK(tu_all_finite(g, n), "%s: gradient has non-finite entries", what);
-    tu_worst_update(&worst, err, "%s", what);
-    printf("  %-52s n=%-5zu max|fd|=%-10.3g err=%.2e\n", what, n, maxfd, err);
-    free(fd);
-    return err;
+    return tu_check_fd(what, v, n, g, f, ctx, scale, 0.0, skip, TOL, &worst);
 }
 
 /* ---- the layer ------------------------------------------------------------------------------ */

@@ -349,4 +349,43 @@ static inline int tu_psd_factor(size_t n, const double *S, double *L) {
     return 1;
 }
 
+/* ---------------------------------------------------------------- finite differences */
+
+typedef double (*tu_objective)(void *ctx);
+
+/* g (analytic) against central differences of f over v[0..n): step h = 1e-6 max(|v_e|, scale),
+ * or hfix when hfix > 0; entries with skip[e] set are not differenced.  CHECKs that the largest
+ * |g - fd| relative to max(max|fd|, 1e-8) is <= tol and that g is finite, records the error in
+ * *w, prints a line and returns the error.  v is restored entry by entry. */
+static inline double tu_check_fd(const char *what, double *v, size_t n, const double *g,
+                                 tu_objective f, void *ctx, double scale, double hfix,
+                                 const unsigned char *skip, double tol, tu_worst *w) {
+    double maxfd = 0.0, maxdiff = 0.0;
+    size_t worst_e = 0;
+    double *fd = tu_xmalloc(n * sizeof *fd);
+    for (size_t e = 0; e < n; e++) {
+        if (skip && skip[e]) {
+            fd[e] = g[e];
+            continue;
+        }
+        const double p = v[e], h = hfix > 0 ? hfix : 1e-6 * (fabs(p) > scale ? fabs(p) : scale);
+        v[e] = p + h;
+        const double fp = f(ctx);
+        v[e] = p - h;
+        const double fm = f(ctx);
+        v[e] = p;
+        fd[e] = (fp - fm) / (2 * h);
+        if (fabs(fd[e]) > maxfd) maxfd = fabs(fd[e]);
+        if (!(fabs(g[e] - fd[e]) <= maxdiff)) maxdiff = fabs(g[e] - fd[e]), worst_e = e;
+    }
+    const double err = maxdiff / (maxfd > 1e-8 ? maxfd : 1e-8);
+    CHECK(err <= tol, "%s: finite-difference error %.3g (entry %zu: analytic %.10g, fd %.10g)",
+          what, err, worst_e, g[worst_e], fd[worst_e]);
+    CHECK(tu_all_finite(g, n), "%s: gradient has non-finite entries", what);
+    tu_worst_update(w, err, "%s", what);
+    printf("  %-52s n=%-5zu max|fd|=%-10.3g err=%.2e\n", what, n, maxfd, err);
+    free(fd);
+    return err;
+}
+
 #endif
