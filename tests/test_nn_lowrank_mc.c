@@ -50,23 +50,8 @@ static void mc_case(const char *tag, size_t B, size_t d, size_t K, size_t L, siz
                     b += V[(k * r + q) * d + a] * zr[q];
                 beta[a] = b;
             }
-            for (size_t l = 0; l < L; l++) {
-                double acc = v[k * L + l];
-                for (size_t a = 0; a < d; a++)
-                    acc += U[(k * L + l) * d + a] * beta[a];
-                omega[l] = acc;
-            }
-            for (size_t i = 0; i < B; i++) {
-                double y = 0.0;
-                for (size_t a = 0; a < d; a++)
-                    y += beta[a] * X[i * d + a];
-                if (y <= 0) continue;
-                for (size_t l = 0; l < L; l++) {
-                    const double f = omega[l] * y;
-                    sum[(k * B + i) * L + l] += f;
-                    sum2[(k * B + i) * L + l] += f * f;
-                }
-            }
+            tu_mc_neuron_add(beta, U + k * L * d, v + k * L, X, B, d, L, omega, sum + k * B * L,
+                             sum2 + k * B * L);
         }
     for (size_t i = 0; i < B; i++)
         for (size_t l = 0; l < L; l++) {

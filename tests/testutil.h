@@ -349,6 +349,34 @@ static inline int tu_psd_factor(size_t n, const double *S, double *L) {
     return 1;
 }
 
+/* ---------------------------------------------------------------- Monte Carlo of a GM layer */
+
+/* One sampled neuron of GM component k, summed into the Monte Carlo estimate of its term of the
+ * layer (eq. (5)): omega = U_k beta + v_k (U_k: L x d, v_k: L), and for each of the B rows x_i of
+ * X (B x d) with y = beta . x_i > 0, f = omega_l y is added to sum[i L + l] and f^2 to
+ * sum2[i L + l] (sum, sum2: component k's B x L blocks).  omega: L scratch entries. */
+static inline void tu_mc_neuron_add(const double *beta, const double *Uk, const double *vk,
+                                    const double *X, size_t B, size_t d, size_t L, double *omega,
+                                    double *sum, double *sum2) {
+    for (size_t l = 0; l < L; l++) {
+        double acc = vk[l];
+        for (size_t a = 0; a < d; a++)
+            acc += Uk[l * d + a] * beta[a];
+        omega[l] = acc;
+    }
+    for (size_t i = 0; i < B; i++) {
+        double y = 0.0;
+        for (size_t a = 0; a < d; a++)
+            y += beta[a] * X[i * d + a];
+        if (y <= 0) continue;
+        for (size_t l = 0; l < L; l++) {
+            const double f = omega[l] * y;
+            sum[i * L + l] += f;
+            sum2[i * L + l] += f * f;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- finite differences */
 
 typedef double (*tu_objective)(void *ctx);
