@@ -158,6 +158,7 @@ typedef struct options {
     size_t snapshot_every;
     size_t mc[MAX_MC], nmc, mc_repeats;
     const char *cov;           /* --cov as given, or NULL */
+    gmf_nn_kind cov_kind;      /* the kind --cov names */
     int rank_set, lr_init_set; /* --rank, --lowrank-init given */
     int argc;
     char **argv;
@@ -304,11 +305,17 @@ static int model_option(options *o, int c, const char *arg) {
                    : 0;
     case O_GAMMA:
         return rate_opt("--gamma", arg, &o->spec.gamma);
-    case O_COV:
-        if (strcmp(arg, "diag") && strcmp(arg, "lowrank") && strcmp(arg, "full"))
-            return usage_error("--cov: expected diag, lowrank or full (got '%s')", arg);
-        o->cov = arg;
-        return 0;
+    case O_COV: {
+        static const gmf_nn_kind kinds[] = {GMF_NN_GM, GMF_NN_GMLR, GMF_NN_GMFULL};
+        static const char *const names[] = {"diag", "lowrank", "full"};
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(arg, names[i])) {
+                o->cov = arg;
+                o->cov_kind = kinds[i];
+                return 0;
+            }
+        return usage_error("--cov: expected diag, lowrank or full (got '%s')", arg);
+    }
     case O_RANK:
         o->rank_set = 1;
         return size_opt("--rank", arg, 1, 100000, &o->spec.rank);
@@ -442,15 +449,12 @@ static void default_options(options *o, int argc, char **argv) {
 /* --cov on --model gm (gm-full and gm-lowrank are --cov full and lowrank by another name), and
  * the low-rank options only with it; 0 or 2 (after the message). */
 static int resolve_cov(options *o) {
-    static const gmf_nn_kind of[] = {GMF_NN_GM, GMF_NN_GMLR, GMF_NN_GMFULL};
-    static const char *const names[] = {"diag", "lowrank", "full"};
     gmf_nn_kind *kind = &o->spec.kind;
-    for (int c = 0; o->cov && c < 3; c++) {
-        if (strcmp(o->cov, names[c])) continue;
-        if (*kind != GMF_NN_GM && *kind != of[c])
+    if (o->cov) {
+        if (*kind != GMF_NN_GM && *kind != o->cov_kind)
             return usage_error("--cov %s conflicts with --model %s (--cov applies to --model gm)",
                                o->cov, gmf_nn_kind_name(*kind));
-        *kind = of[c];
+        *kind = o->cov_kind;
     }
     if (*kind != GMF_NN_GMLR && (o->rank_set || o->lr_init_set || o->t.lr_lowrank >= 0))
         return usage_error("%s applies to --cov lowrank only", o->rank_set      ? "--rank"
