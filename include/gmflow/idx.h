@@ -24,6 +24,13 @@ int gmf_idx_read_images(const char *path, gmf_idx_images *out);
 int gmf_idx_read_labels(const char *path, size_t *count, uint8_t **labels);
 void gmf_idx_images_free(gmf_idx_images *im);
 
+/* How .gz payloads are decompressed: "libdeflate" (the whole file at once; anything libdeflate
+ * does not accept -- a corrupt or truncated stream, a size other than the header's -- is read
+ * again by zlib, whose error is reported), or "zlib" (streaming inflate: a build without
+ * libdeflate, or GMFLOW_IDX_INFLATE=zlib in the environment); "libdeflate-only" with
+ * GMFLOW_IDX_INFLATE=libdeflate-only (no zlib retry; for tests).  Both give the same bytes. */
+const char *gmf_idx_gz_inflater(void);
+
 /* A classification data set in memory: n samples of dimension d (float, row-major), labels. */
 typedef struct gmf_dataset {
     size_t n, d;

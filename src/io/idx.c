@@ -38,12 +38,18 @@
 #endif
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
+#ifdef GMFLOW_HAVE_LIBDEFLATE
+#include <libdeflate.h>
+#endif
 
 enum { IDX_MAGIC_IMAGES = 2051, IDX_MAGIC_LABELS = 2049, IDX_TYPE_UBYTE = 0x08 };
 enum { IDX_INBUF = 1 << 16 };
 #define IDX_PREALLOC_MAX ((size_t)1 << 30)
 #define IDX_GZ_RATIO     ((size_t)64)
+#define IDX_WHOLE_MAX    ((size_t)1 << 30) /* largest .gz read whole for libdeflate */
+enum { IDX_FALLBACK = 1 };                 /* gz_whole: use the streaming path instead */
 
 /* ---- a byte source: raw file or (multi-member) gzip stream ----------------------------- */
 
@@ -253,6 +259,147 @@ static int idx_check_gz_size(idx_src *s, size_t total, size_t hlen, const char *
     return GMF_OK;
 }
 
+/* ---- whole-file gzip with libdeflate ---------------------------------------------------- */
+
+/* Which inflater reads .gz payloads: 2 = libdeflate with zlib as the fallback (the default
+ * when built with libdeflate), 1 = libdeflate alone (GMFLOW_IDX_INFLATE=libdeflate-only: a
+ * failure is reported, not retried with zlib), 0 = zlib's streaming inflate (a build without
+ * libdeflate, or GMFLOW_IDX_INFLATE=zlib).  The environment switch is for the tests, which
+ * compare the paths in one binary. */
+static int idx_inflater(void) {
+#ifdef GMFLOW_HAVE_LIBDEFLATE
+    const char *e = getenv("GMFLOW_IDX_INFLATE");
+    if (e && strcmp(e, "zlib") == 0) return 0;
+    if (e && strcmp(e, "libdeflate-only") == 0) return 1;
+    return 2;
+#else
+    return 0;
+#endif
+}
+
+const char *gmf_idx_gz_inflater(void) {
+    static const char *const name[] = {"zlib", "libdeflate-only", "libdeflate"};
+    return name[idx_inflater()];
+}
+
+#ifdef GMFLOW_HAVE_LIBDEFLATE
+/* A gzip member header at p (n bytes) with FHCRC set: 1 if its CRC-16 (the low half of the
+ * CRC-32 of the header bytes before it) is right, as zlib checks and libdeflate does not. */
+static int gz_hcrc_ok(const uint8_t *p, size_t n) {
+    const unsigned flg = p[3];
+    size_t k = 10;
+    if (n < k) return 0;
+    if (flg & 0x04) { /* FEXTRA: a 2-byte little-endian length, then that many bytes */
+        if (n - k < 2) return 0;
+        const size_t x = (size_t)p[k] | (size_t)p[k + 1] << 8;
+        if (n - k - 2 < x) return 0;
+        k += 2 + x;
+    }
+    for (unsigned f = 0x08; f <= 0x10; f <<= 1) /* FNAME, FCOMMENT: zero-terminated */
+        if (flg & f) {
+            const uint8_t *z = memchr(p + k, 0, n - k);
+            if (!z) return 0;
+            k = (size_t)(z - p) + 1;
+        }
+    if (n - k < 2) return 0;
+    return (libdeflate_crc32(0, p, k) & 0xffff) == ((unsigned)p[k] | (unsigned)p[k + 1] << 8);
+}
+
+/* The whole gzip file s (a regular file of s->fsize bytes) decompressed at once by libdeflate
+ * into a fresh buffer: its first hlen bytes must be hdr (the IDX header the streaming reader has
+ * already read and checked), the rest exactly `total` payload bytes, which end up at the start of
+ * *out.  Every gzip member is decompressed in turn (libdeflate_gzip_decompress_ex reports the
+ * bytes each consumed), each checked against its CRC-32 and ISIZE by libdeflate, into the room
+ * left in the buffer of hlen + total bytes, so a member that holds more fails.
+ * Returns GMF_OK, an I/O error, or IDX_FALLBACK for anything else -- a corrupt or truncated
+ * stream, a size other than the header's, trailing bytes, a wrong header CRC (FHCRC: checked
+ * here, libdeflate skips it), a size beyond the limits, out of memory: the caller then
+ * goes on with zlib's streaming inflate from where it stands, which reads the same file again
+ * and gives its precise error (or, if libdeflate refused something zlib accepts, the data).
+ * strict (libdeflate-only): an error naming the file and the reason instead of IDX_FALLBACK. */
+static int gz_whole(idx_src *s, const unsigned char *hdr, size_t hlen, size_t total, int strict,
+                    uint8_t **out) {
+    const size_t c = s->fsize;
+    *out = NULL;
+    int rc = IDX_FALLBACK;
+    char why[160] = "";
+    uint8_t *in = NULL, *buf = NULL;
+    struct libdeflate_decompressor *d = NULL;
+    size_t off = 0, prod = 0, member = 0;
+    /* the streaming path's own rule for a buffer at once: plausible for the file, <= 1 GiB */
+    if (!c || c > IDX_WHOLE_MAX || total > IDX_PREALLOC_MAX - hlen || total / IDX_GZ_RATIO > c) {
+        snprintf(why, sizeof why, "%zu payload bytes from a %zu-byte file: not read whole", total,
+                 c);
+        goto done;
+    }
+    const size_t n = hlen + total;
+    if (!(in = payload_alloc(c))) {
+        snprintf(why, sizeof why, "out of memory for the %zu-byte file", c);
+        goto done;
+    }
+    size_t have = 0; /* pread: the stdio stream's position stays where the fallback needs it */
+    while (have < c) {
+        ssize_t r = pread(fileno(s->fp), in + have, c - have, (off_t)have);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            rc = gmf_error(GMF_EIO, "%s: read error: %s", s->path, strerror(errno));
+            goto done;
+        }
+        if (r == 0) { /* the file shrank: let the streaming path judge it */
+            snprintf(why, sizeof why, "the file shrank to %zu bytes while read", have);
+            goto done;
+        }
+        have += (size_t)r;
+    }
+    buf = payload_alloc(n);
+    d = libdeflate_alloc_decompressor();
+    if (!buf || !d) {
+        snprintf(why, sizeof why, "out of memory for %zu bytes", n);
+        goto done;
+    }
+    while (off < c) {
+        member++;
+        /* a member starts with 1f 8b (else: trailing bytes, as zlib's path says) */
+        if (c - off < 4 || in[off] != 0x1f) {
+            snprintf(why, sizeof why, "%zu trailing bytes after the gzip stream", c - off);
+            goto done;
+        }
+        if ((in[off + 3] & 0x02) && !gz_hcrc_ok(in + off, c - off)) {
+            snprintf(why, sizeof why, "gzip member %zu: header crc mismatch", member);
+            goto done;
+        }
+        size_t used = 0, got = 0;
+        enum libdeflate_result r =
+            libdeflate_gzip_decompress_ex(d, in + off, c - off, buf + prod, n - prod, &used, &got);
+        if (r != LIBDEFLATE_SUCCESS) {
+            snprintf(why, sizeof why, "gzip member %zu (at byte %zu of the file): %s", member, off,
+                     r == LIBDEFLATE_INSUFFICIENT_SPACE
+                         ? "decodes to more bytes than the IDX header declares"
+                         : "corrupt or truncated deflate data, or CRC-32 / length mismatch");
+            goto done;
+        }
+        off += used;
+        prod += got;
+    }
+    if (prod != n || memcmp(buf, hdr, hlen) != 0) {
+        snprintf(why, sizeof why, "%zu decompressed bytes, the IDX header declares %zu", prod, n);
+        goto done;
+    }
+    memmove(buf, buf + hlen, total);
+    *out = buf;
+    buf = NULL;
+    rc = GMF_OK;
+done:
+    if (rc == IDX_FALLBACK && strict)
+        rc = gmf_error(GMF_EFORMAT, "%s: corrupt gzip file (libdeflate, no zlib fallback): %s",
+                       s->path, why);
+    libdeflate_free_decompressor(d);
+    free(buf);
+    free(in);
+    return rc;
+}
+#endif
+
 /* ---- the IDX container ---------------------------------------------------------------- */
 
 static uint32_t be32(const unsigned char *b) {
@@ -351,6 +498,14 @@ static int idx_read(const char *path, unsigned want_dims, const char *what, size
     }
 
     if ((rc = idx_check_gz_size(&s, total, hlen, what))) goto fail;
+#ifdef GMFLOW_HAVE_LIBDEFLATE
+    const int inflater = idx_inflater();
+    if (s.gz && inflater) {
+        rc = gz_whole(&s, hdr, hlen, total, inflater == 1, &data);
+        if (rc == GMF_OK) goto ok;
+        if (rc != IDX_FALLBACK) goto fail;
+    }
+#endif
     if ((rc = src_read_alloc(&s, total, what, &data, &got))) goto fail;
     if (got < total) {
         rc = gmf_error(GMF_EFORMAT,
@@ -368,6 +523,9 @@ static int idx_read(const char *path, unsigned want_dims, const char *what, size
                        path, what, total, hlen, (unsigned long long)total + extra, extra);
         goto fail;
     }
+#ifdef GMFLOW_HAVE_LIBDEFLATE
+ok:
+#endif
     src_close(&s);
     *payload = data;
     *nbytes = total;
