@@ -6,6 +6,8 @@
  *   taskset -c 1 build/bench/load_mnist            # the compact uint8 form (`gmflow train`)
  *   taskset -c 1 build/bench/load_mnist --float    # gmf_dataset_load (float32 rows)
  *   GMFLOW_IDX_INFLATE=zlib build/bench/load_mnist # zlib's streaming inflate instead of libdeflate
+ *   taskset -c 0,1 build/bench/load_mnist --threads 2   # gmf_dataset_load_sets: both sets at once
+ *                                                       # (--threads 1: the same call, serial)
  *
  * Compiled with -DLOAD_MNIST_FLOAT_ONLY it needs only gmf_dataset_load and
  * gmf_train_data_checksum, so the same file links against an older libgmflow.a (the issue 14
@@ -32,14 +34,18 @@ int main(int argc, char **argv) {
     const char *root = getenv("GMFLOW_DATA");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/mnist", root && *root ? root : "../shared/data");
-    int use_float = 0;
+    int use_float = 0, threads = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--float"))
             use_float = 1;
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--data") && i + 1 < argc)
             snprintf(dir, sizeof dir, "%s", argv[++i]);
         else {
-            fprintf(stderr, "load_mnist: %s\nusage: load_mnist [--data DIR] [--float]\n", argv[i]);
+            fprintf(stderr,
+                    "load_mnist: %s\nusage: load_mnist [--data DIR] [--float] [--threads N]\n",
+                    argv[i]);
             return 2;
         }
     }
@@ -47,25 +53,34 @@ int main(int argc, char **argv) {
     const double c0 = clk(CLOCK_PROCESS_CPUTIME_ID), w0 = clk(CLOCK_MONOTONIC);
     int rc;
 #ifdef LOAD_MNIST_FLOAT_ONLY
-    if (!use_float) {
-        fprintf(stderr, "load_mnist: built with LOAD_MNIST_FLOAT_ONLY: only --float\n");
+    if (!use_float || threads) {
+        fprintf(stderr,
+                "load_mnist: built with LOAD_MNIST_FLOAT_ONLY: only --float, no --threads\n");
         return 2;
     }
     rc = gmf_dataset_load(dir, "train", 0, &tr) || gmf_dataset_load(dir, "t10k", 0, &te);
 #else
     int (*load)(const char *, const char *, size_t, gmf_dataset *) =
         use_float ? gmf_dataset_load : gmf_dataset_load_u8;
-    rc = load(dir, "train", 0, &tr) || load(dir, "t10k", 0, &te);
+    if (threads > 0) { /* both sets through gmf_dataset_load_sets on up to N threads */
+        const char *const prefix[2] = {"train", "t10k"};
+        gmf_dataset both[2];
+        rc = gmf_dataset_load_sets(dir, 2, prefix, NULL, !use_float, threads, both);
+        tr = both[0], te = both[1];
+    } else {
+        rc = load(dir, "train", 0, &tr) || load(dir, "t10k", 0, &te);
+    }
 #endif
     const double c1 = clk(CLOCK_PROCESS_CPUTIME_ID), w1 = clk(CLOCK_MONOTONIC);
     if (rc) {
         fprintf(stderr, "load_mnist: %s: %s\n", dir, gmf_errmsg());
         return 1;
     }
-    printf("load_mnist form=%s load_cpu=%.4f load_wall=%.4f train=%016llx t10k=%016llx\n",
-           use_float ? "float" : "u8", c1 - c0, w1 - w0,
-           (unsigned long long)gmf_train_data_checksum(&tr),
-           (unsigned long long)gmf_train_data_checksum(&te));
+    printf(
+        "load_mnist form=%s threads=%d load_cpu=%.4f load_wall=%.4f train=%016llx t10k=%016llx\n",
+        use_float ? "float" : "u8", threads, c1 - c0, w1 - w0,
+        (unsigned long long)gmf_train_data_checksum(&tr),
+        (unsigned long long)gmf_train_data_checksum(&te));
     gmf_dataset_free(&tr);
     gmf_dataset_free(&te);
     return 0;

@@ -385,6 +385,29 @@ static void test_good_synthetic(void) {
     free(lab);
 }
 
+/* Image x's mean and 1/sd by the direct two-pass double formula (pixel order), and how many of
+ * the n images of px have a (mean, 1/sd) in scale that differs from it in any bit. */
+static void direct_stats(const uint8_t *x, size_t d, double *mean, double *inv) {
+    double sum = 0, ss = 0;
+    for (size_t j = 0; j < d; j++)
+        sum += x[j];
+    const double m = sum / (double)d;
+    for (size_t j = 0; j < d; j++)
+        ss += (x[j] - m) * (x[j] - m);
+    const double sd = sqrt(ss / (double)(d - 1));
+    *mean = m, *inv = sd > 0 ? 1.0 / sd : 0.0;
+}
+
+static size_t scale_mismatches(const uint8_t *px, size_t n, size_t d, const double *scale) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double ms[2];
+        direct_stats(px + i * d, d, &ms[0], &ms[1]);
+        bad += memcmp(ms, scale + 2 * i, sizeof ms) != 0;
+    }
+    return bad;
+}
+
 /* The data set: file discovery (.gz then raw), normalization, limit. */
 static void test_dataset_synthetic(void) {
     const size_t n = 6, rows = 5, cols = 7, d = rows * cols;
@@ -507,6 +530,25 @@ static void test_dataset_synthetic(void) {
         }
         CHECK(bad == 0, "u8_stats/u8_value: %zu of %d values differ from standardize_u8", bad,
               NI * DI);
+        /* the compact load's (mean, 1/sd) in blocks (32 images in AVX-512 lanes, then 8, then
+         * the scalar remainder of 3): every double bitwise the direct formula's */
+        size_t nimg, nlab;
+        unsigned char *f = make_images(NI, 28, 28, &nimg), *fl = make_labels(NI, &nlab);
+        memcpy(f + 16, u, (size_t)NI * DI);
+        write_gz(tpath("st-images-idx3-ubyte.gz"), f, nimg, 1);
+        write_raw(tpath("st-labels-idx1-ubyte"), fl, nlab);
+        gmf_dataset cs;
+        int rs = gmf_dataset_load_u8(tmpdir, "st", 0, &cs);
+        CHECK(rs == GMF_OK && cs.n == NI, "st: %s", gmf_errmsg());
+        if (rs == GMF_OK) {
+            const size_t nb = scale_mismatches(cs.px, NI, DI, cs.scale);
+            CHECK(nb == 0,
+                  "compact load: %zu of %d images' (mean, 1/sd) differ in some bit from "
+                  "the direct formula",
+                  nb, NI);
+            gmf_dataset_free(&cs);
+        }
+        free(f), free(fl);
     }
     free(u);
     free(yy);
@@ -752,6 +794,87 @@ static void test_gz_members(void) {
     free(big);
 }
 
+/* gmf_dataset_load_sets: several sets read in parallel and standardized in chunks of images
+ * over the threads give bitwise what one gmf_dataset_load(_u8) per set gives, at 1, 2 and 3
+ * threads, compact and float, whole and limited; a failure reports the first failing set in
+ * order and leaves every output cleared. */
+static int same_set(const gmf_dataset *a, const gmf_dataset *b) {
+    if (a->n != b->n || a->d != b->d || a->nclass != b->nclass) return 0;
+    if (memcmp(a->label, b->label, a->n)) return 0;
+    if (a->x) return b->x && !memcmp(a->x, b->x, a->n * a->d * sizeof(float));
+    return !b->x && !memcmp(a->px, b->px, a->n * a->d) &&
+           !memcmp(a->scale, b->scale, 2 * a->n * sizeof(double));
+}
+
+static void check_sets(const char *dir, size_t nsets, const char *const *prefix,
+                       const size_t *limit, const char *what) {
+    for (int compact = 0; compact <= 1; compact++)
+        for (int th = 1; th <= 3; th++) {
+            gmf_dataset got[4], want[4];
+            int rc = gmf_dataset_load_sets(dir, nsets, prefix, limit, compact, th, got);
+            CHECK(rc == GMF_OK, "%s: sets, compact %d, %d threads: %s", what, compact, th,
+                  gmf_errmsg());
+            if (rc) continue;
+            for (size_t s = 0; s < nsets; s++) {
+                const size_t lim = limit ? limit[s] : 0;
+                rc = compact ? gmf_dataset_load_u8(dir, prefix[s], lim, &want[s])
+                             : gmf_dataset_load(dir, prefix[s], lim, &want[s]);
+                CHECK(rc == GMF_OK && same_set(&got[s], &want[s]) &&
+                          gmf_train_data_checksum(&got[s]) == gmf_train_data_checksum(&want[s]),
+                      "%s: set %s, compact %d, %d threads: not the single load's data (%s)", what,
+                      prefix[s], compact, th, rc ? gmf_errmsg() : "");
+                gmf_dataset_free(&want[s]);
+                gmf_dataset_free(&got[s]);
+            }
+        }
+}
+
+static void test_load_sets(void) {
+    size_t ni, nl;
+    unsigned char *a = make_images(5000, 28, 28, &ni); /* 3 chunks of 2048 images */
+    for (size_t i = 16; i < ni; i++)
+        a[i] = (unsigned char)(((i * 2654435761u) >> 13) & (i % 5 ? 0xff : 0x07));
+    unsigned char *la = make_labels(5000, &nl);
+    write_gz(tpath("sa-images-idx3-ubyte.gz"), a, ni, 6);
+    write_gz(tpath("sa-labels-idx1-ubyte.gz"), la, nl, 6);
+    write_raw(tpath("sb-images-idx3-ubyte"), a, 16 + 300 * 784); /* header says 5000: patch */
+    {
+        unsigned char *b = malloc(16 + 300 * 784), *lb = malloc(8 + 300);
+        memcpy(b, a, 16 + 300 * 784), memcpy(lb, la, 8 + 300);
+        put_be32(b + 4, 300), put_be32(lb + 4, 300);
+        write_raw(tpath("sb-images-idx3-ubyte"), b, 16 + 300 * 784);
+        write_raw(tpath("sb-labels-idx1-ubyte"), lb, 8 + 300);
+        lb[8 + 17] = 10; /* a label out of range */
+        write_gz(tpath("bad-images-idx3-ubyte.gz"), b, 16 + 300 * 784, 1);
+        write_gz(tpath("bad-labels-idx1-ubyte.gz"), lb, 8 + 300, 1);
+        free(b), free(lb);
+    }
+    const char *ab[] = {"sa", "sb", "sa"};
+    check_sets(tmpdir, 3, ab, NULL, "synthetic");
+    const size_t lim[] = {4100, 7, 0};
+    check_sets(tmpdir, 3, ab, lim, "synthetic, limited");
+
+    /* failures: the first failing set in order names the error; all outputs cleared */
+    const char *f1[] = {"sa", "bad", "none"}, *f2[] = {"sb", "none", "bad"};
+    for (int th = 1; th <= 2; th++) {
+        gmf_dataset out[3];
+        memset(out, 0x55, sizeof out);
+        int rc = gmf_dataset_load_sets(tmpdir, 3, f1, NULL, 1, th, out);
+        CHECK(rc == GMF_EFORMAT && strstr(gmf_errmsg(), tpath("bad-labels-idx1-ubyte.gz")) &&
+                  strstr(gmf_errmsg(), "out of range"),
+              "sets with a bad label, %d threads: rc %d, %s", th, rc, gmf_errmsg());
+        for (int s = 0; s < 3; s++)
+            CHECK(out[s].n == 0 && !out[s].px && !out[s].scale && !out[s].label && !out[s].x,
+                  "failed sets: output %d not cleared", s);
+        rc = gmf_dataset_load_sets(tmpdir, 3, f2, NULL, 0, th, out);
+        CHECK(rc == GMF_EIO && strstr(gmf_errmsg(), tpath("none-images-idx3-ubyte.gz")),
+              "sets with a missing set, %d threads: rc %d, %s", th, rc, gmf_errmsg());
+        for (int s = 0; s < 3; s++)
+            CHECK(out[s].n == 0 && !out[s].x && !out[s].label, "failed sets: output %d", s);
+    }
+    free(a), free(la);
+}
+
 static void test_bad_dataset(void) {
     size_t ni, nl;
     unsigned char *img = make_images(5, 3, 4, &ni);
@@ -915,6 +1038,9 @@ static void test_real(const char *root, const real_set *r) {
         }
         CHECK(bad == 0, "%s compact: %zu rows differ from the float form", dir, bad);
         free(row);
+        const size_t nbad = scale_mismatches(cp.px, cp.n, cp.d, cp.scale);
+        CHECK(nbad == 0, "%s compact: %zu images' (mean, 1/sd) differ from the direct formula", dir,
+              nbad);
         { /* the compact set through zlib's inflate: bitwise the same, same checksum */
             gmf_dataset cz;
             set_inflater("zlib");
@@ -960,6 +1086,7 @@ int main(void) {
     test_bad_files();
     test_bad_dataset();
     test_gz_members();
+    test_load_sets();
     rm_tmpdir();
 
     const char *root = getenv("GMFLOW_DATA");
@@ -979,6 +1106,11 @@ int main(void) {
         const int quick = getenv("GMFLOW_TEST_QUICK") != NULL; /* skip the 60k train set */
         for (size_t i = 0; i < sizeof REAL / sizeof REAL[0]; i++)
             if (!(quick && REAL[i].count > 10000)) test_real(root, &REAL[i]);
+        char dir[1100]; /* MNIST's train and t10k sets read in parallel: bitwise the same */
+        snprintf(dir, sizeof dir, "%s/mnist", root);
+        const char *tt[] = {"train", "t10k"};
+        const size_t lim[] = {quick ? 5000 : 0, 0};
+        check_sets(dir, 2, tt, lim, "mnist train + t10k");
     }
     printf("test_idx: %zu good and %zu bad files read alike by zlib%s\n", agree_good, agree_bad,
            have_libdeflate ? ", libdeflate and libdeflate-only" : " only (no libdeflate)");
