@@ -382,7 +382,7 @@ static int gz_whole(idx_src *s, const unsigned char *hdr, size_t hlen, size_t to
         size_t used = 0, got = 0;
         enum libdeflate_result r =
             libdeflate_gzip_decompress_ex(d, in + off, c - off, buf + prod, n - prod, &used, &got);
-        if (r != LIBDEFLATE_SUCCESS) {
+        if (r != LIBDEFLATE_SUCCESS || used == 0) { /* used == 0: never, but no endless loop */
             snprintf(why, sizeof why, "gzip member %zu (at byte %zu of the file): %s", member, off,
                      r == LIBDEFLATE_INSUFFICIENT_SPACE
                          ? "decodes to more bytes than the IDX header declares"
