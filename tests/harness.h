@@ -6,6 +6,8 @@
  *     choice: one of its fixed list) stops the program with "<prog>: <option>: <reason>", the
  *     usage line, and exit status 2; -h / --help prints the usage line and exits 0;
  *   - vh_now: the clock (monotonic seconds);
+ *   - vh_loglog_slope: the order of a convergence (least squares in log-log);
+ *   - vh_traj, vh_traj_store: an observer for gmf_ode_solve that keeps every output state;
  *   - vh_run: the case runner's book-keeping: cases that could not run (vh_case), and the
  *     verdict (vh_finish), always the program's last line: "<prog>: <figure> PASS|FAIL"; exit
  *     status 0 on pass, 1 on fail (a case that could not run fails the program).
@@ -136,6 +138,31 @@ static inline void vh_parse(int argc, char **argv, const char *prog, const char 
             break;
         }
     }
+}
+
+/* Least-squares slope of log y against log x over m points: the order of a convergence
+ * (y ~ C x^p gives p). */
+static inline double vh_loglog_slope(const double *x, const double *y, int m) {
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (int i = 0; i < m; i++) {
+        double lx = log(x[i]), ly = log(y[i]);
+        sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly;
+    }
+    return (m * sxy - sx * sy) / (m * sxx - sx * sx);
+}
+
+/* A trajectory for gmf_ode_solve's observer: vh_traj_store copies output j's state (N values)
+ * to Y + j N (Y holds one row per output time). */
+typedef struct vh_traj {
+    size_t N;
+    double *Y;
+} vh_traj;
+
+static inline int vh_traj_store(size_t j, double t, const double *y, void *user) {
+    (void)t;
+    vh_traj *tr = user;
+    memcpy(tr->Y + j * tr->N, y, tr->N * sizeof(double));
+    return 0;
 }
 
 /* The case runner's book-keeping. */

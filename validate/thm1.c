@@ -50,18 +50,6 @@ typedef struct {
     unsigned long seed;
 } tcase;
 
-typedef struct {
-    size_t N;
-    double *Y; /* NOUT x N */
-} traj;
-
-static int store(size_t j, double t, const double *y, void *user) {
-    (void)t;
-    traj *tr = user;
-    memcpy(tr->Y + j * tr->N, y, tr->N * sizeof(double));
-    return 0;
-}
-
 static double frob_diff(size_t n, const double *a, const double *b) {
     double s = 0.0;
     for (size_t i = 0; i < n; i++)
@@ -142,7 +130,7 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
     double *X = NULL, *yv = NULL;
     gmf_sqloss *sq = NULL;
     gmf_flow fE = {0}, fB = {0};
-    traj trE = {0}, trB = {0};
+    vh_traj trE = {0}, trB = {0};
     double *y0 = NULL, *yE = NULL, *yB = NULL, *S = NULL;
     int rc = gmf_toy_make(&to, &X, &yv);
     if (!rc) rc = gmf_sqloss_new(&sq, c->n, c->d, X, yv);
@@ -172,9 +160,9 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
     o.atol = 1e-2 * rtol;
     o.max_steps = 1000000;
     gmf_ode_stats sE, sB;
-    if ((rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &fE, yE, tE, NOUT, &o, store, &trE, &sE)))
+    if ((rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &fE, yE, tE, NOUT, &o, vh_traj_store, &trE, &sE)))
         goto done;
-    if ((rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &fB, yB, tB, NOUT, &o, store, &trB, &sB)))
+    if ((rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &fB, yB, tB, NOUT, &o, vh_traj_store, &trB, &sB)))
         goto done;
     res->stepsE = sE.nsteps, res->stepsB = sB.nsteps;
 
