@@ -1,5 +1,6 @@
-/* validate/vfd.h -- what validate/fd.c and validate/jac_fd.c share (header only, everything static
- * inline: each validate/<name>.c is one program and CMake builds only the .c files):
+/* validate/vfd.h -- what the validations of the squared-loss flows share: fd.c and jac_fd.c all
+ * of it, energy.c and thm1.c the problem (header only, everything static inline: each
+ * validate/<name>.c is one program and CMake builds only the .c files):
  *
  *   - vfd_problem: the squared-loss toy problem (gmf_toy_make data, gmf_sqloss) with its
  *     Euclidean ([mu | C]) and BW ([mu | Sigma]) flows;
