@@ -6,6 +6,7 @@
  *     choice: one of its fixed list) stops the program with "<prog>: <option>: <reason>", the
  *     usage line, and exit status 2; -h / --help prints the usage line and exits 0;
  *   - vh_now: the clock (monotonic seconds);
+ *   - vh_csv_open: a program's --csv file with its header;
  *   - vh_loglog_slope: the order of a convergence (least squares in log-log);
  *   - vh_traj, vh_traj_store: an observer for gmf_ode_solve that keeps every output state;
  *   - vh_run: the case runner's book-keeping: cases that could not run (vh_case), and the
@@ -138,6 +139,20 @@ static inline void vh_parse(int argc, char **argv, const char *prog, const char 
             break;
         }
     }
+}
+
+/* The --csv output of a program: NULL when path is NULL; else the file opened for writing with
+ * its header line written (header ends without a newline); a file that cannot be opened stops
+ * the program with "<path>: <reason>" on stderr and exit status 1. */
+static inline FILE *vh_csv_open(const char *path, const char *header) {
+    if (!path) return NULL;
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    fprintf(f, "%s\n", header);
+    return f;
 }
 
 /* Least-squares slope of log y against log x over m points: the order of a convergence

@@ -145,15 +145,7 @@ int main(int argc, char **argv) {
                       NULL))
         return fail("mixture flow");
 
-    FILE *out = NULL;
-    if (csv) {
-        out = fopen(csv, "w");
-        if (!out) {
-            perror(csv);
-            return 1;
-        }
-        fprintf(out, "eta,steps,err_euclid,err_sigma\n");
-    }
+    FILE *out = vh_csv_open(csv, "eta,steps,err_euclid,err_sigma");
     double eta[NETA], errE[NETA], errB[NETA];
     printf("gd_to_flow: discrete GM regression layer, full-batch GD, vs the flows (CVODE, rtol "
            "1e-12)\n");

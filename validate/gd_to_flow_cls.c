@@ -289,15 +289,7 @@ int main(int argc, char **argv) {
         {"blobs3-d3-full", GMF_CLSFLOW_FULL, 150, 3, 3, 2, 1.5, 31},
         {"blobs4-d4-diag", GMF_CLSFLOW_DIAG, 160, 4, 4, 3, 1.5, 32},
     };
-    FILE *out = NULL;
-    if (csv) {
-        out = fopen(csv, "w");
-        if (!out) {
-            perror(csv);
-            return 1;
-        }
-        fprintf(out, "case,eta,steps,err,err_over_eta,err_trainer\n");
-    }
+    FILE *out = vh_csv_open(csv, "case,eta,steps,err,err_over_eta,err_trainer");
     int ok = 1;
     printf(
         "gd_to_flow_cls: full-batch GD vs the classification flow at T = %g (CVODE, rtol 1e-12)\n",

@@ -161,15 +161,7 @@ int main(int argc, char **argv) {
            d, nclass, K, N, L0, LT, dist2(yf, th0, N));
     printf("%9s %6s %6s %11s %11s %11s %7s %11s %11s %6s\n", "eta", "R", "steps", "gap", "noise",
            "bias", "gap/noi", "GD err", "mean-GD", "sec");
-    FILE *out = NULL;
-    if (csv) {
-        out = fopen(csv, "w");
-        if (!out) {
-            perror(csv);
-            return 1;
-        }
-        fprintf(out, "eta,R,B,steps,gap,noise,bias,gd_err,mean_minus_gd\n");
-    }
+    FILE *out = vh_csv_open(csv, "eta,R,B,steps,gap,noise,bias,gd_err,mean_minus_gd");
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     double eta[NETA], bias[NETA], gap[NETA], noise[NETA];
     int ok = 1;
