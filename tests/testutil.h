@@ -377,6 +377,32 @@ static inline void tu_mc_neuron_add(const double *beta, const double *Uk, const 
     }
 }
 
+/* The output of an FC network of n neurons (params as gmf_nn_fc_from_gm lays them out: beta,
+ * n x d, then omega, n x L) read as a plain Monte Carlo mean over its neurons, against the GM
+ * layer's closed form H (B x L) on X (B x d): for every entry, mean of relu(beta_j . x_i)
+ * omega_jl over j, its standard error se, and z = |H - mean| / (se + 1e-13) CHECKed <= zmax and
+ * recorded in *w. */
+static inline void tu_check_fc_mc(const double *H, const double *fcparams, long n, const double *X,
+                                  size_t B, size_t d, size_t L, double zmax, tu_worst *w) {
+    const double *beta = fcparams, *omega = fcparams + (size_t)n * d;
+    for (size_t i = 0; i < B; i++)
+        for (size_t l = 0; l < L; l++) {
+            double s = 0.0, s2 = 0.0;
+            for (long j = 0; j < n; j++) {
+                double y = 0.0;
+                for (size_t a = 0; a < d; a++)
+                    y += beta[j * d + a] * X[i * d + a];
+                const double f = y > 0 ? omega[j * L + l] * y : 0.0;
+                s += f, s2 += f * f;
+            }
+            const double mean = s / n, se = sqrt(fmax(s2 / n - mean * mean, 0) / n);
+            const double z = fabs(H[i * L + l] - mean) / (se + 1e-13);
+            CHECK(z <= zmax, "fc_from_gm: h[%zu][%zu] closed %.10g fc %.10g (SE %.3g, z %.2f)", i,
+                  l, H[i * L + l], mean, se, z);
+            tu_worst_update(w, z, "fc_from_gm h[%zu][%zu]", i, l);
+        }
+}
+
 /* ---------------------------------------------------------------- finite differences */
 
 typedef double (*tu_objective)(void *ctx);
