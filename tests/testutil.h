@@ -349,6 +349,27 @@ static inline int tu_psd_factor(size_t n, const double *S, double *L) {
     return 1;
 }
 
+/* ---------------------------------------------------------------- Gaussian expectations */
+
+/* Shift mu's beta block (mu[1..d]) along x so that t = m / s for m = x . mu_beta and
+ * s^2 = x^T Sigma^beta x (Sigma^beta: the lower-right d x d block of the (d + 1) x (d + 1)
+ * Sigma); the move is along x, so s does not change. */
+static inline void tu_set_t(size_t d, const double *x, const double *Sigma, double *mu, double t) {
+    const size_t D = d + 1;
+    double m = 0.0, s2 = 0.0, x2 = 0.0;
+    for (size_t j = 0; j < d; j++) {
+        double cj = 0.0;
+        for (size_t k = 0; k < d; k++)
+            cj += Sigma[(j + 1) * D + k + 1] * x[k];
+        m += x[j] * mu[j + 1];
+        s2 += x[j] * cj;
+        x2 += x[j] * x[j];
+    }
+    const double dm = t * sqrt(s2) - m;
+    for (size_t j = 0; j < d; j++)
+        mu[j + 1] += dm * x[j] / x2;
+}
+
 /* ---------------------------------------------------------------- Monte Carlo of a GM layer */
 
 /* One sampled neuron of GM component k, summed into the Monte Carlo estimate of its term of the
