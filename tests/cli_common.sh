@@ -1,5 +1,5 @@
-# tests/cli_common.sh -- the preamble of the CLI test scripts (tests/cli_*.sh, tests/cls_variants.sh),
-# sourced, not run (CMake leaves it out of the test list).  A script starts
+# tests/cli_common.sh -- the preamble of the CLI test scripts (tests/cli_*.sh, tests/mpi_*.sh,
+# tests/cls_variants.sh), sourced, not run (CMake leaves it out of the test list).  A script starts
 #
 #   set -u
 #   . "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
@@ -15,6 +15,10 @@
 #                           No binary given: a usage line and exit 2.
 #   cli_require_dir DIR     DIR missing: "NAME: SKIP (no DIR)" and exit 77, which ctest reports as
 #                           skipped (SKIP_RETURN_CODE 77), never as passed.
+#   cli_require_cmd CMD     CMD not on the PATH: "NAME: SKIP (no CMD)" and exit 77.
+#   cli_mpi_env             the MPI scripts' set-up: skip without mpirun; Open MPI allowed to run
+#                           as root, BLAS on one thread, LeakSanitizer off unless ASAN_OPTIONS
+#                           says otherwise; MPIRUN=(timeout 120 mpirun --oversubscribe).
 #   checks, fails           the counts of checks and of failures, both 0 at the start;
 #   ok                      count a check (one that passed, or one whose failures `fail` reported);
 #   bad MESSAGE...          count a check that failed: "FAIL: MESSAGE" on stderr;
@@ -67,4 +71,19 @@ cli_require_dir() {
         echo "$cli_name: SKIP (no $1)"
         exit 77 # ctest: skipped
     fi
+}
+
+cli_require_cmd() {
+    if ! command -v "$1" >/dev/null; then
+        echo "$cli_name: SKIP (no $1)"
+        exit 77 # ctest: skipped
+    fi
+}
+
+cli_mpi_env() {
+    cli_require_cmd mpirun
+    export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    # ASan builds: Open MPI keeps allocations past MPI_Finalize, which LeakSanitizer would report
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+    MPIRUN=(timeout 120 mpirun --oversubscribe)
 }
