@@ -24,20 +24,7 @@ static tu_worst worst;
 /* Compare closed-form H (B x L) with stratified MC sums. */
 static void compare(const char *tag, const double *H, const double *sum, const double *sum2,
                     size_t K, size_t B, size_t L) {
-    for (size_t i = 0; i < B; i++)
-        for (size_t l = 0; l < L; l++) {
-            double mean = 0.0, var = 0.0;
-            for (size_t k = 0; k < K; k++) {
-                const size_t e = (k * B + i) * L + l;
-                const double mk = sum[e] / NDRAW, vk = sum2[e] / NDRAW - mk * mk;
-                mean += mk / (double)K;
-                var += (vk > 0 ? vk : 0) / NDRAW / (double)(K * K);
-            }
-            const double se = sqrt(var), z = fabs(H[i * L + l] - mean) / (se + 1e-13);
-            CHECK(z <= ZMAX, "%s: h[%zu][%zu] closed %.10g mc %.10g (SE %.3g, z = %.2f)", tag, i, l,
-                  H[i * L + l], mean, se, z);
-            tu_worst_update(&worst, z, "%s h[%zu][%zu]", tag, i, l);
-        }
+    tu_check_strat_mc(tag, H, sum, sum2, K, B, L, NDRAW, ZMAX, &worst);
     printf("  %-44s worst z so far %.2f\n", tag, worst.value);
 }
 

@@ -398,6 +398,29 @@ static inline void tu_mc_neuron_add(const double *beta, const double *Uk, const 
     }
 }
 
+/* A GM layer's closed form H (B x L) against its stratified Monte Carlo estimate: sum, sum2 hold
+ * per component k the B x L sums of f and f^2 over n draws (tu_mc_neuron_add); the estimate is
+ * the mean over k of sum / n, its standard error se from the per-component variances, and
+ * z = |H - mean| / (se + 1e-13) is CHECKed <= zmax and recorded in *w, labelled tag. */
+static inline void tu_check_strat_mc(const char *tag, const double *H, const double *sum,
+                                     const double *sum2, size_t K, size_t B, size_t L, long n,
+                                     double zmax, tu_worst *w) {
+    for (size_t i = 0; i < B; i++)
+        for (size_t l = 0; l < L; l++) {
+            double mean = 0.0, var = 0.0;
+            for (size_t k = 0; k < K; k++) {
+                const size_t e = (k * B + i) * L + l;
+                const double mk = sum[e] / n, vk = sum2[e] / n - mk * mk;
+                mean += mk / (double)K;
+                var += (vk > 0 ? vk : 0) / n / (double)(K * K);
+            }
+            const double se = sqrt(var), z = fabs(H[i * L + l] - mean) / (se + 1e-13);
+            CHECK(z <= zmax, "%s: h[%zu][%zu] closed %.10g mc %.10g (SE %.3g, z = %.2f)", tag, i, l,
+                  H[i * L + l], mean, se, z);
+            tu_worst_update(w, z, "%s h[%zu][%zu]", tag, i, l);
+        }
+}
+
 /* The output of an FC network of n neurons (params as gmf_nn_fc_from_gm lays them out: beta,
  * n x d, then omega, n x L) read as a plain Monte Carlo mean over its neurons, against the GM
  * layer's closed form H (B x L) on X (B x d): for every entry, mean of relu(beta_j . x_i)
