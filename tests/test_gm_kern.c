@@ -1,6 +1,7 @@
 /* test_gm_kern.c -- gm_kern.c's AVX-512 float32 products (nn_internal.h: gmf_nn_kern_nt,
  * gmf_nn_kern_tn) against a plain loop in double, and against cblas_sgemm (the route the other
- * builds take).  Skipped (exit 77) in builds without AVX-512 (no GMF_NN_KERN).
+ * builds take); the fused step's parameter pass (gmf_nn_kern_gm_update) bit for bit against the
+ * row-by-row float passes it replaces and against double (case_update).  Skipped (exit 77) in builds without AVX-512 (no GMF_NN_KERN).
  *
  *   nt: C[i, j] = sum_p A[i, p] B[j, p]   (A squared when sq), C overwritten
  *   tn: C[j, p] = sum_i G[i, j] A[i, p]   (A squared when sq), C overwritten, or with add
@@ -174,6 +175,109 @@ static void against_blas(gsl_rng *r) {
     free(X), free(P), free(F), free(Fb), free(D), free(Db);
 }
 
+/* gmf_nn_kern_gm_update on one component (d columns, L rows) against (1) the row-by-row float
+ * passes it replaces (nn_tmpl.h gm_row_update, sgd_update, gm_prep1 with dot16), bit for bit,
+ * and (2) a plain double evaluation of the same formulas from the same float inputs, to
+ * tol * (the sum of the absolute values of the terms), tol = (L + 8) 2^-24 (each output is a
+ * sum of at most L + 2 rounded products; a wrong lane, mask or row fails by O(1)); a's sums to
+ * (d + 2) 2^-24.  Entries past muW's end untouched. */
+static void case_update(gsl_rng *r, size_t d, size_t L, float rU, float rS, float rM) {
+    const size_t n = L * d;
+    float *U = frand(r, n, 0), *mu = frand(r, d, 0), *sg = frand(r, d, 0), *dW = frand(r, n, 0);
+    float *dmu = frand(r, d, 0), *ds2 = frand(r, d, 0), *dal = frand(r, L + 1, 0);
+    float *s2 = tu_xmalloc((d + 16) * 4), *muW = tu_xmalloc(((L + 1) * d + 16) * 4);
+    for (size_t j = 0; j < d; j++)
+        s2[j] = sg[j] * sg[j];
+    for (size_t e = 0; e < (L + 1) * d + 16; e++)
+        muW[e] = SENT;
+    /* (1) the row-by-row float passes, on copies */
+    float *Ur = tu_xmalloc((n + 1) * 4), *mur = tu_xmalloc(d * 4), *sgr = tu_xmalloc(d * 4);
+    float *dmr = tu_xmalloc(d * 4), *dsr = tu_xmalloc(d * 4), *s2r = tu_xmalloc(d * 4);
+    float *Wr = tu_xmalloc(((L + 1) * d + 1) * 4);
+    double *accr = tu_xmalloc((L + 1) * 8), *acc = tu_xmalloc((L + 1) * 8);
+    memcpy(Ur, U, n * 4), memcpy(mur, mu, d * 4), memcpy(sgr, sg, d * 4);
+    memcpy(dmr, dmu, d * 4), memcpy(dsr, ds2, d * 4);
+    for (size_t l = 0; l < L; l++)
+        for (size_t j = 0; j < d; j++) {
+            const float du = dW[l * d + j] * s2[j] + dal[l] * mur[j];
+            dsr[j] += dW[l * d + j] * Ur[l * d + j];
+            dmr[j] += dal[l] * Ur[l * d + j];
+            Ur[l * d + j] = Ur[l * d + j] - rU * du;
+        }
+    for (size_t j = 0; j < d; j++) {
+        dsr[j] = 2 * sgr[j] * dsr[j];
+        if (rS != 0) sgr[j] = sgr[j] - rS * dsr[j];
+        if (rM != 0) mur[j] = mur[j] - rM * dmr[j];
+        s2r[j] = sgr[j] * sgr[j];
+        Wr[j] = mur[j];
+    }
+    for (size_t l = 0; l < L; l++) {
+        float part[16] = {0};
+        size_t j = 0;
+        for (; j + 16 <= d; j += 16)
+            for (size_t q = 0; q < 16; q++)
+                part[q] += Ur[l * d + j + q] * mur[j + q];
+        double a = 0.0;
+        for (size_t q = 0; q < 16; q++)
+            a += (double)part[q];
+        for (; j < d; j++)
+            a += (double)Ur[l * d + j] * (double)mur[j];
+        accr[l] = a;
+        for (j = 0; j < d; j++)
+            Wr[(1 + l) * d + j] = Ur[l * d + j] * s2r[j];
+    }
+    /* the kernel, on the originals (U0, mu0, sg0, s20 keep the inputs for (2)) */
+    float *U0 = tu_xmalloc((n + 1) * 4), *mu0 = tu_xmalloc(d * 4), *sg0 = tu_xmalloc(d * 4);
+    float *s20 = tu_xmalloc(d * 4);
+    memcpy(U0, U, n * 4), memcpy(mu0, mu, d * 4), memcpy(sg0, sg, d * 4), memcpy(s20, s2, d * 4);
+    gmf_nn_kern_gm_update(d, L, U, mu, sg, dW, dmu, ds2, s2, muW, dal, rU, rS, rM, acc);
+    const int same = !memcmp(U, Ur, n * 4) && !memcmp(mu, mur, d * 4) && !memcmp(sg, sgr, d * 4) &&
+                     !memcmp(s2, s2r, d * 4) && !memcmp(muW, Wr, (L + 1) * d * 4) &&
+                     !memcmp(acc, accr, L * 8);
+    CHECK(same, "gm_update d=%zu L=%zu: not bitwise the row-by-row passes", d, L);
+    int pad = 1;
+    for (size_t e = (L + 1) * d; e < (L + 1) * d + 16; e++)
+        pad &= muW[e] == SENT;
+    CHECK(pad, "gm_update d=%zu L=%zu: wrote past muW", d, L);
+    /* (2) the double evaluation */
+    const double tol = (double)(L + 8) * 0x1p-24;
+    double we = 0.0;
+    for (size_t j = 0; j < d; j++) {
+        double ds = ds2[j], dm = dmu[j], as = fabs((double)ds2[j]), am = fabs((double)dmu[j]);
+        for (size_t l = 0; l < L; l++) {
+            const double g = dW[l * d + j], u = U0[l * d + j], a = dal[l];
+            const double du = g * s20[j] + a * mu0[j], adu = fabs(g * s20[j]) + fabs(a * mu0[j]);
+            ds += g * u, as += fabs(g * u), dm += a * u, am += fabs(a * u);
+            const double un = u - (double)rU * du, sc = fabs(u) + fabs((double)rU) * adu;
+            we = fmax(we, fabs(U[l * d + j] - un) / (tol * sc + 1e-300));
+        }
+        const double sn = rS != 0 ? sg0[j] - (double)rS * 2.0 * sg0[j] * ds : sg0[j];
+        const double ssc = fabs(sg0[j]) + fabs((double)rS) * 2.0 * fabs(sg0[j]) * as;
+        const double mn = rM != 0 ? mu0[j] - (double)rM * dm : mu0[j];
+        const double msc = fabs(mu0[j]) + fabs((double)rM) * am;
+        we = fmax(we, fabs(sg[j] - sn) / (tol * ssc + 1e-300));
+        we = fmax(we, fabs(mu[j] - mn) / (tol * msc + 1e-300));
+        we = fmax(we, fabs(muW[j] - (double)mu[j]) / (tol * fabs(mn) + 1e-300));
+        const double s2x = (double)sg[j] * sg[j];
+        we = fmax(we, fabs(s2[j] - s2x) / (tol * s2x + 1e-300));
+        for (size_t l = 0; l < L; l++) {
+            const double w = (double)U[l * d + j] * s2x;
+            we = fmax(we, fabs(muW[(1 + l) * d + j] - w) / (tol * fabs(w) + 1e-300));
+        }
+    }
+    for (size_t l = 0; l < L; l++) {
+        double a = 0.0, sa = 0.0;
+        for (size_t j = 0; j < d; j++)
+            a += (double)U[l * d + j] * mu[j], sa += fabs((double)U[l * d + j] * mu[j]);
+        we = fmax(we, fabs(acc[l] - a) / ((double)(d + 2) * 0x1p-24 * sa + 1e-300));
+    }
+    CHECK(we <= 1.0, "gm_update d=%zu L=%zu vs double: %.3g of the bound", d, L, we);
+    tu_worst_update(&worst, we, "gm_update d=%zu L=%zu", d, L);
+    free(U), free(mu), free(sg), free(dW), free(dmu), free(ds2), free(dal), free(s2), free(muW);
+    free(Ur), free(mur), free(sgr), free(dmr), free(dsr), free(s2r), free(Wr), free(accr);
+    free(acc), free(U0), free(mu0), free(sg0), free(s20);
+}
+
 int main(void) {
     tu_worst_init(&worst);
     gsl_rng *r = tu_rng(14);
@@ -192,6 +296,12 @@ int main(void) {
                 ncase += 2;
             }
     against_blas(r);
+    const size_t Ls[] = {0, 1, 3, 9};
+    for (size_t c = 0; c < sizeof ds / sizeof *ds; c++)
+        for (size_t a = 0; a < 4; a++) {
+            case_update(r, ds[c], Ls[a], 0.05f, (c & 1) ? 0.02f : 0.0f, (a & 1) ? 0.0f : 0.03f);
+            ncase++;
+        }
     gsl_rng_free(r);
     printf("test_gm_kern: %zu cases; worst error %.3g of the bound (%s)\n", ncase, worst.value,
            worst.what);

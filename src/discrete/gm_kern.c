@@ -187,4 +187,59 @@ void gmf_nn_kern_tn(size_t N, size_t d, size_t M, const float *G, size_t ldg, co
         }
     }
 }
+
+/* The fused SGD step's parameter pass for one component (nn_tmpl.h gm_bwd_param1, documented in
+ * nn_internal.h): per block of 16 columns, the L U rows are updated while the dsig2 and dmu sums
+ * over l are formed in registers (l = 0 .. L-1, the row-by-row order), then sigma and mu, then
+ * the refreshed cache rows (sig2, muW = [mu; U diag(sig2)]) and a's 16-lane partial sums
+ * U_l . mu.  Separate multiplies and adds (no FMA), each as the scalar C form writes it, so the
+ * results are bitwise those of the row-by-row C passes. */
+void gmf_nn_kern_gm_update(size_t d, size_t L, float *U, float *mu, float *sigma, const float *dW,
+                           const float *dmu, const float *dsig2, float *sig2, float *muW,
+                           const float *dal, float rU, float rS, float rM, double *acc) {
+    __m512 part[L ? L : 1];
+    for (size_t l = 0; l < L; l++)
+        part[l] = _mm512_setzero_ps();
+    const __m512 two = _mm512_set1_ps(2.0f), vU = _mm512_set1_ps(rU), vS = _mm512_set1_ps(rS);
+    const __m512 vM = _mm512_set1_ps(rM);
+    const size_t dfull = d & ~(size_t)15;
+    for (size_t j = 0; j < d; j += 16) {
+        const __mmask16 m = lanes(d - j);
+        const __m512 s2o = _mm512_maskz_loadu_ps(m, sig2 + j),
+                     muo = _mm512_maskz_loadu_ps(m, mu + j);
+        __m512 ds = _mm512_maskz_loadu_ps(m, dsig2 + j), dm = _mm512_maskz_loadu_ps(m, dmu + j);
+        for (size_t l = 0; l < L; l++) {
+            const __m512 g = _mm512_maskz_loadu_ps(m, dW + l * d + j);
+            const __m512 u = _mm512_maskz_loadu_ps(m, U + l * d + j), a = _mm512_set1_ps(dal[l]);
+            const __m512 du = _mm512_add_ps(_mm512_mul_ps(g, s2o), _mm512_mul_ps(a, muo));
+            ds = _mm512_add_ps(ds, _mm512_mul_ps(g, u));
+            dm = _mm512_add_ps(dm, _mm512_mul_ps(a, u));
+            _mm512_mask_storeu_ps(U + l * d + j, m, _mm512_sub_ps(u, _mm512_mul_ps(vU, du)));
+        }
+        __m512 sn = _mm512_maskz_loadu_ps(m, sigma + j), mn = muo;
+        if (rS != 0.0f)
+            sn = _mm512_sub_ps(sn, _mm512_mul_ps(vS, _mm512_mul_ps(_mm512_mul_ps(two, sn), ds)));
+        if (rM != 0.0f) mn = _mm512_sub_ps(mn, _mm512_mul_ps(vM, dm));
+        const __m512 s2n = _mm512_mul_ps(sn, sn);
+        _mm512_mask_storeu_ps(sigma + j, m, sn);
+        _mm512_mask_storeu_ps(mu + j, m, mn);
+        _mm512_mask_storeu_ps(muW + j, m, mn);
+        _mm512_mask_storeu_ps(sig2 + j, m, s2n);
+        for (size_t l = 0; l < L; l++) {
+            const __m512 u = _mm512_maskz_loadu_ps(m, U + l * d + j);
+            _mm512_mask_storeu_ps(muW + (1 + l) * d + j, m, _mm512_mul_ps(u, s2n));
+            if (j < dfull) part[l] = _mm512_add_ps(part[l], _mm512_mul_ps(u, mn));
+        }
+    }
+    for (size_t l = 0; l < L; l++) { /* dot16's order: the 16 lanes, then the d % 16 tail */
+        float p[16];
+        _mm512_storeu_ps(p, part[l]);
+        double s = 0.0;
+        for (int q = 0; q < 16; q++)
+            s += (double)p[q];
+        for (size_t j = dfull; j < d; j++)
+            s += (double)U[l * d + j] * (double)mu[j];
+        acc[l] = s;
+    }
+}
 #endif

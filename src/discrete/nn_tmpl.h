@@ -473,6 +473,33 @@ static void gm_row_nograd(size_t d, real *restrict dsig2, real *restrict dmu,
     }
 }
 
+#if GM_KERN
+/* The fused SGD step's second half for component k (gm_bwd_param1 with lr and a U rate != 0) in
+ * one pass over the component's columns (gm_kern.c gmf_nn_kern_gm_update): every quantity of
+ * the chain is separable by column except a_k = U_k mu_k + v_k, so per block of 16 columns the
+ * U rows are updated (the dsig2_k and dmu_k sums over l formed on the way, in the row-by-row
+ * order), then sigma_k and mu_k, then the refreshed cache rows (sig2, muW = [mu; U diag(sig2)])
+ * are written and a_k's 16 partial sums carried -- the same arithmetic, operation for operation,
+ * as gm_row_update + sgd_update + gm_prep1 below (bitwise their results), with U, mu, sigma and
+ * the gradient rows read once instead of twice and no separate refresh pass. */
+static void gm_bwd_update1(real *P, gm_cache *c, const double *dak, double inv, const double *lr,
+                           size_t d, size_t K, size_t L, size_t k) {
+    const gm_params p = gm_comp(FN(gmf_nn_gm_view)(P, d, K, L, 0), d, L, k);
+    real *dmW = c->dmuW + k * (L + 1) * d; /* row 0: dmu (the m part), rows 1..L: dW */
+    real dal[L + 1];                       /* + 1: never empty */
+    double acc[L + 1];
+    dal[L] = 0, acc[L] = 0.0;
+    for (size_t l = 0; l < L; l++)
+        dal[l] = (real)(inv * dak[l]), acc[l] = 0.0;
+    sgd_update(L, p.v, dal, lr[GMF_NN_GROUP_V]); /* dv_k = da_k */
+    gmf_nn_kern_gm_update(d, L, p.U, p.mu, p.sigma, dmW + d, dmW, c->dsig2 + k * d, c->sig2 + k * d,
+                          c->muW + k * (L + 1) * d, dal, sgd_rate(lr[GMF_NN_GROUP_U]),
+                          sgd_rate(lr[GMF_NN_GROUP_SIGMA]), sgd_rate(lr[GMF_NN_GROUP_MU]), acc);
+    for (size_t l = 0; l < L; l++)
+        c->a[k * L + l] = (real)(acc[l] + (double)p.v[l]); /* as gm_prep1 */
+}
+#endif
+
 /* Backward, second half, for component k: the chain through W_k = U_k diag(sigma_k^2),
  * a_k = U_k mu_k + v_k and sig2 = sigma^2, from the cache's dmuW, dsig2 and da_k (unscaled).
  * With lr == NULL the gradient goes to dP (the layout of P); otherwise (the fused SGD step) it
@@ -496,6 +523,12 @@ static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, dou
     gm_params g = {dmu, dsig2, NULL, NULL, dv, NULL};
     if (!lr) g = gm_comp(FN(gmf_nn_gm_view)(dP, d, K, L, 0), d, L, k);
     const real rU = lr ? sgd_rate(lr[GMF_NN_GROUP_U]) : 0;
+#if GM_KERN
+    if (rU != 0) { /* the fused step with U trained: one pass (bitwise the same results) */
+        gm_bwd_update1(P, c, dak, inv, lr, d, K, L, k);
+        return;
+    }
+#endif
     for (size_t l = 0; l < L; l++) {
         const real dal = (real)(inv * dak[l]);
         real *dW = dmW + (1 + l) * d;
