@@ -1283,6 +1283,26 @@ static void acc_add(double *restrict acc, const real *restrict g, size_t n) {
         acc[e] += (double)g[e];
 }
 
+/* How the GM kind's forward pass is split over the pool's threads (docs/PERFORMANCE.md section
+ * 11): 1 = rows (each thread its rows through all K components: no barrier between the gather,
+ * the forward and the loss), 0 = components (each thread its components for all rows: two
+ * barriers more, but OpenBLAS runs its more efficient half-width shape).  -DGM_FWD_ROWS=0/1
+ * overrides the default for measurements. */
+#ifndef GM_FWD_ROWS
+#define GM_FWD_ROWS 0
+#endif
+
+/* The cache seen from batch row i0 on: its per-row arrays offset by i0 rows, so that the
+ * component-range kernels (gm_fwd_part with B = a row count) work on rows [i0, i0 + B). */
+static gm_cache gm_rows_view(const gm_cache *c, size_t d, size_t K, size_t L, size_t i0) {
+    gm_cache v = *c;
+    const size_t W = K * (L + 1);
+    v.X2 += i0 * d, v.F += i0 * W, v.dF += i0 * W;
+    v.S2 += i0 * K, v.s += i0 * K, v.Phi += i0 * K, v.phi += i0 * K, v.A += i0 * K;
+    v.dS2 += i0 * K;
+    return v;
+}
+
 static void gm_job_run(void *vctx, int t, int nt) {
     gm_job *j = vctx;
     ws_t *ws = j->ws;
@@ -1292,13 +1312,34 @@ static void gm_job_run(void *vctx, int t, int nt) {
     size_t k0, k1, i0, i1;
     gmf_nn_split(K, t, nt, &k0, &k1);
     gmf_nn_split(B, t, nt, &i0, &i1);
-    if (!ws->prep_valid) gm_prep(c, ws->P, d, K, L, k0, k1);
-    if (t == 0) mix_weights(&c->learned, c->w, FN(gmf_nn_net_view)(m, ws->P).gm[0].a, K);
-    if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
-    gm_square_rows(c, j->X, d, i0, i1);
-    gmf_nn_pool_barrier(ws->pool);
-    gm_fwd_part(c, j->X, B, d, K, L, k0, k1);
-    gmf_nn_pool_barrier(ws->pool);
+    if (GM_FWD_ROWS) {
+        /* rows split: this thread's rows through every component; it reads every component's
+         * prepared blocks (a barrier when they are prepared here) but no other thread's rows */
+        if (!ws->prep_valid) {
+            gm_prep(c, ws->P, d, K, L, k0, k1);
+            gmf_nn_pool_barrier(ws->pool);
+        }
+        if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
+        gm_square_rows(c, j->X, d, i0, i1);
+        GMF_NN_PROF_MARK(t, 1);
+        if (i1 > i0) {
+            gm_cache rv = gm_rows_view(c, d, K, L, i0);
+            gm_fwd_part(&rv, j->X + i0 * d, i1 - i0, d, K, L, 0, K);
+        }
+    } else {
+        /* components split: every row through this thread's components (after all rows are
+         * gathered), then the rows' reduction over all components (after all are done) */
+        if (!ws->prep_valid) gm_prep(c, ws->P, d, K, L, k0, k1);
+        if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
+        gm_square_rows(c, j->X, d, i0, i1);
+        GMF_NN_PROF_MARK(t, 1);
+        gmf_nn_pool_barrier(ws->pool);
+        GMF_NN_PROF_MARK(t, 2);
+        gm_fwd_part(c, j->X, B, d, K, L, k0, k1);
+        GMF_NN_PROF_MARK(t, 12);
+        gmf_nn_pool_barrier(ws->pool);
+    }
+    GMF_NN_PROF_MARK(t, 3);
     if (c->learned)
         gm_reduce_rows_w(j->H, c, K, L, i0, i1);
     else
@@ -1306,7 +1347,9 @@ static void gm_job_run(void *vctx, int t, int nt) {
     if (j->mode == 0) return;
     FN(gmf_nn_refloss)
     (ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
+    GMF_NN_PROF_MARK(t, 5);
     gmf_nn_pool_barrier(ws->pool);
+    GMF_NN_PROF_MARK(t, 6);
     /* every thread sums the per-sample losses in the same order: the same value everywhere */
     double loss = 0.0;
     for (size_t i = 0; i < B; i++)
@@ -1318,9 +1361,11 @@ static void gm_job_run(void *vctx, int t, int nt) {
      * 1/K instead, i.e. the rate lr / (K w_k) on the gradient (docs/TRAINING.md) */
     const double *sc = c->learned && !(j->mode == 2 && ws->per_mass) ? c->w : NULL;
     gm_bwd_gemm(c, da, sc, c->learned ? c->gw : NULL, ws->dH, j->X, B, d, K, L, k0, k1);
+    GMF_NN_PROF_MARK(t, 7);
     for (size_t k = k0; k < k1; k++)
         gm_bwd_param1(ws->P, j->mode == 2 ? NULL : ws->dP, c, da + (k - k0) * L,
                       sc ? sc[k] : 1.0 / (double)K, j->mode == 2 ? j->lr : NULL, d, K, L, k);
+    GMF_NN_PROF_MARK(t, 8);
     if (j->mode == 1 && j->accumulate) { /* this thread's components of every block */
         const gm_params g = gm_comp(FN(gmf_nn_gm_view)(ws->dP, d, K, L, 0), d, L, k0);
         const gmf_nn_gm_params_d a = gmf_nn_gm_view_d(ws->gacc, d, K, L, 0);
@@ -1363,6 +1408,8 @@ static void gm_logits_finish(ws_t *ws, const gm_job *j) {
 
 /* Run job j on the pool, then the logits' part (learned weights). */
 static void gm_run(ws_t *ws, gm_job *j) {
+    gm_cache *c = &ws->gm1;
+    mix_weights(&c->learned, c->w, FN(gmf_nn_net_view)(ws->m, ws->P).gm[0].a, ws->m->K);
     gmf_nn_pool_run(ws->pool, gm_job_run, j);
     gm_logits_finish(ws, j);
     ws->prep_valid = 1; /* prepared by the job, and refreshed by a step's updates */
