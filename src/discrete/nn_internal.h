@@ -30,6 +30,20 @@ static inline void gmf_nn_split(size_t n, int t, int nt, size_t *lo, size_t *hi)
     *hi = n * (size_t)(t + 1) / (size_t)nt;
 }
 
+/* The GM layer's float32 products on AVX-512 builds (gm_kern.c; why hand-written: there).
+ * GMF_NN_KERN is defined when they are compiled in; nn_f32.c's GM layer then uses them instead
+ * of cblas_sgemm (other builds and float64: OpenBLAS).  Row-major, leading dimensions in floats;
+ * sq: A's entries squared (x * x formed in registers).
+ *   gmf_nn_kern_nt: C[i, j] = sum_p A[i, p] B[j, p]   (i < M, j < N, p < d; C overwritten)
+ *   gmf_nn_kern_tn: C[j, p] = sum_i G[i, j] A[i, p]   (j < N, p < d, i < M; add: C +=) */
+#ifdef __AVX512F__
+#define GMF_NN_KERN 1
+void gmf_nn_kern_nt(size_t M, size_t N, size_t d, const float *A, size_t lda, const float *B,
+                    size_t ldb, float *C, size_t ldc, int sq);
+void gmf_nn_kern_tn(size_t N, size_t d, size_t M, const float *G, size_t ldg, const float *A,
+                    size_t lda, float *C, size_t ldc, int sq, int add);
+#endif
+
 /* OpenBLAS's thread count (declared here rather than relying on which cblas.h is found). */
 void openblas_set_num_threads(int num_threads);
 

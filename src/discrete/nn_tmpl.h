@@ -22,6 +22,14 @@
 #define CAT(a, b)  CAT2(a, b)
 #define FN(name)   CAT(name, SUFFIX)
 
+/* GM_KERN: this instantiation's diagonal GM layer runs gm_kern.c's AVX-512 products instead of
+ * OpenBLAS (float32 on AVX-512 builds; nn_internal.h), and forms X * X in registers (X2 unused). */
+#if defined(REAL_F32) && defined(GMF_NN_KERN)
+#define GM_KERN 1
+#else
+#define GM_KERN 0
+#endif
+
 typedef FN(gmf_nn_gm_cache) gm_cache;
 typedef FN(gmf_nn_gmfull_cache) full_cache;
 typedef FN(gmf_nn_gmlr_cache) lr_cache;
@@ -45,9 +53,16 @@ static inline void gemm(int ta, int tb, size_t M, size_t N, size_t Kd, real alph
          (int)N, (int)Kd, alpha, A, (int)lda, Bm, (int)ldb, beta, C, (int)ldc);
 }
 
+/* n zeroed reals on a 64-byte boundary (a cache line: the GM_KERN products' rows then start on
+ * one when d is a multiple of 16; loads that straddle two lines cost twice, and made the products
+ * about 1.5x slower); freed with free(). */
 static real *ralloc(size_t n, int *fail) {
-    real *p = calloc(n ? n : 1, sizeof(real));
-    if (!p) *fail = 1;
+    const size_t bytes = ((n ? n : 1) * sizeof(real) + 63) / 64 * 64;
+    real *p = n <= SIZE_MAX / sizeof(real) - 64 ? aligned_alloc(64, bytes) : NULL;
+    if (!p)
+        *fail = 1;
+    else
+        memset(p, 0, bytes);
     return p;
 }
 
@@ -257,8 +272,9 @@ static void gm_prep(gm_cache *c, const real *P, size_t d, size_t K, size_t L, si
         gm_prep1(c, P, d, K, L, k);
 }
 
-/* Rows [i0, i1) of X2 = X * X. */
+/* Rows [i0, i1) of X2 = X * X (not needed by the GM_KERN products, which square in registers). */
 static void gm_square_rows(gm_cache *c, const real *X, size_t d, size_t i0, size_t i1) {
+    if (GM_KERN) return;
     for (size_t e = i0 * d; e < i1 * d; e++)
         c->X2[e] = X[e] * X[e];
 }
@@ -269,11 +285,17 @@ static void gm_fwd_part(gm_cache *c, const real *X, size_t B, size_t d, size_t K
                         size_t k0, size_t k1) {
     const size_t W = K * (L + 1), nk = k1 - k0;
     if (nk == 0) return;
-    /* F[:, k, :] = X [mu_k; W_k]^T:  m_ik = x_i . mu_k and G_ik = W_k x_i      (B x nk(L+1)) */
+#if GM_KERN
+    /* F[:, k, :] = X [mu_k; W_k]^T:  m_ik = x_i . mu_k and G_ik = W_k x_i      (B x nk(L+1))
+     * S2 = (X * X) (sigma^2)^T:  s_ik^2 = sum_j sigma_kj^2 x_ij^2                  (B x nk) */
+    gmf_nn_kern_nt(B, nk * (L + 1), d, X, d, c->muW + k0 * (L + 1) * d, d, c->F + k0 * (L + 1), W,
+                   0);
+    gmf_nn_kern_nt(B, nk, d, X, d, c->sig2 + k0 * d, d, c->S2 + k0, K, 1);
+#else
     gemm(0, 1, B, nk * (L + 1), d, 1, X, d, c->muW + k0 * (L + 1) * d, d, 0, c->F + k0 * (L + 1),
          W);
-    /* S2 = (X * X) (sigma^2)^T:  s_ik^2 = sum_j sigma_kj^2 x_ij^2                  (B x nk) */
     gemm(0, 1, B, nk, d, 1, c->X2, d, c->sig2 + k0 * d, d, 0, c->S2 + k0, K);
+#endif
     /* the Gaussian scalars, in double, one row of nk components at a time */
     double m[nk], s2[nk], sv[nk], Phi[nk], phi[nk], A[nk];
     for (size_t i = 0; i < B; i++) {
@@ -400,14 +422,21 @@ static void gm_bwd_gemm(gm_cache *c, double *da, const double *sc, double *gw, c
     if (gw)
         for (size_t k = k0; k < k1; k++)
             gw[k] = gk[k - k0];
+#if GM_KERN
     /* [dmu_k; dW_k] = dF[:, k]^T X                                           (nk(L+1) x d)
-     * accumulated (beta = 1) into dmuW and dsig2, which gm_bwd_param1 leaves zero: OpenBLAS then
-     * skips its beta pass, a separate sweep over the 200 x 784 output that zeroed it every step
-     * (0 + the products: bitwise the beta = 0 result) */
+     * dsig2_k = dS2[:, k]^T (X * X)                                                 (nk x d)
+     * GM_KERN: written (no zeroing pass needed).  OpenBLAS (below): accumulated (beta = 1) into
+     * dmuW and dsig2, which gm_bwd_param1 leaves zero: OpenBLAS then skips its beta pass, a
+     * separate sweep over the 200 x 784 output that zeroed it every step (0 + the products:
+     * bitwise the beta = 0 result) */
+    gmf_nn_kern_tn(nk * (L + 1), d, B, c->dF + k0 * (L + 1), W, X, d, c->dmuW + k0 * (L + 1) * d, d,
+                   0, 0);
+    gmf_nn_kern_tn(nk, d, B, c->dS2 + k0, K, X, d, c->dsig2 + k0 * d, d, 1, 0);
+#else
     gemm(1, 0, nk * (L + 1), d, B, 1, c->dF + k0 * (L + 1), W, X, d, 1, c->dmuW + k0 * (L + 1) * d,
          d);
-    /* dsig2_k = dS2[:, k]^T (X * X)                                                 (nk x d) */
     gemm(1, 0, nk, d, B, 1, c->dS2 + k0, K, c->X2, d, 1, c->dsig2 + k0 * d, d);
+#endif
 }
 
 /* One row (k, l) of the parameter chain: dU_kl = dW_kl * sig2_k + da_kl mu_k (via W_k and via
@@ -477,19 +506,19 @@ static void gm_bwd_param1(real *P, real *dP, gm_cache *c, const double *dak, dou
             gm_row_update(d, p.U + l * d, dsig2, dmu, dW, sig2, p.mu, dal, rU);
         else
             gm_row_nograd(d, dsig2, dmu, p.U + l * d, dW, dal);
-        memset(dW, 0, d * sizeof(real)); /* zero again for the next step's beta = 1 GEMM */
+        if (!GM_KERN) memset(dW, 0, d * sizeof(real)); /* zero for the next beta = 1 GEMM */
     }
     for (size_t j = 0; j < d; j++)
         g.sigma[j] = 2 * p.sigma[j] * dsig2[j]; /* sig2 = sigma^2 */
     if (!lr) {
         memcpy(g.mu, dmu, d * sizeof(real));
-        memset(dmu, 0, d * sizeof(real)), memset(dsig2, 0, d * sizeof(real));
+        if (!GM_KERN) memset(dmu, 0, d * sizeof(real)), memset(dsig2, 0, d * sizeof(real));
         return;
     }
     sgd_update(L, p.v, g.v, lr[GMF_NN_GROUP_V]);
     sgd_update(d, p.sigma, g.sigma, lr[GMF_NN_GROUP_SIGMA]);
     sgd_update(d, p.mu, g.mu, lr[GMF_NN_GROUP_MU]);
-    memset(dmu, 0, d * sizeof(real)), memset(dsig2, 0, d * sizeof(real));
+    if (!GM_KERN) memset(dmu, 0, d * sizeof(real)), memset(dsig2, 0, d * sizeof(real));
     gm_prep1(c, P, d, K, L, k);
 }
 
@@ -799,6 +828,7 @@ static void lr_prep(lr_cache *c, const real *P, size_t d, size_t K, size_t L, si
 }
 
 static void lr_square_rows(lr_cache *c, const real *X, size_t d, size_t i0, size_t i1) {
+    if (GM_KERN) return; /* the GM_KERN products square in registers */
     for (size_t e = i0 * d; e < i1 * d; e++)
         c->X2[e] = X[e] * X[e];
 }
@@ -809,10 +839,16 @@ static void lr_fwd_part(lr_cache *c, const real *X, size_t B, size_t d, size_t K
                         size_t r, size_t k0, size_t k1) {
     const size_t R = L + 1 + r, W = K * R, nk = k1 - k0;
     if (nk == 0) return;
-    /* F[:, k, :] = X E_k^T: m_ik = x_i . mu_k, W_k x_i, t_ik = V_k^T x_i        (B x nk R) */
+#if GM_KERN
+    /* F[:, k, :] = X E_k^T: m_ik = x_i . mu_k, W_k x_i, t_ik = V_k^T x_i        (B x nk R)
+     * S2 = (X * X) (sigma^2)^T: the diagonal part of s_ik^2                        (B x nk)
+     * (GM_KERN: the diagonal layer's products, so that V = 0 trains bitwise as that layer) */
+    gmf_nn_kern_nt(B, nk * R, d, X, d, c->E + k0 * R * d, d, c->F + k0 * R, W, 0);
+    gmf_nn_kern_nt(B, nk, d, X, d, c->sig2 + k0 * d, d, c->S2 + k0, K, 1);
+#else
     gemm(0, 1, B, nk * R, d, 1, X, d, c->E + k0 * R * d, d, 0, c->F + k0 * R, W);
-    /* S2 = (X * X) (sigma^2)^T: the diagonal part of s_ik^2                        (B x nk) */
     gemm(0, 1, B, nk, d, 1, c->X2, d, c->sig2 + k0 * d, d, 0, c->S2 + k0, K);
+#endif
     /* G_k = W_k x + Q_k t: G[:, k] += T[:, k] Q_k^T (B x L; F's columns t and G are disjoint) */
     for (size_t k = k0; k < k1; k++)
         gemm(0, 1, B, L, r, 1, c->F + k * R + L + 1, W, c->Q + k * L * r, r, 1, c->F + k * R + 1,
@@ -909,10 +945,15 @@ static void lr_bwd_gemm(lr_cache *c, double *da, const real *dH, const real *X, 
         gemm(0, 0, B, r, L, 1, dG, W, c->Q + k * L * r, r, 1, dT, W); /* dt += Q_k^T dG */
         gemm(1, 0, L, r, B, 1, dG, W, c->F + k * R + L + 1, W, 0, c->dQ + k * L * r, r); /* dQ */
     }
-    /* [dmu_k; dW_k; dV_k^T] = dF[:, k]^T X                                       (nk R x d) */
+    /* [dmu_k; dW_k; dV_k^T] = dF[:, k]^T X                                       (nk R x d)
+     * dsig2_k = dS2[:, k]^T (X * X)                                                 (nk x d) */
+#if GM_KERN
+    gmf_nn_kern_tn(nk * R, d, B, c->dF + k0 * R, W, X, d, c->dE + k0 * R * d, d, 0, 0);
+    gmf_nn_kern_tn(nk, d, B, c->dS2 + k0, K, X, d, c->dsig2 + k0 * d, d, 1, 0);
+#else
     gemm(1, 0, nk * R, d, B, 1, c->dF + k0 * R, W, X, d, 0, c->dE + k0 * R * d, d);
-    /* dsig2_k = dS2[:, k]^T (X * X)                                                 (nk x d) */
     gemm(1, 0, nk, d, B, 1, c->dS2 + k0, K, c->X2, d, 0, c->dsig2 + k0 * d, d);
+#endif
 }
 
 /* One row (k, l) of the U chain: dU_kl = dW_l diag(sig2) + da_l mu_k + (dQ_k V_k^T)_l (via W, a

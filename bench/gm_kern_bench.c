@@ -1,0 +1,133 @@
+/* gm_kern_bench.c -- GFLOP/s (CPU time) of the GM step's four products, gm_kern.c's AVX-512
+ * kernels against cblas_sgemm on the same shapes, interleaved round by round (median of the
+ * rounds).  Shapes of `gmflow train` (B 64, d 784, K 20, L 9): forward F = X [mu;W]^T
+ * (64 x 200 x 784), S2 = (X*X) sig2^T (64 x 20 x 784); backward dmuW += dF^T X (200 x 784 x 64),
+ * dsig2 += dS2^T (X*X) (20 x 784 x 64).  The measurement behind docs/PERFORMANCE.md section 9.
+ *
+ *   build/bench/gm_kern_bench [--rounds 7] [--B 64] [--d 784] [--K 20] [--L 9]
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../src/discrete/nn_internal.h"
+
+static double cpu(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmpd(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+enum { NROUND = 64 };
+
+static float *falloc(size_t n) {
+    float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    if (p) memset(p, 0, n * sizeof(float));
+    return p;
+}
+
+int main(int argc, char **argv) {
+    long rounds = 7, B = 64, d = 784, K = 20, L = 9;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        long *t = !strcmp(argv[i], "--rounds") ? &rounds
+                  : !strcmp(argv[i], "--B")    ? &B
+                  : !strcmp(argv[i], "--d")    ? &d
+                  : !strcmp(argv[i], "--K")    ? &K
+                  : !strcmp(argv[i], "--L")    ? &L
+                                               : NULL;
+        if (!t) {
+            fprintf(stderr, "gm_kern_bench: unknown option %s\n", argv[i]);
+            return 2;
+        }
+        *t = strtol(argv[i + 1], NULL, 10);
+    }
+    if (rounds < 1 || rounds > NROUND || B < 1 || d < 1 || K < 1 || L < 0) {
+        fprintf(stderr, "gm_kern_bench: bad option value\n");
+        return 2;
+    }
+#ifndef GMF_NN_KERN
+    printf("gm_kern_bench: this build has no AVX-512 kernels (GMF_NN_KERN)\n");
+    return 0;
+#else
+    const size_t W = (size_t)(K * (L + 1));
+    /* 64-byte aligned, as the library's buffers (rows then start on cache lines when d is a
+     * multiple of 16) */
+    float *X = falloc((size_t)(B * d)), *X2 = falloc((size_t)(B * d));
+    float *P = falloc(W * d), *S = falloc((size_t)(K * d));
+    float *F = falloc(B * W), *S2 = falloc((size_t)(B * K));
+    float *dP = falloc(W * d), *dS = falloc((size_t)(K * d));
+    if (!X || !X2 || !P || !S || !F || !S2 || !dP || !dS) return 1;
+    srand(1);
+    for (long e = 0; e < B * d; e++)
+        X[e] = (float)rand() / RAND_MAX - 0.5f, X2[e] = X[e] * X[e];
+    for (size_t e = 0; e < W * d; e++)
+        P[e] = (float)rand() / RAND_MAX - 0.5f;
+    for (long e = 0; e < K * d; e++)
+        S[e] = (float)rand() / RAND_MAX;
+    for (size_t e = 0; e < B * W; e++)
+        F[e] = (float)rand() / RAND_MAX - 0.5f;
+    for (long e = 0; e < B * K; e++)
+        S2[e] = (float)rand() / RAND_MAX - 0.5f;
+    const char *name[4] = {"F 64x200x784", "S2 64x20x784", "dmuW 200x784x64", "dsig2 20x784x64"};
+    const double fl[4] = {2.0 * B * W * d, 2.0 * B * K * d, 2.0 * B * W * d, 2.0 * B * K * d};
+    double t[2][4][NROUND];
+    const int reps = 200;
+    for (long r = 0; r < rounds; r++)
+        for (int v = 0; v < 2; v++)
+            for (int s = 0; s < 4; s++) {
+                const double c0 = cpu();
+                for (int q = 0; q < reps; q++) {
+                    if (v == 0) {
+                        if (s == 0)
+                            gmf_nn_kern_nt(B, W, d, X, d, P, d, F, W, 0);
+                        else if (s == 1)
+                            gmf_nn_kern_nt(B, K, d, X, d, S, d, S2, K, 1);
+                        else if (s == 2)
+                            gmf_nn_kern_tn(W, d, B, F, W, X, d, dP, d, 0, 0);
+                        else
+                            gmf_nn_kern_tn(K, d, B, S2, K, X, d, dS, d, 1, 0);
+                    } else {
+                        if (s == 0)
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, W, d, 1, X, d,
+                                        P, d, 0, F, W);
+                        else if (s == 1)
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, K, d, 1, X2, d,
+                                        S, d, 0, S2, K);
+                        else if (s == 2)
+                            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, W, d, B, 1, F, W,
+                                        X, d, 1, dP, d);
+                        else
+                            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, d, B, 1, S2, K,
+                                        X2, d, 1, dS, d);
+                    }
+                }
+                t[v][s][r] = (cpu() - c0) / reps;
+                if (s >= 2)
+                    memset(s == 2 ? dP : dS, 0, sizeof(float) * (s == 2 ? W : (size_t)K) * d);
+            }
+    double sum[2] = {0, 0};
+    for (int s = 0; s < 4; s++) {
+        double g[2];
+        for (int v = 0; v < 2; v++) {
+            qsort(t[v][s], rounds, sizeof(double), cmpd);
+            g[v] = t[v][s][rounds / 2];
+            sum[v] += g[v];
+        }
+        printf("gm_kern_bench %-16s kern %7.1f GFLOP/s  sgemm %7.1f GFLOP/s  (%.2fx)\n", name[s],
+               1e-9 * fl[s] / g[0], 1e-9 * fl[s] / g[1], g[1] / g[0]);
+    }
+    printf("gm_kern_bench all four: kern %.1f us  sgemm %.1f us  (%.2fx), %.1f vs %.1f GFLOP/s\n",
+           1e6 * sum[0], 1e6 * sum[1], sum[1] / sum[0],
+           1e-9 * (fl[0] + fl[1] + fl[2] + fl[3]) / sum[0],
+           1e-9 * (fl[0] + fl[1] + fl[2] + fl[3]) / sum[1]);
+    free(X), free(X2), free(P), free(S), free(F), free(S2), free(dP), free(dS);
+    return 0;
+#endif
+}

@@ -1,0 +1,200 @@
+/* test_gm_kern.c -- gm_kern.c's AVX-512 float32 products (nn_internal.h: gmf_nn_kern_nt,
+ * gmf_nn_kern_tn) against a plain loop in double, and against cblas_sgemm (the route the other
+ * builds take).  Skipped (exit 77) in builds without AVX-512 (no GMF_NN_KERN).
+ *
+ *   nt: C[i, j] = sum_p A[i, p] B[j, p]   (A squared when sq), C overwritten
+ *   tn: C[j, p] = sum_i G[i, j] A[i, p]   (A squared when sq), C overwritten, or with add
+ *       accumulated (C +=)
+ *
+ * Sizes: every M, N in a list with the register tiles' edges (1, 3, 4, 5, 6, 7, 13, 64, 200),
+ * d across the 16-lane and 64-column edges (1, 15, 16, 17, 63, 64, 65, 100, 784), leading
+ * dimensions larger than the sizes, operands at odd float offsets (unaligned), sq 0 and 1.
+ * Tolerance, in units of the sum of the absolute values of the terms (s = sum |a b|, plus |C0|
+ * for tn): |got - exact| <= (n + 2) 2^-24 s for a sum of n float products in any order (the
+ * standard bound is about n u; a wrong index, lane or mask gives errors of order s).  Also, bit
+ * for bit: entries outside the output (padding columns, rows past the end) are untouched; the
+ * product of a column range [j0, j1) of nt (the components one pool thread owns) equals those
+ * columns of the whole product; rows of tn likewise -- gm_job_run splits components over threads
+ * and must give the 1-thread result.
+ */
+#include <gsl/gsl_cblas.h> /* cblas_sgemm (OpenBLAS at link time; testutil.h brings GSL) */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../src/discrete/nn_internal.h"
+#include "testutil.h"
+
+#ifndef GMF_NN_KERN
+int main(void) {
+    printf("test_gm_kern: SKIP: this build has no AVX-512 kernels (GMF_NN_KERN undefined)\n");
+    return 77;
+}
+#else
+
+static tu_worst worst;
+static const float SENT = -12345.0f; /* padding sentinel */
+
+static float *frand(gsl_rng *r, size_t n, size_t off) {
+    float *p = tu_xmalloc((n + off + 16) * sizeof(float));
+    for (size_t e = 0; e < n + off + 16; e++)
+        p[e] = (float)(gsl_rng_uniform(r) * 2.0 - 1.0);
+    return p;
+}
+
+/* nt on (M, N, d) with A (lda), B (ldb), C (ldc) at float offset off */
+static void case_nt(gsl_rng *r, size_t M, size_t N, size_t d, int sq, size_t off) {
+    const size_t lda = d + 3, ldb = d + 5, ldc = N + 2;
+    float *Ab = frand(r, M * lda, off), *Bb = frand(r, N * ldb, off);
+    float *Cb = tu_xmalloc((M * ldc + off + 16) * sizeof(float));
+    float *Cs = tu_xmalloc((M * ldc + 16) * sizeof(float));
+    const float *A = Ab + off, *B = Bb + off;
+    float *C = Cb + off;
+    for (size_t e = 0; e < M * ldc + off + 16; e++)
+        Cb[e] = SENT;
+    gmf_nn_kern_nt(M, N, d, A, lda, B, ldb, C, ldc, sq);
+    double we = 0.0;
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            double exact = 0.0, s = 0.0;
+            for (size_t p = 0; p < d; p++) {
+                const double a = sq ? (double)(A[i * lda + p] * A[i * lda + p]) : A[i * lda + p];
+                exact += a * B[j * ldb + p], s += fabs(a * B[j * ldb + p]);
+            }
+            const double e = fabs((double)C[i * ldc + j] - exact) / fmax(s, 1e-30);
+            if (e > we) we = e;
+            CHECK(e <= (double)(d + 2) * 0x1p-24, "nt M=%zu N=%zu d=%zu sq=%d (%zu,%zu): err %.3g",
+                  M, N, d, sq, i, j, e);
+        }
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = N; j < ldc && (i + 1 < M || j < ldc); j++)
+            CHECK(C[i * ldc + j] == SENT, "nt M=%zu N=%zu d=%zu: padding (%zu,%zu) written", M, N,
+                  d, i, j);
+    CHECK(Cb[0] == SENT || off == 0, "nt: before C written");
+    CHECK(C[M * ldc] == SENT, "nt M=%zu N=%zu d=%zu: past the end written", M, N, d);
+    tu_worst_update(&worst, we / ((double)(d + 2) * 0x1p-24), "nt M=%zu N=%zu d=%zu sq=%d", M, N, d,
+                    sq);
+    /* column ranges (a pool thread's components): bitwise the whole product's columns */
+    for (size_t j0 = 0; j0 < N; j0 += 3) {
+        const size_t j1 = j0 + 5 < N ? j0 + 5 : N;
+        for (size_t e = 0; e < M * ldc; e++)
+            Cs[e] = SENT;
+        gmf_nn_kern_nt(M, j1 - j0, d, A, lda, B + j0 * ldb, ldb, Cs + j0, ldc, sq);
+        int same = 1;
+        for (size_t i = 0; i < M; i++)
+            for (size_t j = 0; j < ldc; j++) {
+                const float want = j >= j0 && j < j1 ? C[i * ldc + j] : SENT;
+                if (memcmp(&Cs[i * ldc + j], &want, sizeof want)) same = 0;
+            }
+        CHECK(same, "nt M=%zu N=%zu d=%zu sq=%d: columns [%zu,%zu) not bitwise the whole", M, N, d,
+              sq, j0, j1);
+    }
+    free(Ab), free(Bb), free(Cb), free(Cs);
+}
+
+/* tn on (N, d, M): G (M x N, ldg), A (M x d, lda), C (N x d, ldc) += ... at float offset off */
+static void case_tn(gsl_rng *r, size_t N, size_t d, size_t M, int sq, size_t off, int add) {
+    const size_t ldg = N + 3, lda = d + 1, ldc = d + 7;
+    float *Gb = frand(r, M * ldg, off), *Ab = frand(r, M * lda, off);
+    float *Cb = tu_xmalloc((N * ldc + off + 16) * sizeof(float));
+    float *C0 = tu_xmalloc((N * ldc + 16) * sizeof(float));
+    float *Cs = tu_xmalloc((N * ldc + 16) * sizeof(float));
+    const float *G = Gb + off, *A = Ab + off;
+    float *C = Cb + off;
+    for (size_t e = 0; e < N * ldc + off + 16; e++)
+        Cb[e] = SENT;
+    for (size_t j = 0; j < N; j++)
+        for (size_t p = 0; p < d; p++)
+            C[j * ldc + p] = (float)(gsl_rng_uniform(r) - 0.5);
+    memcpy(C0, C, N * ldc * sizeof(float));
+    gmf_nn_kern_tn(N, d, M, G, ldg, A, lda, C, ldc, sq, add);
+    double we = 0.0;
+    for (size_t j = 0; j < N; j++)
+        for (size_t p = 0; p < d; p++) {
+            double exact = add ? C0[j * ldc + p] : 0.0, s = fabs(exact);
+            for (size_t i = 0; i < M; i++) {
+                const double a = sq ? (double)(A[i * lda + p] * A[i * lda + p]) : A[i * lda + p];
+                exact += (double)G[i * ldg + j] * a, s += fabs((double)G[i * ldg + j] * a);
+            }
+            const double e = fabs((double)C[j * ldc + p] - exact) / fmax(s, 1e-30);
+            if (e > we) we = e;
+            CHECK(e <= (double)(M + 2) * 0x1p-24, "tn N=%zu d=%zu M=%zu sq=%d (%zu,%zu): err %.3g",
+                  N, d, M, sq, j, p, e);
+        }
+    for (size_t j = 0; j < N; j++)
+        for (size_t p = d; p < ldc; p++)
+            CHECK(C[j * ldc + p] == SENT, "tn N=%zu d=%zu M=%zu: padding (%zu,%zu) written", N, d,
+                  M, j, p);
+    CHECK(C[N * ldc] == SENT, "tn N=%zu d=%zu M=%zu: past the end written", N, d, M);
+    tu_worst_update(&worst, we / ((double)(M + 2) * 0x1p-24), "tn N=%zu d=%zu M=%zu sq=%d", N, d, M,
+                    sq);
+    /* row ranges: bitwise the whole product's rows */
+    for (size_t j0 = 0; j0 < N; j0 += 4) {
+        const size_t j1 = j0 + 7 < N ? j0 + 7 : N;
+        memcpy(Cs, C0, N * ldc * sizeof(float));
+        gmf_nn_kern_tn(j1 - j0, d, M, G + j0, ldg, A, lda, Cs + j0 * ldc, ldc, sq, add);
+        int same = 1;
+        for (size_t j = j0; j < j1; j++)
+            if (memcmp(Cs + j * ldc, C + j * ldc, d * sizeof(float))) same = 0;
+        for (size_t j = 0; j < N; j++)
+            if ((j < j0 || j >= j1) && memcmp(Cs + j * ldc, C0 + j * ldc, d * sizeof(float)))
+                same = 0;
+        CHECK(same, "tn N=%zu d=%zu M=%zu sq=%d: rows [%zu,%zu) not bitwise the whole", N, d, M, sq,
+              j0, j1);
+    }
+    free(Gb), free(Ab), free(Cb), free(C0), free(Cs);
+}
+
+/* The GM step's shapes against cblas_sgemm (what the non-AVX-512 builds run): the same
+ * tolerance relative to the terms, both routes' difference */
+static void against_blas(gsl_rng *r) {
+    const size_t B = 64, d = 784, W = 200;
+    float *X = frand(r, B * d, 0), *P = frand(r, W * d, 0), *F = tu_xmalloc(B * W * sizeof(float));
+    float *Fb = tu_xmalloc(B * W * sizeof(float)), *D = tu_xmalloc(W * d * sizeof(float));
+    float *Db = tu_xmalloc(W * d * sizeof(float));
+    gmf_nn_kern_nt(B, W, d, X, d, P, d, F, W, 0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)W, (int)d, 1, X, (int)d, P,
+                (int)d, 0, Fb, (int)W);
+    double e1 = 0.0;
+    for (size_t e = 0; e < B * W; e++)
+        e1 = fmax(e1, fabs((double)F[e] - Fb[e]) / (double)d); /* |terms| <= 1 each */
+    memset(D, 0, W * d * sizeof(float)), memset(Db, 0, W * d * sizeof(float));
+    gmf_nn_kern_tn(W, d, B, F, W, X, d, D, d, 0, 1);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)W, (int)d, (int)B, 1, F, (int)W, X,
+                (int)d, 1, Db, (int)d);
+    double e2 = 0.0, fmx = 0.0;
+    for (size_t e = 0; e < B * W; e++)
+        fmx = fmax(fmx, fabs((double)F[e]));
+    for (size_t e = 0; e < W * d; e++)
+        e2 = fmax(e2, fabs((double)D[e] - Db[e]) / ((double)B * fmx));
+    CHECK(e1 <= 2.0 * (double)(d + 2) * 0x1p-24, "nt vs cblas_sgemm (64 x 200 x 784): %.3g", e1);
+    CHECK(e2 <= 2.0 * (double)(B + 2) * 0x1p-24, "tn vs cblas_sgemm (200 x 784 x 64): %.3g", e2);
+    printf("test_gm_kern: vs cblas_sgemm on the step's shapes: nt %.3g, tn %.3g (per |term|)\n", e1,
+           e2);
+    free(X), free(P), free(F), free(Fb), free(D), free(Db);
+}
+
+int main(void) {
+    tu_worst_init(&worst);
+    gsl_rng *r = tu_rng(14);
+    printf("test_gm_kern: seed %lu\n", tu_seed());
+    const size_t Ms[] = {1, 3, 4, 5, 6, 7, 13, 64}, Ns[] = {1, 3, 4, 5, 6, 7, 13, 200};
+    const size_t ds[] = {1, 15, 16, 17, 63, 64, 65, 100, 784};
+    size_t ncase = 0;
+    for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+        for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
+            for (size_t c = 0; c < sizeof ds / sizeof *ds; c++) {
+                if (Ms[a] * Ns[b] * ds[c] > 64 * 13 * 784 && ds[c] != 784) continue;
+                const int sq = (int)((a + b + c) & 1);
+                const size_t off = (a + c) % 3; /* 0: 64-byte aligned rows when d allows */
+                case_nt(r, Ms[a], Ns[b], ds[c], sq, off);
+                case_tn(r, Ns[b], ds[c], Ms[a], !sq, off, (int)((a + c) & 1));
+                ncase += 2;
+            }
+    against_blas(r);
+    gsl_rng_free(r);
+    printf("test_gm_kern: %zu cases; worst error %.3g of the bound (%s)\n", ncase, worst.value,
+           worst.what);
+    return tu_finish("test_gm_kern");
+}
+#endif
