@@ -1326,11 +1326,13 @@ static void acc_add(double *restrict acc, const real *restrict g, size_t n) {
 
 /* How the GM kind's forward pass is split over the pool's threads (docs/PERFORMANCE.md section
  * 11): 1 = rows (each thread its rows through all K components: no barrier between the gather,
- * the forward and the loss), 0 = components (each thread its components for all rows: two
- * barriers more, but OpenBLAS runs its more efficient half-width shape).  -DGM_FWD_ROWS=0/1
- * overrides the default for measurements. */
+ * the forward and the loss), 0 = components (each thread its components for all rows, between
+ * two barriers).  Rows where the products are gm_kern.c's (GM_KERN: no packing, as fast on 32
+ * rows x 200 as on 64 x 100), components with OpenBLAS (its 32 x 200 x 784 SGEMM is about 1.25x
+ * slower than 64 x 100 x 784, more than the two barriers cost).  -DGM_FWD_ROWS=0/1 overrides
+ * the choice for measurements. */
 #ifndef GM_FWD_ROWS
-#define GM_FWD_ROWS 0
+#define GM_FWD_ROWS GM_KERN
 #endif
 
 /* The cache seen from batch row i0 on: its per-row arrays offset by i0 rows, so that the
