@@ -1268,8 +1268,14 @@ void FN(gmf_nn_ws_set_weight_rule)(ws_t *ws, gmf_nn_wgeom geom, int per_mass) {
 }
 
 /* ---- the GM kind on the pool: thread t owns components [k0, k1) and rows [i0, i1) -----------
- * The parameter-derived cache (sig2, muW, a) stays valid across calls while P changes only
- * through the fused SGD step, which refreshes it per component right after updating it. */
+ * Rows: the gather, X * X, the output sum H, the loss (and, with GM_FWD_ROWS, the whole forward
+ * pass); components: the backward products, the fused update and the parameter-derived cache
+ * (with GM_FWD_ROWS = 0 also the forward products).  One step is one pool job: the start, a
+ * barrier after the loss (dH of every row), the end; GM_FWD_ROWS = 0 adds one after the gather
+ * and one after the forward.  No sum crosses threads except the batch loss, which every thread
+ * adds up in the same order.  The parameter-derived cache (sig2, muW, a) stays valid across
+ * calls while P changes only through the fused SGD step, which refreshes it per component right
+ * after updating it. */
 
 typedef struct gm_job {
     ws_t *ws;
@@ -1324,13 +1330,13 @@ static void acc_add(double *restrict acc, const real *restrict g, size_t n) {
         acc[e] += (double)g[e];
 }
 
-/* How the GM kind's forward pass is split over the pool's threads (docs/PERFORMANCE.md section
- * 11): 1 = rows (each thread its rows through all K components: no barrier between the gather,
- * the forward and the loss), 0 = components (each thread its components for all rows, between
- * two barriers).  Rows where the products are gm_kern.c's (GM_KERN: no packing, as fast on 32
- * rows x 200 as on 64 x 100), components with OpenBLAS (its 32 x 200 x 784 SGEMM is about 1.25x
- * slower than 64 x 100 x 784, more than the two barriers cost).  -DGM_FWD_ROWS=0/1 overrides
- * the choice for measurements. */
+/* How the GM kind's forward pass is split over the pool's threads (docs/PERFORMANCE.md, "Two
+ * threads for the GM trainer"): 1 = rows (each thread its rows through all K components: no barrier
+ * between the gather, the forward and the loss), 0 = components (each thread its components for all
+ * rows, between two barriers).  Rows where the products are gm_kern.c's (GM_KERN: no packing, as
+ * fast on 32 rows x 200 as on 64 x 100), components with OpenBLAS (its 32 x 200 x 784 SGEMM is
+ * about 1.25x slower than 64 x 100 x 784, more than the two barriers cost).  -DGM_FWD_ROWS=0/1
+ * overrides the choice for measurements. */
 #ifndef GM_FWD_ROWS
 #define GM_FWD_ROWS GM_KERN
 #endif
