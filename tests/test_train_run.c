@@ -15,7 +15,9 @@
  *   - Checkpoints: version 1 (no record) loads with run = NULL; version 2 round-trips the record
  *     and the parameters bitwise; a truncated or corrupted record is refused.
  *   - gmf_nn_model_build: same seed -> same parameters; the FC means init has width K; the FC
- *     scale rule (standard for kaiming, mean-field otherwise). */
+ *     scale rule (standard for kaiming, mean-field otherwise).
+ *   - gmf_train_mc_evaluate: at sigma = 0 every reduction of a one-component layer is the layer's
+ * function. */
 #include <stdint.h>
 
 #include "gmflow/common.h"
@@ -257,6 +259,45 @@ static void build(void) {
     CHECK(gmf_nn_fc_init_parse("bogus", &fi) == GMF_EINVAL, "bad fc init accepted");
 }
 
+/* gmf_train_mc_evaluate against two independent facts.  With one component and sigma = 0 every
+ * neuron is beta = mu, omega = U mu + v, so any Monte Carlo reduction computes the GM layer's
+ * own function: its loss and error must equal the layer's (float32 evaluation, other
+ * summation order: 1e-5 relative).  With sigma > 0 the draws differ: the repeats of one width
+ * give different losses, and a width refused by the model builder fails naming the width. */
+static void mc_reduce(const gmf_dataset *ds) {
+    gmf_train_opts o = gmf_train_defaults();
+    gmf_nn_model gm;
+    gmf_nn_model_init(&gm, GMF_NN_GM, ds->d, 9, 1, 0, 0);
+    gmf_nn_rng rng;
+    gmf_nn_rng_seed(&rng, 5, GMF_NN_STREAM_INIT);
+    gmf_nn_init_gm(&gm, 0.5, &rng);
+    gmf_nn_net_params_d v = gmf_nn_net_view_d(&gm, gm.params);
+    for (size_t e = 0; e < ds->d; e++)
+        v.gm[0].sigma[e] = 0.0;
+    double gl, ge;
+    CHECK(gmf_train_evaluate_model(&gm, &o, ds, &gl, &ge) == 0, "GM evaluation: %s", gmf_errmsg());
+    const size_t widths[] = {1, 7, 40};
+    gmf_train_mc_row rows[3 * 2];
+    CHECK(gmf_train_mc_evaluate(&gm, &o, ds, widths, 3, 2, rows) == 0, "sigma 0: %s", gmf_errmsg());
+    for (size_t q = 0; q < 6; q++) {
+        CHECK(rows[q].width == widths[q / 2] && rows[q].repeat == q % 2, "row %zu: m %zu r %zu", q,
+              rows[q].width, rows[q].repeat);
+        CHECK(fabs(rows[q].test_loss - gl) <= 1e-5 * gl && rows[q].test_error == ge,
+              "sigma 0, m=%zu: loss %.9g error %g vs the GM layer's %.9g %g", rows[q].width,
+              rows[q].test_loss, rows[q].test_error, gl, ge);
+    }
+    for (size_t e = 0; e < ds->d; e++)
+        v.gm[0].sigma[e] = 0.5;
+    CHECK(gmf_train_mc_evaluate(&gm, &o, ds, widths + 1, 1, 2, rows) == 0, "sigma 0.5: %s",
+          gmf_errmsg());
+    CHECK(rows[0].test_loss != rows[1].test_loss, "sigma 0.5: repeats 0 and 1 equal (%.9g)",
+          rows[0].test_loss);
+    const size_t zero = 0;
+    CHECK(gmf_train_mc_evaluate(&gm, &o, ds, &zero, 1, 1, rows) != 0 && strstr(gmf_errmsg(), "m=0"),
+          "width 0: %s", gmf_errmsg());
+    gmf_nn_model_free(&gm);
+}
+
 int main(void) {
     gsl_rng *rng = tu_rng(23);
     gmf_dataset ds = {0};
@@ -265,6 +306,7 @@ int main(void) {
     records(&ds);
     checkpoints(&ds);
     build();
+    mc_reduce(&ds);
     free(ds.x), free(ds.label);
     gsl_rng_free(rng);
     return tu_finish("test_train_run");

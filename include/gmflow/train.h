@@ -94,6 +94,18 @@ int gmf_train_evaluate(gmf_train *t, const gmf_dataset *data, double *mean_loss,
 int gmf_train_evaluate_model(gmf_nn_model *m, const gmf_train_opts *o, const gmf_dataset *data,
                              double *mean_loss, double *error);
 
+/* One evaluated Monte Carlo reduction (gmf_train_mc_evaluate). */
+typedef struct gmf_train_mc_row {
+    size_t width, repeat;         /* the reduction's width m and its repeat index */
+    double test_loss, test_error; /* on the data set given */
+} gmf_train_mc_row;
+
+/* Evaluate the Monte Carlo reductions of gm (gmf_nn_mc_draw from o->seed): width widths[i],
+ * repeats 0 .. repeats - 1, on data, into rows[i * repeats + r] (nw * repeats rows).  Errors
+ * name the width. */
+int gmf_train_mc_evaluate(const gmf_nn_model *gm, const gmf_train_opts *o, const gmf_dataset *data,
+                          const size_t *widths, size_t nw, size_t repeats, gmf_train_mc_row *rows);
+
 /* Make a dataset usable for a model with L logits: labels must be <= L and d must match. */
 int gmf_train_check_data(const gmf_nn_model *m, const gmf_dataset *data, const char *what);
 

@@ -33,6 +33,11 @@ int gmf_trainio_write_run(const char *path, const gmf_trainio_run *r);
 int gmf_trainio_epochs_row(const char *path, size_t epoch, double train_loss, double test_loss,
                            double test_error, double seconds, double samples_per_s);
 
+/* Append one row to mc.csv, m,repeat,test_loss,test_error (the header first when the file is
+ * new): one Monte Carlo reduction's evaluation. */
+int gmf_trainio_mc_row(const char *path, size_t width, size_t repeat, double test_loss,
+                       double test_error);
+
 /* Keep the header and the rows of epochs <= last (a resumed run rewrites the later ones);
  * atomic.  A missing file is not an error. */
 int gmf_trainio_epochs_truncate(const char *path, size_t last);

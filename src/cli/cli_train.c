@@ -574,39 +574,32 @@ static void progress(void *user, size_t epoch, size_t step, size_t nsteps, doubl
     fflush(stderr);
 }
 
-/* --mc: the Monte Carlo reduction, one row of mc.csv per draw count and repeat. */
+/* --mc: the Monte Carlo reductions (gmf_train_mc_evaluate), one row of mc.csv per width and
+ * repeat. */
 static int run_mc(const options *o, gmf_nn_model *gm, const gmf_dataset *test, const char *out) {
     char path[4200];
     snprintf(path, sizeof path, "%s/mc.csv", out);
-    struct stat st;
-    const int fresh = stat(path, &st) != 0;
-    FILE *fp = fopen(path, "a");
-    if (!fp) return fail("cannot write %s: %s", path, strerror(errno));
-    if (fresh) fputs("m,repeat,test_loss,test_error\n", fp);
     double gl, ge;
-    if (gmf_train_evaluate_model(gm, &o->t, test, &gl, &ge)) {
-        fclose(fp);
-        return fail("%s", gmf_errmsg());
-    }
+    if (gmf_train_evaluate_model(gm, &o->t, test, &gl, &ge)) return fail("%s", gmf_errmsg());
     printf("mc: GM layer itself: test_error %.4f test_loss %.5f\n", ge, gl);
-    for (size_t i = 0; i < o->nmc; i++)
-        for (size_t r = 0; r < o->mc_repeats; r++) {
-            gmf_nn_model fc;
-            double l = NAN, e = NAN;
-            int rc = gmf_nn_mc_draw(&fc, gm, o->mc[i], o->t.seed, r);
-            if (!rc) {
-                rc = gmf_train_evaluate_model(&fc, &o->t, test, &l, &e);
-                gmf_nn_model_free(&fc);
-            }
-            if (rc) {
-                fclose(fp);
-                return fail("Monte Carlo reduction m=%zu: %s", o->mc[i], gmf_errmsg());
-            }
-            printf("mc: m=%zu repeat=%zu test_error %.4f test_loss %.5f\n", o->mc[i], r, e, l);
-            fprintf(fp, "%zu,%zu,%.9g,%.6g\n", o->mc[i], r, l, e);
+    gmf_train_mc_row *rows = calloc(o->mc_repeats, sizeof *rows);
+    if (!rows) return fail("--mc-repeats %zu: out of memory", o->mc_repeats);
+    int rc = 0;
+    for (size_t i = 0; i < o->nmc && !rc; i++) { /* one width at a time: rows as they come */
+        if (gmf_train_mc_evaluate(gm, &o->t, test, o->mc + i, 1, o->mc_repeats, rows)) {
+            rc = fail("%s", gmf_errmsg());
+            break;
         }
-    if (fclose(fp) != 0) return fail("cannot write %s: %s", path, strerror(errno));
-    return 0;
+        for (size_t r = 0; r < o->mc_repeats && !rc; r++) {
+            printf("mc: m=%zu repeat=%zu test_error %.4f test_loss %.5f\n", rows[r].width,
+                   rows[r].repeat, rows[r].test_error, rows[r].test_loss);
+            if (gmf_trainio_mc_row(path, rows[r].width, rows[r].repeat, rows[r].test_loss,
+                                   rows[r].test_error))
+                rc = fail("%s", gmf_errmsg());
+        }
+    }
+    free(rows);
+    return rc;
 }
 
 /* ---- run record and run.json --------------------------------------------------------------- */

@@ -1299,7 +1299,21 @@ typedef struct gm_job {
  * its label. */
 static void gather_rows_at(real *X, uint8_t *y, const gmf_dataset *src, const size_t *idx,
                            size_t first, size_t d, size_t i0, size_t i1) {
+    /* random rows (idx): the row GATHER_AHEAD places on is requested now (its cache lines, its
+     * label and scale), so that its memory latency overlaps this row's conversion (the hardware
+     * prefetcher cannot guess the next random row; sequential rows it streams by itself) */
+    enum { GATHER_AHEAD = 4 };
+    const size_t rowb = src->x ? d * sizeof(float) : d;
     for (size_t i = i0; i < i1; i++) {
+        if (idx && i + GATHER_AHEAD < i1) {
+            const size_t rn = idx[i + GATHER_AHEAD];
+            const char *pn =
+                src->x ? (const char *)(src->x + rn * d) : (const char *)(src->px + rn * d);
+            for (size_t b = 0; b < rowb; b += 64)
+                __builtin_prefetch(pn + b);
+            __builtin_prefetch(src->label + rn);
+            if (!src->x) __builtin_prefetch(src->scale + 2 * rn);
+        }
         const size_t r = idx ? idx[i] : first + i;
         real *restrict dst = X + i * d;
         if (src->x) {

@@ -334,6 +334,27 @@ int gmf_train_evaluate_model(gmf_nn_model *m, const gmf_train_opts *o, const gmf
     return rc;
 }
 
+int gmf_train_mc_evaluate(const gmf_nn_model *gm, const gmf_train_opts *o, const gmf_dataset *data,
+                          const size_t *widths, size_t nw, size_t repeats, gmf_train_mc_row *rows) {
+    for (size_t i = 0; i < nw; i++)
+        for (size_t r = 0; r < repeats; r++) {
+            gmf_nn_model fc;
+            gmf_train_mc_row *row = rows + i * repeats + r;
+            *row = (gmf_train_mc_row){widths[i], r, NAN, NAN};
+            int rc = gmf_nn_mc_draw(&fc, gm, widths[i], o->seed, r);
+            if (!rc) {
+                rc = gmf_train_evaluate_model(&fc, o, data, &row->test_loss, &row->test_error);
+                gmf_nn_model_free(&fc);
+            }
+            if (rc) {
+                char why[512];
+                snprintf(why, sizeof why, "%s", gmf_errmsg()); /* gmf_error reuses its buffer */
+                return gmf_error(rc, "Monte Carlo reduction m=%zu: %s", widths[i], why);
+            }
+        }
+    return GMF_OK;
+}
+
 /* ---- checkpoints --------------------------------------------------------------------------- */
 
 #define CK_MAGIC       "GMFLOWCK"

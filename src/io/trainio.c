@@ -55,6 +55,18 @@ int gmf_trainio_epochs_row(const char *path, size_t epoch, double train_loss, do
     return GMF_OK;
 }
 
+int gmf_trainio_mc_row(const char *path, size_t width, size_t repeat, double test_loss,
+                       double test_error) {
+    struct stat st;
+    const int fresh = stat(path, &st) != 0;
+    FILE *fp = fopen(path, "a");
+    if (!fp) return gmf_error(GMF_EIO, "cannot write %s: %s", path, strerror(errno));
+    if (fresh) fputs("m,repeat,test_loss,test_error\n", fp);
+    fprintf(fp, "%zu,%zu,%.9g,%.6g\n", width, repeat, test_loss, test_error);
+    if (fclose(fp) != 0) return gmf_error(GMF_EIO, "cannot write %s: %s", path, strerror(errno));
+    return GMF_OK;
+}
+
 int gmf_trainio_epochs_truncate(const char *path, size_t last) {
     FILE *fp = fopen(path, "r");
     if (!fp) return GMF_OK;
