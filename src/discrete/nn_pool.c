@@ -161,8 +161,12 @@ void gmf_nn_prof_mark(int t, int ph) {
     if (t < 0) t = prof_tid; /* inside a kernel: the thread of the last mark */
     prof_tid = t;
     if (t >= PROF_T) return;
-    struct timespec ts; /* this thread's CPU time: immune to the other jobs' preemption */
+    struct timespec ts; /* this thread's CPU time (immune to preemption), or -DGMF_NN_PROF_WALL */
+#ifdef GMF_NN_PROF_WALL
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#else
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+#endif
     unsigned long long now =
         (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
     if (ph >= 0 && prof_last[t]) prof_acc[t][ph] += now - prof_last[t], prof_cnt[t][ph]++;

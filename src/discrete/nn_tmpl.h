@@ -1268,12 +1268,12 @@ void FN(gmf_nn_ws_set_weight_rule)(ws_t *ws, gmf_nn_wgeom geom, int per_mass) {
 }
 
 /* ---- the GM kind on the pool: thread t owns components [k0, k1) and rows [i0, i1) -----------
- * Rows: the gather, X * X, the output sum H, the loss (and, with GM_FWD_ROWS, the whole forward
- * pass); components: the backward products, the fused update and the parameter-derived cache
- * (with GM_FWD_ROWS = 0 also the forward products).  One step is one pool job: the start, a
- * barrier after the loss (dH of every row), the end; GM_FWD_ROWS = 0 adds one after the gather
- * and one after the forward.  No sum crosses threads except the batch loss, which every thread
- * adds up in the same order.  The parameter-derived cache (sig2, muW, a) stays valid across
+ * Rows: the gather, X * X, the output sum H, the loss (and, with GM_FWD_ROWS = 1, the whole
+ * forward pass); components: the forward products (GM_FWD_ROWS = 0, the default), the backward
+ * products, the fused update and the parameter-derived cache.  One step is one pool job: the
+ * start, barriers after the gather and after the forward (GM_FWD_ROWS = 0 only) and after the
+ * loss (dH of every row), the end.  No sum crosses threads except the batch loss, which every
+ * thread adds up in the same order.  The parameter-derived cache (sig2, muW, a) stays valid across
  * calls while P changes only through the fused SGD step, which refreshes it per component right
  * after updating it. */
 
@@ -1345,14 +1345,16 @@ static void acc_add(double *restrict acc, const real *restrict g, size_t n) {
 }
 
 /* How the GM kind's forward pass is split over the pool's threads (docs/PERFORMANCE.md, "Two
- * threads for the GM trainer"): 1 = rows (each thread its rows through all K components: no barrier
- * between the gather, the forward and the loss), 0 = components (each thread its components for all
- * rows, between two barriers).  Rows where the products are gm_kern.c's (GM_KERN: no packing, as
- * fast on 32 rows x 200 as on 64 x 100), components with OpenBLAS (its 32 x 200 x 784 SGEMM is
- * about 1.25x slower than 64 x 100 x 784, more than the two barriers cost).  -DGM_FWD_ROWS=0/1
- * overrides the choice for measurements. */
+ * threads for the GM trainer"): 0 = components (each thread its components for all rows, between
+ * a barrier after the gather and one after the forward), 1 = rows (each thread its rows through
+ * all K components: two barriers less per step).  Components, with OpenBLAS and with gm_kern.c
+ * alike: measured on 2 otherwise idle cores the rows split was 1.10x slower per epoch with
+ * gm_kern.c (every step each thread reads the other's freshly updated half of [mu; W], 313 KB
+ * from the other core's cache, and its update then invalidates the other's copy) and slower
+ * with OpenBLAS too (its 32 x 200 x 784 SGEMM runs about 1.25x slower than 64 x 100 x 784).
+ * -DGM_FWD_ROWS=1 selects rows for measurements; tests/test_nn_pool_split.c covers both. */
 #ifndef GM_FWD_ROWS
-#define GM_FWD_ROWS GM_KERN
+#define GM_FWD_ROWS 0
 #endif
 
 /* The cache seen from batch row i0 on: its per-row arrays offset by i0 rows, so that the
