@@ -10,6 +10,7 @@
  */
 #include "gmflow/common.h"
 #include "gmflow/idx.h"
+#include "gmflow/train.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -120,11 +121,86 @@ static void expect_err(int rc, int code, const char *path, const char *const *ne
 
 #define NEEDLES(...) ((const char *const[]){__VA_ARGS__, NULL})
 
+/* ---- the two .gz inflaters (gmf_idx_gz_inflater): libdeflate (whole file, zlib retries what
+ * it refuses) and zlib's streaming inflate, chosen by GMFLOW_IDX_INFLATE.  Every file these tests
+ * read is also read with the other settings: "zlib" must give the same result code and message
+ * (or the same bytes), "libdeflate-only" (no zlib retry) the same bytes, or a failure that names
+ * the file -- so the libdeflate path itself rejects every corrupt or truncated .gz here. */
+
+static const char *inflater_env0; /* GMFLOW_IDX_INFLATE as the test started (ctest sets it) */
+static int have_libdeflate;       /* the default inflater is libdeflate */
+static size_t agree_good, agree_bad;
+
+static void set_inflater(const char *mode) {
+    if (mode)
+        setenv("GMFLOW_IDX_INFLATE", mode, 1);
+    else
+        unsetenv("GMFLOW_IDX_INFLATE");
+}
+
+/* Read images (images = 1) or labels with GMFLOW_IDX_INFLATE = mode; *data (malloc'ed, *n
+ * bytes) and the message (msg) are the caller's; then the starting setting is restored. */
+static int read_mode(const char *path, int images, const char *mode, uint8_t **data, size_t *n,
+                     char *msg, size_t len) {
+    set_inflater(mode);
+    int rc;
+    *data = NULL;
+    *n = 0;
+    if (images) {
+        gmf_idx_images im;
+        rc = gmf_idx_read_images(path, &im);
+        if (rc == GMF_OK) *data = im.pixels, *n = im.count * im.rows * im.cols;
+    } else {
+        rc = gmf_idx_read_labels(path, n, data);
+    }
+    snprintf(msg, len, "%s", rc ? gmf_errmsg() : "");
+    set_inflater(inflater_env0);
+    return rc;
+}
+
+/* path failed with rc and message msg by default: the other inflaters agree. */
+static void modes_bad(const char *path, int images, int rc, const char *what) {
+    char msg0[1024], msg[1024];
+    snprintf(msg0, sizeof msg0, "%s", gmf_errmsg());
+    uint8_t *d;
+    size_t n;
+    int rz = read_mode(path, images, "zlib", &d, &n, msg, sizeof msg);
+    CHECK(rz == rc && strcmp(msg, msg0) == 0, "%s: zlib: rc %d \"%s\", default rc %d \"%s\"", what,
+          rz, msg, rc, msg0);
+    free(d);
+    if (have_libdeflate) {
+        int rl = read_mode(path, images, "libdeflate-only", &d, &n, msg, sizeof msg);
+        CHECK(rl != GMF_OK && rl != GMF_ENOMEM && strstr(msg, path),
+              "%s: libdeflate-only: rc %d \"%s\"", what, rl, msg);
+        if (getenv("GMFLOW_TEST_VERBOSE")) printf("  %-34s libdeflate-only -> %s\n", what, msg);
+        free(d);
+    }
+    agree_bad++;
+}
+
+/* path holds exactly the n bytes `want` (images = 1: pixels; 0: labels): the same with every
+ * inflater. */
+static void modes_good(const char *path, int images, const uint8_t *want, size_t n) {
+    const char *modes[] = {"zlib", "libdeflate-only"};
+    for (int m = 0; m < 1 + have_libdeflate; m++) {
+        uint8_t *d;
+        size_t got;
+        char msg[1024];
+        int rc = read_mode(path, images, modes[m], &d, &got, msg, sizeof msg);
+        CHECK(rc == GMF_OK && got == n && (n == 0 || memcmp(d, want, n) == 0),
+              "%s: %s: rc %d (%s), %zu bytes, expected %zu, %s", path, modes[m], rc, msg, got, n,
+              rc == GMF_OK && got == n ? "different bytes" : "");
+        free(d);
+    }
+    agree_good++;
+}
+
 static int bad_images(const char *path, int code, const char *const *needles, const char *what) {
     gmf_idx_images im;
     int rc = gmf_idx_read_images(path, &im);
     expect_err(rc, code, path, needles, what);
     CHECK(im.pixels == NULL && im.count == 0, "%s: output not cleared on failure", what);
+    modes_bad(path, 1, rc, what);
     return rc;
 }
 
@@ -134,6 +210,7 @@ static int bad_labels(const char *path, int code, const char *const *needles, co
     int rc = gmf_idx_read_labels(path, &n, &lab);
     expect_err(rc, code, path, needles, what);
     CHECK(lab == NULL && n == 0, "%s: output not cleared on failure", what);
+    modes_bad(path, 0, rc, what);
     return rc;
 }
 
@@ -276,6 +353,7 @@ static void test_good_synthetic(void) {
         CHECK(memcmp(im.pixels, img + 16, 60) == 0, "%s: pixels differ", files[f]);
         gmf_idx_images_free(&im);
         CHECK(im.pixels == NULL, "free clears");
+        modes_good(files[f], 1, img + 16, 60);
     }
 
     const char *lraw = tpath("lab.idx"), *lgz = tpath("lab.idx.gz");
@@ -290,6 +368,7 @@ static void test_good_synthetic(void) {
         if (rc) continue;
         CHECK(n == 5 && memcmp(l, lab + 8, 5) == 0, "%s: labels differ", p);
         free(l);
+        modes_good(p, 0, lab + 8, 5);
     }
 
     /* zero images is a valid file (the data set loader rejects it) */
@@ -300,9 +379,33 @@ static void test_good_synthetic(void) {
     CHECK(gmf_idx_read_images(tpath("empty.gz"), &im) == GMF_OK && im.count == 0, "empty: %s",
           gmf_errmsg());
     gmf_idx_images_free(&im);
+    modes_good(tpath("empty.gz"), 1, empty, 0);
     free(empty);
     free(img);
     free(lab);
+}
+
+/* Image x's mean and 1/sd by the direct two-pass double formula (pixel order), and how many of
+ * the n images of px have a (mean, 1/sd) in scale that differs from it in any bit. */
+static void direct_stats(const uint8_t *x, size_t d, double *mean, double *inv) {
+    double sum = 0, ss = 0;
+    for (size_t j = 0; j < d; j++)
+        sum += x[j];
+    const double m = sum / (double)d;
+    for (size_t j = 0; j < d; j++)
+        ss += (x[j] - m) * (x[j] - m);
+    const double sd = sqrt(ss / (double)(d - 1));
+    *mean = m, *inv = sd > 0 ? 1.0 / sd : 0.0;
+}
+
+static size_t scale_mismatches(const uint8_t *px, size_t n, size_t d, const double *scale) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double ms[2];
+        direct_stats(px + i * d, d, &ms[0], &ms[1]);
+        bad += memcmp(ms, scale + 2 * i, sizeof ms) != 0;
+    }
+    return bad;
 }
 
 /* The data set: file discovery (.gz then raw), normalization, limit. */
@@ -427,6 +530,25 @@ static void test_dataset_synthetic(void) {
         }
         CHECK(bad == 0, "u8_stats/u8_value: %zu of %d values differ from standardize_u8", bad,
               NI * DI);
+        /* the compact load's (mean, 1/sd) in blocks (32 images in AVX-512 lanes, then 8, then
+         * the scalar remainder of 3): every double bitwise the direct formula's */
+        size_t nimg, nlab;
+        unsigned char *f = make_images(NI, 28, 28, &nimg), *fl = make_labels(NI, &nlab);
+        memcpy(f + 16, u, (size_t)NI * DI);
+        write_gz(tpath("st-images-idx3-ubyte.gz"), f, nimg, 1);
+        write_raw(tpath("st-labels-idx1-ubyte"), fl, nlab);
+        gmf_dataset cs;
+        int rs = gmf_dataset_load_u8(tmpdir, "st", 0, &cs);
+        CHECK(rs == GMF_OK && cs.n == NI, "st: %s", gmf_errmsg());
+        if (rs == GMF_OK) {
+            const size_t nb = scale_mismatches(cs.px, NI, DI, cs.scale);
+            CHECK(nb == 0,
+                  "compact load: %zu of %d images' (mean, 1/sd) differ in some bit from "
+                  "the direct formula",
+                  nb, NI);
+            gmf_dataset_free(&cs);
+        }
+        free(f), free(fl);
     }
     free(u);
     free(yy);
@@ -576,6 +698,183 @@ static void test_bad_files(void) {
     free(z), free(z9), free(z0), free(big), free(b), free(img), free(lab);
 }
 
+/* gzip containers the libdeflate path reads member by member: several members (one empty), a
+ * header with FNAME and FEXTRA fields, a header CRC (FHCRC: right, and wrong), a member that holds
+ * more than the IDX header declares, and a payload above 4 MiB (the huge-page buffer).  Every
+ * inflater must read them alike (modes_good / modes_bad). */
+static size_t gz_member(unsigned char *out, const unsigned char *data, size_t n, int flags) {
+    /* a gzip member by hand: 10-byte header (+ FEXTRA, FNAME, FHCRC as asked), raw deflate, trailer
+     */
+    size_t k = 0;
+    const unsigned char h[10] = {0x1f, 0x8b, 8, (unsigned char)flags, 0, 0, 0, 0, 0, 3};
+    memcpy(out, h, 10), k = 10;
+    if (flags & 4) { /* FEXTRA: 2-byte length, then that many bytes */
+        out[k++] = 5, out[k++] = 0;
+        memcpy(out + k, "AB\x02\0z", 5), k += 5;
+    }
+    if (flags & 8) { /* FNAME: zero-terminated */
+        memcpy(out + k, "x-ubyte", 8), k += 8;
+    }
+    if (flags & 2) { /* FHCRC: low 16 bits of the CRC-32 of the header so far */
+        const uLong crc = crc32(0L, out, (uInt)k);
+        out[k++] = (unsigned char)(crc & 0xff), out[k++] = (unsigned char)((crc >> 8) & 0xff);
+    }
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (deflateInit2(&zs, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) exit(2);
+    zs.next_in = (Bytef *)(uintptr_t)data;
+    zs.avail_in = (uInt)n;
+    zs.next_out = out + k;
+    zs.avail_out = (uInt)(deflateBound(&zs, (uLong)n) + 16);
+    if (deflate(&zs, Z_FINISH) != Z_STREAM_END) exit(2);
+    k += zs.total_out;
+    deflateEnd(&zs);
+    const uLong crc = crc32(0L, data, (uInt)n);
+    for (int i = 0; i < 4; i++)
+        out[k++] = (unsigned char)((crc >> (8 * i)) & 0xff);
+    for (int i = 0; i < 4; i++)
+        out[k++] = (unsigned char)(((uLong)n >> (8 * i)) & 0xff);
+    return k;
+}
+
+static void test_gz_members(void) {
+    size_t ni;
+    unsigned char *img = realloc(make_images(300, 28, 28, &ni), 16 + 235200 + 5);
+    if (!img) exit(2);
+    for (size_t i = 16; i < ni; i++)
+        img[i] = (unsigned char)(((i * 2654435761u) >> 11) & (i % 7 ? 0x0f : 0xff));
+    unsigned char *z = malloc(2 * ni + 4096);
+    const char *p;
+    size_t k;
+
+    /* four members: header + 1000 bytes, an empty one, 100000 bytes, the rest */
+    k = gz_member(z, img, 1016, 0);
+    k += gz_member(z + k, img, 0, 0);
+    k += gz_member(z + k, img + 1016, 100000, 8);
+    k += gz_member(z + k, img + 101016, ni - 101016, 4 | 8);
+    p = tpath("members4.gz");
+    write_raw(p, z, k);
+    modes_good(p, 1, img + 16, ni - 16);
+    /* a header CRC (FHCRC), right: read (by zlib, which checks it); wrong: an error */
+    k = gz_member(z, img, ni, 2 | 8);
+    p = tpath("fhcrc.gz");
+    write_raw(p, z, k);
+    modes_good(p, 1, img + 16, ni - 16);
+    z[18] ^= 0x01; /* the CRC-16 after the 10-byte header and "x-ubyte\0" */
+    p = tpath("fhcrc-bad.gz");
+    write_raw(p, z, k);
+    bad_images(p, GMF_EFORMAT, NEEDLES("corrupt gzip", "header crc"), "wrong gzip header CRC");
+    /* a second member that holds 5 bytes more than the header declares */
+    k = gz_member(z, img, ni / 2, 0);
+    memcpy(img + ni, "12345", 5);
+    k += gz_member(z + k, img + ni / 2, ni - ni / 2 + 5, 0);
+    p = tpath("members-long.gz");
+    write_raw(p, z, k);
+    bad_images(p, GMF_EFORMAT, NEEDLES("5 trailing bytes"), "second member too long");
+    /* a second member that is cut short, and one missing */
+    k = gz_member(z, img, ni / 2, 0);
+    const size_t k1 = k;
+    k += gz_member(z + k, img + ni / 2, ni - ni / 2, 0);
+    p = tpath("members-cut.gz");
+    write_raw(p, z, k - 10);
+    bad_images(p, GMF_EFORMAT, NEEDLES("corrupt gzip"), "second member truncated");
+    p = tpath("members-missing.gz");
+    write_raw(p, z, k1);
+    bad_images(p, GMF_EFORMAT, NEEDLES("truncated", "missing"), "second member missing");
+    free(z);
+    free(img);
+
+    /* above 4 MiB: 6000 images of 28 x 28 */
+    unsigned char *big = make_images(6000, 28, 28, &ni);
+    for (size_t i = 16; i < ni; i++)
+        big[i] = (unsigned char)((i * 40503u) >> 9);
+    p = tpath("big6000.gz");
+    write_gz(p, big, ni, 6);
+    modes_good(p, 1, big + 16, ni - 16);
+    free(big);
+}
+
+/* gmf_dataset_load_sets: several sets read in parallel and standardized in chunks of images
+ * over the threads give bitwise what one gmf_dataset_load(_u8) per set gives, at 1, 2 and 3
+ * threads, compact and float, whole and limited; a failure reports the first failing set in
+ * order and leaves every output cleared. */
+static int same_set(const gmf_dataset *a, const gmf_dataset *b) {
+    if (a->n != b->n || a->d != b->d || a->nclass != b->nclass) return 0;
+    if (memcmp(a->label, b->label, a->n)) return 0;
+    if (a->x) return b->x && !memcmp(a->x, b->x, a->n * a->d * sizeof(float));
+    return !b->x && !memcmp(a->px, b->px, a->n * a->d) &&
+           !memcmp(a->scale, b->scale, 2 * a->n * sizeof(double));
+}
+
+static void check_sets(const char *dir, size_t nsets, const char *const *prefix,
+                       const size_t *limit, const char *what) {
+    for (int compact = 0; compact <= 1; compact++)
+        for (int th = 1; th <= 3; th++) {
+            gmf_dataset got[4], want[4];
+            int rc = gmf_dataset_load_sets(dir, nsets, prefix, limit, compact, th, got);
+            CHECK(rc == GMF_OK, "%s: sets, compact %d, %d threads: %s", what, compact, th,
+                  gmf_errmsg());
+            if (rc) continue;
+            for (size_t s = 0; s < nsets; s++) {
+                const size_t lim = limit ? limit[s] : 0;
+                rc = compact ? gmf_dataset_load_u8(dir, prefix[s], lim, &want[s])
+                             : gmf_dataset_load(dir, prefix[s], lim, &want[s]);
+                CHECK(rc == GMF_OK && same_set(&got[s], &want[s]) &&
+                          gmf_train_data_checksum(&got[s]) == gmf_train_data_checksum(&want[s]),
+                      "%s: set %s, compact %d, %d threads: not the single load's data (%s)", what,
+                      prefix[s], compact, th, rc ? gmf_errmsg() : "");
+                gmf_dataset_free(&want[s]);
+                gmf_dataset_free(&got[s]);
+            }
+        }
+}
+
+static void test_load_sets(void) {
+    size_t ni, nl;
+    unsigned char *a = make_images(5000, 28, 28, &ni); /* 3 chunks of 2048 images */
+    for (size_t i = 16; i < ni; i++)
+        a[i] = (unsigned char)(((i * 2654435761u) >> 13) & (i % 5 ? 0xff : 0x07));
+    unsigned char *la = make_labels(5000, &nl);
+    write_gz(tpath("sa-images-idx3-ubyte.gz"), a, ni, 6);
+    write_gz(tpath("sa-labels-idx1-ubyte.gz"), la, nl, 6);
+    write_raw(tpath("sb-images-idx3-ubyte"), a, 16 + 300 * 784); /* header says 5000: patch */
+    {
+        unsigned char *b = malloc(16 + 300 * 784), *lb = malloc(8 + 300);
+        memcpy(b, a, 16 + 300 * 784), memcpy(lb, la, 8 + 300);
+        put_be32(b + 4, 300), put_be32(lb + 4, 300);
+        write_raw(tpath("sb-images-idx3-ubyte"), b, 16 + 300 * 784);
+        write_raw(tpath("sb-labels-idx1-ubyte"), lb, 8 + 300);
+        lb[8 + 17] = 10; /* a label out of range */
+        write_gz(tpath("bad-images-idx3-ubyte.gz"), b, 16 + 300 * 784, 1);
+        write_gz(tpath("bad-labels-idx1-ubyte.gz"), lb, 8 + 300, 1);
+        free(b), free(lb);
+    }
+    const char *ab[] = {"sa", "sb", "sa"};
+    check_sets(tmpdir, 3, ab, NULL, "synthetic");
+    const size_t lim[] = {4100, 7, 0};
+    check_sets(tmpdir, 3, ab, lim, "synthetic, limited");
+
+    /* failures: the first failing set in order names the error; all outputs cleared */
+    const char *f1[] = {"sa", "bad", "none"}, *f2[] = {"sb", "none", "bad"};
+    for (int th = 1; th <= 2; th++) {
+        gmf_dataset out[3];
+        memset(out, 0x55, sizeof out);
+        int rc = gmf_dataset_load_sets(tmpdir, 3, f1, NULL, 1, th, out);
+        CHECK(rc == GMF_EFORMAT && strstr(gmf_errmsg(), tpath("bad-labels-idx1-ubyte.gz")) &&
+                  strstr(gmf_errmsg(), "out of range"),
+              "sets with a bad label, %d threads: rc %d, %s", th, rc, gmf_errmsg());
+        for (int s = 0; s < 3; s++)
+            CHECK(out[s].n == 0 && !out[s].px && !out[s].scale && !out[s].label && !out[s].x,
+                  "failed sets: output %d not cleared", s);
+        rc = gmf_dataset_load_sets(tmpdir, 3, f2, NULL, 0, th, out);
+        CHECK(rc == GMF_EIO && strstr(gmf_errmsg(), tpath("none-images-idx3-ubyte.gz")),
+              "sets with a missing set, %d threads: rc %d, %s", th, rc, gmf_errmsg());
+        for (int s = 0; s < 3; s++)
+            CHECK(out[s].n == 0 && !out[s].x && !out[s].label, "failed sets: output %d", s);
+    }
+    free(a), free(la);
+}
+
 static void test_bad_dataset(void) {
     size_t ni, nl;
     unsigned char *img = make_images(5, 3, 4, &ni);
@@ -690,6 +989,7 @@ static void test_real(const char *root, const real_set *r) {
     const double sd = sqrt(var);
     CHECK(fabs(mean - r->mean) < 1e-4, "%s: pixel mean %.6f, README %.5f", ipath, mean, r->mean);
     CHECK(fabs(sd - r->std) < 1e-4, "%s: pixel std %.6f, README %.5f", ipath, sd, r->std);
+    modes_good(ipath, 1, im.pixels, np); /* zlib (and libdeflate alone): the same bytes */
     gmf_idx_images_free(&im);
 
     size_t n;
@@ -697,6 +997,7 @@ static void test_real(const char *root, const real_set *r) {
     rc = gmf_idx_read_labels(lpath, &n, &lab);
     CHECK(rc == GMF_OK && n == r->count, "%s: %s", lpath, gmf_errmsg());
     if (rc == GMF_OK) {
+        modes_good(lpath, 0, lab, n);
         md5_labels(lab, n, md5);
         CHECK(strcmp(md5, r->md5_labels) == 0, "%s: md5 %s, README %s", lpath, md5, r->md5_labels);
         size_t hist[10] = {0};
@@ -737,6 +1038,22 @@ static void test_real(const char *root, const real_set *r) {
         }
         CHECK(bad == 0, "%s compact: %zu rows differ from the float form", dir, bad);
         free(row);
+        const size_t nbad = scale_mismatches(cp.px, cp.n, cp.d, cp.scale);
+        CHECK(nbad == 0, "%s compact: %zu images' (mean, 1/sd) differ from the direct formula", dir,
+              nbad);
+        { /* the compact set through zlib's inflate: bitwise the same, same checksum */
+            gmf_dataset cz;
+            set_inflater("zlib");
+            rc = gmf_dataset_load_u8(dir, r->prefix, 0, &cz);
+            set_inflater(inflater_env0);
+            CHECK(rc == GMF_OK && cz.n == cp.n && cz.d == cp.d &&
+                      !memcmp(cz.px, cp.px, cp.n * cp.d) &&
+                      !memcmp(cz.scale, cp.scale, 2 * cp.n * sizeof(double)) &&
+                      !memcmp(cz.label, cp.label, cp.n) &&
+                      gmf_train_data_checksum(&cz) == gmf_train_data_checksum(&cp),
+                  "%s: the compact set through zlib differs: %s", dir, rc ? gmf_errmsg() : "");
+            gmf_dataset_free(&cz);
+        }
         gmf_dataset_free(&cp);
         gmf_dataset_free(&ds);
         rc = gmf_dataset_load(dir, r->prefix, 100, &ds);
@@ -755,6 +1072,9 @@ static void rm_tmpdir(void) {
 }
 
 int main(void) {
+    inflater_env0 = getenv("GMFLOW_IDX_INFLATE");
+    have_libdeflate = strcmp(gmf_idx_gz_inflater(), "libdeflate") == 0;
+    printf("test_idx: .gz through %s\n", gmf_idx_gz_inflater());
     const char *base = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/gmflow-test-idx-XXXXXX", base && *base ? base : "/tmp");
     if (!mkdtemp(tmpdir)) {
@@ -765,6 +1085,8 @@ int main(void) {
     test_dataset_synthetic();
     test_bad_files();
     test_bad_dataset();
+    test_gz_members();
+    test_load_sets();
     rm_tmpdir();
 
     const char *root = getenv("GMFLOW_DATA");
@@ -784,7 +1106,14 @@ int main(void) {
         const int quick = getenv("GMFLOW_TEST_QUICK") != NULL; /* skip the 60k train set */
         for (size_t i = 0; i < sizeof REAL / sizeof REAL[0]; i++)
             if (!(quick && REAL[i].count > 10000)) test_real(root, &REAL[i]);
+        char dir[1100]; /* MNIST's train and t10k sets read in parallel: bitwise the same */
+        snprintf(dir, sizeof dir, "%s/mnist", root);
+        const char *tt[] = {"train", "t10k"};
+        const size_t lim[] = {quick ? 5000 : 0, 0};
+        check_sets(dir, 2, tt, lim, "mnist train + t10k");
     }
+    printf("test_idx: %zu good and %zu bad files read alike by zlib%s\n", agree_good, agree_bad,
+           have_libdeflate ? ", libdeflate and libdeflate-only" : " only (no libdeflate)");
     if (failures) {
         fprintf(stderr, "test_idx: %d failure(s)\n", failures);
         return 1;

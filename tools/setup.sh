@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libsundials-dev libopenblas-dev liblapacke-dev
-      libgsl-dev zlib1g-dev python3-numpy
+      libgsl-dev zlib1g-dev libdeflate-dev python3-numpy
       # MPI data-parallel runs (optional; docs/SCALE.md)
       libopenmpi-dev openmpi-bin
       # notebooks/ (figures) and tests/notebooks.sh

@@ -24,6 +24,13 @@ int gmf_idx_read_images(const char *path, gmf_idx_images *out);
 int gmf_idx_read_labels(const char *path, size_t *count, uint8_t **labels);
 void gmf_idx_images_free(gmf_idx_images *im);
 
+/* How .gz payloads are decompressed: "libdeflate" (the whole file at once; anything libdeflate
+ * does not accept -- a corrupt or truncated stream, a size other than the header's -- is read
+ * again by zlib, whose error is reported), or "zlib" (streaming inflate: a build without
+ * libdeflate, or GMFLOW_IDX_INFLATE=zlib in the environment); "libdeflate-only" with
+ * GMFLOW_IDX_INFLATE=libdeflate-only (no zlib retry; for tests).  Both give the same bytes. */
+const char *gmf_idx_gz_inflater(void);
+
 /* A classification data set in memory: n samples of dimension d (float, row-major), labels. */
 typedef struct gmf_dataset {
     size_t n, d;
@@ -54,6 +61,17 @@ void gmf_dataset_standardize_u8(float *dst, const uint8_t *src, size_t n, size_t
  * per-image (mean, 1/sd) (gmf_dataset_u8_stats); every consumer reads rows through
  * gmf_dataset_row, which yields bitwise the floats gmf_dataset_load stores. */
 int gmf_dataset_load_u8(const char *dir, const char *prefix, size_t limit, gmf_dataset *out);
+
+/* Load nsets sets of dir at once -- out[s] = set prefix[s] ("train", "t10k") with limit[s] (limit
+ * NULL: all) as gmf_dataset_load_u8 (compact = 1) or gmf_dataset_load (compact = 0) give it,
+ * bitwise -- on up to `threads` threads, no more than the CPUs the process may run on (its
+ * affinity mask; 1: one set after the other): the files of the sets are read in parallel, then
+ * the per-image standardization is split over the threads.  All or nothing: on failure every
+ * out[s] is freed and the error (code and message) is that of the first set, in order, that
+ * failed, whichever thread read it.  At most GMF_DATASET_SETS_MAX sets. */
+#define GMF_DATASET_SETS_MAX 8
+int gmf_dataset_load_sets(const char *dir, size_t nsets, const char *const *prefix,
+                          const size_t *limit, int compact, int threads, gmf_dataset *out);
 
 /* One image's mean and 1/sd (0 for a constant image) as gmf_dataset_standardize_u8 computes
  * them; pixel v then standardizes to gmf_dataset_u8_value(v, mean, inv). */

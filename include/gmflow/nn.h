@@ -311,7 +311,7 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         real *sig2; /* K x d: sigma^2 */                                                           \
         real *a;    /* K x L: U_k mu_k + v_k */                                                    \
         /* activations, Bmax rows */                                                               \
-        real *X2;                /* B x d: X * X */                                                \
+        real *X2;                /* B x d: X * X (not filled on AVX-512 float32 builds) */         \
         real *F;                 /* B x K x (L+1): [m_ik, G_ik (L)], G_ik = W_k x_i */             \
         real *S2;                /* B x K: s_ik^2 */                                               \
         real *s, *Phi, *phi, *A; /* B x K */                                                       \
@@ -390,7 +390,7 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         real *a;    /* K x L: U_k mu_k + v_k */                                                    \
         real *Q;    /* K x L x r: U_k V_k */                                                       \
         /* activations, Bmax rows */                                                               \
-        real *X2;                /* B x d: X * X */                                                \
+        real *X2;                /* B x d: X * X (not filled on AVX-512 float32 builds) */         \
         real *F;                 /* B x K x (L+1+r): [m_ik, G_ik (L), t_ik (r)] */                 \
         real *S2;                /* B x K: diagonal part of s_ik^2 */                              \
         real *s, *Phi, *phi, *A; /* B x K */                                                       \

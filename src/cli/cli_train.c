@@ -95,7 +95,8 @@ static void help(FILE *fp) {
         "  --full-batch       full-batch gradient descent: one step per epoch\n"
         "  --seed N           seed of init, shuffles and Monte Carlo draws (1)\n"
         "  --threads N        threads (1): GM components split over N threads; other models:\n"
-        "                     OpenBLAS threads.  Same seed and N -> bitwise same run\n"
+        "                     OpenBLAS threads; train and t10k are loaded on up to N\n"
+        "                     threads.  Same seed and N -> bitwise same run\n"
         "  --precision P      32 (float32 GEMMs, default) or 64\n"
         "  --no-divergence-check  do not stop a run whose parameters explode or whose loss\n"
         "                     stays at chance level (see Divergence below)\n"
@@ -702,10 +703,16 @@ static int load_data(run *r) {
         return fail("--data: rank %d of %d: cannot read the data (simulated by "
                     "GMFLOW_TEST_FAIL_RANK)",
                     r->rank, r->P);
-    if (!o->eval_only && gmf_dataset_load_u8(r->datadir, "train", o->train_limit, &r->train))
+    /* train and t10k at once on --threads threads (bitwise as one after the other) */
+    const char *const prefix[2] = {"train", "t10k"};
+    const size_t limit[2] = {o->train_limit, o->test_limit};
+    gmf_dataset sets[2];
+    const size_t first = o->eval_only ? 1 : 0; /* --eval-only: t10k alone */
+    if (gmf_dataset_load_sets(r->datadir, 2 - first, prefix + first, limit + first, 1, o->t.threads,
+                              sets + first))
         return fail("%s", gmf_errmsg());
-    if (gmf_dataset_load_u8(r->datadir, "t10k", o->test_limit, &r->test))
-        return fail("%s", gmf_errmsg());
+    if (!o->eval_only) r->train = sets[0];
+    r->test = sets[1];
     return 0;
 }
 

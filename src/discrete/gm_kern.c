@@ -131,7 +131,8 @@ void gmf_nn_kern_nt(size_t M, size_t N, size_t d, const float *A, size_t lda, co
  * per-vector masks m[0..4), sum over i < M. */
 static inline __attribute__((always_inline)) void
 tn_tile(size_t M, const float *G, size_t ldg, const size_t j[TN_R], size_t nj, const float *A,
-        size_t lda, float *C, size_t ldc, size_t p, const __mmask16 m[4], int sq, int add) {
+        size_t lda, float *C, size_t ldc, size_t p, const __mmask16 m[4], int sq, int add,
+        int full) {
     __m512 acc[TN_R][4];
     for (int r = 0; r < TN_R; r++)
         for (int q = 0; q < 4; q++)
@@ -140,7 +141,8 @@ tn_tile(size_t M, const float *G, size_t ldg, const size_t j[TN_R], size_t nj, c
         const float *ar = A + i * lda + p;
         __m512 x[4];
         for (int q = 0; q < 4; q++) {
-            x[q] = _mm512_maskz_loadu_ps(m[q], ar + 16 * q);
+            /* full panels: plain loads (a masked load may cost an extra vector-port uop) */
+            x[q] = full ? _mm512_loadu_ps(ar + 16 * q) : _mm512_maskz_loadu_ps(m[q], ar + 16 * q);
             if (sq) x[q] = _mm512_mul_ps(x[q], x[q]);
         }
         const float *g = G + i * ldg;
@@ -173,10 +175,15 @@ void gmf_nn_kern_tn(size_t N, size_t d, size_t M, const float *G, size_t ldg, co
             size_t j[TN_R];
             for (size_t r = 0; r < TN_R; r++)
                 j[r] = j0 + (r < nj ? r : nj - 1);
-            if (sq) /* two instances, sq a constant in each */
-                tn_tile(M, G, ldg, j, nj, A, lda, C, ldc, p, m, 1, add);
+            const int full = p + 64 <= d; /* constants in each instance: */
+            if (sq && full)
+                tn_tile(M, G, ldg, j, nj, A, lda, C, ldc, p, m, 1, add, 1);
+            else if (sq)
+                tn_tile(M, G, ldg, j, nj, A, lda, C, ldc, p, m, 1, add, 0);
+            else if (full)
+                tn_tile(M, G, ldg, j, nj, A, lda, C, ldc, p, m, 0, add, 1);
             else
-                tn_tile(M, G, ldg, j, nj, A, lda, C, ldc, p, m, 0, add);
+                tn_tile(M, G, ldg, j, nj, A, lda, C, ldc, p, m, 0, add, 0);
         }
     }
 }

@@ -7,12 +7,19 @@
  * a shorter (truncated) or longer (trailing bytes) file is an error that names the file and
  * both byte counts.
  *
- * gzip is recognised by its magic bytes (1f 8b), not by the file name, and decompressed with
- * zlib's inflate in streaming mode straight into the destination buffer (no copy of the whole
- * file).  inflate checks the gzip CRC-32 and length trailer, so a corrupt .gz (flipped bytes,
- * a truncated stream) is an error, not silently wrong pixels.  Concatenated gzip members (as
- * `cat a.gz b.gz` makes) are read as one stream, like gzip -d does; anything after the last
- * member that is not another gzip member is an error.
+ * gzip is recognised by its magic bytes (1f 8b), not by the file name.  The IDX header is read
+ * with zlib's inflate in streaming mode and checked; then, in a build with libdeflate, the whole
+ * regular file is read into memory and decompressed at once by libdeflate (gz_whole: 2-3x
+ * zlib's speed), member by member, into a buffer of the size the header declares.  Whatever
+ * libdeflate does not accept, or any size or limit it does not fit (corrupt or truncated stream,
+ * wrong size, trailing bytes, > 1 GiB, out of memory), is left to zlib's streaming inflate,
+ * which goes on from where it stands and reports its precise error -- so both paths accept the
+ * same files, give the same bytes and the same messages (tests/test_idx.c, tests/fuzz).  zlib
+ * writes straight into the destination buffer (no copy of the whole file).  Both check the gzip
+ * CRC-32 and length trailer of every member (and the header CRC where FHCRC is set), so a corrupt
+ * .gz (flipped bytes, a truncated stream) is an error, not silently wrong pixels.  Concatenated
+ * gzip members (as `cat a.gz b.gz` makes) are read as one stream, like gzip -d does; anything
+ * after the last member that is not another gzip member is an error.
  *
  * Per-image normalization (gmf_dataset_load): every image x in R^d (d = rows * cols, pixel
  * values as read, 0..255) becomes (x - mean(x)) / sd(x) with the SAMPLE standard deviation
@@ -24,11 +31,15 @@
  * The 1/255 scaling of raw pixels cancels in the standardization, so it is not applied.  A
  * constant image (sd = 0) becomes all zeros.  Mean and sd are accumulated in double.
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "gmflow/idx.h"
 #include "gmflow/common.h"
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,12 +49,18 @@
 #endif
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
+#ifdef GMFLOW_HAVE_LIBDEFLATE
+#include <libdeflate.h>
+#endif
 
 enum { IDX_MAGIC_IMAGES = 2051, IDX_MAGIC_LABELS = 2049, IDX_TYPE_UBYTE = 0x08 };
 enum { IDX_INBUF = 1 << 16 };
 #define IDX_PREALLOC_MAX ((size_t)1 << 30)
 #define IDX_GZ_RATIO     ((size_t)64)
+#define IDX_WHOLE_MAX    ((size_t)1 << 30) /* largest .gz read whole for libdeflate */
+enum { IDX_FALLBACK = 1 };                 /* gz_whole: use the streaming path instead */
 
 /* ---- a byte source: raw file or (multi-member) gzip stream ----------------------------- */
 
@@ -253,6 +270,147 @@ static int idx_check_gz_size(idx_src *s, size_t total, size_t hlen, const char *
     return GMF_OK;
 }
 
+/* ---- whole-file gzip with libdeflate ---------------------------------------------------- */
+
+/* Which inflater reads .gz payloads: 2 = libdeflate with zlib as the fallback (the default
+ * when built with libdeflate), 1 = libdeflate alone (GMFLOW_IDX_INFLATE=libdeflate-only: a
+ * failure is reported, not retried with zlib), 0 = zlib's streaming inflate (a build without
+ * libdeflate, or GMFLOW_IDX_INFLATE=zlib).  The environment switch is for the tests, which
+ * compare the paths in one binary. */
+static int idx_inflater(void) {
+#ifdef GMFLOW_HAVE_LIBDEFLATE
+    const char *e = getenv("GMFLOW_IDX_INFLATE");
+    if (e && strcmp(e, "zlib") == 0) return 0;
+    if (e && strcmp(e, "libdeflate-only") == 0) return 1;
+    return 2;
+#else
+    return 0;
+#endif
+}
+
+const char *gmf_idx_gz_inflater(void) {
+    static const char *const name[] = {"zlib", "libdeflate-only", "libdeflate"};
+    return name[idx_inflater()];
+}
+
+#ifdef GMFLOW_HAVE_LIBDEFLATE
+/* A gzip member header at p (n bytes) with FHCRC set: 1 if its CRC-16 (the low half of the
+ * CRC-32 of the header bytes before it) is right, as zlib checks and libdeflate does not. */
+static int gz_hcrc_ok(const uint8_t *p, size_t n) {
+    const unsigned flg = p[3];
+    size_t k = 10;
+    if (n < k) return 0;
+    if (flg & 0x04) { /* FEXTRA: a 2-byte little-endian length, then that many bytes */
+        if (n - k < 2) return 0;
+        const size_t x = (size_t)p[k] | (size_t)p[k + 1] << 8;
+        if (n - k - 2 < x) return 0;
+        k += 2 + x;
+    }
+    for (unsigned f = 0x08; f <= 0x10; f <<= 1) /* FNAME, FCOMMENT: zero-terminated */
+        if (flg & f) {
+            const uint8_t *z = memchr(p + k, 0, n - k);
+            if (!z) return 0;
+            k = (size_t)(z - p) + 1;
+        }
+    if (n - k < 2) return 0;
+    return (libdeflate_crc32(0, p, k) & 0xffff) == ((unsigned)p[k] | (unsigned)p[k + 1] << 8);
+}
+
+/* The whole gzip file s (a regular file of s->fsize bytes) decompressed at once by libdeflate
+ * into a fresh buffer: its first hlen bytes must be hdr (the IDX header the streaming reader has
+ * already read and checked), the rest exactly `total` payload bytes, which end up at the start of
+ * *out.  Every gzip member is decompressed in turn (libdeflate_gzip_decompress_ex reports the
+ * bytes each consumed), each checked against its CRC-32 and ISIZE by libdeflate, into the room
+ * left in the buffer of hlen + total bytes, so a member that holds more fails.
+ * Returns GMF_OK, an I/O error, or IDX_FALLBACK for anything else -- a corrupt or truncated
+ * stream, a size other than the header's, trailing bytes, a wrong header CRC (FHCRC: checked
+ * here, libdeflate skips it), a size beyond the limits, out of memory: the caller then
+ * goes on with zlib's streaming inflate from where it stands, which reads the same file again
+ * and gives its precise error (or, if libdeflate refused something zlib accepts, the data).
+ * strict (libdeflate-only): an error naming the file and the reason instead of IDX_FALLBACK. */
+static int gz_whole(idx_src *s, const unsigned char *hdr, size_t hlen, size_t total, int strict,
+                    uint8_t **out) {
+    const size_t c = s->fsize;
+    *out = NULL;
+    int rc = IDX_FALLBACK;
+    char why[160] = "";
+    uint8_t *in = NULL, *buf = NULL;
+    struct libdeflate_decompressor *d = NULL;
+    size_t off = 0, prod = 0, member = 0;
+    /* the streaming path's own rule for a buffer at once: plausible for the file, <= 1 GiB */
+    if (!c || c > IDX_WHOLE_MAX || total > IDX_PREALLOC_MAX - hlen || total / IDX_GZ_RATIO > c) {
+        snprintf(why, sizeof why, "%zu payload bytes from a %zu-byte file: not read whole", total,
+                 c);
+        goto done;
+    }
+    const size_t n = hlen + total;
+    if (!(in = payload_alloc(c))) {
+        snprintf(why, sizeof why, "out of memory for the %zu-byte file", c);
+        goto done;
+    }
+    size_t have = 0; /* pread: the stdio stream's position stays where the fallback needs it */
+    while (have < c) {
+        ssize_t r = pread(fileno(s->fp), in + have, c - have, (off_t)have);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            rc = gmf_error(GMF_EIO, "%s: read error: %s", s->path, strerror(errno));
+            goto done;
+        }
+        if (r == 0) { /* the file shrank: let the streaming path judge it */
+            snprintf(why, sizeof why, "the file shrank to %zu bytes while read", have);
+            goto done;
+        }
+        have += (size_t)r;
+    }
+    buf = payload_alloc(n);
+    d = libdeflate_alloc_decompressor();
+    if (!buf || !d) {
+        snprintf(why, sizeof why, "out of memory for %zu bytes", n);
+        goto done;
+    }
+    while (off < c) {
+        member++;
+        /* a member starts with 1f 8b (else: trailing bytes, as zlib's path says) */
+        if (c - off < 4 || in[off] != 0x1f) {
+            snprintf(why, sizeof why, "%zu trailing bytes after the gzip stream", c - off);
+            goto done;
+        }
+        if ((in[off + 3] & 0x02) && !gz_hcrc_ok(in + off, c - off)) {
+            snprintf(why, sizeof why, "gzip member %zu: header crc mismatch", member);
+            goto done;
+        }
+        size_t used = 0, got = 0;
+        enum libdeflate_result r =
+            libdeflate_gzip_decompress_ex(d, in + off, c - off, buf + prod, n - prod, &used, &got);
+        if (r != LIBDEFLATE_SUCCESS || used == 0) { /* used == 0: never, but no endless loop */
+            snprintf(why, sizeof why, "gzip member %zu (at byte %zu of the file): %s", member, off,
+                     r == LIBDEFLATE_INSUFFICIENT_SPACE
+                         ? "decodes to more bytes than the IDX header declares"
+                         : "corrupt or truncated deflate data, or CRC-32 / length mismatch");
+            goto done;
+        }
+        off += used;
+        prod += got;
+    }
+    if (prod != n || memcmp(buf, hdr, hlen) != 0) {
+        snprintf(why, sizeof why, "%zu decompressed bytes, the IDX header declares %zu", prod, n);
+        goto done;
+    }
+    memmove(buf, buf + hlen, total);
+    *out = buf;
+    buf = NULL;
+    rc = GMF_OK;
+done:
+    if (rc == IDX_FALLBACK && strict)
+        rc = gmf_error(GMF_EFORMAT, "%s: corrupt gzip file (libdeflate, no zlib fallback): %s",
+                       s->path, why);
+    libdeflate_free_decompressor(d);
+    free(buf);
+    free(in);
+    return rc;
+}
+#endif
+
 /* ---- the IDX container ---------------------------------------------------------------- */
 
 static uint32_t be32(const unsigned char *b) {
@@ -351,6 +509,14 @@ static int idx_read(const char *path, unsigned want_dims, const char *what, size
     }
 
     if ((rc = idx_check_gz_size(&s, total, hlen, what))) goto fail;
+#ifdef GMFLOW_HAVE_LIBDEFLATE
+    const int inflater = idx_inflater();
+    if (s.gz && inflater) {
+        rc = gz_whole(&s, hdr, hlen, total, inflater == 1, &data);
+        if (rc == GMF_OK) goto ok;
+        if (rc != IDX_FALLBACK) goto fail;
+    }
+#endif
     if ((rc = src_read_alloc(&s, total, what, &data, &got))) goto fail;
     if (got < total) {
         rc = gmf_error(GMF_EFORMAT,
@@ -368,6 +534,9 @@ static int idx_read(const char *path, unsigned want_dims, const char *what, size
                        path, what, total, hlen, (unsigned long long)total + extra, extra);
         goto fail;
     }
+#ifdef GMFLOW_HAVE_LIBDEFLATE
+ok:
+#endif
     src_close(&s);
     *payload = data;
     *nbytes = total;
@@ -463,12 +632,85 @@ void gmf_dataset_u8_stats(const uint8_t *x, size_t d, double *mean, double *inv)
     u8_stats8(x, 1, d, mean, inv);
 }
 
-/* scale[2 i], scale[2 i + 1] = mean and 1/sd of image i of n, eight at a time. */
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+/* Images [0, 8 NG) of x (d bytes each), as u8_stats8 computes them, bitwise: the same integer
+ * sums for the means; then image q's ss in lane q % 8 of vector q / 8, its (v - mean)^2 formed
+ * as the tables do ((double)v - mean, squared: exact conversions, one rounding each, no FMA) and
+ * added in pixel order -- one chain per image, 8 NG chains in flight instead of eight, and no
+ * table reads.  The bytes of 8 images at pixels j..j+7 come in one 64-bit gather (lane q: image
+ * q's 8 bytes), pixel j + k is byte k of each lane. */
+static inline __attribute__((always_inline)) void
+u8_stats_simd(const uint8_t *x, size_t d, const int NG, double *mean, double *inv) {
+    double ss[32];
+    for (int q = 0; q < 8 * NG; q++) {
+        const uint8_t *row = x + (size_t)q * d;
+        uint64_t isum = 0;
+        for (size_t j0 = 0; j0 < d; j0 += 1u << 16) { /* as u8_stats8 */
+            const size_t j1 = d - j0 < (1u << 16) ? d : j0 + (1u << 16);
+            uint32_t part = 0;
+            for (size_t j = j0; j < j1; j++)
+                part += row[j];
+            isum += part;
+        }
+        mean[q] = d ? (double)isum / (double)d : 0.0;
+    }
+    const long long sd1 = (long long)d;
+    const __m512i vidx =
+        _mm512_set_epi64(7 * sd1, 6 * sd1, 5 * sd1, 4 * sd1, 3 * sd1, 2 * sd1, sd1, 0);
+    const __m512i ff = _mm512_set1_epi64(0xff);
+    __m512d m[4], acc[4];
+    for (int g = 0; g < NG; g++)
+        m[g] = _mm512_loadu_pd(mean + 8 * g), acc[g] = _mm512_setzero_pd();
+    size_t j = 0;
+    for (; j + 8 <= d; j += 8) {
+        __m512i v[4];
+        for (int g = 0; g < NG; g++)
+            v[g] = _mm512_i64gather_epi64(vidx, (const void *)(x + (size_t)8 * g * d + j), 1);
+        for (int k = 0; k < 8; k++)
+            for (int g = 0; g < NG; g++) {
+                const __m512i b = _mm512_and_si512(_mm512_srli_epi64(v[g], 8 * k), ff);
+                const __m512d c = _mm512_sub_pd(_mm512_cvtepi64_pd(b), m[g]);
+                acc[g] = _mm512_add_pd(acc[g], _mm512_mul_pd(c, c));
+            }
+    }
+    for (; j < d; j++) /* the last d % 8 pixels */
+        for (int g = 0; g < NG; g++) {
+            const uint8_t *p = x + (size_t)8 * g * d + j;
+            const __m512i b = _mm512_set_epi64(p[7 * d], p[6 * d], p[5 * d], p[4 * d], p[3 * d],
+                                               p[2 * d], p[d], p[0]);
+            const __m512d c = _mm512_sub_pd(_mm512_cvtepi64_pd(b), m[g]);
+            acc[g] = _mm512_add_pd(acc[g], _mm512_mul_pd(c, c));
+        }
+    for (int g = 0; g < NG; g++)
+        _mm512_storeu_pd(ss + 8 * g, acc[g]);
+    for (int q = 0; q < 8 * NG; q++) {
+        const double sd = d > 1 ? sqrt(ss[q] / (double)(d - 1)) : 0.0;
+        inv[q] = sd > 0 ? 1.0 / sd : 0.0;
+    }
+}
+#endif
+
+/* Images [0, nb) (nb <= 32) of x: mean[q], inv[q] as u8_stats8 gives them. */
+static void u8_stats32(const uint8_t *x, size_t nb, size_t d, double *mean, double *inv) {
+    size_t q = 0;
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+    if (nb == 32) {
+        u8_stats_simd(x, d, 4, mean, inv);
+        return;
+    }
+    for (; q + 8 <= nb; q += 8)
+        u8_stats_simd(x + q * d, d, 1, mean + q, inv + q);
+#endif
+    for (; q < nb; q += 8)
+        u8_stats8(x + q * d, nb - q < 8 ? nb - q : 8, d, mean + q, inv + q);
+}
+
+/* scale[2 i], scale[2 i + 1] = mean and 1/sd of image i of n, 32 at a time. */
 static void u8_stats_all(const uint8_t *px, size_t n, size_t d, double *scale) {
-    for (size_t i = 0; i < n; i += 8) {
-        const size_t nb = n - i < 8 ? n - i : 8;
-        double mean[8], inv[8];
-        u8_stats8(px + i * d, nb, d, mean, inv);
+    for (size_t i = 0; i < n; i += 32) {
+        const size_t nb = n - i < 32 ? n - i : 32;
+        double mean[32], inv[32];
+        u8_stats32(px + i * d, nb, d, mean, inv);
         for (size_t q = 0; q < nb; q++)
             scale[2 * (i + q)] = mean[q], scale[2 * (i + q) + 1] = inv[q];
     }
@@ -478,10 +720,10 @@ void gmf_dataset_standardize_u8(float *dst, const uint8_t *src, size_t n, size_t
     /* Bitwise the same as the direct double formula: the outputs depend on the byte value only
      * (a 256-entry table of gmf_dataset_u8_value). */
     float out[256];
-    for (size_t i0 = 0; i0 < n; i0 += 8) {
-        const size_t nb = n - i0 < 8 ? n - i0 : 8;
-        double mean[8], inv[8];
-        u8_stats8(src + i0 * d, nb, d, mean, inv);
+    for (size_t i0 = 0; i0 < n; i0 += 32) {
+        const size_t nb = n - i0 < 32 ? n - i0 : 32;
+        double mean[32], inv[32];
+        u8_stats32(src + i0 * d, nb, d, mean, inv);
         for (size_t q = 0; q < nb; q++) {
             const uint8_t *x = src + (i0 + q) * d;
             float *y = dst + (i0 + q) * d;
@@ -553,10 +795,28 @@ static int find_file(const char *dir, const char *name, char **path) {
     return rc;
 }
 
+/* One data set being loaded, in two phases: dataset_read (the files, their checks, the output
+ * buffers), then dataset_fill over any ranges of images (each image's statistics, or its float
+ * row, depend on that image alone, so ranges may go to different threads in any order and give
+ * bitwise the same set). */
+typedef struct ds_job {
+    const char *dir, *prefix;
+    size_t limit;
+    int compact;
+    gmf_dataset *out;
+    uint8_t *src; /* the bytes dataset_fill reads: out->px, or (float form) the file's pixels */
+    int rc;       /* dataset_read's result; its message in msg (threads: gmf_errmsg is theirs) */
+    char msg[1024];
+} ds_job;
+
 /* The float form, or (compact) the bytes with per-image (mean, 1/sd): the pixel buffer becomes
- * ds->px itself (no copy). */
-static int dataset_load(const char *dir, const char *prefix, size_t limit, int compact,
-                        gmf_dataset *out) {
+ * ds->px itself (no copy).  On failure *out is freed and cleared. */
+static int dataset_read(ds_job *j) {
+    const char *dir = j->dir, *prefix = j->prefix;
+    const size_t limit = j->limit;
+    const int compact = j->compact;
+    gmf_dataset *out = j->out;
+    j->src = NULL;
     if (!out) return gmf_error(GMF_EINVAL, "gmf_dataset_load: null output");
     memset(out, 0, sizeof *out);
     if (!dir || !prefix) return gmf_error(GMF_EINVAL, "gmf_dataset_load: null directory or prefix");
@@ -616,10 +876,8 @@ static int dataset_load(const char *dir, const char *prefix, size_t limit, int c
         rc = gmf_error(GMF_ENOMEM, "out of memory for %zu x %zu samples of %s", n, d, ipath);
         goto done;
     }
-    if (compact)
-        u8_stats_all(out->px, n, d, out->scale);
-    else
-        gmf_dataset_standardize_u8(out->x, im.pixels, n, d);
+    j->src = compact ? out->px : im.pixels;
+    im.pixels = NULL; /* the float form's source: dataset_done frees it */
     memcpy(out->label, lab, n);
     out->n = n;
     out->d = d;
@@ -634,12 +892,130 @@ done:
     return rc;
 }
 
+/* Images [i0, i1) of a set dataset_read has prepared. */
+static void dataset_fill(const ds_job *j, size_t i0, size_t i1) {
+    const gmf_dataset *o = j->out;
+    const size_t d = o->d;
+    if (j->compact)
+        u8_stats_all(j->src + i0 * d, i1 - i0, d, o->scale + 2 * i0);
+    else
+        gmf_dataset_standardize_u8(o->x + i0 * d, j->src + i0 * d, i1 - i0, d);
+}
+
+static void dataset_done(ds_job *j) {
+    if (!j->compact) free(j->src);
+    j->src = NULL;
+}
+
+static int dataset_load(const char *dir, const char *prefix, size_t limit, int compact,
+                        gmf_dataset *out) {
+    ds_job j = {.dir = dir, .prefix = prefix, .limit = limit, .compact = compact, .out = out};
+    int rc = dataset_read(&j);
+    if (rc) return rc;
+    dataset_fill(&j, 0, out->n);
+    dataset_done(&j);
+    return GMF_OK;
+}
+
 int gmf_dataset_load(const char *dir, const char *prefix, size_t limit, gmf_dataset *out) {
     return dataset_load(dir, prefix, limit, 0, out);
 }
 
 int gmf_dataset_load_u8(const char *dir, const char *prefix, size_t limit, gmf_dataset *out) {
     return dataset_load(dir, prefix, limit, 1, out);
+}
+
+/* ---- several sets at once, in threads ----------------------------------------------------- */
+
+enum { SETS_CHUNK = 2048 }; /* images per dataset_fill task */
+
+typedef struct sets_ctx {
+    ds_job *job;
+    size_t nsets;
+    atomic_size_t next; /* the next task: a set to read (phase 1), a chunk to fill (phase 2) */
+    int phase;
+} sets_ctx;
+
+static void *sets_worker(void *arg) {
+    sets_ctx *c = arg;
+    for (;;) {
+        size_t t = atomic_fetch_add(&c->next, 1);
+        if (c->phase == 1) {
+            if (t >= c->nsets) break;
+            ds_job *j = &c->job[t];
+            j->rc = dataset_read(j);
+            if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", gmf_errmsg());
+            continue;
+        }
+        size_t s = 0; /* chunk t: the set it falls in */
+        for (; s < c->nsets; s++) {
+            const size_t k = (c->job[s].out->n + SETS_CHUNK - 1) / SETS_CHUNK;
+            if (t < k) break;
+            t -= k;
+        }
+        if (s == c->nsets) break;
+        const size_t i0 = t * SETS_CHUNK, n = c->job[s].out->n;
+        dataset_fill(&c->job[s], i0, n - i0 < SETS_CHUNK ? n : i0 + SETS_CHUNK);
+    }
+    return NULL;
+}
+
+/* Run the phase on nth threads (the caller's and nth - 1 more; a thread that cannot be started
+ * leaves its share to the others). */
+static void sets_run(sets_ctx *c, int phase, int nth) {
+    pthread_t th[GMF_DATASET_SETS_MAX];
+    int started = 0;
+    c->phase = phase;
+    atomic_store(&c->next, 0);
+    for (int t = 1; t < nth; t++)
+        if (pthread_create(&th[started], NULL, sets_worker, c) == 0) started++;
+    sets_worker(c);
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+}
+
+/* The CPUs this process may run on (its affinity mask; taskset), at least 1. */
+static int allowed_cpus(void) {
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+    return 1;
+}
+
+int gmf_dataset_load_sets(const char *dir, size_t nsets, const char *const *prefix,
+                          const size_t *limit, int compact, int threads, gmf_dataset *out) {
+    if (!out || (nsets && !prefix) || nsets > GMF_DATASET_SETS_MAX)
+        return gmf_error(GMF_EINVAL,
+                         "gmf_dataset_load_sets: null output or prefixes, or more "
+                         "than %d sets",
+                         GMF_DATASET_SETS_MAX);
+    ds_job job[GMF_DATASET_SETS_MAX];
+    for (size_t s = 0; s < nsets; s++)
+        job[s] = (ds_job){.dir = dir,
+                          .prefix = prefix[s],
+                          .limit = limit ? limit[s] : 0,
+                          .compact = compact,
+                          .out = &out[s]};
+    int nth = threads < 1 ? 1 : threads;
+    const int cpus = allowed_cpus();
+    if (nth > cpus) nth = cpus;
+    if (nth > GMF_DATASET_SETS_MAX) nth = GMF_DATASET_SETS_MAX;
+    sets_ctx c = {.job = job, .nsets = nsets};
+    sets_run(&c, 1, nth > (int)nsets ? (int)nsets : nth);
+    for (size_t s = 0; s < nsets; s++) /* the first failing set in order, whatever the timing */
+        if (job[s].rc) {
+            const int rc = job[s].rc;
+            for (size_t k = 0; k < nsets; k++) {
+                dataset_done(&job[k]);
+                gmf_dataset_free(&out[k]);
+            }
+            return gmf_error(rc, "%s", job[s].msg);
+        }
+    sets_run(&c, 2, nth);
+    for (size_t s = 0; s < nsets; s++)
+        dataset_done(&job[s]);
+    return GMF_OK;
 }
 
 void gmf_dataset_free(gmf_dataset *ds) {

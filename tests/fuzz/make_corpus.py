@@ -14,6 +14,7 @@ Run from the repository root: /usr/bin/python3 tests/fuzz/make_corpus.py
 import gzip
 import os
 import struct
+import zlib
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
@@ -36,6 +37,20 @@ def npy(shape, payload=b"", descr="<f8", version=1):
 
 def gz(data):
     return gzip.compress(data, mtime=0)
+
+
+def gz_member(data, flags=0):
+    """A gzip member by hand: header with FEXTRA (flag 4), FNAME (8), FHCRC (2) as asked."""
+    h = bytearray(b"\x1f\x8b\x08" + bytes([flags]) + b"\x00" * 5 + b"\x03")
+    if flags & 4:
+        h += struct.pack("<H", 4) + b"AB\x00\x00"
+    if flags & 8:
+        h += b"x-ubyte\x00"
+    if flags & 2:
+        h += struct.pack("<H", zlib.crc32(bytes(h)) & 0xFFFF)
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    body = c.compress(data) + c.flush()
+    return bytes(h) + body + struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
 
 
 def idx_images(n, r, c, payload=b""):
@@ -111,6 +126,17 @@ def idx_gz():
     put("idx_gz", "truncated", b"\x00" + v[:-5])
     put("idx_gz", "trailing_garbage", b"\x00" + v + b"junk")
     put("idx_gz", "crc_flipped", b"\x00" + v[:-8] + bytes([v[-8] ^ 1]) + v[-7:])
+    # for the libdeflate path (whole file, member by member): a header with FNAME, FEXTRA and a
+    # header CRC; three members, one empty; a second member holding 2 bytes too many; real
+    # dynamic-Huffman blocks to mutate
+    px = bytes((i * 37 + (i >> 5) * 11) % 97 for i in range(1200))
+    put("idx_gz", "fhcrc_fextra_fname_images", b"\x01" + gz_member(idx_images(3, 20, 20, px), 2 | 4 | 8))
+    three = idx_images(2, 10, 10, px[:200])
+    put("idx_gz", "three_members_one_empty_images",
+        b"\x01" + gz_member(three[:50]) + gz_member(b"") + gz_member(three[50:], 8))
+    put("idx_gz", "second_member_too_long_labels",
+        b"\x00" + gz_member(idx_labels(3)) + gz_member(b"\x00\x01\x02\x03\x04"))
+    put("idx_gz", "dynamic_huffman_images", b"\x01" + gz(idx_images(3, 20, 20, px)))
     # selector bit 1: the target compresses the rest itself
     put("idx_gz", "compress_images", b"\x03" + idx_images(1, 3, 3, bytes(9)))
     put("idx_gz", "compress_huge_labels", b"\x02" + idx_labels(0xFFFFFFFF))
