@@ -79,7 +79,6 @@ parse_common() {
     fi
     WORK=${WORK:-$EX_ROOT/out/experiments/$mode}
     [ -x "$GMFLOW" ] || { echo "$(basename "$0"): no gmflow binary at $GMFLOW (run tools/setup.sh)" >&2; exit 1; }
-    [ -d "$DATA/mnist" ] || { echo "$(basename "$0"): no data directory $DATA/mnist" >&2; exit 1; }
     export OPENBLAS_NUM_THREADS=1
 }
 
@@ -95,6 +94,9 @@ ds_opt() { [ "$1" = mnist ] && echo mnist || echo fashion; }
 
 # begin_fig NAME: results and work directories for one figure, fresh job list
 begin_fig() {
+    # the data are checked here, once a driver has checked all its options (usage errors exit 2
+    # before a missing data directory exits 1)
+    [ -d "$DATA/mnist" ] || { echo "$(basename "$0"): no data directory $DATA/mnist" >&2; exit 1; }
     FIG=$1
     FIG_RES=$RESULTS/$FIG
     FIG_WORK=$WORK/$FIG

@@ -10,29 +10,12 @@
 # build/bench/bench_rhs and NumPy, else that part is skipped), the loss-increase failure, and
 # bad option combinations (exit 2 naming the option), --loss-atol recorded in run.json.
 set -u
-
-G=${1:?usage: cli_flow_events.sh <gmflow> [<build-dir>]}
-B=${2:-build}
-T=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_cli_events.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-checks=0
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
-ok() { checks=$((checks + 1)); }
-bad() {
-    checks=$((checks + 1))
-    fails=$((fails + 1))
-    echo "FAIL: $*" >&2
-}
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok; else bad "$what"; fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
+cli_start cli_flow_events "$@"
 run() {
     local name=$1
     shift
-    "$G" flow -q "$@" >"$T/$name.out" 2>"$T/$name.err"
+    "$GMFLOW" flow -q "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
 }
 # expect NAME CODE NEEDLE -- args: exit status CODE and stderr mentions NEEDLE
 expect() {
@@ -40,8 +23,8 @@ expect() {
     shift 4
     run "$name" "$@"
     local rc=$?
-    check "$name: exit $code (got $rc: $(head -c 300 "$T/$name.err"))" test $rc -eq "$code"
-    check "$name: stderr mentions '$needle': $(head -c 300 "$T/$name.err")" grep -qF -- "$needle" "$T/$name.err"
+    check "$name: exit $code (got $rc: $(head -c 300 "$TMP/$name.err"))" test $rc -eq "$code"
+    check "$name: stderr mentions '$needle': $(head -c 300 "$TMP/$name.err")" grep -qF -- "$needle" "$TMP/$name.err"
 }
 # json FILE EXPR: a Python expression over r = the parsed file
 json() { /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1"; }
@@ -52,100 +35,100 @@ have_numpy=0
 if /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1; then have_numpy=1; fi
 
 # ------------------------------------------------------------------ method auto
-run auto --t-end 2000 --n-out 5 --out "$T/auto"
-check "auto at t-end 2000 exits 0 ($(cat "$T/auto.err"))" test $? -eq 0
+run auto --t-end 2000 --n-out 5 --out "$TMP/auto"
+check "auto at t-end 2000 exits 0 ($(cat "$TMP/auto.err"))" test $? -eq 0
 check "auto switched to bdf (run.json auto_switches, method_last)" \
-    json "$T/auto/run.json" 'len(r["auto_switches"]) == 1 and 0 < r["auto_switches"][0] < 2000 and r["method_last"] == "bdf" and r["solver"]["method"] == "auto"'
-check "auto: summary names the switch" grep -q "switched adams -> bdf" "$T/auto.out"
-run bdf --t-end 2000 --n-out 5 --method bdf --out "$T/bdf"
-la=$(jget "$T/auto/run.json" 'r["loss_end"]')
-lb=$(jget "$T/bdf/run.json" 'r["loss_end"]')
+    json "$TMP/auto/run.json" 'len(r["auto_switches"]) == 1 and 0 < r["auto_switches"][0] < 2000 and r["method_last"] == "bdf" and r["solver"]["method"] == "auto"'
+check "auto: summary names the switch" grep -q "switched adams -> bdf" "$TMP/auto.out"
+run bdf --t-end 2000 --n-out 5 --method bdf --out "$TMP/bdf"
+la=$(jget "$TMP/auto/run.json" 'r["loss_end"]')
+lb=$(jget "$TMP/bdf/run.json" 'r["loss_end"]')
 check "auto and bdf agree at t = 2000 (loss $la vs $lb)" rel_close "$la" "$lb" 1e-6
-run short --out "$T/short"
-check "auto does not switch on the default short run" json "$T/short/run.json" 'r["auto_switches"] == [] and r["method_last"] == "adams"'
+run short --out "$TMP/short"
+check "auto does not switch on the default short run" json "$TMP/short/run.json" 'r["auto_switches"] == [] and r["method_last"] == "adams"'
 
 # ------------------------------------------------------------------ output times
-run tout --t-out 0.5,1,2.5,5 --out "$T/tout"
-check "--t-out exits 0 ($(cat "$T/tout.err"))" test $? -eq 0
-check "--t-out: times 0 (added), 0.5, 1, 2.5, 5" test "$(cut -d, -f1 "$T/tout/trajectory.csv" | tr '\n' ' ')" = "t 0 0.5 1 2.5 5 "
+run tout --t-out 0.5,1,2.5,5 --out "$TMP/tout"
+check "--t-out exits 0 ($(cat "$TMP/tout.err"))" test $? -eq 0
+check "--t-out: times 0 (added), 0.5, 1, 2.5, 5" test "$(cut -d, -f1 "$TMP/tout/trajectory.csv" | tr '\n' ' ')" = "t 0 0.5 1 2.5 5 "
 check "--t-out: same final state as the default grid (dense output does not cut steps)" \
-    test "$(jget "$T/tout/run.json" 'r["loss_end"]')" = "$(jget "$T/short/run.json" 'r["loss_end"]')"
-printf '# times\n0.25\n1, 5\n' >"$T/times.txt"
-run toutf --t-out "@$T/times.txt" --out "$T/toutf"
-check "--t-out @FILE: times 0, 0.25, 1, 5" test "$(cut -d, -f1 "$T/toutf/trajectory.csv" | tr '\n' ' ')" = "t 0 0.25 1 5 "
-run logt --log-times 4 --t-first 0.01 --t-end 10 --out "$T/logt"
+    test "$(jget "$TMP/tout/run.json" 'r["loss_end"]')" = "$(jget "$TMP/short/run.json" 'r["loss_end"]')"
+printf '# times\n0.25\n1, 5\n' >"$TMP/times.txt"
+run toutf --t-out "@$TMP/times.txt" --out "$TMP/toutf"
+check "--t-out @FILE: times 0, 0.25, 1, 5" test "$(cut -d, -f1 "$TMP/toutf/trajectory.csv" | tr '\n' ' ')" = "t 0 0.25 1 5 "
+run logt --log-times 4 --t-first 0.01 --t-end 10 --out "$TMP/logt"
 check "--log-times 4: times 0, 0.01, 0.1, 1, 10" \
-    json "$T/logt/run.json" 'r["n_out"] == 5 and r["t_final"] == 10'
+    json "$TMP/logt/run.json" 'r["n_out"] == 5 and r["t_final"] == 10'
 check "--log-times 4: trajectory rows 0, 0.01, 0.1, 1, 10" /usr/bin/python3 -c "
 import sys; t = [float(l.split(',')[0]) for l in open(sys.argv[1]).readlines()[1:]]
 want = [0, 0.01, 0.1, 1, 10]
-sys.exit(0 if len(t) == 5 and all(abs(a - b) <= 1e-14 * b for a, b in zip(t, want)) else 1)" "$T/logt/trajectory.csv"
+sys.exit(0 if len(t) == 5 and all(abs(a - b) <= 1e-14 * b for a, b in zip(t, want)) else 1)" "$TMP/logt/trajectory.csv"
 
 # ------------------------------------------------------------------ events
-run evloss --event-loss 0.05 --out "$T/evloss"
-check "--event-loss exits 0 ($(cat "$T/evloss.err"))" test $? -eq 0
+run evloss --event-loss 0.05 --out "$TMP/evloss"
+check "--event-loss exits 0 ($(cat "$TMP/evloss.err"))" test $? -eq 0
 check "loss event recorded and the run stopped there" \
-    json "$T/evloss/run.json" 'r["stopped_by_event"] and len(r["events"]) == 1 and r["events"][0]["kind"] == "loss" and r["events"][0]["state"] == "event_1_state.json" and r["t_final"] == r["events"][0]["t"]'
-check "event state file written" test -s "$T/evloss/event_1_state.json"
+    json "$TMP/evloss/run.json" 'r["stopped_by_event"] and len(r["events"]) == 1 and r["events"][0]["kind"] == "loss" and r["events"][0]["state"] == "event_1_state.json" and r["t_final"] == r["events"][0]["t"]'
+check "event state file written" test -s "$TMP/evloss/event_1_state.json"
 # an independent evaluation of the loss at the event state: a fresh run from it
-run evinit --data-seed 1 --init "$T/evloss/event_1_state.json" --t-end 1e-12 --n-out 2 --out "$T/evinit"
-check "the event state is usable with --init ($(cat "$T/evinit.err"))" test $? -eq 0
-l0=$(jget "$T/evinit/run.json" 'r["loss_start"]')
+run evinit --data-seed 1 --init "$TMP/evloss/event_1_state.json" --t-end 1e-12 --n-out 2 --out "$TMP/evinit"
+check "the event state is usable with --init ($(cat "$TMP/evinit.err"))" test $? -eq 0
+l0=$(jget "$TMP/evinit/run.json" 'r["loss_start"]')
 check "loss at the event state is 0.05 ($l0)" rel_close "$l0" 0.05 1e-9
-te=$(jget "$T/evloss/run.json" 'r["events"][0]["t"]')
-run evrk --event-loss 0.05 --method rk8pd --out "$T/evrk"
-tr=$(jget "$T/evrk/run.json" 'r["events"][0]["t"]')
+te=$(jget "$TMP/evloss/run.json" 'r["events"][0]["t"]')
+run evrk --event-loss 0.05 --method rk8pd --out "$TMP/evrk"
+tr=$(jget "$TMP/evrk/run.json" 'r["events"][0]["t"]')
 check "rk8pd (bisection by step retakes) finds the same event time ($te vs $tr)" rel_close "$te" "$tr" 1e-6
-run evcont --event-loss 0.05 --on-event continue --out "$T/evcont"
+run evcont --event-loss 0.05 --on-event continue --out "$TMP/evcont"
 check "--on-event continue: recorded, ran to the end" \
-    json "$T/evcont/run.json" 'not r["stopped_by_event"] and len(r["events"]) == 1 and r["t_final"] == 5'
-run evgrad --stop-grad 1e-3 --t-end 2000 --out "$T/evgrad"
-check "--stop-grad: a gradient-norm event" json "$T/evgrad/run.json" 'r["events"][0]["kind"] == "grad" and abs(r["events"][0]["value"] - 1e-3) < 1e-9'
+    json "$TMP/evcont/run.json" 'not r["stopped_by_event"] and len(r["events"]) == 1 and r["t_final"] == 5'
+run evgrad --stop-grad 1e-3 --t-end 2000 --out "$TMP/evgrad"
+check "--stop-grad: a gradient-norm event" json "$TMP/evgrad/run.json" 'r["events"][0]["kind"] == "grad" and abs(r["events"][0]["value"] - 1e-3) < 1e-9'
 
 # ------------------------------------------------------------------ the loss must not increase
-expect loose 1 "loss increased" -- --rtol 1e10 --atol 1e10 --out "$T/loose"
+expect loose 1 "loss increased" -- --rtol 1e10 --atol 1e10 --out "$TMP/loose"
 
 # ------------------------------------------------------------------ bench toy: collapse, stall
-if [ $have_numpy -eq 1 ] && [ -x "$B/bench/bench_rhs" ]; then
-    "$B/bench/bench_rhs" flow --n 200 --d 3 --K 4 --dir "$T/bt" --T 1e-9 --method adams >/dev/null &&
-        /usr/bin/python3 tools/bench_toy_to_cli.py "$T/bt" >/dev/null
-    BT="--data $T/bt/data.csv --init $T/bt/init.json"
+if [ $have_numpy -eq 1 ] && [ -x "$BUILD/bench/bench_rhs" ]; then
+    "$BUILD/bench/bench_rhs" flow --n 200 --d 3 --K 4 --dir "$TMP/bt" --T 1e-9 --method adams >/dev/null &&
+        /usr/bin/python3 tools/bench_toy_to_cli.py "$TMP/bt" >/dev/null
+    BT="--data $TMP/bt/data.csv --init $TMP/bt/init.json"
     # shellcheck disable=SC2086
-    run collapse $BT --t-end 500 --collapse 1e-6 --out "$T/collapse"
-    check "collapse run exits 0 ($(cat "$T/collapse.err"))" test $? -eq 0
-    check "collapse: the word collapse in the report" grep -q "component 0 collapse" "$T/collapse.out"
+    run collapse $BT --t-end 500 --collapse 1e-6 --out "$TMP/collapse"
+    check "collapse run exits 0 ($(cat "$TMP/collapse.err"))" test $? -eq 0
+    check "collapse: the word collapse in the report" grep -q "component 0 collapse" "$TMP/collapse.out"
     check "collapse: event kind, component, ratio" \
-        json "$T/collapse/run.json" 'r["events"][0]["kind"] == "collapse" and r["events"][0]["component"] == 0 and abs(r["events"][0]["value"] - 1e-6) < 1e-9 and 250 < r["events"][0]["t"] < 320'
+        json "$TMP/collapse/run.json" 'r["events"][0]["kind"] == "collapse" and r["events"][0]["component"] == 0 and abs(r["events"][0]["value"] - 1e-6) < 1e-9 and 250 < r["events"][0]["t"] < 320'
     start=$(date +%s)
     # shellcheck disable=SC2086
-    "$G" flow $BT --t-end 500 --stall-steps 3000 --out "$T/stall" >"$T/stall.out" 2>"$T/stall.err"
+    "$GMFLOW" flow $BT --t-end 500 --stall-steps 3000 --out "$TMP/stall" >"$TMP/stall.out" 2>"$TMP/stall.err"
     rc=$?
     took=$(($(date +%s) - start))
     check "stall: exit 1 (got $rc)" test $rc -eq 1
     check "stall: stopped within 60 s of wall time (took $took s)" test $took -le 60
     check "stall: message names no progress, the time and the component" \
-        grep -q "no progress at t = 3[89][0-9].*Component 0 looks singular" "$T/stall.err"
-    check "stall: progress lines between output times" grep -q "^  \.\.\. t = " "$T/stall.err"
+        grep -q "no progress at t = 3[89][0-9].*Component 0 looks singular" "$TMP/stall.err"
+    check "stall: progress lines between output times" grep -q "^  \.\.\. t = " "$TMP/stall.err"
 else
-    echo "cli_flow_events: bench toy part skipped (needs $B/bench/bench_rhs and NumPy)"
+    echo "cli_flow_events: bench toy part skipped (needs $BUILD/bench/bench_rhs and NumPy)"
 fi
 
 # ------------------------------------------------------------------ usage errors
-expect u1 2 "--t-out" -- --t-out 1,2 --t-end 3 --out "$T/u"
-expect u2 2 "--t-out" -- --t-out 1,0.5 --out "$T/u"
-expect u3 2 "No such file" -- --t-out @"$T/none.txt" --out "$T/u"
-expect u4 2 "--collapse" -- --collapse 2 --out "$T/u"
-expect u5 2 "--on-event" -- --on-event maybe --out "$T/u"
-expect u6 2 "--t-first" -- --t-first 0.1 --out "$T/u"
-expect u7 2 "--check-thm1" -- --stop-grad 1e-3 --check-thm1 --out "$T/u"
-expect u8 2 "--n-out" -- --log-times 3 --n-out 4 --out "$T/u"
-expect u9 2 "--loss-atol" -- --loss-atol -1 --out "$T/u"
-expect u10 2 "--loss-atol" -- --loss-atol nan --out "$T/u"
+expect u1 2 "--t-out" -- --t-out 1,2 --t-end 3 --out "$TMP/u"
+expect u2 2 "--t-out" -- --t-out 1,0.5 --out "$TMP/u"
+expect u3 2 "No such file" -- --t-out @"$TMP/none.txt" --out "$TMP/u"
+expect u4 2 "--collapse" -- --collapse 2 --out "$TMP/u"
+expect u5 2 "--on-event" -- --on-event maybe --out "$TMP/u"
+expect u6 2 "--t-first" -- --t-first 0.1 --out "$TMP/u"
+expect u7 2 "--check-thm1" -- --stop-grad 1e-3 --check-thm1 --out "$TMP/u"
+expect u8 2 "--n-out" -- --log-times 3 --n-out 4 --out "$TMP/u"
+expect u9 2 "--loss-atol" -- --loss-atol -1 --out "$TMP/u"
+expect u10 2 "--loss-atol" -- --loss-atol nan --out "$TMP/u"
 # --loss-atol reaches the library (run.json records it; its effect: tests/test_ode_driver)
-if run la --t-end 1 --n-out 3 --loss-atol 1e-16 --out "$T/la"; then
-    check "--loss-atol 1e-16 in run.json" json "$T/la/run.json" 'r["solver"]["loss_atol"] == 1e-16'
+if run la --t-end 1 --n-out 3 --loss-atol 1e-16 --out "$TMP/la"; then
+    check "--loss-atol 1e-16 in run.json" json "$TMP/la/run.json" 'r["solver"]["loss_atol"] == 1e-16'
 else
-    bad "--loss-atol 1e-16: $(head -c 300 "$T/la.err")"
+    bad "--loss-atol 1e-16: $(head -c 300 "$TMP/la.err")"
 fi
 
 echo "cli_flow_events: $checks checks, $fails failures"

@@ -6,29 +6,14 @@
 # process as a full disk would; GMFLOW_TEST_CRASH_WRITE=k kills it (SIGKILL) there.  A bw run
 # has 6 files (commit points 1-6), then the swap (7) and the removal of the old set (8).
 set -u
-
-G=${1:?usage: cli_flow_io.sh <gmflow> [<build-dir>]}
-T=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_cli_flow_io.XXXXXX")
-fails=0
-checks=0
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
+cli_start cli_flow_io "$@"
 unset GMFLOW_TEST_FAIL_WRITE GMFLOW_TEST_CRASH_WRITE
 
-ok() { checks=$((checks + 1)); }
-bad() {
-    checks=$((checks + 1))
-    fails=$((fails + 1))
-    echo "FAIL: $*" >&2
-}
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok; else bad "$what"; fi
-}
-run() { # run NAME args...: stdout/stderr in $T/NAME.{out,err}, exit status in $rc
+run() { # run NAME args...: stdout/stderr in $TMP/NAME.{out,err}, exit status in $rc
     local name=$1
     shift
-    "$G" flow -q "$@" >"$T/$name.out" 2>"$T/$name.err"
+    "$GMFLOW" flow -q "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
     rc=$?
 }
 sums() { (cd "$1" && for f in $(ls | sort); do cksum "$f"; done); }
@@ -39,12 +24,12 @@ A=(--t-end 0.5 --n-out 5 --seed 2)
 B=(--t-end 0.5 --n-out 5 --seed 3)
 
 # ------------------------------------------------------------------ reference sets
-run refB --out "$T/refB" "${B[@]}"
-check "reference run B exits 0 ($(cat "$T/refB.err"))" test $rc -eq 0
-out="$T/set/out"
+run refB --out "$TMP/refB" "${B[@]}"
+check "reference run B exits 0 ($(cat "$TMP/refB.err"))" test $rc -eq 0
+out="$TMP/set/out"
 run A --out "$out" "${A[@]}"
-check "run A exits 0 ($(cat "$T/A.err"))" test $rc -eq 0
-check "no staging directory left after a good run" test -z "$(ls "$T/set" | grep -v '^out$')"
+check "run A exits 0 ($(cat "$TMP/A.err"))" test $rc -eq 0
+check "no staging directory left after a good run" test -z "$(ls "$TMP/set" | grep -v '^out$')"
 echo "my notes" >"$out/notes.txt"
 sumA=$(sums "$out")
 
@@ -52,13 +37,13 @@ sumA=$(sums "$out")
 for k in 1 2 3 4 5 6 7; do
     GMFLOW_TEST_FAIL_WRITE=$k run fail$k --out "$out" "${B[@]}"
     check "failure at commit point $k: exit 1 (got $rc)" test $rc -eq 1
-    check "failure at $k: message has strerror ($(cat "$T/fail$k.err"))" \
-        grep -q "No space left on device" "$T/fail$k.err"
-    check "failure at $k: message names --out" grep -q -- "--out $out" "$T/fail$k.err"
+    check "failure at $k: message has strerror ($(cat "$TMP/fail$k.err"))" \
+        grep -q "No space left on device" "$TMP/fail$k.err"
+    check "failure at $k: message names --out" grep -q -- "--out $out" "$TMP/fail$k.err"
     check "failure at $k: the old set is intact, no mixing" test "$(sums "$out")" = "$sumA"
-    check "failure at $k: no staging directory left" test -z "$(ls "$T/set" | grep -v '^out$')"
+    check "failure at $k: no staging directory left" test -z "$(ls "$TMP/set" | grep -v '^out$')"
 done
-check "failure in a file names the file" grep -q "t.npy" "$T/fail1.err"
+check "failure in a file names the file" grep -q "t.npy" "$TMP/fail1.err"
 
 # ------------------------------------------------------------------ injected crashes
 for k in 1 4 6 7; do
@@ -66,40 +51,40 @@ for k in 1 4 6 7; do
     check "crash at commit point $k: killed (status $rc)" test $rc -eq 137
     check "crash at $k: the old set is intact" test "$(sums "$out")" = "$sumA"
 done
-check "crashes left staging directories behind" test -n "$(ls "$T/set" | grep '^out\.tmp\.')"
+check "crashes left staging directories behind" test -n "$(ls "$TMP/set" | grep '^out\.tmp\.')"
 GMFLOW_TEST_CRASH_WRITE=8 run crash8 --out "$out" "${B[@]}"
 check "crash after the swap: killed (status $rc)" test $rc -eq 137
 check "crash after the swap: the whole new set is in place" \
-    test "$(content "$out")" = "$(content "$T/refB")"
+    test "$(content "$out")" = "$(content "$TMP/refB")"
 check "crash after the swap: the user's file is kept" grep -q "my notes" "$out/notes.txt"
 # the next run removes the dead processes' temporaries and replaces the set
 run A2 --out "$out" "${A[@]}"
-check "run after the crashes exits 0 ($(cat "$T/A2.err"))" test $rc -eq 0
+check "run after the crashes exits 0 ($(cat "$TMP/A2.err"))" test $rc -eq 0
 check "stale staging directories of dead processes removed" \
-    test -z "$(ls "$T/set" | grep -v '^out$')"
-run A3 --out "$T/A3" "${A[@]}"
-check "run after crashes equals a fresh run A" test "$(content "$out")" = "$(content "$T/A3")"
+    test -z "$(ls "$TMP/set" | grep -v '^out$')"
+run A3 --out "$TMP/A3" "${A[@]}"
+check "run after crashes equals a fresh run A" test "$(content "$out")" = "$(content "$TMP/A3")"
 
 # a stale per-file temporary inside the set and a live process's staging directory
 sleep 30 &
 live=$!
-mkdir "$T/set/out.tmp.$live"
+mkdir "$TMP/set/out.tmp.$live"
 (exit 0) &
 dead=$!
 wait $dead
 : >"$out/t.npy.tmp.$dead"
 run A4 --out "$out" "${A[@]}"
-check "run with stale temporaries exits 0 ($(cat "$T/A4.err"))" test $rc -eq 0
+check "run with stale temporaries exits 0 ($(cat "$TMP/A4.err"))" test $rc -eq 0
 check "a dead process's file temporary removed" test ! -e "$out/t.npy.tmp.$dead"
-check "a live process's staging directory kept" test -d "$T/set/out.tmp.$live"
+check "a live process's staging directory kept" test -d "$TMP/set/out.tmp.$live"
 kill $live 2>/dev/null
 wait $live 2>/dev/null
 
 # euclid then bw: C.npy must not survive into the bw set
-run eu --out "$T/mix" --form euclid --t-end 0.5 --n-out 3
-run bw --out "$T/mix" --t-end 0.5 --n-out 3
+run eu --out "$TMP/mix" --form euclid --t-end 0.5 --n-out 3
+run bw --out "$TMP/mix" --t-end 0.5 --n-out 3
 check "bw set over an euclid set: exit 0" test $rc -eq 0
-check "bw set over an euclid set: no C.npy left from the euclid run" test ! -e "$T/mix/C.npy"
+check "bw set over an euclid set: no C.npy left from the euclid run" test ! -e "$TMP/mix/C.npy"
 
 # ------------------------------------------------------------------ option values: exit 2
 expect() { # expect NAME STATUS NEEDLE [NOT-NEEDLE] -- args...
@@ -111,10 +96,10 @@ expect() { # expect NAME STATUS NEEDLE [NOT-NEEDLE] -- args...
     fi
     shift
     run "$name" --out "$out" "$@"
-    check "$name: exit $want (got $rc: $(head -1 "$T/$name.err"))" test $rc -eq "$want"
-    check "$name: stderr mentions '$needle'" grep -qF -- "$needle" "$T/$name.err"
+    check "$name: exit $want (got $rc: $(head -1 "$TMP/$name.err"))" test $rc -eq "$want"
+    check "$name: stderr mentions '$needle'" grep -qF -- "$needle" "$TMP/$name.err"
     if [ -n "$not" ]; then
-        check "$name: stderr does not say '$not'" test -z "$(grep -F -- "$not" "$T/$name.err")"
+        check "$name: stderr does not say '$not'" test -z "$(grep -F -- "$not" "$TMP/$name.err")"
     fi
 }
 sumA=$(sums "$out")
@@ -128,21 +113,21 @@ expect method_bad 2 "--method" -- --method foo
 expect k_bad 2 "--components" -- -K abc
 expect noise_bad 2 "--noise" -- --noise -1
 expect dot 1 "'.'" -- --t-end 0.1 --out .
-cat >"$T/big.json" <<'JSON'
+cat >"$TMP/big.json" <<'JSON'
 {"format": "gmflow-state", "version": 1, "form": "bw", "t": 0, "K": 1, "d": 3,
  "mu": [[0.1, 0.2, 0.3, 0.4]],
  "Sigma": [[[1e308, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]]}
 JSON
-expect sigma_huge 1 "big.json" "tout too far back" -- --init "$T/big.json" --t-end 1
-check "sigma_huge: message names Sigma" grep -q "Sigma entry" "$T/sigma_huge.err"
+expect sigma_huge 1 "big.json" "tout too far back" -- --init "$TMP/big.json" --t-end 1
+check "sigma_huge: message names Sigma" grep -q "Sigma entry" "$TMP/sigma_huge.err"
 check "the rejected runs left the set intact" test "$(sums "$out")" = "$sumA"
-run atol0_rk --out "$T/atol0" --atol 0 --method rk8pd --t-end 0.2 --n-out 3
-check "--atol 0 with rk8pd still runs (exit $rc: $(cat "$T/atol0_rk.err"))" test $rc -eq 0
+run atol0_rk --out "$TMP/atol0" --atol 0 --method rk8pd --t-end 0.2 --n-out 3
+check "--atol 0 with rk8pd still runs (exit $rc: $(cat "$TMP/atol0_rk.err"))" test $rc -eq 0
 
 if [ $fails -eq 0 ]; then
-    rm -rf "$T"
     echo "cli_flow_io: ok ($checks checks)"
     exit 0
 fi
-echo "cli_flow_io: FAIL ($fails of $checks checks failed; files in $T)"
+cli_keep_tmp=1
+echo "cli_flow_io: FAIL ($fails of $checks checks failed; files in $TMP)"
 exit 1

@@ -8,19 +8,10 @@
 #
 #   tests/cli_project.sh <path to gmflow> [build dir]      (run from the repository root)
 set -u
-GMFLOW=${1:?usage: cli_project.sh <gmflow> [build dir]}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
+cli_start cli_project "$@"
 DATA=../shared/data/mnist
-if [ ! -d "$DATA" ]; then
-    echo "cli_project: SKIP (no $DATA)"
-    exit 77 # ctest: skipped
-fi
-TMP=$(mktemp -d /tmp/gmflow_cli_project.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-bad() {
-    fails=$((fails + 1))
-    echo "FAIL: $*" >&2
-}
+cli_require_dir "$DATA"
 common=(--data "$DATA" --train-limit 600 --test-limit 200 --epochs 3 --snapshot-every 1
     --K 3 --seed 5 --quiet)
 "$GMFLOW" train --model gm "${common[@]}" --out "$TMP/gm" >/dev/null 2>&1 || bad "gm training"

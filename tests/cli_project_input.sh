@@ -9,25 +9,18 @@
 #
 #   tests/cli_project_input.sh <path to gmflow> [build dir]      (run from the repository root)
 set -u
-GMFLOW=${1:?usage: cli_project_input.sh <gmflow> [build dir]}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
+cli_start cli_project_input "$@"
 DATA=../shared/data/mnist
-TMP=$(mktemp -d /tmp/gmflow_cli_project_input.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-checks=0
-bad() {
-    fails=$((fails + 1))
-    echo "FAIL: $*" >&2
-}
 expect() { # STATUS PATTERN CMD...
     local want=$1 pat=$2
     shift 2
     checks=$((checks + 1))
     "$@" >"$TMP/out" 2>"$TMP/err"
     local st=$?
-    [ $st -eq "$want" ] || { bad "exit $st (want $want): $* -- $(tail -3 "$TMP/err")"; return; }
+    [ $st -eq "$want" ] || { fail "exit $st (want $want): $* -- $(tail -3 "$TMP/err")"; return; }
     [ -z "$pat" ] || grep -Eq -- "$pat" "$TMP/err" ||
-        bad "stderr of '$*' does not match /$pat/: $(cat "$TMP/err")"
+        fail "stderr of '$*' does not match /$pat/: $(cat "$TMP/err")"
 }
 
 /usr/bin/python3 - "$TMP" <<'PY' || { echo "cli_project_input: cannot write test files"; exit 1; }
@@ -54,7 +47,7 @@ for junk in ("epoch_x_mu.npy", "epoch_-1_mu.npy", "epoch_99999999999999999999_mu
 PY
 
 expect 1 "k0/epoch_0000_mu.npy.*K = 0" "$GMFLOW" project --gm "$TMP/k0" --out "$TMP/o1"
-[ -e "$TMP/o1" ] && bad "a refused K = 0 run created its output directory"
+[ -e "$TMP/o1" ] && fail "a refused K = 0 run created its output directory"
 expect 1 "d0/epoch_0000_mu.npy: dimension 1 of its shape is 0" "$GMFLOW" project --gm "$TMP/d0" \
     --out "$TMP/o2"
 expect 1 "epoch 1 has two snapshot files, epoch_(1|0001)_mu.npy and epoch_(1|0001)_mu.npy" \
@@ -62,7 +55,7 @@ expect 1 "epoch 1 has two snapshot files, epoch_(1|0001)_mu.npy and epoch_(1|000
 expect 0 "skipped 3 file\(s\).*not named epoch_<digits>_mu.npy" "$GMFLOW" project \
     --gm "$TMP/stray" --out "$TMP/o4"
 checks=$((checks + 1))
-[ "$(grep -c '^gm,' "$TMP/o4/trajectory.csv")" -eq 6 ] || bad "stray: want 2 epochs x 3 rows"
+[ "$(grep -c '^gm,' "$TMP/o4/trajectory.csv")" -eq 6 ] || fail "stray: want 2 epochs x 3 rows"
 
 # the degenerate mixture of --gamma 0 (every parameter 0 at epoch 0)
 if [ -d "$DATA" ]; then
@@ -71,7 +64,7 @@ if [ -d "$DATA" ]; then
     expect 0 "" "$GMFLOW" project --gm "$TMP/g0/snapshots" --epoch 0 --out "$TMP/p0"
     checks=$((checks + 1))
     grep -q "eigenvalues 0, 0" "$TMP/out" && [ "$(sed -n 2p "$TMP/p0/pcs.csv")" = "1,0,0" ] ||
-        bad "zero mixture: $(cat "$TMP/out") / $(cat "$TMP/p0/pcs.csv" 2>&1)"
+        fail "zero mixture: $(cat "$TMP/out") / $(cat "$TMP/p0/pcs.csv" 2>&1)"
 else
     echo "cli_project_input: (no $DATA: the --gamma 0 case is not run)"
 fi

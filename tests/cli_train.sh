@@ -7,23 +7,10 @@
 #
 #   tests/cli_train.sh <path to gmflow> [build dir]      (run from the repository root)
 set -u
-GMFLOW=${1:?usage: cli_train.sh <gmflow> [build dir]}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
+cli_start cli_train "$@"
 DATA=../shared/data/mnist
-if [ ! -d "$DATA" ]; then
-    echo "cli_train: SKIP (no $DATA)"
-    exit 77 # ctest: skipped
-fi
-TMP=$(mktemp -d /tmp/gmflow_cli_train.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-checks=0
-
-ok() { checks=$((checks + 1)); }
-bad() {
-    checks=$((checks + 1))
-    fails=$((fails + 1))
-    echo "FAIL: $*" >&2
-}
+cli_require_dir "$DATA"
 
 # expect STATUS PATTERN -- CMD...: exit status STATUS (or "nonzero") and stderr matching PATTERN
 expect() {

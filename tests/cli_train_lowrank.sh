@@ -10,57 +10,48 @@
 # (epochs.csv losses identical: V = 0 is a stationary point and the init shares the draws).
 #   tests/cli_train_lowrank.sh <path to gmflow> [build dir]      (run from the repository root)
 set -u
-G=${1:?usage: cli_train_lowrank.sh <gmflow> [build dir]}
-D=../shared/data/mnist
-[ -d "$D" ] || { echo "cli_train_lowrank: SKIP (no $D)"; exit 77; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_cli_lowrank.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-checks=0
-ok() { checks=$((checks + 1)); }
-bad() {
-    checks=$((checks + 1))
-    fails=$((fails + 1))
-    echo "FAIL: $*" >&2
-}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
+cli_start cli_train_lowrank "$@"
+DATA=../shared/data/mnist
+cli_require_dir "$DATA"
 # expect STATUS PATTERN -- CMD...: exit status STATUS and stderr matching PATTERN
 expect() {
     local want=$1 pat=$2
     shift 3
-    "$@" > "$T/out" 2> "$T/err"
+    "$@" > "$TMP/out" 2> "$TMP/err"
     local st=$?
-    [ $st -eq "$want" ] || { bad "exit $st (want $want): $* -- $(tail -3 "$T/err")"; return; }
-    if [ -n "$pat" ] && ! grep -Eq -- "$pat" "$T/err"; then
-        bad "stderr of '$*' does not match /$pat/: $(cat "$T/err")"
+    [ $st -eq "$want" ] || { bad "exit $st (want $want): $* -- $(tail -3 "$TMP/err")"; return; }
+    if [ -n "$pat" ] && ! grep -Eq -- "$pat" "$TMP/err"; then
+        bad "stderr of '$*' does not match /$pat/: $(cat "$TMP/err")"
         return
     fi
     ok
 }
 
 # ---- help and usage errors ------------------------------------------------------------------
-"$G" train --help > "$T/help"
+"$GMFLOW" train --help > "$TMP/help"
 for o in --cov --rank --lowrank-init --lr-lowrank gm-lowrank; do
-    grep -q -- "$o" "$T/help" && ok || bad "train --help does not mention $o"
+    grep -q -- "$o" "$TMP/help" && ok || bad "train --help does not mention $o"
 done
-S=(train --data "$D" --train-limit 640 --test-limit 300 --K 4 --quiet)
-expect 2 '--rank' -- "$G" "${S[@]}" --cov lowrank --rank 0 --out "$T/x"
-expect 2 '--rank.*abc' -- "$G" "${S[@]}" --cov lowrank --rank abc --out "$T/x"
-expect 2 '--rank' -- "$G" "${S[@]}" --cov lowrank --rank 2x --out "$T/x"
-expect 2 '--rank 785 exceeds the input dimension d = 784' -- "$G" "${S[@]}" --cov lowrank \
-    --rank 785 --out "$T/x"
-[ ! -e "$T/x" ] && ok || bad "--rank 785: output directory created"
-expect 2 '--rank applies to --cov lowrank' -- "$G" "${S[@]}" --rank 2 --out "$T/x"
-expect 2 '--lowrank-init applies' -- "$G" "${S[@]}" --lowrank-init 0.5 --out "$T/x"
-expect 2 '--lr-lowrank applies' -- "$G" "${S[@]}" --cov diag --lr-lowrank 0.5 --out "$T/x"
-expect 2 '--lr-lowrank must be >= 0' -- "$G" "${S[@]}" --cov lowrank --lr-lowrank -1 --out "$T/x"
-expect 2 '--cov: expected diag, lowrank or full' -- "$G" "${S[@]}" --cov banded --out "$T/x"
-expect 2 '--cov lowrank conflicts with --model fc' -- "$G" "${S[@]}" --model fc --cov lowrank \
-    --out "$T/x"
+S=(train --data "$DATA" --train-limit 640 --test-limit 300 --K 4 --quiet)
+expect 2 '--rank' -- "$GMFLOW" "${S[@]}" --cov lowrank --rank 0 --out "$TMP/x"
+expect 2 '--rank.*abc' -- "$GMFLOW" "${S[@]}" --cov lowrank --rank abc --out "$TMP/x"
+expect 2 '--rank' -- "$GMFLOW" "${S[@]}" --cov lowrank --rank 2x --out "$TMP/x"
+expect 2 '--rank 785 exceeds the input dimension d = 784' -- "$GMFLOW" "${S[@]}" --cov lowrank \
+    --rank 785 --out "$TMP/x"
+[ ! -e "$TMP/x" ] && ok || bad "--rank 785: output directory created"
+expect 2 '--rank applies to --cov lowrank' -- "$GMFLOW" "${S[@]}" --rank 2 --out "$TMP/x"
+expect 2 '--lowrank-init applies' -- "$GMFLOW" "${S[@]}" --lowrank-init 0.5 --out "$TMP/x"
+expect 2 '--lr-lowrank applies' -- "$GMFLOW" "${S[@]}" --cov diag --lr-lowrank 0.5 --out "$TMP/x"
+expect 2 '--lr-lowrank must be >= 0' -- "$GMFLOW" "${S[@]}" --cov lowrank --lr-lowrank -1 --out "$TMP/x"
+expect 2 '--cov: expected diag, lowrank or full' -- "$GMFLOW" "${S[@]}" --cov banded --out "$TMP/x"
+expect 2 '--cov lowrank conflicts with --model fc' -- "$GMFLOW" "${S[@]}" --model fc --cov lowrank \
+    --out "$TMP/x"
 
 # ---- a short run: the loss decreases ------------------------------------------------------------
 R=(--cov lowrank --rank 3 --epochs 4 --lr-lowrank 0.1 --snapshot-every 2)
-expect 0 '' -- "$G" "${S[@]}" "${R[@]}" --out "$T/a"
-/usr/bin/python3 - "$T/a" << 'PY' || bad "short run: loss, snapshots or run.json"
+expect 0 '' -- "$GMFLOW" "${S[@]}" "${R[@]}" --out "$TMP/a"
+/usr/bin/python3 - "$TMP/a" << 'PY' || bad "short run: loss, snapshots or run.json"
 import json, os, sys
 import numpy as np
 a = sys.argv[1]
@@ -85,27 +76,27 @@ print("  short run: train loss", " ".join("%.4f" % x for x in tl),
 PY
 
 # gmflow project would drop V V^T: it refuses a gm-lowrank snapshot directory (exit 1)
-expect 1 'gm-lowrank run.*not supported' -- "$G" project --gm "$T/a/snapshots" --out "$T/pca"
+expect 1 'gm-lowrank run.*not supported' -- "$GMFLOW" project --gm "$TMP/a/snapshots" --out "$TMP/pca"
 
 # resume: 2 epochs + resume to 4 equals 4 straight, bitwise; another rank is refused
-expect 0 '' -- "$G" "${S[@]}" "${R[@]}" --epochs 2 --out "$T/b"
-expect 0 '' -- "$G" "${S[@]}" "${R[@]}" --resume --out "$T/b"
-cmp -s "$T/a/checkpoint.gmck" "$T/b/checkpoint.gmck" && ok ||
+expect 0 '' -- "$GMFLOW" "${S[@]}" "${R[@]}" --epochs 2 --out "$TMP/b"
+expect 0 '' -- "$GMFLOW" "${S[@]}" "${R[@]}" --resume --out "$TMP/b"
+cmp -s "$TMP/a/checkpoint.gmck" "$TMP/b/checkpoint.gmck" && ok ||
     bad "resumed gm-lowrank run differs from the uninterrupted one"
-cp "$T/b/checkpoint.gmck" "$T/ck.saved"
-expect 1 "r=3.*r=2|rank: 3 -> 2" -- "$G" "${S[@]}" "${R[@]}" --rank 2 --epochs 5 --resume --out "$T/b"
-cmp -s "$T/b/checkpoint.gmck" "$T/ck.saved" && ok || bad "refused resume touched the checkpoint"
-expect 0 '' -- "$G" "${S[@]}" --cov lowrank --rank 3 --eval-only --mc-neurons 50 --out "$T/b"
-grep -q "^50,0," "$T/b/mc.csv" && ok || bad "--mc-neurons on gm-lowrank: no mc.csv row"
+cp "$TMP/b/checkpoint.gmck" "$TMP/ck.saved"
+expect 1 "r=3.*r=2|rank: 3 -> 2" -- "$GMFLOW" "${S[@]}" "${R[@]}" --rank 2 --epochs 5 --resume --out "$TMP/b"
+cmp -s "$TMP/b/checkpoint.gmck" "$TMP/ck.saved" && ok || bad "refused resume touched the checkpoint"
+expect 0 '' -- "$GMFLOW" "${S[@]}" --cov lowrank --rank 3 --eval-only --mc-neurons 50 --out "$TMP/b"
+grep -q "^50,0," "$TMP/b/mc.csv" && ok || bad "--mc-neurons on gm-lowrank: no mc.csv row"
 
 # --cov full is gm-full; --lowrank-init 0 trains exactly as the diagonal model
-expect 0 '' -- "$G" train --data "$D" --train-limit 64 --test-limit 64 --K 1 --epochs 1 -q \
-    --cov full --out "$T/f"
-grep -q '"kind": "gm-full"' "$T/f/run.json" && ok || bad "--cov full is not gm-full"
-expect 0 '' -- "$G" "${S[@]}" --epochs 2 --out "$T/d"
-expect 0 '' -- "$G" "${S[@]}" --epochs 2 --cov lowrank --rank 2 --lowrank-init 0 --out "$T/z"
-if cmp -s <(cut -d, -f1-4 "$T/d/epochs.csv") <(cut -d, -f1-4 "$T/z/epochs.csv"); then ok; else
-    bad "--lowrank-init 0 differs from the diagonal run: $(paste -d'|' "$T/d/epochs.csv" "$T/z/epochs.csv")"
+expect 0 '' -- "$GMFLOW" train --data "$DATA" --train-limit 64 --test-limit 64 --K 1 --epochs 1 -q \
+    --cov full --out "$TMP/f"
+grep -q '"kind": "gm-full"' "$TMP/f/run.json" && ok || bad "--cov full is not gm-full"
+expect 0 '' -- "$GMFLOW" "${S[@]}" --epochs 2 --out "$TMP/d"
+expect 0 '' -- "$GMFLOW" "${S[@]}" --epochs 2 --cov lowrank --rank 2 --lowrank-init 0 --out "$TMP/z"
+if cmp -s <(cut -d, -f1-4 "$TMP/d/epochs.csv") <(cut -d, -f1-4 "$TMP/z/epochs.csv"); then ok; else
+    bad "--lowrank-init 0 differs from the diagonal run: $(paste -d'|' "$TMP/d/epochs.csv" "$TMP/z/epochs.csv")"
 fi
 
 echo "cli_train_lowrank: $checks checks, $fails failures"

@@ -17,22 +17,19 @@
 #
 #   tests/cli_train_weights.sh <path to gmflow> [build dir]      (run from the repository root)
 set -u
-G=$(realpath "${1:?usage: cli_train_weights.sh <gmflow> [build dir]}")
-D=$(realpath -m ../shared/data/mnist)
-[ -d "$D" ] || { echo "cli_train_weights: SKIP (no $D)"; exit 77; }
-T=$(mktemp -d /tmp/gmflow_cli_train_weights.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-fails=0
-bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
+cli_start cli_train_weights "$@"
+DATA=$(realpath -m ../shared/data/mnist)
+cli_require_dir "$DATA"
 PY=/usr/bin/python3
-C=(train -q --data "$D" --train-limit 1500 --test-limit 300 -K 6)
+C=(train -q --data "$DATA" --train-limit 1500 --test-limit 300 -K 6)
 
 usage() { # usage OPTION-NAME ARGS...: exit 2, the message names the option
     local name=$1; shift
-    "$G" "${C[@]}" --out "$T/u" "$@" > /dev/null 2> "$T/u.err"
+    "$GMFLOW" "${C[@]}" --out "$TMP/u" "$@" > /dev/null 2> "$TMP/u.err"
     local rc=$?
     [ $rc -eq 2 ] || bad "$*: exit $rc (want 2)"
-    grep -q -- "$name" "$T/u.err" || bad "$*: message does not name $name: $(cat "$T/u.err")"
+    grep -q -- "$name" "$TMP/u.err" || bad "$*: message does not name $name: $(cat "$TMP/u.err")"
 }
 usage --lr-weights --weights learned --lr-weights nan
 usage --lr-weights --weights learned --lr-weights -1
@@ -45,19 +42,19 @@ usage --weights-geometry --weights-geometry fr
 usage --transport-lr --transport-lr per-mass
 usage --weights --weights learned --model fc
 usage --weights --weights learned --cov lowrank --rank 2
-[ ! -e "$T/u" ] || bad "a usage error created the output directory"
+[ ! -e "$TMP/u" ] || bad "a usage error created the output directory"
 
-"$G" train --help > "$T/help"
+"$GMFLOW" train --help > "$TMP/help"
 for o in --weights --lr-weights --weights-geometry --transport-lr; do
-    grep -q -- "^  $o " "$T/help" || bad "--help does not list $o"
+    grep -q -- "^  $o " "$TMP/help" || bad "--help does not list $o"
 done
 
 # training with learned weights lowers the loss and moves the weights
 for g in "euclid" "fr" "euclid --transport-lr per-mass"; do
     # shellcheck disable=SC2086
-    "$G" "${C[@]}" --epochs 3 --weights learned --weights-geometry $g --snapshot-every 3 \
-        --out "$T/r" > /dev/null || { bad "run $g failed"; continue; }
-    $PY - "$T/r" "$g" << 'PYEOF' || bad "run $g: loss or weights"
+    "$GMFLOW" "${C[@]}" --epochs 3 --weights learned --weights-geometry $g --snapshot-every 3 \
+        --out "$TMP/r" > /dev/null || { bad "run $g failed"; continue; }
+    $PY - "$TMP/r" "$g" << 'PYEOF' || bad "run $g: loss or weights"
 import json, sys
 import numpy as np
 out, g = sys.argv[1], sys.argv[2]
@@ -75,30 +72,30 @@ print(f"  {g}: train loss {e['train_loss'][0]:.3f} -> {e['train_loss'][-1]:.3f},
       f"weights {w.min():.3f}..{w.max():.3f}")
 PYEOF
 done
-"$G" "${C[@]}" --epochs 1 --out "$T/fixed" > /dev/null || bad "fixed run failed"
-grep -q '"weights' "$T/fixed/run.json" && bad "fixed-weight run.json has a weights key"
+"$GMFLOW" "${C[@]}" --epochs 1 --out "$TMP/fixed" > /dev/null || bad "fixed run failed"
+grep -q '"weights' "$TMP/fixed/run.json" && bad "fixed-weight run.json has a weights key"
 
 # resume = uninterrupted, bitwise; another geometry refused; eval-only needs --weights learned
 L=(--weights learned --weights-geometry fr --lr-weights 0.05)
-"$G" "${C[@]}" "${L[@]}" --epochs 2 --out "$T/full" > /dev/null || bad "uninterrupted run"
-"$G" "${C[@]}" "${L[@]}" --epochs 1 --out "$T/res" > /dev/null || bad "first half"
-"$G" "${C[@]}" "${L[@]}" --epochs 2 --out "$T/res" --resume > /dev/null || bad "resume"
-cmp -s "$T/full/checkpoint.gmck" "$T/res/checkpoint.gmck" || bad "resumed checkpoint differs"
-cp "$T/res/checkpoint.gmck" "$T/ck.before"
-"$G" "${C[@]}" --weights learned --epochs 3 --out "$T/res" --resume > /dev/null 2> "$T/r.err"
-[ $? -eq 1 ] && grep -q 'weights_geometry: "fr" -> "euclid"' "$T/r.err" ||
-    bad "resume with another geometry: $(cat "$T/r.err")"
-cmp -s "$T/ck.before" "$T/res/checkpoint.gmck" || bad "refused resume changed the checkpoint"
-"$G" "${C[@]}" --eval-only --out "$T/res" > /dev/null 2> "$T/e.err"
-[ $? -eq 1 ] && grep -q "weights=learned" "$T/e.err" || bad "eval-only fixed: $(cat "$T/e.err")"
-"$G" "${C[@]}" --weights learned --eval-only --out "$T/res" --mc-neurons 50 > /dev/null ||
+"$GMFLOW" "${C[@]}" "${L[@]}" --epochs 2 --out "$TMP/full" > /dev/null || bad "uninterrupted run"
+"$GMFLOW" "${C[@]}" "${L[@]}" --epochs 1 --out "$TMP/res" > /dev/null || bad "first half"
+"$GMFLOW" "${C[@]}" "${L[@]}" --epochs 2 --out "$TMP/res" --resume > /dev/null || bad "resume"
+cmp -s "$TMP/full/checkpoint.gmck" "$TMP/res/checkpoint.gmck" || bad "resumed checkpoint differs"
+cp "$TMP/res/checkpoint.gmck" "$TMP/ck.before"
+"$GMFLOW" "${C[@]}" --weights learned --epochs 3 --out "$TMP/res" --resume > /dev/null 2> "$TMP/r.err"
+[ $? -eq 1 ] && grep -q 'weights_geometry: "fr" -> "euclid"' "$TMP/r.err" ||
+    bad "resume with another geometry: $(cat "$TMP/r.err")"
+cmp -s "$TMP/ck.before" "$TMP/res/checkpoint.gmck" || bad "refused resume changed the checkpoint"
+"$GMFLOW" "${C[@]}" --eval-only --out "$TMP/res" > /dev/null 2> "$TMP/e.err"
+[ $? -eq 1 ] && grep -q "weights=learned" "$TMP/e.err" || bad "eval-only fixed: $(cat "$TMP/e.err")"
+"$GMFLOW" "${C[@]}" --weights learned --eval-only --out "$TMP/res" --mc-neurons 50 > /dev/null ||
     bad "eval-only with learned weights and --mc-neurons"
 
 # the Python package reads the logits (when built: <build>/python)
 B=${2:-}
 # (not importable in a sanitizer build, whose ASan runtime would have to be preloaded: skipped)
 if [ -n "$B" ] && PYTHONPATH="$B/python" $PY -c "import gmflow" > /dev/null 2>&1; then
-    PYTHONPATH="$B/python" $PY - "$T/res/checkpoint.gmck" << 'PYEOF' || bad "Python load_checkpoint: no a"
+    PYTHONPATH="$B/python" $PY - "$TMP/res/checkpoint.gmck" << 'PYEOF' || bad "Python load_checkpoint: no a"
 import sys
 import gmflow
 c = gmflow.load_checkpoint(sys.argv[1])
@@ -107,12 +104,12 @@ PYEOF
 fi
 
 # the other GM kinds
-"$G" "${C[@]}" --model gm-stack --mid 10 -K 3 --epochs 1 --weights learned --snapshot-every 1 \
-    --out "$T/st" > /dev/null || bad "gm-stack with learned weights"
-[ -e "$T/st/snapshots/epoch_0001_a1.npy" ] && [ -e "$T/st/snapshots/epoch_0001_a2.npy" ] ||
+"$GMFLOW" "${C[@]}" --model gm-stack --mid 10 -K 3 --epochs 1 --weights learned --snapshot-every 1 \
+    --out "$TMP/st" > /dev/null || bad "gm-stack with learned weights"
+[ -e "$TMP/st/snapshots/epoch_0001_a1.npy" ] && [ -e "$TMP/st/snapshots/epoch_0001_a2.npy" ] ||
     bad "gm-stack: no a1 / a2 snapshots"
-"$G" train -q --data "$D" --train-limit 300 --test-limit 100 --model gm-full -K 2 --lr-sigma 0.01 \
-    --epochs 1 --weights learned --out "$T/gf" > /dev/null || bad "gm-full with learned weights"
+"$GMFLOW" train -q --data "$DATA" --train-limit 300 --test-limit 100 --model gm-full -K 2 --lr-sigma 0.01 \
+    --epochs 1 --weights learned --out "$TMP/gf" > /dev/null || bad "gm-full with learned weights"
 
 [ $fails -eq 0 ] && echo "cli_train_weights: all checks passed" || echo "cli_train_weights: $fails failures"
 [ $fails -eq 0 ]

@@ -9,24 +9,21 @@
 #   does (1e-6 relative); an old state without "w" starts a WFR run with equal weights;
 # - bad input exits 2 (usage) or 1 (a state with learned weights given to the W flow).
 set -u
-G=${1:?usage: cli_wfr.sh <gmflow>}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
+cli_start cli_wfr "$@"
 PY=/usr/bin/python3
-T=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_cli_wfr.XXXXXX")
-trap 'rm -rf "$T"' EXIT
 export OPENBLAS_NUM_THREADS=1
-fails=0
-bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-run() { "$G" flow -q -K 3 --rtol 1e-11 --atol 1e-13 "$@" >/dev/null 2>"$T/err"; }
+run() { "$GMFLOW" flow -q -K 3 --rtol 1e-11 --atol 1e-13 "$@" >/dev/null 2>"$TMP/err"; }
 
-run --t-end 2 --n-out 5 --out "$T/w" || bad "W run: $(cat "$T/err")"
-run --t-end 2 --n-out 5 --geometry wfr --fr-weight 0 --out "$T/w0" || bad "alpha 0: $(cat "$T/err")"
-run --t-end 2 --n-out 5 --geometry wfr --fr-weight 5 --out "$T/a" || bad "alpha 5: $(cat "$T/err")"
-run --t-end 1 --n-out 3 --geometry wfr --fr-weight 5 --out "$T/h" || bad "half: $(cat "$T/err")"
-run --t-end 1 --n-out 3 --geometry wfr --fr-weight 5 --init "$T/h/state.json" --out "$T/h2" ||
-    bad "continue: $(cat "$T/err")"
-run --t-end 1 --n-out 3 --geometry wfr --init "$T/w/state.json" --out "$T/old" ||
-    bad "old state: $(cat "$T/err")"
-$PY - "$T" <<'PY' || bad "numerical checks (above)"
+run --t-end 2 --n-out 5 --out "$TMP/w" || bad "W run: $(cat "$TMP/err")"
+run --t-end 2 --n-out 5 --geometry wfr --fr-weight 0 --out "$TMP/w0" || bad "alpha 0: $(cat "$TMP/err")"
+run --t-end 2 --n-out 5 --geometry wfr --fr-weight 5 --out "$TMP/a" || bad "alpha 5: $(cat "$TMP/err")"
+run --t-end 1 --n-out 3 --geometry wfr --fr-weight 5 --out "$TMP/h" || bad "half: $(cat "$TMP/err")"
+run --t-end 1 --n-out 3 --geometry wfr --fr-weight 5 --init "$TMP/h/state.json" --out "$TMP/h2" ||
+    bad "continue: $(cat "$TMP/err")"
+run --t-end 1 --n-out 3 --geometry wfr --init "$TMP/w/state.json" --out "$TMP/old" ||
+    bad "old state: $(cat "$TMP/err")"
+$PY - "$TMP" <<'PY' || bad "numerical checks (above)"
 import json, sys
 import numpy as np
 T = sys.argv[1]
@@ -62,9 +59,9 @@ PY
 expect() { # expect CODE NEEDLE args...
     local code=$1 needle=$2
     shift 2
-    "$G" flow -q -K 2 --t-end 0.1 --n-out 2 --out "$T/bad" "$@" >/dev/null 2>"$T/err"
+    "$GMFLOW" flow -q -K 2 --t-end 0.1 --n-out 2 --out "$TMP/bad" "$@" >/dev/null 2>"$TMP/err"
     local rc=$?
-    [ $rc = "$code" ] && grep -q -- "$needle" "$T/err" || bad "$* -> exit $rc, $(cat "$T/err")"
+    [ $rc = "$code" ] && grep -q -- "$needle" "$TMP/err" || bad "$* -> exit $rc, $(cat "$TMP/err")"
 }
 expect 2 "--geometry" --geometry sinkhorn
 expect 2 "--fr-weight" --geometry wfr --fr-weight -1
@@ -74,18 +71,18 @@ expect 2 "Sigma form only" --geometry wfr --form euclid
 expect 2 "check-thm1" --geometry wfr --check-thm1
 expect 2 "polish" --geometry wfr --polish
 expect 2 "exact Jacobian" --geometry wfr --method bdf --jacobian dense
-"$G" flow -q --t-end 0.1 --n-out 2 --init "$T/a/state.json" --out "$T/bad" >/dev/null 2>"$T/err"
+"$GMFLOW" flow -q --t-end 0.1 --n-out 2 --init "$TMP/a/state.json" --out "$TMP/bad" >/dev/null 2>"$TMP/err"
 rc=$?
-[ $rc = 1 ] && grep -q "learned weights" "$T/err" || bad "W run from a WFR state: exit $rc"
-sed 's/"w": \[/"w": [0.5, /' "$T/a/state.json" >"$T/badw.json"
-"$G" flow -q --geometry wfr --t-end 0.1 --n-out 2 --init "$T/badw.json" --out "$T/bad" \
-    >/dev/null 2>"$T/err"
+[ $rc = 1 ] && grep -q "learned weights" "$TMP/err" || bad "W run from a WFR state: exit $rc"
+sed 's/"w": \[/"w": [0.5, /' "$TMP/a/state.json" >"$TMP/badw.json"
+"$GMFLOW" flow -q --geometry wfr --t-end 0.1 --n-out 2 --init "$TMP/badw.json" --out "$TMP/bad" \
+    >/dev/null 2>"$TMP/err"
 rc=$?
-[ $rc = 1 ] && grep -q "badw.json" "$T/err" || bad "state with 4 weights for K = 3: exit $rc"
+[ $rc = 1 ] && grep -q "badw.json" "$TMP/err" || bad "state with 4 weights for K = 3: exit $rc"
 $PY -c "import json,sys; s=json.load(open(sys.argv[1])); s['w'][0]+=0.1; json.dump(s,open(sys.argv[2],'w'))" \
-    "$T/a/state.json" "$T/sumw.json"
-"$G" flow -q --geometry wfr --t-end 0.1 --n-out 2 --init "$T/sumw.json" --out "$T/bad" \
-    >/dev/null 2>&1 2>"$T/err"
+    "$TMP/a/state.json" "$TMP/sumw.json"
+"$GMFLOW" flow -q --geometry wfr --t-end 0.1 --n-out 2 --init "$TMP/sumw.json" --out "$TMP/bad" \
+    >/dev/null 2>&1 2>"$TMP/err"
 rc=$?
-[ $rc = 1 ] && grep -q "sum to" "$T/err" || bad "state with weights summing to 1.1: exit $rc"
+[ $rc = 1 ] && grep -q "sum to" "$TMP/err" || bad "state with weights summing to 1.1: exit $rc"
 if [ $fails = 0 ]; then echo "cli_wfr: pass"; else echo "cli_wfr: $fails FAILED"; exit 1; fi

@@ -10,15 +10,9 @@
 #
 #   tests/cls_variants.sh <path to gmflow> [build dir]      (run from the repository root)
 set -u
-GMFLOW=${1:?usage: cls_variants.sh <gmflow> [build dir]}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
+cli_start cls_variants "$@"
 DRV=examples/cls_variants.sh
-TMP=$(mktemp -d /tmp/gmflow_clsvar.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-bad() {
-    fails=$((fails + 1))
-    echo "FAIL: $*" >&2
-}
 # expect RC PATTERN ARGS...: the driver exits RC and its stderr matches PATTERN
 expect() {
     local want=$1 pat=$2

@@ -6,6 +6,9 @@
  *     choice: one of its fixed list) stops the program with "<prog>: <option>: <reason>", the
  *     usage line, and exit status 2; -h / --help prints the usage line and exits 0;
  *   - vh_now: the clock (monotonic seconds);
+ *   - vh_csv_open: a program's --csv file with its header;
+ *   - vh_loglog_slope: the order of a convergence (least squares in log-log);
+ *   - vh_traj, vh_traj_store: an observer for gmf_ode_solve that keeps every output state;
  *   - vh_run: the case runner's book-keeping: cases that could not run (vh_case), and the
  *     verdict (vh_finish), always the program's last line: "<prog>: <figure> PASS|FAIL"; exit
  *     status 0 on pass, 1 on fail (a case that could not run fails the program).
@@ -136,6 +139,45 @@ static inline void vh_parse(int argc, char **argv, const char *prog, const char 
             break;
         }
     }
+}
+
+/* The --csv output of a program: NULL when path is NULL; else the file opened for writing with
+ * its header line written (header ends without a newline); a file that cannot be opened stops
+ * the program with "<path>: <reason>" on stderr and exit status 1. */
+static inline FILE *vh_csv_open(const char *path, const char *header) {
+    if (!path) return NULL;
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    fprintf(f, "%s\n", header);
+    return f;
+}
+
+/* Least-squares slope of log y against log x over m points: the order of a convergence
+ * (y ~ C x^p gives p). */
+static inline double vh_loglog_slope(const double *x, const double *y, int m) {
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (int i = 0; i < m; i++) {
+        double lx = log(x[i]), ly = log(y[i]);
+        sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly;
+    }
+    return (m * sxy - sx * sy) / (m * sxx - sx * sx);
+}
+
+/* A trajectory for gmf_ode_solve's observer: vh_traj_store copies output j's state (N values)
+ * to Y + j N (Y holds one row per output time). */
+typedef struct vh_traj {
+    size_t N;
+    double *Y;
+} vh_traj;
+
+static inline int vh_traj_store(size_t j, double t, const double *y, void *user) {
+    (void)t;
+    vh_traj *tr = user;
+    memcpy(tr->Y + j * tr->N, y, tr->N * sizeof(double));
+    return 0;
 }
 
 /* The case runner's book-keeping. */

@@ -9,20 +9,13 @@
 # shard (GMFLOW_TEST_FAIL_RANK) must stop every rank with its message, exit non-zero, and leave
 # no run.json.  Skipped (77) when mpirun is missing or gmflow was built without MPI.
 set -u
-G=${1:?usage: mpi_flow.sh <gmflow> [<build-dir>]}
-command -v mpirun > /dev/null || { echo "SKIP: no mpirun"; exit 77; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_mpi_flow.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# ASan builds: Open MPI keeps allocations past MPI_Finalize, which LeakSanitizer would report
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
-MPIRUN=(timeout 120 mpirun --oversubscribe)
-fails=0
-bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
+cli_start mpi_flow "$@"
+cli_mpi_env
 
-"${MPIRUN[@]}" -np 2 "$G" flow -q --n 50 --t-end 0.1 --out "$T/probe" > /dev/null 2> "$T/probe.err" ||
-    { cat "$T/probe.err"; echo "SKIP: mpirun cannot start 2 ranks here"; exit 77; }
-grep -q '"ranks": 2' "$T/probe/run.json" || { echo "SKIP: gmflow built without MPI"; exit 77; }
+"${MPIRUN[@]}" -np 2 "$GMFLOW" flow -q --n 50 --t-end 0.1 --out "$TMP/probe" > /dev/null 2> "$TMP/probe.err" ||
+    { cat "$TMP/probe.err"; echo "SKIP: mpirun cannot start 2 ranks here"; exit 77; }
+grep -q '"ranks": 2' "$TMP/probe/run.json" || { echo "SKIP: gmflow built without MPI"; exit 77; }
 
 # compare DIR_REF DIR: state and trajectory to 1e-12 relative, same counts, ranks recorded
 compare() {
@@ -58,40 +51,40 @@ PY
 /usr/bin/python3 -c "
 import numpy as np
 r = np.random.default_rng(7); X = r.standard_normal((301, 3)); y = np.tanh(X @ [1.0, -0.5, 0.25])
-np.savetxt('$T/data.csv', np.column_stack([X, y]), delimiter=',', fmt='%.17g', header='x1,x2,x3,y', comments='')
-np.save('$T/data.npy', np.column_stack([X, y])); np.save('$T/tiny.npy', np.column_stack([X, y])[:2])"
-"$G" flow -q --n 400 --t-end 2 --out "$T/toy1" > /dev/null || bad "toy, 1 process"
-"$G" flow -q --data "$T/data.csv" --form euclid -K 3 --t-end 1 --out "$T/csv1" > /dev/null ||
+np.savetxt('$TMP/data.csv', np.column_stack([X, y]), delimiter=',', fmt='%.17g', header='x1,x2,x3,y', comments='')
+np.save('$TMP/data.npy', np.column_stack([X, y])); np.save('$TMP/tiny.npy', np.column_stack([X, y])[:2])"
+"$GMFLOW" flow -q --n 400 --t-end 2 --out "$TMP/toy1" > /dev/null || bad "toy, 1 process"
+"$GMFLOW" flow -q --data "$TMP/data.csv" --form euclid -K 3 --t-end 1 --out "$TMP/csv1" > /dev/null ||
     bad "csv, 1 process"
 for P in 2 3; do
-    "${MPIRUN[@]}" -np $P "$G" flow -q --n 400 --t-end 2 --out "$T/toy$P" > /dev/null &&
-        compare "$T/toy1" "$T/toy$P" $P || bad "toy, $P ranks"
-    "${MPIRUN[@]}" -np $P "$G" flow -q --data "$T/data.csv" --form euclid -K 3 --t-end 1 \
-        --out "$T/csv$P" > /dev/null && compare "$T/csv1" "$T/csv$P" $P || bad "csv, $P ranks"
+    "${MPIRUN[@]}" -np $P "$GMFLOW" flow -q --n 400 --t-end 2 --out "$TMP/toy$P" > /dev/null &&
+        compare "$TMP/toy1" "$TMP/toy$P" $P || bad "toy, $P ranks"
+    "${MPIRUN[@]}" -np $P "$GMFLOW" flow -q --data "$TMP/data.csv" --form euclid -K 3 --t-end 1 \
+        --out "$TMP/csv$P" > /dev/null && compare "$TMP/csv1" "$TMP/csv$P" $P || bad "csv, $P ranks"
 done
 
 # .npy (each rank reads only its rows): serially bitwise the CSV run; 3 ranks to rounding;
 # 2 rows over 3 ranks (one rank holds none)
-"$G" flow -q --data "$T/data.npy" --form euclid -K 3 --t-end 1 --out "$T/npy1" > /dev/null &&
-    cmp -s "$T/csv1/C.npy" "$T/npy1/C.npy" || bad "npy, 1 process: not bitwise the CSV run"
-"${MPIRUN[@]}" -np 3 "$G" flow -q --data "$T/data.npy" --form euclid -K 3 --t-end 1 \
-    --out "$T/npy3" > /dev/null && compare "$T/csv1" "$T/npy3" 3 || bad "npy, 3 ranks"
-"$G" flow -q --data "$T/tiny.npy" --t-end 1 --out "$T/tiny1" > /dev/null || bad "tiny, 1 process"
-"${MPIRUN[@]}" -np 3 "$G" flow -q --data "$T/tiny.npy" --t-end 1 --out "$T/tiny3" > /dev/null &&
-    compare "$T/tiny1" "$T/tiny3" 3 || bad "tiny (a rank with no rows), 3 ranks"
+"$GMFLOW" flow -q --data "$TMP/data.npy" --form euclid -K 3 --t-end 1 --out "$TMP/npy1" > /dev/null &&
+    cmp -s "$TMP/csv1/C.npy" "$TMP/npy1/C.npy" || bad "npy, 1 process: not bitwise the CSV run"
+"${MPIRUN[@]}" -np 3 "$GMFLOW" flow -q --data "$TMP/data.npy" --form euclid -K 3 --t-end 1 \
+    --out "$TMP/npy3" > /dev/null && compare "$TMP/csv1" "$TMP/npy3" 3 || bad "npy, 3 ranks"
+"$GMFLOW" flow -q --data "$TMP/tiny.npy" --t-end 1 --out "$TMP/tiny1" > /dev/null || bad "tiny, 1 process"
+"${MPIRUN[@]}" -np 3 "$GMFLOW" flow -q --data "$TMP/tiny.npy" --t-end 1 --out "$TMP/tiny3" > /dev/null &&
+    compare "$TMP/tiny1" "$TMP/tiny3" 3 || bad "tiny (a rank with no rows), 3 ranks"
 # a truncated .npy: every rank stops with the reader's message
-head -c 1000 "$T/data.npy" > "$T/trunc.npy"
-"${MPIRUN[@]}" -np 2 "$G" flow -q --data "$T/trunc.npy" --out "$T/trunc" > /dev/null 2> "$T/trunc.err" &&
+head -c 1000 "$TMP/data.npy" > "$TMP/trunc.npy"
+"${MPIRUN[@]}" -np 2 "$GMFLOW" flow -q --data "$TMP/trunc.npy" --out "$TMP/trunc" > /dev/null 2> "$TMP/trunc.err" &&
     bad "truncated npy: exit 0"
-grep -q "trunc.npy: NPY payload size mismatch" "$T/trunc.err" || bad "truncated npy: no message"
+grep -q "trunc.npy: NPY payload size mismatch" "$TMP/trunc.err" || bad "truncated npy: no message"
 
 # a rank that cannot read its shard stops all ranks with its message
-GMFLOW_TEST_FAIL_RANK=1 "${MPIRUN[@]}" -np 3 -x GMFLOW_TEST_FAIL_RANK "$G" flow -q \
-    --data "$T/data.csv" --out "$T/fail" > "$T/fail.out" 2> "$T/fail.err"
+GMFLOW_TEST_FAIL_RANK=1 "${MPIRUN[@]}" -np 3 -x GMFLOW_TEST_FAIL_RANK "$GMFLOW" flow -q \
+    --data "$TMP/data.csv" --out "$TMP/fail" > "$TMP/fail.out" 2> "$TMP/fail.err"
 rc=$?
 if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then bad "failing shard: exit $rc (want non-zero, no hang)"; fi
-grep -q "rank 1 of 3: cannot read its shard" "$T/fail.err" || bad "failing shard: no message"
-[ ! -e "$T/fail/run.json" ] || bad "failing shard: run.json written"
+grep -q "rank 1 of 3: cannot read its shard" "$TMP/fail.err" || bad "failing shard: no message"
+[ ! -e "$TMP/fail/run.json" ] || bad "failing shard: run.json written"
 
 [ $fails -eq 0 ] && echo "mpi_flow: all checks passed" || echo "mpi_flow: $fails failures"
 [ $fails -eq 0 ]

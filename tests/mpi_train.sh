@@ -10,26 +10,20 @@
 # (GMFLOW_TEST_FAIL_RANK) must stop every rank with its message and a non-zero exit.
 # Skipped (77) without mpirun, without MPI in gmflow, or without MNIST in ../shared/data.
 set -u
-G=${1:?usage: mpi_train.sh <gmflow> [<build-dir>]}
-command -v mpirun > /dev/null || { echo "SKIP: no mpirun"; exit 77; }
-D=../shared/data/mnist
-[ -d "$D" ] || { echo "SKIP: no MNIST in $D"; exit 77; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_mpi_train.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
-MPIRUN=(timeout 120 mpirun --oversubscribe)
-A=(train -q --data "$D" --precision 64 -K 4 --epochs 2 --train-limit 600 --test-limit 200
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
+cli_start mpi_train "$@"
+cli_mpi_env
+DATA=../shared/data/mnist
+cli_require_dir "$DATA"
+A=(train -q --data "$DATA" --precision 64 -K 4 --epochs 2 --train-limit 600 --test-limit 200
     --batch 64 --lr 0.02 --snapshot-every 2)
-fails=0
-bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
 
-"$G" "${A[@]}" --out "$T/p1" > /dev/null || bad "1 process"
+"$GMFLOW" "${A[@]}" --out "$TMP/p1" > /dev/null || bad "1 process"
 for P in 2 3; do
-    "${MPIRUN[@]}" -np $P "$G" "${A[@]}" --out "$T/p$P" > /dev/null 2> "$T/err$P" ||
-        { [ $P = 2 ] && { cat "$T/err$P"; echo "SKIP: mpirun cannot start 2 ranks here"; exit 77; }; }
-    [ $P = 2 ] && ! grep -q '"ranks": 2' "$T/p2/run.json" && { echo "SKIP: gmflow built without MPI"; exit 77; }
-    /usr/bin/python3 - "$T/p1" "$T/p$P" "$P" << 'PY' || bad "$P ranks: differs from the 1-process run"
+    "${MPIRUN[@]}" -np $P "$GMFLOW" "${A[@]}" --out "$TMP/p$P" > /dev/null 2> "$TMP/err$P" ||
+        { [ $P = 2 ] && { cat "$TMP/err$P"; echo "SKIP: mpirun cannot start 2 ranks here"; exit 77; }; }
+    [ $P = 2 ] && ! grep -q '"ranks": 2' "$TMP/p2/run.json" && { echo "SKIP: gmflow built without MPI"; exit 77; }
+    /usr/bin/python3 - "$TMP/p1" "$TMP/p$P" "$P" << 'PY' || bad "$P ranks: differs from the 1-process run"
 import glob, json, os, sys
 import numpy as np
 a, b, P = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -53,11 +47,11 @@ PY
 done
 
 # full-batch gradient descent: each rank sums its block of the n samples, then the reduction
-F=(train -q --data "$D" --precision 64 -K 4 --epochs 2 --train-limit 600 --test-limit 200
+F=(train -q --data "$DATA" --precision 64 -K 4 --epochs 2 --train-limit 600 --test-limit 200
     --full-batch --lr 0.05 --snapshot-every 2)
-"$G" "${F[@]}" --out "$T/f1" > /dev/null || bad "full batch, 1 process"
-"${MPIRUN[@]}" -np 2 "$G" "${F[@]}" --out "$T/f2" > /dev/null || bad "full batch, 2 ranks"
-/usr/bin/python3 - "$T/f1" "$T/f2" << 'PY' || bad "full batch, 2 ranks: differs from 1 process"
+"$GMFLOW" "${F[@]}" --out "$TMP/f1" > /dev/null || bad "full batch, 1 process"
+"${MPIRUN[@]}" -np 2 "$GMFLOW" "${F[@]}" --out "$TMP/f2" > /dev/null || bad "full batch, 2 ranks"
+/usr/bin/python3 - "$TMP/f1" "$TMP/f2" << 'PY' || bad "full batch, 2 ranks: differs from 1 process"
 import glob, os, sys
 import numpy as np
 files = sorted(glob.glob(os.path.join(sys.argv[1], "snapshots", "epoch_0002_*.npy")))
@@ -73,10 +67,10 @@ PY
 # one row, so 2 of the 3 ranks compute no gradient for it and still need the current weights
 W=(--weights learned --weights-geometry fr --lr-weights 0.01 --transport-lr per-mass
     --train-limit 577)
-"$G" "${A[@]}" "${W[@]}" --out "$T/w1" > /dev/null || bad "learned weights, 1 process"
-"${MPIRUN[@]}" -np 3 "$G" "${A[@]}" "${W[@]}" --out "$T/w2" > /dev/null ||
+"$GMFLOW" "${A[@]}" "${W[@]}" --out "$TMP/w1" > /dev/null || bad "learned weights, 1 process"
+"${MPIRUN[@]}" -np 3 "$GMFLOW" "${A[@]}" "${W[@]}" --out "$TMP/w2" > /dev/null ||
     bad "learned weights, 3 ranks"
-/usr/bin/python3 - "$T/w1" "$T/w2" << 'PY' || bad "learned weights, 3 ranks: differs from 1 process"
+/usr/bin/python3 - "$TMP/w1" "$TMP/w2" << 'PY' || bad "learned weights, 3 ranks: differs from 1 process"
 import glob, os, sys
 import numpy as np
 files = sorted(glob.glob(os.path.join(sys.argv[1], "snapshots", "epoch_0002_*.npy")))
@@ -92,12 +86,12 @@ assert np.ptp(a) > 1e-3, a  # the weights moved
 print(f"  learned weights (fr, per-mass), 3 ranks vs 1: worst relative difference {worst:.2e}")
 PY
 
-GMFLOW_TEST_FAIL_RANK=1 "${MPIRUN[@]}" -np 2 -x GMFLOW_TEST_FAIL_RANK "$G" "${A[@]}" \
-    --out "$T/fail" > /dev/null 2> "$T/fail.err"
+GMFLOW_TEST_FAIL_RANK=1 "${MPIRUN[@]}" -np 2 -x GMFLOW_TEST_FAIL_RANK "$GMFLOW" "${A[@]}" \
+    --out "$TMP/fail" > /dev/null 2> "$TMP/fail.err"
 rc=$?
 if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then bad "failing rank: exit $rc (want non-zero, no hang)"; fi
-grep -q "rank 1 of 2: cannot read the data" "$T/fail.err" || bad "failing rank: no message"
-[ ! -e "$T/fail/run.json" ] || bad "failing rank: run.json written"
+grep -q "rank 1 of 2: cannot read the data" "$TMP/fail.err" || bad "failing rank: no message"
+[ ! -e "$TMP/fail/run.json" ] || bad "failing rank: run.json written"
 
 [ $fails -eq 0 ] && echo "mpi_train: all checks passed" || echo "mpi_train: $fails failures"
 [ $fails -eq 0 ]

@@ -6,25 +6,20 @@
 # reduction + update path, the 1-process run the pool's step: independent routes to one update.
 # Skipped (77) without mpirun, without MPI in gmflow, or without MNIST in ../shared/data.
 set -u
-G=${1:?usage: mpi_train_lowrank.sh <gmflow> [<build-dir>]}
-command -v mpirun > /dev/null || { echo "SKIP: no mpirun"; exit 77; }
-D=../shared/data/mnist
-[ -d "$D" ] || { echo "SKIP: no MNIST in $D"; exit 77; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_mpi_lowrank.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
-A=(train -q --data "$D" --precision 64 -K 4 --epochs 2 --train-limit 600 --test-limit 200
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh" || exit 1
+cli_start mpi_train_lowrank "$@"
+cli_mpi_env
+DATA=../shared/data/mnist
+cli_require_dir "$DATA"
+A=(train -q --data "$DATA" --precision 64 -K 4 --epochs 2 --train-limit 600 --test-limit 200
     --batch 64 --lr 0.02 --cov lowrank --rank 3 --lr-lowrank 0.05 --snapshot-every 2)
-fails=0
-bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-"$G" "${A[@]}" --out "$T/p1" > /dev/null || bad "1 process"
-"$G" "${A[@]}" --threads 2 --out "$T/t2" > /dev/null || bad "2 threads"
-timeout 120 mpirun --oversubscribe -np 2 "$G" "${A[@]}" --out "$T/p2" > /dev/null 2> "$T/err" ||
-    { cat "$T/err"; echo "SKIP: mpirun cannot start 2 ranks here"; exit 77; }
-grep -q '"ranks": 2' "$T/p2/run.json" || { echo "SKIP: gmflow built without MPI"; exit 77; }
+"$GMFLOW" "${A[@]}" --out "$TMP/p1" > /dev/null || bad "1 process"
+"$GMFLOW" "${A[@]}" --threads 2 --out "$TMP/t2" > /dev/null || bad "2 threads"
+"${MPIRUN[@]}" -np 2 "$GMFLOW" "${A[@]}" --out "$TMP/p2" > /dev/null 2> "$TMP/err" ||
+    { cat "$TMP/err"; echo "SKIP: mpirun cannot start 2 ranks here"; exit 77; }
+grep -q '"ranks": 2' "$TMP/p2/run.json" || { echo "SKIP: gmflow built without MPI"; exit 77; }
 for o in p2 t2; do
-    /usr/bin/python3 - "$T/p1" "$T/$o" << 'PY' || bad "$o differs from the 1-process run"
+    /usr/bin/python3 - "$TMP/p1" "$TMP/$o" << 'PY' || bad "$o differs from the 1-process run"
 import glob, os, sys
 import numpy as np
 a, b = sys.argv[1], sys.argv[2]

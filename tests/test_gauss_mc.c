@@ -504,19 +504,7 @@ static void random_case(mc_case *c, gsl_rng *r, const char *name, size_t d, doub
 
 /* Shift mu_beta along x so that m = xt . mu = t s. */
 static void set_t(mc_case *c, double t) {
-    size_t d = c->d, D = d + 1;
-    double m = 0.0, s2 = 0.0, x2 = 0.0;
-    for (size_t j = 0; j < d; j++) {
-        double cj = 0.0;
-        for (size_t k = 0; k < d; k++)
-            cj += c->Sigma[(j + 1) * D + k + 1] * c->x[k];
-        m += c->x[j] * c->mu[j + 1];
-        s2 += c->x[j] * cj;
-        x2 += c->x[j] * c->x[j];
-    }
-    double dm = t * sqrt(s2) - m;
-    for (size_t j = 0; j < d; j++)
-        c->mu[j + 1] += dm * c->x[j] / x2;
+    tu_set_t(c->d, c->x, c->Sigma, c->mu, t);
 }
 
 /* Sigma = L L^T with L the Cholesky factor of a random SPD matrix whose row k+1 (beta_k) is

@@ -213,16 +213,7 @@ static void random_case(gsl_rng *r, size_t d, double cond, double xscale, double
 
 /* Shift mu_beta along x so that t = m/s = (x . mu_beta) / sqrt(x^T Sigma^beta x) equals t. */
 static void set_t(pcase *c, double t) {
-    size_t d = c->d, D = d + 1;
-    double m = 0.0, s2 = 0.0, x2 = 0.0;
-    for (size_t j = 0; j < d; j++) {
-        double cj = 0.0;
-        for (size_t k = 0; k < d; k++)
-            cj += c->Sigma[(j + 1) * D + k + 1] * c->x[k];
-        m += c->x[j] * c->mu[j + 1], s2 += c->x[j] * cj, x2 += c->x[j] * c->x[j];
-    }
-    for (size_t j = 0; j < d; j++)
-        c->mu[j + 1] += (t * sqrt(s2) - m) * c->x[j] / x2;
+    tu_set_t(c->d, c->x, c->Sigma, c->mu, t);
 }
 
 /* Random well-posed cases: d in 1..8, cond(Sigma) up to 1e3, scales of x and Sigma from 1e-3 to

@@ -22,6 +22,7 @@
 
 #include "gmflow/nn.h"
 #include "testutil.h"
+#include "tu_net.h"
 
 #define TOL 1e-6
 
@@ -371,22 +372,6 @@ static void loss_cases(gsl_rng *r) {
 
 /* ---- whole networks ----------------------------------------------------------------------- */
 
-typedef struct net_ctx {
-    gmf_nn_model *m;
-    gmf_nn_ws_d *ws;
-    double *X;
-    uint8_t *y;
-    size_t B;
-} net_ctx;
-
-static double net_obj(void *vc) {
-    net_ctx *c = vc;
-    gmf_nn_ws_load_d(c->ws);
-    gmf_nn_forward_d(c->ws->H, c->ws, c->X, c->B);
-    return gmf_nn_refloss_d(NULL, NULL, c->ws->H, c->y, 1.0 / (double)c->B, c->B, c->m->L) /
-           (double)c->B;
-}
-
 static void net_case(gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t width, size_t Lmid,
                      int nthreads, gsl_rng *r) {
     gmf_nn_model m;
@@ -400,46 +385,23 @@ static void net_case(gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t widt
         gmf_nn_init_fc_kaiming(&m, &rng);
     else
         gmf_nn_init_gm(&m, 0.5, &rng);
-    const size_t B = 6;
-    double X[B * d];
-    uint8_t y[B];
-    tu_randn(r, B * d, 1.0, X);
-    for (size_t i = 0; i < B; i++)
-        y[i] = (uint8_t)gsl_rng_uniform_int(r, L + 1);
-    gmf_nn_ws_d ws;
-    if (gmf_nn_ws_init_d(&ws, &m, B, nthreads)) {
-        fprintf(stderr, "ws init: %s\n", gmf_errmsg());
-        exit(2);
-    }
-    double loss = gmf_nn_loss_grad_d(&ws, X, y, B, 1.0 / (double)B, 0);
-    CHECK(isfinite(loss), "net %s: loss not finite", gmf_nn_kind_name(kind));
-    double *g = tu_xmalloc(m.nparams * sizeof(double));
-    memcpy(g, ws.dP, m.nparams * sizeof(double));
-    net_ctx c = {&m, &ws, X, y, B};
-    char what[160], desc[96];
+    char desc[96], what[128];
     gmf_nn_model_describe(&m, desc, sizeof desc);
-    for (size_t gi = 0; gi < m.ngroups; gi++) {
-        snprintf(what, sizeof what, "net %s T=%d d/d%s", desc, nthreads, m.group[gi].name);
-        check_fd(what, m.params + m.group[gi].off, m.group[gi].n, g + m.group[gi].off, net_obj, &c,
-                 0.1, NULL);
-    }
-    /* the accumulator: two accumulate calls give twice the gradient, in double */
-    gmf_nn_ws_load_d(&ws);
-    gmf_nn_loss_grad_d(&ws, X, y, B, 1.0 / (double)B, 1);
-    gmf_nn_loss_grad_d(&ws, X, y, B, 1.0 / (double)B, 1);
-    double acc_err = 0.0;
-    for (size_t e = 0; e < m.nparams; e++)
-        acc_err = fmax(acc_err, fabs(ws.gacc[e] - 2 * g[e]));
-    CHECK(acc_err <= 1e-12 * (1 + tu_max_abs(g, m.nparams)), "net %s: accumulate error %g", desc,
-          acc_err);
+    snprintf(what, sizeof what, "net %s", desc);
+    tu_net c;
+    tu_net_init(&c, &m, 6, nthreads, r, what);
+    tu_net_check_groups(&c, desc, nthreads, hfix, TOL, &worst);
+    tu_net_check_accumulate(&c, what); /* in double */
+    gmf_nn_ws_d *ws = &c.ws;
+    const double *g = c.g;
     /* SGD: a zero learning rate freezes its group exactly; the others move by -lr g */
     double lr[GMF_NN_MAX_GROUPS];
     for (size_t gi = 0; gi < m.ngroups; gi++)
         lr[gi] = gi == 0 ? 0.0 : 0.01;
     double *before = tu_xmalloc(m.nparams * sizeof(double));
     memcpy(before, m.params, m.nparams * sizeof(double));
-    gmf_nn_sgd_apply_d(&ws, lr, 1); /* from gacc = 2 g */
-    gmf_nn_ws_store_d(&ws);
+    gmf_nn_sgd_apply_d(ws, lr, 1); /* from gacc = 2 g */
+    gmf_nn_ws_store_d(ws);
     double frozen = 0.0, moved = 0.0;
     for (size_t gi = 0; gi < m.ngroups; gi++)
         for (size_t e = m.group[gi].off; e < m.group[gi].off + m.group[gi].n; e++) {
@@ -450,11 +412,10 @@ static void net_case(gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t widt
         }
     CHECK(frozen == 0.0 && moved <= 1e-15 * (1 + tu_max_abs(before, m.nparams)),
           "net %s: SGD frozen %g moved-error %g", desc, frozen, moved);
-    double gz = tu_max_abs(ws.gacc, m.nparams);
+    double gz = tu_max_abs(ws->gacc, m.nparams);
     CHECK(gz == 0.0, "net %s: accumulator not zeroed after apply (%g)", desc, gz);
     free(before);
-    free(g);
-    gmf_nn_ws_free_d(&ws);
+    tu_net_free(&c);
     gmf_nn_model_free(&m);
 }
 

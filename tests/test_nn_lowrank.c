@@ -27,6 +27,7 @@
 #include "gmflow/nn.h"
 #include "gmflow/train.h"
 #include "testutil.h"
+#include "tu_net.h"
 
 #define TOL 1e-6
 
@@ -218,54 +219,17 @@ static void model_new(gmf_nn_model *m, size_t d, size_t L, size_t K, size_t r, d
     if (gmf_nn_init_gm_lowrank(m, 0.5, rho, &rng)) exit(2);
 }
 
-typedef struct net_ctx {
-    gmf_nn_model *m;
-    gmf_nn_ws_d *ws;
-    double *X;
-    uint8_t *y;
-    size_t B;
-} net_ctx;
-
-static double net_obj(void *vc) {
-    net_ctx *c = vc;
-    gmf_nn_ws_load_d(c->ws);
-    gmf_nn_forward_d(c->ws->H, c->ws, c->X, c->B);
-    return gmf_nn_refloss_d(NULL, NULL, c->ws->H, c->y, 1.0, c->B, c->m->L) / (double)c->B;
-}
-
 static void net_fd(int nthreads, gsl_rng *g) {
-    const size_t d = 5, L = 3, K = 3, r = 2, B = 6;
     gmf_nn_model m;
-    model_new(&m, d, L, K, r, 1.0, gsl_rng_get(g));
-    double X[B * d];
-    uint8_t y[B];
-    tu_randn(g, B * d, 1.0, X);
-    for (size_t i = 0; i < B; i++)
-        y[i] = (uint8_t)gsl_rng_uniform_int(g, L + 1);
-    gmf_nn_ws_d ws;
-    if (gmf_nn_ws_init_d(&ws, &m, B, nthreads)) exit(2);
-    const double loss = gmf_nn_loss_grad_d(&ws, X, y, B, 1.0 / (double)B, 0);
-    CHECK(isfinite(loss), "net: loss not finite");
-    double *gr = tu_xmalloc(m.nparams * sizeof(double));
-    memcpy(gr, ws.dP, m.nparams * sizeof(double));
-    net_ctx c = {&m, &ws, X, y, B};
-    char what[160], desc[96];
+    model_new(&m, 5, 3, 3, 2, 1.0, gsl_rng_get(g)); /* d 5, L 3, K 3, rank 2 */
+    char desc[96], what[128];
     gmf_nn_model_describe(&m, desc, sizeof desc);
-    for (size_t gi = 0; gi < m.ngroups; gi++) {
-        snprintf(what, sizeof what, "net %s T=%d d/d%s", desc, nthreads, m.group[gi].name);
-        check_fd(what, m.params + m.group[gi].off, m.group[gi].n, gr + m.group[gi].off, net_obj, &c,
-                 0.1, NULL);
-    }
-    /* the accumulator: two accumulate calls give twice the gradient */
-    gmf_nn_ws_load_d(&ws);
-    gmf_nn_loss_grad_d(&ws, X, y, B, 1.0 / (double)B, 1);
-    gmf_nn_loss_grad_d(&ws, X, y, B, 1.0 / (double)B, 1);
-    double acc = 0.0;
-    for (size_t e = 0; e < m.nparams; e++)
-        acc = fmax(acc, fabs(ws.gacc[e] - 2 * gr[e]));
-    CHECK(acc <= 1e-12 * (1 + tu_max_abs(gr, m.nparams)), "net: accumulate error %g", acc);
-    free(gr);
-    gmf_nn_ws_free_d(&ws);
+    snprintf(what, sizeof what, "net %s", desc);
+    tu_net c;
+    tu_net_init(&c, &m, 6, nthreads, g, what);
+    tu_net_check_groups(&c, desc, nthreads, 0.0, TOL, &worst);
+    tu_net_check_accumulate(&c, what);
+    tu_net_free(&c);
     gmf_nn_model_free(&m);
 }
 

@@ -53,20 +53,7 @@ static void mc_case(const char *tag, size_t B, size_t d, size_t K, size_t L, siz
             tu_mc_neuron_add(beta, U + k * L * d, v + k * L, X, B, d, L, omega, sum + k * B * L,
                              sum2 + k * B * L);
         }
-    for (size_t i = 0; i < B; i++)
-        for (size_t l = 0; l < L; l++) {
-            double mean = 0.0, var = 0.0;
-            for (size_t k = 0; k < K; k++) {
-                const size_t e = (k * B + i) * L + l;
-                const double mk = sum[e] / NDRAW, vk = sum2[e] / NDRAW - mk * mk;
-                mean += mk / (double)K;
-                var += (vk > 0 ? vk : 0) / NDRAW / (double)(K * K);
-            }
-            const double se = sqrt(var), zz = fabs(H[i * L + l] - mean) / (se + 1e-13);
-            CHECK(zz <= ZMAX, "%s: h[%zu][%zu] closed %.10g mc %.10g (SE %.3g, z = %.2f)", tag, i,
-                  l, H[i * L + l], mean, se, zz);
-            tu_worst_update(&worst, zz, "%s h[%zu][%zu]", tag, i, l);
-        }
+    tu_check_strat_mc(tag, H, sum, sum2, K, B, L, NDRAW, ZMAX, &worst);
     printf("  %-48s worst z so far %.2f\n", tag, worst.value);
     free(sum), free(sum2);
 }
@@ -85,23 +72,7 @@ static void reduction_case(size_t B, size_t d, size_t K, size_t L, size_t r, con
           gmf_errmsg());
     double H[B * L];
     closed(H, X, P, B, d, K, L, r);
-    const double *beta = fc.params, *omega = fc.params + (size_t)NDRAW * d;
-    for (size_t i = 0; i < B; i++)
-        for (size_t l = 0; l < L; l++) {
-            double s = 0.0, s2 = 0.0;
-            for (long j = 0; j < NDRAW; j++) {
-                double y = 0.0;
-                for (size_t a = 0; a < d; a++)
-                    y += beta[j * d + a] * X[i * d + a];
-                const double f = y > 0 ? omega[j * L + l] * y : 0.0;
-                s += f, s2 += f * f;
-            }
-            const double mean = s / NDRAW, se = sqrt(fmax(s2 / NDRAW - mean * mean, 0) / NDRAW);
-            const double zz = fabs(H[i * L + l] - mean) / (se + 1e-13);
-            CHECK(zz <= ZMAX, "fc_from_gm: h[%zu][%zu] closed %.10g fc %.10g (SE %.3g, z %.2f)", i,
-                  l, H[i * L + l], mean, se, zz);
-            tu_worst_update(&worst, zz, "fc_from_gm h[%zu][%zu]", i, l);
-        }
+    tu_check_fc_mc(H, fc.params, NDRAW, X, B, d, L, ZMAX, &worst);
     printf("  %-48s worst z so far %.2f\n", "gmf_nn_fc_from_gm (gm-lowrank), 2^18 neurons",
            worst.value);
     gmf_nn_model_free(&fc), gmf_nn_model_free(&gm);

@@ -24,20 +24,7 @@ static tu_worst worst;
 /* Compare closed-form H (B x L) with stratified MC sums. */
 static void compare(const char *tag, const double *H, const double *sum, const double *sum2,
                     size_t K, size_t B, size_t L) {
-    for (size_t i = 0; i < B; i++)
-        for (size_t l = 0; l < L; l++) {
-            double mean = 0.0, var = 0.0;
-            for (size_t k = 0; k < K; k++) {
-                const size_t e = (k * B + i) * L + l;
-                const double mk = sum[e] / NDRAW, vk = sum2[e] / NDRAW - mk * mk;
-                mean += mk / (double)K;
-                var += (vk > 0 ? vk : 0) / NDRAW / (double)(K * K);
-            }
-            const double se = sqrt(var), z = fabs(H[i * L + l] - mean) / (se + 1e-13);
-            CHECK(z <= ZMAX, "%s: h[%zu][%zu] closed %.10g mc %.10g (SE %.3g, z = %.2f)", tag, i, l,
-                  H[i * L + l], mean, se, z);
-            tu_worst_update(&worst, z, "%s h[%zu][%zu]", tag, i, l);
-        }
+    tu_check_strat_mc(tag, H, sum, sum2, K, B, L, NDRAW, ZMAX, &worst);
     printf("  %-44s worst z so far %.2f\n", tag, worst.value);
 }
 
@@ -94,23 +81,7 @@ static void reduction_case(size_t B, size_t d, size_t K, size_t L, double *X, do
     gmf_nn_gm_forward_d(H, &c, X, P, B, d, K, L);
     gmf_nn_gm_cache_free_d(&c);
     /* FC output and the per-neuron spread (for the SE of a plain, unstratified mean) */
-    const double *beta = fc.params, *omega = fc.params + (size_t)NDRAW * d;
-    for (size_t i = 0; i < B; i++)
-        for (size_t l = 0; l < L; l++) {
-            double s = 0.0, s2 = 0.0;
-            for (long j = 0; j < NDRAW; j++) {
-                double y = 0.0;
-                for (size_t a = 0; a < d; a++)
-                    y += beta[j * d + a] * X[i * d + a];
-                const double f = y > 0 ? omega[j * L + l] * y : 0.0;
-                s += f, s2 += f * f;
-            }
-            const double mean = s / NDRAW, se = sqrt(fmax(s2 / NDRAW - mean * mean, 0) / NDRAW);
-            const double z = fabs(H[i * L + l] - mean) / (se + 1e-13);
-            CHECK(z <= ZMAX, "fc_from_gm: h[%zu][%zu] closed %.10g fc %.10g (SE %.3g, z %.2f)", i,
-                  l, H[i * L + l], mean, se, z);
-            tu_worst_update(&worst, z, "fc_from_gm h[%zu][%zu]", i, l);
-        }
+    tu_check_fc_mc(H, fc.params, NDRAW, X, B, d, L, ZMAX, &worst);
     /* and the library's own forward of that network gives the same mean */
     gmf_nn_ws_d ws;
     gmf_nn_ws_init_d(&ws, &fc, B, 1);

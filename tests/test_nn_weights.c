@@ -25,40 +25,27 @@
 #include "gmflow/nn.h"
 #include "gmflow/train.h"
 #include "testutil.h"
+#include "tu_net.h"
 
 #define TOL 1e-6
 
 /* ---- finite differences of the mean batch loss ---------------------------------------------- */
 
-typedef struct net_ctx {
-    gmf_nn_model *m;
-    gmf_nn_ws_d *ws;
-    const double *X;
-    const uint8_t *y;
-    size_t B;
-} net_ctx;
-
-static double net_loss(net_ctx *c) {
-    gmf_nn_ws_load_d(c->ws);
-    gmf_nn_forward_d(c->ws->H, c->ws, c->X, c->B);
-    return gmf_nn_refloss_d(NULL, NULL, c->ws->H, c->y, 1.0, c->B, c->m->L) / (double)c->B;
-}
-
 /* max_e |g_e - fd_e| / max(max |fd|, 1e-8) over v[0..n), h = 1e-6 max(|v_e|, 0.1) */
-static double fd_err(net_ctx *c, double *v, size_t n, const double *g) {
+static double fd_err(tu_net *c, double *v, size_t n, const double *g) {
     double maxfd = 0.0, maxdiff = 0.0;
     for (size_t e = 0; e < n; e++) {
         const double v0 = v[e], h = 1e-6 * fmax(fabs(v0), 0.1);
         v[e] = v0 + h;
-        const double fp = net_loss(c);
+        const double fp = tu_net_loss(c);
         v[e] = v0 - h;
-        const double fm = net_loss(c);
+        const double fm = tu_net_loss(c);
         v[e] = v0;
         const double fd = (fp - fm) / (2 * h);
         maxfd = fmax(maxfd, fabs(fd));
         maxdiff = fmax(maxdiff, fabs(fd - g[e]));
     }
-    net_loss(c);
+    tu_net_loss(c);
     return maxdiff / fmax(maxfd, 1e-8);
 }
 
@@ -82,37 +69,18 @@ static void grad_case(gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t Lmi
                       gsl_rng *r) {
     gmf_nn_model m;
     make_model(&m, kind, d, L, K, Lmid, r, 1.0);
-    const size_t B = 7;
-    double X[B * d];
-    uint8_t y[B];
-    tu_randn(r, B * d, 1.0, X);
-    for (size_t i = 0; i < B; i++)
-        y[i] = (uint8_t)gsl_rng_uniform_int(r, L + 1);
-    gmf_nn_ws_d ws;
-    if (gmf_nn_ws_init_d(&ws, &m, B, nthreads)) exit(2);
-    const double loss = gmf_nn_loss_grad_d(&ws, X, y, B, 1.0 / (double)B, 0);
-    CHECK(isfinite(loss), "loss not finite");
-    double *g = tu_xmalloc(m.nparams * sizeof(double));
-    memcpy(g, ws.dP, m.nparams * sizeof(double));
-    net_ctx c = {&m, &ws, X, y, B};
     char desc[128];
     gmf_nn_model_describe(&m, desc, sizeof desc);
+    tu_net c;
+    tu_net_init(&c, &m, 7, nthreads, r, desc);
     for (size_t gi = 0; gi < m.ngroups; gi++) {
         const gmf_nn_group *gr = &m.group[gi];
-        const double err = fd_err(&c, m.params + gr->off, gr->n, g + gr->off);
+        const double err = fd_err(&c, m.params + gr->off, gr->n, c.g + gr->off);
         CHECK(err <= TOL, "%s T=%d d/d%s: FD error %.3g", desc, nthreads, gr->name, err);
         printf("  %-44s T=%d d/d%-6s err=%.2e\n", desc, nthreads, gr->name, err);
     }
-    /* the accumulator gets the logits' gradient too */
-    gmf_nn_ws_load_d(&ws);
-    gmf_nn_loss_grad_d(&ws, X, y, B, 1.0 / (double)B, 1);
-    gmf_nn_loss_grad_d(&ws, X, y, B, 1.0 / (double)B, 1);
-    double acc = 0.0;
-    for (size_t e = 0; e < m.nparams; e++)
-        acc = fmax(acc, fabs(ws.gacc[e] - 2 * g[e]));
-    CHECK(acc <= 1e-12 * (1 + tu_max_abs(g, m.nparams)), "%s: accumulator error %g", desc, acc);
-    free(g);
-    gmf_nn_ws_free_d(&ws);
+    tu_net_check_accumulate(&c, desc); /* the accumulator gets the logits' gradient too */
+    tu_net_free(&c);
     gmf_nn_model_free(&m);
 }
 

@@ -349,6 +349,27 @@ static inline int tu_psd_factor(size_t n, const double *S, double *L) {
     return 1;
 }
 
+/* ---------------------------------------------------------------- Gaussian expectations */
+
+/* Shift mu's beta block (mu[1..d]) along x so that t = m / s for m = x . mu_beta and
+ * s^2 = x^T Sigma^beta x (Sigma^beta: the lower-right d x d block of the (d + 1) x (d + 1)
+ * Sigma); the move is along x, so s does not change. */
+static inline void tu_set_t(size_t d, const double *x, const double *Sigma, double *mu, double t) {
+    const size_t D = d + 1;
+    double m = 0.0, s2 = 0.0, x2 = 0.0;
+    for (size_t j = 0; j < d; j++) {
+        double cj = 0.0;
+        for (size_t k = 0; k < d; k++)
+            cj += Sigma[(j + 1) * D + k + 1] * x[k];
+        m += x[j] * mu[j + 1];
+        s2 += x[j] * cj;
+        x2 += x[j] * x[j];
+    }
+    const double dm = t * sqrt(s2) - m;
+    for (size_t j = 0; j < d; j++)
+        mu[j + 1] += dm * x[j] / x2;
+}
+
 /* ---------------------------------------------------------------- Monte Carlo of a GM layer */
 
 /* One sampled neuron of GM component k, summed into the Monte Carlo estimate of its term of the
@@ -375,6 +396,55 @@ static inline void tu_mc_neuron_add(const double *beta, const double *Uk, const 
             sum2[i * L + l] += f * f;
         }
     }
+}
+
+/* A GM layer's closed form H (B x L) against its stratified Monte Carlo estimate: sum, sum2 hold
+ * per component k the B x L sums of f and f^2 over n draws (tu_mc_neuron_add); the estimate is
+ * the mean over k of sum / n, its standard error se from the per-component variances, and
+ * z = |H - mean| / (se + 1e-13) is CHECKed <= zmax and recorded in *w, labelled tag. */
+static inline void tu_check_strat_mc(const char *tag, const double *H, const double *sum,
+                                     const double *sum2, size_t K, size_t B, size_t L, long n,
+                                     double zmax, tu_worst *w) {
+    for (size_t i = 0; i < B; i++)
+        for (size_t l = 0; l < L; l++) {
+            double mean = 0.0, var = 0.0;
+            for (size_t k = 0; k < K; k++) {
+                const size_t e = (k * B + i) * L + l;
+                const double mk = sum[e] / n, vk = sum2[e] / n - mk * mk;
+                mean += mk / (double)K;
+                var += (vk > 0 ? vk : 0) / n / (double)(K * K);
+            }
+            const double se = sqrt(var), z = fabs(H[i * L + l] - mean) / (se + 1e-13);
+            CHECK(z <= zmax, "%s: h[%zu][%zu] closed %.10g mc %.10g (SE %.3g, z = %.2f)", tag, i, l,
+                  H[i * L + l], mean, se, z);
+            tu_worst_update(w, z, "%s h[%zu][%zu]", tag, i, l);
+        }
+}
+
+/* The output of an FC network of n neurons (params as gmf_nn_fc_from_gm lays them out: beta,
+ * n x d, then omega, n x L) read as a plain Monte Carlo mean over its neurons, against the GM
+ * layer's closed form H (B x L) on X (B x d): for every entry, mean of relu(beta_j . x_i)
+ * omega_jl over j, its standard error se, and z = |H - mean| / (se + 1e-13) CHECKed <= zmax and
+ * recorded in *w. */
+static inline void tu_check_fc_mc(const double *H, const double *fcparams, long n, const double *X,
+                                  size_t B, size_t d, size_t L, double zmax, tu_worst *w) {
+    const double *beta = fcparams, *omega = fcparams + (size_t)n * d;
+    for (size_t i = 0; i < B; i++)
+        for (size_t l = 0; l < L; l++) {
+            double s = 0.0, s2 = 0.0;
+            for (long j = 0; j < n; j++) {
+                double y = 0.0;
+                for (size_t a = 0; a < d; a++)
+                    y += beta[j * d + a] * X[i * d + a];
+                const double f = y > 0 ? omega[j * L + l] * y : 0.0;
+                s += f, s2 += f * f;
+            }
+            const double mean = s / n, se = sqrt(fmax(s2 / n - mean * mean, 0) / n);
+            const double z = fabs(H[i * L + l] - mean) / (se + 1e-13);
+            CHECK(z <= zmax, "fc_from_gm: h[%zu][%zu] closed %.10g fc %.10g (SE %.3g, z %.2f)", i,
+                  l, H[i * L + l], mean, se, z);
+            tu_worst_update(w, z, "fc_from_gm h[%zu][%zu]", i, l);
+        }
 }
 
 /* ---------------------------------------------------------------- finite differences */

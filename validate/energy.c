@@ -40,6 +40,7 @@
 #include "gmflow/toy.h"
 #include "harness.h"
 #include "testutil.h"
+#include "vfd.h"
 
 #define TOL_BALANCE  1e-8
 #define TOL_LOCAL    1e-7
@@ -133,18 +134,11 @@ static int run_case(const ecase *c, double h, int verbose, eresult *res) {
     const size_t K = c->K, D = c->d + 1;
     memset(res, 0, sizeof *res);
     double t0 = vh_now();
-    gmf_toy_opts to = gmf_toy_defaults();
-    to.n = c->n, to.d = c->d, to.teacher = c->teacher, to.seed = c->seed;
-    double *X = NULL, *yv = NULL, *y = NULL, *y0 = NULL, *tout = NULL, *rec = NULL, *yc = NULL,
-           *fc = NULL;
-    gmf_sqloss *sq = NULL;
-    gmf_flow fE = {0}, fB = {0};
-    int rc = gmf_toy_make(&to, &X, &yv);
-    if (!rc) rc = gmf_sqloss_new(&sq, c->n, c->d, X, yv);
-    if (!rc) rc = gmf_flow_init(&fE, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(sq));
-    if (!rc) rc = gmf_flow_init(&fB, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq));
+    double *y = NULL, *y0 = NULL, *tout = NULL, *rec = NULL, *yc = NULL, *fc = NULL;
+    vfd_problem pb;
+    int rc = vfd_problem_init(&pb, c->n, c->d, K, c->teacher, c->seed);
     if (rc) goto done;
-    const size_t N = gmf_flow_dim(&fE);
+    const size_t N = gmf_flow_dim(&pb.fE);
     y = tu_xmalloc((N + 1) * sizeof *y);
     yc = tu_xmalloc(N * sizeof *yc);
     fc = tu_xmalloc(N * sizeof *fc);
@@ -177,7 +171,7 @@ static int run_case(const ecase *c, double h, int verbose, eresult *res) {
         for (int m = -2; m <= 2; m++)
             tout[1 + 5 * j + (size_t)(m + 2)] = c->T * (double)(j + 1) / NCHECK + m * h;
     size_t nout = nE;
-    aug a = {.f = &fE, .fE = NULL, .N = N, .yc = yc, .fc = fc};
+    aug a = {.f = &pb.fE, .fE = NULL, .N = N, .yc = yc, .fc = fc};
     a.L = rec, a.z = rec + nout, a.rate = rec + 2 * nout;
     memcpy(y, y0, N * sizeof *y);
     y[N] = 0.0;
@@ -208,7 +202,7 @@ static int run_case(const ecase *c, double h, int verbose, eresult *res) {
     for (size_t j = 0; j < NBW; j++)
         tout[j] = c->T / (double)K * (double)j / (double)(NBW - 1);
     nout = NBW;
-    aug b = {.f = &fB, .fE = &fE, .N = N, .yc = yc, .fc = fc};
+    aug b = {.f = &pb.fB, .fE = &pb.fE, .N = N, .yc = yc, .fc = fc};
     b.L = rec, b.z = rec + nout, b.rate = rec + 2 * nout;
     gmf_flow_euclid_to_bw(K, D, y0, y);
     y[N] = 0.0;
@@ -236,11 +230,7 @@ done:
     free(fc);
     free(yc);
     free(y);
-    gmf_flow_free(&fB);
-    gmf_flow_free(&fE);
-    gmf_sqloss_free(sq);
-    free(X);
-    free(yv);
+    vfd_problem_free(&pb);
     return rc;
 }
 

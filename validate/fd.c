@@ -41,17 +41,10 @@
 #include "gmflow/toy.h"
 #include "harness.h"
 #include "testutil.h"
+#include "vfd.h"
 
 #define PASS_TOL 1e-7
 #define MAXK     8
-
-/* Covariance kinds for the components of a case. */
-typedef enum {
-    COV_FULL = 0, /* random SPD, condition number 10 */
-    COV_NEAR,     /* random SPD, condition number 1e6 */
-    COV_SING,     /* exactly rank D - 1, random null vector */
-    COV_THIN      /* beta block variance 1e-4: s = sd(beta . x) ~ 1e-2 |x|, steep Phi(m / s) */
-} cov_kind;
 
 static const char *cov_name[] = {"full", "near-sing", "singular", "thin-beta"};
 
@@ -59,7 +52,7 @@ typedef struct {
     const char *label;
     size_t n, d, K;
     gmf_toy_teacher teacher;
-    cov_kind cov[MAXK];
+    vfd_cov cov[MAXK];
     unsigned long seed;
 } fcase;
 
@@ -82,24 +75,31 @@ static double loss_at(lossctx *c, const double *y) {
     return L;
 }
 
-/* d/de L(y + e (e_i + e_j)) (j == i: e_i alone) by central differences at h and h/2,
- * Richardson-extrapolated; *errest = |D(h/2) - D(h)| / 3 estimates the error of D(h/2). */
+/* L(y + t (e_i + e_j)) (j == i: e_i alone) as a function of t, for vfd_richardson. */
+typedef struct {
+    lossctx *c;
+    double *y;
+    size_t i, j;
+} lossline;
+
+static int loss_along(void *vp, double t, double *L) {
+    lossline *p = vp;
+    const double yi = p->y[p->i], yj = p->y[p->j];
+    p->y[p->i] = yi + t;
+    if (p->j != p->i) p->y[p->j] = yj + t;
+    *L = loss_at(p->c, p->y);
+    p->y[p->i] = yi, p->y[p->j] = yj;
+    return 0; /* a failed evaluation is recorded in c->failed */
+}
+
+/* d/de L(y + e (e_i + e_j)) by central differences at h and h/2, Richardson-extrapolated;
+ * *errest = |D(h/2) - D(h)| / 3 estimates the error of D(h/2). */
 static double fd_dir(lossctx *c, double *y, size_t i, size_t j, double h, double *errest) {
-    double D[2];
-    for (int r = 0; r < 2; r++) {
-        double hh = r ? h / 2 : h, yi = y[i], yj = y[j];
-        y[i] = yi + hh;
-        if (j != i) y[j] = yj + hh;
-        double Lp = loss_at(c, y);
-        y[i] = yi, y[j] = yj;
-        y[i] = yi - hh;
-        if (j != i) y[j] = yj - hh;
-        double Lm = loss_at(c, y);
-        y[i] = yi, y[j] = yj;
-        D[r] = (Lp - Lm) / (2 * hh);
-    }
-    *errest = fabs(D[1] - D[0]) / 3.0;
-    return (4.0 * D[1] - D[0]) / 3.0;
+    lossline p = {c, y, i, j};
+    double d = NAN, work[3];
+    *errest = NAN; /* stays so only if loss_along failed, which it never reports */
+    vfd_richardson(loss_along, &p, 1, h, &d, errest, work);
+    return d;
 }
 
 /* Error of a block: max|a - b| / max|b|, and componentwise over |b_e| >= 1e-3 max|b|. */
@@ -120,41 +120,10 @@ static blockerr compare(size_t n, const double *field, const double *ref, const 
     return e;
 }
 
-/* Initial Euclidean state [mu | C] with Sigma_k of the requested kind and C_k = factor x Q_k
- * (a random orthogonal Q_k, so C_k is full and neither symmetric nor triangular). */
+/* Initial Euclidean state [mu | C] with Sigma_k of the case's kinds (vfd_state). */
 static void make_state(const fcase *c, size_t D, double *y) {
-    const size_t K = c->K;
     gsl_rng *r = tu_rng(c->seed + 4000);
-    double *S = tu_xmalloc(D * D * sizeof *S), *L = tu_xmalloc(D * D * sizeof *L);
-    double *Q = tu_xmalloc(D * D * sizeof *Q), *v = tu_xmalloc(D * sizeof *v);
-    tu_randn(r, K * D, 0.5, y);
-    for (size_t k = 0; k < K; k++) {
-        double *C = y + gmf_flow_mat_offset(K, D, k);
-        switch (c->cov[k]) {
-        case COV_FULL:
-            tu_rand_spd(r, D, 10.0, 0.5, S, L);
-            break;
-        case COV_NEAR:
-            tu_rand_spd(r, D, 1e6, 0.5, S, L);
-            break;
-        case COV_SING:
-            tu_randn(r, D, 1.0, v);
-            tu_rand_psd_null(r, D, v, 10.0, 0.5, S, L);
-            break;
-        case COV_THIN:
-            memset(L, 0, D * D * sizeof *L);
-            L[0] = 0.5;
-            for (size_t a = 1; a < D; a++)
-                L[a * D + a] = 1e-2;
-            break;
-        }
-        tu_rand_orthogonal(r, D, Q);
-        tu_matmul(D, D, D, L, Q, C);
-    }
-    free(v);
-    free(Q);
-    free(L);
-    free(S);
+    vfd_state(r, c->K, D, c->cov, y);
     gsl_rng_free(r);
 }
 
@@ -167,25 +136,16 @@ typedef struct {
 static int run_case(const fcase *c, double eps, fresult *res) {
     const size_t K = c->K, D = c->d + 1;
     memset(res, 0, sizeof *res);
-    gmf_toy_opts to = gmf_toy_defaults();
-    to.n = c->n, to.d = c->d, to.teacher = c->teacher, to.seed = c->seed;
-    double *X = NULL, *yv = NULL;
-    gmf_sqloss *sq = NULL;
-    gmf_flow fE = {0}, fB = {0};
-    int rc = gmf_toy_make(&to, &X, &yv);
-    if (!rc) rc = gmf_sqloss_new(&sq, c->n, c->d, X, yv);
-    if (!rc) rc = gmf_flow_init(&fE, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(sq));
-    if (!rc) rc = gmf_flow_init(&fB, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq));
+    vfd_problem pb;
+    int rc = vfd_problem_init(&pb, c->n, c->d, K, c->teacher, c->seed);
     if (rc) {
         fprintf(stderr, "%s: %s\n", c->label, gmf_errmsg());
-        gmf_flow_free(&fB);
-        gmf_flow_free(&fE);
-        gmf_sqloss_free(sq);
-        free(X);
-        free(yv);
+        vfd_problem_free(&pb);
         return rc;
     }
-    const size_t N = gmf_flow_dim(&fE);
+    gmf_flow *fE = &pb.fE, *fB = &pb.fB;
+    const double *X = pb.X;
+    const size_t N = gmf_flow_dim(fE);
     double *yE = tu_xmalloc(N * sizeof *yE), *yB = tu_xmalloc(N * sizeof *yB);
     double *field = tu_xmalloc(N * sizeof *field), *ref = tu_xmalloc(N * sizeof *ref);
     double *est = tu_xmalloc(N * sizeof *est);
@@ -206,8 +166,8 @@ static int run_case(const fcase *c, double eps, fresult *res) {
     }
 
     /* ---- Euclidean: y' = -grad l */
-    lossctx lc = {.fE = &fE, .K = K, .D = D};
-    if ((rc = gmf_flow_rhs(&fE, yE, field))) goto fail;
+    lossctx lc = {.fE = fE, .K = K, .D = D};
+    if ((rc = gmf_flow_rhs(fE, yE, field))) goto fail;
     for (size_t k = 0; k < K; k++) {
         const double *S = yB + gmf_flow_mat_offset(K, D, k);
         for (size_t a = 0; a < D; a++) {
@@ -223,8 +183,8 @@ static int run_case(const fcase *c, double eps, fresult *res) {
     res->e[1] = compare(K * D * D, field + K * D, ref + K * D, est + K * D);
 
     /* ---- BW: mu' = -K grad_mu L, Sigma' = -2K (G Sigma + Sigma G) */
-    lossctx lb = {.sq = sq, .K = K, .D = D};
-    if ((rc = gmf_flow_rhs(&fB, yB, field))) goto fail;
+    lossctx lb = {.sq = pb.sq, .K = K, .D = D};
+    if ((rc = gmf_flow_rhs(fB, yB, field))) goto fail;
     for (size_t k = 0; k < K; k++) {
         double *S = yB + gmf_flow_mat_offset(K, D, k);
         double Sd[D];
@@ -267,23 +227,25 @@ fail:
     free(field);
     free(yB);
     free(yE);
-    gmf_flow_free(&fB);
-    gmf_flow_free(&fE);
-    gmf_sqloss_free(sq);
-    free(X);
-    free(yv);
+    vfd_problem_free(&pb);
     return rc;
 }
 
 int main(int argc, char **argv) {
     static const fcase ci[] = {
-        {"K1-d2-full", 60, 2, 1, GMF_TOY_RELU, {COV_FULL}, 31},
-        {"K1-d1-thin", 40, 1, 1, GMF_TOY_RELU, {COV_THIN}, 32},
-        {"K3-d3-full", 80, 3, 3, GMF_TOY_MIXTURE, {COV_FULL, COV_FULL, COV_FULL}, 33},
-        {"K2-d4-nearsing", 80, 4, 2, GMF_TOY_RELU, {COV_NEAR, COV_SING}, 34},
-        {"K4-d6-mixed", 100, 6, 4, GMF_TOY_RELU, {COV_FULL, COV_NEAR, COV_SING, COV_THIN}, 35},
+        {"K1-d2-full", 60, 2, 1, GMF_TOY_RELU, {VFD_COV_FULL}, 31},
+        {"K1-d1-thin", 40, 1, 1, GMF_TOY_RELU, {VFD_COV_THIN}, 32},
+        {"K3-d3-full", 80, 3, 3, GMF_TOY_MIXTURE, {VFD_COV_FULL, VFD_COV_FULL, VFD_COV_FULL}, 33},
+        {"K2-d4-nearsing", 80, 4, 2, GMF_TOY_RELU, {VFD_COV_NEAR, VFD_COV_SING}, 34},
+        {"K4-d6-mixed",
+         100,
+         6,
+         4,
+         GMF_TOY_RELU,
+         {VFD_COV_FULL, VFD_COV_NEAR, VFD_COV_SING, VFD_COV_THIN},
+         35},
     };
-    fcase custom = {"custom", 100, 3, 2, GMF_TOY_RELU, {COV_FULL}, 1};
+    fcase custom = {"custom", 100, 3, 2, GMF_TOY_RELU, {VFD_COV_FULL}, 1};
     int use_custom = 0;
     double eps = 1e-3;
     const vh_opt opts[] = {

@@ -40,27 +40,6 @@
 
 #define NETA 6
 
-static double fit_slope(const double *x, const double *y, int m) {
-    double sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (int i = 0; i < m; i++) {
-        double lx = log(x[i]), ly = log(y[i]);
-        sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly;
-    }
-    return (m * sxy - sx * sy) / (m * sxx - sx * sx);
-}
-
-/* Observer: store the state at output j into traj + j N. */
-typedef struct {
-    double *traj;
-    size_t N;
-} store;
-static int store_obs(size_t j, double t, const double *y, void *user) {
-    (void)t;
-    store *s = user;
-    memcpy(s->traj + j * s->N, y, s->N * sizeof *y);
-    return 0;
-}
-
 /* The reference trajectories at the N0 + 1 times j eta0 and what the sweep needs. */
 typedef struct {
     size_t K, D, N;
@@ -157,22 +136,16 @@ int main(int argc, char **argv) {
     memcpy(ye, y0, N * sizeof *ye);
     for (long j = 0; j <= N0; j++)
         te[j] = (double)j * eta0, tb[j] = rescale ? te[j] / (double)K : te[j];
-    store sE = {trE, N}, sB = {trB, N};
-    if (gmf_ode_solve(N, gmf_flow_ode_rhs, &fe, ye, te, (size_t)N0 + 1, &o, store_obs, &sE, NULL))
+    vh_traj sE = {N, trE}, sB = {N, trB};
+    if (gmf_ode_solve(N, gmf_flow_ode_rhs, &fe, ye, te, (size_t)N0 + 1, &o, vh_traj_store, &sE,
+                      NULL))
         return fail("Euclidean flow");
     gmf_flow_euclid_to_bw(K, D, y0, yb);
-    if (gmf_ode_solve(N, gmf_flow_ode_rhs, &fb, yb, tb, (size_t)N0 + 1, &o, store_obs, &sB, NULL))
+    if (gmf_ode_solve(N, gmf_flow_ode_rhs, &fb, yb, tb, (size_t)N0 + 1, &o, vh_traj_store, &sB,
+                      NULL))
         return fail("mixture flow");
 
-    FILE *out = NULL;
-    if (csv) {
-        out = fopen(csv, "w");
-        if (!out) {
-            perror(csv);
-            return 1;
-        }
-        fprintf(out, "eta,steps,err_euclid,err_sigma\n");
-    }
+    FILE *out = vh_csv_open(csv, "eta,steps,err_euclid,err_sigma");
     double eta[NETA], errE[NETA], errB[NETA];
     printf("gd_to_flow: discrete GM regression layer, full-batch GD, vs the flows (CVODE, rtol "
            "1e-12)\n");
@@ -186,7 +159,7 @@ int main(int argc, char **argv) {
     int ok = 1;
     for (int e = 1; e < NETA; e++)
         if (!(errE[e] < errE[e - 1]) || !(errB[e] < errB[e - 1])) ok = 0;
-    double pE = fit_slope(eta, errE, NETA), pB = fit_slope(eta, errB, NETA);
+    double pE = vh_loglog_slope(eta, errE, NETA), pB = vh_loglog_slope(eta, errB, NETA);
     ok = ok && fabs(pE - 1.0) <= 0.05 && fabs(pB - 1.0) <= 0.05;
     printf("fitted order vs Euclidean flow %.4f, vs mixture flow at %s %.4f (pass 1.00 +- 0.05)\n",
            pE, rescale ? "t/K" : "t", pB);

@@ -62,15 +62,6 @@ typedef struct {
     unsigned long seed;
 } gcase;
 
-static double fit_slope(const double *x, const double *y, int m) {
-    double sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (int i = 0; i < m; i++) {
-        double lx = log(x[i]), ly = log(y[i]);
-        sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly;
-    }
-    return (m * sxy - sx * sy) / (m * sxx - sx * sx);
-}
-
 static double maxabs(const double *a, size_t n) {
     double m = 0.0;
     for (size_t i = 0; i < n; i++)
@@ -148,18 +139,6 @@ static int trainer_check(const gcase *c, gmf_clsflow *f, const double *X, const 
     return 0;
 }
 
-/* Observer: store the state at output j into traj + j N. */
-typedef struct {
-    double *traj;
-    size_t N;
-} store;
-static int store_obs(size_t j, double t, const double *y, void *user) {
-    (void)t;
-    store *s = user;
-    memcpy(s->traj + j * s->N, y, s->N * sizeof *y);
-    return 0;
-}
-
 /* The discrete trainer from th0: N0 * every full-batch epochs (= gradient-descent steps) at
  * learning rate lr for every group, float64; *err = max over j of the distance of the parameters
  * after epoch j * every to traj + j N.  Final parameters in out.  0, or 1 on failure. */
@@ -228,10 +207,11 @@ static int run_case(const gcase *c, long N0, double eta0, double lr_scale, FILE 
     double *tj = calloc(N0 + 1, sizeof *tj), *traj = calloc((N0 + 1) * N, sizeof *traj);
     for (long j = 0; j <= N0; j++)
         tj[j] = (double)j * eta0;
-    store so = {traj, N};
+    vh_traj so = {N, traj};
     gmf_ode_opts o = gmf_ode_defaults();
     o.rtol = 1e-12, o.atol = 1e-14;
-    if (gmf_ode_solve(N, gmf_clsflow_ode_rhs, f, yf, tj, (size_t)N0 + 1, &o, store_obs, &so, NULL))
+    if (gmf_ode_solve(N, gmf_clsflow_ode_rhs, f, yf, tj, (size_t)N0 + 1, &o, vh_traj_store, &so,
+                      NULL))
         return fail("flow integration");
     double L0, LT;
     gmf_clsflow_loss(f, th0, &L0);
@@ -267,7 +247,7 @@ static int run_case(const gcase *c, long N0, double eta0, double lr_scale, FILE 
             fprintf(out, "%s,%.10g,%ld,%.10g,%.10g,%.10g\n", c->label, eta[e], steps, err[e],
                     err[e] / eta[e], errt[e]);
     }
-    double p = fit_slope(eta, err, NETA), pt = fit_slope(eta, errt, NETA);
+    double p = vh_loglog_slope(eta, err, NETA), pt = vh_loglog_slope(eta, errt, NETA);
     w->dp = fmax(w->dp, fabs(p - 1.0));
     w->dpt = fmax(w->dpt, fabs(pt - 1.0));
     *ok = *ok && mono && fabs(p - 1.0) <= TOL_ORDER && fabs(pt - 1.0) <= TOL_ORDER;
@@ -309,15 +289,7 @@ int main(int argc, char **argv) {
         {"blobs3-d3-full", GMF_CLSFLOW_FULL, 150, 3, 3, 2, 1.5, 31},
         {"blobs4-d4-diag", GMF_CLSFLOW_DIAG, 160, 4, 4, 3, 1.5, 32},
     };
-    FILE *out = NULL;
-    if (csv) {
-        out = fopen(csv, "w");
-        if (!out) {
-            perror(csv);
-            return 1;
-        }
-        fprintf(out, "case,eta,steps,err,err_over_eta,err_trainer\n");
-    }
+    FILE *out = vh_csv_open(csv, "case,eta,steps,err,err_over_eta,err_trainer");
     int ok = 1;
     printf(
         "gd_to_flow_cls: full-batch GD vs the classification flow at T = %g (CVODE, rtol 1e-12)\n",

@@ -35,67 +35,55 @@
 #include "gmflow/toy.h"
 #include "harness.h"
 #include "testutil.h"
+#include "vfd.h"
 
 #define PASS_TOL 1e-8
 #define NDIR     4
 #define FD_H     1e-3
 
-typedef enum { COV_FULL = 0, COV_NEAR, COV_THIN } cov_kind;
-
 typedef struct {
     const char *label;
     size_t n, d, K;
-    cov_kind cov;
+    vfd_cov cov; /* of every component */
     unsigned long seed;
 } jcase;
 
 static void make_state(const jcase *c, gsl_rng *r, double *y) {
-    const size_t K = c->K, D = c->d + 1;
-    double *S = tu_xmalloc(D * D * sizeof *S), *L = tu_xmalloc(D * D * sizeof *L);
-    double *Q = tu_xmalloc(D * D * sizeof *Q);
-    tu_randn(r, K * D, 0.5, y);
-    for (size_t k = 0; k < K; k++) {
-        if (c->cov == COV_THIN) {
-            memset(L, 0, D * D * sizeof *L);
-            L[0] = 0.5;
-            for (size_t a = 1; a < D; a++)
-                L[a * D + a] = 1e-2;
-        } else
-            tu_rand_spd(r, D, c->cov == COV_FULL ? 10.0 : 1e6, 0.5, S, L);
-        tu_rand_orthogonal(r, D, Q);
-        tu_matmul(D, D, D, L, Q, y + K * D + k * D * D);
-    }
-    free(Q);
-    free(L);
-    free(S);
+    vfd_cov cov[c->K];
+    for (size_t k = 0; k < c->K; k++)
+        cov[k] = c->cov;
+    vfd_state(r, c->K, c->d + 1, cov, y);
+}
+
+/* F(y + t v) as a function of t, for vfd_richardson. */
+typedef struct {
+    gmf_flow *f;
+    const double *y, *v;
+    double *yp;
+} rhsline;
+
+static int rhs_along(void *vp, double t, double *F) {
+    rhsline *p = vp;
+    const size_t N = gmf_flow_dim(p->f);
+    for (size_t i = 0; i < N; i++)
+        p->yp[i] = p->y[i] + t * p->v[i];
+    return gmf_flow_rhs(p->f, p->yp, F);
 }
 
 /* Central differences of F along v at h and h/2, Richardson-extrapolated, into fd (N); returns
- * the error estimate max|D(h/2) - D(h)| / 3 / max|fd| (of the plain difference at h/2). */
+ * the error estimate max|D(h/2) - D(h)| / 3 / max|fd| (of the plain difference at h/2), or
+ * INFINITY if the RHS failed.  work: 5N doubles. */
 static double fd_at(gmf_flow *f, const double *y, const double *v, double h, double *fd,
                     double *work) {
     const size_t N = gmf_flow_dim(f);
-    double *yp = work, *Fp = work + N, *Fm = work + 2 * N, *D0 = work + 3 * N, est = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        const double hh = pass ? h / 2 : h;
-        for (size_t i = 0; i < N; i++)
-            yp[i] = y[i] + hh * v[i];
-        if (gmf_flow_rhs(f, yp, Fp)) return INFINITY;
-        for (size_t i = 0; i < N; i++)
-            yp[i] = y[i] - hh * v[i];
-        if (gmf_flow_rhs(f, yp, Fm)) return INFINITY;
-        for (size_t i = 0; i < N; i++) {
-            const double dq = (Fp[i] - Fm[i]) / (2 * hh);
-            if (pass == 0)
-                D0[i] = dq;
-            else {
-                est = fmax(est, fabs(dq - D0[i]) / 3);
-                fd[i] = (4 * dq - D0[i]) / 3;
-            }
-        }
-    }
+    rhsline p = {f, y, v, work};
+    double *est = work + N;
+    if (vfd_richardson(rhs_along, &p, N, h, fd, est, work + 2 * N)) return INFINITY;
+    double e = 0; /* fmax: an entry whose estimate is NaN does not count */
+    for (size_t i = 0; i < N; i++)
+        e = fmax(e, est[i]);
     const double scale = tu_max_abs(fd, N);
-    return est / (scale > 0 ? scale : 1.0);
+    return e / (scale > 0 ? scale : 1.0);
 }
 
 /* fd_at over the steps FD_H, FD_H / 10, ..., FD_H / 1000, keeping the one with the smallest
@@ -104,7 +92,7 @@ static double fd_at(gmf_flow *f, const double *y, const double *v, double h, dou
  * Returns 0, or 1 if the RHS failed at every step. */
 static int fd_along(gmf_flow *f, const double *y, const double *v, double *fd, double *work) {
     const size_t N = gmf_flow_dim(f);
-    double *best = work + 4 * N, bestest = INFINITY, h = FD_H;
+    double *best = work + 5 * N, bestest = INFINITY, h = FD_H;
     for (int j = 0; j < 4; j++, h /= 10) {
         const double est = fd_at(f, y, v, h, fd, work);
         if (est < bestest) {
@@ -146,7 +134,7 @@ static double check_form(const jcase *c, gmf_flow *f, const double *yE, const do
                          double *densemax, double *symmax) {
     const size_t N = gmf_flow_dim(f), D = f->D;
     double *v = tu_xmalloc(N * sizeof *v), *jv = tu_xmalloc(N * sizeof *jv);
-    double *fd = tu_xmalloc(N * sizeof *fd), *work = tu_xmalloc(5 * N * sizeof *work);
+    double *fd = tu_xmalloc(N * sizeof *fd), *work = tu_xmalloc(6 * N * sizeof *work);
     double *E = tu_xmalloc(2 * D * D * sizeof *E), worst = 0;
     for (int j = 0; j < NDIR; j++) {
         direction(f, yE, r, v, E);
@@ -155,7 +143,7 @@ static double check_form(const jcase *c, gmf_flow *f, const double *yE, const do
         CHECK(fd_along(f, y, v, fd, work) == 0, "%s: RHS failed: %s", c->label, gmf_errmsg());
         worst = fmax(worst, relerr(N, jv, fd));
     }
-    if (c->cov == COV_FULL) {
+    if (c->cov == VFD_COV_FULL) {
         double *J = tu_xmalloc(N * N * sizeof *J), *Jfd = tu_xmalloc(N * N * sizeof *Jfd);
         CHECK(gmf_flow_jac(f, y, J) == GMF_OK, "%s: gmf_flow_jac failed: %s", c->label,
               gmf_errmsg());
@@ -188,29 +176,22 @@ static double check_form(const jcase *c, gmf_flow *f, const double *yE, const do
 
 static int run_case(const jcase *c, double *worst) {
     const size_t K = c->K, D = c->d + 1;
-    gmf_toy_opts to = gmf_toy_defaults();
-    to.n = c->n, to.d = c->d, to.seed = c->seed;
-    double *X = NULL, *yv = NULL;
-    gmf_sqloss *sq = NULL;
-    gmf_flow fE = {0}, fB = {0};
-    int rc = gmf_toy_make(&to, &X, &yv);
-    if (!rc) rc = gmf_sqloss_new(&sq, c->n, c->d, X, yv);
-    if (!rc) rc = gmf_flow_init(&fE, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(sq));
-    if (!rc) rc = gmf_flow_init(&fB, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq));
+    vfd_problem pb;
+    int rc = vfd_problem_init(&pb, c->n, c->d, K, GMF_TOY_RELU, c->seed);
     if (rc) {
         fprintf(stderr, "jac_fd: %s: %s\n", c->label, gmf_errmsg());
         worst[0] = INFINITY;
     } else {
-        const size_t N = gmf_flow_dim(&fE);
+        const size_t N = gmf_flow_dim(&pb.fE);
         double *yE = tu_xmalloc(N * sizeof *yE), *yB = tu_xmalloc(N * sizeof *yB);
         gsl_rng *r = tu_rng(c->seed + 7000);
         make_state(c, r, yE);
         gmf_flow_euclid_to_bw(K, D, yE, yB);
         double dense = 0, sym = 0;
-        double eE = check_form(c, &fE, yE, yE, r, &dense, &sym);
-        double eB = check_form(c, &fB, yE, yB, r, &dense, &sym);
+        double eE = check_form(c, &pb.fE, yE, yE, r, &dense, &sym);
+        double eB = check_form(c, &pb.fB, yE, yB, r, &dense, &sym);
         printf("%-26s K=%zu D=%zu N=%4zu  jvp euclid %.2e  jvp bw %.2e", c->label, K, D, N, eE, eB);
-        if (c->cov == COV_FULL) printf("  dense %.2e  asym %.2e", dense, sym);
+        if (c->cov == VFD_COV_FULL) printf("  dense %.2e  asym %.2e", dense, sym);
         printf("\n");
         worst[0] = fmax(worst[0], fmax(eE, eB));
         worst[1] = fmax(worst[1], dense);
@@ -219,11 +200,7 @@ static int run_case(const jcase *c, double *worst) {
         free(yB);
         free(yE);
     }
-    gmf_flow_free(&fB);
-    gmf_flow_free(&fE);
-    gmf_sqloss_free(sq);
-    free(X);
-    free(yv);
+    vfd_problem_free(&pb);
     return rc;
 }
 
@@ -233,13 +210,13 @@ int main(int argc, char **argv) {
     vh_parse(argc, argv, "jac_fd", "[--seed S]", opts, 1);
     vh_run run = vh_start("jac_fd");
     const jcase cases[] = {
-        {"K=1 well-conditioned", 60, 2, 1, COV_FULL, seed},
-        {"K=2 well-conditioned", 80, 3, 2, COV_FULL, seed + 1},
-        {"K=3 well-conditioned", 100, 3, 3, COV_FULL, seed + 2},
-        {"K=2 near-singular 1e6", 80, 3, 2, COV_NEAR, seed + 3},
-        {"K=4 near-singular 1e6", 120, 5, 4, COV_NEAR, seed + 4},
-        {"K=3 thin beta (sd 1e-2)", 100, 4, 3, COV_THIN, seed + 5},
-        {"K=2 D=9 well-conditioned", 150, 8, 2, COV_FULL, seed + 6},
+        {"K=1 well-conditioned", 60, 2, 1, VFD_COV_FULL, seed},
+        {"K=2 well-conditioned", 80, 3, 2, VFD_COV_FULL, seed + 1},
+        {"K=3 well-conditioned", 100, 3, 3, VFD_COV_FULL, seed + 2},
+        {"K=2 near-singular 1e6", 80, 3, 2, VFD_COV_NEAR, seed + 3},
+        {"K=4 near-singular 1e6", 120, 5, 4, VFD_COV_NEAR, seed + 4},
+        {"K=3 thin beta (sd 1e-2)", 100, 4, 3, VFD_COV_THIN, seed + 5},
+        {"K=2 D=9 well-conditioned", 150, 8, 2, VFD_COV_FULL, seed + 6},
     };
     double worst[3] = {0, 0, 0}; /* JVP, dense, asymmetry */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

@@ -44,15 +44,6 @@
 #define TOL_ORDER 0.15
 #define MIN_SNR   3.0
 
-static double fit_slope(const double *x, const double *y, int m) {
-    double sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (int i = 0; i < m; i++) {
-        double lx = log(x[i]), ly = log(y[i]);
-        sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly;
-    }
-    return (m * sxy - sx * sy) / (m * sxx - sx * sx);
-}
-
 static double dist2(const double *a, const double *b, size_t n) {
     double s = 0.0;
     for (size_t i = 0; i < n; i++)
@@ -170,15 +161,7 @@ int main(int argc, char **argv) {
            d, nclass, K, N, L0, LT, dist2(yf, th0, N));
     printf("%9s %6s %6s %11s %11s %11s %7s %11s %11s %6s\n", "eta", "R", "steps", "gap", "noise",
            "bias", "gap/noi", "GD err", "mean-GD", "sec");
-    FILE *out = NULL;
-    if (csv) {
-        out = fopen(csv, "w");
-        if (!out) {
-            perror(csv);
-            return 1;
-        }
-        fprintf(out, "eta,R,B,steps,gap,noise,bias,gd_err,mean_minus_gd\n");
-    }
+    FILE *out = vh_csv_open(csv, "eta,R,B,steps,gap,noise,bias,gd_err,mean_minus_gd");
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     double eta[NETA], bias[NETA], gap[NETA], noise[NETA];
     int ok = 1;
@@ -190,8 +173,8 @@ int main(int argc, char **argv) {
         if (!(gap[e] > MIN_SNR * noise[e])) ok = 0;
     }
     if (out) fclose(out);
-    double p = bias[NETA - 1] > 0 ? fit_slope(eta, bias, NETA) : NAN;
-    double pg = fit_slope(eta, gap, NETA);
+    double p = bias[NETA - 1] > 0 ? vh_loglog_slope(eta, bias, NETA) : NAN;
+    double pg = vh_loglog_slope(eta, gap, NETA);
     ok = ok && fabs(p - 1.0) <= TOL_ORDER;
     printf("(gap = |mean_R - flow|, noise = Monte Carlo size of the gap, bias = sqrt(gap^2 - "
            "noise^2); GD err = |GD - flow|; mean-GD = noise-induced drift)\n");

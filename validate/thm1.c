@@ -31,6 +31,7 @@
 #include "gmflow/toy.h"
 #include "harness.h"
 #include "testutil.h"
+#include "vfd.h"
 
 #define PASS_TOL 1e-8
 #define NOUT     11 /* output times 0, T/10, ..., T */
@@ -49,18 +50,6 @@ typedef struct {
     double T; /* Euclidean time horizon (the BW flow runs to T / K) */
     unsigned long seed;
 } tcase;
-
-typedef struct {
-    size_t N;
-    double *Y; /* NOUT x N */
-} traj;
-
-static int store(size_t j, double t, const double *y, void *user) {
-    (void)t;
-    traj *tr = user;
-    memcpy(tr->Y + j * tr->N, y, tr->N * sizeof(double));
-    return 0;
-}
 
 static double frob_diff(size_t n, const double *a, const double *b) {
     double s = 0.0;
@@ -137,19 +126,12 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
     memset(res, 0, sizeof *res);
     res->mineig = INFINITY;
     double t0 = vh_now();
-    gmf_toy_opts to = gmf_toy_defaults();
-    to.n = c->n, to.d = c->d, to.teacher = c->teacher, to.seed = c->seed;
-    double *X = NULL, *yv = NULL;
-    gmf_sqloss *sq = NULL;
-    gmf_flow fE = {0}, fB = {0};
-    traj trE = {0}, trB = {0};
+    vh_traj trE = {0}, trB = {0};
     double *y0 = NULL, *yE = NULL, *yB = NULL, *S = NULL;
-    int rc = gmf_toy_make(&to, &X, &yv);
-    if (!rc) rc = gmf_sqloss_new(&sq, c->n, c->d, X, yv);
-    if (!rc) rc = gmf_flow_init(&fE, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(sq));
-    if (!rc) rc = gmf_flow_init(&fB, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq));
+    vfd_problem pb;
+    int rc = vfd_problem_init(&pb, c->n, c->d, K, c->teacher, c->seed);
     if (rc) goto done;
-    const size_t N = gmf_flow_dim(&fE);
+    const size_t N = gmf_flow_dim(&pb.fE);
     y0 = tu_xmalloc(N * sizeof *y0);
     yE = tu_xmalloc(N * sizeof *yE);
     yB = tu_xmalloc(N * sizeof *yB);
@@ -172,9 +154,11 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
     o.atol = 1e-2 * rtol;
     o.max_steps = 1000000;
     gmf_ode_stats sE, sB;
-    if ((rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &fE, yE, tE, NOUT, &o, store, &trE, &sE)))
+    if ((rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &pb.fE, yE, tE, NOUT, &o, vh_traj_store, &trE,
+                            &sE)))
         goto done;
-    if ((rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &fB, yB, tB, NOUT, &o, store, &trB, &sB)))
+    if ((rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &pb.fB, yB, tB, NOUT, &o, vh_traj_store, &trB,
+                            &sB)))
         goto done;
     res->stepsE = sE.nsteps, res->stepsB = sB.nsteps;
 
@@ -209,8 +193,8 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
                      *ST = ybT + gmf_flow_mat_offset(K, D, k);
         res->moved = fmax(res->moved, frob_diff(D * D, ST, S0) / frob(D * D, S0));
     }
-    if ((rc = gmf_flow_loss(&fE, trE.Y, &res->L0))) goto done;
-    if ((rc = gmf_flow_loss(&fE, trE.Y + (NOUT - 1) * N, &res->LT))) goto done;
+    if ((rc = gmf_flow_loss(&pb.fE, trE.Y, &res->L0))) goto done;
+    if ((rc = gmf_flow_loss(&pb.fE, trE.Y + (NOUT - 1) * N, &res->LT))) goto done;
 done:
     res->secs = vh_now() - t0;
     free(trE.Y);
@@ -219,11 +203,7 @@ done:
     free(yB);
     free(yE);
     free(y0);
-    gmf_flow_free(&fB);
-    gmf_flow_free(&fE);
-    gmf_sqloss_free(sq);
-    free(X);
-    free(yv);
+    vfd_problem_free(&pb);
     return rc;
 }
 

@@ -197,17 +197,7 @@ static void check_reduce(unsigned long seed) {
     problem_free(&p);
 }
 
-typedef struct {
-    size_t N;
-    double *Y; /* NOUT x N */
-} traj;
-static int store(size_t j, double t, const double *y, void *user) {
-    (void)t;
-    traj *tr = user;
-    memcpy(tr->Y + j * tr->N, y, tr->N * sizeof(double));
-    return 0;
-}
-static void integrate(gmf_flow *f, const double *y0, double T, traj *tr) {
+static void integrate(gmf_flow *f, const double *y0, double T, vh_traj *tr) {
     const size_t N = gmf_flow_dim(f);
     double *y = tu_xmalloc(N * sizeof(double)), tout[NOUT];
     memcpy(y, y0, N * sizeof(double));
@@ -217,7 +207,7 @@ static void integrate(gmf_flow *f, const double *y0, double T, traj *tr) {
     tr->Y = tu_xmalloc(NOUT * N * sizeof(double));
     gmf_ode_opts o = gmf_ode_defaults();
     o.rtol = 1e-12, o.atol = 1e-14, o.max_steps = 1000000;
-    if (gmf_ode_solve(N, gmf_flow_ode_rhs, f, y, tout, NOUT, &o, store, tr, NULL)) {
+    if (gmf_ode_solve(N, gmf_flow_ode_rhs, f, y, tout, NOUT, &o, vh_traj_store, tr, NULL)) {
         fprintf(stderr, "wfr: integration failed: %s\n", gmf_errmsg());
         exit(1);
     }
@@ -305,7 +295,7 @@ static void check_flows(unsigned long seed, size_t K, double alpha, double T) {
     flow_make(&fw, GMF_FLOW_WFR_BW, &p, alpha);
     flow_make(&ff, GMF_FLOW_WFR_BW, &p, alpha);
     ff.wfr_flat = 1;
-    traj te, tw, tf;
+    vh_traj te, tw, tf;
     integrate(&fe, ye, T * (double)K, &te);
     integrate(&fw, yb, T, &tw);
     integrate(&ff, yb, T, &tf);
@@ -360,7 +350,7 @@ static void check_gd(unsigned long seed) {
     init_euclid(&p, 0, seed + 1, y0);
     gmf_flow f;
     flow_make(&f, GMF_FLOW_WFR_EUCLID, &p, 2.0);
-    traj tr;
+    vh_traj tr;
     integrate(&f, y0, T, &tr);
     const double *yT = tr.Y + (NOUT - 1) * N;
     double err[3];
