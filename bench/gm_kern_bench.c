@@ -14,6 +14,13 @@
 
 #include "../src/discrete/nn_internal.h"
 
+#ifndef GMF_NN_KERN
+int main(void) {
+    printf("gm_kern_bench: this build has no AVX-512 kernels (GMF_NN_KERN)\n");
+    return 0;
+}
+#else
+
 static double cpu(void) {
     struct timespec t;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
@@ -52,10 +59,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "gm_kern_bench: bad option value\n");
         return 2;
     }
-#ifndef GMF_NN_KERN
-    printf("gm_kern_bench: this build has no AVX-512 kernels (GMF_NN_KERN)\n");
-    return 0;
-#else
     const size_t W = (size_t)(K * (L + 1));
     /* 64-byte aligned, as the library's buffers (rows then start on cache lines when d is a
      * multiple of 16) */
@@ -129,5 +132,5 @@ int main(int argc, char **argv) {
            1e-9 * (fl[0] + fl[1] + fl[2] + fl[3]) / sum[1]);
     free(X), free(X2), free(P), free(S), free(F), free(S2), free(dP), free(dS);
     return 0;
-#endif
 }
+#endif
