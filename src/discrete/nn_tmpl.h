@@ -279,9 +279,9 @@ static void gm_square_rows(gm_cache *c, const real *X, size_t d, size_t i0, size
         c->X2[e] = X[e] * X[e];
 }
 
-/* Forward GEMMs and Gaussian scalars for components [k0, k1) (needs gm_prep for them and all
- * rows of X2). */
-static void gm_fwd_part(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
+/* The forward products of components [k0, k1), every row (needs gm_prep for them; all rows of X,
+ * and of X2 without GM_KERN). */
+static void gm_fwd_gemm(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
                         size_t k0, size_t k1) {
     const size_t W = K * (L + 1), nk = k1 - k0;
     if (nk == 0) return;
@@ -296,22 +296,36 @@ static void gm_fwd_part(gm_cache *c, const real *X, size_t B, size_t d, size_t K
          W);
     gemm(0, 1, B, nk, d, 1, c->X2, d, c->sig2 + k0 * d, d, 0, c->S2 + k0, K);
 #endif
-    /* the Gaussian scalars, in double, one row of nk components at a time */
-    double m[nk], s2[nk], sv[nk], Phi[nk], phi[nk], A[nk];
-    for (size_t i = 0; i < B; i++) {
-        for (size_t k = k0; k < k1; k++) {
-            m[k - k0] = (double)c->F[i * W + k * (L + 1)];
-            s2[k - k0] = (double)c->S2[i * K + k];
+}
+
+/* The Gaussian scalars of rows [i0, i1), every component (needs gm_fwd_gemm for all K), in
+ * double, one row at a time: a row's K points in gmf_gauss_batch's blocks of 4 the same way
+ * whichever thread computes the row (by rows, so that two threads split this work evenly: by
+ * components, 10 of K = 20 left 2 points per row to the scalar tail on each thread). */
+static void gm_fwd_scalars(gm_cache *c, size_t K, size_t L, size_t i0, size_t i1) {
+    const size_t W = K * (L + 1);
+    if (K == 0) return;
+    double m[K], s2[K], sv[K], Phi[K], phi[K], A[K];
+    for (size_t i = i0; i < i1; i++) {
+        for (size_t k = 0; k < K; k++) {
+            m[k] = (double)c->F[i * W + k * (L + 1)];
+            s2[k] = (double)c->S2[i * K + k];
         }
         const gmf_gauss_batch_out go = {.s = sv, .Phi = Phi, .phi = phi, .A = A};
-        gmf_gauss_batch(nk, m, s2, NULL, 0.0, &go);
-        for (size_t k = k0; k < k1; k++) {
-            c->s[i * K + k] = (real)sv[k - k0];
-            c->Phi[i * K + k] = (real)Phi[k - k0];
-            c->phi[i * K + k] = (real)phi[k - k0];
-            c->A[i * K + k] = (real)A[k - k0]; /* E relu(beta . x) = m Phi + s phi */
+        gmf_gauss_batch(K, m, s2, NULL, 0.0, &go);
+        for (size_t k = 0; k < K; k++) {
+            c->s[i * K + k] = (real)sv[k];
+            c->Phi[i * K + k] = (real)Phi[k];
+            c->phi[i * K + k] = (real)phi[k];
+            c->A[i * K + k] = (real)A[k]; /* E relu(beta . x) = m Phi + s phi */
         }
     }
+}
+
+/* Both, every row and component (the serial path and the rows split). */
+static void gm_fwd_part(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L) {
+    gm_fwd_gemm(c, X, B, d, K, L, 0, K);
+    gm_fwd_scalars(c, K, L, 0, B);
 }
 
 /* Rows [i0, i1) of H = (1/K) sum_k [A_ik a_k + Phi_ik G_ik]  (summed over k in order). */
@@ -356,7 +370,7 @@ void FN(gmf_nn_gm_forward_w)(real *H, gm_cache *c, const real *X, const real *P,
     mix_weights(&c->learned, c->w, logit, K);
     gm_prep(c, P, d, K, L, 0, K);
     gm_square_rows(c, X, d, 0, B);
-    gm_fwd_part(c, X, B, d, K, L, 0, K);
+    gm_fwd_part(c, X, B, d, K, L);
     if (c->learned)
         gm_reduce_rows_w(H, c, K, L, 0, B);
     else
@@ -1389,7 +1403,7 @@ static void gm_job_run(void *vctx, int t, int nt) {
         GMF_NN_PROF_MARK(t, 1);
         if (i1 > i0) {
             gm_cache rv = gm_rows_view(c, d, K, L, i0);
-            gm_fwd_part(&rv, j->X + i0 * d, i1 - i0, d, K, L, 0, K);
+            gm_fwd_part(&rv, j->X + i0 * d, i1 - i0, d, K, L);
         }
     } else {
         /* components split: every row through this thread's components (after all rows are
@@ -1400,9 +1414,10 @@ static void gm_job_run(void *vctx, int t, int nt) {
         GMF_NN_PROF_MARK(t, 1);
         gmf_nn_pool_barrier(ws->pool);
         GMF_NN_PROF_MARK(t, 2);
-        gm_fwd_part(c, j->X, B, d, K, L, k0, k1);
+        gm_fwd_gemm(c, j->X, B, d, K, L, k0, k1);
         GMF_NN_PROF_MARK(t, 12);
         gmf_nn_pool_barrier(ws->pool);
+        gm_fwd_scalars(c, K, L, i0, i1); /* this thread's rows, every component */
     }
     GMF_NN_PROF_MARK(t, 3);
     if (c->learned)
