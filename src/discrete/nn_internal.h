@@ -102,4 +102,15 @@ typedef struct gmf_nn_ops {
 
 extern const gmf_nn_ops gmf_nn_ops_f, gmf_nn_ops_d;
 
+/* Bench-only phase profile of the pool's jobs (compiled in only with -DGMF_NN_PROF;
+ * bench/README.md): gmf_nn_prof_mark(t, ph) adds thread t's CPU time since its previous mark to
+ * phase ph (t < 0: the thread of the calling thread's last mark); per-thread totals go to stderr at
+ * exit. */
+#ifdef GMF_NN_PROF
+void gmf_nn_prof_mark(int t, int ph);
+#define GMF_NN_PROF_MARK(t, ph) gmf_nn_prof_mark(t, ph)
+#else
+#define GMF_NN_PROF_MARK(t, ph) ((void)0)
+#endif
+
 #endif

@@ -67,9 +67,11 @@ static void *worker(void *arg) {
     free(w);
     for (;;) {
         barrier_wait(&p->bar); /* start of a job (or quit) */
+        GMF_NN_PROF_MARK(tid, 11);
         if (p->quit) break;
         p->job(p->ctx, tid, p->n);
         barrier_wait(&p->bar); /* end of the job */
+        GMF_NN_PROF_MARK(tid, 9);
     }
     return NULL;
 }
@@ -130,9 +132,12 @@ void gmf_nn_pool_run(struct gmf_nn_pool *p, gmf_nn_job job, void *ctx) {
     }
     p->job = job;
     p->ctx = ctx;
+    GMF_NN_PROF_MARK(0, 10);
     barrier_wait(&p->bar);
+    GMF_NN_PROF_MARK(0, 11);
     job(ctx, 0, p->n);
     barrier_wait(&p->bar);
+    GMF_NN_PROF_MARK(0, 9);
 }
 
 void gmf_nn_pool_barrier(struct gmf_nn_pool *p) {
@@ -144,3 +149,34 @@ static atomic_int blas_threads_set = 0; /* 0: never set by us */
 void gmf_nn_blas_threads(int n) {
     if (atomic_exchange(&blas_threads_set, n) != n) openblas_set_num_threads(n);
 }
+
+#ifdef GMF_NN_PROF
+#include <stdio.h>
+#include <time.h>
+#define PROF_T 8
+#define PROF_P 16
+static unsigned long long prof_last[PROF_T], prof_acc[PROF_T][PROF_P], prof_cnt[PROF_T][PROF_P];
+static __thread int prof_tid;
+void gmf_nn_prof_mark(int t, int ph) {
+    if (t < 0) t = prof_tid; /* inside a kernel: the thread of the last mark */
+    prof_tid = t;
+    if (t >= PROF_T) return;
+    struct timespec ts; /* this thread's CPU time (immune to preemption), or -DGMF_NN_PROF_WALL */
+#ifdef GMF_NN_PROF_WALL
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#else
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+#endif
+    unsigned long long now =
+        (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+    if (ph >= 0 && prof_last[t]) prof_acc[t][ph] += now - prof_last[t], prof_cnt[t][ph]++;
+    prof_last[t] = now;
+}
+__attribute__((destructor)) static void prof_dump(void) {
+    for (int t = 0; t < PROF_T; t++)
+        for (int p = 0; p < PROF_P; p++)
+            if (prof_cnt[t][p])
+                fprintf(stderr, "prof t=%d ph=%d n=%llu ms=%.2f\n", t, p, prof_cnt[t][p],
+                        prof_acc[t][p] / 1e6);
+}
+#endif

@@ -279,9 +279,9 @@ static void gm_square_rows(gm_cache *c, const real *X, size_t d, size_t i0, size
         c->X2[e] = X[e] * X[e];
 }
 
-/* Forward GEMMs and Gaussian scalars for components [k0, k1) (needs gm_prep for them and all
- * rows of X2). */
-static void gm_fwd_part(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
+/* The forward products of components [k0, k1), every row (needs gm_prep for them; all rows of X,
+ * and of X2 without GM_KERN). */
+static void gm_fwd_gemm(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
                         size_t k0, size_t k1) {
     const size_t W = K * (L + 1), nk = k1 - k0;
     if (nk == 0) return;
@@ -296,22 +296,36 @@ static void gm_fwd_part(gm_cache *c, const real *X, size_t B, size_t d, size_t K
          W);
     gemm(0, 1, B, nk, d, 1, c->X2, d, c->sig2 + k0 * d, d, 0, c->S2 + k0, K);
 #endif
-    /* the Gaussian scalars, in double, one row of nk components at a time */
-    double m[nk], s2[nk], sv[nk], Phi[nk], phi[nk], A[nk];
-    for (size_t i = 0; i < B; i++) {
-        for (size_t k = k0; k < k1; k++) {
-            m[k - k0] = (double)c->F[i * W + k * (L + 1)];
-            s2[k - k0] = (double)c->S2[i * K + k];
+}
+
+/* The Gaussian scalars of rows [i0, i1), every component (needs gm_fwd_gemm for all K), in
+ * double, one row at a time: a row's K points in gmf_gauss_batch's blocks of 4 the same way
+ * whichever thread computes the row (by rows, so that two threads split this work evenly: by
+ * components, 10 of K = 20 left 2 points per row to the scalar tail on each thread). */
+static void gm_fwd_scalars(gm_cache *c, size_t K, size_t L, size_t i0, size_t i1) {
+    const size_t W = K * (L + 1);
+    if (K == 0) return;
+    double m[K], s2[K], sv[K], Phi[K], phi[K], A[K];
+    for (size_t i = i0; i < i1; i++) {
+        for (size_t k = 0; k < K; k++) {
+            m[k] = (double)c->F[i * W + k * (L + 1)];
+            s2[k] = (double)c->S2[i * K + k];
         }
         const gmf_gauss_batch_out go = {.s = sv, .Phi = Phi, .phi = phi, .A = A};
-        gmf_gauss_batch(nk, m, s2, NULL, 0.0, &go);
-        for (size_t k = k0; k < k1; k++) {
-            c->s[i * K + k] = (real)sv[k - k0];
-            c->Phi[i * K + k] = (real)Phi[k - k0];
-            c->phi[i * K + k] = (real)phi[k - k0];
-            c->A[i * K + k] = (real)A[k - k0]; /* E relu(beta . x) = m Phi + s phi */
+        gmf_gauss_batch(K, m, s2, NULL, 0.0, &go);
+        for (size_t k = 0; k < K; k++) {
+            c->s[i * K + k] = (real)sv[k];
+            c->Phi[i * K + k] = (real)Phi[k];
+            c->phi[i * K + k] = (real)phi[k];
+            c->A[i * K + k] = (real)A[k]; /* E relu(beta . x) = m Phi + s phi */
         }
     }
+}
+
+/* Both, every row and component (the serial path and the rows split). */
+static void gm_fwd_part(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L) {
+    gm_fwd_gemm(c, X, B, d, K, L, 0, K);
+    gm_fwd_scalars(c, K, L, 0, B);
 }
 
 /* Rows [i0, i1) of H = (1/K) sum_k [A_ik a_k + Phi_ik G_ik]  (summed over k in order). */
@@ -356,7 +370,7 @@ void FN(gmf_nn_gm_forward_w)(real *H, gm_cache *c, const real *X, const real *P,
     mix_weights(&c->learned, c->w, logit, K);
     gm_prep(c, P, d, K, L, 0, K);
     gm_square_rows(c, X, d, 0, B);
-    gm_fwd_part(c, X, B, d, K, L, 0, K);
+    gm_fwd_part(c, X, B, d, K, L);
     if (c->learned)
         gm_reduce_rows_w(H, c, K, L, 0, B);
     else
@@ -1301,8 +1315,14 @@ void FN(gmf_nn_ws_set_weight_rule)(ws_t *ws, gmf_nn_wgeom geom, int per_mass) {
 }
 
 /* ---- the GM kind on the pool: thread t owns components [k0, k1) and rows [i0, i1) -----------
- * The parameter-derived cache (sig2, muW, a) stays valid across calls while P changes only
- * through the fused SGD step, which refreshes it per component right after updating it. */
+ * Rows: the gather, X * X, the output sum H, the loss (and, with GM_FWD_ROWS = 1, the whole
+ * forward pass); components: the forward products (GM_FWD_ROWS = 0, the default), the backward
+ * products, the fused update and the parameter-derived cache.  One step is one pool job: the
+ * start, barriers after the gather and after the forward (GM_FWD_ROWS = 0 only) and after the
+ * loss (dH of every row), the end.  No sum crosses threads except the batch loss, which every
+ * thread adds up in the same order.  The parameter-derived cache (sig2, muW, a) stays valid across
+ * calls while P changes only through the fused SGD step, which refreshes it per component right
+ * after updating it. */
 
 typedef struct gm_job {
     ws_t *ws;
@@ -1371,6 +1391,30 @@ static void acc_add(double *restrict acc, const real *restrict g, size_t n) {
         acc[e] += (double)g[e];
 }
 
+/* How the GM kind's forward pass is split over the pool's threads (docs/PERFORMANCE.md, "Two
+ * threads for the GM trainer"): 0 = components (each thread its components for all rows, between
+ * a barrier after the gather and one after the forward), 1 = rows (each thread its rows through
+ * all K components: two barriers less per step).  Components, with OpenBLAS and with gm_kern.c
+ * alike: measured on 2 otherwise idle cores the rows split was 1.10x slower per epoch with
+ * gm_kern.c (every step each thread reads the other's freshly updated half of [mu; W], 313 KB
+ * from the other core's cache, and its update then invalidates the other's copy) and slower
+ * with OpenBLAS too (its 32 x 200 x 784 SGEMM runs about 1.25x slower than 64 x 100 x 784).
+ * -DGM_FWD_ROWS=1 selects rows for measurements; tests/test_nn_pool_split.c covers both. */
+#ifndef GM_FWD_ROWS
+#define GM_FWD_ROWS 0
+#endif
+
+/* The cache seen from batch row i0 on: its per-row arrays offset by i0 rows, so that the
+ * component-range kernels (gm_fwd_part with B = a row count) work on rows [i0, i0 + B). */
+static gm_cache gm_rows_view(const gm_cache *c, size_t d, size_t K, size_t L, size_t i0) {
+    gm_cache v = *c;
+    const size_t W = K * (L + 1);
+    v.X2 += i0 * d, v.F += i0 * W, v.dF += i0 * W;
+    v.S2 += i0 * K, v.s += i0 * K, v.Phi += i0 * K, v.phi += i0 * K, v.A += i0 * K;
+    v.dS2 += i0 * K;
+    return v;
+}
+
 static void gm_job_run(void *vctx, int t, int nt) {
     gm_job *j = vctx;
     ws_t *ws = j->ws;
@@ -1380,13 +1424,35 @@ static void gm_job_run(void *vctx, int t, int nt) {
     size_t k0, k1, i0, i1;
     gmf_nn_split(K, t, nt, &k0, &k1);
     gmf_nn_split(B, t, nt, &i0, &i1);
-    if (!ws->prep_valid) gm_prep(c, ws->P, d, K, L, k0, k1);
-    if (t == 0) mix_weights(&c->learned, c->w, FN(gmf_nn_net_view)(m, ws->P).gm[0].a, K);
-    if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
-    gm_square_rows(c, j->X, d, i0, i1);
-    gmf_nn_pool_barrier(ws->pool);
-    gm_fwd_part(c, j->X, B, d, K, L, k0, k1);
-    gmf_nn_pool_barrier(ws->pool);
+    if (GM_FWD_ROWS) {
+        /* rows split: this thread's rows through every component; it reads every component's
+         * prepared blocks (a barrier when they are prepared here) but no other thread's rows */
+        if (!ws->prep_valid) {
+            gm_prep(c, ws->P, d, K, L, k0, k1);
+            gmf_nn_pool_barrier(ws->pool);
+        }
+        if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
+        gm_square_rows(c, j->X, d, i0, i1);
+        GMF_NN_PROF_MARK(t, 1);
+        if (i1 > i0) {
+            gm_cache rv = gm_rows_view(c, d, K, L, i0);
+            gm_fwd_part(&rv, j->X + i0 * d, i1 - i0, d, K, L);
+        }
+    } else {
+        /* components split: every row through this thread's components (after all rows are
+         * gathered), then the rows' reduction over all components (after all are done) */
+        if (!ws->prep_valid) gm_prep(c, ws->P, d, K, L, k0, k1);
+        if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
+        gm_square_rows(c, j->X, d, i0, i1);
+        GMF_NN_PROF_MARK(t, 1);
+        gmf_nn_pool_barrier(ws->pool);
+        GMF_NN_PROF_MARK(t, 2);
+        gm_fwd_gemm(c, j->X, B, d, K, L, k0, k1);
+        GMF_NN_PROF_MARK(t, 12);
+        gmf_nn_pool_barrier(ws->pool);
+        gm_fwd_scalars(c, K, L, i0, i1); /* this thread's rows, every component */
+    }
+    GMF_NN_PROF_MARK(t, 3);
     if (c->learned)
         gm_reduce_rows_w(j->H, c, K, L, i0, i1);
     else
@@ -1394,7 +1460,9 @@ static void gm_job_run(void *vctx, int t, int nt) {
     if (j->mode == 0) return;
     FN(gmf_nn_refloss)
     (ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
+    GMF_NN_PROF_MARK(t, 5);
     gmf_nn_pool_barrier(ws->pool);
+    GMF_NN_PROF_MARK(t, 6);
     /* every thread sums the per-sample losses in the same order: the same value everywhere */
     double loss = 0.0;
     for (size_t i = 0; i < B; i++)
@@ -1406,9 +1474,11 @@ static void gm_job_run(void *vctx, int t, int nt) {
      * 1/K instead, i.e. the rate lr / (K w_k) on the gradient (docs/TRAINING.md) */
     const double *sc = c->learned && !(j->mode == 2 && ws->per_mass) ? c->w : NULL;
     gm_bwd_gemm(c, da, sc, c->learned ? c->gw : NULL, ws->dH, j->X, B, d, K, L, k0, k1);
+    GMF_NN_PROF_MARK(t, 7);
     for (size_t k = k0; k < k1; k++)
         gm_bwd_param1(ws->P, j->mode == 2 ? NULL : ws->dP, c, da + (k - k0) * L,
                       sc ? sc[k] : 1.0 / (double)K, j->mode == 2 ? j->lr : NULL, d, K, L, k);
+    GMF_NN_PROF_MARK(t, 8);
     if (j->mode == 1 && j->accumulate) { /* this thread's components of every block */
         const gm_params g = gm_comp(FN(gmf_nn_gm_view)(ws->dP, d, K, L, 0), d, L, k0);
         const gmf_nn_gm_params_d a = gmf_nn_gm_view_d(ws->gacc, d, K, L, 0);
@@ -1451,6 +1521,8 @@ static void gm_logits_finish(ws_t *ws, const gm_job *j) {
 
 /* Run job j on the pool, then the logits' part (learned weights). */
 static void gm_run(ws_t *ws, gm_job *j) {
+    gm_cache *c = &ws->gm1;
+    mix_weights(&c->learned, c->w, FN(gmf_nn_net_view)(ws->m, ws->P).gm[0].a, ws->m->K);
     gmf_nn_pool_run(ws->pool, gm_job_run, j);
     gm_logits_finish(ws, j);
     ws->prep_valid = 1; /* prepared by the job, and refreshed by a step's updates */
