@@ -21,7 +21,12 @@
  *
  * Both sum in a fixed order that depends only on the sizes (not on alignment or threads), so
  * results are deterministic; they differ from OpenBLAS's in the last bits (another order).
- * Tested against a double-precision loop on odd sizes by tests/test_gm_kern.c. */
+ * Tested against a double-precision loop on odd sizes by tests/test_gm_kern.c.
+ *
+ *   gm_update: the fused SGD step's parameter pass over one component (U rows, sigma, mu and
+ *       the refreshed W / sig2 / a cache) in one pass of 16-column blocks, bitwise the C
+ *       row-by-row passes it replaces (docs/PERFORMANCE.md section 10.1); tested bit for bit
+ *       against them and against double by tests/test_gm_kern.c. */
 #include <stddef.h>
 
 #include "nn_internal.h"
