@@ -1,7 +1,8 @@
 /* test_gm_kern.c -- gm_kern.c's AVX-512 float32 products (nn_internal.h: gmf_nn_kern_nt,
  * gmf_nn_kern_tn) against a plain loop in double, and against cblas_sgemm (the route the other
  * builds take); the fused step's parameter pass (gmf_nn_kern_gm_update) bit for bit against the
- * row-by-row float passes it replaces and against double (case_update).  Skipped (exit 77) in builds without AVX-512 (no GMF_NN_KERN).
+ * row-by-row float passes it replaces and against double (case_update).  Skipped (exit 77) in
+ * builds without AVX-512 (no GMF_NN_KERN).
  *
  *   nt: C[i, j] = sum_p A[i, p] B[j, p]   (A squared when sq), C overwritten
  *   tn: C[j, p] = sum_i G[i, j] A[i, p]   (A squared when sq), C overwritten, or with add
