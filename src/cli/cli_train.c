@@ -95,8 +95,7 @@ static void help(FILE *fp) {
         "  --full-batch       full-batch gradient descent: one step per epoch\n"
         "  --seed N           seed of init, shuffles and Monte Carlo draws (1)\n"
         "  --threads N        threads (1): GM components split over N threads; other models:\n"
-        "                     OpenBLAS threads; train and t10k are loaded on up to N\n"
-        "                     threads.  Same seed and N -> bitwise same run\n"
+        "                     OpenBLAS threads.  Same seed and N -> bitwise same run\n"
         "  --precision P      32 (float32 GEMMs, default) or 64\n"
         "  --no-divergence-check  do not stop a run whose parameters explode or whose loss\n"
         "                     stays at chance level (see Divergence below)\n"
@@ -703,12 +702,13 @@ static int load_data(run *r) {
         return fail("--data: rank %d of %d: cannot read the data (simulated by "
                     "GMFLOW_TEST_FAIL_RANK)",
                     r->rank, r->P);
-    /* train and t10k at once on --threads threads (bitwise as one after the other) */
+    /* train and t10k one after the other: loading them on 2 threads measured no faster
+     * (docs/PERFORMANCE.md section 9, "Parallel sets") */
     const char *const prefix[2] = {"train", "t10k"};
     const size_t limit[2] = {o->train_limit, o->test_limit};
     gmf_dataset sets[2];
     const size_t first = o->eval_only ? 1 : 0; /* --eval-only: t10k alone */
-    if (gmf_dataset_load_sets(r->datadir, 2 - first, prefix + first, limit + first, 1, o->t.threads,
+    if (gmf_dataset_load_sets(r->datadir, 2 - first, prefix + first, limit + first, 1, 1,
                               sets + first))
         return fail("%s", gmf_errmsg());
     if (!o->eval_only) r->train = sets[0];
