@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,29 +43,34 @@ int gmf_trainio_write_run(const char *path, const gmf_trainio_run *r) {
     return gmf_io_commit(&f);
 }
 
-int gmf_trainio_epochs_row(const char *path, size_t epoch, double train_loss, double test_loss,
-                           double test_error, double seconds, double samples_per_s) {
+/* Append one CSV row (printf-style) to path, the header line first when the file is new. */
+static int append_row(const char *path, const char *header, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int append_row(const char *path, const char *header, const char *fmt, ...) {
     struct stat st;
     const int fresh = stat(path, &st) != 0;
     FILE *fp = fopen(path, "a");
     if (!fp) return gmf_error(GMF_EIO, "cannot write %s: %s", path, strerror(errno));
-    if (fresh) fputs("epoch,train_loss,test_loss,test_error,seconds,samples_per_s\n", fp);
-    fprintf(fp, "%zu,%.9g,%.9g,%.6g,%.4f,%.1f\n", epoch, train_loss, test_loss, test_error, seconds,
-            samples_per_s);
+    if (fresh) fprintf(fp, "%s\n", header);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(fp, fmt, ap);
+    va_end(ap);
     if (fclose(fp) != 0) return gmf_error(GMF_EIO, "cannot write %s: %s", path, strerror(errno));
     return GMF_OK;
 }
 
+int gmf_trainio_epochs_row(const char *path, size_t epoch, double train_loss, double test_loss,
+                           double test_error, double seconds, double samples_per_s) {
+    return append_row(path, "epoch,train_loss,test_loss,test_error,seconds,samples_per_s",
+                      "%zu,%.9g,%.9g,%.6g,%.4f,%.1f\n", epoch, train_loss, test_loss, test_error,
+                      seconds, samples_per_s);
+}
+
 int gmf_trainio_mc_row(const char *path, size_t width, size_t repeat, double test_loss,
                        double test_error) {
-    struct stat st;
-    const int fresh = stat(path, &st) != 0;
-    FILE *fp = fopen(path, "a");
-    if (!fp) return gmf_error(GMF_EIO, "cannot write %s: %s", path, strerror(errno));
-    if (fresh) fputs("m,repeat,test_loss,test_error\n", fp);
-    fprintf(fp, "%zu,%zu,%.9g,%.6g\n", width, repeat, test_loss, test_error);
-    if (fclose(fp) != 0) return gmf_error(GMF_EIO, "cannot write %s: %s", path, strerror(errno));
-    return GMF_OK;
+    return append_row(path, "m,repeat,test_loss,test_error", "%zu,%zu,%.9g,%.6g\n", width, repeat,
+                      test_loss, test_error);
 }
 
 int gmf_trainio_epochs_truncate(const char *path, size_t last) {
