@@ -702,17 +702,12 @@ static int load_data(run *r) {
         return fail("--data: rank %d of %d: cannot read the data (simulated by "
                     "GMFLOW_TEST_FAIL_RANK)",
                     r->rank, r->P);
-    /* train and t10k one after the other: loading them on 2 threads measured no faster
-     * (docs/PERFORMANCE.md section 9, "Parallel sets") */
-    const char *const prefix[2] = {"train", "t10k"};
-    const size_t limit[2] = {o->train_limit, o->test_limit};
-    gmf_dataset sets[2];
-    const size_t first = o->eval_only ? 1 : 0; /* --eval-only: t10k alone */
-    if (gmf_dataset_load_sets(r->datadir, 2 - first, prefix + first, limit + first, 1, 1,
-                              sets + first))
+    /* one set after the other (loading them on 2 threads measured no faster: docs/PERFORMANCE.md
+     * section 9, "Parallel sets") */
+    if (!o->eval_only && gmf_dataset_load_u8(r->datadir, "train", o->train_limit, &r->train))
         return fail("%s", gmf_errmsg());
-    if (!o->eval_only) r->train = sets[0];
-    r->test = sets[1];
+    if (gmf_dataset_load_u8(r->datadir, "t10k", o->test_limit, &r->test))
+        return fail("%s", gmf_errmsg());
     return 0;
 }
 
