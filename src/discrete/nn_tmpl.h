@@ -398,6 +398,13 @@ void FN(gmf_nn_gm_forward)(real *H, gm_cache *c, const real *X, const real *P, s
  *   [dmu_k; dW_k] = dF[:, k]^T X,   dsig2_k = dS2[:, k]^T (X*X). */
 static void gm_bwd_scalars(gm_cache *c, double *da, const double *sc, double *gw, const real *dH,
                            size_t B, size_t K, size_t L, size_t k0, size_t k1) {
+#if GM_KERN
+    if (L <= GMF_NN_SCAL_LMAX) { /* the same in AVX-512 lanes, bitwise (gm_scal.c) */
+        gmf_nn_kern_gm_bwd_scalars(B, K, L, k0, k1, c->a, c->F, c->A, c->Phi, c->phi, c->s, dH, sc,
+                                   c->dF, c->dS2, da, gw);
+        return;
+    }
+#endif
     const size_t W = K * (L + 1), nk = k1 - k0;
     const double invK = 1.0 / (double)K;
     double gk[nk];
