@@ -383,7 +383,7 @@ void FN(gmf_nn_gm_forward)(real *H, gm_cache *c, const real *X, const real *P, s
 }
 
 /* Backward, first half, for components [k0, k1): the per-(sample, component) scalars
- * (gm_bwd_scalars: dF, dS2, da, gw) and the two GEMMs (gm_bwd_gemm); leaves dmuW = [dmu_k; dW_k]
+ * (gm_bwd_scalars: dF, dS2, da, gw) and the two GEMMs (gm_bwd_prod); leaves dmuW = [dmu_k; dW_k]
  * (the m and G parts) and dsig2 (the S2 part) in the cache and da (nk x L, unscaled: sum_i A_ik
  * dH_i) in `da`.
  *
@@ -444,13 +444,12 @@ static void gm_bwd_scalars(gm_cache *c, double *da, const double *sc, double *gw
             gw[k] = gk[k - k0];
 }
 
-/* The scalars above, then the two products. */
-static void gm_bwd_gemm(gm_cache *c, double *da, const double *sc, double *gw, const real *dH,
-                        const real *X, size_t B, size_t d, size_t K, size_t L, size_t k0,
-                        size_t k1) {
+/* The backward's products for components [k0, k1), after gm_bwd_scalars (which leaves dF and
+ * dS2): */
+static void gm_bwd_prod(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
+                        size_t k0, size_t k1) {
     const size_t W = K * (L + 1), nk = k1 - k0;
     if (nk == 0) return;
-    gm_bwd_scalars(c, da, sc, gw, dH, B, K, L, k0, k1);
 #if GM_KERN
     /* [dmu_k; dW_k] = dF[:, k]^T X                                           (nk(L+1) x d)
      * dsig2_k = dS2[:, k]^T (X * X)                                                 (nk x d)
@@ -466,6 +465,14 @@ static void gm_bwd_gemm(gm_cache *c, double *da, const double *sc, double *gw, c
          d);
     gemm(1, 0, nk, d, B, 1, c->dS2 + k0, K, c->X2, d, 1, c->dsig2 + k0 * d, d);
 #endif
+}
+
+/* Backward, first half (gm_bwd_scalars + gm_bwd_prod). */
+static void gm_bwd_gemm(gm_cache *c, double *da, const double *sc, double *gw, const real *dH,
+                        const real *X, size_t B, size_t d, size_t K, size_t L, size_t k0,
+                        size_t k1) {
+    gm_bwd_scalars(c, da, sc, gw, dH, B, K, L, k0, k1);
+    gm_bwd_prod(c, X, B, d, K, L, k0, k1);
 }
 
 /* One row (k, l) of the parameter chain: dU_kl = dW_kl * sig2_k + da_kl mu_k (via W_k and via
