@@ -1,5 +1,8 @@
 /* test_gm_scal.c -- the GM layer's float32 backward scalars in AVX-512 lanes
- * (gmf_nn_kern_gm_bwd_scalars, src/discrete/gm_scal.c) against two independent routes:
+ * (gmf_nn_kern_gm_bwd_scalars, src/discrete/gm_scal.c) against two independent routes, and the
+ * forward's output sum (gmf_nn_kern_gm_reduce_rows: bitwise nn_tmpl.h's gm_reduce_rows /
+ * gm_reduce_rows_w, copied here, and to 2^-23 of sum |terms| against a long double sum, on the
+ * same cases, fixed and learned weights, all rows and an inner row range):
  *
  *   1. bit for bit against the C loop it replaces (ref_scalars below: nn_tmpl.h's gm_bwd_scalars
  *      copied verbatim for real = float; that loop's formulas are the ones tests/test_nn_grad.c
@@ -91,7 +94,59 @@ static float urand(gsl_rng *r, double lo, double hi) {
     return (float)(lo + (hi - lo) * gsl_rng_uniform(r));
 }
 
-static size_t nbit, nfd;
+static size_t nbit, nfd, nred;
+static double worst_red;
+
+/* nn_tmpl.h gm_reduce_rows (w NULL) and gm_reduce_rows_w for real = float. */
+static void ref_reduce(float *H, const sc_case *c, const double *w, size_t i0, size_t i1) {
+    const size_t K = c->K, L = c->L, W = K * (L + 1);
+    const double inv = 1.0 / (double)K;
+    for (size_t i = i0; i < i1; i++) {
+        double acc[L + 1];
+        for (size_t l = 0; l < L; l++)
+            acc[l] = 0.0;
+        for (size_t k = 0; k < K; k++) {
+            const double A = c->A[i * K + k], Phi = c->Phi[i * K + k];
+            const float *a = c->a + k * L, *G = c->F + i * W + k * (L + 1) + 1;
+            for (size_t l = 0; l < L; l++)
+                acc[l] += w ? w[k] * (A * a[l] + Phi * G[l]) : A * a[l] + Phi * G[l];
+        }
+        for (size_t l = 0; l < L; l++)
+            H[i * L + l] = (float)(w ? acc[l] : inv * acc[l]);
+    }
+}
+
+/* The output sum: bit for bit against ref_reduce, and against a long double sum to 2^-23
+ * relative to sum_k |terms| (the float rounding of H) -- rows [i0, i1), entries outside untouched.
+ */
+static void check_reduce(const sc_case *c, const double *w, size_t i0, size_t i1) {
+    const size_t B = c->B, K = c->K, L = c->L, W = K * (L + 1);
+    float *H1 = malloc((B * L + 1) * sizeof(float)), *H2 = malloc((B * L + 1) * sizeof(float));
+    for (size_t e = 0; e < B * L; e++)
+        H1[e] = H2[e] = (float)e - 3.5f;
+    ref_reduce(H1, c, w, i0, i1);
+    gmf_nn_kern_gm_reduce_rows(H2, c->A, c->Phi, c->a, c->F, w, 1.0 / (double)K, K, L, i0, i1);
+    CHECK(memcmp(H1, H2, B * L * sizeof(float)) == 0,
+          "reduce B=%zu K=%zu L=%zu rows [%zu,%zu) w=%d", B, K, L, i0, i1, w != NULL);
+    double err = 0.0;
+    for (size_t i = i0; i < i1; i++)
+        for (size_t l = 0; l < L; l++) {
+            long double s = 0, sa = 0;
+            for (size_t k = 0; k < K; k++) {
+                const long double wk = w ? w[k] : 1.0L / K;
+                const long double t =
+                    (long double)c->A[i * K + k] * c->a[k * L + l] +
+                    (long double)c->Phi[i * K + k] * c->F[i * W + k * (L + 1) + 1 + l];
+                s += wk * t, sa += fabsl(wk * t);
+            }
+            const double e = (double)(fabsl(H2[i * L + l] - s) / (sa > 0 ? sa : 1));
+            if (e > err) err = e;
+        }
+    CHECK(err <= 0x1p-23, "reduce B=%zu K=%zu L=%zu: %g vs long double", B, K, L, err);
+    if (err > worst_red) worst_red = err;
+    nred++;
+    free(H1), free(H2);
+}
 static double worst_fd;
 
 static void run_case(gsl_rng *r, size_t B, size_t K, size_t L, size_t k0, size_t k1, int learned,
@@ -150,6 +205,9 @@ static void run_case(gsl_rng *r, size_t B, size_t K, size_t L, size_t k0, size_t
     CHECK(bad == 0, "B=%zu K=%zu L=%zu [%zu,%zu) learned=%d gw=%d: %zu of 4 arrays differ", B, K, L,
           k0, k1, learned, with_gw, bad);
     nbit++;
+
+    check_reduce(&c, learned ? sc : NULL, 0, B);
+    if (B > 2) check_reduce(&c, learned ? NULL : sc, 1, B - 1);
 
     /* finite differences of g(m, S2) for dm and dS2 (kernel output, float) */
     if (L > 0) {
@@ -210,6 +268,9 @@ int main(void) {
             }
     printf("  %zu cases bitwise vs the C loop, %zu vs finite differences (worst %.2e of 1e-5)\n",
            nbit, nfd, worst_fd);
+    printf("  output sum: %zu cases bitwise vs the C loop, vs long double worst %.2f of the 2^-23 "
+           "bound\n",
+           nred, worst_red / 0x1p-23);
     gsl_rng_free(r);
     return tu_finish("test_gm_scal");
 }

@@ -13,7 +13,11 @@
  *
  * Every lane does the C loop's operations in its order (separate multiplies and adds, no FMA:
  * the C build is ISO C, -ffp-contract=off; the same double divisions; da and gw summed over the
- * rows in row order), so the results are bitwise those of the C loop (tests/test_gm_scal.c). */
+ * rows in row order), so the results are bitwise those of the C loop (tests/test_gm_scal.c).
+ *
+ * gmf_nn_kern_gm_reduce_rows: the forward's output sum h_i = sum_k w_k [A_ik a_k + Phi_ik G_ik]
+ * over 8 logits per zmm of doubles and 4 rows at a time, bitwise nn_tmpl.h's gm_reduce_rows(_w)
+ * (the same test). */
 #include <stddef.h>
 
 #include "nn_internal.h"
@@ -119,6 +123,45 @@ void gmf_nn_kern_gm_bwd_scalars(size_t B, size_t K, size_t L, size_t k0, size_t 
         const size_t nv = k1 - kc < 8 ? k1 - kc : 8;
         chunk8(B, K, L, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, da + (kc - k0) * L,
                gw ? gw + kc : NULL, aT, daT);
+    }
+}
+
+/* gmf_nn_kern_gm_reduce_rows: the forward's output sum, vectorized over l (8 logits per zmm of
+ * doubles; the k loop stays in order in every lane, so each H entry is the C loop's sum bitwise).
+ * Why by hand: the C loop's VLA accumulator and runtime L keep GCC from vectorizing it over l,
+ * and it converts each float operand separately. */
+void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, const float *a,
+                                const float *F, const double *w, double inv, size_t K, size_t L,
+                                size_t i0, size_t i1) {
+    /* 4 rows at a time: 4 independent dependency chains of adds along k (one chain alone waits
+     * on the add latency at every k) */
+    enum { R = 4 };
+    const size_t W = K * (L + 1);
+    for (size_t i = i0; i < i1; i += R) {
+        const size_t nr = i1 - i < R ? i1 - i : R;
+        for (size_t l0 = 0; l0 < L; l0 += 8) {
+            const size_t nl = L - l0 < 8 ? L - l0 : 8;
+            const __mmask8 ml = (__mmask8)((1u << nl) - 1u);
+            __m512d acc[R];
+            for (size_t r = 0; r < R; r++)
+                acc[r] = _mm512_setzero_pd();
+            for (size_t k = 0; k < K; k++) {
+                const __m512d av = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(ml, a + k * L + l0));
+                for (size_t r = 0; r < R; r++) {
+                    const size_t ir = i + (r < nr ? r : 0); /* past the end: repeat row i */
+                    const __m512d Av = _mm512_set1_pd((double)A[ir * K + k]);
+                    const __m512d Pv = _mm512_set1_pd((double)Phi[ir * K + k]);
+                    const __m512d Gv = _mm512_cvtps_pd(
+                        _mm256_maskz_loadu_ps(ml, F + ir * W + k * (L + 1) + 1 + l0));
+                    const __m512d t = _mm512_add_pd(_mm512_mul_pd(Av, av), _mm512_mul_pd(Pv, Gv));
+                    acc[r] = _mm512_add_pd(acc[r], w ? _mm512_mul_pd(_mm512_set1_pd(w[k]), t) : t);
+                }
+            }
+            for (size_t r = 0; r < nr; r++) {
+                const __m512d o = w ? acc[r] : _mm512_mul_pd(_mm512_set1_pd(inv), acc[r]);
+                _mm256_mask_storeu_ps(H + (i + r) * L + l0, ml, _mm512_cvtpd_ps(o));
+            }
+        }
     }
 }
 #endif

@@ -60,6 +60,12 @@ void gmf_nn_kern_gm_bwd_scalars(size_t B, size_t K, size_t L, size_t k0, size_t 
                                 const float *F, const float *A, const float *Phi, const float *phi,
                                 const float *s, const float *dH, const double *sc, float *dF,
                                 float *dS2, double *da, double *gw);
+/* gmf_nn_kern_gm_reduce_rows (gm_scal.c): rows [i0, i1) of the GM layer's output, bitwise
+ * nn_tmpl.h's gm_reduce_rows (w NULL: H = inv sum_k [A_ik a_k + Phi_ik G_ik]) and
+ * gm_reduce_rows_w (H = sum_k w_k [A_ik a_k + Phi_ik G_ik]), summed over k in order. */
+void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, const float *a,
+                                const float *F, const double *w, double inv, size_t K, size_t L,
+                                size_t i0, size_t i1);
 #endif
 
 /* OpenBLAS's thread count (declared here rather than relying on which cblas.h is found). */
