@@ -5,7 +5,7 @@
  * Why hand-written: the C loop runs one (row, component) pair at a time: two length-L dot
  * products in double whose adds form a dependent chain, L float->double conversions of each
  * operand, and three dependent double divisions (phi / s, m / s^2, / (2 s)) per pair -- 1280
- * pairs per step, 6-7 % of an epoch's samples (docs/PERFORMANCE.md section 10.2).  GCC does not
+ * pairs per step, 6-7 % of an epoch's samples (docs/PERFORMANCE.md section 10.4).  GCC does not
  * vectorize it (the sums run along l, the phi > 0 test stays a branch).  Here 8 components share
  * one zmm of doubles: the sums along l become independent lanes, a_k is converted to double once
  * per call, G_ik (stride L + 1 in the row) is read with one gather per l, and each division covers
