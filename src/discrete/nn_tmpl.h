@@ -1216,22 +1216,30 @@ void FN(gmf_nn_unitnorm_backward)(real *dZ, const real *dY, const real *Y, const
 double FN(gmf_nn_refloss)(real *dH, double *lossv, const real *H, const uint8_t *y, double dscale,
                           size_t B, size_t L) {
     double total = 0.0;
-    double e[L + 1]; /* exp(h_l - mx), formed once for the sum and the softmax (the same values) */
+    /* exp(h_l - mx), formed once for the sum and the softmax (the same values; up to EMAX logits,
+     * so that the stack stays bounded: above it each is formed twice, as before) */
+    enum { EMAX = 256 };
+    double e[EMAX];
+    const int keep = L <= EMAX;
     for (size_t i = 0; i < B; i++) {
         const real *h = H + i * L;
         double mx = 0.0; /* the reference logit 0 takes part in the max */
         for (size_t l = 0; l < L; l++)
             if (h[l] > mx) mx = h[l];
         double se = exp(-mx);
-        for (size_t l = 0; l < L; l++)
-            se += e[l] = exp((double)h[l] - mx);
+        for (size_t l = 0; l < L; l++) {
+            const double el = exp((double)h[l] - mx);
+            if (keep) e[l] = el;
+            se += el;
+        }
         const double lse = mx + log(se);
         const double li = lse - (y[i] ? (double)h[y[i] - 1] : 0.0);
         if (lossv) lossv[i] = li;
         total += li;
         if (dH)
             for (size_t l = 0; l < L; l++) /* softmax_l - 1{y = l} */
-                dH[i * L + l] = (real)(dscale * (e[l] / se - (y[i] == l + 1 ? 1.0 : 0.0)));
+                dH[i * L + l] = (real)(dscale * ((keep ? e[l] : exp((double)h[l] - mx)) / se -
+                                                 (y[i] == l + 1 ? 1.0 : 0.0)));
     }
     return total;
 }
