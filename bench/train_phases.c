@@ -6,12 +6,16 @@
  * `taskset -c N`) to compare them.
  *
  *   build/bench/train_phases [--data DIR] [--epochs 3] [--threads 1] [--seed 1] [--float]
+ *                            [--no-eval]
  *
  * --float loads the float32 data set (gmf_dataset_load) instead of the compact uint8 one that
- * `gmflow train` uses (gmf_dataset_load_u8); both train bitwise the same.  Output lines:
+ * `gmflow train` uses (gmf_dataset_load_u8); both train bitwise the same.  --no-eval skips the
+ * test-set evaluation (test_error=nan), so that a -DGMF_NN_PROF build's phase totals are the
+ * epochs' alone.  Output lines:
  *   train_phases form=u8 load_cpu=S load_wall=S
  *   train_phases epoch=E cpu=S wall=S loss=L test_error=R
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +32,7 @@ static double clk(clockid_t id) {
 static int usage(const char *msg) {
     fprintf(stderr,
             "train_phases: %s\nusage: train_phases [--data DIR] [--epochs N] [--threads N] "
-            "[--seed N] [--float]\n",
+            "[--seed N] [--float] [--no-eval]\n",
             msg);
     return 2;
 }
@@ -43,11 +47,13 @@ int main(int argc, char **argv) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/mnist", root && *root ? root : "../shared/data");
     long epochs = 3, threads = 1, seed = 1;
-    int use_float = 0;
+    int use_float = 0, eval = 1;
     for (int i = 1; i < argc; i++) {
         const int more = i + 1 < argc;
         if (!strcmp(argv[i], "--float"))
             use_float = 1;
+        else if (!strcmp(argv[i], "--no-eval"))
+            eval = 0;
         else if (!strcmp(argv[i], "--data") && more)
             snprintf(dir, sizeof dir, "%s", argv[++i]);
         else if (!strcmp(argv[i], "--epochs") && more)
@@ -77,11 +83,11 @@ int main(int argc, char **argv) {
     if (gmf_train_new(&t, &m, &o)) return fail("trainer");
     int rc = 0;
     for (long e = 1; e <= epochs && !rc; e++) {
-        double loss, err = 0;
+        double loss, err = eval ? 0 : NAN;
         c0 = clk(CLOCK_PROCESS_CPUTIME_ID), w0 = clk(CLOCK_MONOTONIC);
         rc = gmf_train_epoch(t, &tr, (size_t)e, &loss, NULL, NULL, NULL);
         const double c = clk(CLOCK_PROCESS_CPUTIME_ID) - c0, w = clk(CLOCK_MONOTONIC) - w0;
-        if (!rc) rc = gmf_train_evaluate(t, &te, NULL, &err);
+        if (!rc && eval) rc = gmf_train_evaluate(t, &te, NULL, &err);
         if (!rc)
             printf("train_phases epoch=%ld cpu=%.4f wall=%.4f loss=%.9f test_error=%.4f\n", e, c, w,
                    loss, err);

@@ -16,10 +16,27 @@
 /* Spin iterations before blocking (a pause is ~10-60 cycles: ~10-80 microseconds in all). */
 #define SPIN_ITERS 4000
 
+/* The barrier: one arrival counter per thread, each on its own cache line.  A thread arriving at
+ * its g-th barrier stores g into its own counter and waits until every other counter has reached
+ * g (a counter is at most one barrier ahead: the next barrier needs this thread too).  Why not
+ * one shared counter: there every arrival is an atomic add on a line that the waiting threads
+ * poll, and the last one takes the mutex to bump the generation -- three or four line transfers
+ * and a lock per crossing on the path of the waiting thread; here each arrival is one plain store
+ * to a line that only its owner writes and the waiter sees it after one transfer
+ * (docs/PERFORMANCE.md, "Two threads for the GM trainer": 5 crossings per training step).
+ * Blocking after SPIN_ITERS: a waiter registers in `sleepers` under the mutex before it
+ * re-checks the counters; an arriving thread stores its counter, then wakes the sleepers if
+ * there are any (both sequentially consistent: either the waiter sees the new counter or the
+ * arriving thread sees the sleeper, and its broadcast, under the mutex, cannot come before the
+ * waiter's cond_wait). */
+typedef struct arrival {
+    _Alignas(64) atomic_uint v;
+} arrival;
+
 typedef struct barrier {
     int n;
-    atomic_int count;
-    atomic_uint gen;
+    arrival *arr;
+    atomic_int sleepers; /* read by every arrival, written only around a sleep */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } barrier;
@@ -33,25 +50,34 @@ struct gmf_nn_pool {
     int quit;
 };
 
-static void barrier_wait(barrier *b) {
-    unsigned gen = atomic_load(&b->gen);
-    if (atomic_fetch_add(&b->count, 1) == b->n - 1) {
-        /* last to arrive: reset and release; the increment happens under the mutex so that a
-         * thread deciding to sleep cannot miss it */
-        atomic_store(&b->count, 0);
+/* The calling thread's index in the pool whose job it runs (workers: their tid; the thread in
+ * gmf_nn_pool_run: 0, saved and restored around the job). */
+static _Thread_local int pool_tid;
+
+/* Have all counters reached g?  (unsigned difference: the counters wrap) */
+static int all_arrived(const barrier *b, unsigned g) {
+    for (int u = 0; u < b->n; u++)
+        if ((int)(atomic_load(&b->arr[u].v) - g) < 0) return 0;
+    return 1;
+}
+
+static void barrier_wait(barrier *b, int tid) {
+    const unsigned g = atomic_load_explicit(&b->arr[tid].v, memory_order_relaxed) + 1u;
+    atomic_store(&b->arr[tid].v, g);
+    if (atomic_load(&b->sleepers) > 0) {
         pthread_mutex_lock(&b->mu);
-        atomic_fetch_add(&b->gen, 1);
         pthread_cond_broadcast(&b->cv);
         pthread_mutex_unlock(&b->mu);
-        return;
     }
     for (int i = 0; i < SPIN_ITERS; i++) {
-        if (atomic_load(&b->gen) != gen) return;
+        if (all_arrived(b, g)) return;
         CPU_RELAX();
     }
     pthread_mutex_lock(&b->mu);
-    while (atomic_load(&b->gen) == gen)
+    atomic_fetch_add(&b->sleepers, 1);
+    while (!all_arrived(b, g))
         pthread_cond_wait(&b->cv, &b->mu);
+    atomic_fetch_sub(&b->sleepers, 1);
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -65,12 +91,13 @@ static void *worker(void *arg) {
     struct gmf_nn_pool *p = w->p;
     int tid = w->tid;
     free(w);
+    pool_tid = tid;
     for (;;) {
-        barrier_wait(&p->bar); /* start of a job (or quit) */
+        barrier_wait(&p->bar, tid); /* start of a job (or quit) */
         GMF_NN_PROF_MARK(tid, 11);
         if (p->quit) break;
         p->job(p->ctx, tid, p->n);
-        barrier_wait(&p->bar); /* end of the job */
+        barrier_wait(&p->bar, tid); /* end of the job */
         GMF_NN_PROF_MARK(tid, 9);
     }
     return NULL;
@@ -84,12 +111,19 @@ int gmf_nn_pool_new(struct gmf_nn_pool **out, int nthreads) {
     if (!p) return GMF_ENOMEM;
     p->n = nthreads;
     p->bar.n = nthreads;
-    atomic_init(&p->bar.count, 0);
-    atomic_init(&p->bar.gen, 0u);
+    p->bar.arr = aligned_alloc(64, (size_t)nthreads * sizeof *p->bar.arr);
+    if (!p->bar.arr) {
+        free(p);
+        return gmf_error(GMF_ENOMEM, "thread pool: out of memory");
+    }
+    for (int t = 0; t < nthreads; t++)
+        atomic_init(&p->bar.arr[t].v, 0u);
+    atomic_init(&p->bar.sleepers, 0);
     pthread_mutex_init(&p->bar.mu, NULL);
     pthread_cond_init(&p->bar.cv, NULL);
     p->th = gmf_calloc((size_t)nthreads, sizeof *p->th, "thread pool");
     if (!p->th) {
+        free(p->bar.arr);
         free(p);
         return GMF_ENOMEM;
     }
@@ -111,12 +145,13 @@ void gmf_nn_pool_free(struct gmf_nn_pool *p) {
     if (!p) return;
     if (p->n > 1) {
         p->quit = 1;
-        barrier_wait(&p->bar);
+        barrier_wait(&p->bar, 0);
         for (int t = 1; t < p->n; t++)
             pthread_join(p->th[t], NULL);
     }
     pthread_mutex_destroy(&p->bar.mu);
     pthread_cond_destroy(&p->bar.cv);
+    free(p->bar.arr);
     free(p->th);
     free(p);
 }
@@ -132,16 +167,19 @@ void gmf_nn_pool_run(struct gmf_nn_pool *p, gmf_nn_job job, void *ctx) {
     }
     p->job = job;
     p->ctx = ctx;
+    const int saved = pool_tid; /* (a worker of another pool driving this one) */
+    pool_tid = 0;
     GMF_NN_PROF_MARK(0, 10);
-    barrier_wait(&p->bar);
+    barrier_wait(&p->bar, 0);
     GMF_NN_PROF_MARK(0, 11);
     job(ctx, 0, p->n);
-    barrier_wait(&p->bar);
+    barrier_wait(&p->bar, 0);
     GMF_NN_PROF_MARK(0, 9);
+    pool_tid = saved;
 }
 
 void gmf_nn_pool_barrier(struct gmf_nn_pool *p) {
-    if (p->n > 1) barrier_wait(&p->bar);
+    if (p->n > 1) barrier_wait(&p->bar, pool_tid);
 }
 
 static atomic_int blas_threads_set = 0; /* 0: never set by us */

@@ -1454,6 +1454,39 @@ static gm_cache gm_rows_view(const gm_cache *c, size_t d, size_t K, size_t L, si
     return v;
 }
 
+/* da for components [k0, k1) (unscaled, as gm_bwd_scalars leaves it): da_kl = sum_i A_ik dh_il
+ * over all B rows in row order, the same operations as gm_bwd_scalars (bitwise its da).  For
+ * the pool's scalars by rows (gm_job_run), where the row pass cannot sum over rows. */
+static void gm_bwd_da(double *restrict da, const gm_cache *c, const real *restrict dH, size_t B,
+                      size_t K, size_t L, size_t k0, size_t k1) {
+    for (size_t e = 0; e < (k1 - k0) * L; e++)
+        da[e] = 0.0;
+    for (size_t i = 0; i < B; i++) {
+        const real *restrict dh = dH + i * L;
+        for (size_t k = k0; k < k1; k++) {
+            const double A = c->A[i * K + k];
+            double *restrict dak = da + (k - k0) * L;
+            for (size_t l = 0; l < L; l++)
+                dak[l] += A * dh[l];
+        }
+    }
+}
+
+/* The backward scalars by rows on more than one thread (GM_SCAL_ROWS, the default): with fixed
+ * weights each thread forms dF and dS2 of its own rows for all K components right after its
+ * rows' loss (no barrier added: the one after the loss is there anyway), reading only what it
+ * wrote itself (A, Phi, phi, s, dH of its rows; F of its rows, read by its forward scalars
+ * already); da then comes from gm_bwd_da by components.  By components instead (the thread's
+ * components, every row) each thread read the other half of the rows' A, Phi, phi, s just
+ * written by the other core, and ran 10 components as an 8-lane and a 2-lane chunk: on 2
+ * threads that kernel took as long per thread as on 1 (docs/PERFORMANCE.md, "Two threads for
+ * the GM trainer").  Learned weights (their gradient gw sums over rows) keep the components
+ * split.  Bitwise the same results either way (each (row, component) pair's arithmetic is the
+ * same; da sums in row order). */
+#ifndef GM_SCAL_ROWS
+#define GM_SCAL_ROWS 1
+#endif
+
 static void gm_job_run(void *vctx, int t, int nt) {
     gm_job *j = vctx;
     ws_t *ws = j->ws;
@@ -1499,6 +1532,12 @@ static void gm_job_run(void *vctx, int t, int nt) {
     if (j->mode == 0) return;
     FN(gmf_nn_refloss)
     (ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
+    const int scal_rows = GM_SCAL_ROWS && nt > 1 && !c->learned;
+    if (scal_rows && i1 > i0) {
+        gm_cache rv = gm_rows_view(c, d, K, L, i0);
+        double da_rows[K * L]; /* (this thread's rows only: discarded, gm_bwd_da below) */
+        gm_bwd_scalars(&rv, da_rows, NULL, NULL, ws->dH + i0 * L, i1 - i0, K, L, 0, K);
+    }
     GMF_NN_PROF_MARK(t, 5);
     gmf_nn_pool_barrier(ws->pool);
     GMF_NN_PROF_MARK(t, 6);
@@ -1512,7 +1551,11 @@ static void gm_job_run(void *vctx, int t, int nt) {
     /* learned weights: component k's share is w_k (the gradient); the per-mass SGD step uses
      * 1/K instead, i.e. the rate lr / (K w_k) on the gradient (docs/TRAINING.md) */
     const double *sc = c->learned && !(j->mode == 2 && ws->per_mass) ? c->w : NULL;
-    gm_bwd_gemm(c, da, sc, c->learned ? c->gw : NULL, ws->dH, j->X, B, d, K, L, k0, k1);
+    if (scal_rows) {
+        gm_bwd_da(da, c, ws->dH, B, K, L, k0, k1);
+        gm_bwd_prod(c, j->X, B, d, K, L, k0, k1);
+    } else
+        gm_bwd_gemm(c, da, sc, c->learned ? c->gw : NULL, ws->dH, j->X, B, d, K, L, k0, k1);
     GMF_NN_PROF_MARK(t, 7);
     for (size_t k = k0; k < k1; k++)
         gm_bwd_param1(ws->P, j->mode == 2 ? NULL : ws->dP, c, da + (k - k0) * L,
