@@ -66,9 +66,8 @@ int main(int argc, char **argv) {
     float *P = falloc(W * d), *S = falloc((size_t)(K * d));
     float *F = falloc(B * W), *S2 = falloc((size_t)(B * K));
     float *dP = falloc(W * d), *dS = falloc((size_t)(K * d));
-    /* X^T for gm_kern_xt.c's forward products: d rows of ldt >= B floats (as the library's) */
-    const size_t ldt = ((size_t)B + 15) / 16 * 16;
-    float *XT = falloc((size_t)d * ldt);
+    /* X^T for gm_kern_xt.c's forward products (panels of 64 rows, as the library's) */
+    float *XT = falloc(gmf_nn_xt_size((size_t)B, (size_t)d));
     if (!X || !X2 || !P || !S || !F || !S2 || !dP || !dS || !XT) return 1;
     srand(1);
     for (long e = 0; e < B * d; e++)
@@ -90,7 +89,7 @@ int main(int argc, char **argv) {
             if (v == 2) { /* the per-step transpose X -> X^T alone */
                 const double c0 = cpu();
                 for (int q = 0; q < reps; q++)
-                    gmf_nn_kern_xt_trans(d, X, d, 0, B, XT, ldt);
+                    gmf_nn_kern_xt_trans(d, X, d, 0, B, XT);
                 ttr[r] = (cpu() - c0) / reps;
             }
             for (int s = 0; s < (v == 2 ? 2 : 4); s++) {
@@ -98,9 +97,9 @@ int main(int argc, char **argv) {
                 for (int q = 0; q < reps; q++) {
                     if (v == 2) { /* gm_kern_xt.c: F and S2 from X^T */
                         if (s == 0)
-                            gmf_nn_kern_xt(B, W, d, XT, ldt, P, d, F, W, 0);
+                            gmf_nn_kern_xt(B, W, d, XT, 0, P, d, F, W, 0);
                         else
-                            gmf_nn_kern_xt(B, K, d, XT, ldt, S, d, S2, K, 1);
+                            gmf_nn_kern_xt(B, K, d, XT, 0, S, d, S2, K, 1);
                     } else if (v == 0) {
                         if (s == 0)
                             gmf_nn_kern_nt(B, W, d, X, d, P, d, F, W, 0);

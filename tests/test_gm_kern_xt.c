@@ -3,8 +3,9 @@
  * chain (the documented summation order, bit for bit) and against gm_kern.c's nt product (the
  * route they replace).  Skipped (exit 77) in builds without AVX-512 (no GMF_NN_KERN).
  *
- *   xt_trans: XT[p * ldt + i] = X[i * ldx + p] for rows [i0, i1), p < d
- *   xt:       C[i, j] = sum_p XT[p, i] B[j, p]   (XT squared when sq), C overwritten
+ *   xt_trans: X^T[p, i] = X[i * ldx + p] for rows [i0, i1), p < d, X^T in panels of 64 columns:
+ *             X^T[p, i] at XT[(i / 64) 64 d + 64 p + i % 64]
+ *   xt:       C[i, j] = sum_p X^T[p, i0 + i] B[j, p]   (squared when sq), C overwritten
  *
  * Sizes: every batch size B in 1..70 with d in {1, 15, 16, 17, 63, 100} and N in a list across
  * the 6-row tile's edges (1, 2, 5, 6, 7, 11, 13, 20, 31), plus the step's shapes (64 x 200 x 784,
@@ -17,7 +18,7 @@
  *   - bit for bit against the fmaf chain acc = fmaf(x_p, b_p, acc), p = 0 .. d-1 from acc = 0
  *     (x_p = x * x rounded to float when sq): the order nn_internal.h promises;
  *   - entries outside C (padding columns, the row past the end) untouched;
- *   - row ranges (XT + i0, C + i0 ldc: the rows split) and column ranges (B + j0 rows, C + j0:
+ *   - row ranges (i0, C + i0 ldc: the rows split) and column ranges (B + j0 rows, C + j0:
  *     the components split) bitwise the whole product's.
  */
 #include <math.h>
@@ -57,26 +58,25 @@ static int same_bits(float a, float b) {
 
 /* one case: B batch rows, N parameter rows, d columns */
 static void case_xt(gsl_rng *r, size_t B, size_t N, size_t d, int sq, size_t off) {
-    const size_t ldx = d + 3, ldt = B + 5 + off, ldb = d + 1 + off, ldc = N + 2;
+    const size_t ldx = d + 3, ldb = d + 1 + off, ldc = N + 2, nx = gmf_nn_xt_size(B, d);
     float *Xb = frand(r, B * ldx, off), *Bb = frand(r, N * ldb, off);
     const float *X = Xb + off, *P = Bb + off;
-    float *XTb = fsent(d * ldt + off), *XT = XTb + off;
+    float *XTb = fsent(nx + off), *XT = XTb + off;
     /* X^T in two row ranges, as two pool threads form it */
     const size_t ih = B / 2 + (B > 2);
-    gmf_nn_kern_xt_trans(d, X, ldx, ih < B ? ih : B, B, XT, ldt);
-    gmf_nn_kern_xt_trans(d, X, ldx, 0, ih < B ? ih : B, XT, ldt);
+    gmf_nn_kern_xt_trans(d, X, ldx, ih < B ? ih : B, B, XT);
+    gmf_nn_kern_xt_trans(d, X, ldx, 0, ih < B ? ih : B, XT);
     int tr = 1;
     for (size_t p = 0; p < d; p++)
-        for (size_t i = 0; i < ldt; i++) {
+        for (size_t i = 0; i < nx / d; i++) {
             const float want = i < B ? X[i * ldx + p] : SENT;
-            if (!same_bits(XT[p * ldt + i], want)) tr = 0;
+            if (!same_bits(XT[(i / 64) * 64 * d + 64 * p + i % 64], want)) tr = 0;
         }
     CHECK(tr, "xt_trans B=%zu d=%zu: X^T wrong or padding written", B, d);
-    CHECK(XT[d * ldt] == SENT && (off == 0 || XTb[0] == SENT), "xt_trans B=%zu d=%zu: outside", B,
-          d);
+    CHECK(XT[nx] == SENT && (off == 0 || XTb[0] == SENT), "xt_trans B=%zu d=%zu: outside", B, d);
 
     float *Cb = fsent(B * ldc + off), *C = Cb + off;
-    gmf_nn_kern_xt(B, N, d, XT, ldt, P, ldb, C, ldc, sq);
+    gmf_nn_kern_xt(B, N, d, XT, 0, P, ldb, C, ldc, sq);
     double we = 0.0;
     int chain = 1;
     for (size_t i = 0; i < B; i++)
@@ -111,7 +111,7 @@ static void case_xt(gsl_rng *r, size_t B, size_t N, size_t d, int sq, size_t off
         const size_t j1 = j0 + 7 < N ? j0 + 7 : N;
         for (size_t e = 0; e < B * ldc; e++)
             Cs[e] = SENT;
-        gmf_nn_kern_xt(B, j1 - j0, d, XT, ldt, P + j0 * ldb, ldb, Cs + j0, ldc, sq);
+        gmf_nn_kern_xt(B, j1 - j0, d, XT, 0, P + j0 * ldb, ldb, Cs + j0, ldc, sq);
         int same = 1;
         for (size_t i = 0; i < B; i++)
             for (size_t j = 0; j < ldc; j++)
@@ -125,7 +125,7 @@ static void case_xt(gsl_rng *r, size_t B, size_t N, size_t d, int sq, size_t off
         const size_t i1 = i0 + 21 < B ? i0 + 21 : B;
         for (size_t e = 0; e < B * ldc; e++)
             Cs[e] = SENT;
-        gmf_nn_kern_xt(i1 - i0, N, d, XT + i0, ldt, P, ldb, Cs + i0 * ldc, ldc, sq);
+        gmf_nn_kern_xt(i1 - i0, N, d, XT, i0, P, ldb, Cs + i0 * ldc, ldc, sq);
         int same = 1;
         for (size_t i = 0; i < B; i++)
             for (size_t j = 0; j < ldc; j++)
@@ -140,11 +140,10 @@ static void case_xt(gsl_rng *r, size_t B, size_t N, size_t d, int sq, size_t off
 /* The step's shapes against gm_kern.c's nt product (another summation order: the two agree to
  * the double-reference bound above, 2 (d + 2) 2^-24 of the sum of |terms|). */
 static void against_nt(gsl_rng *r, size_t B, size_t N, size_t d, int sq) {
-    const size_t ldt = (B + 15) / 16 * 16;
-    float *X = frand(r, B * d, 0), *P = frand(r, N * d, 0), *XT = fsent(d * ldt);
+    float *X = frand(r, B * d, 0), *P = frand(r, N * d, 0), *XT = fsent(gmf_nn_xt_size(B, d));
     float *C1 = fsent(B * N), *C2 = fsent(B * N);
-    gmf_nn_kern_xt_trans(d, X, d, 0, B, XT, ldt);
-    gmf_nn_kern_xt(B, N, d, XT, ldt, P, d, C1, N, sq);
+    gmf_nn_kern_xt_trans(d, X, d, 0, B, XT);
+    gmf_nn_kern_xt(B, N, d, XT, 0, P, d, C1, N, sq);
     gmf_nn_kern_nt(B, N, d, X, d, P, d, C2, N, sq);
     double we = 0.0;
     for (size_t i = 0; i < B; i++)

@@ -24,6 +24,8 @@
 #ifdef GMF_NN_KERN
 #include <immintrin.h>
 
+#define XT_P 64 /* batch columns per X^T panel (nn_internal.h) */
+
 /* mask of the first n (0..16) lanes */
 static inline __mmask16 lanes(size_t n) {
     return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
@@ -58,11 +60,13 @@ static inline void transpose16(__m512 r[16]) {
         r[k] = t[k];
 }
 
-void gmf_nn_kern_xt_trans(size_t d, const float *X, size_t ldx, size_t i0, size_t i1, float *XT,
-                          size_t ldt) {
-    for (size_t i = i0; i < i1; i += 16) {
-        const size_t nr = i1 - i < 16 ? i1 - i : 16;
+void gmf_nn_kern_xt_trans(size_t d, const float *X, size_t ldx, size_t i0, size_t i1, float *XT) {
+    /* blocks of up to 16 rows that do not cross a multiple of 16 (so not a panel's edge either):
+     * block [i, i + nr) goes to lanes i % 64 .. of its panel's rows */
+    for (size_t i = i0; i < i1;) {
+        const size_t e = (i / 16 + 1) * 16, nr = (i1 < e ? i1 : e) - i;
         const __mmask16 mr = lanes(nr);
+        float *const T = XT + (i / XT_P) * XT_P * d + i % XT_P; /* column i, row p = 0 */
         for (size_t p = 0; p < d; p += 16) {
             const size_t np = d - p < 16 ? d - p : 16;
             const __mmask16 mp = lanes(np);
@@ -72,8 +76,9 @@ void gmf_nn_kern_xt_trans(size_t d, const float *X, size_t ldx, size_t i0, size_
                     k < nr ? _mm512_maskz_loadu_ps(mp, X + (i + k) * ldx + p) : _mm512_setzero_ps();
             transpose16(r);
             for (size_t k = 0; k < np; k++)
-                _mm512_mask_storeu_ps(XT + (p + k) * ldt + i, mr, r[k]);
+                _mm512_mask_storeu_ps(T + (p + k) * XT_P, mr, r[k]);
         }
+        i += nr;
     }
 }
 
@@ -83,10 +88,10 @@ void gmf_nn_kern_xt_trans(size_t d, const float *X, size_t ldx, size_t i0, size_
  * (row-major, C[(c0 + col) * ldc + j + r]) for the batch columns col < ncol: per 16 columns an
  * 8 x 16 transpose in registers (rows R..7 zero), then one 4-float and one 1-2-float masked
  * store per batch column. */
-static inline __attribute__((always_inline)) void store_tile(const __m512 acc[XT_R][4], int R,
-                                                             float *C, size_t ldc, size_t ncol) {
+static inline __attribute__((always_inline)) void
+store_tile(const __m512 acc[XT_R][4], int R, int NV, float *C, size_t ldc, size_t ncol) {
     const __m512 z = _mm512_setzero_ps();
-    for (int q = 0; q < 4; q++) {
+    for (int q = 0; q < NV; q++) {
         if ((size_t)(16 * q) >= ncol) break;
         const __m512 r0 = acc[0][q], r1 = R > 1 ? acc[1][q] : z, r2 = R > 2 ? acc[2][q] : z;
         const __m512 r3 = R > 3 ? acc[3][q] : z, r4 = R > 4 ? acc[4][q] : z;
@@ -141,11 +146,12 @@ static inline __attribute__((always_inline)) void store_tile(const __m512 acc[XT
     }
 }
 
-/* One tile: rows b[0..R) of the parameters (stride ldb), batch columns [0, ncol) of XT (ncol
- * <= 64; full: ncol == 64, plain loads), all d, written into C (column j of row 0 at C). */
-static inline __attribute__((always_inline)) void xt_tile(int R, size_t d, const float *XT,
-                                                          size_t ldt, const float *b, size_t ldb,
-                                                          float *C, size_t ldc, size_t ncol, int sq,
+/* One tile: rows b[0..R) of the parameters (stride ldb), batch columns [0, ncol) of XT (rows
+ * of a panel, XT_P floats apart; ncol <= 16 NV; full: ncol == 64, plain loads), all d, written
+ * into C (column j of row 0 at C). */
+static inline __attribute__((always_inline)) void xt_tile(int R, int NV, size_t d, const float *XT,
+                                                          const float *b, size_t ldb, float *C,
+                                                          size_t ldc, size_t ncol, int sq,
                                                           int full) {
     __m512 acc[XT_R][4];
     for (int r = 0; r < XT_R; r++)
@@ -155,37 +161,50 @@ static inline __attribute__((always_inline)) void xt_tile(int R, size_t d, const
     for (int q = 0; q < 4; q++)
         m[q] = (size_t)(16 * q) < ncol ? lanes(ncol - (size_t)(16 * q)) : 0;
     for (size_t p = 0; p < d; p++) {
-        const float *xp = XT + p * ldt;
+        const float *xp = XT + p * XT_P;
         __m512 x[4];
-        for (int q = 0; q < 4; q++) {
+        for (int q = 0; q < NV; q++) {
             x[q] = full ? _mm512_loadu_ps(xp + 16 * q) : _mm512_maskz_loadu_ps(m[q], xp + 16 * q);
             if (sq) x[q] = _mm512_mul_ps(x[q], x[q]);
         }
         for (int r = 0; r < R; r++) {
             const __m512 s = _mm512_set1_ps(b[(size_t)r * ldb + p]);
-            for (int q = 0; q < 4; q++)
+            for (int q = 0; q < NV; q++)
                 acc[r][q] = _mm512_fmadd_ps(s, x[q], acc[r][q]);
         }
     }
-    store_tile(acc, R, C, ldc, ncol);
+    store_tile(acc, R, NV, C, ldc, ncol);
 }
 
-/* the instances: R constant (1..6), squared or not, full 64-column block or masked */
+/* the instances: R (1..6) and NV (1..4) constant, squared or not, full 64-column block or
+ * masked */
+#define XT_NV(R, NV)                                                                               \
+    case NV:                                                                                       \
+        if (sq)                                                                                    \
+            xt_tile(R, NV, d, XT, b, ldb, C, ldc, ncol, 1, 0);                                     \
+        else                                                                                       \
+            xt_tile(R, NV, d, XT, b, ldb, C, ldc, ncol, 0, 0);                                     \
+        break;
 #define XT_CASE(R)                                                                                 \
     case R:                                                                                        \
         if (full && sq)                                                                            \
-            xt_tile(R, d, XT, ldt, b, ldb, C, ldc, 64, 1, 1);                                      \
+            xt_tile(R, 4, d, XT, b, ldb, C, ldc, 64, 1, 1);                                        \
         else if (full)                                                                             \
-            xt_tile(R, d, XT, ldt, b, ldb, C, ldc, 64, 0, 1);                                      \
-        else if (sq)                                                                               \
-            xt_tile(R, d, XT, ldt, b, ldb, C, ldc, ncol, 1, 0);                                    \
+            xt_tile(R, 4, d, XT, b, ldb, C, ldc, 64, 0, 1);                                        \
         else                                                                                       \
-            xt_tile(R, d, XT, ldt, b, ldb, C, ldc, ncol, 0, 0);                                    \
+            switch ((ncol + 15) / 16) {                                                            \
+                XT_NV(R, 1)                                                                        \
+                XT_NV(R, 2)                                                                        \
+                XT_NV(R, 3)                                                                        \
+                XT_NV(R, 4)                                                                        \
+            default:                                                                               \
+                break;                                                                             \
+            }                                                                                      \
         break;
 
-static void xt_tile_any(size_t R, size_t d, const float *XT, size_t ldt, const float *b, size_t ldb,
-                        float *C, size_t ldc, size_t ncol, int sq) {
-    const int full = ncol == 64;
+static void xt_tile_any(size_t R, size_t d, const float *XT, const float *b, size_t ldb, float *C,
+                        size_t ldc, size_t ncol, int sq) {
+    const int full = ncol == XT_P;
     switch (R) {
         XT_CASE(1)
         XT_CASE(2)
@@ -198,22 +217,26 @@ static void xt_tile_any(size_t R, size_t d, const float *XT, size_t ldt, const f
     }
 }
 
-void gmf_nn_kern_xt(size_t M, size_t N, size_t d, const float *XT, size_t ldt, const float *B,
+void gmf_nn_kern_xt(size_t M, size_t N, size_t d, const float *XT, size_t i0, const float *B,
                     size_t ldb, float *C, size_t ldc, int sq) {
     if (M == 0 || N == 0) return;
     /* N rows in ceil(N / 6) tiles of as equal sizes as possible (200 = 30 x 6 + 4 x 5, 20 =
      * 4 x 5): a tile of 2 rows would load 4 X^T vectors per 8 FMAs */
     const size_t nt = (N + XT_R - 1) / XT_R, base = N / nt, extra = N % nt;
-    /* batch blocks of 64 outer: the X^T panel (d x 64 floats, 200 KB at d = 784) stays in L2
-     * while the tiles walk down the parameter rows */
-    for (size_t i = 0; i < M; i += 64) {
-        const size_t ncol = M - i < 64 ? M - i : 64;
+    /* batch blocks (a panel, or the part of one in [i0, i0 + M)) outer: the block's X^T (d x 64
+     * floats, 200 KB at d = 784, contiguous) stays in L2 while the tiles walk down the
+     * parameter rows */
+    for (size_t i = 0; i < M;) {
+        const size_t col = i0 + i, off = col % XT_P;
+        const size_t ncol = XT_P - off < M - i ? XT_P - off : M - i;
+        const float *xb = XT + (col / XT_P) * XT_P * d + off;
         size_t j = 0;
         for (size_t t = 0; t < nt; t++) {
             const size_t R = base + (t < extra);
-            xt_tile_any(R, d, XT + i, ldt, B + j * ldb, ldb, C + i * ldc + j, ldc, ncol, sq);
+            xt_tile_any(R, d, xb, B + j * ldb, ldb, C + i * ldc + j, ldc, ncol, sq);
             j += R;
         }
+        i += ncol;
     }
 }
 #endif

@@ -42,15 +42,18 @@ void gmf_nn_kern_nt(size_t M, size_t N, size_t d, const float *A, size_t lda, co
                     size_t ldb, float *C, size_t ldc, int sq);
 void gmf_nn_kern_tn(size_t N, size_t d, size_t M, const float *G, size_t ldg, const float *A,
                     size_t lda, float *C, size_t ldc, int sq, int add);
-/* The forward products from the transposed batch (gm_kern_xt.c; why: there).  XT holds X^T:
- * XT[p * ldt + i] = X[i, p] (d rows, batch columns, ldt >= the batch).
+/* The forward products from the transposed batch (gm_kern_xt.c; why: there).  XT holds X^T in
+ * panels of 64 batch columns: X[i, p] at XT[(i / 64) 64 d + 64 p + i % 64] (gmf_nn_xt_size
+ * floats for Bmax rows), so that a batch block's d x 64 entries are contiguous whatever Bmax.
  *   gmf_nn_kern_xt_trans: columns [i0, i1) of XT = rows [i0, i1) of X (row-major, ldx), p < d
- *   gmf_nn_kern_xt: C[i, j] = sum_p XT[p, i] B[j, p]  (i < M, j < N, p < d; XT squared when sq;
- *                   C overwritten): one FMA chain over p = 0 .. d-1 per entry, so any range of
- *                   rows (XT + i0, C + i0 ldc) or columns is bitwise the whole product's. */
-void gmf_nn_kern_xt_trans(size_t d, const float *X, size_t ldx, size_t i0, size_t i1, float *XT,
-                          size_t ldt);
-void gmf_nn_kern_xt(size_t M, size_t N, size_t d, const float *XT, size_t ldt, const float *B,
+ *   gmf_nn_kern_xt: C[i, j] = sum_p X^T[p, i0 + i] B[j, p]  (i < M, j < N, p < d; squared when
+ *                   sq; C overwritten): one FMA chain over p = 0 .. d-1 per entry, so any range
+ *                   of rows (i0) or columns is bitwise the whole product's. */
+static inline size_t gmf_nn_xt_size(size_t Bmax, size_t d) {
+    return (Bmax + 63) / 64 * 64 * d;
+}
+void gmf_nn_kern_xt_trans(size_t d, const float *X, size_t ldx, size_t i0, size_t i1, float *XT);
+void gmf_nn_kern_xt(size_t M, size_t N, size_t d, const float *XT, size_t i0, const float *B,
                     size_t ldb, float *C, size_t ldc, int sq);
 /* gmf_nn_kern_gm_update: the fused SGD step's pass over one GM component's parameters (d
  * columns, L rows of U, dW rows at stride d): U -= rU (dW sig2 + dal mu) per row; dsigma =
