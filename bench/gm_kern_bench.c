@@ -149,6 +149,43 @@ int main(int argc, char **argv) {
            1e-9 * fl[0] / x0, t[0][0][rounds / 2] / x0, 1e-9 * fl[1] / x1, t[0][1][rounds / 2] / x1,
            1e6 * xt, 1e6 * (x0 + x1 + xt), 1e6 * (t[0][0][rounds / 2] + t[0][1][rounds / 2]),
            (t[0][0][rounds / 2] + t[0][1][rounds / 2]) / (x0 + x1 + xt));
+    /* The forward products as the training step meets them: the parameters out of L2 (the step's
+     * backward and update stream about 2 MB between two forward passes; here a 4 MB buffer is
+     * written before each call), the batch just written (X, or the gather + X^T, read once
+     * before the call).  Per call, nt (F then S2) against X^T + xt (F then S2), alternated. */
+    const size_t nev = (size_t)4 << 20;
+    char *ev = malloc(nev);
+    if (!ev) return 1;
+    double tc[2][NROUND];
+    for (long r = 0; r < rounds; r++)
+        for (int v = 0; v < 2; v++) {
+            double acc = 0.0;
+            for (int q = 0; q < 50; q++) {
+                memset(ev, q, nev);
+                volatile float sink = 0.0f;
+                for (long e = 0; e < B * d; e += 16)
+                    sink += X[e];
+                const double c0 = cpu();
+                if (v == 0) {
+                    gmf_nn_kern_nt(B, W, d, X, d, P, d, F, W, 0);
+                    gmf_nn_kern_nt(B, K, d, X, d, S, d, S2, K, 1);
+                } else {
+                    gmf_nn_kern_xt_trans(d, X, d, 0, B, XT);
+                    gmf_nn_kern_xt(B, W, d, XT, 0, P, d, F, W, 0);
+                    gmf_nn_kern_xt(B, K, d, XT, 0, S, d, S2, K, 1);
+                }
+                acc += cpu() - c0;
+            }
+            tc[v][r] = acc / 50;
+        }
+    free(ev);
+    qsort(tc[0], rounds, sizeof(double), cmpd);
+    qsort(tc[1], rounds, sizeof(double), cmpd);
+    printf("gm_kern_bench cold parameters: nt F+S2 %.1f us (%.1f GFLOP/s), X^T+xt F+S2 %.1f us "
+           "(%.1f GFLOP/s): %.2fx\n",
+           1e6 * tc[0][rounds / 2], 1e-9 * (fl[0] + fl[1]) / tc[0][rounds / 2],
+           1e6 * tc[1][rounds / 2], 1e-9 * (fl[0] + fl[1]) / tc[1][rounds / 2],
+           tc[0][rounds / 2] / tc[1][rounds / 2]);
     printf("gm_kern_bench all four: kern %.1f us  sgemm %.1f us  (%.2fx), %.1f vs %.1f GFLOP/s\n",
            1e6 * sum[0], 1e6 * sum[1], sum[1] / sum[0],
            1e-9 * (fl[0] + fl[1] + fl[2] + fl[3]) / sum[0],
