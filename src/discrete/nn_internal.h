@@ -36,12 +36,6 @@ static inline void gmf_nn_split(size_t n, int t, int nt, size_t *lo, size_t *hi)
  * sq: A's entries squared (x * x formed in registers).
  *   gmf_nn_kern_nt: C[i, j] = sum_p A[i, p] B[j, p]   (i < M, j < N, p < d; C overwritten)
  *   gmf_nn_kern_tn: C[j, p] = sum_i G[i, j] A[i, p]   (j < N, p < d, i < M; add: C +=) */
-#ifdef __AVX512F__
-#define GMF_NN_KERN 1
-void gmf_nn_kern_nt(size_t M, size_t N, size_t d, const float *A, size_t lda, const float *B,
-                    size_t ldb, float *C, size_t ldc, int sq);
-void gmf_nn_kern_tn(size_t N, size_t d, size_t M, const float *G, size_t ldg, const float *A,
-                    size_t lda, float *C, size_t ldc, int sq, int add);
 /* The forward products from the transposed batch (gm_kern_xt.c; why: there).  XT holds X^T in
  * panels of 64 batch columns: X[i, p] at XT[(i / 64) 64 d + 64 p + i % 64] (gmf_nn_xt_size
  * floats for Bmax rows), so that a batch block's d x 64 entries are contiguous whatever Bmax.
@@ -52,9 +46,18 @@ void gmf_nn_kern_tn(size_t N, size_t d, size_t M, const float *G, size_t ldg, co
 static inline size_t gmf_nn_xt_size(size_t Bmax, size_t d) {
     return (Bmax + 63) / 64 * 64 * d;
 }
+#ifdef __AVX512F__
 void gmf_nn_kern_xt_trans(size_t d, const float *X, size_t ldx, size_t i0, size_t i1, float *XT);
 void gmf_nn_kern_xt(size_t M, size_t N, size_t d, const float *XT, size_t i0, const float *B,
                     size_t ldb, float *C, size_t ldc, int sq);
+#endif
+
+#ifdef __AVX512F__
+#define GMF_NN_KERN 1
+void gmf_nn_kern_nt(size_t M, size_t N, size_t d, const float *A, size_t lda, const float *B,
+                    size_t ldb, float *C, size_t ldc, int sq);
+void gmf_nn_kern_tn(size_t N, size_t d, size_t M, const float *G, size_t ldg, const float *A,
+                    size_t lda, float *C, size_t ldc, int sq, int add);
 /* gmf_nn_kern_gm_update: the fused SGD step's pass over one GM component's parameters (d
  * columns, L rows of U, dW rows at stride d): U -= rU (dW sig2 + dal mu) per row; dsigma =
  * 2 sigma (dsig2 + sum_l dW_l U_l), dmu' = dmu + sum_l dal_l U_l (old U); sigma -= rS dsigma,
