@@ -3,7 +3,7 @@
  * (GMF_NN_KERN), used by nn_tmpl.h's float instantiation for F = X [mu; W]^T and
  * S2 = (X * X) (sigma^2)^T (and the low-rank layer's F = X E^T).
  *
- * Why hand-written, and why this layout (docs/PERFORMANCE.md section 10.2): gm_kern.c's nt form
+ * Why hand-written, and why this layout (docs/PERFORMANCE.md section 10.3): gm_kern.c's nt form
  * reads X and the parameter rows both contiguous in d, so its 4 x 4 register tile needs 8 vector
  * loads per 16 FMAs plus a reduction tree, and one operand always streams from L2 at about
  * 32 B/cycle: 131 GFLOP/s against 144-200 for a large SGEMM.  Here the batch is the vector
