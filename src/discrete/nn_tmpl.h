@@ -69,7 +69,7 @@ static real *ralloc(size_t n, int *fail) {
 /* The caches' X^T buffer (GM_KERN only: gm_kern_xt.c's forward products read the batch
  * transposed, in panels of 64 rows: nn_internal.h); NULL in the other instantiations. */
 static void xt_alloc(real **XT, size_t *xt0, size_t Bmax, size_t d, int *fail) {
-    *XT = NULL, *xt0 = 0; /* (xtb: set per forward pass, gm_xt_select / lr_xt_select) */
+    *XT = NULL, *xt0 = 0; /* (xtb: set per forward pass, XT_SELECT) */
     if (!GM_KERN) return;
     if (d && Bmax > SIZE_MAX / sizeof(real) / 2 / d)
         *fail = 1;
@@ -360,6 +360,10 @@ static void gm_fwd_part(gm_cache *c, const real *X, size_t B, size_t d, size_t K
 static void gm_reduce_rows(real *H, const gm_cache *c, size_t K, size_t L, size_t i0, size_t i1) {
     const size_t W = K * (L + 1);
     const double inv = 1.0 / (double)K;
+#if GM_KERN /* the same over 8 logits per vector, bitwise (gm_scal.c) */
+    gmf_nn_kern_gm_reduce_rows(H, c->A, c->Phi, c->a, c->F, NULL, inv, K, L, i0, i1);
+    return;
+#endif
     for (size_t i = i0; i < i1; i++) {
         double acc[L + 1];
         for (size_t l = 0; l < L; l++)
@@ -378,6 +382,10 @@ static void gm_reduce_rows(real *H, const gm_cache *c, size_t K, size_t L, size_
 /* The same with the learned weights c->w: h_i = sum_k w_k [A_ik a_k + Phi_ik G_ik]. */
 static void gm_reduce_rows_w(real *H, const gm_cache *c, size_t K, size_t L, size_t i0, size_t i1) {
     const size_t W = K * (L + 1);
+#if GM_KERN /* the same over 8 logits per vector, bitwise (gm_scal.c) */
+    gmf_nn_kern_gm_reduce_rows(H, c->A, c->Phi, c->a, c->F, c->w, 0.0, K, L, i0, i1);
+    return;
+#endif
     for (size_t i = i0; i < i1; i++) {
         double acc[L + 1];
         for (size_t l = 0; l < L; l++)
@@ -411,9 +419,10 @@ void FN(gmf_nn_gm_forward)(real *H, gm_cache *c, const real *X, const real *P, s
     FN(gmf_nn_gm_forward_w)(H, c, X, P, NULL, B, d, K, L);
 }
 
-/* Backward, first half, for components [k0, k1): the per-(sample, component) scalars and the two
- * GEMMs; leaves dmuW = [dmu_k; dW_k] (the m and G parts) and dsig2 (the S2 part) in the cache and
- * da (nk x L, unscaled: sum_i A_ik dH_i) in `da`.
+/* Backward, first half, for components [k0, k1): the per-(sample, component) scalars
+ * (gm_bwd_scalars: dF, dS2, da, gw) and the two GEMMs (gm_bwd_prod); leaves dmuW = [dmu_k; dW_k]
+ * (the m and G parts) and dsig2 (the S2 part) in the cache and da (nk x L, unscaled: sum_i A_ik
+ * dH_i) in `da`.
  *
  * With g_i = dH_i / K and h_i = sum_k [A_ik a_k + Phi_ik G_ik] / K:
  *   dA_ik = g_i . a_k,  dPhi_ik = g_i . G_ik,  dG_ik = Phi_ik g_i,  da_k = sum_i A_ik g_i;
@@ -424,9 +433,15 @@ void FN(gmf_nn_gm_forward)(real *H, gm_cache *c, const real *X, const real *P, s
  *   (both terms with phi vanish when phi = 0: s == 0 or the far tail).
  * Then m_ik = x_i . mu_k, G_ik = W_k x_i, S2_ik = (x_i*x_i) . sigma_k^2 give
  *   [dmu_k; dW_k] = dF[:, k]^T X,   dsig2_k = dS2[:, k]^T (X*X). */
-static void gm_bwd_gemm(gm_cache *c, double *da, const double *sc, double *gw, const real *dH,
-                        const real *X, size_t B, size_t d, size_t K, size_t L, size_t k0,
-                        size_t k1) {
+static void gm_bwd_scalars(gm_cache *c, double *da, const double *sc, double *gw, const real *dH,
+                           size_t B, size_t K, size_t L, size_t k0, size_t k1) {
+#if GM_KERN
+    if (L <= GMF_NN_SCAL_LMAX) { /* the same in AVX-512 lanes, bitwise (gm_scal.c) */
+        gmf_nn_kern_gm_bwd_scalars(B, K, L, k0, k1, c->a, c->F, c->A, c->Phi, c->phi, c->s, dH, sc,
+                                   c->dF, c->dS2, da, gw);
+        return;
+    }
+#endif
     const size_t W = K * (L + 1), nk = k1 - k0;
     if (nk == 0) return;
     const double invK = 1.0 / (double)K;
@@ -465,6 +480,14 @@ static void gm_bwd_gemm(gm_cache *c, double *da, const double *sc, double *gw, c
     if (gw)
         for (size_t k = k0; k < k1; k++)
             gw[k] = gk[k - k0];
+}
+
+/* The backward's products for components [k0, k1), after gm_bwd_scalars (which leaves dF and
+ * dS2): */
+static void gm_bwd_prod(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
+                        size_t k0, size_t k1) {
+    const size_t W = K * (L + 1), nk = k1 - k0;
+    if (nk == 0) return;
 #if GM_KERN
     /* [dmu_k; dW_k] = dF[:, k]^T X                                           (nk(L+1) x d)
      * dsig2_k = dS2[:, k]^T (X * X)                                                 (nk x d)
@@ -480,6 +503,14 @@ static void gm_bwd_gemm(gm_cache *c, double *da, const double *sc, double *gw, c
          d);
     gemm(1, 0, nk, d, B, 1, c->dS2 + k0, K, c->X2, d, 1, c->dsig2 + k0 * d, d);
 #endif
+}
+
+/* Backward, first half (gm_bwd_scalars + gm_bwd_prod). */
+static void gm_bwd_gemm(gm_cache *c, double *da, const double *sc, double *gw, const real *dH,
+                        const real *X, size_t B, size_t d, size_t K, size_t L, size_t k0,
+                        size_t k1) {
+    gm_bwd_scalars(c, da, sc, gw, dH, B, K, L, k0, k1);
+    gm_bwd_prod(c, X, B, d, K, L, k0, k1);
 }
 
 /* One row (k, l) of the parameter chain: dU_kl = dW_kl * sig2_k + da_kl mu_k (via W_k and via
@@ -1223,22 +1254,30 @@ void FN(gmf_nn_unitnorm_backward)(real *dZ, const real *dY, const real *Y, const
 double FN(gmf_nn_refloss)(real *dH, double *lossv, const real *H, const uint8_t *y, double dscale,
                           size_t B, size_t L) {
     double total = 0.0;
+    /* exp(h_l - mx), formed once for the sum and the softmax (the same values; up to EMAX logits,
+     * so that the stack stays bounded: above it each is formed twice, as before) */
+    enum { EMAX = 256 };
+    double e[EMAX];
+    const int keep = L <= EMAX;
     for (size_t i = 0; i < B; i++) {
         const real *h = H + i * L;
         double mx = 0.0; /* the reference logit 0 takes part in the max */
         for (size_t l = 0; l < L; l++)
             if (h[l] > mx) mx = h[l];
         double se = exp(-mx);
-        for (size_t l = 0; l < L; l++)
-            se += exp((double)h[l] - mx);
+        for (size_t l = 0; l < L; l++) {
+            const double el = exp((double)h[l] - mx);
+            if (keep) e[l] = el;
+            se += el;
+        }
         const double lse = mx + log(se);
         const double li = lse - (y[i] ? (double)h[y[i] - 1] : 0.0);
         if (lossv) lossv[i] = li;
         total += li;
         if (dH)
             for (size_t l = 0; l < L; l++) /* softmax_l - 1{y = l} */
-                dH[i * L + l] =
-                    (real)(dscale * (exp((double)h[l] - mx) / se - (y[i] == l + 1 ? 1.0 : 0.0)));
+                dH[i * L + l] = (real)(dscale * ((keep ? e[l] : exp((double)h[l] - mx)) / se -
+                                                 (y[i] == l + 1 ? 1.0 : 0.0)));
     }
     return total;
 }
