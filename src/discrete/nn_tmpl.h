@@ -1526,6 +1526,30 @@ static void gm_bwd_da(double *restrict da, const gm_cache *c, const real *restri
 #define GM_SCAL_ROWS 1
 #endif
 
+/* On more than one thread (GM_FWD_NT_MT, default 1; 0: X^T on every thread count) the forward
+ * products come from X by gm_kern.c's nt kernel, as before X^T, not from X^T: the transposition
+ * (each thread its rows, into lines the other core read in the previous step's forward) took
+ * 34 ms per thread per epoch on 2 threads against 24 for all rows on 1, and the 2-thread epoch
+ * was 1.11x faster with nt (docs/PERFORMANCE.md, "Two threads for the GM trainer").  1 and 2
+ * threads then differ in the last bits of float32 results (nt's sum order against X^T's one
+ * FMA chain); each thread count stays deterministic. */
+#ifndef GM_FWD_NT_MT
+#define GM_FWD_NT_MT 1
+#endif
+
+static void gm_fwd_gemm_nt(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
+                           size_t k0, size_t k1) {
+#if GM_KERN
+    const size_t W = K * (L + 1), nk = k1 - k0;
+    if (nk == 0) return;
+    gmf_nn_kern_nt(B, nk * (L + 1), d, X, d, c->muW + k0 * (L + 1) * d, d, c->F + k0 * (L + 1), W,
+                   0);
+    gmf_nn_kern_nt(B, nk, d, X, d, c->sig2 + k0 * d, d, c->S2 + k0, K, 1);
+#else
+    gm_fwd_gemm(c, X, B, d, K, L, k0, k1);
+#endif
+}
+
 static void gm_job_run(void *vctx, int t, int nt) {
     gm_job *j = vctx;
     ws_t *ws = j->ws;
@@ -1554,11 +1578,15 @@ static void gm_job_run(void *vctx, int t, int nt) {
          * gathered), then the rows' reduction over all components (after all are done) */
         if (!ws->prep_valid) gm_prep(c, ws->P, d, K, L, k0, k1);
         if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
-        gm_square_rows(c, j->X, d, i0, i1);
+        const int fwd_nt = GM_KERN && GM_FWD_NT_MT && nt > 1;
+        if (!fwd_nt) gm_square_rows(c, j->X, d, i0, i1);
         GMF_NN_PROF_MARK(t, 1);
         gmf_nn_pool_barrier(ws->pool);
         GMF_NN_PROF_MARK(t, 2);
-        gm_fwd_gemm(c, j->X, B, d, K, L, k0, k1);
+        if (fwd_nt)
+            gm_fwd_gemm_nt(c, j->X, B, d, K, L, k0, k1);
+        else
+            gm_fwd_gemm(c, j->X, B, d, K, L, k0, k1);
         GMF_NN_PROF_MARK(t, 12);
         gmf_nn_pool_barrier(ws->pool);
         gm_fwd_scalars(c, K, L, i0, i1); /* this thread's rows, every component */
