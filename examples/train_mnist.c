@@ -1,8 +1,9 @@
 /* train_mnist.c -- train one GM layer (the paper's model, K = 20) for one epoch of SGD on a
  * subset of MNIST through the public API, and evaluate it before and after.
  *
- * Data: the first 20,000 training and 1,000 test images of $GMFLOW_DATA/mnist (default
- * ../shared/data/mnist, relative to the repository root where ctest runs it).  Without the data
+ * Data: the first 20,000 training and 1,000 test images of the mnist directory that
+ * gmf_dataset_find finds ($GMFLOW_DATA/mnist, else ../shared/data/mnist from the working
+ * directory or beside the build folder).  Without the data
  * it prints SKIP and exits 77 (ctest reports the test as skipped).
  *
  * Checks (exit 1 if one fails): the test loss falls below the initialization's and the test
@@ -24,9 +25,11 @@ static int fail(const char *what) {
 }
 
 int main(void) {
-    const char *root = getenv("GMFLOW_DATA");
     char dir[1024], probe[1100];
-    snprintf(dir, sizeof dir, "%s/mnist", root && *root ? root : "../shared/data");
+    if (gmf_dataset_find(NULL, "mnist", dir, sizeof dir)) { /* $GMFLOW_DATA/mnist, ... */
+        printf("train_mnist: SKIP (%s)\n", gmf_errmsg());
+        return 77;
+    }
     snprintf(probe, sizeof probe, "%s/train-labels-idx1-ubyte.gz", dir);
     if (access(probe, R_OK) != 0) {
         printf("train_mnist: SKIP (no %s; set GMFLOW_DATA)\n", probe);

@@ -12,11 +12,13 @@
 #include "gmflow/idx.h"
 #include "gmflow/train.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -829,6 +831,56 @@ static void check_sets(const char *dir, size_t nsets, const char *const *prefix,
         }
 }
 
+/* gmf_dataset_find: a given directory as is; $GMFLOW_DATA/<name> when it exists; otherwise
+ * ../shared/data/<name> from the working directory (here: a temporary tree with a fake
+ * ../shared/data); none: GMF_EIO naming the set; a too small buffer: GMF_EINVAL. */
+static void test_find(void) {
+    char out[1024], cwd[1024], want[1100];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL, "getcwd: %s", strerror(errno));
+    const char *old = getenv("GMFLOW_DATA");
+    char saved[1024] = "";
+    if (old) snprintf(saved, sizeof saved, "%s", old);
+    CHECK(gmf_dataset_find("/given/dir", "mnist", out, sizeof out) == GMF_OK &&
+              !strcmp(out, "/given/dir"),
+          "find: given: %s", out);
+    /* tmpdir/env/setA and tmpdir/work/../shared/data/setB */
+    snprintf(want, sizeof want, "%s/env", tmpdir);
+    mkdir(want, 0700);
+    snprintf(want, sizeof want, "%s/env/setA", tmpdir);
+    mkdir(want, 0700);
+    snprintf(want, sizeof want, "%s/env", tmpdir);
+    setenv("GMFLOW_DATA", want, 1);
+    int rc = gmf_dataset_find(NULL, "setA", out, sizeof out);
+    snprintf(want, sizeof want, "%s/env/setA", tmpdir);
+    CHECK(rc == GMF_OK && !strcmp(out, want), "find: $GMFLOW_DATA: rc %d out %s", rc, out);
+    const char *mk[] = {"work", "shared", "shared/data", "shared/data/setB"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(want, sizeof want, "%s/%s", tmpdir, mk[i]);
+        mkdir(want, 0700);
+    }
+    snprintf(want, sizeof want, "%s/work", tmpdir);
+    CHECK(chdir(want) == 0, "chdir %s: %s", want, strerror(errno));
+    rc = gmf_dataset_find(NULL, "setB", out, sizeof out); /* not under $GMFLOW_DATA */
+    CHECK(rc == GMF_OK && !strcmp(out, "../shared/data/setB"), "find: ../shared/data: rc %d %s", rc,
+          out);
+    rc = gmf_dataset_find(NULL, "no-such-set", out, sizeof out);
+    CHECK(rc == GMF_EIO && strstr(gmf_errmsg(), "no-such-set") && out[0] == '\0',
+          "find: missing: rc %d: %s", rc, gmf_errmsg());
+    rc = gmf_dataset_find(NULL, "setB", out, 8);
+    CHECK(rc == GMF_EINVAL && strstr(gmf_errmsg(), "longer than 7"), "find: short buffer: rc %d %s",
+          rc, gmf_errmsg());
+    CHECK(chdir(cwd) == 0, "chdir back: %s", strerror(errno));
+    if (old)
+        setenv("GMFLOW_DATA", saved, 1);
+    else
+        unsetenv("GMFLOW_DATA");
+    const char *rm[] = {"shared/data/setB", "shared/data", "shared", "work", "env/setA", "env"};
+    for (size_t i = 0; i < 6; i++) {
+        snprintf(want, sizeof want, "%s/%s", tmpdir, rm[i]);
+        rmdir(want);
+    }
+}
+
 static void test_load_sets(void) {
     size_t ni, nl;
     unsigned char *a = make_images(5000, 28, 28, &ni); /* 3 chunks of 2048 images */
@@ -1087,6 +1139,7 @@ int main(void) {
     test_bad_dataset();
     test_gz_members();
     test_load_sets();
+    test_find();
     rm_tmpdir();
 
     const char *root = getenv("GMFLOW_DATA");

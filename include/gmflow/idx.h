@@ -88,6 +88,14 @@ void gmf_dataset_u8_row(float *dst, const uint8_t *x, size_t d, double mean, dou
 /* dst[0..d) = row i of ds as floats (either form). */
 void gmf_dataset_row(const gmf_dataset *ds, size_t i, float *dst);
 
+/* The directory of data set `name` ("mnist", "fashion-mnist"): `given` when not NULL (used as
+ * is, not checked), else the first existing directory of $GMFLOW_DATA/<name>,
+ * ../shared/data/<name> (from the working directory) and <repo>/../shared/data/<name>, where
+ * <repo> is two levels above the running executable (<repo>/<build>/gmflow).  Writes it to out
+ * (size bytes) and returns 0; GMF_EIO when none exists (the message names what was tried),
+ * GMF_EINVAL when the path does not fit in size. */
+int gmf_dataset_find(const char *given, const char *name, char *out, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -510,40 +510,13 @@ static int parse_options(int argc, char **argv, options *o) {
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-static int is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* The data directory: --data, $GMFLOW_DATA/<sub>, ../shared/data/<sub> from the working
- * directory, or from the repository holding this executable (<repo>/<build>/gmflow). */
+/* The data directory: --data, else the library's lookup (gmf_dataset_find: $GMFLOW_DATA/<sub>,
+ * ../shared/data/<sub>, or beside the repository holding this executable). */
 static int find_data(const options *o, char *out, size_t size) {
     const char *sub = !strcmp(o->dataset, "fashion") ? "fashion-mnist" : "mnist";
-    if (o->data) {
-        snprintf(out, size, "%s", o->data);
-        return 0;
-    }
-    const char *env = getenv("GMFLOW_DATA");
-    if (env && *env) {
-        snprintf(out, size, "%s/%s", env, sub);
-        if (is_dir(out)) return 0;
-    }
-    snprintf(out, size, "../shared/data/%s", sub);
-    if (is_dir(out)) return 0;
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        for (int up = 0; up < 2; up++) { /* strip "gmflow", then the build directory */
-            char *slash = strrchr(exe, '/');
-            if (slash) *slash = '\0';
-        }
-        if ((size_t)snprintf(out, size, "%s/../shared/data/%s", exe, sub) < size && is_dir(out))
-            return 0;
-    }
-    return fail("cannot find the %s data: give --data DIR (tried $GMFLOW_DATA/%s and "
-                "../shared/data/%s)",
-                o->dataset, sub, sub);
+    if (gmf_dataset_find(o->data, sub, out, size))
+        return fail("%s; or give --data DIR", gmf_errmsg());
+    return 0;
 }
 
 typedef struct progress_state {

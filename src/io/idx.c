@@ -1026,3 +1026,50 @@ void gmf_dataset_free(gmf_dataset *ds) {
     free(ds->scale);
     memset(ds, 0, sizeof *ds);
 }
+
+/* ---- where the data sets are ---------------------------------------------------------------- */
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* out = the formatted path; 0, or GMF_EINVAL (recorded) when it does not fit */
+static int put_path(char *out, size_t size, const char *fmt, const char *a, const char *b) {
+    const int n = snprintf(out, size, fmt, a, b);
+    if (n < 0 || (size_t)n >= size)
+        return gmf_error(GMF_EINVAL, "data directory: the path for %s is longer than %zu bytes", b,
+                         size ? size - 1 : 0);
+    return 0;
+}
+
+int gmf_dataset_find(const char *given, const char *name, char *out, size_t size) {
+    if (!out || !size || !name || !*name)
+        return gmf_error(GMF_EINVAL, "gmf_dataset_find: no data set name or output buffer");
+    if (given) return put_path(out, size, "%s%s", given, "");
+    const char *env = getenv("GMFLOW_DATA");
+    int rc;
+    if (env && *env) {
+        if ((rc = put_path(out, size, "%s/%s", env, name))) return rc;
+        if (is_dir(out)) return 0;
+    }
+    if ((rc = put_path(out, size, "%s/%s", "../shared/data", name))) return rc;
+    if (is_dir(out)) return 0;
+    char exe[4096];
+    const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        for (int up = 0; up < 2; up++) { /* strip the executable's name, then its build folder */
+            char *slash = strrchr(exe, '/');
+            if (slash) *slash = '\0';
+        }
+        if ((rc = put_path(out, size, "%s/../shared/data/%s", exe, name))) return rc;
+        if (is_dir(out)) return 0;
+    }
+    out[0] = '\0';
+    return gmf_error(GMF_EIO,
+                     "cannot find the %s data: give its directory (tried $GMFLOW_DATA/%s%s, "
+                     "../shared/data/%s and ../shared/data/%s beside the executable's build "
+                     "folder)",
+                     name, name, env && *env ? "" : " (GMFLOW_DATA unset)", name, name);
+}
