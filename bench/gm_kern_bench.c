@@ -3,6 +3,8 @@
  * rounds).  Shapes of `gmflow train` (B 64, d 784, K 20, L 9): forward F = X [mu;W]^T
  * (64 x 200 x 784), S2 = (X*X) sig2^T (64 x 20 x 784); backward dmuW += dF^T X (200 x 784 x 64),
  * dsig2 += dS2^T (X*X) (20 x 784 x 64).  The measurement behind docs/PERFORMANCE.md section 9.
+ * Last line: the fused SGD step's backward half, the two tn products + gmf_nn_kern_gm_update per
+ * component against gmf_nn_kern_tn_update (section 10.2), alternated round by round.
  *
  *   build/bench/gm_kern_bench [--rounds 7] [--B 64] [--d 784] [--K 20] [--L 9]
  */

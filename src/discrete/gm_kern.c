@@ -23,6 +23,8 @@
  * results are deterministic; they differ from OpenBLAS's in the last bits (another order).
  * Tested against a double-precision loop on odd sizes by tests/test_gm_kern.c.
  *
+ *   tn_update: tn's two backward products fused with gm_update (below), one component's rows in
+ *       registers; bitwise tn + gm_update (docs/PERFORMANCE.md section 10.2).
  *   gm_update: the fused SGD step's parameter pass over one component (U rows, sigma, mu and
  *       the refreshed W / sig2 / a cache) in one pass of 16-column blocks, bitwise the C
  *       row-by-row passes it replaces (docs/PERFORMANCE.md section 10.1); tested bit for bit
@@ -267,14 +269,19 @@ static inline void st16(float *p, __mmask16 m, int full, __m512 v) {
  * step and read them back with U; here a register tile holds one component's L + 2 product rows
  * (dsig2, dmu, dW_0..dW_{L-1}) for 32 columns (2 zmm each: 22 accumulators at L = 9), and
  * gm_update's per-column work for those columns runs from the registers, so the gradient rows
- * never go to memory.  Per batch row i: 2 loads of X, 2 squares, L + 2 broadcasts, 2 (L + 2)
- * FMAs.  Loop order: panels of TU_PB columns outer (X's M x TU_PB panel stays in L1), the
- * components of a group of TU_KB inner (a's partial sums of the group on the stack).
+ * never go to memory.  Per batch row i: 2 loads of X, 2 of X * X, L + 2 broadcasts, 2 (L + 2)
+ * FMAs.  Loop order: panels of TU_PB columns outer (X's M x TU_PB panel and its square, formed
+ * once per panel, stay in L1), the components of a group of TU_KB inner (a's partial sums of the
+ * group on the stack).  The epilogue's two 16-column halves are interleaved (their dependency
+ * chains overlap), and its parameter rows are prefetched while the product runs.  The whole
+ * backward half is bound by vector-port work (the products' FMAs and the pass's 12 operations
+ * per U row and 16 columns), so this gains about 5 % of the epoch, not more (docs/PERFORMANCE.md
+ * section 10.2).
  * Bitwise: every product entry is the same single FMA chain over i = 0 .. M-1 as gmf_nn_kern_tn,
  * and the epilogue is gmf_nn_kern_gm_update's arithmetic operation for operation (a's 16-lane
  * partial sums carried across the 16-column blocks in the same order). */
-/* columns per panel: 2 tiles of 32 (32 and 128 measured 0.85x and 0.75x as fast on
- * gm_kern_bench's shapes) */
+/* columns per panel: 2 tiles of 32 (panels of 32 and 128 measured 0.85x and 0.75x of the unfused
+ * route's speed on gm_kern_bench's shapes, 64 1.09x) */
 #define TU_PB 64
 #define TU_KB 32 /* components per group */
 
