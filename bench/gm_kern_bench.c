@@ -3,8 +3,6 @@
  * rounds).  Shapes of `gmflow train` (B 64, d 784, K 20, L 9): forward F = X [mu;W]^T
  * (64 x 200 x 784), S2 = (X*X) sig2^T (64 x 20 x 784); backward dmuW += dF^T X (200 x 784 x 64),
  * dsig2 += dS2^T (X*X) (20 x 784 x 64).  The measurement behind docs/PERFORMANCE.md section 9.
- * Last line: the fused SGD step's backward half, the two tn products + gmf_nn_kern_gm_update per
- * component against gmf_nn_kern_tn_update (section 10.2), alternated round by round.
  *
  *   build/bench/gm_kern_bench [--rounds 7] [--B 64] [--d 784] [--K 20] [--L 9]
  */
@@ -132,53 +130,6 @@ int main(int argc, char **argv) {
            1e6 * sum[0], 1e6 * sum[1], sum[1] / sum[0],
            1e-9 * (fl[0] + fl[1] + fl[2] + fl[3]) / sum[0],
            1e-9 * (fl[0] + fl[1] + fl[2] + fl[3]) / sum[1]);
-    /* The fused step's backward half: the two tn products + gmf_nn_kern_gm_update per component
-     * (old) against gmf_nn_kern_tn_update (new, the products never stored), alternated. */
-    if ((size_t)L <= GMF_NN_KERN_TU_LMAX) {
-        const size_t Kz = (size_t)K, Lz = (size_t)L, dz = (size_t)d;
-        float *U = falloc(Kz * Lz * dz + 1), *mu = falloc(Kz * dz), *sg = falloc(Kz * dz);
-        float *s2 = falloc(Kz * dz), *muW = falloc(W * dz), *dal = falloc(Kz * Lz + 1);
-        double *acc = malloc(sizeof(double) * (Kz * Lz + 1));
-        if (!U || !mu || !sg || !s2 || !muW || !dal || !acc) return 1;
-        for (size_t e = 0; e < Kz * Lz * dz; e++)
-            U[e] = (float)rand() / RAND_MAX - 0.5f;
-        for (size_t e = 0; e < Kz * dz; e++)
-            mu[e] = (float)rand() / RAND_MAX - 0.5f, sg[e] = 0.5f + (float)rand() / RAND_MAX,
-            s2[e] = sg[e] * sg[e];
-        for (size_t e = 0; e < Kz * Lz; e++)
-            dal[e] = (float)rand() / RAND_MAX - 0.5f;
-        const float rU = 1e-6f, rS = 1e-6f, rM = 1e-6f;
-        double tb[2][NROUND];
-        for (long r = 0; r < rounds; r++)
-            for (int v = 0; v < 2; v++) {
-                const double c0 = cpu();
-                for (int q = 0; q < reps; q++) {
-                    if (v == 0) {
-                        gmf_nn_kern_tn(W, dz, B, F, W, X, dz, dP, dz, 0, 0);
-                        gmf_nn_kern_tn(Kz, dz, B, S2, Kz, X, dz, dS, dz, 1, 0);
-                        for (size_t k = 0; k < Kz; k++)
-                            gmf_nn_kern_gm_update(dz, Lz, U + k * Lz * dz, mu + k * dz, sg + k * dz,
-                                                  dP + k * (Lz + 1) * dz + dz,
-                                                  dP + k * (Lz + 1) * dz, dS + k * dz, s2 + k * dz,
-                                                  muW + k * (Lz + 1) * dz, dal + k * Lz, rU, rS, rM,
-                                                  acc + k * Lz);
-                    } else
-                        gmf_nn_kern_tn_update(B, dz, Lz, 0, Kz, X, dz, F, W, S2, Kz, U, mu, sg, s2,
-                                              muW, dal, rU, rS, rM, acc);
-                }
-                tb[v][r] = (cpu() - c0) / reps;
-            }
-        double g[2];
-        for (int v = 0; v < 2; v++) {
-            qsort(tb[v], rounds, sizeof(double), cmpd);
-            g[v] = tb[v][rounds / 2];
-        }
-        printf("gm_kern_bench backward+update: tn x2 + gm_update %.1f us  tn_update %.1f us  "
-               "(%.2fx; products %.1f vs %.1f GFLOP/s incl. the update)\n",
-               1e6 * g[0], 1e6 * g[1], g[0] / g[1], 1e-9 * (fl[2] + fl[3]) / g[0],
-               1e-9 * (fl[2] + fl[3]) / g[1]);
-        free(U), free(mu), free(sg), free(s2), free(muW), free(dal), free(acc);
-    }
     free(X), free(X2), free(P), free(S), free(F), free(S2), free(dP), free(dS);
     return 0;
 }
