@@ -38,10 +38,6 @@ static inline void gmf_nn_split(size_t n, int t, int nt, size_t *lo, size_t *hi)
  *   gmf_nn_kern_tn: C[j, p] = sum_i G[i, j] A[i, p]   (j < N, p < d, i < M; add: C +=) */
 #ifdef __AVX512F__
 #define GMF_NN_KERN 1
-void gmf_nn_kern_nt(size_t M, size_t N, size_t d, const float *A, size_t lda, const float *B,
-                    size_t ldb, float *C, size_t ldc, int sq);
-void gmf_nn_kern_tn(size_t N, size_t d, size_t M, const float *G, size_t ldg, const float *A,
-                    size_t lda, float *C, size_t ldc, int sq, int add);
 /* gmf_nn_kern_tn_update: the backward products fused with gmf_nn_kern_gm_update, for the
  * components [k0, k1) (absolute indices; the parameter and cache pointers are those of
  * component 0, component k's rows at k L d (U), k d (mu, sigma, sig2), k (L + 1) d (muW)):
@@ -56,6 +52,10 @@ int gmf_nn_kern_tn_update(size_t M, size_t d, size_t L, size_t k0, size_t k1, co
                           size_t ldx, const float *dF, size_t ldf, const float *dS2, size_t lds,
                           float *U, float *mu, float *sigma, float *sig2, float *muW,
                           const float *dal, float rU, float rS, float rM, double *acc);
+void gmf_nn_kern_nt(size_t M, size_t N, size_t d, const float *A, size_t lda, const float *B,
+                    size_t ldb, float *C, size_t ldc, int sq);
+void gmf_nn_kern_tn(size_t N, size_t d, size_t M, const float *G, size_t ldg, const float *A,
+                    size_t lda, float *C, size_t ldc, int sq, int add);
 /* gmf_nn_kern_gm_update: the fused SGD step's pass over one GM component's parameters (d
  * columns, L rows of U, dW rows at stride d): U -= rU (dW sig2 + dal mu) per row; dsigma =
  * 2 sigma (dsig2 + sum_l dW_l U_l), dmu' = dmu + sum_l dal_l U_l (old U); sigma -= rS dsigma,
