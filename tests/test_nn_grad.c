@@ -312,9 +312,11 @@ static double loss_obj(void *vc) {
     return gmf_nn_refloss_d(NULL, NULL, c->H, c->y, 1.0, c->B, c->L);
 }
 
-static void loss_cases(gsl_rng *r) {
-    const size_t B = 8, L = 9;
-    double H[B * L], dH[B * L], lossv[B];
+/* The loss and its gradient against finite differences and a direct softmax, L logits (L above
+ * 256: gmf_nn_refloss's path that does not keep exp(h_l - max) between the sum and the softmax). */
+static void loss_case_L(gsl_rng *r, size_t L) {
+    enum { B = 8 };
+    double *H = malloc(B * L * sizeof(double)), *dH = malloc(B * L * sizeof(double)), lossv[B];
     uint8_t y[B];
     tu_randn(r, B * L, 2.0, H);
     for (size_t i = 0; i < B; i++)
@@ -339,10 +341,16 @@ static void loss_cases(gsl_rng *r) {
             maxerr = fmax(maxerr, fabs(dH[i * L + l] - want));
         }
     }
-    CHECK(maxerr <= 1e-13, "refloss vs direct softmax: max error %.3g", maxerr);
-    CHECK_CLOSE(total, sum, 1e-13, 0.0, "refloss total vs direct softmax");
+    CHECK(maxerr <= 1e-13, "refloss vs direct softmax (L = %zu): max error %.3g", L, maxerr);
+    CHECK_CLOSE(total, sum, 1e-13, 0.0, "refloss total vs direct softmax (L = %zu)", L);
     tu_worst_update(&worst, maxerr, "refloss vs direct softmax");
-    printf("  %-48s max error %.2e\n", "refloss vs direct softmax over [0, h]", maxerr);
+    printf("  %-38s L = %3zu max error %.2e\n", "refloss vs direct softmax over [0, h]", L, maxerr);
+    free(H), free(dH);
+}
+
+static void loss_cases(gsl_rng *r) {
+    loss_case_L(r, 9);
+    loss_case_L(r, 300);
 
     /* huge logits: a naive softmax overflows, the log-sum-exp does not */
     double Hb[2 * 3] = {1000.0, -1000.0, 0.0, -1000.0, -1000.0, -1000.0}, dHb[6], lv[2];

@@ -65,6 +65,21 @@ void gmf_nn_kern_tn(size_t N, size_t d, size_t M, const float *G, size_t ldg, co
 void gmf_nn_kern_gm_update(size_t d, size_t L, float *U, float *mu, float *sigma, const float *dW,
                            const float *dmu, const float *dsig2, float *sig2, float *muW,
                            const float *dal, float rU, float rS, float rM, double *acc);
+/* gmf_nn_kern_gm_bwd_scalars (gm_scal.c): the backward scalars of components [k0, k1) over rows
+ * [0, B) (nn_tmpl.h gm_bwd_scalars has the formulas), with 8 components per zmm of doubles, bitwise
+ * the C loop: dF (m and G entries of those components), dS2, da (nk x L, written), gw[k0..k1)
+ * (when not NULL).  sc: the components' weights (NULL: 1/K).  L <= GMF_NN_SCAL_LMAX. */
+#define GMF_NN_SCAL_LMAX 64
+void gmf_nn_kern_gm_bwd_scalars(size_t B, size_t K, size_t L, size_t k0, size_t k1, const float *a,
+                                const float *F, const float *A, const float *Phi, const float *phi,
+                                const float *s, const float *dH, const double *sc, float *dF,
+                                float *dS2, double *da, double *gw);
+/* gmf_nn_kern_gm_reduce_rows (gm_scal.c): rows [i0, i1) of the GM layer's output, bitwise
+ * nn_tmpl.h's gm_reduce_rows (w NULL: H = inv sum_k [A_ik a_k + Phi_ik G_ik]) and
+ * gm_reduce_rows_w (H = sum_k w_k [A_ik a_k + Phi_ik G_ik]), summed over k in order. */
+void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, const float *a,
+                                const float *F, const double *w, double inv, size_t K, size_t L,
+                                size_t i0, size_t i1);
 #endif
 
 /* OpenBLAS's thread count (declared here rather than relying on which cblas.h is found). */

@@ -332,6 +332,10 @@ static void gm_fwd_part(gm_cache *c, const real *X, size_t B, size_t d, size_t K
 static void gm_reduce_rows(real *H, const gm_cache *c, size_t K, size_t L, size_t i0, size_t i1) {
     const size_t W = K * (L + 1);
     const double inv = 1.0 / (double)K;
+#if GM_KERN /* the same over 8 logits per vector, bitwise (gm_scal.c) */
+    gmf_nn_kern_gm_reduce_rows(H, c->A, c->Phi, c->a, c->F, NULL, inv, K, L, i0, i1);
+    return;
+#endif
     for (size_t i = i0; i < i1; i++) {
         double acc[L + 1];
         for (size_t l = 0; l < L; l++)
@@ -350,6 +354,10 @@ static void gm_reduce_rows(real *H, const gm_cache *c, size_t K, size_t L, size_
 /* The same with the learned weights c->w: h_i = sum_k w_k [A_ik a_k + Phi_ik G_ik]. */
 static void gm_reduce_rows_w(real *H, const gm_cache *c, size_t K, size_t L, size_t i0, size_t i1) {
     const size_t W = K * (L + 1);
+#if GM_KERN /* the same over 8 logits per vector, bitwise (gm_scal.c) */
+    gmf_nn_kern_gm_reduce_rows(H, c->A, c->Phi, c->a, c->F, c->w, 0.0, K, L, i0, i1);
+    return;
+#endif
     for (size_t i = i0; i < i1; i++) {
         double acc[L + 1];
         for (size_t l = 0; l < L; l++)
@@ -398,6 +406,13 @@ void FN(gmf_nn_gm_forward)(real *H, gm_cache *c, const real *X, const real *P, s
  *   [dmu_k; dW_k] = dF[:, k]^T X,   dsig2_k = dS2[:, k]^T (X*X). */
 static void gm_bwd_scalars(gm_cache *c, double *da, const double *sc, double *gw, const real *dH,
                            size_t B, size_t K, size_t L, size_t k0, size_t k1) {
+#if GM_KERN
+    if (L <= GMF_NN_SCAL_LMAX) { /* the same in AVX-512 lanes, bitwise (gm_scal.c) */
+        gmf_nn_kern_gm_bwd_scalars(B, K, L, k0, k1, c->a, c->F, c->A, c->Phi, c->phi, c->s, dH, sc,
+                                   c->dF, c->dS2, da, gw);
+        return;
+    }
+#endif
     const size_t W = K * (L + 1), nk = k1 - k0;
     if (nk == 0) return;
     const double invK = 1.0 / (double)K;
@@ -1241,22 +1256,30 @@ void FN(gmf_nn_unitnorm_backward)(real *dZ, const real *dY, const real *Y, const
 double FN(gmf_nn_refloss)(real *dH, double *lossv, const real *H, const uint8_t *y, double dscale,
                           size_t B, size_t L) {
     double total = 0.0;
+    /* exp(h_l - mx), formed once for the sum and the softmax (the same values; up to EMAX logits,
+     * so that the stack stays bounded: above it each is formed twice, as before) */
+    enum { EMAX = 256 };
+    double e[EMAX];
+    const int keep = L <= EMAX;
     for (size_t i = 0; i < B; i++) {
         const real *h = H + i * L;
         double mx = 0.0; /* the reference logit 0 takes part in the max */
         for (size_t l = 0; l < L; l++)
             if (h[l] > mx) mx = h[l];
         double se = exp(-mx);
-        for (size_t l = 0; l < L; l++)
-            se += exp((double)h[l] - mx);
+        for (size_t l = 0; l < L; l++) {
+            const double el = exp((double)h[l] - mx);
+            if (keep) e[l] = el;
+            se += el;
+        }
         const double lse = mx + log(se);
         const double li = lse - (y[i] ? (double)h[y[i] - 1] : 0.0);
         if (lossv) lossv[i] = li;
         total += li;
         if (dH)
             for (size_t l = 0; l < L; l++) /* softmax_l - 1{y = l} */
-                dH[i * L + l] =
-                    (real)(dscale * (exp((double)h[l] - mx) / se - (y[i] == l + 1 ? 1.0 : 0.0)));
+                dH[i * L + l] = (real)(dscale * ((keep ? e[l] : exp((double)h[l] - mx)) / se -
+                                                 (y[i] == l + 1 ? 1.0 : 0.0)));
     }
     return total;
 }

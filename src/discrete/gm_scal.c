@@ -1,0 +1,167 @@
+/* gm_scal.c -- the GM layer's float32 backward scalars in AVX-512 lanes (nn_internal.h:
+ * gmf_nn_kern_gm_bwd_scalars), used by nn_tmpl.h's float instantiation (gm_bwd_scalars) when the
+ * build has AVX-512 (GMF_NN_KERN); other builds and float64 keep the C loop there.
+ *
+ * Why hand-written: the C loop runs one (row, component) pair at a time: two length-L dot
+ * products in double whose adds form a dependent chain, L float->double conversions of each
+ * operand, and three dependent double divisions (phi / s, m / s^2, / (2 s)) per pair -- 1280
+ * pairs per step, 6-7 % of an epoch's samples (docs/PERFORMANCE.md section 10.4).  GCC does not
+ * vectorize it (the sums run along l, the phi > 0 test stays a branch).  Here 8 components share
+ * one zmm of doubles: the sums along l become independent lanes, a_k is converted to double once
+ * per call, G_ik (stride L + 1 in the row) is read with one gather per l, and each division covers
+ * 8 pairs.
+ *
+ * Every lane does the C loop's operations in its order (separate multiplies and adds, no FMA:
+ * the C build is ISO C, -ffp-contract=off; the same double divisions; da and gw summed over the
+ * rows in row order), so the results are bitwise those of the C loop (tests/test_gm_scal.c).
+ *
+ * gmf_nn_kern_gm_reduce_rows: the forward's output sum h_i = sum_k w_k [A_ik a_k + Phi_ik G_ik]
+ * over 8 logits per zmm of doubles and 4 rows at a time, bitwise nn_tmpl.h's gm_reduce_rows(_w)
+ * (the same test). */
+#include <stddef.h>
+
+#include "nn_internal.h"
+
+#ifdef GMF_NN_KERN
+#include <immintrin.h>
+
+/* Components kc .. kc + 7 (nv valid lanes) of every row; see nn_internal.h for the formulas. */
+static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const float *a,
+                   const float *F, const float *A, const float *Phi, const float *phi,
+                   const float *s, const float *dH, const double *sc, double invK, float *dF,
+                   float *dS2, double *da, double *gk, double *aT, double *daT) {
+    const size_t W = K * (L + 1);
+    const __mmask8 mv = (__mmask8)((1u << nv) - 1u);
+    const __m512d zero = _mm512_setzero_pd();
+    /* a_k^T in double: aT[8 l + lane] = a[(kc + lane) L + l] (the C loop converts a[l] per use) */
+    for (size_t l = 0; l < L; l++)
+        for (size_t j = 0; j < 8; j++)
+            aT[8 * l + j] = j < nv ? (double)a[(kc + j) * L + l] : 0.0;
+    for (size_t l = 0; l < L; l++)
+        _mm512_store_pd(daT + 8 * l, zero);
+    /* lane j's offset of component kc + j in a row of F / dF */
+    const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm256_set1_epi32((int)(L + 1)));
+    const __m512d inv = sc ? _mm512_maskz_loadu_pd(mv, sc + kc) : _mm512_set1_pd(invK);
+    const __m512d two = _mm512_set1_pd(2.0);
+    __m512d gkv = zero;
+    double cvs[8] __attribute__((aligned(64))), dmv[8] __attribute__((aligned(64)));
+    for (size_t i = 0; i < B; i++) {
+        const float *dh = dH + i * L;
+        const float *Fi =
+            F + i * W + kc * (L + 1); /* m of lane 0; G_l of lane j at 1 + l + off_j */
+        float *dFi = dF + i * W + kc * (L + 1);
+        const size_t ik = i * K + kc;
+        const __m512d Av = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, A + ik));
+        const __m512d Phv = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, Phi + ik));
+        const __m512d phv = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, phi + ik));
+        const __m512d sv = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, s + ik));
+        __m512d dA = zero, dPhi = zero;
+        for (size_t l = 0; l < L; l++) {
+            const __m512d h = _mm512_set1_pd((double)dh[l]);
+            const __m512d G = _mm512_cvtps_pd(
+                _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi + 1 + l, 4));
+            dA = _mm512_add_pd(dA, _mm512_mul_pd(h, _mm512_load_pd(aT + 8 * l)));
+            dPhi = _mm512_add_pd(dPhi, _mm512_mul_pd(h, G));
+            _mm512_store_pd(daT + 8 * l,
+                            _mm512_add_pd(_mm512_load_pd(daT + 8 * l), _mm512_mul_pd(Av, h)));
+        }
+        if (gk)
+            gkv =
+                _mm512_add_pd(gkv, _mm512_add_pd(_mm512_mul_pd(Av, dA), _mm512_mul_pd(Phv, dPhi)));
+        dA = _mm512_mul_pd(dA, inv), dPhi = _mm512_mul_pd(dPhi, inv);
+        /* dm = dA Phi (+ dPhi phi / s);  dS2 = phi (dA - dPhi m / (s s)) / (2 s), 0 where
+         * phi = 0 (the C loop's branch; the masked lanes divide nothing) */
+        const __mmask8 pos = _mm512_mask_cmp_pd_mask(mv, phv, zero, _CMP_GT_OQ);
+        const __m512d m =
+            _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi, 4));
+        __m512d dm = _mm512_mul_pd(dA, Phv);
+        dm =
+            _mm512_mask_add_pd(dm, pos, dm, _mm512_maskz_div_pd(pos, _mm512_mul_pd(dPhi, phv), sv));
+        const __m512d q = _mm512_maskz_div_pd(pos, _mm512_mul_pd(dPhi, m), _mm512_mul_pd(sv, sv));
+        const __m512d dS = _mm512_maskz_div_pd(pos, _mm512_mul_pd(phv, _mm512_sub_pd(dA, q)),
+                                               _mm512_mul_pd(two, sv));
+        _mm256_mask_storeu_ps(dS2 + ik, mv, _mm512_cvtpd_ps(dS));
+        /* dG_ikl = (inv_k Phi_ik) dh_il, written per component (contiguous in l) */
+        _mm512_store_pd(cvs, _mm512_mul_pd(inv, Phv));
+        _mm512_store_pd(dmv, dm);
+        for (size_t j = 0; j < nv; j++) {
+            float *g = dFi + j * (L + 1);
+            g[0] = (float)dmv[j];
+            const __m512d cj = _mm512_set1_pd(cvs[j]);
+            size_t l = 0;
+            for (; l + 8 <= L; l += 8)
+                _mm256_storeu_ps(g + 1 + l, _mm512_cvtpd_ps(_mm512_mul_pd(
+                                                cj, _mm512_cvtps_pd(_mm256_loadu_ps(dh + l)))));
+            if (l < L) {
+                const __mmask8 t = (__mmask8)((1u << (L - l)) - 1u);
+                _mm256_mask_storeu_ps(g + 1 + l, t,
+                                      _mm512_cvtpd_ps(_mm512_mul_pd(
+                                          cj, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(t, dh + l)))));
+            }
+        }
+    }
+    for (size_t j = 0; j < nv; j++)
+        for (size_t l = 0; l < L; l++)
+            da[j * L + l] = daT[8 * l + j];
+    if (gk) {
+        double g8[8] __attribute__((aligned(64)));
+        _mm512_store_pd(g8, gkv);
+        for (size_t j = 0; j < nv; j++)
+            gk[j] = g8[j];
+    }
+}
+
+void gmf_nn_kern_gm_bwd_scalars(size_t B, size_t K, size_t L, size_t k0, size_t k1, const float *a,
+                                const float *F, const float *A, const float *Phi, const float *phi,
+                                const float *s, const float *dH, const double *sc, float *dF,
+                                float *dS2, double *da, double *gw) {
+    const double invK = 1.0 / (double)K;
+    double aT[8 * GMF_NN_SCAL_LMAX] __attribute__((aligned(64)));
+    double daT[8 * GMF_NN_SCAL_LMAX] __attribute__((aligned(64)));
+    for (size_t kc = k0; kc < k1; kc += 8) {
+        const size_t nv = k1 - kc < 8 ? k1 - kc : 8;
+        chunk8(B, K, L, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, da + (kc - k0) * L,
+               gw ? gw + kc : NULL, aT, daT);
+    }
+}
+
+/* gmf_nn_kern_gm_reduce_rows: the forward's output sum, vectorized over l (8 logits per zmm of
+ * doubles; the k loop stays in order in every lane, so each H entry is the C loop's sum bitwise).
+ * Why by hand: the C loop's VLA accumulator and runtime L keep GCC from vectorizing it over l,
+ * and it converts each float operand separately. */
+void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, const float *a,
+                                const float *F, const double *w, double inv, size_t K, size_t L,
+                                size_t i0, size_t i1) {
+    /* 4 rows at a time: 4 independent dependency chains of adds along k (one chain alone waits
+     * on the add latency at every k) */
+    enum { R = 4 };
+    const size_t W = K * (L + 1);
+    for (size_t i = i0; i < i1; i += R) {
+        const size_t nr = i1 - i < R ? i1 - i : R;
+        for (size_t l0 = 0; l0 < L; l0 += 8) {
+            const size_t nl = L - l0 < 8 ? L - l0 : 8;
+            const __mmask8 ml = (__mmask8)((1u << nl) - 1u);
+            __m512d acc[R];
+            for (size_t r = 0; r < R; r++)
+                acc[r] = _mm512_setzero_pd();
+            for (size_t k = 0; k < K; k++) {
+                const __m512d av = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(ml, a + k * L + l0));
+                for (size_t r = 0; r < R; r++) {
+                    const size_t ir = i + (r < nr ? r : 0); /* past the end: repeat row i */
+                    const __m512d Av = _mm512_set1_pd((double)A[ir * K + k]);
+                    const __m512d Pv = _mm512_set1_pd((double)Phi[ir * K + k]);
+                    const __m512d Gv = _mm512_cvtps_pd(
+                        _mm256_maskz_loadu_ps(ml, F + ir * W + k * (L + 1) + 1 + l0));
+                    const __m512d t = _mm512_add_pd(_mm512_mul_pd(Av, av), _mm512_mul_pd(Pv, Gv));
+                    acc[r] = _mm512_add_pd(acc[r], w ? _mm512_mul_pd(_mm512_set1_pd(w[k]), t) : t);
+                }
+            }
+            for (size_t r = 0; r < nr; r++) {
+                const __m512d o = w ? acc[r] : _mm512_mul_pd(_mm512_set1_pd(inv), acc[r]);
+                _mm256_mask_storeu_ps(H + (i + r) * L + l0, ml, _mm512_cvtpd_ps(o));
+            }
+        }
+    }
+}
+#endif
