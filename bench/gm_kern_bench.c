@@ -66,7 +66,9 @@ int main(int argc, char **argv) {
     float *P = falloc(W * d), *S = falloc((size_t)(K * d));
     float *F = falloc(B * W), *S2 = falloc((size_t)(B * K));
     float *dP = falloc(W * d), *dS = falloc((size_t)(K * d));
-    if (!X || !X2 || !P || !S || !F || !S2 || !dP || !dS) return 1;
+    /* X^T for gm_kern_xt.c's forward products (panels of 64 rows, as the library's) */
+    float *XT = falloc(gmf_nn_xt_size((size_t)B, (size_t)d));
+    if (!X || !X2 || !P || !S || !F || !S2 || !dP || !dS || !XT) return 1;
     srand(1);
     for (long e = 0; e < B * d; e++)
         X[e] = (float)rand() / RAND_MAX - 0.5f, X2[e] = X[e] * X[e];
@@ -80,14 +82,25 @@ int main(int argc, char **argv) {
         S2[e] = (float)rand() / RAND_MAX - 0.5f;
     const char *name[4] = {"F 64x200x784", "S2 64x20x784", "dmuW 200x784x64", "dsig2 20x784x64"};
     const double fl[4] = {2.0 * B * W * d, 2.0 * B * K * d, 2.0 * B * W * d, 2.0 * B * K * d};
-    double t[2][4][NROUND];
+    double t[3][4][NROUND], ttr[NROUND];
     const int reps = 200;
     for (long r = 0; r < rounds; r++)
-        for (int v = 0; v < 2; v++)
-            for (int s = 0; s < 4; s++) {
+        for (int v = 0; v < 3; v++) {
+            if (v == 2) { /* the per-step transpose X -> X^T alone */
+                const double c0 = cpu();
+                for (int q = 0; q < reps; q++)
+                    gmf_nn_kern_xt_trans(d, X, d, 0, B, XT);
+                ttr[r] = (cpu() - c0) / reps;
+            }
+            for (int s = 0; s < (v == 2 ? 2 : 4); s++) {
                 const double c0 = cpu();
                 for (int q = 0; q < reps; q++) {
-                    if (v == 0) {
+                    if (v == 2) { /* gm_kern_xt.c: F and S2 from X^T */
+                        if (s == 0)
+                            gmf_nn_kern_xt(B, W, d, XT, 0, P, d, F, W, 0);
+                        else
+                            gmf_nn_kern_xt(B, K, d, XT, 0, S, d, S2, K, 1);
+                    } else if (v == 0) {
                         if (s == 0)
                             gmf_nn_kern_nt(B, W, d, X, d, P, d, F, W, 0);
                         else if (s == 1)
@@ -115,6 +128,7 @@ int main(int argc, char **argv) {
                 if (s >= 2)
                     memset(s == 2 ? dP : dS, 0, sizeof(float) * (s == 2 ? W : (size_t)K) * d);
             }
+        }
     double sum[2] = {0, 0};
     for (int s = 0; s < 4; s++) {
         double g[2];
@@ -126,11 +140,57 @@ int main(int argc, char **argv) {
         printf("gm_kern_bench %-16s kern %7.1f GFLOP/s  sgemm %7.1f GFLOP/s  (%.2fx)\n", name[s],
                1e-9 * fl[s] / g[0], 1e-9 * fl[s] / g[1], g[1] / g[0]);
     }
+    qsort(t[2][0], rounds, sizeof(double), cmpd);
+    qsort(t[2][1], rounds, sizeof(double), cmpd);
+    qsort(ttr, rounds, sizeof(double), cmpd);
+    const double x0 = t[2][0][rounds / 2], x1 = t[2][1][rounds / 2], xt = ttr[rounds / 2];
+    printf("gm_kern_bench xt: F %.1f GFLOP/s (%.2fx nt), S2 %.1f GFLOP/s (%.2fx nt), X^T %.2f us; "
+           "F+S2+X^T %.1f us vs nt F+S2 %.1f us (%.2fx)\n",
+           1e-9 * fl[0] / x0, t[0][0][rounds / 2] / x0, 1e-9 * fl[1] / x1, t[0][1][rounds / 2] / x1,
+           1e6 * xt, 1e6 * (x0 + x1 + xt), 1e6 * (t[0][0][rounds / 2] + t[0][1][rounds / 2]),
+           (t[0][0][rounds / 2] + t[0][1][rounds / 2]) / (x0 + x1 + xt));
+    /* The forward products as the training step meets them: the parameters out of L2 (the step's
+     * backward and update stream about 2 MB between two forward passes; here a 4 MB buffer is
+     * written before each call), the batch just written (X, or the gather + X^T, read once
+     * before the call).  Per call, nt (F then S2) against X^T + xt (F then S2), alternated. */
+    const size_t nev = (size_t)4 << 20;
+    char *ev = malloc(nev);
+    if (!ev) return 1;
+    double tc[2][NROUND];
+    for (long r = 0; r < rounds; r++)
+        for (int v = 0; v < 2; v++) {
+            double acc = 0.0;
+            for (int q = 0; q < 50; q++) {
+                memset(ev, q, nev);
+                volatile float sink = 0.0f;
+                for (long e = 0; e < B * d; e += 16)
+                    sink += X[e];
+                const double c0 = cpu();
+                if (v == 0) {
+                    gmf_nn_kern_nt(B, W, d, X, d, P, d, F, W, 0);
+                    gmf_nn_kern_nt(B, K, d, X, d, S, d, S2, K, 1);
+                } else {
+                    gmf_nn_kern_xt_trans(d, X, d, 0, B, XT);
+                    gmf_nn_kern_xt(B, W, d, XT, 0, P, d, F, W, 0);
+                    gmf_nn_kern_xt(B, K, d, XT, 0, S, d, S2, K, 1);
+                }
+                acc += cpu() - c0;
+            }
+            tc[v][r] = acc / 50;
+        }
+    free(ev);
+    qsort(tc[0], rounds, sizeof(double), cmpd);
+    qsort(tc[1], rounds, sizeof(double), cmpd);
+    printf("gm_kern_bench cold parameters: nt F+S2 %.1f us (%.1f GFLOP/s), X^T+xt F+S2 %.1f us "
+           "(%.1f GFLOP/s): %.2fx\n",
+           1e6 * tc[0][rounds / 2], 1e-9 * (fl[0] + fl[1]) / tc[0][rounds / 2],
+           1e6 * tc[1][rounds / 2], 1e-9 * (fl[0] + fl[1]) / tc[1][rounds / 2],
+           tc[0][rounds / 2] / tc[1][rounds / 2]);
     printf("gm_kern_bench all four: kern %.1f us  sgemm %.1f us  (%.2fx), %.1f vs %.1f GFLOP/s\n",
            1e6 * sum[0], 1e6 * sum[1], sum[1] / sum[0],
            1e-9 * (fl[0] + fl[1] + fl[2] + fl[3]) / sum[0],
            1e-9 * (fl[0] + fl[1] + fl[2] + fl[3]) / sum[1]);
-    free(X), free(X2), free(P), free(S), free(F), free(S2), free(dP), free(dS);
+    free(XT), free(X), free(X2), free(P), free(S), free(F), free(S2), free(dP), free(dS);
     return 0;
 }
 #endif

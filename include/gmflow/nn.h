@@ -311,9 +311,12 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         real *sig2; /* K x d: sigma^2 */                                                           \
         real *a;    /* K x L: U_k mu_k + v_k */                                                    \
         /* activations, Bmax rows */                                                               \
-        real *X2;                /* B x d: X * X (not filled on AVX-512 float32 builds) */         \
-        real *F;                 /* B x K x (L+1): [m_ik, G_ik (L)], G_ik = W_k x_i */             \
-        real *S2;                /* B x K: s_ik^2 */                                               \
+        real *X2;   /* B x d: X * X (not filled on AVX-512 float32 builds) */                      \
+        real *XT;   /* X^T in panels of 64 rows (AVX-512 float32 builds; else NULL) */             \
+        real *xtb;  /* the X^T of this pass: XT, or dmuW's storage when it fits (nn_tmpl.h) */     \
+        size_t xt0; /* xtb's column of row 0 (0; a row view's first row) */                        \
+        real *F;    /* B x K x (L+1): [m_ik, G_ik (L)], G_ik = W_k x_i */                          \
+        real *S2;   /* B x K: s_ik^2 */                                                            \
         real *s, *Phi, *phi, *A; /* B x K */                                                       \
         /* backward scratch */                                                                     \
         real *dF;    /* B x K x (L+1): [dL/dm_ik, dL/dG_ik] */                                     \
@@ -390,9 +393,12 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         real *a;    /* K x L: U_k mu_k + v_k */                                                    \
         real *Q;    /* K x L x r: U_k V_k */                                                       \
         /* activations, Bmax rows */                                                               \
-        real *X2;                /* B x d: X * X (not filled on AVX-512 float32 builds) */         \
-        real *F;                 /* B x K x (L+1+r): [m_ik, G_ik (L), t_ik (r)] */                 \
-        real *S2;                /* B x K: diagonal part of s_ik^2 */                              \
+        real *X2;   /* B x d: X * X (not filled on AVX-512 float32 builds) */                      \
+        real *XT;   /* X^T in panels of 64 rows (AVX-512 float32 builds; else NULL) */             \
+        real *xtb;  /* the X^T of this pass: XT, or dmuW's storage when it fits (nn_tmpl.h) */     \
+        size_t xt0; /* xtb's column of row 0 (0; a row view's first row) */                        \
+        real *F;    /* B x K x (L+1+r): [m_ik, G_ik (L), t_ik (r)] */                              \
+        real *S2;   /* B x K: diagonal part of s_ik^2 */                                           \
         real *s, *Phi, *phi, *A; /* B x K */                                                       \
         /* backward scratch */                                                                     \
         real *dF;    /* B x K x (L+1+r): [dL/dm_ik, dL/dG_ik, dL/dt_ik] */                         \

@@ -36,6 +36,23 @@ static inline void gmf_nn_split(size_t n, int t, int nt, size_t *lo, size_t *hi)
  * sq: A's entries squared (x * x formed in registers).
  *   gmf_nn_kern_nt: C[i, j] = sum_p A[i, p] B[j, p]   (i < M, j < N, p < d; C overwritten)
  *   gmf_nn_kern_tn: C[j, p] = sum_i G[i, j] A[i, p]   (j < N, p < d, i < M; add: C +=) */
+/* The forward products from the transposed batch (gm_kern_xt.c; why: there; they replace
+ * gmf_nn_kern_nt in the GM and low-rank layers' forward, nt stays for tests and the bench).
+ * XT holds X^T in panels of 64 batch columns: X[i, p] at XT[(i / 64) 64 d + 64 p + i % 64]
+ * (gmf_nn_xt_size floats for Bmax rows): a batch block's d x 64 entries are contiguous.
+ *   gmf_nn_kern_xt_trans: columns [i0, i1) of XT = rows [i0, i1) of X (row-major, ldx), p < d
+ *   gmf_nn_kern_xt: C[i, j] = sum_p X^T[p, i0 + i] B[j, p]  (i < M, j < N, p < d; squared when
+ *                   sq; C overwritten): one FMA chain over p = 0 .. d-1 per entry, so any range
+ *                   of rows (i0) or columns is bitwise the whole product's. */
+static inline size_t gmf_nn_xt_size(size_t Bmax, size_t d) {
+    return (Bmax + 63) / 64 * 64 * d;
+}
+#ifdef __AVX512F__
+void gmf_nn_kern_xt_trans(size_t d, const float *X, size_t ldx, size_t i0, size_t i1, float *XT);
+void gmf_nn_kern_xt(size_t M, size_t N, size_t d, const float *XT, size_t i0, const float *B,
+                    size_t ldb, float *C, size_t ldc, int sq);
+#endif
+
 #ifdef __AVX512F__
 #define GMF_NN_KERN 1
 /* gmf_nn_kern_tn_update: the backward products fused with gmf_nn_kern_gm_update, for the

@@ -66,6 +66,26 @@ static real *ralloc(size_t n, int *fail) {
     return p;
 }
 
+/* The caches' X^T buffer (GM_KERN only: gm_kern_xt.c's forward products read the batch
+ * transposed, in panels of 64 rows: nn_internal.h); NULL in the other instantiations. */
+static void xt_alloc(real **XT, size_t *xt0, size_t Bmax, size_t d, int *fail) {
+    *XT = NULL, *xt0 = 0; /* (xtb: set per forward pass, XT_SELECT) */
+    if (!GM_KERN) return;
+    if (d && Bmax > SIZE_MAX / sizeof(real) / 2 / d)
+        *fail = 1;
+    else
+        *XT = ralloc(gmf_nn_xt_size(Bmax, d), fail);
+}
+
+/* The X^T storage for a forward pass on B rows (GM_KERN): the backward's product buffer (dmuW,
+ * dE) when X^T fits in it -- that buffer is dead from the parameter update that reads it to the
+ * next backward product that writes it, and X^T lives from the gather to the end of the forward,
+ * so the training step's working set does not grow by X^T (200 KB; it outgrew L2 and slowed the
+ * backward and the update) -- else the cache's own buffer (Bmax rows: the evaluation's batches).
+ * Set before the rows are transposed (gm_square_rows) and kept by the rows view. */
+#define XT_SELECT(c, dbuf, W, B)                                                                   \
+    ((c)->xtb = GM_KERN && gmf_nn_xt_size((B), (c)->d) <= (W) * (c)->d ? (dbuf) : (c)->XT)
+
 /* =============================================================================================
  * Named parameter views (nn.h) and the SGD update.
  * ============================================================================================= */
@@ -204,6 +224,7 @@ int FN(gmf_nn_gm_cache_init)(gm_cache *c, size_t Bmax, size_t d, size_t K, size_
     c->sig2 = ralloc(K * d, &fail);
     c->a = ralloc(K * L, &fail);
     c->X2 = ralloc(Bmax * d, &fail);
+    xt_alloc(&c->XT, &c->xt0, Bmax, d, &fail);
     c->F = ralloc(Bmax * W, &fail);
     c->S2 = ralloc(Bmax * K, &fail);
     c->s = ralloc(Bmax * K, &fail);
@@ -226,7 +247,8 @@ int FN(gmf_nn_gm_cache_init)(gm_cache *c, size_t Bmax, size_t d, size_t K, size_
 }
 
 void FN(gmf_nn_gm_cache_free)(gm_cache *c) {
-    free(c->muW), free(c->sig2), free(c->a), free(c->X2), free(c->F), free(c->S2), free(c->s);
+    free(c->muW), free(c->sig2), free(c->a), free(c->X2), free(c->XT), free(c->F), free(c->S2);
+    free(c->s);
     free(c->Phi), free(c->phi), free(c->A), free(c->dF), free(c->dS2), free(c->dmuW);
     free(c->dsig2), free(c->w), free(c->gw);
     memset(c, 0, sizeof *c);
@@ -272,25 +294,31 @@ static void gm_prep(gm_cache *c, const real *P, size_t d, size_t K, size_t L, si
         gm_prep1(c, P, d, K, L, k);
 }
 
-/* Rows [i0, i1) of X2 = X * X (not needed by the GM_KERN products, which square in registers). */
+/* Rows [i0, i1) of X2 = X * X; with GM_KERN instead columns [i0, i1) of X^T (the forward
+ * products read the batch transposed and square it in registers; the backward reads X). */
 static void gm_square_rows(gm_cache *c, const real *X, size_t d, size_t i0, size_t i1) {
-    if (GM_KERN) return;
+#if GM_KERN
+    gmf_nn_kern_xt_trans(d, X, d, c->xt0 + i0, c->xt0 + i1, c->xtb);
+#else
     for (size_t e = i0 * d; e < i1 * d; e++)
         c->X2[e] = X[e] * X[e];
+#endif
 }
 
-/* The forward products of components [k0, k1), every row (needs gm_prep for them; all rows of X,
- * and of X2 without GM_KERN). */
+/* The forward products of components [k0, k1), every row (needs gm_prep for them; all rows of X
+ * and X2, or of X^T with GM_KERN: gm_square_rows). */
 static void gm_fwd_gemm(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
                         size_t k0, size_t k1) {
     const size_t W = K * (L + 1), nk = k1 - k0;
     if (nk == 0) return;
 #if GM_KERN
     /* F[:, k, :] = X [mu_k; W_k]^T:  m_ik = x_i . mu_k and G_ik = W_k x_i      (B x nk(L+1))
-     * S2 = (X * X) (sigma^2)^T:  s_ik^2 = sum_j sigma_kj^2 x_ij^2                  (B x nk) */
-    gmf_nn_kern_nt(B, nk * (L + 1), d, X, d, c->muW + k0 * (L + 1) * d, d, c->F + k0 * (L + 1), W,
-                   0);
-    gmf_nn_kern_nt(B, nk, d, X, d, c->sig2 + k0 * d, d, c->S2 + k0, K, 1);
+     * S2 = (X * X) (sigma^2)^T:  s_ik^2 = sum_j sigma_kj^2 x_ij^2                  (B x nk)
+     * from X^T (gm_kern_xt.c: the batch as the vector dimension; X itself is not read) */
+    (void)X;
+    gmf_nn_kern_xt(B, nk * (L + 1), d, c->xtb, c->xt0, c->muW + k0 * (L + 1) * d, d,
+                   c->F + k0 * (L + 1), W, 0);
+    gmf_nn_kern_xt(B, nk, d, c->xtb, c->xt0, c->sig2 + k0 * d, d, c->S2 + k0, K, 1);
 #else
     gemm(0, 1, B, nk * (L + 1), d, 1, X, d, c->muW + k0 * (L + 1) * d, d, 0, c->F + k0 * (L + 1),
          W);
@@ -375,6 +403,7 @@ static void gm_reduce_rows_w(real *H, const gm_cache *c, size_t K, size_t L, siz
 
 void FN(gmf_nn_gm_forward_w)(real *H, gm_cache *c, const real *X, const real *P, const real *logit,
                              size_t B, size_t d, size_t K, size_t L) {
+    XT_SELECT(c, c->dmuW, K * (L + 1), B);
     mix_weights(&c->learned, c->w, logit, K);
     gm_prep(c, P, d, K, L, 0, K);
     gm_square_rows(c, X, d, 0, B);
@@ -888,6 +917,7 @@ int FN(gmf_nn_gmlr_cache_init)(lr_cache *c, size_t Bmax, size_t d, size_t K, siz
     c->a = ralloc(K * L, &fail);
     c->Q = ralloc(K * L * r, &fail);
     c->X2 = ralloc(Bmax * d, &fail);
+    xt_alloc(&c->XT, &c->xt0, Bmax, d, &fail);
     c->F = ralloc(Bmax * W, &fail);
     c->S2 = ralloc(Bmax * K, &fail);
     c->s = ralloc(Bmax * K, &fail);
@@ -911,7 +941,8 @@ int FN(gmf_nn_gmlr_cache_init)(lr_cache *c, size_t Bmax, size_t d, size_t K, siz
 }
 
 void FN(gmf_nn_gmlr_cache_free)(lr_cache *c) {
-    free(c->E), free(c->sig2), free(c->a), free(c->Q), free(c->X2), free(c->F), free(c->S2);
+    free(c->E), free(c->sig2), free(c->a), free(c->Q), free(c->X2), free(c->XT), free(c->F);
+    free(c->S2);
     free(c->s), free(c->Phi), free(c->phi), free(c->A), free(c->dF), free(c->dS2), free(c->dE);
     free(c->dsig2), free(c->dQ), free(c->dUq);
     memset(c, 0, sizeof *c);
@@ -945,10 +976,14 @@ static void lr_prep(lr_cache *c, const real *P, size_t d, size_t K, size_t L, si
         lr_prep1(c, P, d, K, L, r, k);
 }
 
+/* As gm_square_rows: rows [i0, i1) of X2, or with GM_KERN columns [i0, i1) of X^T. */
 static void lr_square_rows(lr_cache *c, const real *X, size_t d, size_t i0, size_t i1) {
-    if (GM_KERN) return; /* the GM_KERN products square in registers */
+#if GM_KERN
+    gmf_nn_kern_xt_trans(d, X, d, c->xt0 + i0, c->xt0 + i1, c->xtb);
+#else
     for (size_t e = i0 * d; e < i1 * d; e++)
         c->X2[e] = X[e] * X[e];
+#endif
 }
 
 /* Forward GEMMs and Gaussian scalars for components [k0, k1) (needs lr_prep for them and all
@@ -960,9 +995,11 @@ static void lr_fwd_part(lr_cache *c, const real *X, size_t B, size_t d, size_t K
 #if GM_KERN
     /* F[:, k, :] = X E_k^T: m_ik = x_i . mu_k, W_k x_i, t_ik = V_k^T x_i        (B x nk R)
      * S2 = (X * X) (sigma^2)^T: the diagonal part of s_ik^2                        (B x nk)
-     * (GM_KERN: the diagonal layer's products, so that V = 0 trains bitwise as that layer) */
-    gmf_nn_kern_nt(B, nk * R, d, X, d, c->E + k0 * R * d, d, c->F + k0 * R, W, 0);
-    gmf_nn_kern_nt(B, nk, d, X, d, c->sig2 + k0 * d, d, c->S2 + k0, K, 1);
+     * (GM_KERN: the diagonal layer's products from X^T, so that V = 0 trains bitwise as that
+     * layer) */
+    (void)X;
+    gmf_nn_kern_xt(B, nk * R, d, c->xtb, c->xt0, c->E + k0 * R * d, d, c->F + k0 * R, W, 0);
+    gmf_nn_kern_xt(B, nk, d, c->xtb, c->xt0, c->sig2 + k0 * d, d, c->S2 + k0, K, 1);
 #else
     gemm(0, 1, B, nk * R, d, 1, X, d, c->E + k0 * R * d, d, 0, c->F + k0 * R, W);
     gemm(0, 1, B, nk, d, 1, c->X2, d, c->sig2 + k0 * d, d, 0, c->S2 + k0, K);
@@ -1014,6 +1051,7 @@ static void lr_reduce_rows(real *H, const lr_cache *c, size_t K, size_t L, size_
 
 void FN(gmf_nn_gmlr_forward)(real *H, lr_cache *c, const real *X, const real *P, size_t B, size_t d,
                              size_t K, size_t L, size_t r) {
+    XT_SELECT(c, c->dE, K * (L + 1 + r), B);
     lr_prep(c, P, d, K, L, r, 0, K);
     lr_square_rows(c, X, d, 0, B);
     lr_fwd_part(c, X, B, d, K, L, r, 0, K);
@@ -1489,6 +1527,7 @@ static gm_cache gm_rows_view(const gm_cache *c, size_t d, size_t K, size_t L, si
     gm_cache v = *c;
     const size_t W = K * (L + 1);
     v.X2 += i0 * d, v.F += i0 * W, v.dF += i0 * W;
+    v.xt0 += i0; /* X^T's columns (GM_KERN) */
     v.S2 += i0 * K, v.s += i0 * K, v.Phi += i0 * K, v.phi += i0 * K, v.A += i0 * K;
     v.dS2 += i0 * K;
     return v;
@@ -1606,6 +1645,7 @@ static void gm_logits_finish(ws_t *ws, const gm_job *j) {
 static void gm_run(ws_t *ws, gm_job *j) {
     gm_cache *c = &ws->gm1;
     mix_weights(&c->learned, c->w, FN(gmf_nn_net_view)(ws->m, ws->P).gm[0].a, ws->m->K);
+    XT_SELECT(c, c->dmuW, ws->m->K * (ws->m->L + 1), j->B);
     gmf_nn_pool_run(ws->pool, gm_job_run, j);
     gm_logits_finish(ws, j);
     ws->prep_valid = 1; /* prepared by the job, and refreshed by a step's updates */
@@ -1662,6 +1702,8 @@ static void lr_job_run(void *vctx, int t, int nt) {
 /* Run the gm-lowrank job (modes of gm_job); with accumulate, gacc += dP afterwards. */
 static double lr_pool_run(gm_job *j) {
     ws_t *ws = j->ws;
+    lr_cache *c = &ws->lr;
+    XT_SELECT(c, c->dE, ws->m->K * (ws->m->L + 1 + ws->m->rank), j->B);
     gmf_nn_pool_run(ws->pool, lr_job_run, j);
     ws->prep_valid = 1;
     if (j->mode == 1 && j->accumulate && isfinite(j->loss))
