@@ -1,7 +1,9 @@
 /* test_gm_kern.c -- gm_kern.c's AVX-512 float32 products (nn_internal.h: gmf_nn_kern_nt,
  * gmf_nn_kern_tn) against a plain loop in double, and against cblas_sgemm (the route the other
  * builds take); the fused step's parameter pass (gmf_nn_kern_gm_update) bit for bit against the
- * row-by-row float passes it replaces and against double (case_update).  Skipped (exit 77) in
+ * row-by-row float passes it replaces and against double (case_update); the backward products
+ * fused with that pass (gmf_nn_kern_tn_update) bit for bit against tn + gm_update and against
+ * double (case_tu).  Skipped (exit 77) in
  * builds without AVX-512 (no GMF_NN_KERN).
  *
  *   nt: C[i, j] = sum_p A[i, p] B[j, p]   (A squared when sq), C overwritten
@@ -34,7 +36,7 @@ int main(void) {
 }
 #else
 
-static tu_worst worst;
+static tu_worst worst, worst_tu;     /* worst_tu: case_tu alone */
 static const float SENT = -12345.0f; /* padding sentinel */
 
 static float *frand(gsl_rng *r, size_t n, size_t off) {
@@ -279,8 +281,137 @@ static void case_update(gsl_rng *r, size_t d, size_t L, float rU, float rS, floa
     free(acc), free(U0), free(mu0), free(sg0), free(s20);
 }
 
+/* gmf_nn_kern_tn_update (the backward products fused with the parameter pass) on M batch rows,
+ * d columns, L, K components, the range [k0, k1), against (1) the unfused route -- gmf_nn_kern_tn
+ * for [dmu; dW] and dsig2, then gmf_nn_kern_gm_update per component -- bit for bit (every
+ * parameter and cache array, all K components: those outside the range untouched), and (2) the
+ * products and the update evaluated in double from the same float inputs, to
+ * tol = (M + L + 12) 2^-24 times the sum of the absolute values of the terms each output goes
+ * through (a product entry is a sum of M rounded terms, then at most L + 4 rounded operations).
+ * Where the kernel does not apply (L > GMF_NN_KERN_TU_LMAX, M > GMF_NN_KERN_TU_MMAX) it must
+ * return 0 and write nothing.  Leading dimensions larger than the sizes. */
+static void case_tu(gsl_rng *r, size_t M, size_t d, size_t L, size_t K, size_t k0, size_t k1,
+                    float rU, float rS, float rM) {
+    const size_t W = K * (L + 1), nk = k1 - k0, ldx = d + 3, ldf = W + 1, lds = K + 2;
+    const size_t nU = K * L * d, nW = W * d, nd = K * d;
+    float *X = frand(r, M * ldx, 0), *dF = frand(r, M * ldf, 0), *dS2 = frand(r, M * lds, 0);
+    float *U = frand(r, nU, 0), *mu = frand(r, nd, 0), *sg = frand(r, nd, 0);
+    float *s2 = tu_xmalloc((nd + 16) * 4), *muW = tu_xmalloc((nW + 16) * 4);
+    float *dal = frand(r, nk * L + 1, 0);
+    for (size_t e = 0; e < nd; e++)
+        s2[e] = sg[e] * sg[e];
+    for (size_t e = 0; e < nW + 16; e++)
+        muW[e] = SENT;
+    /* copies: the reference route (R) and the inputs (0) */
+    float *UR = tu_xmalloc((nU + 1) * 4), *muR = tu_xmalloc(nd * 4), *sgR = tu_xmalloc(nd * 4);
+    float *s2R = tu_xmalloc(nd * 4), *muWR = tu_xmalloc((nW + 16) * 4);
+    float *U0 = tu_xmalloc((nU + 1) * 4), *mu0 = tu_xmalloc(nd * 4), *sg0 = tu_xmalloc(nd * 4);
+    float *s20 = tu_xmalloc(nd * 4);
+    memcpy(UR, U, nU * 4), memcpy(muR, mu, nd * 4), memcpy(sgR, sg, nd * 4);
+    memcpy(s2R, s2, nd * 4), memcpy(muWR, muW, (nW + 16) * 4);
+    memcpy(U0, U, nU * 4), memcpy(mu0, mu, nd * 4), memcpy(sg0, sg, nd * 4);
+    memcpy(s20, s2, nd * 4);
+    double *acc = tu_xmalloc((nk * L + 1) * 8), *accR = tu_xmalloc((nk * L + 1) * 8);
+    for (size_t e = 0; e < nk * L + 1; e++)
+        acc[e] = -1.0, accR[e] = -1.0;
+    const int ok = gmf_nn_kern_tn_update(M, d, L, k0, k1, X, ldx, dF, ldf, dS2, lds, U, mu, sg, s2,
+                                         muW, dal, rU, rS, rM, acc);
+    if (L > GMF_NN_KERN_TU_LMAX || M > GMF_NN_KERN_TU_MMAX) {
+        CHECK(!ok, "tn_update M=%zu L=%zu: should decline", M, L);
+        CHECK(!memcmp(U, U0, nU * 4) && !memcmp(mu, mu0, nd * 4) && !memcmp(sg, sg0, nd * 4) &&
+                  !memcmp(s2, s20, nd * 4) && !memcmp(muW, muWR, (nW + 16) * 4),
+              "tn_update M=%zu L=%zu: declined but wrote", M, L);
+        goto done;
+    }
+    CHECK(ok, "tn_update M=%zu d=%zu L=%zu: declined", M, d, L);
+    /* (1) the unfused route */
+    {
+        float *dmuW = tu_xmalloc((nk * (L + 1) * d + 1) * 4), *dsig2 = tu_xmalloc((nk * d + 1) * 4);
+        gmf_nn_kern_tn(nk * (L + 1), d, M, dF + k0 * (L + 1), ldf, X, ldx, dmuW, d, 0, 0);
+        gmf_nn_kern_tn(nk, d, M, dS2 + k0, lds, X, ldx, dsig2, d, 1, 0);
+        for (size_t k = k0; k < k1; k++) {
+            const float *g = dmuW + (k - k0) * (L + 1) * d;
+            gmf_nn_kern_gm_update(d, L, UR + k * L * d, muR + k * d, sgR + k * d, g + d, g,
+                                  dsig2 + (k - k0) * d, s2R + k * d, muWR + k * (L + 1) * d,
+                                  dal + (k - k0) * L, rU, rS, rM, accR + (k - k0) * L);
+        }
+        free(dmuW), free(dsig2);
+    }
+    const int same = !memcmp(U, UR, nU * 4) && !memcmp(mu, muR, nd * 4) &&
+                     !memcmp(sg, sgR, nd * 4) && !memcmp(s2, s2R, nd * 4) &&
+                     !memcmp(muW, muWR, (nW + 16) * 4) && !memcmp(acc, accR, nk * L * 8);
+    CHECK(same, "tn_update M=%zu d=%zu L=%zu K=%zu [%zu,%zu): not bitwise tn + gm_update", M, d, L,
+          K, k0, k1);
+    /* (2) double */
+    const double tol = (double)(M + L + 12) * 0x1p-24;
+    double we = 0.0;
+    double *P = tu_xmalloc((L + 2) * 8), *S = tu_xmalloc((L + 2) * 8);
+    for (size_t k = k0; k < k1; k++) {
+        const float *dk = dal + (k - k0) * L;
+        for (size_t j = 0; j < d; j++) {
+            /* P[0] = dsig2, P[1] = dmu, P[2 + l] = dW_l; S: sums of |terms| */
+            for (size_t q = 0; q < L + 2; q++)
+                P[q] = 0.0, S[q] = 0.0;
+            for (size_t i = 0; i < M; i++) {
+                const double x = X[i * ldx + j], gs = dS2[i * lds + k];
+                P[0] += gs * x * x, S[0] += fabs(gs * x * x);
+                for (size_t q = 0; q <= L; q++) {
+                    const double g = dF[i * ldf + k * (L + 1) + q];
+                    P[1 + q] += g * x, S[1 + q] += fabs(g * x);
+                }
+            }
+            const size_t c = k * d + j;
+            double ds = P[0], as = S[0], dm = P[1], am = S[1];
+            for (size_t l = 0; l < L; l++) {
+                const double u = U0[(k * L + l) * d + j], a = dk[l];
+                ds += P[2 + l] * u, as += S[2 + l] * fabs(u);
+                dm += a * u, am += fabs(a * u);
+                const double du = P[2 + l] * s20[c] + a * mu0[c];
+                const double un = u - (double)rU * du;
+                const double sc =
+                    fabs(u) + fabs((double)rU) * (S[2 + l] * s20[c] + fabs(a * mu0[c]));
+                we = fmax(we, fabs(U[(k * L + l) * d + j] - un) / (tol * sc + 1e-300));
+            }
+            const double sn = rS != 0 ? sg0[c] - (double)rS * 2.0 * sg0[c] * ds : sg0[c];
+            const double ssc = fabs(sg0[c]) + fabs((double)rS) * 2.0 * fabs(sg0[c]) * as;
+            const double mn = rM != 0 ? mu0[c] - (double)rM * dm : mu0[c];
+            const double msc = fabs(mu0[c]) + fabs((double)rM) * am;
+            we = fmax(we, fabs(sg[c] - sn) / (tol * ssc + 1e-300));
+            we = fmax(we, fabs(mu[c] - mn) / (tol * msc + 1e-300));
+            const double s2x = (double)sg[c] * sg[c];
+            we = fmax(we, fabs(s2[c] - s2x) / (tol * s2x + 1e-300));
+            we = fmax(we,
+                      fabs(muW[k * (L + 1) * d + j] - (double)mu[c]) / (tol * fabs(mn) + 1e-300));
+            for (size_t l = 0; l < L; l++) {
+                const double w = (double)U[(k * L + l) * d + j] * s2x;
+                we = fmax(we,
+                          fabs(muW[(k * (L + 1) + 1 + l) * d + j] - w) / (tol * fabs(w) + 1e-300));
+            }
+        }
+        for (size_t l = 0; l < L; l++) {
+            double a = 0.0, sa = 0.0;
+            for (size_t j = 0; j < d; j++) {
+                const double t = (double)U[(k * L + l) * d + j] * mu[k * d + j];
+                a += t, sa += fabs(t);
+            }
+            we = fmax(we,
+                      fabs(acc[(k - k0) * L + l] - a) / ((double)(d + 2) * 0x1p-24 * sa + 1e-300));
+        }
+    }
+    CHECK(we <= 1.0, "tn_update M=%zu d=%zu L=%zu K=%zu vs double: %.3g of the bound", M, d, L, K,
+          we);
+    tu_worst_update(&worst, we, "tn_update M=%zu d=%zu L=%zu", M, d, L);
+    tu_worst_update(&worst_tu, we, "tn_update M=%zu d=%zu L=%zu", M, d, L);
+    free(P), free(S);
+done:
+    free(X), free(dF), free(dS2), free(U), free(mu), free(sg), free(s2), free(muW), free(dal);
+    free(UR), free(muR), free(sgR), free(s2R), free(muWR), free(U0), free(mu0), free(sg0);
+    free(s20), free(acc), free(accR);
+}
+
 int main(void) {
     tu_worst_init(&worst);
+    tu_worst_init(&worst_tu);
     gsl_rng *r = tu_rng(14);
     printf("test_gm_kern: seed %lu\n", tu_seed());
     const size_t Ms[] = {1, 3, 4, 5, 6, 7, 13, 64}, Ns[] = {1, 3, 4, 5, 6, 7, 13, 200};
@@ -303,7 +434,28 @@ int main(void) {
             case_update(r, ds[c], Ls[a], 0.05f, (c & 1) ? 0.02f : 0.0f, (a & 1) ? 0.0f : 0.03f);
             ncase++;
         }
+    /* tn_update: d across the 16- and 32-column edges, every L up to the tiles' limit and past
+     * it, M across 1 .. 70 (and the M limit), component ranges inside K, K past a group of 32 */
+    const size_t tds[] = {1, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 100, 784};
+    const size_t tMs[] = {1, 2, 7, 16, 64, 70};
+    size_t it = 0;
+    for (size_t c = 0; c < sizeof tds / sizeof *tds; c++)
+        for (size_t L = 0; L <= 12; L++) {
+            const size_t M = tMs[(c + L) % 6], K = (c + L) % 4 == 3 ? 40 : 3;
+            const size_t k0 = K == 40 ? 5 : (it & 1), k1 = K == 40 ? 38 : K - ((it >> 1) & 1);
+            if (tds[c] == 784 && L % 3) continue; /* the large d: L = 0, 3, 6, 9, 12 */
+            case_tu(r, M, tds[c], L, K, k0, k1, 0.05f, (it % 3) ? 0.02f : 0.0f,
+                    (it % 4 == 1) ? 0.0f : 0.03f);
+            it++, ncase++;
+        }
+    case_tu(r, 64, 784, 9, 20, 0, 20, 0.05f, 0.02f, 0.03f);  /* gmflow train's step */
+    case_tu(r, 64, 784, 9, 20, 10, 20, 0.05f, 0.02f, 0.03f); /* its second pool thread */
+    case_tu(r, GMF_NN_KERN_TU_MMAX, 40, 2, 2, 0, 2, 0.05f, 0.02f, 0.03f);
+    case_tu(r, GMF_NN_KERN_TU_MMAX + 1, 40, 2, 2, 0, 2, 0.05f, 0.02f, 0.03f); /* declined */
+    ncase += 4;
     gsl_rng_free(r);
+    printf("test_gm_kern: tn_update's worst error vs double %.3g of the bound (%s)\n",
+           worst_tu.value, worst_tu.what);
     printf("test_gm_kern: %zu cases; worst error %.3g of the bound (%s)\n", ncase, worst.value,
            worst.what);
     return tu_finish("test_gm_kern");

@@ -23,6 +23,8 @@
  * results are deterministic; they differ from OpenBLAS's in the last bits (another order).
  * Tested against a double-precision loop on odd sizes by tests/test_gm_kern.c.
  *
+ *   tn_update: tn's two backward products fused with gm_update (below), one component's rows in
+ *       registers; bitwise tn + gm_update (docs/PERFORMANCE.md section 10.2).
  *   gm_update: the fused SGD step's parameter pass over one component (U rows, sigma, mu and
  *       the refreshed W / sig2 / a cache) in one pass of 16-column blocks, bitwise the C
  *       row-by-row passes it replaces (docs/PERFORMANCE.md section 10.1); tested bit for bit
@@ -246,5 +248,216 @@ void gmf_nn_kern_gm_update(size_t d, size_t L, float *U, float *mu, float *sigma
             s += (double)U[l * d + j] * (double)mu[j];
         acc[l] = s;
     }
+}
+
+/* load / store 16 floats: plain in a full block (a masked load may cost a vector-port uop),
+ * masked in d's tail */
+static inline __m512 ld16(const float *p, __mmask16 m, int full) {
+    return full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+}
+
+static inline void st16(float *p, __mmask16 m, int full, __m512 v) {
+    if (full)
+        _mm512_storeu_ps(p, v);
+    else
+        _mm512_mask_storeu_ps(p, m, v);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * tn_update: the backward product fused with the parameter pass (gmf_nn_kern_tn_update in
+ * nn_internal.h).  Why: tn + gm_update wrote dmuW (K (L+1) x d floats) and dsig2 (K x d) every
+ * step and read them back with U; here a register tile holds one component's L + 2 product rows
+ * (dsig2, dmu, dW_0..dW_{L-1}) for 32 columns (2 zmm each: 22 accumulators at L = 9), and
+ * gm_update's per-column work for those columns runs from the registers, so the gradient rows
+ * never go to memory.  Per batch row i: 2 loads of X, 2 of X * X, L + 2 broadcasts, 2 (L + 2)
+ * FMAs.  Loop order: panels of TU_PB columns outer (X's M x TU_PB panel and its square, formed
+ * once per panel, stay in L1), the components of a group of TU_KB inner (a's partial sums of the
+ * group on the stack).  The epilogue's two 16-column halves are interleaved (their dependency
+ * chains overlap), and its parameter rows are prefetched while the product runs.  The whole
+ * backward half is bound by vector-port work (the products' FMAs and the pass's 12 operations
+ * per U row and 16 columns), so this gains about 5 % of the epoch, not more (docs/PERFORMANCE.md
+ * section 10.2).
+ * Bitwise: every product entry is the same single FMA chain over i = 0 .. M-1 as gmf_nn_kern_tn,
+ * and the epilogue is gmf_nn_kern_gm_update's arithmetic operation for operation (a's 16-lane
+ * partial sums carried across the 16-column blocks in the same order). */
+/* columns per panel: 2 tiles of 32 (panels of 32 and 128 measured 0.85x and 0.75x of the unfused
+ * route's speed on gm_kern_bench's shapes, 64 1.09x) */
+#define TU_PB 64
+#define TU_KB 32 /* components per group */
+
+/* One component's tile: columns [p, p + 32) (masks for d's tail), the product over i < M, then
+ * gm_update's column work.  L is a constant in each instance. */
+static inline __attribute__((always_inline)) void
+tu_tile(const size_t L, size_t M, size_t d, size_t p, const float *X, size_t ldx, const float *X2,
+        size_t ld2, const float *g, size_t ldf, const float *gs, size_t lds, float *U, float *mu,
+        float *sigma, float *sig2, float *muW, const float *dal, float rU, float rS, float rM,
+        float *part, int full) {
+    __m512 acc[GMF_NN_KERN_TU_LMAX + 2][2]; /* row 0: dsig2, row 1: dmu, rows 2 ..: dW */
+    for (size_t r = 0; r < L + 2; r++)
+        acc[r][0] = _mm512_setzero_ps(), acc[r][1] = _mm512_setzero_ps();
+    const __mmask16 m0 = lanes(d - p), m1 = p + 16 < d ? lanes(d - p - 16) : 0;
+    /* the epilogue's rows (U, muW, mu, sigma, sig2 at these 32 columns), requested during the
+     * first 2 L + 4 batch rows: the panel order visits each row in 128-byte pieces, 20
+     * components apart, which the hardware prefetchers do not follow; in the training step these
+     * lines come from L3 (epoch: the kernel's samples 5 % fewer, 1.025x over 8 pairs) */
+    const float *pf[2 * GMF_NN_KERN_TU_LMAX + 4];
+    const size_t npf = 2 * L + 4;
+    for (size_t l = 0; l < L; l++)
+        pf[l] = U + l * d + p;
+    for (size_t q = 0; q <= L; q++)
+        pf[L + q] = muW + q * d + p;
+    pf[2 * L + 1] = mu + p, pf[2 * L + 2] = sigma + p, pf[2 * L + 3] = sig2 + p;
+    for (size_t i = 0; i < M; i++) {
+        if (i < npf) {
+            _mm_prefetch((const char *)pf[i], _MM_HINT_T0);
+            if (full) _mm_prefetch((const char *)(pf[i] + 16), _MM_HINT_T0);
+        }
+        const float *xr = X + i * ldx + p, *gi = g + i * ldf, *x2 = X2 + i * ld2;
+        const __m512 x0 = full ? _mm512_loadu_ps(xr) : _mm512_maskz_loadu_ps(m0, xr);
+        const __m512 x1 = full ? _mm512_loadu_ps(xr + 16) : _mm512_maskz_loadu_ps(m1, xr + 16);
+        const __m512 b = _mm512_set1_ps(gs[i * lds]);
+        acc[0][0] = _mm512_fmadd_ps(b, _mm512_loadu_ps(x2), acc[0][0]);
+        acc[0][1] = _mm512_fmadd_ps(b, _mm512_loadu_ps(x2 + 16), acc[0][1]);
+        for (size_t r = 0; r <= L; r++) {
+            const __m512 s = _mm512_set1_ps(gi[r]);
+            acc[1 + r][0] = _mm512_fmadd_ps(s, x0, acc[1 + r][0]);
+            acc[1 + r][1] = _mm512_fmadd_ps(s, x1, acc[1 + r][1]);
+        }
+    }
+    /* gmf_nn_kern_gm_update's body (gmu_block) for the two 16-column halves, interleaved, the
+     * gradient rows from the accumulators */
+    const __m512 two = _mm512_set1_ps(2.0f), vU = _mm512_set1_ps(rU), vS = _mm512_set1_ps(rS);
+    const __m512 vM = _mm512_set1_ps(rM);
+    const int nh = full ? 2 : p + 16 < d ? 2 : 1;
+    const __mmask16 mh[2] = {m0, m1};
+    int fh[2];
+    __m512 s2o[2], muo[2], ds[2], dm[2], sn[2], mn[2], s2n[2];
+    for (int h = 0; h < nh; h++) {
+        const size_t c = p + 16 * (size_t)h;
+        fh[h] = full ? 1 : d - c >= 16; /* a full 16-column block (dot16's lanes) */
+        s2o[h] = ld16(sig2 + c, mh[h], fh[h]), muo[h] = ld16(mu + c, mh[h], fh[h]);
+        ds[h] = acc[0][h], dm[h] = acc[1][h];
+    }
+    for (size_t l = 0; l < L; l++) {
+        const __m512 a = _mm512_set1_ps(dal[l]);
+        for (int h = 0; h < nh; h++) {
+            const size_t c = p + 16 * (size_t)h;
+            const __m512 gl = acc[2 + l][h], u = ld16(U + l * d + c, mh[h], fh[h]);
+            const __m512 du = _mm512_add_ps(_mm512_mul_ps(gl, s2o[h]), _mm512_mul_ps(a, muo[h]));
+            ds[h] = _mm512_add_ps(ds[h], _mm512_mul_ps(gl, u));
+            dm[h] = _mm512_add_ps(dm[h], _mm512_mul_ps(a, u));
+            st16(U + l * d + c, mh[h], fh[h], _mm512_sub_ps(u, _mm512_mul_ps(vU, du)));
+        }
+    }
+    for (int h = 0; h < nh; h++) {
+        const size_t c = p + 16 * (size_t)h;
+        sn[h] = ld16(sigma + c, mh[h], fh[h]), mn[h] = muo[h];
+        if (rS != 0.0f)
+            sn[h] = _mm512_sub_ps(
+                sn[h], _mm512_mul_ps(vS, _mm512_mul_ps(_mm512_mul_ps(two, sn[h]), ds[h])));
+        if (rM != 0.0f) mn[h] = _mm512_sub_ps(mn[h], _mm512_mul_ps(vM, dm[h]));
+        s2n[h] = _mm512_mul_ps(sn[h], sn[h]);
+        st16(sigma + c, mh[h], fh[h], sn[h]);
+        st16(mu + c, mh[h], fh[h], mn[h]);
+        st16(muW + c, mh[h], fh[h], mn[h]);
+        st16(sig2 + c, mh[h], fh[h], s2n[h]);
+    }
+    for (size_t l = 0; l < L; l++)
+        for (int h = 0; h < nh; h++) {
+            const size_t c = p + 16 * (size_t)h;
+            const __m512 u = ld16(U + l * d + c, mh[h], fh[h]);
+            st16(muW + (1 + l) * d + c, mh[h], fh[h], _mm512_mul_ps(u, s2n[h]));
+            if (fh[h])
+                _mm512_storeu_ps(part + 16 * l, _mm512_add_ps(_mm512_loadu_ps(part + 16 * l),
+                                                              _mm512_mul_ps(u, mn[h])));
+        }
+}
+
+/* Components [k0, k1) (absolute indices into the parameter and cache arrays), L constant. */
+static inline __attribute__((always_inline)) void
+tu_run(const size_t L, size_t M, size_t d, size_t k0, size_t k1, const float *X, size_t ldx,
+       const float *dF, size_t ldf, const float *dS2, size_t lds, float *U, float *mu, float *sigma,
+       float *sig2, float *muW, const float *dal, float rU, float rS, float rM, double *acc) {
+    float part[TU_KB * (L ? L : 1) * 16]; /* a's 16-lane partial sums, per (component, l) */
+    const size_t dfull = d & ~(size_t)15;
+    float x2p[M * TU_PB] __attribute__((aligned(64))); /* M <= TU_MMAX */
+    for (size_t kb = k0; kb < k1; kb += TU_KB) {
+        const size_t ke = k1 - kb < TU_KB ? k1 : kb + TU_KB;
+        for (size_t e = 0; e < (ke - kb) * L * 16; e++)
+            part[e] = 0.0f;
+        for (size_t p0 = 0; p0 < d; p0 += TU_PB) {
+            /* the panel of X * X, formed once for all components (zeros past d) */
+            for (size_t i = 0; i < M; i++)
+                for (size_t q = 0; q < TU_PB; q += 16) {
+                    const __m512 x =
+                        p0 + q < d ? _mm512_maskz_loadu_ps(lanes(d - p0 - q), X + i * ldx + p0 + q)
+                                   : _mm512_setzero_ps();
+                    _mm512_store_ps(x2p + i * TU_PB + q, _mm512_mul_ps(x, x));
+                }
+            for (size_t k = kb; k < ke; k++)
+                for (size_t p = p0; p < p0 + TU_PB && p < d; p += 32) {
+                    const float *g = dF + k * (L + 1), *gs = dS2 + k;
+                    float *Uk = U + k * L * d, *mk = mu + k * d, *sk = sigma + k * d;
+                    float *s2k = sig2 + k * d, *mWk = muW + k * (L + 1) * d;
+                    const float *dk = dal + (k - k0) * L;
+                    float *pk = part + (k - kb) * L * 16;
+                    const float *x2 = x2p + (p - p0);
+                    if (p + 32 <= d)
+                        tu_tile(L, M, d, p, X, ldx, x2, TU_PB, g, ldf, gs, lds, Uk, mk, sk, s2k,
+                                mWk, dk, rU, rS, rM, pk, 1);
+                    else
+                        tu_tile(L, M, d, p, X, ldx, x2, TU_PB, g, ldf, gs, lds, Uk, mk, sk, s2k,
+                                mWk, dk, rU, rS, rM, pk, 0);
+                }
+        }
+        for (size_t k = kb; k < ke; k++) /* dot16's order: the 16 lanes, then the d % 16 tail */
+            for (size_t l = 0; l < L; l++) {
+                const float *pl = part + ((k - kb) * L + l) * 16;
+                const float *u = U + (k * L + l) * d, *mk = mu + k * d;
+                double s = 0.0;
+                for (int q = 0; q < 16; q++)
+                    s += (double)pl[q];
+                for (size_t j = dfull; j < d; j++)
+                    s += (double)u[j] * (double)mk[j];
+                acc[(k - k0) * L + l] = s;
+            }
+    }
+}
+
+#define TU_INST(n)                                                                                 \
+    static void tu_run##n(size_t M, size_t d, size_t k0, size_t k1, const float *X, size_t ldx,    \
+                          const float *dF, size_t ldf, const float *dS2, size_t lds, float *U,     \
+                          float *mu, float *sigma, float *sig2, float *muW, const float *dal,      \
+                          float rU, float rS, float rM, double *acc) {                             \
+        tu_run(n, M, d, k0, k1, X, ldx, dF, ldf, dS2, lds, U, mu, sigma, sig2, muW, dal, rU, rS,   \
+               rM, acc);                                                                           \
+    }
+TU_INST(0)
+TU_INST(1)
+TU_INST(2)
+TU_INST(3)
+TU_INST(4)
+TU_INST(5)
+TU_INST(6)
+TU_INST(7)
+TU_INST(8)
+TU_INST(9)
+TU_INST(10)
+
+typedef void (*tu_fn)(size_t, size_t, size_t, size_t, const float *, size_t, const float *, size_t,
+                      const float *, size_t, float *, float *, float *, float *, float *,
+                      const float *, float, float, float, double *);
+
+int gmf_nn_kern_tn_update(size_t M, size_t d, size_t L, size_t k0, size_t k1, const float *X,
+                          size_t ldx, const float *dF, size_t ldf, const float *dS2, size_t lds,
+                          float *U, float *mu, float *sigma, float *sig2, float *muW,
+                          const float *dal, float rU, float rS, float rM, double *acc) {
+    static const tu_fn fn[GMF_NN_KERN_TU_LMAX + 1] = {tu_run0, tu_run1, tu_run2, tu_run3,
+                                                      tu_run4, tu_run5, tu_run6, tu_run7,
+                                                      tu_run8, tu_run9, tu_run10};
+    if (L > GMF_NN_KERN_TU_LMAX || M > GMF_NN_KERN_TU_MMAX) return 0;
+    if (k1 <= k0 || d == 0) return 1;
+    fn[L](M, d, k0, k1, X, ldx, dF, ldf, dS2, lds, U, mu, sigma, sig2, muW, dal, rU, rS, rM, acc);
+    return 1;
 }
 #endif

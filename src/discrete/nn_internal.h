@@ -55,6 +55,20 @@ void gmf_nn_kern_xt(size_t M, size_t N, size_t d, const float *XT, size_t i0, co
 
 #ifdef __AVX512F__
 #define GMF_NN_KERN 1
+/* gmf_nn_kern_tn_update: the backward products fused with gmf_nn_kern_gm_update, for the
+ * components [k0, k1) (absolute indices; the parameter and cache pointers are those of
+ * component 0, component k's rows at k L d (U), k d (mu, sigma, sig2), k (L + 1) d (muW)):
+ * component k's product rows dsig2_k = dS2[:, k]^T (X * X), [dmu_k; dW_k] = dF[:, k (L+1) ..
+ * k (L+1) + L]^T X (i < M, leading dimensions ldx, ldf, lds) stay in registers and feed
+ * gm_update's column work directly (dal and acc: L entries per component from k0).  Bitwise the
+ * results of gmf_nn_kern_tn (both products) followed by gmf_nn_kern_gm_update per component.
+ * Returns 0 (nothing done) when L > GMF_NN_KERN_TU_LMAX or M > GMF_NN_KERN_TU_MMAX, else 1. */
+#define GMF_NN_KERN_TU_LMAX 10
+#define GMF_NN_KERN_TU_MMAX 256
+int gmf_nn_kern_tn_update(size_t M, size_t d, size_t L, size_t k0, size_t k1, const float *X,
+                          size_t ldx, const float *dF, size_t ldf, const float *dS2, size_t lds,
+                          float *U, float *mu, float *sigma, float *sig2, float *muW,
+                          const float *dal, float rU, float rS, float rM, double *acc);
 void gmf_nn_kern_nt(size_t M, size_t N, size_t d, const float *A, size_t lda, const float *B,
                     size_t ldb, float *C, size_t ldc, int sq);
 void gmf_nn_kern_tn(size_t N, size_t d, size_t M, const float *G, size_t ldg, const float *A,

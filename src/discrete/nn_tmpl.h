@@ -572,6 +572,46 @@ static void gm_bwd_update1(real *P, gm_cache *c, const double *dak, double inv, 
     for (size_t l = 0; l < L; l++)
         c->a[k * L + l] = (real)(acc[l] + (double)p.v[l]); /* as gm_prep1 */
 }
+
+/* The fused SGD step's products and parameter pass for components [k0, k1) in one kernel
+ * (gm_kern.c gmf_nn_kern_tn_update: each component's product rows stay in registers and feed
+ * gm_update's column work; dmuW and dsig2 are not written), after gm_bwd_scalars.  Bitwise
+ * gm_bwd_prod followed by gm_bwd_update1 for each k.  Returns 0 (nothing done) where it does not
+ * apply: not the fused step, U frozen, or L above the kernel's register tiles. */
+static int gm_bwd_fused(real *P, gm_cache *c, const double *da, const double *sc, const double *lr,
+                        const real *X, size_t B, size_t d, size_t K, size_t L, size_t k0,
+                        size_t k1) {
+    if (!lr || sgd_rate(lr[GMF_NN_GROUP_U]) == 0 || L > GMF_NN_KERN_TU_LMAX ||
+        B > GMF_NN_KERN_TU_MMAX)
+        return 0;
+    const size_t nk = k1 - k0;
+    if (nk == 0) return 1;
+    const gm_params p = FN(gmf_nn_gm_view)(P, d, K, L, 0);
+    real dal[nk * L + 1]; /* + 1: never empty */
+    double acc[nk * L + 1];
+    for (size_t k = k0; k < k1; k++) {
+        const double inv = sc ? sc[k] : 1.0 / (double)K;
+        real *dk = dal + (k - k0) * L;
+        for (size_t l = 0; l < L; l++)
+            dk[l] = (real)(inv * da[(k - k0) * L + l]);
+        sgd_update(L, p.v + k * L, dk, lr[GMF_NN_GROUP_V]); /* dv_k = da_k */
+    }
+    gmf_nn_kern_tn_update(B, d, L, k0, k1, X, d, c->dF, K * (L + 1), c->dS2, K, p.U, p.mu, p.sigma,
+                          c->sig2, c->muW, dal, sgd_rate(lr[GMF_NN_GROUP_U]),
+                          sgd_rate(lr[GMF_NN_GROUP_SIGMA]), sgd_rate(lr[GMF_NN_GROUP_MU]), acc);
+    for (size_t k = k0; k < k1; k++)
+        for (size_t l = 0; l < L; l++) /* as gm_prep1 */
+            c->a[k * L + l] = (real)(acc[(k - k0) * L + l] + (double)p.v[k * L + l]);
+    return 1;
+}
+#else
+static int gm_bwd_fused(real *P, gm_cache *c, const double *da, const double *sc, const double *lr,
+                        const real *X, size_t B, size_t d, size_t K, size_t L, size_t k0,
+                        size_t k1) {
+    (void)P, (void)c, (void)da, (void)sc, (void)lr, (void)X, (void)B, (void)d, (void)K, (void)L;
+    (void)k0, (void)k1;
+    return 0;
+}
 #endif
 
 /* Backward, second half, for component k: the chain through W_k = U_k diag(sigma_k^2),
@@ -1618,15 +1658,18 @@ static void gm_job_run(void *vctx, int t, int nt) {
     /* learned weights: component k's share is w_k (the gradient); the per-mass SGD step uses
      * 1/K instead, i.e. the rate lr / (K w_k) on the gradient (docs/TRAINING.md) */
     const double *sc = c->learned && !(j->mode == 2 && ws->per_mass) ? c->w : NULL;
-    if (scal_rows) {
+    if (scal_rows) /* dF and dS2 formed by rows before the barrier: only da is left */
         gm_bwd_da(da, c, ws->dH, B, K, L, k0, k1);
-        gm_bwd_prod(c, j->X, B, d, K, L, k0, k1);
-    } else
-        gm_bwd_gemm(c, da, sc, c->learned ? c->gw : NULL, ws->dH, j->X, B, d, K, L, k0, k1);
+    else
+        gm_bwd_scalars(c, da, sc, c->learned ? c->gw : NULL, ws->dH, B, K, L, k0, k1);
     GMF_NN_PROF_MARK(t, 7);
-    for (size_t k = k0; k < k1; k++)
-        gm_bwd_param1(ws->P, j->mode == 2 ? NULL : ws->dP, c, da + (k - k0) * L,
-                      sc ? sc[k] : 1.0 / (double)K, j->mode == 2 ? j->lr : NULL, d, K, L, k);
+    /* the fused step: products and parameter pass in one kernel (gm_bwd_fused); else both */
+    if (!gm_bwd_fused(ws->P, c, da, sc, j->mode == 2 ? j->lr : NULL, j->X, B, d, K, L, k0, k1)) {
+        gm_bwd_prod(c, j->X, B, d, K, L, k0, k1);
+        for (size_t k = k0; k < k1; k++)
+            gm_bwd_param1(ws->P, j->mode == 2 ? NULL : ws->dP, c, da + (k - k0) * L,
+                          sc ? sc[k] : 1.0 / (double)K, j->mode == 2 ? j->lr : NULL, d, K, L, k);
+    }
     GMF_NN_PROF_MARK(t, 8);
     if (j->mode == 1 && j->accumulate) { /* this thread's components of every block */
         const gm_params g = gm_comp(FN(gmf_nn_gm_view)(ws->dP, d, K, L, 0), d, L, k0);
