@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "../src/discrete/nn_internal.h"
+#include "benchutil.h"
 
 #ifndef GMF_NN_KERN
 int main(void) {
@@ -20,17 +21,6 @@ int main(void) {
     return 0;
 }
 #else
-
-static double cpu(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmpd(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 enum { NROUND = 64 };
 
@@ -81,7 +71,7 @@ int main(int argc, char **argv) {
     double t[2][NROUND];
     for (long r = 0; r < rounds; r++)
         for (int v = 0; v < 2; v++) {
-            const double c0 = cpu();
+            const double c0 = bench_cpu_s();
             for (int q = 0; q < reps; q++) {
                 if (v == 0) {
                     gmf_nn_kern_tn(W, dz, Bz, F, W, X, dz, dP, dz, 0, 0);
@@ -95,11 +85,11 @@ int main(int argc, char **argv) {
                     gmf_nn_kern_tn_update(Bz, dz, Lz, 0, Kz, X, dz, F, W, S2, Kz, U, mu, sg, s2,
                                           muW, dal, rU, rS, rM, acc);
             }
-            t[v][r] = (cpu() - c0) / reps;
+            t[v][r] = (bench_cpu_s() - c0) / reps;
         }
     double g[2];
     for (int v = 0; v < 2; v++) {
-        qsort(t[v], (size_t)rounds, sizeof(double), cmpd);
+        qsort(t[v], (size_t)rounds, sizeof(double), bench_cmpd);
         g[v] = t[v][rounds / 2];
     }
     const double fl = 2.0 * (double)(Bz * (W + Kz) * dz); /* the two products */

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "../src/discrete/nn_internal.h"
+#include "benchutil.h"
 
 #ifndef GMF_NN_KERN
 int main(void) {
@@ -20,17 +21,6 @@ int main(void) {
     return 0;
 }
 #else
-
-static double cpu(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmpd(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 enum { NROUND = 64 };
 
@@ -87,13 +77,13 @@ int main(int argc, char **argv) {
     for (long r = 0; r < rounds; r++)
         for (int v = 0; v < 3; v++) {
             if (v == 2) { /* the per-step transpose X -> X^T alone */
-                const double c0 = cpu();
+                const double c0 = bench_cpu_s();
                 for (int q = 0; q < reps; q++)
                     gmf_nn_kern_xt_trans(d, X, d, 0, B, XT);
-                ttr[r] = (cpu() - c0) / reps;
+                ttr[r] = (bench_cpu_s() - c0) / reps;
             }
             for (int s = 0; s < (v == 2 ? 2 : 4); s++) {
-                const double c0 = cpu();
+                const double c0 = bench_cpu_s();
                 for (int q = 0; q < reps; q++) {
                     if (v == 2) { /* gm_kern_xt.c: F and S2 from X^T */
                         if (s == 0)
@@ -124,7 +114,7 @@ int main(int argc, char **argv) {
                                         X2, d, 1, dS, d);
                     }
                 }
-                t[v][s][r] = (cpu() - c0) / reps;
+                t[v][s][r] = (bench_cpu_s() - c0) / reps;
                 if (s >= 2)
                     memset(s == 2 ? dP : dS, 0, sizeof(float) * (s == 2 ? W : (size_t)K) * d);
             }
@@ -133,16 +123,16 @@ int main(int argc, char **argv) {
     for (int s = 0; s < 4; s++) {
         double g[2];
         for (int v = 0; v < 2; v++) {
-            qsort(t[v][s], rounds, sizeof(double), cmpd);
+            qsort(t[v][s], rounds, sizeof(double), bench_cmpd);
             g[v] = t[v][s][rounds / 2];
             sum[v] += g[v];
         }
         printf("gm_kern_bench %-16s kern %7.1f GFLOP/s  sgemm %7.1f GFLOP/s  (%.2fx)\n", name[s],
                1e-9 * fl[s] / g[0], 1e-9 * fl[s] / g[1], g[1] / g[0]);
     }
-    qsort(t[2][0], rounds, sizeof(double), cmpd);
-    qsort(t[2][1], rounds, sizeof(double), cmpd);
-    qsort(ttr, rounds, sizeof(double), cmpd);
+    qsort(t[2][0], rounds, sizeof(double), bench_cmpd);
+    qsort(t[2][1], rounds, sizeof(double), bench_cmpd);
+    qsort(ttr, rounds, sizeof(double), bench_cmpd);
     const double x0 = t[2][0][rounds / 2], x1 = t[2][1][rounds / 2], xt = ttr[rounds / 2];
     printf("gm_kern_bench xt: F %.1f GFLOP/s (%.2fx nt), S2 %.1f GFLOP/s (%.2fx nt), X^T %.2f us; "
            "F+S2+X^T %.1f us vs nt F+S2 %.1f us (%.2fx)\n",
@@ -165,7 +155,7 @@ int main(int argc, char **argv) {
                 volatile float sink = 0.0f;
                 for (long e = 0; e < B * d; e += 16)
                     sink += X[e];
-                const double c0 = cpu();
+                const double c0 = bench_cpu_s();
                 if (v == 0) {
                     gmf_nn_kern_nt(B, W, d, X, d, P, d, F, W, 0);
                     gmf_nn_kern_nt(B, K, d, X, d, S, d, S2, K, 1);
@@ -174,13 +164,13 @@ int main(int argc, char **argv) {
                     gmf_nn_kern_xt(B, W, d, XT, 0, P, d, F, W, 0);
                     gmf_nn_kern_xt(B, K, d, XT, 0, S, d, S2, K, 1);
                 }
-                acc += cpu() - c0;
+                acc += bench_cpu_s() - c0;
             }
             tc[v][r] = acc / 50;
         }
     free(ev);
-    qsort(tc[0], rounds, sizeof(double), cmpd);
-    qsort(tc[1], rounds, sizeof(double), cmpd);
+    qsort(tc[0], rounds, sizeof(double), bench_cmpd);
+    qsort(tc[1], rounds, sizeof(double), bench_cmpd);
     printf("gm_kern_bench cold parameters: nt F+S2 %.1f us (%.1f GFLOP/s), X^T+xt F+S2 %.1f us "
            "(%.1f GFLOP/s): %.2fx\n",
            1e6 * tc[0][rounds / 2], 1e-9 * (fl[0] + fl[1]) / tc[0][rounds / 2],

@@ -39,17 +39,10 @@ int main(void) {
 static tu_worst worst, worst_tu;     /* worst_tu: case_tu alone */
 static const float SENT = -12345.0f; /* padding sentinel */
 
-static float *frand(gsl_rng *r, size_t n, size_t off) {
-    float *p = tu_xmalloc((n + off + 16) * sizeof(float));
-    for (size_t e = 0; e < n + off + 16; e++)
-        p[e] = (float)(gsl_rng_uniform(r) * 2.0 - 1.0);
-    return p;
-}
-
 /* nt on (M, N, d) with A (lda), B (ldb), C (ldc) at float offset off */
 static void case_nt(gsl_rng *r, size_t M, size_t N, size_t d, int sq, size_t off) {
     const size_t lda = d + 3, ldb = d + 5, ldc = N + 2;
-    float *Ab = frand(r, M * lda, off), *Bb = frand(r, N * ldb, off);
+    float *Ab = tu_frand(r, M * lda, off), *Bb = tu_frand(r, N * ldb, off);
     float *Cb = tu_xmalloc((M * ldc + off + 16) * sizeof(float));
     float *Cs = tu_xmalloc((M * ldc + 16) * sizeof(float));
     const float *A = Ab + off, *B = Bb + off;
@@ -99,7 +92,7 @@ static void case_nt(gsl_rng *r, size_t M, size_t N, size_t d, int sq, size_t off
 /* tn on (N, d, M): G (M x N, ldg), A (M x d, lda), C (N x d, ldc) += ... at float offset off */
 static void case_tn(gsl_rng *r, size_t N, size_t d, size_t M, int sq, size_t off, int add) {
     const size_t ldg = N + 3, lda = d + 1, ldc = d + 7;
-    float *Gb = frand(r, M * ldg, off), *Ab = frand(r, M * lda, off);
+    float *Gb = tu_frand(r, M * ldg, off), *Ab = tu_frand(r, M * lda, off);
     float *Cb = tu_xmalloc((N * ldc + off + 16) * sizeof(float));
     float *C0 = tu_xmalloc((N * ldc + 16) * sizeof(float));
     float *Cs = tu_xmalloc((N * ldc + 16) * sizeof(float));
@@ -153,7 +146,8 @@ static void case_tn(gsl_rng *r, size_t N, size_t d, size_t M, int sq, size_t off
  * tolerance relative to the terms, both routes' difference */
 static void against_blas(gsl_rng *r) {
     const size_t B = 64, d = 784, W = 200;
-    float *X = frand(r, B * d, 0), *P = frand(r, W * d, 0), *F = tu_xmalloc(B * W * sizeof(float));
+    float *X = tu_frand(r, B * d, 0), *P = tu_frand(r, W * d, 0),
+          *F = tu_xmalloc(B * W * sizeof(float));
     float *Fb = tu_xmalloc(B * W * sizeof(float)), *D = tu_xmalloc(W * d * sizeof(float));
     float *Db = tu_xmalloc(W * d * sizeof(float));
     gmf_nn_kern_nt(B, W, d, X, d, P, d, F, W, 0);
@@ -186,8 +180,9 @@ static void against_blas(gsl_rng *r) {
  * (d + 2) 2^-24.  Entries past muW's end untouched. */
 static void case_update(gsl_rng *r, size_t d, size_t L, float rU, float rS, float rM) {
     const size_t n = L * d;
-    float *U = frand(r, n, 0), *mu = frand(r, d, 0), *sg = frand(r, d, 0), *dW = frand(r, n, 0);
-    float *dmu = frand(r, d, 0), *ds2 = frand(r, d, 0), *dal = frand(r, L + 1, 0);
+    float *U = tu_frand(r, n, 0), *mu = tu_frand(r, d, 0), *sg = tu_frand(r, d, 0),
+          *dW = tu_frand(r, n, 0);
+    float *dmu = tu_frand(r, d, 0), *ds2 = tu_frand(r, d, 0), *dal = tu_frand(r, L + 1, 0);
     float *s2 = tu_xmalloc((d + 16) * 4), *muW = tu_xmalloc(((L + 1) * d + 16) * 4);
     for (size_t j = 0; j < d; j++)
         s2[j] = sg[j] * sg[j];
@@ -294,10 +289,11 @@ static void case_tu(gsl_rng *r, size_t M, size_t d, size_t L, size_t K, size_t k
                     float rU, float rS, float rM) {
     const size_t W = K * (L + 1), nk = k1 - k0, ldx = d + 3, ldf = W + 1, lds = K + 2;
     const size_t nU = K * L * d, nW = W * d, nd = K * d;
-    float *X = frand(r, M * ldx, 0), *dF = frand(r, M * ldf, 0), *dS2 = frand(r, M * lds, 0);
-    float *U = frand(r, nU, 0), *mu = frand(r, nd, 0), *sg = frand(r, nd, 0);
+    float *X = tu_frand(r, M * ldx, 0), *dF = tu_frand(r, M * ldf, 0),
+          *dS2 = tu_frand(r, M * lds, 0);
+    float *U = tu_frand(r, nU, 0), *mu = tu_frand(r, nd, 0), *sg = tu_frand(r, nd, 0);
     float *s2 = tu_xmalloc((nd + 16) * 4), *muW = tu_xmalloc((nW + 16) * 4);
-    float *dal = frand(r, nk * L + 1, 0);
+    float *dal = tu_frand(r, nk * L + 1, 0);
     for (size_t e = 0; e < nd; e++)
         s2[e] = sg[e] * sg[e];
     for (size_t e = 0; e < nW + 16; e++)

@@ -38,13 +38,6 @@ int main(void) {
 static tu_worst worst;
 static const float SENT = -12345.0f; /* padding sentinel */
 
-static float *frand(gsl_rng *r, size_t n, size_t off) {
-    float *p = tu_xmalloc((n + off + 16) * sizeof(float));
-    for (size_t e = 0; e < n + off + 16; e++)
-        p[e] = (float)(gsl_rng_uniform(r) * 2.0 - 1.0);
-    return p;
-}
-
 static float *fsent(size_t n) {
     float *p = tu_xmalloc((n + 16) * sizeof(float));
     for (size_t e = 0; e < n + 16; e++)
@@ -59,7 +52,7 @@ static int same_bits(float a, float b) {
 /* one case: B batch rows, N parameter rows, d columns */
 static void case_xt(gsl_rng *r, size_t B, size_t N, size_t d, int sq, size_t off) {
     const size_t ldx = d + 3, ldb = d + 1 + off, ldc = N + 2, nx = gmf_nn_xt_size(B, d);
-    float *Xb = frand(r, B * ldx, off), *Bb = frand(r, N * ldb, off);
+    float *Xb = tu_frand(r, B * ldx, off), *Bb = tu_frand(r, N * ldb, off);
     const float *X = Xb + off, *P = Bb + off;
     float *XTb = fsent(nx + off), *XT = XTb + off;
     /* X^T in two row ranges, as two pool threads form it */
@@ -140,7 +133,7 @@ static void case_xt(gsl_rng *r, size_t B, size_t N, size_t d, int sq, size_t off
 /* The step's shapes against gm_kern.c's nt product (another summation order: the two agree to
  * the double-reference bound above, 2 (d + 2) 2^-24 of the sum of |terms|). */
 static void against_nt(gsl_rng *r, size_t B, size_t N, size_t d, int sq) {
-    float *X = frand(r, B * d, 0), *P = frand(r, N * d, 0), *XT = fsent(gmf_nn_xt_size(B, d));
+    float *X = tu_frand(r, B * d, 0), *P = tu_frand(r, N * d, 0), *XT = fsent(gmf_nn_xt_size(B, d));
     float *C1 = fsent(B * N), *C2 = fsent(B * N);
     gmf_nn_kern_xt_trans(d, X, d, 0, B, XT);
     gmf_nn_kern_xt(B, N, d, XT, 0, P, d, C1, N, sq);

@@ -203,6 +203,15 @@ static inline void *tu_xmalloc(size_t n) {
     return p;
 }
 
+/* n + off + 16 floats uniform in [-1, 1) (the kernels' tests: an operand at float offset off,
+ * with 16 floats of slack for masked tails); free with free(). */
+static inline float *tu_frand(gsl_rng *r, size_t n, size_t off) {
+    float *p = tu_xmalloc((n + off + 16) * sizeof(float));
+    for (size_t e = 0; e < n + off + 16; e++)
+        p[e] = (float)(gsl_rng_uniform(r) * 2.0 - 1.0);
+    return p;
+}
+
 /* C = A B, A: n x k, B: k x m, row-major; C must not alias A or B. */
 static inline void tu_matmul(size_t n, size_t k, size_t m, const double *A, const double *B,
                              double *C) {
