@@ -35,19 +35,8 @@ static float *falloc(size_t n, float lo) {
 
 int main(int argc, char **argv) {
     long rounds = 7, B = 64, d = 784, K = 20, L = 9;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        long *t = !strcmp(argv[i], "--rounds") ? &rounds
-                  : !strcmp(argv[i], "--B")    ? &B
-                  : !strcmp(argv[i], "--d")    ? &d
-                  : !strcmp(argv[i], "--K")    ? &K
-                  : !strcmp(argv[i], "--L")    ? &L
-                                               : NULL;
-        if (!t) {
-            fprintf(stderr, "gm_bwd_bench: unknown option %s\n", argv[i]);
-            return 2;
-        }
-        *t = strtol(argv[i + 1], NULL, 10);
-    }
+    const int rc = bench_gm_shape_args(argc, argv, "gm_bwd_bench", &rounds, &B, &d, &K, &L);
+    if (rc >= 0) return rc;
     if (rounds < 1 || rounds > NROUND || B < 1 || B > GMF_NN_KERN_TU_MMAX || d < 1 || K < 1 ||
         L < 0 || L > GMF_NN_KERN_TU_LMAX) {
         fprintf(stderr, "gm_bwd_bench: bad option value (B <= %d, L <= %d)\n", GMF_NN_KERN_TU_MMAX,
