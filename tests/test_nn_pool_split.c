@@ -8,17 +8,28 @@
  *     gmf_nn_gm_backward_w: float64 loss rel 1e-13, gradient normwise rel 1e-12;
  *     float32 loss rel 1e-5, gradient rel 1e-4;
  *   - the fused SGD step (gmf_nn_sgd_step) equals gmf_nn_loss_grad + gmf_nn_sgd_apply bitwise,
- * twice in a row (the second step reads the parameter-derived cache the first one refreshed), and
- * the gathering step (gmf_nn_sgd_step_rows) equals the plain one on rows gathered by hand, bitwise.
- * The tolerances are rounding-level: the pool sums in another order than the layer API only where
- * a GEMM is split differently. */
+ * twice in a row, and (float32 with the AVX-512 kernels) the 1-thread fused steps bitwise (the
+ * second step reads the parameter-derived cache the first one refreshed), and the gathering step
+ * (gmf_nn_sgd_step_rows) equals the plain one on rows gathered by hand, bitwise. The tolerances are
+ * rounding-level: the pool sums in another order than the layer API only where a GEMM is split
+ * differently. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/discrete/nn_internal.h" /* GMF_NN_KERN */
 #include "gmflow/gmflow.h"
 #include "testutil.h"
+
+/* float32 with the AVX-512 kernels: every thread count gives bitwise the 1-thread parameters
+ * (the forward from each thread's own X^T, nn_tmpl.h GM_FWD_MT 2; not with GM_FWD_MT=1, nt on
+ * X, another sum order; OpenBLAS builds split its GEMMs by thread) */
+#if defined(GMF_NN_KERN) && (!defined(GM_FWD_MT) || GM_FWD_MT != 1)
+#define THREADS_BITWISE 1
+#else
+#define THREADS_BITWISE 0
+#endif
 
 static void make_model(gmf_nn_model *m, size_t d, size_t L, size_t K, int learned, gsl_rng *r) {
     if (gmf_nn_model_init(m, GMF_NN_GM, d, L, K, 0, 0) ||
@@ -169,6 +180,23 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
             gmf_nn_ws_store_f(&a), gmf_nn_ws_store_f(&b), gmf_nn_ws_store_f(&c);
             gmf_nn_ws_free_f(&a), gmf_nn_ws_free_f(&b), gmf_nn_ws_free_f(&c);
         }
+#if THREADS_BITWISE
+        if (prec == 1 && T > 1) { /* the same two fused float32 steps on 1 thread */
+            gmf_nn_model m1;
+            gmf_nn_model_init(&m1, GMF_NN_GM, d, L, K, 0, 0);
+            if (learned) gmf_nn_model_set_weights(&m1, GMF_NN_WEIGHTS_LEARNED);
+            memcpy(m1.params, m.params, n * sizeof(double));
+            gmf_nn_ws_f one;
+            gmf_nn_ws_init_f(&one, &m1, B, 1);
+            for (int s = 0; s < 2; s++)
+                gmf_nn_sgd_step_f(&one, Xf, yb, B, lr);
+            gmf_nn_ws_store_f(&one), gmf_nn_ws_free_f(&one);
+            CHECK(!memcmp(ma.params, m1.params, n * sizeof(double)),
+                  "%s float32: two fused steps on %d threads differ from 1 thread (bitwise)", what,
+                  T);
+            gmf_nn_model_free(&m1);
+        }
+#endif
         CHECK(!memcmp(ma.params, mb.params, n * sizeof(double)),
               "%s float%d: two fused steps differ from loss_grad + apply (bitwise)", what,
               prec ? 32 : 64);

@@ -30,6 +30,22 @@
 #define GM_KERN 0
 #endif
 
+/* The forward products on more than one thread (GM_FWD_MT; 1 thread always reads the shared X^T
+ * that gm_square_rows writes):
+ *   2 (default): each thread transposes the WHOLE batch into its own X^T (ws->xtp) after the
+ *     gather's barrier and runs gm_kern_xt.c on it for its components: bitwise the 1-thread
+ *     results (the same X^T, the same kernel), no line of X^T shared between the cores;
+ *   1: gm_kern.c's nt kernel on X (no X^T; another sum order than 1 thread, in the last bits);
+ *   0: the shared X^T, each thread transposing its rows (the 1-thread layout).
+ * Measured on 2 threads (docs/PERFORMANCE.md, "Two threads for the GM trainer"): the shared X^T
+ * was the slowest (the transposition wrote lines the other core had read: 34 ms per thread per
+ * epoch against 24 for all rows on 1 thread); nt 1.11x faster than it; the private copies
+ * 1.055x faster than nt (6 rounds, every round faster), although each thread transposes all
+ * rows. */
+#ifndef GM_FWD_MT
+#define GM_FWD_MT 2
+#endif
+
 typedef FN(gmf_nn_gm_cache) gm_cache;
 typedef FN(gmf_nn_gmfull_cache) full_cache;
 typedef FN(gmf_nn_gmlr_cache) lr_cache;
@@ -1370,6 +1386,12 @@ int FN(gmf_nn_ws_init)(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
     case GMF_NN_GM:
         rc = FN(gmf_nn_gm_cache_init)(&ws->gm1, Bmax, m->d, m->K, m->L);
         if (!rc) rc = gmf_nn_pool_new(&ws->pool, nthreads);
+#if GM_KERN
+        if (!rc && nthreads > 1 && GM_FWD_MT == 2) { /* gm_job_run: the private X^T copies */
+            ws->xtp = ralloc((size_t)nthreads * gmf_nn_xt_size(Bmax, m->d), &fail);
+            if (fail) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
+        }
+#endif
         break;
     case GMF_NN_GMFULL:
         rc = FN(gmf_nn_gmfull_cache_init)(&ws->full, Bmax, m->d, m->K, m->L);
@@ -1405,7 +1427,7 @@ int FN(gmf_nn_ws_init)(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
 void FN(gmf_nn_ws_free)(ws_t *ws) {
     if (ws->pool) gmf_nn_pool_free(ws->pool);
     free(ws->P), free(ws->dP), free(ws->gacc), free(ws->H), free(ws->dH), free(ws->lossv);
-    free(ws->Xb), free(ws->yb);
+    free(ws->Xb), free(ws->yb), free(ws->xtp);
     free(ws->Z1), free(ws->Y1), free(ws->dY1), free(ws->dZ1), free(ws->nrm);
     if (ws->gm1.muW) FN(gmf_nn_gm_cache_free)(&ws->gm1);
     if (ws->gm2.muW) FN(gmf_nn_gm_cache_free)(&ws->gm2);
@@ -1566,17 +1588,6 @@ static void gm_bwd_da(double *restrict da, const gm_cache *c, const real *restri
 #define GM_SCAL_ROWS 1
 #endif
 
-/* On more than one thread (GM_FWD_NT_MT, default 1; 0: X^T on every thread count) the forward
- * products come from X by gm_kern.c's nt kernel, as before X^T, not from X^T: the transposition
- * (each thread its rows, into lines the other core read in the previous step's forward) took
- * 34 ms per thread per epoch on 2 threads against 24 for all rows on 1, and the 2-thread epoch
- * was 1.11x faster with nt (docs/PERFORMANCE.md, "Two threads for the GM trainer").  1 and 2
- * threads then differ in the last bits of float32 results (nt's sum order against X^T's one
- * FMA chain); each thread count stays deterministic. */
-#ifndef GM_FWD_NT_MT
-#define GM_FWD_NT_MT 1
-#endif
-
 static void gm_fwd_gemm_nt(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
                            size_t k0, size_t k1) {
 #if GM_KERN
@@ -1586,6 +1597,24 @@ static void gm_fwd_gemm_nt(gm_cache *c, const real *X, size_t B, size_t d, size_
                    0);
     gmf_nn_kern_nt(B, nk, d, X, d, c->sig2 + k0 * d, d, c->S2 + k0, K, 1);
 #else
+    gm_fwd_gemm(c, X, B, d, K, L, k0, k1);
+#endif
+}
+
+/* GM_FWD_MT 2: thread t's copy of X^T (all B rows, xtp + t gmf_nn_xt_size(Bmax, d)), then its
+ * components' products from it, as gm_fwd_gemm does from the shared X^T. */
+static void gm_fwd_gemm_own(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
+                            size_t k0, size_t k1, real *xtp, size_t t) {
+#if GM_KERN
+    const size_t W = K * (L + 1), nk = k1 - k0;
+    if (nk == 0) return;
+    real *xt = xtp + t * gmf_nn_xt_size(c->Bmax, d);
+    gmf_nn_kern_xt_trans(d, X, d, 0, B, xt);
+    gmf_nn_kern_xt(B, nk * (L + 1), d, xt, 0, c->muW + k0 * (L + 1) * d, d, c->F + k0 * (L + 1), W,
+                   0);
+    gmf_nn_kern_xt(B, nk, d, xt, 0, c->sig2 + k0 * d, d, c->S2 + k0, K, 1);
+#else
+    (void)xtp, (void)t;
     gm_fwd_gemm(c, X, B, d, K, L, k0, k1);
 #endif
 }
@@ -1618,13 +1647,15 @@ static void gm_job_run(void *vctx, int t, int nt) {
          * gathered), then the rows' reduction over all components (after all are done) */
         if (!ws->prep_valid) gm_prep(c, ws->P, d, K, L, k0, k1);
         if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
-        const int fwd_nt = GM_KERN && GM_FWD_NT_MT && nt > 1;
-        if (!fwd_nt) gm_square_rows(c, j->X, d, i0, i1);
+        const int fwd_mt = GM_KERN && nt > 1 ? GM_FWD_MT : 0; /* 1: nt on X, 2: own X^T */
+        if (!fwd_mt) gm_square_rows(c, j->X, d, i0, i1);
         GMF_NN_PROF_MARK(t, 1);
         gmf_nn_pool_barrier(ws->pool);
         GMF_NN_PROF_MARK(t, 2);
-        if (fwd_nt)
+        if (fwd_mt == 1)
             gm_fwd_gemm_nt(c, j->X, B, d, K, L, k0, k1);
+        else if (fwd_mt == 2)
+            gm_fwd_gemm_own(c, j->X, B, d, K, L, k0, k1, ws->xtp, (size_t)t);
         else
             gm_fwd_gemm(c, j->X, B, d, K, L, k0, k1);
         GMF_NN_PROF_MARK(t, 12);
