@@ -172,6 +172,58 @@ static void against_blas(gsl_rng *r) {
     free(X), free(P), free(F), free(Fb), free(D), free(Db);
 }
 
+/* The double evaluation of one component's parameter pass (gmf_nn_kern_gm_update's rule) at
+ * column j, as the largest error in units of tol times the sum of the absolute values of the
+ * terms: P[0] = dsig2, P[1] = dmu, P[2 + l] = dW_l at column j (S: their sums of |terms|), dal
+ * the component's da; the inputs U0 (L x d), mu0, sg0, s20 and the kernel's outputs U, mu, sg,
+ * s2, muW ((L + 1) x d), all the component's blocks. */
+static double update_col_err(size_t d, size_t L, size_t j, const double *P, const double *S,
+                             const float *dal, const float *U0, const float *mu0, const float *sg0,
+                             const float *s20, const float *U, const float *mu, const float *sg,
+                             const float *s2, const float *muW, float rU, float rS, float rM,
+                             double tol) {
+    double we = 0.0, ds = P[0], as = S[0], dm = P[1], am = S[1];
+    for (size_t l = 0; l < L; l++) {
+        const double u = U0[l * d + j], a = dal[l];
+        ds += P[2 + l] * u, as += S[2 + l] * fabs(u);
+        dm += a * u, am += fabs(a * u);
+        const double du = P[2 + l] * s20[j] + a * mu0[j];
+        const double un = u - (double)rU * du;
+        const double sc = fabs(u) + fabs((double)rU) * (S[2 + l] * s20[j] + fabs(a * mu0[j]));
+        we = fmax(we, fabs(U[l * d + j] - un) / (tol * sc + 1e-300));
+    }
+    const double sn = rS != 0 ? sg0[j] - (double)rS * 2.0 * sg0[j] * ds : sg0[j];
+    const double ssc = fabs(sg0[j]) + fabs((double)rS) * 2.0 * fabs(sg0[j]) * as;
+    const double mn = rM != 0 ? mu0[j] - (double)rM * dm : mu0[j];
+    const double msc = fabs(mu0[j]) + fabs((double)rM) * am;
+    we = fmax(we, fabs(sg[j] - sn) / (tol * ssc + 1e-300));
+    we = fmax(we, fabs(mu[j] - mn) / (tol * msc + 1e-300));
+    const double s2x = (double)sg[j] * sg[j];
+    we = fmax(we, fabs(s2[j] - s2x) / (tol * s2x + 1e-300));
+    we = fmax(we, fabs(muW[j] - (double)mu[j]) / (tol * fabs(mn) + 1e-300));
+    for (size_t l = 0; l < L; l++) {
+        const double w = (double)U[l * d + j] * s2x;
+        we = fmax(we, fabs(muW[(1 + l) * d + j] - w) / (tol * fabs(w) + 1e-300));
+    }
+    return we;
+}
+
+/* acc[l] = U_l . mu (the kernel's a partial sums) against double, in units of (d + 2) 2^-24
+ * times the sum of |terms|. */
+static double update_acc_err(size_t d, size_t L, const float *U, const float *mu,
+                             const double *acc) {
+    double we = 0.0;
+    for (size_t l = 0; l < L; l++) {
+        double a = 0.0, sa = 0.0;
+        for (size_t j = 0; j < d; j++) {
+            const double t = (double)U[l * d + j] * mu[j];
+            a += t, sa += fabs(t);
+        }
+        we = fmax(we, fabs(acc[l] - a) / ((double)(d + 2) * 0x1p-24 * sa + 1e-300));
+    }
+    return we;
+}
+
 /* gmf_nn_kern_gm_update on one component (d columns, L rows) against (1) the row-by-row float
  * passes it replaces (nn_tmpl.h gm_row_update, sgd_update, gm_prep1 with dot16), bit for bit,
  * and (2) a plain double evaluation of the same formulas from the same float inputs, to
@@ -239,36 +291,16 @@ static void case_update(gsl_rng *r, size_t d, size_t L, float rU, float rS, floa
     CHECK(pad, "gm_update d=%zu L=%zu: wrote past muW", d, L);
     /* (2) the double evaluation */
     const double tol = (double)(L + 8) * 0x1p-24;
-    double we = 0.0;
+    double we = 0.0, *P = tu_xmalloc((L + 2) * 8), *S = tu_xmalloc((L + 2) * 8);
     for (size_t j = 0; j < d; j++) {
-        double ds = ds2[j], dm = dmu[j], as = fabs((double)ds2[j]), am = fabs((double)dmu[j]);
-        for (size_t l = 0; l < L; l++) {
-            const double g = dW[l * d + j], u = U0[l * d + j], a = dal[l];
-            const double du = g * s20[j] + a * mu0[j], adu = fabs(g * s20[j]) + fabs(a * mu0[j]);
-            ds += g * u, as += fabs(g * u), dm += a * u, am += fabs(a * u);
-            const double un = u - (double)rU * du, sc = fabs(u) + fabs((double)rU) * adu;
-            we = fmax(we, fabs(U[l * d + j] - un) / (tol * sc + 1e-300));
-        }
-        const double sn = rS != 0 ? sg0[j] - (double)rS * 2.0 * sg0[j] * ds : sg0[j];
-        const double ssc = fabs(sg0[j]) + fabs((double)rS) * 2.0 * fabs(sg0[j]) * as;
-        const double mn = rM != 0 ? mu0[j] - (double)rM * dm : mu0[j];
-        const double msc = fabs(mu0[j]) + fabs((double)rM) * am;
-        we = fmax(we, fabs(sg[j] - sn) / (tol * ssc + 1e-300));
-        we = fmax(we, fabs(mu[j] - mn) / (tol * msc + 1e-300));
-        we = fmax(we, fabs(muW[j] - (double)mu[j]) / (tol * fabs(mn) + 1e-300));
-        const double s2x = (double)sg[j] * sg[j];
-        we = fmax(we, fabs(s2[j] - s2x) / (tol * s2x + 1e-300));
-        for (size_t l = 0; l < L; l++) {
-            const double w = (double)U[l * d + j] * s2x;
-            we = fmax(we, fabs(muW[(1 + l) * d + j] - w) / (tol * fabs(w) + 1e-300));
-        }
+        P[0] = ds2[j], S[0] = fabs((double)ds2[j]), P[1] = dmu[j], S[1] = fabs((double)dmu[j]);
+        for (size_t l = 0; l < L; l++)
+            P[2 + l] = dW[l * d + j], S[2 + l] = fabs((double)dW[l * d + j]);
+        we = fmax(we, update_col_err(d, L, j, P, S, dal, U0, mu0, sg0, s20, U, mu, sg, s2, muW, rU,
+                                     rS, rM, tol));
     }
-    for (size_t l = 0; l < L; l++) {
-        double a = 0.0, sa = 0.0;
-        for (size_t j = 0; j < d; j++)
-            a += (double)U[l * d + j] * mu[j], sa += fabs((double)U[l * d + j] * mu[j]);
-        we = fmax(we, fabs(acc[l] - a) / ((double)(d + 2) * 0x1p-24 * sa + 1e-300));
-    }
+    we = fmax(we, update_acc_err(d, L, U, mu, acc));
+    free(P), free(S);
     CHECK(we <= 1.0, "gm_update d=%zu L=%zu vs double: %.3g of the bound", d, L, we);
     tu_worst_update(&worst, we, "gm_update d=%zu L=%zu", d, L);
     free(U), free(mu), free(sg), free(dW), free(dmu), free(ds2), free(dal), free(s2), free(muW);
@@ -356,43 +388,12 @@ static void case_tu(gsl_rng *r, size_t M, size_t d, size_t L, size_t K, size_t k
                     P[1 + q] += g * x, S[1 + q] += fabs(g * x);
                 }
             }
-            const size_t c = k * d + j;
-            double ds = P[0], as = S[0], dm = P[1], am = S[1];
-            for (size_t l = 0; l < L; l++) {
-                const double u = U0[(k * L + l) * d + j], a = dk[l];
-                ds += P[2 + l] * u, as += S[2 + l] * fabs(u);
-                dm += a * u, am += fabs(a * u);
-                const double du = P[2 + l] * s20[c] + a * mu0[c];
-                const double un = u - (double)rU * du;
-                const double sc =
-                    fabs(u) + fabs((double)rU) * (S[2 + l] * s20[c] + fabs(a * mu0[c]));
-                we = fmax(we, fabs(U[(k * L + l) * d + j] - un) / (tol * sc + 1e-300));
-            }
-            const double sn = rS != 0 ? sg0[c] - (double)rS * 2.0 * sg0[c] * ds : sg0[c];
-            const double ssc = fabs(sg0[c]) + fabs((double)rS) * 2.0 * fabs(sg0[c]) * as;
-            const double mn = rM != 0 ? mu0[c] - (double)rM * dm : mu0[c];
-            const double msc = fabs(mu0[c]) + fabs((double)rM) * am;
-            we = fmax(we, fabs(sg[c] - sn) / (tol * ssc + 1e-300));
-            we = fmax(we, fabs(mu[c] - mn) / (tol * msc + 1e-300));
-            const double s2x = (double)sg[c] * sg[c];
-            we = fmax(we, fabs(s2[c] - s2x) / (tol * s2x + 1e-300));
-            we = fmax(we,
-                      fabs(muW[k * (L + 1) * d + j] - (double)mu[c]) / (tol * fabs(mn) + 1e-300));
-            for (size_t l = 0; l < L; l++) {
-                const double w = (double)U[(k * L + l) * d + j] * s2x;
-                we = fmax(we,
-                          fabs(muW[(k * (L + 1) + 1 + l) * d + j] - w) / (tol * fabs(w) + 1e-300));
-            }
+            we =
+                fmax(we, update_col_err(d, L, j, P, S, dk, U0 + k * L * d, mu0 + k * d, sg0 + k * d,
+                                        s20 + k * d, U + k * L * d, mu + k * d, sg + k * d,
+                                        s2 + k * d, muW + k * (L + 1) * d, rU, rS, rM, tol));
         }
-        for (size_t l = 0; l < L; l++) {
-            double a = 0.0, sa = 0.0;
-            for (size_t j = 0; j < d; j++) {
-                const double t = (double)U[(k * L + l) * d + j] * mu[k * d + j];
-                a += t, sa += fabs(t);
-            }
-            we = fmax(we,
-                      fabs(acc[(k - k0) * L + l] - a) / ((double)(d + 2) * 0x1p-24 * sa + 1e-300));
-        }
+        we = fmax(we, update_acc_err(d, L, U + k * L * d, mu + k * d, acc + (k - k0) * L));
     }
     CHECK(we <= 1.0, "tn_update M=%zu d=%zu L=%zu K=%zu vs double: %.3g of the bound", M, d, L, K,
           we);
