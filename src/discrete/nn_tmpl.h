@@ -1605,18 +1605,15 @@ static void gm_fwd_gemm_nt(gm_cache *c, const real *X, size_t B, size_t d, size_
  * components' products from it, as gm_fwd_gemm does from the shared X^T. */
 static void gm_fwd_gemm_own(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
                             size_t k0, size_t k1, real *xtp, size_t t) {
+    if (k1 <= k0) return;
+    gm_cache v = *c; /* the cache seen with this thread's X^T (the same F, S2, parameters) */
 #if GM_KERN
-    const size_t W = K * (L + 1), nk = k1 - k0;
-    if (nk == 0) return;
-    real *xt = xtp + t * gmf_nn_xt_size(c->Bmax, d);
-    gmf_nn_kern_xt_trans(d, X, d, 0, B, xt);
-    gmf_nn_kern_xt(B, nk * (L + 1), d, xt, 0, c->muW + k0 * (L + 1) * d, d, c->F + k0 * (L + 1), W,
-                   0);
-    gmf_nn_kern_xt(B, nk, d, xt, 0, c->sig2 + k0 * d, d, c->S2 + k0, K, 1);
+    v.xtb = xtp + t * gmf_nn_xt_size(c->Bmax, d), v.xt0 = 0;
+    gmf_nn_kern_xt_trans(d, X, d, 0, B, v.xtb);
 #else
     (void)xtp, (void)t;
-    gm_fwd_gemm(c, X, B, d, K, L, k0, k1);
 #endif
+    gm_fwd_gemm(&v, X, B, d, K, L, k0, k1);
 }
 
 static void gm_job_run(void *vctx, int t, int nt) {
