@@ -97,6 +97,13 @@ void gmf_nn_kern_gm_bwd_scalars(size_t B, size_t K, size_t L, size_t k0, size_t 
 void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, const float *a,
                                 const float *F, const double *w, double inv, size_t K, size_t L,
                                 size_t i0, size_t i1);
+/* gmf_nn_kern_gm_gauss (gm_gauss.c): the forward's Gaussian scalars of the points [p0, p1) of the
+ * flat sequence p = i K + k (row i, component k): m = F[p (L + 1)], s^2 = S2[p] (the GM cache's
+ * F and S2) give s[p], Phi[p], phi[p], A[p] = m Phi + s phi in double as gmf_gauss_scalars
+ * (erfc, exp: libmvec's 8-lane AVX-512 variants), rounded to float.  Every point is computed by
+ * the same lane code whatever the range: any split of [p0, p1) is bitwise one call. */
+void gmf_nn_kern_gm_gauss(size_t p0, size_t p1, size_t L, const float *F, const float *S2, float *s,
+                          float *Phi, float *phi, float *A);
 #endif
 
 /* OpenBLAS's thread count (declared here rather than relying on which cblas.h is found). */

@@ -345,10 +345,17 @@ static void gm_fwd_gemm(gm_cache *c, const real *X, size_t B, size_t d, size_t K
 /* The Gaussian scalars of rows [i0, i1), every component (needs gm_fwd_gemm for all K), in
  * double, one row at a time: a row's K points in gmf_gauss_batch's blocks of 4 the same way
  * whichever thread computes the row (by rows, so that two threads split this work evenly: by
- * components, 10 of K = 20 left 2 points per row to the scalar tail on each thread). */
+ * components, 10 of K = 20 left 2 points per row to the scalar tail on each thread).  GM_KERN:
+ * the rows' points as one flat range, 8 per AVX-512 lane block, the same lane code for every
+ * point whatever the range (gm_gauss.c; rounded to float it differs from gmf_gauss_batch's
+ * results in the last bit of a few values, tests/test_gm_gauss.c). */
 static void gm_fwd_scalars(gm_cache *c, size_t K, size_t L, size_t i0, size_t i1) {
     const size_t W = K * (L + 1);
     if (K == 0) return;
+#if GM_KERN /* all rows' points in one pass, 8 per AVX-512 libmvec call (gm_gauss.c) */
+    gmf_nn_kern_gm_gauss(i0 * K, i1 * K, L, c->F, c->S2, c->s, c->Phi, c->phi, c->A);
+    return;
+#endif
     double m[K], s2[K], sv[K], Phi[K], phi[K], A[K];
     for (size_t i = i0; i < i1; i++) {
         for (size_t k = 0; k < K; k++) {
