@@ -57,8 +57,13 @@ static inline void gauss8(size_t p, __mmask8 mv, const float *base, __m256i off,
         _mm512_mask_cmp_pd_mask(spos, _mm512_abs_pd(mv_), _mm512_mul_pd(tmax, sv), _CMP_LT_OQ);
     const __m512d tlim = _mm512_maskz_mov_pd(spos, _mm512_mask_blend_pd(mpos, ntmax, tmax));
     const __m512d t = _mm512_mask_blend_pd(reg, tlim, _mm512_div_pd(mv_, sdiv));
-    const __m512d P = _mm512_mul_pd(half, _ZGVeN8v_erfc(_mm512_mul_pd(nrt2, t)));
-    const __m512d pd = _mm512_mul_pd(_ZGVeN8v_exp(_mm512_mul_pd(_mm512_mul_pd(nhalf, t), t)), ipdf);
+    /* erfc and exp of t in the regular lanes only (the others' values are discarded below, as in
+     * gmf_gauss_scalars): 0 in the others, so that t = +-38 (erfc and exp underflow) does not
+     * send the whole block to libmvec's per-lane fallback for special arguments */
+    const __m512d tr = _mm512_maskz_mov_pd(reg, t);
+    const __m512d P = _mm512_mul_pd(half, _ZGVeN8v_erfc(_mm512_mul_pd(nrt2, tr)));
+    const __m512d pd =
+        _mm512_mul_pd(_ZGVeN8v_exp(_mm512_mul_pd(_mm512_mul_pd(nhalf, tr), tr)), ipdf);
     const __m512d Phv = _mm512_mask_blend_pd(reg, _mm512_maskz_mov_pd(mpos, one), P);
     const __m512d phv = _mm512_maskz_mov_pd(reg, pd);
     const __m512d Av = _mm512_add_pd(_mm512_mul_pd(mv_, Phv), _mm512_mul_pd(sv, phv));
