@@ -1,5 +1,6 @@
 /* test_gm_gauss.c -- the GM layer's float32 forward Gaussian scalars in AVX-512 lanes
- * (gmf_nn_kern_gm_gauss, src/discrete/gm_gauss.c) against gmf_gauss_scalars in double:
+ * (gmf_nn_kern_gm_gauss, src/discrete/gm_gauss.c) against gmf_gauss_scalars in double, and the
+ * loss in lanes (gmf_nn_kern_refloss):
  *
  *   1. every output (s, Phi, phi, A = m Phi + s phi) within 1 float ulp of gmf_gauss_scalars'
  *      double result for the same float inputs (m, s^2) rounded to float, and at most 1 in 1000
@@ -11,7 +12,10 @@
  *   2. the same bound against the route it replaces in nn_tmpl.h's gm_fwd_scalars
  *      (gmf_gauss_batch per row, 4-lane libmvec), with the count of values that differ printed;
  *   3. any split of a range into pieces (the pool's threads split the rows) gives bitwise the
- *      one-pass results, and nothing outside [p0, p1) is written.
+ *      one-pass results, and nothing outside [p0, p1) is written;
+ *   4. the loss kernel gmf_nn_kern_refloss (same file) against gmf_nn_refloss_f and a long double
+ *      log-sum-exp (tolerances at check_refloss), L in {1, 3, 8, 9, 17, 64}, B in {1, 5, 8, 13,
+ *      64}, logits up to 0.1, 5, 40 and 1000 in size.
  *
  * Inputs: the GM cache's layout (m at F[p (L + 1)], the G entries in between filled with
  * garbage, s^2 at S2[p]) with K in {1, 3, 7, 8, 9, 20, 23}, L in {0, 1, 9, 17}, B in {1, 5, 64},
@@ -159,6 +163,72 @@ static void check_split(const gcase *c, gsl_rng *r, size_t p0, size_t p1, float 
     free_out(o);
 }
 
+/* ---- gmf_nn_kern_refloss against gmf_nn_refloss_f (nn.h; the same operations with glibc's scalar
+ * exp and log) and a long double log-sum-exp:
+ *   lossv_i within 1e-14 (5 + |max(0, h_i)| + |h_{i,y_i}|) of both (libmvec's exp and log: a few
+ *     double ulps of lse = mx + log(se), which the subtraction of h_y does not amplify beyond the
+ *     magnitudes of its operands);
+ *   dH within 1 float ulp or |dscale| 1e-14 of gmf_nn_refloss_f's (e_l / se to a few double ulps,
+ *     minus 1 for the label: absolute error ~1e-16 |dscale|, rounded to float);
+ *   the total is the kernel's lossv summed in row order; a split of the rows (the pool's threads)
+ *     is bitwise one call; dH or lossv may be NULL. */
+static long nl_cmp = 0, nl_diff = 0, nd_cmp = 0, nd_diff = 0;
+
+static void check_refloss(gsl_rng *r, size_t B, size_t L, double scale) {
+    float *H = malloc(B * L * sizeof(float)), *dH = malloc(B * L * sizeof(float)),
+          *dR = malloc(B * L * sizeof(float)), *dS = malloc(B * L * sizeof(float));
+    double *lv = malloc(B * sizeof(double)), *lr = malloc(B * sizeof(double)),
+           *ls = malloc(B * sizeof(double));
+    uint8_t *y = malloc(B);
+    for (size_t e = 0; e < B * L; e++)
+        H[e] = (float)(scale * (2.0 * gsl_rng_uniform(r) - 1.0));
+    for (size_t i = 0; i < B; i++)
+        y[i] = (uint8_t)gsl_rng_uniform_int(r, L + 1);
+    const double ds = 1.0 / (double)B;
+    const double tot = gmf_nn_kern_refloss(dH, lv, H, y, ds, B, L);
+    const double totr = gmf_nn_refloss_f(dR, lr, H, y, ds, B, L);
+    double sum = 0.0;
+    for (size_t i = 0; i < B; i++) {
+        const float *h = H + i * L;
+        double mx = 0.0;
+        for (size_t l = 0; l < L; l++)
+            if (h[l] > mx) mx = h[l];
+        const double hy = y[i] ? (double)h[y[i] - 1] : 0.0;
+        long double se = expl(-(long double)mx);
+        for (size_t l = 0; l < L; l++)
+            se += expl((long double)h[l] - mx);
+        const double ld = (double)((long double)mx + logl(se) - hy);
+        const double tol = 1e-14 * (5.0 + fabs(mx) + fabs(hy));
+        CHECK(fabs(lv[i] - lr[i]) <= tol, "refloss B %zu L %zu x%g row %zu: loss %.17g, C %.17g", B,
+              L, scale, i, lv[i], lr[i]);
+        CHECK(fabs(lv[i] - ld) <= tol,
+              "refloss B %zu L %zu x%g row %zu: loss %.17g, long double %.17g", B, L, scale, i,
+              lv[i], ld);
+        nl_cmp++, nl_diff += lv[i] != lr[i];
+        sum += lv[i];
+    }
+    CHECK(tot == sum, "refloss B %zu L %zu: total %.17g, sum of lossv %.17g", B, L, tot, sum);
+    CHECK(fabs(tot - totr) <= 1e-14 * (5.0 + scale) * (double)B,
+          "refloss B %zu L %zu: total %.17g, C %.17g", B, L, tot, totr);
+    for (size_t e = 0; e < B * L; e++) {
+        CHECK(ulps(dH[e], dR[e]) <= 1 || fabs((double)dH[e] - dR[e]) <= 1e-14 * ds,
+              "refloss B %zu L %zu x%g: dH[%zu] = %.9g, C %.9g", B, L, scale, e, dH[e], dR[e]);
+        nd_cmp++, nd_diff += dH[e] != dR[e];
+    }
+    /* rows split in two (and in pieces of 1-8 rows): bitwise one call; NULL outputs */
+    size_t a = 0;
+    while (a < B) {
+        const size_t b = a + 1 + gsl_rng_uniform_int(r, B - a < 9 ? B - a : 9);
+        gmf_nn_kern_refloss(dS + a * L, ls + a, H + a * L, y + a, ds, b - a, L);
+        a = b;
+    }
+    CHECK(memcmp(dS, dH, B * L * sizeof(float)) == 0 && memcmp(ls, lv, B * sizeof(double)) == 0,
+          "refloss B %zu L %zu: rows in pieces differ from one call", B, L);
+    CHECK(gmf_nn_kern_refloss(NULL, NULL, H, y, ds, B, L) == tot,
+          "refloss B %zu L %zu: total without outputs differs", B, L);
+    free(H), free(dH), free(dR), free(dS), free(lv), free(lr), free(ls), free(y);
+}
+
 int main(void) {
     gsl_rng *r = tu_rng(21);
     printf("test_gm_gauss: seed %lu\n", tu_seed());
@@ -206,6 +276,17 @@ int main(void) {
             }
         free(c.F);
         free(c.S2);
+    }
+    {
+        const size_t Ls[] = {1, 3, 8, 9, 17, GMF_NN_REFLOSS_LMAX}, Bs[] = {1, 5, 8, 13, 64};
+        const double sc[] = {0.1, 5.0, 40.0, 1000.0};
+        for (size_t a = 0; a < sizeof Ls / sizeof *Ls; a++)
+            for (size_t b = 0; b < sizeof Bs / sizeof *Bs; b++)
+                for (size_t e = 0; e < sizeof sc / sizeof *sc; e++)
+                    check_refloss(r, Bs[b], Ls[a], sc[e]);
+        printf("test_gm_gauss: refloss: %ld of %ld losses and %ld of %ld dH entries not bitwise "
+               "gmf_nn_refloss_f's\n",
+               nl_diff, nl_cmp, nd_diff, nd_cmp);
     }
     CHECK(ndiff_ref * 1000 <= ncmp, "%ld of %ld values differ from gmf_gauss_scalars (> 1/1000)",
           ndiff_ref, ncmp);

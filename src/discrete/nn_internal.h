@@ -104,6 +104,12 @@ void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, cons
  * the same lane code whatever the range: any split of [p0, p1) is bitwise one call. */
 void gmf_nn_kern_gm_gauss(size_t p0, size_t p1, size_t L, const float *F, const float *S2, float *s,
                           float *Phi, float *phi, float *A);
+/* gmf_nn_kern_refloss (gm_gauss.c): gmf_nn_refloss_f (nn.h) for L <= GMF_NN_REFLOSS_LMAX, 8 rows
+ * per zmm of doubles, the same operations per row with libmvec's 8-lane exp and log (the last
+ * bits of lossv and, rarely, of dH differ from gmf_nn_refloss_f's); rows independent. */
+#define GMF_NN_REFLOSS_LMAX 64
+double gmf_nn_kern_refloss(float *dH, double *lossv, const float *H, const uint8_t *y,
+                           double dscale, size_t B, size_t L);
 #endif
 
 /* OpenBLAS's thread count (declared here rather than relying on which cblas.h is found). */

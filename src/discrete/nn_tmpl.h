@@ -1672,7 +1672,13 @@ static void gm_job_run(void *vctx, int t, int nt) {
     else
         gm_reduce_rows(j->H, c, K, L, i0, i1);
     if (j->mode == 0) return;
-    FN(gmf_nn_refloss)
+#if GM_KERN /* 8 rows per zmm with libmvec's exp and log (gm_gauss.c; lossv's last bits differ) */
+    if (L <= GMF_NN_REFLOSS_LMAX)
+        gmf_nn_kern_refloss(ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale,
+                            i1 - i0, L);
+    else
+#endif
+        FN(gmf_nn_refloss)
     (ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
     const int scal_rows = GM_SCAL_ROWS && nt > 1 && !c->learned;
     if (scal_rows && i1 > i0) {
