@@ -1,6 +1,7 @@
 /* gm_gauss.c -- the GM layer's float32 forward Gaussian scalars in AVX-512 lanes (nn_internal.h:
  * gmf_nn_kern_gm_gauss), used by nn_tmpl.h's float instantiation (gm_fwd_scalars) when the build
  * has AVX-512 (GMF_NN_KERN); other builds, float64 and the low-rank layer keep gmf_gauss_batch.
+ * Also the GM pool job's loss in lanes of rows (gmf_nn_kern_refloss, at the end; why: there).
  *
  * Why hand-written: gm_fwd_scalars called gmf_gauss_batch (src/core/gauss.c, shared with the
  * flows, 4 points per AVX2 libmvec call) once per row: per row it copied the K means (stride
@@ -22,6 +23,7 @@
  * gmf_gauss_scalars in double (1 float ulp) and counts the bits that differ from gmf_gauss_batch.
  */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "nn_internal.h"
 
@@ -108,8 +110,12 @@ double gmf_nn_kern_refloss(float *dH, double *lossv, const float *H, const uint8
         const size_t nr = B - i < 8 ? B - i : 8;
         const __mmask8 mr = (__mmask8)((1u << nr) - 1u);
         const float *h = H + i * L;
-        /* labels of the 8 rows (0 past the end) */
-        const __m256i yv = _mm256_cvtepu8_epi32(_mm_maskz_loadu_epi8(mr, y + i));
+        /* labels of the 8 rows (0 past the end; a copy, not a masked byte load, which would need
+         * AVX512BW where the other kernels need only AVX512F + VL) */
+        int32_t yl[8] = {0};
+        for (size_t r = 0; r < nr; r++)
+            yl[r] = y[i + r];
+        const __m256i yv = _mm256_loadu_si256((const __m256i *)yl);
         __m512d mx = zero, hy = zero;
         for (size_t l = 0; l < L; l++) {
             const __m512d hl =
