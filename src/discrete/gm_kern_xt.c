@@ -61,6 +61,33 @@ static inline void transpose16(__m512 r[16]) {
         r[k] = t[k];
 }
 
+/* X^T's 16 columns [p, p + 16) of the full block of rows [i, i + 16) of Y (row-major, ldy), read
+ * as 4 x 4 sub-blocks: register z[k] holds in its 128-bit lane j row 4 j + k's 4 columns (one
+ * load and three 128-bit insertions from memory: load ports and any vector port), and one
+ * in-lane 4 x 4 transpose per 4 columns finishes them (2 shuffles per 16 floats, against 4 for
+ * transpose16).  Y's rows just stored (gmf_nn_kern_xt_conv_u8): read from L1.  (Used for
+ * gmf_nn_kern_xt_trans's float X in L2 as well, it changed nothing: 5.13-5.18 against
+ * 5.19-5.27 us per 64 x 784, docs/PERFORMANCE.md.)  T: column i, row p of X^T. */
+static inline void trans_block16(const float *Y, size_t ldy, float *T) {
+    for (size_t h = 0; h < 4; h++) {
+        __m512 z[4];
+        for (size_t k = 0; k < 4; k++) {
+            const float *y = Y + k * ldy + 4 * h;
+            __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(y));
+            v = _mm512_insertf32x4(v, _mm_loadu_ps(y + 4 * ldy), 1);
+            v = _mm512_insertf32x4(v, _mm_loadu_ps(y + 8 * ldy), 2);
+            z[k] = _mm512_insertf32x4(v, _mm_loadu_ps(y + 12 * ldy), 3);
+        }
+        const __m512 t0 = _mm512_unpacklo_ps(z[0], z[1]), t1 = _mm512_unpackhi_ps(z[0], z[1]);
+        const __m512 t2 = _mm512_unpacklo_ps(z[2], z[3]), t3 = _mm512_unpackhi_ps(z[2], z[3]);
+        float *t = T + 4 * h * XT_P; /* column 4 h + m: rows 0..15 in order */
+        _mm512_storeu_ps(t, _mm512_shuffle_ps(t0, t2, 0x44));
+        _mm512_storeu_ps(t + XT_P, _mm512_shuffle_ps(t0, t2, 0xEE));
+        _mm512_storeu_ps(t + 2 * XT_P, _mm512_shuffle_ps(t1, t3, 0x44));
+        _mm512_storeu_ps(t + 3 * XT_P, _mm512_shuffle_ps(t1, t3, 0xEE));
+    }
+}
+
 void gmf_nn_kern_xt_trans(size_t d, const float *X, size_t ldx, size_t i0, size_t i1, float *XT) {
     /* blocks of up to 16 rows that do not cross a multiple of 16 (so not a panel's edge either):
      * block [i, i + nr) goes to lanes i % 64 .. of its panel's rows */
@@ -139,9 +166,10 @@ void gmf_nn_kern_xt_conv_u8(size_t d, const uint8_t *S, size_t lds, const double
                  * into X, then X^T's 16 columns are read back from those stores (L1, store
                  * forwarding) as 4 x 4 sub-blocks, four 128-bit pieces per register (one load
                  * and three insertions from memory: load ports and any vector port), and only
-                 * the in-lane 4 x 4 transposes use the shuffle port: 2 shuffles per 16 floats
-                 * against 4 for transpose16 plus 1 for joining the halves -- the shuffle port
-                 * bounds this kernel (the conversion's widenings and narrowings run there too) */
+                 * the in-lane 4 x 4 transposes use the shuffle port (trans_block16): 2 shuffles
+                 * per 16 floats against 4 for transpose16 plus 1 for joining the halves.  The
+                 * kernel is bound by the two 512-bit vector ports: about 272 uops per block,
+                 * 192 of them the conversion (docs/PERFORMANCE.md) */
                 for (size_t k = 0; k < 16; k++) {
                     const __m512d m = _mm512_set1_pd(scale[2 * (i + k)]);
                     const __m512d iv = _mm512_set1_pd(scale[2 * (i + k) + 1]);
@@ -150,25 +178,7 @@ void gmf_nn_kern_xt_conv_u8(size_t d, const uint8_t *S, size_t lds, const double
                     _mm256_storeu_ps(y, conv8(x, m, iv));
                     _mm256_storeu_ps(y + 8, conv8(x + 8, m, iv));
                 }
-                for (size_t h = 0; h < 4; h++) {
-                    __m512 z[4];
-                    for (size_t k = 0; k < 4; k++) { /* lane j: row 4 j + k, columns 4h.. */
-                        const float *y = X + (i + k) * ldx + p + 4 * h;
-                        __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(y));
-                        v = _mm512_insertf32x4(v, _mm_loadu_ps(y + 4 * ldx), 1);
-                        v = _mm512_insertf32x4(v, _mm_loadu_ps(y + 8 * ldx), 2);
-                        z[k] = _mm512_insertf32x4(v, _mm_loadu_ps(y + 12 * ldx), 3);
-                    }
-                    const __m512 t0 = _mm512_unpacklo_ps(z[0], z[1]);
-                    const __m512 t1 = _mm512_unpackhi_ps(z[0], z[1]);
-                    const __m512 t2 = _mm512_unpacklo_ps(z[2], z[3]);
-                    const __m512 t3 = _mm512_unpackhi_ps(z[2], z[3]);
-                    float *t = T + (p + 4 * h) * XT_P; /* column 4h + m: rows 0..15 in order */
-                    _mm512_storeu_ps(t, _mm512_shuffle_ps(t0, t2, 0x44));
-                    _mm512_storeu_ps(t + XT_P, _mm512_shuffle_ps(t0, t2, 0xEE));
-                    _mm512_storeu_ps(t + 2 * XT_P, _mm512_shuffle_ps(t1, t3, 0x44));
-                    _mm512_storeu_ps(t + 3 * XT_P, _mm512_shuffle_ps(t1, t3, 0xEE));
-                }
+                trans_block16(X + i * ldx + p, ldx, T + p * XT_P);
                 continue;
             }
             const __mmask16 mp = lanes(np);
