@@ -2,11 +2,13 @@
  * kernels against cblas_sgemm on the same shapes, interleaved round by round (median of the
  * rounds).  Shapes of `gmflow train` (B 64, d 784, K 20, L 9): forward F = X [mu;W]^T
  * (64 x 200 x 784), S2 = (X*X) sig2^T (64 x 20 x 784); backward dmuW += dF^T X (200 x 784 x 64),
- * dsig2 += dS2^T (X*X) (20 x 784 x 64).  The measurement behind docs/PERFORMANCE.md section 9.
+ * dsig2 += dS2^T (X*X) (20 x 784 x 64).  The measurement behind docs/PERFORMANCE.md section 9;
+ * last line: the gather's byte -> X + X^T conversion, plain and fused (gmf_nn_kern_xt_conv_u8).
  *
  *   build/bench/gm_kern_bench [--rounds 7] [--B 64] [--d 784] [--K 20] [--L 9]
  */
 #include <cblas.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +171,41 @@ int main(int argc, char **argv) {
            1e6 * sum[0], 1e6 * sum[1], sum[1] / sum[0],
            1e-9 * (fl[0] + fl[1] + fl[2] + fl[3]) / sum[0],
            1e-9 * (fl[0] + fl[1] + fl[2] + fl[3]) / sum[1]);
+    {
+        /* The gather's conversion of a batch of byte rows (MNIST-like: about 80 % zero bytes)
+         * into X and X^T: gmf_dataset_u8_row per row then gmf_nn_kern_xt_trans (the float
+         * data set's route, and main's before the fused kernel) against gmf_nn_kern_xt_conv_u8
+         * (both at once), alternated, 200 calls each per round, hot (L1/L2). */
+        uint8_t *U8 = malloc((size_t)(B * d));
+        double *sc = malloc(2 * (size_t)B * sizeof(double));
+        double tv[2][NROUND];
+        if (!U8 || !sc) return 1;
+        for (long e = 0; e < B * d; e++)
+            U8[e] = rand() % 5 ? 0 : (uint8_t)(rand() % 256);
+        for (long i = 0; i < B; i++)
+            sc[2 * i] = 33.0 + 0.1 * (double)i, sc[2 * i + 1] = 1.0 / 80.0;
+        for (long r = 0; r < rounds; r++) {
+            double t0 = bench_cpu_s();
+            for (int c = 0; c < 200; c++) {
+                for (long i = 0; i < B; i++)
+                    gmf_dataset_u8_row(X + i * d, U8 + i * d, (size_t)d, sc[2 * i], sc[2 * i + 1]);
+                gmf_nn_kern_xt_trans((size_t)d, X, (size_t)d, 0, (size_t)B, XT);
+            }
+            double t1 = bench_cpu_s();
+            tv[0][r] = (t1 - t0) / 200;
+            for (int c = 0; c < 200; c++)
+                gmf_nn_kern_xt_conv_u8((size_t)d, U8, (size_t)d, sc, 0, (size_t)B, X, (size_t)d,
+                                       XT);
+            tv[1][r] = (bench_cpu_s() - t1) / 200;
+        }
+        qsort(tv[0], rounds, sizeof(double), bench_cmpd);
+        qsort(tv[1], rounds, sizeof(double), bench_cmpd);
+        printf("gm_kern_bench bytes -> X + X^T (%ld rows): u8_row + xt_trans %.2f us, "
+               "xt_conv_u8 %.2f us (%.2fx)\n",
+               B, 1e6 * tv[0][rounds / 2], 1e6 * tv[1][rounds / 2],
+               tv[0][rounds / 2] / tv[1][rounds / 2]);
+        free(U8), free(sc);
+    }
     free(XT), free(X), free(X2), free(P), free(S), free(F), free(S2), free(dP), free(dS);
     return 0;
 }

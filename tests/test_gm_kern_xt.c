@@ -19,13 +19,17 @@
  *     (x_p = x * x rounded to float when sq): the order nn_internal.h promises;
  *   - entries outside C (padding columns, the row past the end) untouched;
  *   - row ranges (i0, C + i0 ldc: the rows split) and column ranges (B + j0 rows, C + j0:
- *     the components split) bitwise the whole product's.
+ *     the components split) bitwise the whole product's;
+ *   - xt_conv_u8 (bytes -> X and X^T at once): X and X^T bit for bit the plain scalar conversion
+ *     gmf_dataset_u8_value and the panel formula, for B 1..70 x d in {1, 7, 15, 16, 17, 33,
+ *     100, 784} and B 64 and 500 at d = 784, in 1-3 row ranges; nothing outside written.
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "../src/discrete/nn_internal.h"
+#include "gmflow/idx.h"
 #include "testutil.h"
 
 #ifndef GMF_NN_KERN
@@ -156,6 +160,51 @@ static void against_nt(gsl_rng *r, size_t B, size_t N, size_t d, int sq) {
     free(X), free(P), free(XT), free(C1), free(C2);
 }
 
+/* gmf_nn_kern_xt_conv_u8 (the gather's conversion with the transposition fused) against the
+ * plain C route: X[i, p] = gmf_dataset_u8_value(S[i lds + p], mean_i, inv_i) (idx.h's scalar
+ * conversion) and X^T filled by the panel formula from those values; both bit for bit, nothing
+ * outside the rows and columns written.  Rows in up to three ranges, as threads (or a caller
+ * starting at an odd row) would form them; mean and 1/sd as the loader's (MNIST-like bytes,
+ * mean 0..140, 1/sd 1/120 .. 1/20) and some rows all zero or all 255. */
+static void case_conv(gsl_rng *r, size_t B, size_t d, size_t nrange) {
+    const size_t lds = d + 5, ldx = d + 2, nx = gmf_nn_xt_size(B, d);
+    uint8_t *S = tu_xmalloc(B * lds + 1);
+    double *sc = tu_xmalloc(2 * B * sizeof(double));
+    for (size_t i = 0; i < B; i++) {
+        const int kind = (int)gsl_rng_uniform_int(r, 8);
+        for (size_t p = 0; p < lds; p++)
+            S[i * lds + p] =
+                kind == 0   ? 0
+                : kind == 1 ? 255
+                            : (gsl_rng_uniform(r) < 0.5 ? 0 : (uint8_t)gsl_rng_uniform_int(r, 256));
+        sc[2 * i] = 140.0 * gsl_rng_uniform(r);
+        sc[2 * i + 1] = 1.0 / (20.0 + 100.0 * gsl_rng_uniform(r));
+    }
+    float *X = fsent(B * ldx), *XT = fsent(nx);
+    size_t cut[4] = {0, B, B, B};
+    if (nrange > 1) cut[1] = gsl_rng_uniform_int(r, B + 1);
+    if (nrange > 2) cut[2] = cut[1] + gsl_rng_uniform_int(r, B - cut[1] + 1);
+    for (size_t k = nrange; k-- > 0;) /* the ranges in reverse order */
+        gmf_nn_kern_xt_conv_u8(d, S, lds, sc, cut[k], cut[k + 1], X, ldx, XT);
+    int okx = 1, okt = 1;
+    for (size_t i = 0; i < B; i++)
+        for (size_t p = 0; p < ldx; p++) {
+            const float want =
+                p < d ? gmf_dataset_u8_value(S[i * lds + p], sc[2 * i], sc[2 * i + 1]) : SENT;
+            if (!same_bits(X[i * ldx + p], want)) okx = 0;
+        }
+    for (size_t p = 0; p < d; p++)
+        for (size_t i = 0; i < nx / d; i++) {
+            const float want =
+                i < B ? gmf_dataset_u8_value(S[i * lds + p], sc[2 * i], sc[2 * i + 1]) : SENT;
+            if (!same_bits(XT[(i / 64) * 64 * d + 64 * p + i % 64], want)) okt = 0;
+        }
+    CHECK(okx, "xt_conv_u8 B=%zu d=%zu ranges=%zu: X wrong or padding written", B, d, nrange);
+    CHECK(okt, "xt_conv_u8 B=%zu d=%zu ranges=%zu: X^T wrong or padding written", B, d, nrange);
+    CHECK(X[B * ldx] == SENT && XT[nx] == SENT, "xt_conv_u8 B=%zu d=%zu: outside", B, d);
+    free(S), free(sc), free(X), free(XT);
+}
+
 int main(void) {
     tu_worst_init(&worst);
     gsl_rng *r = tu_rng(20);
@@ -179,6 +228,17 @@ int main(void) {
             case_xt(r, big[k][0], big[k][1], big[k][2], sq, k % 3);
             ncase++;
         }
+    const size_t dc[] = {1, 7, 15, 16, 17, 33, 100, 784};
+    for (size_t B = 1; B <= 70; B++)
+        for (size_t c = 0; c < sizeof dc / sizeof *dc; c++) {
+            case_conv(r, B, dc[c], 1 + (B + c) % 3);
+            ncase++;
+        }
+    for (size_t k = 1; k <= 3; k++) {
+        case_conv(r, 64, 784, k);  /* the training step's batch */
+        case_conv(r, 500, 784, k); /* the evaluation's */
+        ncase += 2;
+    }
     against_nt(r, 64, 200, 784, 0);
     against_nt(r, 64, 20, 784, 1);
     gsl_rng_free(r);

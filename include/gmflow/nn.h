@@ -471,6 +471,11 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         gmf_nn_wgeom wgeom;       /* learned weights: the logits' SGD step (euclid) */             \
         int per_mass;             /* learned weights: transport rate lr / (K w_k) (0) */           \
         real *xtp; /* GM kind, AVX-512 float32, nthreads > 1: each pool thread's own X^T */        \
+        /* GM kind, AVX-512 float32: the gather's staged bytes (Bmax x d) and scales (2 Bmax),  */ \
+        /* and threads 1.. nthreads-1's own copies of X (thread 0's is Xb) */                      \
+        uint8_t *sb;                                                                               \
+        double *ssc;                                                                               \
+        real *xp;                                                                                  \
     } gmf_nn_ws##S;                                                                                \
     /* Workspace for batches of up to Bmax samples.  nthreads >= 1: for GMF_NN_GM the components   \
      * are split over a pool of nthreads threads (OpenBLAS single-threaded inside them); for the   \

@@ -18,6 +18,7 @@
  * of rows or columns is bitwise the whole product's.  It differs from gm_kern.c's nt order (16
  * lanes, then a tree) in the last bits.  Tested against double by tests/test_gm_kern_xt.c. */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "nn_internal.h"
 
@@ -60,6 +61,33 @@ static inline void transpose16(__m512 r[16]) {
         r[k] = t[k];
 }
 
+/* X^T's 16 columns [p, p + 16) of the full block of rows [i, i + 16) of Y (row-major, ldy), read
+ * as 4 x 4 sub-blocks: register z[k] holds in its 128-bit lane j row 4 j + k's 4 columns (one
+ * load and three 128-bit insertions from memory: load ports and any vector port), and one
+ * in-lane 4 x 4 transpose per 4 columns finishes them (2 shuffles per 16 floats, against 4 for
+ * transpose16).  Y's rows just stored (gmf_nn_kern_xt_conv_u8): read from L1.  (Used for
+ * gmf_nn_kern_xt_trans's float X in L2 as well, it changed nothing: 5.13-5.18 against
+ * 5.19-5.27 us per 64 x 784, docs/PERFORMANCE.md.)  T: column i, row p of X^T. */
+static inline void trans_block16(const float *Y, size_t ldy, float *T) {
+    for (size_t h = 0; h < 4; h++) {
+        __m512 z[4];
+        for (size_t k = 0; k < 4; k++) {
+            const float *y = Y + k * ldy + 4 * h;
+            __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(y));
+            v = _mm512_insertf32x4(v, _mm_loadu_ps(y + 4 * ldy), 1);
+            v = _mm512_insertf32x4(v, _mm_loadu_ps(y + 8 * ldy), 2);
+            z[k] = _mm512_insertf32x4(v, _mm_loadu_ps(y + 12 * ldy), 3);
+        }
+        const __m512 t0 = _mm512_unpacklo_ps(z[0], z[1]), t1 = _mm512_unpackhi_ps(z[0], z[1]);
+        const __m512 t2 = _mm512_unpacklo_ps(z[2], z[3]), t3 = _mm512_unpackhi_ps(z[2], z[3]);
+        float *t = T + 4 * h * XT_P; /* column 4 h + m: rows 0..15 in order */
+        _mm512_storeu_ps(t, _mm512_shuffle_ps(t0, t2, 0x44));
+        _mm512_storeu_ps(t + XT_P, _mm512_shuffle_ps(t0, t2, 0xEE));
+        _mm512_storeu_ps(t + 2 * XT_P, _mm512_shuffle_ps(t1, t3, 0x44));
+        _mm512_storeu_ps(t + 3 * XT_P, _mm512_shuffle_ps(t1, t3, 0xEE));
+    }
+}
+
 void gmf_nn_kern_xt_trans(size_t d, const float *X, size_t ldx, size_t i0, size_t i1, float *XT) {
     /* blocks of up to 16 rows that do not cross a multiple of 16 (so not a panel's edge either):
      * block [i, i + nr) goes to lanes i % 64 .. of its panel's rows */
@@ -74,6 +102,96 @@ void gmf_nn_kern_xt_trans(size_t d, const float *X, size_t ldx, size_t i0, size_
             for (size_t k = 0; k < 16; k++)
                 r[k] =
                     k < nr ? _mm512_maskz_loadu_ps(mp, X + (i + k) * ldx + p) : _mm512_setzero_ps();
+            transpose16(r);
+            for (size_t k = 0; k < np; k++)
+                _mm512_mask_storeu_ps(T + (p + k) * XT_P, mr, r[k]);
+        }
+        i += nr;
+    }
+}
+
+/* 16 standardized floats of one row's bytes x[0..n) (n <= 16; lanes past n are zero):
+ * (float)(((double)x_j - mean) * inv), the operations of gmf_dataset_u8_value and of
+ * gmf_dataset_u8_row's 8-lane loop, so bitwise their values. */
+static inline __m512 conv16(const uint8_t *x, size_t n, double mean, double inv) {
+    uint8_t t[16] = {0};
+    if (n < 16) { /* (a byte-masked load would need AVX512BW+VL; the tail is rare) */
+        for (size_t j = 0; j < n; j++)
+            t[j] = x[j];
+        x = t;
+    }
+    const __m512d m = _mm512_set1_pd(mean), iv = _mm512_set1_pd(inv);
+#if defined(__AVX512DQ__) && !defined(GMF_CONV_DQ0)
+    /* 8 bytes -> 8 int64 -> 8 doubles per half (vpmovzxbq from memory + vcvtqq2pd: one
+     * shuffle-port uop per 8 values; the int32 route below takes two: the widening and the
+     * 256-bit extract, and its vcvtdq2pd is a port-0 + port-5 pair) -- the shuffle port is this
+     * kernel's bottleneck, with the transposition's 4 shuffles per 16 values */
+    const __m512d lo =
+        _mm512_cvtepi64_pd(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)x)));
+    const __m512d hi =
+        _mm512_cvtepi64_pd(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(x + 8))));
+#else
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)x));
+    const __m512d lo = _mm512_cvtepi32_pd(_mm512_castsi512_si256(v));
+    const __m512d hi = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(v, 1));
+#endif
+    const __m256 a = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_sub_pd(lo, m), iv));
+    const __m256 c = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_sub_pd(hi, m), iv));
+    return _mm512_insertf32x8(_mm512_castps256_ps512(a), c, 1);
+}
+
+/* 8 standardized floats of x[0..8) (the full blocks' half-row; as conv16) */
+static inline __m256 conv8(const uint8_t *x, __m512d m, __m512d iv) {
+#if defined(__AVX512DQ__) && !defined(GMF_CONV_DQ0)
+    const __m512d v = _mm512_cvtepi64_pd(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)x)));
+#else
+    const __m512d v = _mm512_cvtepi32_pd(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)x)));
+#endif
+    return _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_sub_pd(v, m), iv));
+}
+
+void gmf_nn_kern_xt_conv_u8(size_t d, const uint8_t *S, size_t lds, const double *scale, size_t i0,
+                            size_t i1, float *X, size_t ldx, float *XT) {
+    /* as gmf_nn_kern_xt_trans, but the 16 x 16 block's rows come from the bytes (converted in
+     * registers) and are stored into X as well, and X^T is formed from them while they are in
+     * L1, instead of reading X back from L2 in a second pass */
+    for (size_t i = i0; i < i1;) {
+        const size_t e = (i / 16 + 1) * 16, nr = (i1 < e ? i1 : e) - i;
+        const __mmask16 mr = lanes(nr);
+        float *const T = XT + (i / XT_P) * XT_P * d + i % XT_P;
+        for (size_t p = 0; p < d; p += 16) {
+            const size_t np = d - p < 16 ? d - p : 16;
+            if (nr == 16 && np == 16) {
+                /* a full block (the common case): each row's two converted halves are stored
+                 * into X, then X^T's 16 columns are read back from those stores (L1, store
+                 * forwarding) as 4 x 4 sub-blocks, four 128-bit pieces per register (one load
+                 * and three insertions from memory: load ports and any vector port), and only
+                 * the in-lane 4 x 4 transposes use the shuffle port (trans_block16): 2 shuffles
+                 * per 16 floats against 4 for transpose16 plus 1 for joining the halves.  The
+                 * kernel is bound by the two 512-bit vector ports: about 272 uops per block,
+                 * 192 of them the conversion (docs/PERFORMANCE.md) */
+                for (size_t k = 0; k < 16; k++) {
+                    const __m512d m = _mm512_set1_pd(scale[2 * (i + k)]);
+                    const __m512d iv = _mm512_set1_pd(scale[2 * (i + k) + 1]);
+                    const uint8_t *x = S + (i + k) * lds + p;
+                    float *y = X + (i + k) * ldx + p;
+                    _mm256_storeu_ps(y, conv8(x, m, iv));
+                    _mm256_storeu_ps(y + 8, conv8(x + 8, m, iv));
+                }
+                trans_block16(X + i * ldx + p, ldx, T + p * XT_P);
+                continue;
+            }
+            const __mmask16 mp = lanes(np);
+            __m512 r[16];
+            for (size_t k = 0; k < 16; k++) {
+                if (k < nr) {
+                    const size_t q = i + k;
+                    r[k] = conv16(S + q * lds + p, np, scale[2 * q], scale[2 * q + 1]);
+                    _mm512_mask_storeu_ps(X + q * ldx + p, mp, r[k]);
+                } else {
+                    r[k] = _mm512_setzero_ps();
+                }
+            }
             transpose16(r);
             for (size_t k = 0; k < np; k++)
                 _mm512_mask_storeu_ps(T + (p + k) * XT_P, mr, r[k]);

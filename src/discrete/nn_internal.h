@@ -49,6 +49,12 @@ static inline size_t gmf_nn_xt_size(size_t Bmax, size_t d) {
 }
 #ifdef __AVX512F__
 void gmf_nn_kern_xt_trans(size_t d, const float *X, size_t ldx, size_t i0, size_t i1, float *XT);
+/* gmf_nn_kern_xt_conv_u8: rows [i0, i1) of X (ldx) and columns [i0, i1) of XT formed at once
+ * from bytes: X[i, p] = (float)(((double)S[i lds + p] - scale[2 i]) * scale[2 i + 1])
+ * (gmf_dataset_u8_value's operations, bitwise its values), X^T as gmf_nn_kern_xt_trans would
+ * transpose it (the batch gather's conversion with the transposition fused: nn_tmpl.h). */
+void gmf_nn_kern_xt_conv_u8(size_t d, const uint8_t *S, size_t lds, const double *scale, size_t i0,
+                            size_t i1, float *X, size_t ldx, float *XT);
 void gmf_nn_kern_xt(size_t M, size_t N, size_t d, const float *XT, size_t i0, const float *B,
                     size_t ldb, float *C, size_t ldc, int sq);
 #endif

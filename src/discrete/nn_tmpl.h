@@ -46,6 +46,26 @@
 #define GM_FWD_MT 2
 #endif
 
+/* The gather of a batch of compact (byte) rows with GM_KERN (GM_GATHER_CONV; 0: each thread
+ * converts its rows into the shared X and X^T is transposed from X, as for float data sets):
+ * the pool's threads first copy their rows' raw bytes, scales and labels into a staging buffer
+ * (ws->sb, ws->ssc; the random rows' memory latency is here), then the bytes are converted into
+ * X and X^T in one pass (gmf_nn_kern_xt_conv_u8: X^T is formed from each 16 x 16 block while it
+ * is in L1, not by a second pass over X).
+ *   1 (default): on 1 thread only (the transposition's pass over X disappears: epoch 1.014-1.061x
+ *     faster, median 1.03);
+ *   2: also on more threads with GM_FWD_MT 2, each thread converting the WHOLE batch into its
+ *     own X (Xb for thread 0, ws->xp for the others) and its own X^T: no float row of X crosses
+ *     the cores (only the other thread's bytes), but every thread converts every row, and that
+ *     conversion is vector-ALU bound (about 9 us per 64 rows): the 2-thread epoch was the same
+ *     as with 0 (0.966-1.085x, median 0.997, 6 rounds), so it is not the default.
+ * The values are those of the plain gather (gmf_dataset_u8_value), X^T the same numbers, so the
+ * results are bitwise the same with any setting (docs/PERFORMANCE.md, "The gather's conversion
+ * fused with the transposition"). */
+#ifndef GM_GATHER_CONV
+#define GM_GATHER_CONV 1
+#endif
+
 typedef FN(gmf_nn_gm_cache) gm_cache;
 typedef FN(gmf_nn_gmfull_cache) full_cache;
 typedef FN(gmf_nn_gmlr_cache) lr_cache;
@@ -1396,7 +1416,13 @@ int FN(gmf_nn_ws_init)(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
 #if GM_KERN
         if (!rc && nthreads > 1 && GM_FWD_MT == 2) { /* gm_job_run: the private X^T copies */
             ws->xtp = ralloc((size_t)nthreads * gmf_nn_xt_size(Bmax, m->d), &fail);
+            if (GM_GATHER_CONV == 2) ws->xp = ralloc((size_t)(nthreads - 1) * Bmax * m->d, &fail);
             if (fail) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
+        }
+        if (!rc && GM_GATHER_CONV) { /* gm_job_run: the staged bytes of a gathered batch */
+            ws->sb = aligned_alloc(64, (Bmax * m->d + 63) / 64 * 64);
+            ws->ssc = calloc(2 * Bmax, sizeof(double));
+            if (!ws->sb || !ws->ssc) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
         }
 #endif
         break;
@@ -1434,7 +1460,7 @@ int FN(gmf_nn_ws_init)(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
 void FN(gmf_nn_ws_free)(ws_t *ws) {
     if (ws->pool) gmf_nn_pool_free(ws->pool);
     free(ws->P), free(ws->dP), free(ws->gacc), free(ws->H), free(ws->dH), free(ws->lossv);
-    free(ws->Xb), free(ws->yb), free(ws->xtp);
+    free(ws->Xb), free(ws->yb), free(ws->xtp), free(ws->sb), free(ws->ssc), free(ws->xp);
     free(ws->Z1), free(ws->Y1), free(ws->dY1), free(ws->dZ1), free(ws->nrm);
     if (ws->gm1.muW) FN(gmf_nn_gm_cache_free)(&ws->gm1);
     if (ws->gm2.muW) FN(gmf_nn_gm_cache_free)(&ws->gm2);
@@ -1531,6 +1557,29 @@ static void gather_rows(real *X, uint8_t *y, const gmf_dataset *src, const size_
     gather_rows_at(X, y, src, idx, 0, d, i0, i1);
 }
 
+/* Rows [i0, i1) of a gathered batch of compact (byte) rows, staged: S[i d ..] = the bytes of row
+ * r = idx[i], sc[2 i], sc[2 i + 1] = its mean and 1/sd, y[i] = its label (GM_GATHER_CONV).  The
+ * same look-ahead prefetch as gather_rows_at. */
+static void stage_rows(uint8_t *S, double *sc, uint8_t *y, const gmf_dataset *src,
+                       const size_t *idx, size_t d, size_t i0, size_t i1) {
+    enum { GATHER_AHEAD = 4 };
+    for (size_t i = i0; i < i1; i++) {
+        if (idx && i + GATHER_AHEAD < i1) {
+            const size_t rn = idx[i + GATHER_AHEAD];
+            const char *pn = (const char *)(src->px + rn * d);
+            for (size_t b = 0; b < d; b += 64)
+                __builtin_prefetch(pn + b);
+            __builtin_prefetch(pn + d - 1);
+            __builtin_prefetch(src->label + rn);
+            __builtin_prefetch(src->scale + 2 * rn);
+        }
+        const size_t r = idx ? idx[i] : i;
+        memcpy(S + i * d, src->px + r * d, d);
+        sc[2 * i] = src->scale[2 * r], sc[2 * i + 1] = src->scale[2 * r + 1];
+        y[i] = src->label[r];
+    }
+}
+
 /* acc[0..n) += (double) g[0..n) */
 static void acc_add(double *restrict acc, const real *restrict g, size_t n) {
     for (size_t e = 0; e < n; e++)
@@ -1611,14 +1660,14 @@ static void gm_fwd_gemm_nt(gm_cache *c, const real *X, size_t B, size_t d, size_
 /* GM_FWD_MT 2: thread t's copy of X^T (all B rows, xtp + t gmf_nn_xt_size(Bmax, d)), then its
  * components' products from it, as gm_fwd_gemm does from the shared X^T. */
 static void gm_fwd_gemm_own(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
-                            size_t k0, size_t k1, real *xtp, size_t t) {
+                            size_t k0, size_t k1, real *xtp, size_t t, int transpose) {
     if (k1 <= k0) return;
     gm_cache v = *c; /* the cache seen with this thread's X^T (the same F, S2, parameters) */
 #if GM_KERN
     v.xtb = xtp + t * gmf_nn_xt_size(c->Bmax, d), v.xt0 = 0;
-    gmf_nn_kern_xt_trans(d, X, d, 0, B, v.xtb);
+    if (transpose) gmf_nn_kern_xt_trans(d, X, d, 0, B, v.xtb);
 #else
-    (void)xtp, (void)t;
+    (void)xtp, (void)t, (void)transpose;
 #endif
     gm_fwd_gemm(&v, X, B, d, K, L, k0, k1);
 }
@@ -1629,6 +1678,7 @@ static void gm_job_run(void *vctx, int t, int nt) {
     const gmf_nn_model *m = ws->m;
     gm_cache *c = &ws->gm1;
     const size_t d = m->d, K = m->K, L = m->L, B = j->B;
+    const real *X = j->X; /* (with GM_GATHER_CONV: this thread's own copy, set below) */
     size_t k0, k1, i0, i1;
     gmf_nn_split(K, t, nt, &k0, &k1);
     gmf_nn_split(B, t, nt, &i0, &i1);
@@ -1650,18 +1700,33 @@ static void gm_job_run(void *vctx, int t, int nt) {
         /* components split: every row through this thread's components (after all rows are
          * gathered), then the rows' reduction over all components (after all are done) */
         if (!ws->prep_valid) gm_prep(c, ws->P, d, K, L, k0, k1);
-        if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
         const int fwd_mt = GM_KERN && nt > 1 ? GM_FWD_MT : 0; /* 1: nt on X, 2: own X^T */
-        if (!fwd_mt) gm_square_rows(c, j->X, d, i0, i1);
+        /* the staged gather (GM_GATHER_CONV): every thread its own X and X^T from the bytes */
+        const int conv = GM_KERN && GM_GATHER_CONV && j->src && !j->src->x &&
+                         (nt == 1 || (GM_GATHER_CONV == 2 && fwd_mt == 2));
+        if (conv)
+            stage_rows(ws->sb, ws->ssc, ws->yb, j->src, j->idx, d, i0, i1);
+        else if (j->src)
+            gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
+        if (!fwd_mt && !conv) gm_square_rows(c, X, d, i0, i1);
         GMF_NN_PROF_MARK(t, 1);
         gmf_nn_pool_barrier(ws->pool);
         GMF_NN_PROF_MARK(t, 2);
+        if (conv) {
+#if GM_KERN
+            X = t == 0 ? ws->Xb : ws->xp + (size_t)(t - 1) * ws->Bmax * d;
+            gmf_nn_kern_xt_conv_u8(d, ws->sb, d, ws->ssc, 0, B, (real *)X, d,
+                                   fwd_mt ? ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d)
+                                          : c->xtb); /* (the whole cache: xt0 = 0) */
+#endif
+            GMF_NN_PROF_MARK(t, 13);
+        }
         if (fwd_mt == 1)
-            gm_fwd_gemm_nt(c, j->X, B, d, K, L, k0, k1);
+            gm_fwd_gemm_nt(c, X, B, d, K, L, k0, k1);
         else if (fwd_mt == 2)
-            gm_fwd_gemm_own(c, j->X, B, d, K, L, k0, k1, ws->xtp, (size_t)t);
+            gm_fwd_gemm_own(c, X, B, d, K, L, k0, k1, ws->xtp, (size_t)t, !conv);
         else
-            gm_fwd_gemm(c, j->X, B, d, K, L, k0, k1);
+            gm_fwd_gemm(c, X, B, d, K, L, k0, k1);
         GMF_NN_PROF_MARK(t, 12);
         gmf_nn_pool_barrier(ws->pool);
         gm_fwd_scalars(c, K, L, i0, i1); /* this thread's rows, every component */
@@ -1705,8 +1770,8 @@ static void gm_job_run(void *vctx, int t, int nt) {
         gm_bwd_scalars(c, da, sc, c->learned ? c->gw : NULL, ws->dH, B, K, L, k0, k1);
     GMF_NN_PROF_MARK(t, 7);
     /* the fused step: products and parameter pass in one kernel (gm_bwd_fused); else both */
-    if (!gm_bwd_fused(ws->P, c, da, sc, j->mode == 2 ? j->lr : NULL, j->X, B, d, K, L, k0, k1)) {
-        gm_bwd_prod(c, j->X, B, d, K, L, k0, k1);
+    if (!gm_bwd_fused(ws->P, c, da, sc, j->mode == 2 ? j->lr : NULL, X, B, d, K, L, k0, k1)) {
+        gm_bwd_prod(c, X, B, d, K, L, k0, k1);
         for (size_t k = k0; k < k1; k++)
             gm_bwd_param1(ws->P, j->mode == 2 ? NULL : ws->dP, c, da + (k - k0) * L,
                           sc ? sc[k] : 1.0 / (double)K, j->mode == 2 ? j->lr : NULL, d, K, L, k);
