@@ -1513,26 +1513,32 @@ typedef struct gm_job {
     const size_t *idx;
 } gm_job;
 
+/* The gathers' look-ahead over random rows (idx): while row i of [i0, i1) is copied, the row
+ * GATHER_AHEAD places on is requested (every cache line of it, the last one included when the
+ * row does not start on a line, its label and its scale), so that its memory latency overlaps
+ * this row's work (the hardware prefetcher cannot guess the next random row; sequential rows it
+ * streams by itself). */
+enum { GATHER_AHEAD = 4 };
+static inline void gather_request(const gmf_dataset *src, const size_t *idx, size_t d, size_t i,
+                                  size_t i1) {
+    if (!idx || i + GATHER_AHEAD >= i1) return;
+    const size_t rn = idx[i + GATHER_AHEAD];
+    const size_t rowb = src->x ? d * sizeof(float) : d;
+    const char *pn = src->x ? (const char *)(src->x + rn * d) : (const char *)(src->px + rn * d);
+    for (size_t b = 0; b < rowb; b += 64)
+        __builtin_prefetch(pn + b);
+    __builtin_prefetch(pn + rowb - 1);
+    __builtin_prefetch(src->label + rn);
+    if (!src->x) __builtin_prefetch(src->scale + 2 * rn);
+}
+
 /* Rows [i0, i1) of a gathered batch: X[i] = (real) row r = idx[i] (idx NULL: r = first + i) of
  * src (gmf_dataset_row's floats, standardized here from the bytes in the compact form), y[i] =
  * its label. */
 static void gather_rows_at(real *X, uint8_t *y, const gmf_dataset *src, const size_t *idx,
                            size_t first, size_t d, size_t i0, size_t i1) {
-    /* random rows (idx): the row GATHER_AHEAD places on is requested now (its cache lines, its
-     * label and scale), so that its memory latency overlaps this row's conversion (the hardware
-     * prefetcher cannot guess the next random row; sequential rows it streams by itself) */
-    enum { GATHER_AHEAD = 4 };
-    const size_t rowb = src->x ? d * sizeof(float) : d;
     for (size_t i = i0; i < i1; i++) {
-        if (idx && i + GATHER_AHEAD < i1) {
-            const size_t rn = idx[i + GATHER_AHEAD];
-            const char *pn =
-                src->x ? (const char *)(src->x + rn * d) : (const char *)(src->px + rn * d);
-            for (size_t b = 0; b < rowb; b += 64)
-                __builtin_prefetch(pn + b);
-            __builtin_prefetch(src->label + rn);
-            if (!src->x) __builtin_prefetch(src->scale + 2 * rn);
-        }
+        gather_request(src, idx, d, i, i1);
         const size_t r = idx ? idx[i] : first + i;
         real *restrict dst = X + i * d;
         if (src->x) {
@@ -1559,20 +1565,11 @@ static void gather_rows(real *X, uint8_t *y, const gmf_dataset *src, const size_
 
 /* Rows [i0, i1) of a gathered batch of compact (byte) rows, staged: S[i d ..] = the bytes of row
  * r = idx[i], sc[2 i], sc[2 i + 1] = its mean and 1/sd, y[i] = its label (GM_GATHER_CONV).  The
- * same look-ahead prefetch as gather_rows_at. */
+ * same look-ahead (gather_request) as gather_rows_at. */
 static void stage_rows(uint8_t *S, double *sc, uint8_t *y, const gmf_dataset *src,
                        const size_t *idx, size_t d, size_t i0, size_t i1) {
-    enum { GATHER_AHEAD = 4 };
     for (size_t i = i0; i < i1; i++) {
-        if (idx && i + GATHER_AHEAD < i1) {
-            const size_t rn = idx[i + GATHER_AHEAD];
-            const char *pn = (const char *)(src->px + rn * d);
-            for (size_t b = 0; b < d; b += 64)
-                __builtin_prefetch(pn + b);
-            __builtin_prefetch(pn + d - 1);
-            __builtin_prefetch(src->label + rn);
-            __builtin_prefetch(src->scale + 2 * rn);
-        }
+        gather_request(src, idx, d, i, i1);
         const size_t r = idx ? idx[i] : i;
         memcpy(S + i * d, src->px + r * d, d);
         sc[2 * i] = src->scale[2 * r], sc[2 * i + 1] = src->scale[2 * r + 1];
