@@ -21,7 +21,7 @@
 #include <time.h>
 
 #include "gmflow/common.h"
-#include "gmflow/idx.h"
+#include "gmflow/dataset.h"
 #include "gmflow/train.h"
 
 static double clk(clockid_t id) {

@@ -29,7 +29,7 @@
 #include <string.h>
 
 #include "../src/discrete/nn_internal.h"
-#include "gmflow/idx.h"
+#include "gmflow/dataset.h"
 #include "testutil.h"
 
 #ifndef GMF_NN_KERN

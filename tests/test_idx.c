@@ -9,6 +9,7 @@
  * then exits 77 (ctest: skipped) rather than passing.
  */
 #include "gmflow/common.h"
+#include "gmflow/dataset.h"
 #include "gmflow/idx.h"
 #include "gmflow/train.h"
 

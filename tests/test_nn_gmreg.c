@@ -3,6 +3,7 @@
  * central finite differences of its loss (pass: normwise relative error <= 1e-6, typical 1e-9),
  * including a rank-deficient C_k and a zero input; and full-batch gradient descent with a small
  * step decreasing the loss monotonically (a gradient of the wrong sign or scale would not). */
+#include "gmflow/common.h"
 #include "gmflow/nn.h"
 #include "testutil.h"
 
@@ -42,19 +43,19 @@ int main(void) {
     for (size_t j = 0; j < d; j++)
         X[5 * d + j] = 0.0; /* a zero input: s = 0 */
     tu_randn(r, np, 0.5, P);
-    gmf_nn_gmreg g;
-    CHECK(gmf_nn_gmreg_init(&g, K, n, d, X, y) == 0, "init: %s", "failed");
-    fd_case("gm regression, generic", &g, P, np);
+    gmf_nn_gmreg *g;
+    CHECK(gmf_nn_gmreg_new(&g, K, n, d, X, y) == 0, "new: %s", gmf_errmsg());
+    fd_case("gm regression, generic", g, P, np);
     for (size_t a = 0; a < D; a++)
         P[K * D + a * D + 2] = 0.0; /* C_0 column 2 zero */
-    fd_case("gm regression, rank-deficient C_0", &g, P, np);
+    fd_case("gm regression, rank-deficient C_0", g, P, np);
     /* gradient descent: monotone decrease at a small step */
-    double prev = loss_at(&g, P), first = prev, l = 0.0;
+    double prev = loss_at(g, P), first = prev, l = 0.0;
     int monotone = 1;
     for (int it = 0; it < 200; it++) {
-        CHECK(gmf_nn_gmreg_gd_step(P, &l, &g, 0.05) == 0, "gd step %d", it);
+        CHECK(gmf_nn_gmreg_gd_step(P, &l, g, 0.05) == 0, "gd step %d", it);
         CHECK_CLOSE(l, prev, 1e-13, 0.0, "gd step %d reports the loss before the step", it);
-        const double now = loss_at(&g, P);
+        const double now = loss_at(g, P);
         if (!(now <= prev)) monotone = 0;
         prev = now;
     }
@@ -63,8 +64,12 @@ int main(void) {
     printf("  gradient descent (200 steps, lr 0.05): loss %.6g -> %.6g\n", first, prev);
     /* bad input: non-finite parameters */
     P[0] = NAN;
-    CHECK(gmf_nn_gmreg_forward(NULL, NULL, &g, P) != 0, "NaN parameters must be rejected");
-    gmf_nn_gmreg_free(&g);
+    CHECK(gmf_nn_gmreg_forward(NULL, NULL, g, P) != 0, "NaN parameters must be rejected");
+    gmf_nn_gmreg_free(g);
+    /* K = 0 is refused with no layer made; freeing NULL is fine */
+    g = (gmf_nn_gmreg *)&r; /* any non-NULL value: must come back NULL */
+    CHECK(gmf_nn_gmreg_new(&g, 0, n, d, X, y) == GMF_EINVAL && g == NULL, "K = 0 must be refused");
+    gmf_nn_gmreg_free(NULL);
     gsl_rng_free(r);
     return tu_finish("test_nn_gmreg");
 }

@@ -120,10 +120,10 @@ static void regression_case(gsl_rng *r) {
     tu_randn(r, n * d, 1.0, X);
     tu_randn(r, n, 1.0, y);
     tu_randn(r, K * (D + D * D), 0.6, P);
-    gmf_nn_gmreg g;
-    CHECK(gmf_nn_gmreg_init(&g, K, n, d, X, y) == 0, "gmreg init");
-    CHECK(gmf_nn_gmreg_forward(pred, NULL, &g, P) == 0, "gmreg forward");
-    gmf_nn_gmreg_free(&g);
+    gmf_nn_gmreg *g;
+    CHECK(gmf_nn_gmreg_new(&g, K, n, d, X, y) == 0, "gmreg new");
+    CHECK(gmf_nn_gmreg_forward(pred, NULL, g, P) == 0, "gmreg forward");
+    gmf_nn_gmreg_free(g);
     double *sum = calloc(K * n, sizeof(double)), *sum2 = calloc(K * n, sizeof(double));
     double z[D], th[D];
     for (size_t k = 0; k < K; k++) {

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "gmflow/common.h"
+#include "gmflow/dataset.h"
 #include "gmflow/train.h"
 #include "testutil.h"
 

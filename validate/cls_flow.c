@@ -37,7 +37,7 @@
 
 #include "gmflow/clsflow.h"
 #include "gmflow/common.h"
-#include "gmflow/idx.h"
+#include "gmflow/dataset.h"
 #include "gmflow/ode.h"
 #include "harness.h"
 

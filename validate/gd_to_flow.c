@@ -116,8 +116,8 @@ int main(int argc, char **argv) {
     gmf_sqloss *sq;
     if (gmf_sqloss_new(&sq, n, d, X, y)) return fail("squared loss");
     gmf_flow fe, fb;
-    gmf_nn_gmreg layer; /* the discrete trainer's regression layer, on its own copy of the data */
-    if (gmf_nn_gmreg_init(&layer, K, n, d, X, y)) return fail("GM regression layer");
+    gmf_nn_gmreg *layer; /* the discrete trainer's regression layer, on its own copy of the data */
+    if (gmf_nn_gmreg_new(&layer, K, n, d, X, y)) return fail("GM regression layer");
     if (gmf_flow_init(&fe, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(sq)) ||
         gmf_flow_init(&fb, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq)))
         return fail("flow");
@@ -154,7 +154,7 @@ int main(int argc, char **argv) {
     printf("(errors: max over the %ld matching times t_j = j eta0 in (0, T])\n", N0);
     printf("%10s %8s %14s %14s\n", "eta", "steps", "err_euclid", "err_Sigma");
     const sweep sw = {K, D, N, N0, eta0, y0, trE, trB};
-    if (gd_sweep(&sw, &layer, z, zb, out, eta, errE, errB)) return fail("gradient step");
+    if (gd_sweep(&sw, layer, z, zb, out, eta, errE, errB)) return fail("gradient step");
     if (out) fclose(out);
     int ok = 1;
     for (int e = 1; e < NETA; e++)
@@ -164,7 +164,7 @@ int main(int argc, char **argv) {
     printf("fitted order vs Euclidean flow %.4f, vs mixture flow at %s %.4f (pass 1.00 +- 0.05)\n",
            pE, rescale ? "t/K" : "t", pB);
     int status = vh_finish(&run, ok, "order %.4f (euclid), %.4f (mixture)", pE, pB);
-    gmf_nn_gmreg_free(&layer);
+    gmf_nn_gmreg_free(layer);
     gmf_flow_free(&fe);
     gmf_flow_free(&fb);
     gmf_sqloss_free(sq);

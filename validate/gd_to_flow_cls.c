@@ -41,7 +41,7 @@
 
 #include "gmflow/clsflow.h"
 #include "gmflow/common.h"
-#include "gmflow/idx.h"
+#include "gmflow/dataset.h"
 #include "gmflow/nn.h"
 #include "gmflow/ode.h"
 #include "gmflow/train.h"

@@ -8,6 +8,7 @@
 
 #include "gmflow/clsflow.h"
 #include "gmflow/common.h"
+#include "gmflow/dataset.h"
 #include "gmflow/events.h"
 #include "gmflow/flow.h"
 #include "gmflow/flowio.h"

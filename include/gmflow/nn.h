@@ -34,9 +34,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gmflow/flow.h"
-#include "gmflow/sqloss.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -528,18 +525,19 @@ GMF_NN_API(double, _d)
  * the exact flows.  It is built on the squared-loss oracle (sqloss.h) and the Euclidean flow
  * (flow.h): the gradient of l is exactly -gmf_flow_rhs(GMF_FLOW_EUCLID), so this layer and the
  * flows share one implementation of the closed forms.  Double precision only.
+ *
+ * Opaque (API house style, docs/ARCHITECTURE.md): the layer owns a workspace -- its copy of the
+ * data in a squared-loss oracle, the flow's scratch and a gradient of K (D + D^2) doubles -- and
+ * has no field a caller reads; P's layout is the Euclidean flow state's (gmf_flow_mu_offset /
+ * gmf_flow_mat_offset with D = d + 1).
  */
-typedef struct gmf_nn_gmreg {
-    size_t n, d, D, K;
-    gmf_sqloss *sq;
-    gmf_flow flow; /* GMF_FLOW_EUCLID over sq's oracle */
-    double *rhs;   /* K (D + D^2) scratch */
-} gmf_nn_gmreg;
+typedef struct gmf_nn_gmreg gmf_nn_gmreg;
 
-/* X: n x d, y: n (copied). */
-int gmf_nn_gmreg_init(gmf_nn_gmreg *g, size_t K, size_t n, size_t d, const double *X,
-                      const double *y);
-void gmf_nn_gmreg_free(gmf_nn_gmreg *g);
+/* *out = a layer of K components over the data X: n x d, y: n (both copied); *out = NULL and an
+ * error code (GMF_EINVAL for K = 0, or the oracle's) on failure. */
+int gmf_nn_gmreg_new(gmf_nn_gmreg **out, size_t K, size_t n, size_t d, const double *X,
+                     const double *y);
+void gmf_nn_gmreg_free(gmf_nn_gmreg *g); /* NULL is fine */
 /* Predictions (n, may be NULL) and loss (may be NULL) at P = [mu (K x D) | C (K x D x D)]. */
 int gmf_nn_gmreg_forward(double *pred, double *loss, gmf_nn_gmreg *g, const double *P);
 /* dP = gradient of the loss at P (same layout); loss (may be NULL). */

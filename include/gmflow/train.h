@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gmflow/idx.h"
+#include "gmflow/dataset.h"
 #include "gmflow/nn.h"
 
 #ifdef __cplusplus

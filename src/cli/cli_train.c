@@ -28,7 +28,7 @@
 
 #include "cli.h"
 #include "gmflow/common.h"
-#include "gmflow/idx.h"
+#include "gmflow/dataset.h"
 #include "gmflow/io.h"
 #include "gmflow/nn.h"
 #include "gmflow/outset.h"

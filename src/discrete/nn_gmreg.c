@@ -4,23 +4,35 @@
  * l(mu, C) = L(rho) is minus the Euclidean flow's right-hand side (flow.c, GMF_FLOW_EUCLID):
  * d/dt (mu, C) = -grad l(mu, C) (Theorem 1). */
 #include <stdlib.h>
-#include <string.h>
 
 #include "gmflow/common.h"
 #include "gmflow/flow.h"
 #include "gmflow/nn.h"
 #include "gmflow/sqloss.h"
 
-int gmf_nn_gmreg_init(gmf_nn_gmreg *g, size_t K, size_t n, size_t d, const double *X,
-                      const double *y) {
-    memset(g, 0, sizeof *g);
+struct gmf_nn_gmreg {
+    size_t n, d, D, K;
+    gmf_sqloss *sq;
+    gmf_flow flow; /* GMF_FLOW_EUCLID over sq's oracle */
+    double *rhs;   /* K (D + D^2) scratch */
+};
+
+int gmf_nn_gmreg_new(gmf_nn_gmreg **out, size_t K, size_t n, size_t d, const double *X,
+                     const double *y) {
+    if (!out) return gmf_error(GMF_EINVAL, "GM regression layer: null output");
+    *out = NULL;
     if (K == 0) return gmf_error(GMF_EINVAL, "GM regression layer: need K >= 1");
+    gmf_nn_gmreg *g = gmf_calloc(1, sizeof *g, "GM regression layer");
+    if (!g) return GMF_ENOMEM;
     int rc = gmf_sqloss_new(&g->sq, n, d, X, y);
-    if (rc) return rc;
+    if (rc) {
+        free(g);
+        return rc;
+    }
     rc = gmf_flow_init(&g->flow, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(g->sq));
     if (rc) {
         gmf_sqloss_free(g->sq);
-        g->sq = NULL;
+        free(g);
         return rc;
     }
     g->n = n, g->d = d, g->D = d + 1, g->K = K;
@@ -29,14 +41,16 @@ int gmf_nn_gmreg_init(gmf_nn_gmreg *g, size_t K, size_t n, size_t d, const doubl
         gmf_nn_gmreg_free(g);
         return GMF_ENOMEM;
     }
+    *out = g;
     return GMF_OK;
 }
 
 void gmf_nn_gmreg_free(gmf_nn_gmreg *g) {
-    if (g->sq) gmf_flow_free(&g->flow);
+    if (!g) return;
+    gmf_flow_free(&g->flow);
     gmf_sqloss_free(g->sq);
     free(g->rhs);
-    memset(g, 0, sizeof *g);
+    free(g);
 }
 
 int gmf_nn_gmreg_forward(double *pred, double *loss, gmf_nn_gmreg *g, const double *P) {

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gmflow/idx.h"
+#include "gmflow/dataset.h"
 #include "gmflow/nn.h"
 
 struct gmf_nn_pool;

@@ -3,7 +3,7 @@
  * then the image file, then the label file (both raw IDX; gzip is fuzz_idx_gz's job). */
 #define _POSIX_C_SOURCE 200809L
 #include "fuzz_common.h"
-#include "gmflow/idx.h"
+#include "gmflow/dataset.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 3) return 0;
