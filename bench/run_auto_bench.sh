@@ -32,7 +32,7 @@ TENDS=${TENDS:-2e4 2e5}
 [[ $CORE =~ ^[0-9]+$ ]] || usage_error "CORE must be a core number (got '$CORE')"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || usage_error "ROUNDS must be a positive integer (got '$ROUNDS')"
 for T in $TENDS; do
-    [[ $T =~ ^[0-9]+(\.[0-9]*)?([eE][+]?[0-9]+)?$ ]] && [[ ! $T =~ ^0*\.?0*([eE].*)?$ ]] ||
+    { [[ $T =~ ^[0-9]+(\.[0-9]*)?([eE][+]?[0-9]+)?$ ]] && [[ ! $T =~ ^0*\.?0*([eE].*)?$ ]]; } ||
         usage_error "T_END must be a positive number (got '$T')"
 done
 [ -x "$G" ] || { echo "$me: $G: not found or not executable" >&2; exit 1; }

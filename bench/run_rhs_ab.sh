@@ -33,7 +33,7 @@ PY=/usr/bin/python3
 while [ $# -gt 0 ]; do
     case "$1" in
     --old-commit | --old-build | --build | --rounds | --cpu | --min-time | --out | --size)
-        [ $# -ge 2 ] && [ -n "$2" ] || usage_error "option $1 needs a value" ;;
+        { [ $# -ge 2 ] && [ -n "$2" ]; } || usage_error "option $1 needs a value" ;;
     esac
     case "$1" in
     --old-commit) OLD_REV="$2"; shift ;;

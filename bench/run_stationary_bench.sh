@@ -57,18 +57,18 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1; shift; continue ;;
     -h | --help) usage; exit 0 ;;
     --toys | --rounds | --tol | --t-max | --methods | --gm-methods | --cpu | --timeout | --build | --out)
-        [ $# -ge 2 ] && [ -n "$2" ] || usage_error "option $1 needs a value" ;;
+        { [ $# -ge 2 ] && [ -n "$2" ]; } || usage_error "option $1 needs a value" ;;
     *) usage_error "unknown option '$1'" ;;
     esac
     case "$1" in
     --toys) TOYS="$2" ;;
-    --rounds) ROUNDS="$2" ;;
+    --rounds) [[ $2 =~ ^[1-9][0-9]*$ ]] || usage_error "--rounds $2: want a positive integer"; ROUNDS="$2" ;;
     --tol) TOL="$2" ;;
     --t-max) TMAX_OPT="$2" ;;
     --methods) METHODS="$2" ;;
     --gm-methods) GMM="$2" ;;
-    --cpu) CPU="$2" ;;
-    --timeout) TIMEOUT="$2" ;;
+    --cpu) [[ $2 =~ ^[0-9]+$ ]] || usage_error "--cpu $2: want a core number"; CPU="$2" ;;
+    --timeout) [[ $2 =~ ^[1-9][0-9]*$ ]] || usage_error "--timeout $2: want a positive number of seconds"; TIMEOUT="$2" ;;
     --build) BUILD="$2" ;;
     --out) OUT="$2" ;;
     esac

@@ -33,6 +33,7 @@
 # epochs.csv, with the seconds of each epoch) and <results>/cls_variants/commands.csv.
 # notebooks/cls_variants.ipynb draws them (docs/img/cls_variants.png).
 source "$(dirname "$0")/lib.sh"
+# shellcheck disable=SC2034 # read by lib.sh (usage_synopsis)
 DRIVER_OPTS="[--seeds N] [--variants LIST] [--datasets LIST]"
 ARGS=()
 VARIANTS=""

@@ -25,7 +25,7 @@ for a in "$@"; do
     *) pos+=("$a") ;;
     esac
 done
-[ ${#pos[@]} -ge 2 ] && [ ${#pos[@]} -le 3 ] ||
+{ [ ${#pos[@]} -ge 2 ] && [ ${#pos[@]} -le 3 ]; } ||
     usage_error "expected OLD_GMFLOW NEW_GMFLOW [DATA_DIR], got ${#pos[@]} argument(s)"
 OLD=${pos[0]} NEW=${pos[1]} DATA=${pos[2]:-../shared/data/mnist}
 for b in "$OLD" "$NEW"; do
