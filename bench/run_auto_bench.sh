@@ -2,15 +2,40 @@
 # run_auto_bench.sh -- `gmflow flow --method auto` (the default) against adams, bdf and rk8pd on
 # the built-in toy at long horizons (docs/FLOWS.md, "Method auto").  Pinned to one core, the
 # methods interleaved (a b c d, a b c d, ...) so that a load change hits all of them.
-#   usage: bench/run_auto_bench.sh [GMFLOW] [CORE] [ROUNDS] [T_END...]
+#   usage: bench/run_auto_bench.sh [-h | --help] [GMFLOW] [CORE] [ROUNDS] [T_END...]
+#   (defaults: build/gmflow, core 1, 3 rounds, T_END 2e4 2e5)
+#
 # The slow methods at 2e5 (adams about 3 min, rk8pd about 4 min) run once (round 1 only).
 # Output: CSV on stdout: t_end,method,round,wall_s,user_s,nsteps,nfevals,loss_end
 set -u
-G=${1:-build/gmflow}
-CORE=${2:-1}
-ROUNDS=${3:-3}
-shift 3 2>/dev/null || shift $#
-TENDS=${*:-2e4 2e5}
+me=${0##*/}
+# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+usage_error() {
+    echo "$me: $*" >&2
+    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
+    exit 2
+}
+pos=()
+for a in "$@"; do
+    case "$a" in
+    -h | --help) usage; exit 0 ;;
+    -*) usage_error "unknown option '$a'" ;;
+    *) pos+=("$a") ;;
+    esac
+done
+G=${pos[0]:-build/gmflow}
+CORE=${pos[1]:-1}
+ROUNDS=${pos[2]:-3}
+TENDS=${pos[*]:3}
+TENDS=${TENDS:-2e4 2e5}
+[[ $CORE =~ ^[0-9]+$ ]] || usage_error "CORE must be a core number (got '$CORE')"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || usage_error "ROUNDS must be a positive integer (got '$ROUNDS')"
+for T in $TENDS; do
+    { [[ $T =~ ^[0-9]+(\.[0-9]*)?([eE][+]?[0-9]+)?$ ]] && [[ ! $T =~ ^0*\.?0*([eE].*)?$ ]]; } ||
+        usage_error "T_END must be a positive number (got '$T')"
+done
+[ -x "$G" ] || { echo "$me: $G: not found or not executable" >&2; exit 1; }
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_auto_bench.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
 export OPENBLAS_NUM_THREADS=1

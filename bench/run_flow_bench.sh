@@ -44,6 +44,15 @@
 #   --keep      keep the .npy work directory (printed)
 set -euo pipefail
 
+me=${0##*/}
+SELF=$(cd "$(dirname "$0")" && pwd)/$me
+# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SELF"; }
+usage_error() {
+    echo "$me: $*" >&2
+    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
+    exit 2
+}
 cd "$(dirname "$0")/.."
 . bench/bench_env.sh
 QUICK=0 THREADS=1 T=1 RTOL=1e-8 ATOL=1e-10 OUT="" BUILD="" REF=1 KEEP=0 ROUNDS="" INREPO=0
@@ -51,8 +60,8 @@ CPU=$(($(getconf _NPROCESSORS_ONLN) - 1))
 PAIRS_SPEC="rk8pd:DOP853 rk8pd:rms:DOP853 rkf45:RK45 rkf45:rms:RK45 adams:LSODA rk8pd:fixed:DOP853"
 SIZES=()
 PY=/usr/bin/python3
-die2() { echo "run_flow_bench.sh: $*" >&2; exit 2; }
-need() { [ $# -ge 2 ] && [ -n "$2" ] || die2 "$1 needs a value (see --help)"; }
+die2() { usage_error "$@"; }
+need() { [ $# -ge 2 ] && [ -n "$2" ] || die2 "option $1 needs a value"; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -69,8 +78,8 @@ while [ $# -gt 0 ]; do
     --build) need "$@"; BUILD="$2"; shift ;;
     --no-ref) REF=0 ;;
     --keep) KEEP=1 ;;
-    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
-    *) die2 "unknown option $1 (see --help)" ;;
+    -h | --help) usage; exit 0 ;;
+    *) die2 "unknown option '$1'" ;;
     esac
     shift
 done

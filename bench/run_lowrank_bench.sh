@@ -8,14 +8,36 @@
 # the process's user + system CPU time minus that of an --epochs 0 run of the same model (data
 # loading, init, evaluation of 100 test images) -- CPU time does not count the time the process
 # waits for the core, so it is the steadier figure on a machine shared with other jobs.
-#   usage: bench/run_lowrank_bench.sh [gmflow] [repeats] [cpu] [ranks...]
+#   usage: bench/run_lowrank_bench.sh [-h | --help] [gmflow] [repeats] [cpu] [ranks...]
 #   (defaults: build/gmflow 5 1 "1 2 4 8"); writes bench/results/lowrank_bench_<date>.csv
 set -eu
-G=${1:-build/gmflow}
-N=${2:-5}
-CPU=${3:-1}
-shift $(( $# > 3 ? 3 : $# ))
-RANKS=${*:-1 2 4 8}
+me=${0##*/}
+# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+usage_error() {
+    echo "$me: $*" >&2
+    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
+    exit 2
+}
+pos=()
+for a in "$@"; do
+    case "$a" in
+    -h | --help) usage; exit 0 ;;
+    -*) usage_error "unknown option '$a'" ;;
+    *) pos+=("$a") ;;
+    esac
+done
+G=${pos[0]:-build/gmflow}
+N=${pos[1]:-5}
+CPU=${pos[2]:-1}
+RANKS=${pos[*]:3}
+RANKS=${RANKS:-1 2 4 8}
+[[ $N =~ ^[1-9][0-9]*$ ]] || usage_error "repeats must be a positive integer (got '$N')"
+[[ $CPU =~ ^[0-9]+$ ]] || usage_error "cpu must be a core number (got '$CPU')"
+for r in $RANKS; do
+    [[ $r =~ ^[1-9][0-9]*$ ]] || usage_error "a rank must be a positive integer (got '$r')"
+done
+[ -x "$G" ] || { echo "$me: $G: not found or not executable" >&2; exit 1; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_lowrank_bench.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 mkdir -p bench/results

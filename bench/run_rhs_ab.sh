@@ -18,26 +18,39 @@
 #   ${TMPDIR:-/tmp}/gmflow_rhs_ab_<date>.csv (bench/results/ only when asked with --out).
 set -euo pipefail
 
+me=${0##*/}
+SELF=$(cd "$(dirname "$0")" && pwd)/$me
+# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SELF"; }
+usage_error() {
+    echo "$me: $*" >&2
+    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
+    exit 2
+}
 cd "$(dirname "$0")/.."
 OLD_REV="" OLD_BUILD="" BUILD=build-bench ROUNDS=5 CPU=1 MINT=0.3 OUT="" SIZES=()
 PY=/usr/bin/python3
 while [ $# -gt 0 ]; do
     case "$1" in
+    --old-commit | --old-build | --build | --rounds | --cpu | --min-time | --out | --size)
+        { [ $# -ge 2 ] && [ -n "$2" ]; } || usage_error "option $1 needs a value" ;;
+    esac
+    case "$1" in
     --old-commit) OLD_REV="$2"; shift ;;
     --old-build) OLD_BUILD="$2"; shift ;;
     --build) BUILD="$2"; shift ;;
-    --rounds) ROUNDS="$2"; shift ;;
-    --cpu) CPU="$2"; shift ;;
+    --rounds) [[ $2 =~ ^[1-9][0-9]*$ ]] || usage_error "--rounds $2: want a positive integer"; ROUNDS="$2"; shift ;;
+    --cpu) [[ $2 =~ ^[0-9]+$ ]] || usage_error "--cpu $2: want a core number"; CPU="$2"; shift ;;
     --min-time) MINT="$2"; shift ;;
     --out) OUT="$2"; shift ;;
-    --size) SIZES+=("$2"); shift ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "run_rhs_ab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    --size) [[ $2 =~ ^[1-9][0-9]*,[1-9][0-9]*,[1-9][0-9]*$ ]] || usage_error "--size $2: want n,d,K"; SIZES+=("$2"); shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage_error "unknown option '$1'" ;;
     esac
     shift
 done
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(200,3,3 200,3,4 2000,100,5 10000,50,10)
-[ -n "$OLD_REV$OLD_BUILD" ] || { echo "run_rhs_ab.sh: give --old-commit REV or --old-build DIR" >&2; exit 2; }
+[ -n "$OLD_REV$OLD_BUILD" ] || usage_error "give --old-commit REV or --old-build DIR"
 OUT="${OUT:-${TMPDIR:-/tmp}/gmflow_rhs_ab_$(date +%Y%m%d-%H%M%S).csv}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gmflow_rhs_ab.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT

@@ -39,6 +39,15 @@
 #   ${TMPDIR:-/tmp}/gmflow_stationary_<date>.csv (bench/results/ only when asked with --out).
 set -euo pipefail
 
+me=${0##*/}
+SELF=$(cd "$(dirname "$0")" && pwd)/$me
+# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SELF"; }
+usage_error() {
+    echo "$me: $*" >&2
+    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
+    exit 2
+}
 cd "$(dirname "$0")/.."
 TOYS=d6,d20,ts1,ts2p ROUNDS=3 TOL=1e-8 TMAX_OPT="" METHODS=BDF GMM=auto CPU=1 TIMEOUT=600
 BUILD=build OUT="" KEEP=0 RTOL=1e-8 ATOL=1e-10
@@ -46,20 +55,20 @@ PY=/usr/bin/python3
 while [ $# -gt 0 ]; do
     case "$1" in
     --keep) KEEP=1; shift; continue ;;
-    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    -h | --help) usage; exit 0 ;;
     --toys | --rounds | --tol | --t-max | --methods | --gm-methods | --cpu | --timeout | --build | --out)
-        [ $# -ge 2 ] || { echo "run_stationary_bench.sh: $1 needs a value" >&2; exit 2; } ;;
-    *) echo "run_stationary_bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+        { [ $# -ge 2 ] && [ -n "$2" ]; } || usage_error "option $1 needs a value" ;;
+    *) usage_error "unknown option '$1'" ;;
     esac
     case "$1" in
     --toys) TOYS="$2" ;;
-    --rounds) ROUNDS="$2" ;;
+    --rounds) [[ $2 =~ ^[1-9][0-9]*$ ]] || usage_error "--rounds $2: want a positive integer"; ROUNDS="$2" ;;
     --tol) TOL="$2" ;;
     --t-max) TMAX_OPT="$2" ;;
     --methods) METHODS="$2" ;;
     --gm-methods) GMM="$2" ;;
-    --cpu) CPU="$2" ;;
-    --timeout) TIMEOUT="$2" ;;
+    --cpu) [[ $2 =~ ^[0-9]+$ ]] || usage_error "--cpu $2: want a core number"; CPU="$2" ;;
+    --timeout) [[ $2 =~ ^[1-9][0-9]*$ ]] || usage_error "--timeout $2: want a positive number of seconds"; TIMEOUT="$2" ;;
     --build) BUILD="$2" ;;
     --out) OUT="$2" ;;
     esac

@@ -58,15 +58,24 @@
 #               (Debian: apt-get install python3-torch)
 set -euo pipefail
 
+me=${0##*/}
+SELF=$(cd "$(dirname "$0")" && pwd)/$me
+# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SELF"; }
+usage_error() {
+    echo "$me: $*" >&2
+    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
+    exit 2
+}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$ROOT/bench/bench_env.sh"
 BUILD=$ROOT/build DATA=$ROOT/../shared/data EPOCHS=1 THREADS="1 2" MODELS=gm
 IMPLS="manual autograd" DTYPE=float32 LIMIT=0 ROUNDS=3 K=20 SEED=1 OUT="" INREPO=0 BLAS=1 TORCH=1 CPUEP=1
 CPU=$(($(getconf _NPROCESSORS_ONLN) - 1))
 PY=/usr/bin/python3
-die2() { echo "run_train_bench.sh: $*" >&2; exit 2; }
+die2() { usage_error "$@"; }
 die1() { echo "run_train_bench.sh: $*" >&2; exit 1; }
-need() { [ $# -ge 2 ] && [ -n "$2" ] || die2 "$1 needs a value (see --help)"; }
+need() { [ $# -ge 2 ] && [ -n "$2" ] || die2 "option $1 needs a value"; }
 posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die2 "$1 $2: want a positive integer"; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -88,8 +97,8 @@ while [ $# -gt 0 ]; do
     --no-blas) BLAS=0 ;;
     --no-torch) TORCH=0 ;;
     --no-cpu-epoch) CPUEP=0 ;;
-    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
-    *) die2 "unknown option $1 (see --help)" ;;
+    -h | --help) usage; exit 0 ;;
+    *) die2 "unknown option '$1'" ;;
     esac
     shift
 done

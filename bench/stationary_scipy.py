@@ -34,7 +34,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from flow_numpy import Flow, blas_library  # noqa: E402
+from flow_numpy import ArgumentParser, Flow, blas_library  # noqa: E402
 
 
 def load_data(d):
@@ -138,7 +138,7 @@ def cmd_compare(a):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("solve")
     s.add_argument("dir")

@@ -31,6 +31,21 @@ from torch_common import (
     write_outputs,
 )
 
+
+def parse_args():
+    ap = common_args(__doc__.splitlines()[0])
+    ap.add_argument("--width", type=int, default=1000)
+    ap.add_argument("--init", default="default", choices=["default", "matching"])
+    ap.add_argument("--K", type=int, default=20, help="components of the matching init")
+    ap.add_argument("--gamma", type=float, default=0.5, help="scale of the matching init")
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--no-bias", action="store_true", help="default init without biases")
+    return ap.parse_args()
+
+
+# The arguments first (--help and usage errors answer at once, without loading torch), then the
+# thread variables, then torch.
+ARGS = parse_args() if __name__ == "__main__" else None
 set_threads_env()
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -64,14 +79,7 @@ def matching_init(d, m, K, gamma, dtype, gen):
 
 
 def main():
-    ap = common_args(__doc__.splitlines()[0])
-    ap.add_argument("--width", type=int, default=1000)
-    ap.add_argument("--init", default="default", choices=["default", "matching"])
-    ap.add_argument("--K", type=int, default=20, help="components of the matching init")
-    ap.add_argument("--gamma", type=float, default=0.5, help="scale of the matching init")
-    ap.add_argument("--lr", type=float, default=0.1)
-    ap.add_argument("--no-bias", action="store_true", help="default init without biases")
-    args = ap.parse_args()
+    args = ARGS
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(args.seed)

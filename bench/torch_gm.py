@@ -41,6 +41,21 @@ from torch_common import (
     write_outputs,
 )
 
+
+def parse_args():
+    ap = common_args(__doc__.splitlines()[0])
+    ap.add_argument("--K", type=int, default=20)
+    ap.add_argument("--gamma", type=float, default=0.5)
+    ap.add_argument("--lr", type=float, default=0.1, help="learning rate of mu, U, v")
+    ap.add_argument("--lr-sigma", type=float, default=1.0)
+    ap.add_argument("--impl", default="autograd", choices=["autograd", "manual"])
+    ap.add_argument("--check", action="store_true", help="check manual vs autograd grads, exit")
+    return ap.parse_args()
+
+
+# The arguments first (--help and usage errors answer at once, without loading torch), then the
+# thread variables, then torch.
+ARGS = parse_args() if __name__ == "__main__" else None
 set_threads_env()
 import torch  # noqa: E402  (after the thread variables are set)
 import torch.nn.functional as F  # noqa: E402
@@ -158,14 +173,7 @@ def check_grads(args):
 
 
 def main():
-    ap = common_args(__doc__.splitlines()[0])
-    ap.add_argument("--K", type=int, default=20)
-    ap.add_argument("--gamma", type=float, default=0.5)
-    ap.add_argument("--lr", type=float, default=0.1, help="learning rate of mu, U, v")
-    ap.add_argument("--lr-sigma", type=float, default=1.0)
-    ap.add_argument("--impl", default="autograd", choices=["autograd", "manual"])
-    ap.add_argument("--check", action="store_true", help="check manual vs autograd grads, exit")
-    args = ap.parse_args()
+    args = ARGS
     torch.set_num_threads(args.threads)
     if args.check:
         return check_grads(args)

@@ -24,7 +24,7 @@
 # diagonal layers diag_K22, diag_K24, diag_K27, diag_K35 (d = 784, L = 9: a diagonal component
 # has 2d + Ld + L = 8633 parameters, rank r adds r d; K = 20 (8633 + 784 r) / 8633 rounded).
 #
-# Options besides the common ones below:
+# Options besides the common ones (every driver's, listed above):
 #   --seeds N          same as --trials N (seeds 1..N)
 #   --variants LIST    the variants to run (default: the list above, or the quick list)
 #   --datasets LIST    mnist,fashion (default both)
@@ -32,6 +32,9 @@
 # Output: <results>/cls_variants/<mnist|fashion>/<variant>/seed<s>.csv (gmflow train's
 # epochs.csv, with the seconds of each epoch) and <results>/cls_variants/commands.csv.
 # notebooks/cls_variants.ipynb draws them (docs/img/cls_variants.png).
+source "$(dirname "$0")/lib.sh"
+# shellcheck disable=SC2034 # read by lib.sh (usage_synopsis)
+DRIVER_OPTS="[--seeds N] [--variants LIST] [--datasets LIST]"
 ARGS=()
 VARIANTS=""
 DATASETS="mnist,fashion"
@@ -40,8 +43,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --seeds | --variants | --datasets)
         if [ $# -lt 2 ] || [ -z "$2" ]; then
-            echo "$me: option $1 needs a value (see --help)" >&2
-            exit 2
+            usage_error "option $1 needs a value"
         fi
         case "$1" in
         --seeds) ARGS+=(--trials "$2") ;;
@@ -53,7 +55,6 @@ while [ $# -gt 0 ]; do
     *) ARGS+=("$1"); shift ;;
     esac
 done
-source "$(dirname "$0")/lib.sh"
 parse_common "${ARGS[@]+"${ARGS[@]}"}"
 
 # the options the variants need must exist in this gmflow (features of issue 15 part 2)
@@ -103,17 +104,17 @@ need_opt() {
 declare -A VARGS
 IFS=, read -r -a vlist <<<"$VARIANTS"
 IFS=, read -r -a dlist <<<"$DATASETS"
-[ ${#vlist[@]} -gt 0 ] || { echo "$me: --variants: empty list" >&2; exit 2; }
-[ ${#dlist[@]} -gt 0 ] || { echo "$me: --datasets: empty list" >&2; exit 2; }
+[ ${#vlist[@]} -gt 0 ] || usage_error "--variants: empty list"
+[ ${#dlist[@]} -gt 0 ] || usage_error "--datasets: empty list"
 for v in "${vlist[@]}"; do
-    VARGS[$v]=$(variant_args "$v") || exit 2
+    VARGS[$v]=$(variant_args "$v") || { usage_synopsis >&2; exit 2; }
     case "$v" in lowrank*) need_opt --cov "$v" "the low-rank layer (--cov lowrank --rank r)" ;; esac
     case "$v" in *_weights_* | *_wfr_*) need_opt --weights "$v" "learned mixture weights (--weights learned)" ;; esac
 done
 for ds in "${dlist[@]}"; do
     case "$ds" in
     mnist | fashion) [ -d "$(ds_dir "$ds")" ] || { echo "$me: no data directory $(ds_dir "$ds")" >&2; exit 1; } ;;
-    *) echo "$me: --datasets: unknown data set '$ds' (mnist or fashion)" >&2; exit 2 ;;
+    *) usage_error "--datasets: unknown data set '$ds' (mnist or fashion)" ;;
     esac
 done
 

@@ -29,11 +29,25 @@ header_comment() {
     awk 'NR == 1 && /^#!/ { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$1"
 }
 
-# usage: the driver's header, then the options every driver takes (this file's header).
-usage() {
-    header_comment "$0"
+# usage_synopsis: the driver's usage line (its own options in DRIVER_OPTS, set by the driver),
+# then the options every driver takes (this file's header).
+usage_synopsis() {
+    echo "usage: examples/$(basename "$0") [-h | --help] ${DRIVER_OPTS:+$DRIVER_OPTS }[--quick] [options below]"
     echo
     header_comment "$EX_ROOT/examples/lib.sh" | sed -n '/^Every driver accepts:/,$p'
+}
+# usage (-h, --help; stdout): the synopsis, then the driver's header.
+usage() {
+    usage_synopsis
+    echo
+    header_comment "$0"
+}
+# usage_error MSG: "driver.sh: MSG" and the synopsis on stderr, exit 2 (the gmflow CLI's status
+# for a usage error).
+usage_error() {
+    echo "$(basename "$0"): $*" >&2
+    usage_synopsis >&2
+    exit 2
 }
 
 # parse_common "$@": sets the variables above; prints help (the driver's header) on -h.
@@ -42,8 +56,7 @@ parse_common() {
         case "$1" in
         --trials | --epochs | --jobs | --results | --work | --gmflow | --data)
             if [ $# -lt 2 ] || [ -z "$2" ]; then
-                echo "$(basename "$0"): option $1 needs a value (see --help)" >&2
-                exit 2
+                usage_error "option $1 needs a value"
             fi
             ;;
         esac
@@ -60,15 +73,16 @@ parse_common() {
             usage
             exit 0
             ;;
-        *) echo "$(basename "$0"): unknown option '$1' (see --help)" >&2; exit 2 ;;
+        -*) usage_error "unknown option '$1'" ;;
+        *) usage_error "unexpected argument '$1'" ;;
         esac
     done
-    [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "$(basename "$0"): --jobs must be a positive integer" >&2; exit 2; }
+    [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || usage_error "--jobs must be a positive integer (got '$JOBS')"
     if [ -n "$TRIALS" ] && ! [[ "$TRIALS" =~ ^[1-9][0-9]*$ ]]; then
-        echo "$(basename "$0"): --trials must be a positive integer (got '$TRIALS')" >&2; exit 2
+        usage_error "--trials must be a positive integer (got '$TRIALS')"
     fi
     if [ -n "$EPOCHS" ] && ! [[ "$EPOCHS" =~ ^[1-9][0-9]*$ ]]; then
-        echo "$(basename "$0"): --epochs must be a positive integer (got '$EPOCHS')" >&2; exit 2
+        usage_error "--epochs must be a positive integer (got '$EPOCHS')"
     fi
     local mode=full
     [ "$QUICK" = 1 ] && mode=quick

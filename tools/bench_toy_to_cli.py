@@ -3,6 +3,8 @@
 Sigma0.npy in DIR) into inputs of `gmflow flow`: DIR/data.csv (--data) and DIR/init.json (--init,
 a bw state at t = 0).
 
+usage: tools/bench_toy_to_cli.py [-h | --help] DIR
+
     build/bench/bench_rhs flow --n 200 --d 3 --K 4 --dir DIR --T 1e-9 --method adams
     python3 tools/bench_toy_to_cli.py DIR
     build/gmflow flow --data DIR/data.csv --init DIR/init.json --t-end 500 --log-times 60
@@ -11,13 +13,42 @@ import json
 import os
 import sys
 
-import numpy as np
+PROG = "bench_toy_to_cli.py"
+
+def usage_exit(msg=None):
+    """-h / --help: this file's docstring on stdout, exit 0.  A usage error: "PROG: MSG" and the
+    usage lines of the docstring (from "usage:" to the next blank line) on stderr, exit 2."""
+    if msg is None:
+        print(__doc__.strip())
+        sys.exit(0)
+    lines = __doc__.strip().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.lstrip().lower().startswith("usage:"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    print(f"{PROG}: {msg}", file=sys.stderr)
+    print("\n".join(lines[start:end]), file=sys.stderr)
+    sys.exit(2)
+
+
+def positional(argv, options=()):
+    """The arguments of argv that are not options; -h / --help anywhere prints the help, an
+    option not in OPTIONS is a usage error."""
+    pos = []
+    for a in argv:
+        if a in ("-h", "--help"):
+            usage_exit()
+        if a.startswith("-") and len(a) > 1 and a not in options:
+            usage_exit(f"unknown option '{a}'")
+        if a not in options:
+            pos.append(a)
+    return pos
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: bench_toy_to_cli.py DIR")
-    d = sys.argv[1]
+    pos = positional(sys.argv[1:])
+    if len(pos) != 1:
+        usage_exit(f"expected one argument DIR, got {len(pos)}")
+    d = pos[0]
+    import numpy as np
     X = np.load(os.path.join(d, "X.npy"))
     y = np.load(os.path.join(d, "y.npy"))
     mu = np.load(os.path.join(d, "mu0.npy"))

@@ -1,15 +1,36 @@
 #!/usr/bin/env bash
 # check_fixed_weights.sh -- fixed-weight training must be bitwise what it was before learned
 # mixture weights existed (docs/TRAINING.md, "Learned mixture weights").
-#   usage: tools/check_fixed_weights.sh OLD_GMFLOW NEW_GMFLOW [DATA_DIR]
+#   usage: tools/check_fixed_weights.sh [-h | --help] OLD_GMFLOW NEW_GMFLOW [DATA_DIR]
+#   (DATA_DIR default ../shared/data/mnist)
+#
 # OLD_GMFLOW: a gmflow binary built from a commit before the change (e.g. bbf0027); NEW_GMFLOW:
 # this tree's.  Trains each configuration below for 2 epochs on a 1000-image MNIST subset with
 # both and requires byte-identical checkpoints (every parameter, float64) and identical losses
 # and errors in epochs.csv.  Exit 0 when all are identical.
 set -u
-OLD=${1:?usage: check_fixed_weights.sh OLD_GMFLOW NEW_GMFLOW [DATA_DIR]}
-NEW=${2:?usage: check_fixed_weights.sh OLD_GMFLOW NEW_GMFLOW [DATA_DIR]}
-DATA=${3:-../shared/data/mnist}
+me=${0##*/}
+# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+usage_error() {
+    echo "$me: $*" >&2
+    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
+    exit 2
+}
+pos=()
+for a in "$@"; do
+    case "$a" in
+    -h | --help) usage; exit 0 ;;
+    -*) usage_error "unknown option '$a'" ;;
+    *) pos+=("$a") ;;
+    esac
+done
+{ [ ${#pos[@]} -ge 2 ] && [ ${#pos[@]} -le 3 ]; } ||
+    usage_error "expected OLD_GMFLOW NEW_GMFLOW [DATA_DIR], got ${#pos[@]} argument(s)"
+OLD=${pos[0]} NEW=${pos[1]} DATA=${pos[2]:-../shared/data/mnist}
+for b in "$OLD" "$NEW"; do
+    command -v "$b" >/dev/null || { echo "$me: $b: not found or not executable" >&2; exit 1; }
+done
 T=$(mktemp -d /tmp/gmflow_fixed_weights.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 C=(train --epochs 2 --train-limit 1000 --test-limit 200 --quiet --data "$DATA")

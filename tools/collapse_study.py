@@ -2,7 +2,7 @@
 """collapse_study.py -- what a collapsing component of a gmflow flow run does (docs/FLOWS.md,
 "The collapse").
 
-    python3 tools/collapse_study.py RUN_DIR DATA.csv [OUT.png]
+usage: tools/collapse_study.py [-h | --help] RUN_DIR DATA.csv [OUT.png]
 
 RUN_DIR is the --out directory of a `gmflow flow` run (t.npy, mu.npy, Sigma.npy); DATA.csv its
 --data.  Prints, per component, lambda_min / lambda_max of Sigma_k at a few times and a fit of
@@ -14,14 +14,43 @@ s_i = sqrt(n_i' Sigma_k n_i).  Draws lambda_min(t) (log scale) for every compone
 """
 import sys
 
-import numpy as np
+PROG = "collapse_study.py"
+
+def usage_exit(msg=None):
+    """-h / --help: this file's docstring on stdout, exit 0.  A usage error: "PROG: MSG" and the
+    usage lines of the docstring (from "usage:" to the next blank line) on stderr, exit 2."""
+    if msg is None:
+        print(__doc__.strip())
+        sys.exit(0)
+    lines = __doc__.strip().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.lstrip().lower().startswith("usage:"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    print(f"{PROG}: {msg}", file=sys.stderr)
+    print("\n".join(lines[start:end]), file=sys.stderr)
+    sys.exit(2)
+
+
+def positional(argv, options=()):
+    """The arguments of argv that are not options; -h / --help anywhere prints the help, an
+    option not in OPTIONS is a usage error."""
+    pos = []
+    for a in argv:
+        if a in ("-h", "--help"):
+            usage_exit()
+        if a.startswith("-") and len(a) > 1 and a not in options:
+            usage_exit(f"unknown option '{a}'")
+        if a not in options:
+            pos.append(a)
+    return pos
 
 
 def main():
-    if len(sys.argv) < 3:
-        sys.exit(__doc__)
-    run, data = sys.argv[1], sys.argv[2]
-    out = sys.argv[3] if len(sys.argv) > 3 else None
+    pos = positional(sys.argv[1:])
+    if not 2 <= len(pos) <= 3:
+        usage_exit(f"expected RUN_DIR DATA.csv [OUT.png], got {len(pos)} argument(s)")
+    run, data = pos[0], pos[1]
+    out = pos[2] if len(pos) > 2 else None
+    import numpy as np
     t = np.load(f"{run}/t.npy")
     mu = np.load(f"{run}/mu.npy")
     S = np.load(f"{run}/Sigma.npy")

@@ -2,7 +2,9 @@
 # tools/fuzz.sh -- build the libFuzzer targets (tests/fuzz/fuzz_*.c, one per reader) with clang,
 # ASan and UBSan, and run each for a given time.
 #
-#   tools/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]     (default: 60 s, all targets)
+# usage: tools/fuzz.sh [-h | --help] [SECONDS_PER_TARGET [TARGET...]]
+#   SECONDS_PER_TARGET  a positive integer (default: 60 s)
+#   TARGET              csv state npy idx_raw idx_gz dataset checkpoint (default: all)
 #
 # Targets: csv state npy idx_raw idx_gz dataset checkpoint.  Each run starts from the committed
 # regression corpus tests/fuzz/corpus/<target>/ (read-only: new inputs go to
@@ -16,11 +18,34 @@
 # Environment: FUZZ_CPU (taskset CPU list, default 1), FUZZ_NICE (default 10), CC (default clang),
 # TMPDIR for the targets' scratch files (default /dev/shm when it exists: 25x faster than a disk).
 set -euo pipefail
+me=${0##*/}
+all_targets=(csv state npy idx_raw idx_gz dataset checkpoint)
+# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+usage_error() {
+  echo "$me: $*" >&2
+  usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
+  exit 2
+}
+pos=()
+for a in "$@"; do
+  case "$a" in
+  -h | --help) usage; exit 0 ;;
+  -*) usage_error "unknown option '$a'" ;;
+  *) pos+=("$a") ;;
+  esac
+done
+secs=${pos[0]:-60}
+[[ $secs =~ ^[1-9][0-9]*$ ]] || usage_error "SECONDS_PER_TARGET must be a positive integer (got '$secs')"
+targets=("${pos[@]:1}")
+for t in "${targets[@]}"; do
+  case " ${all_targets[*]} " in
+  *" $t "*) ;;
+  *) usage_error "unknown target '$t' (choose from: ${all_targets[*]})" ;;
+  esac
+done
+[ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 cd "$(dirname "$0")/.."
-secs=${1:-60}
-shift || true
-targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(csv state npy idx_raw idx_gz dataset checkpoint)
 cpu=${FUZZ_CPU:-1}
 nicev=${FUZZ_NICE:-10}
 B=build-fuzz

@@ -1,6 +1,13 @@
 #!/usr/bin/python3
 """long_horizon.py -- the bookkeeping of examples/long_horizon.sh (docs/RESULTS.md, "Long horizons").
 
+usage: tools/long_horizon.py [-h | --help] COMMAND ARGS...
+  long_horizon.py init RUN K GAMMA GM.json PARTICLES.json
+  long_horizon.py plateaus RUN OUTDIR
+  long_horizon.py polishline LOG
+  long_horizon.py runinfo RUN
+  long_horizon.py summary RESULTS_DIR
+
   long_horizon.py init RUN K GAMMA GM.json PARTICLES.json
       from RUN/mu.npy (its first output = gmflow flow's random initialization, -K K --seed S),
       two bw state files with the SAME means: Sigma_k = GAMMA^2 I (the Gaussian mixture, as
@@ -31,9 +38,25 @@ import sys
 
 import numpy as np
 
+PROG = "long_horizon.py"
+
 
 def die(msg):
     sys.exit(f"long_horizon.py: {msg}")
+
+
+def usage_exit(msg=None):
+    """-h / --help: this file's docstring on stdout, exit 0.  A usage error: "PROG: MSG" and the
+    usage lines of the docstring (from "usage:" to the next blank line) on stderr, exit 2."""
+    if msg is None:
+        print(__doc__.strip())
+        sys.exit(0)
+    lines = __doc__.strip().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.lstrip().lower().startswith("usage:"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    print(f"{PROG}: {msg}", file=sys.stderr)
+    print("\n".join(lines[start:end]), file=sys.stderr)
+    sys.exit(2)
 
 
 def load_npy(path):
@@ -180,8 +203,25 @@ def main():
     cmds = {"init": (cmd_init, 5), "plateaus": (cmd_plateaus, 2), "polishline": (cmd_polishline, 1),
             "runinfo": (cmd_runinfo, 1),
             "summary": (cmd_summary, 1)}
-    if not a or a[0] not in cmds or len(a) - 1 != cmds[a[0]][1]:
-        sys.exit(__doc__)
+    for x in a:
+        if x in ("-h", "--help"):
+            usage_exit()
+        if x.startswith("-") and len(x) > 1:
+            usage_exit(f"unknown option '{x}'")
+    if not a:
+        usage_exit("no command given")
+    if a[0] not in cmds:
+        usage_exit(f"unknown command '{a[0]}'")
+    if len(a) - 1 != cmds[a[0]][1]:
+        usage_exit(f"{a[0]}: expected {cmds[a[0]][1]} argument(s), got {len(a) - 1}")
+    if a[0] == "init":
+        try:
+            ok = int(a[2]) > 0 and float(a[3]) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            usage_exit(f"init: K must be a positive integer and GAMMA a positive number "
+                       f"(got K = '{a[2]}', GAMMA = '{a[3]}')")
     cmds[a[0]][0](*a[1:])
 
 

@@ -15,9 +15,10 @@ and renders
     docs/img/gd_to_flow_cls.png
     docs/img/sgd_mean.png
 
-Usage (from the project root, after building the validate programs):
+usage: tools/plot_cls_validation.py [-h | --help] [--no-run] [BUILD_DIR]
     /usr/bin/python3 tools/plot_cls_validation.py [BUILD_DIR]        (default: build)
     /usr/bin/python3 tools/plot_cls_validation.py --no-run           (plot existing CSVs)
+  (from the project root, after building the validate programs)
 Needs matplotlib (Debian: apt-get install -y python3-matplotlib).
 """
 import csv
@@ -25,8 +26,43 @@ import os
 import subprocess
 import sys
 
-import matplotlib
-import matplotlib.ticker
+PROG = "plot_cls_validation.py"
+
+def usage_exit(msg=None):
+    """-h / --help: this file's docstring on stdout, exit 0.  A usage error: "PROG: MSG" and the
+    usage lines of the docstring (from "usage:" to the next blank line) on stderr, exit 2."""
+    if msg is None:
+        print(__doc__.strip())
+        sys.exit(0)
+    lines = __doc__.strip().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.lstrip().lower().startswith("usage:"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    print(f"{PROG}: {msg}", file=sys.stderr)
+    print("\n".join(lines[start:end]), file=sys.stderr)
+    sys.exit(2)
+
+
+def positional(argv, options=()):
+    """The arguments of argv that are not options; -h / --help anywhere prints the help, an
+    option not in OPTIONS is a usage error."""
+    pos = []
+    for a in argv:
+        if a in ("-h", "--help"):
+            usage_exit()
+        if a.startswith("-") and len(a) > 1 and a not in options:
+            usage_exit(f"unknown option '{a}'")
+        if a not in options:
+            pos.append(a)
+    return pos
+
+
+if __name__ == "__main__":
+    ARGS = positional(sys.argv[1:], options=("--no-run",))  # before matplotlib: --help is instant
+    if len(ARGS) > 1:
+        usage_exit(f"expected at most one argument BUILD_DIR, got {len(ARGS)}")
+
+import matplotlib  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -127,8 +163,7 @@ def plot_sgd(path, out):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if a != "--no-run"]
-    build = args[0] if args else "build"
+    build = ARGS[0] if ARGS else "build"
     os.makedirs(RES, exist_ok=True)
     os.makedirs(IMG, exist_ok=True)
     reg_csv = os.path.join(RES, "gd_to_flow.csv")

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """plot_wfr_study.py -- figure and summary table of examples/wfr_study (W vs WFR mixture flows).
 
-usage: tools/plot_wfr_study.py DIR [PNG]
+usage: tools/plot_wfr_study.py [-h | --help] DIR [PNG]
   DIR holds loss.csv and weights.csv written by examples/wfr_study --out DIR.
   PNG (default docs/img/wfr_study.png): loss vs time (median over seeds, per K and alpha),
   effective number of components 1/sum w^2, and the weights of seed 1 at the largest K.
@@ -13,7 +13,42 @@ import csv
 import sys
 from collections import defaultdict
 
-import matplotlib
+PROG = "plot_wfr_study.py"
+
+def usage_exit(msg=None):
+    """-h / --help: this file's docstring on stdout, exit 0.  A usage error: "PROG: MSG" and the
+    usage lines of the docstring (from "usage:" to the next blank line) on stderr, exit 2."""
+    if msg is None:
+        print(__doc__.strip())
+        sys.exit(0)
+    lines = __doc__.strip().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.lstrip().lower().startswith("usage:"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    print(f"{PROG}: {msg}", file=sys.stderr)
+    print("\n".join(lines[start:end]), file=sys.stderr)
+    sys.exit(2)
+
+
+def positional(argv, options=()):
+    """The arguments of argv that are not options; -h / --help anywhere prints the help, an
+    option not in OPTIONS is a usage error."""
+    pos = []
+    for a in argv:
+        if a in ("-h", "--help"):
+            usage_exit()
+        if a.startswith("-") and len(a) > 1 and a not in options:
+            usage_exit(f"unknown option '{a}'")
+        if a not in options:
+            pos.append(a)
+    return pos
+
+
+if __name__ == "__main__":
+    ARGS = positional(sys.argv[1:])  # before the imports below: --help is instant
+    if not 1 <= len(ARGS) <= 2:
+        usage_exit(f"expected DIR [PNG], got {len(ARGS)} argument(s)")
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -26,10 +61,8 @@ def load(path):
 
 
 def main():
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    d = sys.argv[1]
-    png = sys.argv[2] if len(sys.argv) > 2 else "docs/img/wfr_study.png"
+    d = ARGS[0]
+    png = ARGS[1] if len(ARGS) > 1 else "docs/img/wfr_study.png"
     rows = load(d + "/loss.csv")
     runs = defaultdict(list)  # (K, alpha, seed) -> [(t, loss, neff, dmin)]
     for r in rows:

@@ -2,10 +2,26 @@
 # Set up gmflow on a Debian machine: install the Debian packages it needs (only those missing),
 # then configure and build into build/.  Safe to rerun.
 #
+# usage: tools/setup.sh [-h | --help]     (no arguments; settings by environment variables)
 #   tools/setup.sh            # packages + Release build in build/
 #   BUILD_DIR=b tools/setup.sh
 #   GMFLOW_SETUP_TORCH=1 tools/setup.sh   # also python3-torch (bench/run_train_bench.sh)
 set -euo pipefail
+me=${0##*/}
+# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+usage_error() {
+  echo "$me: $*" >&2
+  usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
+  exit 2
+}
+for a in "$@"; do
+  case "$a" in
+  -h | --help) usage; exit 0 ;;
+  -*) usage_error "unknown option '$a'" ;;
+  *) usage_error "unexpected argument '$a' (tools/setup.sh takes no arguments)" ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libsundials-dev libopenblas-dev liblapacke-dev

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarize the experiment outputs (examples/fig*.sh) as Markdown tables for docs/RESULTS.md.
 
-    tools/summarize_results.py [results/full]
+usage: tools/summarize_results.py [-h | --help] [RESULTS_DIR]     (default: results/full)
 
 For every curve: the number of trials, epochs, the final test error (mean +- one standard error
 over trials, as the paper's error bars), the best epoch's error (mean over trials of each trial's
@@ -14,6 +14,35 @@ import os
 import re
 import sys
 from collections import defaultdict
+
+PROG = "summarize_results.py"
+
+def usage_exit(msg=None):
+    """-h / --help: this file's docstring on stdout, exit 0.  A usage error: "PROG: MSG" and the
+    usage lines of the docstring (from "usage:" to the next blank line) on stderr, exit 2."""
+    if msg is None:
+        print(__doc__.strip())
+        sys.exit(0)
+    lines = __doc__.strip().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.lstrip().lower().startswith("usage:"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    print(f"{PROG}: {msg}", file=sys.stderr)
+    print("\n".join(lines[start:end]), file=sys.stderr)
+    sys.exit(2)
+
+
+def positional(argv, options=()):
+    """The arguments of argv that are not options; -h / --help anywhere prints the help, an
+    option not in OPTIONS is a usage error."""
+    pos = []
+    for a in argv:
+        if a in ("-h", "--help"):
+            usage_exit()
+        if a.startswith("-") and len(a) > 1 and a not in options:
+            usage_exit(f"unknown option '{a}'")
+        if a not in options:
+            pos.append(a)
+    return pos
 
 
 def mean_se(xs):
@@ -74,7 +103,10 @@ def table(rows):
 
 
 def main():
-    res = sys.argv[1] if len(sys.argv) > 1 else "results/full"
+    pos = positional(sys.argv[1:])
+    if len(pos) > 1:
+        usage_exit(f"expected at most one argument RESULTS_DIR, got {len(pos)}")
+    res = pos[0] if pos else "results/full"
     if not os.path.isdir(res):
         sys.exit(f"summarize_results: no directory {res}")
     for fig, title in [("fig2", "Figure 2: one GM layer, K = 5, 10, 20"),

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# tests/scripts_help.sh -- every script a user runs (tools/*, bench/*.sh, bench/*.py,
+# examples/*.sh) answers in one convention, the gmflow CLI's:
+#   SCRIPT --help               exit 0, a "usage:" line on stdout
+#   SCRIPT --no-such-option     exit 2, stderr names the option (then the usage)
+# Each call has a 20 s timeout (a script that ignores --help and starts its work fails here
+# instead of running for minutes).  Python scripts run with /usr/bin/python3, shell scripts with
+# bash.  Run by ctest from the source directory (arguments, if any, are ignored).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+PY=/usr/bin/python3
+TIMEOUT=20
+
+# Not scripts a user runs, so not tested: files that are sourced or imported by the others.
+skip=(
+    bench/bench_env.sh   # sourced by bench/run_*_bench.sh (no #! line, not executable)
+    examples/lib.sh      # sourced by examples/*.sh (its options are tested through the drivers)
+    bench/torch_common.py  # imported by bench/torch_gm.py and bench/torch_fc.py
+)
+# Scripts that do not follow the convention yet (owned elsewhere; the lead fixes them): listed
+# here so that the test stays green, each with what fails.
+exceptions=(
+    bench/train_threads.py # --help: the docstring on stderr, exit 2 (no usage line on stdout)
+)
+
+in_list() {
+    local x=$1 y
+    shift
+    for y in "$@"; do [ "$x" = "$y" ] && return 0; done
+    return 1
+}
+
+out=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_scripts_help.XXXXXX")
+trap 'rm -rf "$out"' EXIT
+fail=0 n=0
+for s in tools/* bench/*.sh bench/*.py examples/*.sh; do
+    [ -f "$s" ] || continue
+    in_list "$s" "${skip[@]}" && continue
+    if in_list "$s" "${exceptions[@]}"; then
+        echo "skip $s (listed exception)"
+        continue
+    fi
+    case "$s" in
+    *.py) run=("$PY" "$s") ;;
+    *.sh) run=(bash "$s") ;;
+    *) echo "FAIL $s: neither .sh nor .py (add it to the test)"; fail=1; continue ;;
+    esac
+    n=$((n + 1))
+    timeout "$TIMEOUT" "${run[@]}" --help >"$out/o" 2>"$out/e" </dev/null
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        echo "FAIL $s --help: exit $rc (want 0)$([ $rc = 124 ] && echo ", timed out after $TIMEOUT s")"
+        head -3 "$out/e" | sed 's/^/    /'
+        fail=1
+    elif ! grep -qi '^ *usage:' "$out/o"; then
+        echo "FAIL $s --help: no 'usage:' line on stdout"
+        fail=1
+    fi
+    timeout "$TIMEOUT" "${run[@]}" --no-such-option >"$out/o" 2>"$out/e" </dev/null
+    rc=$?
+    if [ $rc -ne 2 ]; then
+        echo "FAIL $s --no-such-option: exit $rc (want 2)$([ $rc = 124 ] && echo ", timed out after $TIMEOUT s")"
+        head -3 "$out/e" | sed 's/^/    /'
+        fail=1
+    elif ! grep -q -- '--no-such-option' "$out/e"; then
+        echo "FAIL $s --no-such-option: stderr does not name the option"
+        fail=1
+    fi
+done
+[ "$n" -ge 30 ] || { echo "FAIL: only $n scripts found (run from the source tree?)"; fail=1; }
+[ $fail = 0 ] && echo "ok: $n scripts answer --help (exit 0, usage on stdout) and --no-such-option (exit 2, named on stderr)"
+exit $fail
