@@ -136,36 +136,65 @@ static size_t parse_list(const char *s, double *v) {
     return 0;
 }
 
+static void usage(FILE *f) {
+    fputs("usage: wfr_study [--out DIR] [--seeds S] [--K a,b,...] [--alpha a,b,...] [--T T]\n"
+          "  W (alpha = 0) vs WFR mixture flows on ReLU-teacher toys (docs/WFR.md)\n"
+          "  --out DIR      write loss.csv, weights.csv, stalled.csv there (default: a smoke run\n"
+          "                 that checks the loss never increases; nothing written)\n"
+          "  --seeds S      toys per (K, alpha), S >= 1 (default 1)\n"
+          "  --K a,b,...    numbers of components, at most 8 (default 3)\n"
+          "  --alpha a,...  Fisher-Rao weights, at most 8 (default 0,1,10)\n"
+          "  --T T          final time, > 0.01 (default 20)\n",
+          f);
+}
+
+/* A bad option value: names the option and the value, exit status 2. */
+static int bad_value(const char *opt, const char *v) {
+    fprintf(stderr, "wfr_study: bad value '%s' for %s\n", v, opt);
+    usage(stderr);
+    return 2;
+}
+
 int main(int argc, char **argv) {
     const char *out = NULL;
     unsigned long seeds = 1;
     double Ks[8] = {3}, alphas[8] = {0, 1, 10}, T = 20.0;
     size_t nK = 1, na = 3;
-    for (int i = 1; i + 1 < argc || i < argc; i += 2) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--out") && strcmp(a, "--seeds") && strcmp(a, "--T") && strcmp(a, "--K") &&
+            strcmp(a, "--alpha")) {
+            fprintf(stderr, "wfr_study: unknown option %s\n", a);
+            usage(stderr);
+            return 2;
+        }
         if (!v) {
             fprintf(stderr, "wfr_study: option %s needs a value\n", a);
+            usage(stderr);
             return 2;
         }
-        if (!strcmp(a, "--out"))
+        char *end = NULL;
+        if (!strcmp(a, "--out")) {
             out = v;
-        else if (!strcmp(a, "--seeds"))
-            seeds = strtoul(v, NULL, 10);
-        else if (!strcmp(a, "--T"))
-            T = strtod(v, NULL);
-        else if (!strcmp(a, "--K"))
-            nK = parse_list(v, Ks);
-        else if (!strcmp(a, "--alpha"))
-            na = parse_list(v, alphas);
-        else {
-            fprintf(stderr, "usage: wfr_study [--out DIR] [--seeds S] [--K a,b] [--alpha a,b] "
-                            "[--T T]\n");
-            return 2;
+        } else if (!strcmp(a, "--seeds")) {
+            seeds = strtoul(v, &end, 10);
+            if (end == v || *end || !seeds || v[0] == '-') return bad_value(a, v);
+        } else if (!strcmp(a, "--T")) {
+            T = strtod(v, &end);
+            if (end == v || *end || !(T > 1e-2) || !isfinite(T)) return bad_value(a, v);
+        } else if (!strcmp(a, "--K")) {
+            if (!(nK = parse_list(v, Ks))) return bad_value(a, v);
+            for (size_t j = 0; j < nK; j++)
+                if (!(Ks[j] >= 1 && Ks[j] == floor(Ks[j]))) return bad_value(a, v);
+        } else {
+            if (!(na = parse_list(v, alphas))) return bad_value(a, v);
+            for (size_t j = 0; j < na; j++)
+                if (!(alphas[j] >= 0 && isfinite(alphas[j]))) return bad_value(a, v);
         }
-    }
-    if (!nK || !na || !seeds || !(T > 1e-2)) {
-        fprintf(stderr, "wfr_study: bad --K, --alpha, --seeds or --T\n");
-        return 2;
     }
     FILE *fl = NULL, *fw = NULL, *fs = NULL;
     if (out) {
