@@ -17,6 +17,7 @@
 #include "gmflow/par.h"
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
+#include "harness.h"
 
 static double now(void) {
     struct timespec ts;
@@ -53,15 +54,32 @@ static double time_sum(double *buf, size_t m, int reps) {
 int main(int argc, char **argv) {
     if (gmf_par_init(&argc, &argv)) return 1;
     const int rank = gmf_par_rank(), P = gmf_par_size();
-    if (argc < 4) {
-        if (!rank) fprintf(stderr, "usage: bench_par N d K [reps]\n");
+    const char *use = "N d K [REPS (5, at most 64)]";
+    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        if (!rank) printf("usage: bench_par %s\n", use);
+        gmf_par_finalize();
+        return 0;
+    }
+    for (int i = 1; i < argc; i++)
+        if (argv[i][0] == '-') {
+            if (!rank)
+                fprintf(stderr, "bench_par: unknown option %s\nusage: bench_par %s\n", argv[i],
+                        use);
+            gmf_par_finalize();
+            return 2;
+        }
+    if (argc < 4 || argc > 5) {
+        if (!rank) fprintf(stderr, "bench_par: need 3 or 4 arguments\nusage: bench_par %s\n", use);
         gmf_par_finalize();
         return 2;
     }
-    const size_t N = strtoull(argv[1], NULL, 10), d = strtoull(argv[2], NULL, 10),
-                 K = strtoull(argv[3], NULL, 10), D = d + 1;
-    int reps = argc > 4 ? atoi(argv[4]) : 5;
-    if (reps < 1 || reps > 64) reps = 5;
+    /* every rank parses the same arguments, so all of them stop together on a bad one */
+    vh_prog_name = "bench_par", vh_prog_usage = use;
+    const size_t N = (size_t)vh_ulong_value("N", argv[1], 1000000000),
+                 d = (size_t)vh_ulong_value("d", argv[2], 100000),
+                 K = (size_t)vh_ulong_value("K", argv[3], 10000), D = d + 1;
+    const int reps = argc > 4 ? (int)vh_ulong_value("REPS", argv[4], 64) : 5;
+    if (!N || !d || !K || reps < 1) vh_usage_error("N, d, K and REPS must be at least 1");
     size_t i0, nl;
     gmf_par_block(N, rank, P, &i0, &nl);
     double *X = malloc((nl ? nl : 1) * d * sizeof(double)), *y = malloc((nl ? nl : 1) * 8);

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "gmflow/nn.h"
+#include "harness.h"
 
 static double cpu_s(void) {
     struct timespec ts;
@@ -62,8 +63,15 @@ static double run(int learned, size_t steps, size_t K) {
 }
 
 int main(int argc, char **argv) {
-    const size_t steps = argc > 1 ? strtoul(argv[1], NULL, 10) : 2000;
-    const size_t K = argc > 2 ? strtoul(argv[2], NULL, 10) : 20;
+    vh_prog_name = "bench_weights", vh_prog_usage = "[STEPS (2000)] [K (20)]";
+    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: %s %s\n", vh_prog_name, vh_prog_usage);
+        return 0;
+    }
+    if (argc > 3) vh_usage_error("at most 2 arguments, got %d", argc - 1);
+    const size_t steps = argc > 1 ? (size_t)vh_ulong_value("STEPS", argv[1], 100000000) : 2000;
+    const size_t K = argc > 2 ? (size_t)vh_ulong_value("K", argv[2], 1000) : 20;
+    if (steps < 1 || K < 1) vh_usage_error("STEPS and K must be at least 1");
     printf("fixed %.2f", run(0, steps, K));
 #if GMF_NN_MAX_GROUPS >= 16
     printf(" learned %.2f", run(1, steps, K));

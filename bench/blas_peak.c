@@ -21,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "harness.h"
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -102,23 +104,14 @@ static double clock_ghz(void) {
 }
 
 int main(int argc, char **argv) {
-    int threads = 1, n = 2048, reps = 5;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--n") && i + 1 < argc)
-            n = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-            reps = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: %s [--threads N] [--n 2048] [--reps 5]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (threads < 1 || n < 16 || reps < 1) {
-        fprintf(stderr, "blas_peak: bad arguments\n");
-        return 2;
-    }
+    unsigned long ut = 1, un = 2048, ur = 5;
+    const vh_opt opts[] = {{"--threads", VH_ULONG, &ut, NULL, NULL},
+                           {"--n", VH_ULONG, &un, NULL, NULL},
+                           {"--reps", VH_ULONG, &ur, NULL, NULL}};
+    vh_parse(argc, argv, "blas_peak", "[--threads N] [--n 2048] [--reps 5]", opts, 3);
+    if (ut < 1 || ut > 256 || un < 16 || un > 16384 || ur < 1 || ur > 1000)
+        vh_usage_error("need 1 <= threads <= 256, 16 <= n <= 16384, 1 <= reps <= 1000");
+    const int threads = (int)ut, n = (int)un, reps = (int)ur;
     openblas_set_num_threads(threads);
 #if defined(__x86_64__)
     printf("blas_peak clock_ghz=%.3f\n", clock_ghz());

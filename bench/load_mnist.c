@@ -12,7 +12,7 @@
  * Compiled with -DLOAD_MNIST_FLOAT_ONLY it needs only gmf_dataset_load and
  * gmf_train_data_checksum, so the same file links against an older libgmflow.a (the issue 14
  * baseline, bbf0027, predates the compact form): cc -O2 -DLOAD_MNIST_FLOAT_ONLY -I<old>/include
- * bench/load_mnist.c <old>/build/libgmflow.a + its dependencies.
+ * -Itests bench/load_mnist.c <old>/build/libgmflow.a + its dependencies.
  * Output: load_mnist form=u8|float load_cpu=S load_wall=S train=<checksum> t10k=<checksum>
  */
 #include <stdio.h>
@@ -21,8 +21,13 @@
 #include <time.h>
 
 #include "gmflow/common.h"
+#ifdef LOAD_MNIST_FLOAT_ONLY
+#include "gmflow/idx.h" /* an older tree: gmf_dataset_* were declared there before dataset.h */
+#else
 #include "gmflow/dataset.h"
+#endif
 #include "gmflow/train.h"
+#include "harness.h"
 
 static double clk(clockid_t id) {
     struct timespec t;
@@ -35,20 +40,15 @@ int main(int argc, char **argv) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/mnist", root && *root ? root : "../shared/data");
     int use_float = 0, threads = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--float"))
-            use_float = 1;
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--data") && i + 1 < argc)
-            snprintf(dir, sizeof dir, "%s", argv[++i]);
-        else {
-            fprintf(stderr,
-                    "load_mnist: %s\nusage: load_mnist [--data DIR] [--float] [--threads N]\n",
-                    argv[i]);
-            return 2;
-        }
-    }
+    unsigned long ut = 0;
+    const char *data = NULL;
+    const vh_opt opts[] = {{"--float", VH_FLAG, &use_float, NULL, NULL},
+                           {"--threads", VH_ULONG, &ut, NULL, NULL},
+                           {"--data", VH_STRING, &data, NULL, NULL}};
+    vh_parse(argc, argv, "load_mnist", "[--data DIR] [--float] [--threads N]", opts, 3);
+    if (ut > 64) vh_usage_error("--threads: at most 64, got %lu", ut);
+    threads = (int)ut;
+    if (data) snprintf(dir, sizeof dir, "%s", data);
     gmf_dataset tr = {0}, te = {0};
     const double c0 = clk(CLOCK_PROCESS_CPUTIME_ID), w0 = clk(CLOCK_MONOTONIC);
     int rc;

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "../src/discrete/nn_internal.h"
+#include "harness.h"
 
 static struct gmf_nn_pool *pool;
 static long work;
@@ -31,22 +32,17 @@ static void job(void *ctx, int t, int n) {
 }
 
 int main(int argc, char **argv) {
-    long jobs = 100000, threads = 2;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--work"))
-            work = strtol(argv[i + 1], NULL, 10);
-        else if (!strcmp(argv[i], "--jobs"))
-            jobs = strtol(argv[i + 1], NULL, 10);
-        else if (!strcmp(argv[i], "--threads"))
-            threads = strtol(argv[i + 1], NULL, 10);
-        else {
-            fprintf(stderr, "usage: pool_barrier [--work N] [--jobs N] [--threads N]\n");
-            return 2;
-        }
-    }
-    if (jobs < 1 || threads < 1 || threads > 64 || work < 0 ||
-        gmf_nn_pool_new(&pool, (int)threads)) {
-        fprintf(stderr, "pool_barrier: bad arguments or no pool\n");
+    unsigned long uw = 0, uj = 100000, ut = 2;
+    const vh_opt opts[] = {{"--work", VH_ULONG, &uw, NULL, NULL},
+                           {"--jobs", VH_ULONG, &uj, NULL, NULL},
+                           {"--threads", VH_ULONG, &ut, NULL, NULL}};
+    vh_parse(argc, argv, "pool_barrier", "[--work N] [--jobs N] [--threads 2]", opts, 3);
+    if (uw > 100000000 || uj < 1 || uj > 100000000 || ut < 1 || ut > 64)
+        vh_usage_error("need work <= 1e8, 1 <= jobs <= 1e8, 1 <= threads <= 64");
+    work = (long)uw;
+    const long jobs = (long)uj, threads = (long)ut;
+    if (gmf_nn_pool_new(&pool, (int)threads)) {
+        fprintf(stderr, "pool_barrier: no pool of %ld threads: %s\n", threads, gmf_errmsg());
         return 1;
     }
     for (int rep = 0; rep < 3; rep++) {

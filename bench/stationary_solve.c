@@ -40,11 +40,11 @@ static double clk(clockid_t id) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int usage(void) {
-    fprintf(stderr,
-            "usage: stationary_solve DIR [--tol TOL] [--t-max T] [--method auto|bdf|adams]\n"
-            "                        [--rtol R] [--atol A] [--tag NAME]\n");
-    return 2;
+/* The usage on f; returns the exit status rc. */
+static int usage(FILE *f, int rc) {
+    fprintf(f, "usage: stationary_solve DIR [--tol TOL] [--t-max T] [--method auto|bdf|adams]\n"
+               "                        [--rtol R] [--atol A] [--tag NAME]\n");
+    return rc;
 }
 
 static int parse(int argc, char **argv, args *a) {
@@ -52,11 +52,15 @@ static int parse(int argc, char **argv, args *a) {
         .method = "auto", .tag = NULL, .tol = 1e-8, .tmax = 1e5, .rtol = 1e-8, .atol = 1e-10};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) exit(usage(stdout, 0));
         if (o[0] != '-') {
             a->dir = o;
             continue;
         }
-        if (i + 1 >= argc) return usage();
+        if (i + 1 >= argc) {
+            fprintf(stderr, "stationary_solve: option %s needs a value\n", o);
+            return usage(stderr, 2);
+        }
         const char *v = argv[++i];
         char *end;
         errno = 0;
@@ -76,10 +80,11 @@ static int parse(int argc, char **argv, args *a) {
             a->atol = x;
         else {
             fprintf(stderr, "stationary_solve: bad option %s %s\n", o, v);
-            return usage();
+            return usage(stderr, 2);
         }
     }
-    return a->dir ? 0 : usage();
+    if (!a->dir) fprintf(stderr, "stationary_solve: no DIR given\n");
+    return a->dir ? 0 : usage(stderr, 2);
 }
 
 /* Integrate with the gradient-norm event; times the solve.  0 or 1. */

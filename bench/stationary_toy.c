@@ -21,67 +21,36 @@
 #include "gmflow/common.h"
 #include "gmflow/io.h"
 #include "gmflow/toy.h"
-
-static void usage(int code) {
-    fprintf(code ? stderr : stdout,
-            "usage: stationary_toy --out DIR [--n N] [--d d] [--K K] [--teacher relu|mixture]\n"
-            "                      [--width M] [--noise S] [--data-seed S] [--seed S] [--gamma G]\n"
-            "                      [--particles 1]\n"
-            "writes DIR/data.csv and DIR/init.json (defaults: gmflow flow's built-in toy)\n");
-    exit(code);
-}
-
-static double num(const char *opt, const char *s) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end) {
-        fprintf(stderr, "stationary_toy: %s: cannot parse \"%s\" as a number\n", opt, s);
-        exit(2);
-    }
-    return v;
-}
+#include "harness.h"
 
 int main(int argc, char **argv) {
     gmf_toy_opts t = gmf_toy_defaults();
     size_t K = 3;
     unsigned long seed = 2;
     double gamma = 0.5;
-    int particles = 0;
+    unsigned long particles = 0;
+    int teacher = t.teacher == GMF_TOY_MIXTURE;
     const char *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage(0);
-        if (i + 1 >= argc) usage(2);
-        const char *v = argv[++i];
-        if (!strcmp(a, "--out"))
-            out = v;
-        else if (!strcmp(a, "--n"))
-            t.n = (size_t)num(a, v);
-        else if (!strcmp(a, "--d"))
-            t.d = (size_t)num(a, v);
-        else if (!strcmp(a, "--K"))
-            K = (size_t)num(a, v);
-        else if (!strcmp(a, "--width"))
-            t.width = (size_t)num(a, v);
-        else if (!strcmp(a, "--noise"))
-            t.noise = num(a, v);
-        else if (!strcmp(a, "--data-seed"))
-            t.seed = (unsigned long)num(a, v);
-        else if (!strcmp(a, "--seed"))
-            seed = (unsigned long)num(a, v);
-        else if (!strcmp(a, "--gamma"))
-            gamma = num(a, v);
-        else if (!strcmp(a, "--particles"))
-            particles = num(a, v) != 0;
-        else if (!strcmp(a, "--teacher") && (!strcmp(v, "relu") || !strcmp(v, "mixture")))
-            t.teacher = strcmp(v, "relu") ? GMF_TOY_MIXTURE : GMF_TOY_RELU;
-        else {
-            fprintf(stderr, "stationary_toy: bad option %s %s\n", a, v);
-            usage(2);
-        }
-    }
-    if (!out || K == 0) usage(2);
+    static const char *const teachers[] = {"relu", "mixture", NULL};
+    const vh_opt opts[] = {{"--out", VH_STRING, &out, NULL, NULL},
+                           {"--n", VH_SIZE, &t.n, NULL, NULL},
+                           {"--d", VH_SIZE, &t.d, NULL, NULL},
+                           {"--K", VH_SIZE, &K, NULL, NULL},
+                           {"--width", VH_SIZE, &t.width, NULL, NULL},
+                           {"--noise", VH_DOUBLE, &t.noise, NULL, NULL},
+                           {"--data-seed", VH_ULONG, &t.seed, NULL, NULL},
+                           {"--seed", VH_ULONG, &seed, NULL, NULL},
+                           {"--gamma", VH_DOUBLE, &gamma, NULL, NULL},
+                           {"--particles", VH_ULONG, &particles, NULL, NULL},
+                           {"--teacher", VH_CHOICE, &teacher, teachers, NULL}};
+    vh_parse(argc, argv, "stationary_toy",
+             "--out DIR [--n N] [--d d] [--K K] [--teacher relu|mixture] [--width M] [--noise S]\n"
+             "                      [--data-seed S] [--seed S] [--gamma G] [--particles 0|1]\n"
+             "writes DIR/data.csv and DIR/init.json (defaults: gmflow flow's built-in toy)",
+             opts, sizeof opts / sizeof opts[0]);
+    t.teacher = teacher ? GMF_TOY_MIXTURE : GMF_TOY_RELU;
+    if (!out) vh_usage_error("--out is required");
+    if (K == 0 || particles > 1) vh_usage_error("need K >= 1 and --particles 0 or 1");
     if (mkdir(out, 0777) && errno != EEXIST) {
         fprintf(stderr, "stationary_toy: %s: %s\n", out, strerror(errno));
         return 1;

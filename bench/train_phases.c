@@ -22,19 +22,12 @@
 #include <time.h>
 
 #include "gmflow/gmflow.h"
+#include "harness.h"
 
 static double clk(clockid_t id) {
     struct timespec t;
     clock_gettime(id, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int usage(const char *msg) {
-    fprintf(stderr,
-            "train_phases: %s\nusage: train_phases [--data DIR] [--epochs N] [--threads N] "
-            "[--seed N] [--float] [--no-eval]\n",
-            msg);
-    return 2;
 }
 
 static int fail(const char *what) {
@@ -46,26 +39,19 @@ int main(int argc, char **argv) {
     const char *root = getenv("GMFLOW_DATA");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/mnist", root && *root ? root : "../shared/data");
-    long epochs = 3, threads = 1, seed = 1;
-    int use_float = 0, eval = 1;
-    for (int i = 1; i < argc; i++) {
-        const int more = i + 1 < argc;
-        if (!strcmp(argv[i], "--float"))
-            use_float = 1;
-        else if (!strcmp(argv[i], "--no-eval"))
-            eval = 0;
-        else if (!strcmp(argv[i], "--data") && more)
-            snprintf(dir, sizeof dir, "%s", argv[++i]);
-        else if (!strcmp(argv[i], "--epochs") && more)
-            epochs = strtol(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--threads") && more)
-            threads = strtol(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--seed") && more)
-            seed = strtol(argv[++i], NULL, 10);
-        else
-            return usage(argv[i]);
-    }
-    if (epochs < 0 || threads < 1 || seed < 0) return usage("bad --epochs, --threads or --seed");
+    unsigned long ue = 3, ut = 1, us = 1;
+    int use_float = 0, no_eval = 0;
+    const char *data = NULL;
+    const vh_opt opts[] = {
+        {"--data", VH_STRING, &data, NULL, NULL},     {"--epochs", VH_ULONG, &ue, NULL, NULL},
+        {"--threads", VH_ULONG, &ut, NULL, NULL},     {"--seed", VH_ULONG, &us, NULL, NULL},
+        {"--float", VH_FLAG, &use_float, NULL, NULL}, {"--no-eval", VH_FLAG, &no_eval, NULL, NULL}};
+    vh_parse(argc, argv, "train_phases",
+             "[--data DIR] [--epochs N] [--threads N] [--seed N] [--float] [--no-eval]", opts, 6);
+    if (ue > 1000 || ut < 1 || ut > 256) vh_usage_error("need epochs <= 1000, 1 <= threads <= 256");
+    if (data) snprintf(dir, sizeof dir, "%s", data);
+    const long epochs = (long)ue, threads = (long)ut, seed = (long)us;
+    const int eval = !no_eval;
     gmf_dataset tr = {0}, te = {0};
     double c0 = clk(CLOCK_PROCESS_CPUTIME_ID), w0 = clk(CLOCK_MONOTONIC);
     int (*load)(const char *, const char *, size_t, gmf_dataset *) =

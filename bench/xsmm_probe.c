@@ -45,6 +45,8 @@ int main(void) {
 #include <string.h>
 #include <time.h>
 
+#include "harness.h"
+
 static double cpu_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -353,21 +355,13 @@ static double sgemm_peak(int n, int reps) {
 }
 
 int main(int argc, char **argv) {
-    int rounds = 7, calls = 1000;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
-            rounds = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--calls") && i + 1 < argc)
-            calls = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: xsmm_probe [--rounds R (1-63)] [--calls N]\n");
-            return 2;
-        }
-    }
-    if (rounds < 1 || rounds > 63 || calls < 1) {
-        fprintf(stderr, "xsmm_probe: --rounds must be 1-63 and --calls >= 1\n");
-        return 2;
-    }
+    unsigned long ur = 7, uc = 1000;
+    const vh_opt opts[] = {{"--rounds", VH_ULONG, &ur, NULL, NULL},
+                           {"--calls", VH_ULONG, &uc, NULL, NULL}};
+    vh_parse(argc, argv, "xsmm_probe", "[--rounds R (1-63)] [--calls N]", opts, 2);
+    if (ur < 1 || ur > 63 || uc < 1 || uc > 100000000)
+        vh_usage_error("--rounds must be 1-63 and --calls 1-1e8");
+    const int rounds = (int)ur, calls = (int)uc;
     libxsmm_init();
     char la[128];
     loadavg(la, sizeof la);

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # tests/scripts_help.sh -- every script a user runs (tools/*, bench/*.sh, bench/*.py,
-# examples/*.sh) answers in one convention, the gmflow CLI's:
+# examples/*.sh) and every compiled program that takes options (build/bench/*, build/validate/*,
+# build/examples/wfr_study; given the build directory as $2, as ctest does) answers in one
+# convention, the gmflow CLI's:
 #   SCRIPT --help               exit 0, a "usage:" line on stdout
 #   SCRIPT --no-such-option     exit 2, stderr names the option (then the usage)
 # Each call has a 20 s timeout (a script that ignores --help and starts its work fails here
 # instead of running for minutes).  Python scripts run with /usr/bin/python3, shell scripts with
-# bash.  Run by ctest from the source directory (arguments, if any, are ignored).
+# bash.  Run by ctest from the source directory: $1 the gmflow binary (unused), $2 the build
+# directory (without it only the scripts are checked).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 PY=/usr/bin/python3
@@ -30,10 +33,24 @@ in_list() {
     return 1
 }
 
+BUILD=${2:-}
+# Compiled programs without options (their whole run is the example), or not a program here:
+# bench/xsmm_probe without libxsmm is a stub that exits 77 (bench/xsmm_probe.c says how to build it).
+skip_bin=(examples/custom_oracle examples/flow_toy examples/train_mnist bench/xsmm_probe)
+
 out=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_scripts_help.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 fail=0 n=0
-for s in tools/* bench/*.sh bench/*.py examples/*.sh; do
+progs=(tools/* bench/*.sh bench/*.py examples/*.sh)
+if [ -n "$BUILD" ]; then
+    for b in "$BUILD"/bench/* "$BUILD"/validate/* "$BUILD"/examples/*; do
+        [ -f "$b" ] && [ -x "$b" ] || continue
+        in_list "${b#"$BUILD"/}" "${skip_bin[@]}" && continue
+        progs+=("$b")
+    done
+fi
+nbin=0
+for s in "${progs[@]}"; do
     [ -f "$s" ] || continue
     in_list "$s" "${skip[@]}" && continue
     if in_list "$s" "${exceptions[@]}"; then
@@ -43,6 +60,7 @@ for s in tools/* bench/*.sh bench/*.py examples/*.sh; do
     case "$s" in
     *.py) run=("$PY" "$s") ;;
     *.sh) run=(bash "$s") ;;
+    "$BUILD"/*) run=("$s") nbin=$((nbin + 1)) ;;
     *) echo "FAIL $s: neither .sh nor .py (add it to the test)"; fail=1; continue ;;
     esac
     n=$((n + 1))
@@ -67,6 +85,7 @@ for s in tools/* bench/*.sh bench/*.py examples/*.sh; do
         fail=1
     fi
 done
-[ "$n" -ge 30 ] || { echo "FAIL: only $n scripts found (run from the source tree?)"; fail=1; }
-[ $fail = 0 ] && echo "ok: $n scripts answer --help (exit 0, usage on stdout) and --no-such-option (exit 2, named on stderr)"
+[ $((n - nbin)) -ge 30 ] || { echo "FAIL: only $((n - nbin)) scripts found (run from the source tree?)"; fail=1; }
+[ -z "$BUILD" ] || [ "$nbin" -ge 20 ] || { echo "FAIL: only $nbin programs found in $BUILD"; fail=1; }
+[ $fail = 0 ] && echo "ok: $n scripts and programs ($nbin compiled) answer --help (exit 0, usage on stdout) and --no-such-option (exit 2, named on stderr)"
 exit $fail
