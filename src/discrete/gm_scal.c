@@ -19,6 +19,7 @@
  * over 8 logits per zmm of doubles and 4 rows at a time, bitwise nn_tmpl.h's gm_reduce_rows(_w)
  * (the same test). */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "nn_internal.h"
 
@@ -46,6 +47,28 @@ static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const flo
     const __m512d two = _mm512_set1_pd(2.0);
     __m512d gkv = zero;
     double cvs[8] __attribute__((aligned(64))), dmv[8] __attribute__((aligned(64)));
+    double hd[GMF_NN_SCAL_LMAX] __attribute__((aligned(64))) = {0};
+    /* L < 16: the row's dF entries of the chunk, P = nv (L + 1) positions in nb blocks of 8;
+     * position p = 8 b + t is (j, e) = (p / (L + 1), p % (L + 1)): e = 0 is m_j (dm_j * 1.0),
+     * e > 0 is G_j,e-1 (cv_j * dh_e-1).  cidx picks cv_j (j) or dm_j (8 + j) from (cv, dm), hidx
+     * dh_e-1 (e - 1) or 1.0 (15, h1's last lane) from (h0, h1) = dh_0..7, dh_8..14 in double. */
+    const size_t P = nv * (L + 1), nb = (P + 7) / 8;
+    __m512i cidx[16], hidx[16];
+    __mmask8 mlast = 0xff;
+    const __m512d one = _mm512_set1_pd(1.0);
+    if (L < 16) {
+        for (size_t b = 0; b < nb; b++) {
+            int64_t ci[8], hi[8];
+            for (size_t t = 0; t < 8; t++) {
+                const size_t p = 8 * b + t, j = p / (L + 1) % 8, e = p % (L + 1);
+                ci[t] = (int64_t)(e == 0 ? 8 + j : j);
+                hi[t] = (int64_t)(e == 0 ? 15 : e - 1);
+            }
+            cidx[b] = _mm512_loadu_si512(ci);
+            hidx[b] = _mm512_loadu_si512(hi);
+        }
+        if (P % 8) mlast = (__mmask8)((1u << (P % 8)) - 1u);
+    }
     for (size_t i = 0; i < B; i++) {
         const float *dh = dH + i * L;
         const float *Fi =
@@ -57,15 +80,37 @@ static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const flo
         const __m512d phv = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, phi + ik));
         const __m512d sv = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, s + ik));
         __m512d dA = zero, dPhi = zero;
+#if SCAL_EXP != 6
+        /* dh_i in double once per row (hd): broadcast from memory below, no shuffle */
+        for (size_t l = 0; l < L; l += 8) {
+            const __mmask8 t = (__mmask8)(L - l >= 8 ? 0xffu : (1u << (L - l)) - 1u);
+            _mm512_store_pd(hd + l, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(t, dh + l)));
+        }
+        /* every product of two floats is exact in double, so the FMAs round each sum exactly as
+         * the C loop's add of the separately rounded product does: bitwise the same */
         for (size_t l = 0; l < L; l++) {
-            const __m512d h = _mm512_set1_pd((double)dh[l]);
+            const __m512d h = _mm512_set1_pd(hd[l]);
             const __m512d G = _mm512_cvtps_pd(
                 _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi + 1 + l, 4));
+            dA = _mm512_fmadd_pd(h, _mm512_load_pd(aT + 8 * l), dA);
+            dPhi = _mm512_fmadd_pd(h, G, dPhi);
+            _mm512_store_pd(daT + 8 * l, _mm512_fmadd_pd(Av, h, _mm512_load_pd(daT + 8 * l)));
+        }
+#else
+        for (size_t l = 0; l < L; l++) {
+            const __m512d h = _mm512_set1_pd((double)dh[l]);
+#if SCAL_EXP == 3
+            const __m512d G = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, Fi + 1 + l));
+#else
+            const __m512d G = _mm512_cvtps_pd(
+                _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi + 1 + l, 4));
+#endif
             dA = _mm512_add_pd(dA, _mm512_mul_pd(h, _mm512_load_pd(aT + 8 * l)));
             dPhi = _mm512_add_pd(dPhi, _mm512_mul_pd(h, G));
             _mm512_store_pd(daT + 8 * l,
                             _mm512_add_pd(_mm512_load_pd(daT + 8 * l), _mm512_mul_pd(Av, h)));
         }
+#endif
         if (gk)
             gkv =
                 _mm512_add_pd(gkv, _mm512_add_pd(_mm512_mul_pd(Av, dA), _mm512_mul_pd(Phv, dPhi)));
@@ -76,14 +121,44 @@ static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const flo
         const __m512d m =
             _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi, 4));
         __m512d dm = _mm512_mul_pd(dA, Phv);
+#if SCAL_EXP == 1
+        dm =
+            _mm512_mask_add_pd(dm, pos, dm, _mm512_maskz_mul_pd(pos, _mm512_mul_pd(dPhi, phv), sv));
+        const __m512d q = _mm512_maskz_mul_pd(pos, _mm512_mul_pd(dPhi, m), _mm512_mul_pd(sv, sv));
+        const __m512d dS = _mm512_maskz_mul_pd(pos, _mm512_mul_pd(phv, _mm512_sub_pd(dA, q)),
+                                               _mm512_mul_pd(two, sv));
+#else
         dm =
             _mm512_mask_add_pd(dm, pos, dm, _mm512_maskz_div_pd(pos, _mm512_mul_pd(dPhi, phv), sv));
         const __m512d q = _mm512_maskz_div_pd(pos, _mm512_mul_pd(dPhi, m), _mm512_mul_pd(sv, sv));
         const __m512d dS = _mm512_maskz_div_pd(pos, _mm512_mul_pd(phv, _mm512_sub_pd(dA, q)),
                                                _mm512_mul_pd(two, sv));
+#endif
         _mm256_mask_storeu_ps(dS2 + ik, mv, _mm512_cvtpd_ps(dS));
+        const __m512d cv = _mm512_mul_pd(inv, Phv);
+#if SCAL_EXP == 2
+        if (L < 16) { _mm512_mask_storeu_pd(dFi, 1, _mm512_add_pd(cv, dm)); continue; }
+#endif
+#if SCAL_EXP != 5
+        if (L < 16) {
+            /* the chunk's nv (L + 1) entries of the row of dF as contiguous blocks of 8:
+             * (inv_k Phi_ik or dm_ik) times (dh_il or 1.0), picked per position by two permutes
+             * (the same double product as below for G, dm * 1.0 = dm for m) */
+            const __m512d h0 = _mm512_load_pd(hd);
+            const __m512d h1 = _mm512_mask_mov_pd(_mm512_load_pd(hd + 8), 0x80, one);
+            for (size_t b = 0; b < nb; b++) {
+                const __m512d v = _mm512_mul_pd(_mm512_permutex2var_pd(cv, cidx[b], dm),
+                                                _mm512_permutex2var_pd(h0, hidx[b], h1));
+                if (b + 1 < nb)
+                    _mm256_storeu_ps(dFi + 8 * b, _mm512_cvtpd_ps(v));
+                else
+                    _mm256_mask_storeu_ps(dFi + 8 * b, mlast, _mm512_cvtpd_ps(v));
+            }
+            continue;
+        }
+#endif
         /* dG_ikl = (inv_k Phi_ik) dh_il, written per component (contiguous in l) */
-        _mm512_store_pd(cvs, _mm512_mul_pd(inv, Phv));
+        _mm512_store_pd(cvs, cv);
         _mm512_store_pd(dmv, dm);
         for (size_t j = 0; j < nv; j++) {
             float *g = dFi + j * (L + 1);
