@@ -74,7 +74,9 @@ int main(int argc, char **argv) {
     uint8_t *y = malloc(Bz);
     for (int q = 0; q < 4; q++)
         o[q] = malloc(n * sizeof(float));
-    if (!F || !S2 || !a || !H || !dH || !lossv || !da || !dF || !dS2 || !y || !o[0] || !o[1] || !o[2] || !o[3]) return 1;
+    if (!F || !S2 || !a || !H || !dH || !lossv || !da || !dF || !dS2 || !y || !o[0] || !o[1] ||
+        !o[2] || !o[3])
+        return 1;
     for (size_t e = 0; e < Bz * W; e++)
         F[e] = frand(-1.0f, 1.0f);
     for (size_t p = 0; p < n; p++) {
@@ -146,7 +148,8 @@ int main(int argc, char **argv) {
     (void)sink;
     for (int q = 0; q < 4; q++)
         free(o[q]);
-    free(F), free(S2), free(a), free(H), free(dH), free(lossv), free(y), free(da), free(dF), free(dS2);
+    free(F), free(S2), free(a), free(H), free(dH), free(lossv), free(y), free(da), free(dF),
+        free(dS2);
     return 0;
 }
 #endif

@@ -27,10 +27,11 @@
 #include <immintrin.h>
 
 /* Components kc .. kc + 7 (nv valid lanes) of every row; see nn_internal.h for the formulas. */
-static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const float *a,
-                   const float *F, const float *A, const float *Phi, const float *phi,
-                   const float *s, const float *dH, const double *sc, double invK, float *dF,
-                   float *dS2, double *da, double *gk, double *aT, double *daT) {
+static inline __attribute__((always_inline)) void
+chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const float *a, const float *F,
+       const float *A, const float *Phi, const float *phi, const float *s, const float *dH,
+       const double *sc, double invK, float *dF, float *dS2, double *da, double *gk, double *aT,
+       double *daT) {
     const size_t W = K * (L + 1);
     const __mmask8 mv = (__mmask8)((1u << nv) - 1u);
     const __m512d zero = _mm512_setzero_pd();
@@ -44,7 +45,7 @@ static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const flo
     const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                            _mm256_set1_epi32((int)(L + 1)));
     const __m512d inv = sc ? _mm512_maskz_loadu_pd(mv, sc + kc) : _mm512_set1_pd(invK);
-    const __m512d two = _mm512_set1_pd(2.0);
+    const __m512d half = _mm512_set1_pd(0.5);
     __m512d gkv = zero;
     double cvs[8] __attribute__((aligned(64))), dmv[8] __attribute__((aligned(64)));
     double hd[GMF_NN_SCAL_LMAX] __attribute__((aligned(64))) = {0};
@@ -80,7 +81,6 @@ static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const flo
         const __m512d phv = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, phi + ik));
         const __m512d sv = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, s + ik));
         __m512d dA = zero, dPhi = zero;
-#if SCAL_EXP != 6
         /* dh_i in double once per row (hd): broadcast from memory below, no shuffle */
         for (size_t l = 0; l < L; l += 8) {
             const __mmask8 t = (__mmask8)(L - l >= 8 ? 0xffu : (1u << (L - l)) - 1u);
@@ -96,21 +96,6 @@ static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const flo
             dPhi = _mm512_fmadd_pd(h, G, dPhi);
             _mm512_store_pd(daT + 8 * l, _mm512_fmadd_pd(Av, h, _mm512_load_pd(daT + 8 * l)));
         }
-#else
-        for (size_t l = 0; l < L; l++) {
-            const __m512d h = _mm512_set1_pd((double)dh[l]);
-#if SCAL_EXP == 3
-            const __m512d G = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, Fi + 1 + l));
-#else
-            const __m512d G = _mm512_cvtps_pd(
-                _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi + 1 + l, 4));
-#endif
-            dA = _mm512_add_pd(dA, _mm512_mul_pd(h, _mm512_load_pd(aT + 8 * l)));
-            dPhi = _mm512_add_pd(dPhi, _mm512_mul_pd(h, G));
-            _mm512_store_pd(daT + 8 * l,
-                            _mm512_add_pd(_mm512_load_pd(daT + 8 * l), _mm512_mul_pd(Av, h)));
-        }
-#endif
         if (gk)
             gkv =
                 _mm512_add_pd(gkv, _mm512_add_pd(_mm512_mul_pd(Av, dA), _mm512_mul_pd(Phv, dPhi)));
@@ -121,25 +106,16 @@ static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const flo
         const __m512d m =
             _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi, 4));
         __m512d dm = _mm512_mul_pd(dA, Phv);
-#if SCAL_EXP == 1
-        dm =
-            _mm512_mask_add_pd(dm, pos, dm, _mm512_maskz_mul_pd(pos, _mm512_mul_pd(dPhi, phv), sv));
-        const __m512d q = _mm512_maskz_mul_pd(pos, _mm512_mul_pd(dPhi, m), _mm512_mul_pd(sv, sv));
+        /* one division per 8 pairs: y = 1/s, then phi / s = phi y, m / s^2 = m y y, / (2 s) =
+         * (y / 2) (the C loop divides three times; the doubles differ from its in the last bits,
+         * the float results rarely: tests/test_gm_scal.c) */
+        const __m512d y = _mm512_maskz_div_pd(pos, one, sv);
+        dm = _mm512_mask_add_pd(dm, pos, dm, _mm512_mul_pd(_mm512_mul_pd(dPhi, phv), y));
+        const __m512d q = _mm512_mul_pd(_mm512_mul_pd(_mm512_mul_pd(dPhi, m), y), y);
         const __m512d dS = _mm512_maskz_mul_pd(pos, _mm512_mul_pd(phv, _mm512_sub_pd(dA, q)),
-                                               _mm512_mul_pd(two, sv));
-#else
-        dm =
-            _mm512_mask_add_pd(dm, pos, dm, _mm512_maskz_div_pd(pos, _mm512_mul_pd(dPhi, phv), sv));
-        const __m512d q = _mm512_maskz_div_pd(pos, _mm512_mul_pd(dPhi, m), _mm512_mul_pd(sv, sv));
-        const __m512d dS = _mm512_maskz_div_pd(pos, _mm512_mul_pd(phv, _mm512_sub_pd(dA, q)),
-                                               _mm512_mul_pd(two, sv));
-#endif
+                                               _mm512_mul_pd(half, y));
         _mm256_mask_storeu_ps(dS2 + ik, mv, _mm512_cvtpd_ps(dS));
         const __m512d cv = _mm512_mul_pd(inv, Phv);
-#if SCAL_EXP == 2
-        if (L < 16) { _mm512_mask_storeu_pd(dFi, 1, _mm512_add_pd(cv, dm)); continue; }
-#endif
-#if SCAL_EXP != 5
         if (L < 16) {
             /* the chunk's nv (L + 1) entries of the row of dF as contiguous blocks of 8:
              * (inv_k Phi_ik or dm_ik) times (dh_il or 1.0), picked per position by two permutes
@@ -156,7 +132,6 @@ static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const flo
             }
             continue;
         }
-#endif
         /* dG_ikl = (inv_k Phi_ik) dh_il, written per component (contiguous in l) */
         _mm512_store_pd(cvs, cv);
         _mm512_store_pd(dmv, dm);
@@ -196,8 +171,12 @@ void gmf_nn_kern_gm_bwd_scalars(size_t B, size_t K, size_t L, size_t k0, size_t 
     double daT[8 * GMF_NN_SCAL_LMAX] __attribute__((aligned(64)));
     for (size_t kc = k0; kc < k1; kc += 8) {
         const size_t nv = k1 - kc < 8 ? k1 - kc : 8;
-        chunk8(B, K, L, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, da + (kc - k0) * L,
-               gw ? gw + kc : NULL, aT, daT);
+        if (L == 9)
+            chunk8(B, K, 9, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, da + (kc - k0) * L,
+                   gw ? gw + kc : NULL, aT, daT);
+        else
+            chunk8(B, K, L, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, da + (kc - k0) * L,
+                   gw ? gw + kc : NULL, aT, daT);
     }
 }
 
