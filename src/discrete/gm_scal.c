@@ -31,7 +31,7 @@ static inline __attribute__((always_inline)) void
 chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const float *a, const float *F,
        const float *A, const float *Phi, const float *phi, const float *s, const float *dH,
        const double *sc, double invK, float *dF, float *dS2, double *da, double *gk, double *aT,
-       double *daT) {
+       double *daT, int narrow) {
     const size_t W = K * (L + 1);
     const __mmask8 mv = (__mmask8)((1u << nv) - 1u);
     const __m512d zero = _mm512_setzero_pd();
@@ -44,6 +44,7 @@ chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const float *a, const
     /* lane j's offset of component kc + j in a row of F / dF */
     const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                            _mm256_set1_epi32((int)(L + 1)));
+    const __m128i off4 = _mm256_castsi256_si128(off);
     const __m512d inv = sc ? _mm512_maskz_loadu_pd(mv, sc + kc) : _mm512_set1_pd(invK);
     const __m512d half = _mm512_set1_pd(0.5);
     __m512d gkv = zero;
@@ -88,13 +89,27 @@ chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const float *a, const
         }
         /* every product of two floats is exact in double, so the FMAs round each sum exactly as
          * the C loop's add of the separately rounded product does: bitwise the same */
-        for (size_t l = 0; l < L; l++) {
-            const __m512d h = _mm512_set1_pd(hd[l]);
-            const __m512d G = _mm512_cvtps_pd(
-                _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi + 1 + l, 4));
-            dA = _mm512_fmadd_pd(h, _mm512_load_pd(aT + 8 * l), dA);
-            dPhi = _mm512_fmadd_pd(h, G, dPhi);
-            _mm512_store_pd(daT + 8 * l, _mm512_fmadd_pd(Av, h, _mm512_load_pd(daT + 8 * l)));
+        if (narrow) { /* nv <= 4: the same in 4 lanes (ymm: half the gather, three ports) */
+            const __m256d Av4 = _mm512_castpd512_pd256(Av);
+            __m256d dA4 = _mm256_setzero_pd(), dPhi4 = _mm256_setzero_pd();
+            for (size_t l = 0; l < L; l++) {
+                const __m256d h = _mm256_set1_pd(hd[l]);
+                const __m256d G = _mm256_cvtps_pd(
+                    _mm_mmask_i32gather_ps(_mm_setzero_ps(), mv, off4, Fi + 1 + l, 4));
+                dA4 = _mm256_fmadd_pd(h, _mm256_load_pd(aT + 8 * l), dA4);
+                dPhi4 = _mm256_fmadd_pd(h, G, dPhi4);
+                _mm256_store_pd(daT + 8 * l, _mm256_fmadd_pd(Av4, h, _mm256_load_pd(daT + 8 * l)));
+            }
+            dA = _mm512_zextpd256_pd512(dA4), dPhi = _mm512_zextpd256_pd512(dPhi4);
+        } else {
+            for (size_t l = 0; l < L; l++) {
+                const __m512d h = _mm512_set1_pd(hd[l]);
+                const __m512d G = _mm512_cvtps_pd(
+                    _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi + 1 + l, 4));
+                dA = _mm512_fmadd_pd(h, _mm512_load_pd(aT + 8 * l), dA);
+                dPhi = _mm512_fmadd_pd(h, G, dPhi);
+                _mm512_store_pd(daT + 8 * l, _mm512_fmadd_pd(Av, h, _mm512_load_pd(daT + 8 * l)));
+            }
         }
         if (gk)
             gkv =
@@ -104,12 +119,17 @@ chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const float *a, const
          * phi = 0 (the C loop's branch; the masked lanes divide nothing) */
         const __mmask8 pos = _mm512_mask_cmp_pd_mask(mv, phv, zero, _CMP_GT_OQ);
         const __m512d m =
-            _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi, 4));
+            narrow
+                ? _mm512_zextpd256_pd512(
+                      _mm256_cvtps_pd(_mm_mmask_i32gather_ps(_mm_setzero_ps(), mv, off4, Fi, 4)))
+                : _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi, 4));
         __m512d dm = _mm512_mul_pd(dA, Phv);
         /* one division per 8 pairs: y = 1/s, then phi / s = phi y, m / s^2 = m y y, / (2 s) =
          * (y / 2) (the C loop divides three times; the doubles differ from its in the last bits,
          * the float results rarely: tests/test_gm_scal.c) */
-        const __m512d y = _mm512_maskz_div_pd(pos, one, sv);
+        const __m512d y = narrow ? _mm512_zextpd256_pd512(_mm256_maskz_div_pd(
+                                       pos, _mm256_set1_pd(1.0), _mm512_castpd512_pd256(sv)))
+                                 : _mm512_maskz_div_pd(pos, one, sv);
         dm = _mm512_mask_add_pd(dm, pos, dm, _mm512_mul_pd(_mm512_mul_pd(dPhi, phv), y));
         const __m512d q = _mm512_mul_pd(_mm512_mul_pd(_mm512_mul_pd(dPhi, m), y), y);
         const __m512d dS = _mm512_maskz_mul_pd(pos, _mm512_mul_pd(phv, _mm512_sub_pd(dA, q)),
@@ -171,12 +191,21 @@ void gmf_nn_kern_gm_bwd_scalars(size_t B, size_t K, size_t L, size_t k0, size_t 
     double daT[8 * GMF_NN_SCAL_LMAX] __attribute__((aligned(64)));
     for (size_t kc = k0; kc < k1; kc += 8) {
         const size_t nv = k1 - kc < 8 ? k1 - kc : 8;
-        if (L == 9)
-            chunk8(B, K, 9, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, da + (kc - k0) * L,
-                   gw ? gw + kc : NULL, aT, daT);
+        double *dak = da + (kc - k0) * L, *gk = gw ? gw + kc : NULL;
+        /* instances: L = 9 (MNIST's 10 classes: the l loops unrolled, da's sums in registers)
+         * and any L, each for 8 lanes and for nv <= 4 (K = 20: the last chunk) */
+        if (L == 9 && nv > 4)
+            chunk8(B, K, 9, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, dak, gk, aT, daT,
+                   0);
+        else if (L == 9)
+            chunk8(B, K, 9, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, dak, gk, aT, daT,
+                   1);
+        else if (nv > 4)
+            chunk8(B, K, L, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, dak, gk, aT, daT,
+                   0);
         else
-            chunk8(B, K, L, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, da + (kc - k0) * L,
-                   gw ? gw + kc : NULL, aT, daT);
+            chunk8(B, K, L, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, dak, gk, aT, daT,
+                   1);
     }
 }
 
