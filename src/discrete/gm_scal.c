@@ -237,7 +237,7 @@ void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, cons
                     const __m512d Pv = _mm512_set1_pd((double)Phi[ir * K + k]);
                     const __m512d Gv =
                         _mm512_cvtps_pd(_mm256_loadu_ps(F + ir * W + k * (L + 1) + 1 + l0));
-                    const __m512d t = _mm512_add_pd(_mm512_mul_pd(Av, av), _mm512_mul_pd(Pv, Gv));
+                    const __m512d t = _mm512_fmadd_pd(Av, av, _mm512_mul_pd(Pv, Gv));
                     acc[r] = _mm512_add_pd(acc[r], w ? _mm512_mul_pd(_mm512_set1_pd(w[k]), t) : t);
                 }
             }
@@ -267,7 +267,7 @@ void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, cons
                     _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(z, mr, offK, Phi + i * K + k, 4));
                 const __m512d Gv = _mm512_cvtps_pd(
                     _mm256_mmask_i32gather_ps(z, mr, offW, F + i * W + k * (L + 1) + 1 + l, 4));
-                const __m512d t = _mm512_add_pd(_mm512_mul_pd(Av, av), _mm512_mul_pd(Pv, Gv));
+                const __m512d t = _mm512_fmadd_pd(Av, av, _mm512_mul_pd(Pv, Gv));
                 acc = _mm512_add_pd(acc, w ? _mm512_mul_pd(_mm512_set1_pd(w[k]), t) : t);
             }
             const __m512d o = w ? acc : _mm512_mul_pd(_mm512_set1_pd(inv), acc);
