@@ -223,8 +223,23 @@ void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, cons
      * on the add latency at every k) */
     enum { R = 4 };
     const size_t W = K * (L + 1), Lv = L / 8 * 8; /* [0, Lv): blocks of 8 logits */
+    /* K <= KD: the R rows' A and Phi converted to double once (then broadcast from memory, a
+     * load each; from float it is a conversion and a shuffle each, per block of logits) */
+    enum { KD = 64 };
+    double Ad[R][KD] __attribute__((aligned(64))), Pd[R][KD] __attribute__((aligned(64)));
+    const int dbl = K <= KD;
     for (size_t i = i0; i < i1; i += R) {
         const size_t nr = i1 - i < R ? i1 - i : R;
+        for (size_t r = 0; dbl && Lv > 0 && r < R; r++) {
+            const size_t ir = i + (r < nr ? r : 0);
+            for (size_t k = 0; k < K; k += 8) {
+                const __mmask8 mk = (__mmask8)(K - k >= 8 ? 0xffu : (1u << (K - k)) - 1u);
+                _mm512_store_pd(Ad[r] + k,
+                                _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mk, A + ir * K + k)));
+                _mm512_store_pd(Pd[r] + k,
+                                _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mk, Phi + ir * K + k)));
+            }
+        }
         for (size_t l0 = 0; l0 < Lv; l0 += 8) {
             __m512d acc[R];
             for (size_t r = 0; r < R; r++)
@@ -233,8 +248,8 @@ void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, cons
                 const __m512d av = _mm512_cvtps_pd(_mm256_loadu_ps(a + k * L + l0));
                 for (size_t r = 0; r < R; r++) {
                     const size_t ir = i + (r < nr ? r : 0); /* past the end: repeat row i */
-                    const __m512d Av = _mm512_set1_pd((double)A[ir * K + k]);
-                    const __m512d Pv = _mm512_set1_pd((double)Phi[ir * K + k]);
+                    const __m512d Av = _mm512_set1_pd(dbl ? Ad[r][k] : (double)A[ir * K + k]);
+                    const __m512d Pv = _mm512_set1_pd(dbl ? Pd[r][k] : (double)Phi[ir * K + k]);
                     const __m512d Gv =
                         _mm512_cvtps_pd(_mm256_loadu_ps(F + ir * W + k * (L + 1) + 1 + l0));
                     const __m512d t = _mm512_fmadd_pd(Av, av, _mm512_mul_pd(Pv, Gv));
