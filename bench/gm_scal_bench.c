@@ -5,7 +5,9 @@
  *           on double copies of the row, as nn_tmpl.h's gm_fwd_scalars did);
  *   loss:   gmf_nn_kern_refloss (8 rows per zmm) against gmf_nn_refloss_f;
  *   sum:    gmf_nn_kern_gm_reduce_rows at L and at L rounded down to a multiple of 8 (with
- *           L = 9, the ninth logit's cost).
+ *           L = 9, the ninth logit's cost);
+ *   bwd:    gmf_nn_kern_gm_bwd_scalars, the backward scalars of all K components (1 thread,
+ *           fixed weights, no weight gradient; section 10.9).
  * Inputs: t = m / s uniform in [-3, 3] (5 % of the points at |t| = 40, the clamp), s^2 in [1, 6];
  * logits uniform in [-4, 4].  Shapes of `gmflow train` by default (B 64, K 20, L 9).
  *

@@ -4,19 +4,22 @@
  * gm_reduce_rows_w, copied here, and to 2^-23 of sum |terms| against a long double sum, on the
  * same cases, fixed and learned weights, all rows and an inner row range):
  *
- *   1. bit for bit against the C loop it replaces (ref_scalars below: nn_tmpl.h's gm_bwd_scalars
- *      copied verbatim for real = float; that loop's formulas are the ones tests/test_nn_grad.c
- *      checks against finite differences in double): dF (the m and G entries of the components in
- *      range, and nothing else), dS2, da, gw;
+ *   1. against the C loop it replaces (ref_scalars below: nn_tmpl.h's gm_bwd_scalars copied
+ *      verbatim for real = float, plus the sizes of the terms; that loop's formulas are the ones
+ *      tests/test_nn_grad.c checks against finite differences in double): bit for bit dG (the G
+ *      entries of dF of the components in range), everything outside the range (untouched), da
+ *      and gw; dm (the m entries of dF) and dS2 within 1 float ulp plus 2^-48 of the terms (the
+ *      kernel divides once, 1/s, where the loop divides three times), the floats that are not
+ *      bitwise counted;
  *   2. dm and dS2 against central finite differences of
  *         g(m, S2) = dA A(m, sqrt S2) + dPhi Phi(m / sqrt S2)
  *      (A = m Phi + s phi, the closed forms of gmf_gauss_batch in double), dA and dPhi summed in
  *      long double here: to 1e-5 relative to the largest |derivative| of the case (the kernel
  *      reads A, Phi, phi, s rounded to float; the difference quotient's own error is ~1e-9).
  *
- * Cases: K in {1, 3, 8, 9, 20, 23}, L in {0, 1, 7, 8, 9, 17}, B in {1, 5, 64}, component ranges
- * [k0, k1) inside K (the pool's split: 8-lane chunks that start anywhere, tails of 1..7 lanes),
- * weights 1/K or learned (sc), gw or not; entries with s = 0 (phi = 0 branch), far tails
+ * Cases: K in {1, 3, 8, 9, 20, 23}, L in {0, 1, 7, 8, 9, 15, 16, 17}, B in {1, 5, 64}, component
+ * ranges [k0, k1) inside K (the pool's split: 8-lane chunks that start anywhere, tails of 1..7
+ * lanes), weights 1/K or learned (sc), gw or not; entries with s = 0 (phi = 0 branch), far tails
  * (phi = 0 in float) and m ~ s.  Skipped (exit 77) in builds without AVX-512 (no GMF_NN_KERN). */
 #include <math.h>
 #include <stdint.h>

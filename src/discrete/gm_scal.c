@@ -11,13 +11,23 @@
  * per call, G_ik (stride L + 1 in the row) is read with one gather per l, and each division covers
  * 8 pairs.
  *
- * Every lane does the C loop's operations in its order (separate multiplies and adds, no FMA:
- * the C build is ISO C, -ffp-contract=off; the same double divisions; da and gw summed over the
- * rows in row order), so the results are bitwise those of the C loop (tests/test_gm_scal.c).
+ * Every lane does the C loop's operations in its order, with two exceptions (session 22,
+ * docs/PERFORMANCE.md section 10.9): the dot products' and da's multiply-adds are FMAs (each
+ * product of two floats is exact in double, so the FMA rounds exactly like the C loop's add:
+ * bitwise the same), and the three divisions are one, y = 1/s, times multiplies (phi / s -> phi y,
+ * m / s^2
+ * -> m y y, / (2 s) -> (y / 2)): dm and dS2 differ from the C loop's in the last bits of the
+ * double, so their floats may differ by one rounding (none of 182,560 in tests/test_gm_scal.c;
+ * trained checkpoints unchanged).  dG, da and the weight gradient stay bitwise the C loop's.
+ * dF's row part of a chunk (m and G of 8 components, 8 (L + 1) floats) is written as contiguous
+ * blocks of 8 (L < 16): each entry cv_j dh_e or dm_j 1.0 picked by two permutes (the per-component
+ * stores with their conversions of dh were 40 % of the kernel); L = 9 has its own instance (the l
+ * loops unrolled, da's sums in registers), and a last chunk of up to 4 components runs in 4 lanes.
+ * gm_scal_bench (B 64, K 20, L 9): 7.96 -> 5.4 us per call.
  *
  * gmf_nn_kern_gm_reduce_rows: the forward's output sum h_i = sum_k w_k [A_ik a_k + Phi_ik G_ik]
  * over 8 logits per zmm of doubles and 4 rows at a time, bitwise nn_tmpl.h's gm_reduce_rows(_w)
- * (the same test). */
+ * (the same test; A a + Phi G as fma(A, a, Phi G): both products exact in double). */
 #include <stddef.h>
 #include <stdint.h>
 
