@@ -5,7 +5,9 @@
  *           on double copies of the row, as nn_tmpl.h's gm_fwd_scalars did);
  *   loss:   gmf_nn_kern_refloss (8 rows per zmm) against gmf_nn_refloss_f;
  *   sum:    gmf_nn_kern_gm_reduce_rows at L and at L rounded down to a multiple of 8 (with
- *           L = 9, the ninth logit's cost).
+ *           L = 9, the ninth logit's cost);
+ *   bwd:    gmf_nn_kern_gm_bwd_scalars, the backward scalars of all K components (1 thread,
+ *           fixed weights, no weight gradient; section 10.9).
  * Inputs: t = m / s uniform in [-3, 3] (5 % of the points at |t| = 40, the clamp), s^2 in [1, 6];
  * logits uniform in [-4, 4].  Shapes of `gmflow train` by default (B 64, K 20, L 9).
  *
@@ -29,7 +31,7 @@ int main(void) {
 }
 #else
 
-enum { NROUND = 64, NROUTE = 6 };
+enum { NROUND = 64, NROUTE = 7 };
 
 /* the route before gm_gauss.c: nn_tmpl.h's gm_fwd_scalars on gmf_gauss_batch, for real = float */
 static void gauss_rows(const float *F, const float *S2, float *s, float *Phi, float *phi, float *A,
@@ -69,11 +71,14 @@ int main(int argc, char **argv) {
     float *F = malloc(Bz * W * sizeof(float)), *S2 = malloc(n * sizeof(float));
     float *o[4], *a = malloc(Kz * Lz * sizeof(float)), *H = malloc(Bz * Lz * sizeof(float));
     float *dH = malloc(Bz * Lz * sizeof(float));
-    double *lossv = malloc(Bz * sizeof(double));
+    double *lossv = malloc(Bz * sizeof(double)), *da = malloc(Kz * Lz * sizeof(double));
+    float *dF = malloc(Bz * W * sizeof(float)), *dS2 = malloc(n * sizeof(float));
     uint8_t *y = malloc(Bz);
     for (int q = 0; q < 4; q++)
         o[q] = malloc(n * sizeof(float));
-    if (!F || !S2 || !a || !H || !dH || !lossv || !y || !o[0] || !o[1] || !o[2] || !o[3]) return 1;
+    if (!F || !S2 || !a || !H || !dH || !lossv || !da || !dF || !dS2 || !y || !o[0] || !o[1] ||
+        !o[2] || !o[3])
+        return 1;
     for (size_t e = 0; e < Bz * W; e++)
         F[e] = frand(-1.0f, 1.0f);
     for (size_t p = 0; p < n; p++) {
@@ -91,7 +96,8 @@ int main(int argc, char **argv) {
     const size_t L8 = Lz / 8 * 8;
     const char *name[NROUTE] = {"gauss: gmf_nn_kern_gm_gauss", "gauss: gmf_gauss_batch per row",
                                 "loss: gmf_nn_kern_refloss",   "loss: gmf_nn_refloss_f",
-                                "sum: reduce_rows at L",       "sum: reduce_rows at L - L % 8"};
+                                "sum: reduce_rows at L",       "sum: reduce_rows at L - L % 8",
+                                "bwd: gm_bwd_scalars"};
     const int reps = 2000;
     double t[NROUTE][NROUND];
     volatile double sink = 0.0;
@@ -119,8 +125,12 @@ int main(int argc, char **argv) {
                 case 4:
                     gmf_nn_kern_gm_reduce_rows(H, o[3], o[1], a, F, NULL, 1.0 / K, Kz, Lz, 0, Bz);
                     break;
-                default: /* the first L8 logits only (a and F keep their strides L and L + 1) */
+                case 5: /* the first L8 logits only (a and F keep their strides L and L + 1) */
                     gmf_nn_kern_gm_reduce_rows(dH, o[3], o[1], a, F, NULL, 1.0 / K, Kz, L8, 0, Bz);
+                    break;
+                default: /* the backward scalars of all K components (gm_bwd_scalars, 1 thread) */
+                    gmf_nn_kern_gm_bwd_scalars(Bz, Kz, Lz, 0, Kz, a, F, o[3], o[1], o[2], o[0], dH,
+                                               NULL, dF, dS2, da, NULL);
                 }
             }
             t[v][r] = (bench_cpu_s() - t0) / reps;
@@ -140,7 +150,8 @@ int main(int argc, char **argv) {
     (void)sink;
     for (int q = 0; q < 4; q++)
         free(o[q]);
-    free(F), free(S2), free(a), free(H), free(dH), free(lossv), free(y);
+    free(F), free(S2), free(a), free(H), free(dH), free(lossv), free(y), free(da), free(dF),
+        free(dS2);
     return 0;
 }
 #endif

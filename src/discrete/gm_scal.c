@@ -11,14 +11,25 @@
  * per call, G_ik (stride L + 1 in the row) is read with one gather per l, and each division covers
  * 8 pairs.
  *
- * Every lane does the C loop's operations in its order (separate multiplies and adds, no FMA:
- * the C build is ISO C, -ffp-contract=off; the same double divisions; da and gw summed over the
- * rows in row order), so the results are bitwise those of the C loop (tests/test_gm_scal.c).
+ * Every lane does the C loop's operations in its order, with two exceptions (session 22,
+ * docs/PERFORMANCE.md section 10.9): the dot products' and da's multiply-adds are FMAs (each
+ * product of two floats is exact in double, so the FMA rounds exactly like the C loop's add:
+ * bitwise the same), and the three divisions are one, y = 1/s, times multiplies (phi / s -> phi y,
+ * m / s^2
+ * -> m y y, / (2 s) -> (y / 2)): dm and dS2 differ from the C loop's in the last bits of the
+ * double, so their floats may differ by one rounding (none of 182,560 in tests/test_gm_scal.c;
+ * trained checkpoints unchanged).  dG, da and the weight gradient stay bitwise the C loop's.
+ * dF's row part of a chunk (m and G of 8 components, 8 (L + 1) floats) is written as contiguous
+ * blocks of 8 (L < 16): each entry cv_j dh_e or dm_j 1.0 picked by two permutes (the per-component
+ * stores with their conversions of dh were 40 % of the kernel); L = 9 has its own instance (the l
+ * loops unrolled, da's sums in registers), and a last chunk of up to 4 components runs in 4 lanes.
+ * gm_scal_bench (B 64, K 20, L 9): 7.96 -> 5.4 us per call.
  *
  * gmf_nn_kern_gm_reduce_rows: the forward's output sum h_i = sum_k w_k [A_ik a_k + Phi_ik G_ik]
  * over 8 logits per zmm of doubles and 4 rows at a time, bitwise nn_tmpl.h's gm_reduce_rows(_w)
- * (the same test). */
+ * (the same test; A a + Phi G as fma(A, a, Phi G): both products exact in double). */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "nn_internal.h"
 
@@ -26,10 +37,11 @@
 #include <immintrin.h>
 
 /* Components kc .. kc + 7 (nv valid lanes) of every row; see nn_internal.h for the formulas. */
-static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const float *a,
-                   const float *F, const float *A, const float *Phi, const float *phi,
-                   const float *s, const float *dH, const double *sc, double invK, float *dF,
-                   float *dS2, double *da, double *gk, double *aT, double *daT) {
+static inline __attribute__((always_inline)) void
+chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const float *a, const float *F,
+       const float *A, const float *Phi, const float *phi, const float *s, const float *dH,
+       const double *sc, double invK, float *dF, float *dS2, double *da, double *gk, double *aT,
+       double *daT, int narrow) {
     const size_t W = K * (L + 1);
     const __mmask8 mv = (__mmask8)((1u << nv) - 1u);
     const __m512d zero = _mm512_setzero_pd();
@@ -42,10 +54,33 @@ static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const flo
     /* lane j's offset of component kc + j in a row of F / dF */
     const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                            _mm256_set1_epi32((int)(L + 1)));
+    const __m128i off4 = _mm256_castsi256_si128(off);
     const __m512d inv = sc ? _mm512_maskz_loadu_pd(mv, sc + kc) : _mm512_set1_pd(invK);
-    const __m512d two = _mm512_set1_pd(2.0);
+    const __m512d half = _mm512_set1_pd(0.5);
     __m512d gkv = zero;
     double cvs[8] __attribute__((aligned(64))), dmv[8] __attribute__((aligned(64)));
+    double hd[GMF_NN_SCAL_LMAX] __attribute__((aligned(64))) = {0};
+    /* L < 16: the row's dF entries of the chunk, P = nv (L + 1) positions in nb blocks of 8;
+     * position p = 8 b + t is (j, e) = (p / (L + 1), p % (L + 1)): e = 0 is m_j (dm_j * 1.0),
+     * e > 0 is G_j,e-1 (cv_j * dh_e-1).  cidx picks cv_j (j) or dm_j (8 + j) from (cv, dm), hidx
+     * dh_e-1 (e - 1) or 1.0 (15, h1's last lane) from (h0, h1) = dh_0..7, dh_8..14 in double. */
+    const size_t P = nv * (L + 1), nb = (P + 7) / 8;
+    __m512i cidx[16], hidx[16];
+    __mmask8 mlast = 0xff;
+    const __m512d one = _mm512_set1_pd(1.0);
+    if (L < 16) {
+        for (size_t b = 0; b < nb; b++) {
+            int64_t ci[8], hi[8];
+            for (size_t t = 0; t < 8; t++) {
+                const size_t p = 8 * b + t, j = p / (L + 1) % 8, e = p % (L + 1);
+                ci[t] = (int64_t)(e == 0 ? 8 + j : j);
+                hi[t] = (int64_t)(e == 0 ? 15 : e - 1);
+            }
+            cidx[b] = _mm512_loadu_si512(ci);
+            hidx[b] = _mm512_loadu_si512(hi);
+        }
+        if (P % 8) mlast = (__mmask8)((1u << (P % 8)) - 1u);
+    }
     for (size_t i = 0; i < B; i++) {
         const float *dh = dH + i * L;
         const float *Fi =
@@ -57,14 +92,34 @@ static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const flo
         const __m512d phv = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, phi + ik));
         const __m512d sv = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, s + ik));
         __m512d dA = zero, dPhi = zero;
-        for (size_t l = 0; l < L; l++) {
-            const __m512d h = _mm512_set1_pd((double)dh[l]);
-            const __m512d G = _mm512_cvtps_pd(
-                _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi + 1 + l, 4));
-            dA = _mm512_add_pd(dA, _mm512_mul_pd(h, _mm512_load_pd(aT + 8 * l)));
-            dPhi = _mm512_add_pd(dPhi, _mm512_mul_pd(h, G));
-            _mm512_store_pd(daT + 8 * l,
-                            _mm512_add_pd(_mm512_load_pd(daT + 8 * l), _mm512_mul_pd(Av, h)));
+        /* dh_i in double once per row (hd): broadcast from memory below, no shuffle */
+        for (size_t l = 0; l < L; l += 8) {
+            const __mmask8 t = (__mmask8)(L - l >= 8 ? 0xffu : (1u << (L - l)) - 1u);
+            _mm512_store_pd(hd + l, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(t, dh + l)));
+        }
+        /* every product of two floats is exact in double, so the FMAs round each sum exactly as
+         * the C loop's add of the separately rounded product does: bitwise the same */
+        if (narrow) { /* nv <= 4: the same in 4 lanes (ymm: half the gather, three ports) */
+            const __m256d Av4 = _mm512_castpd512_pd256(Av);
+            __m256d dA4 = _mm256_setzero_pd(), dPhi4 = _mm256_setzero_pd();
+            for (size_t l = 0; l < L; l++) {
+                const __m256d h = _mm256_set1_pd(hd[l]);
+                const __m256d G = _mm256_cvtps_pd(
+                    _mm_mmask_i32gather_ps(_mm_setzero_ps(), mv, off4, Fi + 1 + l, 4));
+                dA4 = _mm256_fmadd_pd(h, _mm256_load_pd(aT + 8 * l), dA4);
+                dPhi4 = _mm256_fmadd_pd(h, G, dPhi4);
+                _mm256_store_pd(daT + 8 * l, _mm256_fmadd_pd(Av4, h, _mm256_load_pd(daT + 8 * l)));
+            }
+            dA = _mm512_zextpd256_pd512(dA4), dPhi = _mm512_zextpd256_pd512(dPhi4);
+        } else {
+            for (size_t l = 0; l < L; l++) {
+                const __m512d h = _mm512_set1_pd(hd[l]);
+                const __m512d G = _mm512_cvtps_pd(
+                    _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi + 1 + l, 4));
+                dA = _mm512_fmadd_pd(h, _mm512_load_pd(aT + 8 * l), dA);
+                dPhi = _mm512_fmadd_pd(h, G, dPhi);
+                _mm512_store_pd(daT + 8 * l, _mm512_fmadd_pd(Av, h, _mm512_load_pd(daT + 8 * l)));
+            }
         }
         if (gk)
             gkv =
@@ -74,16 +129,41 @@ static void chunk8(size_t B, size_t K, size_t L, size_t kc, size_t nv, const flo
          * phi = 0 (the C loop's branch; the masked lanes divide nothing) */
         const __mmask8 pos = _mm512_mask_cmp_pd_mask(mv, phv, zero, _CMP_GT_OQ);
         const __m512d m =
-            _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi, 4));
+            narrow
+                ? _mm512_zextpd256_pd512(
+                      _mm256_cvtps_pd(_mm_mmask_i32gather_ps(_mm_setzero_ps(), mv, off4, Fi, 4)))
+                : _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, Fi, 4));
         __m512d dm = _mm512_mul_pd(dA, Phv);
-        dm =
-            _mm512_mask_add_pd(dm, pos, dm, _mm512_maskz_div_pd(pos, _mm512_mul_pd(dPhi, phv), sv));
-        const __m512d q = _mm512_maskz_div_pd(pos, _mm512_mul_pd(dPhi, m), _mm512_mul_pd(sv, sv));
-        const __m512d dS = _mm512_maskz_div_pd(pos, _mm512_mul_pd(phv, _mm512_sub_pd(dA, q)),
-                                               _mm512_mul_pd(two, sv));
+        /* one division per 8 pairs: y = 1/s, then phi / s = phi y, m / s^2 = m y y, / (2 s) =
+         * (y / 2) (the C loop divides three times; the doubles differ from its in the last bits,
+         * the float results rarely: tests/test_gm_scal.c) */
+        const __m512d y = narrow ? _mm512_zextpd256_pd512(_mm256_maskz_div_pd(
+                                       pos, _mm256_set1_pd(1.0), _mm512_castpd512_pd256(sv)))
+                                 : _mm512_maskz_div_pd(pos, one, sv);
+        dm = _mm512_mask_add_pd(dm, pos, dm, _mm512_mul_pd(_mm512_mul_pd(dPhi, phv), y));
+        const __m512d q = _mm512_mul_pd(_mm512_mul_pd(_mm512_mul_pd(dPhi, m), y), y);
+        const __m512d dS = _mm512_maskz_mul_pd(pos, _mm512_mul_pd(phv, _mm512_sub_pd(dA, q)),
+                                               _mm512_mul_pd(half, y));
         _mm256_mask_storeu_ps(dS2 + ik, mv, _mm512_cvtpd_ps(dS));
+        const __m512d cv = _mm512_mul_pd(inv, Phv);
+        if (L < 16) {
+            /* the chunk's nv (L + 1) entries of the row of dF as contiguous blocks of 8:
+             * (inv_k Phi_ik or dm_ik) times (dh_il or 1.0), picked per position by two permutes
+             * (the same double product as below for G, dm * 1.0 = dm for m) */
+            const __m512d h0 = _mm512_load_pd(hd);
+            const __m512d h1 = _mm512_mask_mov_pd(_mm512_load_pd(hd + 8), 0x80, one);
+            for (size_t b = 0; b < nb; b++) {
+                const __m512d v = _mm512_mul_pd(_mm512_permutex2var_pd(cv, cidx[b], dm),
+                                                _mm512_permutex2var_pd(h0, hidx[b], h1));
+                if (b + 1 < nb)
+                    _mm256_storeu_ps(dFi + 8 * b, _mm512_cvtpd_ps(v));
+                else
+                    _mm256_mask_storeu_ps(dFi + 8 * b, mlast, _mm512_cvtpd_ps(v));
+            }
+            continue;
+        }
         /* dG_ikl = (inv_k Phi_ik) dh_il, written per component (contiguous in l) */
-        _mm512_store_pd(cvs, _mm512_mul_pd(inv, Phv));
+        _mm512_store_pd(cvs, cv);
         _mm512_store_pd(dmv, dm);
         for (size_t j = 0; j < nv; j++) {
             float *g = dFi + j * (L + 1);
@@ -121,8 +201,21 @@ void gmf_nn_kern_gm_bwd_scalars(size_t B, size_t K, size_t L, size_t k0, size_t 
     double daT[8 * GMF_NN_SCAL_LMAX] __attribute__((aligned(64)));
     for (size_t kc = k0; kc < k1; kc += 8) {
         const size_t nv = k1 - kc < 8 ? k1 - kc : 8;
-        chunk8(B, K, L, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, da + (kc - k0) * L,
-               gw ? gw + kc : NULL, aT, daT);
+        double *dak = da + (kc - k0) * L, *gk = gw ? gw + kc : NULL;
+        /* instances: L = 9 (MNIST's 10 classes: the l loops unrolled, da's sums in registers)
+         * and any L, each for 8 lanes and for nv <= 4 (K = 20: the last chunk) */
+        if (L == 9 && nv > 4)
+            chunk8(B, K, 9, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, dak, gk, aT, daT,
+                   0);
+        else if (L == 9)
+            chunk8(B, K, 9, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, dak, gk, aT, daT,
+                   1);
+        else if (nv > 4)
+            chunk8(B, K, L, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, dak, gk, aT, daT,
+                   0);
+        else
+            chunk8(B, K, L, kc, nv, a, F, A, Phi, phi, s, dH, sc, invK, dF, dS2, dak, gk, aT, daT,
+                   1);
     }
 }
 
@@ -140,8 +233,23 @@ void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, cons
      * on the add latency at every k) */
     enum { R = 4 };
     const size_t W = K * (L + 1), Lv = L / 8 * 8; /* [0, Lv): blocks of 8 logits */
+    /* K <= KD: the R rows' A and Phi converted to double once (then broadcast from memory, a
+     * load each; from float it is a conversion and a shuffle each, per block of logits) */
+    enum { KD = 64 };
+    double Ad[R][KD] __attribute__((aligned(64))), Pd[R][KD] __attribute__((aligned(64)));
+    const int dbl = K <= KD;
     for (size_t i = i0; i < i1; i += R) {
         const size_t nr = i1 - i < R ? i1 - i : R;
+        for (size_t r = 0; dbl && Lv > 0 && r < R; r++) {
+            const size_t ir = i + (r < nr ? r : 0);
+            for (size_t k = 0; k < K; k += 8) {
+                const __mmask8 mk = (__mmask8)(K - k >= 8 ? 0xffu : (1u << (K - k)) - 1u);
+                _mm512_store_pd(Ad[r] + k,
+                                _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mk, A + ir * K + k)));
+                _mm512_store_pd(Pd[r] + k,
+                                _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mk, Phi + ir * K + k)));
+            }
+        }
         for (size_t l0 = 0; l0 < Lv; l0 += 8) {
             __m512d acc[R];
             for (size_t r = 0; r < R; r++)
@@ -150,11 +258,11 @@ void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, cons
                 const __m512d av = _mm512_cvtps_pd(_mm256_loadu_ps(a + k * L + l0));
                 for (size_t r = 0; r < R; r++) {
                     const size_t ir = i + (r < nr ? r : 0); /* past the end: repeat row i */
-                    const __m512d Av = _mm512_set1_pd((double)A[ir * K + k]);
-                    const __m512d Pv = _mm512_set1_pd((double)Phi[ir * K + k]);
+                    const __m512d Av = _mm512_set1_pd(dbl ? Ad[r][k] : (double)A[ir * K + k]);
+                    const __m512d Pv = _mm512_set1_pd(dbl ? Pd[r][k] : (double)Phi[ir * K + k]);
                     const __m512d Gv =
                         _mm512_cvtps_pd(_mm256_loadu_ps(F + ir * W + k * (L + 1) + 1 + l0));
-                    const __m512d t = _mm512_add_pd(_mm512_mul_pd(Av, av), _mm512_mul_pd(Pv, Gv));
+                    const __m512d t = _mm512_fmadd_pd(Av, av, _mm512_mul_pd(Pv, Gv));
                     acc[r] = _mm512_add_pd(acc[r], w ? _mm512_mul_pd(_mm512_set1_pd(w[k]), t) : t);
                 }
             }
@@ -184,7 +292,7 @@ void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, cons
                     _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(z, mr, offK, Phi + i * K + k, 4));
                 const __m512d Gv = _mm512_cvtps_pd(
                     _mm256_mmask_i32gather_ps(z, mr, offW, F + i * W + k * (L + 1) + 1 + l, 4));
-                const __m512d t = _mm512_add_pd(_mm512_mul_pd(Av, av), _mm512_mul_pd(Pv, Gv));
+                const __m512d t = _mm512_fmadd_pd(Av, av, _mm512_mul_pd(Pv, Gv));
                 acc = _mm512_add_pd(acc, w ? _mm512_mul_pd(_mm512_set1_pd(w[k]), t) : t);
             }
             const __m512d o = w ? acc : _mm512_mul_pd(_mm512_set1_pd(inv), acc);

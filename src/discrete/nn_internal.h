@@ -89,9 +89,9 @@ void gmf_nn_kern_gm_update(size_t d, size_t L, float *U, float *mu, float *sigma
                            const float *dmu, const float *dsig2, float *sig2, float *muW,
                            const float *dal, float rU, float rS, float rM, double *acc);
 /* gmf_nn_kern_gm_bwd_scalars (gm_scal.c): the backward scalars of components [k0, k1) over rows
- * [0, B) (nn_tmpl.h gm_bwd_scalars has the formulas), with 8 components per zmm of doubles, bitwise
- * the C loop: dF (m and G entries of those components), dS2, da (nk x L, written), gw[k0..k1)
- * (when not NULL).  sc: the components' weights (NULL: 1/K).  L <= GMF_NN_SCAL_LMAX. */
+ * [0, B) (nn_tmpl.h gm_bwd_scalars has the formulas), with 8 components per zmm of doubles: dF (m
+ * and G entries of those components), dS2, da (nk x L, written), gw[k0..k1) (when not NULL); G
+ * entries, da and gw bitwise the C loop, m entries and dS2 to its last bits (one division, 1/s).  sc: the components' weights (NULL: 1/K).  L <= GMF_NN_SCAL_LMAX. */
 #define GMF_NN_SCAL_LMAX 64
 void gmf_nn_kern_gm_bwd_scalars(size_t B, size_t K, size_t L, size_t k0, size_t k1, const float *a,
                                 const float *F, const float *A, const float *Phi, const float *phi,
