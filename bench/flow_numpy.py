@@ -34,6 +34,10 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.special import ndtr
 
+# the scripts' command-line convention (tools/scriptargs.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from scriptargs import ArgumentParser  # noqa: E402
+
 T_MAX = 38.0  # gauss.c's GMF_T_MAX: beyond |t| = 38, Phi is 0 or 1 and phi underflows
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -266,34 +270,6 @@ def cmd_rhs(a):
     out = a.out or os.path.join(a.dir, "rhs_py.npy")
     np.save(out, v)
     print(line)
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the usage-error convention of the project's scripts (and of the gmflow CLI):
-    "PROG: MESSAGE" naming the bad option or value on stderr, then the usage, exit status 2
-    (argparse's own prints the usage first).  -h / --help: the help on stdout, exit 0."""
-
-    def error(self, message):
-        sys.stderr.write(f"{self.prog}: {message}\n")
-        self.print_usage(sys.stderr)
-        sys.exit(2)
-
-    def parse_args(self, args=None, namespace=None):
-        # an unknown option is named first (argparse reports a missing argument before it)
-        args = sys.argv[1:] if args is None else list(args)
-        known = set(self._option_string_actions)
-        for act in self._actions:
-            if isinstance(act, argparse._SubParsersAction):
-                for sp in act.choices.values():
-                    known |= set(sp._option_string_actions)
-        for a in args:
-            if a == "--":
-                break
-            opt = a.split("=", 1)[0]
-            if (a.startswith("-") and len(a) > 1 and not a[1:2].isdigit() and a[1:2] != "."
-                    and not any(k.startswith(opt) for k in known)):
-                self.error(f"unknown option '{opt}'")
-        return super().parse_args(args, namespace)
 
 
 def main():

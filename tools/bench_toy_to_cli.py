@@ -13,34 +13,10 @@ import json
 import os
 import sys
 
+from scriptargs import script_cli
+
 PROG = "bench_toy_to_cli.py"
-
-def usage_exit(msg=None):
-    """-h / --help: this file's docstring on stdout, exit 0.  A usage error: "PROG: MSG" and the
-    usage lines of the docstring (from "usage:" to the next blank line) on stderr, exit 2."""
-    if msg is None:
-        print(__doc__.strip())
-        sys.exit(0)
-    lines = __doc__.strip().splitlines()
-    start = next(i for i, ln in enumerate(lines) if ln.lstrip().lower().startswith("usage:"))
-    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
-    print(f"{PROG}: {msg}", file=sys.stderr)
-    print("\n".join(lines[start:end]), file=sys.stderr)
-    sys.exit(2)
-
-
-def positional(argv, options=()):
-    """The arguments of argv that are not options; -h / --help anywhere prints the help, an
-    option not in OPTIONS is a usage error."""
-    pos = []
-    for a in argv:
-        if a in ("-h", "--help"):
-            usage_exit()
-        if a.startswith("-") and len(a) > 1 and a not in options:
-            usage_exit(f"unknown option '{a}'")
-        if a not in options:
-            pos.append(a)
-    return pos
+usage_exit, positional = script_cli(__doc__, PROG)
 
 
 def main():

@@ -14,34 +14,10 @@ s_i = sqrt(n_i' Sigma_k n_i).  Draws lambda_min(t) (log scale) for every compone
 """
 import sys
 
+from scriptargs import script_cli
+
 PROG = "collapse_study.py"
-
-def usage_exit(msg=None):
-    """-h / --help: this file's docstring on stdout, exit 0.  A usage error: "PROG: MSG" and the
-    usage lines of the docstring (from "usage:" to the next blank line) on stderr, exit 2."""
-    if msg is None:
-        print(__doc__.strip())
-        sys.exit(0)
-    lines = __doc__.strip().splitlines()
-    start = next(i for i, ln in enumerate(lines) if ln.lstrip().lower().startswith("usage:"))
-    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
-    print(f"{PROG}: {msg}", file=sys.stderr)
-    print("\n".join(lines[start:end]), file=sys.stderr)
-    sys.exit(2)
-
-
-def positional(argv, options=()):
-    """The arguments of argv that are not options; -h / --help anywhere prints the help, an
-    option not in OPTIONS is a usage error."""
-    pos = []
-    for a in argv:
-        if a in ("-h", "--help"):
-            usage_exit()
-        if a.startswith("-") and len(a) > 1 and a not in options:
-            usage_exit(f"unknown option '{a}'")
-        if a not in options:
-            pos.append(a)
-    return pos
+usage_exit, positional = script_cli(__doc__, PROG)
 
 
 def main():
@@ -106,7 +82,7 @@ def main():
         s_t = np.sqrt(np.abs(np.einsum("a,jab,b->j", n_i, S[:, k], n_i)))
         m_t = mu[:, k] @ n_i
         ax2.semilogy(t, s_t, label=f"width $s$ across sample {i}'s kink")
-        ax2.semilogy(t, np.abs(m_t), label=f"|mean offset| $|m|$ from it")
+        ax2.semilogy(t, np.abs(m_t), label="|mean offset| $|m|$ from it")
         ax2.set_xlabel("t (bw clock)")
         ax2.set_title(f"component {k} at the kink of sample {i}")
         ax2.legend()

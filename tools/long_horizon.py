@@ -38,25 +38,14 @@ import sys
 
 import numpy as np
 
+from scriptargs import script_cli
+
 PROG = "long_horizon.py"
+usage_exit = script_cli(__doc__, PROG)[0]
 
 
 def die(msg):
     sys.exit(f"long_horizon.py: {msg}")
-
-
-def usage_exit(msg=None):
-    """-h / --help: this file's docstring on stdout, exit 0.  A usage error: "PROG: MSG" and the
-    usage lines of the docstring (from "usage:" to the next blank line) on stderr, exit 2."""
-    if msg is None:
-        print(__doc__.strip())
-        sys.exit(0)
-    lines = __doc__.strip().splitlines()
-    start = next(i for i, ln in enumerate(lines) if ln.lstrip().lower().startswith("usage:"))
-    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
-    print(f"{PROG}: {msg}", file=sys.stderr)
-    print("\n".join(lines[start:end]), file=sys.stderr)
-    sys.exit(2)
 
 
 def load_npy(path):
