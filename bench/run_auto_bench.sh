@@ -8,22 +8,10 @@
 # The slow methods at 2e5 (adams about 3 min, rk8pd about 4 min) run once (round 1 only).
 # Output: CSV on stdout: t_end,method,round,wall_s,user_s,nsteps,nfevals,loss_end
 set -u
-me=${0##*/}
-# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
-usage_error() {
-    echo "$me: $*" >&2
-    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
-    exit 2
-}
-pos=()
-for a in "$@"; do
-    case "$a" in
-    -h | --help) usage; exit 0 ;;
-    -*) usage_error "unknown option '$a'" ;;
-    *) pos+=("$a") ;;
-    esac
-done
+# me, usage, usage_error, positional_args: the scripts' convention
+# shellcheck source-path=SCRIPTDIR source=../tools/scriptargs.sh
+. "$(dirname "$0")/../tools/scriptargs.sh"
+positional_args "$@"
 G=${pos[0]:-build/gmflow}
 CORE=${pos[1]:-1}
 ROUNDS=${pos[2]:-3}

@@ -44,15 +44,9 @@
 #   --keep      keep the .npy work directory (printed)
 set -euo pipefail
 
-me=${0##*/}
-SELF=$(cd "$(dirname "$0")" && pwd)/$me
-# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SELF"; }
-usage_error() {
-    echo "$me: $*" >&2
-    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
-    exit 2
-}
+# me, usage, usage_error, positional_args: the scripts' convention
+# shellcheck source-path=SCRIPTDIR source=../tools/scriptargs.sh
+. "$(dirname "$0")/../tools/scriptargs.sh"
 cd "$(dirname "$0")/.."
 . bench/bench_env.sh
 QUICK=0 THREADS=1 T=1 RTOL=1e-8 ATOL=1e-10 OUT="" BUILD="" REF=1 KEEP=0 ROUNDS="" INREPO=0

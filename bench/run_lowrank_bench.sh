@@ -11,22 +11,10 @@
 #   usage: bench/run_lowrank_bench.sh [-h | --help] [gmflow] [repeats] [cpu] [ranks...]
 #   (defaults: build/gmflow 5 1 "1 2 4 8"); writes bench/results/lowrank_bench_<date>.csv
 set -eu
-me=${0##*/}
-# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
-usage_error() {
-    echo "$me: $*" >&2
-    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
-    exit 2
-}
-pos=()
-for a in "$@"; do
-    case "$a" in
-    -h | --help) usage; exit 0 ;;
-    -*) usage_error "unknown option '$a'" ;;
-    *) pos+=("$a") ;;
-    esac
-done
+# me, usage, usage_error, positional_args: the scripts' convention
+# shellcheck source-path=SCRIPTDIR source=../tools/scriptargs.sh
+. "$(dirname "$0")/../tools/scriptargs.sh"
+positional_args "$@"
 G=${pos[0]:-build/gmflow}
 N=${pos[1]:-5}
 CPU=${pos[2]:-1}

@@ -18,15 +18,9 @@
 #   ${TMPDIR:-/tmp}/gmflow_rhs_ab_<date>.csv (bench/results/ only when asked with --out).
 set -euo pipefail
 
-me=${0##*/}
-SELF=$(cd "$(dirname "$0")" && pwd)/$me
-# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SELF"; }
-usage_error() {
-    echo "$me: $*" >&2
-    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
-    exit 2
-}
+# me, usage, usage_error, positional_args: the scripts' convention
+# shellcheck source-path=SCRIPTDIR source=../tools/scriptargs.sh
+. "$(dirname "$0")/../tools/scriptargs.sh"
 cd "$(dirname "$0")/.."
 OLD_REV="" OLD_BUILD="" BUILD=build-bench ROUNDS=5 CPU=1 MINT=0.3 OUT="" SIZES=()
 PY=/usr/bin/python3

@@ -39,15 +39,9 @@
 #   ${TMPDIR:-/tmp}/gmflow_stationary_<date>.csv (bench/results/ only when asked with --out).
 set -euo pipefail
 
-me=${0##*/}
-SELF=$(cd "$(dirname "$0")" && pwd)/$me
-# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SELF"; }
-usage_error() {
-    echo "$me: $*" >&2
-    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
-    exit 2
-}
+# me, usage, usage_error, positional_args: the scripts' convention
+# shellcheck source-path=SCRIPTDIR source=../tools/scriptargs.sh
+. "$(dirname "$0")/../tools/scriptargs.sh"
 cd "$(dirname "$0")/.."
 TOYS=d6,d20,ts1,ts2p ROUNDS=3 TOL=1e-8 TMAX_OPT="" METHODS=BDF GMM=auto CPU=1 TIMEOUT=600
 BUILD=build OUT="" KEEP=0 RTOL=1e-8 ATOL=1e-10

@@ -58,15 +58,9 @@
 #               (Debian: apt-get install python3-torch)
 set -euo pipefail
 
-me=${0##*/}
-SELF=$(cd "$(dirname "$0")" && pwd)/$me
-# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SELF"; }
-usage_error() {
-    echo "$me: $*" >&2
-    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
-    exit 2
-}
+# me, usage, usage_error, positional_args: the scripts' convention
+# shellcheck source-path=SCRIPTDIR source=../tools/scriptargs.sh
+. "$(dirname "$0")/../tools/scriptargs.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$ROOT/bench/bench_env.sh"
 BUILD=$ROOT/build DATA=$ROOT/../shared/data EPOCHS=1 THREADS="1 2" MODELS=gm

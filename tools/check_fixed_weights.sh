@@ -9,22 +9,10 @@
 # both and requires byte-identical checkpoints (every parameter, float64) and identical losses
 # and errors in epochs.csv.  Exit 0 when all are identical.
 set -u
-me=${0##*/}
-# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
-usage_error() {
-    echo "$me: $*" >&2
-    usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
-    exit 2
-}
-pos=()
-for a in "$@"; do
-    case "$a" in
-    -h | --help) usage; exit 0 ;;
-    -*) usage_error "unknown option '$a'" ;;
-    *) pos+=("$a") ;;
-    esac
-done
+# me, usage, usage_error, positional_args: the scripts' convention
+# shellcheck source-path=SCRIPTDIR source=scriptargs.sh
+. "$(dirname "$0")/scriptargs.sh"
+positional_args "$@"
 { [ ${#pos[@]} -ge 2 ] && [ ${#pos[@]} -le 3 ]; } ||
     usage_error "expected OLD_GMFLOW NEW_GMFLOW [DATA_DIR], got ${#pos[@]} argument(s)"
 OLD=${pos[0]} NEW=${pos[1]} DATA=${pos[2]:-../shared/data/mnist}

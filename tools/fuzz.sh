@@ -18,23 +18,11 @@
 # Environment: FUZZ_CPU (taskset CPU list, default 1), FUZZ_NICE (default 10), CC (default clang),
 # TMPDIR for the targets' scratch files (default /dev/shm when it exists: 25x faster than a disk).
 set -euo pipefail
-me=${0##*/}
+# me, usage, usage_error, positional_args: the scripts' convention
+# shellcheck source-path=SCRIPTDIR source=scriptargs.sh
+. "$(dirname "$0")/scriptargs.sh"
 all_targets=(csv state npy idx_raw idx_gz dataset checkpoint)
-# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
-usage_error() {
-  echo "$me: $*" >&2
-  usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
-  exit 2
-}
-pos=()
-for a in "$@"; do
-  case "$a" in
-  -h | --help) usage; exit 0 ;;
-  -*) usage_error "unknown option '$a'" ;;
-  *) pos+=("$a") ;;
-  esac
-done
+positional_args "$@"
 secs=${pos[0]:-60}
 [[ $secs =~ ^[1-9][0-9]*$ ]] || usage_error "SECONDS_PER_TARGET must be a positive integer (got '$secs')"
 targets=("${pos[@]:1}")

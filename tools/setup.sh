@@ -7,14 +7,9 @@
 #   BUILD_DIR=b tools/setup.sh
 #   GMFLOW_SETUP_TORCH=1 tools/setup.sh   # also python3-torch (bench/run_train_bench.sh)
 set -euo pipefail
-me=${0##*/}
-# usage: the header comment above; usage_error MSG: MSG and the synopsis on stderr, exit 2
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
-usage_error() {
-  echo "$me: $*" >&2
-  usage | sed -n '/^ *usage:/,/^$/{/^$/!p}' >&2
-  exit 2
-}
+# me, usage, usage_error, positional_args: the scripts' convention
+# shellcheck source-path=SCRIPTDIR source=scriptargs.sh
+. "$(dirname "$0")/scriptargs.sh"
 for a in "$@"; do
   case "$a" in
   -h | --help) usage; exit 0 ;;
