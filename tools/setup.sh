@@ -10,13 +10,8 @@ set -euo pipefail
 # me, usage, usage_error, positional_args: the scripts' convention
 # shellcheck source-path=SCRIPTDIR source=scriptargs.sh
 . "$(dirname "$0")/scriptargs.sh"
-for a in "$@"; do
-  case "$a" in
-  -h | --help) usage; exit 0 ;;
-  -*) usage_error "unknown option '$a'" ;;
-  *) usage_error "unexpected argument '$a' (tools/setup.sh takes no arguments)" ;;
-  esac
-done
+positional_args "$@"
+[ ${#pos[@]} -eq 0 ] || usage_error "unexpected argument '${pos[0]}' (tools/setup.sh takes no arguments)"
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libsundials-dev libopenblas-dev liblapacke-dev
