@@ -52,18 +52,19 @@
  * (ws->sb, ws->ssc; the random rows' memory latency is here), then the bytes are converted into
  * X and X^T in one pass (gmf_nn_kern_xt_conv_u8: X^T is formed from each 16 x 16 block while it
  * is in L1, not by a second pass over X).
- *   1 (default): on 1 thread only (the transposition's pass over X disappears: epoch 1.014-1.061x
+ *   1: on 1 thread only (the transposition's pass over X disappears: epoch 1.014-1.061x
  *     faster, median 1.03);
- *   2: also on more threads with GM_FWD_MT 2, each thread converting the WHOLE batch into its
- *     own X (Xb for thread 0, ws->xp for the others) and its own X^T: no float row of X crosses
- *     the cores (only the other thread's bytes), but every thread converts every row, and that
- *     conversion is vector-ALU bound (about 9 us per 64 rows): the 2-thread epoch was the same
- *     as with 0 (0.966-1.085x, median 0.997, 6 rounds), so it is not the default.
+ *   2 (default): also on more threads with GM_FWD_MT 2, each thread converting the WHOLE batch
+ *     into its own X (Xb for thread 0, ws->xp for the others) and its own X^T: no float row of X
+ *     crosses the cores (only the other thread's bytes), but every thread converts every row
+ *     (vector-ALU bound, about 9 us per 64 rows).  With one pool job per step the 2-thread epoch
+ *     was the same as with 1 (0.966-1.085x, median 0.997, 6 rounds); with the steps in one job
+ *     (GM_STEPS_MT) it is faster (docs/PERFORMANCE.md, "Several steps as one pool job").
  * The values are those of the plain gather (gmf_dataset_u8_value), X^T the same numbers, so the
  * results are bitwise the same with any setting (docs/PERFORMANCE.md, "The gather's conversion
  * fused with the transposition"). */
 #ifndef GM_GATHER_CONV
-#define GM_GATHER_CONV 1
+#define GM_GATHER_CONV 2
 #endif
 
 /* Several SGD steps as one pool job on more than one thread (GM_STEPS_MT, gm_steps_run: the
@@ -1728,7 +1729,7 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
         GMF_NN_PROF_MARK(t, 2);
         if (conv) {
 #if GM_KERN
-            X = t == 0 ? xg : ws->xp + (size_t)(t - 1) * ws->Bmax * d;
+            X = t == 0 ? ws->Xb : ws->xp + (size_t)(t - 1) * ws->Bmax * d; /* (only t reads it) */
             gmf_nn_kern_xt_conv_u8(d, ws->sb, d, ws->ssc, 0, B, (real *)X, d,
                                    fwd_mt ? ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d)
                                           : c->xtb); /* (the whole cache: xt0 = 0) */
