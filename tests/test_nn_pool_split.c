@@ -10,7 +10,11 @@
  *   - the fused SGD step (gmf_nn_sgd_step) equals gmf_nn_loss_grad + gmf_nn_sgd_apply bitwise,
  * twice in a row, and (float32 with the AVX-512 kernels) the 1-thread fused steps bitwise (the
  * second step reads the parameter-derived cache the first one refreshed), and the gathering step
- * (gmf_nn_sgd_step_rows) equals the plain one on rows gathered by hand, bitwise. The tolerances are
+ * (gmf_nn_sgd_step_rows) equals the plain one on rows gathered by hand, bitwise;
+ *   - several steps in one call (ops.sgd_steps_ds: one pool job for all of them on more than one
+ * thread, nn_tmpl.h gm_steps_run) equal as many single steps (sgd_step_ds) bitwise, parameters
+ * and losses, on float and byte (compact) data sets, and stop after a non-finite loss with
+ * that step not applied. The tolerances are
  * rounding-level: the pool sums in another order than the layer API only where a GEMM is split
  * differently. */
 #include <math.h>
@@ -72,6 +76,50 @@ static double max_abs(const double *a, size_t n) {
 }
 
 static tu_worst worst64, worst32;
+
+/* ops->sgd_steps_ds (NS steps in one call) against NS calls of ops->sgd_step_ds on the model m,
+ * rows idx[s B ..) of ds for step s: bitwise the same parameters and losses.  With nan_step >= 0
+ * that step's batch holds a NaN: the call must stop there (returning nan_step + 1) with the
+ * parameters of the steps before it. */
+static void steps_case(const gmf_nn_model *m, const gmf_dataset *ds, const size_t *idx, size_t B,
+                       int T, int prec, int nan_step, const char *what) {
+    enum { NS = 5 };
+    const gmf_nn_ops *ops = prec ? &gmf_nn_ops_f : &gmf_nn_ops_d;
+    const double lr[8] = {0.1, 1.0, 0.1, 0.1, 0.3, 0.3, 0.3, 0.3};
+    const size_t n = m->nparams;
+    gmf_nn_model ma, mb;
+    gmf_nn_model_init(&ma, GMF_NN_GM, m->d, m->L, m->K, 0, 0);
+    gmf_nn_model_init(&mb, GMF_NN_GM, m->d, m->L, m->K, 0, 0);
+    if (m->weights == GMF_NN_WEIGHTS_LEARNED) {
+        gmf_nn_model_set_weights(&ma, GMF_NN_WEIGHTS_LEARNED);
+        gmf_nn_model_set_weights(&mb, GMF_NN_WEIGHTS_LEARNED);
+    }
+    memcpy(ma.params, m->params, n * sizeof(double));
+    memcpy(mb.params, m->params, n * sizeof(double));
+    gmf_nn_ws_any a, b;
+    if (ops->ws_init(&a, &ma, B, T) || ops->ws_init(&b, &mb, B, T)) exit(2);
+    double la[NS], lb[NS];
+    const size_t ka = ops->sgd_steps_ds(&a, ds, idx, B, NS, lr, la);
+    size_t kb = 0;
+    while (kb < NS) {
+        lb[kb] = ops->sgd_step_ds(&b, ds, idx + kb * B, B, lr);
+        if (!isfinite(lb[kb++])) break;
+    }
+    ops->ws_store(&a), ops->ws_store(&b);
+    const size_t want = nan_step >= 0 ? (size_t)nan_step + 1 : NS;
+    CHECK(ka == want && kb == want,
+          "%s float%d: %d steps in one call ran %zu, single %zu (want %zu)", what, prec ? 32 : 64,
+          NS, ka, kb, want);
+    CHECK(!memcmp(la, lb, (ka < kb ? ka : kb) * sizeof(double)),
+          "%s float%d: the losses of steps in one call differ from single steps (bitwise)", what,
+          prec ? 32 : 64);
+    CHECK(!memcmp(ma.params, mb.params, n * sizeof(double)),
+          "%s float%d: steps in one call differ from single steps (bitwise)", what, prec ? 32 : 64);
+    CHECK(nan_step == 0 || memcmp(ma.params, m->params, n * sizeof(double)) != 0,
+          "%s float%d: the steps in one call moved nothing", what, prec ? 32 : 64);
+    ops->ws_free(&a), ops->ws_free(&b);
+    gmf_nn_model_free(&ma), gmf_nn_model_free(&mb);
+}
 
 /* One (B, K, learned) case at T threads, both precisions. */
 static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
@@ -205,6 +253,34 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
               prec ? 32 : 64);
         CHECK(memcmp(ma.params, m.params, n * sizeof(double)) != 0, "%s: the steps moved nothing",
               what);
+        /* 5 steps in one call against 5 single steps: float rows, byte rows, a NaN at step 3 */
+        {
+            const size_t ns = 5, nr = 3 * B + 1;
+            size_t *sidx = tu_xmalloc(ns * B * sizeof(size_t));
+            for (size_t e = 0; e < ns * B; e++)
+                sidx[e] = (7 * e + 3) % nr;
+            float *sx = tu_xmalloc(nr * d * sizeof(float));
+            uint8_t *px = tu_xmalloc(nr * d), *sl = tu_xmalloc(nr);
+            double *sc = tu_xmalloc(2 * nr * sizeof(double));
+            for (size_t e = 0; e < nr * d; e++)
+                sx[e] = (float)(gsl_ran_gaussian(r, 1.0) / sqrt((double)d)),
+                px[e] = (uint8_t)gsl_rng_uniform_int(r, 256);
+            for (size_t i = 0; i < nr; i++) {
+                sl[i] = (uint8_t)gsl_rng_uniform_int(r, L + 1);
+                sc[2 * i] = 100.0 + 10.0 * gsl_rng_uniform(r);
+                sc[2 * i + 1] = 1.0 / (80.0 + 20.0 * gsl_rng_uniform(r)) / sqrt((double)d);
+            }
+            gmf_dataset fds = {.n = nr, .d = d, .x = sx, .label = sl, .nclass = L + 1};
+            gmf_dataset bds = {
+                .n = nr, .d = d, .label = sl, .nclass = L + 1, .px = px, .scale = sc};
+            steps_case(&m, &fds, sidx, B, T, prec, -1, what);
+            steps_case(&m, &bds, sidx, B, T, prec, -1, what);
+            sx[sidx[3 * B + B / 2] * d + d / 2] = NAN; /* a row of step 3 */
+            for (size_t e = 0; e < 3 * B; e++)         /* (not in the steps before it) */
+                if (sidx[e] == sidx[3 * B + B / 2]) sidx[e] = sidx[3 * B + B / 2] == 0 ? 1 : 0;
+            steps_case(&m, &fds, sidx, B, T, prec, 3, what);
+            free(sidx), free(sx), free(px), free(sl), free(sc);
+        }
         free(data), free(lab), free(yb), free(idx);
         gmf_nn_model_free(&ma), gmf_nn_model_free(&mb), gmf_nn_model_free(&mc);
     }

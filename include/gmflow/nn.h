@@ -473,6 +473,7 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
         uint8_t *sb;                                                                               \
         double *ssc;                                                                               \
         real *xp;                                                                                  \
+        real *xb2; /* GM kind, nthreads > 1: the second batch buffer of a multi-step pool job */   \
     } gmf_nn_ws##S;                                                                                \
     /* Workspace for batches of up to Bmax samples.  nthreads >= 1: for GMF_NN_GM the components   \
      * are split over a pool of nthreads threads (OpenBLAS single-threaded inside them); for the   \

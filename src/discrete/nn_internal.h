@@ -151,6 +151,13 @@ typedef struct gmf_nn_ops {
     /* sgd_step_rows from a data set in either form (gmf_dataset's floats or compact bytes) */
     double (*sgd_step_ds)(gmf_nn_ws_any *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
                           const double *lr);
+    /* nsteps SGD steps of B rows each, step s on rows idx[s B .. (s + 1) B) of ds: losses[s] =
+     * what sgd_step_ds would return for it (bitwise the same parameters as nsteps calls of
+     * sgd_step_ds); stops after a non-finite loss (that step's parameters not updated) and
+     * returns the number of steps run.  The GM kind on more than one thread runs them as one
+     * pool job (nn_tmpl.h gm_steps_run). */
+    size_t (*sgd_steps_ds)(gmf_nn_ws_any *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
+                           size_t nsteps, const double *lr, double *losses);
     /* X, y = rows idx[0..B) of ds (idx NULL: rows first..first+B), in `real` */
     void (*gather)(void *X, uint8_t *y, const gmf_dataset *ds, const size_t *idx, size_t first,
                    size_t B);

@@ -52,18 +52,27 @@
  * (ws->sb, ws->ssc; the random rows' memory latency is here), then the bytes are converted into
  * X and X^T in one pass (gmf_nn_kern_xt_conv_u8: X^T is formed from each 16 x 16 block while it
  * is in L1, not by a second pass over X).
- *   1 (default): on 1 thread only (the transposition's pass over X disappears: epoch 1.014-1.061x
+ *   1: on 1 thread only (the transposition's pass over X disappears: epoch 1.014-1.061x
  *     faster, median 1.03);
- *   2: also on more threads with GM_FWD_MT 2, each thread converting the WHOLE batch into its
- *     own X (Xb for thread 0, ws->xp for the others) and its own X^T: no float row of X crosses
- *     the cores (only the other thread's bytes), but every thread converts every row, and that
- *     conversion is vector-ALU bound (about 9 us per 64 rows): the 2-thread epoch was the same
- *     as with 0 (0.966-1.085x, median 0.997, 6 rounds), so it is not the default.
+ *   2 (default): also on more threads with GM_FWD_MT 2, each thread converting the WHOLE batch
+ *     into its own X (Xb for thread 0, ws->xp for the others) and its own X^T: no float row of X
+ *     crosses the cores (only the other thread's bytes), but every thread converts every row
+ *     (vector-ALU bound, about 9 us per 64 rows).  With one pool job per step the 2-thread epoch
+ *     was the same as with 1 (0.966-1.085x, median 0.997, 6 rounds); with the steps in one job
+ *     (GM_STEPS_MT) it is faster (docs/PERFORMANCE.md, "Several steps as one pool job").
  * The values are those of the plain gather (gmf_dataset_u8_value), X^T the same numbers, so the
  * results are bitwise the same with any setting (docs/PERFORMANCE.md, "The gather's conversion
  * fused with the transposition"). */
 #ifndef GM_GATHER_CONV
-#define GM_GATHER_CONV 1
+#define GM_GATHER_CONV 2
+#endif
+
+/* Several SGD steps as one pool job on more than one thread (GM_STEPS_MT, gm_steps_run: the
+ * trainer's full batches in chunks, ops.sgd_steps_ds): 1 (default) with the AVX-512 float32
+ * components split (GM_FWD_MT 1 or 2, fixed weights); 0: one job per step
+ * (docs/PERFORMANCE.md, "Two threads for the GM trainer"). */
+#ifndef GM_STEPS_MT
+#define GM_STEPS_MT 1
 #endif
 
 typedef FN(gmf_nn_gm_cache) gm_cache;
@@ -1417,6 +1426,7 @@ int FN(gmf_nn_ws_init)(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
         if (!rc && nthreads > 1 && GM_FWD_MT == 2) { /* gm_job_run: the private X^T copies */
             ws->xtp = ralloc((size_t)nthreads * gmf_nn_xt_size(Bmax, m->d), &fail);
             if (GM_GATHER_CONV == 2) ws->xp = ralloc((size_t)(nthreads - 1) * Bmax * m->d, &fail);
+            if (GM_STEPS_MT) ws->xb2 = ralloc(Bmax * m->d, &fail); /* gm_steps_run */
             if (fail) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
         }
         if (!rc && GM_GATHER_CONV) { /* gm_job_run: the staged bytes of a gathered batch */
@@ -1461,6 +1471,7 @@ void FN(gmf_nn_ws_free)(ws_t *ws) {
     if (ws->pool) gmf_nn_pool_free(ws->pool);
     free(ws->P), free(ws->dP), free(ws->gacc), free(ws->H), free(ws->dH), free(ws->lossv);
     free(ws->Xb), free(ws->yb), free(ws->xtp), free(ws->sb), free(ws->ssc), free(ws->xp);
+    free(ws->xb2);
     free(ws->Z1), free(ws->Y1), free(ws->dY1), free(ws->dZ1), free(ws->nrm);
     if (ws->gm1.muW) FN(gmf_nn_gm_cache_free)(&ws->gm1);
     if (ws->gm2.muW) FN(gmf_nn_gm_cache_free)(&ws->gm2);
@@ -1511,6 +1522,10 @@ typedef struct gm_job {
      * (X and y then point at the workspace's batch buffers) */
     const gmf_dataset *src;
     const size_t *idx;
+    /* a multi-step job (gm_steps_run; mode 2, src set): nsteps steps of B rows, step s on rows
+     * idx[s B ..), losses[s] = its loss sum; done = the number of steps run */
+    size_t nsteps, done;
+    double *losses;
 } gm_job;
 
 /* The gathers' look-ahead over random rows (idx): while row i of [i0, i1) is copied, the row
@@ -1669,9 +1684,12 @@ static void gm_fwd_gemm_own(gm_cache *c, const real *X, size_t B, size_t d, size
     gm_fwd_gemm(&v, X, B, d, K, L, k0, k1);
 }
 
-static void gm_job_run(void *vctx, int t, int nt) {
-    gm_job *j = vctx;
+/* One step of job j on thread t of nt (prep: the parameter-derived cache is to be prepared
+ * first); gathers into j->X (the batch buffer) when j->src is set.  Returns the batch's loss sum
+ * (every thread the same value; 0 in mode 0). */
+static double gm_step(const gm_job *j, int t, int nt, int prep) {
     ws_t *ws = j->ws;
+    real *const xg = (real *)j->X; /* the gather's target when j->src is set (Xb or xb2) */
     const gmf_nn_model *m = ws->m;
     gm_cache *c = &ws->gm1;
     const size_t d = m->d, K = m->K, L = m->L, B = j->B;
@@ -1682,11 +1700,11 @@ static void gm_job_run(void *vctx, int t, int nt) {
     if (GM_FWD_ROWS) {
         /* rows split: this thread's rows through every component; it reads every component's
          * prepared blocks (a barrier when they are prepared here) but no other thread's rows */
-        if (!ws->prep_valid) {
+        if (prep) {
             gm_prep(c, ws->P, d, K, L, k0, k1);
             gmf_nn_pool_barrier(ws->pool);
         }
-        if (j->src) gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
+        if (j->src) gather_rows(xg, ws->yb, j->src, j->idx, d, i0, i1);
         gm_square_rows(c, j->X, d, i0, i1);
         GMF_NN_PROF_MARK(t, 1);
         if (i1 > i0) {
@@ -1696,7 +1714,7 @@ static void gm_job_run(void *vctx, int t, int nt) {
     } else {
         /* components split: every row through this thread's components (after all rows are
          * gathered), then the rows' reduction over all components (after all are done) */
-        if (!ws->prep_valid) gm_prep(c, ws->P, d, K, L, k0, k1);
+        if (prep) gm_prep(c, ws->P, d, K, L, k0, k1);
         const int fwd_mt = GM_KERN && nt > 1 ? GM_FWD_MT : 0; /* 1: nt on X, 2: own X^T */
         /* the staged gather (GM_GATHER_CONV): every thread its own X and X^T from the bytes */
         const int conv = GM_KERN && GM_GATHER_CONV && j->src && !j->src->x &&
@@ -1704,14 +1722,14 @@ static void gm_job_run(void *vctx, int t, int nt) {
         if (conv)
             stage_rows(ws->sb, ws->ssc, ws->yb, j->src, j->idx, d, i0, i1);
         else if (j->src)
-            gather_rows(ws->Xb, ws->yb, j->src, j->idx, d, i0, i1);
+            gather_rows(xg, ws->yb, j->src, j->idx, d, i0, i1);
         if (!fwd_mt && !conv) gm_square_rows(c, X, d, i0, i1);
         GMF_NN_PROF_MARK(t, 1);
         gmf_nn_pool_barrier(ws->pool);
         GMF_NN_PROF_MARK(t, 2);
         if (conv) {
 #if GM_KERN
-            X = t == 0 ? ws->Xb : ws->xp + (size_t)(t - 1) * ws->Bmax * d;
+            X = t == 0 ? ws->Xb : ws->xp + (size_t)(t - 1) * ws->Bmax * d; /* (only t reads it) */
             gmf_nn_kern_xt_conv_u8(d, ws->sb, d, ws->ssc, 0, B, (real *)X, d,
                                    fwd_mt ? ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d)
                                           : c->xtb); /* (the whole cache: xt0 = 0) */
@@ -1733,7 +1751,7 @@ static void gm_job_run(void *vctx, int t, int nt) {
         gm_reduce_rows_w(j->H, c, K, L, i0, i1);
     else
         gm_reduce_rows(j->H, c, K, L, i0, i1);
-    if (j->mode == 0) return;
+    if (j->mode == 0) return 0.0;
 #if GM_KERN /* 8 rows per zmm with libmvec's exp and log (gm_gauss.c; lossv's last bits differ) */
     if (L <= GMF_NN_REFLOSS_LMAX)
         gmf_nn_kern_refloss(ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale,
@@ -1755,8 +1773,7 @@ static void gm_job_run(void *vctx, int t, int nt) {
     double loss = 0.0;
     for (size_t i = 0; i < B; i++)
         loss += ws->lossv[i];
-    if (t == 0) j->loss = loss;
-    if (!isfinite(loss) || k1 <= k0) return;
+    if (!isfinite(loss) || k1 <= k0) return loss;
     double da[(k1 - k0) * L];
     /* learned weights: component k's share is w_k (the gradient); the per-mass SGD step uses
      * 1/K instead, i.e. the rate lr / (K w_k) on the gradient (docs/TRAINING.md) */
@@ -1783,6 +1800,42 @@ static void gm_job_run(void *vctx, int t, int nt) {
         acc_add(a.U + k0 * L * d, g.U, nk * L * d);
         acc_add(a.v + k0 * L, g.v, nk * L);
     }
+    return loss;
+}
+
+/* A multi-step job (j->nsteps > 0; gm_steps_ds decides when): the steps run one after the other
+ * inside ONE pool job, the batch gathered alternately into Xb and xb2.  Per step the threads
+ * then cross three barriers (after the gather, the forward products and the loss) instead of
+ * five (the job's start and end as well), the calling thread's serial part between steps
+ * disappears, and a thread that finishes its backward early goes on with the next batch's
+ * gather instead of waiting.  Why the second buffer suffices: what a thread writes in step s + 1
+ * before the gather barrier is its rows of the batch (X, y) only; of these the other threads
+ * still read X (every row) in step s's backward, which they may not have finished -- so X
+ * alternates; its own labels only it reads.  Everything else step s + 1 writes (X^T copies, F,
+ * S2, the scalars, dH, the losses, the parameters of its components) comes after that barrier,
+ * which no thread passes before it has finished step s.  Each step's operations are those of a
+ * one-step job: bitwise the same parameters and losses. */
+static void gm_steps_run(gm_job *j, int t, int nt) {
+    int prep = !j->ws->prep_valid;
+    for (size_t s = 0; s < j->nsteps; s++) {
+        gm_job js = *j;
+        js.idx = j->idx + s * j->B;
+        js.X = s % 2 ? j->ws->xb2 : j->ws->Xb;
+        const double loss = gm_step(&js, t, nt, prep);
+        prep = 0;
+        if (t == 0) j->losses[s] = loss, j->done = s + 1;
+        if (!isfinite(loss)) return; /* (every thread: the same sum) */
+    }
+}
+
+static void gm_job_run(void *vctx, int t, int nt) {
+    gm_job *j = vctx;
+    if (j->nsteps) {
+        gm_steps_run(j, t, nt);
+        return;
+    }
+    const double loss = gm_step(j, t, nt, !j->ws->prep_valid);
+    if (t == 0) j->loss = loss;
 }
 
 /* The pool owns the parallelism of the GM kind: OpenBLAS runs single-threaded inside it; the other
@@ -2044,6 +2097,47 @@ static double sgd_step_ds(ws_t *ws, const gmf_dataset *ds, const size_t *idx, si
     return j.loss / (double)B;
 }
 
+/* nsteps steps of sgd_step_ds (ops.sgd_steps_ds): losses[s] = step s's mean loss; stops after a
+ * non-finite one; returns the number of steps run.  One pool job for all of them where
+ * gm_steps_run applies (its comment), else one call per step; the same results either way. */
+static size_t sgd_steps_ds(ws_t *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
+                           size_t nsteps, const double *lr, double *losses) {
+    const gmf_nn_model *m = ws->m;
+#if GM_KERN && GM_STEPS_MT && !GM_FWD_ROWS && GM_FWD_MT != 0
+    if (m->kind == GMF_NN_GM && ws->nthreads > 1 && ws->xb2 && nsteps > 1 && B <= ws->Bmax) {
+        gm_cache *c = &ws->gm1;
+        blas_threads(ws);
+        mix_weights(&c->learned, c->w, FN(gmf_nn_net_view)(m, ws->P).gm[0].a, m->K);
+        if (!c->learned) { /* (learned weights: the logits' step between steps, gm_run) */
+            gm_job j = {.ws = ws,
+                        .H = ws->H,
+                        .X = ws->Xb,
+                        .y = ws->yb,
+                        .B = B,
+                        .mode = 2,
+                        .dscale = 1.0 / (double)B,
+                        .lr = lr,
+                        .src = ds,
+                        .idx = idx,
+                        .nsteps = nsteps,
+                        .losses = losses};
+            XT_SELECT(c, c->dmuW, m->K * (m->L + 1), B);
+            gmf_nn_pool_run(ws->pool, gm_job_run, &j);
+            ws->prep_valid = 1;
+            for (size_t s = 0; s < j.done; s++)
+                losses[s] /= (double)B;
+            return j.done;
+        }
+    }
+#endif
+    for (size_t s = 0; s < nsteps; s++) {
+        losses[s] = sgd_step_ds(ws, ds, idx + s * B, B, lr);
+        if (!isfinite(losses[s])) return s + 1;
+    }
+    (void)m;
+    return nsteps;
+}
+
 double FN(gmf_nn_sgd_step_rows)(ws_t *ws, const float *data, const uint8_t *labels,
                                 const size_t *idx, size_t B, const double *lr) {
     const gmf_dataset ds = {.d = ws->m->d, .x = (float *)data, .label = (uint8_t *)labels};
@@ -2093,6 +2187,10 @@ static double ops_sgd_step_ds(gmf_nn_ws_any *ws, const gmf_dataset *ds, const si
                               const double *lr) {
     return sgd_step_ds((ws_t *)ws, ds, idx, B, lr);
 }
+static size_t ops_sgd_steps_ds(gmf_nn_ws_any *ws, const gmf_dataset *ds, const size_t *idx,
+                               size_t B, size_t nsteps, const double *lr, double *losses) {
+    return sgd_steps_ds((ws_t *)ws, ds, idx, B, nsteps, lr, losses);
+}
 static void ops_gather(void *X, uint8_t *y, const gmf_dataset *ds, const size_t *idx, size_t first,
                        size_t B) {
     gather_rows_at(X, y, ds, idx, first, ds->d, 0, B);
@@ -2128,6 +2226,7 @@ const gmf_nn_ops FN(gmf_nn_ops) = {.precision = (int)(8 * sizeof(real)),
                                    .load = ops_load,
                                    .sgd_step_rows = ops_sgd_step_rows,
                                    .sgd_step_ds = ops_sgd_step_ds,
+                                   .sgd_steps_ds = ops_sgd_steps_ds,
                                    .gather = ops_gather,
                                    .loss_grad = ops_loss_grad,
                                    .sgd_apply = ops_sgd_apply,

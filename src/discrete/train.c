@@ -283,15 +283,27 @@ static int epoch_run(gmf_train *t, const gmf_dataset *data, size_t epoch, double
     gmf_nn_rng rng;
     gmf_nn_rng_seed(&rng, t->o.seed, STREAM_EPOCH + epoch);
     gmf_nn_rng_shuffle(&rng, t->order, n);
-    const size_t bs = t->o.batch, nsteps = (n + bs - 1) / bs;
+    const size_t bs = t->o.batch, nsteps = (n + bs - 1) / bs, nfull = n / bs;
+    /* serial: the full batches in chunks of STEP_CHUNK steps, one ops->sgd_steps_ds call each
+     * (on more than one thread one pool job per chunk: nn_tmpl.h gm_steps_run); each step's
+     * loss is then checked and reported as below, after its chunk */
+    enum { STEP_CHUNK = 64 };
+    double chunk[STEP_CHUNK];
+    size_t c0 = 0, c1 = 0; /* steps [c0, c1) run, their mean losses in chunk[] */
     for (size_t s = 0; s < nsteps; s++) {
         const size_t first = s * bs, B = n - first < bs ? n - first : bs;
         double l;
         if (gmf_par_size() > 1) {
             rc = step_par(t, data, t->order + first, B, &l);
             if (rc) return rc;
-        } else
-            l = step(t, data, t->order + first, B);
+        } else {
+            if (s >= c1 && s + 1 < nfull) {
+                const size_t k = nfull - s < STEP_CHUNK ? nfull - s : STEP_CHUNK;
+                c0 = s;
+                c1 = s + t->ops->sgd_steps_ds(&t->ws, data, t->order + first, bs, k, t->lr, chunk);
+            }
+            l = s < c1 ? chunk[s - c0] : step(t, data, t->order + first, B);
+        }
         if (!isfinite(l))
             return gmf_error(GMF_EDIVERGE,
                              "non-finite loss (%g) at epoch %zu, step %zu of %zu (samples "
