@@ -20,8 +20,13 @@
 # Run on an otherwise idle machine; the load average is printed with every run.  Writes nothing.
 set -euo pipefail
 rounds=6 epochs=3 cpu=1 data=../shared/data/mnist two=0
+# usage [STATUS]: the usage lines of the header; on stdout for -h (status 0), else on stderr
 usage() {
-    sed -n '7,17p' "$0" | sed 's/^# \{0,1\}//'
+    if [ "${1:-2}" = 0 ]; then
+        sed -n '7,17p' "$0" | sed 's/^# \{0,1\}//'
+    else
+        sed -n '7,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+    fi
     exit "${1:-2}"
 }
 args=()

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """train_threads.py -- 1- vs 2-thread epoch time of the GM trainer, builds interleaved.
 
-    bench/train_threads.py [--rounds 4] [--epochs 3] [--fifo] BUILD_DIR [BUILD_DIR ...]
+usage: bench/train_threads.py [--rounds 4] [--epochs 3] [--fifo] BUILD_DIR [BUILD_DIR ...]
 
 Each round runs, for every build (a CMake build directory holding bench/train_phases), a 1-thread
 run pinned to core 1 (taskset -c 1) and a 2-thread run pinned to cores 0 and 1 (taskset -c 0,1,
@@ -17,12 +17,17 @@ jobs then do not run on the two cores while a run lasts, which stands in for an 
 a loaded one (docs/PERFORMANCE.md, "Two threads for the GM trainer").  Run from the repository
 root (the data at ../shared/data or $GMFLOW_DATA).  Writes nothing.
 """
+import argparse
 import os
 import re
 import statistics as st
 import subprocess
 import sys
 import time
+
+# the scripts' command-line convention (tools/scriptargs.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from scriptargs import ArgumentParser  # noqa: E402
 
 
 def cpu_model():
@@ -47,33 +52,23 @@ def run(build, threads, epochs, fifo):
 
 
 def main(argv):
-    rounds, epochs, builds, fifo = 4, 3, [], False
-    i = 0
-    while i < len(argv):
-        if argv[i] == '--fifo':
-            fifo = True
-            i += 1
-        elif argv[i] in ('--rounds', '--epochs') and i + 1 < len(argv):
-            v = int(argv[i + 1])
-            if argv[i] == '--rounds':
-                rounds = v
-            else:
-                epochs = v
-            i += 2
-        elif argv[i].startswith('-'):
-            print(__doc__, file=sys.stderr)
-            return 2
-        else:
-            builds.append(argv[i])
-            i += 1
-    if not builds or rounds < 1 or epochs < 1:
-        print(__doc__, file=sys.stderr)
-        return 2
+    p = ArgumentParser(prog='train_threads.py', description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       usage='bench/train_threads.py [--rounds 4] [--epochs 3] [--fifo] '
+                             'BUILD_DIR [BUILD_DIR ...]')
+    p.add_argument('--rounds', type=int, default=4, help='interleaved rounds (>= 1)')
+    p.add_argument('--epochs', type=int, default=3, help='epochs per run (>= 1)')
+    p.add_argument('--fifo', action='store_true', help='run every run under SCHED_FIFO')
+    p.add_argument('builds', nargs='+', metavar='BUILD_DIR', help='CMake build directories')
+    a = p.parse_args(argv)
+    if a.rounds < 1 or a.epochs < 1:
+        p.error(f'--rounds and --epochs must be at least 1 (got {a.rounds}, {a.epochs})')
+    rounds, epochs, builds, fifo = a.rounds, a.epochs, a.builds, a.fifo
     for b in builds:
         if not os.access(os.path.join(b, 'bench', 'train_phases'), os.X_OK):
             print(f'train_threads.py: {b}: no bench/train_phases there (build it first)',
                   file=sys.stderr)
-            return 2
+            return 1
     res = {(b, t): [] for b in builds for t in (1, 2)}
     loads = [os.getloadavg()[0]]
     for _ in range(rounds):
