@@ -148,23 +148,23 @@ static void test_one_update(gsl_rng *r, int prec, int frozen) {
     before = save;
     for (int s = 0; s < 2; s++) {
         if (prec == 32) {
-            gmf_nn_ws_f wa, wb;
-            CHECK(!gmf_nn_ws_init_f(&wa, &a, BB, 2) && !gmf_nn_ws_init_f(&wb, &b, BB, 2), "ws");
-            gmf_nn_sgd_step_f(&wa, Xf, y, BB, lr);
-            const double l = gmf_nn_loss_grad_f(&wb, Xf, y, BB, 1.0 / BB, 0);
+            gmf_nn_ws_f *wa, *wb;
+            CHECK(!gmf_nn_ws_new_f(&wa, &a, BB, 2) && !gmf_nn_ws_new_f(&wb, &b, BB, 2), "ws");
+            gmf_nn_sgd_step_f(wa, Xf, y, BB, lr);
+            const double l = gmf_nn_loss_grad_f(wb, Xf, y, BB, 1.0 / BB, 0);
             CHECK(isfinite(l), "loss");
-            gmf_nn_sgd_apply_f(&wb, lr, 0);
-            gmf_nn_ws_store_f(&wa), gmf_nn_ws_store_f(&wb);
-            gmf_nn_ws_free_f(&wa), gmf_nn_ws_free_f(&wb);
+            gmf_nn_sgd_apply_f(wb, lr, 0);
+            gmf_nn_ws_store_f(wa), gmf_nn_ws_store_f(wb);
+            gmf_nn_ws_free_f(wa), gmf_nn_ws_free_f(wb);
         } else {
-            gmf_nn_ws_d wa, wb;
-            CHECK(!gmf_nn_ws_init_d(&wa, &a, BB, 2) && !gmf_nn_ws_init_d(&wb, &b, BB, 2), "ws");
-            gmf_nn_sgd_step_d(&wa, X, y, BB, lr);
-            const double l = gmf_nn_loss_grad_d(&wb, X, y, BB, 1.0 / BB, 0);
+            gmf_nn_ws_d *wa, *wb;
+            CHECK(!gmf_nn_ws_new_d(&wa, &a, BB, 2) && !gmf_nn_ws_new_d(&wb, &b, BB, 2), "ws");
+            gmf_nn_sgd_step_d(wa, X, y, BB, lr);
+            const double l = gmf_nn_loss_grad_d(wb, X, y, BB, 1.0 / BB, 0);
             CHECK(isfinite(l), "loss");
-            gmf_nn_sgd_apply_d(&wb, lr, 0);
-            gmf_nn_ws_store_d(&wa), gmf_nn_ws_store_d(&wb);
-            gmf_nn_ws_free_d(&wa), gmf_nn_ws_free_d(&wb);
+            gmf_nn_sgd_apply_d(wb, lr, 0);
+            gmf_nn_ws_store_d(wa), gmf_nn_ws_store_d(wb);
+            gmf_nn_ws_free_d(wa), gmf_nn_ws_free_d(wb);
         }
     }
     size_t diff = 0, moved = 0, frozen_moved = 0;
@@ -209,23 +209,25 @@ static void test_ops(gsl_rng *r) {
         CHECK(!gmf_nn_init_gm(&a, 0.5, &rng), "init_gm");
         CHECK(!gmf_nn_model_init(&b, GMF_NN_GM, D, LL, KC, 0, 0), "init");
         memcpy(b.params, a.params, a.nparams * sizeof(double));
-        gmf_nn_ws_any wa, wb;
-        CHECK(!ops->ws_init(&wa, &a, BB, 1), "ops ws_init");
+        void *wa;
+        CHECK(!ops->ws_new(&wa, &a, BB, 1), "ops ws_new");
         double la, lb;
-        la = ops->sgd_step_rows(&wa, Xf, y, idx, BB, lr);
-        ops->ws_store(&wa);
+        la = ops->sgd_step_rows(wa, Xf, y, idx, BB, lr);
+        ops->ws_store(wa);
         if (p) {
-            CHECK(!gmf_nn_ws_init_d(&wb.d, &b, BB, 1), "ws");
-            lb = gmf_nn_sgd_step_rows_d(&wb.d, Xf, y, idx, BB, lr);
-            gmf_nn_ws_store_d(&wb.d);
-            gmf_nn_ws_free_d(&wb.d);
+            gmf_nn_ws_d *wb;
+            CHECK(!gmf_nn_ws_new_d(&wb, &b, BB, 1), "ws");
+            lb = gmf_nn_sgd_step_rows_d(wb, Xf, y, idx, BB, lr);
+            gmf_nn_ws_store_d(wb);
+            gmf_nn_ws_free_d(wb);
         } else {
-            CHECK(!gmf_nn_ws_init_f(&wb.f, &b, BB, 1), "ws");
-            lb = gmf_nn_sgd_step_rows_f(&wb.f, Xf, y, idx, BB, lr);
-            gmf_nn_ws_store_f(&wb.f);
-            gmf_nn_ws_free_f(&wb.f);
+            gmf_nn_ws_f *wb;
+            CHECK(!gmf_nn_ws_new_f(&wb, &b, BB, 1), "ws");
+            lb = gmf_nn_sgd_step_rows_f(wb, Xf, y, idx, BB, lr);
+            gmf_nn_ws_store_f(wb);
+            gmf_nn_ws_free_f(wb);
         }
-        ops->ws_free(&wa);
+        ops->ws_free(wa);
         CHECK(la == lb && !memcmp(a.params, b.params, a.nparams * sizeof(double)),
               "float%d: a step through the ops table differs from the direct step", ops->precision);
         gmf_nn_model_free(&a), gmf_nn_model_free(&b);
