@@ -148,12 +148,15 @@ typedef struct gmf_nn_model {
     gmf_nn_weights weights; /* GM kinds: fixed (0, default) or learned mixture weights */
 } gmf_nn_model;
 
-/* Allocate a zero-initialized model.  Shapes not used by `kind` are ignored and stored as 0
- * (fc_scale for FC defaults to 1/width; set it after init to change).  GMF_NN_GMLR takes its
- * rank r in `width` (1 <= r <= d; stored in m->rank, m->width = 0). */
+/* A model is plain data (API house style, docs/ARCHITECTURE.md): its fields -- kind, shapes,
+ * params with nparams, the groups -- are read (and params written) by its users; it owns only
+ * params.  gmf_nn_model_init allocates a zero-initialized one.  Shapes not used by `kind` are
+ * ignored and stored as 0 (fc_scale for FC defaults to 1/width; set it after init to change).
+ * GMF_NN_GMLR takes its rank r in `width` (1 <= r <= d; stored in m->rank, m->width = 0).  On
+ * failure *m is zeroed: nothing to free (gmf_nn_model_free on it is harmless). */
 int gmf_nn_model_init(gmf_nn_model *m, gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t width,
                       size_t Lmid);
-void gmf_nn_model_free(gmf_nn_model *m);
+void gmf_nn_model_free(gmf_nn_model *m); /* frees params and zeroes *m; NULL is fine */
 const char *
 gmf_nn_kind_name(gmf_nn_kind kind); /* "gm", "gm-full", "fc", "gm-stack", "gm-lowrank" */
 int gmf_nn_kind_parse(const char *name, gmf_nn_kind *out); /* GMF_EINVAL if unknown */
@@ -250,10 +253,10 @@ const char *gmf_nn_fc_scale_name(gmf_nn_fc_scale_rule r); /* "default", "standar
 int gmf_nn_fc_init_parse(const char *name, gmf_nn_fc_init *out);        /* GMF_EINVAL if unknown */
 int gmf_nn_fc_scale_parse(const char *name, gmf_nn_fc_scale_rule *out); /* standard, mean-field */
 /* Allocate and initialize m (d inputs, L logits) as the spec says from `seed`; free with
- * gmf_nn_model_free.  On failure m holds nothing to free. */
+ * gmf_nn_model_free.  On failure *m is zeroed (nothing to free), as after gmf_nn_model_init. */
 int gmf_nn_model_build(gmf_nn_model *m, const gmf_nn_spec *s, size_t d, size_t L, uint64_t seed);
 /* Allocate fc and draw it as repeat `repeat` of the width-`width` Monte Carlo reduction of gm
- * (gm or gm-full) from `seed`. */
+ * (gm or gm-full) from `seed`; on failure *fc is zeroed (nothing to free). */
 int gmf_nn_mc_draw(gmf_nn_model *fc, const gmf_nn_model *gm, size_t width, uint64_t seed,
                    size_t repeat);
 
@@ -292,6 +295,11 @@ GMF_NN_VIEW_API(double, _d)
 /* ---------------------------------------------------------------------------------------------
  * Precision-templated API: GMF_NN_API(real, S) declares the float (_f) and double (_d)
  * versions.  In every function: outputs first, then caches, then inputs, then shapes.
+ *
+ * The per-layer caches are plain data (llm.c's explicit caches: arrays with their sizes, which
+ * the backward pass and callers read, e.g. the mixture weights' w and gw), filled by
+ * gmf_nn_*_cache_init (on failure zeroed: nothing to free) and released by gmf_nn_*_cache_free
+ * (NULL is fine).  A whole network's workspace, which also owns a thread pool, is opaque (below).
  */
 struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
 
@@ -460,12 +468,11 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
     typedef struct gmf_nn_ws##S gmf_nn_ws##S;                                                      \
     int gmf_nn_ws_new##S(gmf_nn_ws##S **out, gmf_nn_model *m, size_t Bmax, int nthreads);          \
     void gmf_nn_ws_free##S(gmf_nn_ws##S *ws); /* NULL is fine */                                   \
-    /* The workspace's arrays (valid until gmf_nn_ws_free): the working copy P of m->params        \
-     * (m->nparams, read-only: change m->params and call gmf_nn_ws_load), the gradient dP          \
-     * (m->nparams, gmf_nn_loss_grad with accumulate = 0), the double gradient accumulator         \
-     * gacc (m->nparams; accumulate = 1; the caller may zero it) and an output buffer H of         \
-     * Bmax x m->L logits for gmf_nn_forward. */                                                   \
-    const real *gmf_nn_ws_params##S(const gmf_nn_ws##S *ws);                                       \
+    /* The workspace's arrays that callers read (valid until gmf_nn_ws_free): the gradient dP      \
+     * (m->nparams; gmf_nn_loss_grad with accumulate = 0), the double gradient accumulator gacc    \
+     * (m->nparams; accumulate = 1; the caller may zero it) and an output buffer H of Bmax x m->L  \
+     * logits for gmf_nn_forward.  The working copy P of the parameters has no accessor:           \
+     * gmf_nn_ws_store copies it to m->params, gmf_nn_ws_load copies m->params into it. */         \
     const real *gmf_nn_ws_grad##S(const gmf_nn_ws##S *ws);                                         \
     double *gmf_nn_ws_grad_acc##S(gmf_nn_ws##S *ws);                                               \
     real *gmf_nn_ws_logits##S(gmf_nn_ws##S *ws);                                                   \

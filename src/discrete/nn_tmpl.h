@@ -292,6 +292,7 @@ int FN(gmf_nn_gm_cache_init)(gm_cache *c, size_t Bmax, size_t d, size_t K, size_
 }
 
 void FN(gmf_nn_gm_cache_free)(gm_cache *c) {
+    if (!c) return;
     free(c->muW), free(c->sig2), free(c->a), free(c->X2), free(c->XT), free(c->F), free(c->S2);
     free(c->s);
     free(c->Phi), free(c->phi), free(c->A), free(c->dF), free(c->dS2), free(c->dmuW);
@@ -792,6 +793,7 @@ int FN(gmf_nn_gmfull_cache_init)(full_cache *c, size_t Bmax, size_t d, size_t K,
 }
 
 void FN(gmf_nn_gmfull_cache_free)(full_cache *c) {
+    if (!c) return;
     free(c->a), free(c->M), free(c->Wc), free(c->Cc), free(c->G), free(c->s), free(c->Phi);
     free(c->phi), free(c->A), free(c->dG), free(c->dCc), free(c->dWc), free(c->dM);
     free(c->dS2), free(c->w), free(c->gw);
@@ -993,6 +995,7 @@ int FN(gmf_nn_gmlr_cache_init)(lr_cache *c, size_t Bmax, size_t d, size_t K, siz
 }
 
 void FN(gmf_nn_gmlr_cache_free)(lr_cache *c) {
+    if (!c) return;
     free(c->E), free(c->sig2), free(c->a), free(c->Q), free(c->X2), free(c->XT), free(c->F);
     free(c->S2);
     free(c->s), free(c->Phi), free(c->phi), free(c->A), free(c->dF), free(c->dS2), free(c->dE);
@@ -1281,6 +1284,7 @@ int FN(gmf_nn_fc_cache_init)(fc_cache *c, size_t Bmax, size_t d, size_t m, size_
 }
 
 void FN(gmf_nn_fc_cache_free)(fc_cache *c) {
+    if (!c) return;
     free(c->R), free(c->dR);
     memset(c, 0, sizeof *c);
 }
@@ -1502,10 +1506,6 @@ void FN(gmf_nn_ws_free)(ws_t *ws) {
     if (!ws) return;
     ws_release(ws);
     free(ws);
-}
-
-const real *FN(gmf_nn_ws_params)(const ws_t *ws) {
-    return ws->P;
 }
 
 const real *FN(gmf_nn_ws_grad)(const ws_t *ws) {
