@@ -458,7 +458,7 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
     /* ---- whole networks ------------------------------------------------------------------- */  \
     /* A workspace (opaque: it owns the `real` parameters, gradients, activations, the layers'     \
      * caches and, for GMF_NN_GM and GMF_NN_GMLR, a thread pool) for batches of up to Bmax         \
-     * samples of model m, which it uses, does not own, and must outlive it.  nthreads >= 1        \
+     * samples of model m (not owned: m must outlive the workspace).  nthreads >= 1                \
      * (smaller counts as 1): for GMF_NN_GM the components are split over a pool of nthreads       \
      * threads (OpenBLAS single-threaded inside them); for the other kinds OpenBLAS itself uses    \
      * nthreads threads (the process-wide OpenBLAS setting is made at each call into the           \
