@@ -46,17 +46,17 @@ static double run(int learned, size_t steps, size_t K) {
     double lr[GMF_NN_MAX_GROUPS];
     for (size_t g = 0; g < m.ngroups; g++)
         lr[g] = m.group[g].sigma ? 1.0 : 0.1;
-    gmf_nn_ws_f ws;
-    if (gmf_nn_ws_init_f(&ws, &m, B, 1)) return -1;
+    gmf_nn_ws_f *ws;
+    if (gmf_nn_ws_new_f(&ws, &m, B, 1)) return -1;
     double loss = 0.0;
     for (size_t s = 0; s < 50; s++) /* warm up */
-        loss += gmf_nn_sgd_step_rows_f(&ws, data, lab, idx + (s * B) % (n - B), B, lr);
+        loss += gmf_nn_sgd_step_rows_f(ws, data, lab, idx + (s * B) % (n - B), B, lr);
     const double t0 = cpu_s();
     for (size_t s = 0; s < steps; s++)
-        loss += gmf_nn_sgd_step_rows_f(&ws, data, lab, idx + (s * B) % (n - B), B, lr);
+        loss += gmf_nn_sgd_step_rows_f(ws, data, lab, idx + (s * B) % (n - B), B, lr);
     const double t = cpu_s() - t0;
     if (loss != loss) fprintf(stderr, "bench_weights: NaN loss\n");
-    gmf_nn_ws_free_f(&ws);
+    gmf_nn_ws_free_f(ws);
     gmf_nn_model_free(&m);
     free(data), free(lab), free(idx);
     return 1e6 * t / (double)steps;

@@ -400,7 +400,7 @@ static void net_case(gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t widt
     tu_net_init(&c, &m, 6, nthreads, r, what);
     tu_net_check_groups(&c, desc, nthreads, hfix, TOL, &worst);
     tu_net_check_accumulate(&c, what); /* in double */
-    gmf_nn_ws_d *ws = &c.ws;
+    gmf_nn_ws_d *ws = c.ws;
     const double *g = c.g;
     /* SGD: a zero learning rate freezes its group exactly; the others move by -lr g */
     double lr[GMF_NN_MAX_GROUPS];
@@ -444,21 +444,22 @@ static void pool_and_precision(gsl_rng *r) {
         X[e] /= sqrt((double)d), Xf[e] = (float)X[e];
     for (size_t i = 0; i < B; i++)
         y[i] = (uint8_t)gsl_rng_uniform_int(r, L + 1);
-    gmf_nn_ws_d s1, s3;
-    gmf_nn_ws_f f1;
-    gmf_nn_ws_init_d(&s1, &m, B, 1);
-    gmf_nn_ws_init_d(&s3, &m, B, 3);
-    gmf_nn_ws_init_f(&f1, &m, B, 2);
-    double l1 = gmf_nn_loss_grad_d(&s1, X, y, B, 1.0 / B, 0);
-    double l3 = gmf_nn_loss_grad_d(&s3, X, y, B, 1.0 / B, 0);
-    double lf = gmf_nn_loss_grad_f(&f1, Xf, y, B, 1.0 / B, 0);
+    gmf_nn_ws_d *s1, *s3;
+    gmf_nn_ws_f *f1;
+    gmf_nn_ws_new_d(&s1, &m, B, 1);
+    gmf_nn_ws_new_d(&s3, &m, B, 3);
+    gmf_nn_ws_new_f(&f1, &m, B, 2);
+    double l1 = gmf_nn_loss_grad_d(s1, X, y, B, 1.0 / B, 0);
+    double l3 = gmf_nn_loss_grad_d(s3, X, y, B, 1.0 / B, 0);
+    double lf = gmf_nn_loss_grad_f(f1, Xf, y, B, 1.0 / B, 0);
     CHECK_CLOSE(l3, l1, 1e-14, 0.0, "pool (3 threads) loss vs serial");
-    double pe = tu_vec_relerr(s3.dP, s1.dP, m.nparams, 1e-12);
+    double pe = tu_vec_relerr(gmf_nn_ws_grad_d(s3), gmf_nn_ws_grad_d(s1), m.nparams, 1e-12);
     CHECK(pe <= 1e-13, "pool (3 threads) gradient vs serial: %g", pe);
     double gf[m.nparams];
+    const float *gf32 = gmf_nn_ws_grad_f(f1);
     for (size_t e = 0; e < m.nparams; e++)
-        gf[e] = f1.dP[e];
-    double fe = tu_vec_relerr(gf, s1.dP, m.nparams, 1e-12);
+        gf[e] = gf32[e];
+    double fe = tu_vec_relerr(gf, gmf_nn_ws_grad_d(s1), m.nparams, 1e-12);
     CHECK_CLOSE(lf, l1, 1e-5, 0.0, "float loss vs double");
     CHECK(fe <= 1e-4, "float gradient vs double: normwise relative error %g", fe);
     printf("  %-48s loss rel %.2e, gradient rel %.2e\n", "float32 vs float64 (GM, d=40, K=5)",
@@ -468,20 +469,20 @@ static void pool_and_precision(gsl_rng *r) {
     gmf_nn_model m2;
     gmf_nn_model_init(&m2, GMF_NN_GM, d, L, K, 0, 0);
     memcpy(m2.params, m.params, m.nparams * sizeof(double));
-    gmf_nn_ws_d s2;
-    gmf_nn_ws_init_d(&s2, &m2, B, 2);
-    gmf_nn_sgd_step_d(&s2, X, y, B, lr);
-    gmf_nn_sgd_apply_d(&s1, lr, 0);
-    gmf_nn_ws_store_d(&s2);
-    gmf_nn_ws_store_d(&s1);
+    gmf_nn_ws_d *s2;
+    gmf_nn_ws_new_d(&s2, &m2, B, 2);
+    gmf_nn_sgd_step_d(s2, X, y, B, lr);
+    gmf_nn_sgd_apply_d(s1, lr, 0);
+    gmf_nn_ws_store_d(s2);
+    gmf_nn_ws_store_d(s1);
     double se = tu_vec_relerr(m2.params, m.params, m.nparams, 1e-12);
     CHECK(se <= 1e-14, "fused pool SGD step vs loss_grad + apply: %g", se);
     /* a second step: the fused step refreshed the parameter-derived cache correctly */
-    gmf_nn_sgd_step_d(&s2, X, y, B, lr);
-    gmf_nn_loss_grad_d(&s1, X, y, B, 1.0 / B, 0);
-    gmf_nn_sgd_apply_d(&s1, lr, 0);
-    gmf_nn_ws_store_d(&s2);
-    gmf_nn_ws_store_d(&s1);
+    gmf_nn_sgd_step_d(s2, X, y, B, lr);
+    gmf_nn_loss_grad_d(s1, X, y, B, 1.0 / B, 0);
+    gmf_nn_sgd_apply_d(s1, lr, 0);
+    gmf_nn_ws_store_d(s2);
+    gmf_nn_ws_store_d(s1);
     se = tu_vec_relerr(m2.params, m.params, m.nparams, 1e-12);
     CHECK(se <= 1e-13, "two fused steps vs two loss_grad + apply: %g", se);
     /* the gathering step (rows idx of a float data set, gathered by the pool's threads) equals
@@ -514,20 +515,20 @@ static void pool_and_precision(gsl_rng *r) {
                 gmf_nn_model_init(&mb, GMF_NN_FC, d, L, 0, 12, 0);
                 gmf_nn_init_fc_kaiming(&ma, &ra), gmf_nn_init_fc_kaiming(&mb, &rb);
             }
-            gmf_nn_ws_f wa, wb;
-            gmf_nn_ws_init_f(&wa, &ma, B, 2), gmf_nn_ws_init_f(&wb, &mb, B, 2);
+            gmf_nn_ws_f *wa, *wb;
+            gmf_nn_ws_new_f(&wa, &ma, B, 2), gmf_nn_ws_new_f(&wb, &mb, B, 2);
             double lra[4] = {0.1, 1.0, 0.1, 0.1};
-            double la = gmf_nn_sgd_step_rows_f(&wa, data, lab, idx, B, lra);
-            double lb = gmf_nn_sgd_step_f(&wb, Xg, yb, B, lra);
-            gmf_nn_ws_store_f(&wa), gmf_nn_ws_store_f(&wb);
+            double la = gmf_nn_sgd_step_rows_f(wa, data, lab, idx, B, lra);
+            double lb = gmf_nn_sgd_step_f(wb, Xg, yb, B, lra);
+            gmf_nn_ws_store_f(wa), gmf_nn_ws_store_f(wb);
             CHECK(la == lb && !memcmp(ma.params, mb.params, ma.nparams * sizeof(double)),
                   "%s: gathering step differs from the plain step (loss %.17g vs %.17g)",
                   kind ? "fc" : "gm", la, lb);
-            gmf_nn_ws_free_f(&wa), gmf_nn_ws_free_f(&wb);
+            gmf_nn_ws_free_f(wa), gmf_nn_ws_free_f(wb);
             gmf_nn_model_free(&ma), gmf_nn_model_free(&mb);
         }
     }
-    gmf_nn_ws_free_d(&s1), gmf_nn_ws_free_d(&s2), gmf_nn_ws_free_d(&s3), gmf_nn_ws_free_f(&f1);
+    gmf_nn_ws_free_d(s1), gmf_nn_ws_free_d(s2), gmf_nn_ws_free_d(s3), gmf_nn_ws_free_f(f1);
     gmf_nn_model_free(&m), gmf_nn_model_free(&m2);
 }
 

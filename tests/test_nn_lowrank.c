@@ -243,25 +243,25 @@ static int steps_equal(int prec, const gmf_nn_model *m0, const double *X, const 
     memcpy(a.params, m0->params, m0->nparams * sizeof(double));
     memcpy(b.params, m0->params, m0->nparams * sizeof(double));
     if (prec == 64) {
-        gmf_nn_ws_d wa, wb;
-        gmf_nn_ws_init_d(&wa, &a, B, nthreads), gmf_nn_ws_init_d(&wb, &b, B, nthreads);
+        gmf_nn_ws_d *wa, *wb;
+        gmf_nn_ws_new_d(&wa, &a, B, nthreads), gmf_nn_ws_new_d(&wb, &b, B, nthreads);
         for (int s = 0; s < 2; s++) {
-            gmf_nn_loss_grad_d(&wa, X, y, B, 1.0 / (double)B, 0);
-            gmf_nn_sgd_apply_d(&wa, lr, 0);
-            gmf_nn_sgd_step_d(&wb, X, y, B, lr);
+            gmf_nn_loss_grad_d(wa, X, y, B, 1.0 / (double)B, 0);
+            gmf_nn_sgd_apply_d(wa, lr, 0);
+            gmf_nn_sgd_step_d(wb, X, y, B, lr);
         }
-        gmf_nn_ws_store_d(&wa), gmf_nn_ws_store_d(&wb);
-        gmf_nn_ws_free_d(&wa), gmf_nn_ws_free_d(&wb);
+        gmf_nn_ws_store_d(wa), gmf_nn_ws_store_d(wb);
+        gmf_nn_ws_free_d(wa), gmf_nn_ws_free_d(wb);
     } else {
-        gmf_nn_ws_f wa, wb;
-        gmf_nn_ws_init_f(&wa, &a, B, nthreads), gmf_nn_ws_init_f(&wb, &b, B, nthreads);
+        gmf_nn_ws_f *wa, *wb;
+        gmf_nn_ws_new_f(&wa, &a, B, nthreads), gmf_nn_ws_new_f(&wb, &b, B, nthreads);
         for (int s = 0; s < 2; s++) {
-            gmf_nn_loss_grad_f(&wa, Xf, y, B, 1.0 / (double)B, 0);
-            gmf_nn_sgd_apply_f(&wa, lr, 0);
-            gmf_nn_sgd_step_f(&wb, Xf, y, B, lr);
+            gmf_nn_loss_grad_f(wa, Xf, y, B, 1.0 / (double)B, 0);
+            gmf_nn_sgd_apply_f(wa, lr, 0);
+            gmf_nn_sgd_step_f(wb, Xf, y, B, lr);
         }
-        gmf_nn_ws_store_f(&wa), gmf_nn_ws_store_f(&wb);
-        gmf_nn_ws_free_f(&wa), gmf_nn_ws_free_f(&wb);
+        gmf_nn_ws_store_f(wa), gmf_nn_ws_store_f(wb);
+        gmf_nn_ws_free_f(wa), gmf_nn_ws_free_f(wb);
     }
     int same = !memcmp(a.params, b.params, a.nparams * sizeof(double));
     /* frozen groups: bitwise unchanged (in float32: the float copy of the start) */
@@ -284,34 +284,37 @@ static void net_paths(gsl_rng *g) {
         X[e] /= sqrt((double)d), Xf[e] = (float)X[e];
     for (size_t i = 0; i < B; i++)
         y[i] = (uint8_t)gsl_rng_uniform_int(g, L + 1);
-    gmf_nn_ws_d s1, s3;
-    gmf_nn_ws_f f2;
-    gmf_nn_ws_init_d(&s1, &m, B, 1), gmf_nn_ws_init_d(&s3, &m, B, 3);
-    gmf_nn_ws_init_f(&f2, &m, B, 2);
-    const double l1 = gmf_nn_loss_grad_d(&s1, X, y, B, 1.0 / B, 0);
-    const double l3 = gmf_nn_loss_grad_d(&s3, X, y, B, 1.0 / B, 0);
-    const double lf = gmf_nn_loss_grad_f(&f2, Xf, y, B, 1.0 / B, 0);
-    const double pe = tu_vec_relerr(s3.dP, s1.dP, m.nparams, 1e-12);
+    gmf_nn_ws_d *s1, *s3;
+    gmf_nn_ws_f *f2;
+    gmf_nn_ws_new_d(&s1, &m, B, 1), gmf_nn_ws_new_d(&s3, &m, B, 3);
+    gmf_nn_ws_new_f(&f2, &m, B, 2);
+    const double l1 = gmf_nn_loss_grad_d(s1, X, y, B, 1.0 / B, 0);
+    const double l3 = gmf_nn_loss_grad_d(s3, X, y, B, 1.0 / B, 0);
+    const double lf = gmf_nn_loss_grad_f(f2, Xf, y, B, 1.0 / B, 0);
+    const double pe = tu_vec_relerr(gmf_nn_ws_grad_d(s3), gmf_nn_ws_grad_d(s1), m.nparams, 1e-12);
     CHECK(fabs(l3 - l1) <= 1e-14 * fabs(l1) && pe <= 1e-13,
           "pool (3 threads) vs 1: loss %.17g vs %.17g, gradient %g", l3, l1, pe);
     double *gf = tu_xmalloc(m.nparams * sizeof(double));
+    const float *gf32 = gmf_nn_ws_grad_f(f2);
     for (size_t e = 0; e < m.nparams; e++)
-        gf[e] = f2.dP[e];
-    const double fe = tu_vec_relerr(gf, s1.dP, m.nparams, 1e-12);
+        gf[e] = gf32[e];
+    const double fe = tu_vec_relerr(gf, gmf_nn_ws_grad_d(s1), m.nparams, 1e-12);
     /* forward agreement on the logits */
-    gmf_nn_forward_d(s1.H, &s1, X, B);
-    gmf_nn_forward_f(f2.H, &f2, Xf, B);
+    double *h1 = gmf_nn_ws_logits_d(s1);
+    float *hf32 = gmf_nn_ws_logits_f(f2);
+    gmf_nn_forward_d(h1, s1, X, B);
+    gmf_nn_forward_f(hf32, f2, Xf, B);
     double hf[B * L];
     for (size_t e = 0; e < B * L; e++)
-        hf[e] = f2.H[e];
-    const double he = tu_vec_relerr(hf, s1.H, B * L, 1e-12);
+        hf[e] = hf32[e];
+    const double he = tu_vec_relerr(hf, h1, B * L, 1e-12);
     CHECK(he <= 1e-5 && fabs(lf - l1) <= 1e-5 * fabs(l1) && fe <= 1e-4,
           "float vs double: logits %.3g, loss %.3g, gradient %.3g", he, fabs(lf - l1) / l1, fe);
     printf("  %-52s logits %.2e, loss %.2e, gradient %.2e\n", "float32 vs float64 (d=40 K=5 r=3)",
            he, fabs(lf - l1) / fabs(l1), fe);
     printf("  %-52s gradient %.2e\n", "pool 3 threads vs 1", pe);
     free(gf);
-    gmf_nn_ws_free_d(&s1), gmf_nn_ws_free_d(&s3), gmf_nn_ws_free_f(&f2);
+    gmf_nn_ws_free_d(s1), gmf_nn_ws_free_d(s3), gmf_nn_ws_free_f(f2);
     /* the step = loss_grad + apply, bitwise, each group frozen in turn, 1 and 2 threads */
     double lr[GMF_NN_MAX_GROUPS];
     for (int prec = 32; prec <= 64; prec += 32)
@@ -339,15 +342,15 @@ static void net_paths(gsl_rng *g) {
         }
         gmf_nn_model ma, mb;
         model_new(&ma, d, L, K, r, 1.0, 3), model_new(&mb, d, L, K, r, 1.0, 3);
-        gmf_nn_ws_f wa, wb;
-        gmf_nn_ws_init_f(&wa, &ma, B, 2), gmf_nn_ws_init_f(&wb, &mb, B, 2);
+        gmf_nn_ws_f *wa, *wb;
+        gmf_nn_ws_new_f(&wa, &ma, B, 2), gmf_nn_ws_new_f(&wb, &mb, B, 2);
         const double lra[5] = {0.1, 1.0, 0.1, 0.1, 0.05};
-        const double la = gmf_nn_sgd_step_rows_f(&wa, data, lab, idx, B, lra);
-        const double lb = gmf_nn_sgd_step_f(&wb, Xg, yb, B, lra);
-        gmf_nn_ws_store_f(&wa), gmf_nn_ws_store_f(&wb);
+        const double la = gmf_nn_sgd_step_rows_f(wa, data, lab, idx, B, lra);
+        const double lb = gmf_nn_sgd_step_f(wb, Xg, yb, B, lra);
+        gmf_nn_ws_store_f(wa), gmf_nn_ws_store_f(wb);
         CHECK(la == lb && !memcmp(ma.params, mb.params, ma.nparams * sizeof(double)),
               "gathering step differs from the plain step (loss %.17g vs %.17g)", la, lb);
-        gmf_nn_ws_free_f(&wa), gmf_nn_ws_free_f(&wb);
+        gmf_nn_ws_free_f(wa), gmf_nn_ws_free_f(wb);
         gmf_nn_model_free(&ma), gmf_nn_model_free(&mb);
     }
     gmf_nn_model_free(&m);

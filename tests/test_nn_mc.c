@@ -83,12 +83,12 @@ static void reduction_case(size_t B, size_t d, size_t K, size_t L, double *X, do
     /* FC output and the per-neuron spread (for the SE of a plain, unstratified mean) */
     tu_check_fc_mc(H, fc.params, NDRAW, X, B, d, L, ZMAX, &worst);
     /* and the library's own forward of that network gives the same mean */
-    gmf_nn_ws_d ws;
-    gmf_nn_ws_init_d(&ws, &fc, B, 1);
-    gmf_nn_forward_d(ws.H, &ws, X, B);
+    gmf_nn_ws_d *ws;
+    if (gmf_nn_ws_new_d(&ws, &fc, B, 1)) exit(2);
+    gmf_nn_forward_d(gmf_nn_ws_logits_d(ws), ws, X, B);
     double Hfc[B * L];
-    memcpy(Hfc, ws.H, sizeof Hfc);
-    gmf_nn_ws_free_d(&ws);
+    memcpy(Hfc, gmf_nn_ws_logits_d(ws), sizeof Hfc);
+    gmf_nn_ws_free_d(ws);
     double maxz = 0.0;
     for (size_t e = 0; e < B * L; e++)
         maxz = fmax(maxz, fabs(Hfc[e] - H[e]));

@@ -96,16 +96,16 @@ static void steps_case(const gmf_nn_model *m, const gmf_dataset *ds, const size_
     }
     memcpy(ma.params, m->params, n * sizeof(double));
     memcpy(mb.params, m->params, n * sizeof(double));
-    gmf_nn_ws_any a, b;
-    if (ops->ws_init(&a, &ma, B, T) || ops->ws_init(&b, &mb, B, T)) exit(2);
+    void *a, *b;
+    if (ops->ws_new(&a, &ma, B, T) || ops->ws_new(&b, &mb, B, T)) exit(2);
     double la[NS], lb[NS];
-    const size_t ka = ops->sgd_steps_ds(&a, ds, idx, B, NS, lr, la);
+    const size_t ka = ops->sgd_steps_ds(a, ds, idx, B, NS, lr, la);
     size_t kb = 0;
     while (kb < NS) {
-        lb[kb] = ops->sgd_step_ds(&b, ds, idx + kb * B, B, lr);
+        lb[kb] = ops->sgd_step_ds(b, ds, idx + kb * B, B, lr);
         if (!isfinite(lb[kb++])) break;
     }
-    ops->ws_store(&a), ops->ws_store(&b);
+    ops->ws_store(a), ops->ws_store(b);
     const size_t want = nan_step >= 0 ? (size_t)nan_step + 1 : NS;
     CHECK(ka == want && kb == want,
           "%s float%d: %d steps in one call ran %zu, single %zu (want %zu)", what, prec ? 32 : 64,
@@ -117,7 +117,7 @@ static void steps_case(const gmf_nn_model *m, const gmf_dataset *ds, const size_
           "%s float%d: steps in one call differ from single steps (bitwise)", what, prec ? 32 : 64);
     CHECK(nan_step == 0 || memcmp(ma.params, m->params, n * sizeof(double)) != 0,
           "%s float%d: the steps in one call moved nothing", what, prec ? 32 : 64);
-    ops->ws_free(&a), ops->ws_free(&b);
+    ops->ws_free(a), ops->ws_free(b);
     gmf_nn_model_free(&ma), gmf_nn_model_free(&mb);
 }
 
@@ -143,34 +143,35 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
     snprintf(what, sizeof what, "B=%zu K=%zu %s T=%d", B, K, learned ? "learned" : "fixed", T);
 
     /* float64 */
-    gmf_nn_ws_d wd;
-    if (gmf_nn_ws_init_d(&wd, &m, B, T)) exit(2);
-    gmf_nn_forward_d(H, &wd, X, B);
+    gmf_nn_ws_d *wd;
+    if (gmf_nn_ws_new_d(&wd, &m, B, T)) exit(2);
+    gmf_nn_forward_d(H, wd, X, B);
     double he = tu_max_abs_diff(H, Hr, B * L);
     CHECK(he <= 1e-13 * hs, "%s float64 forward vs layer API: %g (scale %g)", what, he, hs);
-    double l = gmf_nn_loss_grad_d(&wd, X, y, B, 1.0 / (double)B, 0);
+    double l = gmf_nn_loss_grad_d(wd, X, y, B, 1.0 / (double)B, 0);
     CHECK_CLOSE(l, lref, 1e-13, 0.0, "%s float64 loss vs layer API", what);
-    double ge = tu_vec_relerr(wd.dP, gr, n, 1e-12);
+    double ge = tu_vec_relerr(gmf_nn_ws_grad_d(wd), gr, n, 1e-12);
     CHECK(ge <= 1e-12, "%s float64 gradient vs layer API: %g", what, ge);
     tu_worst_update(&worst64, fmax(ge, he / hs), "%s", what);
-    gmf_nn_ws_free_d(&wd);
+    gmf_nn_ws_free_d(wd);
 
     /* float32, against the float64 reference */
-    gmf_nn_ws_f wf;
-    if (gmf_nn_ws_init_f(&wf, &m, B, T)) exit(2);
-    gmf_nn_forward_f(Hf, &wf, Xf, B);
+    gmf_nn_ws_f *wf;
+    if (gmf_nn_ws_new_f(&wf, &m, B, T)) exit(2);
+    gmf_nn_forward_f(Hf, wf, Xf, B);
     he = 0.0;
     for (size_t e = 0; e < B * L; e++)
         he = fmax(he, fabs((double)Hf[e] - Hr[e]));
     CHECK(he <= 1e-5 * hs, "%s float32 forward vs float64 layer API: %g (scale %g)", what, he, hs);
-    l = gmf_nn_loss_grad_f(&wf, Xf, y, B, 1.0 / (double)B, 0);
+    l = gmf_nn_loss_grad_f(wf, Xf, y, B, 1.0 / (double)B, 0);
     CHECK_CLOSE(l, lref, 1e-5, 0.0, "%s float32 loss vs float64 layer API", what);
+    const float *gf = gmf_nn_ws_grad_f(wf);
     for (size_t e = 0; e < n; e++)
-        g[e] = wf.dP[e];
+        g[e] = gf[e];
     ge = tu_vec_relerr(g, gr, n, 1e-12);
     CHECK(ge <= 1e-4, "%s float32 gradient vs float64 layer API: %g", what, ge);
     tu_worst_update(&worst32, fmax(ge, he / hs), "%s", what);
-    gmf_nn_ws_free_f(&wf);
+    gmf_nn_ws_free_f(wf);
 
     /* fused step == loss_grad + apply, bitwise, twice; the gathering step == the plain one */
     const double lr[8] = {0.1, 1.0, 0.1, 0.1, 0.3, 0.3, 0.3, 0.3};
@@ -199,34 +200,34 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
         for (size_t i = 0; i < B; i++)
             idx[i] = (5 * i + 1) % nd, yb[i] = lab[idx[i]];
         if (prec == 0) {
-            gmf_nn_ws_d a, b, c;
-            gmf_nn_ws_init_d(&a, &ma, B, T), gmf_nn_ws_init_d(&b, &mb, B, T);
-            gmf_nn_ws_init_d(&c, &mc, B, T);
+            gmf_nn_ws_d *a, *b, *c;
+            gmf_nn_ws_new_d(&a, &ma, B, T), gmf_nn_ws_new_d(&b, &mb, B, T);
+            gmf_nn_ws_new_d(&c, &mc, B, T);
             for (size_t i = 0; i < B; i++)
                 for (size_t j = 0; j < d; j++)
                     X[i * d + j] = (double)data[idx[i] * d + j];
             for (int s = 0; s < 2; s++) {
-                gmf_nn_sgd_step_d(&a, X, yb, B, lr);
-                gmf_nn_loss_grad_d(&b, X, yb, B, 1.0 / (double)B, 0);
-                gmf_nn_sgd_apply_d(&b, lr, 0);
-                gmf_nn_sgd_step_rows_d(&c, data, lab, idx, B, lr);
+                gmf_nn_sgd_step_d(a, X, yb, B, lr);
+                gmf_nn_loss_grad_d(b, X, yb, B, 1.0 / (double)B, 0);
+                gmf_nn_sgd_apply_d(b, lr, 0);
+                gmf_nn_sgd_step_rows_d(c, data, lab, idx, B, lr);
             }
-            gmf_nn_ws_store_d(&a), gmf_nn_ws_store_d(&b), gmf_nn_ws_store_d(&c);
-            gmf_nn_ws_free_d(&a), gmf_nn_ws_free_d(&b), gmf_nn_ws_free_d(&c);
+            gmf_nn_ws_store_d(a), gmf_nn_ws_store_d(b), gmf_nn_ws_store_d(c);
+            gmf_nn_ws_free_d(a), gmf_nn_ws_free_d(b), gmf_nn_ws_free_d(c);
         } else {
-            gmf_nn_ws_f a, b, c;
-            gmf_nn_ws_init_f(&a, &ma, B, T), gmf_nn_ws_init_f(&b, &mb, B, T);
-            gmf_nn_ws_init_f(&c, &mc, B, T);
+            gmf_nn_ws_f *a, *b, *c;
+            gmf_nn_ws_new_f(&a, &ma, B, T), gmf_nn_ws_new_f(&b, &mb, B, T);
+            gmf_nn_ws_new_f(&c, &mc, B, T);
             for (size_t i = 0; i < B; i++)
                 memcpy(Xf + i * d, data + idx[i] * d, d * sizeof(float));
             for (int s = 0; s < 2; s++) {
-                gmf_nn_sgd_step_f(&a, Xf, yb, B, lr);
-                gmf_nn_loss_grad_f(&b, Xf, yb, B, 1.0 / (double)B, 0);
-                gmf_nn_sgd_apply_f(&b, lr, 0);
-                gmf_nn_sgd_step_rows_f(&c, data, lab, idx, B, lr);
+                gmf_nn_sgd_step_f(a, Xf, yb, B, lr);
+                gmf_nn_loss_grad_f(b, Xf, yb, B, 1.0 / (double)B, 0);
+                gmf_nn_sgd_apply_f(b, lr, 0);
+                gmf_nn_sgd_step_rows_f(c, data, lab, idx, B, lr);
             }
-            gmf_nn_ws_store_f(&a), gmf_nn_ws_store_f(&b), gmf_nn_ws_store_f(&c);
-            gmf_nn_ws_free_f(&a), gmf_nn_ws_free_f(&b), gmf_nn_ws_free_f(&c);
+            gmf_nn_ws_store_f(a), gmf_nn_ws_store_f(b), gmf_nn_ws_store_f(c);
+            gmf_nn_ws_free_f(a), gmf_nn_ws_free_f(b), gmf_nn_ws_free_f(c);
         }
 #if THREADS_BITWISE
         if (prec == 1 && T > 1) { /* the same two fused float32 steps on 1 thread */
@@ -234,11 +235,11 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
             gmf_nn_model_init(&m1, GMF_NN_GM, d, L, K, 0, 0);
             if (learned) gmf_nn_model_set_weights(&m1, GMF_NN_WEIGHTS_LEARNED);
             memcpy(m1.params, m.params, n * sizeof(double));
-            gmf_nn_ws_f one;
-            gmf_nn_ws_init_f(&one, &m1, B, 1);
+            gmf_nn_ws_f *one;
+            gmf_nn_ws_new_f(&one, &m1, B, 1);
             for (int s = 0; s < 2; s++)
-                gmf_nn_sgd_step_f(&one, Xf, yb, B, lr);
-            gmf_nn_ws_store_f(&one), gmf_nn_ws_free_f(&one);
+                gmf_nn_sgd_step_f(one, Xf, yb, B, lr);
+            gmf_nn_ws_store_f(one), gmf_nn_ws_free_f(one);
             CHECK(!memcmp(ma.params, m1.params, n * sizeof(double)),
                   "%s float32: two fused steps on %d threads differ from 1 thread (bitwise)", what,
                   T);

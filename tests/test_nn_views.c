@@ -13,6 +13,10 @@
  *     second copy of the update rule that differed in any operation would fail this.
  *  4. The precision table: gmf_nn_ops_f / _d report their precision and dispatch to the same
  *     functions as the direct calls (a step through the table = a direct step, bitwise).
+ *  5. Lifecycles (docs/ARCHITECTURE.md, API house style): every _free of the nn module takes
+ *     NULL; a failed gmf_nn_ws_new leaves *out = NULL; a failed gmf_nn_model_init or
+ *     gmf_nn_model_build leaves a zeroed model (safe to free); the workspace's accessors return
+ *     its own arrays (dP, gacc, H), and the workspace's gradient is the one loss_grad reports.
  */
 #include <stdint.h>
 
@@ -148,23 +152,23 @@ static void test_one_update(gsl_rng *r, int prec, int frozen) {
     before = save;
     for (int s = 0; s < 2; s++) {
         if (prec == 32) {
-            gmf_nn_ws_f wa, wb;
-            CHECK(!gmf_nn_ws_init_f(&wa, &a, BB, 2) && !gmf_nn_ws_init_f(&wb, &b, BB, 2), "ws");
-            gmf_nn_sgd_step_f(&wa, Xf, y, BB, lr);
-            const double l = gmf_nn_loss_grad_f(&wb, Xf, y, BB, 1.0 / BB, 0);
+            gmf_nn_ws_f *wa, *wb;
+            CHECK(!gmf_nn_ws_new_f(&wa, &a, BB, 2) && !gmf_nn_ws_new_f(&wb, &b, BB, 2), "ws");
+            gmf_nn_sgd_step_f(wa, Xf, y, BB, lr);
+            const double l = gmf_nn_loss_grad_f(wb, Xf, y, BB, 1.0 / BB, 0);
             CHECK(isfinite(l), "loss");
-            gmf_nn_sgd_apply_f(&wb, lr, 0);
-            gmf_nn_ws_store_f(&wa), gmf_nn_ws_store_f(&wb);
-            gmf_nn_ws_free_f(&wa), gmf_nn_ws_free_f(&wb);
+            gmf_nn_sgd_apply_f(wb, lr, 0);
+            gmf_nn_ws_store_f(wa), gmf_nn_ws_store_f(wb);
+            gmf_nn_ws_free_f(wa), gmf_nn_ws_free_f(wb);
         } else {
-            gmf_nn_ws_d wa, wb;
-            CHECK(!gmf_nn_ws_init_d(&wa, &a, BB, 2) && !gmf_nn_ws_init_d(&wb, &b, BB, 2), "ws");
-            gmf_nn_sgd_step_d(&wa, X, y, BB, lr);
-            const double l = gmf_nn_loss_grad_d(&wb, X, y, BB, 1.0 / BB, 0);
+            gmf_nn_ws_d *wa, *wb;
+            CHECK(!gmf_nn_ws_new_d(&wa, &a, BB, 2) && !gmf_nn_ws_new_d(&wb, &b, BB, 2), "ws");
+            gmf_nn_sgd_step_d(wa, X, y, BB, lr);
+            const double l = gmf_nn_loss_grad_d(wb, X, y, BB, 1.0 / BB, 0);
             CHECK(isfinite(l), "loss");
-            gmf_nn_sgd_apply_d(&wb, lr, 0);
-            gmf_nn_ws_store_d(&wa), gmf_nn_ws_store_d(&wb);
-            gmf_nn_ws_free_d(&wa), gmf_nn_ws_free_d(&wb);
+            gmf_nn_sgd_apply_d(wb, lr, 0);
+            gmf_nn_ws_store_d(wa), gmf_nn_ws_store_d(wb);
+            gmf_nn_ws_free_d(wa), gmf_nn_ws_free_d(wb);
         }
     }
     size_t diff = 0, moved = 0, frozen_moved = 0;
@@ -209,27 +213,91 @@ static void test_ops(gsl_rng *r) {
         CHECK(!gmf_nn_init_gm(&a, 0.5, &rng), "init_gm");
         CHECK(!gmf_nn_model_init(&b, GMF_NN_GM, D, LL, KC, 0, 0), "init");
         memcpy(b.params, a.params, a.nparams * sizeof(double));
-        gmf_nn_ws_any wa, wb;
-        CHECK(!ops->ws_init(&wa, &a, BB, 1), "ops ws_init");
+        void *wa;
+        CHECK(!ops->ws_new(&wa, &a, BB, 1), "ops ws_new");
         double la, lb;
-        la = ops->sgd_step_rows(&wa, Xf, y, idx, BB, lr);
-        ops->ws_store(&wa);
+        la = ops->sgd_step_rows(wa, Xf, y, idx, BB, lr);
+        ops->ws_store(wa);
         if (p) {
-            CHECK(!gmf_nn_ws_init_d(&wb.d, &b, BB, 1), "ws");
-            lb = gmf_nn_sgd_step_rows_d(&wb.d, Xf, y, idx, BB, lr);
-            gmf_nn_ws_store_d(&wb.d);
-            gmf_nn_ws_free_d(&wb.d);
+            gmf_nn_ws_d *wb;
+            CHECK(!gmf_nn_ws_new_d(&wb, &b, BB, 1), "ws");
+            lb = gmf_nn_sgd_step_rows_d(wb, Xf, y, idx, BB, lr);
+            gmf_nn_ws_store_d(wb);
+            gmf_nn_ws_free_d(wb);
         } else {
-            CHECK(!gmf_nn_ws_init_f(&wb.f, &b, BB, 1), "ws");
-            lb = gmf_nn_sgd_step_rows_f(&wb.f, Xf, y, idx, BB, lr);
-            gmf_nn_ws_store_f(&wb.f);
-            gmf_nn_ws_free_f(&wb.f);
+            gmf_nn_ws_f *wb;
+            CHECK(!gmf_nn_ws_new_f(&wb, &b, BB, 1), "ws");
+            lb = gmf_nn_sgd_step_rows_f(wb, Xf, y, idx, BB, lr);
+            gmf_nn_ws_store_f(wb);
+            gmf_nn_ws_free_f(wb);
         }
-        ops->ws_free(&wa);
+        ops->ws_free(wa);
         CHECK(la == lb && !memcmp(a.params, b.params, a.nparams * sizeof(double)),
               "float%d: a step through the ops table differs from the direct step", ops->precision);
         gmf_nn_model_free(&a), gmf_nn_model_free(&b);
     }
+}
+
+/* Item 5. */
+static void test_lifecycle(gsl_rng *r) {
+    gmf_nn_ws_free_f(NULL), gmf_nn_ws_free_d(NULL), gmf_nn_model_free(NULL);
+    gmf_nn_gm_cache_free_f(NULL), gmf_nn_gm_cache_free_d(NULL);
+    gmf_nn_gmfull_cache_free_f(NULL), gmf_nn_gmfull_cache_free_d(NULL);
+    gmf_nn_gmlr_cache_free_f(NULL), gmf_nn_gmlr_cache_free_d(NULL);
+    gmf_nn_fc_cache_free_f(NULL), gmf_nn_fc_cache_free_d(NULL);
+
+    gmf_nn_model bad;
+    memset(&bad, 0xab, sizeof bad);
+    CHECK(gmf_nn_model_init(&bad, GMF_NN_GM, 0, LL, KC, 0, 0) == GMF_EINVAL && !bad.params &&
+              bad.nparams == 0 && bad.ngroups == 0,
+          "failed model init: not a zeroed model");
+    gmf_nn_model_free(&bad);
+    gmf_nn_spec spec;
+    gmf_nn_spec_default(&spec);
+    spec.fc_init = (gmf_nn_fc_init)7;
+    memset(&bad, 0xab, sizeof bad);
+    CHECK(gmf_nn_model_build(&bad, &spec, D, LL, 1) == GMF_EINVAL && !bad.params &&
+              bad.nparams == 0,
+          "failed model build: not a zeroed model");
+    gmf_nn_model_free(&bad);
+
+    gmf_nn_model m;
+    gmf_nn_rng rng;
+    gmf_nn_rng_seed(&rng, 5, 0);
+    CHECK(!gmf_nn_model_init(&m, GMF_NN_GM, D, LL, KC, 0, 0), "init");
+    CHECK(!gmf_nn_init_gm(&m, 0.5, &rng), "init_gm");
+    char dummy;
+    gmf_nn_ws_f *wf = (gmf_nn_ws_f *)(void *)&dummy;
+    gmf_nn_ws_d *wd = (gmf_nn_ws_d *)(void *)&dummy;
+    CHECK(gmf_nn_ws_new_f(&wf, &m, 0, 1) == GMF_EINVAL && !wf, "failed ws_new_f: *out not NULL");
+    CHECK(gmf_nn_ws_new_d(&wd, &m, 0, 1) == GMF_EINVAL && !wd, "failed ws_new_d: *out not NULL");
+
+    double X[BB * D];
+    float Xf[BB * D];
+    uint8_t y[BB];
+    make_data(r, X, Xf, y);
+    CHECK(!gmf_nn_ws_new_f(&wf, &m, BB, 2) && !gmf_nn_ws_new_d(&wd, &m, BB, 1), "ws_new");
+    CHECK(gmf_nn_ws_grad_f(wf) == wf->dP && gmf_nn_ws_grad_acc_f(wf) == wf->gacc &&
+              gmf_nn_ws_logits_f(wf) == wf->H,
+          "float workspace accessors: not the workspace's arrays");
+    CHECK(gmf_nn_ws_grad_d(wd) == wd->dP && gmf_nn_ws_grad_acc_d(wd) == wd->gacc &&
+              gmf_nn_ws_logits_d(wd) == wd->H,
+          "double workspace accessors: not the workspace's arrays");
+    /* the gradient the accessor shows is the one loss_grad computed: accumulated twice = 2 g */
+    const double l = gmf_nn_loss_grad_d(wd, X, y, BB, 1.0 / BB, 0);
+    CHECK(isfinite(l), "loss");
+    double g[m.nparams];
+    memcpy(g, gmf_nn_ws_grad_d(wd), sizeof g);
+    double *acc = gmf_nn_ws_grad_acc_d(wd);
+    memset(acc, 0, sizeof g);
+    gmf_nn_loss_grad_d(wd, X, y, BB, 1.0 / BB, 1), gmf_nn_loss_grad_d(wd, X, y, BB, 1.0 / BB, 1);
+    size_t off = 0, nz = 0;
+    for (size_t e = 0; e < m.nparams; e++)
+        off += fabs(acc[e] - 2 * g[e]) > 1e-12 * (1 + fabs(g[e])), nz += g[e] != 0.0;
+    CHECK(off == 0 && nz > m.nparams / 2, "gacc != 2 dP in %zu entries (%zu nonzero)", off, nz);
+    gmf_nn_ws_free_f(wf), gmf_nn_ws_free_d(wd);
+    gmf_nn_model_free(&m);
+    CHECK(!m.params && m.nparams == 0, "gmf_nn_model_free: model not zeroed");
 }
 
 int main(void) {
@@ -240,8 +308,9 @@ int main(void) {
         for (int frozen = -1; frozen < GMF_NN_GM_NGROUPS; frozen++)
             test_one_update(r, prec, frozen);
     test_ops(r);
+    test_lifecycle(r);
     gsl_rng_free(r);
     printf("  views = hand layouts and groups; fused = plain SGD bitwise (float32, float64, each "
-           "group frozen); ops table = direct calls\n");
+           "group frozen); ops table = direct calls; lifecycles\n");
     return tu_finish("test_nn_views");
 }

@@ -126,9 +126,9 @@ static void forward_case(gsl_rng *r) {
     const gmf_nn_net_params_d p = gmf_nn_net_view_d(&m, m.params);
     softmax_here(w, p.gm[0].a, K);
     for (int T = 1; T <= 3; T += 2) { /* the network, 1 and 3 threads */
-        gmf_nn_ws_d ws;
-        if (gmf_nn_ws_init_d(&ws, &m, B, T)) exit(2);
-        gmf_nn_forward_d(H, &ws, X, B);
+        gmf_nn_ws_d *ws;
+        if (gmf_nn_ws_new_d(&ws, &m, B, T)) exit(2);
+        gmf_nn_forward_d(H, ws, X, B);
         double err = 0.0, ref = 0.0;
         for (size_t e = 0; e < B * L; e++) {
             double want = 0.0;
@@ -139,7 +139,7 @@ static void forward_case(gsl_rng *r) {
         CHECK(err <= 1e-14 * ref, "forward T=%d vs sum_k w_k h_k: %g (scale %g)", T, err, ref);
         printf("  forward (T=%d) vs sum_k w_k h_k (K=1 layers): max error %.2e of %.2e\n", T, err,
                ref);
-        gmf_nn_ws_free_d(&ws);
+        gmf_nn_ws_free_d(ws);
     }
     /* a = 0: the fixed-weight layer (sum / K); learned path in double, to rounding */
     memset(p.gm[0].a, 0, K * sizeof(double));
@@ -181,17 +181,17 @@ static void logits_step(gmf_nn_model *m, const double *X, const uint8_t *y, size
                         gmf_nn_wgeom geom, int fused) {
     double rates[GMF_NN_MAX_GROUPS] = {0};
     rates[gmf_nn_model_logits_group(m, 1)] = lr;
-    gmf_nn_ws_d ws;
-    if (gmf_nn_ws_init_d(&ws, m, B, 2)) exit(2);
-    gmf_nn_ws_set_weight_rule_d(&ws, geom, 0);
+    gmf_nn_ws_d *ws;
+    if (gmf_nn_ws_new_d(&ws, m, B, 2)) exit(2);
+    gmf_nn_ws_set_weight_rule_d(ws, geom, 0);
     if (fused) {
-        gmf_nn_sgd_step_d(&ws, X, y, B, rates);
+        gmf_nn_sgd_step_d(ws, X, y, B, rates);
     } else {
-        gmf_nn_loss_grad_d(&ws, X, y, B, 1.0 / (double)B, 0);
-        gmf_nn_sgd_apply_d(&ws, rates, 0);
+        gmf_nn_loss_grad_d(ws, X, y, B, 1.0 / (double)B, 0);
+        gmf_nn_sgd_apply_d(ws, rates, 0);
     }
-    gmf_nn_ws_store_d(&ws);
-    gmf_nn_ws_free_d(&ws);
+    gmf_nn_ws_store_d(ws);
+    gmf_nn_ws_free_d(ws);
 }
 
 static void step_case(gsl_rng *r) {
@@ -276,12 +276,12 @@ static void per_mass_case(gsl_rng *r) {
     memcpy(p0, m.params, m.nparams * sizeof(double));
     for (int pm = 0; pm < 2; pm++) { /* equal weights: per-mass = plain, bitwise (fused) */
         memcpy(m.params, p0, m.nparams * sizeof(double));
-        gmf_nn_ws_d ws;
-        if (gmf_nn_ws_init_d(&ws, &m, B, 2)) exit(2);
-        gmf_nn_ws_set_weight_rule_d(&ws, GMF_NN_WGEOM_EUCLID, pm);
-        gmf_nn_sgd_step_d(&ws, X, y, B, lr);
-        gmf_nn_ws_store_d(&ws);
-        gmf_nn_ws_free_d(&ws);
+        gmf_nn_ws_d *ws;
+        if (gmf_nn_ws_new_d(&ws, &m, B, 2)) exit(2);
+        gmf_nn_ws_set_weight_rule_d(ws, GMF_NN_WGEOM_EUCLID, pm);
+        gmf_nn_sgd_step_d(ws, X, y, B, lr);
+        gmf_nn_ws_store_d(ws);
+        gmf_nn_ws_free_d(ws);
         if (!pm) memcpy(p1, m.params, m.nparams * sizeof(double));
     }
     CHECK(!memcmp(p1, m.params, m.nparams * sizeof(double)),
@@ -293,24 +293,24 @@ static void per_mass_case(gsl_rng *r) {
     double w[K];
     softmax_here(w, a0, K);
     memcpy(m.params, p0, m.nparams * sizeof(double));
-    gmf_nn_ws_d ws;
-    if (gmf_nn_ws_init_d(&ws, &m, B, 1)) exit(2);
-    gmf_nn_loss_grad_d(&ws, X, y, B, 1.0 / (double)B, 0);
+    gmf_nn_ws_d *ws;
+    if (gmf_nn_ws_new_d(&ws, &m, B, 1)) exit(2);
+    gmf_nn_loss_grad_d(ws, X, y, B, 1.0 / (double)B, 0);
     double *g = tu_xmalloc(m.nparams * sizeof(double));
-    memcpy(g, ws.dP, m.nparams * sizeof(double));
-    gmf_nn_ws_free_d(&ws);
+    memcpy(g, gmf_nn_ws_grad_d(ws), m.nparams * sizeof(double));
+    gmf_nn_ws_free_d(ws);
     for (int fused = 0; fused < 2; fused++) {
         memcpy(m.params, p0, m.nparams * sizeof(double));
-        if (gmf_nn_ws_init_d(&ws, &m, B, 2)) exit(2);
-        gmf_nn_ws_set_weight_rule_d(&ws, GMF_NN_WGEOM_EUCLID, 1);
+        if (gmf_nn_ws_new_d(&ws, &m, B, 2)) exit(2);
+        gmf_nn_ws_set_weight_rule_d(ws, GMF_NN_WGEOM_EUCLID, 1);
         if (fused) {
-            gmf_nn_sgd_step_d(&ws, X, y, B, lr);
+            gmf_nn_sgd_step_d(ws, X, y, B, lr);
         } else {
-            gmf_nn_loss_grad_d(&ws, X, y, B, 1.0 / (double)B, 0);
-            gmf_nn_sgd_apply_d(&ws, lr, 0);
+            gmf_nn_loss_grad_d(ws, X, y, B, 1.0 / (double)B, 0);
+            gmf_nn_sgd_apply_d(ws, lr, 0);
         }
-        gmf_nn_ws_store_d(&ws);
-        gmf_nn_ws_free_d(&ws);
+        gmf_nn_ws_store_d(ws);
+        gmf_nn_ws_free_d(ws);
         double err = 0.0, ref = 0.0;
         for (size_t gi = 0; gi < GMF_NN_GM_NGROUPS; gi++) { /* mu, sigma, U, v */
             const gmf_nn_group *gr = &m.group[gi];
@@ -378,10 +378,10 @@ static void fc_case(gsl_rng *r) {
     make_model(&m, GMF_NN_GM, d, L, K, 0, r, 1.5);
     double X[B * d], H[B * L];
     tu_randn(r, B * d, 1.0, X);
-    gmf_nn_ws_d ws;
-    if (gmf_nn_ws_init_d(&ws, &m, B, 1)) exit(2);
-    gmf_nn_forward_d(H, &ws, X, B);
-    gmf_nn_ws_free_d(&ws);
+    gmf_nn_ws_d *ws;
+    if (gmf_nn_ws_new_d(&ws, &m, B, 1)) exit(2);
+    gmf_nn_forward_d(H, ws, X, B);
+    gmf_nn_ws_free_d(ws);
     gmf_nn_rng rng;
     gmf_nn_rng_seed(&rng, 99, 0);
     if (gmf_nn_model_init(&fc, GMF_NN_FC, d, L, 0, n, 0) ||

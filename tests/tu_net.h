@@ -23,7 +23,7 @@
 
 typedef struct tu_net {
     gmf_nn_model *m;
-    gmf_nn_ws_d ws;
+    gmf_nn_ws_d *ws;
     double *X;  /* B x d */
     uint8_t *y; /* B */
     size_t B;
@@ -38,21 +38,22 @@ static inline void tu_net_init(tu_net *c, gmf_nn_model *m, size_t B, int nthread
     tu_randn(r, B * m->d, 1.0, c->X);
     for (size_t i = 0; i < B; i++)
         c->y[i] = (uint8_t)gsl_rng_uniform_int(r, m->L + 1);
-    if (gmf_nn_ws_init_d(&c->ws, m, B, nthreads)) {
+    if (gmf_nn_ws_new_d(&c->ws, m, B, nthreads)) {
         fprintf(stderr, "%s: workspace: %s\n", what, gmf_errmsg());
         exit(2);
     }
-    const double loss = gmf_nn_loss_grad_d(&c->ws, c->X, c->y, B, 1.0 / (double)B, 0);
+    const double loss = gmf_nn_loss_grad_d(c->ws, c->X, c->y, B, 1.0 / (double)B, 0);
     CHECK(isfinite(loss), "%s: loss not finite", what);
     c->g = tu_xmalloc(m->nparams * sizeof *c->g);
-    memcpy(c->g, c->ws.dP, m->nparams * sizeof *c->g);
+    memcpy(c->g, gmf_nn_ws_grad_d(c->ws), m->nparams * sizeof *c->g);
 }
 
 static inline double tu_net_loss(void *vc) {
     tu_net *c = vc;
-    gmf_nn_ws_load_d(&c->ws);
-    gmf_nn_forward_d(c->ws.H, &c->ws, c->X, c->B);
-    return gmf_nn_refloss_d(NULL, NULL, c->ws.H, c->y, 1.0, c->B, c->m->L) / (double)c->B;
+    gmf_nn_ws_load_d(c->ws);
+    double *H = gmf_nn_ws_logits_d(c->ws);
+    gmf_nn_forward_d(H, c->ws, c->X, c->B);
+    return gmf_nn_refloss_d(NULL, NULL, H, c->y, 1.0, c->B, c->m->L) / (double)c->B;
 }
 
 static inline void tu_net_check_groups(tu_net *c, const char *desc, int nthreads, double hfix,
@@ -68,17 +69,18 @@ static inline void tu_net_check_groups(tu_net *c, const char *desc, int nthreads
 
 static inline void tu_net_check_accumulate(tu_net *c, const char *what) {
     const size_t B = c->B, n = c->m->nparams;
-    gmf_nn_ws_load_d(&c->ws);
-    gmf_nn_loss_grad_d(&c->ws, c->X, c->y, B, 1.0 / (double)B, 1);
-    gmf_nn_loss_grad_d(&c->ws, c->X, c->y, B, 1.0 / (double)B, 1);
+    gmf_nn_ws_load_d(c->ws);
+    gmf_nn_loss_grad_d(c->ws, c->X, c->y, B, 1.0 / (double)B, 1);
+    gmf_nn_loss_grad_d(c->ws, c->X, c->y, B, 1.0 / (double)B, 1);
+    const double *gacc = gmf_nn_ws_grad_acc_d(c->ws);
     double acc = 0.0;
     for (size_t e = 0; e < n; e++)
-        acc = fmax(acc, fabs(c->ws.gacc[e] - 2 * c->g[e]));
+        acc = fmax(acc, fabs(gacc[e] - 2 * c->g[e]));
     CHECK(acc <= 1e-12 * (1 + tu_max_abs(c->g, n)), "%s: accumulate error %g", what, acc);
 }
 
 static inline void tu_net_free(tu_net *c) {
-    gmf_nn_ws_free_d(&c->ws);
+    gmf_nn_ws_free_d(c->ws);
     free(c->g);
     free(c->y);
     free(c->X);

@@ -95,13 +95,14 @@ static int trainer_check(const gcase *c, gmf_clsflow *f, const double *X, const 
     }
     /* gradient at th0 */
     memcpy(m.params, th0, N * sizeof(double));
-    gmf_nn_ws_d ws;
-    if (gmf_nn_ws_init_d(&ws, &m, n, 1)) return fail("trainer workspace");
+    gmf_nn_ws_d *ws;
+    if (gmf_nn_ws_new_d(&ws, &m, n, 1)) return fail("trainer workspace");
     double *g = calloc(N, sizeof *g), *z = calloc(N, sizeof *z);
-    double lt = gmf_nn_loss_grad_d(&ws, X, y, n, 1.0 / (double)n, 0), lc;
+    double lt = gmf_nn_loss_grad_d(ws, X, y, n, 1.0 / (double)n, 0), lc;
     if (gmf_clsflow_grad(f, th0, &lc, g)) return fail("gradient");
-    *gerr = fmax(maxdiff(ws.dP, g, N) / maxabs(g, N), fabs(lt / (double)n - lc) / lc);
-    gmf_nn_ws_free_d(&ws);
+    *gerr =
+        fmax(maxdiff(gmf_nn_ws_grad_d(ws), g, N) / maxabs(g, N), fabs(lt / (double)n - lc) / lc);
+    gmf_nn_ws_free_d(ws);
 
     /* NTRAIN full-batch epochs, double and float, against our gradient descent */
     gmf_dataset ds = {.n = n, .d = d, .nclass = c->nclass};

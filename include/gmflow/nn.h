@@ -148,12 +148,15 @@ typedef struct gmf_nn_model {
     gmf_nn_weights weights; /* GM kinds: fixed (0, default) or learned mixture weights */
 } gmf_nn_model;
 
-/* Allocate a zero-initialized model.  Shapes not used by `kind` are ignored and stored as 0
- * (fc_scale for FC defaults to 1/width; set it after init to change).  GMF_NN_GMLR takes its
- * rank r in `width` (1 <= r <= d; stored in m->rank, m->width = 0). */
+/* A model is plain data (API house style, docs/ARCHITECTURE.md): its fields -- kind, shapes,
+ * params with nparams, the groups -- are read (and params written) by its users; it owns only
+ * params.  gmf_nn_model_init allocates a zero-initialized one.  Shapes not used by `kind` are
+ * ignored and stored as 0 (fc_scale for FC defaults to 1/width; set it after init to change).
+ * GMF_NN_GMLR takes its rank r in `width` (1 <= r <= d; stored in m->rank, m->width = 0).  On
+ * failure *m is zeroed: nothing to free (gmf_nn_model_free on it is harmless). */
 int gmf_nn_model_init(gmf_nn_model *m, gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t width,
                       size_t Lmid);
-void gmf_nn_model_free(gmf_nn_model *m);
+void gmf_nn_model_free(gmf_nn_model *m); /* frees params and zeroes *m; NULL is fine */
 const char *
 gmf_nn_kind_name(gmf_nn_kind kind); /* "gm", "gm-full", "fc", "gm-stack", "gm-lowrank" */
 int gmf_nn_kind_parse(const char *name, gmf_nn_kind *out); /* GMF_EINVAL if unknown */
@@ -250,10 +253,10 @@ const char *gmf_nn_fc_scale_name(gmf_nn_fc_scale_rule r); /* "default", "standar
 int gmf_nn_fc_init_parse(const char *name, gmf_nn_fc_init *out);        /* GMF_EINVAL if unknown */
 int gmf_nn_fc_scale_parse(const char *name, gmf_nn_fc_scale_rule *out); /* standard, mean-field */
 /* Allocate and initialize m (d inputs, L logits) as the spec says from `seed`; free with
- * gmf_nn_model_free.  On failure m holds nothing to free. */
+ * gmf_nn_model_free.  On failure *m is zeroed (nothing to free), as after gmf_nn_model_init. */
 int gmf_nn_model_build(gmf_nn_model *m, const gmf_nn_spec *s, size_t d, size_t L, uint64_t seed);
 /* Allocate fc and draw it as repeat `repeat` of the width-`width` Monte Carlo reduction of gm
- * (gm or gm-full) from `seed`. */
+ * (gm or gm-full) from `seed`; on failure *fc is zeroed (nothing to free). */
 int gmf_nn_mc_draw(gmf_nn_model *fc, const gmf_nn_model *gm, size_t width, uint64_t seed,
                    size_t repeat);
 
@@ -292,6 +295,11 @@ GMF_NN_VIEW_API(double, _d)
 /* ---------------------------------------------------------------------------------------------
  * Precision-templated API: GMF_NN_API(real, S) declares the float (_f) and double (_d)
  * versions.  In every function: outputs first, then caches, then inputs, then shapes.
+ *
+ * The per-layer caches are plain data (llm.c's explicit caches: arrays with their sizes, which
+ * the backward pass and callers read, e.g. the mixture weights' w and gw), filled by
+ * gmf_nn_*_cache_init (on failure zeroed: nothing to free) and released by gmf_nn_*_cache_free
+ * (NULL is fine).  A whole network's workspace, which also owns a thread pool, is opaque (below).
  */
 struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
 
@@ -448,41 +456,27 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
     size_t gmf_nn_predict##S(uint8_t *pred, const real *H, const uint8_t *y, size_t B, size_t L);  \
                                                                                                    \
     /* ---- whole networks ------------------------------------------------------------------- */  \
-    typedef struct gmf_nn_ws##S {                                                                  \
-        gmf_nn_model *m;                                                                           \
-        size_t Bmax;                                                                               \
-        real *P, *dP; /* nparams: working copy of m->params, gradient */                           \
-        double *gacc; /* nparams: gradient accumulator (gmf_nn_loss_grad, accumulate = 1) */       \
-        real *H, *dH; /* Bmax x L */                                                               \
-        real *Z1, *Y1, *dY1, *dZ1, *nrm; /* GMSTACK middle layer: Bmax x Lmid (nrm: Bmax) */       \
-        double *lossv;                   /* Bmax per-sample losses */                              \
-        real *Xb;                        /* Bmax x d gathered batch (gmf_nn_sgd_step_rows) */      \
-        uint8_t *yb;                     /* Bmax gathered labels */                                \
-        gmf_nn_gm_cache##S gm1, gm2;                                                               \
-        gmf_nn_gmfull_cache##S full;                                                               \
-        gmf_nn_gmlr_cache##S lr; /* gm-lowrank */                                                  \
-        gmf_nn_fc_cache##S fc;                                                                     \
-        int nthreads;                                                                              \
-        struct gmf_nn_pool *pool; /* GM kind: components split over nthreads threads */            \
-        int prep_valid;           /* GM kind: gm1's parameter-derived cache matches P */           \
-        gmf_nn_wgeom wgeom;       /* learned weights: the logits' SGD step (euclid) */             \
-        int per_mass;             /* learned weights: transport rate lr / (K w_k) (0) */           \
-        real *xtp; /* GM kind, AVX-512 float32, nthreads > 1: each pool thread's own X^T */        \
-        /* GM kind, AVX-512 float32: the gather's staged bytes (Bmax x d) and scales (2 Bmax),  */ \
-        /* and threads 1.. nthreads-1's own copies of X (thread 0's is Xb) */                      \
-        uint8_t *sb;                                                                               \
-        double *ssc;                                                                               \
-        real *xp;                                                                                  \
-        real *xb2; /* GM kind, nthreads > 1: the second batch buffer of a multi-step pool job */   \
-    } gmf_nn_ws##S;                                                                                \
-    /* Workspace for batches of up to Bmax samples.  nthreads >= 1: for GMF_NN_GM the components   \
-     * are split over a pool of nthreads threads (OpenBLAS single-threaded inside them); for the   \
-     * other kinds OpenBLAS itself uses nthreads threads (the process-wide OpenBLAS setting is     \
-     * made at each call into the workspace).  Loads m->params into P. */                          \
+    /* A workspace (opaque: it owns the `real` parameters, gradients, activations, the layers'     \
+     * caches and, for GMF_NN_GM and GMF_NN_GMLR, a thread pool) for batches of up to Bmax         \
+     * samples of model m (not owned: m must outlive the workspace).  nthreads >= 1                \
+     * (smaller counts as 1): for GMF_NN_GM the components are split over a pool of nthreads       \
+     * threads (OpenBLAS single-threaded inside them); for the other kinds OpenBLAS itself uses    \
+     * nthreads threads (the process-wide OpenBLAS setting is made at each call into the           \
+     * workspace).  Loads m->params into the working copy P.  *out = NULL and GMF_EINVAL (Bmax     \
+     * = 0, unknown kind) or GMF_ENOMEM on failure. */                                             \
     /* GMF_NN_GMLR runs on the pool like GMF_NN_GM (below too: its step is fused the same way). */ \
-    int gmf_nn_ws_init##S(gmf_nn_ws##S *ws, gmf_nn_model *m, size_t Bmax, int nthreads);           \
-    void gmf_nn_ws_free##S(gmf_nn_ws##S *ws);                                                      \
-    /* P <- (real) m->params (call after changing m->params, or P, by hand). */                    \
+    typedef struct gmf_nn_ws##S gmf_nn_ws##S;                                                      \
+    int gmf_nn_ws_new##S(gmf_nn_ws##S **out, gmf_nn_model *m, size_t Bmax, int nthreads);          \
+    void gmf_nn_ws_free##S(gmf_nn_ws##S *ws); /* NULL is fine */                                   \
+    /* The workspace's arrays that callers read (valid until gmf_nn_ws_free): the gradient dP      \
+     * (m->nparams; gmf_nn_loss_grad with accumulate = 0), the double gradient accumulator gacc    \
+     * (m->nparams; accumulate = 1; the caller may zero it) and an output buffer H of Bmax x m->L  \
+     * logits for gmf_nn_forward.  The working copy P of the parameters has no accessor:           \
+     * gmf_nn_ws_store copies it to m->params, gmf_nn_ws_load copies m->params into it. */         \
+    const real *gmf_nn_ws_grad##S(const gmf_nn_ws##S *ws);                                         \
+    double *gmf_nn_ws_grad_acc##S(gmf_nn_ws##S *ws);                                               \
+    real *gmf_nn_ws_logits##S(gmf_nn_ws##S *ws);                                                   \
+    /* P <- (real) m->params (call after changing m->params by hand). */                           \
     void gmf_nn_ws_load##S(gmf_nn_ws##S *ws);                                                      \
     /* m->params <- P (after training: checkpoints and snapshots read m->params). */               \
     void gmf_nn_ws_store##S(gmf_nn_ws##S *ws);                                                     \
@@ -490,15 +484,16 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
      * geometry, and per_mass = 1 to give component k's other parameters (mu, sigma / C, U, v)     \
      * the rate lr_g / (K w_k) (the WFR flow's per-unit-mass transport; docs/TRAINING.md). */      \
     void gmf_nn_ws_set_weight_rule##S(gmf_nn_ws##S *ws, gmf_nn_wgeom geom, int per_mass);          \
-    /* Logits H (B x L) of X (B x d) at ws->P; H may be ws->H. */                                  \
+    /* Logits H (B x L) of X (B x d) at P; H may be gmf_nn_ws_logits(ws). */                       \
     void gmf_nn_forward##S(real *H, gmf_nn_ws##S *ws, const real *X, size_t B);                    \
     /* Forward, loss and backward: returns sum_i loss_i over the batch; if it is finite, sets      \
-     * ws->dP to (accumulate = 0) or adds to ws->gacc (accumulate = 1, in double) the gradient     \
-     * of dscale * sum_i loss_i.  A non-finite return leaves dP and gacc untouched. */             \
+     * dP to (accumulate = 0) or adds to gacc (accumulate = 1, in double) the gradient             \
+     * of dscale * sum_i loss_i (gmf_nn_ws_grad, gmf_nn_ws_grad_acc).  A non-finite return leaves  \
+     * dP and gacc untouched. */                                                                   \
     double gmf_nn_loss_grad##S(gmf_nn_ws##S *ws, const real *X, const uint8_t *y, size_t B,        \
                                double dscale, int accumulate);                                     \
     /* SGD with per-group learning rates lr[g] (g < m->ngroups; 0 freezes a group exactly):        \
-     * P -= lr[g] grad on the group's entries, grad = ws->dP, or ws->gacc when from_acc (which     \
+     * P -= lr[g] grad on the group's entries, grad = dP, or gacc when from_acc (which             \
      * is then zeroed).  m->params is not touched: gmf_nn_ws_store.  Learned weights (the rates    \
      * set by gmf_nn_ws_set_weight_rule, w of the last forward pass): fr divides the logits'       \
      * gradient by w_k (a_k -= lr (g_k - gbar)); per_mass divides component k's other rates by     \
@@ -511,8 +506,8 @@ struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
     double gmf_nn_sgd_step##S(gmf_nn_ws##S *ws, const real *X, const uint8_t *y, size_t B,         \
                               const double *lr);                                                   \
     /* The same step on the batch of rows idx[0..B) of a float data set (m->d floats per row)      \
-     * and their labels: the rows are gathered into ws->Xb (for GMF_NN_GM by the pool's threads,   \
-     * each its share of the rows, inside the step). */                                            \
+     * and their labels: the rows are gathered into the workspace's batch buffer (for GMF_NN_GM by \
+     * the pool's threads, each its share of the rows, inside the step). */                        \
     double gmf_nn_sgd_step_rows##S(gmf_nn_ws##S *ws, const float *data, const uint8_t *labels,     \
                                    const size_t *idx, size_t B, const double *lr);
 

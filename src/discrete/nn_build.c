@@ -77,6 +77,7 @@ static int fc_from_mixture(gmf_nn_model *m, const gmf_nn_spec *s, gmf_nn_rng *rn
 }
 
 int gmf_nn_model_build(gmf_nn_model *m, const gmf_nn_spec *s, size_t d, size_t L, uint64_t seed) {
+    memset(m, 0, sizeof *m); /* zeroed on every failure, as gmf_nn_model_init leaves it */
     if ((unsigned)s->fc_init > 2 || (unsigned)s->fc_scale > 2)
         return gmf_error(GMF_EINVAL, "model spec: unknown fc init or scale rule");
     const int lowrank = s->kind == GMF_NN_GMLR; /* its rank goes in the width argument */

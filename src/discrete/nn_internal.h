@@ -1,4 +1,6 @@
-/* nn_internal.h -- private to the nn module: a small thread pool with a spin-then-block barrier.
+/* nn_internal.h -- private to the nn module: the whole network's workspace (the struct behind
+ * nn.h's opaque gmf_nn_ws_f / gmf_nn_ws_d), the per-precision table of its entry points, the
+ * hand-written kernels, and a small thread pool with a spin-then-block barrier.
  *
  * gmf_nn_pool_run(p, job, ctx) runs job(ctx, tid, n) on all n threads (the caller is tid 0) and
  * returns when every thread has finished.  Inside a job, gmf_nn_pool_barrier(p) makes all n
@@ -14,6 +16,40 @@
 
 #include "gmflow/dataset.h"
 #include "gmflow/nn.h"
+
+/* The whole network's workspace (nn.h: opaque to users, gmf_nn_ws_new / gmf_nn_ws_free); its
+ * fields are the library's own (nn_tmpl.h, the ops table below) and the white-box tests'. */
+#define GMF_NN_WS_DEF(real, S)                                                                     \
+    struct gmf_nn_ws##S {                                                                          \
+        gmf_nn_model *m;                                                                           \
+        size_t Bmax;                                                                               \
+        real *P, *dP; /* nparams: working copy of m->params, gradient */                           \
+        double *gacc; /* nparams: gradient accumulator (gmf_nn_loss_grad, accumulate = 1) */       \
+        real *H, *dH; /* Bmax x L */                                                               \
+        real *Z1, *Y1, *dY1, *dZ1, *nrm; /* GMSTACK middle layer: Bmax x Lmid (nrm: Bmax) */       \
+        double *lossv;                   /* Bmax per-sample losses */                              \
+        real *Xb;                        /* Bmax x d gathered batch (gmf_nn_sgd_step_rows) */      \
+        uint8_t *yb;                     /* Bmax gathered labels */                                \
+        gmf_nn_gm_cache##S gm1, gm2;                                                               \
+        gmf_nn_gmfull_cache##S full;                                                               \
+        gmf_nn_gmlr_cache##S lr; /* gm-lowrank */                                                  \
+        gmf_nn_fc_cache##S fc;                                                                     \
+        int nthreads;                                                                              \
+        struct gmf_nn_pool *pool; /* GM kind: components split over nthreads threads */            \
+        int prep_valid;           /* GM kind: gm1's parameter-derived cache matches P */           \
+        gmf_nn_wgeom wgeom;       /* learned weights: the logits' SGD step (euclid) */             \
+        int per_mass;             /* learned weights: transport rate lr / (K w_k) (0) */           \
+        real *xtp; /* GM kind, AVX-512 float32, nthreads > 1: each pool thread's own X^T */        \
+        /* GM kind, AVX-512 float32: the gather's staged bytes (Bmax x d) and scales (2 Bmax),  */ \
+        /* and threads 1.. nthreads-1's own copies of X (thread 0's is Xb) */                      \
+        uint8_t *sb;                                                                               \
+        double *ssc;                                                                               \
+        real *xp;                                                                                  \
+        real *xb2; /* GM kind, nthreads > 1: the second batch buffer of a multi-step pool job */   \
+    };
+
+GMF_NN_WS_DEF(float, _f)
+GMF_NN_WS_DEF(double, _d)
 
 struct gmf_nn_pool;
 typedef void (*gmf_nn_job)(void *ctx, int tid, int nthreads);
@@ -91,7 +127,8 @@ void gmf_nn_kern_gm_update(size_t d, size_t L, float *U, float *mu, float *sigma
 /* gmf_nn_kern_gm_bwd_scalars (gm_scal.c): the backward scalars of components [k0, k1) over rows
  * [0, B) (nn_tmpl.h gm_bwd_scalars has the formulas), with 8 components per zmm of doubles: dF (m
  * and G entries of those components), dS2, da (nk x L, written), gw[k0..k1) (when not NULL); G
- * entries, da and gw bitwise the C loop, m entries and dS2 to its last bits (one division, 1/s).  sc: the components' weights (NULL: 1/K).  L <= GMF_NN_SCAL_LMAX. */
+ * entries, da and gw bitwise the C loop, m entries and dS2 to its last bits (one division, 1/s).
+ * sc: the components' weights (NULL: 1/K).  L <= GMF_NN_SCAL_LMAX. */
 #define GMF_NN_SCAL_LMAX 64
 void gmf_nn_kern_gm_bwd_scalars(size_t B, size_t K, size_t L, size_t k0, size_t k1, const float *a,
                                 const float *F, const float *A, const float *Phi, const float *phi,
@@ -131,45 +168,43 @@ void gmf_nn_softmax(double *w, const double *a, size_t K);
 
 /* The precision-dependent entry points of a whole network, as one table per precision (defined
  * by nn_tmpl.h: gmf_nn_ops_f, gmf_nn_ops_d), so that a caller that runs either precision (the
- * trainer) chooses its table once, at creation, instead of branching at every call.  ws is the
- * workspace of the table's precision; X holds `real` rows (real_size bytes per entry). */
-typedef union gmf_nn_ws_any {
-    gmf_nn_ws_f f;
-    gmf_nn_ws_d d;
-} gmf_nn_ws_any;
-
+ * trainer) chooses its table once, at creation, instead of branching at every call.  ws is a
+ * workspace of the table's precision (a gmf_nn_ws_f * or gmf_nn_ws_d *, made by ws_new); X holds
+ * `real` rows (real_size bytes per entry). */
 typedef struct gmf_nn_ops {
     int precision;    /* 32 or 64 */
     size_t real_size; /* sizeof(real) */
-    int (*ws_init)(gmf_nn_ws_any *ws, gmf_nn_model *m, size_t Bmax, int nthreads);
-    void (*ws_free)(gmf_nn_ws_any *ws);
-    void (*ws_store)(gmf_nn_ws_any *ws);
+    int (*ws_new)(void **out, gmf_nn_model *m, size_t Bmax, int nthreads);
+    void (*ws_free)(void *ws);
+    void (*ws_store)(void *ws);
     /* X[0..n) = (real) src[0..n) */
     void (*load)(void *X, const float *src, size_t n);
-    double (*sgd_step_rows)(gmf_nn_ws_any *ws, const float *data, const uint8_t *labels,
-                            const size_t *idx, size_t B, const double *lr);
+    double (*sgd_step_rows)(void *ws, const float *data, const uint8_t *labels, const size_t *idx,
+                            size_t B, const double *lr);
     /* sgd_step_rows from a data set in either form (gmf_dataset's floats or compact bytes) */
-    double (*sgd_step_ds)(gmf_nn_ws_any *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
+    double (*sgd_step_ds)(void *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
                           const double *lr);
     /* nsteps SGD steps of B rows each, step s on rows idx[s B .. (s + 1) B) of ds: losses[s] =
      * what sgd_step_ds would return for it (bitwise the same parameters as nsteps calls of
      * sgd_step_ds); stops after a non-finite loss (that step's parameters not updated) and
      * returns the number of steps run.  The GM kind on more than one thread runs them as one
      * pool job (nn_tmpl.h gm_steps_run). */
-    size_t (*sgd_steps_ds)(gmf_nn_ws_any *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
+    size_t (*sgd_steps_ds)(void *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
                            size_t nsteps, const double *lr, double *losses);
     /* X, y = rows idx[0..B) of ds (idx NULL: rows first..first+B), in `real` */
     void (*gather)(void *X, uint8_t *y, const gmf_dataset *ds, const size_t *idx, size_t first,
                    size_t B);
-    double (*loss_grad)(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, size_t B, double dscale,
+    double (*loss_grad)(void *ws, const void *X, const uint8_t *y, size_t B, double dscale,
                         int accumulate);
-    void (*sgd_apply)(gmf_nn_ws_any *ws, const double *lr, int from_acc);
+    void (*sgd_apply)(void *ws, const double *lr, int from_acc);
+    /* the gradient accumulator gacc (gmf_nn_ws_grad_acc) */
+    double *(*grad_acc)(void *ws);
     /* zero the gradient accumulator (gacc) */
-    void (*clear_acc)(gmf_nn_ws_any *ws);
+    void (*clear_acc)(void *ws);
     /* gmf_nn_ws_set_weight_rule */
-    void (*set_weight_rule)(gmf_nn_ws_any *ws, gmf_nn_wgeom geom, int per_mass);
+    void (*set_weight_rule)(void *ws, gmf_nn_wgeom geom, int per_mass);
     /* forward into ws->H: returns sum_i loss_i and adds the misclassified rows to *wrong */
-    double (*evaluate)(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, size_t B, size_t *wrong);
+    double (*evaluate)(void *ws, const void *X, const uint8_t *y, size_t B, size_t *wrong);
 } gmf_nn_ops;
 
 extern const gmf_nn_ops gmf_nn_ops_f, gmf_nn_ops_d;

@@ -176,6 +176,7 @@ int gmf_nn_model_init(gmf_nn_model *m, gmf_nn_kind kind, size_t d, size_t L, siz
 }
 
 void gmf_nn_model_free(gmf_nn_model *m) {
+    if (!m) return;
     free(m->params);
     memset(m, 0, sizeof *m);
 }

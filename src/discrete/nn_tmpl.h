@@ -292,6 +292,7 @@ int FN(gmf_nn_gm_cache_init)(gm_cache *c, size_t Bmax, size_t d, size_t K, size_
 }
 
 void FN(gmf_nn_gm_cache_free)(gm_cache *c) {
+    if (!c) return;
     free(c->muW), free(c->sig2), free(c->a), free(c->X2), free(c->XT), free(c->F), free(c->S2);
     free(c->s);
     free(c->Phi), free(c->phi), free(c->A), free(c->dF), free(c->dS2), free(c->dmuW);
@@ -792,6 +793,7 @@ int FN(gmf_nn_gmfull_cache_init)(full_cache *c, size_t Bmax, size_t d, size_t K,
 }
 
 void FN(gmf_nn_gmfull_cache_free)(full_cache *c) {
+    if (!c) return;
     free(c->a), free(c->M), free(c->Wc), free(c->Cc), free(c->G), free(c->s), free(c->Phi);
     free(c->phi), free(c->A), free(c->dG), free(c->dCc), free(c->dWc), free(c->dM);
     free(c->dS2), free(c->w), free(c->gw);
@@ -993,6 +995,7 @@ int FN(gmf_nn_gmlr_cache_init)(lr_cache *c, size_t Bmax, size_t d, size_t K, siz
 }
 
 void FN(gmf_nn_gmlr_cache_free)(lr_cache *c) {
+    if (!c) return;
     free(c->E), free(c->sig2), free(c->a), free(c->Q), free(c->X2), free(c->XT), free(c->F);
     free(c->S2);
     free(c->s), free(c->Phi), free(c->phi), free(c->A), free(c->dF), free(c->dS2), free(c->dE);
@@ -1281,6 +1284,7 @@ int FN(gmf_nn_fc_cache_init)(fc_cache *c, size_t Bmax, size_t d, size_t m, size_
 }
 
 void FN(gmf_nn_fc_cache_free)(fc_cache *c) {
+    if (!c) return;
     free(c->R), free(c->dR);
     memset(c, 0, sizeof *c);
 }
@@ -1397,7 +1401,10 @@ size_t FN(gmf_nn_predict)(uint8_t *pred, const real *H, const uint8_t *y, size_t
  * Whole networks.
  * ============================================================================================= */
 
-int FN(gmf_nn_ws_init)(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
+static void ws_release(ws_t *ws);
+
+/* Fill the zeroed *ws (gmf_nn_ws_new); on failure everything it allocated is released again. */
+static int ws_init(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
     memset(ws, 0, sizeof *ws);
     if (Bmax == 0) return gmf_error(GMF_EINVAL, "workspace: batch size must be >= 1");
     if (nthreads < 1) nthreads = 1;
@@ -1415,7 +1422,7 @@ int FN(gmf_nn_ws_init)(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
     ws->yb = calloc(Bmax, 1);
     if (!ws->gacc || !ws->lossv || !ws->yb) fail = 1;
     if (fail) {
-        FN(gmf_nn_ws_free)(ws);
+        ws_release(ws);
         return gmf_error(GMF_ENOMEM, "workspace: out of memory");
     }
     switch (m->kind) {
@@ -1460,14 +1467,15 @@ int FN(gmf_nn_ws_init)(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
         rc = gmf_error(GMF_EINVAL, "workspace: unknown model kind %d", (int)m->kind);
     }
     if (rc) {
-        FN(gmf_nn_ws_free)(ws);
+        ws_release(ws);
         return rc;
     }
     FN(gmf_nn_ws_load)(ws);
     return GMF_OK;
 }
 
-void FN(gmf_nn_ws_free)(ws_t *ws) {
+/* Free what ws_init allocated (any part of it) and zero *ws; not ws itself. */
+static void ws_release(ws_t *ws) {
     if (ws->pool) gmf_nn_pool_free(ws->pool);
     free(ws->P), free(ws->dP), free(ws->gacc), free(ws->H), free(ws->dH), free(ws->lossv);
     free(ws->Xb), free(ws->yb), free(ws->xtp), free(ws->sb), free(ws->ssc), free(ws->xp);
@@ -1479,6 +1487,37 @@ void FN(gmf_nn_ws_free)(ws_t *ws) {
     if (ws->lr.E) FN(gmf_nn_gmlr_cache_free)(&ws->lr);
     if (ws->fc.R) FN(gmf_nn_fc_cache_free)(&ws->fc);
     memset(ws, 0, sizeof *ws);
+}
+
+int FN(gmf_nn_ws_new)(ws_t **out, gmf_nn_model *m, size_t Bmax, int nthreads) {
+    *out = NULL;
+    ws_t *ws = gmf_calloc(1, sizeof *ws, "workspace");
+    if (!ws) return GMF_ENOMEM;
+    const int rc = ws_init(ws, m, Bmax, nthreads);
+    if (rc) {
+        free(ws);
+        return rc;
+    }
+    *out = ws;
+    return GMF_OK;
+}
+
+void FN(gmf_nn_ws_free)(ws_t *ws) {
+    if (!ws) return;
+    ws_release(ws);
+    free(ws);
+}
+
+const real *FN(gmf_nn_ws_grad)(const ws_t *ws) {
+    return ws->dP;
+}
+
+double *FN(gmf_nn_ws_grad_acc)(ws_t *ws) {
+    return ws->gacc;
+}
+
+real *FN(gmf_nn_ws_logits)(ws_t *ws) {
+    return ws->H;
 }
 
 void FN(gmf_nn_ws_load)(ws_t *ws) {
@@ -2165,13 +2204,16 @@ double FN(gmf_nn_sgd_step)(ws_t *ws, const real *X, const uint8_t *y, size_t B, 
  * The table of this precision's whole-network entry points (nn_internal.h).
  * ============================================================================================= */
 
-static int ops_ws_init(gmf_nn_ws_any *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
-    return FN(gmf_nn_ws_init)((ws_t *)ws, m, Bmax, nthreads);
+static int ops_ws_new(void **out, gmf_nn_model *m, size_t Bmax, int nthreads) {
+    ws_t *ws;
+    const int rc = FN(gmf_nn_ws_new)(&ws, m, Bmax, nthreads);
+    *out = ws;
+    return rc;
 }
-static void ops_ws_free(gmf_nn_ws_any *ws) {
+static void ops_ws_free(void *ws) {
     FN(gmf_nn_ws_free)((ws_t *)ws);
 }
-static void ops_ws_store(gmf_nn_ws_any *ws) {
+static void ops_ws_store(void *ws) {
     FN(gmf_nn_ws_store)((ws_t *)ws);
 }
 static void ops_load(void *X, const float *src, size_t n) {
@@ -2179,38 +2221,40 @@ static void ops_load(void *X, const float *src, size_t n) {
     for (size_t j = 0; j < n; j++)
         dst[j] = (real)src[j];
 }
-static double ops_sgd_step_rows(gmf_nn_ws_any *ws, const float *data, const uint8_t *labels,
+static double ops_sgd_step_rows(void *ws, const float *data, const uint8_t *labels,
                                 const size_t *idx, size_t B, const double *lr) {
     return FN(gmf_nn_sgd_step_rows)((ws_t *)ws, data, labels, idx, B, lr);
 }
-static double ops_sgd_step_ds(gmf_nn_ws_any *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
+static double ops_sgd_step_ds(void *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
                               const double *lr) {
     return sgd_step_ds((ws_t *)ws, ds, idx, B, lr);
 }
-static size_t ops_sgd_steps_ds(gmf_nn_ws_any *ws, const gmf_dataset *ds, const size_t *idx,
-                               size_t B, size_t nsteps, const double *lr, double *losses) {
+static size_t ops_sgd_steps_ds(void *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
+                               size_t nsteps, const double *lr, double *losses) {
     return sgd_steps_ds((ws_t *)ws, ds, idx, B, nsteps, lr, losses);
 }
 static void ops_gather(void *X, uint8_t *y, const gmf_dataset *ds, const size_t *idx, size_t first,
                        size_t B) {
     gather_rows_at(X, y, ds, idx, first, ds->d, 0, B);
 }
-static double ops_loss_grad(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, size_t B,
-                            double dscale, int accumulate) {
+static double ops_loss_grad(void *ws, const void *X, const uint8_t *y, size_t B, double dscale,
+                            int accumulate) {
     return FN(gmf_nn_loss_grad)((ws_t *)ws, X, y, B, dscale, accumulate);
 }
-static void ops_sgd_apply(gmf_nn_ws_any *ws, const double *lr, int from_acc) {
+static void ops_sgd_apply(void *ws, const double *lr, int from_acc) {
     FN(gmf_nn_sgd_apply)((ws_t *)ws, lr, from_acc);
 }
-static void ops_set_weight_rule(gmf_nn_ws_any *ws, gmf_nn_wgeom geom, int per_mass) {
+static void ops_set_weight_rule(void *ws, gmf_nn_wgeom geom, int per_mass) {
     FN(gmf_nn_ws_set_weight_rule)((ws_t *)ws, geom, per_mass);
 }
-static void ops_clear_acc(gmf_nn_ws_any *ws) {
+static double *ops_grad_acc(void *ws) {
+    return FN(gmf_nn_ws_grad_acc)(ws);
+}
+static void ops_clear_acc(void *ws) {
     ws_t *w = (ws_t *)ws;
     memset(w->gacc, 0, w->m->nparams * sizeof(double));
 }
-static double ops_evaluate(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, size_t B,
-                           size_t *wrong) {
+static double ops_evaluate(void *ws, const void *X, const uint8_t *y, size_t B, size_t *wrong) {
     ws_t *w = (ws_t *)ws;
     FN(gmf_nn_forward)(w->H, w, X, B);
     const double loss = FN(gmf_nn_refloss)(NULL, NULL, w->H, y, 1.0, B, w->m->L);
@@ -2220,7 +2264,7 @@ static double ops_evaluate(gmf_nn_ws_any *ws, const void *X, const uint8_t *y, s
 
 const gmf_nn_ops FN(gmf_nn_ops) = {.precision = (int)(8 * sizeof(real)),
                                    .real_size = sizeof(real),
-                                   .ws_init = ops_ws_init,
+                                   .ws_new = ops_ws_new,
                                    .ws_free = ops_ws_free,
                                    .ws_store = ops_ws_store,
                                    .load = ops_load,
@@ -2230,6 +2274,7 @@ const gmf_nn_ops FN(gmf_nn_ops) = {.precision = (int)(8 * sizeof(real)),
                                    .gather = ops_gather,
                                    .loss_grad = ops_loss_grad,
                                    .sgd_apply = ops_sgd_apply,
+                                   .grad_acc = ops_grad_acc,
                                    .clear_acc = ops_clear_acc,
                                    .set_weight_rule = ops_set_weight_rule,
                                    .evaluate = ops_evaluate};

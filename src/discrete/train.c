@@ -68,7 +68,7 @@ struct gmf_train {
     double lr[GMF_NN_MAX_GROUPS];
     size_t Bmax;
     const gmf_nn_ops *ops; /* the precision's entry points, chosen once by gmf_train_new */
-    gmf_nn_ws_any ws;      /* the workspace of that precision */
+    void *ws;              /* the workspace of that precision (gmf_nn_ws_f or _d) */
     void *Xb;              /* Bmax x d batch (float or double) */
     uint8_t *yb;           /* Bmax labels */
     size_t *order;         /* shuffle, capacity ncap */
@@ -110,12 +110,12 @@ int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
     t->ops = o->precision == 64 ? &gmf_nn_ops_d : &gmf_nn_ops_f;
     t->rms0 = params_rms(m);
     t->prev_loss = t->best_loss = INFINITY;
-    int rc = t->ops->ws_init(&t->ws, m, t->Bmax, o->threads);
+    int rc = t->ops->ws_new(&t->ws, m, t->Bmax, o->threads);
     if (rc) {
         free(t);
         return rc;
     }
-    t->ops->set_weight_rule(&t->ws, o->weights_geometry, o->per_mass);
+    t->ops->set_weight_rule(t->ws, o->weights_geometry, o->per_mass);
     t->Xb = gmf_calloc(t->Bmax * m->d, t->ops->real_size, "batch");
     t->yb = gmf_calloc(t->Bmax, 1, "batch labels");
     if (!t->Xb || !t->yb) {
@@ -128,7 +128,7 @@ int gmf_train_new(gmf_train **out, gmf_nn_model *m, const gmf_train_opts *o) {
 
 void gmf_train_free(gmf_train *t) {
     if (!t) return;
-    t->ops->ws_free(&t->ws);
+    t->ops->ws_free(t->ws);
     free(t->Xb), free(t->yb), free(t->order);
     free(t);
 }
@@ -154,16 +154,16 @@ static void gather(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_
 
 /* m->params <- the workspace's trained copy. */
 static void store(gmf_train *t) {
-    t->ops->ws_store(&t->ws);
+    t->ops->ws_store(t->ws);
 }
 
 static double step(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size_t B) {
-    return t->ops->sgd_step_ds(&t->ws, ds, idx, B, t->lr);
+    return t->ops->sgd_step_ds(t->ws, ds, idx, B, t->lr);
 }
 
 /* The workspace's double gradient accumulator (m->nparams entries). */
 static double *acc_of(gmf_train *t) {
-    return t->ops->precision == 32 ? t->ws.f.gacc : t->ws.d.gacc;
+    return t->ops->grad_acc(t->ws);
 }
 
 /* Data-parallel SGD step (docs/SCALE.md), used when gmf_par_size() > 1: this rank's contiguous
@@ -178,16 +178,16 @@ static int step_par(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size
     double l = 0.0;
     if (cnt) {
         gather(t, ds, idx + i0, 0, cnt);
-        l = t->ops->loss_grad(&t->ws, t->Xb, t->yb, cnt, 1.0 / (double)B, 1);
+        l = t->ops->loss_grad(t->ws, t->Xb, t->yb, cnt, 1.0 / (double)B, 1);
     }
     int rc = gmf_par_sum(acc_of(t), t->m->nparams);
     if (!rc) rc = gmf_par_sum(&l, 1);
     if (rc || !isfinite(l)) {
-        t->ops->clear_acc(&t->ws);
+        t->ops->clear_acc(t->ws);
         *loss = rc ? NAN : l;
         return rc;
     }
-    t->ops->sgd_apply(&t->ws, t->lr, 1);
+    t->ops->sgd_apply(t->ws, t->lr, 1);
     *loss = l / (double)B;
     return GMF_OK;
 }
@@ -249,7 +249,7 @@ static int epoch_run(gmf_train *t, const gmf_dataset *data, size_t epoch, double
         for (size_t first = r0; first < r0 + rn; first += t->o.eval_batch) {
             const size_t B = r0 + rn - first < t->o.eval_batch ? r0 + rn - first : t->o.eval_batch;
             gather(t, data, NULL, first, B);
-            const double l = t->ops->loss_grad(&t->ws, t->Xb, t->yb, B, dscale, 1);
+            const double l = t->ops->loss_grad(t->ws, t->Xb, t->yb, B, dscale, 1);
             total += l;
             if (!isfinite(l)) break;
         }
@@ -259,13 +259,13 @@ static int epoch_run(gmf_train *t, const gmf_dataset *data, size_t epoch, double
             if (rc) return rc;
         }
         if (!isfinite(total)) {
-            t->ops->clear_acc(&t->ws);
+            t->ops->clear_acc(t->ws);
             return gmf_error(GMF_EDIVERGE,
                              "non-finite loss at epoch %zu, step 1 of 1 (full batch); parameters "
                              "not updated",
                              epoch);
         }
-        t->ops->sgd_apply(&t->ws, t->lr, 1);
+        t->ops->sgd_apply(t->ws, t->lr, 1);
         store(t);
         *mean_loss = total / (double)n;
         if (seconds) *seconds = now_s() - t0;
@@ -300,7 +300,7 @@ static int epoch_run(gmf_train *t, const gmf_dataset *data, size_t epoch, double
             if (s >= c1 && s + 1 < nfull) {
                 const size_t k = nfull - s < STEP_CHUNK ? nfull - s : STEP_CHUNK;
                 c0 = s;
-                c1 = s + t->ops->sgd_steps_ds(&t->ws, data, t->order + first, bs, k, t->lr, chunk);
+                c1 = s + t->ops->sgd_steps_ds(t->ws, data, t->order + first, bs, k, t->lr, chunk);
             }
             l = s < c1 ? chunk[s - c0] : step(t, data, t->order + first, B);
         }
@@ -329,7 +329,7 @@ int gmf_train_evaluate(gmf_train *t, const gmf_dataset *data, double *mean_loss,
     for (size_t first = 0; first < n; first += t->o.eval_batch) {
         const size_t B = n - first < t->o.eval_batch ? n - first : t->o.eval_batch;
         gather(t, data, NULL, first, B);
-        loss += t->ops->evaluate(&t->ws, t->Xb, t->yb, B, &wrong);
+        loss += t->ops->evaluate(t->ws, t->Xb, t->yb, B, &wrong);
     }
     if (mean_loss) *mean_loss = loss / (double)n;
     if (error) *error = (double)wrong / (double)n;
