@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flow_internal.h"
 #include "gmflow/common.h"
 #include "gmflow/flow.h"
 

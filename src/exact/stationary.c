@@ -25,7 +25,7 @@ static double norm2(const double *v, size_t n) {
 }
 
 static int need_euclid(const gmf_flow *f) {
-    if (f->kind != GMF_FLOW_EUCLID)
+    if (gmf_flow_kind_of(f) != GMF_FLOW_EUCLID)
         return gmf_error(GMF_EINVAL, "stationary points: need the Euclidean (mu, C) form");
     return GMF_OK;
 }
@@ -157,7 +157,8 @@ int gmf_stationary_newton(gmf_flow *f, double *y, const gmf_stationary_opts *opt
 /* Orthonormal basis of the complement of the gauge directions: columns of U (N x N, row-major)
  * from the full SVD of the N x m matrix of the C_k A_ab; returns the rank in *r. */
 static int gauge_complement(const gmf_flow *f, const double *y, double *U, size_t *r) {
-    const size_t K = f->K, D = f->D, N = gmf_flow_dim(f), npair = D * (D - 1) / 2, m = K * npair;
+    const size_t K = gmf_flow_K(f), D = gmf_flow_D(f), N = gmf_flow_dim(f), npair = D * (D - 1) / 2,
+                 m = K * npair;
     double *G = gmf_calloc(N * m + m + m, sizeof(double), "gauge directions");
     if (!G) return GMF_ENOMEM;
     double *s = G + N * m, *sup = s + m;
@@ -278,16 +279,16 @@ int gmf_stationary_polish(gmf_oracle oracle, size_t K, gmf_flow_kind kind, const
                           const gmf_stationary_opts *o, double *yc, gmf_stationary_result *res,
                           gmf_stationary_spectrum *spec) {
     memset(spec, 0, sizeof *spec);
-    gmf_flow f;
-    int rc = gmf_flow_init(&f, GMF_FLOW_EUCLID, K, oracle);
+    gmf_flow *f;
+    int rc = gmf_flow_new(&f, GMF_FLOW_EUCLID, K, oracle);
     if (rc) return rc;
-    const size_t D = f.D, N = gmf_flow_dim(&f);
+    const size_t D = gmf_flow_D(f), N = gmf_flow_dim(f);
     if (kind == GMF_FLOW_BW)
         rc = factor_bw(K, D, y, yc);
     else
         memcpy(yc, y, N * sizeof(double));
-    if (!rc) rc = gmf_stationary_newton(&f, yc, o, res);
-    if (!rc) rc = gmf_stationary_spectrum_compute(&f, yc, 1e-8, spec);
-    gmf_flow_free(&f);
+    if (!rc) rc = gmf_stationary_newton(f, yc, o, res);
+    if (!rc) rc = gmf_stationary_spectrum_compute(f, yc, 1e-8, spec);
+    gmf_flow_free(f);
     return rc;
 }
