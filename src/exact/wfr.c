@@ -20,7 +20,9 @@
 
 int gmf_flow_set_alpha(gmf_flow *f, double alpha) {
     if (!gmf_flow_is_wfr(f->kind))
-        return gmf_error(GMF_EINVAL, "flow: the Fisher-Rao weight applies to the WFR flows only");
+        return gmf_error(GMF_EINVAL,
+                         "flow: the Fisher-Rao weight applies to the WFR flows only (kind %d)",
+                         (int)f->kind);
     if (!isfinite(alpha) || alpha < 0.0)
         return gmf_error(GMF_EINVAL, "flow: the Fisher-Rao weight must be finite and >= 0 (got %g)",
                          alpha);
