@@ -115,8 +115,8 @@ static void direction(gmf_flow *f, const double *yE, gsl_rng *r, double *v, doub
     tu_randn(r, N, 1.0, v);
     if (gmf_flow_kind_of(f) == GMF_FLOW_EUCLID) return;
     for (size_t k = 0; k < K; k++) {
-        const double *C = yE + K * D + k * D * D;
-        double *dS = v + K * D + k * D * D, *T = E + D * D;
+        const double *C = yE + gmf_flow_mat_offset(K, D, k);
+        double *dS = v + gmf_flow_mat_offset(K, D, k), *T = E + D * D;
         tu_randn(r, D * D, 1.0, E);
         tu_matmul(D, D, D, C, E, T);
         for (size_t a = 0; a < D; a++) /* dS = T C^T */

@@ -122,7 +122,7 @@ static void check_mc(unsigned long seed, size_t draws) {
     gsl_rng *rng = tu_rng(seed + 3);
     double zmax = 0.0, relse = 0.0;
     for (size_t k = 0; k < K; k++) {
-        const double *mu = ye + K + k * D, *C = ye + K + K * D + k * D * D, wk = yb[k];
+        const double *mu = ye + K + k * D, *C = ye + K + gmf_flow_mat_offset(K, D, k), wk = yb[k];
         double v1 = 0.0, v2 = 0.0;
         memset(hs1, 0, n * sizeof(double));
         memset(hs2, 0, n * sizeof(double));
@@ -259,7 +259,8 @@ static double metric_norm2(gmf_flow *f, const double *y, const double *F) {
             m2 += mu[a] * mu[a];
         const double wt =
             gmf_flow_wfr_flat(f) ? 1.0 / (double)K : y[k]; /* flat: metric (1/K) |.|^2 */
-        s += wt * (m2 + bw_norm2(D, y + K + K * D + k * D * D, F + K + K * D + k * D * D));
+        s += wt * (m2 + bw_norm2(D, y + K + gmf_flow_mat_offset(K, D, k),
+                                 F + K + gmf_flow_mat_offset(K, D, k)));
     }
     return s;
 }

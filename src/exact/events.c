@@ -65,7 +65,7 @@ void gmf_events_free(gmf_events *e) {
 int gmf_events_eig(gmf_events *e, const double *y, size_t k, double *lmin, double *lmax) {
     const size_t K = gmf_flow_K(e->flow), D = gmf_flow_D(e->flow);
     double *S = e->work + e->N, *ev = S + 2 * D * D;
-    const double *M = y + K * D + k * D * D;
+    const double *M = y + gmf_flow_mat_offset(K, D, k);
     if (gmf_flow_kind_of(e->flow) == GMF_FLOW_EUCLID) /* C C^T (upper triangle, all dsyev reads) */
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)D, (int)D, 1.0, M, (int)D, 0.0, S,
                     (int)D);

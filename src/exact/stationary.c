@@ -164,12 +164,12 @@ static int gauge_complement(const gmf_flow *f, const double *y, double *U, size_
     double *s = G + N * m, *sup = s + m;
     size_t col = 0;
     for (size_t k = 0; k < K; k++) {
-        const double *C = y + K * D + k * D * D;
+        const double *C = y + gmf_flow_mat_offset(K, D, k);
         for (size_t a = 0; a < D; a++)
             for (size_t b = a + 1; b < D; b++, col++) {
                 /* C A with A = E_ab - E_ba: column b of C A is C[:, a], column a is -C[:, b] */
                 for (size_t i = 0; i < D; i++) {
-                    const size_t row = K * D + k * D * D + i * D;
+                    const size_t row = gmf_flow_mat_offset(K, D, k) + i * D;
                     G[(row + b) * m + col] = C[i * D + a];
                     G[(row + a) * m + col] = -C[i * D + b];
                 }
@@ -264,9 +264,9 @@ static int factor_bw(size_t K, size_t D, const double *ys, double *yc) {
     int rc = GMF_OK;
     memcpy(yc, ys, K * D * sizeof(double));
     for (size_t k = 0; k < K && rc == GMF_OK; k++) {
-        memcpy(A, ys + K * D + k * D * D, D * D * sizeof(double));
+        memcpy(A, ys + gmf_flow_mat_offset(K, D, k), D * D * sizeof(double));
         rc = syevr(D, A, w, Z);
-        double *C = yc + K * D + k * D * D;
+        double *C = yc + gmf_flow_mat_offset(K, D, k);
         for (size_t i = 0; i < D && rc == GMF_OK; i++)
             for (size_t j = 0; j < D; j++)
                 C[i * D + j] = Z[i * D + j] * sqrt(fmax(w[j], 0.0));
