@@ -56,13 +56,13 @@ int main(int argc, char **argv) {
     gmf_toy_opts to = gmf_toy_defaults();
     double *X = NULL, *yv = NULL;
     gmf_sqloss *sq = NULL;
-    gmf_flow f;
+    gmf_flow *f = NULL;
     if (gmf_toy_make(&to, &X, &yv) || gmf_sqloss_new(&sq, to.n, to.d, X, yv) ||
-        gmf_flow_init(&f, kind, K, gmf_sqloss_oracle(sq))) {
+        gmf_flow_new(&f, kind, K, gmf_sqloss_oracle(sq))) {
         fprintf(stderr, "bench_jac: %s\n", gmf_errmsg());
         return 1;
     }
-    const size_t D = to.d + 1, N = gmf_flow_dim(&f);
+    const size_t D = to.d + 1, N = gmf_flow_dim(f);
     double *y0 = calloc(N, sizeof *y0), *y = calloc(N, sizeof *y), *yref = calloc(N, sizeof *y);
     double tout[NOUT], wall[NCHO][MAXR];
     if (!y0 || !y || !yref) return 1;
@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
             o.jacobian = cho[c];
             memcpy(y, y0, N * sizeof *y);
             double t0 = now();
-            if (gmf_ode_solve(N, gmf_flow_ode_rhs, &f, y, tout, NOUT, &o, NULL, NULL, &st[c])) {
+            if (gmf_ode_solve(N, gmf_flow_ode_rhs, f, y, tout, NOUT, &o, NULL, NULL, &st[c])) {
                 fprintf(stderr, "bench_jac: %s: %s\n", gmf_ode_jacobian_name(cho[c]), gmf_errmsg());
                 return 1;
             }
@@ -105,20 +105,20 @@ int main(int argc, char **argv) {
     int bad = 0;
     double t0 = now();
     for (int r = 0; r < nrep; r++)
-        bad |= gmf_flow_rhs(&f, y, jv);
+        bad |= gmf_flow_rhs(f, y, jv);
     const double t_rhs = (now() - t0) / nrep;
-    bad |= gmf_flow_jvp(&f, y, v, jv);
+    bad |= gmf_flow_jvp(f, y, v, jv);
     t0 = now();
     for (int r = 0; r < nrep; r++)
-        bad |= gmf_flow_jvp(&f, y, v, jv);
+        bad |= gmf_flow_jvp(f, y, v, jv);
     const double t_jvp = (now() - t0) / nrep;
     t0 = now();
     for (int r = 0; r < nrep / 40; r++)
-        bad |= gmf_flow_jac(&f, y, J);
+        bad |= gmf_flow_jac(f, y, J);
     const double t_jac = (now() - t0) / (nrep / 40);
     free(v), free(jv), free(J);
     double loss;
-    bad |= gmf_flow_loss(&f, y, &loss);
+    bad |= gmf_flow_loss(f, y, &loss);
     if (bad) {
         fprintf(stderr, "bench_jac: %s\n", gmf_errmsg());
         return 1;
@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
     printf("per call at the final state: RHS %.1f us, exact JVP %.1f us (%.2f RHS), dense Jacobian "
            "%.1f us (%.1f RHS)\n",
            1e6 * t_rhs, 1e6 * t_jvp, t_jvp / t_rhs, 1e6 * t_jac, t_jac / t_rhs);
-    gmf_flow_free(&f);
+    gmf_flow_free(f);
     gmf_sqloss_free(sq);
     free(X), free(yv), free(y0), free(y), free(yref);
     return 0;

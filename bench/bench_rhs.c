@@ -269,20 +269,20 @@ static double dgemm_peak(size_t N) {
 
 typedef struct {
     gmf_sqloss *loss;
-    gmf_flow flow;
+    gmf_flow *flow;
     double *ydot;
 } rhs_ctx;
 
 static void rhs_open(rhs_ctx *c, const problem *p, gmf_flow_kind kind) {
     int rc = gmf_sqloss_new(&c->loss, p->n, p->d, p->X, p->y);
     if (rc) die("gmf_sqloss_new", rc);
-    rc = gmf_flow_init(&c->flow, kind, p->K, gmf_sqloss_oracle(c->loss));
-    if (rc) die("gmf_flow_init", rc);
-    c->ydot = xcalloc(gmf_flow_dim(&c->flow), sizeof(double));
+    rc = gmf_flow_new(&c->flow, kind, p->K, gmf_sqloss_oracle(c->loss));
+    if (rc) die("gmf_flow_new", rc);
+    c->ydot = xcalloc(gmf_flow_dim(c->flow), sizeof(double));
 }
 
 static void rhs_close(rhs_ctx *c) {
-    gmf_flow_free(&c->flow);
+    gmf_flow_free(c->flow);
     gmf_sqloss_free(c->loss);
     free(c->ydot);
 }
@@ -350,7 +350,7 @@ typedef struct {
 
 static void do_rhs(void *arg) {
     rhs_call *a = arg;
-    int rc = gmf_flow_rhs(&a->c->flow, a->y, a->c->ydot);
+    int rc = gmf_flow_rhs(a->c->flow, a->y, a->c->ydot);
     if (rc) die("gmf_flow_rhs", rc);
 }
 
@@ -519,13 +519,13 @@ static void old_compare(const problem *pb, gmf_flow_kind kind, double min_time, 
                         double *t_old, double *diff) {
     sqold od;
     sqold_init(&od, pb->n, pb->d, pb->X, pb->y);
-    gmf_flow fl;
-    int rc = gmf_flow_init(&fl, kind, pb->K, sqold_oracle(&od));
-    if (rc) die("gmf_flow_init (old oracle)", rc);
-    const size_t N = gmf_flow_dim(&fl);
+    gmf_flow *fl;
+    int rc = gmf_flow_new(&fl, kind, pb->K, sqold_oracle(&od));
+    if (rc) die("gmf_flow_new (old oracle)", rc);
+    const size_t N = gmf_flow_dim(fl);
     const double *y = kind == GMF_FLOW_BW ? pb->ybw : pb->yeu;
     double *ydot = xcalloc(N, sizeof(double));
-    flow_call a = {&fl, y, ydot};
+    flow_call a = {fl, y, ydot};
     rhs_ctx c;
     rhs_open(&c, pb, kind);
     rhs_call b = {&c, y};
@@ -543,7 +543,7 @@ static void old_compare(const problem *pb, gmf_flow_kind kind, double min_time, 
     time_many(fns, args, 2, 2 * min_time, 6, t);
     *t_new = t[0], *t_old = t[1];
     rhs_close(&c);
-    gmf_flow_free(&fl);
+    gmf_flow_free(fl);
     free(ydot);
     sqold_free(&od);
 }
@@ -1022,14 +1022,14 @@ static int run_flow(int argc, char **argv) {
     sqold_init(&od, p.n, p.d, p.X, p.y);
     int rc;
     if (use_old) { /* the same flow over the previous oracle */
-        gmf_flow_free(&c.flow);
-        rc = gmf_flow_init(&c.flow, GMF_FLOW_BW, K, sqold_oracle(&od));
-        if (rc) die("gmf_flow_init (old oracle)", rc);
+        gmf_flow_free(c.flow);
+        rc = gmf_flow_new(&c.flow, GMF_FLOW_BW, K, sqold_oracle(&od));
+        if (rc) die("gmf_flow_new (old oracle)", rc);
     }
     double loss0, lossT;
-    rc = gmf_flow_loss(&c.flow, p.ybw, &loss0);
+    rc = gmf_flow_loss(c.flow, p.ybw, &loss0);
     if (rc) die("gmf_flow_loss", rc);
-    rc = gmf_flow_rhs(&c.flow, p.ybw, c.ydot); /* for cross-checking the NumPy RHS */
+    rc = gmf_flow_rhs(c.flow, p.ybw, c.ydot); /* for cross-checking the NumPy RHS */
     if (rc) die("gmf_flow_rhs", rc);
     size_t sN[1] = {N};
     write_npy_or_die(dir, "rhs_c.npy", c.ydot, 1, sN);
@@ -1049,14 +1049,14 @@ static int run_flow(int argc, char **argv) {
     for (int r = 0; r < repeat && spent <= 2.0; r++) { /* up to --repeat runs, stop after 2 s */
         memcpy(y, p.ybw, N * sizeof(double));
         const double t0 = now(), c0 = cpu_now();
-        rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &c.flow, y, tout, 2, &o, NULL, NULL, &st);
+        rc = gmf_ode_solve(N, gmf_flow_ode_rhs, c.flow, y, tout, 2, &o, NULL, NULL, &st);
         const double dt = now() - t0, dc = cpu_now() - c0;
         if (rc) die("gmf_ode_solve", rc);
         best = fmin(best, dt);
         best_cpu = fmin(best_cpu, dc);
         spent += dt;
     }
-    rc = gmf_flow_loss(&c.flow, y, &lossT);
+    rc = gmf_flow_loss(c.flow, y, &lossT);
     if (rc) die("gmf_flow_loss", rc);
     /* the RHS alone, at the final state, to split integrator overhead from RHS time */
     rhs_call a = {&c, y};

@@ -72,8 +72,8 @@ int main(void) {
                          .prepare = quad_prepare,
                          .component = quad_component,
                          .loss = quad_loss};
-    gmf_flow flow;
-    if (gmf_flow_init(&flow, GMF_FLOW_BW, NK, oracle)) {
+    gmf_flow *flow;
+    if (gmf_flow_new(&flow, GMF_FLOW_BW, NK, oracle)) {
         fprintf(stderr, "custom_oracle: %s\n", gmf_errmsg());
         return 1;
     }
@@ -89,9 +89,10 @@ int main(void) {
     gmf_ode_opts o = gmf_ode_defaults();
     o.rtol = 1e-10, o.atol = 1e-12;
     gmf_ode_stats st;
-    if (gmf_ode_solve(gmf_flow_dim(&flow), gmf_flow_ode_rhs, &flow, y, tout, 2, &o, NULL, NULL,
+    if (gmf_ode_solve(gmf_flow_dim(flow), gmf_flow_ode_rhs, flow, y, tout, 2, &o, NULL, NULL,
                       &st)) {
         fprintf(stderr, "custom_oracle: %s\n", gmf_errmsg());
+        gmf_flow_free(flow);
         return 1;
     }
     double err = 0.0;
@@ -104,10 +105,14 @@ int main(void) {
             }
         }
     double L;
-    gmf_flow_loss(&flow, y, &L);
+    if (gmf_flow_loss(flow, y, &L)) {
+        fprintf(stderr, "custom_oracle: %s\n", gmf_errmsg());
+        gmf_flow_free(flow);
+        return 1;
+    }
     printf("quadratic potential, K = %d, D = %d, t = %g: loss %.6f, %ld steps, %ld RHS evals\n", NK,
            ND, T, L, st.nsteps, st.nfevals);
     printf("max |numerical - analytic| = %.3e\n", err);
-    gmf_flow_free(&flow);
+    gmf_flow_free(flow);
     return err < 1e-7 ? 0 : 1;
 }

@@ -65,19 +65,19 @@ int main(void) {
         yv[i] = fmax(X[i * DIM_X], 0.0) - 0.5 * fmax(X[i * DIM_X + 1], 0.0);
     }
     gmf_sqloss *sq = NULL;
-    gmf_flow flow = {0};
+    gmf_flow *flow = NULL;
     int rc = gmf_sqloss_new(&sq, N_SAMPLES, DIM_X, X, yv);
-    if (!rc) rc = gmf_flow_init(&flow, GMF_FLOW_BW, K_COMP, gmf_sqloss_oracle(sq));
+    if (!rc) rc = gmf_flow_new(&flow, GMF_FLOW_BW, K_COMP, gmf_sqloss_oracle(sq));
     if (rc) {
         fprintf(stderr, "flow_toy: %s: %s\n", gmf_strerror(rc), gmf_errmsg());
         gmf_sqloss_free(sq);
         return 1;
     }
-    const size_t N = gmf_flow_dim(&flow), D = flow.D;
+    const size_t N = gmf_flow_dim(flow), D = gmf_flow_D(flow);
     double *y = calloc(N, sizeof *y), *ye = calloc(N, sizeof *ye);
     if (!y || !ye) return 1;
     /* the paper's initialization, gamma = 1/2: mu entries N(0, 1/4), Sigma_k = I / 4 */
-    rc = gmf_toy_init_mixture(K_COMP, D, 0.5, 3, y, NULL, gmf_flow_mat(&flow, y, 0));
+    rc = gmf_toy_init_mixture(K_COMP, D, 0.5, 3, y, NULL, gmf_flow_mat(flow, y, 0));
     memcpy(ye, y, N * sizeof *y);
 
     double tout[N_OUT];
@@ -85,10 +85,10 @@ int main(void) {
         tout[j] = T_END * j / (N_OUT - 1);
     gmf_ode_opts o = gmf_ode_defaults(); /* CVODE Adams */
     o.rtol = 1e-10, o.atol = 1e-12;
-    recorder rec = {.flow = &flow};
+    recorder rec = {.flow = flow};
     gmf_ode_stats st;
-    if (!rc) rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &flow, y, tout, N_OUT, &o, record, &rec, &st);
-    if (!rc) rc = euler(&flow, ye, 1e-3);
+    if (!rc) rc = gmf_ode_solve(N, gmf_flow_ode_rhs, flow, y, tout, N_OUT, &o, record, &rec, &st);
+    if (!rc) rc = euler(flow, ye, 1e-3);
     if (!rc) rc = gmf_flow_check_state(GMF_FLOW_BW, K_COMP, D, y);
     if (rc) {
         fprintf(stderr, "flow_toy: %s: %s\n", gmf_strerror(rc), gmf_errmsg());
@@ -111,7 +111,7 @@ int main(void) {
     printf("flow_toy: loss %.4e -> %.4e, %s\n", rec.loss[0], rec.loss[N_OUT - 1],
            pass ? "PASS" : "FAIL");
     free(y), free(ye);
-    gmf_flow_free(&flow);
+    gmf_flow_free(flow);
     gmf_sqloss_free(sq);
     return pass ? 0 : 1;
 }

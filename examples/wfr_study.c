@@ -44,7 +44,7 @@ typedef struct {
 } obs_ctx;
 
 static double dmin_means(const gmf_flow *f, const double *y) {
-    const size_t K = f->K, D = f->D;
+    const size_t K = gmf_flow_K(f), D = gmf_flow_D(f);
     double dm = INFINITY;
     for (size_t a = 0; a < K; a++)
         for (size_t b = a + 1; b < K; b++) {
@@ -61,7 +61,7 @@ static double dmin_means(const gmf_flow *f, const double *y) {
 static int observe(size_t j, double t, const double *y, void *user) {
     (void)j;
     obs_ctx *o = user;
-    const size_t K = o->f->K;
+    const size_t K = gmf_flow_K(o->f);
     double L, s = 0.0, q = 0.0, wmin = INFINITY;
     if (gmf_flow_loss(o->f, y, &L)) return 1;
     for (size_t k = 0; k < K; k++)
@@ -85,12 +85,12 @@ static int run(unsigned long seed, size_t K, double alpha, double T, FILE *fl, F
     const size_t D = to.d + 1;
     double *X = NULL, *yv = NULL, *y = NULL, tout[NOUT];
     gmf_sqloss *sq = NULL;
-    gmf_flow f = {0};
+    gmf_flow *f = NULL;
     int rc = gmf_toy_make(&to, &X, &yv);
     if (!rc) rc = gmf_sqloss_new(&sq, to.n, to.d, X, yv);
-    if (!rc) rc = gmf_flow_init(&f, GMF_FLOW_WFR_BW, K, gmf_sqloss_oracle(sq));
-    if (!rc) rc = gmf_flow_set_alpha(&f, alpha);
-    if (!rc && !(y = gmf_calloc(gmf_flow_dim(&f), sizeof(double), "study state"))) rc = GMF_ENOMEM;
+    if (!rc) rc = gmf_flow_new(&f, GMF_FLOW_WFR_BW, K, gmf_sqloss_oracle(sq));
+    if (!rc) rc = gmf_flow_set_alpha(f, alpha);
+    if (!rc && !(y = gmf_calloc(gmf_flow_dim(f), sizeof(double), "study state"))) rc = GMF_ENOMEM;
     if (!rc) rc = gmf_toy_init_mixture(K, D, 0.5, seed + 100, y + K, NULL, y + K + K * D);
     if (rc) goto done;
     for (size_t k = 0; k < K; k++)
@@ -101,9 +101,8 @@ static int run(unsigned long seed, size_t K, double alpha, double T, FILE *fl, F
     gmf_ode_opts o = gmf_ode_defaults();
     o.method = GMF_ODE_CVODE_BDF; /* the W runs get stiff as covariances degenerate */
     o.rtol = 1e-8, o.atol = 1e-10, o.max_steps = STEP_BUDGET;
-    obs_ctx oc = {fl, fw, &f, seed, alpha, INFINITY, 0, 0.0};
-    rc = gmf_ode_solve(gmf_flow_dim(&f), gmf_flow_ode_rhs, &f, y, tout, NOUT, &o, observe, &oc,
-                       NULL);
+    obs_ctx oc = {fl, fw, f, seed, alpha, INFINITY, 0, 0.0};
+    rc = gmf_ode_solve(gmf_flow_dim(f), gmf_flow_ode_rhs, f, y, tout, NOUT, &o, observe, &oc, NULL);
     *bad |= oc.bad;
     if (rc) { /* a stall: recorded, not fatal (the study reports how often each flow stalls) */
         printf("wfr_study: seed %lu K %zu alpha %g stalled after t = %g: %s\n", seed, K, alpha,
@@ -115,7 +114,7 @@ done:
     if (rc)
         fprintf(stderr, "wfr_study: seed %lu K %zu alpha %g: %s\n", seed, K, alpha, gmf_errmsg());
     free(y);
-    gmf_flow_free(&f);
+    gmf_flow_free(f);
     gmf_sqloss_free(sq);
     free(X);
     free(yv);

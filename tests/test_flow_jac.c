@@ -3,7 +3,7 @@
  * On a small toy (n 60, d 2, K 2, both forms, t in [0, 30]):
  *   - BDF with each linear solver (dq, jvp, dense, auto) reaches the same final state as GSL's
  *     rk8pd at rtol 1e-10 (an independent explicit integrator), to 1e-6 relative (measured 5e-9);
- *   - the statistics show which solver ran: exact JVPs counted by the flow (f.njvp) equal
+ *   - the statistics show which solver ran: exact JVPs counted by the flow (gmf_flow_njvp) equal
  *     CVODE's Jtimes count for jvp, dense Jacobian evaluations > 0 for dense, no JVPs of the
  *     flow for dq; auto picks dense for N <= GMF_ODE_DENSE_MAX with a Jacobian, jvp without one;
  *   - jvp without an exact JVP is refused with a message; an oracle without jvp makes
@@ -42,16 +42,17 @@ static int solve(gmf_flow *f, const double *y0, int method, int jacobian, int wi
 
 static void check_form(gmf_sqloss *sq, gmf_flow_kind kind, size_t K, size_t D) {
     const char *name = kind == GMF_FLOW_BW ? "bw" : "euclid";
-    gmf_flow f;
-    CHECK(gmf_flow_init(&f, kind, K, gmf_sqloss_oracle(sq)) == GMF_OK, "init: %s", gmf_errmsg());
-    const size_t N = gmf_flow_dim(&f);
+    gmf_flow *f;
+    CHECK(gmf_flow_new(&f, kind, K, gmf_sqloss_oracle(sq)) == GMF_OK, "init: %s", gmf_errmsg());
+    if (!f) return;
+    const size_t N = gmf_flow_dim(f);
     double *y0 = tu_xmalloc(N * sizeof *y0), *ref = tu_xmalloc(N * sizeof *ref);
     double *y = tu_xmalloc(N * sizeof *y);
     CHECK(gmf_toy_init_mixture(K, D, 0.5, 3, y0, kind == GMF_FLOW_EUCLID ? y0 + K * D : NULL,
                                kind == GMF_FLOW_BW ? y0 + K * D : NULL) == GMF_OK,
           "init mixture");
     gmf_ode_stats st;
-    CHECK(solve(&f, y0, GMF_ODE_GSL_RK8PD, 0, 0, ref, &st) == GMF_OK, "rk8pd: %s", gmf_errmsg());
+    CHECK(solve(f, y0, GMF_ODE_GSL_RK8PD, 0, 0, ref, &st) == GMF_OK, "rk8pd: %s", gmf_errmsg());
     const struct {
         int jacobian, with_jac, expect;
     } runs[] = {{GMF_ODE_JAC_DQ, 1, GMF_ODE_JAC_DQ},
@@ -61,14 +62,14 @@ static void check_form(gmf_sqloss *sq, gmf_flow_kind kind, size_t K, size_t D) {
                 {GMF_ODE_JAC_AUTO, 0, GMF_ODE_JAC_JVP}};
     for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
         const char *jn = gmf_ode_jacobian_name(runs[r].jacobian);
-        long jv0 = f.njvp;
-        int rc = solve(&f, y0, GMF_ODE_CVODE_BDF, runs[r].jacobian, runs[r].with_jac, y, &st);
+        long jv0 = gmf_flow_njvp(f);
+        int rc = solve(f, y0, GMF_ODE_CVODE_BDF, runs[r].jacobian, runs[r].with_jac, y, &st);
         CHECK(rc == GMF_OK, "%s %s: %s", name, jn, gmf_errmsg());
         double err = tu_max_abs_diff(y, ref, N) / tu_max_abs(ref, N);
         CHECK(err <= 1e-6, "%s %s: final state differs from rk8pd by %.3e", name, jn, err);
         CHECK(st.jacobian == runs[r].expect, "%s %s: used %s, expected %s", name, jn,
               gmf_ode_jacobian_name(st.jacobian), gmf_ode_jacobian_name(runs[r].expect));
-        long njvp = f.njvp - jv0;
+        long njvp = gmf_flow_njvp(f) - jv0;
         if (runs[r].expect == GMF_ODE_JAC_DQ)
             CHECK(njvp == 0 && st.njvevals > 0, "%s dq: %ld exact JVPs, %ld DQ", name, njvp,
                   st.njvevals);
@@ -87,7 +88,7 @@ static void check_form(gmf_sqloss *sq, gmf_flow_kind kind, size_t K, size_t D) {
     o.method = GMF_ODE_CVODE_BDF, o.jacobian = GMF_ODE_JAC_JVP;
     const double tout[2] = {0, 1};
     memcpy(y, y0, N * sizeof *y);
-    CHECK(gmf_ode_solve(N, gmf_flow_ode_rhs, &f, y, tout, 2, &o, NULL, NULL, NULL) == GMF_EINVAL &&
+    CHECK(gmf_ode_solve(N, gmf_flow_ode_rhs, f, y, tout, 2, &o, NULL, NULL, NULL) == GMF_EINVAL &&
               strstr(gmf_errmsg(), "jvp"),
           "%s: jvp without a JVP: '%s'", name, gmf_errmsg());
     /* the cache follows the state */
@@ -95,15 +96,15 @@ static void check_form(gmf_sqloss *sq, gmf_flow_kind kind, size_t K, size_t D) {
     double *b = tu_xmalloc(N * sizeof *b), *c = tu_xmalloc(N * sizeof *c);
     gsl_rng *rng = tu_rng(5);
     tu_randn(rng, N, 1.0, v);
-    CHECK(gmf_flow_jvp(&f, y0, v, a) == GMF_OK, "jvp at y0");
-    CHECK(gmf_flow_jvp(&f, ref, v, b) == GMF_OK, "jvp at y(30)");
-    CHECK(gmf_flow_jvp(&f, y0, v, c) == GMF_OK, "jvp at y0 again");
+    CHECK(gmf_flow_jvp(f, y0, v, a) == GMF_OK, "jvp at y0");
+    CHECK(gmf_flow_jvp(f, ref, v, b) == GMF_OK, "jvp at y(30)");
+    CHECK(gmf_flow_jvp(f, y0, v, c) == GMF_OK, "jvp at y0 again");
     CHECK(memcmp(a, c, N * sizeof *a) == 0, "%s: JVP at y0 changed after another state", name);
     CHECK(tu_max_abs_diff(a, b, N) > 1e-6 * tu_max_abs(a, N), "%s: JVP ignores the state", name);
     gsl_rng_free(rng);
     free(c), free(b), free(a), free(v);
     free(y), free(ref), free(y0);
-    gmf_flow_free(&f);
+    gmf_flow_free(f);
 }
 
 int main(void) {
@@ -119,12 +120,12 @@ int main(void) {
     /* an oracle without jvp */
     gmf_oracle o = gmf_sqloss_oracle(sq);
     o.jvp = NULL;
-    gmf_flow f;
-    CHECK(gmf_flow_init(&f, GMF_FLOW_BW, 1, o) == GMF_OK, "init");
+    gmf_flow *f;
+    CHECK(gmf_flow_new(&f, GMF_FLOW_BW, 1, o) == GMF_OK, "init");
     double y[12] = {0.1, 0.2, 0.3, 1, 0, 0, 0, 1, 0, 0, 0, 1}, v[12] = {1}, jv[12];
-    CHECK(gmf_flow_jvp(&f, y, v, jv) == GMF_EINVAL && strstr(gmf_errmsg(), "no Jacobian"),
+    CHECK(f && gmf_flow_jvp(f, y, v, jv) == GMF_EINVAL && strstr(gmf_errmsg(), "no Jacobian"),
           "no jvp: '%s'", gmf_errmsg());
-    gmf_flow_free(&f);
+    gmf_flow_free(f);
     gmf_sqloss_free(sq);
     free(X);
     free(yv);

@@ -173,8 +173,10 @@ static void test_toy(void) {
     CHECK(gmf_toy_init_mixture(K, D, 0.5, 7, y0, y0 + gmf_flow_mat_offset(K, D, 0),
                                y0 + gmf_flow_mat_offset(K, D, 0)) == GMF_OK,
           "init");
-    gmf_flow f;
-    gmf_flow_init(&f, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq));
+    gmf_flow *f;
+    CHECK(gmf_flow_new(&f, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq)) == GMF_OK, "flow: %s",
+          gmf_errmsg());
+    if (!f) return;
     const double tout[2] = {0.0, 1.0};
     const gmf_ode_method ms[3] = {GMF_ODE_CVODE_ADAMS, GMF_ODE_GSL_RK8PD, GMF_ODE_GSL_RK8PD};
     const gmf_ode_norm ns[3] = {GMF_ODE_NORM_MAX, GMF_ODE_NORM_MAX, GMF_ODE_NORM_RMS};
@@ -185,7 +187,7 @@ static void test_toy(void) {
         o.rtol = r == 0 ? 1e-12 : 1e-8, o.atol = r == 0 ? 1e-14 : 1e-10;
         memcpy(y[r], y0, N * sizeof(double));
         gmf_ode_stats st;
-        CHECK(gmf_ode_solve(N, gmf_flow_ode_rhs, &f, y[r], tout, 2, &o, NULL, NULL, &st) == GMF_OK,
+        CHECK(gmf_ode_solve(N, gmf_flow_ode_rhs, f, y[r], tout, 2, &o, NULL, NULL, &st) == GMF_OK,
               "toy %s: %s", gmf_ode_method_name(ms[r]), gmf_errmsg());
         nfev[r] = st.nfevals;
     }
@@ -200,7 +202,7 @@ static void test_toy(void) {
     }
     CHECK(nfev[2] < nfev[1], "toy: rms takes fewer RHS calls than max (%ld vs %ld)", nfev[2],
           nfev[1]);
-    gmf_flow_free(&f);
+    gmf_flow_free(f);
     gmf_sqloss_free(sq);
     free(X), free(yv);
 }

@@ -87,21 +87,21 @@ int main(void) {
     gsl_rng_free(r);
 
     gmf_sqloss *sq = NULL;
-    gmf_flow bw, eu;
+    gmf_flow *bw = NULL, *eu = NULL;
     if (gmf_sqloss_new(&sq, N, d, X, Y) ||
-        gmf_flow_init(&bw, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq)) ||
-        gmf_flow_init(&eu, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(sq))) {
+        gmf_flow_new(&bw, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq)) ||
+        gmf_flow_new(&eu, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(sq))) {
         fprintf(stderr, "test_particle: setup: %s\n", gmf_errmsg());
         return 1;
     }
-    const size_t dim = gmf_flow_dim(&bw);
+    const size_t dim = gmf_flow_dim(bw);
     double *y = calloc(dim, sizeof(double)), *f = calloc(dim, sizeof(double));
     double *f2 = calloc(dim, sizeof(double)), *ye = calloc(dim, sizeof(double));
     if (!y || !f || !f2 || !ye) return 1;
     memcpy(y, th, sizeof th); /* mu = theta, Sigma = 0 (calloc) */
 
     /* 1. BW at Sigma = 0 vs -K x central differences of the particle loss */
-    CHECK(gmf_flow_rhs(&bw, y, f) == 0, "bw rhs: %s", gmf_errmsg());
+    CHECK(gmf_flow_rhs(bw, y, f) == 0, "bw rhs: %s", gmf_errmsg());
     double err = 0.0, scale = max_abs(f, K * D);
     for (size_t i = 0; i < K * D; i++) {
         double tp[K * D], tm[K * D], h = 1e-6;
@@ -116,11 +116,11 @@ int main(void) {
     CHECK(max_abs(f + K * D, dim - K * D) == 0.0, "Sigma' at Sigma = 0 is %.3g, not 0",
           max_abs(f + K * D, dim - K * D));
     double L = NAN, Lp = particle_loss(th);
-    CHECK(gmf_flow_loss(&bw, y, &L) == 0, "loss: %s", gmf_errmsg());
+    CHECK(gmf_flow_loss(bw, y, &L) == 0, "loss: %s", gmf_errmsg());
     CHECK_CLOSE(L, Lp, 1e-13, 0.0, "loss at Sigma = 0 vs the network's");
 
     /* 2. Euclidean form at C = 0 */
-    CHECK(gmf_flow_rhs(&eu, y, f2) == 0, "euclid rhs: %s", gmf_errmsg());
+    CHECK(gmf_flow_rhs(eu, y, f2) == 0, "euclid rhs: %s", gmf_errmsg());
     double e2 = 0.0;
     for (size_t i = 0; i < K * D; i++)
         e2 = fmax(e2, fabs(f2[i] - f[i] / K));
@@ -135,8 +135,8 @@ int main(void) {
         for (size_t k = 0; k < K; k++)
             for (size_t a = 0; a < D; a++)
                 for (size_t b = 0; b < D; b++)
-                    gmf_flow_mat(&bw, ye, k)[a * D + b] = eps[e] * eps[e] * ((a == b) + 1.0);
-        CHECK(gmf_flow_rhs(&bw, ye, f2) == 0, "bw rhs at eps %g: %s", eps[e], gmf_errmsg());
+                    gmf_flow_mat(bw, ye, k)[a * D + b] = eps[e] * eps[e] * ((a == b) + 1.0);
+        CHECK(gmf_flow_rhs(bw, ye, f2) == 0, "bw rhs at eps %g: %s", eps[e], gmf_errmsg());
         el[e] = 0.0;
         for (size_t i = 0; i < K * D; i++)
             el[e] = fmax(el[e], fabs(f2[i] - f[i]));
@@ -149,16 +149,16 @@ int main(void) {
     /* 4. a run keeps Sigma = 0 and lowers the loss */
     double tout[2] = {0.0, 1.0};
     gmf_ode_opts o = gmf_ode_defaults();
-    int rc = gmf_ode_solve(dim, gmf_flow_ode_rhs, &bw, y, tout, 2, &o, NULL, NULL, NULL);
+    int rc = gmf_ode_solve(dim, gmf_flow_ode_rhs, bw, y, tout, 2, &o, NULL, NULL, NULL);
     CHECK(rc == 0, "solve: %s", gmf_errmsg());
     double L1 = NAN;
-    CHECK(gmf_flow_loss(&bw, y, &L1) == 0 && L1 < L, "loss %.6g -> %.6g", L, L1);
+    CHECK(gmf_flow_loss(bw, y, &L1) == 0 && L1 < L, "loss %.6g -> %.6g", L, L1);
     CHECK(max_abs(y + K * D, dim - K * D) == 0.0, "Sigma left 0 during the run (%.3g)",
           max_abs(y + K * D, dim - K * D));
 
     free(y), free(f), free(f2), free(ye);
-    gmf_flow_free(&bw);
-    gmf_flow_free(&eu);
+    gmf_flow_free(bw);
+    gmf_flow_free(eu);
     gmf_sqloss_free(sq);
     return tu_finish("test_particle");
 }

@@ -39,7 +39,7 @@ typedef struct {
     size_t n, d, D, K, N;
     double *X, *y, *ystar; /* data, planted Euclidean state */
     gmf_sqloss *sq;
-    gmf_flow f;
+    gmf_flow *f;
 } planted;
 
 static int planted_make(planted *p, size_t n, size_t d, size_t K, double noise,
@@ -70,14 +70,14 @@ static int planted_make(planted *p, size_t n, size_t d, size_t K, double noise,
     gmf_sqloss_free(p->sq);
     p->sq = NULL;
     if (!rc) rc = gmf_sqloss_new(&p->sq, n, d, p->X, p->y);
-    if (!rc) rc = gmf_flow_init(&p->f, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(p->sq));
+    if (!rc) rc = gmf_flow_new(&p->f, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(p->sq));
     free(Sig);
     gsl_rng_free(r);
     return rc;
 }
 
 static void planted_free(planted *p) {
-    gmf_flow_free(&p->f);
+    gmf_flow_free(p->f);
     gmf_sqloss_free(p->sq);
     free(p->X), free(p->y), free(p->ystar);
 }
@@ -90,17 +90,17 @@ static void test_hessian_fd(planted *p) {
     double *Fm = tu_xmalloc(N * sizeof *Fm), *d0 = tu_xmalloc(N * sizeof *d0);
     gsl_rng *r = tu_rng(21);
     tu_randn(r, N, 0.5, y);
-    CHECK(gmf_stationary_hessian(&p->f, y, H) == GMF_OK, "hessian: %s", gmf_errmsg());
-    CHECK(gmf_flow_jac(&p->f, y, J) == GMF_OK, "jac: %s", gmf_errmsg());
+    CHECK(gmf_stationary_hessian(p->f, y, H) == GMF_OK, "hessian: %s", gmf_errmsg());
+    CHECK(gmf_flow_jac(p->f, y, J) == GMF_OK, "jac: %s", gmf_errmsg());
     double err = 0, scale = tu_max_abs(H, N * N), asym = 0;
     for (size_t j = 0; j < N; j++) {
         const double yj = y[j];
         for (int pass = 0; pass < 2; pass++) {
             const double h = pass ? 5e-4 : 1e-3;
             y[j] = yj + h;
-            CHECK(gmf_flow_rhs(&p->f, y, Fp) == GMF_OK, "rhs");
+            CHECK(gmf_flow_rhs(p->f, y, Fp) == GMF_OK, "rhs");
             y[j] = yj - h;
-            CHECK(gmf_flow_rhs(&p->f, y, Fm) == GMF_OK, "rhs");
+            CHECK(gmf_flow_rhs(p->f, y, Fm) == GMF_OK, "rhs");
             y[j] = yj;
             for (size_t i = 0; i < N; i++) {
                 const double dq = -(Fp[i] - Fm[i]) / (2 * h); /* d grad_i / dy_j */
@@ -131,7 +131,7 @@ static void test_newton_planted(planted *p, int check_quadratic) {
     for (size_t i = 0; i < N; i++)
         y[i] = p->ystar[i] + e[i];
     gmf_stationary_result res;
-    CHECK(gmf_stationary_newton(&p->f, y, NULL, &res) == GMF_OK, "newton: %s", gmf_errmsg());
+    CHECK(gmf_stationary_newton(p->f, y, NULL, &res) == GMF_OK, "newton: %s", gmf_errmsg());
     printf("Newton: %d steps, |g| %.3e -> %.3e (relative %.3e), loss %.3e; |g_k|:", res.iters,
            res.grad0, res.grad, res.grad_rel, res.loss);
     int quadratic = 0;
@@ -147,7 +147,7 @@ static void test_newton_planted(planted *p, int check_quadratic) {
     CHECK(res.loss <= 1e-20, "loss at the polished planted point %.3e", res.loss);
     if (check_quadratic) CHECK(quadratic, "no quadratic step in the gradient norms");
     gmf_stationary_spectrum s;
-    CHECK(gmf_stationary_spectrum_compute(&p->f, y, 0, &s) == GMF_OK, "spectrum: %s", gmf_errmsg());
+    CHECK(gmf_stationary_spectrum_compute(p->f, y, 0, &s) == GMF_OK, "spectrum: %s", gmf_errmsg());
     printf("planted minimum: gauge rank %zu, index %zu, zero %zu, min eig %.3e, max %.3e\n",
            s.ngauge, s.index, s.nzero, s.hess[0], s.hess[N - 1]);
     CHECK(s.ngauge == K * D * (D - 1) / 2, "gauge rank %zu, expected %zu", s.ngauge,
@@ -186,18 +186,18 @@ static void test_saddle(planted *p) {
     gmf_ode_opts o = gmf_ode_defaults();
     o.method = GMF_ODE_CVODE_BDF, o.jvp = gmf_flow_ode_jvp, o.jac = gmf_flow_ode_jac;
     const double tout[2] = {0, 1e4};
-    CHECK(gmf_ode_solve(N, gmf_flow_ode_rhs, &p->f, y, tout, 2, &o, NULL, NULL, NULL) == GMF_OK,
+    CHECK(gmf_ode_solve(N, gmf_flow_ode_rhs, p->f, y, tout, 2, &o, NULL, NULL, NULL) == GMF_OK,
           "flow: %s", gmf_errmsg());
     gmf_stationary_result res;
-    CHECK(gmf_stationary_newton(&p->f, y, NULL, &res) == GMF_OK, "newton: %s", gmf_errmsg());
+    CHECK(gmf_stationary_newton(p->f, y, NULL, &res) == GMF_OK, "newton: %s", gmf_errmsg());
     gmf_stationary_spectrum s;
-    CHECK(gmf_stationary_spectrum_compute(&p->f, y, 0, &s) == GMF_OK, "spectrum");
+    CHECK(gmf_stationary_spectrum_compute(p->f, y, 0, &s) == GMF_OK, "spectrum");
     printf("symmetric point: %d steps, relative |g| %.3e, loss %.6e, index %zu, zero %zu, min "
            "restricted eig %.3e\n",
            res.iters, res.grad_rel, res.loss, s.index, s.nzero, s.restr[0]);
     CHECK(res.converged, "symmetric point not converged (relative |g| %.3e)", res.grad_rel);
     CHECK(s.index > 0, "the symmetric point of a 2-component teacher should be a saddle");
-    CHECK(gmf_stationary_hessian(&p->f, y, H) == GMF_OK, "hessian");
+    CHECK(gmf_stationary_hessian(p->f, y, H) == GMF_OK, "hessian");
     lapack_int m;
     lapack_int *sup = tu_xmalloc(2 * N * sizeof *sup);
     CHECK(LAPACKE_dsyevr(LAPACK_ROW_MAJOR, 'V', 'A', 'U', (lapack_int)N, H, (lapack_int)N, 0, 0, 0,
@@ -205,13 +205,13 @@ static void test_saddle(planted *p) {
           "dsyevr");
     const double eps = 1e-3;
     double l0, lp, lm;
-    CHECK(gmf_flow_loss(&p->f, y, &l0) == GMF_OK, "loss");
+    CHECK(gmf_flow_loss(p->f, y, &l0) == GMF_OK, "loss");
     for (size_t i = 0; i < N; i++)
         yt[i] = y[i] + eps * Z[i * N];
-    CHECK(gmf_flow_loss(&p->f, yt, &lp) == GMF_OK, "loss");
+    CHECK(gmf_flow_loss(p->f, yt, &lp) == GMF_OK, "loss");
     for (size_t i = 0; i < N; i++)
         yt[i] = y[i] - eps * Z[i * N];
-    CHECK(gmf_flow_loss(&p->f, yt, &lm) == GMF_OK, "loss");
+    CHECK(gmf_flow_loss(p->f, yt, &lm) == GMF_OK, "loss");
     const double second = (lp + lm - 2 * l0) / (eps * eps); /* = lambda_min */
     printf("  along the most negative eigenvector: l'' = %.4e, lambda_min = %.4e\n", second, w[0]);
     CHECK(w[0] < 0 && fabs(second - w[0]) <= 0.2 * fabs(w[0]),

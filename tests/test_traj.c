@@ -127,11 +127,12 @@ static void test_recorder(problem *p, gmf_flow_kind kind) {
           "integrate: %s", gmf_errmsg());
     CHECK(gmf_traj_done(tr) == T && st.nsteps > 0, "all %zu times recorded", T);
     raw r = {N, tu_xmalloc(T * N * sizeof(double)), tu_xmalloc(T * sizeof(double))};
-    gmf_flow f;
-    gmf_flow_init(&f, kind, K, gmf_sqloss_oracle(p->sq));
+    gmf_flow *f;
+    CHECK(gmf_flow_new(&f, kind, K, gmf_sqloss_oracle(p->sq)) == GMF_OK, "flow: %s", gmf_errmsg());
+    if (!f) return;
     double *y = tu_xmalloc(N * sizeof(double)), *bw = tu_xmalloc(N * sizeof(double));
     memcpy(y, y0, N * sizeof(double));
-    CHECK(gmf_ode_solve(N, gmf_flow_ode_rhs, &f, y, tout, T, &o, store, &r, NULL) == GMF_OK,
+    CHECK(gmf_ode_solve(N, gmf_flow_ode_rhs, f, y, tout, T, &o, store, &r, NULL) == GMF_OK,
           "raw solve: %s", gmf_errmsg());
     int same = 1;
     for (size_t j = 0; j < T; j++) {
@@ -146,8 +147,8 @@ static void test_recorder(problem *p, gmf_flow_kind kind) {
         same &= !memcmp(gmf_traj_mu(tr) + j * K * D, bw, K * D * sizeof(double));
         same &= !memcmp(gmf_traj_Sigma(tr) + j * K * D * D, bw + gmf_flow_mat_offset(K, D, 0),
                         K * D * D * sizeof(double));
-        double loss;
-        gmf_flow_loss(&f, Y, &loss);
+        double loss = NAN;
+        same &= gmf_flow_loss(f, Y, &loss) == GMF_OK;
         same &= loss == gmf_traj_loss(tr)[j] && r.t[j] == gmf_traj_t(tr)[j];
         same &= j == 0 || gmf_traj_nrhs(tr)[j] >= gmf_traj_nrhs(tr)[j - 1];
     }
@@ -155,7 +156,7 @@ static void test_recorder(problem *p, gmf_flow_kind kind) {
           kind == GMF_FLOW_BW ? "bw" : "euclid");
     CHECK((gmf_traj_C(tr) != NULL) == (kind == GMF_FLOW_EUCLID), "C recorded for euclid only");
     CHECK(gmf_traj_loss(tr)[T - 1] < gmf_traj_loss(tr)[0], "the loss decreases");
-    gmf_flow_free(&f);
+    gmf_flow_free(f);
     free(y), free(bw), free(r.Y), free(r.t);
     gmf_traj_free(tr);
 }

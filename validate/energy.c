@@ -95,9 +95,9 @@ static int rate_of(aug *a, const double *y, const double *ydot, double *rate) {
         *rate = sumsq(a->N, ydot);
         return GMF_OK;
     }
-    int rc = chol_state(a->f->K, a->f->D, y, a->yc);
+    int rc = chol_state(gmf_flow_K(a->f), gmf_flow_D(a->f), y, a->yc);
     if (!rc) rc = gmf_flow_rhs(a->fE, a->yc, a->fc);
-    *rate = (double)a->f->K * sumsq(a->N, a->fc);
+    *rate = (double)gmf_flow_K(a->f) * sumsq(a->N, a->fc);
     return rc;
 }
 
@@ -138,7 +138,7 @@ static int run_case(const ecase *c, double h, int verbose, eresult *res) {
     vfd_problem pb;
     int rc = vfd_problem_init(&pb, c->n, c->d, K, c->teacher, c->seed);
     if (rc) goto done;
-    const size_t N = gmf_flow_dim(&pb.fE);
+    const size_t N = gmf_flow_dim(pb.fE);
     y = tu_xmalloc((N + 1) * sizeof *y);
     yc = tu_xmalloc(N * sizeof *yc);
     fc = tu_xmalloc(N * sizeof *fc);
@@ -171,7 +171,7 @@ static int run_case(const ecase *c, double h, int verbose, eresult *res) {
         for (int m = -2; m <= 2; m++)
             tout[1 + 5 * j + (size_t)(m + 2)] = c->T * (double)(j + 1) / NCHECK + m * h;
     size_t nout = nE;
-    aug a = {.f = &pb.fE, .fE = NULL, .N = N, .yc = yc, .fc = fc};
+    aug a = {.f = pb.fE, .fE = NULL, .N = N, .yc = yc, .fc = fc};
     a.L = rec, a.z = rec + nout, a.rate = rec + 2 * nout;
     memcpy(y, y0, N * sizeof *y);
     y[N] = 0.0;
@@ -202,7 +202,7 @@ static int run_case(const ecase *c, double h, int verbose, eresult *res) {
     for (size_t j = 0; j < NBW; j++)
         tout[j] = c->T / (double)K * (double)j / (double)(NBW - 1);
     nout = NBW;
-    aug b = {.f = &pb.fB, .fE = &pb.fE, .N = N, .yc = yc, .fc = fc};
+    aug b = {.f = pb.fB, .fE = pb.fE, .N = N, .yc = yc, .fc = fc};
     b.L = rec, b.z = rec + nout, b.rate = rec + 2 * nout;
     gmf_flow_euclid_to_bw(K, D, y0, y);
     y[N] = 0.0;

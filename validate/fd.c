@@ -143,7 +143,7 @@ static int run_case(const fcase *c, double eps, fresult *res) {
         vfd_problem_free(&pb);
         return rc;
     }
-    gmf_flow *fE = &pb.fE, *fB = &pb.fB;
+    gmf_flow *fE = pb.fE, *fB = pb.fB;
     const double *X = pb.X;
     const size_t N = gmf_flow_dim(fE);
     double *yE = tu_xmalloc(N * sizeof *yE), *yB = tu_xmalloc(N * sizeof *yB);

@@ -115,13 +115,13 @@ int main(int argc, char **argv) {
     if (gmf_toy_make(&to, &X, &y)) return fail("toy data");
     gmf_sqloss *sq;
     if (gmf_sqloss_new(&sq, n, d, X, y)) return fail("squared loss");
-    gmf_flow fe, fb;
+    gmf_flow *fe = NULL, *fb = NULL;
     gmf_nn_gmreg *layer; /* the discrete trainer's regression layer, on its own copy of the data */
     if (gmf_nn_gmreg_new(&layer, K, n, d, X, y)) return fail("GM regression layer");
-    if (gmf_flow_init(&fe, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(sq)) ||
-        gmf_flow_init(&fb, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq)))
+    if (gmf_flow_new(&fe, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(sq)) ||
+        gmf_flow_new(&fb, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq)))
         return fail("flow");
-    const size_t N = gmf_flow_dim(&fe);
+    const size_t N = gmf_flow_dim(fe);
     double *y0 = calloc(N, sizeof *y0), *ye = calloc(N, sizeof *ye), *yb = calloc(N, sizeof *yb),
            *z = calloc(N, sizeof *z), *zb = calloc(N, sizeof *zb), *te = calloc(N0 + 1, sizeof *te),
            *tb = calloc(N0 + 1, sizeof *tb), *trE = calloc((N0 + 1) * N, sizeof *trE),
@@ -137,11 +137,11 @@ int main(int argc, char **argv) {
     for (long j = 0; j <= N0; j++)
         te[j] = (double)j * eta0, tb[j] = rescale ? te[j] / (double)K : te[j];
     vh_traj sE = {N, trE}, sB = {N, trB};
-    if (gmf_ode_solve(N, gmf_flow_ode_rhs, &fe, ye, te, (size_t)N0 + 1, &o, vh_traj_store, &sE,
+    if (gmf_ode_solve(N, gmf_flow_ode_rhs, fe, ye, te, (size_t)N0 + 1, &o, vh_traj_store, &sE,
                       NULL))
         return fail("Euclidean flow");
     gmf_flow_euclid_to_bw(K, D, y0, yb);
-    if (gmf_ode_solve(N, gmf_flow_ode_rhs, &fb, yb, tb, (size_t)N0 + 1, &o, vh_traj_store, &sB,
+    if (gmf_ode_solve(N, gmf_flow_ode_rhs, fb, yb, tb, (size_t)N0 + 1, &o, vh_traj_store, &sB,
                       NULL))
         return fail("mixture flow");
 
@@ -165,8 +165,8 @@ int main(int argc, char **argv) {
            pE, rescale ? "t/K" : "t", pB);
     int status = vh_finish(&run, ok, "order %.4f (euclid), %.4f (mixture)", pE, pB);
     gmf_nn_gmreg_free(layer);
-    gmf_flow_free(&fe);
-    gmf_flow_free(&fb);
+    gmf_flow_free(fe);
+    gmf_flow_free(fb);
     gmf_sqloss_free(sq);
     free(X), free(y), free(y0), free(ye), free(yb), free(z), free(zb), free(te), free(tb),
         free(trE), free(trB);

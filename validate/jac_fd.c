@@ -111,12 +111,12 @@ static double relerr(size_t N, const double *a, const double *ref) {
 
 /* Direction for the form: Gaussian, or in the BW form [dmu | C_k E_k C_k^T]. */
 static void direction(gmf_flow *f, const double *yE, gsl_rng *r, double *v, double *E) {
-    const size_t K = f->K, D = f->D, N = gmf_flow_dim(f);
+    const size_t K = gmf_flow_K(f), D = gmf_flow_D(f), N = gmf_flow_dim(f);
     tu_randn(r, N, 1.0, v);
-    if (f->kind == GMF_FLOW_EUCLID) return;
+    if (gmf_flow_kind_of(f) == GMF_FLOW_EUCLID) return;
     for (size_t k = 0; k < K; k++) {
-        const double *C = yE + K * D + k * D * D;
-        double *dS = v + K * D + k * D * D, *T = E + D * D;
+        const double *C = yE + gmf_flow_mat_offset(K, D, k);
+        double *dS = v + gmf_flow_mat_offset(K, D, k), *T = E + D * D;
         tu_randn(r, D * D, 1.0, E);
         tu_matmul(D, D, D, C, E, T);
         for (size_t a = 0; a < D; a++) /* dS = T C^T */
@@ -132,7 +132,7 @@ static void direction(gmf_flow *f, const double *yE, gsl_rng *r, double *v, doub
 /* The JVP checks and (for well-conditioned cases) the dense checks of one form. */
 static double check_form(const jcase *c, gmf_flow *f, const double *yE, const double *y, gsl_rng *r,
                          double *densemax, double *symmax) {
-    const size_t N = gmf_flow_dim(f), D = f->D;
+    const size_t N = gmf_flow_dim(f), D = gmf_flow_D(f);
     double *v = tu_xmalloc(N * sizeof *v), *jv = tu_xmalloc(N * sizeof *jv);
     double *fd = tu_xmalloc(N * sizeof *fd), *work = tu_xmalloc(6 * N * sizeof *work);
     double *E = tu_xmalloc(2 * D * D * sizeof *E), worst = 0;
@@ -156,7 +156,7 @@ static double check_form(const jcase *c, gmf_flow *f, const double *yE, const do
                 Jfd[i * N + j] = fd[i];
         }
         *densemax = fmax(*densemax, relerr(N * N, J, Jfd));
-        if (f->kind == GMF_FLOW_EUCLID) {
+        if (gmf_flow_kind_of(f) == GMF_FLOW_EUCLID) {
             double asym = 0, scale = tu_max_abs(J, N * N);
             for (size_t i = 0; i < N; i++)
                 for (size_t j = 0; j < i; j++)
@@ -182,14 +182,14 @@ static int run_case(const jcase *c, double *worst) {
         fprintf(stderr, "jac_fd: %s: %s\n", c->label, gmf_errmsg());
         worst[0] = INFINITY;
     } else {
-        const size_t N = gmf_flow_dim(&pb.fE);
+        const size_t N = gmf_flow_dim(pb.fE);
         double *yE = tu_xmalloc(N * sizeof *yE), *yB = tu_xmalloc(N * sizeof *yB);
         gsl_rng *r = tu_rng(c->seed + 7000);
         make_state(c, r, yE);
         gmf_flow_euclid_to_bw(K, D, yE, yB);
         double dense = 0, sym = 0;
-        double eE = check_form(c, &pb.fE, yE, yE, r, &dense, &sym);
-        double eB = check_form(c, &pb.fB, yE, yB, r, &dense, &sym);
+        double eE = check_form(c, pb.fE, yE, yE, r, &dense, &sym);
+        double eB = check_form(c, pb.fB, yE, yB, r, &dense, &sym);
         printf("%-26s K=%zu D=%zu N=%4zu  jvp euclid %.2e  jvp bw %.2e", c->label, K, D, N, eE, eB);
         if (c->cov == VFD_COV_FULL) printf("  dense %.2e  asym %.2e", dense, sym);
         printf("\n");

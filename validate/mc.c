@@ -89,17 +89,17 @@ static int run_case(const mcase *c, size_t Nmc, zblock blk[4], double *secs) {
     to.n = n, to.d = d, to.teacher = c->teacher, to.seed = c->seed;
     double *X = NULL, *yv = NULL;
     gmf_sqloss *sq = NULL;
-    gmf_flow fB = {0};
+    gmf_flow *fB = NULL;
     int rc = gmf_toy_make(&to, &X, &yv);
     if (!rc) rc = gmf_sqloss_new(&sq, n, d, X, yv);
-    if (!rc) rc = gmf_flow_init(&fB, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq));
+    if (!rc) rc = gmf_flow_new(&fB, GMF_FLOW_BW, K, gmf_sqloss_oracle(sq));
     if (rc) {
         gmf_sqloss_free(sq);
         free(X);
         free(yv);
         return rc;
     }
-    const size_t N = gmf_flow_dim(&fB);
+    const size_t N = gmf_flow_dim(fB);
     double *yE = tu_xmalloc(N * sizeof *yE), *yB = tu_xmalloc(N * sizeof *yB);
     double *rhs = tu_xmalloc(N * sizeof *rhs), *pred = tu_xmalloc(n * sizeof *pred);
     double *r = tu_xmalloc(n * sizeof *r), *relse = tu_xmalloc((n + N + 1) * sizeof *relse);
@@ -124,7 +124,7 @@ static int run_case(const mcase *c, size_t Nmc, zblock blk[4], double *secs) {
     /* closed forms */
     double L = 0;
     if ((rc = gmf_sqloss_eval(sq, K, yB, yB + gmf_flow_mat_offset(K, D, 0), pred, &L))) goto done;
-    if ((rc = gmf_flow_rhs(&fB, yB, rhs))) goto done;
+    if ((rc = gmf_flow_rhs(fB, yB, rhs))) goto done;
     for (size_t i = 0; i < n; i++)
         r[i] = yv[i] - pred[i];
 
@@ -236,7 +236,7 @@ done:
     free(rhs);
     free(yB);
     free(yE);
-    gmf_flow_free(&fB);
+    gmf_flow_free(fB);
     gmf_sqloss_free(sq);
     free(X);
     free(yv);

@@ -115,7 +115,7 @@ static int check_form(gmf_flow *fl, const double *y0, const char *fname, double 
             err[ir][im] = tu_max_abs_diff(y, yref, N) / scale;
             print_stats(fname, meths[im], rtols[ir], &st, err[ir][im], secs);
             *worst_ratio = fmax(*worst_ratio, err[ir][im] / rtols[ir]);
-            if (fl->kind == GMF_FLOW_BW && asymmetric(K, D, y)) {
+            if (gmf_flow_kind_of(fl) == GMF_FLOW_BW && asymmetric(K, D, y)) {
                 printf("  %s: final Sigma not bitwise symmetric (%zu entries differ)\n",
                        gmf_ode_method_name(meths[im]), asymmetric(K, D, y));
                 fail = 1;
@@ -169,16 +169,16 @@ int main(int argc, char **argv) {
     to.n = n, to.d = d, to.seed = seed;
     double *X = NULL, *yv = NULL;
     gmf_sqloss *sq = NULL;
-    gmf_flow fl[2] = {{0}, {0}};
+    gmf_flow *fl[2] = {NULL, NULL};
     int rc = gmf_toy_make(&to, &X, &yv);
     if (!rc) rc = gmf_sqloss_new(&sq, n, d, X, yv);
-    if (!rc) rc = gmf_flow_init(&fl[0], GMF_FLOW_BW, K, gmf_sqloss_oracle(sq));
-    if (!rc) rc = gmf_flow_init(&fl[1], GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(sq));
+    if (!rc) rc = gmf_flow_new(&fl[0], GMF_FLOW_BW, K, gmf_sqloss_oracle(sq));
+    if (!rc) rc = gmf_flow_new(&fl[1], GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(sq));
     if (rc) {
         fprintf(stderr, "solvers: setup: %s\n", gmf_errmsg());
         return 1;
     }
-    const size_t N = gmf_flow_dim(&fl[0]);
+    const size_t N = gmf_flow_dim(fl[0]);
     double *y0[2], *yref = tu_xmalloc(N * sizeof *yref), *ychk = tu_xmalloc(N * sizeof *ychk);
     double *ys = tu_xmalloc(NRTOL * NMETH * N * sizeof *ys);
     y0[0] = tu_xmalloc(N * sizeof(double));
@@ -203,7 +203,7 @@ int main(int argc, char **argv) {
     double worst_ratio = 0; /* max over (err, pair) / rtol */
     int fail = 0;
     for (int form = 0; form < 2; form++)
-        fail |= check_form(&fl[form], y0[form], form ? "Euclid" : "BW", form ? T : T / (double)K, K,
+        fail |= check_form(fl[form], y0[form], form ? "Euclid" : "BW", form ? T : T / (double)K, K,
                            D, yref, ychk, ys, &worst_ratio);
     int status = vh_finish(&run, !fail && worst_ratio <= C_FACTOR,
                            "max error or pairwise difference %.1f rtol (pass <= %.0f rtol)",
@@ -213,8 +213,8 @@ int main(int argc, char **argv) {
     free(yref);
     free(y0[0]);
     free(y0[1]);
-    gmf_flow_free(&fl[0]);
-    gmf_flow_free(&fl[1]);
+    gmf_flow_free(fl[0]);
+    gmf_flow_free(fl[1]);
     gmf_sqloss_free(sq);
     free(X);
     free(yv);

@@ -131,7 +131,7 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
     vfd_problem pb;
     int rc = vfd_problem_init(&pb, c->n, c->d, K, c->teacher, c->seed);
     if (rc) goto done;
-    const size_t N = gmf_flow_dim(&pb.fE);
+    const size_t N = gmf_flow_dim(pb.fE);
     y0 = tu_xmalloc(N * sizeof *y0);
     yE = tu_xmalloc(N * sizeof *yE);
     yB = tu_xmalloc(N * sizeof *yB);
@@ -154,11 +154,11 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
     o.atol = 1e-2 * rtol;
     o.max_steps = 1000000;
     gmf_ode_stats sE, sB;
-    if ((rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &pb.fE, yE, tE, NOUT, &o, vh_traj_store, &trE,
-                            &sE)))
+    if ((rc =
+             gmf_ode_solve(N, gmf_flow_ode_rhs, pb.fE, yE, tE, NOUT, &o, vh_traj_store, &trE, &sE)))
         goto done;
-    if ((rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &pb.fB, yB, tB, NOUT, &o, vh_traj_store, &trB,
-                            &sB)))
+    if ((rc =
+             gmf_ode_solve(N, gmf_flow_ode_rhs, pb.fB, yB, tB, NOUT, &o, vh_traj_store, &trB, &sB)))
         goto done;
     res->stepsE = sE.nsteps, res->stepsB = sB.nsteps;
 
@@ -193,8 +193,8 @@ static int run_case(const tcase *c, double rtol, int rescale, result *res) {
                      *ST = ybT + gmf_flow_mat_offset(K, D, k);
         res->moved = fmax(res->moved, frob_diff(D * D, ST, S0) / frob(D * D, S0));
     }
-    if ((rc = gmf_flow_loss(&pb.fE, trE.Y, &res->L0))) goto done;
-    if ((rc = gmf_flow_loss(&pb.fE, trE.Y + (NOUT - 1) * N, &res->LT))) goto done;
+    if ((rc = gmf_flow_loss(pb.fE, trE.Y, &res->L0))) goto done;
+    if ((rc = gmf_flow_loss(pb.fE, trE.Y + (NOUT - 1) * N, &res->LT))) goto done;
 done:
     res->secs = vh_now() - t0;
     free(trE.Y);

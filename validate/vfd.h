@@ -28,9 +28,9 @@
 /* ---------------------------------------------------------------- the toy problem */
 
 typedef struct vfd_problem {
-    double *X, *y;   /* toy data: n x d inputs, n targets */
-    gmf_sqloss *sq;  /* the squared loss on them */
-    gmf_flow fE, fB; /* its Euclidean and BW flows with K components */
+    double *X, *y;     /* toy data: n x d inputs, n targets */
+    gmf_sqloss *sq;    /* the squared loss on them */
+    gmf_flow *fE, *fB; /* its Euclidean and BW flows with K components */
 } vfd_problem;
 
 /* Make the problem; on failure returns the library's status (gmf_errmsg() says why).  Call
@@ -42,14 +42,14 @@ static inline int vfd_problem_init(vfd_problem *p, size_t n, size_t d, size_t K,
     to.n = n, to.d = d, to.teacher = teacher, to.seed = seed;
     int rc = gmf_toy_make(&to, &p->X, &p->y);
     if (!rc) rc = gmf_sqloss_new(&p->sq, n, d, p->X, p->y);
-    if (!rc) rc = gmf_flow_init(&p->fE, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(p->sq));
-    if (!rc) rc = gmf_flow_init(&p->fB, GMF_FLOW_BW, K, gmf_sqloss_oracle(p->sq));
+    if (!rc) rc = gmf_flow_new(&p->fE, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(p->sq));
+    if (!rc) rc = gmf_flow_new(&p->fB, GMF_FLOW_BW, K, gmf_sqloss_oracle(p->sq));
     return rc;
 }
 
 static inline void vfd_problem_free(vfd_problem *p) {
-    gmf_flow_free(&p->fB);
-    gmf_flow_free(&p->fE);
+    gmf_flow_free(p->fB);
+    gmf_flow_free(p->fE);
     gmf_sqloss_free(p->sq);
     free(p->X);
     free(p->y);

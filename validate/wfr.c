@@ -92,9 +92,9 @@ static void euclid_to_wbw(size_t K, size_t D, const double *ye, double *yb) {
     gmf_flow_euclid_to_bw(K, D, ye + K, yb + K);
 }
 
-static void flow_make(gmf_flow *f, gmf_flow_kind kind, const problem *p, double alpha) {
-    if (gmf_flow_init(f, kind, p->K, gmf_sqloss_oracle(p->sq)) ||
-        (gmf_flow_is_wfr(kind) && gmf_flow_set_alpha(f, alpha))) {
+static void flow_make(gmf_flow **f, gmf_flow_kind kind, const problem *p, double alpha) {
+    if (gmf_flow_new(f, kind, p->K, gmf_sqloss_oracle(p->sq)) ||
+        (gmf_flow_is_wfr(kind) && gmf_flow_set_alpha(*f, alpha))) {
         fprintf(stderr, "wfr: %s\n", gmf_errmsg());
         exit(1);
     }
@@ -111,18 +111,18 @@ static void check_mc(unsigned long seed, size_t draws) {
     double *hm = calloc(n, sizeof(double)), *hv = calloc(n, sizeof(double));
     init_euclid(&p, 0, seed + 1, ye);
     euclid_to_wbw(K, D, ye, yb);
-    gmf_flow f;
+    gmf_flow *f;
     flow_make(&f, GMF_FLOW_WFR_BW, &p, 1.0);
     double L, th[16], z[16];
     if (D > 16 || gmf_sqloss_eval_w(p.sq, K, yb, yb + K, yb + K + K * D, pred, &L) ||
-        gmf_flow_loss(&f, yb, &L)) /* prepares the oracle at yb for value() */
+        gmf_flow_loss(f, yb, &L)) /* prepares the oracle at yb for value() */
         exit(1);
     for (size_t i = 0; i < n; i++)
         r[i] = p.y[i] - pred[i];
     gsl_rng *rng = tu_rng(seed + 3);
     double zmax = 0.0, relse = 0.0;
     for (size_t k = 0; k < K; k++) {
-        const double *mu = ye + K + k * D, *C = ye + K + K * D + k * D * D, wk = yb[k];
+        const double *mu = ye + K + k * D, *C = ye + K + gmf_flow_mat_offset(K, D, k), wk = yb[k];
         double v1 = 0.0, v2 = 0.0;
         memset(hs1, 0, n * sizeof(double));
         memset(hs2, 0, n * sizeof(double));
@@ -146,7 +146,8 @@ static void check_mc(unsigned long seed, size_t draws) {
             v1 += dl, v2 += dl * dl;
         }
         double mean = v1 / (double)draws, se = sqrt((v2 / draws - mean * mean) / (double)draws);
-        zmax = fmax(zmax, fabs(mean - f.oracle.value(f.oracle.ctx, k)) / se);
+        const gmf_oracle *orc = gmf_flow_oracle(f);
+        zmax = fmax(zmax, fabs(mean - orc->value(orc->ctx, k)) / se);
         relse = fmax(relse, se / fabs(mean));
         for (size_t i = 0; i < n; i++) { /* h = sum_k w_k mean_k, var sum_k w_k^2 var_k / M */
             double mi = hs1[i] / (double)draws, vi = hs2[i] / (double)draws - mi * mi;
@@ -159,7 +160,7 @@ static void check_mc(unsigned long seed, size_t draws) {
             zmax, relse);
     gsl_rng_free(rng);
     free(hm), free(hv), free(hs1), free(hs2), free(pred), free(r), free(ye), free(yb);
-    gmf_flow_free(&f);
+    gmf_flow_free(f);
     problem_free(&p);
 }
 
@@ -172,27 +173,27 @@ static void check_reduce(unsigned long seed) {
     double *f1 = tu_xmalloc(N * sizeof(double)), *f0 = tu_xmalloc(M * sizeof(double));
     init_euclid(&p, 1, seed + 1, ye);
     euclid_to_wbw(K, D, ye, yb);
-    gmf_flow fw, fe, fW, fE;
+    gmf_flow *fw, *fe, *fW, *fE;
     flow_make(&fw, GMF_FLOW_WFR_BW, &p, 0.0);
     flow_make(&fe, GMF_FLOW_WFR_EUCLID, &p, 0.0);
     flow_make(&fW, GMF_FLOW_BW, &p, 0.0);
     flow_make(&fE, GMF_FLOW_EUCLID, &p, 0.0);
     double worst = 0.0, wmax = 0.0;
-    if (gmf_flow_rhs(&fw, yb, f1) || gmf_flow_rhs(&fW, yb + K, f0)) exit(1);
+    if (gmf_flow_rhs(fw, yb, f1) || gmf_flow_rhs(fW, yb + K, f0)) exit(1);
     worst = fmax(worst, tu_max_abs_diff(f1 + K, f0, M) / tu_max_abs(f0, M));
     wmax = fmax(wmax, tu_max_abs(f1, K));
-    if (gmf_flow_rhs(&fe, ye, f1) || gmf_flow_rhs(&fE, ye + K, f0)) exit(1);
+    if (gmf_flow_rhs(fe, ye, f1) || gmf_flow_rhs(fE, ye + K, f0)) exit(1);
     worst = fmax(worst, tu_max_abs_diff(f1 + K, f0, M) / tu_max_abs(f0, M));
     wmax = fmax(wmax, tu_max_abs(f1, K));
     double L1, L0;
-    if (gmf_flow_loss(&fw, yb, &L1) || gmf_flow_loss(&fW, yb + K, &L0)) exit(1);
+    if (gmf_flow_loss(fw, yb, &L1) || gmf_flow_loss(fW, yb + K, &L0)) exit(1);
     worst = fmax(worst, fabs(L1 - L0) / L0);
     verdict("reduce", worst <= 1e-13 && wmax == 0.0,
             "alpha = 0, w = 1/K: max rel diff to the W flows %.1e (<= 1e-13), max |w'| %.0e (= 0)",
             worst, wmax);
     /* the oracle's E_k[dL] also comes out of the unweighted prepare: sum_k v_k / K = -(2/n)
      * sum_i r_i h_i is a second identity (h = mean_k E_k f) */
-    gmf_flow_free(&fw), gmf_flow_free(&fe), gmf_flow_free(&fW), gmf_flow_free(&fE);
+    gmf_flow_free(fw), gmf_flow_free(fe), gmf_flow_free(fW), gmf_flow_free(fE);
     free(ye), free(yb), free(f1), free(f0);
     problem_free(&p);
 }
@@ -239,24 +240,27 @@ static double bw_norm2(size_t D, const double *Sigma, const double *V) {
 
 /* The squared metric norm of the velocity F at y (see the header), from F alone. */
 static double metric_norm2(gmf_flow *f, const double *y, const double *F) {
-    const size_t K = f->K, D = f->D, N = gmf_flow_dim(f);
+    const size_t K = gmf_flow_K(f), D = gmf_flow_D(f), N = gmf_flow_dim(f);
+    const double alpha = gmf_flow_alpha(f);
     double s = 0.0;
-    if (f->kind == GMF_FLOW_WFR_EUCLID) {
+    if (gmf_flow_kind_of(f) == GMF_FLOW_WFR_EUCLID) {
         for (size_t i = K; i < N; i++)
             s += F[i] * F[i];
-        if (f->alpha > 0.0)
+        if (alpha > 0.0)
             for (size_t k = 0; k < K; k++)
-                s += F[k] * F[k] * 4.0 * (double)K / f->alpha;
+                s += F[k] * F[k] * 4.0 * (double)K / alpha;
         return s;
     }
     for (size_t k = 0; k < K; k++) {
-        if (f->alpha > 0.0 && y[k] > 0.0) s += F[k] * F[k] / (f->alpha * y[k]);
+        if (alpha > 0.0 && y[k] > 0.0) s += F[k] * F[k] / (alpha * y[k]);
         const double *mu = F + K + k * D;
         double m2 = 0.0;
         for (size_t a = 0; a < D; a++)
             m2 += mu[a] * mu[a];
-        const double wt = f->wfr_flat ? 1.0 / (double)K : y[k]; /* flat: metric (1/K) |.|^2 */
-        s += wt * (m2 + bw_norm2(D, y + K + K * D + k * D * D, F + K + K * D + k * D * D));
+        const double wt =
+            gmf_flow_wfr_flat(f) ? 1.0 / (double)K : y[k]; /* flat: metric (1/K) |.|^2 */
+        s += wt * (m2 + bw_norm2(D, y + K + gmf_flow_mat_offset(K, D, k),
+                                 F + K + gmf_flow_mat_offset(K, D, k)));
     }
     return s;
 }
@@ -290,22 +294,25 @@ static void check_flows(unsigned long seed, size_t K, double alpha, double T) {
     double *F = tu_xmalloc(N * sizeof(double)), *yp = tu_xmalloc(N * sizeof(double));
     init_euclid(&p, 0, seed + 1, ye);
     euclid_to_wbw(K, D, ye, yb);
-    gmf_flow fe, fw, ff;
+    gmf_flow *fe, *fw, *ff;
     flow_make(&fe, GMF_FLOW_WFR_EUCLID, &p, alpha);
     flow_make(&fw, GMF_FLOW_WFR_BW, &p, alpha);
     flow_make(&ff, GMF_FLOW_WFR_BW, &p, alpha);
-    ff.wfr_flat = 1;
+    if (gmf_flow_set_wfr_flat(ff, 1)) {
+        fprintf(stderr, "wfr: %s\n", gmf_errmsg());
+        exit(1);
+    }
     vh_traj te, tw, tf;
-    integrate(&fe, ye, T * (double)K, &te);
-    integrate(&fw, yb, T, &tw);
-    integrate(&ff, yb, T, &tf);
+    integrate(fe, ye, T * (double)K, &te);
+    integrate(fw, yb, T, &tw);
+    integrate(ff, yb, T, &tf);
     double een[3] = {0.0, 0.0, 0.0}, L0, LT, sum = 0.0, wmin = INFINITY, a2 = 0.0, dform = 0.0,
            dctl = 0.0, moved = 0.0;
     for (size_t j = 0; j < NOUT; j++) {
         double *Ye = te.Y + j * N, *Yw = tw.Y + j * N, *Yf = tf.Y + j * N, s = 0.0, q = 0.0;
-        een[0] = fmax(een[0], energy_err(&fe, Ye, F, yp));
-        een[1] = fmax(een[1], energy_err(&fw, Yw, F, yp));
-        een[2] = fmax(een[2], energy_err(&ff, Yf, F, yp));
+        een[0] = fmax(een[0], energy_err(fe, Ye, F, yp));
+        een[1] = fmax(een[1], energy_err(fw, Yw, F, yp));
+        een[2] = fmax(een[2], energy_err(ff, Yf, F, yp));
         for (size_t k = 0; k < K; k++) {
             s += Yw[k], q += Ye[k] * Ye[k];
             wmin = fmin(wmin, fmin(Yw[k], Yf[k]));
@@ -321,7 +328,7 @@ static void check_flows(unsigned long seed, size_t K, double alpha, double T) {
         dctl = fmax(dctl, fmax(rel(K, yp, Yw), rel(N - K, yp + K, Yw + K)));
         moved = fmax(moved, rel(K, Yw, tw.Y));
     }
-    if (gmf_flow_loss(&fw, tw.Y, &L0) || gmf_flow_loss(&fw, tw.Y + (NOUT - 1) * N, &LT)) exit(1);
+    if (gmf_flow_loss(fw, tw.Y, &L0) || gmf_flow_loss(fw, tw.Y + (NOUT - 1) * N, &LT)) exit(1);
     printf(" K = %zu, alpha = %g, BW time %g (w moved by %.2f relative; WFR L %.4g -> %.4g):\n", K,
            alpha, T, moved, L0, LT);
     printf("  (energy: Euclid %.1e, WFR %.1e, flat image %.1e)\n", een[0], een[1], een[2]);
@@ -334,7 +341,7 @@ static void check_flows(unsigned long seed, size_t K, double alpha, double T) {
     verdict("control", dctl > 1e-3, "Euclid(t) vs the WFR flow(t/K): %.1e (> %.0e: they differ)",
             dctl, 1e-3);
     free(te.Y), free(tw.Y), free(tf.Y);
-    gmf_flow_free(&fe), gmf_flow_free(&fw), gmf_flow_free(&ff);
+    gmf_flow_free(fe), gmf_flow_free(fw), gmf_flow_free(ff);
     free(ye), free(yb), free(F), free(yp);
     problem_free(&p);
 }
@@ -348,10 +355,10 @@ static void check_gd(unsigned long seed) {
     double *y0 = tu_xmalloc(N * sizeof(double)), *y = tu_xmalloc(N * sizeof(double));
     double *F = tu_xmalloc(N * sizeof(double));
     init_euclid(&p, 0, seed + 1, y0);
-    gmf_flow f;
+    gmf_flow *f;
     flow_make(&f, GMF_FLOW_WFR_EUCLID, &p, 2.0);
     vh_traj tr;
-    integrate(&f, y0, T, &tr);
+    integrate(f, y0, T, &tr);
     const double *yT = tr.Y + (NOUT - 1) * N;
     double err[3];
     for (int m = 0; m < 3; m++) {
@@ -359,7 +366,7 @@ static void check_gd(unsigned long seed) {
         const double h = T / (double)steps;
         memcpy(y, y0, N * sizeof(double));
         for (long s = 0; s < steps; s++) {
-            if (gmf_flow_rhs(&f, y, F)) exit(1);
+            if (gmf_flow_rhs(f, y, F)) exit(1);
             for (size_t i = 0; i < N; i++)
                 y[i] += h * F[i];
         }
@@ -371,7 +378,7 @@ static void check_gd(unsigned long seed) {
     verdict("gd", r1 >= 1.7 && r1 <= 2.3 && r2 >= 1.7 && r2 <= 2.3,
             "error ratios %.3f %.3f (order 1: in [1.7, 2.3])", r1, r2);
     free(tr.Y), free(y0), free(y), free(F);
-    gmf_flow_free(&f);
+    gmf_flow_free(f);
     problem_free(&p);
 }
 

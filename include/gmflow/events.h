@@ -47,7 +47,7 @@ typedef struct gmf_events_opts {
 
 typedef struct gmf_events {
     gmf_events_opts o;
-    gmf_flow flow;         /* its own flow over the caller's oracle, for the event functions */
+    gmf_flow *flow;        /* its own flow over the caller's oracle, for the event functions */
     size_t N, ng;          /* state length, number of event functions */
     gmf_event_kind *gkind; /* per event function */
     long *gcomp;

@@ -60,7 +60,7 @@ typedef struct gmf_oracle {
 } gmf_oracle;
 
 /* GMF_FLOW_WFR_BW / GMF_FLOW_WFR_EUCLID: Wasserstein-Fisher-Rao mixtures with learned weights
- * (docs/WFR.md; functions in src/exact/wfr.c), alpha = gmf_flow.alpha:
+ * (docs/WFR.md; functions in src/exact/wfr.c), alpha = gmf_flow_alpha(f):
  *   GMF_FLOW_WFR_BW     y = [w_1 .. w_K | mu | Sigma], w on the simplex, rho = sum_k w_k N_k;
  *                       w_k' = -alpha w_k (v_k - vbar),  v_k = E_k[dL],  vbar = sum w_j v_j /
  *                       sum w_j; mu_k', Sigma_k' as GMF_FLOW_BW (the mass-weighted transport).
@@ -71,7 +71,7 @@ typedef struct gmf_oracle {
  *                       mu_k' = -w_k E_k grad dL,  C_k' = -w_k E_k[hess dL] C_k.
  *                       |a| is conserved; with |a| = 1 its image in BW time s = t / K is the
  *                       GMF_FLOW_WFR_BW flow with the transport speed scaled by K w_k
- *                       (gmf_flow.wfr_flat = 1): the two agree only at equal weights. */
+ *                       (gmf_flow_set_wfr_flat(f, 1)): the two agree only at equal weights. */
 typedef enum {
     GMF_FLOW_BW = 0,
     GMF_FLOW_EUCLID = 1,
@@ -79,38 +79,46 @@ typedef enum {
     GMF_FLOW_WFR_EUCLID = 3
 } gmf_flow_kind;
 
-typedef struct gmf_flow {
-    gmf_flow_kind kind;
-    size_t K, D;
-    gmf_oracle oracle;
-    double *work; /* K (D + D^2): the BW state [mu | C C^T] (Euclidean form); then D x D */
-    long nrhs;    /* right-hand side evaluations so far */
-    long njvp;    /* Jacobian-vector products so far (gmf_flow_jvp; gmf_flow_jac adds N each) */
-    double alpha; /* WFR kinds: the Fisher-Rao weight (>= 0; gmf_flow_init sets 1) */
-    int wfr_flat; /* GMF_FLOW_WFR_BW only: 1 = transport speed scaled by K w_k (the image of
-                   * GMF_FLOW_WFR_EUCLID, docs/WFR.md); 0 (default) = the WFR flow */
-} gmf_flow;
+/* The flow: its kind, K, the oracle's D, the oracle (copied; its ctx is borrowed and must
+ * outlive the flow), a workspace and counters.  Opaque; made with gmf_flow_new, released with
+ * gmf_flow_free. */
+typedef struct gmf_flow gmf_flow;
+
+/* A flow of `kind` with K >= 1 components over `oracle` (D = oracle.D >= 2; the WFR kinds need
+ * oracle.prepare_w and oracle.value).  *out is NULL on failure.  The WFR settings start at
+ * alpha = 1 and wfr_flat = 0 (gmf_flow_set_alpha, gmf_flow_set_wfr_flat). */
+int gmf_flow_new(gmf_flow **out, gmf_flow_kind kind, size_t K, gmf_oracle oracle);
+void gmf_flow_free(gmf_flow *f); /* NULL is fine */
+
+/* WFR kinds: set the Fisher-Rao weight alpha (finite, >= 0; default 1).  GMF_EINVAL naming the
+ * value (or the kind) otherwise. */
+int gmf_flow_set_alpha(gmf_flow *f, double alpha);
+/* GMF_FLOW_WFR_BW only: flat = 1 scales the transport speed by K w_k (the image of
+ * GMF_FLOW_WFR_EUCLID, docs/WFR.md); 0 (default) is the WFR flow.  GMF_EINVAL naming the value
+ * (or the kind) otherwise. */
+int gmf_flow_set_wfr_flat(gmf_flow *f, int flat);
+
+/* What the flow was made with, and its counters. */
+gmf_flow_kind gmf_flow_kind_of(const gmf_flow *f);
+size_t gmf_flow_K(const gmf_flow *f);
+size_t gmf_flow_D(const gmf_flow *f);
+double gmf_flow_alpha(const gmf_flow *f);
+int gmf_flow_wfr_flat(const gmf_flow *f);
+/* The flow's copy of the oracle: e.g. oracle->loss(oracle->ctx) is L(rho) at the mixture of the
+ * last gmf_flow_rhs / gmf_flow_loss, without another evaluation. */
+const gmf_oracle *gmf_flow_oracle(const gmf_flow *f);
+long gmf_flow_nrhs(const gmf_flow *f); /* right-hand side evaluations so far */
+long gmf_flow_njvp(const gmf_flow *f); /* JVPs so far (gmf_flow_jvp; gmf_flow_jac adds N each) */
 
 /* 1 for the WFR kinds (state starts with K weights or amplitudes). */
 static inline int gmf_flow_is_wfr(gmf_flow_kind kind) {
     return kind == GMF_FLOW_WFR_BW || kind == GMF_FLOW_WFR_EUCLID;
 }
 /* Offset of the means in the state: K for the WFR kinds, else 0. */
-static inline size_t gmf_flow_off(const gmf_flow *f) {
-    return gmf_flow_is_wfr(f->kind) ? f->K : 0;
-}
-/* WFR kinds: set the Fisher-Rao weight alpha (finite, >= 0). */
-int gmf_flow_set_alpha(gmf_flow *f, double alpha);
+size_t gmf_flow_off(const gmf_flow *f);
 /* The mixture weights of a WFR state: w = y[0..K) (GMF_FLOW_WFR_BW, copied) or a_k^2 / |a|^2
  * (GMF_FLOW_WFR_EUCLID); for the W kinds w_k = 1/K. */
 void gmf_flow_weights(gmf_flow_kind kind, size_t K, const double *y, double *w);
-/* The WFR right-hand side and loss (called by gmf_flow_rhs / gmf_flow_loss; wfr.c). */
-int gmf_flow_wfr_rhs_(gmf_flow *f, const double *y, double *ydot);
-int gmf_flow_wfr_loss_(gmf_flow *f, const double *y, double *loss);
-int gmf_flow_check_weights_(gmf_flow_kind kind, size_t K, const double *y);
-
-int gmf_flow_init(gmf_flow *f, gmf_flow_kind kind, size_t K, gmf_oracle oracle);
-void gmf_flow_free(gmf_flow *f);
 
 /* Length of the state vector: K (D + D^2), plus K for the WFR kinds. */
 size_t gmf_flow_dim(const gmf_flow *f);
@@ -149,12 +157,8 @@ static inline size_t gmf_flow_mu_offset(size_t K, size_t D, size_t k) {
 static inline size_t gmf_flow_mat_offset(size_t K, size_t D, size_t k) {
     return K * D + k * D * D;
 }
-static inline double *gmf_flow_mu(const gmf_flow *f, double *y, size_t k) {
-    return y + gmf_flow_off(f) + gmf_flow_mu_offset(f->K, f->D, k);
-}
-static inline double *gmf_flow_mat(const gmf_flow *f, double *y, size_t k) {
-    return y + gmf_flow_off(f) + gmf_flow_mat_offset(f->K, f->D, k);
-}
+double *gmf_flow_mu(const gmf_flow *f, double *y, size_t k);
+double *gmf_flow_mat(const gmf_flow *f, double *y, size_t k);
 
 /* Convert an Euclidean state [mu | C] to a BW state [mu | C C^T] (may not alias). */
 void gmf_flow_euclid_to_bw(size_t K, size_t D, const double *yc, double *ys);

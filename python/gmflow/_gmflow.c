@@ -803,13 +803,13 @@ static PyObject *py_rhs(PyObject *self, PyObject *args, PyObject *kw) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         goto done;
     }
-    gmf_flow f;
+    gmf_flow *f;
     Py_BEGIN_ALLOW_THREADS;
-    rc = gmf_flow_init(&f, kind, s.K, gmf_sqloss_oracle(p.sq));
+    rc = gmf_flow_new(&f, kind, s.K, gmf_sqloss_oracle(p.sq));
     if (!rc) {
-        rc = gmf_flow_rhs(&f, y0, ydot);
-        if (!rc) rc = gmf_flow_loss(&f, y0, &loss);
-        gmf_flow_free(&f);
+        rc = gmf_flow_rhs(f, y0, ydot);
+        if (!rc) rc = gmf_flow_loss(f, y0, &loss);
+        gmf_flow_free(f);
     }
     Py_END_ALLOW_THREADS;
     if (rc) {

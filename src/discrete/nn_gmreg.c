@@ -13,8 +13,8 @@
 struct gmf_nn_gmreg {
     size_t n, d, D, K;
     gmf_sqloss *sq;
-    gmf_flow flow; /* GMF_FLOW_EUCLID over sq's oracle */
-    double *rhs;   /* K (D + D^2) scratch */
+    gmf_flow *flow; /* GMF_FLOW_EUCLID over sq's oracle */
+    double *rhs;    /* K (D + D^2) scratch: the velocity; the forward pass's BW state */
 };
 
 int gmf_nn_gmreg_new(gmf_nn_gmreg **out, size_t K, size_t n, size_t d, const double *X,
@@ -29,14 +29,14 @@ int gmf_nn_gmreg_new(gmf_nn_gmreg **out, size_t K, size_t n, size_t d, const dou
         free(g);
         return rc;
     }
-    rc = gmf_flow_init(&g->flow, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(g->sq));
+    rc = gmf_flow_new(&g->flow, GMF_FLOW_EUCLID, K, gmf_sqloss_oracle(g->sq));
     if (rc) {
         gmf_sqloss_free(g->sq);
         free(g);
         return rc;
     }
     g->n = n, g->d = d, g->D = d + 1, g->K = K;
-    g->rhs = gmf_calloc(gmf_flow_dim(&g->flow), sizeof(double), "GM regression gradient");
+    g->rhs = gmf_calloc(gmf_flow_dim(g->flow), sizeof(double), "GM regression gradient");
     if (!g->rhs) {
         gmf_nn_gmreg_free(g);
         return GMF_ENOMEM;
@@ -47,7 +47,7 @@ int gmf_nn_gmreg_new(gmf_nn_gmreg **out, size_t K, size_t n, size_t d, const dou
 
 void gmf_nn_gmreg_free(gmf_nn_gmreg *g) {
     if (!g) return;
-    gmf_flow_free(&g->flow);
+    gmf_flow_free(g->flow);
     gmf_sqloss_free(g->sq);
     free(g->rhs);
     free(g);
@@ -55,8 +55,8 @@ void gmf_nn_gmreg_free(gmf_nn_gmreg *g) {
 
 int gmf_nn_gmreg_forward(double *pred, double *loss, gmf_nn_gmreg *g, const double *P) {
     /* the oracle evaluates at (mu, Sigma = C C^T): convert the Euclidean state */
-    const size_t dim = gmf_flow_dim(&g->flow);
-    double *bw = g->flow.work; /* K (D + D^2): flow.c's own scratch for exactly this */
+    const size_t dim = gmf_flow_dim(g->flow);
+    double *bw = g->rhs; /* K (D + D^2), used by the backward pass only after this returns */
     if (!gmf_all_finite(P, dim))
         return gmf_error(GMF_EDIVERGE, "GM regression layer: parameters are not finite");
     gmf_flow_euclid_to_bw(g->K, g->D, P, bw);
@@ -64,20 +64,20 @@ int gmf_nn_gmreg_forward(double *pred, double *loss, gmf_nn_gmreg *g, const doub
 }
 
 int gmf_nn_gmreg_backward(double *dP, double *loss, gmf_nn_gmreg *g, const double *P) {
-    const size_t dim = gmf_flow_dim(&g->flow);
-    int rc = gmf_flow_rhs(&g->flow, P, g->rhs);
+    const size_t dim = gmf_flow_dim(g->flow);
+    int rc = gmf_flow_rhs(g->flow, P, g->rhs);
     if (rc) return rc;
     for (size_t e = 0; e < dim; e++)
         dP[e] = -g->rhs[e]; /* grad l = -(d/dt of the flow) */
-    if (loss) *loss = g->flow.oracle.loss(g->flow.oracle.ctx);
+    if (loss) *loss = gmf_flow_oracle(g->flow)->loss(gmf_flow_oracle(g->flow)->ctx);
     return GMF_OK;
 }
 
 int gmf_nn_gmreg_gd_step(double *P, double *loss, gmf_nn_gmreg *g, double lr) {
-    const size_t dim = gmf_flow_dim(&g->flow);
-    int rc = gmf_flow_rhs(&g->flow, P, g->rhs);
+    const size_t dim = gmf_flow_dim(g->flow);
+    int rc = gmf_flow_rhs(g->flow, P, g->rhs);
     if (rc) return rc;
-    if (loss) *loss = g->flow.oracle.loss(g->flow.oracle.ctx);
+    if (loss) *loss = gmf_flow_oracle(g->flow)->loss(gmf_flow_oracle(g->flow)->ctx);
     for (size_t e = 0; e < dim; e++)
         P[e] += lr * g->rhs[e]; /* P -= lr grad */
     return GMF_OK;

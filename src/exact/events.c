@@ -32,10 +32,10 @@ int gmf_events_init(gmf_events *e, gmf_flow_kind kind, size_t K, gmf_oracle orac
         (o->loss_on && !isfinite(o->loss_value)))
         return gmf_error(GMF_EINVAL, "events: need grad_tol >= 0, collapse_ratio >= 0 and a finite "
                                      "loss value");
-    int rc = gmf_flow_init(&e->flow, kind, K, oracle);
+    int rc = gmf_flow_new(&e->flow, kind, K, oracle);
     if (rc) return rc;
-    const size_t D = e->flow.D;
-    e->N = gmf_flow_dim(&e->flow);
+    const size_t D = gmf_flow_D(e->flow);
+    e->N = gmf_flow_dim(e->flow);
     e->ng = (o->grad_tol > 0) + (o->loss_on != 0) + (o->collapse_ratio > 0 ? K : 0);
     e->gkind = gmf_calloc(e->ng + 1, sizeof(gmf_event_kind), "event functions");
     e->gcomp = gmf_calloc(e->ng + 1, sizeof(long), "event functions");
@@ -58,15 +58,15 @@ void gmf_events_free(gmf_events *e) {
     for (size_t j = 0; e->ev && j < e->nev; j++)
         free(e->ev[j].y);
     free(e->gkind), free(e->gcomp), free(e->gdir), free(e->work), free(e->ev);
-    gmf_flow_free(&e->flow);
+    gmf_flow_free(e->flow);
     memset(e, 0, sizeof *e);
 }
 
 int gmf_events_eig(gmf_events *e, const double *y, size_t k, double *lmin, double *lmax) {
-    const size_t K = e->flow.K, D = e->flow.D;
+    const size_t K = gmf_flow_K(e->flow), D = gmf_flow_D(e->flow);
     double *S = e->work + e->N, *ev = S + 2 * D * D;
-    const double *M = y + K * D + k * D * D;
-    if (e->flow.kind == GMF_FLOW_EUCLID) /* C C^T (upper triangle, all dsyev reads) */
+    const double *M = y + gmf_flow_mat_offset(K, D, k);
+    if (gmf_flow_kind_of(e->flow) == GMF_FLOW_EUCLID) /* C C^T (upper triangle, all dsyev reads) */
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)D, (int)D, 1.0, M, (int)D, 0.0, S,
                     (int)D);
     else
@@ -90,10 +90,11 @@ static int ev_roots(double t, const double *y, double *g, void *user) {
     double loss = NAN, gnorm = NAN;
     int rc = GMF_OK;
     if (e->o.grad_tol > 0) { /* F(y), and the loss from the same oracle preparation */
-        if ((rc = gmf_flow_rhs(&e->flow, y, e->work)) != GMF_OK) return rc;
+        if ((rc = gmf_flow_rhs(e->flow, y, e->work)) != GMF_OK) return rc;
         gnorm = cblas_dnrm2((int)e->N, e->work, 1);
-        loss = e->flow.oracle.loss(e->flow.oracle.ctx);
-    } else if (e->o.loss_on && (rc = gmf_flow_loss(&e->flow, y, &loss)) != GMF_OK) {
+        const gmf_oracle *orc = gmf_flow_oracle(e->flow);
+        loss = orc->loss(orc->ctx);
+    } else if (e->o.loss_on && (rc = gmf_flow_loss(e->flow, y, &loss)) != GMF_OK) {
         return rc;
     }
     for (size_t i = 0; i < e->ng; i++) {
@@ -120,11 +121,11 @@ static int ev_value(gmf_events *e, gmf_event_kind kind, long k, const double *y,
     int rc = GMF_OK;
     switch (kind) {
     case GMF_EVENT_GRAD:
-        rc = gmf_flow_rhs(&e->flow, y, e->work);
+        rc = gmf_flow_rhs(e->flow, y, e->work);
         *v = cblas_dnrm2((int)e->N, e->work, 1);
         break;
     case GMF_EVENT_LOSS:
-        rc = gmf_flow_loss(&e->flow, y, v);
+        rc = gmf_flow_loss(e->flow, y, v);
         break;
     case GMF_EVENT_COLLAPSE:
         rc = gmf_events_eig(e, y, (size_t)k, &lmin, &lmax);
@@ -157,7 +158,7 @@ static int ev_on_root(double t, const double *y, const int *which, void *user) {
 static int ev_loss(double t, const double *y, double *value, void *user) {
     (void)t;
     gmf_events *e = user;
-    return gmf_flow_loss(&e->flow, y, value);
+    return gmf_flow_loss(e->flow, y, value);
 }
 
 /* The stall diagnosis: the component whose Sigma_k is closest to singular. */
@@ -166,7 +167,7 @@ static void ev_diagnose(double t, const double *y, char *buf, size_t len, void *
     gmf_events *e = user;
     double best = INFINITY, bmin = 0, bmax = 0;
     long bk = -1;
-    for (size_t k = 0; k < e->flow.K; k++) {
+    for (size_t k = 0; k < gmf_flow_K(e->flow); k++) {
         double lmin = 0, lmax = 0;
         if (gmf_events_eig(e, y, k, &lmin, &lmax) != GMF_OK) continue;
         if (ratio(lmin, lmax) < best)
@@ -176,7 +177,7 @@ static void ev_diagnose(double t, const double *y, char *buf, size_t len, void *
         snprintf(buf, len, "(the covariances' eigenvalues could not be computed)");
         return;
     }
-    const char *m = e->flow.kind == GMF_FLOW_EUCLID ? "C_k C_k^T" : "Sigma_k";
+    const char *m = gmf_flow_kind_of(e->flow) == GMF_FLOW_EUCLID ? "C_k C_k^T" : "Sigma_k";
     snprintf(buf, len,
              "Component %ld looks %s: the smallest eigenvalue of its %s is %.3g, %.3g times the "
              "largest (%.3g)%s.",
@@ -209,8 +210,8 @@ void gmf_events_describe(const gmf_events *e, const gmf_event *ev, char *buf, si
         snprintf(buf, len,
                  "component %ld collapse: lambda_min/lambda_max of %s_%ld = %.3g fell below %g at "
                  "t = %.10g",
-                 ev->component, e->flow.kind == GMF_FLOW_EUCLID ? "C C^T" : "Sigma", ev->component,
-                 ev->value, e->o.collapse_ratio, ev->t);
+                 ev->component, gmf_flow_kind_of(e->flow) == GMF_FLOW_EUCLID ? "C C^T" : "Sigma",
+                 ev->component, ev->value, e->o.collapse_ratio, ev->t);
         break;
     }
 }

@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flow_internal.h"
 #include "gmflow/common.h"
 
-int gmf_flow_init(gmf_flow *f, gmf_flow_kind kind, size_t K, gmf_oracle oracle) {
-    memset(f, 0, sizeof *f);
+int gmf_flow_new(gmf_flow **out, gmf_flow_kind kind, size_t K, gmf_oracle oracle) {
+    if (!out) return gmf_error(GMF_EINVAL, "flow: null output");
+    *out = NULL;
     if (K == 0) return gmf_error(GMF_EINVAL, "flow: K must be >= 1");
     if (oracle.D < 2) return gmf_error(GMF_EINVAL, "flow: oracle dimension D = %zu < 2", oracle.D);
     if (kind != GMF_FLOW_BW && kind != GMF_FLOW_EUCLID && !gmf_flow_is_wfr(kind))
@@ -19,6 +21,8 @@ int gmf_flow_init(gmf_flow *f, gmf_flow_kind kind, size_t K, gmf_oracle oracle) 
     if (gmf_flow_is_wfr(kind) && (!oracle.prepare_w || !oracle.value))
         return gmf_error(GMF_EINVAL, "flow: the Wasserstein-Fisher-Rao flow needs an oracle with "
                                      "weighted mixtures (prepare_w and value)");
+    gmf_flow *f = gmf_calloc(1, sizeof *f, "flow");
+    if (!f) return GMF_ENOMEM;
     f->alpha = 1.0;
     f->kind = kind;
     f->K = K;
@@ -27,12 +31,53 @@ int gmf_flow_init(gmf_flow *f, gmf_flow_kind kind, size_t K, gmf_oracle oracle) 
     /* a BW state for the Euclidean form's C C^T, then one D x D buffer for the Stein form (the
      * WFR kinds: then K weights) */
     f->work = gmf_calloc(gmf_flow_dim(f) + f->D * f->D + K, sizeof(double), "flow scratch");
-    return f->work ? GMF_OK : GMF_ENOMEM;
+    if (!f->work) {
+        free(f);
+        return GMF_ENOMEM;
+    }
+    *out = f;
+    return GMF_OK;
 }
 
 void gmf_flow_free(gmf_flow *f) {
+    if (!f) return;
     free(f->work);
-    f->work = NULL;
+    free(f);
+}
+
+gmf_flow_kind gmf_flow_kind_of(const gmf_flow *f) {
+    return f->kind;
+}
+size_t gmf_flow_K(const gmf_flow *f) {
+    return f->K;
+}
+size_t gmf_flow_D(const gmf_flow *f) {
+    return f->D;
+}
+double gmf_flow_alpha(const gmf_flow *f) {
+    return f->alpha;
+}
+int gmf_flow_wfr_flat(const gmf_flow *f) {
+    return f->wfr_flat;
+}
+const gmf_oracle *gmf_flow_oracle(const gmf_flow *f) {
+    return &f->oracle;
+}
+long gmf_flow_nrhs(const gmf_flow *f) {
+    return f->nrhs;
+}
+long gmf_flow_njvp(const gmf_flow *f) {
+    return f->njvp;
+}
+
+size_t gmf_flow_off(const gmf_flow *f) {
+    return gmf_flow_is_wfr(f->kind) ? f->K : 0;
+}
+double *gmf_flow_mu(const gmf_flow *f, double *y, size_t k) {
+    return y + gmf_flow_off(f) + gmf_flow_mu_offset(f->K, f->D, k);
+}
+double *gmf_flow_mat(const gmf_flow *f, double *y, size_t k) {
+    return y + gmf_flow_off(f) + gmf_flow_mat_offset(f->K, f->D, k);
 }
 
 size_t gmf_flow_dim(const gmf_flow *f) {

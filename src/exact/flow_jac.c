@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flow_internal.h"
 #include "gmflow/common.h"
 #include "gmflow/flow.h"
 
@@ -35,7 +36,7 @@ int gmf_flow_jvp(gmf_flow *f, const double *y, const double *v, double *jv) {
     for (size_t i = 0; i < K * D; i++)
         jv[i] = -jv[i];
     for (size_t k = 0; k < K; k++) {
-        double *M = jv + K * D + k * D * D;
+        double *M = jv + gmf_flow_mat_offset(K, D, k);
         for (size_t a = 0; a < D; a++)
             for (size_t b = 0; b <= a; b++)
                 M[a * D + b] = M[b * D + a] = -(M[a * D + b] + M[b * D + a]);

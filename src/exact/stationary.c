@@ -25,7 +25,7 @@ static double norm2(const double *v, size_t n) {
 }
 
 static int need_euclid(const gmf_flow *f) {
-    if (f->kind != GMF_FLOW_EUCLID)
+    if (gmf_flow_kind_of(f) != GMF_FLOW_EUCLID)
         return gmf_error(GMF_EINVAL, "stationary points: need the Euclidean (mu, C) form");
     return GMF_OK;
 }
@@ -157,18 +157,19 @@ int gmf_stationary_newton(gmf_flow *f, double *y, const gmf_stationary_opts *opt
 /* Orthonormal basis of the complement of the gauge directions: columns of U (N x N, row-major)
  * from the full SVD of the N x m matrix of the C_k A_ab; returns the rank in *r. */
 static int gauge_complement(const gmf_flow *f, const double *y, double *U, size_t *r) {
-    const size_t K = f->K, D = f->D, N = gmf_flow_dim(f), npair = D * (D - 1) / 2, m = K * npair;
+    const size_t K = gmf_flow_K(f), D = gmf_flow_D(f), N = gmf_flow_dim(f), npair = D * (D - 1) / 2,
+                 m = K * npair;
     double *G = gmf_calloc(N * m + m + m, sizeof(double), "gauge directions");
     if (!G) return GMF_ENOMEM;
     double *s = G + N * m, *sup = s + m;
     size_t col = 0;
     for (size_t k = 0; k < K; k++) {
-        const double *C = y + K * D + k * D * D;
+        const double *C = y + gmf_flow_mat_offset(K, D, k);
         for (size_t a = 0; a < D; a++)
             for (size_t b = a + 1; b < D; b++, col++) {
                 /* C A with A = E_ab - E_ba: column b of C A is C[:, a], column a is -C[:, b] */
                 for (size_t i = 0; i < D; i++) {
-                    const size_t row = K * D + k * D * D + i * D;
+                    const size_t row = gmf_flow_mat_offset(K, D, k) + i * D;
                     G[(row + b) * m + col] = C[i * D + a];
                     G[(row + a) * m + col] = -C[i * D + b];
                 }
@@ -263,9 +264,9 @@ static int factor_bw(size_t K, size_t D, const double *ys, double *yc) {
     int rc = GMF_OK;
     memcpy(yc, ys, K * D * sizeof(double));
     for (size_t k = 0; k < K && rc == GMF_OK; k++) {
-        memcpy(A, ys + K * D + k * D * D, D * D * sizeof(double));
+        memcpy(A, ys + gmf_flow_mat_offset(K, D, k), D * D * sizeof(double));
         rc = syevr(D, A, w, Z);
-        double *C = yc + K * D + k * D * D;
+        double *C = yc + gmf_flow_mat_offset(K, D, k);
         for (size_t i = 0; i < D && rc == GMF_OK; i++)
             for (size_t j = 0; j < D; j++)
                 C[i * D + j] = Z[i * D + j] * sqrt(fmax(w[j], 0.0));
@@ -278,16 +279,16 @@ int gmf_stationary_polish(gmf_oracle oracle, size_t K, gmf_flow_kind kind, const
                           const gmf_stationary_opts *o, double *yc, gmf_stationary_result *res,
                           gmf_stationary_spectrum *spec) {
     memset(spec, 0, sizeof *spec);
-    gmf_flow f;
-    int rc = gmf_flow_init(&f, GMF_FLOW_EUCLID, K, oracle);
+    gmf_flow *f;
+    int rc = gmf_flow_new(&f, GMF_FLOW_EUCLID, K, oracle);
     if (rc) return rc;
-    const size_t D = f.D, N = gmf_flow_dim(&f);
+    const size_t D = gmf_flow_D(f), N = gmf_flow_dim(f);
     if (kind == GMF_FLOW_BW)
         rc = factor_bw(K, D, y, yc);
     else
         memcpy(yc, y, N * sizeof(double));
-    if (!rc) rc = gmf_stationary_newton(&f, yc, o, res);
-    if (!rc) rc = gmf_stationary_spectrum_compute(&f, yc, 1e-8, spec);
-    gmf_flow_free(&f);
+    if (!rc) rc = gmf_stationary_newton(f, yc, o, res);
+    if (!rc) rc = gmf_stationary_spectrum_compute(f, yc, 1e-8, spec);
+    gmf_flow_free(f);
     return rc;
 }

@@ -86,11 +86,13 @@ void gmf_traj_set_progress(gmf_traj *tr, gmf_traj_progress fn, void *user) {
 }
 
 int gmf_traj_attach(gmf_traj *tr, gmf_flow *flow) {
-    if (flow && (flow->kind != tr->kind || flow->K != tr->K || flow->D != tr->D))
+    if (flow && (gmf_flow_kind_of(flow) != tr->kind || gmf_flow_K(flow) != tr->K ||
+                 gmf_flow_D(flow) != tr->D))
         return gmf_error(GMF_EINVAL,
                          "trajectory: flow (kind %d, K = %zu, D = %zu) does not match the "
                          "trajectory (kind %d, K = %zu, D = %zu)",
-                         (int)flow->kind, flow->K, flow->D, (int)tr->kind, tr->K, tr->D);
+                         (int)gmf_flow_kind_of(flow), gmf_flow_K(flow), gmf_flow_D(flow),
+                         (int)tr->kind, tr->K, tr->D);
     tr->flow = flow;
     tr->done = 0, tr->rc = 0, tr->msg[0] = '\0';
     tr->start = now();
@@ -107,7 +109,7 @@ int gmf_traj_observe(size_t j, double t, const double *y, void *user) {
     if (rc == GMF_OK) {
         tr->t[j] = t;
         tr->wall[j] = now() - tr->start;
-        tr->nrhs[j] = tr->flow->nrhs;
+        tr->nrhs[j] = gmf_flow_nrhs(tr->flow);
         const double *yw = y;
         if (tr->w) { /* [w | mu | Sigma] */
             memcpy(tr->w + j * K, y, K * sizeof(double));
@@ -148,31 +150,30 @@ int gmf_traj_integrate(gmf_traj *tr, gmf_oracle oracle, const double *y0, const 
     if (oracle.D != tr->D)
         return gmf_error(GMF_EINVAL, "trajectory: oracle dimension %zu, trajectory D = %zu",
                          oracle.D, tr->D);
-    gmf_flow flow;
-    int rc = gmf_flow_init(&flow, tr->kind, tr->K, oracle);
-    if (!rc && tr->w) rc = gmf_flow_set_alpha(&flow, tr->alpha);
+    gmf_flow *flow;
+    int rc = gmf_flow_new(&flow, tr->kind, tr->K, oracle);
+    if (rc) return rc;
+    if (tr->w) rc = gmf_flow_set_alpha(flow, tr->alpha);
+    const size_t N = gmf_flow_dim(flow);
+    double *y = rc ? NULL : gmf_calloc(N, sizeof(double), "the state");
+    if (!rc && !y) rc = GMF_ENOMEM;
+    if (!rc) memcpy(y, y0, N * sizeof(double));
+    if (!rc) rc = gmf_traj_attach(tr, flow); /* the flow was made to match: cannot fail */
     if (rc) {
-        gmf_flow_free(&flow);
+        free(y);
+        gmf_flow_free(flow);
         return rc;
     }
-    const size_t N = gmf_flow_dim(&flow);
-    double *y = gmf_calloc(N, sizeof(double), "the state");
-    if (!y) {
-        gmf_flow_free(&flow);
-        return GMF_ENOMEM;
-    }
-    memcpy(y, y0, N * sizeof(double));
-    gmf_traj_attach(tr, &flow); /* cannot fail: the flow was made to match */
     gmf_ode_stats local;
     if (!stats) stats = &local;
     gmf_ode_opts o = *opts;
     if (!o.scalar && !o.hook_user) /* the loss of a gradient flow must not increase */
-        o.scalar = traj_loss, o.scalar_name = "loss", o.hook_user = &flow;
-    rc = gmf_ode_solve(N, gmf_flow_ode_rhs, &flow, y, tout, tr->T, &o, gmf_traj_observe, tr, stats);
+        o.scalar = traj_loss, o.scalar_name = "loss", o.hook_user = flow;
+    rc = gmf_ode_solve(N, gmf_flow_ode_rhs, flow, y, tout, tr->T, &o, gmf_traj_observe, tr, stats);
     tr->elapsed = now() - tr->start;
     tr->flow = NULL;
     free(y);
-    gmf_flow_free(&flow);
+    gmf_flow_free(flow);
     char why[1024];
     if (rc) {
         snprintf(why, sizeof why, "%s", gmf_errmsg());
@@ -333,14 +334,16 @@ static int check_state(gmf_flow *f, const double *y0, const double *tout, size_t
         if (!(fabs(y0[i]) <= GMF_TRAJ_STATE_MAX)) {
             *issue = GMF_TRAJ_START_STATE;
             const size_t ii = i - off;
-            int mat = ii >= gmf_flow_mat_offset(f->K, f->D, 0);
-            size_t k = mat ? (ii - gmf_flow_mat_offset(f->K, f->D, 0)) / (f->D * f->D) : ii / f->D;
-            return gmf_error(GMF_EINVAL,
-                             "component %zu: %s entry %g is beyond %g in magnitude: the closed "
-                             "forms multiply entries pairwise (Sigma Sigma, C C^T, x^T Sigma x), "
-                             "which overflows near 1e154",
-                             k, mat ? (f->kind == GMF_FLOW_EUCLID ? "a C" : "a Sigma") : "a mean",
-                             y0[i], GMF_TRAJ_STATE_MAX);
+            const size_t K = gmf_flow_K(f), D = gmf_flow_D(f);
+            int mat = ii >= gmf_flow_mat_offset(K, D, 0);
+            size_t k = mat ? (ii - gmf_flow_mat_offset(K, D, 0)) / (D * D) : ii / D;
+            return gmf_error(
+                GMF_EINVAL,
+                "component %zu: %s entry %g is beyond %g in magnitude: the closed "
+                "forms multiply entries pairwise (Sigma Sigma, C C^T, x^T Sigma x), "
+                "which overflows near 1e154",
+                k, mat ? (gmf_flow_kind_of(f) == GMF_FLOW_EUCLID ? "a C" : "a Sigma") : "a mean",
+                y0[i], GMF_TRAJ_STATE_MAX);
         }
     double loss;
     int rc = gmf_flow_loss(f, y0, &loss);
@@ -393,13 +396,13 @@ int gmf_traj_check_start(gmf_flow_kind kind, size_t K, gmf_oracle oracle, const 
                              "output time %zu (%g) is not finite or not after the "
                              "previous one",
                              j, tout[j]);
-    gmf_flow f;
-    int rc = gmf_flow_init(&f, kind, K, oracle);
+    gmf_flow *f;
+    int rc = gmf_flow_new(&f, kind, K, oracle);
     if (rc) return rc;
-    double *F = gmf_calloc(gmf_flow_dim(&f), sizeof(double), "the initial velocity");
-    rc = F ? check_state(&f, y0, tout, T, o, F, issue) : GMF_ENOMEM;
+    double *F = gmf_calloc(gmf_flow_dim(f), sizeof(double), "the initial velocity");
+    rc = F ? check_state(f, y0, tout, T, o, F, issue) : GMF_ENOMEM;
     free(F);
-    gmf_flow_free(&f);
+    gmf_flow_free(f);
     if (rc == GMF_OK) *issue = GMF_TRAJ_START_OK;
     return rc;
 }

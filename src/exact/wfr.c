@@ -14,16 +14,29 @@
 #include <math.h>
 #include <string.h>
 
+#include "flow_internal.h"
 #include "gmflow/common.h"
 #include "gmflow/flow.h"
 
 int gmf_flow_set_alpha(gmf_flow *f, double alpha) {
     if (!gmf_flow_is_wfr(f->kind))
-        return gmf_error(GMF_EINVAL, "flow: the Fisher-Rao weight applies to the WFR flows only");
+        return gmf_error(GMF_EINVAL,
+                         "flow: the Fisher-Rao weight applies to the WFR flows only (kind %d)",
+                         (int)f->kind);
     if (!isfinite(alpha) || alpha < 0.0)
         return gmf_error(GMF_EINVAL, "flow: the Fisher-Rao weight must be finite and >= 0 (got %g)",
                          alpha);
     f->alpha = alpha;
+    return GMF_OK;
+}
+
+int gmf_flow_set_wfr_flat(gmf_flow *f, int flat) {
+    if (f->kind != GMF_FLOW_WFR_BW)
+        return gmf_error(GMF_EINVAL, "flow: wfr_flat applies to GMF_FLOW_WFR_BW only (kind %d)",
+                         (int)f->kind);
+    if (flat != 0 && flat != 1)
+        return gmf_error(GMF_EINVAL, "flow: wfr_flat must be 0 or 1 (got %d)", flat);
+    f->wfr_flat = flat;
     return GMF_OK;
 }
 
