@@ -72,8 +72,9 @@ static inline unsigned long vh_ulong_value(const char *opt, const char *v, unsig
     char *end;
     errno = 0;
     unsigned long x = strtoul(v, &end, 10);
-    if (end == v || *end != '\0' || errno == ERANGE || v[0] == '-' || v[0] == '+' || x > max)
+    if (end == v || *end != '\0' || errno == ERANGE || v[0] == '-' || v[0] == '+')
         vh_usage_error("%s: expected a non-negative integer, got '%s'", opt, v);
+    if (x > max) vh_usage_error("%s: at most %lu, got '%s'", opt, max, v);
     return x;
 }
 

@@ -446,9 +446,9 @@ static void pool_and_precision(gsl_rng *r) {
         y[i] = (uint8_t)gsl_rng_uniform_int(r, L + 1);
     gmf_nn_ws_d *s1, *s3;
     gmf_nn_ws_f *f1;
-    gmf_nn_ws_new_d(&s1, &m, B, 1);
-    gmf_nn_ws_new_d(&s3, &m, B, 3);
-    gmf_nn_ws_new_f(&f1, &m, B, 2);
+    TU_OK(gmf_nn_ws_new_d(&s1, &m, B, 1));
+    TU_OK(gmf_nn_ws_new_d(&s3, &m, B, 3));
+    TU_OK(gmf_nn_ws_new_f(&f1, &m, B, 2));
     double l1 = gmf_nn_loss_grad_d(s1, X, y, B, 1.0 / B, 0);
     double l3 = gmf_nn_loss_grad_d(s3, X, y, B, 1.0 / B, 0);
     double lf = gmf_nn_loss_grad_f(f1, Xf, y, B, 1.0 / B, 0);
@@ -470,7 +470,7 @@ static void pool_and_precision(gsl_rng *r) {
     gmf_nn_model_init(&m2, GMF_NN_GM, d, L, K, 0, 0);
     memcpy(m2.params, m.params, m.nparams * sizeof(double));
     gmf_nn_ws_d *s2;
-    gmf_nn_ws_new_d(&s2, &m2, B, 2);
+    TU_OK(gmf_nn_ws_new_d(&s2, &m2, B, 2));
     gmf_nn_sgd_step_d(s2, X, y, B, lr);
     gmf_nn_sgd_apply_d(s1, lr, 0);
     gmf_nn_ws_store_d(s2);
@@ -516,7 +516,8 @@ static void pool_and_precision(gsl_rng *r) {
                 gmf_nn_init_fc_kaiming(&ma, &ra), gmf_nn_init_fc_kaiming(&mb, &rb);
             }
             gmf_nn_ws_f *wa, *wb;
-            gmf_nn_ws_new_f(&wa, &ma, B, 2), gmf_nn_ws_new_f(&wb, &mb, B, 2);
+            TU_OK(gmf_nn_ws_new_f(&wa, &ma, B, 2));
+            TU_OK(gmf_nn_ws_new_f(&wb, &mb, B, 2));
             double lra[4] = {0.1, 1.0, 0.1, 0.1};
             double la = gmf_nn_sgd_step_rows_f(wa, data, lab, idx, B, lra);
             double lb = gmf_nn_sgd_step_f(wb, Xg, yb, B, lra);

@@ -244,7 +244,8 @@ static int steps_equal(int prec, const gmf_nn_model *m0, const double *X, const 
     memcpy(b.params, m0->params, m0->nparams * sizeof(double));
     if (prec == 64) {
         gmf_nn_ws_d *wa, *wb;
-        gmf_nn_ws_new_d(&wa, &a, B, nthreads), gmf_nn_ws_new_d(&wb, &b, B, nthreads);
+        TU_OK(gmf_nn_ws_new_d(&wa, &a, B, nthreads));
+        TU_OK(gmf_nn_ws_new_d(&wb, &b, B, nthreads));
         for (int s = 0; s < 2; s++) {
             gmf_nn_loss_grad_d(wa, X, y, B, 1.0 / (double)B, 0);
             gmf_nn_sgd_apply_d(wa, lr, 0);
@@ -254,7 +255,8 @@ static int steps_equal(int prec, const gmf_nn_model *m0, const double *X, const 
         gmf_nn_ws_free_d(wa), gmf_nn_ws_free_d(wb);
     } else {
         gmf_nn_ws_f *wa, *wb;
-        gmf_nn_ws_new_f(&wa, &a, B, nthreads), gmf_nn_ws_new_f(&wb, &b, B, nthreads);
+        TU_OK(gmf_nn_ws_new_f(&wa, &a, B, nthreads));
+        TU_OK(gmf_nn_ws_new_f(&wb, &b, B, nthreads));
         for (int s = 0; s < 2; s++) {
             gmf_nn_loss_grad_f(wa, Xf, y, B, 1.0 / (double)B, 0);
             gmf_nn_sgd_apply_f(wa, lr, 0);
@@ -286,8 +288,9 @@ static void net_paths(gsl_rng *g) {
         y[i] = (uint8_t)gsl_rng_uniform_int(g, L + 1);
     gmf_nn_ws_d *s1, *s3;
     gmf_nn_ws_f *f2;
-    gmf_nn_ws_new_d(&s1, &m, B, 1), gmf_nn_ws_new_d(&s3, &m, B, 3);
-    gmf_nn_ws_new_f(&f2, &m, B, 2);
+    TU_OK(gmf_nn_ws_new_d(&s1, &m, B, 1));
+    TU_OK(gmf_nn_ws_new_d(&s3, &m, B, 3));
+    TU_OK(gmf_nn_ws_new_f(&f2, &m, B, 2));
     const double l1 = gmf_nn_loss_grad_d(s1, X, y, B, 1.0 / B, 0);
     const double l3 = gmf_nn_loss_grad_d(s3, X, y, B, 1.0 / B, 0);
     const double lf = gmf_nn_loss_grad_f(f2, Xf, y, B, 1.0 / B, 0);
@@ -343,7 +346,8 @@ static void net_paths(gsl_rng *g) {
         gmf_nn_model ma, mb;
         model_new(&ma, d, L, K, r, 1.0, 3), model_new(&mb, d, L, K, r, 1.0, 3);
         gmf_nn_ws_f *wa, *wb;
-        gmf_nn_ws_new_f(&wa, &ma, B, 2), gmf_nn_ws_new_f(&wb, &mb, B, 2);
+        TU_OK(gmf_nn_ws_new_f(&wa, &ma, B, 2));
+        TU_OK(gmf_nn_ws_new_f(&wb, &mb, B, 2));
         const double lra[5] = {0.1, 1.0, 0.1, 0.1, 0.05};
         const double la = gmf_nn_sgd_step_rows_f(wa, data, lab, idx, B, lra);
         const double lb = gmf_nn_sgd_step_f(wb, Xg, yb, B, lra);

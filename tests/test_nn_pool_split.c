@@ -201,8 +201,9 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
             idx[i] = (5 * i + 1) % nd, yb[i] = lab[idx[i]];
         if (prec == 0) {
             gmf_nn_ws_d *a, *b, *c;
-            gmf_nn_ws_new_d(&a, &ma, B, T), gmf_nn_ws_new_d(&b, &mb, B, T);
-            gmf_nn_ws_new_d(&c, &mc, B, T);
+            TU_OK(gmf_nn_ws_new_d(&a, &ma, B, T));
+            TU_OK(gmf_nn_ws_new_d(&b, &mb, B, T));
+            TU_OK(gmf_nn_ws_new_d(&c, &mc, B, T));
             for (size_t i = 0; i < B; i++)
                 for (size_t j = 0; j < d; j++)
                     X[i * d + j] = (double)data[idx[i] * d + j];
@@ -216,8 +217,9 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
             gmf_nn_ws_free_d(a), gmf_nn_ws_free_d(b), gmf_nn_ws_free_d(c);
         } else {
             gmf_nn_ws_f *a, *b, *c;
-            gmf_nn_ws_new_f(&a, &ma, B, T), gmf_nn_ws_new_f(&b, &mb, B, T);
-            gmf_nn_ws_new_f(&c, &mc, B, T);
+            TU_OK(gmf_nn_ws_new_f(&a, &ma, B, T));
+            TU_OK(gmf_nn_ws_new_f(&b, &mb, B, T));
+            TU_OK(gmf_nn_ws_new_f(&c, &mc, B, T));
             for (size_t i = 0; i < B; i++)
                 memcpy(Xf + i * d, data + idx[i] * d, d * sizeof(float));
             for (int s = 0; s < 2; s++) {
@@ -236,7 +238,7 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
             if (learned) gmf_nn_model_set_weights(&m1, GMF_NN_WEIGHTS_LEARNED);
             memcpy(m1.params, m.params, n * sizeof(double));
             gmf_nn_ws_f *one;
-            gmf_nn_ws_new_f(&one, &m1, B, 1);
+            TU_OK(gmf_nn_ws_new_f(&one, &m1, B, 1));
             for (int s = 0; s < 2; s++)
                 gmf_nn_sgd_step_f(one, Xf, yb, B, lr);
             gmf_nn_ws_store_f(one), gmf_nn_ws_free_f(one);

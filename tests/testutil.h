@@ -42,7 +42,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gmflow/common.h"
+
 /* ---------------------------------------------------------------- checks and the summary */
+
+/* A setup call that must succeed (a library call returning GMF_OK): on failure the test stops
+ * with the call, its code and the library's message, exit status 1. */
+#define TU_OK(call)                                                                                \
+    do {                                                                                           \
+        const int tu_rc_ = (call);                                                                 \
+        if (tu_rc_) {                                                                              \
+            fprintf(stderr, "%s:%d: %s failed (%d): %s\n", __FILE__, __LINE__, #call, tu_rc_,      \
+                    gmf_errmsg());                                                                 \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
 
 static long tu_nchecks_ = 0;
 static long tu_nfail_ = 0;

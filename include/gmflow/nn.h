@@ -301,7 +301,6 @@ GMF_NN_VIEW_API(double, _d)
  * gmf_nn_*_cache_init (on failure zeroed: nothing to free) and released by gmf_nn_*_cache_free
  * (NULL is fine).  A whole network's workspace, which also owns a thread pool, is opaque (below).
  */
-struct gmf_nn_pool; /* thread pool (src/discrete/nn_pool.c) */
 
 #define GMF_NN_API(real, S)                                                                        \
     /* ---- GM classification layer, diagonal covariance (eq. (5)) -------------------------- */   \

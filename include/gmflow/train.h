@@ -67,8 +67,11 @@ void gmf_train_group_lr(const gmf_nn_model *m, const gmf_train_opts *o, double *
 
 typedef struct gmf_train gmf_train; /* workspace, buffers, shuffle order */
 
-/* Progress callback, called after every step with the running mean loss of the epoch so far and
- * the throughput of the epoch so far. */
+/* Progress callback, called once per step with the running mean loss of the epoch so far and
+ * the throughput of the epoch so far.  Where the trainer runs several steps as one pool job (the
+ * GM layer on more than one thread, docs/PERFORMANCE.md "Two threads"), the calls for a chunk of
+ * up to 64 steps come together after the chunk, so the throughput of the steps inside it reads
+ * low. */
 typedef void (*gmf_train_progress_fn)(void *user, size_t epoch, size_t step, size_t nsteps,
                                       double mean_loss, double samples_per_s);
 

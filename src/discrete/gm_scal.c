@@ -15,9 +15,8 @@
  * docs/PERFORMANCE.md section 10.9): the dot products' and da's multiply-adds are FMAs (each
  * product of two floats is exact in double, so the FMA rounds exactly like the C loop's add:
  * bitwise the same), and the three divisions are one, y = 1/s, times multiplies (phi / s -> phi y,
- * m / s^2
- * -> m y y, / (2 s) -> (y / 2)): dm and dS2 differ from the C loop's in the last bits of the
- * double, so their floats may differ by one rounding (none of 182,560 in tests/test_gm_scal.c;
+ * m / s^2 -> m y y, / (2 s) -> (y / 2)): dm and dS2 differ from the C loop's in the last bits of
+ * the double, so their floats may differ by one rounding (none of 182,560 in tests/test_gm_scal.c;
  * trained checkpoints unchanged).  dG, da and the weight gradient stay bitwise the C loop's.
  * dF's row part of a chunk (m and G of 8 components, 8 (L + 1) floats) is written as contiguous
  * blocks of 8 (L < 16): each entry cv_j dh_e or dm_j 1.0 picked by two permutes (the per-component

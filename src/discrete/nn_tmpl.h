@@ -69,7 +69,9 @@
 
 /* Several SGD steps as one pool job on more than one thread (GM_STEPS_MT, gm_steps_run: the
  * trainer's full batches in chunks, ops.sgd_steps_ds): 1 (default) with the AVX-512 float32
- * components split (GM_FWD_MT 1 or 2, fixed weights); 0: one job per step
+ * components split and each thread's own X^T (GM_FWD_MT 2, the default; fixed weights: the
+ * second batch buffer xb2 is allocated only then, and other builds run one job per step); 0: one
+ * job per step
  * (docs/PERFORMANCE.md, "Two threads for the GM trainer"). */
 #ifndef GM_STEPS_MT
 #define GM_STEPS_MT 1
@@ -489,7 +491,8 @@ void FN(gmf_nn_gm_forward)(real *H, gm_cache *c, const real *X, const real *P, s
 static void gm_bwd_scalars(gm_cache *c, double *da, const double *sc, double *gw, const real *dH,
                            size_t B, size_t K, size_t L, size_t k0, size_t k1) {
 #if GM_KERN
-    if (L <= GMF_NN_SCAL_LMAX) { /* the same in AVX-512 lanes, bitwise (gm_scal.c) */
+    if (L <= GMF_NN_SCAL_LMAX) { /* AVX-512 lanes (gm_scal.c): dG, da, gw bitwise; dm, dS2 to the
+                                  * last bits of the double (one division per pair) */
         gmf_nn_kern_gm_bwd_scalars(B, K, L, k0, k1, c->a, c->F, c->A, c->Phi, c->phi, c->s, dH, sc,
                                    c->dF, c->dS2, da, gw);
         return;
@@ -1490,6 +1493,7 @@ static void ws_release(ws_t *ws) {
 }
 
 int FN(gmf_nn_ws_new)(ws_t **out, gmf_nn_model *m, size_t Bmax, int nthreads) {
+    if (!out) return gmf_error(GMF_EINVAL, "workspace: no output pointer");
     *out = NULL;
     ws_t *ws = gmf_calloc(1, sizeof *ws, "workspace");
     if (!ws) return GMF_ENOMEM;
@@ -1842,7 +1846,7 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
     return loss;
 }
 
-/* A multi-step job (j->nsteps > 0; gm_steps_ds decides when): the steps run one after the other
+/* A multi-step job (j->nsteps > 0; sgd_steps_ds decides when): the steps run one after the other
  * inside ONE pool job, the batch gathered alternately into Xb and xb2.  Per step the threads
  * then cross three barriers (after the gather, the forward products and the loss) instead of
  * five (the job's start and end as well), the calling thread's serial part between steps
@@ -1856,8 +1860,11 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
  * one-step job: bitwise the same parameters and losses. */
 static void gm_steps_run(gm_job *j, int t, int nt) {
     int prep = !j->ws->prep_valid;
-    for (size_t s = 0; s < j->nsteps; s++) {
-        gm_job js = *j;
+    /* this thread's copy, made once: thread 0 writes j->done and j->losses after every step,
+     * unordered against the other threads, so no thread may read *j whole after the start */
+    gm_job js = *j;
+    const size_t nsteps = js.nsteps;
+    for (size_t s = 0; s < nsteps; s++) {
         js.idx = j->idx + s * j->B;
         js.X = s % 2 ? j->ws->xb2 : j->ws->Xb;
         const double loss = gm_step(&js, t, nt, prep);
