@@ -95,17 +95,16 @@ static int solve(const args *a, gmf_sqloss *sq, const gmf_io_state *s0) {
     ode.jvp = gmf_flow_ode_jvp, ode.jac = gmf_flow_ode_jac; /* exact Jacobian, as gmflow flow */
     const double tout[2] = {s0->t, s0->t + a->tmax};
     gmf_events_opts eo = {.grad_tol = a->tol, .stop = 1};
-    gmf_events ev;
+    gmf_events *ev = NULL;
     gmf_traj *tr = NULL;
     gmf_ode_stats st;
-    memset(&ev, 0, sizeof ev);
     const double c0 = clk(CLOCK_PROCESS_CPUTIME_ID), w0 = clk(CLOCK_MONOTONIC);
     int rc = gmf_traj_new(&tr, GMF_FLOW_BW, 2, s0->K, s0->D);
-    if (!rc) rc = gmf_events_init(&ev, GMF_FLOW_BW, s0->K, gmf_sqloss_oracle(sq), &eo);
-    if (!rc) gmf_events_attach(&ev, &ode);
+    if (!rc) rc = gmf_events_new(&ev, GMF_FLOW_BW, s0->K, gmf_sqloss_oracle(sq), &eo);
+    if (!rc) gmf_events_attach(ev, &ode);
     if (!rc) {
         double *y0 = gmf_calloc(s0->K * (s0->D + s0->D * s0->D), sizeof(double), "state");
-        if (!y0) return gmf_traj_free(tr), gmf_events_free(&ev), 1;
+        if (!y0) return gmf_traj_free(tr), gmf_events_free(ev), 1;
         memcpy(y0, s0->mu, s0->K * s0->D * sizeof(double));
         memcpy(y0 + s0->K * s0->D, s0->Sigma, s0->K * s0->D * s0->D * sizeof(double));
         rc = gmf_traj_integrate(tr, gmf_sqloss_oracle(sq), y0, tout, &st, &ode);
@@ -114,8 +113,8 @@ static int solve(const args *a, gmf_sqloss *sq, const gmf_io_state *s0) {
     const double cpu = clk(CLOCK_PROCESS_CPUTIME_ID) - c0, wall = clk(CLOCK_MONOTONIC) - w0;
     if (!rc) {
         const size_t j = gmf_traj_done(tr) - 1, K = s0->K, D = s0->D;
-        const int reached = ev.nev > 0;
-        const double gn = reached ? ev.ev[0].value : NAN;
+        const int reached = gmf_events_count(ev) > 0;
+        const double gn = reached ? gmf_events_get(ev, 0)->value : NAN;
         gmf_io_state s = {.K = K,
                           .d = D - 1,
                           .D = D,
@@ -134,7 +133,7 @@ static int solve(const args *a, gmf_sqloss *sq, const gmf_io_state *s0) {
                 st.nsteps, cpu, wall);
     }
     if (rc) fprintf(stderr, "stationary_solve: %s\n", gmf_errmsg());
-    gmf_events_free(&ev);
+    gmf_events_free(ev);
     gmf_traj_free(tr);
     return rc ? 1 : 0;
 }

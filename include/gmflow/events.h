@@ -33,7 +33,7 @@ typedef struct gmf_event {
     double t;       /* on the flow's own clock */
     double value;   /* at the event: ||F(y)||_2, the loss, or lambda_min / lambda_max */
     int direction;  /* +1 rising, -1 falling */
-    double *y;      /* the state at the event (gmf_flow_dim values), owned */
+    double *y;      /* the state at the event (gmf_flow_dim values), owned by the events */
 } gmf_event;
 
 typedef struct gmf_events_opts {
@@ -45,22 +45,26 @@ typedef struct gmf_events_opts {
     size_t max_events;     /* record at most this many (0: 1000); later ones are counted only */
 } gmf_events_opts;
 
-typedef struct gmf_events {
-    gmf_events_opts o;
-    gmf_flow *flow;        /* its own flow over the caller's oracle, for the event functions */
-    size_t N, ng;          /* state length, number of event functions */
-    gmf_event_kind *gkind; /* per event function */
-    long *gcomp;
-    int *gdir;
-    double *work;  /* N + 2 D^2 + D */
-    gmf_event *ev; /* recorded events */
-    size_t nev, ndropped;
-} gmf_events;
+/* Opaque: the options, a flow of its own over the caller's oracle, the event functions' tables,
+ * a workspace and the recorded events (src/exact/events_internal.h). */
+typedef struct gmf_events gmf_events;
 
-/* Events of the flow of `kind` with K components over `oracle` (borrowed: must outlive e). */
-int gmf_events_init(gmf_events *e, gmf_flow_kind kind, size_t K, gmf_oracle oracle,
-                    const gmf_events_opts *o);
+/* Events of the flow of `kind` with K components over `oracle` (borrowed: must outlive *out),
+ * with the options o (copied; max_events 0 becomes 1000).  GMF_OK and *out, or an error code
+ * (GMF_EINVAL: a null out or o, a negative grad_tol or collapse_ratio, a non-finite loss value,
+ * or what gmf_flow_new refuses; GMF_ENOMEM) with *out = NULL. */
+int gmf_events_new(gmf_events **out, gmf_flow_kind kind, size_t K, gmf_oracle oracle,
+                   const gmf_events_opts *o);
+/* Frees e and the recorded events' states (NULL is fine). */
 void gmf_events_free(gmf_events *e);
+
+/* Events recorded so far, in the order they happened (at most max_events). */
+size_t gmf_events_count(const gmf_events *e);
+/* The i-th recorded event (0-based), or NULL when i >= gmf_events_count(e).  The record and its
+ * state y belong to e: valid until gmf_events_free(e). */
+const gmf_event *gmf_events_get(const gmf_events *e, size_t i);
+/* Events that happened after max_events were recorded: counted, not recorded. */
+size_t gmf_events_ndropped(const gmf_events *e);
 
 /* Install the hooks into ode: scalar = the loss (must not increase), diagnose, and the event
  * functions with their directions and on_root (hook_user = e). */

@@ -930,19 +930,20 @@ static void summary(const options *o, const inputs *in, const gmf_traj *tr,
         printf("  auto      switched adams -> bdf at t = %.10g (stiffness detected)\n",
                st->t_switch[i]);
     const gmf_events *e = r->events;
-    for (size_t j = 0; e && j < e->nev; j++) {
+    const size_t nev = e ? gmf_events_count(e) : 0, ndropped = e ? gmf_events_ndropped(e) : 0;
+    for (size_t j = 0; j < nev; j++) {
         char desc[512];
-        gmf_events_describe(e, &e->ev[j], desc, sizeof desc);
+        gmf_events_describe(e, gmf_events_get(e, j), desc, sizeof desc);
         if (j < GMF_FLOWIO_MAX_EVENT_FILES)
             printf("  event %-3zu %s; state in %s/event_%zu_state.json\n", j + 1, desc, o->out,
                    j + 1);
         else
             printf("  event %-3zu %s\n", j + 1, desc);
     }
-    if (e && e->ndropped) printf("  events    %zu more not recorded\n", e->ndropped);
-    if (st->stopped && e && e->nev)
-        printf("  stopped   at event %zu (t = %.10g); state.json holds the state there\n", e->nev,
-               e->ev[e->nev - 1].t);
+    if (ndropped) printf("  events    %zu more not recorded\n", ndropped);
+    if (st->stopped && nev)
+        printf("  stopped   at event %zu (t = %.10g); state.json holds the state there\n", nev,
+               gmf_events_get(e, nev - 1)->t);
     if (r->checked) {
         printf("  thm1      %s form, %ld steps, %.3f s; max over %zu times of\n",
                o->form == GMF_FLOW_BW ? "euclid" : "bw", r->check_stats.nsteps, r->check_wall, T);
@@ -1057,8 +1058,7 @@ static int run_flow(int argc, char **argv, options *o, const inputs *in, double 
     gmf_traj *tr = NULL;
     polished pol = {0};
     int polish_failed = 0;
-    gmf_events ev;
-    memset(&ev, 0, sizeof ev);
+    gmf_events *ev = NULL;
     double *tout = NULL, *y0w = NULL;
     int status = output_times(o, in, &tout);
     if (status) goto done;
@@ -1083,13 +1083,13 @@ static int run_flow(int argc, char **argv, options *o, const inputs *in, double 
                 gmf_ode_method_name(o->ode.method), in->t0, in->t0 + o->t_end);
     gmf_flowio_run r = run_record(argc, argv, o, in);
     r.ranks = in->P;
-    if (!o->wfr && gmf_events_init(&ev, o->form, in->K, oracle, &o->ev)) {
+    if (!o->wfr && gmf_events_new(&ev, o->form, in->K, oracle, &o->ev)) {
         fail("%s", gmf_errmsg());
         goto done;
     }
-    r.events = o->wfr ? NULL : &ev; /* WFR runs have no events (docs/WFR.md) */
-    if (integrate(o->wfr ? GMF_FLOW_WFR_BW : o->form, in, oracle, y0, tout, o, "",
-                  o->wfr ? NULL : &ev, &tr, &r.stats))
+    r.events = ev; /* NULL for WFR runs: they have no events (docs/WFR.md) */
+    if (integrate(o->wfr ? GMF_FLOW_WFR_BW : o->form, in, oracle, y0, tout, o, "", ev, &tr,
+                  &r.stats))
         goto done;
     r.wall = gmf_traj_elapsed(tr);
     if (o->check && check_thm1(o, in, oracle, tout, tr, &r)) goto done;
@@ -1116,7 +1116,7 @@ static int run_flow(int argc, char **argv, options *o, const inputs *in, double 
     status = 0;
 done:
     if (pol.done) gmf_stationary_spectrum_free(&pol.sp);
-    gmf_events_free(&ev);
+    gmf_events_free(ev);
     gmf_traj_free(tr);
     gmf_sqloss_free(sq);
     gmf_outset_free(set);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events_internal.h"
 #include "gmflow/common.h"
 
 const char *gmf_events_kind_name(gmf_event_kind k) {
@@ -23,17 +24,24 @@ const char *gmf_events_kind_name(gmf_event_kind k) {
     return "?";
 }
 
-int gmf_events_init(gmf_events *e, gmf_flow_kind kind, size_t K, gmf_oracle oracle,
-                    const gmf_events_opts *o) {
-    memset(e, 0, sizeof *e);
-    e->o = *o;
-    if (!e->o.max_events) e->o.max_events = 1000;
+int gmf_events_new(gmf_events **out, gmf_flow_kind kind, size_t K, gmf_oracle oracle,
+                   const gmf_events_opts *o) {
+    if (!out) return gmf_error(GMF_EINVAL, "events: null output");
+    *out = NULL;
+    if (!o) return gmf_error(GMF_EINVAL, "events: null options");
     if (!(o->grad_tol >= 0) || !(o->collapse_ratio >= 0) ||
         (o->loss_on && !isfinite(o->loss_value)))
         return gmf_error(GMF_EINVAL, "events: need grad_tol >= 0, collapse_ratio >= 0 and a finite "
                                      "loss value");
+    gmf_events *e = gmf_calloc(1, sizeof *e, "events");
+    if (!e) return GMF_ENOMEM;
+    e->o = *o;
+    if (!e->o.max_events) e->o.max_events = 1000;
     int rc = gmf_flow_new(&e->flow, kind, K, oracle);
-    if (rc) return rc;
+    if (rc) {
+        free(e);
+        return rc;
+    }
     const size_t D = gmf_flow_D(e->flow);
     e->N = gmf_flow_dim(e->flow);
     e->ng = (o->grad_tol > 0) + (o->loss_on != 0) + (o->collapse_ratio > 0 ? K : 0);
@@ -51,15 +59,27 @@ int gmf_events_init(gmf_events *e, gmf_flow_kind kind, size_t K, gmf_oracle orac
     if (o->loss_on) e->gkind[i] = GMF_EVENT_LOSS, e->gcomp[i] = -1, e->gdir[i++] = 0;
     for (size_t k = 0; o->collapse_ratio > 0 && k < K; k++)
         e->gkind[i] = GMF_EVENT_COLLAPSE, e->gcomp[i] = (long)k, e->gdir[i++] = -1;
+    *out = e;
     return GMF_OK;
 }
 
 void gmf_events_free(gmf_events *e) {
+    if (!e) return;
     for (size_t j = 0; e->ev && j < e->nev; j++)
         free(e->ev[j].y);
     free(e->gkind), free(e->gcomp), free(e->gdir), free(e->work), free(e->ev);
     gmf_flow_free(e->flow);
-    memset(e, 0, sizeof *e);
+    free(e);
+}
+
+size_t gmf_events_count(const gmf_events *e) {
+    return e->nev;
+}
+const gmf_event *gmf_events_get(const gmf_events *e, size_t i) {
+    return i < e->nev ? &e->ev[i] : NULL;
+}
+size_t gmf_events_ndropped(const gmf_events *e) {
+    return e->ndropped;
 }
 
 int gmf_events_eig(gmf_events *e, const double *y, size_t k, double *lmin, double *lmax) {

@@ -149,15 +149,16 @@ static void run_inputs(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
 /* "method_last", "auto_switches", "stopped_by_event", "events" */
 static void run_events(FILE *fp, const gmf_flowio_run *r) {
     const gmf_ode_stats *st = &r->stats;
+    const gmf_events *e = r->events;
+    const size_t nev = e ? gmf_events_count(e) : 0, ndropped = e ? gmf_events_ndropped(e) : 0;
     fprintf(fp, "  \"method_last\": \"%s\",\n  \"auto_switches\": [",
             gmf_ode_method_name(st->method_last));
     for (int i = 0; i < st->nswitch && i < GMF_ODE_MAX_SWITCH; i++)
         fprintf(fp, "%s%.17g", i ? ", " : "", st->t_switch[i]);
     fprintf(fp, "],\n  \"stopped_by_event\": %s,\n  \"events\": [",
-            st->stopped && r->events && r->events->nev ? "true" : "false");
-    const gmf_events *e = r->events;
-    for (size_t j = 0; e && j < e->nev; j++) {
-        const gmf_event *ev = &e->ev[j];
+            st->stopped && nev ? "true" : "false");
+    for (size_t j = 0; j < nev; j++) {
+        const gmf_event *ev = gmf_events_get(e, j);
         char desc[512], file[64] = "null";
         gmf_events_describe(e, ev, desc, sizeof desc);
         if (j < GMF_FLOWIO_MAX_EVENT_FILES)
@@ -170,8 +171,8 @@ static void run_events(FILE *fp, const gmf_flowio_run *r) {
         gmf_io_json_string(fp, desc);
         fputc('}', fp);
     }
-    fprintf(fp, "%s],\n", e && e->nev ? "\n  " : "");
-    if (e && e->ndropped) fprintf(fp, "  \"events_not_recorded\": %zu,\n", e->ndropped);
+    fprintf(fp, "%s],\n", nev ? "\n  " : "");
+    if (ndropped) fprintf(fp, "  \"events_not_recorded\": %zu,\n", ndropped);
 }
 
 /* sizes, solver, times, losses, statistics, the Theorem 1 check, the file list */
@@ -210,7 +211,8 @@ static void run_results(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
             "  \"files\": [\"trajectory.csv\", \"t.npy\", \"mu.npy\", \"Sigma.npy\", %s"
             "\"state.json\", ",
             euclid ? "\"C.npy\", " : "");
-    for (size_t j = 0; r->events && j < r->events->nev && j < GMF_FLOWIO_MAX_EVENT_FILES; j++)
+    const size_t nev = r->events ? gmf_events_count(r->events) : 0;
+    for (size_t j = 0; j < nev && j < GMF_FLOWIO_MAX_EVENT_FILES; j++)
         fprintf(fp, "\"event_%zu_state.json\", ", j + 1);
     fprintf(fp, "\"run.json\"]\n}\n");
 }
@@ -234,13 +236,15 @@ static int write_event_states(gmf_outset *set, const gmf_traj *tr, const gmf_eve
     double *bw = euclid ? malloc(N * sizeof(double)) : NULL;
     if (euclid && !bw) return gmf_error(GMF_ENOMEM, "out of memory writing the event states");
     int rc = GMF_OK;
-    for (size_t j = 0; rc == GMF_OK && j < e->nev && j < GMF_FLOWIO_MAX_EVENT_FILES; j++) {
-        const double *y = e->ev[j].y;
+    const size_t nev = gmf_events_count(e);
+    for (size_t j = 0; rc == GMF_OK && j < nev && j < GMF_FLOWIO_MAX_EVENT_FILES; j++) {
+        const gmf_event *ev = gmf_events_get(e, j);
+        const double *y = ev->y;
         if (euclid) gmf_flow_euclid_to_bw(K, D, y, bw);
         gmf_io_state s = {.K = K,
                           .d = D - 1,
                           .D = D,
-                          .t = e->ev[j].t,
+                          .t = ev->t,
                           .euclid = euclid,
                           .mu = (double *)y,
                           .Sigma = (double *)(euclid ? bw : y) + K * D,
