@@ -2119,6 +2119,21 @@ void FN(gmf_nn_sgd_apply)(ws_t *ws, const double *lr, int from_acc) {
     ws->prep_valid = 0;
 }
 
+/* The pool job of an SGD step on rows idx of ds (gathered into ws->Xb, ws->yb by the job). */
+static gm_job sgd_job_ds(ws_t *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
+                         const double *lr) {
+    return (gm_job){.ws = ws,
+                    .H = ws->H,
+                    .X = ws->Xb,
+                    .y = ws->yb,
+                    .B = B,
+                    .mode = 2,
+                    .dscale = 1.0 / (double)B,
+                    .lr = lr,
+                    .src = ds,
+                    .idx = idx};
+}
+
 /* gmf_nn_sgd_step_rows from either form of a data set (the trainer's path). */
 static double sgd_step_ds(ws_t *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
                           const double *lr) {
@@ -2128,16 +2143,7 @@ static double sgd_step_ds(ws_t *ws, const gmf_dataset *ds, const size_t *idx, si
         gather_rows(ws->Xb, ws->yb, ds, idx, m->d, 0, B);
         return FN(gmf_nn_sgd_step)(ws, ws->Xb, ws->yb, B, lr);
     }
-    gm_job j = {.ws = ws,
-                .H = ws->H,
-                .X = ws->Xb,
-                .y = ws->yb,
-                .B = B,
-                .mode = 2,
-                .dscale = 1.0 / (double)B,
-                .lr = lr,
-                .src = ds,
-                .idx = idx};
+    gm_job j = sgd_job_ds(ws, ds, idx, B, lr);
     if (m->kind == GMF_NN_GMLR) return lr_pool_run(&j) / (double)B;
     gm_run(ws, &j);
     return j.loss / (double)B;
@@ -2155,18 +2161,8 @@ static size_t sgd_steps_ds(ws_t *ws, const gmf_dataset *ds, const size_t *idx, s
         blas_threads(ws);
         mix_weights(&c->learned, c->w, FN(gmf_nn_net_view)(m, ws->P).gm[0].a, m->K);
         if (!c->learned) { /* (learned weights: the logits' step between steps, gm_run) */
-            gm_job j = {.ws = ws,
-                        .H = ws->H,
-                        .X = ws->Xb,
-                        .y = ws->yb,
-                        .B = B,
-                        .mode = 2,
-                        .dscale = 1.0 / (double)B,
-                        .lr = lr,
-                        .src = ds,
-                        .idx = idx,
-                        .nsteps = nsteps,
-                        .losses = losses};
+            gm_job j = sgd_job_ds(ws, ds, idx, B, lr);
+            j.nsteps = nsteps, j.losses = losses;
             XT_SELECT(c, c->dmuW, m->K * (m->L + 1), B);
             gmf_nn_pool_run(ws->pool, gm_job_run, &j);
             ws->prep_valid = 1;
