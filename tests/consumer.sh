@@ -20,6 +20,9 @@ P=$TMP/prefix
 fails=0
 bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
 want=$(sed -n 's/^project(gmflow VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
+# the SONAME's version: <major>, or 0.<minor> while the major version is 0 (CMakeLists.txt)
+sov=${want%%.*}
+[ "$sov" = 0 ] && sov=$(echo "$want" | cut -d. -f1,2)
 # A sanitized build's library needs the sanitizer runtime in the consumer's link too.
 FLAGS=""
 grep -q '^GMFLOW_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" && FLAGS="-fsanitize=address,undefined"
@@ -32,12 +35,12 @@ LIBDIR=$(dirname "$(dirname "$pc")")
 for f in include/gmflow/gmflow.h include/gmflow/version.h include/gmflow/flow.h bin/gmflow; do
     [ -e "$P/$f" ] || bad "not installed: $f"
 done
-for f in libgmflow.a "libgmflow.so.${want%%.*}" gmflow.pc cmake/gmflow/gmflowConfig.cmake \
+for f in libgmflow.a "libgmflow.so.$sov" gmflow.pc cmake/gmflow/gmflowConfig.cmake \
     cmake/gmflow/gmflowConfigVersion.cmake cmake/gmflow/gmflowTargets.cmake; do
     [ -e "$LIBDIR/$f" ] || [ -e "$LIBDIR/pkgconfig/$f" ] || bad "not installed: $LIBDIR/$f"
 done
 soname=$(readelf -d "$LIBDIR/libgmflow.so" 2>/dev/null | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
-[ "$soname" = "libgmflow.so.${want%%.*}" ] || bad "SONAME '$soname', want libgmflow.so.${want%%.*}"
+[ "$soname" = "libgmflow.so.$sov" ] || bad "SONAME '$soname', want libgmflow.so.$sov"
 "$P/bin/gmflow" --version | grep -qx "gmflow $want" || bad "installed gmflow --version is not 'gmflow $want'"
 
 # check NAME CMD...: runs a consumer, wants PASS and the version line
