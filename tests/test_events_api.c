@@ -28,6 +28,7 @@
 #include "gmflow/toy.h"
 #include "gmflow/traj.h"
 #include "testutil.h"
+#include "tu_toy.h"
 
 #define K 3
 
@@ -183,14 +184,8 @@ static void check_integrate(gmf_oracle o, const double *y) {
 }
 
 int main(void) {
-    gmf_toy_opts to = gmf_toy_defaults();
-    to.n = 40, to.d = 2, to.seed = 9;
-    double *X = NULL, *yv = NULL;
-    gmf_sqloss *sq = NULL;
-    CHECK(gmf_toy_make(&to, &X, &yv) == GMF_OK, "toy: %s", gmf_errmsg());
-    CHECK(gmf_sqloss_new(&sq, to.n, to.d, X, yv) == GMF_OK, "sqloss: %s", gmf_errmsg());
-    if (tu_failures()) return tu_finish("test_events_api");
-    const size_t D = to.d + 1, M = K * (D + D * D);
+    tu_toy toy = tu_toy_new(40, 2, 9);
+    const size_t D = toy.d + 1, M = K * (D + D * D);
     double *y = tu_xmalloc(M * sizeof(double)), *y2 = tu_xmalloc(M * sizeof(double));
     CHECK(gmf_toy_init_mixture(K, D, 0.5, 3, y, NULL, y + K * D) == GMF_OK, "mixture");
     memcpy(y2, y, M * sizeof(double));
@@ -198,12 +193,11 @@ int main(void) {
     memset(S1, 0, D * D * sizeof(double));
     for (size_t i = 0; i < D; i++)
         S1[i * D + i] = (double)(1u << (D - 1 - i));
-    const gmf_oracle o = gmf_sqloss_oracle(sq);
+    const gmf_oracle o = gmf_sqloss_oracle(toy.sq);
     check_lifecycle(o);
     check_recording(o, y, y2);
     check_integrate(o, y);
     free(y), free(y2);
-    gmf_sqloss_free(sq);
-    free(X), free(yv);
+    tu_toy_free(&toy);
     return tu_finish("test_events_api");
 }

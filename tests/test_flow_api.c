@@ -22,6 +22,7 @@
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
 #include "testutil.h"
+#include "tu_toy.h"
 
 #define K 3
 
@@ -122,22 +123,15 @@ static void check_wfr(gmf_oracle o, const double *y) {
 }
 
 int main(void) {
-    gmf_toy_opts to = gmf_toy_defaults();
-    to.n = 40, to.d = 2, to.seed = 9;
-    double *X = NULL, *yv = NULL;
-    gmf_sqloss *sq = NULL;
-    CHECK(gmf_toy_make(&to, &X, &yv) == GMF_OK, "toy: %s", gmf_errmsg());
-    CHECK(gmf_sqloss_new(&sq, to.n, to.d, X, yv) == GMF_OK, "sqloss: %s", gmf_errmsg());
-    if (tu_failures()) return tu_finish("test_flow_api");
-    const size_t D = to.d + 1, M = K * (D + D * D);
+    tu_toy toy = tu_toy_new(40, 2, 9);
+    const size_t D = toy.d + 1, M = K * (D + D * D);
     double *y = tu_xmalloc(M * sizeof(double));
     CHECK(gmf_toy_init_mixture(K, D, 0.5, 3, y, NULL, y + K * D) == GMF_OK, "mixture");
-    const gmf_oracle o = gmf_sqloss_oracle(sq);
+    const gmf_oracle o = gmf_sqloss_oracle(toy.sq);
     check_lifecycle(o);
     check_counters(o, y);
     check_wfr(o, y);
     free(y);
-    gmf_sqloss_free(sq);
-    free(X), free(yv);
+    tu_toy_free(&toy);
     return tu_finish("test_flow_api");
 }

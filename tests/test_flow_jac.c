@@ -22,6 +22,7 @@
 #include "gmflow/sqloss.h"
 #include "gmflow/toy.h"
 #include "testutil.h"
+#include "tu_toy.h"
 
 #define NT 4
 
@@ -108,17 +109,11 @@ static void check_form(gmf_sqloss *sq, gmf_flow_kind kind, size_t K, size_t D) {
 }
 
 int main(void) {
-    gmf_toy_opts to = gmf_toy_defaults();
-    to.n = 60, to.d = 2, to.seed = 4;
-    double *X = NULL, *yv = NULL;
-    gmf_sqloss *sq = NULL;
-    CHECK(gmf_toy_make(&to, &X, &yv) == GMF_OK, "toy: %s", gmf_errmsg());
-    CHECK(gmf_sqloss_new(&sq, to.n, to.d, X, yv) == GMF_OK, "sqloss: %s", gmf_errmsg());
-    if (tu_failures()) return tu_finish("test_flow_jac");
-    check_form(sq, GMF_FLOW_BW, 2, to.d + 1);
-    check_form(sq, GMF_FLOW_EUCLID, 2, to.d + 1);
+    tu_toy toy = tu_toy_new(60, 2, 4);
+    check_form(toy.sq, GMF_FLOW_BW, 2, toy.d + 1);
+    check_form(toy.sq, GMF_FLOW_EUCLID, 2, toy.d + 1);
     /* an oracle without jvp */
-    gmf_oracle o = gmf_sqloss_oracle(sq);
+    gmf_oracle o = gmf_sqloss_oracle(toy.sq);
     o.jvp = NULL;
     gmf_flow *f;
     CHECK(gmf_flow_new(&f, GMF_FLOW_BW, 1, o) == GMF_OK, "init");
@@ -126,8 +121,6 @@ int main(void) {
     CHECK(f && gmf_flow_jvp(f, y, v, jv) == GMF_EINVAL && strstr(gmf_errmsg(), "no Jacobian"),
           "no jvp: '%s'", gmf_errmsg());
     gmf_flow_free(f);
-    gmf_sqloss_free(sq);
-    free(X);
-    free(yv);
+    tu_toy_free(&toy);
     return tu_finish("test_flow_jac");
 }
