@@ -165,8 +165,8 @@ static void problem_make(problem *p, size_t n, size_t d, size_t K, double gamma,
         p->ybw[i] = p->yeu[i] = gamma * rng_normal(&r);
     for (size_t k = 0; k < K; k++)
         for (size_t a2 = 0; a2 < D; a2++) {
-            p->ybw[K * D + k * D * D + a2 * D + a2] = gamma * gamma;
-            p->yeu[K * D + k * D * D + a2 * D + a2] = gamma;
+            p->ybw[gmf_flow_mat_offset(K, D, k) + a2 * D + a2] = gamma * gamma;
+            p->yeu[gmf_flow_mat_offset(K, D, k) + a2 * D + a2] = gamma;
         }
 }
 
