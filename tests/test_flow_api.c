@@ -60,8 +60,7 @@ static void check_counters(gmf_oracle o, const double *y) {
     double *F = tu_xmalloc(N * sizeof(double)), *J = tu_xmalloc(N * N * sizeof(double));
     double loss = NAN, loss2 = NAN;
     CHECK(gmf_flow_rhs(f, y, F) == GMF_OK && gmf_flow_rhs(f, y, F) == GMF_OK, "rhs");
-    const gmf_oracle *orc = gmf_flow_oracle(f);
-    loss = orc->loss(orc->ctx);
+    loss = gmf_flow_last_loss(f);
     CHECK(gmf_flow_loss(f, y, &loss2) == GMF_OK && loss == loss2,
           "oracle loss after rhs %.17g "
           "equals gmf_flow_loss %.17g",

@@ -104,9 +104,11 @@ size_t gmf_flow_K(const gmf_flow *f);
 size_t gmf_flow_D(const gmf_flow *f);
 double gmf_flow_alpha(const gmf_flow *f);
 int gmf_flow_wfr_flat(const gmf_flow *f);
-/* The flow's copy of the oracle: e.g. oracle->loss(oracle->ctx) is L(rho) at the mixture of the
- * last gmf_flow_rhs / gmf_flow_loss, without another evaluation. */
+/* The flow's copy of the oracle (e.g. oracle->value for E_k[dL] at the last evaluation). */
 const gmf_oracle *gmf_flow_oracle(const gmf_flow *f);
+/* L(rho) at the mixture of the last gmf_flow_rhs / gmf_flow_loss, without another evaluation
+ * (the oracle's loss). */
+double gmf_flow_last_loss(const gmf_flow *f);
 long gmf_flow_nrhs(const gmf_flow *f); /* right-hand side evaluations so far */
 long gmf_flow_njvp(const gmf_flow *f); /* JVPs so far (gmf_flow_jvp; gmf_flow_jac adds N each) */
 

@@ -69,7 +69,7 @@ int gmf_nn_gmreg_backward(double *dP, double *loss, gmf_nn_gmreg *g, const doubl
     if (rc) return rc;
     for (size_t e = 0; e < dim; e++)
         dP[e] = -g->rhs[e]; /* grad l = -(d/dt of the flow) */
-    if (loss) *loss = gmf_flow_oracle(g->flow)->loss(gmf_flow_oracle(g->flow)->ctx);
+    if (loss) *loss = gmf_flow_last_loss(g->flow);
     return GMF_OK;
 }
 
@@ -77,7 +77,7 @@ int gmf_nn_gmreg_gd_step(double *P, double *loss, gmf_nn_gmreg *g, double lr) {
     const size_t dim = gmf_flow_dim(g->flow);
     int rc = gmf_flow_rhs(g->flow, P, g->rhs);
     if (rc) return rc;
-    if (loss) *loss = gmf_flow_oracle(g->flow)->loss(gmf_flow_oracle(g->flow)->ctx);
+    if (loss) *loss = gmf_flow_last_loss(g->flow);
     for (size_t e = 0; e < dim; e++)
         P[e] += lr * g->rhs[e]; /* P -= lr grad */
     return GMF_OK;

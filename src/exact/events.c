@@ -112,8 +112,7 @@ static int ev_roots(double t, const double *y, double *g, void *user) {
     if (e->o.grad_tol > 0) { /* F(y), and the loss from the same oracle preparation */
         if ((rc = gmf_flow_rhs(e->flow, y, e->work)) != GMF_OK) return rc;
         gnorm = cblas_dnrm2((int)e->N, e->work, 1);
-        const gmf_oracle *orc = gmf_flow_oracle(e->flow);
-        loss = orc->loss(orc->ctx);
+        loss = gmf_flow_last_loss(e->flow);
     } else if (e->o.loss_on && (rc = gmf_flow_loss(e->flow, y, &loss)) != GMF_OK) {
         return rc;
     }

@@ -63,6 +63,9 @@ int gmf_flow_wfr_flat(const gmf_flow *f) {
 const gmf_oracle *gmf_flow_oracle(const gmf_flow *f) {
     return &f->oracle;
 }
+double gmf_flow_last_loss(const gmf_flow *f) {
+    return f->oracle.loss(f->oracle.ctx);
+}
 long gmf_flow_nrhs(const gmf_flow *f) {
     return f->nrhs;
 }
