@@ -2,8 +2,8 @@
  *
  * On a small toy (n 40, d 2, K 3, the BW form):
  *   - gmf_events_new refuses a null output, null options, a negative grad_tol, a non-finite loss
- *     value and K = 0 (from the flow), and leaves *out NULL; gmf_events_free(NULL) is fine; a
- *     fresh object has count 0, ndropped 0 and no event 0;
+ *     value and K = 0 (from the flow), and leaves *out NULL; gmf_events_free(NULL) is fine, and
+ *     NULL reads as no events (count 0, ndropped 0, no event 0); a fresh object has the same;
  *   - gmf_events_attach installs one event function per event (grad, loss, then the collapse of
  *     each component) with their directions;
  *   - the recording, driven through the installed on_root hook with chosen `which` flags and
@@ -55,6 +55,8 @@ static void check_lifecycle(gmf_oracle o) {
     CHECK(gmf_events_new(&e, GMF_FLOW_BW, 0, o, &ok) == GMF_EINVAL && !e,
           "K = 0 refused (by the flow), *out NULL");
     gmf_events_free(NULL);
+    CHECK(gmf_events_count(NULL) == 0 && gmf_events_ndropped(NULL) == 0 && !gmf_events_get(NULL, 0),
+          "no events object (a run without events): count 0, ndropped 0, no event 0");
     CHECK(gmf_events_new(&e, GMF_FLOW_BW, K, o, &ok) == GMF_OK && e, "new: %s", gmf_errmsg());
     if (!e) return;
     CHECK(gmf_events_count(e) == 0 && gmf_events_ndropped(e) == 0 && !gmf_events_get(e, 0),

@@ -58,12 +58,13 @@ int gmf_events_new(gmf_events **out, gmf_flow_kind kind, size_t K, gmf_oracle or
 /* Frees e and the recorded events' states (NULL is fine). */
 void gmf_events_free(gmf_events *e);
 
-/* Events recorded so far, in the order they happened (at most max_events). */
+/* Events recorded so far, in the order they happened (at most max_events); 0 for e = NULL (a run
+ * without events). */
 size_t gmf_events_count(const gmf_events *e);
 /* The i-th recorded event (0-based), or NULL when i >= gmf_events_count(e).  The record and its
  * state y belong to e: valid until gmf_events_free(e). */
 const gmf_event *gmf_events_get(const gmf_events *e, size_t i);
-/* Events that happened after max_events were recorded: counted, not recorded. */
+/* Events that happened after max_events were recorded: counted, not recorded (0 for NULL). */
 size_t gmf_events_ndropped(const gmf_events *e);
 
 /* Install the hooks into ode: scalar = the loss (must not increase), diagnose, and the event

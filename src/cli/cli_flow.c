@@ -930,7 +930,7 @@ static void summary(const options *o, const inputs *in, const gmf_traj *tr,
         printf("  auto      switched adams -> bdf at t = %.10g (stiffness detected)\n",
                st->t_switch[i]);
     const gmf_events *e = r->events;
-    const size_t nev = e ? gmf_events_count(e) : 0, ndropped = e ? gmf_events_ndropped(e) : 0;
+    const size_t nev = gmf_events_count(e), ndropped = gmf_events_ndropped(e);
     for (size_t j = 0; j < nev; j++) {
         char desc[512];
         gmf_events_describe(e, gmf_events_get(e, j), desc, sizeof desc);

@@ -73,13 +73,13 @@ void gmf_events_free(gmf_events *e) {
 }
 
 size_t gmf_events_count(const gmf_events *e) {
-    return e->nev;
+    return e ? e->nev : 0;
 }
 const gmf_event *gmf_events_get(const gmf_events *e, size_t i) {
-    return i < e->nev ? &e->ev[i] : NULL;
+    return i < gmf_events_count(e) ? &e->ev[i] : NULL;
 }
 size_t gmf_events_ndropped(const gmf_events *e) {
-    return e->ndropped;
+    return e ? e->ndropped : 0;
 }
 
 int gmf_events_eig(gmf_events *e, const double *y, size_t k, double *lmin, double *lmax) {

@@ -150,7 +150,7 @@ static void run_inputs(FILE *fp, const gmf_traj *tr, const gmf_flowio_run *r) {
 static void run_events(FILE *fp, const gmf_flowio_run *r) {
     const gmf_ode_stats *st = &r->stats;
     const gmf_events *e = r->events;
-    const size_t nev = e ? gmf_events_count(e) : 0, ndropped = e ? gmf_events_ndropped(e) : 0;
+    const size_t nev = gmf_events_count(e), ndropped = gmf_events_ndropped(e);
     fprintf(fp, "  \"method_last\": \"%s\",\n  \"auto_switches\": [",
             gmf_ode_method_name(st->method_last));
     for (int i = 0; i < st->nswitch && i < GMF_ODE_MAX_SWITCH; i++)
