@@ -197,10 +197,8 @@ typedef struct gmf_nn_ops {
     double (*loss_grad)(void *ws, const void *X, const uint8_t *y, size_t B, double dscale,
                         int accumulate);
     void (*sgd_apply)(void *ws, const double *lr, int from_acc);
-    /* the gradient accumulator gacc (gmf_nn_ws_grad_acc) */
+    /* the gradient accumulator gacc (gmf_nn_ws_grad_acc; m->nparams doubles) */
     double *(*grad_acc)(void *ws);
-    /* zero the gradient accumulator (gacc) */
-    void (*clear_acc)(void *ws);
     /* gmf_nn_ws_set_weight_rule */
     void (*set_weight_rule)(void *ws, gmf_nn_wgeom geom, int per_mass);
     /* forward into ws->H: returns sum_i loss_i and adds the misclassified rows to *wrong */

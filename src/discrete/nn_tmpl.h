@@ -2154,8 +2154,8 @@ static double sgd_step_ds(ws_t *ws, const gmf_dataset *ds, const size_t *idx, si
  * gm_steps_run applies (its comment), else one call per step; the same results either way. */
 static size_t sgd_steps_ds(ws_t *ws, const gmf_dataset *ds, const size_t *idx, size_t B,
                            size_t nsteps, const double *lr, double *losses) {
-    const gmf_nn_model *m = ws->m;
 #if GM_KERN && GM_STEPS_MT && !GM_FWD_ROWS && GM_FWD_MT != 0
+    const gmf_nn_model *m = ws->m;
     if (m->kind == GMF_NN_GM && ws->nthreads > 1 && ws->xb2 && nsteps > 1 && B <= ws->Bmax) {
         gm_cache *c = &ws->gm1;
         blas_threads(ws);
@@ -2176,7 +2176,6 @@ static size_t sgd_steps_ds(ws_t *ws, const gmf_dataset *ds, const size_t *idx, s
         losses[s] = sgd_step_ds(ws, ds, idx + s * B, B, lr);
         if (!isfinite(losses[s])) return s + 1;
     }
-    (void)m;
     return nsteps;
 }
 
@@ -2253,10 +2252,6 @@ static void ops_set_weight_rule(void *ws, gmf_nn_wgeom geom, int per_mass) {
 static double *ops_grad_acc(void *ws) {
     return FN(gmf_nn_ws_grad_acc)(ws);
 }
-static void ops_clear_acc(void *ws) {
-    ws_t *w = (ws_t *)ws;
-    memset(w->gacc, 0, w->m->nparams * sizeof(double));
-}
 static double ops_evaluate(void *ws, const void *X, const uint8_t *y, size_t B, size_t *wrong) {
     ws_t *w = (ws_t *)ws;
     FN(gmf_nn_forward)(w->H, w, X, B);
@@ -2278,6 +2273,5 @@ const gmf_nn_ops FN(gmf_nn_ops) = {.precision = (int)(8 * sizeof(real)),
                                    .loss_grad = ops_loss_grad,
                                    .sgd_apply = ops_sgd_apply,
                                    .grad_acc = ops_grad_acc,
-                                   .clear_acc = ops_clear_acc,
                                    .set_weight_rule = ops_set_weight_rule,
                                    .evaluate = ops_evaluate};

@@ -166,6 +166,11 @@ static double *acc_of(gmf_train *t) {
     return t->ops->grad_acc(t->ws);
 }
 
+/* Zero the accumulator (a step that is not applied). */
+static void clear_acc(gmf_train *t) {
+    memset(acc_of(t), 0, t->m->nparams * sizeof(double));
+}
+
 /* Data-parallel SGD step (docs/SCALE.md), used when gmf_par_size() > 1: this rank's contiguous
  * block of the batch idx[0..B) gives the gradient of (1/B) sum_i loss_i over its rows (the
  * plain path, accumulated in double), the gradients and loss sums are reduced with gmf_par_sum
@@ -183,7 +188,7 @@ static int step_par(gmf_train *t, const gmf_dataset *ds, const size_t *idx, size
     int rc = gmf_par_sum(acc_of(t), t->m->nparams);
     if (!rc) rc = gmf_par_sum(&l, 1);
     if (rc || !isfinite(l)) {
-        t->ops->clear_acc(t->ws);
+        clear_acc(t);
         *loss = rc ? NAN : l;
         return rc;
     }
@@ -259,7 +264,7 @@ static int epoch_run(gmf_train *t, const gmf_dataset *data, size_t epoch, double
             if (rc) return rc;
         }
         if (!isfinite(total)) {
-            t->ops->clear_acc(t->ws);
+            clear_acc(t);
             return gmf_error(GMF_EDIVERGE,
                              "non-finite loss at epoch %zu, step 1 of 1 (full batch); parameters "
                              "not updated",
