@@ -84,7 +84,7 @@ static void reduction_case(size_t B, size_t d, size_t K, size_t L, double *X, do
     tu_check_fc_mc(H, fc.params, NDRAW, X, B, d, L, ZMAX, &worst);
     /* and the library's own forward of that network gives the same mean */
     gmf_nn_ws_d *ws;
-    if (gmf_nn_ws_new_d(&ws, &fc, B, 1)) exit(2);
+    TU_OK(gmf_nn_ws_new_d(&ws, &fc, B, 1));
     gmf_nn_forward_d(gmf_nn_ws_logits_d(ws), ws, X, B);
     double Hfc[B * L];
     memcpy(Hfc, gmf_nn_ws_logits_d(ws), sizeof Hfc);

@@ -144,7 +144,7 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
 
     /* float64 */
     gmf_nn_ws_d *wd;
-    if (gmf_nn_ws_new_d(&wd, &m, B, T)) exit(2);
+    TU_OK(gmf_nn_ws_new_d(&wd, &m, B, T));
     gmf_nn_forward_d(H, wd, X, B);
     double he = tu_max_abs_diff(H, Hr, B * L);
     CHECK(he <= 1e-13 * hs, "%s float64 forward vs layer API: %g (scale %g)", what, he, hs);
@@ -157,7 +157,7 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
 
     /* float32, against the float64 reference */
     gmf_nn_ws_f *wf;
-    if (gmf_nn_ws_new_f(&wf, &m, B, T)) exit(2);
+    TU_OK(gmf_nn_ws_new_f(&wf, &m, B, T));
     gmf_nn_forward_f(Hf, wf, Xf, B);
     he = 0.0;
     for (size_t e = 0; e < B * L; e++)

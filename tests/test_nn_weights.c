@@ -127,7 +127,7 @@ static void forward_case(gsl_rng *r) {
     softmax_here(w, p.gm[0].a, K);
     for (int T = 1; T <= 3; T += 2) { /* the network, 1 and 3 threads */
         gmf_nn_ws_d *ws;
-        if (gmf_nn_ws_new_d(&ws, &m, B, T)) exit(2);
+        TU_OK(gmf_nn_ws_new_d(&ws, &m, B, T));
         gmf_nn_forward_d(H, ws, X, B);
         double err = 0.0, ref = 0.0;
         for (size_t e = 0; e < B * L; e++) {
@@ -182,7 +182,7 @@ static void logits_step(gmf_nn_model *m, const double *X, const uint8_t *y, size
     double rates[GMF_NN_MAX_GROUPS] = {0};
     rates[gmf_nn_model_logits_group(m, 1)] = lr;
     gmf_nn_ws_d *ws;
-    if (gmf_nn_ws_new_d(&ws, m, B, 2)) exit(2);
+    TU_OK(gmf_nn_ws_new_d(&ws, m, B, 2));
     gmf_nn_ws_set_weight_rule_d(ws, geom, 0);
     if (fused) {
         gmf_nn_sgd_step_d(ws, X, y, B, rates);
@@ -277,7 +277,7 @@ static void per_mass_case(gsl_rng *r) {
     for (int pm = 0; pm < 2; pm++) { /* equal weights: per-mass = plain, bitwise (fused) */
         memcpy(m.params, p0, m.nparams * sizeof(double));
         gmf_nn_ws_d *ws;
-        if (gmf_nn_ws_new_d(&ws, &m, B, 2)) exit(2);
+        TU_OK(gmf_nn_ws_new_d(&ws, &m, B, 2));
         gmf_nn_ws_set_weight_rule_d(ws, GMF_NN_WGEOM_EUCLID, pm);
         gmf_nn_sgd_step_d(ws, X, y, B, lr);
         gmf_nn_ws_store_d(ws);
@@ -294,14 +294,14 @@ static void per_mass_case(gsl_rng *r) {
     softmax_here(w, a0, K);
     memcpy(m.params, p0, m.nparams * sizeof(double));
     gmf_nn_ws_d *ws;
-    if (gmf_nn_ws_new_d(&ws, &m, B, 1)) exit(2);
+    TU_OK(gmf_nn_ws_new_d(&ws, &m, B, 1));
     gmf_nn_loss_grad_d(ws, X, y, B, 1.0 / (double)B, 0);
     double *g = tu_xmalloc(m.nparams * sizeof(double));
     memcpy(g, gmf_nn_ws_grad_d(ws), m.nparams * sizeof(double));
     gmf_nn_ws_free_d(ws);
     for (int fused = 0; fused < 2; fused++) {
         memcpy(m.params, p0, m.nparams * sizeof(double));
-        if (gmf_nn_ws_new_d(&ws, &m, B, 2)) exit(2);
+        TU_OK(gmf_nn_ws_new_d(&ws, &m, B, 2));
         gmf_nn_ws_set_weight_rule_d(ws, GMF_NN_WGEOM_EUCLID, 1);
         if (fused) {
             gmf_nn_sgd_step_d(ws, X, y, B, lr);
@@ -379,7 +379,7 @@ static void fc_case(gsl_rng *r) {
     double X[B * d], H[B * L];
     tu_randn(r, B * d, 1.0, X);
     gmf_nn_ws_d *ws;
-    if (gmf_nn_ws_new_d(&ws, &m, B, 1)) exit(2);
+    TU_OK(gmf_nn_ws_new_d(&ws, &m, B, 1));
     gmf_nn_forward_d(H, ws, X, B);
     gmf_nn_ws_free_d(ws);
     gmf_nn_rng rng;

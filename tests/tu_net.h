@@ -38,10 +38,7 @@ static inline void tu_net_init(tu_net *c, gmf_nn_model *m, size_t B, int nthread
     tu_randn(r, B * m->d, 1.0, c->X);
     for (size_t i = 0; i < B; i++)
         c->y[i] = (uint8_t)gsl_rng_uniform_int(r, m->L + 1);
-    if (gmf_nn_ws_new_d(&c->ws, m, B, nthreads)) {
-        fprintf(stderr, "%s: workspace: %s\n", what, gmf_errmsg());
-        exit(2);
-    }
+    TU_OK(gmf_nn_ws_new_d(&c->ws, m, B, nthreads));
     const double loss = gmf_nn_loss_grad_d(c->ws, c->X, c->y, B, 1.0 / (double)B, 0);
     CHECK(isfinite(loss), "%s: loss not finite", what);
     c->g = tu_xmalloc(m->nparams * sizeof *c->g);
