@@ -28,6 +28,7 @@
  * work as n K cblas_ddot / cblas_dscal calls and three GEMVs per component.
  */
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -597,7 +598,8 @@ static int parse_list_int(const char *s, int *v, size_t cap, size_t *count) {
 static void usage(FILE *f) {
     fputs("usage: bench_rhs [rhs] [--size n,d,K]... [--threads 1,2] [--min-time S] [--quick]\n"
           "                 [--no-sweep] [--no-breakdown] [--no-old]\n"
-          "                 [--gemm N] [--out CSV] [--sweep-out CSV] [--old-out CSV]\n"
+          "                 [--gemm N] [--out-dir DIR | --in-repo]\n"
+          "                 [--out CSV] [--sweep-out CSV] [--old-out CSV]\n"
           "                 [--seed S] [--gamma G]\n"
           "       bench_rhs flow --dir DIR [--n N] [--d d] [--K K] [--T T] [--method M]\n"
           "                 [--rtol R] [--atol A] [--h0 H|auto|fixed] [--oracle new|old]\n"
@@ -609,9 +611,11 @@ static void usage(FILE *f) {
           "      against the theoretical peak and a measured DGEMM peak (N = 2000); then the\n"
           "      previous (per-component) oracle timed beside the library's, a breakdown of one\n"
           "      RHS, and a cost sweep over n, D and K (library and previous oracle) with fitted\n"
-          "      exponents.  CSVs (defaults): bench/results/rhs.csv, rhs_old_vs_new.csv,\n"
-          "      rhs_sweep.csv.  --min-time: seconds per measurement (0.3); --quick: 0.05 s per\n"
-          "      measurement, DGEMM N = 1000, a shorter sweep, *_quick.csv.\n"
+          "      exponents.  CSVs: rhs.csv, rhs_old_vs_new.csv, rhs_sweep.csv (*_quick.csv with\n"
+          "      --quick) in --out-dir DIR, by default ${TMPDIR:-/tmp}/gmflow_bench_rhs_<date>\n"
+          "      (outside the repository); --in-repo: DIR = bench/results; --out, --sweep-out,\n"
+          "      --old-out name one file each.  --min-time: seconds per measurement (0.3);\n"
+          "      --quick: 0.05 s per measurement, DGEMM N = 1000, a shorter sweep.\n"
           "flow: writes DIR/{X,y,mu0,Sigma0}.npy and the RHS at the start (DIR/rhs_c.npy),\n"
           "      integrates the BW flow (Theorem 4) from 0 to T (default 1) with METHOD (adams,\n"
           "      bdf, rk8pd, rkf45; default rk8pd; rtol 1e-8, atol 1e-10), best of up to\n"
@@ -640,16 +644,9 @@ static int parse_size(const char *s, size3 *z) {
 /* ------------------------------------------------------------------ rhs mode */
 
 static FILE *open_csv(const char *path, const char *header) {
-    /* create bench/results if that is where the default path points */
-    const char *slash = strrchr(path, '/');
-    if (slash) {
-        char dir[1024];
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-        mkdir(dir, 0777);
-    }
     FILE *f = fopen(path, "w");
     if (!f) {
-        fprintf(stderr, "bench_rhs: cannot write %s\n", path);
+        fprintf(stderr, "bench_rhs: cannot write %s: %s\n", path, strerror(errno));
         exit(1);
     }
     fprintf(f, "%s\n", header);
@@ -1093,12 +1090,10 @@ int main(int argc, char **argv) {
                   .breakdown = 1,
                   .old = 1,
                   .gemm_n = 2000,
-                  .out = "bench/results/rhs.csv",
-                  .sweep_out = "bench/results/rhs_sweep.csv",
-                  .old_out = "bench/results/rhs_old_vs_new.csv",
                   .seed = 1,
                   .gamma = 0.5};
-    int gemm_set = 0, mt_set = 0;
+    int gemm_set = 0, mt_set = 0, in_repo = 0;
+    const char *out_dir = NULL;
     for (int i = a0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -1113,6 +1108,8 @@ int main(int argc, char **argv) {
             o.old = 0;
         else if (!strcmp(a, "--quick"))
             o.quick = 1;
+        else if (!strcmp(a, "--in-repo"))
+            in_repo = 1;
         else if (!v)
             bad = 1;
         else if (!strcmp(a, "--size")) {
@@ -1127,7 +1124,9 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--gemm")) {
             o.gemm_n = strtoul(v, NULL, 10), gemm_set = 1, bad = o.gemm_n < 1;
             i++;
-        } else if (!strcmp(a, "--out"))
+        } else if (!strcmp(a, "--out-dir"))
+            out_dir = v, bad = !*v, i++;
+        else if (!strcmp(a, "--out"))
             o.out = v, i++;
         else if (!strcmp(a, "--sweep-out"))
             o.sweep_out = v, i++;
@@ -1151,14 +1150,39 @@ int main(int argc, char **argv) {
         o.sizes[2] = (size3){10000, 50, 10};
         o.nsizes = 3;
     }
-    if (o.quick) { /* a quick run keeps the full run's CSVs */
+    if (o.quick) {
         if (!mt_set) o.min_time = 0.05;
         if (!gemm_set) o.gemm_n = 1000;
-        if (!strcmp(o.out, "bench/results/rhs.csv")) o.out = "bench/results/rhs_quick.csv";
-        if (!strcmp(o.sweep_out, "bench/results/rhs_sweep.csv"))
-            o.sweep_out = "bench/results/rhs_sweep_quick.csv";
-        if (!strcmp(o.old_out, "bench/results/rhs_old_vs_new.csv"))
-            o.old_out = "bench/results/rhs_old_vs_new_quick.csv";
+    }
+    if (in_repo && out_dir) {
+        fprintf(stderr, "bench_rhs: --in-repo and --out-dir %s: choose one\n", out_dir);
+        return 2;
+    }
+    /* the CSVs' directory: outside the repository unless asked (a quick run keeps the full
+     * run's CSVs: *_quick.csv) */
+    static char dir[1024], paths[3][1100];
+    if (in_repo)
+        out_dir = "bench/results";
+    else if (!out_dir) {
+        const char *tmp = getenv("TMPDIR");
+        char stamp[32];
+        const time_t now = time(NULL);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+        snprintf(dir, sizeof dir, "%s/gmflow_bench_rhs_%s", tmp && *tmp ? tmp : "/tmp", stamp);
+        out_dir = dir;
+    }
+    const char *names[3] = {"rhs", "rhs_sweep", "rhs_old_vs_new"};
+    const char **dest[3] = {&o.out, &o.sweep_out, &o.old_out};
+    int need_dir = 0;
+    for (int k = 0; k < 3; k++)
+        if (!*dest[k]) {
+            snprintf(paths[k], sizeof paths[k], "%s/%s%s.csv", out_dir, names[k],
+                     o.quick ? "_quick" : "");
+            *dest[k] = paths[k], need_dir = 1;
+        }
+    if (need_dir && mkdir(out_dir, 0777) && errno != EEXIST) {
+        fprintf(stderr, "bench_rhs: cannot create %s: %s\n", out_dir, strerror(errno));
+        return 1;
     }
     return run_rhs(&o);
 }

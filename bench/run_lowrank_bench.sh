@@ -8,13 +8,25 @@
 # the process's user + system CPU time minus that of an --epochs 0 run of the same model (data
 # loading, init, evaluation of 100 test images) -- CPU time does not count the time the process
 # waits for the core, so it is the steadier figure on a machine shared with other jobs.
-#   usage: bench/run_lowrank_bench.sh [-h | --help] [gmflow] [repeats] [cpu] [ranks...]
-#   (defaults: build/gmflow 5 1 "1 2 4 8"); writes bench/results/lowrank_bench_<date>.csv
+#   usage: bench/run_lowrank_bench.sh [-h | --help] [--out CSV | --in-repo] [gmflow] [repeats]
+#                                     [cpu] [ranks...]
+#   (defaults: build/gmflow 5 1 "1 2 4 8"); writes ${TMPDIR:-/tmp}/gmflow_lowrank_bench_<date>.csv,
+#   or CSV (--out), or bench/results/lowrank_bench_<date>.csv (--in-repo)
 set -eu
 # me, usage, usage_error, positional_args: the scripts' convention
 # shellcheck source-path=SCRIPTDIR source=../tools/scriptargs.sh
 . "$(dirname "$0")/../tools/scriptargs.sh"
-positional_args "$@"
+OUT="" INREPO=0 args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --out) [ $# -ge 2 ] && [ -n "$2" ] || usage_error "--out needs a file name"; OUT=$2; shift ;;
+    --in-repo) INREPO=1 ;;
+    *) args+=("$1") ;;
+    esac
+    shift
+done
+[ -z "$OUT" ] || [ "$INREPO" = 0 ] || usage_error "--out and --in-repo: choose one"
+positional_args ${args[@]+"${args[@]}"}
 G=${pos[0]:-build/gmflow}
 N=${pos[1]:-5}
 CPU=${pos[2]:-1}
@@ -28,8 +40,9 @@ done
 [ -x "$G" ] || { echo "$me: $G: not found or not executable" >&2; exit 1; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/gmflow_lowrank_bench.XXXXXX")
 trap 'rm -rf "$T"' EXIT
-mkdir -p bench/results
-OUT=bench/results/lowrank_bench_$(date -u +%Y%m%d-%H%M%S).csv
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+if [ "$INREPO" = 1 ]; then mkdir -p bench/results && OUT=bench/results/lowrank_bench_$STAMP.csv; fi
+OUT=${OUT:-${TMPDIR:-/tmp}/gmflow_lowrank_bench_$STAMP.csv}
 echo "repeat,config,rank,seconds,cpu_seconds,load1" > "$OUT"
 export OPENBLAS_NUM_THREADS=1
 cpu() { # user + system seconds of the command

@@ -102,7 +102,8 @@ def common_args(description):
     p.add_argument("--test-limit", type=int, default=0, help="first N test samples (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-eval", action="store_true", help="skip the per-epoch test evaluation")
-    p.add_argument("--csv", default="", help="per-epoch CSV (default: bench/results/<name>.csv)")
+    p.add_argument("--csv", default="", help="per-epoch CSV (default: $TMPDIR or /tmp, gmflow_<name>.csv: outside the "
+                   "repository)")
     p.add_argument("--json", default="", help="summary JSON (default: next to the CSV)")
     p.add_argument("--quiet", action="store_true")
     return p
@@ -132,7 +133,8 @@ def cpu_model():
 
 
 def write_outputs(args, name, rows, summary):
-    csv_path = args.csv or os.path.join(HERE, "results", name + ".csv")
+    tmp = os.environ.get("TMPDIR") or "/tmp"
+    csv_path = args.csv or os.path.join(tmp, "gmflow_" + name + ".csv")
     json_path = args.json or os.path.splitext(csv_path)[0] + ".json"
     os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
     with open(csv_path, "w", newline="") as f:
