@@ -291,7 +291,7 @@ static inline __attribute__((always_inline)) void
 tu_tile(const size_t L, size_t M, size_t d, size_t dc, size_t p, const float *X, size_t ldx,
         const float *X2, size_t ld2, const float *g, size_t ldf, const float *gs, size_t lds,
         float *U, float *mu, float *sigma, float *sig2, float *muW, const float *dal, float rU,
-        float rS, float rM, float *part, int full) {
+        float rS, float rM, float *part, int full, int one) {
     __m512 acc[GMF_NN_KERN_TU_LMAX + 2][2]; /* row 0: dsig2, row 1: dmu, rows 2 ..: dW */
     for (size_t r = 0; r < L + 2; r++)
         acc[r][0] = _mm512_setzero_ps(), acc[r][1] = _mm512_setzero_ps();
@@ -314,9 +314,14 @@ tu_tile(const size_t L, size_t M, size_t d, size_t dc, size_t p, const float *X,
         }
         const float *xr = X + i * ldx + p, *gi = g + i * ldf, *x2 = X2 + i * ld2;
         const __m512 x0 = full ? _mm512_loadu_ps(xr) : _mm512_maskz_loadu_ps(m0, xr);
-        const __m512 x1 = full ? _mm512_loadu_ps(xr + 16) : _mm512_maskz_loadu_ps(m1, xr + 16);
         const __m512 b = _mm512_set1_ps(gs[i * lds]);
         acc[0][0] = _mm512_fmadd_ps(b, _mm512_loadu_ps(x2), acc[0][0]);
+        if (one) { /* 16 columns or fewer: the second half's lanes would all be masked */
+            for (size_t r = 0; r <= L; r++)
+                acc[1 + r][0] = _mm512_fmadd_ps(_mm512_set1_ps(gi[r]), x0, acc[1 + r][0]);
+            continue;
+        }
+        const __m512 x1 = full ? _mm512_loadu_ps(xr + 16) : _mm512_maskz_loadu_ps(m1, xr + 16);
         acc[0][1] = _mm512_fmadd_ps(b, _mm512_loadu_ps(x2 + 16), acc[0][1]);
         for (size_t r = 0; r <= L; r++) {
             const __m512 s = _mm512_set1_ps(gi[r]);
@@ -408,10 +413,13 @@ tu_run(const size_t L, size_t M, size_t d, size_t c0, size_t c1, size_t k0, size
                     const float *x2 = x2p + (p - p0);
                     if (p + 32 <= c1)
                         tu_tile(L, M, d, c1, p, X, ldx, x2, TU_PB, g, ldf, gs, lds, Uk, mk, sk, s2k,
-                                mWk, dk, rU, rS, rM, pk, 1);
+                                mWk, dk, rU, rS, rM, pk, 1, 0);
+                    else if (p + 16 >= c1) /* (d = 784's last 16 columns) */
+                        tu_tile(L, M, d, c1, p, X, ldx, x2, TU_PB, g, ldf, gs, lds, Uk, mk, sk, s2k,
+                                mWk, dk, rU, rS, rM, pk, 0, 1);
                     else
                         tu_tile(L, M, d, c1, p, X, ldx, x2, TU_PB, g, ldf, gs, lds, Uk, mk, sk, s2k,
-                                mWk, dk, rU, rS, rM, pk, 0);
+                                mWk, dk, rU, rS, rM, pk, 0, 0);
                 }
         }
         for (size_t k = kb; k < ke; k++) /* dot16's order: the 16 lanes, then the tail */
