@@ -285,8 +285,11 @@ static inline void st16(float *p, __mmask16 m, int full, __m512 v) {
 #define TU_PB 64
 #define TU_KB 32 /* components per group */
 
-/* One component's tile: columns [p, p + 32) (masks for d's tail), the product over i < M, then
- * gm_update's column work.  L is a constant in each instance. */
+/* One component's tile: columns [p, p + 32) (masks for the range's end dc), the product over
+ * i < M, then gm_update's column work.  L is a constant in each instance.  one: 16 columns or
+ * fewer (d = 784's last 16), only the first half's loads and FMAs (the second half's were all
+ * masked: the tile cost a full one for half the columns; the kernel 5-15 % faster at d = 784,
+ * docs/PERFORMANCE.md "The step split by pixel columns"); bitwise the same results. */
 static inline __attribute__((always_inline)) void
 tu_tile(const size_t L, size_t M, size_t d, size_t dc, size_t p, const float *X, size_t ldx,
         const float *X2, size_t ld2, const float *g, size_t ldf, const float *gs, size_t lds,

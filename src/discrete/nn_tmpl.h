@@ -77,12 +77,16 @@
 #define GM_STEPS_MT 1
 #endif
 
-/* How that multi-step job splits a step over the threads (GM_SPLIT): 0 = components (gm_step:
- * each thread its components' products for every row, the scalars by rows, three barriers per
- * step, every thread converting the whole batch); 1 = pixels (gm_step_pix: each thread its
- * columns of every component, the scalars by rows, two barriers, each byte converted once;
- * byte data sets with the fused update only, else components).  The 1-thread step and the
- * other jobs are the same either way (docs/PERFORMANCE.md, "Two threads ... by pixels"). */
+/* How that multi-step job splits a step over the threads (GM_SPLIT): 0 (default) = components
+ * (gm_step: each thread its components' products for every row, the scalars by rows, three
+ * barriers per step, every thread converting the whole batch); 1 = pixels (gm_step_pix: each
+ * thread its columns of every component, the scalars by rows, two barriers, each byte converted
+ * once; byte data sets with the fused update only, else components; the pixel sums then differ
+ * from 1 thread's in the last bits).  Measured on 2 threads the pixel split's epoch was 1.13x
+ * slower (1.10-1.20, 8 rounds): the fused backward on half the columns of every component ran
+ * 1.2-1.35x longer per thread than on all columns of half the components (the two threads write
+ * the two halves of the same parameter rows; docs/PERFORMANCE.md, "The step split by pixel
+ * columns").  The 1-thread step and the other jobs are the same either way. */
 #ifndef GM_SPLIT
 #define GM_SPLIT 0
 #endif
@@ -1563,7 +1567,9 @@ void FN(gmf_nn_ws_set_weight_rule)(ws_t *ws, gmf_nn_wgeom geom, int per_mass) {
  * products, the fused update and the parameter-derived cache.  One step is one pool job: the
  * start, barriers after the gather and after the forward (GM_FWD_ROWS = 0 only) and after the
  * loss (dH of every row), the end.  No sum crosses threads except the batch loss, which every
- * thread adds up in the same order.  The parameter-derived cache (sig2, muW, a) stays valid across
+ * thread adds up in the same order.  (The trainer's multi-step job, gm_steps_run, runs these
+ * steps with three barriers each; with GM_SPLIT 1 it splits them by pixel columns instead,
+ * gm_step_pix.)  The parameter-derived cache (sig2, muW, a) stays valid across
  * calls while P changes only through the fused SGD step, which refreshes it per component right
  * after updating it. */
 
