@@ -371,8 +371,8 @@ static void case_tu(gsl_rng *r, size_t M, size_t d, size_t L, size_t K, size_t k
     CHECK(same, "tn_update M=%zu d=%zu L=%zu K=%zu [%zu,%zu): not bitwise tn + gm_update", M, d, L,
           K, k0, k1);
     /* (1b) gmf_nn_kern_tn_update_cols: d in 1-3 ranges of whole 16-column blocks (as the pool's
-     * pixel split forms them, an empty one included), each from the inputs and into its own
-     * columns only: after all ranges every array bitwise the whole call's; a's partial sums add
+     * removed pixel split formed them, an empty one included), each from the inputs and into its
+     * own columns only: after all ranges every array bitwise the whole call's; a's partial sums add
      * up to U_l . mu to a's bound (checked below with the whole call's) */
     for (size_t nr = 1; nr <= 3; nr++) {
         float *Uc = tu_xmalloc((nU + 1) * 4), *muc = tu_xmalloc(nd * 4), *sgc = tu_xmalloc(nd * 4);

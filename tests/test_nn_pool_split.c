@@ -75,20 +75,7 @@ static double max_abs(const double *a, size_t n) {
     return v;
 }
 
-/* The multi-step job's pixel split (nn_tmpl.h GM_SPLIT 1, the float32 AVX-512 build's steps on a
- * byte data set with fixed weights on more than one thread): every sum over pixels is a sum of
- * per-thread partials, so the steps agree with single steps (components split) to rounding, not
- * bitwise (mirrors nn_tmpl.h's default). */
-#ifndef GM_SPLIT
-#define GM_SPLIT 0
-#endif
-#if defined(GMF_NN_KERN) && GM_SPLIT == 1
-#define PIX_SPLIT 1
-#else
-#define PIX_SPLIT 0
-#endif
-
-static tu_worst worst64, worst32, worst_pix;
+static tu_worst worst64, worst32;
 
 /* ops->sgd_steps_ds (NS steps in one call) against NS calls of ops->sgd_step_ds on the model m,
  * rows idx[s B ..) of ds for step s: bitwise the same parameters and losses.  With nan_step >= 0
@@ -123,31 +110,11 @@ static void steps_case(const gmf_nn_model *m, const gmf_dataset *ds, const size_
     CHECK(ka == want && kb == want,
           "%s float%d: %d steps in one call ran %zu, single %zu (want %zu)", what, prec ? 32 : 64,
           NS, ka, kb, want);
-    /* the pixel split: rounding-level agreement (float32: loss rel 1e-5, parameters 1e-5 of the
-     * largest), else bitwise */
-    const int pix = PIX_SPLIT && prec && T > 1 && !ds->x && m->weights != GMF_NN_WEIGHTS_LEARNED;
-    if (pix) {
-        double le = 0.0;
-        for (size_t s = 0; s < (ka < kb ? ka : kb); s++)
-            if (isfinite(lb[s]))
-                le = fmax(le, fabs(la[s] - lb[s]) / fmax(fabs(lb[s]), 1e-300));
-            else
-                CHECK(!isfinite(la[s]), "%s float32 pixels: step %zu's loss finite (want NaN)",
-                      what, s);
-        const double pe = tu_max_abs_diff(ma.params, mb.params, n), ps = max_abs(mb.params, n);
-        CHECK(le <= 1e-5, "%s float32 pixels: step losses vs single steps rel %g", what, le);
-        CHECK(pe <= 1e-5 * ps, "%s float32 pixels: parameters vs single steps %g (scale %g)", what,
-              pe, ps);
-        tu_worst_update(&worst_pix, pe / ps, "%s params", what);
-        tu_worst_update(&worst_pix, le, "%s loss", what);
-    } else {
-        CHECK(!memcmp(la, lb, (ka < kb ? ka : kb) * sizeof(double)),
-              "%s float%d: the losses of steps in one call differ from single steps (bitwise)",
-              what, prec ? 32 : 64);
-        CHECK(!memcmp(ma.params, mb.params, n * sizeof(double)),
-              "%s float%d: steps in one call differ from single steps (bitwise)", what,
-              prec ? 32 : 64);
-    }
+    CHECK(!memcmp(la, lb, (ka < kb ? ka : kb) * sizeof(double)),
+          "%s float%d: the losses of steps in one call differ from single steps (bitwise)", what,
+          prec ? 32 : 64);
+    CHECK(!memcmp(ma.params, mb.params, n * sizeof(double)),
+          "%s float%d: steps in one call differ from single steps (bitwise)", what, prec ? 32 : 64);
     CHECK(nan_step == 0 || memcmp(ma.params, m->params, n * sizeof(double)) != 0,
           "%s float%d: the steps in one call moved nothing", what, prec ? 32 : 64);
     ops->ws_free(a), ops->ws_free(b);
@@ -329,7 +296,7 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
 int main(void) {
     gsl_rng *r = tu_rng(20261201);
     printf("test_nn_pool_split (seed %lu)\n", tu_seed());
-    tu_worst_init(&worst64), tu_worst_init(&worst32), tu_worst_init(&worst_pix);
+    tu_worst_init(&worst64), tu_worst_init(&worst32);
     const size_t cases[][2] = {{7, 5}, {2, 5}, {16, 3}, {64, 20}}; /* (B, K) */
     const int threads[] = {1, 2, 3, 8};
     unsigned long stream = 0;
@@ -343,9 +310,6 @@ int main(void) {
            worst64.what);
     printf("  worst float32 (gradient or forward) vs float64 layer API: %.2e (%s)\n", worst32.value,
            worst32.what);
-    if (PIX_SPLIT)
-        printf("  worst float32 pixel split vs single steps (relative): %.2e (%s)\n",
-               worst_pix.value, worst_pix.what);
     gsl_rng_free(r);
     return tu_finish("test_nn_pool_split");
 }

@@ -26,18 +26,6 @@
 
 #define DATA "../shared/data/mnist"
 
-/* nn_tmpl.h's GM_SPLIT (mirrored; default 0): with the pixel split (1) the trainer's 2-thread
- * float32 steps on the compact data set sum every pixel sum as two partials, so they agree with
- * the float data set's (components split) to rounding, not bitwise (AVX-512 builds). */
-#ifndef GM_SPLIT
-#define GM_SPLIT 0
-#endif
-#if defined(__AVX512F__) && GM_SPLIT == 1
-#define PIX_SPLIT 1
-#else
-#define PIX_SPLIT 0
-#endif
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -151,24 +139,11 @@ static void compact_form(const gmf_dataset *train) {
         double ea = NAN, eb = NAN, ga = NAN, gb = NAN;
         gmf_train_evaluate_model(&a, &o, &sub, &ga, &ea);
         gmf_train_evaluate_model(&b, &o, &cpt, &gb, &eb);
-        if (PIX_SPLIT && runs[r].threads > 1 && runs[r].precision == 32 && !runs[r].full) {
-            double pe = 0.0, ps = 0.0;
-            for (size_t e = 0; e < a.nparams; e++)
-                pe = fmax(pe, fabs(a.params[e] - b.params[e])), ps = fmax(ps, fabs(a.params[e]));
-            CHECK(isfinite(la) && fabs(la - lb) <= 1e-5 * fabs(la) &&
-                      fabs(ga - gb) <= 1e-5 * fabs(ga) && fabs(ea - eb) <= 0.01,
-                  "run %zu (pixel split): loss %.17g vs %.17g, eval %.17g vs %.17g", r, la, lb, ga,
-                  gb);
-            CHECK(pe <= 1e-4 * ps, "run %zu (pixel split): parameters differ by %g (scale %g)", r,
-                  pe, ps);
-        } else {
-            CHECK(isfinite(la) && la == lb && ga == gb && ea == eb,
-                  "run %zu: loss %.17g vs %.17g, eval %.17g vs %.17g", r, la, lb, ga, gb);
-            CHECK(!memcmp(a.params, b.params, a.nparams * sizeof(double)),
-                  "run %zu (threads %d, float%d, full batch %d): compact data, different "
-                  "parameters",
-                  r, runs[r].threads, runs[r].precision, runs[r].full);
-        }
+        CHECK(isfinite(la) && la == lb && ga == gb && ea == eb,
+              "run %zu: loss %.17g vs %.17g, eval %.17g vs %.17g", r, la, lb, ga, gb);
+        CHECK(!memcmp(a.params, b.params, a.nparams * sizeof(double)),
+              "run %zu (threads %d, float%d, full batch %d): compact data, different parameters", r,
+              runs[r].threads, runs[r].precision, runs[r].full);
         gmf_nn_model_free(&a), gmf_nn_model_free(&b);
     }
     gmf_dataset_free(&cpt);

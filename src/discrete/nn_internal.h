@@ -46,14 +46,6 @@
         double *ssc;                                                                               \
         real *xp;                                                                                  \
         real *xb2; /* GM kind, nthreads > 1: the second batch buffer of a multi-step pool job */   \
-        /* GM kind, nthreads > 1, the pixel split (nn_tmpl.h GM_SPLIT 1): per thread its partial   \
-         */                                                                                        \
-        /* forward products (Bmax x (K (L+1) + K), pxf_ld floats apart) and its partial a and da   \
-         */                                                                                        \
-        /* sums (K L each, pxd_ld doubles apart) */                                                \
-        real *pxf;                                                                                 \
-        double *pxd;                                                                               \
-        size_t pxf_ld, pxd_ld;                                                                     \
     };
 
 GMF_NN_WS_DEF(float, _f)
@@ -122,8 +114,8 @@ int gmf_nn_kern_tn_update(size_t M, size_t d, size_t L, size_t k0, size_t k1, co
 /* gmf_nn_kern_tn_update_cols: the same on the columns [c0, c1) of d only (every row of X and of
  * the parameters at its own column, d apart): the whole pass for those columns, and acc[] gets
  * a's partial sums U_l . mu over them (16 lanes over the full 16-column blocks from c0, then
- * the tail; zero when c1 <= c0).  c0 = 0, c1 = d is gmf_nn_kern_tn_update.  The pool's pixel
- * split (nn_tmpl.h GM_SPLIT 1) gives each thread a range. */
+ * the tail; zero when c1 <= c0).  c0 = 0, c1 = d is gmf_nn_kern_tn_update (the trainer's only
+ * use; tests/test_gm_kern.c checks ranges against it). */
 int gmf_nn_kern_tn_update_cols(size_t M, size_t d, size_t c0, size_t c1, size_t L, size_t k0,
                                size_t k1, const float *X, size_t ldx, const float *dF, size_t ldf,
                                const float *dS2, size_t lds, float *U, float *mu, float *sigma,

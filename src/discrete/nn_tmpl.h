@@ -76,20 +76,11 @@
 #ifndef GM_STEPS_MT
 #define GM_STEPS_MT 1
 #endif
-
-/* How that multi-step job splits a step over the threads (GM_SPLIT): 0 (default) = components
- * (gm_step: each thread its components' products for every row, the scalars by rows, three
- * barriers per step, every thread converting the whole batch); 1 = pixels (gm_step_pix: each
- * thread its columns of every component, the scalars by rows, two barriers, each byte converted
- * once; byte data sets with the fused update only, else components; the pixel sums then differ
- * from 1 thread's in the last bits).  Measured on 2 threads the pixel split's epoch was 1.13x
- * slower (1.10-1.20, 8 rounds): the fused backward on half the columns of every component ran
- * 1.2-1.35x longer per thread than on all columns of half the components (the two threads write
- * the two halves of the same parameter rows; docs/PERFORMANCE.md, "The step split by pixel
- * columns").  The 1-thread step and the other jobs are the same either way. */
-#ifndef GM_SPLIT
-#define GM_SPLIT 0
-#endif
+/* (A split of that job's steps by pixel columns instead of components -- each thread its columns
+ * of every component, two barriers per step, each byte converted once -- was built and measured
+ * 1.13x slower on 2 threads: the fused backward on half the columns of every component ran
+ * 1.2-1.35x longer per thread, the two threads writing the two halves of the same parameter rows.
+ * Removed; its code is commit 8fd9fa3 (docs/PERFORMANCE.md, "The step split by pixel columns").) */
 
 typedef FN(gmf_nn_gm_cache) gm_cache;
 typedef FN(gmf_nn_gmfull_cache) full_cache;
@@ -1451,13 +1442,6 @@ static int ws_init(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
             ws->xtp = ralloc((size_t)nthreads * gmf_nn_xt_size(Bmax, m->d), &fail);
             if (GM_GATHER_CONV == 2) ws->xp = ralloc((size_t)(nthreads - 1) * Bmax * m->d, &fail);
             if (GM_STEPS_MT) ws->xb2 = ralloc(Bmax * m->d, &fail); /* gm_steps_run */
-            if (GM_STEPS_MT && GM_SPLIT == 1 && GM_GATHER_CONV) {  /* gm_step_pix's partials */
-                const size_t Wx = m->K * (m->L + 2), KL8 = (m->K * m->L + 7) / 8 * 8;
-                ws->pxf_ld = (Bmax * Wx + 15) / 16 * 16, ws->pxd_ld = 2 * KL8;
-                ws->pxf = ralloc((size_t)nthreads * ws->pxf_ld, &fail);
-                ws->pxd = aligned_alloc(64, (size_t)nthreads * ws->pxd_ld * sizeof(double));
-                if (!ws->pxd) fail = 1;
-            }
             if (fail) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
         }
         if (!rc && GM_GATHER_CONV) { /* gm_job_run: the staged bytes of a gathered batch */
@@ -1503,7 +1487,7 @@ static void ws_release(ws_t *ws) {
     if (ws->pool) gmf_nn_pool_free(ws->pool);
     free(ws->P), free(ws->dP), free(ws->gacc), free(ws->H), free(ws->dH), free(ws->lossv);
     free(ws->Xb), free(ws->yb), free(ws->xtp), free(ws->sb), free(ws->ssc), free(ws->xp);
-    free(ws->xb2), free(ws->pxf), free(ws->pxd);
+    free(ws->xb2);
     free(ws->Z1), free(ws->Y1), free(ws->dY1), free(ws->dZ1), free(ws->nrm);
     if (ws->gm1.muW) FN(gmf_nn_gm_cache_free)(&ws->gm1);
     if (ws->gm2.muW) FN(gmf_nn_gm_cache_free)(&ws->gm2);
@@ -1567,9 +1551,7 @@ void FN(gmf_nn_ws_set_weight_rule)(ws_t *ws, gmf_nn_wgeom geom, int per_mass) {
  * products, the fused update and the parameter-derived cache.  One step is one pool job: the
  * start, barriers after the gather and after the forward (GM_FWD_ROWS = 0 only) and after the
  * loss (dH of every row), the end.  No sum crosses threads except the batch loss, which every
- * thread adds up in the same order.  (The trainer's multi-step job, gm_steps_run, runs these
- * steps with three barriers each; with GM_SPLIT 1 it splits them by pixel columns instead,
- * gm_step_pix.)  The parameter-derived cache (sig2, muW, a) stays valid across
+ * thread adds up in the same order.  The parameter-derived cache (sig2, muW, a) stays valid across
  * calls while P changes only through the fused SGD step, which refreshes it per component right
  * after updating it. */
 
@@ -1592,7 +1574,6 @@ typedef struct gm_job {
      * idx[s B ..), losses[s] = its loss sum; done = the number of steps run */
     size_t nsteps, done;
     double *losses;
-    int pix; /* a multi-step job split by pixels (gm_step_pix, GM_SPLIT 1) */
 } gm_job;
 
 /* The gathers' look-ahead over random rows (idx): while row i of [i0, i1) is copied, the row
@@ -1870,188 +1851,6 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
     return loss;
 }
 
-/* ---- The pixel split (GM_SPLIT 1): thread t owns the pixel columns [p0, p1) of every component
- * (49 blocks of 16 columns at d = 784, split as evenly as gmf_nn_split does) and, for the
- * scalars, the rows [i0, i1).  Every forward quantity is a sum over the d columns (m_ik = x_i .
- * mu_k, G_ik = W_k x_i, S2_ik = (x_i * x_i) . sigma_k^2), and the backward products and the
- * whole fused parameter pass are separable by column except a_k = U_k mu_k + v_k, itself a sum
- * of per-range partials.  So per step:
- *   A  (own columns) stage the 64 rows' bytes of [p0, p1), convert them into X[:, p0:p1) and a
- *      private X^T of those columns (no other thread's bytes, nothing converted twice), then the
- *      partial products [m; G] and S2 over [p0, p1) for every row and component (pxf);
- *   barrier 1;
- *   B  (own rows) F = the threads' partials summed in thread order, a = the threads' partial
- *      sums of U_k mu_k + v_k, then the Gaussian scalars, output sum, loss and backward scalars
- *      of its rows as the components split does, and da's partial over its rows (pxd);
- *   barrier 2;
- *   C  (own columns) the loss sum, da = the partials summed, v updated by thread 0, and the
- *      fused backward products + parameter pass (gmf_nn_kern_tn_update_cols) on [p0, p1) of
- *      every component, which leaves a's partial over [p0, p1) for the next step.
- * Two barriers per step instead of three.  Lifetimes: between barrier 2 of step s and barrier 1
- * of step s + 1 a thread writes only its columns of X, its X^T, its staged bytes, its labels
- * (rows [i0, i1): only it reads them) and its partial products, which the others read before
- * barrier 2 of step s; its a partial (phase C) is read by the others after barrier 1 of step
- * s + 1, its da partial (phase B) after barrier 2; v (thread 0, phase C) is read after the next
- * barrier 1.  No second batch buffer.  Results: every sum over pixels becomes a sum of nt
- * partials, so they differ from 1 thread's (one FMA chain over d) in the last bits, and depend
- * on nt; 1 thread runs gm_step unchanged. */
-#if GM_KERN
-/* Columns [p0, p1) of the parameter-derived cache (sig2, muW = [mu; U diag(sig2)]) unless
- * acc_only, and a's partial sums acc[k L + l] = U_kl . mu_k over them (dot16's order from p0,
- * as gmf_nn_kern_tn_update_cols leaves them). */
-static void gm_prep_cols(gm_cache *c, const real *P, size_t d, size_t K, size_t L, size_t p0,
-                         size_t p1, int acc_only, double *acc) {
-    const gm_params pv = FN(gmf_nn_gm_view)((real *)P, d, K, L, 0);
-    for (size_t k = 0; k < K; k++) {
-        const real *mu = pv.mu + k * d, *sigma = pv.sigma + k * d, *U = pv.U + k * L * d;
-        real *sig2 = c->sig2 + k * d, *row = c->muW + k * (L + 1) * d;
-        if (!acc_only) {
-            for (size_t j = p0; j < p1; j++)
-                sig2[j] = sigma[j] * sigma[j];
-            for (size_t j = p0; j < p1; j++)
-                row[j] = mu[j];
-            for (size_t l = 0; l < L; l++)
-                for (size_t j = p0; j < p1; j++)
-                    row[(1 + l) * d + j] = U[l * d + j] * sig2[j];
-        }
-        for (size_t l = 0; l < L; l++)
-            acc[k * L + l] = p1 > p0 ? dot16(U + l * d + p0, mu + p0, p1 - p0) : 0.0;
-    }
-}
-
-/* The columns [p0, p1) of rows idx[0..B) (idx NULL: rows 0..B-1) of the byte data set src:
- * S[i (p1 - p0) ..] = the bytes, sc[2 i], sc[2 i + 1] = the row's mean and 1/sd; the row
- * GATHER_AHEAD places on requested while a row is copied (as gather_request). */
-static void stage_cols(uint8_t *S, double *sc, const gmf_dataset *src, const size_t *idx, size_t d,
-                       size_t B, size_t p0, size_t p1) {
-    const size_t dp = p1 - p0;
-    for (size_t i = 0; i < B; i++) {
-        if (idx && i + GATHER_AHEAD < B && dp) {
-            const size_t rn = idx[i + GATHER_AHEAD];
-            const uint8_t *pn = src->px + rn * d + p0;
-            for (size_t b = 0; b < dp; b += 64)
-                __builtin_prefetch(pn + b);
-            __builtin_prefetch(pn + dp - 1);
-            __builtin_prefetch(src->scale + 2 * rn);
-        }
-        const size_t r = idx ? idx[i] : i;
-        memcpy(S + i * dp, src->px + r * d + p0, dp);
-        sc[2 * i] = src->scale[2 * r], sc[2 * i + 1] = src->scale[2 * r + 1];
-    }
-}
-
-/* a = the threads' partial sums of U_k mu_k (in thread order) + v, rounded as gm_prep1 does. */
-static void gm_pix_a(real *a, const ws_t *ws, size_t KL, int nt) {
-    const real *v = FN(gmf_nn_gm_view)(ws->P, ws->m->d, ws->m->K, ws->m->L, 0).v;
-    for (size_t e = 0; e < KL; e++) {
-        double s = 0.0;
-        for (int u = 0; u < nt; u++)
-            s += ws->pxd[(size_t)u * ws->pxd_ld + e];
-        a[e] = (real)(s + (double)v[e]);
-    }
-}
-
-/* One SGD step of a multi-step job (mode 2, a byte data set, fixed weights, the fused update)
- * on thread t of nt, split by pixels (the comment above).  first: the job's first step (the
- * cache prepared unless prep_valid, a's partials always formed).  Returns the batch's loss sum
- * (every thread the same value). */
-static double gm_step_pix(const gm_job *j, int t, int nt, int first) {
-    ws_t *ws = j->ws;
-    const gmf_nn_model *m = ws->m;
-    gm_cache *c = &ws->gm1;
-    const size_t d = m->d, K = m->K, L = m->L, B = j->B, W = K * (L + 1), KL = K * L;
-    size_t i0, i1, b0, b1;
-    gmf_nn_split(B, t, nt, &i0, &i1);
-    gmf_nn_split((d + 15) / 16, t, nt, &b0, &b1);
-    const size_t p0 = 16 * b0 < d ? 16 * b0 : d, p1 = 16 * b1 < d ? 16 * b1 : d, dp = p1 - p0;
-    real *const X = ws->Xb;
-    real *const Ft = ws->pxf + (size_t)t * ws->pxf_ld, *const S2t = Ft + ws->Bmax * W;
-    double *const acct = ws->pxd + (size_t)t * ws->pxd_ld, *const dat = acct + ws->pxd_ld / 2;
-    const gm_params pv = FN(gmf_nn_gm_view)(ws->P, d, K, L, 0);
-    if (first) gm_prep_cols(c, ws->P, d, K, L, p0, p1, ws->prep_valid, acct);
-    /* A: this thread's columns of the batch, and their partial forward products */
-    for (size_t i = i0; i < i1; i++)
-        ws->yb[i] = j->src->label[j->idx ? j->idx[i] : i];
-    if (dp) {
-        uint8_t *S = ws->sb + ws->Bmax * p0; /* (this thread's part: Bmax x dp bytes) */
-        real *XT = ws->xtp + (size_t)t * gmf_nn_xt_size(ws->Bmax, d); /* (d = dp: its panels) */
-        double sc[2 * B];
-        stage_cols(S, sc, j->src, j->idx, d, B, p0, p1);
-        GMF_NN_PROF_MARK(t, 1);
-        gmf_nn_kern_xt_conv_u8(dp, S, dp, sc, 0, B, X + p0, d, XT);
-        GMF_NN_PROF_MARK(t, 13);
-        gmf_nn_kern_xt(B, W, dp, XT, 0, c->muW + p0, d, Ft, W, 0);
-        gmf_nn_kern_xt(B, K, dp, XT, 0, c->sig2 + p0, d, S2t, K, 1);
-    } else {
-        memset(Ft, 0, B * W * sizeof(real)), memset(S2t, 0, B * K * sizeof(real));
-    }
-    GMF_NN_PROF_MARK(t, 12);
-    gmf_nn_pool_barrier(ws->pool);
-    GMF_NN_PROF_MARK(t, 2);
-    /* B: this thread's rows: F and S2 from the partials, a, the scalars, the loss, dF, dS2, da */
-    real a[KL + 1];
-    gm_pix_a(a, ws, KL, nt);
-    for (size_t i = i0; i < i1; i++) {
-        real *restrict f = c->F + i * W, *restrict s2 = c->S2 + i * K;
-        const real *restrict f0 = ws->pxf + i * W, *restrict q0 = ws->pxf + ws->Bmax * W + i * K;
-        for (size_t e = 0; e < W; e++)
-            f[e] = f0[e];
-        for (size_t e = 0; e < K; e++)
-            s2[e] = q0[e];
-        for (int u = 1; u < nt; u++) {
-            const real *restrict fu = f0 + (size_t)u * ws->pxf_ld, *restrict qu =
-                                                                       q0 + (size_t)u * ws->pxf_ld;
-            for (size_t e = 0; e < W; e++)
-                f[e] += fu[e];
-            for (size_t e = 0; e < K; e++)
-                s2[e] += qu[e];
-        }
-    }
-    gm_cache cv = *c;
-    cv.a = a;
-    gm_fwd_scalars(&cv, K, L, i0, i1);
-    GMF_NN_PROF_MARK(t, 3);
-    gm_reduce_rows(j->H, &cv, K, L, i0, i1);
-    if (L <= GMF_NN_REFLOSS_LMAX)
-        gmf_nn_kern_refloss(ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale,
-                            i1 - i0, L);
-    else
-        FN(gmf_nn_refloss)
-    (ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
-    if (i1 > i0) {
-        gm_cache rv = gm_rows_view(&cv, d, K, L, i0);
-        gm_bwd_scalars(&rv, dat, NULL, NULL, ws->dH + i0 * L, i1 - i0, K, L, 0, K);
-    } else {
-        for (size_t e = 0; e < KL; e++)
-            dat[e] = 0.0;
-    }
-    GMF_NN_PROF_MARK(t, 5);
-    gmf_nn_pool_barrier(ws->pool);
-    GMF_NN_PROF_MARK(t, 6);
-    /* C: the loss, da, v, and this thread's columns of the fused backward and parameter pass */
-    double loss = 0.0;
-    for (size_t i = 0; i < B; i++)
-        loss += ws->lossv[i];
-    if (!isfinite(loss)) return loss;
-    const double inv = 1.0 / (double)K;
-    real dal[KL + 1];
-    for (size_t e = 0; e < KL; e++) {
-        double s = 0.0;
-        for (int u = 0; u < nt; u++)
-            s += ws->pxd[(size_t)u * ws->pxd_ld + ws->pxd_ld / 2 + e];
-        dal[e] = (real)(inv * s);
-    }
-    if (t == 0) sgd_update(KL, pv.v, dal, j->lr[GMF_NN_GROUP_V]); /* dv_k = da_k */
-    GMF_NN_PROF_MARK(t, 7);
-    gmf_nn_kern_tn_update_cols(B, d, p0, p1, L, 0, K, X, d, c->dF, W, c->dS2, K, pv.U, pv.mu,
-                               pv.sigma, c->sig2, c->muW, dal, sgd_rate(j->lr[GMF_NN_GROUP_U]),
-                               sgd_rate(j->lr[GMF_NN_GROUP_SIGMA]),
-                               sgd_rate(j->lr[GMF_NN_GROUP_MU]), acct);
-    GMF_NN_PROF_MARK(t, 8);
-    return loss;
-}
-#endif
-
 /* A multi-step job (j->nsteps > 0; sgd_steps_ds decides when): the steps run one after the other
  * inside ONE pool job, the batch gathered alternately into Xb and xb2.  Per step the threads
  * then cross three barriers (after the gather, the forward products and the loss) instead of
@@ -2072,14 +1871,6 @@ static void gm_steps_run(gm_job *j, int t, int nt) {
     const size_t nsteps = js.nsteps;
     for (size_t s = 0; s < nsteps; s++) {
         js.idx = j->idx + s * j->B;
-#if GM_KERN
-        if (js.pix) { /* the pixel split: Xb always (each thread writes and reads its columns) */
-            const double loss = gm_step_pix(&js, t, nt, s == 0);
-            if (t == 0) j->losses[s] = loss, j->done = s + 1;
-            if (!isfinite(loss)) return;
-            continue;
-        }
-#endif
         js.X = s % 2 ? j->ws->xb2 : j->ws->Xb;
         const double loss = gm_step(&js, t, nt, prep);
         prep = 0;
@@ -2377,12 +2168,8 @@ static size_t sgd_steps_ds(ws_t *ws, const gmf_dataset *ds, const size_t *idx, s
         if (!c->learned) { /* (learned weights: the logits' step between steps, gm_run) */
             gm_job j = sgd_job_ds(ws, ds, idx, B, lr);
             j.nsteps = nsteps, j.losses = losses;
-            /* the pixel split where it applies: a byte data set, the fused update (U trained) */
-            j.pix = GM_SPLIT == 1 && ws->pxf && !ds->x && lr && sgd_rate(lr[GMF_NN_GROUP_U]) != 0 &&
-                    m->L <= GMF_NN_KERN_TU_LMAX && B <= GMF_NN_KERN_TU_MMAX;
             XT_SELECT(c, c->dmuW, m->K * (m->L + 1), B);
             gmf_nn_pool_run(ws->pool, gm_job_run, &j);
-            if (j.pix) gm_pix_a(c->a, ws, m->K * m->L, ws->nthreads); /* the last update's a */
             ws->prep_valid = 1;
             for (size_t s = 0; s < j.done; s++)
                 losses[s] /= (double)B;
