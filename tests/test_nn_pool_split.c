@@ -14,7 +14,8 @@
  *   - several steps in one call (ops.sgd_steps_ds: one pool job for all of them on more than one
  * thread, nn_tmpl.h gm_steps_run) equal as many single steps (sgd_step_ds) bitwise, parameters
  * and losses, on float and byte (compact) data sets, and stop after a non-finite loss with
- * that step not applied. The tolerances are
+ * that step not applied; also with the threads' components uneven on a byte data set of d = 784
+ * (uneven_steps_case: one thread runs ahead into the next step's gather). The tolerances are
  * rounding-level: the pool sums in another order than the layer API only where a GEMM is split
  * differently. */
 #include <math.h>
@@ -293,6 +294,37 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
     gmf_nn_model_free(&m);
 }
 
+/* Steps in one call with the threads' components uneven (K = 3 on 2 threads, K = 5 on 3: one
+ * thread has one component less and leaves each step's backward first) on a byte data set with
+ * d = 784: that thread then stages and converts the next batch while the others are still in the
+ * backward, so that a gather that read another thread's rows before they are staged (no barrier
+ * between) would convert stale ones here (nn_tmpl.h gm_steps_run's comment).  Bitwise against
+ * single steps, float32 and float64. */
+static void uneven_steps_case(size_t K, int T, gsl_rng *r) {
+    const size_t d = 784, L = 9, B = 64, ns = 5, nr = 4 * B + 3;
+    char what[64];
+    snprintf(what, sizeof what, "uneven B=%zu K=%zu d=%zu T=%d", B, K, d, T);
+    gmf_nn_model m;
+    make_model(&m, d, L, K, 0, r);
+    size_t *sidx = tu_xmalloc(ns * B * sizeof(size_t));
+    for (size_t e = 0; e < ns * B; e++)
+        sidx[e] = (11 * e + 5) % nr;
+    uint8_t *px = tu_xmalloc(nr * d), *sl = tu_xmalloc(nr);
+    double *sc = tu_xmalloc(2 * nr * sizeof(double));
+    for (size_t e = 0; e < nr * d; e++)
+        px[e] = (uint8_t)gsl_rng_uniform_int(r, 256);
+    for (size_t i = 0; i < nr; i++) {
+        sl[i] = (uint8_t)gsl_rng_uniform_int(r, L + 1);
+        sc[2 * i] = 100.0 + 10.0 * gsl_rng_uniform(r);
+        sc[2 * i + 1] = 1.0 / (80.0 + 20.0 * gsl_rng_uniform(r)) / sqrt((double)d);
+    }
+    const gmf_dataset bds = {.n = nr, .d = d, .label = sl, .nclass = L + 1, .px = px, .scale = sc};
+    for (int prec = 0; prec < 2; prec++)
+        steps_case(&m, &bds, sidx, B, T, prec, -1, what);
+    free(sidx), free(px), free(sl), free(sc);
+    gmf_nn_model_free(&m);
+}
+
 int main(void) {
     gsl_rng *r = tu_rng(20261201);
     printf("test_nn_pool_split (seed %lu)\n", tu_seed());
@@ -306,6 +338,12 @@ int main(void) {
                 tu_rng_stream(r, ++stream);
                 split_case(cases[c][0], cases[c][1], learned, threads[t], r);
             }
+    for (int rep = 0; rep < 3; rep++) {
+        tu_rng_stream(r, ++stream);
+        uneven_steps_case(3, 2, r);
+        tu_rng_stream(r, ++stream);
+        uneven_steps_case(5, 3, r);
+    }
     printf("  worst float64 (gradient or forward) vs layer API: %.2e (%s)\n", worst64.value,
            worst64.what);
     printf("  worst float32 (gradient or forward) vs float64 layer API: %.2e (%s)\n", worst32.value,

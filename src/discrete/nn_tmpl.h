@@ -82,6 +82,12 @@
  * 1.2-1.35x longer per thread, the two threads writing the two halves of the same parameter rows.
  * Removed; its code is commit 8fd9fa3 (docs/PERFORMANCE.md, "The step split by pixel columns").) */
 
+/* One thread's staging buffer (ws->sb + t gm_sb_stride: GM_GATHER_CONV 2 on more than one
+ * thread): Bmax rows of d bytes, rounded up to a cache line. */
+static inline size_t gm_sb_stride(size_t Bmax, size_t d) {
+    return (Bmax * d + 63) / 64 * 64;
+}
+
 typedef FN(gmf_nn_gm_cache) gm_cache;
 typedef FN(gmf_nn_gmfull_cache) full_cache;
 typedef FN(gmf_nn_gmlr_cache) lr_cache;
@@ -1444,9 +1450,10 @@ static int ws_init(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
             if (GM_STEPS_MT) ws->xb2 = ralloc(Bmax * m->d, &fail); /* gm_steps_run */
             if (fail) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
         }
-        if (!rc && GM_GATHER_CONV) { /* gm_job_run: the staged bytes of a gathered batch */
-            ws->sb = aligned_alloc(64, (Bmax * m->d + 63) / 64 * 64);
-            ws->ssc = calloc(2 * Bmax, sizeof(double));
+        if (!rc && GM_GATHER_CONV) { /* gm_step: the staged bytes of a gathered batch */
+            const size_t ns = nthreads > 1 && GM_GATHER_CONV == 2 && GM_FWD_MT == 2 ? nthreads : 1;
+            ws->sb = aligned_alloc(64, ns * gm_sb_stride(Bmax, m->d)); /* one per thread */
+            ws->ssc = calloc(2 * Bmax * ns, sizeof(double));
             if (!ws->sb || !ws->ssc) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
         }
 #endif
@@ -1640,6 +1647,21 @@ static void stage_rows(uint8_t *S, double *sc, uint8_t *y, const gmf_dataset *sr
     }
 }
 
+/* Every row [0, B) of a gathered batch of compact rows staged into one thread's OWN buffer (S,
+ * sc as stage_rows, the same look-ahead), but only rows [i0, i1)'s labels into the shared y (the
+ * thread's rows: it alone reads them, in its rows' loss).  GM_GATHER_CONV 2 on more than one
+ * thread: no staged byte crosses the cores, and no barrier is needed after the gather. */
+static void stage_rows_all(uint8_t *S, double *sc, uint8_t *y, const gmf_dataset *src,
+                           const size_t *idx, size_t d, size_t B, size_t i0, size_t i1) {
+    for (size_t i = 0; i < B; i++) {
+        gather_request(src, idx, d, i, B);
+        const size_t r = idx ? idx[i] : i;
+        memcpy(S + i * d, src->px + r * d, d);
+        sc[2 * i] = src->scale[2 * r], sc[2 * i + 1] = src->scale[2 * r + 1];
+        if (i >= i0 && i < i1) y[i] = src->label[r];
+    }
+}
+
 /* acc[0..n) += (double) g[0..n) */
 static void acc_add(double *restrict acc, const real *restrict g, size_t n) {
     for (size_t e = 0; e < n; e++)
@@ -1767,18 +1789,27 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
         /* the staged gather (GM_GATHER_CONV): every thread its own X and X^T from the bytes */
         const int conv = GM_KERN && GM_GATHER_CONV && j->src && !j->src->x &&
                          (nt == 1 || (GM_GATHER_CONV == 2 && fwd_mt == 2));
-        if (conv)
-            stage_rows(ws->sb, ws->ssc, ws->yb, j->src, j->idx, d, i0, i1);
+        /* more than one thread: every thread stages every row into its own buffer, so that
+         * nothing before the forward barrier reads another thread's writes (no gather barrier;
+         * gm_steps_run's comment) */
+        const int own = conv && nt > 1;
+        uint8_t *sb = ws->sb;
+        double *ssc = ws->ssc;
+        if (own) sb += (size_t)t * gm_sb_stride(ws->Bmax, d), ssc += (size_t)t * 2 * ws->Bmax;
+        if (own)
+            stage_rows_all(sb, ssc, ws->yb, j->src, j->idx, d, B, i0, i1);
+        else if (conv)
+            stage_rows(sb, ssc, ws->yb, j->src, j->idx, d, i0, i1);
         else if (j->src)
             gather_rows(xg, ws->yb, j->src, j->idx, d, i0, i1);
         if (!fwd_mt && !conv) gm_square_rows(c, X, d, i0, i1);
         GMF_NN_PROF_MARK(t, 1);
-        gmf_nn_pool_barrier(ws->pool);
+        if (!own) gmf_nn_pool_barrier(ws->pool);
         GMF_NN_PROF_MARK(t, 2);
         if (conv) {
 #if GM_KERN
             X = t == 0 ? ws->Xb : ws->xp + (size_t)(t - 1) * ws->Bmax * d; /* (only t reads it) */
-            gmf_nn_kern_xt_conv_u8(d, ws->sb, d, ws->ssc, 0, B, (real *)X, d,
+            gmf_nn_kern_xt_conv_u8(d, sb, d, ssc, 0, B, (real *)X, d,
                                    fwd_mt ? ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d)
                                           : c->xtb); /* (the whole cache: xt0 = 0) */
 #endif
