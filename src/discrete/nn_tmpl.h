@@ -48,18 +48,25 @@
 
 /* The gather of a batch of compact (byte) rows with GM_KERN (GM_GATHER_CONV; 0: each thread
  * converts its rows into the shared X and X^T is transposed from X, as for float data sets):
- * the pool's threads first copy their rows' raw bytes, scales and labels into a staging buffer
- * (ws->sb, ws->ssc; the random rows' memory latency is here), then the bytes are converted into
- * X and X^T in one pass (gmf_nn_kern_xt_conv_u8: X^T is formed from each 16 x 16 block while it
- * is in L1, not by a second pass over X).
+ * the rows' raw bytes, scales and labels are first copied into a staging buffer (ws->sb,
+ * ws->ssc; the random rows' memory latency is here), then the bytes are converted into X and
+ * X^T in one pass (gmf_nn_kern_xt_conv_u8: X^T is formed from each 16 x 16 block while it is in
+ * L1, not by a second pass over X).
  *   1: on 1 thread only (the transposition's pass over X disappears: epoch 1.014-1.061x
  *     faster, median 1.03);
- *   2 (default): also on more threads with GM_FWD_MT 2, each thread converting the WHOLE batch
- *     into its own X (Xb for thread 0, ws->xp for the others) and its own X^T: no float row of X
- *     crosses the cores (only the other thread's bytes), but every thread converts every row
- *     (vector-ALU bound, about 9 us per 64 rows).  With one pool job per step the 2-thread epoch
- *     was the same as with 1 (0.966-1.085x, median 0.997, 6 rounds); with the steps in one job
- *     (GM_STEPS_MT) it is faster (docs/PERFORMANCE.md, "Several steps as one pool job").
+ *   2 (default): also on more threads with GM_FWD_MT 2: each thread copies EVERY row's bytes
+ *     into its OWN staging buffer (ws->sb + t gm_sb_stride, ws->ssc + 2 t Bmax; stage_rows_all)
+ *     and converts the whole batch into its own X (Xb for thread 0, ws->xp for the others) and
+ *     its own X^T: no staged byte and no float row of X crosses the cores, and nothing before
+ *     the forward barrier reads another thread's writes, so there is no barrier after the
+ *     gather (gm_steps_run's comment); the price, every thread reading all B random rows and
+ *     converting every row (vector-ALU bound, about 9 us per 64 rows).  Until session 23 each
+ *     thread staged only its rows into one shared buffer, with a barrier before the conversion
+ *     (that form measured the same as 1 with one pool job per step, and faster with the steps
+ *     in one job, GM_STEPS_MT); staging every row per thread measured 1.006x faster on 2
+ *     threads than it (median of 36 interleaved rounds, 22 faster; at the host's noise level),
+ *     the conversion 3-18 ms per 3 epochs cheaper per thread, the staging 5-7 ms dearer
+ *     (docs/PERFORMANCE.md, "Each thread gathers every row's bytes itself").
  * The values are those of the plain gather (gmf_dataset_u8_value), X^T the same numbers, so the
  * results are bitwise the same with any setting (docs/PERFORMANCE.md, "The gather's conversion
  * fused with the transposition"). */
@@ -1556,8 +1563,9 @@ void FN(gmf_nn_ws_set_weight_rule)(ws_t *ws, gmf_nn_wgeom geom, int per_mass) {
  * Rows: the gather, X * X, the output sum H, the loss (and, with GM_FWD_ROWS = 1, the whole
  * forward pass); components: the forward products (GM_FWD_ROWS = 0, the default), the backward
  * products, the fused update and the parameter-derived cache.  One step is one pool job: the
- * start, barriers after the gather and after the forward (GM_FWD_ROWS = 0 only) and after the
- * loss (dH of every row), the end.  No sum crosses threads except the batch loss, which every
+ * start, barriers after the gather (not with GM_GATHER_CONV 2's per-thread staging of every
+ * row) and after the forward (GM_FWD_ROWS = 0 only) and after the loss (dH of every row), the
+ * end.  No sum crosses threads except the batch loss, which every
  * thread adds up in the same order.  The parameter-derived cache (sig2, muW, a) stays valid across
  * calls while P changes only through the fused SGD step, which refreshes it per component right
  * after updating it. */
@@ -1634,8 +1642,8 @@ static void gather_rows(real *X, uint8_t *y, const gmf_dataset *src, const size_
 }
 
 /* Rows [i0, i1) of a gathered batch of compact (byte) rows, staged: S[i d ..] = the bytes of row
- * r = idx[i], sc[2 i], sc[2 i + 1] = its mean and 1/sd, y[i] = its label (GM_GATHER_CONV).  The
- * same look-ahead (gather_request) as gather_rows_at. */
+ * r = idx[i], sc[2 i], sc[2 i + 1] = its mean and 1/sd, y[i] = its label (GM_GATHER_CONV on 1
+ * thread).  The same look-ahead (gather_request) as gather_rows_at. */
 static void stage_rows(uint8_t *S, double *sc, uint8_t *y, const gmf_dataset *src,
                        const size_t *idx, size_t d, size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; i++) {
@@ -1883,17 +1891,36 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
 }
 
 /* A multi-step job (j->nsteps > 0; sgd_steps_ds decides when): the steps run one after the other
- * inside ONE pool job, the batch gathered alternately into Xb and xb2.  Per step the threads
- * then cross three barriers (after the gather, the forward products and the loss) instead of
- * five (the job's start and end as well), the calling thread's serial part between steps
- * disappears, and a thread that finishes its backward early goes on with the next batch's
- * gather instead of waiting.  Why the second buffer suffices: what a thread writes in step s + 1
- * before the gather barrier is its rows of the batch (X, y) only; of these the other threads
- * still read X (every row) in step s's backward, which they may not have finished -- so X
- * alternates; its own labels only it reads.  Everything else step s + 1 writes (X^T copies, F,
- * S2, the scalars, dH, the losses, the parameters of its components) comes after that barrier,
- * which no thread passes before it has finished step s.  Each step's operations are those of a
- * one-step job: bitwise the same parameters and losses. */
+ * inside ONE pool job.  Per step the threads then cross two barriers on a byte data set
+ * (GM_GATHER_CONV 2: after the forward products and after the loss) and three on a float one
+ * (after the gather too) instead of five (the job's start and end as well), the calling
+ * thread's serial part between steps disappears, and a thread that finishes its backward early
+ * goes on with the next batch's gather, conversion and forward products instead of waiting.
+ *
+ * Why no barrier is needed before step s + 1's forward barrier on a byte data set: every thread
+ * t has passed step s's loss barrier, but the others may still be anywhere in step s's
+ * backward, where they read the loss terms (lossv), A and dH of every row (gm_bwd_da), dF and
+ * dS2 of their own components, their own X, and their own components' parameters and cache
+ * (gm_bwd_fused / gmf_nn_kern_tn_update; they write P, sig2, muW and a of their components
+ * only).  What t writes in step s + 1 before that barrier:
+ *   - its staging buffer, its X (Xb for thread 0, ws->xp for the others) and its X^T (xtp):
+ *     private, no other thread reads them;
+ *   - yb of its own rows: only t reads them (its rows' loss);
+ *   - F and S2 in its own components' columns (the forward products, reading only its
+ *     components' sig2 and muW, which it refreshed itself): the others read F and S2 last in
+ *     step s's scalars (gm_fwd_scalars, before the loss barrier), and never another thread's
+ *     components' columns after it;
+ *   - (the first step only: the parameter-derived cache of its components, before any step.)
+ * Everything else step s + 1 writes (s, Phi, phi, A, H, dH, lossv, dF, dS2, the parameters)
+ * comes after its forward barrier, which no thread passes before every thread has finished step
+ * s.  On a float data set (and GM_GATHER_CONV 0 or 1) the gather writes the thread's rows of a
+ * shared X, which the others still read in step s's backward, so X alternates between Xb and
+ * xb2 and the gather barrier stays; its own labels only it reads.  Tested by
+ * tests/test_nn_pool_split.c's steps cases (bitwise against single steps, uneven_steps_case:
+ * one thread runs ahead into the next gather): every thread converting into Xb fails 51 checks
+ * there and TSan reports the race; the shared staging buffer without the gather barrier fails
+ * 104-108.  Each step's operations are those of a one-step job: bitwise the same parameters and
+ * losses. */
 static void gm_steps_run(gm_job *j, int t, int nt) {
     int prep = !j->ws->prep_valid;
     /* this thread's copy, made once: thread 0 writes j->done and j->losses after every step,
