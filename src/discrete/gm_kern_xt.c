@@ -142,10 +142,6 @@ static inline __m512 conv16(const uint8_t *x, size_t n, double mean, double inv)
 
 /* 8 standardized floats of x[0..8) (the full blocks' half-row; as conv16) */
 static inline __m256 conv8(const uint8_t *x, __m512d m, __m512d iv) {
-#ifdef GMF_CONV_FAKE /* (sensitivity test only: wrong values, a third of the uops) */
-    (void)m, (void)iv;
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)x)));
-#endif
 #if defined(__AVX512DQ__) && !defined(GMF_CONV_DQ0)
     const __m512d v = _mm512_cvtepi64_pd(_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)x)));
 #else
@@ -154,206 +150,70 @@ static inline __m256 conv8(const uint8_t *x, __m512d m, __m512d iv) {
     return _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_sub_pd(v, m), iv));
 }
 
-/* One 16-column block [p, p + np) of the rows [i, i + nr) (a block that does not cross a
- * multiple of 16): bytes -> X (rows i.., ldx) and X^T (T: column i, row 0 of its panel). */
-static void conv_block(const uint8_t *S, size_t lds, const double *scale, size_t i, size_t nr,
-                       size_t p, size_t np, float *X, size_t ldx, float *T) {
-    if (nr == 16 && np == 16) {
-#ifdef GMF_CONV_PFW
-        for (size_t k = 0; k < 16; k++)
-            _mm_prefetch((const char *)(X + (i + k) * ldx + p + GMF_CONV_PFW), _MM_HINT_ET0);
-        for (size_t k = 0; k < 16; k++)
-            _mm_prefetch((const char *)(T + (p + GMF_CONV_PFW + k) * XT_P), _MM_HINT_ET0);
-#endif
-            /* a full block: each row's two converted halves are stored into X, then X^T's 16
-             * columns are read back from those stores (L1, store forwarding) as 4 x 4 sub-blocks,
-             * four 128-bit pieces per register (one load and three insertions from memory: load
-             * ports and any vector port), and only the in-lane 4 x 4 transposes use the shuffle
-             * port (trans_block16): 2 shuffles per 16 floats against 4 for transpose16 plus 1 for
-             * joining the halves.  About 272 vector uops per block, 192 of them the conversion
-             * (docs/PERFORMANCE.md) */
-#ifdef GMF_CONV_STRANS
-        __m512 u[4][4];
-        for (size_t g = 0; g < 4; g++) {
-            __m512 v[4];
-            for (size_t k = 0; k < 4; k++) {
-                const size_t q = i + 4 * g + k;
-                const __m512d m = _mm512_set1_pd(scale[2 * q]);
-                const __m512d iv = _mm512_set1_pd(scale[2 * q + 1]);
-                const uint8_t *x = S + q * lds + p;
-                v[k] = _mm512_insertf32x8(_mm512_castps256_ps512(conv8(x, m, iv)),
-                                          conv8(x + 8, m, iv), 1);
-                _mm512_storeu_ps(X + q * ldx + p, v[k]);
-            }
-            const __m512 t0 = _mm512_unpacklo_ps(v[0], v[1]), t1 = _mm512_unpackhi_ps(v[0], v[1]);
-            const __m512 t2 = _mm512_unpacklo_ps(v[2], v[3]), t3 = _mm512_unpackhi_ps(v[2], v[3]);
-            u[g][0] = _mm512_shuffle_ps(t0, t2, 0x44), u[g][1] = _mm512_shuffle_ps(t0, t2, 0xEE);
-            u[g][2] = _mm512_shuffle_ps(t1, t3, 0x44), u[g][3] = _mm512_shuffle_ps(t1, t3, 0xEE);
-        }
-        float *t = T + p * XT_P;
-        for (size_t m = 0; m < 4; m++)
-            for (size_t g = 0; g < 4; g++)
-                _mm_storeu_ps(t + m * XT_P + 4 * g, _mm512_castps512_ps128(u[g][m]));
-        for (size_t m = 0; m < 4; m++)
-            for (size_t g = 0; g < 4; g++)
-#ifdef GMF_CONV_MSTORE
-                _mm512_mask_storeu_ps(t + (4 + m) * XT_P + 4 * g - 4, (__mmask16)(0xF << 4),
-                                      u[g][m]);
-#else
-                _mm_storeu_ps(t + (4 + m) * XT_P + 4 * g, _mm512_extractf32x4_ps(u[g][m], 1));
-#endif
-        for (size_t m = 0; m < 4; m++)
-            for (size_t g = 0; g < 4; g++)
-#ifdef GMF_CONV_MSTORE
-                _mm512_mask_storeu_ps(t + (8 + m) * XT_P + 4 * g - 8, (__mmask16)(0xF << 8),
-                                      u[g][m]);
-#else
-                _mm_storeu_ps(t + (8 + m) * XT_P + 4 * g, _mm512_extractf32x4_ps(u[g][m], 2));
-#endif
-        for (size_t m = 0; m < 4; m++)
-            for (size_t g = 0; g < 4; g++)
-#ifdef GMF_CONV_MSTORE
-                _mm512_mask_storeu_ps(t + (12 + m) * XT_P + 4 * g - 12, (__mmask16)(0xF << 12),
-                                      u[g][m]);
-#else
-                _mm_storeu_ps(t + (12 + m) * XT_P + 4 * g, _mm512_extractf32x4_ps(u[g][m], 3));
-#endif
-        return;
-#endif
-        for (size_t k = 0; k < 16; k++) {
-            const __m512d m = _mm512_set1_pd(scale[2 * (i + k)]);
-            const __m512d iv = _mm512_set1_pd(scale[2 * (i + k) + 1]);
-            const uint8_t *x = S + (i + k) * lds + p;
-            float *y = X + (i + k) * ldx + p;
-            _mm256_storeu_ps(y, conv8(x, m, iv));
-            _mm256_storeu_ps(y + 8, conv8(x + 8, m, iv));
-        }
-        trans_block16(X + i * ldx + p, ldx, T + p * XT_P);
-        return;
-    }
-    const __mmask16 mp = lanes(np), mr = lanes(nr);
-    __m512 r[16];
-    for (size_t k = 0; k < 16; k++) {
-        if (k < nr) {
-            const size_t q = i + k;
-            r[k] = conv16(S + q * lds + p, np, scale[2 * q], scale[2 * q + 1]);
-            _mm512_mask_storeu_ps(X + q * ldx + p, mp, r[k]);
-        } else {
-            r[k] = _mm512_setzero_ps();
-        }
-    }
-    transpose16(r);
-    for (size_t k = 0; k < np; k++)
-        _mm512_mask_storeu_ps(T + (p + k) * XT_P, mr, r[k]);
-}
-
-#if defined(__AVX512BW__) && !defined(GMF_CONV_ZSKIP0)
-#define CONV_ZSKIP 1
-/* bit 8 k + j: row k's bytes [8 j, 8 j + 8) of x[0..nb) nonzero, rows k = 0..7 (ld apart) */
-static inline uint64_t nz_halves8(const uint8_t *x, size_t ld, __mmask64 lm) {
-    __mmask8 t[8];
-    for (int k = 0; k < 8; k++) {
-        const __m512i v = _mm512_maskz_loadu_epi8(lm, x + (size_t)k * ld);
-        t[k] = _mm512_test_epi64_mask(v, v);
-    }
-    const __mmask16 w01 = _mm512_kunpackb(t[1], t[0]), w23 = _mm512_kunpackb(t[3], t[2]);
-    const __mmask16 w45 = _mm512_kunpackb(t[5], t[4]), w67 = _mm512_kunpackb(t[7], t[6]);
-    return (uint64_t)_mm512_kunpackd(_mm512_kunpackw(w67, w45), _mm512_kunpackw(w23, w01));
-}
-
-/* bits 2 k + h of (a, b) at 8 k + 2 q + h (a: rows 0..7, b: 8..15) -> bit 2 k + h of 32 */
-static inline uint32_t sel_block(uint64_t a, uint64_t b, unsigned q) {
-#ifdef __BMI2__
-    const uint64_t s = 0x0303030303030303ull << (2 * q);
-    return (uint32_t)(_pext_u64(a, s) | (_pext_u64(b, s) << 16));
-#else
-    uint32_t m = 0;
-    for (unsigned k = 0; k < 8; k++)
-        m |= (uint32_t)((a >> (8 * k + 2 * q)) & 3u) << (2 * k) |
-             (uint32_t)((b >> (8 * k + 2 * q)) & 3u) << (2 * k + 16);
-    return m;
-#endif
-}
-
-/* The 16 full rows [i, i + 16) (i a multiple of 16), every column: zero bytes convert to one
- * constant per row, (float)((0.0 - mean) * inv) -- gmf_dataset_u8_value(0, ...) -- so only
- * the nonzero 8-byte halves of a block are converted (MNIST: about 60 % of them are zero).
- * Per 64 columns, one test per row gives which halves are nonzero; per 16 x 16 block, the
- * rows are stored as their constants, the nonzero halves converted over them, and X^T read
- * back (trans_block16) -- or, when the whole block is zero (about 16 % of MNIST's), X^T's 16
- * rows are the 16 constants as they are. */
-static void conv_rows16(size_t d, const uint8_t *S, size_t lds, const double *scale, float *X,
-                        size_t ldx, float *T) {
-    float cst[16];
-    for (size_t k = 0; k < 16; k++)
-        cst[k] = (float)((0.0 - scale[2 * k]) * scale[2 * k + 1]);
-    const __m512 ct = _mm512_loadu_ps(cst);
-    for (size_t p64 = 0; p64 < d; p64 += 64) {
-        const size_t nb = d - p64 < 64 ? d - p64 : 64;
-        const __mmask64 lm = nb == 64 ? ~(__mmask64)0 : ((__mmask64)1 << nb) - 1;
-        const uint64_t a = nz_halves8(S + p64, lds, lm), b = nz_halves8(S + 8 * lds + p64, lds, lm);
-        for (unsigned q = 0; q < 4 && p64 + 16 * q < d; q++) {
-            const size_t p = p64 + 16 * q;
-            if (d - p < 16) { /* the last columns (d not a multiple of 16) */
-                conv_block(S, lds, scale, 0, 16, p, d - p, X, ldx, T);
-                break;
-            }
-            uint32_t m = sel_block(a, b, q);
-            if (m == 0) { /* all 256 bytes zero: X's and X^T's rows are the constants */
-                for (size_t k = 0; k < 16; k++)
-                    _mm512_storeu_ps(X + k * ldx + p, _mm512_set1_ps(cst[k]));
-                for (size_t k = 0; k < 16; k++)
-                    _mm512_storeu_ps(T + (p + k) * XT_P, ct);
-                continue;
-            }
-#if CONV_ZSKIP_HALF
-            for (size_t k = 0; k < 16; k++)
-                _mm512_storeu_ps(X + k * ldx + p, _mm512_set1_ps(cst[k]));
-#else
-            conv_block(S, lds, scale, 0, 16, p, 16, X, ldx, T);
-            continue;
-#endif
-            while (m) {
-                const unsigned bit = (unsigned)__builtin_ctz(m), k = bit >> 1, h = bit & 1u;
-                m &= m - 1;
-                const __m512d mean = _mm512_set1_pd(scale[2 * k]);
-                const __m512d iv = _mm512_set1_pd(scale[2 * k + 1]);
-                _mm256_storeu_ps(X + k * ldx + p + 8 * h, conv8(S + k * lds + p + 8 * h, mean, iv));
-            }
-            trans_block16(X + p, ldx, T + p * XT_P);
-        }
-    }
-}
-#endif
-
+/* Where this kernel stands (s23-conv, docs/PERFORMANCE.md 10.11; conv_bench in
+ * bench/results/xeon_20261201_s23_conv/): 0.17-0.18 ns per element (8.3-9.4 us per 64 x 784
+ * batch), the same with everything in L1 (d = 64), so it is bound by its vector uops on the
+ * two 512-bit ports (p0, p5), not by memory: per 16 x 16 block 192 uops of conversion (per 8 bytes:
+ * widening, int64 -> double, subtract, multiply, double -> float as two uops --
+ * gmf_dataset_u8_value's double operations, which the bitwise contract requires) and 80 of
+ * transposition (48 insertions, 32 shuffles): 136 cycles if both ports were busy every cycle, about
+ * 180 measured (4.05 GHz).  Its floor at d = 784 is the output: storing X and X^T alone (400 KB,
+ * L2-resident) takes 6.1-6.2 us, 7.1-7.2 with the bytes read, and with the conversion cut to a
+ * third (wrong values) the kernel runs at that floor (7.2 us): 1.2-1.3x is all that any arithmetic
+ * saving could give.  Tried there and slower (the figures in 10.11): skipping zero bytes per 8-byte
+ * half (0.89x on MNIST batches; presumably a mispredicted loop exit per block) or per all-zero 16 x
+ * 16 block (1.005x: those blocks still write their 2 KB); X^T from the converted registers with
+ * 128-bit lane stores (0.97x; the upper lanes' stores presumably take a shuffle uop) or masked
+ * 512-bit stores (0.62x: every one splits a line); prefetchw of the next blocks' output lines
+ * (0.78x); the columns outer over 64-row panels (0.99x); the widening by a broadcast load and two
+ * shifts (port 0) instead of vpmovzxbq (port 5) (0.93x). The code of those variants: commit 4edba1e
+ * (the last one: variant_zxshift.txt). */
 void gmf_nn_kern_xt_conv_u8(size_t d, const uint8_t *S, size_t lds, const double *scale, size_t i0,
                             size_t i1, float *X, size_t ldx, float *XT) {
     /* as gmf_nn_kern_xt_trans, but the 16 x 16 block's rows come from the bytes (converted in
      * registers) and are stored into X as well, and X^T is formed from them while they are in
      * L1, instead of reading X back from L2 in a second pass */
-#ifdef GMF_CONV_POUTER
-    /* full groups of 64 rows (a panel): p outer, the four 16-row blocks inner */
-    while (i0 % XT_P == 0 && i1 - i0 >= XT_P) {
-        float *const T = XT + (i0 / XT_P) * XT_P * d;
-        for (size_t p = 0; p < d; p += 16)
-            for (size_t g = 0; g < 4; g++)
-                conv_block(S, lds, scale, i0 + 16 * g, 16, p, d - p < 16 ? d - p : 16, X, ldx,
-                           T + 16 * g);
-        i0 += XT_P;
-    }
-#endif
     for (size_t i = i0; i < i1;) {
         const size_t e = (i / 16 + 1) * 16, nr = (i1 < e ? i1 : e) - i;
+        const __mmask16 mr = lanes(nr);
         float *const T = XT + (i / XT_P) * XT_P * d + i % XT_P;
-#ifdef CONV_ZSKIP
-        if (nr == 16) {
-            conv_rows16(d, S + i * lds, lds, scale + 2 * i, X + i * ldx, ldx, T);
-            i += nr;
-            continue;
+        for (size_t p = 0; p < d; p += 16) {
+            const size_t np = d - p < 16 ? d - p : 16;
+            if (nr == 16 && np == 16) {
+                /* a full block (the common case): each row's two converted halves are stored
+                 * into X, then X^T's 16 columns are read back from those stores (L1, store
+                 * forwarding) as 4 x 4 sub-blocks, four 128-bit pieces per register (one load
+                 * and three insertions from memory: load ports and any vector port), and only
+                 * the in-lane 4 x 4 transposes use the shuffle port (trans_block16): 2 shuffles
+                 * per 16 floats against 4 for transpose16 plus 1 for joining the halves.  The
+                 * kernel is bound by the two 512-bit vector ports: about 272 uops per block,
+                 * 192 of them the conversion (docs/PERFORMANCE.md) */
+                for (size_t k = 0; k < 16; k++) {
+                    const __m512d m = _mm512_set1_pd(scale[2 * (i + k)]);
+                    const __m512d iv = _mm512_set1_pd(scale[2 * (i + k) + 1]);
+                    const uint8_t *x = S + (i + k) * lds + p;
+                    float *y = X + (i + k) * ldx + p;
+                    _mm256_storeu_ps(y, conv8(x, m, iv));
+                    _mm256_storeu_ps(y + 8, conv8(x + 8, m, iv));
+                }
+                trans_block16(X + i * ldx + p, ldx, T + p * XT_P);
+                continue;
+            }
+            const __mmask16 mp = lanes(np);
+            __m512 r[16];
+            for (size_t k = 0; k < 16; k++) {
+                if (k < nr) {
+                    const size_t q = i + k;
+                    r[k] = conv16(S + q * lds + p, np, scale[2 * q], scale[2 * q + 1]);
+                    _mm512_mask_storeu_ps(X + q * ldx + p, mp, r[k]);
+                } else {
+                    r[k] = _mm512_setzero_ps();
+                }
+            }
+            transpose16(r);
+            for (size_t k = 0; k < np; k++)
+                _mm512_mask_storeu_ps(T + (p + k) * XT_P, mr, r[k]);
         }
-#endif
-        for (size_t p = 0; p < d; p += 16)
-            conv_block(S, lds, scale, i, nr, p, d - p < 16 ? d - p : 16, X, ldx, T);
         i += nr;
     }
 }
