@@ -158,7 +158,7 @@ static inline __m256 conv8(const uint8_t *x, __m512d m, __m512d iv) {
  * operations of gmf_dataset_u8_value, which the bitwise contract requires) and 80 of
  * transposition (48 insertions, 32 shuffles): 136 cycles if both ports were busy every cycle,
  * about 180 measured (4.05 GHz).  Its floor at d = 784 is the output: storing X and X^T alone
- * (400 KB, L2-resident) takes 6.1-6.2 us, 7.1-7.2 with the bytes read, and with the conversion
+ * (400 KB, L2-resident) takes 6.1-6.2 us, 7.1-7.4 with the bytes read, and with the conversion
  * cut to a third (wrong values) the kernel runs at that floor: 1.2-1.3x is all that any
  * arithmetic saving could give.  Tried and slower (figures in 10.11): zero bytes skipped per
  * 8-byte half (0.89x on MNIST batches; presumably a mispredicted loop exit per block) or per
