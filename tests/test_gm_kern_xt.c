@@ -22,7 +22,9 @@
  *     the components split) bitwise the whole product's;
  *   - xt_conv_u8 (bytes -> X and X^T at once): X and X^T bit for bit the plain scalar conversion
  *     gmf_dataset_u8_value and the panel formula, for B 1..70 x d in {1, 7, 15, 16, 17, 33,
- *     100, 784} and B 64 and 500 at d = 784, in 1-3 row ranges; nothing outside written.
+ *     100, 784} and B 64 and 500 at d = 784, in 1-3 row ranges; and only the rows [j0, j1)
+ *     with j0 > 0 (inside a 16-row block, at its start, in the second 64-row panel; B up to
+ *     130, d in {1, 13, 16, 31, 784}); nothing outside written.
  */
 #include <math.h>
 #include <stdint.h>
@@ -166,7 +168,7 @@ static void against_nt(gsl_rng *r, size_t B, size_t N, size_t d, int sq) {
  * outside the rows and columns written.  Rows in up to three ranges, as threads (or a caller
  * starting at an odd row) would form them; mean and 1/sd as the loader's (MNIST-like bytes,
  * mean 0..140, 1/sd 1/120 .. 1/20) and some rows all zero or all 255. */
-static void case_conv(gsl_rng *r, size_t B, size_t d, size_t nrange) {
+static void case_conv(gsl_rng *r, size_t B, size_t d, size_t nrange, size_t j0, size_t j1) {
     const size_t lds = d + 5, ldx = d + 2, nx = gmf_nn_xt_size(B, d);
     uint8_t *S = tu_xmalloc(B * lds + 1);
     double *sc = tu_xmalloc(2 * B * sizeof(double));
@@ -181,26 +183,30 @@ static void case_conv(gsl_rng *r, size_t B, size_t d, size_t nrange) {
         sc[2 * i + 1] = 1.0 / (20.0 + 100.0 * gsl_rng_uniform(r));
     }
     float *X = fsent(B * ldx), *XT = fsent(nx);
-    size_t cut[4] = {0, B, B, B};
-    if (nrange > 1) cut[1] = gsl_rng_uniform_int(r, B + 1);
-    if (nrange > 2) cut[2] = cut[1] + gsl_rng_uniform_int(r, B - cut[1] + 1);
+    size_t cut[4] = {j0, j1, j1, j1};
+    if (nrange > 1) cut[1] = j0 + gsl_rng_uniform_int(r, j1 - j0 + 1);
+    if (nrange > 2) cut[2] = cut[1] + gsl_rng_uniform_int(r, j1 - cut[1] + 1);
     for (size_t k = nrange; k-- > 0;) /* the ranges in reverse order */
         gmf_nn_kern_xt_conv_u8(d, S, lds, sc, cut[k], cut[k + 1], X, ldx, XT);
-    int okx = 1, okt = 1;
+    int okx = 1, okt = 1; /* rows [j0, j1) written, every other entry untouched */
     for (size_t i = 0; i < B; i++)
         for (size_t p = 0; p < ldx; p++) {
-            const float want =
-                p < d ? gmf_dataset_u8_value(S[i * lds + p], sc[2 * i], sc[2 * i + 1]) : SENT;
+            const float want = p < d && i >= j0 && i < j1
+                                   ? gmf_dataset_u8_value(S[i * lds + p], sc[2 * i], sc[2 * i + 1])
+                                   : SENT;
             if (!same_bits(X[i * ldx + p], want)) okx = 0;
         }
     for (size_t p = 0; p < d; p++)
         for (size_t i = 0; i < nx / d; i++) {
-            const float want =
-                i < B ? gmf_dataset_u8_value(S[i * lds + p], sc[2 * i], sc[2 * i + 1]) : SENT;
+            const float want = i >= j0 && i < j1
+                                   ? gmf_dataset_u8_value(S[i * lds + p], sc[2 * i], sc[2 * i + 1])
+                                   : SENT;
             if (!same_bits(XT[(i / 64) * 64 * d + 64 * p + i % 64], want)) okt = 0;
         }
-    CHECK(okx, "xt_conv_u8 B=%zu d=%zu ranges=%zu: X wrong or padding written", B, d, nrange);
-    CHECK(okt, "xt_conv_u8 B=%zu d=%zu ranges=%zu: X^T wrong or padding written", B, d, nrange);
+    CHECK(okx, "xt_conv_u8 B=%zu d=%zu rows [%zu,%zu) ranges=%zu: X wrong or outside written", B, d,
+          j0, j1, nrange);
+    CHECK(okt, "xt_conv_u8 B=%zu d=%zu rows [%zu,%zu) ranges=%zu: X^T wrong or outside written", B,
+          d, j0, j1, nrange);
     CHECK(X[B * ldx] == SENT && XT[nx] == SENT, "xt_conv_u8 B=%zu d=%zu: outside", B, d);
     free(S), free(sc), free(X), free(XT);
 }
@@ -231,14 +237,24 @@ int main(void) {
     const size_t dc[] = {1, 7, 15, 16, 17, 33, 100, 784};
     for (size_t B = 1; B <= 70; B++)
         for (size_t c = 0; c < sizeof dc / sizeof *dc; c++) {
-            case_conv(r, B, dc[c], 1 + (B + c) % 3);
+            case_conv(r, B, dc[c], 1 + (B + c) % 3, 0, B);
             ncase++;
         }
     for (size_t k = 1; k <= 3; k++) {
-        case_conv(r, 64, 784, k);  /* the training step's batch */
-        case_conv(r, 500, 784, k); /* the evaluation's */
+        case_conv(r, 64, 784, k, 0, 64);   /* the training step's batch */
+        case_conv(r, 500, 784, k, 0, 500); /* the evaluation's */
         ncase += 2;
     }
+    /* only some rows [j0, j1), j0 > 0 (inside a 16-row block, at one, inside the second 64-row
+     * panel), the rest untouched: full and partial blocks, odd d and d a multiple of 16 */
+    const size_t rg[][3] = {{70, 5, 37},  {70, 16, 64}, {70, 17, 18}, {130, 64, 130},
+                            {130, 3, 99}, {33, 31, 33}, {64, 48, 64}, {100, 65, 81}};
+    const size_t dr[] = {1, 13, 16, 31, 784};
+    for (size_t k = 0; k < sizeof rg / sizeof *rg; k++)
+        for (size_t c = 0; c < sizeof dr / sizeof *dr; c++) {
+            case_conv(r, rg[k][0], dr[c], 1 + (k + c) % 3, rg[k][1], rg[k][2]);
+            ncase++;
+        }
     against_nt(r, 64, 200, 784, 0);
     against_nt(r, 64, 20, 784, 1);
     gsl_rng_free(r);

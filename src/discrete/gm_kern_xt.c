@@ -150,6 +150,25 @@ static inline __m256 conv8(const uint8_t *x, __m512d m, __m512d iv) {
     return _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_sub_pd(v, m), iv));
 }
 
+/* Where this kernel stands (s23-conv, docs/PERFORMANCE.md 10.11; conv_bench in
+ * bench/results/xeon_20261201_s23_conv/): 0.17-0.18 ns per element (8.3-9.4 us per 64 x 784
+ * batch), the same with everything in L1 (d = 64): bound by its vector uops on the two 512-bit
+ * ports (p0, p5), not by memory.  Per 16 x 16 block, 192 uops of conversion (per 8 bytes:
+ * widening, int64 -> double, subtract, multiply, double -> float as two uops: the double
+ * operations of gmf_dataset_u8_value, which the bitwise contract requires) and 80 of
+ * transposition (48 insertions, 32 shuffles): 136 cycles if both ports were busy every cycle,
+ * about 180 measured (4.05 GHz).  Its floor at d = 784 is the output: storing X and X^T alone
+ * (400 KB, L2-resident) takes 6.1-6.2 us, 7.1-7.4 with the bytes read, and with the conversion
+ * cut to a third (wrong values) the kernel runs at that floor: 1.2-1.3x is all that any
+ * arithmetic saving could give.  Tried and slower (figures in 10.11): zero bytes skipped per
+ * 8-byte half (0.89x on MNIST batches; presumably a mispredicted loop exit per block) or per
+ * all-zero 16 x 16 block (1.005x: those blocks still write their 2 KB); X^T from the converted
+ * registers with 128-bit lane stores (0.97x; the upper lanes' stores presumably take a shuffle
+ * uop) or masked 512-bit stores (0.62x: each splits a line); prefetchw of the next blocks'
+ * output lines (0.78x); the columns outer over 64-row panels (0.99x); the widening by a
+ * broadcast load and two shifts (port 0) instead of vpmovzxbq (port 5) (0.93x); the block's
+ * 16-row loop unrolled (0.97x).  The code of those variants: commit 4edba1e (the last two:
+ * variant_zxshift.txt, variant_unroll.txt). */
 void gmf_nn_kern_xt_conv_u8(size_t d, const uint8_t *S, size_t lds, const double *scale, size_t i0,
                             size_t i1, float *X, size_t ldx, float *XT) {
     /* as gmf_nn_kern_xt_trans, but the 16 x 16 block's rows come from the bytes (converted in
