@@ -5,7 +5,7 @@
 # The measurement behind docs/PERFORMANCE.md section 10.5.
 #
 # usage: bench/run_epoch_ab.sh [--rounds 6] [--epochs 3] [--cpu 1] [--data DIR] [--threads2]
-#                               BUILD_A BUILD_B
+#                               [--pair] BUILD_A BUILD_B
 #   BUILD_A, BUILD_B  CMake build directories holding bench/train_phases (BUILD_B also
 #                     bench/blas_peak)
 #   --rounds   interleaved rounds (default 6)
@@ -15,17 +15,20 @@
 #   --threads2 also run both builds on 2 threads in every round (unpinned, after the 1-thread
 #              runs) and report each build's speed-up, its 1-thread epoch over its 2-thread
 #              epoch in the same round (issue 14's second target: >= 1.8x)
+#   --pair     also run two 1-thread trainings of BUILD_B at once, pinned to cores 0 and 1, and
+#              report the machine's ceiling for 2 threads: 2 x B's 1-thread epoch alone over the
+#              slower of the pair's (what two cores give work that shares nothing)
 # Per round it prints "round R A|B|A2|B2 best_epoch_wall S load L" and "round R sgemm G"; then the
 # medians and ranges.  An epoch is F = 4 n d K (L + 2) = 4.14e10 flop (MNIST, K = 20, L = 9).
 # Run on an otherwise idle machine; the load average is printed with every run.  Writes nothing.
 set -euo pipefail
-rounds=6 epochs=3 cpu=1 data=../shared/data/mnist two=0
+rounds=6 epochs=3 cpu=1 data=../shared/data/mnist two=0 pair=0
 # usage [STATUS]: the usage lines of the header; on stdout for -h (status 0), else on stderr
 usage() {
     if [ "${1:-2}" = 0 ]; then
-        sed -n '7,17p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '7,20p' "$0" | sed 's/^# \{0,1\}//'
     else
-        sed -n '7,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '7,20p' "$0" | sed 's/^# \{0,1\}//' >&2
     fi
     exit "${1:-2}"
 }
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
     --cpu) cpu=${2:?--cpu needs a value}; shift 2 ;;
     --data) data=${2:?--data needs a value}; shift 2 ;;
     --threads2) two=1; shift ;;
+    --pair) pair=1; shift ;;
     -h | --help) usage 0 ;;
     -*) echo "run_epoch_ab.sh: unknown option $1" >&2; usage ;;
     *) args+=("$1"); shift ;;
@@ -50,7 +54,9 @@ done
 [ -d "$data" ] || { echo "run_epoch_ab.sh: $data: no such directory (--data)" >&2; exit 1; }
 echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-); core $cpu; A=$A B=$B"
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+p0=$(mktemp) p1=$(mktemp)
+trap 'rm -f "$out" "$p0" "$p1"' EXIT
+best() { sed -n 's/.*epoch=.* wall=\([0-9.]*\).*/\1/p' "$1" | sort -n | head -1; }
 for r in $(seq "$rounds"); do
     for side in A B; do
         dir=$A
@@ -69,6 +75,15 @@ for r in $(seq "$rounds"); do
         [ -n "$t" ] || { echo "run_epoch_ab.sh: $dir/bench/train_phases printed no epoch" >&2; exit 1; }
         echo "round $r ${side}2 best_epoch_wall $t load $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$out"
     done
+    if [ "$pair" = 1 ]; then
+        taskset -c 0 "$B/bench/train_phases" --data "$data" --epochs "$epochs" > "$p0" 2>&1 &
+        pid=$!
+        taskset -c 1 "$B/bench/train_phases" --data "$data" --epochs "$epochs" > "$p1" 2>&1 || true
+        wait "$pid" || true
+        t0=$(best "$p0") t1=$(best "$p1")
+        [ -n "$t0" ] && [ -n "$t1" ] || { echo "run_epoch_ab.sh: a paired run printed no epoch" >&2; exit 1; }
+        echo "round $r Bpair best_epoch_wall $t0 $t1 load $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$out"
+    fi
     g=$(taskset -c "$cpu" "$B/bench/blas_peak" --threads 1 2>&1 |
         sed -n 's/.*dtype=float32 shape=square:2048x2048x2048 .*gflops=\([0-9.]*\).*/\1/p')
     echo "round $r sgemm $g" | tee -a "$out"
@@ -79,6 +94,7 @@ awk -v F=4.14e10 '
     $1 == "round" && $3 == "sgemm" { s[$2] = $4 }
     $1 == "round" && $3 == "A2" { a2[$2] = $5 }
     $1 == "round" && $3 == "B2" { b2[$2] = $5 }
+    $1 == "round" && $3 == "Bpair" { bp[$2] = $5 > $6 ? $5 : $6 }
     function med(v, n,    i, j, x) {
         for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
         return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
@@ -89,6 +105,7 @@ awk -v F=4.14e10 '
             n++; ra[n] = a[r] / b[r]; sa[n] = F / a[r] / 1e9 / s[r]; sb[n] = F / b[r] / 1e9 / s[r]
             ea[n] = a[r]; eb[n] = b[r]
             if (r in a2) { n2++; pa[n2] = a[r] / a2[r]; pb[n2] = b[r] / b2[r] }
+            if (r in bp) { n3++; pc[n3] = 2 * b[r] / bp[r] }
         }
         mr = med(ra, n); ma = med(ea, n); mb = med(eb, n); msa = med(sa, n); msb = med(sb, n)
         printf "A/B epoch ratio: median %.3f (%.3f-%.3f) over %d rounds\n", mr, ra[1], ra[n], n
@@ -100,4 +117,7 @@ awk -v F=4.14e10 '
             printf "2-thread speed-up (1-thread / 2-thread epoch, same round): A median %.3f (%.3f-%.3f), B median %.3f (%.3f-%.3f)\n",
                 mpa, pa[1], pa[n2], mpb, pb[1], pb[n2]
         }
+        if (n3)
+            printf "2-thread ceiling (2 x B alone / the slower of two B runs at once, same round): median %.3f (%.3f-%.3f)\n",
+                med(pc, n3), pc[1], pc[n3]
     }' "$out"
