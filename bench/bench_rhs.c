@@ -612,9 +612,11 @@ static void usage(FILE *f) {
           "      previous (per-component) oracle timed beside the library's, a breakdown of one\n"
           "      RHS, and a cost sweep over n, D and K (library and previous oracle) with fitted\n"
           "      exponents.  CSVs: rhs.csv, rhs_old_vs_new.csv, rhs_sweep.csv (*_quick.csv with\n"
-          "      --quick) in --out-dir DIR, by default ${TMPDIR:-/tmp}/gmflow_bench_rhs_<date>\n"
-          "      (outside the repository); --in-repo: DIR = bench/results; --out, --sweep-out,\n"
-          "      --old-out name one file each.  --min-time: seconds per measurement (0.3);\n"
+          "      --quick) in --out-dir DIR (created if missing), by default\n"
+          "      ${TMPDIR:-/tmp}/gmflow_bench_rhs_<UTC date> (outside the repository);\n"
+          "      --in-repo: DIR = bench/results, which must exist in the current directory (run\n"
+          "      from the repository root); --out, --sweep-out, --old-out name one file each.\n"
+          "      --min-time: seconds per measurement (0.3);\n"
           "      --quick: 0.05 s per measurement, DGEMM N = 1000, a shorter sweep.\n"
           "flow: writes DIR/{X,y,mu0,Sigma0}.npy and the RHS at the start (DIR/rhs_c.npy),\n"
           "      integrates the BW flow (Theorem 4) from 0 to T (default 1) with METHOD (adams,\n"
@@ -1159,16 +1161,30 @@ int main(int argc, char **argv) {
         return 2;
     }
     /* the CSVs' directory: outside the repository unless asked (a quick run keeps the full
-     * run's CSVs: *_quick.csv) */
+     * run's CSVs: *_quick.csv); --in-repo writes into the repository's existing bench/results
+     * (relative to the current directory: run from the repository root), never creates it */
     static char dir[1024], paths[3][1100];
-    if (in_repo)
+    if (in_repo) {
+        struct stat st;
         out_dir = "bench/results";
-    else if (!out_dir) {
+        if (stat(out_dir, &st) || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr,
+                    "bench_rhs: --in-repo: %s: no such directory (run from the repository "
+                    "root)\n",
+                    out_dir);
+            return 1;
+        }
+    } else if (!out_dir) {
         const char *tmp = getenv("TMPDIR");
+        if (!tmp || !*tmp) tmp = "/tmp";
         char stamp[32];
         const time_t now = time(NULL);
-        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-        snprintf(dir, sizeof dir, "%s/gmflow_bench_rhs_%s", tmp && *tmp ? tmp : "/tmp", stamp);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", gmtime(&now)); /* UTC, as date -u */
+        const int len = snprintf(dir, sizeof dir, "%s/gmflow_bench_rhs_%s", tmp, stamp);
+        if (len < 0 || (size_t)len >= sizeof dir) {
+            fprintf(stderr, "bench_rhs: TMPDIR too long for the output directory: %s\n", tmp);
+            return 1;
+        }
         out_dir = dir;
     }
     const char *names[3] = {"rhs", "rhs_sweep", "rhs_old_vs_new"};
@@ -1176,9 +1192,13 @@ int main(int argc, char **argv) {
     int need_dir = 0;
     for (int k = 0; k < 3; k++)
         if (!*dest[k]) {
-            snprintf(paths[k], sizeof paths[k], "%s/%s%s.csv", out_dir, names[k],
-                     o.quick ? "_quick" : "");
-            *dest[k] = paths[k], need_dir = 1;
+            const int len = snprintf(paths[k], sizeof paths[k], "%s/%s%s.csv", out_dir, names[k],
+                                     o.quick ? "_quick" : "");
+            if (len < 0 || (size_t)len >= sizeof paths[k]) {
+                fprintf(stderr, "bench_rhs: output directory too long: %s\n", out_dir);
+                return 1;
+            }
+            *dest[k] = paths[k], need_dir = !in_repo;
         }
     if (need_dir && mkdir(out_dir, 0777) && errno != EEXIST) {
         fprintf(stderr, "bench_rhs: cannot create %s: %s\n", out_dir, strerror(errno));

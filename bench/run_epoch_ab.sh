@@ -117,7 +117,9 @@ awk -v F=4.14e10 '
             printf "2-thread speed-up (1-thread / 2-thread epoch, same round): A median %.3f (%.3f-%.3f), B median %.3f (%.3f-%.3f)\n",
                 mpa, pa[1], pa[n2], mpb, pb[1], pb[n2]
         }
-        if (n3)
+        if (n3) {
+            m3 = med(pc, n3)
             printf "2-thread ceiling (2 x B alone / the slower of two B runs at once, same round): median %.3f (%.3f-%.3f)\n",
-                med(pc, n3), pc[1], pc[n3]
+                m3, pc[1], pc[n3]
+        }
     }' "$out"
