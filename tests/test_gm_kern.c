@@ -403,7 +403,9 @@ static void case_tu(gsl_rng *r, size_t M, size_t d, size_t L, size_t K, size_t k
                         if (j >= c0 && j < c1 && k >= k0 && k < k1) continue;
                         outside_ok &= muc[k * d + j] == mu0[k * d + j] &&
                                       sgc[k * d + j] == sg0[k * d + j] &&
-                                      muWc[k * (L + 1) * d + j] == SENT;
+                                      s2c[k * d + j] == s20[k * d + j];
+                        for (size_t l = 0; l <= L; l++) /* muW: [mu; W], L + 1 rows */
+                            outside_ok &= muWc[(k * (L + 1) + l) * d + j] == SENT;
                         for (size_t l = 0; l < L; l++)
                             outside_ok &= Uc[(k * L + l) * d + j] == U0[(k * L + l) * d + j];
                     }

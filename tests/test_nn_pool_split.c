@@ -15,7 +15,9 @@
  * thread, nn_tmpl.h gm_steps_run) equal as many single steps (sgd_step_ds) bitwise, parameters
  * and losses, on float and byte (compact) data sets, and stop after a non-finite loss with
  * that step not applied; also with the threads' components uneven on a byte data set of d = 784
- * (uneven_steps_case: one thread runs ahead into the next step's gather). The tolerances are
+ * (uneven_steps_case: one thread runs ahead into the next step's gather, by chance and then
+ * every step, each thread in turn held back 200 us by nn_internal.h's test hook; every thread
+ * converting into one X fails all 30 held-back cases, every run). The tolerances are
  * rounding-level: the pool sums in another order than the layer API only where a GEMM is split
  * differently. */
 #include <math.h>
@@ -319,8 +321,17 @@ static void uneven_steps_case(size_t K, int T, gsl_rng *r) {
         sc[2 * i + 1] = 1.0 / (80.0 + 20.0 * gsl_rng_uniform(r)) / sqrt((double)d);
     }
     const gmf_dataset bds = {.n = nr, .d = d, .label = sl, .nclass = L + 1, .px = px, .scale = sc};
-    for (int prec = 0; prec < 2; prec++)
-        steps_case(&m, &bds, sidx, B, T, prec, -1, what);
+    /* then with each thread in turn held back 200 us before its fused backward (nn_internal.h's
+     * test hook): the others always run ahead into the next step's gather, conversion and
+     * forward products while it still reads step s's data */
+    for (int late = -1; late < T; late++) {
+        gmf_nn_test_delay_tid = late, gmf_nn_test_delay_us = 200;
+        char w2[96];
+        snprintf(w2, sizeof w2, "%s late=%d", what, late);
+        for (int prec = 0; prec < 2; prec++)
+            steps_case(&m, &bds, sidx, B, T, prec, -1, w2);
+    }
+    gmf_nn_test_delay_tid = -1;
     free(sidx), free(px), free(sl), free(sc);
     gmf_nn_model_free(&m);
 }

@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "gmflow/common.h"
 #include "nn_internal.h"
@@ -49,6 +50,18 @@ struct gmf_nn_pool {
     void *ctx;
     int quit;
 };
+
+int gmf_nn_test_delay_tid = -1;
+unsigned gmf_nn_test_delay_us = 0;
+
+void gmf_nn_test_delay(void) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000L <
+           (long)gmf_nn_test_delay_us);
+}
 
 /* The calling thread's index in the pool whose job it runs (workers: their tid; the thread in
  * gmf_nn_pool_run: 0, saved and restored around the job). */

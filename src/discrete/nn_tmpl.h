@@ -55,21 +55,20 @@
  *   1: on 1 thread only (the transposition's pass over X disappears: epoch 1.014-1.061x
  *     faster, median 1.03);
  *   2 (default): also on more threads with GM_FWD_MT 2: each thread copies EVERY row's bytes
- *     into its OWN staging buffer (ws->sb + t gm_sb_stride, ws->ssc + 2 t Bmax; stage_rows_all)
- *     and converts the whole batch into its own X (Xb for thread 0, ws->xp for the others) and
- *     its own X^T: no staged byte and no float row of X crosses the cores, and nothing before
- *     the forward barrier reads another thread's writes, so there is no barrier after the
- *     gather (gm_steps_run's comment); the price, every thread reading all B random rows and
- *     converting every row (vector-ALU bound, about 9 us per 64 rows).  Until session 23 each
- *     thread staged only its rows into one shared buffer, with a barrier before the conversion
- *     (that form measured the same as 1 with one pool job per step, and faster with the steps
- *     in one job, GM_STEPS_MT); staging every row per thread measured 1.006x faster on 2
- *     threads than it (median of 36 interleaved rounds, 22 faster; at the host's noise level),
- *     the conversion 3-18 ms per 3 epochs cheaper per thread, the staging 5-7 ms dearer
- *     (docs/PERFORMANCE.md, "Each thread gathers every row's bytes itself").
- * The values are those of the plain gather (gmf_dataset_u8_value), X^T the same numbers, so the
- * results are bitwise the same with any setting (docs/PERFORMANCE.md, "The gather's conversion
- * fused with the transposition"). */
+ *     into its OWN staging buffer (ws->sb + t gm_sb_stride, ws->ssc + t gm_ssc_stride;
+ * stage_rows_all) and converts the whole batch into its own X (Xb for thread 0, ws->xp for the
+ * others) and its own X^T: no staged byte and no float row of X crosses the cores, and nothing
+ * before the forward barrier reads another thread's writes, so there is no barrier after the gather
+ * (gm_steps_run's comment); the price, every thread reading all B random rows and converting every
+ * row (vector-ALU bound, about 9 us per 64 rows).  Until session 23 each thread staged only its
+ * rows into one shared buffer, with a barrier before the conversion (that form measured the same as
+ * 1 with one pool job per step, and faster with the steps in one job, GM_STEPS_MT); staging every
+ * row per thread measured 1.006x faster on 2 threads than it (median of 36 interleaved rounds, 22
+ * faster; at the host's noise level), the conversion 3-18 ms per 3 epochs cheaper per thread, the
+ * staging 5-7 ms dearer (docs/PERFORMANCE.md, "Each thread gathers every row's bytes itself"). The
+ * values are those of the plain gather (gmf_dataset_u8_value), X^T the same numbers, so the results
+ * are bitwise the same with any setting (docs/PERFORMANCE.md, "The gather's conversion fused with
+ * the transposition"). */
 #ifndef GM_GATHER_CONV
 #define GM_GATHER_CONV 2
 #endif
@@ -93,6 +92,11 @@
  * thread): Bmax rows of d bytes, rounded up to a cache line. */
 static inline size_t gm_sb_stride(size_t Bmax, size_t d) {
     return (Bmax * d + 63) / 64 * 64;
+}
+/* ... and its scales (ws->ssc + t gm_ssc_stride doubles: 2 Bmax, rounded up to a cache line, so
+ * that no line is written by two threads). */
+static inline size_t gm_ssc_stride(size_t Bmax) {
+    return (2 * Bmax + 7) / 8 * 8;
 }
 
 typedef FN(gmf_nn_gm_cache) gm_cache;
@@ -1459,9 +1463,16 @@ static int ws_init(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
         }
         if (!rc && GM_GATHER_CONV) { /* gm_step: the staged bytes of a gathered batch */
             const size_t ns = nthreads > 1 && GM_GATHER_CONV == 2 && GM_FWD_MT == 2 ? nthreads : 1;
-            ws->sb = aligned_alloc(64, ns * gm_sb_stride(Bmax, m->d)); /* one per thread */
-            ws->ssc = calloc(2 * Bmax * ns, sizeof(double));
-            if (!ws->sb || !ws->ssc) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
+            /* one of each per thread, each on its own cache lines (the Bmax * d floats of Xb are
+             * already allocated, so Bmax * d bytes cannot overflow; their ns copies can) */
+            if (gm_sb_stride(Bmax, m->d) > SIZE_MAX / ns ||
+                gm_ssc_stride(Bmax) > SIZE_MAX / sizeof(double) / ns)
+                rc = gmf_error(GMF_ENOMEM, "workspace: staging buffers overflow size_t");
+            else {
+                ws->sb = aligned_alloc(64, ns * gm_sb_stride(Bmax, m->d));
+                ws->ssc = aligned_alloc(64, ns * gm_ssc_stride(Bmax) * sizeof(double));
+                if (!ws->sb || !ws->ssc) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
+            }
         }
 #endif
         break;
@@ -1677,12 +1688,13 @@ static void acc_add(double *restrict acc, const real *restrict g, size_t n) {
 }
 
 /* How the GM kind's forward pass is split over the pool's threads (docs/PERFORMANCE.md, "Two
- * threads for the GM trainer"): 0 = components (each thread its components for all rows, between
- * a barrier after the gather and one after the forward), 1 = rows (each thread its rows through
- * all K components: two barriers less per step).  Components, with OpenBLAS and with gm_kern.c
- * alike: measured on 2 otherwise idle cores the rows split was 1.10x slower per epoch with
- * gm_kern.c (every step each thread reads the other's freshly updated half of [mu; W], 313 KB
- * from the other core's cache, and its update then invalidates the other's copy) and slower
+ * threads for the GM trainer"): 0 = components (each thread its components for all rows, before
+ * a barrier after the forward; a byte data set with GM_GATHER_CONV 2: each thread stages every
+ * row itself, no barrier after the gather; otherwise one after the gather too), 1 = rows (each
+ * thread its rows through all K components: two barriers less per step).  Components, with OpenBLAS
+ * and with gm_kern.c alike: measured on 2 otherwise idle cores the rows split was 1.10x slower per
+ * epoch with gm_kern.c (every step each thread reads the other's freshly updated half of [mu; W],
+ * 313 KB from the other core's cache, and its update then invalidates the other's copy) and slower
  * with OpenBLAS too (its 32 x 200 x 784 SGEMM runs about 1.25x slower than 64 x 100 x 784).
  * -DGM_FWD_ROWS=1 selects rows for measurements; tests/test_nn_pool_split.c covers both. */
 #ifndef GM_FWD_ROWS
@@ -1803,7 +1815,8 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
         const int own = conv && nt > 1;
         uint8_t *sb = ws->sb;
         double *ssc = ws->ssc;
-        if (own) sb += (size_t)t * gm_sb_stride(ws->Bmax, d), ssc += (size_t)t * 2 * ws->Bmax;
+        if (own)
+            sb += (size_t)t * gm_sb_stride(ws->Bmax, d), ssc += (size_t)t * gm_ssc_stride(ws->Bmax);
         if (own)
             stage_rows_all(sb, ssc, ws->yb, j->src, j->idx, d, B, i0, i1);
         else if (conv)
@@ -1870,6 +1883,7 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
     else
         gm_bwd_scalars(c, da, sc, c->learned ? c->gw : NULL, ws->dH, B, K, L, k0, k1);
     GMF_NN_PROF_MARK(t, 7);
+    if (gmf_nn_test_delay_tid == t) gmf_nn_test_delay(); /* (tests only: nn_internal.h) */
     /* the fused step: products and parameter pass in one kernel (gm_bwd_fused); else both */
     if (!gm_bwd_fused(ws->P, c, da, sc, j->mode == 2 ? j->lr : NULL, X, B, d, K, L, k0, k1)) {
         gm_bwd_prod(c, X, B, d, K, L, k0, k1);
@@ -1907,9 +1921,11 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
  *     private, no other thread reads them;
  *   - yb of its own rows: only t reads them (its rows' loss);
  *   - F and S2 in its own components' columns (the forward products, reading only its
- *     components' sig2 and muW, which it refreshed itself): the others read F and S2 last in
- *     step s's scalars (gm_fwd_scalars, before the loss barrier), and never another thread's
- *     components' columns after it;
+ *     components' sig2 and muW, which it refreshed itself): the others read F and S2 of every
+ *     component for their rows in step s's by-rows phase only -- the Gaussian scalars
+ *     (gm_fwd_scalars), the output sum (G in gm_reduce_rows) and the backward scalars by rows
+ *     (gm_bwd_scalars; the multi-step job runs with fixed weights only, sgd_steps_ds, so
+ *     scal_rows applies) -- all before the loss barrier, and never after it;
  *   - (the first step only: the parameter-derived cache of its components, before any step.)
  * Everything else step s + 1 writes (s, Phi, phi, A, H, dH, lossv, dF, dS2, the parameters)
  * comes after its forward barrier, which no thread passes before every thread has finished step
@@ -1917,9 +1933,12 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
  * shared X, which the others still read in step s's backward, so X alternates between Xb and
  * xb2 and the gather barrier stays; its own labels only it reads.  Tested by
  * tests/test_nn_pool_split.c's steps cases (bitwise against single steps, uneven_steps_case:
- * one thread runs ahead into the next gather): every thread converting into Xb fails 51 checks
- * there and TSan reports the race; the shared staging buffer without the gather barrier fails
- * 104-108.  Each step's operations are those of a one-step job: bitwise the same parameters and
+ * one thread runs ahead into the next gather, by chance and then, through nn_internal.h's test
+ * hook, every step): every thread converting into Xb fails 77-81 checks there, all 30 held-back
+ * cases in every run, and TSan reports the race; each thread staging only its rows into one
+ * shared buffer without the gather barrier failed 104-108.  (TSan does not see the AVX-512
+ * kernels' masked loads and stores: the held-back cases are the check that does not depend on
+ * it.)  Each step's operations are those of a one-step job: bitwise the same parameters and
  * losses. */
 static void gm_steps_run(gm_job *j, int t, int nt) {
     int prep = !j->ws->prep_valid;
