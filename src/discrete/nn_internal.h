@@ -59,6 +59,12 @@ void gmf_nn_pool_free(struct gmf_nn_pool *p);
 int gmf_nn_pool_size(const struct gmf_nn_pool *p);
 void gmf_nn_pool_run(struct gmf_nn_pool *p, gmf_nn_job job, void *ctx);
 void gmf_nn_pool_barrier(struct gmf_nn_pool *p);
+/* The same barrier in two halves: g = gmf_nn_pool_arrive(p) tells the others this thread has
+ * arrived; gmf_nn_pool_await(p, g) waits for them.  Between the two the thread may do work that
+ * no other thread waits for at this barrier (and must not write what the others read before
+ * it). */
+unsigned gmf_nn_pool_arrive(struct gmf_nn_pool *p);
+void gmf_nn_pool_await(struct gmf_nn_pool *p, unsigned g);
 
 /* [lo, hi) of n items for part t of nt (contiguous, sizes differ by at most one). */
 static inline void gmf_nn_split(size_t n, int t, int nt, size_t *lo, size_t *hi) {

@@ -74,7 +74,9 @@ static int all_arrived(const barrier *b, unsigned g) {
     return 1;
 }
 
-static void barrier_wait(barrier *b, int tid) {
+/* The barrier in two halves (barrier_wait = arrive, then await): a thread may do work that no
+ * other thread waits for between them (gmf_nn_pool_arrive). */
+static unsigned barrier_arrive(barrier *b, int tid) {
     const unsigned g = atomic_load_explicit(&b->arr[tid].v, memory_order_relaxed) + 1u;
     atomic_store(&b->arr[tid].v, g);
     if (atomic_load(&b->sleepers) > 0) {
@@ -82,6 +84,10 @@ static void barrier_wait(barrier *b, int tid) {
         pthread_cond_broadcast(&b->cv);
         pthread_mutex_unlock(&b->mu);
     }
+    return g;
+}
+
+static void barrier_await(barrier *b, unsigned g) {
     for (int i = 0; i < SPIN_ITERS; i++) {
         if (all_arrived(b, g)) return;
         CPU_RELAX();
@@ -92,6 +98,10 @@ static void barrier_wait(barrier *b, int tid) {
         pthread_cond_wait(&b->cv, &b->mu);
     atomic_fetch_sub(&b->sleepers, 1);
     pthread_mutex_unlock(&b->mu);
+}
+
+static void barrier_wait(barrier *b, int tid) {
+    barrier_await(b, barrier_arrive(b, tid));
 }
 
 typedef struct worker_arg {
@@ -193,6 +203,14 @@ void gmf_nn_pool_run(struct gmf_nn_pool *p, gmf_nn_job job, void *ctx) {
 
 void gmf_nn_pool_barrier(struct gmf_nn_pool *p) {
     if (p->n > 1) barrier_wait(&p->bar, pool_tid);
+}
+
+unsigned gmf_nn_pool_arrive(struct gmf_nn_pool *p) {
+    return p->n > 1 ? barrier_arrive(&p->bar, pool_tid) : 0u;
+}
+
+void gmf_nn_pool_await(struct gmf_nn_pool *p, unsigned g) {
+    if (p->n > 1) barrier_await(&p->bar, g);
 }
 
 static atomic_int blas_threads_set = 0; /* 0: never set by us */

@@ -1600,6 +1600,11 @@ typedef struct gm_job {
      * idx[s B ..), losses[s] = its loss sum; done = the number of steps run */
     size_t nsteps, done;
     double *losses;
+    /* set by gm_steps_run for its steps: the next step's rows (NULL for the last), which a thread
+     * staging every row itself stages in the loss barrier's two halves; prestaged: this step's
+     * rows were staged so in the step before */
+    const size_t *next_idx;
+    int prestaged;
 } gm_job;
 
 /* The gathers' look-ahead over random rows (idx): while row i of [i0, i1) is copied, the row
@@ -1774,6 +1779,14 @@ static void gm_fwd_gemm_own(gm_cache *c, const real *X, size_t B, size_t d, size
     gm_fwd_gemm(&v, X, B, d, K, L, k0, k1);
 }
 
+/* Does each thread of the components split stage every row of job j's gather itself into its
+ * own buffer (a byte data set, GM_GATHER_CONV 2 with the private X^T copies, more than one
+ * thread)?  gm_step's `own`. */
+static int gm_own_staging(const gm_job *j, int nt) {
+    return GM_KERN && !GM_FWD_ROWS && GM_GATHER_CONV == 2 && GM_FWD_MT == 2 && nt > 1 && j->src &&
+           !j->src->x;
+}
+
 /* One step of job j on thread t of nt (prep: the parameter-derived cache is to be prepared
  * first); gathers into j->X (the batch buffer) when j->src is set.  Returns the batch's loss sum
  * (every thread the same value; 0 in mode 0). */
@@ -1812,13 +1825,15 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
         /* more than one thread: every thread stages every row into its own buffer, so that
          * nothing before the forward barrier reads another thread's writes (no gather barrier;
          * gm_steps_run's comment) */
-        const int own = conv && nt > 1;
+        const int own = conv && nt > 1; /* = gm_own_staging(j, nt) */
         uint8_t *sb = ws->sb;
         double *ssc = ws->ssc;
         if (own)
             sb += (size_t)t * gm_sb_stride(ws->Bmax, d), ssc += (size_t)t * gm_ssc_stride(ws->Bmax);
-        if (own)
+        if (own && !j->prestaged)
             stage_rows_all(sb, ssc, ws->yb, j->src, j->idx, d, B, i0, i1);
+        else if (own)
+            ; /* staged in the step before, between the two halves of its loss barrier */
         else if (conv)
             stage_rows(sb, ssc, ws->yb, j->src, j->idx, d, i0, i1);
         else if (j->src)
@@ -1867,7 +1882,18 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
         gm_bwd_scalars(&rv, da_rows, NULL, NULL, ws->dH + i0 * L, i1 - i0, K, L, 0, K);
     }
     GMF_NN_PROF_MARK(t, 5);
-    gmf_nn_pool_barrier(ws->pool);
+    {
+        /* the loss barrier in two halves: a thread staging every row itself stages the next
+         * step's rows in between (its own buffer, its own rows' labels: nothing another thread
+         * reads; the step's conversion that read the buffer is done), so that it works while
+         * it would wait for the others' by-rows phase (gm_steps_run's comment) */
+        const unsigned g = gmf_nn_pool_arrive(ws->pool);
+        if (j->next_idx && gm_own_staging(j, nt))
+            stage_rows_all(ws->sb + (size_t)t * gm_sb_stride(ws->Bmax, d),
+                           ws->ssc + (size_t)t * gm_ssc_stride(ws->Bmax), ws->yb, j->src,
+                           j->next_idx, d, B, i0, i1);
+        gmf_nn_pool_await(ws->pool, g);
+    }
     GMF_NN_PROF_MARK(t, 6);
     /* every thread sums the per-sample losses in the same order: the same value everywhere */
     double loss = 0.0;
@@ -1948,6 +1974,8 @@ static void gm_steps_run(gm_job *j, int t, int nt) {
     const size_t nsteps = js.nsteps;
     for (size_t s = 0; s < nsteps; s++) {
         js.idx = j->idx + s * j->B;
+        js.next_idx = s + 1 < nsteps ? j->idx + (s + 1) * j->B : NULL;
+        js.prestaged = s > 0;
         js.X = s % 2 ? j->ws->xb2 : j->ws->Xb;
         const double loss = gm_step(&js, t, nt, prep);
         prep = 0;
