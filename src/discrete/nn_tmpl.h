@@ -56,7 +56,7 @@
  *     faster, median 1.03);
  *   2 (default): also on more threads with GM_FWD_MT 2: each thread copies EVERY row's bytes
  *     into its OWN staging buffer (ws->sb + t gm_sb_stride, ws->ssc + t gm_ssc_stride;
- * stage_rows_all) and converts the whole batch into its own X (Xb for thread 0, ws->xp for the
+ * stage_rows) and converts the whole batch into its own X (Xb for thread 0, ws->xp for the
  * others) and its own X^T: no staged byte and no float row of X crosses the cores, and nothing
  * before the forward barrier reads another thread's writes, so there is no barrier after the gather
  * (gm_steps_run's comment); the price, every thread reading all B random rows and converting every
@@ -1658,31 +1658,19 @@ static void gather_rows(real *X, uint8_t *y, const gmf_dataset *src, const size_
 }
 
 /* Rows [i0, i1) of a gathered batch of compact (byte) rows, staged: S[i d ..] = the bytes of row
- * r = idx[i], sc[2 i], sc[2 i + 1] = its mean and 1/sd, y[i] = its label (GM_GATHER_CONV on 1
- * thread).  The same look-ahead (gather_request) as gather_rows_at. */
+ * r = idx[i], sc[2 i], sc[2 i + 1] = its mean and 1/sd, and y[i] = its label for the rows of
+ * [y0, y1) only.  The same look-ahead (gather_request) as gather_rows_at.  GM_GATHER_CONV on 1
+ * thread: every row and label; GM_GATHER_CONV 2 on more: every row [0, B) into the thread's OWN
+ * buffer but only its rows' labels into the shared y (it alone reads them, in its rows' loss), so
+ * that no staged byte crosses the cores and no barrier is needed after the gather. */
 static void stage_rows(uint8_t *S, double *sc, uint8_t *y, const gmf_dataset *src,
-                       const size_t *idx, size_t d, size_t i0, size_t i1) {
+                       const size_t *idx, size_t d, size_t i0, size_t i1, size_t y0, size_t y1) {
     for (size_t i = i0; i < i1; i++) {
         gather_request(src, idx, d, i, i1);
         const size_t r = idx ? idx[i] : i;
         memcpy(S + i * d, src->px + r * d, d);
         sc[2 * i] = src->scale[2 * r], sc[2 * i + 1] = src->scale[2 * r + 1];
-        y[i] = src->label[r];
-    }
-}
-
-/* Every row [0, B) of a gathered batch of compact rows staged into one thread's OWN buffer (S,
- * sc as stage_rows, the same look-ahead), but only rows [i0, i1)'s labels into the shared y (the
- * thread's rows: it alone reads them, in its rows' loss).  GM_GATHER_CONV 2 on more than one
- * thread: no staged byte crosses the cores, and no barrier is needed after the gather. */
-static void stage_rows_all(uint8_t *S, double *sc, uint8_t *y, const gmf_dataset *src,
-                           const size_t *idx, size_t d, size_t B, size_t i0, size_t i1) {
-    for (size_t i = 0; i < B; i++) {
-        gather_request(src, idx, d, i, B);
-        const size_t r = idx ? idx[i] : i;
-        memcpy(S + i * d, src->px + r * d, d);
-        sc[2 * i] = src->scale[2 * r], sc[2 * i + 1] = src->scale[2 * r + 1];
-        if (i >= i0 && i < i1) y[i] = src->label[r];
+        if (i >= y0 && i < y1) y[i] = src->label[r];
     }
 }
 
@@ -1800,6 +1788,12 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
     size_t k0, k1, i0, i1;
     gmf_nn_split(K, t, nt, &k0, &k1);
     gmf_nn_split(B, t, nt, &i0, &i1);
+    /* more than one thread on a byte data set: every thread stages every row into its own
+     * buffer, so that nothing before the forward barrier reads another thread's writes (no
+     * gather barrier; gm_steps_run's comment) */
+    const int own = gm_own_staging(j, nt);
+    uint8_t *const sb = own ? ws->sb + (size_t)t * gm_sb_stride(ws->Bmax, d) : ws->sb;
+    double *const ssc = own ? ws->ssc + (size_t)t * gm_ssc_stride(ws->Bmax) : ws->ssc;
     if (GM_FWD_ROWS) {
         /* rows split: this thread's rows through every component; it reads every component's
          * prepared blocks (a barrier when they are prepared here) but no other thread's rows */
@@ -1822,20 +1816,10 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
         /* the staged gather (GM_GATHER_CONV): every thread its own X and X^T from the bytes */
         const int conv = GM_KERN && GM_GATHER_CONV && j->src && !j->src->x &&
                          (nt == 1 || (GM_GATHER_CONV == 2 && fwd_mt == 2));
-        /* more than one thread: every thread stages every row into its own buffer, so that
-         * nothing before the forward barrier reads another thread's writes (no gather barrier;
-         * gm_steps_run's comment) */
-        const int own = conv && nt > 1; /* = gm_own_staging(j, nt) */
-        uint8_t *sb = ws->sb;
-        double *ssc = ws->ssc;
-        if (own)
-            sb += (size_t)t * gm_sb_stride(ws->Bmax, d), ssc += (size_t)t * gm_ssc_stride(ws->Bmax);
-        if (own && !j->prestaged)
-            stage_rows_all(sb, ssc, ws->yb, j->src, j->idx, d, B, i0, i1);
-        else if (own)
-            ; /* staged in the step before, between the two halves of its loss barrier */
-        else if (conv)
-            stage_rows(sb, ssc, ws->yb, j->src, j->idx, d, i0, i1);
+        if (own) { /* (prestaged: in the step before, between the halves of its loss barrier) */
+            if (!j->prestaged) stage_rows(sb, ssc, ws->yb, j->src, j->idx, d, 0, B, i0, i1);
+        } else if (conv)
+            stage_rows(sb, ssc, ws->yb, j->src, j->idx, d, i0, i1, i0, i1);
         else if (j->src)
             gather_rows(xg, ws->yb, j->src, j->idx, d, i0, i1);
         if (!fwd_mt && !conv) gm_square_rows(c, X, d, i0, i1);
@@ -1888,10 +1872,7 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
          * reads; the step's conversion that read the buffer is done), so that it works while
          * it would wait for the others' by-rows phase (gm_steps_run's comment) */
         const unsigned g = gmf_nn_pool_arrive(ws->pool);
-        if (j->next_idx && gm_own_staging(j, nt))
-            stage_rows_all(ws->sb + (size_t)t * gm_sb_stride(ws->Bmax, d),
-                           ws->ssc + (size_t)t * gm_ssc_stride(ws->Bmax), ws->yb, j->src,
-                           j->next_idx, d, B, i0, i1);
+        if (j->next_idx && own) stage_rows(sb, ssc, ws->yb, j->src, j->next_idx, d, 0, B, i0, i1);
         gmf_nn_pool_await(ws->pool, g);
     }
     GMF_NN_PROF_MARK(t, 6);
