@@ -13,6 +13,9 @@
  *      (gmf_gauss_batch per row, 4-lane libmvec), with the count of values that differ printed;
  *   3. any split of a range into pieces (the pool's threads split the rows) gives bitwise the
  *      one-pass results, and nothing outside [p0, p1) is written;
+ *   5. (check_cols) the component-range form gmf_nn_kern_gm_gauss_cols (the one-barrier step's
+ *      Gaussian scalars: components [k0, k1) of every row) bitwise the flat kernel at those
+ *      points, nothing else written;
  *   4. the loss kernel gmf_nn_kern_refloss (same file) against gmf_nn_refloss_f and a long double
  *      log-sum-exp (tolerances at check_refloss), L in {1, 3, 8, 9, 17, 64}, B in {1, 5, 8, 13,
  *      64}, logits up to 0.1, 5, 40 and 1000 in size.
@@ -163,6 +166,26 @@ static void check_split(const gcase *c, gsl_rng *r, size_t p0, size_t p1, float 
     free_out(o);
 }
 
+/* check 5: gmf_nn_kern_gm_gauss_cols on components [k0, k1) of every row is bitwise the flat
+ * kernel's one pass at those points, and writes nothing else */
+static size_t ncols = 0;
+static void check_cols(const gcase *c, size_t k0, size_t k1, float **one, const char *tag) {
+    float **o = alloc_out(c->n);
+    gmf_nn_kern_gm_gauss_cols(c->B, c->K, k0, k1, c->L, c->F, c->S2, o[0], o[1], o[2], o[3]);
+    size_t bad = 0;
+    for (size_t p = 0; p < c->n; p++) {
+        const size_t k = p % c->K;
+        for (int q = 0; q < NOUT; q++)
+            if (k >= k0 && k < k1 ? memcmp(&o[q][p], &one[q][p], sizeof(float)) != 0
+                                  : o[q][p] != -12345.0f)
+                bad++;
+    }
+    CHECK(bad == 0, "%s: cols [%zu, %zu): %zu values differ from one pass or written outside", tag,
+          k0, k1, bad);
+    ncols++;
+    free_out(o);
+}
+
 /* ---- gmf_nn_kern_refloss against gmf_nn_refloss_f (nn.h; the same operations with glibc's scalar
  * exp and log) and a long double log-sum-exp:
  *   lossv_i within 1e-14 (5 + |max(0, h_i)| + |h_{i,y_i}|) of both (libmvec's exp and log: a few
@@ -254,6 +277,12 @@ int main(void) {
                     run_kernel(&c, p0, p1, o);
                     check_values(&c, p0, p1, o, tag);
                     check_split(&c, r, p0, p1, o, tag);
+                    if (g == 0) { /* the one-barrier step's component ranges (K/2 each side) */
+                        check_cols(&c, 0, c.K / 2, o, tag);
+                        check_cols(&c, c.K / 2, c.K, o, tag);
+                        check_cols(&c, c.K / 3, c.K - c.K / 4, o, tag);
+                        check_cols(&c, 0, c.K, o, tag);
+                    }
                     free_out(o);
                     ncase++;
                 }

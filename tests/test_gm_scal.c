@@ -2,7 +2,9 @@
  * (gmf_nn_kern_gm_bwd_scalars, src/discrete/gm_scal.c) against two independent routes, and the
  * forward's output sum (gmf_nn_kern_gm_reduce_rows: bitwise nn_tmpl.h's gm_reduce_rows /
  * gm_reduce_rows_w, copied here, and to 2^-23 of sum |terms| against a long double sum, on the
- * same cases, fixed and learned weights, all rows and an inner row range):
+ * same cases, fixed and learned weights, all rows and an inner row range; its partial form
+ * gmf_nn_kern_gm_reduce_part bitwise the copied loop over the case's component range, and the
+ * two halves' parts combined bitwise the full sum):
  *
  *   1. against the C loop it replaces (ref_scalars below: nn_tmpl.h's gm_bwd_scalars copied
  *      verbatim for real = float, plus the sizes of the terms; that loop's formulas are the ones
@@ -103,23 +105,57 @@ static float urand(gsl_rng *r, double lo, double hi) {
 static size_t nbit, nfd, nred, nval, ndiff;
 static double worst_red;
 
-/* nn_tmpl.h gm_reduce_rows (w NULL) and gm_reduce_rows_w for real = float. */
-static void ref_reduce(float *H, const sc_case *c, const double *w, size_t i0, size_t i1) {
+/* nn_tmpl.h gm_reduce_rows (w NULL: the halves [0, K/2) and [K/2, K) summed separately, then
+ * added) and gm_reduce_rows_w (in order over all K) for real = float; hp set: instead the sum
+ * over [k0, k1) in double into hp (gmf_nn_kern_gm_reduce_part). */
+static void ref_sum(double *acc, const sc_case *c, const double *w, size_t i, size_t k0,
+                    size_t k1) {
     const size_t K = c->K, L = c->L, W = K * (L + 1);
+    for (size_t l = 0; l < L; l++)
+        acc[l] = 0.0;
+    for (size_t k = k0; k < k1; k++) {
+        const double A = c->A[i * K + k], Phi = c->Phi[i * K + k];
+        const float *a = c->a + k * L, *G = c->F + i * W + k * (L + 1) + 1;
+        for (size_t l = 0; l < L; l++)
+            acc[l] += w ? w[k] * (A * a[l] + Phi * G[l]) : A * a[l] + Phi * G[l];
+    }
+}
+static void ref_reduce(float *H, const sc_case *c, const double *w, size_t i0, size_t i1) {
+    const size_t K = c->K, L = c->L;
     const double inv = 1.0 / (double)K;
     for (size_t i = i0; i < i1; i++) {
-        double acc[L + 1];
+        double acc[L + 1], acc1[L + 1];
+        ref_sum(acc, c, w, i, 0, w ? K : K / 2);
+        if (!w) ref_sum(acc1, c, w, i, K / 2, K);
         for (size_t l = 0; l < L; l++)
-            acc[l] = 0.0;
-        for (size_t k = 0; k < K; k++) {
-            const double A = c->A[i * K + k], Phi = c->Phi[i * K + k];
-            const float *a = c->a + k * L, *G = c->F + i * W + k * (L + 1) + 1;
-            for (size_t l = 0; l < L; l++)
-                acc[l] += w ? w[k] * (A * a[l] + Phi * G[l]) : A * a[l] + Phi * G[l];
-        }
-        for (size_t l = 0; l < L; l++)
-            H[i * L + l] = (float)(w ? acc[l] : inv * acc[l]);
+            H[i * L + l] = (float)(w ? acc[l] : inv * (acc[l] + acc1[l]));
     }
+}
+
+/* gmf_nn_kern_gm_reduce_part on rows [i0, i1), components [k0, k1): bit for bit ref_sum, nothing
+ * else written; and the two halves' parts combined as the one-barrier step does (inv (S_0 +
+ * S_1), rounded) bit for bit the kernel's H. */
+static void check_reduce_part(const sc_case *c, size_t i0, size_t i1, size_t k0, size_t k1) {
+    const size_t B = c->B, K = c->K, L = c->L;
+    double *hp = malloc((B * L + 1) * sizeof(double)), *hq = malloc((B * L + 1) * sizeof(double));
+    for (size_t e = 0; e < B * L; e++)
+        hp[e] = hq[e] = (double)e - 7.25;
+    for (size_t i = i0; i < i1; i++)
+        ref_sum(hq + i * L, c, NULL, i, k0, k1);
+    gmf_nn_kern_gm_reduce_part(hp, c->A, c->Phi, c->a, c->F, K, L, k0, k1, i0, i1);
+    CHECK(memcmp(hp, hq, B * L * sizeof(double)) == 0,
+          "reduce_part B=%zu K=%zu L=%zu rows [%zu,%zu) comps [%zu,%zu)", B, K, L, i0, i1, k0, k1);
+    double *h0 = malloc((B * L + 1) * sizeof(double)), *h1 = malloc((B * L + 1) * sizeof(double));
+    float *H = malloc((B * L + 1) * sizeof(float));
+    gmf_nn_kern_gm_reduce_part(h0, c->A, c->Phi, c->a, c->F, K, L, 0, K / 2, 0, B);
+    gmf_nn_kern_gm_reduce_part(h1, c->A, c->Phi, c->a, c->F, K, L, K / 2, K, 0, B);
+    gmf_nn_kern_gm_reduce_rows(H, c->A, c->Phi, c->a, c->F, NULL, 1.0 / (double)K, K, L, 0, B);
+    size_t bad = 0;
+    for (size_t e = 0; e < B * L; e++)
+        bad += (float)(1.0 / (double)K * (h0[e] + h1[e])) != H[e];
+    CHECK(bad == 0, "reduce halves B=%zu K=%zu L=%zu: %zu entries differ", B, K, L, bad);
+    nred++;
+    free(hp), free(hq), free(h0), free(h1), free(H);
 }
 
 /* The output sum: bit for bit against ref_reduce, and against a long double sum to 2^-23
@@ -236,6 +272,8 @@ static void run_case(gsl_rng *r, size_t B, size_t K, size_t L, size_t k0, size_t
 
     check_reduce(&c, learned ? sc : NULL, 0, B);
     if (B > 2) check_reduce(&c, learned ? NULL : sc, 1, B - 1);
+    check_reduce_part(&c, 0, B, k0, k1);
+    if (B > 2) check_reduce_part(&c, 1, B - 1, k0, k1);
 
     /* finite differences of g(m, S2) for dm and dS2 (kernel output, float) */
     if (L > 0) {

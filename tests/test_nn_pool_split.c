@@ -354,6 +354,8 @@ int main(void) {
         uneven_steps_case(3, 2, r);
         tu_rng_stream(r, ++stream);
         uneven_steps_case(5, 3, r);
+        tu_rng_stream(r, ++stream); /* the trainer's K on 2 threads: gm_step1b, 10 + 10 */
+        uneven_steps_case(20, 2, r);
     }
     printf("  worst float64 (gradient or forward) vs layer API: %.2e (%s)\n", worst64.value,
            worst64.what);

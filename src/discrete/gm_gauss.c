@@ -52,9 +52,26 @@ static inline __mmask8 lanes(size_t p, size_t p1) {
     return p1 - p >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (p1 - p)) - 1u);
 }
 
-void gmf_nn_kern_gm_gauss(size_t p0, size_t p1, size_t L, const float *F, const float *S2, float *s,
-                          float *Phi, float *phi, float *A) {
+/* The lane indices of block q .. q + 7 of the component-range sequence (gauss_core's ranged
+ * form): point q + j is row (q + j) / nk, component k0 + (q + j) % nk, at p = i K + k. */
+static inline __m256i range_idx(size_t q, size_t K, size_t k0, size_t nk) {
+    int32_t ix[8] __attribute__((aligned(32)));
+    size_t i = q / nk, r = q % nk;
+    for (int j = 0; j < 8; j++) {
+        ix[j] = (int32_t)(i * K + k0 + r);
+        if (++r == nk) r = 0, i++;
+    }
+    return _mm256_load_si256((const __m256i *)ix);
+}
+
+/* Points [q0, q1) of the flat sequence (ranged 0: p = q) or of the component-range sequence
+ * (ranged 1: q = i nk + (k - k0), p = i K + k; s^2 gathered and the outputs scattered instead
+ * of loaded and stored): the same arithmetic per point either way. */
+static inline __attribute__((always_inline)) void
+gauss_core(size_t q0, size_t q1, size_t L, const float *F, const float *S2, float *s, float *Phi,
+           float *phi, float *A, int ranged, size_t K, size_t k0, size_t nk) {
     const size_t R = L + 1;
+    const size_t p0 = q0, p1 = q1;
     /* lane j's offset from point p's mean: j (L + 1) floats */
     const __m256i off =
         _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)R));
@@ -67,15 +84,26 @@ void gmf_nn_kern_gm_gauss(size_t p0, size_t p1, size_t L, const float *F, const 
     double Pb[GM_GAUSS_CHUNK] __attribute__((aligned(64)));
     double pb[GM_GAUSS_CHUNK] __attribute__((aligned(64)));
     __mmask8 regb[GM_GAUSS_CHUNK / 8], mposb[GM_GAUSS_CHUNK / 8];
+    __m256i ixb[GM_GAUSS_CHUNK / 8]; /* the ranged form's lane indices per block */
     for (size_t c0 = p0; c0 < p1; c0 += GM_GAUSS_CHUNK) {
         const size_t c1 = p1 - c0 < GM_GAUSS_CHUNK ? p1 : c0 + GM_GAUSS_CHUNK;
         const size_t nb = (c1 - c0 + 7) / 8;
         for (size_t b = 0; b < nb; b++) {
             const size_t p = c0 + 8 * b;
             const __mmask8 mv = lanes(p, c1);
-            const __m512d m = _mm512_cvtps_pd(
-                _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, F + p * R, 4));
-            const __m512d s2 = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, S2 + p));
+            __m512d m, s2;
+            if (ranged) {
+                const __m256i ix = range_idx(p, K, k0, nk);
+                ixb[b] = ix;
+                m = _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(
+                    _mm256_setzero_ps(), mv, _mm256_mullo_epi32(ix, _mm256_set1_epi32((int)R)), F,
+                    4));
+                s2 = _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, ix, S2, 4));
+            } else {
+                m = _mm512_cvtps_pd(
+                    _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, F + p * R, 4));
+                s2 = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mv, S2 + p));
+            }
             /* s = s2 > 0 ? sqrt(s2) : 0 (max_pd returns its second operand for NaN or -0) */
             const __m512d sv = _mm512_sqrt_pd(_mm512_max_pd(s2, zero));
             const __mmask8 spos = _mm512_cmp_pd_mask(sv, zero, _CMP_GT_OQ);
@@ -108,12 +136,34 @@ void gmf_nn_kern_gm_gauss(size_t p0, size_t p1, size_t L, const float *F, const 
             const __m512d Phv = _mm512_mask_blend_pd(reg, _mm512_maskz_mov_pd(mposb[b], one), P);
             const __m512d phv = _mm512_maskz_mov_pd(reg, pd);
             const __m512d Av = _mm512_add_pd(_mm512_mul_pd(m, Phv), _mm512_mul_pd(sv, phv));
-            _mm256_mask_storeu_ps(s + p, mv, _mm512_cvtpd_ps(sv));
-            _mm256_mask_storeu_ps(Phi + p, mv, _mm512_cvtpd_ps(Phv));
-            _mm256_mask_storeu_ps(phi + p, mv, _mm512_cvtpd_ps(phv));
-            _mm256_mask_storeu_ps(A + p, mv, _mm512_cvtpd_ps(Av));
+            if (ranged) {
+                const __m256i ix = ixb[b];
+                _mm256_mask_i32scatter_ps(s, mv, ix, _mm512_cvtpd_ps(sv), 4);
+                _mm256_mask_i32scatter_ps(Phi, mv, ix, _mm512_cvtpd_ps(Phv), 4);
+                _mm256_mask_i32scatter_ps(phi, mv, ix, _mm512_cvtpd_ps(phv), 4);
+                _mm256_mask_i32scatter_ps(A, mv, ix, _mm512_cvtpd_ps(Av), 4);
+            } else {
+                _mm256_mask_storeu_ps(s + p, mv, _mm512_cvtpd_ps(sv));
+                _mm256_mask_storeu_ps(Phi + p, mv, _mm512_cvtpd_ps(Phv));
+                _mm256_mask_storeu_ps(phi + p, mv, _mm512_cvtpd_ps(phv));
+                _mm256_mask_storeu_ps(A + p, mv, _mm512_cvtpd_ps(Av));
+            }
         }
     }
+}
+
+void gmf_nn_kern_gm_gauss(size_t p0, size_t p1, size_t L, const float *F, const float *S2, float *s,
+                          float *Phi, float *phi, float *A) {
+    gauss_core(p0, p1, L, F, S2, s, Phi, phi, A, 0, 0, 0, 1);
+}
+
+void gmf_nn_kern_gm_gauss_cols(size_t B, size_t K, size_t k0, size_t k1, size_t L, const float *F,
+                               const float *S2, float *s, float *Phi, float *phi, float *A) {
+    if (k1 <= k0 || B == 0) return;
+    if (k0 == 0 && k1 == K) /* every component: the flat sequence */
+        gauss_core(0, B * K, L, F, S2, s, Phi, phi, A, 0, 0, 0, 1);
+    else
+        gauss_core(0, B * (k1 - k0), L, F, S2, s, Phi, phi, A, 1, K, k0, k1 - k0);
 }
 
 /* glibc's 8-lane AVX-512 libmvec log, for the loss below */

@@ -225,48 +225,62 @@ void gmf_nn_kern_gm_bwd_scalars(size_t B, size_t K, size_t L, size_t k0, size_t 
  * per zmm instead (lanes = rows, A, Phi and G gathered): as a masked block of logits they cost a
  * whole block's vector operations for one lane (microbenchmark, B = 64, K = 20, L = 9, core 1:
  * 4.1 -> 2.5 us per call). */
-void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, const float *a,
-                                const float *F, const double *w, double inv, size_t K, size_t L,
-                                size_t i0, size_t i1) {
+/* The sums over k in [ka, kh) (acc0) and [kh, kb) (acc1), each in order from zero; output:
+ * hp[i L + l] = acc0 (hp set: the one-barrier step's partial sum, kh = kb), else
+ * H = acc0 (w set: the weighted sum, kh = kb) or H = inv (acc0 + acc1) (the two halves). */
+static inline __attribute__((always_inline)) void
+reduce_core(float *H, double *hp, const float *A, const float *Phi, const float *a, const float *F,
+            const double *w, double inv, size_t K, size_t L, size_t ka, size_t kh, size_t kb,
+            size_t i0, size_t i1) {
     /* 4 rows at a time: 4 independent dependency chains of adds along k (one chain alone waits
      * on the add latency at every k) */
     enum { R = 4 };
     const size_t W = K * (L + 1), Lv = L / 8 * 8; /* [0, Lv): blocks of 8 logits */
-    /* K <= KD: the R rows' A and Phi converted to double once (then broadcast from memory, a
+    /* kb <= KD: the R rows' A and Phi converted to double once (then broadcast from memory, a
      * load each; from float it is a conversion and a shuffle each, per block of logits) */
     enum { KD = 64 };
-    double Ad[R][KD] __attribute__((aligned(64))), Pd[R][KD] __attribute__((aligned(64)));
-    const int dbl = K <= KD;
+    double Ad[R][KD + 8] __attribute__((aligned(64))), Pd[R][KD + 8] __attribute__((aligned(64)));
+    const int dbl = kb <= KD; /* (+ 8: a block of 8 from k < kb, ka not a multiple of 8) */
     for (size_t i = i0; i < i1; i += R) {
         const size_t nr = i1 - i < R ? i1 - i : R;
         for (size_t r = 0; dbl && Lv > 0 && r < R; r++) {
             const size_t ir = i + (r < nr ? r : 0);
-            for (size_t k = 0; k < K; k += 8) {
-                const __mmask8 mk = (__mmask8)(K - k >= 8 ? 0xffu : (1u << (K - k)) - 1u);
-                _mm512_store_pd(Ad[r] + k,
-                                _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mk, A + ir * K + k)));
-                _mm512_store_pd(Pd[r] + k,
-                                _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mk, Phi + ir * K + k)));
+            for (size_t k = ka; k < kb; k += 8) {
+                const __mmask8 mk = (__mmask8)(kb - k >= 8 ? 0xffu : (1u << (kb - k)) - 1u);
+                _mm512_storeu_pd(Ad[r] + k,
+                                 _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mk, A + ir * K + k)));
+                _mm512_storeu_pd(Pd[r] + k,
+                                 _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mk, Phi + ir * K + k)));
             }
         }
         for (size_t l0 = 0; l0 < Lv; l0 += 8) {
-            __m512d acc[R];
-            for (size_t r = 0; r < R; r++)
-                acc[r] = _mm512_setzero_pd();
-            for (size_t k = 0; k < K; k++) {
-                const __m512d av = _mm512_cvtps_pd(_mm256_loadu_ps(a + k * L + l0));
-                for (size_t r = 0; r < R; r++) {
-                    const size_t ir = i + (r < nr ? r : 0); /* past the end: repeat row i */
-                    const __m512d Av = _mm512_set1_pd(dbl ? Ad[r][k] : (double)A[ir * K + k]);
-                    const __m512d Pv = _mm512_set1_pd(dbl ? Pd[r][k] : (double)Phi[ir * K + k]);
-                    const __m512d Gv =
-                        _mm512_cvtps_pd(_mm256_loadu_ps(F + ir * W + k * (L + 1) + 1 + l0));
-                    const __m512d t = _mm512_fmadd_pd(Av, av, _mm512_mul_pd(Pv, Gv));
-                    acc[r] = _mm512_add_pd(acc[r], w ? _mm512_mul_pd(_mm512_set1_pd(w[k]), t) : t);
+            __m512d acc[2][R];
+            for (int h = 0; h < 2; h++) {
+                const size_t ks = h ? kh : ka, ke = h ? kb : kh;
+                for (size_t r = 0; r < R; r++)
+                    acc[h][r] = _mm512_setzero_pd();
+                for (size_t k = ks; k < ke; k++) {
+                    const __m512d av = _mm512_cvtps_pd(_mm256_loadu_ps(a + k * L + l0));
+                    for (size_t r = 0; r < R; r++) {
+                        const size_t ir = i + (r < nr ? r : 0); /* past the end: repeat row i */
+                        const __m512d Av = _mm512_set1_pd(dbl ? Ad[r][k] : (double)A[ir * K + k]);
+                        const __m512d Pv = _mm512_set1_pd(dbl ? Pd[r][k] : (double)Phi[ir * K + k]);
+                        const __m512d Gv =
+                            _mm512_cvtps_pd(_mm256_loadu_ps(F + ir * W + k * (L + 1) + 1 + l0));
+                        const __m512d t = _mm512_fmadd_pd(Av, av, _mm512_mul_pd(Pv, Gv));
+                        acc[h][r] = _mm512_add_pd(acc[h][r],
+                                                  w ? _mm512_mul_pd(_mm512_set1_pd(w[k]), t) : t);
+                    }
                 }
             }
             for (size_t r = 0; r < nr; r++) {
-                const __m512d o = w ? acc[r] : _mm512_mul_pd(_mm512_set1_pd(inv), acc[r]);
+                if (hp) {
+                    _mm512_storeu_pd(hp + (i + r) * L + l0, acc[0][r]);
+                    continue;
+                }
+                const __m512d o =
+                    w ? acc[0][r]
+                      : _mm512_mul_pd(_mm512_set1_pd(inv), _mm512_add_pd(acc[0][r], acc[1][r]));
                 _mm256_storeu_ps(H + (i + r) * L + l0, _mm512_cvtpd_ps(o));
             }
         }
@@ -282,21 +296,45 @@ void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, cons
         const size_t nr = i1 - i < 8 ? i1 - i : 8;
         const __mmask8 mr = (__mmask8)((1u << nr) - 1u);
         for (size_t l = Lv; l < L; l++) {
-            __m512d acc = _mm512_setzero_pd();
-            for (size_t k = 0; k < K; k++) {
-                const __m512d av = _mm512_set1_pd((double)a[k * L + l]);
-                const __m512d Av =
-                    _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(z, mr, offK, A + i * K + k, 4));
-                const __m512d Pv =
-                    _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(z, mr, offK, Phi + i * K + k, 4));
-                const __m512d Gv = _mm512_cvtps_pd(
-                    _mm256_mmask_i32gather_ps(z, mr, offW, F + i * W + k * (L + 1) + 1 + l, 4));
-                const __m512d t = _mm512_fmadd_pd(Av, av, _mm512_mul_pd(Pv, Gv));
-                acc = _mm512_add_pd(acc, w ? _mm512_mul_pd(_mm512_set1_pd(w[k]), t) : t);
+            __m512d acc[2];
+            for (int h = 0; h < 2; h++) {
+                const size_t ks = h ? kh : ka, ke = h ? kb : kh;
+                acc[h] = _mm512_setzero_pd();
+                for (size_t k = ks; k < ke; k++) {
+                    const __m512d av = _mm512_set1_pd((double)a[k * L + l]);
+                    const __m512d Av =
+                        _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(z, mr, offK, A + i * K + k, 4));
+                    const __m512d Pv =
+                        _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(z, mr, offK, Phi + i * K + k, 4));
+                    const __m512d Gv = _mm512_cvtps_pd(
+                        _mm256_mmask_i32gather_ps(z, mr, offW, F + i * W + k * (L + 1) + 1 + l, 4));
+                    const __m512d t = _mm512_fmadd_pd(Av, av, _mm512_mul_pd(Pv, Gv));
+                    acc[h] = _mm512_add_pd(acc[h], w ? _mm512_mul_pd(_mm512_set1_pd(w[k]), t) : t);
+                }
             }
-            const __m512d o = w ? acc : _mm512_mul_pd(_mm512_set1_pd(inv), acc);
+            if (hp) {
+                _mm512_mask_i32scatter_pd(hp + i * L + l, mr, offL, acc[0], 8);
+                continue;
+            }
+            const __m512d o =
+                w ? acc[0] : _mm512_mul_pd(_mm512_set1_pd(inv), _mm512_add_pd(acc[0], acc[1]));
             _mm256_mask_i32scatter_ps(H + i * L + l, mr, offL, _mm512_cvtpd_ps(o), 4);
         }
     }
+}
+
+void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, const float *a,
+                                const float *F, const double *w, double inv, size_t K, size_t L,
+                                size_t i0, size_t i1) {
+    if (w) /* in order over all K */
+        reduce_core(H, NULL, A, Phi, a, F, w, 0.0, K, L, 0, K, K, i0, i1);
+    else /* the two halves [0, K/2) and [K/2, K) (gmf_nn_split(K, t, 2)'s), added at the end */
+        reduce_core(H, NULL, A, Phi, a, F, NULL, inv, K, L, 0, K / 2, K, i0, i1);
+}
+
+void gmf_nn_kern_gm_reduce_part(double *hp, const float *A, const float *Phi, const float *a,
+                                const float *F, size_t K, size_t L, size_t k0, size_t k1, size_t i0,
+                                size_t i1) {
+    reduce_core(NULL, hp, A, Phi, a, F, NULL, 0.0, K, L, k0, k1, k1, i0, i1);
 }
 #endif

@@ -46,6 +46,10 @@
         double *ssc;                                                                               \
         real *xp;                                                                                  \
         real *xb2; /* GM kind, nthreads > 1: the second batch buffer of a multi-step pool job */   \
+        /* GM kind, AVX-512 float32, 2 threads, GM_ONE_BARRIER: the one-barrier step's partial  */ \
+        /* output sums (2 parities x 2 threads) and each thread's private per-step arrays       */ \
+        double *hp;                                                                                \
+        unsigned char *obuf;                                                                       \
     };
 
 GMF_NN_WS_DEF(float, _f)
@@ -151,11 +155,17 @@ void gmf_nn_kern_gm_bwd_scalars(size_t B, size_t K, size_t L, size_t k0, size_t 
                                 const float *s, const float *dH, const double *sc, float *dF,
                                 float *dS2, double *da, double *gw);
 /* gmf_nn_kern_gm_reduce_rows (gm_scal.c): rows [i0, i1) of the GM layer's output, bitwise
- * nn_tmpl.h's gm_reduce_rows (w NULL: H = inv sum_k [A_ik a_k + Phi_ik G_ik]) and
- * gm_reduce_rows_w (H = sum_k w_k [A_ik a_k + Phi_ik G_ik]), summed over k in order. */
+ * nn_tmpl.h's gm_reduce_rows (w NULL: H = inv (S_0 + S_1), S_0 and S_1 the sums of
+ * A_ik a_k + Phi_ik G_ik over k in [0, K/2) and [K/2, K), each in order) and gm_reduce_rows_w
+ * (H = sum_k w_k [A_ik a_k + Phi_ik G_ik], summed over k in order).
+ * gmf_nn_kern_gm_reduce_part: hp[i L + l] = the same sum over k in [k0, k1) in order, in double
+ * (rows [i0, i1)): S_0 and S_1 of the one-barrier step's two threads (nn_tmpl.h). */
 void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, const float *a,
                                 const float *F, const double *w, double inv, size_t K, size_t L,
                                 size_t i0, size_t i1);
+void gmf_nn_kern_gm_reduce_part(double *hp, const float *A, const float *Phi, const float *a,
+                                const float *F, size_t K, size_t L, size_t k0, size_t k1, size_t i0,
+                                size_t i1);
 /* gmf_nn_kern_gm_gauss (gm_gauss.c): the forward's Gaussian scalars of the points [p0, p1) of the
  * flat sequence p = i K + k (row i, component k): m = F[p (L + 1)], s^2 = S2[p] (the GM cache's
  * F and S2) give s[p], Phi[p], phi[p], A[p] = m Phi + s phi in double as gmf_gauss_scalars
@@ -163,6 +173,11 @@ void gmf_nn_kern_gm_reduce_rows(float *H, const float *A, const float *Phi, cons
  * the same lane code whatever the range: any split of [p0, p1) is bitwise one call. */
 void gmf_nn_kern_gm_gauss(size_t p0, size_t p1, size_t L, const float *F, const float *S2, float *s,
                           float *Phi, float *phi, float *A);
+/* gmf_nn_kern_gm_gauss_cols: the same for components [k0, k1) of rows [0, B) (the points
+ * p = i K + k, outputs at [p]), 8 points per block across rows (s^2 gathered, the outputs
+ * scattered); every point bitwise gmf_nn_kern_gm_gauss's (the one-barrier step, nn_tmpl.h). */
+void gmf_nn_kern_gm_gauss_cols(size_t B, size_t K, size_t k0, size_t k1, size_t L, const float *F,
+                               const float *S2, float *s, float *Phi, float *phi, float *A);
 /* gmf_nn_kern_refloss (gm_gauss.c): gmf_nn_refloss_f (nn.h) for L <= GMF_NN_REFLOSS_LMAX, 8 rows
  * per zmm of doubles, the same operations per row with libmvec's 8-lane exp and log (the last
  * bits of lossv and, rarely, of dH differ from gmf_nn_refloss_f's); rows independent. */

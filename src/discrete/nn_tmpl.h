@@ -82,6 +82,16 @@
 #ifndef GM_STEPS_MT
 #define GM_STEPS_MT 1
 #endif
+
+/* One barrier per step (GM_ONE_BARRIER, gm_step1b) in the multi-step job on exactly 2 threads with
+ * a byte data set and fixed weights: each thread runs its components through the whole step
+ * (forward products, Gaussian scalars, its half of the output sum in double, the backward scalars,
+ * the fused update) and, after the one barrier, the output, loss and dH of every row itself from
+ * the two halves; nothing else crosses threads (gm_steps_run's comment).  0 selects the two
+ * barriers of gm_step. */
+#ifndef GM_ONE_BARRIER
+#define GM_ONE_BARRIER 1
+#endif
 /* (A split of that job's steps by pixel columns instead of components -- each thread its columns
  * of every component, two barriers per step, each byte converted once -- was built and measured
  * 1.13x slower on 2 threads: the fused backward on half the columns of every component ran
@@ -97,6 +107,22 @@ static inline size_t gm_sb_stride(size_t Bmax, size_t d) {
  * that no line is written by two threads). */
 static inline size_t gm_ssc_stride(size_t Bmax) {
     return (2 * Bmax + 7) / 8 * 8;
+}
+
+/* gm_step1b's buffers: hp holds 2 parities x 2 threads blocks of gm_hp_stride(Bmax, L) doubles
+ * (block [par][t] at (2 par + t) stride: each on its own cache lines); obuf holds one block of
+ * gm_ob_size bytes per thread, its private per-step arrays (gm_ob_view), each on its own lines. */
+static inline size_t gm_hp_stride(size_t Bmax, size_t L) {
+    return (Bmax * L + 7) / 8 * 8;
+}
+static inline size_t gm_ob_al(size_t bytes) { /* rounded up to whole cache lines */
+    return (bytes + 63) / 64 * 64;
+}
+static inline size_t gm_ob_size(size_t Bmax, size_t K, size_t L) {
+    const size_t W = K * (L + 1);
+    return 2 * gm_ob_al(Bmax * W * sizeof(real)) + 6 * gm_ob_al(Bmax * K * sizeof(real)) +
+           2 * gm_ob_al(Bmax * L * sizeof(real)) + gm_ob_al(Bmax * sizeof(double)) +
+           2 * gm_ob_al(Bmax);
 }
 
 typedef FN(gmf_nn_gm_cache) gm_cache;
@@ -433,7 +459,10 @@ static void gm_fwd_part(gm_cache *c, const real *X, size_t B, size_t d, size_t K
     gm_fwd_scalars(c, K, L, 0, B);
 }
 
-/* Rows [i0, i1) of H = (1/K) sum_k [A_ik a_k + Phi_ik G_ik]  (summed over k in order). */
+/* Rows [i0, i1) of H = (1/K) sum_k [A_ik a_k + Phi_ik G_ik], summed in two halves, S_0 over
+ * k in [0, K/2) and S_1 over [K/2, K) (each in order from zero), then H = (1/K) (S_0 + S_1):
+ * the halves are gmf_nn_split(K, t, 2)'s components, so the one-barrier step on 2 threads (each
+ * thread's S_t, gm_step1b) gives bitwise the same H on every path and thread count. */
 static void gm_reduce_rows(real *H, const gm_cache *c, size_t K, size_t L, size_t i0, size_t i1) {
     const size_t W = K * (L + 1);
     const double inv = 1.0 / (double)K;
@@ -442,17 +471,19 @@ static void gm_reduce_rows(real *H, const gm_cache *c, size_t K, size_t L, size_
     return;
 #endif
     for (size_t i = i0; i < i1; i++) {
-        double acc[L + 1];
-        for (size_t l = 0; l < L; l++)
-            acc[l] = 0.0;
-        for (size_t k = 0; k < K; k++) {
-            const double A = c->A[i * K + k], Phi = c->Phi[i * K + k];
-            const real *a = c->a + k * L, *G = c->F + i * W + k * (L + 1) + 1;
+        double acc[2][L + 1];
+        for (int h = 0; h < 2; h++) {
             for (size_t l = 0; l < L; l++)
-                acc[l] += A * a[l] + Phi * G[l];
+                acc[h][l] = 0.0;
+            for (size_t k = h ? K / 2 : 0; k < (h ? K : K / 2); k++) {
+                const double A = c->A[i * K + k], Phi = c->Phi[i * K + k];
+                const real *a = c->a + k * L, *G = c->F + i * W + k * (L + 1) + 1;
+                for (size_t l = 0; l < L; l++)
+                    acc[h][l] += A * a[l] + Phi * G[l];
+            }
         }
         for (size_t l = 0; l < L; l++)
-            H[i * L + l] = (real)(inv * acc[l]);
+            H[i * L + l] = (real)(inv * (acc[0][l] + acc[1][l]));
     }
 }
 
@@ -667,6 +698,7 @@ static int gm_bwd_fused(real *P, gm_cache *c, const double *da, const double *sc
     const gm_params p = FN(gmf_nn_gm_view)(P, d, K, L, 0);
     real dal[nk * L + 1]; /* + 1: never empty */
     double acc[nk * L + 1];
+    dal[nk * L] = 0; /* (never read; set so that GCC sees dal written when L = 0) */
     for (size_t k = k0; k < k1; k++) {
         const double inv = sc ? sc[k] : 1.0 / (double)K;
         real *dk = dal + (k - k0) * L;
@@ -1459,6 +1491,13 @@ static int ws_init(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
             ws->xtp = ralloc((size_t)nthreads * gmf_nn_xt_size(Bmax, m->d), &fail);
             if (GM_GATHER_CONV == 2) ws->xp = ralloc((size_t)(nthreads - 1) * Bmax * m->d, &fail);
             if (GM_STEPS_MT) ws->xb2 = ralloc(Bmax * m->d, &fail); /* gm_steps_run */
+            if (GM_ONE_BARRIER && GM_STEPS_MT && GM_GATHER_CONV == 2 && nthreads == 2 && !fail) {
+                /* gm_step1b (Bmax * d floats are allocated already: these sizes cannot
+                 * overflow) */
+                ws->hp = aligned_alloc(64, 4 * gm_hp_stride(Bmax, m->L) * sizeof(double));
+                ws->obuf = aligned_alloc(64, 2 * gm_ob_size(Bmax, m->K, m->L));
+                if (!ws->hp || !ws->obuf) fail = 1;
+            }
             if (fail) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
         }
         if (!rc && GM_GATHER_CONV) { /* gm_step: the staged bytes of a gathered batch */
@@ -1512,7 +1551,7 @@ static void ws_release(ws_t *ws) {
     if (ws->pool) gmf_nn_pool_free(ws->pool);
     free(ws->P), free(ws->dP), free(ws->gacc), free(ws->H), free(ws->dH), free(ws->lossv);
     free(ws->Xb), free(ws->yb), free(ws->xtp), free(ws->sb), free(ws->ssc), free(ws->xp);
-    free(ws->xb2);
+    free(ws->xb2), free(ws->hp), free(ws->obuf);
     free(ws->Z1), free(ws->Y1), free(ws->dY1), free(ws->dZ1), free(ws->nrm);
     if (ws->gm1.muW) FN(gmf_nn_gm_cache_free)(&ws->gm1);
     if (ws->gm2.muW) FN(gmf_nn_gm_cache_free)(&ws->gm2);
@@ -1911,6 +1950,116 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
     return loss;
 }
 
+#if GM_KERN
+/* Thread t's private per-step arrays in ws->obuf (gm_step1b): the per-row arrays of the GM cache
+ * (F, dF, S2, s, Phi, phi, A, dS2: only its components' columns are used), its H, dH and lossv of
+ * every row, and the labels of every row for the steps of each parity. */
+typedef struct {
+    real *F, *dF, *S2, *s, *Phi, *phi, *A, *dS2, *H, *dH;
+    double *lossv;
+    uint8_t *y[2];
+} gm_ob;
+
+static gm_ob gm_ob_view(const ws_t *ws, int t) {
+    const size_t Bmax = ws->Bmax, K = ws->m->K, L = ws->m->L, W = K * (L + 1);
+    unsigned char *b = ws->obuf + (size_t)t * gm_ob_size(Bmax, K, L);
+    gm_ob o;
+    real **rk[6] = {&o.S2, &o.s, &o.Phi, &o.phi, &o.A, &o.dS2};
+    o.F = (real *)b, b += gm_ob_al(Bmax * W * sizeof(real));
+    o.dF = (real *)b, b += gm_ob_al(Bmax * W * sizeof(real));
+    for (int q = 0; q < 6; q++)
+        *rk[q] = (real *)b, b += gm_ob_al(Bmax * K * sizeof(real));
+    o.H = (real *)b, b += gm_ob_al(Bmax * L * sizeof(real));
+    o.dH = (real *)b, b += gm_ob_al(Bmax * L * sizeof(real));
+    o.lossv = (double *)b, b += gm_ob_al(Bmax * sizeof(double));
+    o.y[0] = b, b += gm_ob_al(Bmax);
+    o.y[1] = b;
+    return o;
+}
+
+/* One step of the multi-step job j on thread t of 2 with one barrier (GM_ONE_BARRIER; fixed
+ * weights, a byte data set, mode 2); par = the step's parity (s % 2).  Thread t owns components
+ * [k0, k1) = gmf_nn_split(K, t, 2) and runs them through the whole step on every row:
+ *   1. stages every row into its own buffer with every label into its own y[par] (prestaged: in
+ *      the step before, inside the barrier), converts them into its own X and X^T;
+ *   2. its components' forward products into its private F and S2;
+ *   3. their Gaussian scalars, every row (gmf_nn_kern_gm_gauss_cols: bitwise the flat kernel);
+ *   4. its partial output sum S_t = sum over its k of A_ik a_k + Phi_ik G_ik, in double, into the
+ *      shared hp block [par][t];
+ *   5. the one barrier (staging the next step's rows between its halves);
+ *   6. H = (real)(inv (S_0 + S_1)) of every row (bitwise gm_reduce_rows, which sums the same
+ *      halves), the loss and dH of every row into its private H, dH, lossv (both threads form
+ *      the same values; two threads writing one shared copy would still be a data race), the
+ *      loss sum in row order;
+ *   7. its components' backward scalars (and da) from its private arrays and dH, then the fused
+ *      backward as gm_step.
+ * Every operation per value is that of gm_step's: bitwise the same parameters and losses. */
+static double gm_step1b(const gm_job *j, int t, int prep, int par) {
+    ws_t *ws = j->ws;
+    const gmf_nn_model *m = ws->m;
+    gm_cache *c = &ws->gm1;
+    const size_t d = m->d, K = m->K, L = m->L, B = j->B;
+    size_t k0, k1;
+    gmf_nn_split(K, t, 2, &k0, &k1);
+    const gm_ob o = gm_ob_view(ws, t);
+    gm_cache v = *c; /* the cache with this thread's private per-row arrays */
+    v.F = o.F, v.dF = o.dF, v.S2 = o.S2, v.s = o.s, v.Phi = o.Phi, v.phi = o.phi, v.A = o.A;
+    v.dS2 = o.dS2;
+    uint8_t *const sb = ws->sb + (size_t)t * gm_sb_stride(ws->Bmax, d);
+    double *const ssc = ws->ssc + (size_t)t * gm_ssc_stride(ws->Bmax);
+    const size_t hps = gm_hp_stride(ws->Bmax, L);
+    if (prep) gm_prep(c, ws->P, d, K, L, k0, k1);
+    if (!j->prestaged) stage_rows(sb, ssc, o.y[par], j->src, j->idx, d, 0, B, 0, B);
+    GMF_NN_PROF_MARK(t, 1);
+    real *const X = t == 0 ? ws->Xb : ws->xp + (size_t)(t - 1) * ws->Bmax * d; /* its own */
+    gmf_nn_kern_xt_conv_u8(d, sb, d, ssc, 0, B, X, d,
+                           ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d));
+    GMF_NN_PROF_MARK(t, 13);
+    gm_fwd_gemm_own(&v, X, B, d, K, L, k0, k1, ws->xtp, (size_t)t, 0);
+    GMF_NN_PROF_MARK(t, 12);
+    gmf_nn_kern_gm_gauss_cols(B, K, k0, k1, L, v.F, v.S2, v.s, v.Phi, v.phi, v.A);
+    gmf_nn_kern_gm_reduce_part(ws->hp + (size_t)(2 * par + t) * hps, v.A, v.Phi, v.a, v.F, K, L, k0,
+                               k1, 0, B);
+    GMF_NN_PROF_MARK(t, 3);
+    {
+        /* the barrier in two halves: the next step's rows staged in between (this thread's
+         * buffer, read by this step's conversion only; labels into the other parity's y) */
+        const unsigned g = gmf_nn_pool_arrive(ws->pool);
+        if (j->next_idx) stage_rows(sb, ssc, o.y[!par], j->src, j->next_idx, d, 0, B, 0, B);
+        gmf_nn_pool_await(ws->pool, g);
+    }
+    GMF_NN_PROF_MARK(t, 6);
+    /* (tests only, nn_internal.h: here, before the reads of hp, a held-back thread lets the other
+     * run into the next step's writes of hp, which parity keeps in the other block) */
+    if (gmf_nn_test_delay_tid == t) gmf_nn_test_delay();
+    {
+        const double *restrict h0 = ws->hp + (size_t)(2 * par) * hps, *restrict h1 = h0 + hps;
+        const double inv = 1.0 / (double)K;
+        for (size_t e = 0; e < B * L; e++)
+            o.H[e] = (real)(inv * (h0[e] + h1[e])); /* as gmf_nn_kern_gm_reduce_rows */
+    }
+    if (L <= GMF_NN_REFLOSS_LMAX)
+        gmf_nn_kern_refloss(o.dH, o.lossv, o.H, o.y[par], j->dscale, B, L);
+    else
+        FN(gmf_nn_refloss)(o.dH, o.lossv, o.H, o.y[par], j->dscale, B, L);
+    double loss = 0.0; /* in row order, as gm_step: the same value on both threads */
+    for (size_t i = 0; i < B; i++)
+        loss += o.lossv[i];
+    GMF_NN_PROF_MARK(t, 5);
+    if (!isfinite(loss) || k1 <= k0) return loss;
+    double da[(k1 - k0) * L];
+    gm_bwd_scalars(&v, da, NULL, NULL, o.dH, B, K, L, k0, k1);
+    GMF_NN_PROF_MARK(t, 7);
+    if (!gm_bwd_fused(ws->P, &v, da, NULL, j->lr, X, B, d, K, L, k0, k1)) {
+        gm_bwd_prod(&v, X, B, d, K, L, k0, k1);
+        for (size_t k = k0; k < k1; k++)
+            gm_bwd_param1(ws->P, NULL, &v, da + (k - k0) * L, 1.0 / (double)K, j->lr, d, K, L, k);
+    }
+    GMF_NN_PROF_MARK(t, 8);
+    return loss;
+}
+#endif
+
 /* A multi-step job (j->nsteps > 0; sgd_steps_ds decides when): the steps run one after the other
  * inside ONE pool job.  Per step the threads then cross two barriers on a byte data set
  * (GM_GATHER_CONV 2: after the forward products and after the loss) and three on a float one
@@ -1953,12 +2102,20 @@ static void gm_steps_run(gm_job *j, int t, int nt) {
      * unordered against the other threads, so no thread may read *j whole after the start */
     gm_job js = *j;
     const size_t nsteps = js.nsteps;
+#if GM_KERN /* gm_step1b where it applies (GM_ONE_BARRIER allocated ws->hp: 2 threads) */
+    const int one =
+        nt == 2 && js.ws->hp && gm_own_staging(&js, nt) && !js.ws->gm1.learned && js.mode == 2;
+#endif
     for (size_t s = 0; s < nsteps; s++) {
         js.idx = j->idx + s * j->B;
         js.next_idx = s + 1 < nsteps ? j->idx + (s + 1) * j->B : NULL;
         js.prestaged = s > 0;
         js.X = s % 2 ? j->ws->xb2 : j->ws->Xb;
+#if GM_KERN
+        const double loss = one ? gm_step1b(&js, t, prep, (int)(s % 2)) : gm_step(&js, t, nt, prep);
+#else
         const double loss = gm_step(&js, t, nt, prep);
+#endif
         prep = 0;
         if (t == 0) j->losses[s] = loss, j->done = s + 1;
         if (!isfinite(loss)) return; /* (every thread: the same sum) */
