@@ -1610,6 +1610,8 @@ void FN(gmf_nn_ws_set_weight_rule)(ws_t *ws, gmf_nn_wgeom geom, int per_mass) {
 }
 
 /* ---- the GM kind on the pool: thread t owns components [k0, k1) and rows [i0, i1) -----------
+ * (On 2 threads the multi-step job on a byte data set with fixed weights instead runs
+ * gm_step1b: components only, no rows split, one barrier per step; gm_steps_run's comment.)
  * Rows: the gather, X * X, the output sum H, the loss (and, with GM_FWD_ROWS = 1, the whole
  * forward pass); components: the forward products (GM_FWD_ROWS = 0, the default), the backward
  * products, the fused update and the parameter-derived cache.  One step is one pool job: the
@@ -2095,7 +2097,30 @@ static double gm_step1b(const gm_job *j, int t, int prep, int par) {
  * shared buffer without the gather barrier failed 104-108.  (TSan does not see the AVX-512
  * kernels' masked loads and stores: the held-back cases are the check that does not depend on
  * it.)  Each step's operations are those of a one-step job: bitwise the same parameters and
- * losses. */
+ * losses.
+ *
+ * On exactly 2 threads with a byte data set and fixed weights (GM_ONE_BARRIER, the default) the
+ * steps are gm_step1b's instead: ONE barrier per step.  What crosses threads: only the partial
+ * output sums hp (block [par][t], par = s % 2: thread t writes its block of parity s % 2 before
+ * step s's barrier, both threads read both blocks of that parity after it).  Everything else is
+ * private to its thread -- its staging buffer, labels (y[0], y[1]), X, X^T, the per-row arrays
+ * F, S2, s, Phi, phi, A, dF, dS2 (ws->obuf: read and written by their owner only, so that no
+ * cache line is written by both cores either), H, dH, lossv -- or its components' own
+ * parameters and cache (P, sig2, muW, a: written by the owner's fused update, read by its
+ * forward, prep and reduce only).  Why parity double-buffering of hp suffices: thread u reads
+ * hp[s % 2][t] after passing barrier s and before arriving at barrier s + 1 (the reads come
+ * before its backward); t writes hp[s % 2][t] next in step s + 2, after passing barrier s + 1,
+ * which it cannot pass before u has arrived there, i.e. after u's reads of step s.  Its write of
+ * step s + 1 goes to the other block, which u last read in step s - 1, before arriving at
+ * barrier s, which t passed before starting step s + 1.  One block per thread only (no parity)
+ * would let t, leaving step s's backward first, overwrite its sum with step s + 1's while u
+ * still reads step s's.  Tested by tests/test_nn_pool_split.c's steps cases on 2 threads
+ * (uneven_steps_case's test hook holds a thread right after the barrier, before its reads of
+ * hp, so that the other runs into the next step's write of hp every step): with hp
+ * single-buffered (broken on purpose) the 2-thread steps cases failed (B=7 K=5 already, by
+ * chance) and the run then hung, the two threads disagreeing on the loss's finiteness, one
+ * leaving the job (ctest's timeout ends such a run).  The labels of step s + 1 are staged inside
+ * step s's barrier into the other parity's y, since step s's loss still reads y[s % 2] after it. */
 static void gm_steps_run(gm_job *j, int t, int nt) {
     int prep = !j->ws->prep_valid;
     /* this thread's copy, made once: thread 0 writes j->done and j->losses after every step,
