@@ -17,9 +17,10 @@
  * that step not applied; also with the threads' components uneven on a byte data set of d = 784
  * (uneven_steps_case: one thread runs ahead into the next step's gather, by chance and then
  * every step, each thread in turn held back 200 us by nn_internal.h's test hook; every thread
- * converting into one X fails all 30 held-back cases, every run). The tolerances are
- * rounding-level: the pool sums in another order than the layer API only where a GEMM is split
- * differently. */
+ * converting into one X fails all 30 held-back cases, every run; K = 20 on 2 threads covers the
+ * one-barrier step, nn_tmpl.h gm_step1b, whose partial sums single-buffered fail here). The
+ * tolerances are rounding-level: the pool sums in another order than the layer API only where a
+ * GEMM is split differently. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,8 +323,10 @@ static void uneven_steps_case(size_t K, int T, gsl_rng *r) {
     }
     const gmf_dataset bds = {.n = nr, .d = d, .label = sl, .nclass = L + 1, .px = px, .scale = sc};
     /* then with each thread in turn held back 200 us before its fused backward (nn_internal.h's
-     * test hook): the others always run ahead into the next step's gather, conversion and
-     * forward products while it still reads step s's data */
+     * test hook; on 2 threads, gm_step1b, right after the barrier, before its reads of the other
+     * thread's partial output sum): the others always run ahead into the next step's gather,
+     * conversion and forward products (and gm_step1b's next write of hp) while it still reads
+     * step s's data */
     for (int late = -1; late < T; late++) {
         gmf_nn_test_delay_tid = late, gmf_nn_test_delay_us = 200;
         char w2[96];

@@ -240,10 +240,11 @@ extern const gmf_nn_ops gmf_nn_ops_f, gmf_nn_ops_d;
 
 /* Test hook (tests/test_nn_pool_split.c): pool thread gmf_nn_test_delay_tid (-1, the default:
  * none) spins gmf_nn_test_delay_us microseconds in every GM step between the backward scalars and
- * the fused backward, so that the other threads run ahead into the next step's gather,
- * conversion and forward products (the multi-step job's window without a barrier, nn_tmpl.h
- * gm_steps_run) every time instead of by chance.  Set them while no job runs; the cost when
- * unset is one load and a branch per step. */
+ * the fused backward (gm_step; in gm_step1b, the one-barrier step, right after its barrier,
+ * before it reads the other thread's partial output sum), so that the other threads run ahead
+ * into the next step's gather, conversion and forward products (the multi-step job's window
+ * without a barrier, nn_tmpl.h gm_steps_run) every time instead of by chance.  Set them while no
+ * job runs; the cost when unset is one load and a branch per step. */
 extern int gmf_nn_test_delay_tid;
 extern unsigned gmf_nn_test_delay_us;
 void gmf_nn_test_delay(void);

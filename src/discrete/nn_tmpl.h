@@ -2115,12 +2115,13 @@ static double gm_step1b(const gm_job *j, int t, int prep, int par) {
  * barrier s, which t passed before starting step s + 1.  One block per thread only (no parity)
  * would let t, leaving step s's backward first, overwrite its sum with step s + 1's while u
  * still reads step s's.  Tested by tests/test_nn_pool_split.c's steps cases on 2 threads
- * (uneven_steps_case's test hook holds a thread right after the barrier, before its reads of
- * hp, so that the other runs into the next step's write of hp every step): with hp
- * single-buffered (broken on purpose) the 2-thread steps cases failed (B=7 K=5 already, by
- * chance) and the run then hung, the two threads disagreeing on the loss's finiteness, one
- * leaving the job (ctest's timeout ends such a run).  The labels of step s + 1 are staged inside
- * step s's barrier into the other parity's y, since step s's loss still reads y[s % 2] after it. */
+ * (uneven_steps_case(20, 2): the test hook holds a thread right after the barrier, before its
+ * reads of hp, so that the other runs into the next step's write of hp every step): with hp
+ * single-buffered (broken on purpose) that case failed 6 of its 24 checks (the float32 losses
+ * and parameters, held back or not) in 2 of 2 runs; the whole test failed its first 2-thread
+ * steps case already and then hung, the threads disagreeing on the loss's finiteness.  The labels
+ * of step s + 1 are staged inside step s's barrier into the other parity's y, since step s's loss
+ * still reads y[s % 2] after it. */
 static void gm_steps_run(gm_job *j, int t, int nt) {
     int prep = !j->ws->prep_valid;
     /* this thread's copy, made once: thread 0 writes j->done and j->losses after every step,
