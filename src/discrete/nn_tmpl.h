@@ -88,7 +88,9 @@
  * (forward products, Gaussian scalars, its half of the output sum in double, the backward scalars,
  * the fused update) and, after the one barrier, the output, loss and dH of every row itself from
  * the two halves; nothing else crosses threads (gm_steps_run's comment).  0 selects the two
- * barriers of gm_step. */
+ * barriers of gm_step.  Measured 1.087-1.095x faster per 2-thread epoch than the two-barrier
+ * step (docs/PERFORMANCE.md, "One barrier per step on 2 threads"); it pays only because each
+ * thread's per-row arrays are its own (on the shared cache it ran 1.15x slower). */
 #ifndef GM_ONE_BARRIER
 #define GM_ONE_BARRIER 1
 #endif
