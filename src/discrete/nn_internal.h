@@ -46,6 +46,7 @@
         double *ssc;                                                                               \
         real *xp;                                                                                  \
         real *xb2; /* GM kind, nthreads > 1: the second batch buffer of a multi-step pool job */   \
+        real *dfp; /* GM kind, nthreads > 1: each pool thread's own dF and dS2 (gm_bwd_view) */    \
     };
 
 GMF_NN_WS_DEF(float, _f)

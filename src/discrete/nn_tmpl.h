@@ -99,6 +99,32 @@ static inline size_t gm_ssc_stride(size_t Bmax) {
     return (2 * Bmax + 7) / 8 * 8;
 }
 
+/* Each pool thread's own dF and dS2 (GM_BWD_PRIV, the default; more than one thread, the
+ * backward scalars by components: gm_bwd_view).  Why: by components every thread writes its
+ * components' columns of every row of dF (Bmax x K (L+1)) and dS2 (Bmax x K), and the fused
+ * backward reads them back; in the one shared pair of arrays the row boundary between two
+ * threads' columns falls inside a cache line (K = 20 on 2 threads: dF's line at bytes 384-447 of
+ * every row, and every line of dS2, 80 bytes a row), which the two cores then write and read at
+ * once.  In full-size copies per thread (each thread uses only its columns, the same indices and
+ * strides as the shared arrays) nothing of them crosses cores: the fused backward per thread
+ * then ran as fast as the same work (K = 10) alone on 1 thread (docs/PERFORMANCE.md, "Why the
+ * per-component kernels ran slower on 2 threads").  Bitwise the same results (the same values,
+ * elsewhere).  The copies hold Bmax K (L + 2) reals each (52 KB for MNIST's batch of 64). */
+#ifndef GM_BWD_PRIV
+#define GM_BWD_PRIV 1
+#endif
+/* One thread's dF and dS2: ws->dfp + t gm_dfp_stride reals, dF (Bmax x K (L+1)) at 0 and dS2
+ * (Bmax x K) at gm_dfp_off, each on its own cache lines (the cache's arrays of these sizes are
+ * allocated already, so neither product overflows). */
+static inline size_t gm_dfp_off(size_t Bmax, size_t K, size_t L) {
+    const size_t line = 64 / sizeof(real);
+    return (Bmax * K * (L + 1) + line - 1) / line * line;
+}
+static inline size_t gm_dfp_stride(size_t Bmax, size_t K, size_t L) {
+    const size_t line = 64 / sizeof(real);
+    return gm_dfp_off(Bmax, K, L) + (Bmax * K + line - 1) / line * line;
+}
+
 typedef FN(gmf_nn_gm_cache) gm_cache;
 typedef FN(gmf_nn_gmfull_cache) full_cache;
 typedef FN(gmf_nn_gmlr_cache) lr_cache;
@@ -1461,6 +1487,15 @@ static int ws_init(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
             if (GM_STEPS_MT) ws->xb2 = ralloc(Bmax * m->d, &fail); /* gm_steps_run */
             if (fail) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
         }
+#endif
+        if (!rc && nthreads > 1 && GM_BWD_PRIV) { /* gm_bwd_view: each thread's dF and dS2 */
+            const size_t st = gm_dfp_stride(Bmax, m->K, m->L);
+            if (st > (SIZE_MAX / sizeof(real) - 64) / (size_t)nthreads)
+                rc = gmf_error(GMF_ENOMEM, "workspace: dF copies overflow size_t");
+            else if (!(ws->dfp = ralloc((size_t)nthreads * st, &fail)))
+                rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
+        }
+#if GM_KERN
         if (!rc && GM_GATHER_CONV) { /* gm_step: the staged bytes of a gathered batch */
             const size_t ns = nthreads > 1 && GM_GATHER_CONV == 2 && GM_FWD_MT == 2 ? nthreads : 1;
             /* one of each per thread, each on its own cache lines (the Bmax * d floats of Xb are
@@ -1512,7 +1547,7 @@ static void ws_release(ws_t *ws) {
     if (ws->pool) gmf_nn_pool_free(ws->pool);
     free(ws->P), free(ws->dP), free(ws->gacc), free(ws->H), free(ws->dH), free(ws->lossv);
     free(ws->Xb), free(ws->yb), free(ws->xtp), free(ws->sb), free(ws->ssc), free(ws->xp);
-    free(ws->xb2);
+    free(ws->xb2), free(ws->dfp);
     free(ws->Z1), free(ws->Y1), free(ws->dY1), free(ws->dZ1), free(ws->nrm);
     if (ws->gm1.muW) FN(gmf_nn_gm_cache_free)(&ws->gm1);
     if (ws->gm2.muW) FN(gmf_nn_gm_cache_free)(&ws->gm2);
@@ -1724,9 +1759,9 @@ static void gm_bwd_da(double *restrict da, const gm_cache *c, const real *restri
     }
 }
 
-/* The backward scalars by rows on more than one thread (GM_SCAL_ROWS, the default): with fixed
- * weights each thread forms dF and dS2 of its own rows for all K components right after its
- * rows' loss (no barrier added: the one after the loss is there anyway), reading only what it
+/* The backward scalars by rows on more than one thread (GM_SCAL_ROWS 1; no longer the default):
+ * with fixed weights each thread forms dF and dS2 of its own rows for all K components right after
+ * its rows' loss (no barrier added: the one after the loss is there anyway), reading only what it
  * wrote itself (A, Phi, phi, s, dH of its rows; F of its rows, read by its forward scalars
  * already); da then comes from gm_bwd_da by components.  By components instead (the thread's
  * components, every row) each thread read the other half of the rows' A, Phi, phi, s just
@@ -1734,9 +1769,15 @@ static void gm_bwd_da(double *restrict da, const gm_cache *c, const real *restri
  * threads that kernel took as long per thread as on 1 (docs/PERFORMANCE.md, "Two threads for
  * the GM trainer").  Learned weights (their gradient gw sums over rows) keep the components
  * split.  Bitwise the same results either way (each (row, component) pair's arithmetic is the
- * same; da sums in row order). */
+ * same; da sums in row order).  The default is 0 again since each thread's dF and dS2 are its
+ * own (GM_BWD_PRIV, gm_bwd_view): by rows, half of the dF and dS2 rows that a thread's fused
+ * backward reads come from the other core, and that kernel ran 7-10 % longer per thread than
+ * the same work alone on 1 thread; by components into private copies it runs as fast as alone,
+ * which outweighs the by-components scalars' cross-core reads of A, Phi, phi and s: 2-thread
+ * epoch 1.036x and 1.019x faster in two interleaved runs of opposite order (docs/PERFORMANCE.md,
+ * "Why the per-component kernels ran slower on 2 threads"). */
 #ifndef GM_SCAL_ROWS
-#define GM_SCAL_ROWS 1
+#define GM_SCAL_ROWS 0
 #endif
 
 static void gm_fwd_gemm_nt(gm_cache *c, const real *X, size_t B, size_t d, size_t K, size_t L,
@@ -1773,6 +1814,21 @@ static void gm_fwd_gemm_own(gm_cache *c, const real *X, size_t B, size_t d, size
 static int gm_own_staging(const gm_job *j, int nt) {
     return GM_KERN && !GM_FWD_ROWS && GM_GATHER_CONV == 2 && GM_FWD_MT == 2 && nt > 1 && j->src &&
            !j->src->x;
+}
+
+/* The cache as thread t's backward sees it (GM_BWD_PRIV): with more than one thread and the
+ * backward scalars by components (not scal_rows), *v = *c with dF and dS2 in the thread's own
+ * copies (ws->dfp; the comment at gm_dfp_off), else c itself.  Only thread t writes and reads
+ * its copies, and only its components' columns of them (gm_bwd_scalars, gm_bwd_fused or
+ * gm_bwd_prod, all after the step's loss barrier). */
+static gm_cache *gm_bwd_view(const ws_t *ws, gm_cache *c, gm_cache *v, int t, int nt,
+                             int scal_rows) {
+    if (!GM_BWD_PRIV || nt < 2 || scal_rows || !ws->dfp || t >= ws->nthreads) return c;
+    const size_t K = ws->m->K, L = ws->m->L;
+    *v = *c;
+    v->dF = ws->dfp + (size_t)t * gm_dfp_stride(ws->Bmax, K, L);
+    v->dS2 = v->dF + gm_dfp_off(ws->Bmax, K, L);
+    return v;
 }
 
 /* One step of job j on thread t of nt (prep: the parameter-derived cache is to be prepared
@@ -1885,6 +1941,8 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
     /* learned weights: component k's share is w_k (the gradient); the per-mass SGD step uses
      * 1/K instead, i.e. the rate lr / (K w_k) on the gradient (docs/TRAINING.md) */
     const double *sc = c->learned && !(j->mode == 2 && ws->per_mass) ? c->w : NULL;
+    gm_cache cv;
+    c = gm_bwd_view(ws, c, &cv, t, nt, scal_rows); /* (by components: this thread's dF, dS2) */
     if (scal_rows) /* dF and dS2 formed by rows before the barrier: only da is left */
         gm_bwd_da(da, c, ws->dH, B, K, L, k0, k1);
     else
@@ -1921,9 +1979,10 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
  * Why no barrier is needed before step s + 1's forward barrier on a byte data set: every thread
  * t has passed step s's loss barrier, but the others may still be anywhere in step s's
  * backward, where they read the loss terms (lossv), A and dH of every row (gm_bwd_da), dF and
- * dS2 of their own components, their own X, and their own components' parameters and cache
- * (gm_bwd_fused / gmf_nn_kern_tn_update; they write P, sig2, muW and a of their components
- * only).  What t writes in step s + 1 before that barrier:
+ * dS2 of their own components (with GM_SCAL_ROWS 0 in their own copies, gm_bwd_view, written by
+ * their backward scalars from A, Phi, phi, s of every row and F of their components), their own X,
+ * and their own components' parameters and cache (gm_bwd_fused / gmf_nn_kern_tn_update; they write
+ * P, sig2, muW and a of their components only).  What t writes in step s + 1 before that barrier:
  *   - its staging buffer, its X (Xb for thread 0, ws->xp for the others) and its X^T (xtp):
  *     private, no other thread reads them;
  *   - yb of its own rows: only t reads them (its rows' loss);
@@ -1931,8 +1990,9 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
  *     components' sig2 and muW, which it refreshed itself): the others read F and S2 of every
  *     component for their rows in step s's by-rows phase only -- the Gaussian scalars
  *     (gm_fwd_scalars), the output sum (G in gm_reduce_rows) and the backward scalars by rows
- *     (gm_bwd_scalars; the multi-step job runs with fixed weights only, sgd_steps_ds, so
- *     scal_rows applies) -- all before the loss barrier, and never after it;
+ *     (gm_bwd_scalars, GM_SCAL_ROWS 1 only; the multi-step job runs with fixed weights only,
+ *     sgd_steps_ds, so scal_rows applies there) -- all before the loss barrier, and never after
+ *     it (the backward scalars by components read F of their own components only);
  *   - (the first step only: the parameter-derived cache of its components, before any step.)
  * Everything else step s + 1 writes (s, Phi, phi, A, H, dH, lossv, dF, dS2, the parameters)
  * comes after its forward barrier, which no thread passes before every thread has finished step
@@ -1952,15 +2012,20 @@ static void gm_steps_run(gm_job *j, int t, int nt) {
     /* this thread's copy, made once: thread 0 writes j->done and j->losses after every step,
      * unordered against the other threads, so no thread may read *j whole after the start */
     gm_job js = *j;
-    const size_t nsteps = js.nsteps;
+    /* (and every per-step value from that copy: j->done shares a cache line with j->idx, j->B
+     * and j->ws, so reading those through j would fetch the line thread 0 has just written) */
+    const size_t nsteps = js.nsteps, B = js.B;
+    const size_t *const idx = js.idx;
+    real *const xa = js.ws->Xb, *const xb = js.ws->xb2;
+    double *const losses = js.losses;
     for (size_t s = 0; s < nsteps; s++) {
-        js.idx = j->idx + s * j->B;
-        js.next_idx = s + 1 < nsteps ? j->idx + (s + 1) * j->B : NULL;
+        js.idx = idx + s * B;
+        js.next_idx = s + 1 < nsteps ? idx + (s + 1) * B : NULL;
         js.prestaged = s > 0;
-        js.X = s % 2 ? j->ws->xb2 : j->ws->Xb;
+        js.X = s % 2 ? xb : xa;
         const double loss = gm_step(&js, t, nt, prep);
         prep = 0;
-        if (t == 0) j->losses[s] = loss, j->done = s + 1;
+        if (t == 0) losses[s] = loss, j->done = s + 1;
         if (!isfinite(loss)) return; /* (every thread: the same sum) */
     }
 }
