@@ -1608,8 +1608,9 @@ void FN(gmf_nn_ws_set_weight_rule)(ws_t *ws, gmf_nn_wgeom geom, int per_mass) {
 /* ---- the GM kind on the pool: thread t owns components [k0, k1) and rows [i0, i1) -----------
  * Rows: the gather, X * X, the output sum H, the loss (and, with GM_FWD_ROWS = 1, the whole
  * forward pass); components: the forward products (GM_FWD_ROWS = 0, the default), the backward
- * products, the fused update and the parameter-derived cache.  One step is one pool job: the
- * start, barriers after the gather (not with GM_GATHER_CONV 2's per-thread staging of every
+ * scalars (GM_SCAL_ROWS 0, the default; dF and dS2 in each thread's own copies, gm_bwd_view), the
+ * backward products, the fused update and the parameter-derived cache.  One step is one pool job:
+ * the start, barriers after the gather (not with GM_GATHER_CONV 2's per-thread staging of every
  * row) and after the forward (GM_FWD_ROWS = 0 only) and after the loss (dH of every row), the
  * end.  No sum crosses threads except the batch loss, which every
  * thread adds up in the same order.  The parameter-derived cache (sig2, muW, a) stays valid across
