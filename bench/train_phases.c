@@ -6,14 +6,15 @@
  * `taskset -c N`) to compare them.
  *
  *   build/bench/train_phases [--data DIR] [--epochs 3] [--threads 1] [--seed 1] [--float]
- *                            [--no-eval]
+ *                            [--no-eval] [--K 20]
  *
  * --float loads the float32 data set (gmf_dataset_load) instead of the compact uint8 one that
  * `gmflow train` uses (gmf_dataset_load_u8); both train bitwise the same.  --no-eval skips the
  * test-set evaluation (test_error=nan), so that a -DGMF_NN_PROF build's phase totals are the
- * epochs' alone.  Output lines:
- *   train_phases form=u8 load_cpu=S load_wall=S
- *   train_phases epoch=E cpu=S wall=S loss=L test_error=R
+ * epochs' alone.  --K sets the layer's number of components (default: gmf_nn_spec_default's 20;
+ * K = 10 on 1 thread is the work of one thread of a 2-thread K = 20 run, without the exchanges).
+ * Output lines: train_phases form=u8 load_cpu=S load_wall=S train_phases epoch=E cpu=S wall=S
+ * loss=L test_error=R
  */
 #include <math.h>
 #include <stdio.h>
@@ -39,16 +40,21 @@ int main(int argc, char **argv) {
     const char *root = getenv("GMFLOW_DATA");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/mnist", root && *root ? root : "../shared/data");
-    unsigned long ue = 3, ut = 1, us = 1;
+    unsigned long ue = 3, ut = 1, us = 1, uk = 0;
     int use_float = 0, no_eval = 0;
     const char *data = NULL;
-    const vh_opt opts[] = {
-        {"--data", VH_STRING, &data, NULL, NULL},     {"--epochs", VH_ULONG, &ue, NULL, NULL},
-        {"--threads", VH_ULONG, &ut, NULL, NULL},     {"--seed", VH_ULONG, &us, NULL, NULL},
-        {"--float", VH_FLAG, &use_float, NULL, NULL}, {"--no-eval", VH_FLAG, &no_eval, NULL, NULL}};
+    const vh_opt opts[] = {{"--data", VH_STRING, &data, NULL, NULL},
+                           {"--epochs", VH_ULONG, &ue, NULL, NULL},
+                           {"--threads", VH_ULONG, &ut, NULL, NULL},
+                           {"--seed", VH_ULONG, &us, NULL, NULL},
+                           {"--float", VH_FLAG, &use_float, NULL, NULL},
+                           {"--no-eval", VH_FLAG, &no_eval, NULL, NULL},
+                           {"--K", VH_ULONG, &uk, NULL, NULL}};
     vh_parse(argc, argv, "train_phases",
-             "[--data DIR] [--epochs N] [--threads N] [--seed N] [--float] [--no-eval]", opts, 6);
+             "[--data DIR] [--epochs N] [--threads N] [--seed N] [--float] [--no-eval] [--K N]",
+             opts, 7);
     if (ue > 1000 || ut < 1 || ut > 256) vh_usage_error("need epochs <= 1000, 1 <= threads <= 256");
+    if (uk > 4096) vh_usage_error("need K <= 4096 (0: the default)");
     if (data) snprintf(dir, sizeof dir, "%s", data);
     const long epochs = (long)ue, threads = (long)ut, seed = (long)us;
     const int eval = !no_eval;
@@ -61,6 +67,7 @@ int main(int argc, char **argv) {
            clk(CLOCK_PROCESS_CPUTIME_ID) - c0, clk(CLOCK_MONOTONIC) - w0);
     gmf_nn_spec spec;
     gmf_nn_spec_default(&spec);
+    if (uk) spec.K = (size_t)uk;
     gmf_nn_model m;
     if (gmf_nn_model_build(&m, &spec, tr.d, 9, (uint64_t)seed)) return fail("model");
     gmf_train_opts o = gmf_train_defaults();

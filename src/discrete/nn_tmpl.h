@@ -2129,23 +2129,28 @@ static void gm_steps_run(gm_job *j, int t, int nt) {
     /* this thread's copy, made once: thread 0 writes j->done and j->losses after every step,
      * unordered against the other threads, so no thread may read *j whole after the start */
     gm_job js = *j;
-    const size_t nsteps = js.nsteps;
+    /* (and every per-step value from that copy: j->done shares a cache line with j->idx, j->B
+     * and j->ws, so reading those through j would fetch the line thread 0 has just written) */
+    const size_t nsteps = js.nsteps, B = js.B;
+    const size_t *const idx = js.idx;
+    real *const xa = js.ws->Xb, *const xb = js.ws->xb2;
+    double *const losses = js.losses;
 #if GM_KERN /* gm_step1b where it applies (GM_ONE_BARRIER allocated ws->hp: 2 threads) */
     const int one =
         nt == 2 && js.ws->hp && gm_own_staging(&js, nt) && !js.ws->gm1.learned && js.mode == 2;
 #endif
     for (size_t s = 0; s < nsteps; s++) {
-        js.idx = j->idx + s * j->B;
-        js.next_idx = s + 1 < nsteps ? j->idx + (s + 1) * j->B : NULL;
+        js.idx = idx + s * B;
+        js.next_idx = s + 1 < nsteps ? idx + (s + 1) * B : NULL;
         js.prestaged = s > 0;
-        js.X = s % 2 ? j->ws->xb2 : j->ws->Xb;
+        js.X = s % 2 ? xb : xa;
 #if GM_KERN
         const double loss = one ? gm_step1b(&js, t, prep, (int)(s % 2)) : gm_step(&js, t, nt, prep);
 #else
         const double loss = gm_step(&js, t, nt, prep);
 #endif
         prep = 0;
-        if (t == 0) j->losses[s] = loss, j->done = s + 1;
+        if (t == 0) losses[s] = loss, j->done = s + 1;
         if (!isfinite(loss)) return; /* (every thread: the same sum) */
     }
 }
