@@ -18,7 +18,9 @@
  *      points, nothing else written;
  *   4. the loss kernel gmf_nn_kern_refloss (same file) against gmf_nn_refloss_f and a long double
  *      log-sum-exp (tolerances at check_refloss), L in {1, 3, 8, 9, 17, 64}, B in {1, 5, 8, 13,
- *      64}, logits up to 0.1, 5, 40 and 1000 in size.
+ *      64}, logits up to 0.1, 5, 40 and 1000 in size;
+ *   6. (check_big_index) the component-range form past 2^31 floats of F (B K (L + 1) > 2^31 - 1,
+ *      where 32-bit absolute lane indices wrapped): bitwise the flat kernel.
  *
  * Inputs: the GM cache's layout (m at F[p (L + 1)], the G entries in between filled with
  * garbage, s^2 at S2[p]) with K in {1, 3, 7, 8, 9, 20, 23}, L in {0, 1, 9, 17}, B in {1, 5, 64},
@@ -27,10 +29,14 @@
  * s^2 from 1e-12 to 1e12, t in the far tails where phi and Phi underflow in float, s^2 = 0,
  * negative, denormal, m = 0, |m| = 38 s exactly, and s^2 = 1e30.  Skipped (exit 77) in builds
  * without AVX-512 (no GMF_NN_KERN). */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* mmap's MAP_ANONYMOUS, MAP_NORESERVE (check 6) */
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../src/discrete/nn_internal.h"
 #include "gmflow/gauss.h"
@@ -186,6 +192,43 @@ static void check_cols(const gcase *c, size_t k0, size_t k1, float **one, const 
     free_out(o);
 }
 
+/* check 6: 32-bit lane indices (review s24, item 3).  gmf_nn_kern_gm_gauss_cols once built
+ * absolute point indices i K + k in int32 lanes and multiplied them by L + 1 for the gather of
+ * the means: past B K (L + 1) = 2^31 they wrapped (out-of-bounds reads).  Here L + 1 = 2^20 and
+ * K = 2, B = 1100, so the last rows' means lie beyond 2^31 floats (8.6 GiB) of F: a lazily backed
+ * mapping (MAP_NORESERVE; only the ~1100 pages written are touched).  The ranged form (k in
+ * [1, 2)) must give the flat kernel's bits at every point; the flat form takes F + p (L + 1) in
+ * size_t.  Skipped (with a note) if the mapping is refused. */
+static void check_big_index(gsl_rng *r) {
+    const size_t B = 1100, K = 2, L = ((size_t)1 << 20) - 1, R = L + 1, n = B * K;
+    const size_t bytes = n * R * sizeof(float);
+    if (n * R <= (size_t)INT32_MAX) abort(); /* the case must cross 2^31 */
+    float *F = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (F == MAP_FAILED) {
+        printf("test_gm_gauss: NOTE: check 6 skipped (mmap of %zu bytes refused)\n", bytes);
+        return;
+    }
+    float *S2 = malloc(n * sizeof(float));
+    for (size_t p = 0; p < n; p++)
+        point(r, &F[p * R], &S2[p]);
+    float **one = alloc_out(n), **o = alloc_out(n);
+    gmf_nn_kern_gm_gauss(0, n, L, F, S2, one[0], one[1], one[2], one[3]);
+    gmf_nn_kern_gm_gauss_cols(B, K, 1, 2, L, F, S2, o[0], o[1], o[2], o[3]);
+    size_t bad = 0;
+    for (size_t p = 0; p < n; p++)
+        for (int q = 0; q < NOUT; q++)
+            if (p % K == 1 ? memcmp(&o[q][p], &one[q][p], sizeof(float)) != 0
+                           : o[q][p] != -12345.0f)
+                bad++;
+    CHECK(bad == 0,
+          "big index: B %zu K %zu L + 1 = 2^20 (B K (L + 1) = %zu > 2^31): cols [1, 2): %zu "
+          "values differ from the flat kernel or written outside",
+          B, K, n * R, bad);
+    free_out(one), free_out(o), free(S2);
+    munmap(F, bytes);
+}
+
 /* ---- gmf_nn_kern_refloss against gmf_nn_refloss_f (nn.h; the same operations with glibc's scalar
  * exp and log) and a long double log-sum-exp:
  *   lossv_i within 1e-14 (5 + |max(0, h_i)| + |h_{i,y_i}|) of both (libmvec's exp and log: a few
@@ -306,6 +349,7 @@ int main(void) {
         free(c.F);
         free(c.S2);
     }
+    check_big_index(r);
     {
         const size_t Ls[] = {1, 3, 8, 9, 17, GMF_NN_REFLOSS_LMAX}, Bs[] = {1, 5, 8, 13, 64};
         const double sc[] = {0.1, 5.0, 40.0, 1000.0};
