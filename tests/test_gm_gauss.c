@@ -15,7 +15,8 @@
  *      one-pass results, and nothing outside [p0, p1) is written;
  *   5. (check_cols) the component-range form gmf_nn_kern_gm_gauss_cols (the one-barrier step's
  *      Gaussian scalars: components [k0, k1) of every row) bitwise the flat kernel at those
- *      points, nothing else written;
+ *      points, nothing else written; also ranges of 17-40 components (K = 40, 64), whose
+ *      per-row copy-out takes a second block of 16;
  *   4. the loss kernel gmf_nn_kern_refloss (same file) against gmf_nn_refloss_f and a long double
  *      log-sum-exp (tolerances at check_refloss), L in {1, 3, 8, 9, 17, 64}, B in {1, 5, 8, 13,
  *      64}, logits up to 0.1, 5, 40 and 1000 in size;
@@ -348,6 +349,26 @@ int main(void) {
             }
         free(c.F);
         free(c.S2);
+    }
+    /* check 5 with more than 16 components in range: the ranged form copies each row's run out
+     * in masked blocks of 16 floats, the second block (and a partial one) only past 16 */
+    {
+        const size_t Kc[] = {40, 64}, Bc[] = {1, 5, 13};
+        const size_t cr[][2] = {{0, 20}, {20, 40}, {5, 45}, {3, 37}, {0, 33}};
+        for (size_t a = 0; a < sizeof Kc / sizeof *Kc; a++)
+            for (size_t e = 0; e < sizeof Bc / sizeof *Bc; e++) {
+                gcase c;
+                make_case(&c, r, Bc[e], Kc[a], 9);
+                float **o = alloc_out(c.n);
+                run_kernel(&c, 0, c.n, o);
+                char tag[64];
+                snprintf(tag, sizeof tag, "wide B %zu K %zu L 9", c.B, c.K);
+                for (size_t q = 0; q < sizeof cr / sizeof *cr; q++)
+                    if (cr[q][1] <= c.K) check_cols(&c, cr[q][0], cr[q][1], o, tag);
+                free_out(o);
+                free(c.F);
+                free(c.S2);
+            }
     }
     check_big_index(r);
     {
