@@ -94,6 +94,11 @@
 #ifndef GM_ONE_BARRIER
 #define GM_ONE_BARRIER 1
 #endif
+/* The 2-thread split of gm_step: 0 = components (the default), 1 = rows (gm_job_run's comment;
+ * with 1, gm_step1b never runs and ws_init allocates none of its buffers). */
+#ifndef GM_FWD_ROWS
+#define GM_FWD_ROWS 0
+#endif
 /* (A split of that job's steps by pixel columns instead of components -- each thread its columns
  * of every component, two barriers per step, each byte converted once -- was built and measured
  * 1.13x slower on 2 threads: the fused backward on half the columns of every component ran
@@ -1493,7 +1498,8 @@ static int ws_init(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
             ws->xtp = ralloc((size_t)nthreads * gmf_nn_xt_size(Bmax, m->d), &fail);
             if (GM_GATHER_CONV == 2) ws->xp = ralloc((size_t)(nthreads - 1) * Bmax * m->d, &fail);
             if (GM_STEPS_MT) ws->xb2 = ralloc(Bmax * m->d, &fail); /* gm_steps_run */
-            if (GM_ONE_BARRIER && GM_STEPS_MT && GM_GATHER_CONV == 2 && nthreads == 2 && !fail) {
+            if (GM_ONE_BARRIER && !GM_FWD_ROWS && GM_STEPS_MT && GM_GATHER_CONV == 2 &&
+                nthreads == 2 && !fail) {
                 /* gm_step1b (Bmax * d floats are allocated already: these sizes cannot
                  * overflow) */
                 ws->hp = aligned_alloc(64, 4 * gm_hp_stride(Bmax, m->L) * sizeof(double));
@@ -1732,10 +1738,8 @@ static void acc_add(double *restrict acc, const real *restrict g, size_t n) {
  * epoch with gm_kern.c (every step each thread reads the other's freshly updated half of [mu; W],
  * 313 KB from the other core's cache, and its update then invalidates the other's copy) and slower
  * with OpenBLAS too (its 32 x 200 x 784 SGEMM runs about 1.25x slower than 64 x 100 x 784).
- * -DGM_FWD_ROWS=1 selects rows for measurements; tests/test_nn_pool_split.c covers both. */
-#ifndef GM_FWD_ROWS
-#define GM_FWD_ROWS 0
-#endif
+ * -DGM_FWD_ROWS=1 selects rows for measurements; tests/test_nn_pool_split.c covers both.
+ * (Defined at the top of this file: ws_init's allocations depend on it too.) */
 
 /* The cache seen from batch row i0 on: its per-row arrays offset by i0 rows, so that the
  * component-range kernels (gm_fwd_part with B = a row count) work on rows [i0, i0 + B). */
