@@ -131,6 +131,17 @@ static inline size_t gm_ob_size(size_t Bmax, size_t K, size_t L) {
            2 * gm_ob_al(Bmax * L * sizeof(real)) + gm_ob_al(Bmax * sizeof(double)) +
            2 * gm_ob_al(Bmax);
 }
+/* Whether ws_init's hp (4 gm_hp_stride doubles) and obuf (2 gm_ob_size bytes) sizes fit in size_t:
+ * with n = Bmax (K + 1) (L + 1) <= SIZE_MAX / 1024 (n >= Bmax K (L + 1), Bmax K, Bmax L, Bmax),
+ * each of gm_ob_size's 13 terms is at most 8 n + 63 bytes (sizeof(real), sizeof(double) <= 8),
+ * so 2 gm_ob_size < 208 n + 1700, and 4 gm_hp_stride doubles <= 32 n + 256: both far below
+ * SIZE_MAX.  (The bound that held before these buffers existed, Bmax d floats of Xb, says nothing
+ * about them.) */
+static inline int gm_1b_sizes_ok(size_t Bmax, size_t K, size_t L) {
+    const size_t lim = SIZE_MAX / 1024;
+    if (L >= lim || K >= lim || K + 1 > lim / (L + 1)) return 0;
+    return Bmax <= lim / ((K + 1) * (L + 1));
+}
 
 typedef FN(gmf_nn_gm_cache) gm_cache;
 typedef FN(gmf_nn_gmfull_cache) full_cache;
@@ -1500,11 +1511,14 @@ static int ws_init(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
             if (GM_STEPS_MT) ws->xb2 = ralloc(Bmax * m->d, &fail); /* gm_steps_run */
             if (GM_ONE_BARRIER && !GM_FWD_ROWS && GM_STEPS_MT && GM_GATHER_CONV == 2 &&
                 nthreads == 2 && !fail) {
-                /* gm_step1b (Bmax * d floats are allocated already: these sizes cannot
-                 * overflow) */
-                ws->hp = aligned_alloc(64, 4 * gm_hp_stride(Bmax, m->L) * sizeof(double));
-                ws->obuf = aligned_alloc(64, 2 * gm_ob_size(Bmax, m->K, m->L));
-                if (!ws->hp || !ws->obuf) fail = 1;
+                /* gm_step1b (the sizes checked against size_t: gm_1b_sizes_ok) */
+                if (!gm_1b_sizes_ok(Bmax, m->K, m->L))
+                    rc = gmf_error(GMF_ENOMEM, "workspace: 2-thread buffers overflow size_t");
+                else {
+                    ws->hp = aligned_alloc(64, 4 * gm_hp_stride(Bmax, m->L) * sizeof(double));
+                    ws->obuf = aligned_alloc(64, 2 * gm_ob_size(Bmax, m->K, m->L));
+                    if (!ws->hp || !ws->obuf) fail = 1;
+                }
             }
             if (fail) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
         }
