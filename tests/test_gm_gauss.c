@@ -13,13 +13,13 @@
  *      (gmf_gauss_batch per row, 4-lane libmvec), with the count of values that differ printed;
  *   3. any split of a range into pieces (the pool's threads split the rows) gives bitwise the
  *      one-pass results, and nothing outside [p0, p1) is written;
+ *   4. the loss kernel gmf_nn_kern_refloss (same file) against gmf_nn_refloss_f and a long double
+ *      log-sum-exp (tolerances at check_refloss), L in {1, 3, 8, 9, 17, 64}, B in {1, 5, 8, 13,
+ *      64}, logits up to 0.1, 5, 40 and 1000 in size;
  *   5. (check_cols) the component-range form gmf_nn_kern_gm_gauss_cols (the one-barrier step's
  *      Gaussian scalars: components [k0, k1) of every row) bitwise the flat kernel at those
  *      points, nothing else written; also ranges of 17-40 components (K = 40, 64), whose
  *      per-row copy-out takes a second block of 16;
- *   4. the loss kernel gmf_nn_kern_refloss (same file) against gmf_nn_refloss_f and a long double
- *      log-sum-exp (tolerances at check_refloss), L in {1, 3, 8, 9, 17, 64}, B in {1, 5, 8, 13,
- *      64}, logits up to 0.1, 5, 40 and 1000 in size;
  *   6. (check_big_index) the component-range form past 2^31 floats of F (B K (L + 1) > 2^31 - 1,
  *      where 32-bit absolute lane indices wrapped): bitwise the flat kernel.
  *
@@ -384,6 +384,7 @@ int main(void) {
     }
     CHECK(ndiff_ref * 1000 <= ncmp, "%ld of %ld values differ from gmf_gauss_scalars (> 1/1000)",
           ndiff_ref, ncmp);
+    printf("test_gm_gauss: %zu component ranges (gm_gauss_cols) bitwise the flat kernel\n", ncols);
     printf("test_gm_gauss: %zu ranges, %ld values: %ld differ from gmf_gauss_scalars rounded to "
            "float (worst %lld ulp), %ld from gmf_gauss_batch's 4-lane route (worst %lld ulp)\n",
            ncase, ncmp, ndiff_ref, (long long)worst_ref, ndiff_batch, (long long)worst_batch);
