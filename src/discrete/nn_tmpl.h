@@ -88,9 +88,13 @@
  * (forward products, Gaussian scalars, its half of the output sum in double, the backward scalars,
  * the fused update) and, after the one barrier, the output, loss and dH of every row itself from
  * the two halves; nothing else crosses threads (gm_steps_run's comment).  0 selects the two
- * barriers of gm_step.  Measured 1.087-1.095x faster per 2-thread epoch than the two-barrier
- * step (docs/PERFORMANCE.md, "One barrier per step on 2 threads"); it pays only because each
- * thread's per-row arrays are its own (on the shared cache it ran 1.15x slower). */
+ * barriers of gm_step.  Measured per 2-thread epoch (docs/PERFORMANCE.md, "One barrier per step
+ * on 2 threads"; bench/results/xeon_20261201_s24_one/): 1.087-1.095x faster than main 55afc1c,
+ * the session's start (ab8, ab9: the s24-one branch's final build against that base, so with
+ * everything else that branch changed, not this switch alone); 1.066x faster than the same build
+ * with GM_ONE_BARRIER=0 (ab4, the two-barrier step with the two-halves output sum; taken before
+ * the final Gaussian-scalars change).  It pays only because each thread's per-row arrays are its
+ * own (on the shared cache it ran 1.15x slower). */
 #ifndef GM_ONE_BARRIER
 #define GM_ONE_BARRIER 1
 #endif
