@@ -2131,10 +2131,14 @@ static double gm_step1b(const gm_job *j, int t, int prep, int par) {
  * F, S2, s, Phi, phi, A, dF, dS2 (ws->obuf: read and written by their owner only, so that no
  * cache line is written by both cores either), H, dH, lossv -- or its components' own
  * parameters and cache (P, sig2, muW, a: written by the owner's fused update, read by its
- * forward, prep and reduce only).  Why parity double-buffering of hp suffices: thread u reads
- * hp[s % 2][t] after passing barrier s and before arriving at barrier s + 1 (the reads come
- * before its backward); t writes hp[s % 2][t] next in step s + 2, after passing barrier s + 1,
- * which it cannot pass before u has arrived there, i.e. after u's reads of step s.  Its write of
+ * forward, prep and reduce only).  Not a race but false sharing: the K x L blocks a (the cache) and
+ * v (in P) are split between the threads at component K/2, and with K L floats per block that
+ * boundary can fall inside a cache line (K = 20, L = 9: at float 90 of each), so both cores' fused
+ * updates write their own entries of the same line of a and of v every step.  Why parity
+ * double-buffering of hp suffices: thread u reads hp[s % 2][t] after passing barrier s and before
+ * arriving at barrier s + 1 (the reads come before its backward); t writes hp[s % 2][t] next in
+ * step s + 2, after passing barrier s + 1, which it cannot pass before u has arrived there, i.e.
+ * after u's reads of step s.  Its write of
  * step s + 1 goes to the other block, which u last read in step s - 1, before arriving at
  * barrier s, which t passed before starting step s + 1.  One block per thread only (no parity)
  * would let t, leaving step s's backward first, overwrite its sum with step s + 1's while u
