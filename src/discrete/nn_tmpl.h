@@ -1840,6 +1840,65 @@ static int gm_own_staging(const gm_job *j, int nt) {
            !j->src->x;
 }
 
+/* The pieces gm_step and gm_step1b share (review s24 item 8: one copy each). */
+
+#if GM_KERN
+/* Thread t's own X (Xb for thread 0, ws->xp for the others: only t reads it) converted from its
+ * staged bytes sb / ssc (all B rows), with X^T into xt; returns X. */
+static inline real *gm_conv_own(ws_t *ws, int t, const uint8_t *sb, const double *ssc, size_t B,
+                                size_t d, real *xt) {
+    real *const X = t == 0 ? ws->Xb : ws->xp + (size_t)(t - 1) * ws->Bmax * d;
+    gmf_nn_kern_xt_conv_u8(d, sb, d, ssc, 0, B, X, d, xt);
+    return X;
+}
+#endif
+
+/* Rows' loss terms lossv[0, n) and dH (logits H, labels y): 8 rows per zmm with libmvec's exp
+ * and log where the build has the kernels and L fits (gm_gauss.c; lossv's last bits differ from
+ * the C loop's), else gmf_nn_refloss. */
+static inline void gm_loss_rows(real *dH, double *lossv, const real *H, const uint8_t *y,
+                                double dscale, size_t n, size_t L) {
+#if GM_KERN
+    if (L <= GMF_NN_REFLOSS_LMAX) {
+        gmf_nn_kern_refloss(dH, lossv, H, y, dscale, n, L);
+        return;
+    }
+#endif
+    FN(gmf_nn_refloss)(dH, lossv, H, y, dscale, n, L);
+}
+
+/* The batch loss: lossv summed in row order (every thread the same value). */
+static inline double gm_loss_sum(const double *lossv, size_t B) {
+    double loss = 0.0;
+    for (size_t i = 0; i < B; i++)
+        loss += lossv[i];
+    return loss;
+}
+
+/* The loss barrier in two halves, with (stage set, a next step) the next step's rows staged in
+ * between: into the thread's own buffer sb / ssc, labels of rows [y0, y1) into y (what the
+ * callers' comments say nobody else reads). */
+static inline void gm_barrier_staging(const gm_job *j, int stage, uint8_t *sb, double *ssc,
+                                      uint8_t *y, size_t d, size_t y0, size_t y1) {
+    const unsigned g = gmf_nn_pool_arrive(j->ws->pool);
+    if (stage && j->next_idx) stage_rows(sb, ssc, y, j->src, j->next_idx, d, 0, j->B, y0, y1);
+    gmf_nn_pool_await(j->ws->pool, g);
+}
+
+/* The backward of components [k0, k1) from their da: the fused kernel (products and parameter
+ * pass in one, gm_bwd_fused) where it applies, else the products and the per-component pass;
+ * lr set: the SGD step in place (dP unused), else the gradient into dP.  sc: the components'
+ * shares (NULL: 1/K). */
+static inline void gm_bwd_step(real *P, real *dP, gm_cache *c, const double *da, const double *sc,
+                               const double *lr, const real *X, size_t B, size_t d, size_t K,
+                               size_t L, size_t k0, size_t k1) {
+    if (gm_bwd_fused(P, c, da, sc, lr, X, B, d, K, L, k0, k1)) return;
+    gm_bwd_prod(c, X, B, d, K, L, k0, k1);
+    for (size_t k = k0; k < k1; k++)
+        gm_bwd_param1(P, lr ? NULL : dP, c, da + (k - k0) * L, sc ? sc[k] : 1.0 / (double)K, lr, d,
+                      K, L, k);
+}
+
 /* One step of job j on thread t of nt (prep: the parameter-derived cache is to be prepared
  * first); gathers into j->X (the batch buffer) when j->src is set.  Returns the batch's loss sum
  * (every thread the same value; 0 in mode 0). */
@@ -1892,11 +1951,9 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
         if (!own) gmf_nn_pool_barrier(ws->pool);
         GMF_NN_PROF_MARK(t, 2);
         if (conv) {
-#if GM_KERN
-            X = t == 0 ? ws->Xb : ws->xp + (size_t)(t - 1) * ws->Bmax * d; /* (only t reads it) */
-            gmf_nn_kern_xt_conv_u8(d, sb, d, ssc, 0, B, (real *)X, d,
-                                   fwd_mt ? ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d)
-                                          : c->xtb); /* (the whole cache: xt0 = 0) */
+#if GM_KERN /* (X^T: the whole cache's when fwd_mt is 0, xt0 = 0) */
+            X = gm_conv_own(ws, t, sb, ssc, B, d,
+                            fwd_mt ? ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d) : c->xtb);
 #endif
             GMF_NN_PROF_MARK(t, 13);
         }
@@ -1916,14 +1973,7 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
     else
         gm_reduce_rows(j->H, c, K, L, i0, i1);
     if (j->mode == 0) return 0.0;
-#if GM_KERN /* 8 rows per zmm with libmvec's exp and log (gm_gauss.c; lossv's last bits differ) */
-    if (L <= GMF_NN_REFLOSS_LMAX)
-        gmf_nn_kern_refloss(ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale,
-                            i1 - i0, L);
-    else
-#endif
-        FN(gmf_nn_refloss)
-    (ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
+    gm_loss_rows(ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
     const int scal_rows = GM_SCAL_ROWS && nt > 1 && !c->learned;
     if (scal_rows && i1 > i0) {
         gm_cache rv = gm_rows_view(c, d, K, L, i0);
@@ -1931,20 +1981,14 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
         gm_bwd_scalars(&rv, da_rows, NULL, NULL, ws->dH + i0 * L, i1 - i0, K, L, 0, K);
     }
     GMF_NN_PROF_MARK(t, 5);
-    {
-        /* the loss barrier in two halves: a thread staging every row itself stages the next
-         * step's rows in between (its own buffer, its own rows' labels: nothing another thread
-         * reads; the step's conversion that read the buffer is done), so that it works while
-         * it would wait for the others' by-rows phase (gm_steps_run's comment) */
-        const unsigned g = gmf_nn_pool_arrive(ws->pool);
-        if (j->next_idx && own) stage_rows(sb, ssc, ws->yb, j->src, j->next_idx, d, 0, B, i0, i1);
-        gmf_nn_pool_await(ws->pool, g);
-    }
+    /* the loss barrier in two halves: a thread staging every row itself stages the next step's
+     * rows in between (its own buffer, its own rows' labels: nothing another thread reads; the
+     * step's conversion that read the buffer is done), so that it works while it would wait for
+     * the others' by-rows phase (gm_steps_run's comment) */
+    gm_barrier_staging(j, own, sb, ssc, ws->yb, d, i0, i1);
     GMF_NN_PROF_MARK(t, 6);
     /* every thread sums the per-sample losses in the same order: the same value everywhere */
-    double loss = 0.0;
-    for (size_t i = 0; i < B; i++)
-        loss += ws->lossv[i];
+    const double loss = gm_loss_sum(ws->lossv, B);
     if (!isfinite(loss) || k1 <= k0) return loss;
     double da[(k1 - k0) * L];
     /* learned weights: component k's share is w_k (the gradient); the per-mass SGD step uses
@@ -1957,12 +2001,7 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
     GMF_NN_PROF_MARK(t, 7);
     if (gmf_nn_test_delay_tid == t) gmf_nn_test_delay(); /* (tests only: nn_internal.h) */
     /* the fused step: products and parameter pass in one kernel (gm_bwd_fused); else both */
-    if (!gm_bwd_fused(ws->P, c, da, sc, j->mode == 2 ? j->lr : NULL, X, B, d, K, L, k0, k1)) {
-        gm_bwd_prod(c, X, B, d, K, L, k0, k1);
-        for (size_t k = k0; k < k1; k++)
-            gm_bwd_param1(ws->P, j->mode == 2 ? NULL : ws->dP, c, da + (k - k0) * L,
-                          sc ? sc[k] : 1.0 / (double)K, j->mode == 2 ? j->lr : NULL, d, K, L, k);
-    }
+    gm_bwd_step(ws->P, ws->dP, c, da, sc, j->mode == 2 ? j->lr : NULL, X, B, d, K, L, k0, k1);
     GMF_NN_PROF_MARK(t, 8);
     if (j->mode == 1 && j->accumulate) { /* this thread's components of every block */
         const gm_params g = gm_comp(FN(gmf_nn_gm_view)(ws->dP, d, K, L, 0), d, L, k0);
@@ -2037,9 +2076,8 @@ static double gm_step1b(const gm_job *j, int t, int prep, int par) {
     if (prep) gm_prep(c, ws->P, d, K, L, k0, k1);
     if (!j->prestaged) stage_rows(sb, ssc, o.y[par], j->src, j->idx, d, 0, B, 0, B);
     GMF_NN_PROF_MARK(t, 1);
-    real *const X = t == 0 ? ws->Xb : ws->xp + (size_t)(t - 1) * ws->Bmax * d; /* its own */
-    gmf_nn_kern_xt_conv_u8(d, sb, d, ssc, 0, B, X, d,
-                           ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d));
+    const real *const X =
+        gm_conv_own(ws, t, sb, ssc, B, d, ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d));
     GMF_NN_PROF_MARK(t, 13);
     gm_fwd_gemm_own(&v, X, B, d, K, L, k0, k1, ws->xtp, (size_t)t, 0);
     GMF_NN_PROF_MARK(t, 12);
@@ -2047,13 +2085,9 @@ static double gm_step1b(const gm_job *j, int t, int prep, int par) {
     gmf_nn_kern_gm_reduce_part(ws->hp + (size_t)(2 * par + t) * hps, v.A, v.Phi, v.a, v.F, K, L, k0,
                                k1, 0, B);
     GMF_NN_PROF_MARK(t, 3);
-    {
-        /* the barrier in two halves: the next step's rows staged in between (this thread's
-         * buffer, read by this step's conversion only; labels into the other parity's y) */
-        const unsigned g = gmf_nn_pool_arrive(ws->pool);
-        if (j->next_idx) stage_rows(sb, ssc, o.y[!par], j->src, j->next_idx, d, 0, B, 0, B);
-        gmf_nn_pool_await(ws->pool, g);
-    }
+    /* the barrier in two halves: the next step's rows staged in between (this thread's buffer,
+     * read by this step's conversion only; every label, into the other parity's y) */
+    gm_barrier_staging(j, 1, sb, ssc, o.y[!par], d, 0, B);
     GMF_NN_PROF_MARK(t, 6);
     /* (tests only, nn_internal.h: here, before the reads of hp, a held-back thread lets the other
      * run into the next step's writes of hp, which parity keeps in the other block) */
@@ -2064,23 +2098,14 @@ static double gm_step1b(const gm_job *j, int t, int prep, int par) {
         for (size_t e = 0; e < B * L; e++)
             o.H[e] = (real)(inv * (h0[e] + h1[e])); /* as gmf_nn_kern_gm_reduce_rows */
     }
-    if (L <= GMF_NN_REFLOSS_LMAX)
-        gmf_nn_kern_refloss(o.dH, o.lossv, o.H, o.y[par], j->dscale, B, L);
-    else
-        FN(gmf_nn_refloss)(o.dH, o.lossv, o.H, o.y[par], j->dscale, B, L);
-    double loss = 0.0; /* in row order, as gm_step: the same value on both threads */
-    for (size_t i = 0; i < B; i++)
-        loss += o.lossv[i];
+    gm_loss_rows(o.dH, o.lossv, o.H, o.y[par], j->dscale, B, L);
+    const double loss = gm_loss_sum(o.lossv, B); /* (as gm_step: the same on both threads) */
     GMF_NN_PROF_MARK(t, 5);
     if (!isfinite(loss) || k1 <= k0) return loss;
     double da[(k1 - k0) * L];
     gm_bwd_scalars(&v, da, NULL, NULL, o.dH, B, K, L, k0, k1);
     GMF_NN_PROF_MARK(t, 7);
-    if (!gm_bwd_fused(ws->P, &v, da, NULL, j->lr, X, B, d, K, L, k0, k1)) {
-        gm_bwd_prod(&v, X, B, d, K, L, k0, k1);
-        for (size_t k = k0; k < k1; k++)
-            gm_bwd_param1(ws->P, NULL, &v, da + (k - k0) * L, 1.0 / (double)K, j->lr, d, K, L, k);
-    }
+    gm_bwd_step(ws->P, NULL, &v, da, NULL, j->lr, X, B, d, K, L, k0, k1);
     GMF_NN_PROF_MARK(t, 8);
     return loss;
 }
