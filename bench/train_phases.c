@@ -13,8 +13,9 @@
  * test-set evaluation (test_error=nan), so that a -DGMF_NN_PROF build's phase totals are the
  * epochs' alone.  --K sets the layer's number of components (default: gmf_nn_spec_default's 20;
  * K = 10 on 1 thread is the work of one thread of a 2-thread K = 20 run, without the exchanges).
- * Output lines: train_phases form=u8 load_cpu=S load_wall=S train_phases epoch=E cpu=S wall=S
- * loss=L test_error=R
+ * Output lines:
+ *   train_phases form=u8 load_cpu=S load_wall=S
+ *   train_phases epoch=E cpu=S wall=S loss=L test_error=R
  */
 #include <math.h>
 #include <stdio.h>

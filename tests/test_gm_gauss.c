@@ -13,12 +13,15 @@
  *      (gmf_gauss_batch per row, 4-lane libmvec), with the count of values that differ printed;
  *   3. any split of a range into pieces (the pool's threads split the rows) gives bitwise the
  *      one-pass results, and nothing outside [p0, p1) is written;
- *   5. (check_cols) the component-range form gmf_nn_kern_gm_gauss_cols (the one-barrier step's
- *      Gaussian scalars: components [k0, k1) of every row) bitwise the flat kernel at those
- *      points, nothing else written;
  *   4. the loss kernel gmf_nn_kern_refloss (same file) against gmf_nn_refloss_f and a long double
  *      log-sum-exp (tolerances at check_refloss), L in {1, 3, 8, 9, 17, 64}, B in {1, 5, 8, 13,
- *      64}, logits up to 0.1, 5, 40 and 1000 in size.
+ *      64}, logits up to 0.1, 5, 40 and 1000 in size;
+ *   5. (check_cols) the component-range form gmf_nn_kern_gm_gauss_cols (the one-barrier step's
+ *      Gaussian scalars: components [k0, k1) of every row) bitwise the flat kernel at those
+ *      points, nothing else written; also ranges of 17-40 components (K = 40, 64), whose
+ *      per-row copy-out takes a second block of 16;
+ *   6. (check_big_index) the component-range form past 2^31 floats of F (B K (L + 1) > 2^31 - 1,
+ *      where 32-bit absolute lane indices wrapped): bitwise the flat kernel.
  *
  * Inputs: the GM cache's layout (m at F[p (L + 1)], the G entries in between filled with
  * garbage, s^2 at S2[p]) with K in {1, 3, 7, 8, 9, 20, 23}, L in {0, 1, 9, 17}, B in {1, 5, 64},
@@ -27,10 +30,14 @@
  * s^2 from 1e-12 to 1e12, t in the far tails where phi and Phi underflow in float, s^2 = 0,
  * negative, denormal, m = 0, |m| = 38 s exactly, and s^2 = 1e30.  Skipped (exit 77) in builds
  * without AVX-512 (no GMF_NN_KERN). */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* mmap's MAP_ANONYMOUS, MAP_NORESERVE (check 6) */
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../src/discrete/nn_internal.h"
 #include "gmflow/gauss.h"
@@ -186,6 +193,43 @@ static void check_cols(const gcase *c, size_t k0, size_t k1, float **one, const 
     free_out(o);
 }
 
+/* check 6: 32-bit lane indices (review s24, item 3).  gmf_nn_kern_gm_gauss_cols once built
+ * absolute point indices i K + k in int32 lanes and multiplied them by L + 1 for the gather of
+ * the means: past B K (L + 1) = 2^31 they wrapped (out-of-bounds reads).  Here L + 1 = 2^20 and
+ * K = 2, B = 1100, so the last rows' means lie beyond 2^31 floats (8.6 GiB) of F: a lazily backed
+ * mapping (MAP_NORESERVE; only the ~1100 pages written are touched).  The ranged form (k in
+ * [1, 2)) must give the flat kernel's bits at every point; the flat form takes F + p (L + 1) in
+ * size_t.  Skipped (with a note) if the mapping is refused. */
+static void check_big_index(gsl_rng *r) {
+    const size_t B = 1100, K = 2, L = ((size_t)1 << 20) - 1, R = L + 1, n = B * K;
+    const size_t bytes = n * R * sizeof(float);
+    if (n * R <= (size_t)INT32_MAX) abort(); /* the case must cross 2^31 */
+    float *F = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (F == MAP_FAILED) {
+        printf("test_gm_gauss: NOTE: check 6 skipped (mmap of %zu bytes refused)\n", bytes);
+        return;
+    }
+    float *S2 = malloc(n * sizeof(float));
+    for (size_t p = 0; p < n; p++)
+        point(r, &F[p * R], &S2[p]);
+    float **one = alloc_out(n), **o = alloc_out(n);
+    gmf_nn_kern_gm_gauss(0, n, L, F, S2, one[0], one[1], one[2], one[3]);
+    gmf_nn_kern_gm_gauss_cols(B, K, 1, 2, L, F, S2, o[0], o[1], o[2], o[3]);
+    size_t bad = 0;
+    for (size_t p = 0; p < n; p++)
+        for (int q = 0; q < NOUT; q++)
+            if (p % K == 1 ? memcmp(&o[q][p], &one[q][p], sizeof(float)) != 0
+                           : o[q][p] != -12345.0f)
+                bad++;
+    CHECK(bad == 0,
+          "big index: B %zu K %zu L + 1 = 2^20 (B K (L + 1) = %zu > 2^31): cols [1, 2): %zu "
+          "values differ from the flat kernel or written outside",
+          B, K, n * R, bad);
+    free_out(one), free_out(o), free(S2);
+    munmap(F, bytes);
+}
+
 /* ---- gmf_nn_kern_refloss against gmf_nn_refloss_f (nn.h; the same operations with glibc's scalar
  * exp and log) and a long double log-sum-exp:
  *   lossv_i within 1e-14 (5 + |max(0, h_i)| + |h_{i,y_i}|) of both (libmvec's exp and log: a few
@@ -306,6 +350,27 @@ int main(void) {
         free(c.F);
         free(c.S2);
     }
+    /* check 5 with more than 16 components in range: the ranged form copies each row's run out
+     * in masked blocks of 16 floats, the second block (and a partial one) only past 16 */
+    {
+        const size_t Kc[] = {40, 64}, Bc[] = {1, 5, 13};
+        const size_t cr[][2] = {{0, 20}, {20, 40}, {5, 45}, {3, 37}, {0, 33}};
+        for (size_t a = 0; a < sizeof Kc / sizeof *Kc; a++)
+            for (size_t e = 0; e < sizeof Bc / sizeof *Bc; e++) {
+                gcase c;
+                make_case(&c, r, Bc[e], Kc[a], 9);
+                float **o = alloc_out(c.n);
+                run_kernel(&c, 0, c.n, o);
+                char tag[64];
+                snprintf(tag, sizeof tag, "wide B %zu K %zu L 9", c.B, c.K);
+                for (size_t q = 0; q < sizeof cr / sizeof *cr; q++)
+                    if (cr[q][1] <= c.K) check_cols(&c, cr[q][0], cr[q][1], o, tag);
+                free_out(o);
+                free(c.F);
+                free(c.S2);
+            }
+    }
+    check_big_index(r);
     {
         const size_t Ls[] = {1, 3, 8, 9, 17, GMF_NN_REFLOSS_LMAX}, Bs[] = {1, 5, 8, 13, 64};
         const double sc[] = {0.1, 5.0, 40.0, 1000.0};
@@ -319,6 +384,7 @@ int main(void) {
     }
     CHECK(ndiff_ref * 1000 <= ncmp, "%ld of %ld values differ from gmf_gauss_scalars (> 1/1000)",
           ndiff_ref, ncmp);
+    printf("test_gm_gauss: %zu component ranges (gm_gauss_cols) bitwise the flat kernel\n", ncols);
     printf("test_gm_gauss: %zu ranges, %ld values: %ld differ from gmf_gauss_scalars rounded to "
            "float (worst %lld ulp), %ld from gmf_gauss_batch's 4-lane route (worst %lld ulp)\n",
            ncase, ncmp, ndiff_ref, (long long)worst_ref, ndiff_batch, (long long)worst_batch);

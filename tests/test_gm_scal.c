@@ -4,7 +4,9 @@
  * gm_reduce_rows_w, copied here, and to 2^-23 of sum |terms| against a long double sum, on the
  * same cases, fixed and learned weights, all rows and an inner row range; its partial form
  * gmf_nn_kern_gm_reduce_part bitwise the copied loop over the case's component range, and the
- * two halves' parts combined bitwise the full sum):
+ * two halves' parts combined bitwise the full sum; and, on cancelling terms where another
+ * grouping gives another float, that the halves are gmf_nn_split(K, t, 2)'s (check_halves_grouping,
+ * which fails for the sequential sum or the (K+1)/2 cut)):
  *
  *   1. against the C loop it replaces (ref_scalars below: nn_tmpl.h's gm_bwd_scalars copied
  *      verbatim for real = float, plus the sizes of the terms; that loop's formulas are the ones
@@ -102,7 +104,7 @@ static float urand(gsl_rng *r, double lo, double hi) {
     return (float)(lo + (hi - lo) * gsl_rng_uniform(r));
 }
 
-static size_t nbit, nfd, nred, nval, ndiff;
+static size_t nbit, nfd, nred, npart, nval, ndiff;
 static double worst_red;
 
 /* nn_tmpl.h gm_reduce_rows (w NULL: the halves [0, K/2) and [K/2, K) summed separately, then
@@ -154,8 +156,90 @@ static void check_reduce_part(const sc_case *c, size_t i0, size_t i1, size_t k0,
     for (size_t e = 0; e < B * L; e++)
         bad += (float)(1.0 / (double)K * (h0[e] + h1[e])) != H[e];
     CHECK(bad == 0, "reduce halves B=%zu K=%zu L=%zu: %zu entries differ", B, K, L, bad);
-    nred++;
+    npart++;
     free(hp), free(hq), free(h0), free(h1), free(H);
+}
+
+/* The halves' grouping, made visible (review s24, item 2).  H = inv (S_0 + S_1) with S_t the sum
+ * over gmf_nn_split(K, t, 2)'s components is what makes 1 and 2 threads bitwise equal (the
+ * one-barrier step sums each thread's components separately, gm_step1b); on random data another
+ * grouping nearly always rounds to the same float H, so this case cancels: per (row i, logit l)
+ * the terms A_ik a_kl + Phi_ik G_ikl are b = (1 + i)(1 + l) / 8 at k = 0, +C at the first
+ * component of the second half, -C at k = K - 1 (C = 2^60), 0 elsewhere (Phi = 0 there; the G
+ * entries are garbage in the Phi = 0 terms, the m slots NaN: never read).  The documented halves
+ * give S_0 = b, S_1 = 0, H = inv b; the sequential sum and the halves [0, (K+1)/2) + [(K+1)/2, K)
+ * (odd K) lose b to C and give 0 -- asserted on the test's own reference first, so the case can
+ * fail.  Checked: gmf_nn_kern_gm_reduce_rows (every path's 1-thread / rows-split sum) and
+ * gmf_nn_kern_gm_reduce_part on the two halves combined as gm_step1b does. */
+static size_t ngroup;
+static void check_halves_grouping(size_t B, size_t K, size_t L) {
+    const size_t W = K * (L + 1);
+    const float C = 0x1p60f;
+    float *A = calloc(B * K, sizeof(float)), *Phi = calloc(B * K, sizeof(float)),
+          *a = calloc(K * L + 1, sizeof(float)), *F = malloc((B * W + 1) * sizeof(float)),
+          *H = malloc((B * L + 1) * sizeof(float));
+    double *h0 = malloc((B * L + 1) * sizeof(double)), *h1 = malloc((B * L + 1) * sizeof(double));
+    size_t k0, kh, k1;
+    gmf_nn_split(K, 0, 2, &k0, &kh);
+    gmf_nn_split(K, 1, 2, &kh, &k1);
+    for (size_t e = 0; e < B * W; e++)
+        F[e] = e % (L + 1) ? (float)e * 0.37f - 11.0f : NAN;
+    for (size_t i = 0; i < B; i++) {
+        A[i * K] = (float)(1 + i);
+        A[i * K + kh] = 1.0f;
+        A[i * K + K - 1] = 1.0f;
+        for (size_t k = 1; k < K; k++)
+            if (k != kh && k != K - 1) Phi[i * K + k] = 0.0f, A[i * K + k] = 0.0f;
+    }
+    for (size_t l = 0; l < L; l++) {
+        a[l] = (float)(1 + l) / 8.0f;
+        a[kh * L + l] = C;
+        a[(K - 1) * L + l] = -C;
+    }
+    const double inv = 1.0 / (double)K;
+    size_t bad_ref = 0, bad_rows = 0, bad_part = 0;
+    for (size_t i = 0; i < B; i++) {
+        double S[3][2]; /* [grouping][half]: documented, sequential, (K+1)/2 */
+        for (size_t l = 0; l < L; l++) {
+            const size_t cut[3] = {kh, K, (K + 1) / 2};
+            for (int g = 0; g < 3; g++) {
+                S[g][0] = S[g][1] = 0.0;
+                for (size_t k = 0; k < K; k++)
+                    S[g][k >= cut[g]] +=
+                        (double)A[i * K + k] * (double)a[k * L + l] +
+                        (double)Phi[i * K + k] * (double)F[i * W + k * (L + 1) + 1 + l];
+            }
+            const float ref = (float)(inv * (S[0][0] + S[0][1]));
+            const float seq = (float)(inv * (S[1][0] + S[1][1]));
+            const float odd = (float)(inv * (S[2][0] + S[2][1]));
+            /* the case separates the groupings (for odd K the (K+1)/2 cut differs from kh) */
+            bad_ref += ref != (float)(inv * (double)a[l] * (double)(1 + i)) || seq == ref ||
+                       (K % 2 && odd == ref);
+        }
+    }
+    CHECK(bad_ref == 0,
+          "halves grouping B=%zu K=%zu L=%zu: the case does not separate the "
+          "groupings (%zu entries)",
+          B, K, L, bad_ref);
+    gmf_nn_kern_gm_reduce_rows(H, A, Phi, a, F, NULL, inv, K, L, 0, B);
+    for (size_t i = 0; i < B; i++)
+        for (size_t l = 0; l < L; l++)
+            bad_rows += H[i * L + l] != (float)(inv * (double)a[l] * (double)(1 + i));
+    gmf_nn_kern_gm_reduce_part(h0, A, Phi, a, F, K, L, k0, kh, 0, B);
+    gmf_nn_kern_gm_reduce_part(h1, A, Phi, a, F, K, L, kh, k1, 0, B);
+    for (size_t i = 0; i < B; i++)
+        for (size_t l = 0; l < L; l++)
+            bad_part += (float)(inv * (h0[i * L + l] + h1[i * L + l])) !=
+                        (float)(inv * (double)a[l] * (double)(1 + i));
+    CHECK(bad_rows == 0,
+          "halves grouping B=%zu K=%zu L=%zu: gmf_nn_kern_gm_reduce_rows does not sum the halves "
+          "[0, %zu) and [%zu, %zu) (%zu entries differ)",
+          B, K, L, kh, kh, K, bad_rows);
+    CHECK(bad_part == 0,
+          "halves grouping B=%zu K=%zu L=%zu: reduce_part halves combined differ (%zu entries)", B,
+          K, L, bad_part);
+    ngroup++;
+    free(A), free(Phi), free(a), free(F), free(H), free(h0), free(h1);
 }
 
 /* The output sum: bit for bit against ref_reduce, and against a long double sum to 2^-23
@@ -332,6 +416,17 @@ int main(void) {
                     run_case(r, B, K, L, k0, k1, q & 1, (q >> 1) ^ (int)(e & 1));
                 }
             }
+    /* the halves' grouping: K >= 3 (the case needs k = 0, K/2 and K - 1 distinct), odd and even; L
+     * across the vector blocks of 8 logits and the row-lane tail */
+    {
+        const size_t Kg[] = {3, 4, 5, 9, 20, 23}, Lg[] = {1, 8, 9, 17}, Bg[] = {1, 5, 13};
+        for (size_t a = 0; a < sizeof Kg / sizeof *Kg; a++)
+            for (size_t b = 0; b < sizeof Lg / sizeof *Lg; b++)
+                for (size_t e = 0; e < sizeof Bg / sizeof *Bg; e++)
+                    check_halves_grouping(Bg[e], Kg[a], Lg[b]);
+    }
+    printf("  %zu cases: the halves' grouping (cancelling terms) as gmf_nn_split(K, t, 2)\n",
+           ngroup);
     printf("  %zu cases vs the C loop: dG, da, gw bitwise; dm/dS2 within 1 float ulp + 2^-48 of "
            "the terms, %zu of %zu floats not bitwise\n",
            nbit, ndiff, nval);
@@ -339,6 +434,9 @@ int main(void) {
     printf("  output sum: %zu cases bitwise vs the C loop, vs long double worst %.2f of the 2^-23 "
            "bound\n",
            nred, worst_red / 0x1p-23);
+    printf("  partial output sums (reduce_part): %zu cases bitwise vs the C loop, halves combined "
+           "bitwise the full sum\n",
+           npart);
     gsl_rng_free(r);
     return tu_finish("test_gm_scal");
 }

@@ -18,7 +18,8 @@
  * (uneven_steps_case: one thread runs ahead into the next step's gather, by chance and then
  * every step, each thread in turn held back 200 us by nn_internal.h's test hook; every thread
  * converting into one X fails all 30 held-back cases, every run; K = 20 on 2 threads covers the
- * one-barrier step, nn_tmpl.h gm_step1b, whose partial sums single-buffered fail here). The
+ * one-barrier step, nn_tmpl.h gm_step1b, whose partial sums single-buffered fail here; and with
+ * U's learning rate 0, its fallback backward instead of the fused kernel). The
  * tolerances are rounding-level: the pool sums in another order than the layer API only where a
  * GEMM is split differently. */
 #include <math.h>
@@ -86,10 +87,13 @@ static tu_worst worst64, worst32;
  * that step's batch holds a NaN: the call must stop there (returning nan_step + 1) with the
  * parameters of the steps before it. */
 static void steps_case(const gmf_nn_model *m, const gmf_dataset *ds, const size_t *idx, size_t B,
-                       int T, int prec, int nan_step, const char *what) {
+                       int T, int prec, int nan_step, int u_frozen, const char *what) {
     enum { NS = 5 };
     const gmf_nn_ops *ops = prec ? &gmf_nn_ops_f : &gmf_nn_ops_d;
-    const double lr[8] = {0.1, 1.0, 0.1, 0.1, 0.3, 0.3, 0.3, 0.3};
+    double lr[8] = {0.1, 1.0, 0.1, 0.1, 0.3, 0.3, 0.3, 0.3};
+    /* u_frozen: U's rate 0, where the fused backward kernel declines (nn_tmpl.h gm_bwd_fused)
+     * and the steps take the fallback products + per-component updates */
+    if (u_frozen) lr[GMF_NN_GROUP_U] = 0.0;
     const size_t n = m->nparams;
     gmf_nn_model ma, mb;
     gmf_nn_model_init(&ma, GMF_NN_GM, m->d, m->L, m->K, 0, 0);
@@ -280,14 +284,14 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
             gmf_dataset fds = {.n = nr, .d = d, .x = sx, .label = sl, .nclass = L + 1};
             gmf_dataset bds = {
                 .n = nr, .d = d, .label = sl, .nclass = L + 1, .px = px, .scale = sc};
-            steps_case(&m, &fds, sidx, B, T, prec, -1, what);
-            steps_case(&m, &bds, sidx, B, T, prec, -1, what);
+            steps_case(&m, &fds, sidx, B, T, prec, -1, 0, what);
+            steps_case(&m, &bds, sidx, B, T, prec, -1, 0, what);
             sx[sidx[3 * B + B / 2] * d + d / 2] = NAN; /* a row of step 3 */
             for (size_t e = 0; e < 3 * B; e++)         /* (not in the steps before it) */
                 if (sidx[e] == sidx[3 * B + B / 2]) sidx[e] = sidx[3 * B + B / 2] == 0 ? 1 : 0;
-            steps_case(&m, &fds, sidx, B, T, prec, 3, what);
+            steps_case(&m, &fds, sidx, B, T, prec, 3, 0, what);
             sc[2 * sidx[3 * B + B / 2] + 1] = NAN; /* the same row of the byte set: its scale */
-            steps_case(&m, &bds, sidx, B, T, prec, 3, what);
+            steps_case(&m, &bds, sidx, B, T, prec, 3, 0, what);
             free(sidx), free(sx), free(px), free(sl), free(sc);
         }
         free(data), free(lab), free(yb), free(idx);
@@ -302,11 +306,14 @@ static void split_case(size_t B, size_t K, int learned, int T, gsl_rng *r) {
  * d = 784: that thread then stages and converts the next batch while the others are still in the
  * backward, so that a gather that read another thread's rows before they are staged (no barrier
  * between) would convert stale ones here (nn_tmpl.h gm_steps_run's comment).  Bitwise against
- * single steps, float32 and float64. */
-static void uneven_steps_case(size_t K, int T, gsl_rng *r) {
+ * single steps, float32 and float64.  u_frozen: U's learning rate 0 (review s24 item 7: on 2
+ * threads the one-barrier step's fallback backward, gm_step1b's gm_bwd_prod + gm_bwd_param1,
+ * which the fused kernel otherwise always takes). */
+static void uneven_steps_case(size_t K, int T, int u_frozen, gsl_rng *r) {
     const size_t d = 784, L = 9, B = 64, ns = 5, nr = 4 * B + 3;
     char what[64];
-    snprintf(what, sizeof what, "uneven B=%zu K=%zu d=%zu T=%d", B, K, d, T);
+    snprintf(what, sizeof what, "uneven B=%zu K=%zu d=%zu T=%d%s", B, K, d, T,
+             u_frozen ? " lr[U]=0" : "");
     gmf_nn_model m;
     make_model(&m, d, L, K, 0, r);
     size_t *sidx = tu_xmalloc(ns * B * sizeof(size_t));
@@ -332,7 +339,7 @@ static void uneven_steps_case(size_t K, int T, gsl_rng *r) {
         char w2[96];
         snprintf(w2, sizeof w2, "%s late=%d", what, late);
         for (int prec = 0; prec < 2; prec++)
-            steps_case(&m, &bds, sidx, B, T, prec, -1, w2);
+            steps_case(&m, &bds, sidx, B, T, prec, -1, u_frozen, w2);
     }
     gmf_nn_test_delay_tid = -1;
     free(sidx), free(px), free(sl), free(sc);
@@ -354,11 +361,13 @@ int main(void) {
             }
     for (int rep = 0; rep < 3; rep++) {
         tu_rng_stream(r, ++stream);
-        uneven_steps_case(3, 2, r);
+        uneven_steps_case(3, 2, 0, r);
         tu_rng_stream(r, ++stream);
-        uneven_steps_case(5, 3, r);
+        uneven_steps_case(5, 3, 0, r);
         tu_rng_stream(r, ++stream); /* the trainer's K on 2 threads: gm_step1b, 10 + 10 */
-        uneven_steps_case(20, 2, r);
+        uneven_steps_case(20, 2, 0, r);
+        tu_rng_stream(r, ++stream); /* the same with gm_step1b's fallback backward */
+        uneven_steps_case(20, 2, 1, r);
     }
     printf("  worst float64 (gradient or forward) vs layer API: %.2e (%s)\n", worst64.value,
            worst64.what);

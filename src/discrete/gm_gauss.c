@@ -24,6 +24,7 @@
  * nearly always the bits of the 4-lane route; tests/test_gm_gauss.c bounds them against
  * gmf_gauss_scalars in double (1 float ulp) and counts the bits that differ from gmf_gauss_batch.
  */
+#include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,12 +54,17 @@ static inline __mmask8 lanes(size_t p, size_t p1) {
 }
 
 /* The lane indices of the next block of 8 of the component-range sequence (gauss_core's ranged
- * form), from row *i, component k0 + *r on (advanced past the block): point i K + k0 + r.  No
- * division (two per block cost more than the block's arithmetic). */
+ * form), from row *i, component k0 + *r on (advanced past the block): point i K + k0 + r, as an
+ * offset from the block's first row's point i0 K (i0 = *i on entry): (i - i0) K + k0 + r < 8 K,
+ * so the 32-bit lanes (and their product by L + 1) cannot wrap however large B K (L + 1) is --
+ * absolute indices did once B K (L + 1) > 2^31 - 1 (review s24, item 3); the caller gathers from
+ * F + i0 K (L + 1) and S2 + i0 K (size_t pointers, as the flat form's F + p (L + 1)) and asserts
+ * 8 K (L + 1) <= INT32_MAX.  No division (two per block cost more than the block's arithmetic). */
 static inline __m256i range_idx(size_t *i, size_t *r, size_t K, size_t k0, size_t nk) {
+    const size_t i0 = *i;
     int32_t ix[8];
     for (int j = 0; j < 8; j++) {
-        ix[j] = (int32_t)(*i * K + k0 + *r);
+        ix[j] = (int32_t)((*i - i0) * K + k0 + *r);
         if (++*r == nk) *r = 0, ++*i;
     }
     return _mm256_setr_epi32(ix[0], ix[1], ix[2], ix[3], ix[4], ix[5], ix[6], ix[7]);
@@ -95,12 +101,14 @@ gauss_core(size_t q0, size_t q1, size_t L, const float *F, const float *S2, floa
             const size_t p = c0 + 8 * b;
             const __mmask8 mv = lanes(p, c1);
             __m512d m, s2;
-            if (ranged) {
+            if (ranged) { /* lanes relative to the block's first row (range_idx) */
+                const size_t bi = ri;
                 const __m256i ix = range_idx(&ri, &rr, K, k0, nk);
                 m = _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(
-                    _mm256_setzero_ps(), mv, _mm256_mullo_epi32(ix, _mm256_set1_epi32((int)R)), F,
-                    4));
-                s2 = _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, ix, S2, 4));
+                    _mm256_setzero_ps(), mv, _mm256_mullo_epi32(ix, _mm256_set1_epi32((int)R)),
+                    F + bi * K * R, 4));
+                s2 = _mm512_cvtps_pd(
+                    _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, ix, S2 + bi * K, 4));
             } else {
                 m = _mm512_cvtps_pd(
                     _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mv, off, F + p * R, 4));
@@ -177,6 +185,8 @@ void gmf_nn_kern_gm_gauss(size_t p0, size_t p1, size_t L, const float *F, const 
 void gmf_nn_kern_gm_gauss_cols(size_t B, size_t K, size_t k0, size_t k1, size_t L, const float *F,
                                const float *S2, float *s, float *Phi, float *phi, float *A) {
     if (k1 <= k0 || B == 0) return;
+    /* the ranged form's 32-bit lane offsets (range_idx) stay below 8 K (L + 1) */
+    assert(K <= (size_t)INT32_MAX / 8 / (L + 1));
     if (k0 == 0 && k1 == K) /* every component: the flat sequence */
         gauss_core(0, B * K, L, F, S2, s, Phi, phi, A, 0, 0, 0, 1);
     else

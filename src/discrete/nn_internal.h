@@ -175,7 +175,9 @@ void gmf_nn_kern_gm_gauss(size_t p0, size_t p1, size_t L, const float *F, const 
                           float *Phi, float *phi, float *A);
 /* gmf_nn_kern_gm_gauss_cols: the same for components [k0, k1) of rows [0, B) (the points
  * p = i K + k, outputs at [p]), 8 points per block across rows (s^2 gathered, the outputs
- * copied out by rows); every point bitwise gmf_nn_kern_gm_gauss's (the one-barrier step). */
+ * copied out by rows); every point bitwise gmf_nn_kern_gm_gauss's (the one-barrier step).  Any
+ * B: the lanes index from each block's first row (B K (L + 1) may exceed 2^31); the one limit,
+ * asserted, is 8 K (L + 1) <= INT32_MAX. */
 void gmf_nn_kern_gm_gauss_cols(size_t B, size_t K, size_t k0, size_t k1, size_t L, const float *F,
                                const float *S2, float *s, float *Phi, float *phi, float *A);
 /* gmf_nn_kern_refloss (gm_gauss.c): gmf_nn_refloss_f (nn.h) for L <= GMF_NN_REFLOSS_LMAX, 8 rows

@@ -88,11 +88,20 @@
  * (forward products, Gaussian scalars, its half of the output sum in double, the backward scalars,
  * the fused update) and, after the one barrier, the output, loss and dH of every row itself from
  * the two halves; nothing else crosses threads (gm_steps_run's comment).  0 selects the two
- * barriers of gm_step.  Measured 1.087-1.095x faster per 2-thread epoch than the two-barrier
- * step (docs/PERFORMANCE.md, "One barrier per step on 2 threads"); it pays only because each
- * thread's per-row arrays are its own (on the shared cache it ran 1.15x slower). */
+ * barriers of gm_step.  Measured per 2-thread epoch (docs/PERFORMANCE.md, "One barrier per step
+ * on 2 threads"; bench/results/xeon_20261201_s24_one/): 1.087-1.095x faster than main 55afc1c,
+ * the session's start (ab8, ab9: the s24-one branch's final build against that base, so with
+ * everything else that branch changed, not this switch alone); 1.066x faster than the same build
+ * with GM_ONE_BARRIER=0 (ab4, the two-barrier step with the two-halves output sum; taken before
+ * the final Gaussian-scalars change).  It pays only because each thread's per-row arrays are its
+ * own (on the shared cache it ran 1.15x slower). */
 #ifndef GM_ONE_BARRIER
 #define GM_ONE_BARRIER 1
+#endif
+/* The 2-thread split of gm_step: 0 = components (the default), 1 = rows (gm_job_run's comment;
+ * with 1, gm_step1b never runs and ws_init allocates none of its buffers). */
+#ifndef GM_FWD_ROWS
+#define GM_FWD_ROWS 0
 #endif
 /* (A split of that job's steps by pixel columns instead of components -- each thread its columns
  * of every component, two barriers per step, each byte converted once -- was built and measured
@@ -125,6 +134,17 @@ static inline size_t gm_ob_size(size_t Bmax, size_t K, size_t L) {
     return 2 * gm_ob_al(Bmax * W * sizeof(real)) + 6 * gm_ob_al(Bmax * K * sizeof(real)) +
            2 * gm_ob_al(Bmax * L * sizeof(real)) + gm_ob_al(Bmax * sizeof(double)) +
            2 * gm_ob_al(Bmax);
+}
+/* Whether ws_init's hp (4 gm_hp_stride doubles) and obuf (2 gm_ob_size bytes) sizes fit in size_t:
+ * with n = Bmax (K + 1) (L + 1) <= SIZE_MAX / 1024 (n >= Bmax K (L + 1), Bmax K, Bmax L, Bmax),
+ * each of gm_ob_size's 13 terms is at most 8 n + 63 bytes (sizeof(real), sizeof(double) <= 8),
+ * so 2 gm_ob_size < 208 n + 1700, and 4 gm_hp_stride doubles <= 32 n + 256: both far below
+ * SIZE_MAX.  (The bound that held before these buffers existed, Bmax d floats of Xb, says nothing
+ * about them.) */
+static inline int gm_1b_sizes_ok(size_t Bmax, size_t K, size_t L) {
+    const size_t lim = SIZE_MAX / 1024;
+    if (L >= lim || K >= lim || K + 1 > lim / (L + 1)) return 0;
+    return Bmax <= lim / ((K + 1) * (L + 1));
 }
 
 typedef FN(gmf_nn_gm_cache) gm_cache;
@@ -1493,12 +1513,16 @@ static int ws_init(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
             ws->xtp = ralloc((size_t)nthreads * gmf_nn_xt_size(Bmax, m->d), &fail);
             if (GM_GATHER_CONV == 2) ws->xp = ralloc((size_t)(nthreads - 1) * Bmax * m->d, &fail);
             if (GM_STEPS_MT) ws->xb2 = ralloc(Bmax * m->d, &fail); /* gm_steps_run */
-            if (GM_ONE_BARRIER && GM_STEPS_MT && GM_GATHER_CONV == 2 && nthreads == 2 && !fail) {
-                /* gm_step1b (Bmax * d floats are allocated already: these sizes cannot
-                 * overflow) */
-                ws->hp = aligned_alloc(64, 4 * gm_hp_stride(Bmax, m->L) * sizeof(double));
-                ws->obuf = aligned_alloc(64, 2 * gm_ob_size(Bmax, m->K, m->L));
-                if (!ws->hp || !ws->obuf) fail = 1;
+            if (GM_ONE_BARRIER && !GM_FWD_ROWS && GM_STEPS_MT && GM_GATHER_CONV == 2 &&
+                nthreads == 2 && !fail) {
+                /* gm_step1b (the sizes checked against size_t: gm_1b_sizes_ok) */
+                if (!gm_1b_sizes_ok(Bmax, m->K, m->L))
+                    rc = gmf_error(GMF_ENOMEM, "workspace: 2-thread buffers overflow size_t");
+                else {
+                    ws->hp = aligned_alloc(64, 4 * gm_hp_stride(Bmax, m->L) * sizeof(double));
+                    ws->obuf = aligned_alloc(64, 2 * gm_ob_size(Bmax, m->K, m->L));
+                    if (!ws->hp || !ws->obuf) fail = 1;
+                }
             }
             if (fail) rc = gmf_error(GMF_ENOMEM, "workspace: out of memory");
         }
@@ -1732,10 +1756,8 @@ static void acc_add(double *restrict acc, const real *restrict g, size_t n) {
  * epoch with gm_kern.c (every step each thread reads the other's freshly updated half of [mu; W],
  * 313 KB from the other core's cache, and its update then invalidates the other's copy) and slower
  * with OpenBLAS too (its 32 x 200 x 784 SGEMM runs about 1.25x slower than 64 x 100 x 784).
- * -DGM_FWD_ROWS=1 selects rows for measurements; tests/test_nn_pool_split.c covers both. */
-#ifndef GM_FWD_ROWS
-#define GM_FWD_ROWS 0
-#endif
+ * -DGM_FWD_ROWS=1 selects rows for measurements; tests/test_nn_pool_split.c covers both.
+ * (Defined at the top of this file: ws_init's allocations depend on it too.) */
 
 /* The cache seen from batch row i0 on: its per-row arrays offset by i0 rows, so that the
  * component-range kernels (gm_fwd_part with B = a row count) work on rows [i0, i0 + B). */
@@ -1818,6 +1840,65 @@ static int gm_own_staging(const gm_job *j, int nt) {
            !j->src->x;
 }
 
+/* The pieces gm_step and gm_step1b share (review s24 item 8: one copy each). */
+
+#if GM_KERN
+/* Thread t's own X (Xb for thread 0, ws->xp for the others: only t reads it) converted from its
+ * staged bytes sb / ssc (all B rows), with X^T into xt; returns X. */
+static inline real *gm_conv_own(ws_t *ws, int t, const uint8_t *sb, const double *ssc, size_t B,
+                                size_t d, real *xt) {
+    real *const X = t == 0 ? ws->Xb : ws->xp + (size_t)(t - 1) * ws->Bmax * d;
+    gmf_nn_kern_xt_conv_u8(d, sb, d, ssc, 0, B, X, d, xt);
+    return X;
+}
+#endif
+
+/* Rows' loss terms lossv[0, n) and dH (logits H, labels y): 8 rows per zmm with libmvec's exp
+ * and log where the build has the kernels and L fits (gm_gauss.c; lossv's last bits differ from
+ * the C loop's), else gmf_nn_refloss. */
+static inline void gm_loss_rows(real *dH, double *lossv, const real *H, const uint8_t *y,
+                                double dscale, size_t n, size_t L) {
+#if GM_KERN
+    if (L <= GMF_NN_REFLOSS_LMAX) {
+        gmf_nn_kern_refloss(dH, lossv, H, y, dscale, n, L);
+        return;
+    }
+#endif
+    FN(gmf_nn_refloss)(dH, lossv, H, y, dscale, n, L);
+}
+
+/* The batch loss: lossv summed in row order (every thread the same value). */
+static inline double gm_loss_sum(const double *lossv, size_t B) {
+    double loss = 0.0;
+    for (size_t i = 0; i < B; i++)
+        loss += lossv[i];
+    return loss;
+}
+
+/* The loss barrier in two halves, with (stage set, a next step) the next step's rows staged in
+ * between: into the thread's own buffer sb / ssc, labels of rows [y0, y1) into y (what the
+ * callers' comments say nobody else reads). */
+static inline void gm_barrier_staging(const gm_job *j, int stage, uint8_t *sb, double *ssc,
+                                      uint8_t *y, size_t d, size_t y0, size_t y1) {
+    const unsigned g = gmf_nn_pool_arrive(j->ws->pool);
+    if (stage && j->next_idx) stage_rows(sb, ssc, y, j->src, j->next_idx, d, 0, j->B, y0, y1);
+    gmf_nn_pool_await(j->ws->pool, g);
+}
+
+/* The backward of components [k0, k1) from their da: the fused kernel (products and parameter
+ * pass in one, gm_bwd_fused) where it applies, else the products and the per-component pass;
+ * lr set: the SGD step in place (dP unused), else the gradient into dP.  sc: the components'
+ * shares (NULL: 1/K). */
+static inline void gm_bwd_step(real *P, real *dP, gm_cache *c, const double *da, const double *sc,
+                               const double *lr, const real *X, size_t B, size_t d, size_t K,
+                               size_t L, size_t k0, size_t k1) {
+    if (gm_bwd_fused(P, c, da, sc, lr, X, B, d, K, L, k0, k1)) return;
+    gm_bwd_prod(c, X, B, d, K, L, k0, k1);
+    for (size_t k = k0; k < k1; k++)
+        gm_bwd_param1(P, lr ? NULL : dP, c, da + (k - k0) * L, sc ? sc[k] : 1.0 / (double)K, lr, d,
+                      K, L, k);
+}
+
 /* One step of job j on thread t of nt (prep: the parameter-derived cache is to be prepared
  * first); gathers into j->X (the batch buffer) when j->src is set.  Returns the batch's loss sum
  * (every thread the same value; 0 in mode 0). */
@@ -1870,11 +1951,9 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
         if (!own) gmf_nn_pool_barrier(ws->pool);
         GMF_NN_PROF_MARK(t, 2);
         if (conv) {
-#if GM_KERN
-            X = t == 0 ? ws->Xb : ws->xp + (size_t)(t - 1) * ws->Bmax * d; /* (only t reads it) */
-            gmf_nn_kern_xt_conv_u8(d, sb, d, ssc, 0, B, (real *)X, d,
-                                   fwd_mt ? ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d)
-                                          : c->xtb); /* (the whole cache: xt0 = 0) */
+#if GM_KERN /* (X^T: the whole cache's when fwd_mt is 0, xt0 = 0) */
+            X = gm_conv_own(ws, t, sb, ssc, B, d,
+                            fwd_mt ? ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d) : c->xtb);
 #endif
             GMF_NN_PROF_MARK(t, 13);
         }
@@ -1894,14 +1973,7 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
     else
         gm_reduce_rows(j->H, c, K, L, i0, i1);
     if (j->mode == 0) return 0.0;
-#if GM_KERN /* 8 rows per zmm with libmvec's exp and log (gm_gauss.c; lossv's last bits differ) */
-    if (L <= GMF_NN_REFLOSS_LMAX)
-        gmf_nn_kern_refloss(ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale,
-                            i1 - i0, L);
-    else
-#endif
-        FN(gmf_nn_refloss)
-    (ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
+    gm_loss_rows(ws->dH + i0 * L, ws->lossv + i0, j->H + i0 * L, j->y + i0, j->dscale, i1 - i0, L);
     const int scal_rows = GM_SCAL_ROWS && nt > 1 && !c->learned;
     if (scal_rows && i1 > i0) {
         gm_cache rv = gm_rows_view(c, d, K, L, i0);
@@ -1909,20 +1981,14 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
         gm_bwd_scalars(&rv, da_rows, NULL, NULL, ws->dH + i0 * L, i1 - i0, K, L, 0, K);
     }
     GMF_NN_PROF_MARK(t, 5);
-    {
-        /* the loss barrier in two halves: a thread staging every row itself stages the next
-         * step's rows in between (its own buffer, its own rows' labels: nothing another thread
-         * reads; the step's conversion that read the buffer is done), so that it works while
-         * it would wait for the others' by-rows phase (gm_steps_run's comment) */
-        const unsigned g = gmf_nn_pool_arrive(ws->pool);
-        if (j->next_idx && own) stage_rows(sb, ssc, ws->yb, j->src, j->next_idx, d, 0, B, i0, i1);
-        gmf_nn_pool_await(ws->pool, g);
-    }
+    /* the loss barrier in two halves: a thread staging every row itself stages the next step's
+     * rows in between (its own buffer, its own rows' labels: nothing another thread reads; the
+     * step's conversion that read the buffer is done), so that it works while it would wait for
+     * the others' by-rows phase (gm_steps_run's comment) */
+    gm_barrier_staging(j, own, sb, ssc, ws->yb, d, i0, i1);
     GMF_NN_PROF_MARK(t, 6);
     /* every thread sums the per-sample losses in the same order: the same value everywhere */
-    double loss = 0.0;
-    for (size_t i = 0; i < B; i++)
-        loss += ws->lossv[i];
+    const double loss = gm_loss_sum(ws->lossv, B);
     if (!isfinite(loss) || k1 <= k0) return loss;
     double da[(k1 - k0) * L];
     /* learned weights: component k's share is w_k (the gradient); the per-mass SGD step uses
@@ -1935,12 +2001,7 @@ static double gm_step(const gm_job *j, int t, int nt, int prep) {
     GMF_NN_PROF_MARK(t, 7);
     if (gmf_nn_test_delay_tid == t) gmf_nn_test_delay(); /* (tests only: nn_internal.h) */
     /* the fused step: products and parameter pass in one kernel (gm_bwd_fused); else both */
-    if (!gm_bwd_fused(ws->P, c, da, sc, j->mode == 2 ? j->lr : NULL, X, B, d, K, L, k0, k1)) {
-        gm_bwd_prod(c, X, B, d, K, L, k0, k1);
-        for (size_t k = k0; k < k1; k++)
-            gm_bwd_param1(ws->P, j->mode == 2 ? NULL : ws->dP, c, da + (k - k0) * L,
-                          sc ? sc[k] : 1.0 / (double)K, j->mode == 2 ? j->lr : NULL, d, K, L, k);
-    }
+    gm_bwd_step(ws->P, ws->dP, c, da, sc, j->mode == 2 ? j->lr : NULL, X, B, d, K, L, k0, k1);
     GMF_NN_PROF_MARK(t, 8);
     if (j->mode == 1 && j->accumulate) { /* this thread's components of every block */
         const gm_params g = gm_comp(FN(gmf_nn_gm_view)(ws->dP, d, K, L, 0), d, L, k0);
@@ -2015,9 +2076,8 @@ static double gm_step1b(const gm_job *j, int t, int prep, int par) {
     if (prep) gm_prep(c, ws->P, d, K, L, k0, k1);
     if (!j->prestaged) stage_rows(sb, ssc, o.y[par], j->src, j->idx, d, 0, B, 0, B);
     GMF_NN_PROF_MARK(t, 1);
-    real *const X = t == 0 ? ws->Xb : ws->xp + (size_t)(t - 1) * ws->Bmax * d; /* its own */
-    gmf_nn_kern_xt_conv_u8(d, sb, d, ssc, 0, B, X, d,
-                           ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d));
+    const real *const X =
+        gm_conv_own(ws, t, sb, ssc, B, d, ws->xtp + (size_t)t * gmf_nn_xt_size(c->Bmax, d));
     GMF_NN_PROF_MARK(t, 13);
     gm_fwd_gemm_own(&v, X, B, d, K, L, k0, k1, ws->xtp, (size_t)t, 0);
     GMF_NN_PROF_MARK(t, 12);
@@ -2025,13 +2085,9 @@ static double gm_step1b(const gm_job *j, int t, int prep, int par) {
     gmf_nn_kern_gm_reduce_part(ws->hp + (size_t)(2 * par + t) * hps, v.A, v.Phi, v.a, v.F, K, L, k0,
                                k1, 0, B);
     GMF_NN_PROF_MARK(t, 3);
-    {
-        /* the barrier in two halves: the next step's rows staged in between (this thread's
-         * buffer, read by this step's conversion only; labels into the other parity's y) */
-        const unsigned g = gmf_nn_pool_arrive(ws->pool);
-        if (j->next_idx) stage_rows(sb, ssc, o.y[!par], j->src, j->next_idx, d, 0, B, 0, B);
-        gmf_nn_pool_await(ws->pool, g);
-    }
+    /* the barrier in two halves: the next step's rows staged in between (this thread's buffer,
+     * read by this step's conversion only; every label, into the other parity's y) */
+    gm_barrier_staging(j, 1, sb, ssc, o.y[!par], d, 0, B);
     GMF_NN_PROF_MARK(t, 6);
     /* (tests only, nn_internal.h: here, before the reads of hp, a held-back thread lets the other
      * run into the next step's writes of hp, which parity keeps in the other block) */
@@ -2042,23 +2098,14 @@ static double gm_step1b(const gm_job *j, int t, int prep, int par) {
         for (size_t e = 0; e < B * L; e++)
             o.H[e] = (real)(inv * (h0[e] + h1[e])); /* as gmf_nn_kern_gm_reduce_rows */
     }
-    if (L <= GMF_NN_REFLOSS_LMAX)
-        gmf_nn_kern_refloss(o.dH, o.lossv, o.H, o.y[par], j->dscale, B, L);
-    else
-        FN(gmf_nn_refloss)(o.dH, o.lossv, o.H, o.y[par], j->dscale, B, L);
-    double loss = 0.0; /* in row order, as gm_step: the same value on both threads */
-    for (size_t i = 0; i < B; i++)
-        loss += o.lossv[i];
+    gm_loss_rows(o.dH, o.lossv, o.H, o.y[par], j->dscale, B, L);
+    const double loss = gm_loss_sum(o.lossv, B); /* (as gm_step: the same on both threads) */
     GMF_NN_PROF_MARK(t, 5);
     if (!isfinite(loss) || k1 <= k0) return loss;
     double da[(k1 - k0) * L];
     gm_bwd_scalars(&v, da, NULL, NULL, o.dH, B, K, L, k0, k1);
     GMF_NN_PROF_MARK(t, 7);
-    if (!gm_bwd_fused(ws->P, &v, da, NULL, j->lr, X, B, d, K, L, k0, k1)) {
-        gm_bwd_prod(&v, X, B, d, K, L, k0, k1);
-        for (size_t k = k0; k < k1; k++)
-            gm_bwd_param1(ws->P, NULL, &v, da + (k - k0) * L, 1.0 / (double)K, j->lr, d, K, L, k);
-    }
+    gm_bwd_step(ws->P, NULL, &v, da, NULL, j->lr, X, B, d, K, L, k0, k1);
     GMF_NN_PROF_MARK(t, 8);
     return loss;
 }
@@ -2109,10 +2156,14 @@ static double gm_step1b(const gm_job *j, int t, int prep, int par) {
  * F, S2, s, Phi, phi, A, dF, dS2 (ws->obuf: read and written by their owner only, so that no
  * cache line is written by both cores either), H, dH, lossv -- or its components' own
  * parameters and cache (P, sig2, muW, a: written by the owner's fused update, read by its
- * forward, prep and reduce only).  Why parity double-buffering of hp suffices: thread u reads
- * hp[s % 2][t] after passing barrier s and before arriving at barrier s + 1 (the reads come
- * before its backward); t writes hp[s % 2][t] next in step s + 2, after passing barrier s + 1,
- * which it cannot pass before u has arrived there, i.e. after u's reads of step s.  Its write of
+ * forward, prep and reduce only).  Not a race but false sharing: the K x L blocks a (the cache) and
+ * v (in P) are split between the threads at component K/2, and with K L floats per block that
+ * boundary can fall inside a cache line (K = 20, L = 9: at float 90 of each), so both cores' fused
+ * updates write their own entries of the same line of a and of v every step.  Why parity
+ * double-buffering of hp suffices: thread u reads hp[s % 2][t] after passing barrier s and before
+ * arriving at barrier s + 1 (the reads come before its backward); t writes hp[s % 2][t] next in
+ * step s + 2, after passing barrier s + 1, which it cannot pass before u has arrived there, i.e.
+ * after u's reads of step s.  Its write of
  * step s + 1 goes to the other block, which u last read in step s - 1, before arriving at
  * barrier s, which t passed before starting step s + 1.  One block per thread only (no parity)
  * would let t, leaving step s's backward first, overwrite its sum with step s + 1's while u
