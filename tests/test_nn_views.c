@@ -260,6 +260,20 @@ static void test_lifecycle(gsl_rng *r) {
               bad.nparams == 0,
           "failed model build: not a zeroed model");
     gmf_nn_model_free(&bad);
+    /* sizes whose products wrap size_t: refused with a message, never a short allocation */
+    const size_t huge[][5] = {
+        {GMF_NN_GM, 784, 9, SIZE_MAX / 8, 0},      {GMF_NN_GM, SIZE_MAX / 2 + 1, 9, 2, 0},
+        {GMF_NN_GMFULL, (size_t)1 << 33, 9, 2, 0}, {GMF_NN_GMLR, 784, 9, SIZE_MAX / 1024, 1},
+        {GMF_NN_FC, SIZE_MAX - 3, 9, 0, 1000},     {GMF_NN_GMSTACK, 784, 9, (size_t)1 << 50, 0}};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        memset(&bad, 0xab, sizeof bad);
+        const int rc = gmf_nn_model_init(&bad, (gmf_nn_kind)huge[i][0], huge[i][1], huge[i][2],
+                                         huge[i][3], huge[i][4], 100);
+        CHECK(rc == GMF_EINVAL && !bad.params && bad.nparams == 0 &&
+                  strstr(gmf_errmsg(), "overflows size_t"),
+              "huge model %zu: rc %d, message '%s'", i, rc, gmf_errmsg());
+        gmf_nn_model_free(&bad);
+    }
 
     gmf_nn_model m;
     gmf_nn_rng rng;
@@ -271,6 +285,16 @@ static void test_lifecycle(gsl_rng *r) {
     gmf_nn_ws_d *wd = (gmf_nn_ws_d *)(void *)&dummy;
     CHECK(gmf_nn_ws_new_f(&wf, &m, 0, 1) == GMF_EINVAL && !wf, "failed ws_new_f: *out not NULL");
     CHECK(gmf_nn_ws_new_d(&wd, &m, 0, 1) == GMF_EINVAL && !wd, "failed ws_new_d: *out not NULL");
+    /* batch sizes whose sizes overflow size_t (the second: Bmax d wraps to a few floats, which
+     * an unchecked product would allocate as the batch buffer): refused, *out NULL */
+    const size_t hugeB[2] = {SIZE_MAX / 64, SIZE_MAX / D + 2};
+    for (int t = 1; t <= 4; t++) {
+        wf = (gmf_nn_ws_f *)(void *)&dummy;
+        const int rc = gmf_nn_ws_new_f(&wf, &m, hugeB[(t - 1) / 2], 2 - t % 2);
+        CHECK(rc != GMF_OK && !wf && strstr(gmf_errmsg(), "overflow"),
+              "huge batch %zu, %d thread(s): rc %d, message '%s'", hugeB[(t - 1) / 2], 2 - t % 2,
+              rc, gmf_errmsg());
+    }
 
     double X[BB * D];
     float Xf[BB * D];

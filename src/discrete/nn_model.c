@@ -127,10 +127,65 @@ static void add_gm_groups(gmf_nn_model *m, size_t g0, size_t d, size_t K, size_t
     add_group(m, g0 + GMF_NN_GROUP_V, name, K * L, 0, 0);
 }
 
+/* a b + c into *out; nonzero (and *out untouched) when it does not fit size_t. */
+static int mul_add_size(size_t a, size_t b, size_t c, size_t *out) {
+    size_t p;
+    if (gmf_mul_size(a, b, &p) || p > SIZE_MAX - c) return 1;
+    *out = p + c;
+    return 0;
+}
+
+/* One GM layer's parameter count K (2 d + L d + L) (+ K d d with full covariances, + K r d for
+ * the low-rank factors), checked: nonzero when it does not fit size_t. */
+static int gm_count(size_t d, size_t K, size_t L, size_t dd, size_t r, size_t *out) {
+    size_t per;
+    if (d > SIZE_MAX / 2 || mul_add_size(L, d, 2 * d, &per) || per > SIZE_MAX - L ||
+        mul_add_size(r, d, per + L, &per) || per > SIZE_MAX - dd)
+        return 1;
+    return gmf_mul_size(K, per + dd, out);
+}
+
+/* The model's parameter count fits size_t with room for 64 bytes a parameter (the trainer keeps
+ * the doubles, their gradient and accumulator, and float copies)?  Checked before any group is
+ * added, so that no group size below can wrap. */
+static int nparams_check(gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t width,
+                         size_t Lmid) {
+    size_t n = 0, n2 = 0, dd = 0;
+    int bad;
+    switch (kind) {
+    case GMF_NN_GM:
+        bad = gm_count(d, K, L, 0, 0, &n);
+        break;
+    case GMF_NN_GMFULL:
+        bad = gmf_mul_size(d, d, &dd) || gm_count(d, K, L, dd, 0, &n);
+        break;
+    case GMF_NN_GMLR:
+        bad = gm_count(d, K, L, 0, width, &n);
+        break;
+    case GMF_NN_FC:
+        bad = d > SIZE_MAX - L || gmf_mul_size(width, d + L, &n);
+        break;
+    case GMF_NN_GMSTACK:
+        bad =
+            gm_count(d, K, Lmid, 0, 0, &n) || gm_count(Lmid, K, L, 0, 0, &n2) || n > SIZE_MAX - n2;
+        n += bad ? 0 : n2;
+        break;
+    default:
+        return GMF_OK; /* (the caller rejects the kind) */
+    }
+    if (bad || n > SIZE_MAX / 64)
+        return gmf_error(GMF_EINVAL,
+                         "model %s (d=%zu, L=%zu, K=%zu, width=%zu, mid=%zu): the parameter "
+                         "count overflows size_t",
+                         gmf_nn_kind_name(kind), d, L, K, width, Lmid);
+    return GMF_OK;
+}
+
 int gmf_nn_model_init(gmf_nn_model *m, gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t width,
                       size_t Lmid) {
     memset(m, 0, sizeof *m);
     if (d == 0 || L == 0) return gmf_error(GMF_EINVAL, "model: need d >= 1 and L >= 1");
+    if (nparams_check(kind, d, L, K, width, Lmid)) return GMF_EINVAL;
     m->kind = kind;
     m->d = d;
     m->L = L;
