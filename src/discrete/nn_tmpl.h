@@ -170,9 +170,6 @@ static inline void gemm(int ta, int tb, size_t M, size_t N, size_t Kd, real alph
          (int)N, (int)Kd, alpha, A, (int)lda, Bm, (int)ldb, beta, C, (int)ldc);
 }
 
-/* n zeroed reals on a 64-byte boundary (a cache line: the GM_KERN products' rows then start on
- * one when d is a multiple of 16; loads that straddle two lines cost twice, and made the products
- * about 1.5x slower); freed with free(). */
 /* Do a layer cache's sizes fit size_t?  Every array of the caches below holds at most
  * (Bmax + 1) K (d + L + r + 2) elements (r: the low-rank rank, else 0; K: the FC width for the
  * FC cache), or as many as one of the model's parameter blocks, whose count gmf_nn_model_init
@@ -182,12 +179,14 @@ static int cache_dims_check(const char *what, size_t Bmax, size_t d, size_t K, s
     size_t n;
     if (d > SIZE_MAX / 4 || L > SIZE_MAX / 4 || r > SIZE_MAX / 4 || Bmax == SIZE_MAX ||
         gmf_mul_size3(Bmax + 1, K ? K : 1, d + L + r + 2, &n) || n > SIZE_MAX / 16)
-        return gmf_error(GMF_EINVAL,
-                         "%s cache (B=%zu, d=%zu, K=%zu, L=%zu): its sizes overflow size_t", what,
-                         Bmax, d, K, L);
+        return gmf_error(GMF_EINVAL, "%s (B=%zu, d=%zu, K=%zu, L=%zu): its sizes overflow size_t",
+                         what, Bmax, d, K, L);
     return GMF_OK;
 }
 
+/* n zeroed reals on a 64-byte boundary (a cache line: the GM_KERN products' rows then start on
+ * one when d is a multiple of 16; loads that straddle two lines cost twice, and made the products
+ * about 1.5x slower); freed with free(). */
 static real *ralloc(size_t n, int *fail) {
     const size_t bytes = ((n ? n : 1) * sizeof(real) + 63) / 64 * 64;
     real *p = n <= SIZE_MAX / sizeof(real) - 64 ? aligned_alloc(64, bytes) : NULL;
@@ -349,7 +348,7 @@ static void mix_logit_grad(real *dlogit, const double *w, const double *g, size_
 
 int FN(gmf_nn_gm_cache_init)(gm_cache *c, size_t Bmax, size_t d, size_t K, size_t L) {
     memset(c, 0, sizeof *c);
-    if (cache_dims_check("GM layer", Bmax, d, K, L, 0)) return GMF_EINVAL;
+    if (cache_dims_check("GM layer cache", Bmax, d, K, L, 0)) return GMF_EINVAL;
     c->Bmax = Bmax, c->d = d, c->K = K, c->L = L;
     const size_t W = K * (L + 1);
     int fail = 0;
@@ -861,7 +860,7 @@ void FN(gmf_nn_gm_backward)(real *dP, real *dX, gm_cache *c, const real *dH, con
 
 int FN(gmf_nn_gmfull_cache_init)(full_cache *c, size_t Bmax, size_t d, size_t K, size_t L) {
     memset(c, 0, sizeof *c);
-    if (cache_dims_check("full-covariance GM layer", Bmax, d, K, L, 0)) return GMF_EINVAL;
+    if (cache_dims_check("full-covariance GM layer cache", Bmax, d, K, L, 0)) return GMF_EINVAL;
     c->Bmax = Bmax, c->d = d, c->K = K, c->L = L;
     int fail = 0;
     c->a = ralloc(K * L, &fail);
@@ -1059,7 +1058,7 @@ static inline real *lr_Vt(const real *P, size_t d, size_t K, size_t L, size_t r,
 
 int FN(gmf_nn_gmlr_cache_init)(lr_cache *c, size_t Bmax, size_t d, size_t K, size_t L, size_t r) {
     memset(c, 0, sizeof *c);
-    if (cache_dims_check("low-rank GM layer", Bmax, d, K, L, r)) return GMF_EINVAL;
+    if (cache_dims_check("low-rank GM layer cache", Bmax, d, K, L, r)) return GMF_EINVAL;
     c->Bmax = Bmax, c->d = d, c->K = K, c->L = L, c->r = r;
     const size_t W = K * (L + 1 + r);
     int fail = 0;
@@ -1369,7 +1368,7 @@ void FN(gmf_nn_gmlr_backward)(real *dP, real *dX, lr_cache *c, const real *dH, c
 
 int FN(gmf_nn_fc_cache_init)(fc_cache *c, size_t Bmax, size_t d, size_t m, size_t L) {
     memset(c, 0, sizeof *c);
-    if (cache_dims_check("FC layer", Bmax, d, m, L, 0)) return GMF_EINVAL;
+    if (cache_dims_check("FC layer cache", Bmax, d, m, L, 0)) return GMF_EINVAL;
     c->Bmax = Bmax, c->d = d, c->m = m, c->L = L;
     int fail = 0;
     c->R = ralloc(Bmax * m, &fail);
