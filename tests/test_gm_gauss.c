@@ -197,7 +197,8 @@ static void check_cols(const gcase *c, size_t k0, size_t k1, float **one, const 
  * absolute point indices i K + k in int32 lanes and multiplied them by L + 1 for the gather of
  * the means: past B K (L + 1) = 2^31 they wrapped (out-of-bounds reads).  Here L + 1 = 2^20 and
  * K = 2, B = 1100, so the last rows' means lie beyond 2^31 floats (8.6 GiB) of F: a lazily backed
- * mapping (MAP_NORESERVE; only the ~1100 pages written are touched).  The ranged form (k in
+ * mapping (MAP_NORESERVE, no transparent huge pages: only the B K = 2200 pages written, about
+ * 9 MB, are touched; with huge pages each would fault in 2 MiB).  The ranged form (k in
  * [1, 2)) must give the flat kernel's bits at every point; the flat form takes F + p (L + 1) in
  * size_t.  Skipped (with a note) if the mapping is refused. */
 static void check_big_index(gsl_rng *r) {
@@ -210,6 +211,7 @@ static void check_big_index(gsl_rng *r) {
         printf("test_gm_gauss: NOTE: check 6 skipped (mmap of %zu bytes refused)\n", bytes);
         return;
     }
+    (void)madvise(F, bytes, MADV_NOHUGEPAGE); /* (advice only: THP "always" would cost GiBs) */
     float *S2 = malloc(n * sizeof(float));
     for (size_t p = 0; p < n; p++)
         point(r, &F[p * R], &S2[p]);

@@ -275,6 +275,20 @@ static void test_lifecycle(gsl_rng *r) {
         gmf_nn_model_free(&bad);
     }
 
+    memset(&bad, 0xab, sizeof bad); /* a rank outside [1, d] is reported as that */
+    CHECK(gmf_nn_model_init(&bad, GMF_NN_GMLR, 784, 9, 20, SIZE_MAX, 0) == GMF_EINVAL &&
+              strstr(gmf_errmsg(), "rank"),
+          "huge rank: message '%s'", gmf_errmsg());
+    gmf_nn_model_free(&bad);
+    { /* a cache called directly (no checked model) whose K (L + 1) d wraps: refused */
+        gmf_nn_gm_cache_f gc;
+        const size_t big = (size_t)1 << 32;
+        CHECK(gmf_nn_gm_cache_init_f(&gc, 4, big, 1, big - 1) == GMF_EINVAL && !gc.muW &&
+                  strstr(gmf_errmsg(), "overflow"),
+              "huge direct cache: message '%s'", gmf_errmsg());
+        gmf_nn_gm_cache_free_f(&gc);
+    }
+
     gmf_nn_model m;
     gmf_nn_rng rng;
     gmf_nn_rng_seed(&rng, 5, 0);

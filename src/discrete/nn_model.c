@@ -159,7 +159,8 @@ static int nparams_check(gmf_nn_kind kind, size_t d, size_t L, size_t K, size_t 
     case GMF_NN_GMFULL:
         bad = gmf_mul_size(d, d, &dd) || gm_count(d, K, L, dd, 0, &n);
         break;
-    case GMF_NN_GMLR:
+    case GMF_NN_GMLR: /* (a rank outside [1, d] is the caller's error to report) */
+        if (width == 0 || width > d) return GMF_OK;
         bad = gm_count(d, K, L, 0, width, &n);
         break;
     case GMF_NN_FC:

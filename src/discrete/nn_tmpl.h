@@ -172,13 +172,15 @@ static inline void gemm(int ta, int tb, size_t M, size_t N, size_t Kd, real alph
 
 /* Do a layer cache's sizes fit size_t?  Every array of the caches below holds at most
  * (Bmax + 1) K (d + L + r + 2) elements (r: the low-rank rank, else 0; K: the FC width for the
- * FC cache), or as many as one of the model's parameter blocks, whose count gmf_nn_model_init
- * checked; the bound keeps 16 bytes an element.  Called first by every *_cache_init, so that no
- * product below can wrap (a wrapped size would allocate too little). */
+ * FC cache) or K (L + 1 + r) (d + r) (the stacked parameter operands muW and E, and U_q, Q), so
+ * that the public *_cache_init need no checked model; the bound keeps 16 bytes an element.  Called
+ * first by every *_cache_init, so that no product below can wrap (a wrapped size would allocate too
+ * little). */
 static int cache_dims_check(const char *what, size_t Bmax, size_t d, size_t K, size_t L, size_t r) {
     size_t n;
     if (d > SIZE_MAX / 4 || L > SIZE_MAX / 4 || r > SIZE_MAX / 4 || Bmax == SIZE_MAX ||
-        gmf_mul_size3(Bmax + 1, K ? K : 1, d + L + r + 2, &n) || n > SIZE_MAX / 16)
+        gmf_mul_size3(Bmax + 1, K ? K : 1, d + L + r + 2, &n) || n > SIZE_MAX / 16 ||
+        gmf_mul_size3(K ? K : 1, L + 1 + r, d + r, &n) || n > SIZE_MAX / 16)
         return gmf_error(GMF_EINVAL, "%s (B=%zu, d=%zu, K=%zu, L=%zu): its sizes overflow size_t",
                          what, Bmax, d, K, L);
     return GMF_OK;
@@ -1535,8 +1537,10 @@ static int ws_init(ws_t *ws, gmf_nn_model *m, size_t Bmax, int nthreads) {
             ws->xtp = ralloc((size_t)nthreads * gmf_nn_xt_size(Bmax, m->d), &fail);
             if (GM_GATHER_CONV == 2) ws->xp = ralloc((size_t)(nthreads - 1) * Bmax * m->d, &fail);
             if (GM_STEPS_MT) ws->xb2 = ralloc(Bmax * m->d, &fail); /* gm_steps_run */
+            /* (and only where gmf_nn_kern_gm_gauss_cols's 32-bit lane offsets hold, 8 K (L + 1)
+             * <= INT32_MAX, an assert there: a larger layer runs the two-barrier step) */
             if (GM_ONE_BARRIER && !GM_FWD_ROWS && GM_STEPS_MT && GM_GATHER_CONV == 2 &&
-                nthreads == 2 && !fail) {
+                nthreads == 2 && !fail && m->K <= (size_t)INT32_MAX / 8 / (m->L + 1)) {
                 /* gm_step1b (the sizes checked against size_t: gm_1b_sizes_ok) */
                 if (!gm_1b_sizes_ok(Bmax, m->K, m->L))
                     rc = gmf_error(GMF_ENOMEM, "workspace: 2-thread buffers overflow size_t");
@@ -1909,8 +1913,9 @@ static inline void gm_barrier_staging(const gm_job *j, int stage, uint8_t *sb, d
 
 /* The backward of components [k0, k1) from their da: the fused kernel (products and parameter
  * pass in one, gm_bwd_fused) where it applies, else the products and the per-component pass;
- * lr set: the SGD step in place (dP unused), else the gradient into dP.  sc: the components'
- * shares (NULL: 1/K). */
+ * lr set: the SGD step in place (dP unused), else the gradient into dP (the SGD step's mode 2
+ * always has its rates: gm_step passes them as lr there, so that NULL means mode 0 or 1).  sc:
+ * the components' shares (NULL: 1/K). */
 static inline void gm_bwd_step(real *P, real *dP, gm_cache *c, const double *da, const double *sc,
                                const double *lr, const real *X, size_t B, size_t d, size_t K,
                                size_t L, size_t k0, size_t k1) {
