@@ -370,63 +370,6 @@ static void case_tu(gsl_rng *r, size_t M, size_t d, size_t L, size_t K, size_t k
                      !memcmp(muW, muWR, (nW + 16) * 4) && !memcmp(acc, accR, nk * L * 8);
     CHECK(same, "tn_update M=%zu d=%zu L=%zu K=%zu [%zu,%zu): not bitwise tn + gm_update", M, d, L,
           K, k0, k1);
-    /* (1b) gmf_nn_kern_tn_update_cols: d in 1-3 ranges of whole 16-column blocks (as the pool's
-     * removed pixel split formed them, an empty one included), each from the inputs and into its
-     * own columns only: after all ranges every array bitwise the whole call's; a's partial sums add
-     * up to U_l . mu to a's bound (checked below with the whole call's) */
-    for (size_t nr = 1; nr <= 3; nr++) {
-        float *Uc = tu_xmalloc((nU + 1) * 4), *muc = tu_xmalloc(nd * 4), *sgc = tu_xmalloc(nd * 4);
-        float *s2c = tu_xmalloc(nd * 4), *muWc = tu_xmalloc((nW + 16) * 4);
-        double *accc = tu_xmalloc((nk * L + 1) * 8), *accp = tu_xmalloc((nk * L + 1) * 8);
-        memcpy(Uc, U0, nU * 4), memcpy(muc, mu0, nd * 4), memcpy(sgc, sg0, nd * 4);
-        memcpy(s2c, s20, nd * 4);
-        for (size_t e = 0; e < nW + 16; e++)
-            muWc[e] = SENT;
-        for (size_t e = 0; e < nk * L + 1; e++)
-            accc[e] = 0.0;
-        const size_t nb = (d + 15) / 16;
-        int outside_ok = 1;
-        for (size_t q = 0; q < nr + (nr == 3); q++) { /* nr == 3: a 4th, empty range */
-            const size_t b0 = q < nr ? nb * q / nr : nb, b1 = q < nr ? nb * (q + 1) / nr : nb;
-            const size_t c0 = 16 * b0 < d ? 16 * b0 : d, c1 = 16 * b1 < d ? 16 * b1 : d;
-            for (size_t e = 0; e < nk * L + 1; e++)
-                accp[e] = -1.0;
-            const int okc =
-                gmf_nn_kern_tn_update_cols(M, d, c0, c1, L, k0, k1, X, ldx, dF, ldf, dS2, lds, Uc,
-                                           muc, sgc, s2c, muWc, dal, rU, rS, rM, accp);
-            CHECK(okc, "tn_update_cols M=%zu d=%zu L=%zu [%zu,%zu): declined", M, d, L, c0, c1);
-            for (size_t e = 0; e < nk * L; e++)
-                accc[e] += accp[e];
-            if (q == 0) /* the first range: nothing outside [c0, c1) written */
-                for (size_t k = 0; k < K; k++)
-                    for (size_t j = 0; j < d; j++) {
-                        if (j >= c0 && j < c1 && k >= k0 && k < k1) continue;
-                        outside_ok &= muc[k * d + j] == mu0[k * d + j] &&
-                                      sgc[k * d + j] == sg0[k * d + j] &&
-                                      s2c[k * d + j] == s20[k * d + j];
-                        for (size_t l = 0; l <= L; l++) /* muW: [mu; W], L + 1 rows */
-                            outside_ok &= muWc[(k * (L + 1) + l) * d + j] == SENT;
-                        for (size_t l = 0; l < L; l++)
-                            outside_ok &= Uc[(k * L + l) * d + j] == U0[(k * L + l) * d + j];
-                    }
-        }
-        CHECK(outside_ok, "tn_update_cols M=%zu d=%zu L=%zu K=%zu: wrote outside its columns", M, d,
-              L, K);
-        CHECK(!memcmp(Uc, U, nU * 4) && !memcmp(muc, mu, nd * 4) && !memcmp(sgc, sg, nd * 4) &&
-                  !memcmp(s2c, s2, nd * 4) && !memcmp(muWc, muW, (nW + 16) * 4),
-              "tn_update_cols M=%zu d=%zu L=%zu K=%zu in %zu ranges: not bitwise the whole call", M,
-              d, L, K, nr);
-        double wa = 0.0;
-        for (size_t k = k0; k < k1; k++)
-            wa = fmax(wa, update_acc_err(d, L, U + k * L * d, mu + k * d, accc + (k - k0) * L));
-        CHECK(wa <= 1.0,
-              "tn_update_cols M=%zu d=%zu L=%zu K=%zu in %zu ranges: a's sums %.3g of "
-              "the bound",
-              M, d, L, K, nr, wa);
-        tu_worst_update(&worst_tu, wa, "tn_update_cols a M=%zu d=%zu L=%zu ranges %zu", M, d, L,
-                        nr);
-        free(Uc), free(muc), free(sgc), free(s2c), free(muWc), free(accc), free(accp);
-    }
     /* (2) double */
     const double tol = (double)(M + L + 12) * 0x1p-24;
     double we = 0.0;

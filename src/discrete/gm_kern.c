@@ -285,20 +285,20 @@ static inline void st16(float *p, __mmask16 m, int full, __m512 v) {
 #define TU_PB 64
 #define TU_KB 32 /* components per group */
 
-/* One component's tile: columns [p, p + 32) (masks for the range's end dc), the product over
+/* One component's tile: columns [p, p + 32) (masks for d's tail), the product over
  * i < M, then gm_update's column work.  L is a constant in each instance.  one: 16 columns or
  * fewer (d = 784's last 16), only the first half's loads and FMAs (the second half's were all
  * masked: the tile cost a full one for half the columns; the kernel 5-15 % faster at d = 784,
  * docs/PERFORMANCE.md "The step split by pixel columns"); bitwise the same results. */
 static inline __attribute__((always_inline)) void
-tu_tile(const size_t L, size_t M, size_t d, size_t dc, size_t p, const float *X, size_t ldx,
-        const float *X2, size_t ld2, const float *g, size_t ldf, const float *gs, size_t lds,
-        float *U, float *mu, float *sigma, float *sig2, float *muW, const float *dal, float rU,
-        float rS, float rM, float *part, int full, int one) {
+tu_tile(const size_t L, size_t M, size_t d, size_t p, const float *X, size_t ldx, const float *X2,
+        size_t ld2, const float *g, size_t ldf, const float *gs, size_t lds, float *U, float *mu,
+        float *sigma, float *sig2, float *muW, const float *dal, float rU, float rS, float rM,
+        float *part, int full, int one) {
     __m512 acc[GMF_NN_KERN_TU_LMAX + 2][2]; /* row 0: dsig2, row 1: dmu, rows 2 ..: dW */
     for (size_t r = 0; r < L + 2; r++)
         acc[r][0] = _mm512_setzero_ps(), acc[r][1] = _mm512_setzero_ps();
-    const __mmask16 m0 = lanes(dc - p), m1 = p + 16 < dc ? lanes(dc - p - 16) : 0;
+    const __mmask16 m0 = lanes(d - p), m1 = p + 16 < d ? lanes(d - p - 16) : 0;
     /* the epilogue's rows (U, muW, mu, sigma, sig2 at these 32 columns), requested during the
      * first 2 L + 4 batch rows: the panel order visits each row in 128-byte pieces, 20
      * components apart, which the hardware prefetchers do not follow; in the training step these
@@ -336,13 +336,13 @@ tu_tile(const size_t L, size_t M, size_t d, size_t dc, size_t p, const float *X,
      * gradient rows from the accumulators */
     const __m512 two = _mm512_set1_ps(2.0f), vU = _mm512_set1_ps(rU), vS = _mm512_set1_ps(rS);
     const __m512 vM = _mm512_set1_ps(rM);
-    const int nh = full ? 2 : p + 16 < dc ? 2 : 1;
+    const int nh = full ? 2 : p + 16 < d ? 2 : 1;
     const __mmask16 mh[2] = {m0, m1};
     int fh[2];
     __m512 s2o[2], muo[2], ds[2], dm[2], sn[2], mn[2], s2n[2];
     for (int h = 0; h < nh; h++) {
         const size_t c = p + 16 * (size_t)h;
-        fh[h] = full ? 1 : dc - c >= 16; /* a full 16-column block (dot16's lanes) */
+        fh[h] = full ? 1 : d - c >= 16; /* a full 16-column block (dot16's lanes) */
         s2o[h] = ld16(sig2 + c, mh[h], fh[h]), muo[h] = ld16(mu + c, mh[h], fh[h]);
         ds[h] = acc[0][h], dm[h] = acc[1][h];
     }
@@ -381,47 +381,43 @@ tu_tile(const size_t L, size_t M, size_t d, size_t dc, size_t p, const float *X,
         }
 }
 
-/* Components [k0, k1) (absolute indices into the parameter and cache arrays), columns [c0, c1)
- * of d (absolute: every row of X, U, muW, mu, sigma, sig2 at its column), L constant.  a's
- * partial sums: 16 lanes over the full 16-column blocks from c0, then the tail to c1, in double
- * (c0 = 0, c1 = d: dot16's order). */
+/* Components [k0, k1) (absolute indices into the parameter and cache arrays), L constant. */
 static inline __attribute__((always_inline)) void
-tu_run(const size_t L, size_t M, size_t d, size_t c0, size_t c1, size_t k0, size_t k1,
-       const float *X, size_t ldx, const float *dF, size_t ldf, const float *dS2, size_t lds,
-       float *U, float *mu, float *sigma, float *sig2, float *muW, const float *dal, float rU,
-       float rS, float rM, double *acc) {
+tu_run(const size_t L, size_t M, size_t d, size_t k0, size_t k1, const float *X, size_t ldx,
+       const float *dF, size_t ldf, const float *dS2, size_t lds, float *U, float *mu, float *sigma,
+       float *sig2, float *muW, const float *dal, float rU, float rS, float rM, double *acc) {
     float part[TU_KB * (L ? L : 1) * 16]; /* a's 16-lane partial sums, per (component, l) */
-    const size_t dfull = c0 + ((c1 - c0) & ~(size_t)15);
+    const size_t dfull = d & ~(size_t)15;
     float x2p[M * TU_PB] __attribute__((aligned(64))); /* M <= TU_MMAX */
     for (size_t kb = k0; kb < k1; kb += TU_KB) {
         const size_t ke = k1 - kb < TU_KB ? k1 : kb + TU_KB;
         for (size_t e = 0; e < (ke - kb) * L * 16; e++)
             part[e] = 0.0f;
-        for (size_t p0 = c0; p0 < c1; p0 += TU_PB) {
-            /* the panel of X * X, formed once for all components (zeros past c1) */
+        for (size_t p0 = 0; p0 < d; p0 += TU_PB) {
+            /* the panel of X * X, formed once for all components (zeros past d) */
             for (size_t i = 0; i < M; i++)
                 for (size_t q = 0; q < TU_PB; q += 16) {
-                    const __m512 x = p0 + q < c1 ? _mm512_maskz_loadu_ps(lanes(c1 - p0 - q),
-                                                                         X + i * ldx + p0 + q)
-                                                 : _mm512_setzero_ps();
+                    const __m512 x =
+                        p0 + q < d ? _mm512_maskz_loadu_ps(lanes(d - p0 - q), X + i * ldx + p0 + q)
+                                   : _mm512_setzero_ps();
                     _mm512_store_ps(x2p + i * TU_PB + q, _mm512_mul_ps(x, x));
                 }
             for (size_t k = kb; k < ke; k++)
-                for (size_t p = p0; p < p0 + TU_PB && p < c1; p += 32) {
+                for (size_t p = p0; p < p0 + TU_PB && p < d; p += 32) {
                     const float *g = dF + k * (L + 1), *gs = dS2 + k;
                     float *Uk = U + k * L * d, *mk = mu + k * d, *sk = sigma + k * d;
                     float *s2k = sig2 + k * d, *mWk = muW + k * (L + 1) * d;
                     const float *dk = dal + (k - k0) * L;
                     float *pk = part + (k - kb) * L * 16;
                     const float *x2 = x2p + (p - p0);
-                    if (p + 32 <= c1)
-                        tu_tile(L, M, d, c1, p, X, ldx, x2, TU_PB, g, ldf, gs, lds, Uk, mk, sk, s2k,
+                    if (p + 32 <= d)
+                        tu_tile(L, M, d, p, X, ldx, x2, TU_PB, g, ldf, gs, lds, Uk, mk, sk, s2k,
                                 mWk, dk, rU, rS, rM, pk, 1, 0);
-                    else if (p + 16 >= c1) /* (d = 784's last 16 columns) */
-                        tu_tile(L, M, d, c1, p, X, ldx, x2, TU_PB, g, ldf, gs, lds, Uk, mk, sk, s2k,
+                    else if (p + 16 >= d) /* (d = 784's last 16 columns) */
+                        tu_tile(L, M, d, p, X, ldx, x2, TU_PB, g, ldf, gs, lds, Uk, mk, sk, s2k,
                                 mWk, dk, rU, rS, rM, pk, 0, 1);
                     else
-                        tu_tile(L, M, d, c1, p, X, ldx, x2, TU_PB, g, ldf, gs, lds, Uk, mk, sk, s2k,
+                        tu_tile(L, M, d, p, X, ldx, x2, TU_PB, g, ldf, gs, lds, Uk, mk, sk, s2k,
                                 mWk, dk, rU, rS, rM, pk, 0, 0);
                 }
         }
@@ -432,7 +428,7 @@ tu_run(const size_t L, size_t M, size_t d, size_t c0, size_t c1, size_t k0, size
                 double s = 0.0;
                 for (int q = 0; q < 16; q++)
                     s += (double)pl[q];
-                for (size_t j = dfull; j < c1; j++)
+                for (size_t j = dfull; j < d; j++)
                     s += (double)u[j] * (double)mk[j];
                 acc[(k - k0) * L + l] = s;
             }
@@ -440,13 +436,12 @@ tu_run(const size_t L, size_t M, size_t d, size_t c0, size_t c1, size_t k0, size
 }
 
 #define TU_INST(n)                                                                                 \
-    static void tu_run##n(size_t M, size_t d, size_t c0, size_t c1, size_t k0, size_t k1,          \
-                          const float *X, size_t ldx, const float *dF, size_t ldf,                 \
-                          const float *dS2, size_t lds, float *U, float *mu, float *sigma,         \
-                          float *sig2, float *muW, const float *dal, float rU, float rS, float rM, \
-                          double *acc) {                                                           \
-        tu_run(n, M, d, c0, c1, k0, k1, X, ldx, dF, ldf, dS2, lds, U, mu, sigma, sig2, muW, dal,   \
-               rU, rS, rM, acc);                                                                   \
+    static void tu_run##n(size_t M, size_t d, size_t k0, size_t k1, const float *X, size_t ldx,    \
+                          const float *dF, size_t ldf, const float *dS2, size_t lds, float *U,     \
+                          float *mu, float *sigma, float *sig2, float *muW, const float *dal,      \
+                          float rU, float rS, float rM, double *acc) {                             \
+        tu_run(n, M, d, k0, k1, X, ldx, dF, ldf, dS2, lds, U, mu, sigma, sig2, muW, dal, rU, rS,   \
+               rM, acc);                                                                           \
     }
 TU_INST(0)
 TU_INST(1)
@@ -460,35 +455,24 @@ TU_INST(8)
 TU_INST(9)
 TU_INST(10)
 
-typedef void (*tu_fn)(size_t, size_t, size_t, size_t, size_t, size_t, const float *, size_t,
-                      const float *, size_t, const float *, size_t, float *, float *, float *,
-                      float *, float *, const float *, float, float, float, double *);
-
-int gmf_nn_kern_tn_update_cols(size_t M, size_t d, size_t c0, size_t c1, size_t L, size_t k0,
-                               size_t k1, const float *X, size_t ldx, const float *dF, size_t ldf,
-                               const float *dS2, size_t lds, float *U, float *mu, float *sigma,
-                               float *sig2, float *muW, const float *dal, float rU, float rS,
-                               float rM, double *acc) {
-    static const tu_fn fn[GMF_NN_KERN_TU_LMAX + 1] = {tu_run0, tu_run1, tu_run2, tu_run3,
-                                                      tu_run4, tu_run5, tu_run6, tu_run7,
-                                                      tu_run8, tu_run9, tu_run10};
-    if (L > GMF_NN_KERN_TU_LMAX || M > GMF_NN_KERN_TU_MMAX) return 0;
-    if (c1 > d) c1 = d;
-    if (k1 <= k0 || c1 <= c0) {
-        for (size_t e = 0; e < (k1 > k0 ? k1 - k0 : 0) * L; e++)
-            acc[e] = 0.0; /* no columns: a's partial sums are empty */
-        return 1;
-    }
-    fn[L](M, d, c0, c1, k0, k1, X, ldx, dF, ldf, dS2, lds, U, mu, sigma, sig2, muW, dal, rU, rS, rM,
-          acc);
-    return 1;
-}
+typedef void (*tu_fn)(size_t, size_t, size_t, size_t, const float *, size_t, const float *, size_t,
+                      const float *, size_t, float *, float *, float *, float *, float *,
+                      const float *, float, float, float, double *);
 
 int gmf_nn_kern_tn_update(size_t M, size_t d, size_t L, size_t k0, size_t k1, const float *X,
                           size_t ldx, const float *dF, size_t ldf, const float *dS2, size_t lds,
                           float *U, float *mu, float *sigma, float *sig2, float *muW,
                           const float *dal, float rU, float rS, float rM, double *acc) {
-    return gmf_nn_kern_tn_update_cols(M, d, 0, d, L, k0, k1, X, ldx, dF, ldf, dS2, lds, U, mu,
-                                      sigma, sig2, muW, dal, rU, rS, rM, acc);
+    static const tu_fn fn[GMF_NN_KERN_TU_LMAX + 1] = {tu_run0, tu_run1, tu_run2, tu_run3,
+                                                      tu_run4, tu_run5, tu_run6, tu_run7,
+                                                      tu_run8, tu_run9, tu_run10};
+    if (L > GMF_NN_KERN_TU_LMAX || M > GMF_NN_KERN_TU_MMAX) return 0;
+    if (k1 <= k0 || d == 0) {
+        for (size_t e = 0; e < (k1 > k0 ? k1 - k0 : 0) * L; e++)
+            acc[e] = 0.0; /* no columns: a's partial sums are empty */
+        return 1;
+    }
+    fn[L](M, d, k0, k1, X, ldx, dF, ldf, dS2, lds, U, mu, sigma, sig2, muW, dal, rU, rS, rM, acc);
+    return 1;
 }
 #endif

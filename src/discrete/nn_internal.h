@@ -121,16 +121,6 @@ int gmf_nn_kern_tn_update(size_t M, size_t d, size_t L, size_t k0, size_t k1, co
                           size_t ldx, const float *dF, size_t ldf, const float *dS2, size_t lds,
                           float *U, float *mu, float *sigma, float *sig2, float *muW,
                           const float *dal, float rU, float rS, float rM, double *acc);
-/* gmf_nn_kern_tn_update_cols: the same on the columns [c0, c1) of d only (every row of X and of
- * the parameters at its own column, d apart): the whole pass for those columns, and acc[] gets
- * a's partial sums U_l . mu over them (16 lanes over the full 16-column blocks from c0, then
- * the tail; zero when c1 <= c0).  c0 = 0, c1 = d is gmf_nn_kern_tn_update (the trainer's only
- * use; tests/test_gm_kern.c checks ranges against it). */
-int gmf_nn_kern_tn_update_cols(size_t M, size_t d, size_t c0, size_t c1, size_t L, size_t k0,
-                               size_t k1, const float *X, size_t ldx, const float *dF, size_t ldf,
-                               const float *dS2, size_t lds, float *U, float *mu, float *sigma,
-                               float *sig2, float *muW, const float *dal, float rU, float rS,
-                               float rM, double *acc);
 void gmf_nn_kern_nt(size_t M, size_t N, size_t d, const float *A, size_t lda, const float *B,
                     size_t ldb, float *C, size_t ldc, int sq);
 void gmf_nn_kern_tn(size_t N, size_t d, size_t M, const float *G, size_t ldg, const float *A,
